@@ -1,0 +1,153 @@
+package ctl
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+)
+
+// outputFormat is the value of -o/--output: table or json.
+type outputFormat string
+
+const (
+	outputTable outputFormat = "table"
+	outputJSON  outputFormat = "json"
+)
+
+func (o *outputFormat) String() string { return string(*o) }
+func (o *outputFormat) Type() string   { return "table|json" }
+
+// Set accepts only the known formats, so a bad -o is a flag error (exit 2).
+func (o *outputFormat) Set(s string) error {
+	switch f := outputFormat(s); f {
+	case outputTable, outputJSON:
+		*o = f
+		return nil
+	}
+	return fmt.Errorf("must be table or json")
+}
+
+// writer is sockctl's only printer: results to stdout, diagnostics to stderr.
+type writer struct {
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// errorf prints a diagnostic on stderr.
+func (w *writer) errorf(format string, args ...any) {
+	fmt.Fprintf(w.stderr, format, args...)
+}
+
+// printf prints a result on stdout.
+func (w *writer) printf(format string, args ...any) {
+	fmt.Fprintf(w.stdout, format, args...)
+}
+
+// raw writes received bytes to stdout unchanged, or as one line of hex.
+func (w *writer) raw(data []byte, asHex bool) error {
+	if asHex {
+		_, err := fmt.Fprintln(w.stdout, hex.EncodeToString(data))
+		return err
+	}
+	_, err := w.stdout.Write(data)
+	return err
+}
+
+// json prints m as protojson, indented by two spaces. protojson's own whitespace varies on
+// purpose between builds; json.Indent makes it byte-stable.
+func (w *writer) json(m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: false}.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	buf.WriteByte('\n')
+	_, err = w.stdout.Write(buf.Bytes())
+	return err
+}
+
+// socketHeader is the table header of socket rows.
+const socketHeader = "ID\tNETWORK\tKIND\tSTATE\tLOCAL\tREMOTE\tSENT\tRECV"
+
+// sockets prints sockets as a table with a header (also when there are none).
+func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
+	tw := tabwriter.NewWriter(w.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, socketHeader)
+	for _, s := range socks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n",
+			s.GetSocketId(), dash(s.GetNetwork()), kindName(s.GetKind()), stateName(s.GetState()),
+			dash(s.GetLocalAddress()), dash(s.GetRemoteAddress()), s.GetBytesSent(), s.GetBytesReceived())
+	}
+	return tw.Flush()
+}
+
+// info prints the agent's description as "key: value" lines, then its interfaces.
+func (w *writer) info(r *sockagentv1.GetInfoResponse) error {
+	tw := tabwriter.NewWriter(w.stdout, 0, 0, 1, ' ', 0)
+	kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	kv("hostname", r.GetHostname())
+	kv("version", r.GetVersion())
+	kv("os/arch", r.GetOs()+"/"+r.GetArch())
+	kv("pid", fmt.Sprint(r.GetPid()))
+	kv("instance", r.GetInstanceId())
+	if r.GetStartedAt() != nil {
+		kv("started", r.GetStartedAt().AsTime().Format(time.RFC3339))
+	}
+	if r.GetUptime() != nil {
+		kv("uptime", r.GetUptime().AsDuration().Round(time.Second).String())
+	}
+	kv("open sockets", fmt.Sprint(r.GetOpenSockets()))
+	kv("networks", strings.Join(r.GetNetworks(), " "))
+	if l := r.GetLimits(); l != nil {
+		if l.GetDefaultTimeout() != nil {
+			kv("default timeout", l.GetDefaultTimeout().AsDuration().String())
+		}
+		kv("max recv bytes", fmt.Sprint(l.GetMaxRecvBytes()))
+		kv("open files", fmt.Sprintf("%d soft, %d hard", l.GetOpenFilesSoft(), l.GetOpenFilesHard()))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	w.printf("interfaces:\n")
+	tw = tabwriter.NewWriter(w.stdout, 0, 0, 2, ' ', 0)
+	for _, i := range r.GetInterfaces() {
+		fmt.Fprintf(tw, "  %s\tindex %d\tmtu %d\t%s\t%s\n", i.GetName(), i.GetIndex(), i.GetMtu(),
+			dash(strings.Join(i.GetFlags(), ",")), dash(strings.Join(i.GetAddresses(), " ")))
+	}
+	return tw.Flush()
+}
+
+// kindName is a SocketKind without its prefix, in lower case: listener, stream, datagram.
+func kindName(k sockagentv1.SocketKind) string {
+	return enumName(k.String(), "SOCKET_KIND_")
+}
+
+// stateName is a SocketState without its prefix, in lower case: open, write-shut, closed.
+func stateName(s sockagentv1.SocketState) string {
+	return enumName(s.String(), "SOCKET_STATE_")
+}
+
+func enumName(s, prefix string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s, prefix)), "_", "-")
+}
+
+// dash stands in for an empty table cell.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
