@@ -1,0 +1,180 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Domain is the google.rpc.ErrorInfo domain of every error the agent returns.
+const Domain = "sockagent.v1"
+
+// Reasons carried in google.rpc.ErrorInfo.reason. Scripts match on these strings.
+const (
+	ReasonConnectionRefused   = "CONNECTION_REFUSED"
+	ReasonConnectionReset     = "CONNECTION_RESET"
+	ReasonHostUnreachable     = "HOST_UNREACHABLE"
+	ReasonNetworkUnreachable  = "NETWORK_UNREACHABLE"
+	ReasonTimeout             = "TIMEOUT"
+	ReasonAddressInUse        = "ADDRESS_IN_USE"
+	ReasonAddressNotAvailable = "ADDRESS_NOT_AVAILABLE"
+	ReasonBrokenPipe          = "BROKEN_PIPE"
+	ReasonSocketClosed        = "SOCKET_CLOSED"
+	ReasonUnknownSocket       = "UNKNOWN_SOCKET"
+	ReasonWrongSocketKind     = "WRONG_SOCKET_KIND"
+	ReasonNotConnected        = "NOT_CONNECTED"
+	ReasonInvalidAddress      = "INVALID_ADDRESS"
+	ReasonInvalidNetwork      = "INVALID_NETWORK"
+	ReasonInvalidArgument     = "INVALID_ARGUMENT"
+	ReasonNameNotResolved     = "NAME_NOT_RESOLVED"
+	ReasonPathNotFound        = "PATH_NOT_FOUND"
+	ReasonAccessDenied        = "ACCESS_DENIED"
+	ReasonMessageTooLarge     = "MESSAGE_TOO_LARGE"
+	ReasonTooManyOpenFiles    = "TOO_MANY_OPEN_FILES"
+	ReasonNoBufferSpace       = "NO_BUFFER_SPACE"
+	ReasonAgentStopping       = "AGENT_STOPPING"
+	ReasonCancelled           = "CANCELLED"
+	ReasonOSError             = "OS_ERROR"
+)
+
+// Sentinel errors of the socket table.
+var (
+	// ErrUnknownSocket: no socket has this id (never opened, or already closed).
+	ErrUnknownSocket = errors.New("unknown socket (never opened, or already closed)")
+	// ErrAgentStopping: the agent is shutting down and takes no new work.
+	ErrAgentStopping = errors.New("agent is stopping")
+)
+
+// kindError says a socket cannot do what was asked of it.
+type kindError struct{ msg string }
+
+func (e *kindError) Error() string { return e.msg }
+
+// argError is a bad request field; reason is one of the INVALID_* or MESSAGE_TOO_LARGE reasons.
+type argError struct {
+	reason string
+	msg    string
+}
+
+func (e *argError) Error() string { return e.msg }
+
+func badArg(reason, format string, args ...any) error {
+	return &argError{reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+// OpError wraps an error with the operation, network, address and socket it concerns.
+type OpError struct {
+	Op       string
+	Network  string
+	Address  string
+	SocketID string
+	Err      error
+}
+
+func (e *OpError) Error() string {
+	s := e.Op
+	if e.SocketID != "" {
+		s += " " + e.SocketID
+	}
+	if e.Network != "" {
+		s += " " + e.Network
+	}
+	if e.Address != "" {
+		s += " " + e.Address
+	}
+	return s + ": " + innermost(e.Err).Error()
+}
+
+func (e *OpError) Unwrap() error { return e.Err }
+
+// innermost drops the net.OpError layer, whose text repeats op and address.
+func innermost(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
+// classify maps an error to a gRPC code and an ErrorInfo reason. It is the only place that
+// decides codes; it uses errors.Is/As, never the text.
+func classify(err error) (codes.Code, string) {
+	var (
+		ke    *kindError
+		ae    *argError
+		dnse  *net.DNSError
+		adde  *net.AddrError
+		pe    *net.ParseError
+		une   net.UnknownNetworkError
+		errno syscall.Errno
+		ne    net.Error
+	)
+	switch {
+	case errors.Is(err, ErrUnknownSocket):
+		return codes.NotFound, ReasonUnknownSocket
+	case errors.As(err, &ke):
+		return codes.FailedPrecondition, ReasonWrongSocketKind
+	case errors.As(err, &ae):
+		return codes.InvalidArgument, ae.reason
+	case errors.Is(err, ErrAgentStopping):
+		return codes.Unavailable, ReasonAgentStopping
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled, ReasonCancelled
+	case errors.Is(err, net.ErrClosed):
+		return codes.Aborted, ReasonSocketClosed
+	case errors.As(err, &une):
+		return codes.InvalidArgument, ReasonInvalidNetwork
+	case errors.As(err, &dnse):
+		if dnse.IsTimeout {
+			return codes.DeadlineExceeded, ReasonTimeout
+		}
+		return codes.Unavailable, ReasonNameNotResolved
+	case errors.As(err, &adde), errors.As(err, &pe):
+		return codes.InvalidArgument, ReasonInvalidAddress
+	case errors.As(err, &errno):
+		if c, r, ok := errnoReason(errno); ok {
+			return c, r
+		}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout()) {
+		return codes.DeadlineExceeded, ReasonTimeout
+	}
+	return codes.Unknown, ReasonOSError
+}
+
+// toStatus turns any error of the agent into a gRPC status with a google.rpc.ErrorInfo.
+func toStatus(err error) *status.Status {
+	if err == nil {
+		return status.New(codes.OK, "")
+	}
+	if s, ok := status.FromError(err); ok {
+		return s
+	}
+	code, reason := classify(err)
+	md := map[string]string{}
+	var oe *OpError
+	if errors.As(err, &oe) {
+		for k, v := range map[string]string{"op": oe.Op, "network": oe.Network, "address": oe.Address, "socket_id": oe.SocketID} {
+			if v != "" {
+				md[k] = v
+			}
+		}
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		md["errno"] = errno.Error()
+	}
+	st := status.New(code, err.Error())
+	if ds, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: md}); derr == nil {
+		return ds
+	}
+	return st
+}

@@ -1,0 +1,175 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// socketService is the gRPC adapter of SocketService: proto <-> Go, one short method per RPC.
+type socketService struct {
+	sockagentv1.UnimplementedSocketServiceServer
+	t *table
+}
+
+// maxTimeout bounds a request's timeout: anything longer is surely a mistake.
+const maxTimeout = 24 * time.Hour
+
+func timeoutOf(op string, d *durationpb.Duration) (time.Duration, error) {
+	if d == nil {
+		return 0, nil
+	}
+	if err := d.CheckValid(); err != nil {
+		return 0, badArg(ReasonInvalidArgument, "%s: timeout: %v", op, err)
+	}
+	v := d.AsDuration()
+	if v < 0 || v > maxTimeout {
+		return 0, badArg(ReasonInvalidArgument, "%s: timeout %s out of range; give 0 (the agent's default) up to %s", op, v, maxTimeout)
+	}
+	return v, nil
+}
+
+func toProto(in Info) *sockagentv1.Socket {
+	return &sockagentv1.Socket{
+		SocketId:         in.ID,
+		Network:          in.Network,
+		Kind:             sockagentv1.SocketKind(in.Kind),
+		State:            sockagentv1.SocketState(in.State),
+		LocalAddress:     in.Local,
+		RemoteAddress:    in.Remote,
+		BytesSent:        in.BytesSent,
+		BytesReceived:    in.BytesRecv,
+		MessagesSent:     in.MsgsSent,
+		MessagesReceived: in.MsgsRecv,
+		Accepted:         in.Accepted,
+		ParentId:         in.Parent,
+		CreatedAt:        timestamppb.New(in.Created),
+		PendingCalls:     in.Pending,
+	}
+}
+
+func fail(err error) error { return toStatus(err).Err() }
+
+func (s *socketService) Listen(ctx context.Context, r *sockagentv1.ListenRequest) (*sockagentv1.ListenResponse, error) {
+	in, err := s.t.Listen(ctx, r.GetNetwork(), r.GetAddress())
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.ListenResponse{Socket: toProto(in)}, nil
+}
+
+func (s *socketService) Bind(ctx context.Context, r *sockagentv1.BindRequest) (*sockagentv1.BindResponse, error) {
+	in, err := s.t.Bind(ctx, r.GetNetwork(), r.GetAddress())
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.BindResponse{Socket: toProto(in)}, nil
+}
+
+func (s *socketService) Dial(ctx context.Context, r *sockagentv1.DialRequest) (*sockagentv1.DialResponse, error) {
+	to, err := timeoutOf("dial", r.GetTimeout())
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.Dial(ctx, r.GetNetwork(), r.GetAddress(), r.GetLocalAddress(), to)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.DialResponse{Socket: toProto(in)}, nil
+}
+
+func (s *socketService) Accept(ctx context.Context, r *sockagentv1.AcceptRequest) (*sockagentv1.AcceptResponse, error) {
+	to, err := timeoutOf("accept", r.GetTimeout())
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.Accept(ctx, r.GetSocketId(), to)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.AcceptResponse{Socket: toProto(in)}, nil
+}
+
+func (s *socketService) Send(ctx context.Context, r *sockagentv1.SendRequest) (*sockagentv1.SendResponse, error) {
+	to, err := timeoutOf("send", r.GetTimeout())
+	if err != nil {
+		return nil, fail(err)
+	}
+	n, err := s.t.Send(ctx, r.GetSocketId(), r.GetData(), to)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.SendResponse{BytesSent: uint64(n)}, nil
+}
+
+func (s *socketService) Recv(ctx context.Context, r *sockagentv1.RecvRequest) (*sockagentv1.RecvResponse, error) {
+	to, err := timeoutOf("recv", r.GetTimeout())
+	if err != nil {
+		return nil, fail(err)
+	}
+	data, eof, err := s.t.Recv(ctx, r.GetSocketId(), r.GetMaxBytes(), r.GetExactBytes(), to)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.RecvResponse{Data: data, Eof: eof}, nil
+}
+
+func (s *socketService) SendTo(ctx context.Context, r *sockagentv1.SendToRequest) (*sockagentv1.SendToResponse, error) {
+	to, err := timeoutOf("sendto", r.GetTimeout())
+	if err != nil {
+		return nil, fail(err)
+	}
+	n, err := s.t.SendTo(ctx, r.GetSocketId(), r.GetAddress(), r.GetData(), to)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.SendToResponse{BytesSent: uint64(n)}, nil
+}
+
+func (s *socketService) RecvFrom(ctx context.Context, r *sockagentv1.RecvFromRequest) (*sockagentv1.RecvFromResponse, error) {
+	to, err := timeoutOf("recvfrom", r.GetTimeout())
+	if err != nil {
+		return nil, fail(err)
+	}
+	data, from, err := s.t.RecvFrom(ctx, r.GetSocketId(), r.GetMaxBytes(), to)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.RecvFromResponse{Data: data, Address: from}, nil
+}
+
+func (s *socketService) Shutdown(_ context.Context, r *sockagentv1.ShutdownRequest) (*sockagentv1.ShutdownResponse, error) {
+	in, err := s.t.Shutdown(r.GetSocketId(), Direction(r.GetDirection()))
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.ShutdownResponse{Socket: toProto(in)}, nil
+}
+
+func (s *socketService) Close(_ context.Context, r *sockagentv1.CloseRequest) (*sockagentv1.CloseResponse, error) {
+	in, err := s.t.Close(r.GetSocketId())
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.CloseResponse{Socket: toProto(in)}, nil
+}
+
+func (s *socketService) GetSocket(_ context.Context, r *sockagentv1.GetSocketRequest) (*sockagentv1.GetSocketResponse, error) {
+	in, err := s.t.Get(r.GetSocketId())
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.GetSocketResponse{Socket: toProto(in)}, nil
+}
+
+func (s *socketService) ListSockets(context.Context, *sockagentv1.ListSocketsRequest) (*sockagentv1.ListSocketsResponse, error) {
+	list := s.t.List()
+	out := make([]*sockagentv1.Socket, len(list))
+	for i, in := range list {
+		out[i] = toProto(in)
+	}
+	return &sockagentv1.ListSocketsResponse{Sockets: out}, nil
+}

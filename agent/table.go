@@ -1,0 +1,760 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Kind says what a socket can do.
+type Kind int
+
+// Socket kinds.
+const (
+	KindListener Kind = iota + 1
+	KindStream
+	KindDatagram
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindListener:
+		return "listener"
+	case KindStream:
+		return "stream"
+	case KindDatagram:
+		return "datagram"
+	}
+	return "unknown"
+}
+
+// State is a socket's life stage.
+type State int
+
+// Socket states.
+const (
+	StateOpen State = iota + 1
+	StateReadShut
+	StateWriteShut
+	StateShut
+	StateClosed
+)
+
+// Direction selects a half of a connection for Shutdown.
+type Direction int
+
+// Shutdown directions.
+const (
+	ShutRead Direction = iota + 1
+	ShutWrite
+	ShutBoth
+)
+
+// Info is a snapshot of one socket.
+type Info struct {
+	ID, Network, Parent  string
+	Kind                 Kind
+	State                State
+	Local, Remote        string
+	BytesSent, BytesRecv uint64
+	MsgsSent, MsgsRecv   uint64
+	Accepted             uint64
+	Created              time.Time
+	Pending              uint32
+}
+
+const (
+	defaultReadSize = 64 << 10
+	// farPast is a deadline in the past: setting it wakes a blocked call at once.
+	farPastUnix = 1
+)
+
+var (
+	streamListenNets = []string{"tcp", "tcp4", "tcp6", "unix"}
+	datagramNets     = []string{"udp", "udp4", "udp6", "unixgram"}
+	dialNets         = []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram"}
+)
+
+// Networks lists every network name the agent accepts.
+func Networks() []string { return append([]string(nil), dialNets...) }
+
+// gate is a FIFO lock: Go serves goroutines blocked on one channel in arrival order.
+type gate chan struct{}
+
+func newGate() gate {
+	g := make(gate, 1)
+	g <- struct{}{}
+	return g
+}
+
+func (g gate) enter(ctx context.Context, closed <-chan struct{}) error {
+	select {
+	case <-g:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-closed:
+		return net.ErrClosed
+	}
+}
+
+func (g gate) leave() { g <- struct{}{} }
+
+// sock is one entry of the table.
+type sock struct {
+	id, network, parent string
+	kind                Kind
+	created             time.Time
+	ln                  net.Listener
+	conn                net.Conn       // stream socket, or connected datagram socket
+	pc                  net.PacketConn // bound (unconnected) datagram socket
+	unlink              string         // unixgram path to remove on close
+
+	readGate, writeGate gate
+	closed              chan struct{}
+	leftover            []byte // bytes of an interrupted exact read; guarded by readGate
+
+	mu        sync.Mutex // guards readShut, writeShut
+	readShut  bool
+	writeShut bool
+
+	pending                                  atomic.Int32
+	bytesSent, bytesRecv, msgsSent, msgsRecv atomic.Uint64
+	accepted                                 atomic.Uint64
+}
+
+func (s *sock) info() Info {
+	in := Info{
+		ID: s.id, Network: s.network, Parent: s.parent, Kind: s.kind, State: StateOpen,
+		Created:   s.created,
+		BytesSent: s.bytesSent.Load(), BytesRecv: s.bytesRecv.Load(),
+		MsgsSent: s.msgsSent.Load(), MsgsRecv: s.msgsRecv.Load(),
+		Accepted: s.accepted.Load(), Pending: uint32(max(s.pending.Load(), 0)),
+	}
+	switch {
+	case s.ln != nil:
+		in.Local = s.ln.Addr().String()
+	case s.conn != nil:
+		in.Local = addrString(s.conn.LocalAddr())
+		in.Remote = addrString(s.conn.RemoteAddr())
+	case s.pc != nil:
+		in.Local = addrString(s.pc.LocalAddr())
+	}
+	s.mu.Lock()
+	switch {
+	case s.readShut && s.writeShut:
+		in.State = StateShut
+	case s.readShut:
+		in.State = StateReadShut
+	case s.writeShut:
+		in.State = StateWriteShut
+	}
+	s.mu.Unlock()
+	return in
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+func (s *sock) close() error {
+	close(s.closed)
+	var err error
+	switch {
+	case s.ln != nil:
+		err = s.ln.Close()
+	case s.conn != nil:
+		err = s.conn.Close()
+	case s.pc != nil:
+		err = s.pc.Close()
+	}
+	if s.unlink != "" {
+		_ = os.Remove(s.unlink)
+	}
+	return err
+}
+
+// table owns every live socket of the agent. It knows nothing of gRPC.
+type table struct {
+	defaultTimeout time.Duration
+	maxRecv        int
+
+	mu      sync.Mutex
+	next    uint64
+	socks   map[string]*sock
+	stopped bool
+}
+
+func newTable(defaultTimeout time.Duration, maxRecv int) *table {
+	return &table{defaultTimeout: defaultTimeout, maxRecv: maxRecv, socks: map[string]*sock{}}
+}
+
+// add registers a new socket; when the table is stopped it closes it and refuses.
+func (t *table) add(s *sock) error {
+	s.created = time.Now()
+	s.readGate, s.writeGate = newGate(), newGate()
+	s.closed = make(chan struct{})
+	t.mu.Lock()
+	if t.stopped {
+		t.mu.Unlock()
+		_ = s.close()
+		return ErrAgentStopping
+	}
+	t.next++
+	s.id = "s" + strconv.FormatUint(t.next, 10)
+	t.socks[s.id] = s
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *table) get(id string) (*sock, error) {
+	t.mu.Lock()
+	s, ok := t.socks[id]
+	t.mu.Unlock()
+	if !ok {
+		return nil, ErrUnknownSocket
+	}
+	return s, nil
+}
+
+// Len counts open sockets.
+func (t *table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.socks)
+}
+
+// List returns every open socket, oldest first.
+func (t *table) List() []Info {
+	t.mu.Lock()
+	ss := make([]*sock, 0, len(t.socks))
+	for _, s := range t.socks {
+		ss = append(ss, s)
+	}
+	t.mu.Unlock()
+	out := make([]Info, len(ss))
+	for i, s := range ss {
+		out[i] = s.info()
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, _ := strconv.ParseUint(strings.TrimPrefix(out[i].ID, "s"), 10, 64)
+		b, _ := strconv.ParseUint(strings.TrimPrefix(out[j].ID, "s"), 10, 64)
+		return a < b
+	})
+	return out
+}
+
+// Get returns one socket's snapshot.
+func (t *table) Get(id string) (Info, error) {
+	s, err := t.get(id)
+	if err != nil {
+		return Info{}, &OpError{Op: "get", SocketID: id, Err: err}
+	}
+	return s.info(), nil
+}
+
+// Close closes one socket and returns its final snapshot.
+func (t *table) Close(id string) (Info, error) {
+	t.mu.Lock()
+	s, ok := t.socks[id]
+	delete(t.socks, id)
+	t.mu.Unlock()
+	if !ok {
+		return Info{}, &OpError{Op: "close", SocketID: id, Err: ErrUnknownSocket}
+	}
+	in := s.info()
+	in.State = StateClosed
+	_ = s.close() // the socket is gone either way; a close error has no remedy
+	return in, nil
+}
+
+// Stop refuses new sockets and closes every open one; blocked calls return AGENT_STOPPING.
+func (t *table) Stop() {
+	t.mu.Lock()
+	t.stopped = true
+	socks := t.socks
+	t.socks = map[string]*sock{}
+	t.mu.Unlock()
+	for _, s := range socks {
+		_ = s.close()
+	}
+}
+
+func (t *table) isStopped() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stopped
+}
+
+func checkNetwork(op, network string, allowed []string) error {
+	for _, n := range allowed {
+		if n == network {
+			return nil
+		}
+	}
+	return badArg(ReasonInvalidNetwork, "%s: network %q not allowed here; use one of %s", op, network, strings.Join(allowed, ", "))
+}
+
+func checkAddress(op, address string) error {
+	if address == "" {
+		return badArg(ReasonInvalidAddress, "%s: address is empty; give host:port (\"127.0.0.1:0\", \"[::1]:8080\") or a UNIX socket path", op)
+	}
+	return nil
+}
+
+// Listen opens a stream listener.
+func (t *table) Listen(ctx context.Context, network, address string) (Info, error) {
+	wrap := func(err error) error { return &OpError{Op: "listen", Network: network, Address: address, Err: err} }
+	if err := checkNetwork("listen", network, streamListenNets); err != nil {
+		return Info{}, err
+	}
+	if err := checkAddress("listen", address); err != nil {
+		return Info{}, err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, network, address)
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	s := &sock{network: network, kind: KindListener, ln: ln}
+	if err := t.add(s); err != nil {
+		return Info{}, wrap(err)
+	}
+	return s.info(), nil
+}
+
+// Bind opens a bound datagram socket.
+func (t *table) Bind(ctx context.Context, network, address string) (Info, error) {
+	wrap := func(err error) error { return &OpError{Op: "bind", Network: network, Address: address, Err: err} }
+	if err := checkNetwork("bind", network, datagramNets); err != nil {
+		return Info{}, err
+	}
+	if err := checkAddress("bind", address); err != nil {
+		return Info{}, err
+	}
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, network, address)
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	s := &sock{network: network, kind: KindDatagram, pc: pc}
+	if network == "unixgram" && !strings.HasPrefix(address, "@") {
+		s.unlink = address
+	}
+	if err := t.add(s); err != nil {
+		return Info{}, wrap(err)
+	}
+	return s.info(), nil
+}
+
+func resolveLocal(network, address string) (net.Addr, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		return net.ResolveTCPAddr(network, address)
+	case "udp", "udp4", "udp6":
+		return net.ResolveUDPAddr(network, address)
+	default:
+		return net.ResolveUnixAddr(network, address)
+	}
+}
+
+// Dial opens a connected socket.
+func (t *table) Dial(ctx context.Context, network, address, local string, timeout time.Duration) (Info, error) {
+	wrap := func(err error) error { return &OpError{Op: "dial", Network: network, Address: address, Err: err} }
+	if err := checkNetwork("dial", network, dialNets); err != nil {
+		return Info{}, err
+	}
+	if err := checkAddress("dial", address); err != nil {
+		return Info{}, err
+	}
+	d := net.Dialer{Timeout: t.timeout(timeout)}
+	if local != "" {
+		la, err := resolveLocal(network, local)
+		if err != nil {
+			return Info{}, wrap(fmt.Errorf("local address %q: %w", local, err))
+		}
+		d.LocalAddr = la
+	}
+	conn, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	s := &sock{network: network, kind: KindStream, conn: conn}
+	if strings.HasPrefix(network, "udp") || network == "unixgram" {
+		s.kind = KindDatagram
+		if network == "unixgram" && local != "" && !strings.HasPrefix(local, "@") {
+			s.unlink = local
+		}
+	}
+	if err := t.add(s); err != nil {
+		return Info{}, wrap(err)
+	}
+	return s.info(), nil
+}
+
+func (t *table) timeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return t.defaultTimeout
+	}
+	return d
+}
+
+// blocking runs fn under a FIFO gate with a deadline: the call's timeout, bounded by the RPC's
+// deadline. Cancelling ctx wakes fn at once by moving the deadline into the past.
+func (t *table) blocking(ctx context.Context, s *sock, g gate, timeout time.Duration, setDeadline func(time.Time) error, fn func() error) error {
+	s.pending.Add(1)
+	defer s.pending.Add(-1)
+	if err := g.enter(ctx, s.closed); err != nil {
+		return t.closedErr(err)
+	}
+	defer g.leave()
+	deadline := time.Now().Add(t.timeout(timeout))
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := setDeadline(deadline); err != nil {
+		return t.closedErr(err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = setDeadline(time.Unix(farPastUnix, 0)) })
+	err := fn()
+	stop()
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		return context.Canceled
+	}
+	return t.closedErr(err)
+}
+
+func (t *table) closedErr(err error) error {
+	if errors.Is(err, net.ErrClosed) && t.isStopped() {
+		return ErrAgentStopping
+	}
+	return err
+}
+
+type deadliner interface{ SetDeadline(time.Time) error }
+
+// Accept waits for the next connection on a listener.
+func (t *table) Accept(ctx context.Context, id string, timeout time.Duration) (Info, error) {
+	s, err := t.get(id)
+	wrap := func(err error) error {
+		return &OpError{Op: "accept", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	if s.kind != KindListener {
+		return Info{}, wrap(&kindError{fmt.Sprintf("socket is a %s socket, not a listener; Accept needs a socket from Listen", s.kind)})
+	}
+	dl, ok := s.ln.(deadliner)
+	if !ok {
+		return Info{}, wrap(&kindError{"listener does not support deadlines"})
+	}
+	var conn net.Conn
+	err = t.blocking(ctx, s, s.readGate, timeout, dl.SetDeadline, func() error {
+		var aerr error
+		conn, aerr = s.ln.Accept()
+		return aerr
+	})
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	s.accepted.Add(1)
+	c := &sock{network: s.network, kind: KindStream, conn: conn, parent: s.id}
+	if err := t.add(c); err != nil {
+		return Info{}, wrap(err)
+	}
+	return c.info(), nil
+}
+
+func (t *table) readLimit(op string, n uint32) (int, error) {
+	if n == 0 {
+		return min(defaultReadSize, t.maxRecv), nil
+	}
+	if int64(n) > int64(t.maxRecv) {
+		return 0, badArg(ReasonInvalidArgument, "%s: %d bytes asked, the agent's limit is %d; read in several calls", op, n, t.maxRecv)
+	}
+	return int(n), nil
+}
+
+// Recv reads from a connected socket: up to maxBytes, or exactly exact bytes on a stream.
+func (t *table) Recv(ctx context.Context, id string, maxBytes, exact uint32, timeout time.Duration) ([]byte, bool, error) {
+	s, err := t.get(id)
+	wrap := func(err error) error {
+		return &OpError{Op: "recv", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return nil, false, wrap(err)
+	}
+	if s.kind == KindListener {
+		return nil, false, wrap(&kindError{"socket is a listener; Accept a connection and Recv on that"})
+	}
+	if exact > 0 && s.kind != KindStream {
+		return nil, false, wrap(badArg(ReasonInvalidArgument, "recv: exact_bytes needs a stream socket; a datagram socket reads one datagram per call"))
+	}
+	ask := maxBytes
+	if exact > 0 {
+		ask = exact
+	}
+	n, err := t.readLimit("recv", ask)
+	if err != nil {
+		return nil, false, wrap(err)
+	}
+	var (
+		data []byte
+		eof  bool
+	)
+	setDeadline := func(d time.Time) error {
+		if s.conn != nil {
+			return s.conn.SetReadDeadline(d)
+		}
+		return s.pc.SetReadDeadline(d)
+	}
+	err = t.blocking(ctx, s, s.readGate, timeout, setDeadline, func() error {
+		switch {
+		case s.pc != nil:
+			buf := make([]byte, n)
+			m, _, rerr := s.pc.ReadFrom(buf)
+			data = buf[:m]
+			return rerr
+		case exact > 0:
+			data, eof, err = s.readExact(n)
+			return err
+		default:
+			data, eof, err = s.readSome(n)
+			return err
+		}
+	})
+	if len(data) > 0 {
+		s.bytesRecv.Add(uint64(len(data)))
+		s.msgsRecv.Add(1)
+	}
+	if err != nil {
+		return nil, false, wrap(err)
+	}
+	return data, eof, nil
+}
+
+func networkOf(s *sock) string {
+	if s == nil {
+		return ""
+	}
+	return s.network
+}
+
+// addressOf names a socket in messages: its peer when connected, else its local address.
+func addressOf(s *sock) string {
+	switch {
+	case s == nil:
+		return ""
+	case s.conn != nil:
+		if r := addrString(s.conn.RemoteAddr()); r != "" {
+			return r
+		}
+		return addrString(s.conn.LocalAddr())
+	case s.ln != nil:
+		return s.ln.Addr().String()
+	case s.pc != nil:
+		return addrString(s.pc.LocalAddr())
+	}
+	return ""
+}
+
+// readSome reads up to n bytes, leftover first. Called under readGate.
+func (s *sock) readSome(n int) ([]byte, bool, error) {
+	if len(s.leftover) > 0 {
+		k := min(n, len(s.leftover))
+		data := append([]byte(nil), s.leftover[:k]...)
+		s.leftover = s.leftover[k:]
+		return data, false, nil
+	}
+	buf := make([]byte, n)
+	m, err := s.conn.Read(buf)
+	if m > 0 {
+		return buf[:m], false, nil
+	}
+	if errors.Is(err, io.EOF) {
+		return nil, true, nil
+	}
+	return nil, false, err
+}
+
+// readExact reads exactly n bytes unless EOF comes first. On another error the bytes read so
+// far are kept for the next Recv, so nothing is lost. Called under readGate.
+func (s *sock) readExact(n int) ([]byte, bool, error) {
+	buf := make([]byte, n)
+	got := copy(buf, s.leftover)
+	s.leftover = s.leftover[got:]
+	m, err := io.ReadFull(s.conn, buf[got:])
+	got += m
+	switch {
+	case err == nil:
+		return buf, false, nil
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return buf[:got], true, nil
+	default:
+		s.leftover = append(buf[:got:got], s.leftover...)
+		return nil, false, err
+	}
+}
+
+// Send writes all of data to a connected socket.
+func (t *table) Send(ctx context.Context, id string, data []byte, timeout time.Duration) (int, error) {
+	s, err := t.get(id)
+	wrap := func(err error) error {
+		return &OpError{Op: "send", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return 0, wrap(err)
+	}
+	if s.conn == nil {
+		if s.kind == KindListener {
+			return 0, wrap(&kindError{"socket is a listener; Accept a connection and Send on that"})
+		}
+		return 0, wrap(&kindError{"socket is not connected; use SendTo with a destination, or Dial"})
+	}
+	var n int
+	err = t.blocking(ctx, s, s.writeGate, timeout, s.conn.SetWriteDeadline, func() error {
+		var werr error
+		n, werr = s.conn.Write(data)
+		return werr
+	})
+	s.bytesSent.Add(uint64(n))
+	if err != nil {
+		return n, wrap(err)
+	}
+	s.msgsSent.Add(1)
+	return n, nil
+}
+
+// SendTo sends one datagram from a bound datagram socket.
+func (t *table) SendTo(ctx context.Context, id, address string, data []byte, timeout time.Duration) (int, error) {
+	s, err := t.get(id)
+	wrap := func(err error) error {
+		return &OpError{Op: "sendto", SocketID: id, Network: networkOf(s), Address: address, Err: err}
+	}
+	if err != nil {
+		return 0, wrap(err)
+	}
+	if s.pc == nil {
+		if s.kind == KindDatagram {
+			return 0, wrap(&kindError{"socket is connected (Dial); use Send, or Bind a socket for SendTo"})
+		}
+		return 0, wrap(&kindError{fmt.Sprintf("socket is a %s socket; SendTo needs a datagram socket from Bind", s.kind)})
+	}
+	if err := checkAddress("sendto", address); err != nil {
+		return 0, wrap(err)
+	}
+	dst, err := resolveLocal(s.network, address)
+	if err != nil {
+		return 0, wrap(err)
+	}
+	var n int
+	err = t.blocking(ctx, s, s.writeGate, timeout, s.pc.SetWriteDeadline, func() error {
+		var werr error
+		n, werr = s.pc.WriteTo(data, dst)
+		return werr
+	})
+	s.bytesSent.Add(uint64(n))
+	if err != nil {
+		return n, wrap(err)
+	}
+	s.msgsSent.Add(1)
+	return n, nil
+}
+
+// RecvFrom receives one datagram and its sender.
+func (t *table) RecvFrom(ctx context.Context, id string, maxBytes uint32, timeout time.Duration) ([]byte, string, error) {
+	s, err := t.get(id)
+	wrap := func(err error) error {
+		return &OpError{Op: "recvfrom", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return nil, "", wrap(err)
+	}
+	if s.kind != KindDatagram {
+		return nil, "", wrap(&kindError{fmt.Sprintf("socket is a %s socket; RecvFrom needs a datagram socket (use Recv on streams)", s.kind)})
+	}
+	n, err := t.readLimit("recvfrom", maxBytes)
+	if err != nil {
+		return nil, "", wrap(err)
+	}
+	var (
+		data []byte
+		from string
+	)
+	setDeadline := func(d time.Time) error {
+		if s.conn != nil {
+			return s.conn.SetReadDeadline(d)
+		}
+		return s.pc.SetReadDeadline(d)
+	}
+	err = t.blocking(ctx, s, s.readGate, timeout, setDeadline, func() error {
+		buf := make([]byte, n)
+		if s.conn != nil {
+			m, rerr := s.conn.Read(buf)
+			data, from = buf[:m], addrString(s.conn.RemoteAddr())
+			return rerr
+		}
+		m, addr, rerr := s.pc.ReadFrom(buf)
+		data, from = buf[:m], addrString(addr)
+		return rerr
+	})
+	if err != nil {
+		return nil, "", wrap(err)
+	}
+	s.bytesRecv.Add(uint64(len(data)))
+	s.msgsRecv.Add(1)
+	return data, from, nil
+}
+
+type halfCloser interface {
+	CloseRead() error
+	CloseWrite() error
+}
+
+// Shutdown half-closes a connected stream socket.
+func (t *table) Shutdown(id string, dir Direction) (Info, error) {
+	s, err := t.get(id)
+	wrap := func(err error) error {
+		return &OpError{Op: "shutdown", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	hc, ok := s.conn.(halfCloser)
+	if s.kind != KindStream || !ok {
+		return Info{}, wrap(&kindError{fmt.Sprintf("socket is a %s socket; Shutdown needs a connected stream socket", s.kind)})
+	}
+	if dir < ShutRead || dir > ShutBoth {
+		return Info{}, wrap(badArg(ReasonInvalidArgument, "shutdown: direction must be read, write or both"))
+	}
+	if dir == ShutRead || dir == ShutBoth {
+		if err := hc.CloseRead(); err != nil {
+			return Info{}, wrap(err)
+		}
+		s.mu.Lock()
+		s.readShut = true
+		s.mu.Unlock()
+	}
+	if dir == ShutWrite || dir == ShutBoth {
+		if err := hc.CloseWrite(); err != nil {
+			return Info{}, wrap(err)
+		}
+		s.mu.Lock()
+		s.writeShut = true
+		s.mu.Unlock()
+	}
+	return s.info(), nil
+}
