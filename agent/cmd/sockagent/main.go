@@ -103,7 +103,9 @@ func run(args []string, stderr io.Writer) int {
 func listenOn(addr string) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		path = strings.TrimPrefix(path, "//")
-		_ = os.Remove(path) // a stale socket file from a crashed agent would block the bind
+		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(path) // a stale socket file from a crashed agent would block the bind
+		}
 		return net.Listen("unix", path)
 	}
 	return net.Listen("tcp", addr)
