@@ -74,11 +74,15 @@ func (a *app) newRootCommand() *cobra.Command {
 		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		// Without a command, sockctl lists the commands on stderr and exits 2.
+		// Without a command, sockctl names the commands and exits 2.
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cmd.SetOut(a.out.stderr)
-			_ = cmd.Usage()
-			return usagef("no command given")
+			var names []string
+			for _, c := range cmd.Commands() {
+				if c.IsAvailableCommand() && c.Name() != "help" {
+					names = append(names, c.Name())
+				}
+			}
+			return usagef("no command given; commands: %s", strings.Join(names, " "))
 		},
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
 	}
@@ -88,7 +92,7 @@ func (a *app) newRootCommand() *cobra.Command {
 	f := root.PersistentFlags()
 	f.StringVar(&a.agentFlag, "agent", defaultAgent, "agent address HOST:PORT; when not given, $"+envAgent+" if set")
 	f.VarP(&a.output, "output", "o", "output format: table or json")
-	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "deadline of the RPC, 0 = none; raised to --wait/--connect-timeout + 5s when shorter")
+	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "deadline of the RPC, 0 = none; raised to --wait/--connect-timeout + 5s when shorter")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		a.agentChanged = cmd.Flags().Changed("agent")
 		if a.agentAddr() == "" {
@@ -112,6 +116,9 @@ func (a *app) newRootCommand() *cobra.Command {
 // error message.
 func args(min int, names ...string) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {
+		if len(names) == 0 && len(args) > 0 {
+			return usagef("takes no arguments, got %d", len(args))
+		}
 		if len(args) < min || len(args) > len(names) {
 			return usagef("expected %s, got %d argument%s", strings.Join(names, " "), len(args), plural(len(args)))
 		}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 )
 
 // Exit codes returned by Main.
@@ -32,6 +33,10 @@ const envAgent = "SOCKCTL_AGENT"
 
 // defaultAgent is the agent address used when neither --agent nor SOCKCTL_AGENT is set.
 const defaultAgent = "127.0.0.1:7700"
+
+// defaultTimeout is the default RPC deadline (--timeout). It is longer than the agent's own
+// default timeout (30s) so that a blocking call without --wait ends with the agent's TIMEOUT.
+const defaultTimeout = time.Minute
 
 // Main runs sockctl with args (without the program name), reading data from stdin, writing
 // results to stdout and diagnostics to stderr, and returns the process exit code: ExitOK,
