@@ -347,7 +347,7 @@ and prints the byte count. Blocks until written, --wait (0 = the agent's default
 				if a.output == outputJSON {
 					return a.out.json(resp)
 				}
-				a.out.printf("sent %d bytes\n", resp.GetBytesSent())
+				a.out.printf("sent %d byte%s\n", resp.GetBytesSent(), plural(int(resp.GetBytesSent())))
 				return nil
 			})
 		},
@@ -387,7 +387,7 @@ the byte count. Blocks until sent, --wait (0 = the agent's default) or --timeout
 				if a.output == outputJSON {
 					return a.out.json(resp)
 				}
-				a.out.printf("sent %d bytes to %s\n", resp.GetBytesSent(), address)
+				a.out.printf("sent %d byte%s to %s\n", resp.GetBytesSent(), plural(int(resp.GetBytesSent())), address)
 				return nil
 			})
 		},
@@ -484,7 +484,7 @@ the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both
 				if err := a.out.raw(resp.GetData(), asHex); err != nil {
 					return err
 				}
-				a.out.errorf("from %s (%d bytes)\n", dash(resp.GetAddress()), len(resp.GetData()))
+				a.out.errorf("from %s (%d byte%s)\n", dash(resp.GetAddress()), len(resp.GetData()), plural(len(resp.GetData())))
 				return nil
 			})
 		},

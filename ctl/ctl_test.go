@@ -2,12 +2,14 @@ package ctl
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -202,6 +204,51 @@ func TestSendSources(t *testing.T) {
 	sockctl(t, addr, "send", cid, "--hex", "4g").want(t, ExitUsage, nil, []string{"invalid hex"})
 
 	for _, id := range []string{cid, sid, lis.GetSocketId()} {
+		ok(t, addr, "close", id)
+	}
+}
+
+// TestCancel cancels Main's context (as SIGINT does) while accept blocks: sockctl exits 1
+// saying so, and the agent frees the listener for the next accept.
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	addr := startAgent(t)
+	var l sockagentv1.ListenResponse
+	okJSON(t, addr, &l, "listen", "tcp", "127.0.0.1:0")
+	lid := l.GetSocket().GetSocketId()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan result, 1)
+	go func() {
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, []string{"--agent", addr, "accept", lid, "--wait", "1m"}, nil, nil, &stdout, &stderr)
+		done <- result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	}()
+	// Wait (by asking the agent, not by sleeping) until the accept is pending.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var g sockagentv1.GetSocketResponse
+		okJSON(t, addr, &g, "get", lid)
+		if g.GetSocket().GetPendingCalls() == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("accept never became pending: %v", g.GetSocket())
+		}
+	}
+	cancel()
+	r := <-done
+	r.want(t, ExitFailure, nil, []string{"sockctl: accept " + lid + ": cancelled"})
+
+	// The listener still works.
+	var d sockagentv1.DialResponse
+	okJSON(t, addr, &d, "dial", "tcp", l.GetSocket().GetLocalAddress())
+	var a sockagentv1.AcceptResponse
+	okJSON(t, addr, &a, "accept", lid, "--wait", "10s")
+	if a.GetSocket().GetRemoteAddress() != d.GetSocket().GetLocalAddress() {
+		t.Errorf("accepted %v, want the peer %s", a.GetSocket(), d.GetSocket().GetLocalAddress())
+	}
+	for _, id := range []string{d.GetSocket().GetSocketId(), a.GetSocket().GetSocketId(), lid} {
 		ok(t, addr, "close", id)
 	}
 }
