@@ -1,0 +1,85 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+)
+
+// sysErr builds the error shape Go's net package returns for a failed system call.
+func sysErr(op string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: "tcp", Err: os.NewSyscallError(op, errno)}
+}
+
+func TestToStatus(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		err    error
+		code   codes.Code
+		reason string
+	}{
+		{"refused", sysErr("connect", syscall.ECONNREFUSED), codes.Unavailable, ReasonConnectionRefused},
+		{"reset", sysErr("read", syscall.ECONNRESET), codes.Aborted, ReasonConnectionReset},
+		{"aborted", sysErr("read", syscall.ECONNABORTED), codes.Aborted, ReasonConnectionReset},
+		{"host unreachable", sysErr("connect", syscall.EHOSTUNREACH), codes.Unavailable, ReasonHostUnreachable},
+		{"network unreachable", sysErr("connect", syscall.ENETUNREACH), codes.Unavailable, ReasonNetworkUnreachable},
+		{"etimedout", sysErr("connect", syscall.ETIMEDOUT), codes.DeadlineExceeded, ReasonTimeout},
+		{"deadline", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, codes.DeadlineExceeded, ReasonTimeout},
+		{"context deadline", fmt.Errorf("dial: %w", context.DeadlineExceeded), codes.DeadlineExceeded, ReasonTimeout},
+		{"in use", sysErr("bind", syscall.EADDRINUSE), codes.AlreadyExists, ReasonAddressInUse},
+		{"not available", sysErr("bind", syscall.EADDRNOTAVAIL), codes.FailedPrecondition, ReasonAddressNotAvailable},
+		{"broken pipe", sysErr("write", syscall.EPIPE), codes.Aborted, ReasonBrokenPipe},
+		{"closed", &net.OpError{Op: "read", Err: net.ErrClosed}, codes.Aborted, ReasonSocketClosed},
+		{"unknown socket", &OpError{Op: "recv", SocketID: "s9", Err: ErrUnknownSocket}, codes.NotFound, ReasonUnknownSocket},
+		{"wrong kind", &OpError{Op: "accept", Err: &kindError{"not a listener"}}, codes.FailedPrecondition, ReasonWrongSocketKind},
+		{"bad arg", badArg(ReasonInvalidArgument, "x"), codes.InvalidArgument, ReasonInvalidArgument},
+		{"addr error", &net.AddrError{Err: "missing port in address", Addr: "x"}, codes.InvalidArgument, ReasonInvalidAddress},
+		{"parse error", &net.ParseError{Type: "IP address", Text: "x"}, codes.InvalidArgument, ReasonInvalidAddress},
+		{"unknown network", net.UnknownNetworkError("sctp"), codes.InvalidArgument, ReasonInvalidNetwork},
+		{"dns not found", &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}, codes.Unavailable, ReasonNameNotResolved},
+		{"dns timeout", &net.DNSError{Err: "timeout", Name: "x", IsTimeout: true}, codes.DeadlineExceeded, ReasonTimeout},
+		{"access", sysErr("bind", syscall.EACCES), codes.PermissionDenied, ReasonAccessDenied},
+		{"eperm", sysErr("sendto", syscall.EPERM), codes.PermissionDenied, ReasonAccessDenied},
+		{"msgsize", sysErr("sendto", syscall.EMSGSIZE), codes.InvalidArgument, ReasonMessageTooLarge},
+		{"emfile", sysErr("socket", syscall.EMFILE), codes.ResourceExhausted, ReasonTooManyOpenFiles},
+		{"enobufs", sysErr("sendto", syscall.ENOBUFS), codes.ResourceExhausted, ReasonNoBufferSpace},
+		{"enoent", sysErr("connect", syscall.ENOENT), codes.FailedPrecondition, ReasonPathNotFound},
+		{"enotconn", sysErr("shutdown", syscall.ENOTCONN), codes.FailedPrecondition, ReasonNotConnected},
+		{"stopping", fmt.Errorf("accept: %w", ErrAgentStopping), codes.Unavailable, ReasonAgentStopping},
+		{"cancelled", fmt.Errorf("recv: %w", context.Canceled), codes.Canceled, ReasonCancelled},
+		{"other errno", sysErr("read", syscall.EIO), codes.Unknown, ReasonOSError},
+		{"plain", errors.New("mystery"), codes.Unknown, ReasonOSError},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := toStatus(&OpError{Op: "dial", Network: "tcp", Address: "127.0.0.1:1", Err: tc.err})
+			if st.Code() != tc.code {
+				t.Errorf("code %s, want %s", st.Code(), tc.code)
+			}
+			var ei *errdetails.ErrorInfo
+			for _, d := range st.Details() {
+				if e, ok := d.(*errdetails.ErrorInfo); ok {
+					ei = e
+				}
+			}
+			if ei == nil || ei.GetReason() != tc.reason || ei.GetDomain() != Domain {
+				t.Fatalf("ErrorInfo %v, want reason %s domain %s", ei, tc.reason, Domain)
+			}
+			if md := ei.GetMetadata(); md["op"] != "dial" || md["network"] != "tcp" || md["address"] != "127.0.0.1:1" {
+				t.Errorf("metadata %v lacks op, network, address", md)
+			}
+			if want := "dial tcp 127.0.0.1:1: "; len(st.Message()) < len(want) || st.Message()[:len(want)] != want {
+				t.Errorf("message %q does not start with %q", st.Message(), want)
+			}
+		})
+	}
+}
