@@ -43,14 +43,20 @@ const (
 //
 // Errors: every failure is a gRPC status whose code a script can act on. Anything the network
 // or the socket table did also carries a google.rpc.ErrorInfo with domain "sockagent.v1" and a
-// reason: CONNECTION_REFUSED, CONNECTION_RESET, HOST_UNREACHABLE, NETWORK_UNREACHABLE, TIMEOUT,
-// ADDRESS_IN_USE, ADDRESS_NOT_AVAILABLE, BROKEN_PIPE, SOCKET_CLOSED, UNKNOWN_SOCKET,
-// WRONG_SOCKET_KIND, INVALID_ADDRESS, INVALID_NETWORK, INVALID_ARGUMENT, NAME_NOT_RESOLVED,
-// ACCESS_DENIED, MESSAGE_TOO_LARGE, TOO_MANY_OPEN_FILES, CANCELLED, OS_ERROR. Codes by cause:
-// INVALID_ARGUMENT (bad request), NOT_FOUND (unknown socket_id), FAILED_PRECONDITION (wrong kind
-// or state), UNAVAILABLE (refused, unreachable), ABORTED (reset, broken pipe, closed while
-// blocked), DEADLINE_EXCEEDED (timeouts), ALREADY_EXISTS (address in use), RESOURCE_EXHAUSTED
-// (limits), PERMISSION_DENIED (the OS refused), CANCELLED (the caller went away).
+// reason, and metadata op, network, address, socket_id (and errno where the OS gave one):
+//
+//	UNAVAILABLE         CONNECTION_REFUSED, HOST_UNREACHABLE, NETWORK_UNREACHABLE,
+//	                    NAME_NOT_RESOLVED, AGENT_STOPPING
+//	ABORTED             CONNECTION_RESET, BROKEN_PIPE, SOCKET_CLOSED (closed while blocked)
+//	DEADLINE_EXCEEDED   TIMEOUT (the call's timeout or the RPC deadline)
+//	ALREADY_EXISTS      ADDRESS_IN_USE
+//	FAILED_PRECONDITION WRONG_SOCKET_KIND, ADDRESS_NOT_AVAILABLE, PATH_NOT_FOUND, NOT_CONNECTED
+//	NOT_FOUND           UNKNOWN_SOCKET (never opened, or already closed)
+//	INVALID_ARGUMENT    INVALID_ADDRESS, INVALID_NETWORK, INVALID_ARGUMENT, MESSAGE_TOO_LARGE
+//	PERMISSION_DENIED   ACCESS_DENIED (the OS refused)
+//	RESOURCE_EXHAUSTED  TOO_MANY_OPEN_FILES, NO_BUFFER_SPACE
+//	CANCELLED           CANCELLED (the caller went away)
+//	UNKNOWN             OS_ERROR (any other OS error; see errno)
 //
 // Blocking calls (Dial, Accept, Send, Recv, SendTo, RecvFrom) wait at most their timeout
 // (0 = the agent's default) and never past the RPC deadline. Calls on one socket of the same
@@ -243,14 +249,20 @@ func (c *socketServiceClient) ListSockets(ctx context.Context, in *ListSocketsRe
 //
 // Errors: every failure is a gRPC status whose code a script can act on. Anything the network
 // or the socket table did also carries a google.rpc.ErrorInfo with domain "sockagent.v1" and a
-// reason: CONNECTION_REFUSED, CONNECTION_RESET, HOST_UNREACHABLE, NETWORK_UNREACHABLE, TIMEOUT,
-// ADDRESS_IN_USE, ADDRESS_NOT_AVAILABLE, BROKEN_PIPE, SOCKET_CLOSED, UNKNOWN_SOCKET,
-// WRONG_SOCKET_KIND, INVALID_ADDRESS, INVALID_NETWORK, INVALID_ARGUMENT, NAME_NOT_RESOLVED,
-// ACCESS_DENIED, MESSAGE_TOO_LARGE, TOO_MANY_OPEN_FILES, CANCELLED, OS_ERROR. Codes by cause:
-// INVALID_ARGUMENT (bad request), NOT_FOUND (unknown socket_id), FAILED_PRECONDITION (wrong kind
-// or state), UNAVAILABLE (refused, unreachable), ABORTED (reset, broken pipe, closed while
-// blocked), DEADLINE_EXCEEDED (timeouts), ALREADY_EXISTS (address in use), RESOURCE_EXHAUSTED
-// (limits), PERMISSION_DENIED (the OS refused), CANCELLED (the caller went away).
+// reason, and metadata op, network, address, socket_id (and errno where the OS gave one):
+//
+//	UNAVAILABLE         CONNECTION_REFUSED, HOST_UNREACHABLE, NETWORK_UNREACHABLE,
+//	                    NAME_NOT_RESOLVED, AGENT_STOPPING
+//	ABORTED             CONNECTION_RESET, BROKEN_PIPE, SOCKET_CLOSED (closed while blocked)
+//	DEADLINE_EXCEEDED   TIMEOUT (the call's timeout or the RPC deadline)
+//	ALREADY_EXISTS      ADDRESS_IN_USE
+//	FAILED_PRECONDITION WRONG_SOCKET_KIND, ADDRESS_NOT_AVAILABLE, PATH_NOT_FOUND, NOT_CONNECTED
+//	NOT_FOUND           UNKNOWN_SOCKET (never opened, or already closed)
+//	INVALID_ARGUMENT    INVALID_ADDRESS, INVALID_NETWORK, INVALID_ARGUMENT, MESSAGE_TOO_LARGE
+//	PERMISSION_DENIED   ACCESS_DENIED (the OS refused)
+//	RESOURCE_EXHAUSTED  TOO_MANY_OPEN_FILES, NO_BUFFER_SPACE
+//	CANCELLED           CANCELLED (the caller went away)
+//	UNKNOWN             OS_ERROR (any other OS error; see errno)
 //
 // Blocking calls (Dial, Accept, Send, Recv, SendTo, RecvFrom) wait at most their timeout
 // (0 = the agent's default) and never past the RPC deadline. Calls on one socket of the same
