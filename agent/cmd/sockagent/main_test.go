@@ -1,0 +1,559 @@
+package main
+
+// Process-level tests: the built sockagent binary, driven over gRPC and by the real grpcurl
+// binary, stopped by signals, and run inside network namespaces the test creates.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sockagent/sockagent/agent"
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Binaries built once by TestMain.
+var (
+	sockagentBin string
+	grpcurlBin   string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sockagent-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		sockagentBin = filepath.Join(dir, "sockagent")
+		grpcurlBin = filepath.Join(dir, "grpcurl")
+		builds := [][]string{
+			{"build", "-o", sockagentBin, "."},
+			{"build", "-o", grpcurlBin, "github.com/fullstorydev/grpcurl/cmd/grpcurl"},
+		}
+		errs := make([]error, len(builds))
+		var wg sync.WaitGroup
+		for i, args := range builds {
+			wg.Go(func() {
+				// go test puts $GOROOT/bin first on PATH, so this is the go running the test.
+				out, err := exec.Command("go", args...).CombinedOutput()
+				if err != nil {
+					errs[i] = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// logLines collects a process's stderr line by line and lets a test wait for a line.
+type logLines struct {
+	mu      sync.Mutex
+	lines   []string
+	eof     bool
+	changed chan struct{} // closed and replaced whenever lines or eof change
+}
+
+func newLogLines(r io.Reader) *logLines {
+	l := &logLines{changed: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.lines = append(l.lines, sc.Text())
+			close(l.changed)
+			l.changed = make(chan struct{})
+			l.mu.Unlock()
+		}
+		l.mu.Lock()
+		l.eof = true
+		close(l.changed)
+		l.changed = make(chan struct{})
+		l.mu.Unlock()
+	}()
+	return l
+}
+
+// waitFor returns the first line matching re, waiting for it up to timeout.
+func (l *logLines) waitFor(re *regexp.Regexp, timeout time.Duration) ([]string, error) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		for _, line := range l.lines {
+			if m := re.FindStringSubmatch(line); m != nil {
+				l.mu.Unlock()
+				return m, nil
+			}
+		}
+		eof, changed := l.eof, l.changed
+		l.mu.Unlock()
+		if eof {
+			return nil, fmt.Errorf("log ended without a line matching %s:\n%s", re, l.String())
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil, fmt.Errorf("no log line matching %s within %s:\n%s", re, timeout, l.String())
+		}
+	}
+}
+
+// all waits until the stream ends (the process exited) and returns every line.
+func (l *logLines) all(timeout time.Duration) ([]string, error) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		eof, changed := l.eof, l.changed
+		lines := append([]string(nil), l.lines...)
+		l.mu.Unlock()
+		if eof {
+			return lines, nil
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil, fmt.Errorf("log still open after %s", timeout)
+		}
+	}
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// proc is one running sockagent process.
+type proc struct {
+	cmd    *exec.Cmd
+	log    *logLines
+	target string // gRPC target: host:port or unix:PATH
+	addr   string // host:port when listening on TCP
+	done   chan struct{}
+	err    error // Wait's result, set before done is closed
+	conn   *grpc.ClientConn
+}
+
+var servingRE = regexp.MustCompile(`msg"?[=:]"?serving"?.*addr"?[=:]"?([^" ]+)`)
+
+// start runs argv (the sockagent binary, perhaps behind `ip netns exec`) and waits until it
+// logs that it serves. The process is killed when the test ends if it still runs.
+func start(t *testing.T, argv ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	// An io.Pipe, not StderrPipe: Wait then returns only after the last line was copied.
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", argv, err)
+	}
+	p := &proc{cmd: cmd, log: newLogLines(pr), done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		pw.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if p.conn != nil {
+			p.conn.Close()
+		}
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("sockagent log:\n%s", p.log)
+		}
+	})
+	m, err := p.log.waitFor(servingRE, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = m[1]
+	p.target = m[1]
+	for i, a := range argv {
+		if a == "--listen" && strings.HasPrefix(argv[i+1], "unix:") {
+			p.target = argv[i+1]
+		}
+	}
+	p.conn, err = grpc.NewClient(p.target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startLocal starts sockagent on 127.0.0.1 with a port the OS picks.
+func startLocal(t *testing.T, flags ...string) *proc {
+	t.Helper()
+	return start(t, append([]string{sockagentBin, "--listen", "127.0.0.1:0"}, flags...)...)
+}
+
+func (p *proc) sockets() sockagentv1.SocketServiceClient {
+	return sockagentv1.NewSocketServiceClient(p.conn)
+}
+
+// stop sends SIGTERM and returns the exit code; it fails the test if the process lingers.
+func (p *proc) stop(t *testing.T) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	return p.wait(t)
+}
+
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("sockagent still running 20s after SIGTERM")
+	}
+	var ee *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0
+	case errors.As(p.err, &ee):
+		return ee.ExitCode()
+	}
+	t.Fatalf("wait: %v", p.err)
+	return -1
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// wantStatus checks the gRPC code and the ErrorInfo reason and domain of err.
+func wantStatus(t *testing.T, err error, code codes.Code, reason string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got success, want %s %s", code, reason)
+	}
+	st := status.Convert(err)
+	var got string
+	for _, d := range st.Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok {
+			got = ei.GetReason()
+			if ei.GetDomain() != agent.Domain {
+				t.Errorf("ErrorInfo domain %q, want %q", ei.GetDomain(), agent.Domain)
+			}
+		}
+	}
+	if st.Code() != code || got != reason {
+		t.Errorf("got %s %s, want %s %s (message %q)", st.Code(), got, code, reason, st.Message())
+	}
+}
+
+// closedPort returns a 127.0.0.1 address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestServesHealthAndInfo(t *testing.T) {
+	t.Parallel()
+	p := startLocal(t)
+	hc := healthpb.NewHealthClient(p.conn)
+	for _, svc := range []string{"", "sockagent.v1.SocketService", "sockagent.v1.AgentService"} {
+		r, err := hc.Check(ctxT(t), &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil {
+			t.Fatalf("health %q: %v", svc, err)
+		}
+		if r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health %q: %s, want SERVING", svc, r.GetStatus())
+		}
+	}
+	info, err := sockagentv1.NewAgentServiceClient(p.conn).GetInfo(ctxT(t), &sockagentv1.GetInfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.GetPid() != int64(p.cmd.Process.Pid) {
+		t.Errorf("GetInfo pid %d, want the process we started, %d", info.GetPid(), p.cmd.Process.Pid)
+	}
+	if info.GetOpenSockets() != 0 {
+		t.Errorf("open_sockets %d, want 0", info.GetOpenSockets())
+	}
+	if code := p.stop(t); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+}
+
+// TestUnixListen serves on a UNIX socket and removes a stale socket file left at the path.
+func TestUnixListen(t *testing.T) {
+	t.Parallel()
+	dir := shortTempDir(t)
+	path := filepath.Join(dir, "agent.sock")
+	stale, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	stale.Close() // the file stays, as after a crash
+	p := start(t, sockagentBin, "--listen", "unix:"+path)
+	r, err := healthpb.NewHealthClient(p.conn).Check(ctxT(t), &healthpb.HealthCheckRequest{})
+	if err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health over %s: %v %v", p.target, r, err)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+}
+
+// shortTempDir is a directory with a short path: UNIX socket paths are limited to ~107 bytes.
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// TestSIGTERMClosesSockets: SIGTERM wakes a blocked Accept with UNAVAILABLE AGENT_STOPPING,
+// closes every socket the agent opened, and the process exits 0.
+func TestSIGTERMClosesSockets(t *testing.T) {
+	t.Parallel()
+	p := startLocal(t)
+	sc := p.sockets()
+	ctx := ctxT(t)
+
+	lis, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lisAddr := lis.GetSocket().GetLocalAddress()
+	waiting, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A connection the agent dialed out to a listener of the test: the peer must see EOF.
+	peerLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peerLn.Close()
+	if _, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: peerLn.Addr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := peerLn.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+
+	acceptErr := make(chan error, 1)
+	go func() {
+		_, err := sc.Accept(ctx, &sockagentv1.AcceptRequest{
+			SocketId: waiting.GetSocket().GetSocketId(), Timeout: durationpb.New(time.Minute)})
+		acceptErr <- err
+	}()
+	waitPending(t, sc, waiting.GetSocket().GetSocketId(), 1)
+
+	if code := p.stop(t); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+	select {
+	case err := <-acceptErr:
+		wantStatus(t, err, codes.Unavailable, agent.ReasonAgentStopping)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Accept still blocked after the agent exited")
+	}
+
+	_, err = net.DialTimeout("tcp", lisAddr, 5*time.Second)
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial %s after SIGTERM: %v, want connection refused", lisAddr, err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := peer.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("peer of the agent's dialed socket read %d, %v; want 0, EOF", n, err)
+	}
+	if _, err := p.log.waitFor(regexp.MustCompile(`msg=stopped`), 5*time.Second); err != nil {
+		t.Error(err)
+	}
+}
+
+// waitPending polls until n calls are pending on the socket: the sign that a call reached the
+// agent and blocks there.
+func waitPending(t *testing.T, sc sockagentv1.SocketServiceClient, id string, n uint32) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := sc.GetSocket(ctxT(t), &sockagentv1.GetSocketRequest{SocketId: id})
+		if err != nil {
+			t.Fatalf("get %s: %v", id, err)
+		}
+		if r.GetSocket().GetPendingCalls() == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket %s: pending_calls %d, want %d", id, r.GetSocket().GetPendingCalls(), n)
+		}
+		time.Sleep(time.Millisecond) // polling interval; the condition above decides
+	}
+}
+
+// TestJSONLog: --log-format json writes one JSON object per line, one line per RPC.
+func TestJSONLog(t *testing.T) {
+	t.Parallel()
+	p := startLocal(t, "--log-format", "json")
+	sc := p.sockets()
+	ctx := ctxT(t)
+	lis, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lis.GetSocket()
+	cli, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: l.GetLocalAddress()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cli.GetSocket()
+	refused := closedPort(t)
+	_, err = sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: refused})
+	wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused)
+	for _, id := range []string{c.GetSocketId(), l.GetSocketId()} {
+		if _, err := sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: l.GetSocketId()})
+	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket)
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+
+	lines, err := p.log.all(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rpcs []map[string]any
+	for _, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Errorf("log line is not JSON: %q: %v", line, err)
+			continue
+		}
+		if m["msg"] == "rpc" {
+			delete(m, "time")
+			delete(m, "level")
+			delete(m, "msg")
+			if _, ok := m["dur"].(float64); !ok {
+				t.Errorf("rpc line without a numeric dur: %q", line)
+			}
+			delete(m, "dur")
+			rpcs = append(rpcs, m)
+		}
+	}
+	want := []map[string]any{
+		{"rpc": "Listen", "socket": l.GetSocketId(), "network": "tcp", "local": l.GetLocalAddress(), "code": "OK"},
+		{"rpc": "Dial", "socket": c.GetSocketId(), "network": "tcp", "local": c.GetLocalAddress(), "remote": l.GetLocalAddress(), "code": "OK"},
+		{"rpc": "Dial", "network": "tcp", "remote": refused, "code": "Unavailable", "err": "dial tcp " + refused + ": connect: connection refused"},
+		{"rpc": "Close", "socket": c.GetSocketId(), "network": "tcp", "local": c.GetLocalAddress(), "remote": l.GetLocalAddress(), "code": "OK"},
+		{"rpc": "Close", "socket": l.GetSocketId(), "network": "tcp", "local": l.GetLocalAddress(), "code": "OK"},
+		{"rpc": "GetSocket", "socket": l.GetSocketId(), "code": "NotFound", "err": "get " + l.GetSocketId() + ": unknown socket (never opened, or already closed)"},
+	}
+	if len(rpcs) != len(want) {
+		t.Fatalf("%d rpc log lines, want %d (one per RPC):\n%s", len(rpcs), len(want), p.log)
+	}
+	for i := range want {
+		if fmt.Sprint(rpcs[i]) != fmt.Sprint(want[i]) {
+			t.Errorf("rpc line %d:\n got %v\nwant %v", i, rpcs[i], want[i])
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() })
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // substring of stdout
+		stderr string // substring of stderr
+	}{
+		{"unknown flag", []string{"--nope"}, 2, "", "flag provided but not defined: -nope"},
+		{"bad log format", []string{"--log-format", "xml"}, 2, "", `--log-format "xml": use text or json`},
+		{"bad log level", []string{"--log-level", "loud"}, 2, "", `--log-level "loud": use debug, info, warn or error`},
+		{"bad duration", []string{"--default-timeout", "soon"}, 2, "", `invalid value "soon" for flag -default-timeout`},
+		{"argument", []string{"extra"}, 2, "", `unexpected argument "extra"`},
+		{"help", []string{"--help"}, 0, "", "Usage: sockagent [flags]"},
+		{"version", []string{"--version"}, 0, "dev\n", ""},
+		{"address in use", []string{"--listen", busy.Addr().String()}, 1, "", "cannot listen"},
+		{"bad address", []string{"--listen", "127.0.0.1:99999"}, 1, "", "cannot listen"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, sockagentBin, tt.args...)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.code {
+				t.Errorf("exit code %d, want %d", code, tt.code)
+			}
+			if !strings.Contains(stdout.String(), tt.stdout) || (tt.stdout == "" && stdout.Len() != 0) {
+				t.Errorf("stdout %q, want %q", stdout.String(), tt.stdout)
+			}
+			if !strings.Contains(stderr.String(), tt.stderr) || (tt.stderr == "" && stderr.Len() != 0) {
+				t.Errorf("stderr %q, want it to contain %q", stderr.String(), tt.stderr)
+			}
+		})
+	}
+}
