@@ -1,0 +1,118 @@
+package ctl
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"text/tabwriter"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the actual output")
+
+// portRE matches the port of a loopback address; ports differ from run to run.
+var portRE = regexp.MustCompile(`(127\.0\.0\.1|\[::1\]):\d+`)
+
+// cellsRE matches the padding between table cells.
+var cellsRE = regexp.MustCompile(` {2,}`)
+
+// normalise makes one command's output comparable across runs: ports become PORT, and a
+// table is aligned again (the width of its columns depends on the ports).
+func normalise(s string) string {
+	s = portRE.ReplaceAllString(s, "${1}:PORT")
+	if !strings.HasPrefix(s, "ID ") {
+		return s
+	}
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, line := range strings.SplitAfter(s, "\n") {
+		_, _ = tw.Write([]byte(cellsRE.ReplaceAllString(line, "\t")))
+	}
+	_ = tw.Flush()
+	return b.String()
+}
+
+// golden compares got with testdata/NAME.golden, or rewrites that file with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./ctl -run %s -update to create it)", err, t.Name())
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (go test ./ctl -run %s -update rewrites it)\ngot:\n%s\nwant:\n%s", path, t.Name(), got, want)
+	}
+}
+
+// TestTranscript runs the textbook TCP exchange in table mode, one command after another,
+// and compares the whole session (stdout, stderr, exit codes) with a golden file.
+func TestTranscript(t *testing.T) {
+	t.Parallel()
+	addr := startAgent(t)
+	var lport string // the listener's address
+	var b strings.Builder
+	step := func(args ...string) result {
+		t.Helper()
+		shown := make([]string, len(args))
+		for i, a := range args {
+			shown[i] = a
+			if a == "LPORT" {
+				args[i], shown[i] = lport, normalise(lport)
+			}
+			if strings.ContainsAny(a, " !") {
+				shown[i] = "'" + a + "'"
+			}
+		}
+		r := sockctl(t, addr, args...)
+		b.WriteString("$ sockctl " + strings.Join(shown, " ") + "\n")
+		b.WriteString(normalise(r.stdout))
+		if r.stdout != "" && !strings.HasSuffix(r.stdout, "\n") {
+			b.WriteString("\n")
+		}
+		for _, line := range strings.SplitAfter(r.stderr, "\n") {
+			if line != "" {
+				b.WriteString("[stderr] " + line)
+			}
+		}
+		if r.code != ExitOK {
+			b.WriteString("[exit " + strconv.Itoa(r.code) + "]\n")
+		}
+		return r
+	}
+
+	r := step("listen", "tcp", "127.0.0.1:0")
+	lport = portRE.FindString(r.stdout)
+	if lport == "" {
+		t.Fatalf("listen printed no address:\n%s", r.stdout)
+	}
+	// dial before accept: the connection waits in the backlog, and the ids are deterministic.
+	step("dial", "tcp", "LPORT")
+	step("accept", "s1", "--wait", "10s")
+	step("send", "s2", "Hello, World!")
+	step("recv", "s3", "--exact", "13")
+	step("send", "s3", "--hex", "48690a")
+	step("recv", "s2")
+	step("get", "s3")
+	step("ls")
+	step("shutdown", "s2", "write")
+	step("recv", "s3")
+	step("recv", "s3", "--hex")
+	step("close", "s2")
+	step("close", "s3")
+	step("close", "s1")
+	step("ls")
+	golden(t, "transcript", b.String())
+}
