@@ -3,6 +3,7 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,13 +17,19 @@ import (
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
-// tcpPair opens a listener, accepts (in a goroutine) while dialing it, and returns the ids of
-// the listener, the accepted (server) socket and the dialed (client) socket.
+// tcpPair opens a listener on 127.0.0.1, accepts (in a goroutine) while dialing it, and
+// returns the listener, the accepted (server) socket and the dialed (client) socket.
 func tcpPair(t *testing.T, addr string) (lis, server, client *sockagentv1.Socket) {
 	t.Helper()
+	return streamPair(t, addr, "tcp", "127.0.0.1:0")
+}
+
+// streamPair is tcpPair for any stream network and listen address.
+func streamPair(t *testing.T, addr, network, address string) (lis, server, client *sockagentv1.Socket) {
+	t.Helper()
 	var l sockagentv1.ListenResponse
-	okJSON(t, addr, &l, "listen", "tcp", "127.0.0.1:0")
-	if l.GetSocket().GetSocketId() == "" || !strings.HasPrefix(l.GetSocket().GetLocalAddress(), "127.0.0.1:") {
+	okJSON(t, addr, &l, "listen", network, address)
+	if l.GetSocket().GetSocketId() == "" || l.GetSocket().GetKind() != sockagentv1.SocketKind_SOCKET_KIND_LISTENER {
 		t.Fatalf("listen: unexpected socket %v", l.GetSocket())
 	}
 
@@ -32,7 +39,7 @@ func tcpPair(t *testing.T, addr string) (lis, server, client *sockagentv1.Socket
 	}()
 
 	var d sockagentv1.DialResponse
-	okJSON(t, addr, &d, "dial", "tcp", l.GetSocket().GetLocalAddress())
+	okJSON(t, addr, &d, "dial", network, l.GetSocket().GetLocalAddress())
 
 	r := <-acc
 	if r.code != ExitOK {
@@ -42,7 +49,7 @@ func tcpPair(t *testing.T, addr string) (lis, server, client *sockagentv1.Socket
 	if err := protojson.Unmarshal([]byte(r.stdout), &a); err != nil {
 		t.Fatalf("accept -o json: %v\n%s", err, r.stdout)
 	}
-	if got, want := a.GetSocket().GetRemoteAddress(), d.GetSocket().GetLocalAddress(); got != want {
+	if got, want := a.GetSocket().GetRemoteAddress(), d.GetSocket().GetLocalAddress(); network != "unix" && got != want {
 		t.Fatalf("accepted a connection from %s, want the dialed socket %s", got, want)
 	}
 	if got, want := a.GetSocket().GetParentId(), l.GetSocket().GetSocketId(); got != want {
@@ -251,4 +258,55 @@ func TestCancel(t *testing.T) {
 	for _, id := range []string{d.GetSocket().GetSocketId(), a.GetSocket().GetSocketId(), lid} {
 		ok(t, addr, "close", id)
 	}
+}
+
+// TestOtherNetworks runs a short exchange over IPv6 loopback and UNIX sockets.
+func TestOtherNetworks(t *testing.T) {
+	t.Parallel()
+	dir, err := os.MkdirTemp("", "sockctl") // short: UNIX socket paths are limited to ~100 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+
+	for _, tc := range []struct{ network, address string }{
+		{"tcp6", "[::1]:0"},
+		{"unix", filepath.Join(dir, "stream.sock")},
+	} {
+		t.Run(tc.network, func(t *testing.T) {
+			t.Parallel()
+			if tc.network == "tcp6" {
+				l, err := net.Listen("tcp6", "[::1]:0")
+				if err != nil {
+					t.Skipf("no IPv6 loopback: %v", err)
+				}
+				_ = l.Close()
+			}
+			addr := startAgent(t)
+			lis, server, client := streamPair(t, addr, tc.network, tc.address)
+			ok(t, addr, "send", client.GetSocketId(), "over "+tc.network)
+			r := ok(t, addr, "recv", server.GetSocketId(), "--exact", strconv.Itoa(len("over "+tc.network)))
+			if r.stdout != "over "+tc.network {
+				t.Errorf("recv: %q, want %q", r.stdout, "over "+tc.network)
+			}
+			for _, s := range []*sockagentv1.Socket{client, server, lis} {
+				ok(t, addr, "close", s.GetSocketId())
+			}
+		})
+	}
+
+	t.Run("unixgram", func(t *testing.T) {
+		t.Parallel()
+		addr := startAgent(t)
+		var a, b sockagentv1.BindResponse
+		okJSON(t, addr, &a, "bind", "unixgram", filepath.Join(dir, "a.sock"))
+		okJSON(t, addr, &b, "bind", "unixgram", filepath.Join(dir, "b.sock"))
+		ok(t, addr, "sendto", a.GetSocket().GetSocketId(), filepath.Join(dir, "b.sock"), "datagram")
+		r := ok(t, addr, "recvfrom", b.GetSocket().GetSocketId(), "--wait", "5s")
+		if r.stdout != "datagram" || r.stderr != "from "+filepath.Join(dir, "a.sock")+" (8 bytes)\n" {
+			t.Errorf("recvfrom: stdout %q stderr %q", r.stdout, r.stderr)
+		}
+		ok(t, addr, "close", a.GetSocket().GetSocketId())
+		ok(t, addr, "close", b.GetSocket().GetSocketId())
+	})
 }
