@@ -70,6 +70,9 @@ func (a *app) call(ctx context.Context, op string, wait time.Duration, fn func(c
 	if err == nil {
 		return nil
 	}
+	if _, ok := status.FromError(err); !ok { // not the RPC: printing its result failed
+		return failed(fmt.Errorf("%s: %w", op, err))
+	}
 	return failed(&rpcError{op: op, agent: target, deadline: deadline, state: cc.GetState(), err: err})
 }
 

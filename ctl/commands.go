@@ -41,16 +41,19 @@ func (a *app) agentAddr() string {
 const rootLong = `sockctl drives real OS sockets on a sockagent daemon: one command per RPC of
 sockagent.v1. Each command makes one call to one agent and prints the result.
 
-A TCP exchange, the textbook way (the agent chooses socket ids: s1, s2, ...):
+A TCP exchange, the textbook way. The agent chooses socket ids (s1, s2, ...); CLIENT and
+SERVER below stand for the ids that dial and accept print.
 
-  sockctl listen tcp 127.0.0.1:9000     # socket(), bind(), listen()       -> s1
-  sockctl accept s1 --wait 1m           # accept(): blocks until a peer    -> s2
-  sockctl dial tcp 127.0.0.1:9000       # connect() (in another shell)     -> s3
-  sockctl send s3 'Hello, World!'       # sendall()
-  sockctl recv s2                       # recv(): prints Hello, World!
-  sockctl close s3                      # close(); now 'recv s2' says EOF
-  sockctl close s2
+  sockctl listen tcp 127.0.0.1:9000    # socket, bind, listen: prints the listener, s1
+  sockctl accept s1 --wait 1m &        # accept: blocks until a peer connects -> SERVER
+  sockctl dial tcp 127.0.0.1:9000      # connect -> CLIENT
+  sockctl send CLIENT 'Hello, World!'  # sendall
+  sockctl recv SERVER                  # recv: prints Hello, World!
+  sockctl send SERVER 'Hi!'            # and back: 'recv CLIENT' prints Hi!
+  sockctl close CLIENT                 # close: now 'recv SERVER' says EOF
+  sockctl close SERVER
   sockctl close s1
+  sockctl ls                           # what is still open
 
 UDP: 'bind udp ADDR' for each end, then 'sendto' and 'recvfrom'.
 
@@ -90,7 +93,7 @@ func (a *app) newRootCommand() *cobra.Command {
 
 	a.output = outputTable
 	f := root.PersistentFlags()
-	f.StringVar(&a.agentFlag, "agent", defaultAgent, "agent address HOST:PORT; when not given, $"+envAgent+" if set")
+	f.StringVar(&a.agentFlag, "agent", defaultAgent, "agent address, HOST:PORT or unix:PATH; when not given, $"+envAgent+" if set")
 	f.VarP(&a.output, "output", "o", "output format: table or json")
 	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "deadline of the RPC, 0 = none; raised to --wait/--connect-timeout + 5s when shorter")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
@@ -134,16 +137,17 @@ func plural(n int) string {
 }
 
 // Networks each command accepts, as sockagent.v1 documents them.
-var (
-	listenNetworks = []string{"tcp", "tcp4", "tcp6", "unix"}
-	bindNetworks   = []string{"udp", "udp4", "udp6", "unixgram"}
-	dialNetworks   = []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram"}
+const (
+	listenNetworks = "tcp tcp4 tcp6 unix"
+	bindNetworks   = "udp udp4 udp6 unixgram"
+	dialNetworks   = "tcp tcp4 tcp6 udp udp4 udp6 unix unixgram"
 )
 
 // checkNetwork rejects a network the command cannot use (exit 2).
-func checkNetwork(network string, valid []string) error {
-	if !slices.Contains(valid, network) {
-		return usagef("unknown network %q: use one of %s", network, strings.Join(valid, ", "))
+func checkNetwork(network, valid string) error {
+	names := strings.Fields(valid)
+	if !slices.Contains(names, network) {
+		return usagef("unknown network %q: use one of %s", network, strings.Join(names, ", "))
 	}
 	return nil
 }
