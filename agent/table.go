@@ -524,9 +524,12 @@ func (t *table) Recv(ctx context.Context, id string, maxBytes, exact uint32, tim
 	err = t.blocking(ctx, s, s.readGate, timeout, setDeadline, func() error {
 		switch {
 		case s.pc != nil:
-			buf := make([]byte, n)
-			m, _, rerr := s.pc.ReadFrom(buf)
-			data = buf[:m]
+			var rerr error
+			data = withBuffer(n, func(buf []byte) int {
+				var m int
+				m, _, rerr = s.pc.ReadFrom(buf)
+				return m
+			})
 			return rerr
 		case exact > 0:
 			data, eof, err = s.readExact(n)
@@ -571,6 +574,24 @@ func addressOf(s *sock) string {
 	return ""
 }
 
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, defaultReadSize); return &b }}
+
+// withBuffer lends read a buffer of n bytes and returns a copy of the first k bytes it filled,
+// so a 64 KiB read that brings 10 bytes keeps 10 bytes, not 64 KiB.
+func withBuffer(n int, read func(buf []byte) int) []byte {
+	if n > defaultReadSize {
+		buf := make([]byte, n)
+		return buf[:read(buf)]
+	}
+	bp := readBuffers.Get().(*[]byte)
+	defer readBuffers.Put(bp)
+	k := read((*bp)[:n])
+	if k <= 0 {
+		return nil
+	}
+	return append([]byte(nil), (*bp)[:k]...)
+}
+
 // readSome reads up to n bytes, leftover first. Called under readGate.
 func (s *sock) readSome(n int) ([]byte, bool, error) {
 	if len(s.leftover) > 0 {
@@ -579,10 +600,14 @@ func (s *sock) readSome(n int) ([]byte, bool, error) {
 		s.leftover = s.leftover[k:]
 		return data, false, nil
 	}
-	buf := make([]byte, n)
-	m, err := s.conn.Read(buf)
+	var m int
+	var err error
+	data := withBuffer(n, func(buf []byte) int {
+		m, err = s.conn.Read(buf)
+		return m
+	})
 	if m > 0 {
-		return buf[:m], false, nil
+		return data, false, nil
 	}
 	if errors.Is(err, io.EOF) {
 		return nil, true, nil
@@ -701,14 +726,19 @@ func (t *table) RecvFrom(ctx context.Context, id string, maxBytes uint32, timeou
 		return s.pc.SetReadDeadline(d)
 	}
 	err = t.blocking(ctx, s, s.readGate, timeout, setDeadline, func() error {
-		buf := make([]byte, n)
-		if s.conn != nil {
-			m, rerr := s.conn.Read(buf)
-			data, from = buf[:m], addrString(s.conn.RemoteAddr())
-			return rerr
-		}
-		m, addr, rerr := s.pc.ReadFrom(buf)
-		data, from = buf[:m], addrString(addr)
+		var rerr error
+		data = withBuffer(n, func(buf []byte) int {
+			var m int
+			if s.conn != nil {
+				m, rerr = s.conn.Read(buf)
+				from = addrString(s.conn.RemoteAddr())
+				return m
+			}
+			var addr net.Addr
+			m, addr, rerr = s.pc.ReadFrom(buf)
+			from = addrString(addr)
+			return m
+		})
 		return rerr
 	})
 	if err != nil {
