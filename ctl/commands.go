@@ -69,6 +69,10 @@ Exit status: 0 success; 1 the operation failed (the agent's reason, such as
 CONNECTION_REFUSED, is printed on stderr) or the agent could not be reached ("cannot reach
 agent"); 2 usage error (unknown command or flag, wrong arguments).`
 
+// exitHelp ends every command's help.
+const exitHelp = `Exit status: 0 done; 1 the call failed (stderr says why, with the agent's reason such as
+UNKNOWN_SOCKET or TIMEOUT) or the agent could not be reached; 2 usage error.`
+
 // newRootCommand builds a fresh command tree bound to a.
 func (a *app) newRootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -93,7 +97,7 @@ func (a *app) newRootCommand() *cobra.Command {
 
 	a.output = outputTable
 	f := root.PersistentFlags()
-	f.StringVar(&a.agentFlag, "agent", defaultAgent, "agent address, HOST:PORT or unix:PATH; when not given, $"+envAgent+" if set")
+	f.StringVar(&a.agentFlag, "agent", defaultAgent, "agent `ADDRESS`, HOST:PORT or unix:PATH; when not given, $"+envAgent+" if set")
 	f.VarP(&a.output, "output", "o", "output format: table or json")
 	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "deadline of the RPC, 0 = none; raised to --wait/--connect-timeout + 5s when shorter")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
@@ -112,6 +116,9 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.sendCommand(), a.recvCommand(), a.sendToCommand(), a.recvFromCommand(),
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
 	)
+	for _, c := range root.Commands() {
+		c.Long += "\n\n" + exitHelp
+	}
 	return root
 }
 
@@ -265,7 +272,7 @@ A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&local, "local", "", "bind the source address first (host:port, port may be 0)")
+	cmd.Flags().StringVar(&local, "local", "", "bind the source address `ADDR` first (host:port, port may be 0)")
 	cmd.Flags().DurationVar(&connectTimeout, "connect-timeout", 0, "bound on the connect (0 = the agent's default)")
 	return cmd
 }
@@ -309,7 +316,7 @@ type dataFlags struct {
 }
 
 func (d *dataFlags) register(f *pflag.FlagSet) {
-	f.StringVar(&d.file, "file", "", "send the contents of file F instead of DATA")
+	f.StringVar(&d.file, "file", "", "send the contents of file `F` instead of DATA")
 	f.BoolVar(&d.hex, "hex", false, "DATA (or the file, or stdin) is hex digits, spaces allowed: 48656c6c6f")
 	f.DurationVar(&d.wait, "wait", 0, "how long the write may block (0 = the agent's default)")
 }
@@ -447,8 +454,8 @@ before it are kept for the next recv.`,
 			})
 		},
 	}
-	cmd.Flags().Uint32Var(&maxBytes, "max-bytes", 0, "read at most N bytes (0 = 65536)")
-	cmd.Flags().Uint32Var(&exact, "exact", 0, "wait for exactly N bytes; fewer only at end of stream")
+	cmd.Flags().Uint32Var(&maxBytes, "max-bytes", 0, "read at most `N` bytes (0 = 65536)")
+	cmd.Flags().Uint32Var(&exact, "exact", 0, "wait for exactly `N` bytes; fewer only at end of stream")
 	cmd.Flags().BoolVar(&asHex, "hex", false, "print the data as hex on one line")
 	cmd.Flags().DurationVar(&wait, "wait", 0, "how long to wait for data (0 = the agent's default)")
 	return cmd
@@ -493,7 +500,7 @@ the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both
 			})
 		},
 	}
-	cmd.Flags().Uint32Var(&maxBytes, "max-bytes", 0, "truncate the datagram to N bytes (0 = 65536)")
+	cmd.Flags().Uint32Var(&maxBytes, "max-bytes", 0, "truncate the datagram to `N` bytes (0 = 65536)")
 	cmd.Flags().BoolVar(&asHex, "hex", false, "print the data as hex on one line")
 	cmd.Flags().DurationVar(&wait, "wait", 0, "how long to wait for a datagram (0 = the agent's default)")
 	return cmd

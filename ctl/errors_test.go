@@ -156,7 +156,7 @@ func TestHelp(t *testing.T) {
 		t.Run(c, func(t *testing.T) {
 			t.Parallel()
 			r := invocation{args: []string{c, "--help"}}.exec(t)
-			r.want(t, ExitOK, []string{"Usage:\n  sockctl " + c, "Examples:\n  sockctl " + c}, nil)
+			r.want(t, ExitOK, []string{"Usage:\n  sockctl " + c, "Examples:\n  sockctl " + c, "Exit status: 0"}, nil)
 			if r.stderr != "" {
 				t.Errorf("stderr %q, want nothing", r.stderr)
 			}
