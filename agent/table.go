@@ -427,9 +427,15 @@ func (t *table) blocking(ctx context.Context, s *sock, g gate, timeout time.Dura
 	if err := setDeadline(deadline); err != nil {
 		return t.closedErr(err)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = setDeadline(time.Unix(farPastUnix, 0)) })
+	woken := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = setDeadline(time.Unix(farPastUnix, 0))
+		close(woken)
+	})
 	err := fn()
-	stop()
+	if !stop() {
+		<-woken // the wake-up ran: let it finish before the next call in the gate sets its deadline
+	}
 	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
 		return context.Canceled
 	}
