@@ -2,7 +2,9 @@ package ctl
 
 import (
 	"bytes"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +129,23 @@ func TestAgentFromEnv(t *testing.T) {
 	// --agent wins over the environment.
 	r = invocation{env: map[string]string{"SOCKCTL_AGENT": gone}, args: []string{"--agent", addr, "info"}}.exec(t)
 	r.want(t, ExitOK, []string{"hostname:"}, nil)
+}
+
+func TestAgentOverUnix(t *testing.T) {
+	t.Parallel()
+	dir, err := os.MkdirTemp("", "sockctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	path := filepath.Join(dir, "agent.sock")
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveAgent(t, lis)
+	sockctl(t, "unix:"+path, "ls").want(t, ExitOK, []string{"ID  NETWORK"}, nil)
+	sockctl(t, "unix:"+path+".nosuch", "ls").want(t, ExitFailure, nil, []string{"cannot reach agent unix:" + path + ".nosuch: "})
 }
 
 func TestInfo(t *testing.T) {

@@ -23,13 +23,20 @@ func TestMain(m *testing.M) {
 // of the test the agent must have no open sockets; then it is closed.
 func startAgent(t *testing.T) string {
 	t.Helper()
-	a, err := agent.New(agent.Config{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("agent.New: %v", err)
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
+	}
+	serveAgent(t, lis)
+	return lis.Addr().String()
+}
+
+// serveAgent runs a real agent in-process on lis, checked and closed as by startAgent.
+func serveAgent(t *testing.T, lis net.Listener) {
+	t.Helper()
+	a, err := agent.New(agent.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("agent.New: %v", err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -43,7 +50,6 @@ func startAgent(t *testing.T) string {
 		_ = a.Close()
 		<-done
 	})
-	return lis.Addr().String()
 }
 
 // closedPort returns a 127.0.0.1 address on which nothing listens (at least just now).
