@@ -342,11 +342,11 @@ and prints the byte count. Blocks until written, --wait (0 = the agent's default
 		Args: args(1, "ID", "[DATA]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			data, err := d.read(args[1:])
+			timeout, err := protoDuration("wait", d.wait)
 			if err != nil {
 				return err
 			}
-			timeout, err := protoDuration("wait", d.wait)
+			data, err := d.read(args[1:])
 			if err != nil {
 				return err
 			}
@@ -381,11 +381,11 @@ the byte count. Blocks until sent, --wait (0 = the agent's default) or --timeout
 		Args: args(2, "ID", "ADDRESS", "[DATA]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, address := args[0], args[1]
-			data, err := d.read(args[2:])
+			timeout, err := protoDuration("wait", d.wait)
 			if err != nil {
 				return err
 			}
-			timeout, err := protoDuration("wait", d.wait)
+			data, err := d.read(args[2:])
 			if err != nil {
 				return err
 			}
@@ -442,7 +442,7 @@ before it are kept for the next recv.`,
 				if a.output == outputJSON {
 					return a.out.json(resp)
 				}
-				if len(resp.GetData()) > 0 || asHex && !resp.GetEof() {
+				if len(resp.GetData()) > 0 {
 					if err := a.out.raw(resp.GetData(), asHex); err != nil {
 						return err
 					}
