@@ -153,7 +153,11 @@ func (a *Agent) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInf
 		network = r.GetNetwork()
 	}
 	if r, ok := req.(interface{ GetAddress() string }); ok {
-		remote = r.GetAddress()
+		if rpc == "Listen" || rpc == "Bind" {
+			local = r.GetAddress()
+		} else {
+			remote = r.GetAddress()
+		}
 	}
 	if g, ok := resp.(socketGetter); ok && g.GetSocket() != nil {
 		s := g.GetSocket()
