@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -92,7 +93,9 @@ func (e *rpcError) Unwrap() error { return e.err }
 func (e *rpcError) Error() string {
 	st := status.Convert(e.err)
 	if info := errorInfo(st); info != nil {
-		return fmt.Sprintf("%s: %s (%s): %s", e.op, info.GetReason(), st.Code(), st.Message())
+		// The agent's message often starts with the same "op args: " as ours; say it once.
+		msg := strings.TrimPrefix(st.Message(), e.op+": ")
+		return fmt.Sprintf("%s: %s (%s): %s", e.op, info.GetReason(), st.Code(), msg)
 	}
 	switch st.Code() {
 	case codes.Unavailable:
