@@ -239,7 +239,7 @@ func (p *proc) wait(t *testing.T) int {
 	select {
 	case <-p.done:
 	case <-time.After(20 * time.Second):
-		t.Fatalf("sockagent still running 20s after SIGTERM")
+		t.Fatalf("sockagent still running 20s after the signal")
 	}
 	var ee *exec.ExitError
 	switch {
@@ -319,7 +319,8 @@ func TestServesHealthAndInfo(t *testing.T) {
 	}
 }
 
-// TestUnixListen serves on a UNIX socket and removes a stale socket file left at the path.
+// TestUnixListen serves on a UNIX socket over a stale socket file left at the path, stops on
+// SIGINT, and removes its socket file.
 func TestUnixListen(t *testing.T) {
 	t.Parallel()
 	dir := shortTempDir(t)
@@ -335,8 +336,14 @@ func TestUnixListen(t *testing.T) {
 	if err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health over %s: %v %v", p.target, r, err)
 	}
-	if code := p.stop(t); code != 0 {
-		t.Errorf("exit code %d, want 0", code)
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d after SIGINT, want 0", code)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket file %s after exit: %v, want it removed", path, err)
 	}
 }
 
@@ -451,6 +458,8 @@ func TestJSONLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := cli.GetSocket()
+	_, err = sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: l.GetLocalAddress()})
+	wantStatus(t, err, codes.AlreadyExists, agent.ReasonAddressInUse)
 	refused := closedPort(t)
 	_, err = sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: refused})
 	wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused)
@@ -490,6 +499,7 @@ func TestJSONLog(t *testing.T) {
 	want := []map[string]any{
 		{"rpc": "Listen", "socket": l.GetSocketId(), "network": "tcp", "local": l.GetLocalAddress(), "code": "OK"},
 		{"rpc": "Dial", "socket": c.GetSocketId(), "network": "tcp", "local": c.GetLocalAddress(), "remote": l.GetLocalAddress(), "code": "OK"},
+		{"rpc": "Listen", "network": "tcp", "local": l.GetLocalAddress(), "code": "AlreadyExists", "err": "listen tcp " + l.GetLocalAddress() + ": bind: address already in use"},
 		{"rpc": "Dial", "network": "tcp", "remote": refused, "code": "Unavailable", "err": "dial tcp " + refused + ": connect: connection refused"},
 		{"rpc": "Close", "socket": c.GetSocketId(), "network": "tcp", "local": c.GetLocalAddress(), "remote": l.GetLocalAddress(), "code": "OK"},
 		{"rpc": "Close", "socket": l.GetSocketId(), "network": "tcp", "local": l.GetLocalAddress(), "code": "OK"},
