@@ -47,7 +47,7 @@ func grpcurlOK(t *testing.T, args ...string) string {
 	return out
 }
 
-// grpcurlCall invokes method with the JSON request body and decodes the JSON reply into resp.
+// grpcurlCall runs `grpcurl -plaintext -d BODY ADDR METHOD` and decodes the JSON reply into resp.
 func grpcurlCall(t *testing.T, addr, method, body string, resp proto.Message) {
 	t.Helper()
 	out := grpcurlOK(t, "-plaintext", "-d", body, addr, method)
