@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -64,10 +65,13 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Version == "" {
 		cfg.Version = Version
 	}
-	if cfg.DefaultTimeout <= 0 {
+	if cfg.DefaultTimeout < 0 || cfg.MaxRecvBytes < 0 {
+		return nil, fmt.Errorf("agent config: DefaultTimeout %s and MaxRecvBytes %d must not be negative", cfg.DefaultTimeout, cfg.MaxRecvBytes)
+	}
+	if cfg.DefaultTimeout == 0 {
 		cfg.DefaultTimeout = DefaultTimeout
 	}
-	if cfg.MaxRecvBytes <= 0 {
+	if cfg.MaxRecvBytes == 0 {
 		cfg.MaxRecvBytes = DefaultMaxRecvBytes
 	}
 	var id [8]byte

@@ -19,9 +19,9 @@ import (
 	"github.com/sockagent/sockagent/agent"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-func run(args []string, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sockagent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:7700", "address to serve gRPC on: host:port, or unix:PATH for a UNIX socket")
@@ -46,8 +46,19 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if *version {
-		fmt.Fprintln(os.Stdout, agent.Version)
+		fmt.Fprintln(stdout, agent.Version)
 		return 0
+	}
+	switch {
+	case *defTimeout <= 0:
+		fmt.Fprintf(stderr, "sockagent: --default-timeout %s: give a positive duration such as 30s\n", *defTimeout)
+		return 2
+	case *maxRecv <= 0 || *maxRecv > maxRecvLimit:
+		fmt.Fprintf(stderr, "sockagent: --max-recv-bytes %d: give 1 to %d\n", *maxRecv, maxRecvLimit)
+		return 2
+	case *shutdownTimeout <= 0:
+		fmt.Fprintf(stderr, "sockagent: --shutdown-timeout %s: give a positive duration such as 10s\n", *shutdownTimeout)
+		return 2
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -99,12 +110,24 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
+// maxRecvLimit keeps a Recv's data, with its framing, inside gRPC's default 4 MiB message.
+const maxRecvLimit = 4<<20 - 64<<10
+
 // listenOn opens the control-plane listener: host:port, or unix:PATH (also unix:///PATH).
 func listenOn(addr string) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		path = strings.TrimPrefix(path, "//")
 		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			_ = os.Remove(path) // a stale socket file from a crashed agent would block the bind
+			// A socket file left by a crashed agent would block the bind; one that answers
+			// belongs to a live agent and is not ours to take.
+			c, err := net.Dial("unix", path)
+			if err == nil {
+				c.Close()
+				return nil, fmt.Errorf("%s: another process serves on this socket", path)
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				_ = os.Remove(path)
+			}
 		}
 		return net.Listen("unix", path)
 	}

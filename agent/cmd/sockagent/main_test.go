@@ -522,6 +522,12 @@ func TestFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { busy.Close() })
+	liveSock := filepath.Join(t.TempDir(), "live.sock")
+	live, err := net.Listen("unix", liveSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Close() })
 	tests := []struct {
 		name   string
 		args   []string
@@ -536,7 +542,12 @@ func TestFlags(t *testing.T) {
 		{"argument", []string{"extra"}, 2, "", `unexpected argument "extra"`},
 		{"help", []string{"--help"}, 0, "", "Usage: sockagent [flags]"},
 		{"version", []string{"--version"}, 0, "dev\n", ""},
+		{"negative timeout", []string{"--default-timeout", "-1s"}, 2, "", "--default-timeout -1s: give a positive duration"},
+		{"zero recv bytes", []string{"--max-recv-bytes", "0"}, 2, "", "--max-recv-bytes 0: give 1 to"},
+		{"huge recv bytes", []string{"--max-recv-bytes", "5000000000"}, 2, "", "--max-recv-bytes 5000000000: give 1 to"},
+		{"zero shutdown timeout", []string{"--shutdown-timeout", "0s"}, 2, "", "--shutdown-timeout 0s: give a positive duration"},
 		{"address in use", []string{"--listen", busy.Addr().String()}, 1, "", "cannot listen"},
+		{"live unix socket", []string{"--listen", "unix:" + liveSock}, 1, "", "another process serves on this socket"},
 		{"bad address", []string{"--listen", "127.0.0.1:99999"}, 1, "", "cannot listen"},
 	}
 	for _, tt := range tests {
