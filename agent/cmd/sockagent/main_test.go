@@ -35,6 +35,7 @@ import (
 // Binaries built once by TestMain.
 var (
 	sockagentBin string
+	sockctlBin   string
 	grpcurlBin   string
 )
 
@@ -46,9 +47,11 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		sockagentBin = filepath.Join(dir, "sockagent")
+		sockctlBin = filepath.Join(dir, "sockctl")
 		grpcurlBin = filepath.Join(dir, "grpcurl")
 		builds := [][]string{
 			{"build", "-o", sockagentBin, "."},
+			{"build", "-o", sockctlBin, "../../../ctl/cmd/sockctl"},
 			{"build", "-o", grpcurlBin, "github.com/fullstorydev/grpcurl/cmd/grpcurl"},
 		}
 		errs := make([]error, len(builds))
