@@ -115,7 +115,7 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.listenCommand(), a.bindCommand(), a.dialCommand(), a.acceptCommand(),
 		a.sendCommand(), a.recvCommand(), a.sendToCommand(), a.recvFromCommand(),
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
-		a.demoCommand(),
+		a.demoCommand(), a.runCommand(), a.validateCommand(),
 	)
 	for _, c := range root.Commands() {
 		c.Long += "\n\n" + exitHelp

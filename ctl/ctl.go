@@ -64,6 +64,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err == nil {
 		return ExitOK
 	}
+	var bi *badInput
+	if errors.As(err, &bi) {
+		a.out.errorf("%v\n", err)
+		return ExitUsage
+	}
 	var fe *failure
 	if errors.As(err, &fe) {
 		a.out.errorf("sockctl: %v\n", err)
@@ -102,3 +107,12 @@ func (u *usageError) Unwrap() error { return u.err }
 func usagef(format string, args ...any) error {
 	return &usageError{err: fmt.Errorf(format, args...)}
 }
+
+// badInput is an input file that is wrong (exit 2); its message says where and why, so no
+// usage hint follows it.
+type badInput struct {
+	err error
+}
+
+func (b *badInput) Error() string { return b.err.Error() }
+func (b *badInput) Unwrap() error { return b.err }

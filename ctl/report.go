@@ -1,0 +1,299 @@
+package ctl
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sockagent/sockagent/ctl/scenario"
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+)
+
+// Report is the result of one `sockctl run`; -o json prints it as is. Field names are stable.
+type Report struct {
+	Name        string          `json:"name"`
+	File        string          `json:"file"`
+	Passed      int             `json:"passed"`
+	Failed      int             `json:"failed"`
+	Skipped     int             `json:"skipped"`
+	DurationMS  float64         `json:"duration_ms"`
+	Interrupted bool            `json:"interrupted,omitempty"`
+	Unreachable []string        `json:"unreachable,omitempty"`
+	Agents      []AgentReport   `json:"agents"`
+	Steps       []StepReport    `json:"steps"`
+	Cleanup     []CleanupReport `json:"cleanup"`
+}
+
+// AgentReport is one agent of the run.
+type AgentReport struct {
+	Name      string `json:"name"`
+	Address   string `json:"address"`
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
+}
+
+// StepReport is one action step's result.
+type StepReport struct {
+	Index      string  `json:"index"` // "3", "4.2" (parallel), "5[0].1" (repeat iteration 0)
+	Name       string  `json:"name"`
+	Line       int     `json:"line"`
+	Agent      string  `json:"agent"`
+	Action     string  `json:"action"`
+	Detail     string  `json:"detail,omitempty"` // the action with its arguments expanded
+	Status     string  `json:"status"`           // passed, failed, skipped
+	Reason     string  `json:"reason,omitempty"` // ErrorInfo reason, or AGENT_UNAVAILABLE, STEP_TIMEOUT, EXPECTATION_FAILED, SCENARIO_ERROR
+	Message    string  `json:"message,omitempty"`
+	Socket     string  `json:"socket,omitempty"` // id of the socket the step created
+	Alias      string  `json:"alias,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+}
+
+// CleanupReport is one socket closed (or not) at the end of the run.
+type CleanupReport struct {
+	Agent  string `json:"agent"`
+	Socket string `json:"socket"`
+	Alias  string `json:"alias,omitempty"`
+	Status string `json:"status"` // closed, gone (already closed), failed
+	Error  string `json:"error,omitempty"`
+}
+
+func (r *Report) count() {
+	r.Passed, r.Failed, r.Skipped = 0, 0, 0
+	for _, s := range r.Steps {
+		switch s.Status {
+		case statusPassed:
+			r.Passed++
+		case statusFailed:
+			r.Failed++
+		default:
+			r.Skipped++
+		}
+	}
+}
+
+// ok reports whether every step passed and every agent was reachable.
+func (r *Report) ok() bool {
+	return r.Failed == 0 && len(r.Unreachable) == 0 && !r.Interrupted
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func protoTimeout(d time.Duration) *durationpb.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
+// describe shows an action with its expanded arguments: "dial tcp 127.0.0.1:4242".
+func describe(action string, a scenario.Resolved) string {
+	parts := []string{action}
+	for _, k := range []string{"network", "socket", "address", "local_address", "direction", "duration"} {
+		if a.Has(k) {
+			parts = append(parts, a.String(k))
+		}
+	}
+	for _, k := range []string{"data", "data_hex", "data_base64", "data_size", "max_bytes", "exact_bytes", "timeout"} {
+		if a.Has(k) {
+			parts = append(parts, k+"="+clip(a.String(k), 24))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q...(%d bytes)", s[:n], len(s))
+}
+
+// summary says what a passing step did.
+func summary(action string, o scenario.Outcome, created *sockagentv1.Socket) string {
+	switch {
+	case created != nil:
+		if created.GetRemoteAddress() != "" {
+			return fmt.Sprintf("%s %s -> %s", created.GetSocketId(), created.GetLocalAddress(), created.GetRemoteAddress())
+		}
+		return created.GetSocketId() + " " + created.GetLocalAddress()
+	case action == "send" || action == "sendto":
+		return fmt.Sprintf("sent %d bytes", o.Bytes)
+	case action == "recv" && o.EOF && len(o.Data) == 0:
+		return "eof"
+	case action == "recv" || action == "recvfrom":
+		s := fmt.Sprintf("got %d bytes %s", len(o.Data), clip(string(o.Data), 32))
+		if o.From != "" {
+			s += " from " + o.From
+		}
+		if o.EOF {
+			s += ", eof"
+		}
+		return s
+	}
+	return ""
+}
+
+// tableWriter prints step rows as they end, then the summary.
+type tableWriter struct {
+	w      io.Writer
+	header bool
+}
+
+func (t *tableWriter) row(s StepReport) {
+	if !t.header {
+		fmt.Fprintf(t.w, "%-8s %-10s %-9s %-6s %9s  %s\n", "STEP", "AGENT", "ACTION", "RESULT", "DURATION", "DETAIL")
+		t.header = true
+	}
+	result := map[string]string{statusPassed: "ok", statusFailed: "FAIL", statusSkipped: "skip"}[s.Status]
+	detail := s.Message
+	if s.Status == statusFailed && s.Reason != "" && !strings.HasPrefix(detail, s.Reason) {
+		detail = s.Reason + ": " + detail
+	}
+	if s.Alias != "" {
+		detail = s.Alias + " = " + detail
+	}
+	fmt.Fprintf(t.w, "%-8s %-10s %-9s %-6s %9s  %s\n", s.Index, s.Agent, s.Action, result, fmtMS(s.DurationMS), detail)
+}
+
+func fmtMS(v float64) string {
+	d := time.Duration(v * float64(time.Millisecond))
+	switch {
+	case d == 0:
+		return "-"
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// summary prints unreachable agents, cleanup problems and the closing count line.
+func (t *tableWriter) summary(r *Report) {
+	for _, a := range r.Agents {
+		if !a.Reachable {
+			fmt.Fprintf(t.w, "agent %s (%s) unreachable: %s\n", a.Name, a.Address, a.Error)
+		}
+	}
+	closed, failed := 0, 0
+	for _, c := range r.Cleanup {
+		if c.Status == "failed" {
+			failed++
+			fmt.Fprintf(t.w, "cleanup: could not close %s on %s: %s\n", c.Socket, c.Agent, c.Error)
+		} else {
+			closed++
+		}
+	}
+	fmt.Fprintf(t.w, "cleanup: %d socket(s) closed", closed)
+	if failed > 0 {
+		fmt.Fprintf(t.w, ", %d could not be closed", failed)
+	}
+	fmt.Fprintln(t.w)
+	if r.Interrupted {
+		fmt.Fprintln(t.w, "interrupted")
+	}
+	line := fmt.Sprintf("%d passed, %d failed", r.Passed, r.Failed)
+	if r.Skipped > 0 {
+		line += fmt.Sprintf(", %d skipped", r.Skipped)
+	}
+	fmt.Fprintln(t.w, line)
+}
+
+// writeJSON prints the report as one indented JSON document.
+func writeJSON(w io.Writer, r *Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// JUnit XML, as Jenkins, GitLab and GitHub read it.
+type junitSuites struct {
+	XMLName xml.Name     `xml:"testsuites"`
+	Suites  []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name     string      `xml:"name,attr"`
+	Tests    int         `xml:"tests,attr"`
+	Failures int         `xml:"failures,attr"`
+	Errors   int         `xml:"errors,attr"`
+	Skipped  int         `xml:"skipped,attr"`
+	Time     string      `xml:"time,attr"`
+	Cases    []junitCase `xml:"testcase"`
+	SysErr   string      `xml:"system-err,omitempty"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      string        `xml:"time,attr"`
+	Failure   *junitFailure `xml:"failure,omitempty"`
+	Skipped   *junitSkipped `xml:"skipped,omitempty"`
+}
+
+type junitFailure struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr"`
+	Text    string `xml:",chardata"`
+}
+
+type junitSkipped struct {
+	Message string `xml:"message,attr"`
+}
+
+func secs(msv float64) string { return fmt.Sprintf("%.3f", msv/1000) }
+
+// writeJUnit writes one testsuite with one testcase per step.
+func writeJUnit(w io.Writer, r *Report) error {
+	name := r.Name
+	if name == "" {
+		name = r.File
+	}
+	s := junitSuite{Name: name, Tests: len(r.Steps), Failures: r.Failed, Skipped: r.Skipped, Time: secs(r.DurationMS)}
+	for _, st := range r.Steps {
+		c := junitCase{
+			Name:      fmt.Sprintf("%s %s", st.Index, st.Name),
+			Classname: fmt.Sprintf("%s.%s", name, st.Agent),
+			Time:      secs(st.DurationMS),
+		}
+		switch st.Status {
+		case statusFailed:
+			c.Failure = &junitFailure{
+				Message: strings.TrimSpace(st.Reason + ": " + st.Message),
+				Type:    st.Reason,
+				Text:    fmt.Sprintf("%s:%d: step %s on %s: %s\nreason: %s\n%s", r.File, st.Line, st.Index, st.Agent, st.Detail, st.Reason, st.Message),
+			}
+		case statusSkipped:
+			c.Skipped = &junitSkipped{Message: st.Message}
+		}
+		s.Cases = append(s.Cases, c)
+	}
+	var notes []string
+	for _, a := range r.Agents {
+		if !a.Reachable {
+			s.Errors++
+			notes = append(notes, fmt.Sprintf("agent %s (%s) unreachable: %s", a.Name, a.Address, a.Error))
+		}
+	}
+	for _, c := range r.Cleanup {
+		if c.Status == "failed" {
+			notes = append(notes, fmt.Sprintf("cleanup: could not close %s on %s: %s", c.Socket, c.Agent, c.Error))
+		}
+	}
+	s.SysErr = strings.Join(notes, "\n")
+	if _, err := io.WriteString(w, xml.Header); err != nil {
+		return err
+	}
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	if err := enc.Encode(junitSuites{Suites: []junitSuite{s}}); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}

@@ -1,0 +1,217 @@
+package ctl
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sockagent/sockagent/ctl/scenario"
+)
+
+// defaultStepTimeout bounds a step that gives no timeout of its own.
+const defaultStepTimeout = 10 * time.Second
+
+const runLong = `Run executes a scenario file: ordered and parallel steps on named agents, each checked
+against its expectations, and prints a report. Every socket the run opened is closed at
+the end on every reachable agent, whatever happened (failure, timeout, Ctrl-C).
+
+The file names its agents (name -> HOST:PORT, unix:PATH, or "local" for an agent started
+in-process, so a file runs with no setup). --inventory FILE (YAML, "agents: {NAME: ADDR}")
+and --agent NAME=ADDR override them, the flag last. Every agent must answer before the
+first step; unreachable agents are reported by name and no step runs.
+
+Each step has a deadline: its own timeout (the action's "timeout") or --step-timeout, plus
+2s for the RPC. The first failed step stops the run (later steps are reported as skipped;
+steps of the same parallel block are cancelled) unless --keep-going.
+
+Reports: a table on stdout as steps end, closing with "N passed, N failed"; -o json prints
+one JSON document instead; --junit FILE also writes JUnit XML (one testcase per step).
+
+Failure reasons: the agent's ErrorInfo reason (CONNECTION_REFUSED, TIMEOUT, ...), or
+EXPECTATION_FAILED (the step did not do what expect says), AGENT_UNAVAILABLE (the agent
+itself could not be reached), STEP_TIMEOUT (no answer within the step's deadline),
+SCENARIO_ERROR (a reference that could not be resolved at run time).
+
+Exit status: 0 every step passed; 1 a step failed, an agent was unreachable or the run was
+interrupted; 2 the file or the flags are wrong (FILE:LINE:COL: message).`
+
+func (a *app) runCommand() *cobra.Command {
+	var (
+		agents      []string
+		inventory   string
+		keepGoing   bool
+		stepTimeout time.Duration
+		junit       string
+	)
+	cmd := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run a scenario: steps across agents, with expectations, cleanup and reports",
+		Long:  runLong,
+		Example: `  sockctl run examples/hello-tcp.yaml
+  sockctl run examples/fan-in.yaml --agent server=10.77.0.2:7700 --agent c1=10.77.0.3:7700
+  sockctl run lab.yaml --inventory lab-inventory.yaml --junit report.xml
+  sockctl run examples/refused.yaml -o json --keep-going --step-timeout 3s`,
+		Args: args(1, "FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if stepTimeout <= 0 {
+				return usagef("--step-timeout must be positive")
+			}
+			f, err := loadScenario(args[0])
+			if err != nil {
+				return err
+			}
+			addrs, err := agentAddrs(f, inventory, agents)
+			if err != nil {
+				return err
+			}
+			cfg := runConfig{file: f, addrs: addrs, stepTimeout: stepTimeout, keepGoing: keepGoing, getenv: a.getenv}
+			table := &tableWriter{w: a.out.stdout}
+			if a.output == outputTable {
+				cfg.onStep = table.row
+			}
+			rep := runScenario(cmd.Context(), cfg)
+			if junit != "" {
+				var buf bytes.Buffer
+				if err := writeJUnit(&buf, rep); err == nil {
+					err = os.WriteFile(junit, buf.Bytes(), 0o644)
+				}
+				if err != nil {
+					return failed(fmt.Errorf("write --junit %s: %w", junit, err))
+				}
+			}
+			if a.output == outputJSON {
+				if err := writeJSON(a.out.stdout, rep); err != nil {
+					return failed(err)
+				}
+			} else {
+				table.summary(rep)
+			}
+			switch {
+			case len(rep.Unreachable) > 0:
+				return failed(fmt.Errorf("run %s: agent(s) unreachable: %s; no step ran", f.Path, strings.Join(rep.Unreachable, ", ")))
+			case rep.Interrupted:
+				return failed(fmt.Errorf("run %s: interrupted", f.Path))
+			case rep.Failed > 0:
+				return failed(fmt.Errorf("run %s: %d of %d steps failed", f.Path, rep.Failed, len(rep.Steps)))
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	// This --agent shadows the global one: here it is repeatable and names an agent.
+	fl.StringArrayVar(&agents, "agent", nil, "set agent `NAME=ADDR` (HOST:PORT, unix:PATH or local); repeatable")
+	fl.StringVar(&inventory, "inventory", "", "YAML `FILE` of agent addresses: agents: {NAME: ADDR, ...}")
+	fl.BoolVar(&keepGoing, "keep-going", false, "run every step even after a failure")
+	fl.DurationVar(&stepTimeout, "step-timeout", defaultStepTimeout, "deadline of a step that sets no timeout of its own")
+	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to `FILE`")
+	return cmd
+}
+
+func (a *app) validateCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Check scenario files without running them",
+		Long: `Validate parses scenario files and checks them as run does before its first RPC:
+unknown keys, unknown agents, aliases used before they exist, bad durations and numbers,
+steps with two actions or none. Problems are printed as FILE:LINE:COL: message.
+
+Exit status: 0 every file is valid; 2 a file is not (or cannot be read).`,
+		Example: `  sockctl validate examples/*.yaml`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var bad []string
+			for _, path := range args {
+				f, err := loadScenario(path)
+				if err != nil {
+					bad = append(bad, err.Error())
+					continue
+				}
+				a.out.printf("%s: ok: %d steps, %d agents\n", path, countSteps(f.Steps), len(f.Agents))
+			}
+			if len(bad) > 0 {
+				return &badInput{err: fmt.Errorf("%s", strings.Join(bad, "\n"))}
+			}
+			return nil
+		},
+	}
+}
+
+// countSteps counts action steps, a repeat's steps once per iteration.
+func countSteps(steps []*scenario.Step) int {
+	n := 0
+	for _, s := range steps {
+		switch {
+		case s.Parallel != nil:
+			n += countSteps(s.Parallel)
+		case s.Repeat != nil:
+			n += s.Repeat.Count * countSteps(s.Repeat.Steps)
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// loadScenario reads and validates a scenario file; problems are a badInput (exit 2).
+func loadScenario(path string) (*scenario.File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &badInput{err: fmt.Errorf("%s: %w", path, err)}
+	}
+	f, err := scenario.Parse(path, data)
+	if err != nil {
+		return nil, &badInput{err: err}
+	}
+	return f, nil
+}
+
+// inventoryFile is the YAML of --inventory (what `salab up` prints).
+type inventoryFile struct {
+	Agents map[string]string `yaml:"agents"`
+}
+
+// agentAddrs decides each agent's address: the file's, then the inventory's, then --agent.
+func agentAddrs(f *scenario.File, inventory string, flags []string) (map[string]string, error) {
+	addrs := map[string]string{}
+	var names []string
+	for _, ag := range f.Agents {
+		addrs[ag.Name] = ag.Address
+		names = append(names, ag.Name)
+	}
+	if inventory != "" {
+		data, err := os.ReadFile(inventory)
+		if err != nil {
+			return nil, &badInput{err: fmt.Errorf("--inventory: %w", err)}
+		}
+		var inv inventoryFile
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&inv); err != nil {
+			return nil, &badInput{err: fmt.Errorf("--inventory %s: %v (want agents: {NAME: HOST:PORT, ...})", inventory, err)}
+		}
+		for name, addr := range inv.Agents {
+			if _, ok := addrs[name]; ok { // entries for other files' agents are fine
+				addrs[name] = addr
+			}
+		}
+	}
+	for _, fl := range flags {
+		name, addr, ok := strings.Cut(fl, "=")
+		if !ok || name == "" || addr == "" {
+			return nil, usagef("--agent %q: write NAME=HOST:PORT (or NAME=local)", fl)
+		}
+		if !slices.Contains(names, name) {
+			sort.Strings(names)
+			return nil, usagef("--agent %s: %s has no agent %q (its agents: %s)", fl, f.Path, name, strings.Join(names, ", "))
+		}
+		addrs[name] = addr
+	}
+	return addrs, nil
+}

@@ -1,0 +1,628 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/ctl/scenario"
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+)
+
+// Reasons the runner gives to failures that are not the target's: the agent itself could not
+// be reached, or the step ran out of time on the client side.
+const (
+	reasonAgentUnavailable = "AGENT_UNAVAILABLE"
+	reasonStepTimeout      = "STEP_TIMEOUT"
+	reasonScenario         = "SCENARIO_ERROR"
+	reasonExpectation      = "EXPECTATION_FAILED"
+)
+
+// Step statuses in reports.
+const (
+	statusPassed  = "passed"
+	statusFailed  = "failed"
+	statusSkipped = "skipped"
+)
+
+const (
+	// rpcMargin is added to a blocking call's own timeout for the RPC deadline, so that the
+	// agent's TIMEOUT, not the client's deadline, ends the call.
+	rpcMargin = 2 * time.Second
+	// cleanupTimeout bounds closing the sockets of one agent at the end of a run.
+	cleanupTimeout = 5 * time.Second
+	// connectTimeout bounds the check that every agent answers before the first step.
+	connectTimeout = 5 * time.Second
+)
+
+// runConfig is what `sockctl run` was asked to do.
+type runConfig struct {
+	file        *scenario.File
+	addrs       map[string]string // agent name -> address ("local" for in-process)
+	stepTimeout time.Duration
+	keepGoing   bool
+	getenv      func(string) string
+	onStep      func(StepReport) // called as each step ends (live table output); may be nil
+}
+
+// remote is one agent of a run and the connection to it.
+type remote struct {
+	name, addr, host string
+	conn             *grpc.ClientConn
+	sockets          sockagentv1.SocketServiceClient
+	info             sockagentv1.AgentServiceClient
+	local            *agent.Agent // in-process agent, when addr is "local"
+	served           chan struct{}
+}
+
+// alias is a socket a step named with `as`.
+type alias struct {
+	agent  string
+	socket *sockagentv1.Socket
+}
+
+// opened is a socket the run created, closed at the end unless a step closed it.
+type opened struct {
+	agent, id, alias string
+}
+
+// runner executes one scenario.
+type runner struct {
+	cfg     runConfig
+	remotes map[string]*remote
+
+	mu      sync.Mutex
+	aliases map[string]alias
+	open    []opened
+	steps   []StepReport
+	stopped bool // a step failed and --keep-going is off
+}
+
+// runScenario runs a validated scenario and returns its report. ctx cancelled (Ctrl-C) stops
+// the run; cleanup still happens, bounded, on a context of its own.
+func runScenario(ctx context.Context, cfg runConfig) *Report {
+	start := time.Now()
+	r := &runner{cfg: cfg, remotes: map[string]*remote{}, aliases: map[string]alias{}}
+	rep := &Report{Name: cfg.file.Name, File: cfg.file.Path}
+	defer r.closeRemotes()
+	rep.Agents = r.connect(ctx)
+	for _, a := range rep.Agents {
+		if !a.Reachable {
+			rep.Unreachable = append(rep.Unreachable, a.Name)
+		}
+	}
+	if len(rep.Unreachable) == 0 {
+		r.runSteps(ctx, cfg.file.Steps, "", nil)
+	}
+	rep.Cleanup = r.cleanup(context.WithoutCancel(ctx))
+	rep.Steps = r.steps
+	if ctx.Err() != nil {
+		rep.Interrupted = true
+	}
+	rep.count()
+	rep.DurationMS = ms(time.Since(start))
+	return rep
+}
+
+// connect starts in-process agents, dials the others, and checks that every agent answers.
+func (r *runner) connect(ctx context.Context) []AgentReport {
+	out := make([]AgentReport, len(r.cfg.file.Agents))
+	var wg sync.WaitGroup
+	for i, fa := range r.cfg.file.Agents {
+		addr := r.cfg.addrs[fa.Name]
+		rm := &remote{name: fa.Name, addr: addr, host: hostOf(addr)}
+		r.remotes[fa.Name] = rm
+		out[i] = AgentReport{Name: fa.Name, Address: addr}
+		wg.Go(func() {
+			err := rm.start(ctx)
+			out[i].Reachable = err == nil
+			if err != nil {
+				out[i].Error = err.Error()
+				return
+			}
+			out[i].Address = rm.addr
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// hostOf is the host an address names, as `${AGENT.host}` gives it: "127.0.0.1" for local
+// and unix: agents.
+func hostOf(addr string) string {
+	if addr == "local" || strings.HasPrefix(addr, "unix:") {
+		return "127.0.0.1"
+	}
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+func (rm *remote) start(ctx context.Context) error {
+	target := rm.addr
+	if rm.addr == "local" {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("start in-process agent: %w", err)
+		}
+		a, err := agent.New(agent.Config{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("start in-process agent: %w", err)
+		}
+		rm.local, rm.served = a, make(chan struct{})
+		go func() {
+			defer close(rm.served)
+			_ = a.Serve(lis)
+		}()
+		target = lis.Addr().String()
+		rm.addr = "local (" + target + ")"
+	}
+	conn, err := dialAgent(target)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: %w", target, err)
+	}
+	rm.conn = conn
+	rm.sockets = sockagentv1.NewSocketServiceClient(conn)
+	rm.info = sockagentv1.NewAgentServiceClient(conn)
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if _, err := rm.info.GetInfo(cctx, &sockagentv1.GetInfoRequest{}, grpc.WaitForReady(true)); err != nil {
+		if status.Code(err) == codes.DeadlineExceeded {
+			return fmt.Errorf("no answer within %s", connectTimeout)
+		}
+		return errors.New(status.Convert(err).Message())
+	}
+	return nil
+}
+
+func (r *runner) closeRemotes() {
+	for _, rm := range r.remotes {
+		if rm.conn != nil {
+			rm.conn.Close()
+		}
+		if rm.local != nil {
+			_ = rm.local.Close()
+			<-rm.served
+		}
+	}
+}
+
+// frame is where a step runs: its index prefix and the repeat indexes around it.
+type frame struct {
+	prefix string
+	iters  []int
+}
+
+// runSteps runs steps in order; after a failure (without --keep-going) the rest are skipped.
+func (r *runner) runSteps(ctx context.Context, steps []*scenario.Step, prefix string, iters []int) {
+	for i, st := range steps {
+		r.runStep(ctx, st, frame{prefix: prefix + strconv.Itoa(i+1), iters: iters})
+	}
+}
+
+func (r *runner) isStopped() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stopped
+}
+
+func (r *runner) runStep(ctx context.Context, st *scenario.Step, f frame) {
+	switch {
+	case st.Parallel != nil:
+		r.runParallel(ctx, st, f)
+	case st.Repeat != nil:
+		for i := range st.Repeat.Count {
+			iters := append(append([]int(nil), f.iters...), i)
+			r.runSteps(ctx, st.Repeat.Steps, fmt.Sprintf("%s[%d].", f.prefix, i), iters)
+		}
+	default:
+		rep := StepReport{Index: f.prefix, Name: st.Label(), Agent: st.On, Action: st.Action, Line: st.Pos.Line}
+		switch {
+		case r.isStopped():
+			rep.Status, rep.Message = statusSkipped, "not run: an earlier step failed"
+		case ctx.Err() != nil:
+			rep.Status, rep.Message = statusSkipped, "not run: "+cause(ctx)
+		default:
+			r.execute(ctx, st, f, &rep)
+		}
+		r.record(rep)
+	}
+}
+
+// cause says why ctx ended: interrupted, or a sibling in a parallel block failed.
+func cause(ctx context.Context) string {
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		return c.Error()
+	}
+	return "interrupted"
+}
+
+// runParallel runs a block's steps concurrently and waits for all. Without --keep-going the
+// first failure cancels the siblings still running.
+func (r *runner) runParallel(ctx context.Context, st *scenario.Step, f frame) {
+	bctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for i, child := range st.Parallel {
+		cf := frame{prefix: f.prefix + "." + strconv.Itoa(i+1), iters: f.iters}
+		wg.Go(func() {
+			r.runStep(bctx, child, cf)
+			if !r.cfg.keepGoing && r.isStopped() {
+				cancel(fmt.Errorf("cancelled: step %s failed", cf.prefix))
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (r *runner) record(rep StepReport) {
+	r.mu.Lock()
+	r.steps = append(r.steps, rep)
+	if rep.Status == statusFailed && !r.cfg.keepGoing {
+		r.stopped = true
+	}
+	r.mu.Unlock()
+	if r.cfg.onStep != nil {
+		r.cfg.onStep(rep)
+	}
+}
+
+// lookup resolves ${...} references for a step in frame f.
+func (r *runner) lookup(f frame) scenario.Lookup {
+	return func(ref string) (string, error) {
+		if ref == "i" {
+			if len(f.iters) == 0 {
+				return "", errors.New("${i} is only defined inside a repeat")
+			}
+			return strconv.Itoa(f.iters[len(f.iters)-1]), nil
+		}
+		name, field, ok := strings.Cut(ref, ".")
+		if !ok {
+			return "", fmt.Errorf("${%s}: write ${ALIAS.field}, ${AGENT.host}, ${vars.NAME} or ${env.NAME}", ref)
+		}
+		switch name {
+		case "vars":
+			v, ok := r.cfg.file.Vars[field]
+			if !ok {
+				return "", fmt.Errorf("${%s}: no var %q", ref, field)
+			}
+			return v, nil
+		case "env":
+			v := r.cfg.getenv(field)
+			if v == "" {
+				return "", fmt.Errorf("${%s}: environment variable %s is not set", ref, field)
+			}
+			return v, nil
+		}
+		if rm, ok := r.remotes[name]; ok {
+			switch field {
+			case "host":
+				return rm.host, nil
+			case "address":
+				return rm.addr, nil
+			}
+			return "", fmt.Errorf("${%s}: an agent has host and address", ref)
+		}
+		r.mu.Lock()
+		al, ok := r.aliases[name]
+		r.mu.Unlock()
+		if !ok {
+			return "", fmt.Errorf("${%s}: no socket is named %q (yet)", ref, name)
+		}
+		return aliasField(al.socket, field, ref)
+	}
+}
+
+func aliasField(s *sockagentv1.Socket, field, ref string) (string, error) {
+	port := func(addr string) (string, error) {
+		_, p, err := net.SplitHostPort(addr)
+		if err != nil {
+			return "", fmt.Errorf("${%s}: %q has no port", ref, addr)
+		}
+		return p, nil
+	}
+	switch field {
+	case "socket_id":
+		return s.GetSocketId(), nil
+	case "local_address":
+		return s.GetLocalAddress(), nil
+	case "remote_address":
+		return s.GetRemoteAddress(), nil
+	case "local_port":
+		return port(s.GetLocalAddress())
+	case "remote_port":
+		return port(s.GetRemoteAddress())
+	case "network":
+		return s.GetNetwork(), nil
+	}
+	return "", fmt.Errorf("${%s}: a socket has socket_id, local_address, local_port, remote_address, remote_port and network", ref)
+}
+
+// socketRef finds the socket a step's `socket` names: an alias (which must live on the step's
+// agent) or a literal socket id.
+func (r *runner) socketRef(on, ref string) (string, error) {
+	r.mu.Lock()
+	al, ok := r.aliases[ref]
+	r.mu.Unlock()
+	if !ok {
+		return ref, nil
+	}
+	if al.agent != on {
+		return "", fmt.Errorf("socket %s lives on agent %s, not on %s", ref, al.agent, on)
+	}
+	return al.socket.GetSocketId(), nil
+}
+
+// execute runs one action step and fills rep.
+func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *StepReport) {
+	look := r.lookup(f)
+	path := r.cfg.file.Path
+	fail := func(reason string, err error) {
+		rep.Status, rep.Reason, rep.Message = statusFailed, reason, err.Error()
+	}
+	args, err := scenario.Resolve(path, st.Args, look)
+	if err != nil {
+		fail(reasonScenario, err)
+		return
+	}
+	var expect *scenario.Resolved
+	if st.Expect != nil {
+		e, err := scenario.Resolve(path, st.Expect, look)
+		if err != nil {
+			fail(reasonScenario, err)
+			return
+		}
+		expect = &e
+	}
+	rep.Detail = describe(st.Action, args)
+	start := time.Now()
+	out, created, err := r.act(ctx, st, args)
+	elapsed := time.Since(start)
+	rep.DurationMS = ms(elapsed)
+	if created != nil {
+		name := ""
+		if st.As != "" {
+			if name, err = scenario.Expand(st.As, look); err != nil {
+				fail(reasonScenario, err)
+				return
+			}
+		}
+		r.mu.Lock()
+		r.open = append(r.open, opened{agent: st.On, id: created.GetSocketId(), alias: name})
+		if name != "" {
+			r.aliases[name] = alias{agent: st.On, socket: created}
+		}
+		r.mu.Unlock()
+		rep.Socket = created.GetSocketId()
+		rep.Alias = name
+	}
+	var se *scenarioError
+	if errors.As(err, &se) {
+		fail(reasonScenario, err)
+		return
+	}
+	out.Duration = elapsed
+	if err != nil {
+		out.Reason, out.Err = failureReason(err)
+	}
+	rep.Reason = out.Reason
+	if msgs := scenario.Check(expect, out); len(msgs) > 0 {
+		rep.Status, rep.Message = statusFailed, strings.Join(msgs, "; ")
+		if rep.Reason == "" {
+			rep.Reason = reasonExpectation
+		}
+		return
+	}
+	rep.Status = statusPassed
+	if err != nil {
+		rep.Message = "failed as expected: " + out.Err
+	} else {
+		rep.Message = summary(st.Action, out, created)
+	}
+}
+
+// scenarioError is a problem of the scenario found at run time (not the network's).
+type scenarioError struct{ err error }
+
+func (e *scenarioError) Error() string { return e.err.Error() }
+func (e *scenarioError) Unwrap() error { return e.err }
+
+// failureReason turns an RPC error into a reason and message. Errors the agent explains
+// carry its ErrorInfo reason; an agent that cannot be reached is AGENT_UNAVAILABLE and a
+// step that outlived its deadline is STEP_TIMEOUT, so they never pass for a target's answer.
+func failureReason(err error) (reason, msg string) {
+	st := status.Convert(err)
+	if info := errorInfo(st); info != nil {
+		return info.GetReason(), st.Message()
+	}
+	switch st.Code() {
+	case codes.DeadlineExceeded:
+		return reasonStepTimeout, "no answer from the agent within the step's deadline"
+	case codes.Unavailable:
+		return reasonAgentUnavailable, "agent unavailable: " + st.Message()
+	case codes.Canceled:
+		return "CANCELLED", "cancelled"
+	}
+	return st.Code().String(), st.Message()
+}
+
+// deadlines returns the request timeout and the RPC deadline of a blocking step.
+func (r *runner) deadlines(args scenario.Resolved) (time.Duration, time.Duration, error) {
+	d, err := args.Duration("timeout")
+	if err != nil {
+		return 0, 0, &scenarioError{err}
+	}
+	if d == 0 {
+		d = r.cfg.stepTimeout
+	}
+	return d, d + rpcMargin, nil
+}
+
+// act makes the step's RPC. It returns the outcome for the expectations and the socket the
+// step created, if any; a *scenarioError means the scenario itself is wrong.
+func (r *runner) act(ctx context.Context, st *scenario.Step, args scenario.Resolved) (scenario.Outcome, *sockagentv1.Socket, error) {
+	var out scenario.Outcome
+	rm := r.remotes[st.On]
+	if st.Action == "sleep" {
+		d, err := args.Duration("duration")
+		if err != nil {
+			return out, nil, &scenarioError{err}
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return out, nil, nil
+		case <-ctx.Done():
+			return out, nil, status.Error(codes.Canceled, cause(ctx))
+		}
+	}
+	timeout, deadline, err := r.deadlines(args)
+	if err != nil {
+		return out, nil, err
+	}
+	switch st.Action {
+	case "listen", "bind", "shutdown", "close":
+		deadline = r.cfg.stepTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	id := ""
+	if args.Has("socket") {
+		if id, err = r.socketRef(st.On, args.String("socket")); err != nil {
+			return out, nil, &scenarioError{err}
+		}
+	}
+	data, _, err := args.Data()
+	if err != nil {
+		return out, nil, &scenarioError{err}
+	}
+	maxBytes, err := args.Uint("max_bytes")
+	if err != nil {
+		return out, nil, &scenarioError{err}
+	}
+	exact, err := args.Uint("exact_bytes")
+	if err != nil {
+		return out, nil, &scenarioError{err}
+	}
+	if maxBytes > 1<<31 || exact > 1<<31 {
+		return out, nil, &scenarioError{errors.New("max_bytes and exact_bytes must be below 2^31")}
+	}
+	to := protoTimeout(timeout)
+	sc := rm.sockets
+	switch st.Action {
+	case "listen":
+		resp, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: args.String("network"), Address: args.String("address")})
+		return out, resp.GetSocket(), err
+	case "bind":
+		resp, err := sc.Bind(ctx, &sockagentv1.BindRequest{Network: args.String("network"), Address: args.String("address")})
+		return out, resp.GetSocket(), err
+	case "dial":
+		resp, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: args.String("network"), Address: args.String("address"),
+			LocalAddress: args.String("local_address"), Timeout: to})
+		return out, resp.GetSocket(), err
+	case "accept":
+		resp, err := sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: id, Timeout: to})
+		return out, resp.GetSocket(), err
+	case "send":
+		resp, err := sc.Send(ctx, &sockagentv1.SendRequest{SocketId: id, Data: data, Timeout: to})
+		out.Bytes = resp.GetBytesSent()
+		return out, nil, err
+	case "sendto":
+		resp, err := sc.SendTo(ctx, &sockagentv1.SendToRequest{SocketId: id, Address: args.String("address"), Data: data, Timeout: to})
+		out.Bytes = resp.GetBytesSent()
+		return out, nil, err
+	case "recv":
+		resp, err := sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: id, MaxBytes: uint32(maxBytes), ExactBytes: uint32(exact), Timeout: to})
+		out.Data, out.EOF, out.Bytes = resp.GetData(), resp.GetEof(), uint64(len(resp.GetData()))
+		return out, nil, err
+	case "recvfrom":
+		resp, err := sc.RecvFrom(ctx, &sockagentv1.RecvFromRequest{SocketId: id, MaxBytes: uint32(maxBytes), Timeout: to})
+		out.Data, out.From, out.Bytes = resp.GetData(), resp.GetAddress(), uint64(len(resp.GetData()))
+		return out, nil, err
+	case "shutdown":
+		dir, ok := direction(args.String("direction"))
+		if !ok {
+			return out, nil, &scenarioError{fmt.Errorf("direction %q: use read, write or both", args.String("direction"))}
+		}
+		_, err := sc.Shutdown(ctx, &sockagentv1.ShutdownRequest{SocketId: id, Direction: dir})
+		return out, nil, err
+	case "close":
+		_, err := sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
+		if err == nil || status.Code(err) == codes.NotFound {
+			r.forget(st.On, id)
+		}
+		return out, nil, err
+	}
+	return out, nil, &scenarioError{fmt.Errorf("unknown action %q", st.Action)}
+}
+
+// forget drops a closed socket from the cleanup list and its alias.
+func (r *runner) forget(agentName, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, o := range r.open {
+		if o.agent == agentName && o.id == id {
+			r.open = append(r.open[:i], r.open[i+1:]...)
+			break
+		}
+	}
+}
+
+// cleanup closes every socket the run opened and did not close, newest first, on all agents
+// at once, each agent within cleanupTimeout.
+func (r *runner) cleanup(ctx context.Context) []CleanupReport {
+	r.mu.Lock()
+	byAgent := map[string][]opened{}
+	var order []string
+	for i := len(r.open) - 1; i >= 0; i-- {
+		o := r.open[i]
+		if _, ok := byAgent[o.agent]; !ok {
+			order = append(order, o.agent)
+		}
+		byAgent[o.agent] = append(byAgent[o.agent], o)
+	}
+	r.open = nil
+	r.mu.Unlock()
+	results := make([][]CleanupReport, len(order))
+	var wg sync.WaitGroup
+	for i, name := range order {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+			defer cancel()
+			rm := r.remotes[name]
+			for _, o := range byAgent[name] {
+				c := CleanupReport{Agent: name, Socket: o.id, Alias: o.alias, Status: "closed"}
+				_, err := rm.sockets.Close(cctx, &sockagentv1.CloseRequest{SocketId: o.id})
+				switch {
+				case err == nil:
+				case status.Code(err) == codes.NotFound:
+					c.Status = "gone"
+				default:
+					c.Status = "failed"
+					_, c.Error = failureReason(err)
+				}
+				results[i] = append(results[i], c)
+			}
+		})
+	}
+	wg.Wait()
+	var out []CleanupReport
+	for _, rs := range results {
+		out = append(out, rs...)
+	}
+	return out
+}
