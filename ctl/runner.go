@@ -82,11 +82,12 @@ type runner struct {
 	cfg     runConfig
 	remotes map[string]*remote
 
-	mu      sync.Mutex
-	aliases map[string]alias
-	open    []opened
-	steps   []StepReport
-	stopped bool // a step failed and --keep-going is off
+	mu       sync.Mutex
+	aliases  map[string]alias
+	open     []opened
+	steps    []StepReport
+	stopped  bool   // a step failed and --keep-going is off
+	failedAt string // index of the first failed step
 }
 
 // runScenario runs a validated scenario and returns its report. ctx cancelled (Ctrl-C) stops
@@ -237,9 +238,20 @@ func (r *runner) runStep(ctx context.Context, st *scenario.Step, f frame) {
 			rep.Status, rep.Message = statusSkipped, "not run: "+cause(ctx)
 		default:
 			r.execute(ctx, st, f, &rep)
+			var sf *siblingFailed
+			if rep.Status == statusFailed && errors.As(context.Cause(ctx), &sf) {
+				rep.Status, rep.Reason, rep.Message = statusSkipped, "", "cancelled: "+sf.Error()
+			}
 		}
 		r.record(rep)
 	}
+}
+
+// siblingFailed cancels the rest of a parallel block when one of its steps failed.
+type siblingFailed struct{ index string }
+
+func (s *siblingFailed) Error() string {
+	return "step " + s.index + " of the same parallel block failed"
 }
 
 // cause says why ctx ended: interrupted, or a sibling in a parallel block failed.
@@ -260,8 +272,11 @@ func (r *runner) runParallel(ctx context.Context, st *scenario.Step, f frame) {
 		cf := frame{prefix: f.prefix + "." + strconv.Itoa(i+1), iters: f.iters}
 		wg.Go(func() {
 			r.runStep(bctx, child, cf)
-			if !r.cfg.keepGoing && r.isStopped() {
-				cancel(fmt.Errorf("cancelled: step %s failed", cf.prefix))
+			r.mu.Lock()
+			stopped, at := r.stopped, r.failedAt
+			r.mu.Unlock()
+			if stopped {
+				cancel(&siblingFailed{index: at})
 			}
 		})
 	}
@@ -271,8 +286,8 @@ func (r *runner) runParallel(ctx context.Context, st *scenario.Step, f frame) {
 func (r *runner) record(rep StepReport) {
 	r.mu.Lock()
 	r.steps = append(r.steps, rep)
-	if rep.Status == statusFailed && !r.cfg.keepGoing {
-		r.stopped = true
+	if rep.Status == statusFailed && !r.cfg.keepGoing && !r.stopped {
+		r.stopped, r.failedAt = true, rep.Index
 	}
 	r.mu.Unlock()
 	if r.cfg.onStep != nil {
