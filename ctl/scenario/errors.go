@@ -1,0 +1,72 @@
+package scenario
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// maxErrors bounds the problems Parse reports.
+const maxErrors = 50
+
+func errorString(e Error) string {
+	var b strings.Builder
+	b.WriteString(e.Path)
+	if e.Pos.Line > 0 {
+		if b.Len() > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(strconv.Itoa(e.Pos.Line))
+		if e.Pos.Col > 0 {
+			b.WriteByte(':')
+			b.WriteString(strconv.Itoa(e.Pos.Col))
+		}
+	}
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+func errorsString(e *Errors) string {
+	lines := make([]string, len(e.List))
+	for i, x := range e.List {
+		lines[i] = x.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// problems collects validation errors of one file.
+type problems struct {
+	path string
+	list []Error
+}
+
+func (p *problems) add(pos Pos, format string, args ...any) {
+	p.list = append(p.list, Error{Path: p.path, Pos: pos, Msg: fmt.Sprintf(format, args...)})
+}
+
+// err returns the problems sorted by position, at most maxErrors of them, as a *Errors, or
+// nil when there are none.
+func (p *problems) err() error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	list := slices.Clone(p.list)
+	slices.SortStableFunc(list, func(a, b Error) int {
+		if a.Pos.Line != b.Pos.Line {
+			return a.Pos.Line - b.Pos.Line
+		}
+		return a.Pos.Col - b.Pos.Col
+	})
+	list = slices.CompactFunc(list, func(a, b Error) bool { return a == b })
+	if len(list) > maxErrors {
+		n := len(list)
+		list = list[:maxErrors-1]
+		list = append(list, Error{Path: p.path, Pos: list[len(list)-1].Pos,
+			Msg: fmt.Sprintf("too many problems (%d in all); fix these and run again", n)})
+	}
+	return &Errors{List: list}
+}

@@ -1,0 +1,34 @@
+package scenario
+
+import (
+	"fmt"
+	"strings"
+)
+
+// labelArgs are the arguments a label shows, in this order.
+var labelArgs = []string{"network", "socket", "address", "local_address", "direction", "duration"}
+
+func label(s *Step) string {
+	switch {
+	case s.Name != "":
+		return s.Name
+	case s.Parallel != nil:
+		return fmt.Sprintf("parallel (%s)", plural(len(s.Parallel), "step"))
+	case s.Repeat != nil:
+		return fmt.Sprintf("repeat %dx (%s)", s.Repeat.Count, plural(len(s.Repeat.Steps), "step"))
+	}
+	parts := []string{s.Action}
+	for _, k := range labelArgs {
+		if v, ok := s.Args[k]; ok {
+			parts = append(parts, v.Raw)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

@@ -1,0 +1,799 @@
+package scenario
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxNodes bounds the YAML nodes a file may have once aliases (*name) are followed, so that
+// a file of nested aliases cannot make Parse walk forever.
+const maxNodes = 200_000
+
+// MaxRepeat is the largest repeat count.
+const MaxRepeat = 100_000
+
+var (
+	topKeys    = []string{"name", "agents", "vars", "steps"}
+	stepKeys   = []string{"on", "as", "name", "expect"}
+	repeatKeys = []string{"count", "steps"}
+	identRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+	reasonRE   = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
+	syntaxRE   = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+)
+
+// reserved are names that refer to something other than an alias or agent in ${...}.
+var reserved = []string{"vars", "env", "i"}
+
+// networks lists the networks each socket-creating action accepts.
+var networks = map[string][]string{
+	"listen": {"tcp", "tcp4", "tcp6", "unix"},
+	"bind":   {"udp", "udp4", "udp6", "unixgram"},
+	"dial":   {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram"},
+}
+
+// required lists the arguments each action must have.
+var required = map[string][]string{
+	"listen":   {"network", "address"},
+	"bind":     {"network", "address"},
+	"dial":     {"network", "address"},
+	"accept":   {"socket"},
+	"send":     {"socket"},
+	"recv":     {"socket"},
+	"sendto":   {"socket", "address"},
+	"recvfrom": {"socket"},
+	"shutdown": {"socket", "direction"},
+	"close":    {"socket"},
+	"sleep":    {"duration"},
+}
+
+// creates are the actions that create a socket (and so may have `as`).
+var creates = []string{"listen", "bind", "dial", "accept"}
+
+// expectFor lists the actions each expect key applies to; absent keys apply to all.
+var expectFor = map[string][]string{
+	"data":        {"recv", "recvfrom"},
+	"data_hex":    {"recv", "recvfrom"},
+	"data_base64": {"recv", "recvfrom"},
+	"contains":    {"recv", "recvfrom"},
+	"eof":         {"recv"},
+	"from":        {"recvfrom"},
+	"bytes":       {"send", "sendto", "recv", "recvfrom"},
+}
+
+// parser walks the YAML node tree of one file.
+type parser struct {
+	problems
+	file   *File
+	agents map[string]bool
+	meta   map[*Step]*stepMeta
+	nodes  int
+	over   bool
+}
+
+// stepMeta is where the parts of a step are, for the messages of the later checks.
+type stepMeta struct {
+	as     Pos // the value of `as`
+	action Pos // the action key
+}
+
+func parse(path string, data []byte) (*File, error) {
+	p := &parser{problems: problems{path: path}, meta: map[*Step]*stepMeta{}, agents: map[string]bool{}}
+	root, ok := p.document(data)
+	if !ok {
+		return nil, p.err()
+	}
+	p.file = &File{Path: path}
+	p.top(root)
+	if !p.over {
+		newChecker(p).steps(p.file.Steps, &scope{})
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return p.file, nil
+}
+
+// document decodes data into its one YAML document.
+func (p *parser) document(data []byte) (*yaml.Node, bool) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.add(Pos{1, 1}, "the file is empty; a scenario has name, agents and steps")
+			return nil, false
+		}
+		p.syntax(err)
+		return nil, false
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		p.syntax(err)
+		return nil, false
+	default:
+		p.add(Pos{next.Line, next.Column}, "a second YAML document (after ---); a file holds one scenario")
+		return nil, false
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		p.add(Pos{1, 1}, "the file is empty; a scenario has name, agents and steps")
+		return nil, false
+	}
+	return doc.Content[0], true
+}
+
+// syntax reports a YAML syntax error. The YAML parser gives a line but no column: the column
+// is then 1.
+func (p *parser) syntax(err error) {
+	m := syntaxRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		p.add(Pos{1, 1}, "invalid YAML: %v", err)
+		return
+	}
+	line, _ := strconv.Atoi(m[1])
+	p.add(Pos{max(line, 1), 1}, "invalid YAML: %s", m[2])
+}
+
+func pos(n *yaml.Node) Pos { return Pos{n.Line, n.Column} }
+
+// node follows aliases and counts nodes; nil when the budget is spent.
+func (p *parser) node(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
+		n = n.Alias
+	}
+	if n == nil || n.Kind == yaml.AliasNode {
+		return nil
+	}
+	p.nodes++
+	if p.nodes > maxNodes {
+		if !p.over {
+			p.add(pos(n), "the file has more than %d YAML nodes once aliases are followed; make it smaller", maxNodes)
+		}
+		p.over = true
+		return nil
+	}
+	return n
+}
+
+// entry is one key: value of a mapping.
+type entry struct {
+	key       string
+	keyNode   *yaml.Node
+	valueNode *yaml.Node
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a map"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	if n.Tag == "!!null" {
+		return "empty"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+// mapping returns the entries of a mapping node, reporting duplicate and non-scalar keys. what
+// and example go into the message when n is not a mapping.
+func (p *parser) mapping(n *yaml.Node, what, example string) ([]entry, bool) {
+	n = p.node(n)
+	if n == nil {
+		return nil, false
+	}
+	if n.Kind != yaml.MappingNode {
+		p.add(pos(n), "%s must be a map such as %s, not %s", what, example, kindName(n))
+		return nil, false
+	}
+	var out []entry
+	seen := map[string]Pos{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := p.node(n.Content[i]), n.Content[i+1]
+		if k == nil {
+			return nil, false
+		}
+		if k.Kind != yaml.ScalarNode {
+			p.add(pos(k), "a key of %s must be a plain word, not %s", what, kindName(k))
+			continue
+		}
+		if k.Value == "<<" {
+			p.add(pos(k), "merge keys (<<) are not supported; write the keys out")
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			p.add(pos(k), "duplicate key %q in %s (first at line %d)", k.Value, what, first.Line)
+			continue
+		}
+		seen[k.Value] = pos(k)
+		out = append(out, entry{key: k.Value, keyNode: k, valueNode: v})
+	}
+	return out, true
+}
+
+// scalar reads the scalar value of key; null and collections are reported.
+func (p *parser) scalar(key string, n *yaml.Node) (Scalar, bool) {
+	n = p.node(n)
+	if n == nil {
+		return Scalar{}, false
+	}
+	switch {
+	case n.Kind != yaml.ScalarNode:
+		p.add(pos(n), "%s must be a single value, not %s", key, kindName(n))
+		return Scalar{}, false
+	case n.Tag == "!!null" && n.Style == 0 && (n.Value == "" || n.Value == "~" || n.Value == "null"):
+		p.add(pos(n), "%s has no value; write %s: \"\" for an empty string", key, key)
+		return Scalar{}, false
+	}
+	return Scalar{Raw: n.Value, Pos: pos(n)}, true
+}
+
+// sequence returns the items of a list node.
+func (p *parser) sequence(n *yaml.Node, what, example string) ([]*yaml.Node, bool) {
+	n = p.node(n)
+	if n == nil {
+		return nil, false
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.add(pos(n), "%s must be a list such as %s, not %s", what, example, kindName(n))
+		return nil, false
+	}
+	if len(n.Content) == 0 {
+		p.add(pos(n), "%s is empty; give at least one step", what)
+		return nil, false
+	}
+	return n.Content, true
+}
+
+// unknown reports an unknown key with a suggestion among the known ones.
+func (p *parser) unknown(e entry, where string, known []string, listed string) {
+	msg := fmt.Sprintf("unknown key %q in %s", e.key, where)
+	if s := suggest(e.key, known); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	p.add(pos(e.keyNode), "%s (keys: %s)", msg, listed)
+}
+
+func (p *parser) top(root *yaml.Node) {
+	entries, ok := p.mapping(root, "a scenario", "{name: ..., agents: {...}, steps: [...]}")
+	if !ok {
+		return
+	}
+	has := map[string]bool{}
+	var agentsNode *yaml.Node
+	var stepsNode *yaml.Node
+	for _, e := range entries {
+		has[e.key] = true
+		switch e.key {
+		case "name":
+			if s, ok := p.scalar("name", e.valueNode); ok {
+				p.file.Name = s.Raw
+			}
+		case "agents":
+			agentsNode = e.valueNode
+		case "vars":
+			p.vars(e.valueNode)
+		case "steps":
+			stepsNode = e.valueNode
+		default:
+			p.unknown(e, "the scenario", topKeys, strings.Join(topKeys, ", "))
+		}
+	}
+	if !has["name"] {
+		p.file.Name = strings.TrimSuffix(filepath.Base(p.path), filepath.Ext(p.path))
+	}
+	at := pos(root)
+	if agentsNode == nil {
+		p.add(at, "missing key \"agents\": declare the agents the steps run on, e.g. agents: {server: local, client: local}")
+	} else {
+		p.agentList(agentsNode)
+	}
+	if stepsNode == nil {
+		p.add(at, "missing key \"steps\": a scenario needs a list of steps")
+	} else if items, ok := p.sequence(stepsNode, "steps", "[{on: server, listen: {...}}]"); ok {
+		p.file.Steps = p.stepList(items, 0)
+	}
+}
+
+func (p *parser) agentList(n *yaml.Node) {
+	entries, ok := p.mapping(n, "agents", "{server: 10.0.0.2:7700, client: local}")
+	if !ok {
+		return
+	}
+	if len(entries) == 0 {
+		p.add(pos(n), "agents is empty; declare at least one agent, e.g. agents: {server: local}")
+	}
+	for _, e := range entries {
+		p.checkName(e, "an agent")
+		s, ok := p.scalar("agent "+e.key, e.valueNode)
+		if !ok {
+			continue
+		}
+		if msg := checkAddress(s.Raw); msg != "" {
+			p.add(s.Pos, "agent %s: %s", e.key, msg)
+		}
+		p.agents[e.key] = true
+		p.file.Agents = append(p.file.Agents, Agent{Name: e.key, Address: s.Raw, Pos: pos(e.keyNode)})
+	}
+}
+
+// checkName reports a name (of an agent or var) that is not an identifier or is reserved.
+func (p *parser) checkName(e entry, what string) {
+	switch {
+	case !identRE.MatchString(e.key):
+		p.add(pos(e.keyNode), "%s name must be a letter or _ followed by letters, digits, _ or -; got %q", what, e.key)
+	case slices.Contains(reserved, e.key):
+		p.add(pos(e.keyNode), "%q cannot be %s name: ${%s...} means something else; pick another name", e.key, what, e.key)
+	}
+}
+
+// checkAddress says what is wrong with an agent address, or "".
+func checkAddress(a string) string {
+	const want = `want HOST:PORT, unix:PATH or local`
+	switch {
+	case a == "":
+		return "empty address; " + want
+	case a == "local":
+		return ""
+	case strings.Contains(a, "${"):
+		return "addresses are taken as written (no ${...}); override them at run time with --agent NAME=HOST:PORT or --inventory"
+	case strings.HasPrefix(a, "unix:"):
+		if a == "unix:" {
+			return "unix: needs a socket path, such as unix:/run/sockagent.sock"
+		}
+		return ""
+	}
+	host, port, err := splitHostPort(a)
+	if err != "" {
+		return fmt.Sprintf("%q: %s; %s", a, err, want)
+	}
+	_ = host
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("%q: port %q is not a number from 1 to 65535", a, port)
+	}
+	return ""
+}
+
+func splitHostPort(a string) (host, port, problem string) {
+	i := strings.LastIndexByte(a, ':')
+	if i < 0 {
+		return "", "", "no port"
+	}
+	host, port = a[:i], a[i+1:]
+	if strings.HasPrefix(host, "[") != strings.HasSuffix(host, "]") || (!strings.HasPrefix(host, "[") && strings.Contains(host, ":")) {
+		return "", "", "an IPv6 host goes in brackets, such as [::1]:7700"
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "" {
+		return "", "", "no host"
+	}
+	return host, port, ""
+}
+
+func (p *parser) vars(n *yaml.Node) {
+	entries, ok := p.mapping(n, "vars", `{greeting: "Hello"}`)
+	if !ok {
+		return
+	}
+	p.file.Vars = map[string]string{}
+	for _, e := range entries {
+		p.checkName(e, "a var")
+		s, ok := p.scalar("var "+e.key, e.valueNode)
+		if !ok {
+			continue
+		}
+		if strings.Contains(s.Raw, "${") {
+			p.add(s.Pos, "var %s: vars are taken as written, ${...} inside one is not expanded; write $${ for a literal ${", e.key)
+		}
+		p.file.Vars[e.key] = strings.ReplaceAll(s.Raw, "$$", "$")
+	}
+}
+
+// stepList reads a list of steps; depth is the number of enclosing repeat blocks.
+func (p *parser) stepList(items []*yaml.Node, depth int) []*Step {
+	var out []*Step
+	for _, it := range items {
+		if p.over {
+			return out
+		}
+		if s := p.step(it, depth); s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (p *parser) step(n *yaml.Node, depth int) *Step {
+	entries, ok := p.mapping(n, "a step", "{on: AGENT, ACTION: {...}}")
+	if !ok {
+		return nil
+	}
+	n = p.node(n)
+	st := &Step{Pos: pos(n)}
+	var blocks []entry
+	for _, e := range entries {
+		if e.key == "parallel" || e.key == "repeat" {
+			blocks = append(blocks, e)
+		}
+	}
+	switch {
+	case len(blocks) > 1:
+		p.add(pos(blocks[1].keyNode), "a step has either parallel or repeat, not both; nest one inside the other")
+		return nil
+	case len(blocks) == 1:
+		return p.block(st, blocks[0], entries, depth)
+	}
+	return p.action(st, entries, depth)
+}
+
+func (p *parser) block(st *Step, b entry, entries []entry, depth int) *Step {
+	for _, e := range entries {
+		switch e.key {
+		case b.key:
+		case "name":
+			if s, ok := p.scalar("name", e.valueNode); ok {
+				st.Name = s.Raw
+			}
+		default:
+			p.add(pos(e.keyNode), "%q is not allowed in a %s block (keys: %s, name); put it on the steps inside", e.key, b.key, b.key)
+		}
+	}
+	if b.key == "parallel" {
+		items, ok := p.sequence(b.valueNode, "parallel", "[{on: a, ...}, {on: b, ...}]")
+		if !ok {
+			return nil
+		}
+		st.Parallel = p.stepList(items, depth)
+		if len(st.Parallel) == 0 {
+			return nil
+		}
+		return st
+	}
+	rentries, ok := p.mapping(b.valueNode, "repeat", "{count: 3, steps: [...]}")
+	if !ok {
+		return nil
+	}
+	r := &Repeat{}
+	var count, steps *entry
+	for i, e := range rentries {
+		switch e.key {
+		case "count":
+			count = &rentries[i]
+		case "steps":
+			steps = &rentries[i]
+		default:
+			p.unknown(e, "repeat", repeatKeys, "count, steps")
+		}
+	}
+	at := pos(b.keyNode)
+	if count == nil {
+		p.add(at, "repeat is missing \"count\" (how many times, 1 to %d)", MaxRepeat)
+	} else if s, ok := p.scalar("count", count.valueNode); ok {
+		r.Count = p.count(s)
+	}
+	if steps == nil {
+		p.add(at, "repeat is missing \"steps\" (the steps to repeat)")
+	} else if items, ok := p.sequence(steps.valueNode, "repeat steps", "[{on: a, ...}]"); ok {
+		r.Steps = p.stepList(items, depth+1)
+	}
+	if r.Count == 0 || len(r.Steps) == 0 {
+		return nil
+	}
+	st.Repeat = r
+	return st
+}
+
+// count reads a repeat count: a whole number, or ${vars.NAME} holding one.
+func (p *parser) count(s Scalar) int {
+	raw := s.Raw
+	if strings.Contains(raw, "$") {
+		v, err := expand(raw, func(ref string) (string, error) {
+			name, ok := strings.CutPrefix(ref, "vars.")
+			if v, found := p.file.Vars[name]; ok && found {
+				return v, nil
+			}
+			return "", fmt.Errorf("${%s}: count may use ${vars.NAME} of a declared var only", ref)
+		})
+		if err != nil {
+			p.add(s.Pos, "count: %v", err)
+			return 0
+		}
+		raw = v
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > MaxRepeat {
+		p.add(s.Pos, "count: want a whole number from 1 to %d, got %q", MaxRepeat, raw)
+		return 0
+	}
+	return n
+}
+
+func (p *parser) action(st *Step, entries []entry, depth int) *Step {
+	m := &stepMeta{}
+	var actions []entry
+	var asEntry, expectEntry, onEntry *entry
+	typo := false // an unknown key looks like a misspelt action
+	for i, e := range entries {
+		switch {
+		case slices.Contains(Actions, e.key):
+			actions = append(actions, e)
+		case e.key == "on":
+			onEntry = &entries[i]
+		case e.key == "as":
+			asEntry = &entries[i]
+		case e.key == "expect":
+			expectEntry = &entries[i]
+		case e.key == "name":
+			if s, ok := p.scalar("name", e.valueNode); ok {
+				st.Name = s.Raw
+			}
+		default:
+			known := append(append(slices.Clone(stepKeys), Actions...), "parallel", "repeat")
+			p.unknown(e, "step", known, "on, as, name, expect, and one action")
+			typo = typo || slices.Contains(Actions, suggest(e.key, known))
+		}
+	}
+	switch len(actions) {
+	case 0:
+		if typo {
+			break
+		}
+		p.add(st.Pos, "step has no action; give one of %s (or parallel/repeat for a block)", strings.Join(Actions, ", "))
+	case 1:
+	default:
+		p.add(pos(actions[1].keyNode), "step has two actions, %q and %q; a step does one thing: split it into two steps", actions[0].key, actions[1].key)
+	}
+	if len(actions) > 0 {
+		a := actions[0]
+		st.Action = a.key
+		m.action = pos(a.keyNode)
+		st.Args = p.args(a)
+	}
+	if onEntry != nil {
+		if s, ok := p.scalar("on", onEntry.valueNode); ok {
+			st.On = s.Raw
+			p.checkOn(s)
+		}
+	} else if st.Action != "" && st.Action != "sleep" {
+		p.add(st.Pos, "step has no \"on\": say which agent runs it, e.g. on: %s", p.firstAgent())
+	}
+	if asEntry != nil {
+		if s, ok := p.scalar("as", asEntry.valueNode); ok {
+			st.As, m.as = s.Raw, s.Pos
+			if st.Action != "" && !slices.Contains(creates, st.Action) {
+				p.add(pos(asEntry.keyNode), "as names the socket a step creates; %s creates none (only %s do)", st.Action, strings.Join(creates, ", "))
+			}
+		}
+	}
+	if expectEntry != nil {
+		st.Expect = p.expect(st.Action, *expectEntry)
+	}
+	p.meta[st] = m
+	return st
+}
+
+func (p *parser) firstAgent() string {
+	if len(p.file.Agents) > 0 {
+		return p.file.Agents[0].Name
+	}
+	return "AGENT"
+}
+
+func (p *parser) checkOn(s Scalar) {
+	switch {
+	case len(p.file.Agents) == 0:
+		// agents are missing or broken: reported already
+	case strings.Contains(s.Raw, "${"):
+		p.add(s.Pos, "on names an agent as declared in agents; ${...} is not expanded here")
+	case !p.agents[s.Raw]:
+		names := make([]string, len(p.file.Agents))
+		for i, a := range p.file.Agents {
+			names[i] = a.Name
+		}
+		msg := fmt.Sprintf("unknown agent %q", s.Raw)
+		if sg := suggest(s.Raw, names); sg != "" {
+			msg += fmt.Sprintf("; did you mean %q?", sg)
+		}
+		p.add(s.Pos, "%s (agents: %s)", msg, strings.Join(names, ", "))
+	}
+}
+
+// args reads and checks the arguments of an action.
+func (p *parser) args(a entry) Args {
+	args := Args{}
+	v := p.node(a.valueNode)
+	if v == nil {
+		return args
+	}
+	allowed := ActionArgs[a.key]
+	if v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Style == 0 {
+		v = &yaml.Node{Kind: yaml.MappingNode, Line: v.Line, Column: v.Column}
+	}
+	entries, ok := p.mapping(v, a.key, fmt.Sprintf("{%s: ...}", allowed[0]))
+	if !ok {
+		return args
+	}
+	var data []string
+	for _, e := range entries {
+		if !slices.Contains(allowed, e.key) {
+			p.unknown(e, a.key, allowed, strings.Join(allowed, ", "))
+			continue
+		}
+		s, ok := p.scalar(e.key, e.valueNode)
+		if !ok {
+			continue
+		}
+		args[e.key] = s
+		if slices.Contains(dataKeys, e.key) {
+			data = append(data, e.key)
+			if len(data) == 2 {
+				p.add(pos(e.keyNode), "give one of data, data_hex, data_base64 or data_size, not both %s and %s", data[0], data[1])
+			}
+		}
+		p.literal(a.key, e.key, s)
+	}
+	var missing []string
+	for _, k := range required[a.key] {
+		if _, ok := args[k]; !ok && !slices.ContainsFunc(entries, func(e entry) bool { return e.key == k }) {
+			missing = append(missing, strconv.Quote(k))
+		}
+	}
+	if len(missing) > 0 {
+		p.add(pos(a.keyNode), "%s is missing %s (required: %s)", a.key, strings.Join(missing, " and "), strings.Join(required[a.key], ", "))
+	}
+	if (a.key == "send" || a.key == "sendto") && len(data) == 0 {
+		p.add(pos(a.keyNode), "%s needs a payload: give one of data, data_hex, data_base64 or data_size", a.key)
+	}
+	return args
+}
+
+// literal checks a value without ${...} references.
+func (p *parser) literal(action, key string, s Scalar) {
+	if strings.Contains(s.Raw, "${") {
+		return
+	}
+	raw := strings.ReplaceAll(s.Raw, "$$", "$")
+	var err error
+	switch key {
+	case "network":
+		if nets := networks[action]; !slices.Contains(nets, raw) {
+			err = fmt.Errorf("%s takes network %s; got %q", action, orList(nets), raw)
+		}
+	case "timeout", "duration", "within":
+		_, err = parseDuration(raw)
+	case "max_bytes", "exact_bytes", "bytes":
+		_, err = parseUint(raw)
+	case "data_size":
+		_, err = parseDataSize(raw)
+	case "eof":
+		_, err = parseBool(raw)
+	case "data_hex":
+		_, err = decodeHex(raw)
+	case "data_base64":
+		_, err = decodeBase64(raw)
+	case "direction":
+		if !slices.Contains([]string{"read", "write", "both"}, raw) {
+			err = fmt.Errorf("want read, write or both, got %q", raw)
+		}
+	case "error":
+		if !reasonRE.MatchString(raw) {
+			err = fmt.Errorf("want an error reason in upper case such as CONNECTION_REFUSED or TIMEOUT, got %q", raw)
+		}
+	case "socket":
+		if raw == "" {
+			err = errors.New("empty; name the socket by the alias a step gave it with as")
+		}
+	}
+	if err != nil {
+		p.add(s.Pos, "%s: %v", key, err)
+	}
+}
+
+func orList(xs []string) string {
+	if len(xs) == 1 {
+		return xs[0]
+	}
+	return strings.Join(xs[:len(xs)-1], ", ") + " or " + xs[len(xs)-1]
+}
+
+// expect reads and checks the expectations of a step.
+func (p *parser) expect(action string, e entry) Args {
+	out := Args{}
+	v := p.node(e.valueNode)
+	if v == nil {
+		return out
+	}
+	if v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Style == 0 {
+		return out
+	}
+	entries, ok := p.mapping(v, "expect", "{data: \"Hello\"}")
+	if !ok {
+		return out
+	}
+	var data []string
+	for _, x := range entries {
+		if !slices.Contains(ExpectKeys, x.key) {
+			p.unknown(x, "expect", ExpectKeys, strings.Join(ExpectKeys, ", "))
+			continue
+		}
+		s, ok := p.scalar(x.key, x.valueNode)
+		if !ok {
+			continue
+		}
+		out[x.key] = s
+		p.literal(action, x.key, s)
+		if acts, ok := expectFor[x.key]; ok && action != "" && !slices.Contains(acts, action) {
+			p.add(pos(x.keyNode), "expect %s applies to %s, not to %s", x.key, orList(acts), action)
+		}
+		if x.key == "data" || x.key == "data_hex" || x.key == "data_base64" {
+			data = append(data, x.key)
+			if len(data) == 2 {
+				p.add(pos(x.keyNode), "expect one of data, data_hex or data_base64, not both %s and %s", data[0], data[1])
+			}
+		}
+	}
+	if _, ok := out["error"]; ok {
+		for _, x := range entries {
+			if x.key != "error" && x.key != "within" && slices.Contains(ExpectKeys, x.key) {
+				p.add(pos(x.keyNode), "expect error cannot be combined with %s: a step that fails has no result to check (only within may go with error)", x.key)
+			}
+		}
+	}
+	return out
+}
+
+// suggest returns the candidate closest to s, if it is close enough to be a typo.
+func suggest(s string, candidates []string) string {
+	best, bestD := "", 0
+	for _, c := range candidates {
+		d := distance(strings.ToLower(s), c)
+		if best == "" || d < bestD {
+			best, bestD = c, d
+		}
+	}
+	limit := 2
+	if len(s) <= 3 {
+		limit = 1
+	}
+	if best == "" || bestD > limit {
+		return ""
+	}
+	return best
+}
+
+// distance is the Damerau-Levenshtein (optimal string alignment) distance of a and b.
+func distance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 1 << 20
+	}
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
