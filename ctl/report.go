@@ -146,7 +146,7 @@ type tableWriter struct {
 
 func (t *tableWriter) row(s StepReport) {
 	if !t.header {
-		fmt.Fprintf(t.w, "%-8s %-10s %-9s %-6s %9s  %s\n", "STEP", "AGENT", "ACTION", "RESULT", "DURATION", "DETAIL")
+		fmt.Fprintf(t.w, "%-10s %-10s %-9s %-6s %9s  %s\n", "STEP", "AGENT", "ACTION", "RESULT", "DURATION", "DETAIL")
 		t.header = true
 	}
 	result := map[string]string{statusPassed: "ok", statusFailed: "FAIL", statusSkipped: "skip"}[s.Status]
@@ -157,7 +157,7 @@ func (t *tableWriter) row(s StepReport) {
 	if s.Alias != "" {
 		detail = s.Alias + " = " + detail
 	}
-	fmt.Fprintf(t.w, "%-8s %-10s %-9s %-6s %9s  %s\n", s.Index, s.Agent, s.Action, result, fmtMS(s.DurationMS), detail)
+	fmt.Fprintf(t.w, "%-10s %-10s %-9s %-6s %9s  %s\n", s.Index, s.Agent, s.Action, result, fmtMS(s.DurationMS), detail)
 }
 
 func fmtMS(v float64) string {
