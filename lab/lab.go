@@ -244,6 +244,13 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, err
 	}
 	log := cfg.Logger
+	if cfg.AgentBin != "" { // a wrong path fails before the lab of the same prefix goes
+		bin, err := agentBinary(ctx, cfg.AgentBin, "", log)
+		if err != nil {
+			return nil, err
+		}
+		cfg.AgentBin = bin
+	}
 	if err := Teardown(cfg.Prefix, cfg.StateDir, log); err != nil {
 		return nil, fmt.Errorf("remove the previous lab %s: %w", cfg.Prefix, err)
 	}

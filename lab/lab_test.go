@@ -1,0 +1,646 @@
+//go:build linux
+
+package lab_test
+
+// Lab tests (Linux, root; CI runs them as root): a 3-host lab of network namespaces with a
+// sockagent process in each; every example scenario runs across the hosts through the built
+// sockctl binary; a partition (one host's link set down mid-run) fails the step that crosses
+// it with a network reason inside its timeout, and the run still ends, bounded, with the
+// other hosts cleaned up. All traffic stays on the lab's bridge and inside its namespaces.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"github.com/sockagent/sockagent/lab"
+)
+
+// testPrefix starts the prefix of every lab these tests make: salab-t<PID>, so parallel test
+// processes and a user's own lab (salab) never meet.
+const testPrefix = "salab-t"
+
+var (
+	sockagentBin, sockctlBin string
+	buildErr                 = map[string]error{} // by binary path
+)
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() != 0 {
+			return m.Run() // the tests skip, saying why
+		}
+		dir, err := os.MkdirTemp("", "salab-test-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		sockagentBin, sockctlBin = filepath.Join(dir, "sockagent"), filepath.Join(dir, "sockctl")
+		for bin, pkg := range map[string]string{
+			sockagentBin: "github.com/sockagent/sockagent/agent/cmd/sockagent",
+			sockctlBin:   "github.com/sockagent/sockagent/ctl/cmd/sockctl",
+		} {
+			if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+				buildErr[bin] = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+			}
+		}
+		removeStaleLabs()
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// removeStaleLabs tears down the labs of earlier test processes that died before their
+// cleanup ran (their pid is gone).
+func removeStaleLabs() {
+	prefixes, err := lab.Labs()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "list labs:", err)
+		return
+	}
+	for _, p := range prefixes {
+		rest, ok := strings.CutPrefix(p, testPrefix)
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(rest)
+		if err != nil {
+			continue
+		}
+		if pid == os.Getpid() || errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			fmt.Fprintf(os.Stderr, "removing stale lab %s\n", p)
+			if err := lab.Teardown(p, "", nil); err != nil {
+				fmt.Fprintf(os.Stderr, "remove stale lab %s: %v\n", p, err)
+			}
+		}
+	}
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: lab tests need root (network namespaces, veth, bridge); CI runs them as root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Fatal("ip not found: install iproute2 (.ci/run does)")
+	}
+}
+
+// requireBinaries fails the test when TestMain could not build one of these binaries.
+func requireBinaries(t *testing.T, bins ...string) {
+	t.Helper()
+	for _, b := range bins {
+		if err := buildErr[b]; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// upLab starts a lab of n hosts with a prefix of its own, on 10.77.0.0/24 or, when another
+// lab holds that, the next free 10.77.K.0/24. Cleanup removes it and checks nothing is left.
+func upLab(t *testing.T, prefix string, n int) *lab.Lab {
+	t.Helper()
+	var l *lab.Lab
+	var err error
+	for k := range 16 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		l, err = lab.Up(ctx, lab.Config{
+			Prefix:   prefix,
+			Hosts:    n,
+			Subnet:   netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 77, byte(k), 0}), 24),
+			AgentBin: sockagentBin,
+		})
+		cancel()
+		if !errors.Is(err, lab.ErrSubnetInUse) {
+			break
+		}
+		t.Logf("10.77.%d.0/24: %v", k, err)
+	}
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, h := range l.Hosts {
+				if data, err := os.ReadFile(h.Log); err == nil {
+					t.Logf("agent log of %s (%s):\n%s", h.Name, h.Log, tail(string(data), 4000))
+				}
+			}
+		}
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+		left, err := lab.Leftovers(prefix)
+		if err != nil {
+			t.Error(err)
+		}
+		if len(left) > 0 {
+			t.Errorf("after down, still there: %v", left)
+		}
+		if _, err := os.Stat(l.StateDir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after down, state directory %s: %v, want it gone", l.StateDir, err)
+		}
+		for _, h := range l.Hosts {
+			if isAlive(h.PID) {
+				t.Errorf("after down, agent pid %d of %s still runs", h.PID, h.Name)
+			}
+		}
+	})
+	return l
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+func isAlive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	return i > 0 && i+2 < len(data) && data[i+2] != 'Z'
+}
+
+// agentClient is a control connection to one lab agent.
+type agentClient struct {
+	name    string
+	sockets sockagentv1.SocketServiceClient
+	info    sockagentv1.AgentServiceClient
+}
+
+func connect(t *testing.T, l *lab.Lab) map[string]agentClient {
+	t.Helper()
+	out := map[string]agentClient{}
+	for _, h := range l.Hosts {
+		conn, err := grpc.NewClient(h.AgentAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		out[h.Name] = agentClient{name: h.Name, sockets: sockagentv1.NewSocketServiceClient(conn), info: sockagentv1.NewAgentServiceClient(conn)}
+	}
+	return out
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// sockets returns the agent's socket table (GetInfo's open_sockets must agree).
+func (a agentClient) table(t *testing.T) []*sockagentv1.Socket {
+	t.Helper()
+	ctx := ctxTimeout(t, 5*time.Second)
+	r, err := a.sockets.ListSockets(ctx, &sockagentv1.ListSocketsRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		t.Fatalf("%s: ListSockets: %v", a.name, err)
+	}
+	info, err := a.info.GetInfo(ctx, &sockagentv1.GetInfoRequest{})
+	if err != nil {
+		t.Fatalf("%s: GetInfo: %v", a.name, err)
+	}
+	if int(info.GetOpenSockets()) != len(r.GetSockets()) {
+		t.Errorf("%s: GetInfo open_sockets %d, ListSockets has %d", a.name, info.GetOpenSockets(), len(r.GetSockets()))
+	}
+	return r.GetSockets()
+}
+
+func wantEmpty(t *testing.T, a agentClient) {
+	t.Helper()
+	if s := a.table(t); len(s) != 0 {
+		t.Errorf("%s: %d socket(s) left open, want 0: %v", a.name, len(s), s)
+	}
+}
+
+// sockctl runs the sockctl binary with a bound and returns stdout, stderr and exit code.
+func sockctl(t *testing.T, timeout time.Duration, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sockctlBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("sockctl %s: still running after %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), timeout, &stdout, &stderr)
+	}
+	code := 0
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("sockctl: %v", err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// agentNames reads the names of a scenario's agents, in file order.
+func agentNames(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Agents yaml.Node `yaml:"agents"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var names []string
+	for i := 0; i+1 < len(doc.Agents.Content); i += 2 {
+		names = append(names, doc.Agents.Content[i].Value)
+	}
+	if len(names) == 0 {
+		t.Fatalf("%s: no agents", path)
+	}
+	return names
+}
+
+var (
+	validRE   = regexp.MustCompile(`: ok: (\d+) steps, (\d+) agents`)
+	summaryRE = regexp.MustCompile(`(?m)^(\d+) passed, (\d+) failed(, \d+ skipped)?\n?\z`)
+)
+
+func TestLab(t *testing.T) {
+	requireRoot(t)
+	requireBinaries(t, sockagentBin)
+	start := time.Now()
+	l := upLab(t, fmt.Sprintf("%s%d", testPrefix, os.Getpid()), 3)
+	t.Logf("lab %s up in %s: %s, bridge %s", l.Prefix, time.Since(start).Round(time.Millisecond), l.Subnet, l.Bridge)
+	agents := connect(t, l)
+
+	t.Run("hosts", func(t *testing.T) {
+		for _, h := range l.Hosts {
+			info, err := agents[h.Name].info.GetInfo(ctxTimeout(t, 5*time.Second), &sockagentv1.GetInfoRequest{})
+			if err != nil {
+				t.Fatalf("%s: GetInfo: %v", h.Name, err)
+			}
+			if int(info.GetPid()) != h.PID {
+				t.Errorf("%s: agent pid %d, lab says %d", h.Name, info.GetPid(), h.PID)
+			}
+			var got []string
+			for _, i := range info.GetInterfaces() {
+				got = append(got, i.GetName()+"="+strings.Join(i.GetAddresses(), ","))
+			}
+			// Only lo and eth0 with the host's own address: the agent runs in its namespace.
+			if len(got) != 2 || !strings.HasPrefix(got[0], "lo=127.0.0.1/8") || !strings.HasPrefix(got[1], "eth0="+h.Addr.String()+"/24") {
+				t.Errorf("%s: interfaces %v, want lo and eth0=%s/24", h.Name, got, h.Addr)
+			}
+		}
+		want := fmt.Sprintf("# salab %s: 3 hosts\nagents:\n  h1: %s\n  h2: %s\n  h3: %s\n", l.Prefix,
+			l.Hosts[0].AgentAddr, l.Hosts[1].AgentAddr, l.Hosts[2].AgentAddr)
+		if got := l.Inventory(); got != want {
+			t.Errorf("inventory:\n%s\nwant:\n%s", got, want)
+		}
+		if !strings.HasSuffix(l.Hosts[0].AgentAddr, ":7700") || l.Hosts[0].Addr != l.Subnet.Addr().Next().Next() {
+			t.Errorf("h1 at %s, want .2 of %s, port 7700", l.Hosts[0].AgentAddr, l.Subnet)
+		}
+	})
+
+	t.Run("examples", func(t *testing.T) {
+		requireBinaries(t, sockctlBin)
+		files, err := filepath.Glob("../examples/*.yaml")
+		if err != nil || len(files) < 5 {
+			t.Fatalf("examples: %v %v, want at least 5 files", files, err)
+		}
+		for _, f := range files {
+			t.Run(filepath.Base(f), func(t *testing.T) {
+				stdout, stderr, code := sockctl(t, 60*time.Second, "validate", f)
+				m := validRE.FindStringSubmatch(stdout)
+				if code != 0 || m == nil {
+					t.Fatalf("sockctl validate %s: exit %d\n%s%s", f, code, stdout, stderr)
+				}
+				steps := m[1]
+				// The example's agents onto h1..h3, round-robin: distinct hosts for up to 3.
+				args := []string{"run", f}
+				for i, name := range agentNames(t, f) {
+					args = append(args, "--agent", name+"="+l.Hosts[i%len(l.Hosts)].AgentAddr)
+				}
+				t0 := time.Now()
+				stdout, stderr, code = sockctl(t, 60*time.Second, args...)
+				t.Logf("sockctl %s: exit %d in %s", strings.Join(args, " "), code, time.Since(t0).Round(time.Millisecond))
+				if code != 0 {
+					t.Errorf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+				}
+				if m := summaryRE.FindStringSubmatch(stdout); m == nil || m[1] != steps || m[2] != "0" || m[3] != "" {
+					t.Errorf("report does not end with %q:\n%s", steps+" passed, 0 failed", stdout)
+				}
+				for _, h := range l.Hosts {
+					wantEmpty(t, agents[h.Name])
+				}
+			})
+		}
+	})
+
+	t.Run("partition", func(t *testing.T) {
+		requireBinaries(t, sockctlBin)
+		testPartition(t, l, agents)
+	})
+
+	// An agent cut off before the run: reported by name, no step runs, exit 1, bounded.
+	t.Run("unreachable agent", func(t *testing.T) {
+		requireBinaries(t, sockctlBin)
+		h1, h3 := l.Hosts[0], l.Hosts[2]
+		if err := l.Cut(h3.Name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := l.Heal(h3.Name); err != nil {
+				t.Error(err)
+			}
+			wantEmpty(t, agents[h3.Name])
+		})
+		t0 := time.Now()
+		stdout, stderr, code := sockctl(t, 30*time.Second, "run", "../examples/hello-tcp.yaml",
+			"--agent", "server="+h3.AgentAddr, "--agent", "client="+h1.AgentAddr)
+		el := time.Since(t0)
+		t.Logf("exit %d after %s\n%s%s", code, el.Round(time.Millisecond), stdout, stderr)
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+		if want := "agent server (" + h3.AgentAddr + ") unreachable"; !strings.Contains(stdout, want) {
+			t.Errorf("stdout does not say %q", want)
+		}
+		if !strings.HasSuffix(stdout, "0 passed, 0 failed\n") {
+			t.Errorf("stdout does not end with \"0 passed, 0 failed\": a step ran")
+		}
+		if el > 15*time.Second {
+			t.Errorf("took %s to find the agent unreachable, want a bounded check", el)
+		}
+		wantEmpty(t, agents[h1.Name])
+	})
+}
+
+// report is the part of `sockctl run -o json` the partition test reads.
+type report struct {
+	Passed, Failed, Skipped int
+	Steps                   []struct {
+		Index, Name, Agent, Action, Status, Reason, Message string
+		DurationMS                                          float64 `json:"duration_ms"`
+	}
+	Cleanup []struct {
+		Agent, Socket, Alias, Status, Error string
+	}
+}
+
+// partitionScenario: h1 waits at a gate (an accept the test releases) so that the test can
+// cut h2 off between two steps; then h1 dials h2 across the cut.
+const partitionScenario = `name: partition
+agents: {h1: local, h2: local, h3: local}  # replaced by --inventory
+steps:
+  - {on: h2, listen: {network: tcp, address: "0.0.0.0:0"}, as: lis2}
+  - {on: h3, listen: {network: tcp, address: "0.0.0.0:0"}, as: lis3}
+  - {on: h1, listen: {network: tcp, address: "0.0.0.0:0"}, as: gate}
+  - {on: h1, name: wait at the gate, accept: {socket: gate, timeout: 20s}, as: opened}
+  - {on: h1, name: dial across the cut, dial: {network: tcp, address: "${h2.host}:${lis2.local_port}", timeout: 2s}, as: across}
+  - {on: h1, name: never runs, send: {socket: across, data: "unreachable"}}
+`
+
+const dialTimeout = 2 * time.Second
+
+func testPartition(t *testing.T, l *lab.Lab, agents map[string]agentClient) {
+	dir := t.TempDir()
+	file, inv := filepath.Join(dir, "partition.yaml"), filepath.Join(dir, "inventory.yaml")
+	if err := os.WriteFile(file, []byte(partitionScenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inv, []byte(l.Inventory()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h1, _ := l.Host("h1")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sockctlBin, "run", file, "--inventory", inv, "-o", "json")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runStart := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	healed := false
+	defer func() {
+		if !healed {
+			_ = l.Heal("h2")
+		}
+	}()
+
+	// Wait until h1's accept is pending on the gate: then the run stands between two steps.
+	var gate string
+	for deadline := time.Now().Add(15 * time.Second); gate == ""; {
+		select {
+		case err := <-exited:
+			t.Fatalf("sockctl ended before the gate (%v)\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no accept pending on h1 after 15s; h1 has %v", agents["h1"].table(t))
+		}
+		for _, s := range agents["h1"].table(t) {
+			if s.GetPendingCalls() == 1 {
+				gate = s.GetLocalAddress()
+			}
+		}
+		if gate == "" {
+			time.Sleep(20 * time.Millisecond) // polling h1's table, bounded by deadline
+		}
+	}
+	_, port, err := net.SplitHostPort(gate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Cut("h2"); err != nil {
+		t.Fatal(err)
+	}
+	// Release the gate: connect to it from the root namespace, over the bridge.
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(h1.Addr.String(), port), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial the gate: %v", err)
+	}
+	defer c.Close()
+	released := time.Now()
+
+	select {
+	case err = <-exited:
+	case <-ctx.Done():
+		t.Fatalf("sockctl still running 30s after start\nstdout:\n%s\nstderr:\n%s", &stdout, &stderr)
+	}
+	afterRelease, total := time.Since(released), time.Since(runStart)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("sockctl run: %v, want exit status 1\nstderr:\n%s", err, &stderr)
+	}
+	var rep report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, &stdout)
+	}
+	t.Logf("run took %s, %s after the gate opened; report: %d passed, %d failed, %d skipped",
+		total.Round(time.Millisecond), afterRelease.Round(time.Millisecond), rep.Passed, rep.Failed, rep.Skipped)
+	byName := map[string]int{}
+	for i, s := range rep.Steps {
+		byName[s.Name] = i
+		t.Logf("step %s %-22s %s %s %-7s %s %.0fms %s", s.Index, s.Name, s.Agent, s.Action, s.Status, s.Reason, s.DurationMS, s.Message)
+	}
+	for _, c := range rep.Cleanup {
+		t.Logf("cleanup %s %s (%s): %s %s", c.Agent, c.Socket, c.Alias, c.Status, c.Error)
+	}
+	i, ok := byName["dial across the cut"]
+	if !ok {
+		t.Fatalf("no step %q in the report", "dial across the cut")
+	}
+	cut := rep.Steps[i]
+	if cut.Status != "failed" || (cut.Reason != "TIMEOUT" && cut.Reason != "HOST_UNREACHABLE") {
+		t.Errorf("dial across the cut: %s %s %q, want failed with TIMEOUT or HOST_UNREACHABLE", cut.Status, cut.Reason, cut.Message)
+	}
+	if d := time.Duration(cut.DurationMS * float64(time.Millisecond)); d > dialTimeout+time.Second {
+		t.Errorf("dial across the cut took %s, want at most its %s timeout (+1s)", d, dialTimeout)
+	}
+	if rep.Passed != 4 || rep.Failed != 1 || rep.Skipped != 1 {
+		t.Errorf("report %d passed, %d failed, %d skipped; want 4, 1, 1", rep.Passed, rep.Failed, rep.Skipped)
+	}
+	if j, ok := byName["never runs"]; !ok || rep.Steps[j].Status != "skipped" {
+		t.Errorf("the step after the failure: %+v, want skipped", rep.Steps)
+	}
+	// Cleanup: h1's and h3's sockets closed; h2's listener could not be (h2 is cut off).
+	var closed, failed []string
+	for _, c := range rep.Cleanup {
+		if c.Status == "failed" {
+			failed = append(failed, c.Agent+":"+c.Alias)
+		} else {
+			closed = append(closed, c.Agent+":"+c.Alias)
+		}
+	}
+	slices.Sort(closed)
+	if !slices.Equal(failed, []string{"h2:lis2"}) || !slices.Equal(closed, []string{"h1:gate", "h1:opened", "h3:lis3"}) {
+		t.Errorf("cleanup closed %v, failed %v; want closed [h1:gate h1:opened h3:lis3], failed [h2:lis2]", closed, failed)
+	}
+	if afterRelease > dialTimeout+10*time.Second {
+		t.Errorf("the run ended %s after the gate opened, want the dial's %s plus a bounded cleanup", afterRelease, dialTimeout)
+	}
+	wantEmpty(t, agents["h1"])
+	wantEmpty(t, agents["h3"])
+
+	// Heal: h2's agent is still there, with the listener the run could not close.
+	if err := l.Heal("h2"); err != nil {
+		t.Fatal(err)
+	}
+	healed = true
+	left := agents["h2"].table(t)
+	if len(left) != 1 || left[0].GetKind() != sockagentv1.SocketKind_SOCKET_KIND_LISTENER {
+		t.Fatalf("h2 after heal: %v, want the one listener lis2", left)
+	}
+	if _, err := agents["h2"].sockets.Close(ctxTimeout(t, 5*time.Second), &sockagentv1.CloseRequest{SocketId: left[0].GetSocketId()}); err != nil {
+		t.Fatalf("close lis2 on h2: %v", err)
+	}
+	wantEmpty(t, agents["h2"])
+}
+
+// TestTeardownAfterCrash: what a crashed `salab up` leaves (namespaces, one with a process in
+// it, links, no state file) is found by name and removed; twice is fine.
+func TestTeardownAfterCrash(t *testing.T) {
+	requireRoot(t)
+	prefix := fmt.Sprintf("salab-c%d", os.Getpid())
+	base := strings.TrimSuffix(lab.BridgeName(prefix), "-br")
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() { _ = lab.Teardown(prefix, t.TempDir(), nil) })
+	run("netns", "add", prefix+"-h1")
+	run("netns", "add", prefix+"-h2")
+	run("link", "add", base+"-br", "type", "bridge")
+	run("link", "add", base+"-h2", "type", "veth", "peer", "name", "eth0", "netns", prefix+"-h2")
+	// A process inside a namespace keeps it alive: teardown must stop it.
+	sleeper := exec.Command("ip", "netns", "exec", prefix+"-h1", "sleep", "300")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sleeper.Wait() }()
+	// Another lab's things look alike but are not ours.
+	other := prefix + "-h1-h1"
+	run("netns", "add", other)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", other).Run() })
+
+	left, err := lab.Leftovers(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"netns " + prefix + "-h1", "netns " + prefix + "-h2", "link " + base + "-br", "link " + base + "-h2"}
+	slices.Sort(left)
+	slices.Sort(want)
+	if !slices.Equal(left, want) {
+		t.Fatalf("leftovers %v, want %v", left, want)
+	}
+	for range 2 {
+		if err := lab.Teardown(prefix, t.TempDir(), nil); err != nil {
+			t.Fatalf("teardown: %v", err)
+		}
+		if left, err := lab.Leftovers(prefix); err != nil || len(left) > 0 {
+			t.Fatalf("after teardown: %v %v, want nothing", left, err)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process inside the namespace still runs after teardown")
+	}
+	if out, err := exec.Command("ip", "netns", "list").Output(); err != nil || !strings.Contains(string(out), other) {
+		t.Errorf("namespace %s of another lab was removed (%v)", other, err)
+	}
+}
+
+func TestNames(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ prefix, bridge string }{
+		{"salab", "salab-br"},
+		{"salab-t1", "salab-t1-br"},
+		{"abcdefghij", "abcdefghij-br"},
+		{"salab-t4194304", ""}, // too long for link names: shortened
+	} {
+		got := lab.BridgeName(tc.prefix)
+		if tc.bridge != "" && got != tc.bridge {
+			t.Errorf("BridgeName(%q) = %q, want %q", tc.prefix, got, tc.bridge)
+		}
+		if veth := strings.TrimSuffix(got, "-br") + "-h250"; len(veth) > 15 {
+			t.Errorf("prefix %q: link %q is longer than 15 bytes", tc.prefix, veth)
+		}
+	}
+	if lab.BridgeName("salab-t4194304") == lab.BridgeName("salab-t4194305") {
+		t.Error("two long prefixes share a bridge name")
+	}
+	for _, p := range []string{"", "Salab", "1lab", "lab-", "a b", strings.Repeat("a", 33)} {
+		if lab.CheckPrefix(p) == nil {
+			t.Errorf("CheckPrefix(%q) = nil, want an error", p)
+		}
+	}
+}
