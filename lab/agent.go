@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
@@ -223,4 +224,52 @@ func isAgentOf(pid int, addr string) bool {
 		}
 	}
 	return false
+}
+
+// checkRing makes each host's agent dial the next host's agent port (h1 -> h2 -> ... -> h1)
+// and close the connection again: frames between two hosts cross the bridge, which a
+// firewall in the root namespace may filter (net.bridge.bridge-nf-call-iptables=1 with a
+// FORWARD policy of drop, as Docker sets), while the root namespace still reaches every host.
+func checkRing(ctx context.Context, hosts []Host, timeout time.Duration) error {
+	if len(hosts) < 2 {
+		return nil
+	}
+	errs := make([]error, len(hosts))
+	done := make(chan struct{})
+	for i, h := range hosts {
+		next := hosts[(i+1)%len(hosts)]
+		go func() {
+			defer func() { done <- struct{}{} }()
+			errs[i] = dialVia(ctx, h, next.AgentAddr, timeout)
+		}()
+	}
+	for range hosts {
+		<-done
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w\nthe hosts do not reach each other over the bridge while the root namespace reaches them all: "+
+			"is bridged traffic filtered? (sysctl net.bridge.bridge-nf-call-iptables is 1 and a FORWARD rule or policy drops, "+
+			"as with Docker; allow forwarding on the lab's bridge, or set that sysctl to 0)", err)
+	}
+	return nil
+}
+
+// dialVia asks h's agent to open a TCP connection to addr, then closes it.
+func dialVia(ctx context.Context, h Host, addr string, timeout time.Duration) error {
+	conn, err := grpc.NewClient(h.AgentAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout+2*time.Second)
+	defer cancel()
+	sc := sockagentv1.NewSocketServiceClient(conn)
+	r, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: addr, Timeout: durationpb.New(timeout)})
+	if err != nil {
+		return fmt.Errorf("host %s cannot connect to %s: %w", h.Name, addr, err)
+	}
+	if _, err := sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: r.GetSocket().GetSocketId()}); err != nil {
+		return fmt.Errorf("host %s: close its test connection: %w", h.Name, err)
+	}
+	return nil
 }

@@ -51,6 +51,7 @@ var DefaultSubnet = netip.MustParsePrefix("10.77.0.0/24")
 // Bounds of the waits Up and Down make; each polls an observable condition.
 const (
 	agentReadyTimeout = 15 * time.Second // every agent answers GetInfo over the bridge
+	ringTimeout       = 3 * time.Second  // each host connects to the next over the bridge
 	termTimeout       = 5 * time.Second  // agents exit after SIGTERM (then SIGKILL)
 	killTimeout       = 3 * time.Second  // agents are gone after SIGKILL
 	pollInterval      = 20 * time.Millisecond
@@ -236,7 +237,8 @@ func nthAddr(p netip.Prefix, n int) netip.Addr {
 
 // Up builds a lab: it first removes whatever a lab of the same prefix left (Teardown), then
 // creates the bridge, one namespace and veth pair per host, starts a sockagent in each
-// namespace and waits until every agent answers GetInfo over the bridge. The agents are
+// namespace, waits until every agent answers GetInfo over the bridge, and checks that each
+// host reaches the next one (h1 -> h2 -> ... -> h1) through its agent. The agents are
 // detached (own session) and outlive this process; Down or Teardown stops them. On error
 // Up removes what it made.
 func Up(ctx context.Context, cfg Config) (*Lab, error) {
@@ -354,6 +356,9 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := checkRing(ctx, l.Hosts, ringTimeout); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(l.StateDir, "inventory.yaml"), []byte(l.Inventory()), 0o644); err != nil {

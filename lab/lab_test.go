@@ -35,9 +35,10 @@ import (
 	"github.com/sockagent/sockagent/lab"
 )
 
-// testPrefix starts the prefix of every lab these tests make: salab-t<PID>, so parallel test
-// processes and a user's own lab (salab) never meet.
-const testPrefix = "salab-t"
+// The labs these tests make are named salab-t<PID> (TestLab), salab-f<PID>, salab-c<PID>, so
+// parallel test processes and a user's own lab (salab) never meet, and a crashed test
+// process's labs are found again.
+var stalePrefixRE = regexp.MustCompile(`^salab-[tfc]([0-9]+)$`)
 
 var (
 	sockagentBin, sockctlBin string
@@ -79,11 +80,11 @@ func removeStaleLabs() {
 		return
 	}
 	for _, p := range prefixes {
-		rest, ok := strings.CutPrefix(p, testPrefix)
-		if !ok {
+		m := stalePrefixRE.FindStringSubmatch(p)
+		if m == nil {
 			continue
 		}
-		pid, err := strconv.Atoi(rest)
+		pid, err := strconv.Atoi(m[1])
 		if err != nil {
 			continue
 		}
@@ -116,26 +117,28 @@ func requireBinaries(t *testing.T, bins ...string) {
 	}
 }
 
+// upOnFreeSubnet runs lab.Up on 10.77.K.0/24 for the first K from firstK on that no other lab
+// (a user's, another test process's) holds.
+func upOnFreeSubnet(t *testing.T, cfg lab.Config, firstK int) (*lab.Lab, error) {
+	t.Helper()
+	for k := firstK; k < firstK+16; k++ {
+		cfg.Subnet = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 77, byte(k), 0}), 24)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		l, err := lab.Up(ctx, cfg)
+		cancel()
+		if !errors.Is(err, lab.ErrSubnetInUse) {
+			return l, err
+		}
+		t.Logf("%s: %v", cfg.Subnet, err)
+	}
+	return nil, fmt.Errorf("no free subnet in 10.77.%d-%d.0/24", firstK, firstK+15)
+}
+
 // upLab starts a lab of n hosts with a prefix of its own, on 10.77.0.0/24 or, when another
 // lab holds that, the next free 10.77.K.0/24. Cleanup removes it and checks nothing is left.
 func upLab(t *testing.T, prefix string, n int) *lab.Lab {
 	t.Helper()
-	var l *lab.Lab
-	var err error
-	for k := range 16 {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		l, err = lab.Up(ctx, lab.Config{
-			Prefix:   prefix,
-			Hosts:    n,
-			Subnet:   netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 77, byte(k), 0}), 24),
-			AgentBin: sockagentBin,
-		})
-		cancel()
-		if !errors.Is(err, lab.ErrSubnetInUse) {
-			break
-		}
-		t.Logf("10.77.%d.0/24: %v", k, err)
-	}
+	l, err := upOnFreeSubnet(t, lab.Config{Prefix: prefix, Hosts: n, AgentBin: sockagentBin}, 0)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
@@ -290,7 +293,7 @@ func TestLab(t *testing.T) {
 	requireRoot(t)
 	requireBinaries(t, sockagentBin)
 	start := time.Now()
-	l := upLab(t, fmt.Sprintf("%s%d", testPrefix, os.Getpid()), 3)
+	l := upLab(t, fmt.Sprintf("salab-t%d", os.Getpid()), 3)
 	t.Logf("lab %s up in %s: %s, bridge %s", l.Prefix, time.Since(start).Round(time.Millisecond), l.Subnet, l.Bridge)
 	agents := connect(t, l)
 
@@ -300,8 +303,8 @@ func TestLab(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: GetInfo: %v", h.Name, err)
 			}
-			if int(info.GetPid()) != h.PID {
-				t.Errorf("%s: agent pid %d, lab says %d", h.Name, info.GetPid(), h.PID)
+			if int(info.GetPid()) != h.PID || !slices.Contains(agentPIDs(), h.PID) {
+				t.Errorf("%s: agent pid %d, lab says %d, running agents %v", h.Name, info.GetPid(), h.PID, agentPIDs())
 			}
 			var got []string
 			for _, i := range info.GetInterfaces() {
@@ -560,6 +563,77 @@ func testPartition(t *testing.T, l *lab.Lab, agents map[string]agentClient) {
 		t.Fatalf("close lis2 on h2: %v", err)
 	}
 	wantEmpty(t, agents["h2"])
+}
+
+// TestUpChecksTheBridge: when frames between two hosts are dropped on the bridge (here by an
+// nft rule of the test's own; in the field by a FORWARD drop policy), Up fails saying so, in
+// bounded time, and leaves nothing behind.
+func TestUpChecksTheBridge(t *testing.T) {
+	requireRoot(t)
+	requireBinaries(t, sockagentBin)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("skipping: nft not installed (.ci/run installs nftables)")
+	}
+	prefix := fmt.Sprintf("salab-f%d", os.Getpid())
+	table := strings.ReplaceAll(prefix, "-", "_")
+	link := strings.TrimSuffix(lab.BridgeName(prefix), "-br") + "-h2"
+	rules := filepath.Join(t.TempDir(), "drop.nft")
+	if err := os.WriteFile(rules, []byte(`table bridge `+table+` {
+	chain filter_forward {
+		type filter hook forward priority 0; policy accept;
+		iifname "`+link+`" drop
+	}
+}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("nft", "-f", rules).CombinedOutput(); err != nil {
+		t.Fatalf("nft -f: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("nft", "delete", "table", "bridge", table).CombinedOutput(); err != nil {
+			t.Errorf("nft delete table: %v\n%s", err, out)
+		}
+		_ = lab.Teardown(prefix, "", nil)
+	})
+	before := agentPIDs()
+	t0 := time.Now()
+	l, err := upOnFreeSubnet(t, lab.Config{Prefix: prefix, Hosts: 2, AgentBin: sockagentBin}, 32)
+	el := time.Since(t0)
+	if err == nil {
+		_ = l.Down()
+		t.Fatal("Up succeeded with h2 cut off from h1 on the bridge")
+	}
+	t.Logf("Up failed after %s: %v", el.Round(time.Millisecond), err)
+	if !strings.Contains(err.Error(), "do not reach each other over the bridge") || !strings.Contains(err.Error(), "host h1 cannot connect to") {
+		t.Errorf("error does not say that h1 cannot reach h2 over the bridge")
+	}
+	if el > 15*time.Second {
+		t.Errorf("Up took %s to fail, want a bounded check", el)
+	}
+	if left, err := lab.Leftovers(prefix); err != nil || len(left) > 0 {
+		t.Errorf("after the failed Up: %v %v, want nothing left", left, err)
+	}
+	if pids := slices.DeleteFunc(agentPIDs(), func(p int) bool { return slices.Contains(before, p) }); len(pids) > 0 {
+		t.Errorf("after the failed Up, its agents still run: pids %v", pids)
+	}
+}
+
+// agentPIDs returns the pids of the running processes of the sockagent binary.
+func agentPIDs() []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !isAlive(pid) {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.HasPrefix(string(data), sockagentBin+"\x00") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // TestTeardownAfterCrash: what a crashed `salab up` leaves (namespaces, one with a process in
