@@ -131,8 +131,19 @@ func (p *parser) document(data []byte) (*yaml.Node, bool) {
 	return doc.Content[0], true
 }
 
-// syntax reports a YAML syntax error. The YAML parser gives a line but no column: the column
-// is then 1.
+// parserProblems are the messages of the YAML parser (as opposed to its scanner). For
+// those, yaml.v3 gives the 0-based line of the construct being parsed (an unclosed "{", say),
+// so the line is one more than it says.
+var parserProblems = []string{
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'",
+	"did not find expected '-' indicator", "did not find expected <document start>",
+	"did not find expected <stream-start>", "did not find expected key",
+	"did not find expected node content", "found duplicate %TAG directive",
+	"found duplicate %YAML directive", "found incompatible YAML document", "found undefined tag handle",
+}
+
+// syntax reports a YAML syntax error. The YAML library gives a line but no column: the
+// column is then 1; with no line, the problem is on line 1.
 func (p *parser) syntax(err error) {
 	m := syntaxRE.FindStringSubmatch(err.Error())
 	if m == nil {
@@ -140,6 +151,9 @@ func (p *parser) syntax(err error) {
 		return
 	}
 	line, _ := strconv.Atoi(m[1])
+	if line > 0 && slices.Contains(parserProblems, m[2]) {
+		line++
+	}
 	p.add(Pos{max(line, 1), 1}, "invalid YAML: %s", m[2])
 }
 
@@ -222,16 +236,21 @@ func (p *parser) mapping(n *yaml.Node, what, example string) ([]entry, bool) {
 
 // scalar reads the scalar value of key; null and collections are reported.
 func (p *parser) scalar(key string, n *yaml.Node) (Scalar, bool) {
+	return p.scalarOf(key, key, n)
+}
+
+// scalarOf is scalar for a value that messages call what.
+func (p *parser) scalarOf(what, key string, n *yaml.Node) (Scalar, bool) {
 	n = p.node(n)
 	if n == nil {
 		return Scalar{}, false
 	}
 	switch {
 	case n.Kind != yaml.ScalarNode:
-		p.add(pos(n), "%s must be a single value, not %s", key, kindName(n))
+		p.add(pos(n), "%s must be a single value, not %s", what, kindName(n))
 		return Scalar{}, false
 	case n.Tag == "!!null" && n.Style == 0 && (n.Value == "" || n.Value == "~" || n.Value == "null"):
-		p.add(pos(n), "%s has no value; write %s: \"\" for an empty string", key, key)
+		p.add(pos(n), "%s has no value; write %s: \"\" for an empty string", what, key)
 		return Scalar{}, false
 	}
 	return Scalar{Raw: n.Value, Pos: pos(n)}, true
@@ -314,7 +333,7 @@ func (p *parser) agentList(n *yaml.Node) {
 	}
 	for _, e := range entries {
 		p.checkName(e, "an agent")
-		s, ok := p.scalar("agent "+e.key, e.valueNode)
+		s, ok := p.scalarOf("agent "+e.key, e.key, e.valueNode)
 		if !ok {
 			continue
 		}
@@ -387,7 +406,7 @@ func (p *parser) vars(n *yaml.Node) {
 	p.file.Vars = map[string]string{}
 	for _, e := range entries {
 		p.checkName(e, "a var")
-		s, ok := p.scalar("var "+e.key, e.valueNode)
+		s, ok := p.scalarOf("var "+e.key, e.key, e.valueNode)
 		if !ok {
 			continue
 		}
@@ -622,10 +641,11 @@ func (p *parser) args(a entry) Args {
 	if !ok {
 		return args
 	}
-	var data []string
+	var data, typos []string
 	for _, e := range entries {
 		if !slices.Contains(allowed, e.key) {
 			p.unknown(e, a.key, allowed, strings.Join(allowed, ", "))
+			typos = append(typos, suggest(e.key, allowed))
 			continue
 		}
 		s, ok := p.scalar(e.key, e.valueNode)
@@ -643,14 +663,15 @@ func (p *parser) args(a entry) Args {
 	}
 	var missing []string
 	for _, k := range required[a.key] {
-		if _, ok := args[k]; !ok && !slices.ContainsFunc(entries, func(e entry) bool { return e.key == k }) {
+		given := slices.ContainsFunc(entries, func(e entry) bool { return e.key == k })
+		if _, ok := args[k]; !ok && !given && !slices.Contains(typos, k) {
 			missing = append(missing, strconv.Quote(k))
 		}
 	}
 	if len(missing) > 0 {
 		p.add(pos(a.keyNode), "%s is missing %s (required: %s)", a.key, strings.Join(missing, " and "), strings.Join(required[a.key], ", "))
 	}
-	if (a.key == "send" || a.key == "sendto") && len(data) == 0 {
+	if (a.key == "send" || a.key == "sendto") && len(data) == 0 && !slices.ContainsFunc(typos, func(k string) bool { return slices.Contains(dataKeys, k) }) {
 		p.add(pos(a.keyNode), "%s needs a payload: give one of data, data_hex, data_base64 or data_size", a.key)
 	}
 	return args

@@ -47,7 +47,11 @@ func (d aliasDef) matches(name string) bool {
 	if !d.template() {
 		return d.name == name
 	}
-	return matchTemplate(d.name, name, d.frame.count)
+	count := 1 // ${i} outside a repeat: reported, and taken as 0
+	if d.frame != nil {
+		count = d.frame.count
+	}
+	return matchTemplate(d.name, name, count)
 }
 
 // matchTemplate reports whether s is template t with markI replaced by one index below count.
@@ -99,6 +103,7 @@ type checker struct {
 	p      *parser
 	frames []*frame
 	all    []aliasDef // every alias of the file, for hints
+	usedAt Pos        // the value being checked
 }
 
 func newChecker(p *parser) *checker {
@@ -169,6 +174,7 @@ func (c *checker) action(st *Step, sc *scope) {
 				c.p.add(v.Pos, "%s: %v", key, err)
 				continue
 			}
+			c.usedAt = v.Pos
 			val := c.eval(parts, sc, v.Pos, key, false)
 			if i == 0 && key == "socket" {
 				c.socket(st, sc, v, val)
@@ -327,10 +333,10 @@ func (c *checker) lookup(sc *scope, name string) (*aliasDef, string) {
 		if d.name != name {
 			continue
 		}
-		if !d.frame.done || cur.count <= d.frame.count {
+		if d.frame == nil || !d.frame.done || cur.count <= d.frame.count {
 			return d, ""
 		}
-		return nil, fmt.Sprintf("alias %q exists for ${i} from 0 to %d (repeat at line %d), but this repeat counts to %d",
+		return nil, fmt.Sprintf("alias %q exists for ${i} from 0 to %d (line %d), but this repeat counts to %d",
 			show(name), d.frame.count-1, d.pos.Line, cur.count)
 	}
 	var first *aliasDef
@@ -349,9 +355,11 @@ func (c *checker) lookup(sc *scope, name string) (*aliasDef, string) {
 	return first, ""
 }
 
-// unknownAlias explains an alias that is not visible: created later, in the same parallel
-// block, or not at all.
+// unknownAlias explains an alias that is not visible: created later, in a parallel block
+// running alongside, by a repeat for other indexes, or not at all.
 func (c *checker) unknownAlias(sc *scope, name string) string {
+	shown := show(name)
+	at := c.usedAt
 	for _, d := range c.all {
 		if d.name != name && !(d.frame != nil && !strings.Contains(name, markI) && d.matches(name)) {
 			continue
@@ -359,14 +367,28 @@ func (c *checker) unknownAlias(sc *scope, name string) string {
 		if slices.ContainsFunc(sc.defs, func(e aliasDef) bool { return e.pos == d.pos }) {
 			continue
 		}
-		return fmt.Sprintf("alias %q is created by a later step (line %d) or by one running in parallel with this one; a step can only use a socket created before it", show(name), d.pos.Line)
+		if d.pos.Line > at.Line || d.pos.Line == at.Line && d.pos.Col > at.Col {
+			return fmt.Sprintf("alias %q is created by a later step (line %d); a step can only use a socket created before it", shown, d.pos.Line)
+		}
+		return fmt.Sprintf("alias %q is created at line %d by a step running in parallel with this one; use it after the parallel block", shown, d.pos.Line)
+	}
+	if !strings.Contains(name, markI) {
+		for _, d := range sc.defs {
+			if d.template() && matchTemplate(d.name, name, 1<<30) {
+				n := 1
+				if d.frame != nil {
+					n = d.frame.count
+				}
+				return fmt.Sprintf("no socket is named %q: %q (line %d) makes %s to %s only", shown, show(d.name), d.pos.Line, instance(d.name, 0), instance(d.name, n-1))
+			}
+		}
 	}
 	var names []string
 	for _, d := range sc.defs {
 		names = append(names, show(d.name))
 	}
-	msg := fmt.Sprintf("no socket is named %q; name one with as: on the step that creates it", show(name))
-	if s := suggest(show(name), names); s != "" {
+	msg := fmt.Sprintf("no socket is named %q; name one with as: on the step that creates it", shown)
+	if s := suggest(shown, names); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
 	return msg
