@@ -35,10 +35,10 @@ import (
 	"github.com/sockagent/sockagent/lab"
 )
 
-// The labs these tests make are named salab-t<PID> (TestLab), salab-f<PID>, salab-c<PID>, so
-// parallel test processes and a user's own lab (salab) never meet, and a crashed test
-// process's labs are found again.
-var stalePrefixRE = regexp.MustCompile(`^salab-[tfc]([0-9]+)$`)
+// The labs these tests make are named salab-t<PID> (TestLab), salab-f<PID>, salab-c<PID>
+// (and salab-s<PID> in lab/cmd/salab), so parallel test processes and a user's own lab
+// (salab) never meet, and a crashed test process's labs are found again.
+var stalePrefixRE = regexp.MustCompile(`^salab-[tfcs]([0-9]+)$`)
 
 var (
 	sockagentBin, sockctlBin string
@@ -100,11 +100,21 @@ func removeStaleLabs() {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: lab tests need root (network namespaces, veth, bridge); CI runs them as root")
+		skipOutsideCI(t, "lab tests need root (network namespaces, veth, bridge); CI runs them as root")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatal("ip not found: install iproute2 (.ci/run does)")
 	}
+}
+
+// skipOutsideCI skips a test that this machine cannot run, except in CI (CI set), where
+// every test must run: there the missing prerequisite is a failure.
+func skipOutsideCI(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI must run this test, but: %s", why)
+	}
+	t.Skip("skipping: " + why)
 }
 
 // requireBinaries fails the test when TestMain could not build one of these binaries.
@@ -572,7 +582,7 @@ func TestUpChecksTheBridge(t *testing.T) {
 	requireRoot(t)
 	requireBinaries(t, sockagentBin)
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("skipping: nft not installed (.ci/run installs nftables)")
+		skipOutsideCI(t, "nft not installed (.ci/run installs nftables)")
 	}
 	prefix := fmt.Sprintf("salab-f%d", os.Getpid())
 	table := strings.ReplaceAll(prefix, "-", "_")

@@ -40,7 +40,8 @@ What "up" creates (defaults: prefix salab, 3 hosts, subnet 10.77.0.0/24):
   - the state directory STATE = /run/salab/PREFIX (as root; else $TMPDIR/salab/PREFIX):
     state.json (names, addresses, pids), inventory.yaml, the logs.
 "up" first removes what a lab of the same prefix left, waits until every agent answers over
-the bridge, and prints the inventory on stdout (progress goes to stderr):
+the bridge and each host reaches the next through it (a firewall that filters bridged traffic
+fails "up" with a hint), and prints the inventory on stdout (progress goes to stderr):
 
   # salab salab: 3 hosts
   agents:
@@ -188,6 +189,9 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if len(pos) > 0 {
 		return usagef("up: unexpected argument %q", pos[0])
+	}
+	if n < 1 {
+		return usagef("-n %d: give 1 or more hosts", n)
 	}
 	sn, err := netip.ParsePrefix(subnet)
 	if err != nil {
