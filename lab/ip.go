@@ -155,3 +155,28 @@ func checkSubnetFree(ctx context.Context, subnet netip.Prefix, log *slog.Logger)
 	}
 	return nil
 }
+
+// CheckRoutes verifies that every host's address is reached over the lab's bridge from the
+// root namespace. It fails when the lab is gone (or half gone): traffic meant for the lab
+// would then take another route, such as the default one, off this machine.
+func (l *Lab) CheckRoutes() error {
+	var errs []error
+	for _, h := range l.Hosts {
+		out, err := ip(context.Background(), quiet, "-j", "route", "get", h.Addr.String())
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var routes []struct {
+			Dev string `json:"dev"`
+		}
+		if err := json.Unmarshal(out, &routes); err != nil || len(routes) == 0 {
+			errs = append(errs, fmt.Errorf("ip -j route get %s: %q: %v", h.Addr, out, err))
+			continue
+		}
+		if routes[0].Dev != l.Bridge {
+			errs = append(errs, fmt.Errorf("host %s (%s) is reached via %s, not the lab's bridge %s: is lab %s up?", h.Name, h.Addr, routes[0].Dev, l.Bridge, l.Prefix))
+		}
+	}
+	return errors.Join(errs...)
+}

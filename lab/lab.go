@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -119,7 +120,6 @@ type Lab struct {
 	log   *slog.Logger
 	procs map[int]*agentProc // agents this process started (Up), by pid
 	mu    sync.Mutex
-	down  bool
 }
 
 // stateFile is the name of the state file inside the state directory.
@@ -358,6 +358,9 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	if err := l.CheckRoutes(); err != nil {
+		return err
+	}
 	if err := checkRing(ctx, l.Hosts, ringTimeout); err != nil {
 		return err
 	}
@@ -465,8 +468,7 @@ func (l *Lab) Inventory() string {
 // It is idempotent.
 func (l *Lab) Down() error {
 	l.mu.Lock()
-	procs := maps(l.procs)
-	l.down = true
+	procs := maps.Clone(l.procs)
 	l.mu.Unlock()
 	var pids []int
 	for _, h := range l.Hosts {
@@ -475,14 +477,6 @@ func (l *Lab) Down() error {
 		}
 	}
 	return teardown(l.Prefix, l.StateDir, l.Hosts, pids, procs, l.log)
-}
-
-func maps(m map[int]*agentProc) map[int]*agentProc {
-	out := make(map[int]*agentProc, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // Teardown removes every trace of the lab with this prefix, with or without its state file:

@@ -41,6 +41,7 @@ import (
 var stalePrefixRE = regexp.MustCompile(`^salab-[tfcs]([0-9]+)$`)
 
 var (
+	testLab                  *lab.Lab // TestLab's lab: sockctl runs only while its routes hold
 	sockagentBin, sockctlBin string
 	buildErr                 = map[string]error{} // by binary path
 )
@@ -253,6 +254,9 @@ func wantEmpty(t *testing.T, a agentClient) {
 // sockctl runs the sockctl binary with a bound and returns stdout, stderr and exit code.
 func sockctl(t *testing.T, timeout time.Duration, args ...string) (string, string, int) {
 	t.Helper()
+	if err := testLab.CheckRoutes(); err != nil {
+		t.Fatalf("the lab's addresses are not routed over its bridge; not running sockctl: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sockctlBin, args...)
@@ -304,6 +308,7 @@ func TestLab(t *testing.T) {
 	requireBinaries(t, sockagentBin)
 	start := time.Now()
 	l := upLab(t, fmt.Sprintf("salab-t%d", os.Getpid()), 3)
+	testLab = l
 	t.Logf("lab %s up in %s: %s, bridge %s", l.Prefix, time.Since(start).Round(time.Millisecond), l.Subnet, l.Bridge)
 	agents := connect(t, l)
 
@@ -449,6 +454,9 @@ func testPartition(t *testing.T, l *lab.Lab, agents map[string]agentClient) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if err := l.CheckRoutes(); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.CommandContext(ctx, sockctlBin, "run", file, "--inventory", inv, "-o", "json")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

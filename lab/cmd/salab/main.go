@@ -290,6 +290,9 @@ func inventory(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := l.CheckRoutes(); err != nil { // an inventory of a lab that is gone sends traffic astray
+		return err
+	}
 	fmt.Fprint(stdout, l.Inventory())
 	return nil
 }

@@ -123,6 +123,10 @@ func TestUpCutHealDown(t *testing.T) {
 		t.Errorf("salab list: %q, want %s in it", got, prefix)
 	}
 
+	stateJSON, err := os.ReadFile(filepath.Join(state, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	link := strings.TrimSuffix(lab.BridgeName(prefix), "-br") + "-h2"
 	linkUp := func() bool {
 		out, err := exec.Command("ip", "-j", "link", "show", "dev", link).Output()
@@ -162,5 +166,16 @@ func TestUpCutHealDown(t *testing.T) {
 	}
 	if _, stderr, code := salab(t, append([]string{"inventory"}, common...)...); code != 1 || !strings.Contains(stderr, "no lab") {
 		t.Errorf("salab inventory after down: exit %d %q, want 1 and no lab", code, stderr)
+	}
+	// A state file whose lab is gone (say, links deleted by hand): no inventory that would
+	// send traffic elsewhere.
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "state.json"), stateJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := salab(t, append([]string{"inventory"}, common...)...); code != 1 || !strings.Contains(stderr, "not the lab's bridge") {
+		t.Errorf("salab inventory of a lab that is gone: exit %d %q, want 1 and not the lab's bridge", code, stderr)
 	}
 }
