@@ -15,6 +15,50 @@
 //	  - {on: client, send: {socket: cli, data: "${vars.greeting}"}}
 //	  - {on: server, recv: {socket: conn, timeout: 2s}, expect: {data: "${vars.greeting}"}}
 //	  - repeat: {count: 3, steps: [{on: client, dial: {network: tcp, address: "..."}, as: "c${i}"}]}
+//
+// What Parse checks, all before any RPC:
+//
+//   - Keys: unknown keys are errors at every level (with a "did you mean"); duplicate keys
+//     too. `name` is optional: without it File.Name is the file's base name without its
+//     extension. `agents` and `steps` are required and not empty; `vars` is optional.
+//   - Agents: names are identifiers (a letter or _, then letters, digits, _ or -) other than
+//     vars, env and i; an address is HOST:PORT (IPv6 in brackets), unix:PATH or local, taken
+//     as written (no ${...}: --agent and --inventory override addresses at run time).
+//   - Vars: values are taken as written; ${...} inside a var is an error, $$ is a literal $.
+//   - Steps: an action step has `on` (a declared agent; optional for sleep), exactly one
+//     action, and optionally `as` (only for listen, bind, dial and accept, which create a
+//     socket), `name` and `expect`. A block step is `parallel: [steps]` or
+//     `repeat: {count: N, steps: [steps]}` (N from 1 to MaxRepeat, or ${vars.NAME}), each
+//     with an optional `name`.
+//   - Values are scalars kept as written: `max_bytes: 13` is "13", `on` is "on" (YAML 1.1
+//     booleans stay text). Values without ${...} are checked: durations (timeout, duration,
+//     within: 250ms, 5s, 1m30s; not negative), whole numbers (max_bytes, exact_bytes, bytes,
+//     data_size up to MaxDataSize), eof (true or false), data_hex (white space ignored),
+//     data_base64 (standard encoding, white space ignored), network (listen: tcp, tcp4,
+//     tcp6, unix; bind: udp, udp4, udp6, unixgram; dial: any of these), direction (read,
+//     write, both) and expect error (an upper-case reason such as CONNECTION_REFUSED).
+//     Values with ${...} are checked when Resolve expands them at run time.
+//   - Required arguments: network and address (listen, bind, dial), socket (the others but
+//     sleep), address (sendto), direction (shutdown), duration (sleep). send and sendto take
+//     exactly one of data, data_hex, data_base64 and data_size (GeneratedData bytes).
+//   - Expectations fit the action: data, data_hex, data_base64 and contains apply to recv
+//     and recvfrom, eof to recv, from to recvfrom, bytes to send, sendto, recv and recvfrom;
+//     error and within to any action. error goes with within only.
+//   - References: ${vars.NAME} (a declared var), ${env.NAME} (read at run time),
+//     ${AGENT.host} and ${AGENT.address} (see AgentFields), ${ALIAS.FIELD} (see
+//     AliasFields) and ${i}, the index of the innermost repeat (from 0), only inside one.
+//     References nest: ${c${i}.local_port}. "$$" is a literal "$".
+//   - Aliases: `as` may use ${i} and ${vars.NAME} only, and must expand to an identifier
+//     that is not an agent's name, vars, env or i. A step sees the aliases of the steps
+//     before it; the steps of one parallel block do not see each other's (all of them are
+//     visible after the block). In a repeat of count 3, as: "c${i}" makes c0, c1 and c2, and
+//     a later repeat may use "c${i}" if it counts no further; an alias without ${i} in a
+//     repeat is bound again in each iteration. An alias is defined by one step only.
+//     `socket` names an alias created on the same agent, or is a ${...} reference (such as
+//     ${lis.socket_id}) checked at run time.
+//   - Problems are reported all at once (at most 50), sorted, as PATH:LINE:COL: message.
+//     YAML syntax errors have the line the YAML library gives and column 1. YAML aliases
+//     (*name) are followed; merge keys (<<) are not supported; a file holds one document.
 package scenario
 
 import "time"
