@@ -371,31 +371,31 @@ func checkAddress(a string) string {
 		}
 		return ""
 	}
-	host, port, err := splitHostPort(a)
-	if err != "" {
-		return fmt.Sprintf("%q: %s; %s", a, err, want)
+	port, problem := splitPort(a)
+	if problem != "" {
+		return fmt.Sprintf("%q: %s; %s", a, problem, want)
 	}
-	_ = host
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return fmt.Sprintf("%q: port %q is not a number from 1 to 65535", a, port)
 	}
 	return ""
 }
 
-func splitHostPort(a string) (host, port, problem string) {
+// splitPort checks the HOST:PORT form of a and returns the port.
+func splitPort(a string) (port, problem string) {
 	i := strings.LastIndexByte(a, ':')
 	if i < 0 {
-		return "", "", "no port"
+		return "", "no port"
 	}
-	host, port = a[:i], a[i+1:]
-	if strings.HasPrefix(host, "[") != strings.HasSuffix(host, "]") || (!strings.HasPrefix(host, "[") && strings.Contains(host, ":")) {
-		return "", "", "an IPv6 host goes in brackets, such as [::1]:7700"
+	host := a[:i]
+	bracketed := strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")
+	if !bracketed && strings.ContainsAny(host, ":[]") {
+		return "", "an IPv6 host goes in brackets, such as [::1]:7700"
 	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if host == "" {
-		return "", "", "no host"
+	if host == "" || host == "[]" {
+		return "", "no host"
 	}
-	return host, port, ""
+	return a[i+1:], ""
 }
 
 func (p *parser) vars(n *yaml.Node) {

@@ -267,10 +267,25 @@ func (c *checker) ref(ref string, sc *scope, quiet bool) (string, string) {
 	if sc == nil {
 		return markDynamic, ""
 	}
+	if slices.Contains(AgentFields, field) && !strings.Contains(name, markI) && c.find(sc, name) == nil {
+		return markDynamic, c.unknownAgent(shown, name)
+	}
 	if msg := c.alias(sc, name); msg != "" {
 		return markDynamic, shown + ": " + msg
 	}
 	return markDynamic, fieldProblem(shown, "a socket", field, AliasFields)
+}
+
+func (c *checker) unknownAgent(shown, name string) string {
+	names := make([]string, len(c.p.file.Agents))
+	for i, a := range c.p.file.Agents {
+		names[i] = a.Name
+	}
+	msg := fmt.Sprintf("%s: no agent is named %q", shown, name)
+	if s := suggest(name, names); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	return msg + " (agents: " + strings.Join(names, ", ") + ")"
 }
 
 func (c *checker) unknownVar(shown, name string) string {
