@@ -249,7 +249,7 @@ func (p *parser) scalarOf(what, key string, n *yaml.Node) (Scalar, bool) {
 	case n.Kind != yaml.ScalarNode:
 		p.add(pos(n), "%s must be a single value, not %s", what, kindName(n))
 		return Scalar{}, false
-	case n.Tag == "!!null" && n.Style == 0 && (n.Value == "" || n.Value == "~" || n.Value == "null"):
+	case n.Tag == "!!null" && n.Style == 0:
 		p.add(pos(n), "%s has no value; write %s: \"\" for an empty string", what, key)
 		return Scalar{}, false
 	}
@@ -319,7 +319,7 @@ func (p *parser) top(root *yaml.Node) {
 	if stepsNode == nil {
 		p.add(at, "missing key \"steps\": a scenario needs a list of steps")
 	} else if items, ok := p.sequence(stepsNode, "steps", "[{on: server, listen: {...}}]"); ok {
-		p.file.Steps = p.stepList(items, 0)
+		p.file.Steps = p.stepList(items)
 	}
 }
 
@@ -417,21 +417,21 @@ func (p *parser) vars(n *yaml.Node) {
 	}
 }
 
-// stepList reads a list of steps; depth is the number of enclosing repeat blocks.
-func (p *parser) stepList(items []*yaml.Node, depth int) []*Step {
+// stepList reads a list of steps.
+func (p *parser) stepList(items []*yaml.Node) []*Step {
 	var out []*Step
 	for _, it := range items {
 		if p.over {
 			return out
 		}
-		if s := p.step(it, depth); s != nil {
+		if s := p.step(it); s != nil {
 			out = append(out, s)
 		}
 	}
 	return out
 }
 
-func (p *parser) step(n *yaml.Node, depth int) *Step {
+func (p *parser) step(n *yaml.Node) *Step {
 	entries, ok := p.mapping(n, "a step", "{on: AGENT, ACTION: {...}}")
 	if !ok {
 		return nil
@@ -449,12 +449,12 @@ func (p *parser) step(n *yaml.Node, depth int) *Step {
 		p.add(pos(blocks[1].keyNode), "a step has either parallel or repeat, not both; nest one inside the other")
 		return nil
 	case len(blocks) == 1:
-		return p.block(st, blocks[0], entries, depth)
+		return p.block(st, blocks[0], entries)
 	}
-	return p.action(st, entries, depth)
+	return p.action(st, entries)
 }
 
-func (p *parser) block(st *Step, b entry, entries []entry, depth int) *Step {
+func (p *parser) block(st *Step, b entry, entries []entry) *Step {
 	for _, e := range entries {
 		switch e.key {
 		case b.key:
@@ -471,7 +471,7 @@ func (p *parser) block(st *Step, b entry, entries []entry, depth int) *Step {
 		if !ok {
 			return nil
 		}
-		st.Parallel = p.stepList(items, depth)
+		st.Parallel = p.stepList(items)
 		if len(st.Parallel) == 0 {
 			return nil
 		}
@@ -502,7 +502,7 @@ func (p *parser) block(st *Step, b entry, entries []entry, depth int) *Step {
 	if steps == nil {
 		p.add(at, "repeat is missing \"steps\" (the steps to repeat)")
 	} else if items, ok := p.sequence(steps.valueNode, "repeat steps", "[{on: a, ...}]"); ok {
-		r.Steps = p.stepList(items, depth+1)
+		r.Steps = p.stepList(items)
 	}
 	if r.Count == 0 || len(r.Steps) == 0 {
 		return nil
@@ -536,7 +536,7 @@ func (p *parser) count(s Scalar) int {
 	return n
 }
 
-func (p *parser) action(st *Step, entries []entry, depth int) *Step {
+func (p *parser) action(st *Step, entries []entry) *Step {
 	m := &stepMeta{}
 	var actions []entry
 	var asEntry, expectEntry, onEntry *entry

@@ -27,7 +27,6 @@ func show(s string) string {
 // frame is a repeat block being checked (or checked already: done).
 type frame struct {
 	count int
-	pos   Pos
 	done  bool
 }
 
@@ -155,7 +154,7 @@ func (c *checker) step(st *Step, sc *scope) {
 		}
 		sc.defs = append(sc.defs, added...)
 	case st.Repeat != nil:
-		f := &frame{count: st.Repeat.Count, pos: st.Pos}
+		f := &frame{count: st.Repeat.Count}
 		c.frames = append(c.frames, f)
 		c.steps(st.Repeat.Steps, sc)
 		c.frames = c.frames[:len(c.frames)-1]
