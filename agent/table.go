@@ -324,7 +324,7 @@ func (t *table) Listen(ctx context.Context, network, address string) (Info, erro
 		return Info{}, err
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, network, address)
+	ln, err := lc.Listen(ctx, ipv4Wildcard(network, address), address)
 	if err != nil {
 		return Info{}, wrap(err)
 	}
@@ -345,7 +345,7 @@ func (t *table) Bind(ctx context.Context, network, address string) (Info, error)
 		return Info{}, err
 	}
 	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, network, address)
+	pc, err := lc.ListenPacket(ctx, ipv4Wildcard(network, address), address)
 	if err != nil {
 		return Info{}, wrap(err)
 	}
@@ -357,6 +357,15 @@ func (t *table) Bind(ctx context.Context, network, address string) (Info, error)
 		return Info{}, wrap(err)
 	}
 	return s.info(), nil
+}
+
+// ipv4Wildcard binds "tcp"/"udp" on 0.0.0.0 as tcp4/udp4, as a textbook AF_INET server does:
+// Go would otherwise open a dual-stack [::] socket and report [::] as the local address.
+func ipv4Wildcard(network, address string) string {
+	if host, _, err := net.SplitHostPort(address); err == nil && host == "0.0.0.0" && (network == "tcp" || network == "udp") {
+		return network + "4"
+	}
+	return network
 }
 
 func resolveLocal(network, address string) (net.Addr, error) {

@@ -51,6 +51,8 @@ type StepReport struct {
 	Socket     string  `json:"socket,omitempty"` // id of the socket the step created
 	Alias      string  `json:"alias,omitempty"`
 	DurationMS float64 `json:"duration_ms"`
+
+	named bool // Name was written in the file (else it is made from the action)
 }
 
 // CleanupReport is one socket closed (or not) at the end of the run.
@@ -156,6 +158,9 @@ func (t *tableWriter) row(s StepReport) {
 	}
 	if s.Alias != "" {
 		detail = s.Alias + " = " + detail
+	}
+	if s.named {
+		detail = s.Name + ": " + detail
 	}
 	fmt.Fprintf(t.w, "%-10s %-10s %-9s %-6s %9s  %s\n", s.Index, s.Agent, s.Action, result, fmtMS(s.DurationMS), detail)
 }

@@ -230,7 +230,7 @@ func (r *runner) runStep(ctx context.Context, st *scenario.Step, f frame) {
 			r.runSteps(ctx, st.Repeat.Steps, fmt.Sprintf("%s[%d].", f.prefix, i), iters)
 		}
 	default:
-		rep := StepReport{Index: f.prefix, Name: st.Label(), Agent: st.On, Action: st.Action, Line: st.Pos.Line}
+		rep := StepReport{Index: f.prefix, Name: st.Label(), Agent: st.On, Action: st.Action, Line: st.Pos.Line, named: st.Name != ""}
 		switch {
 		case r.isStopped():
 			rep.Status, rep.Message = statusSkipped, "not run: an earlier step failed"
@@ -626,6 +626,8 @@ func (r *runner) cleanup(ctx context.Context) []CleanupReport {
 				case err == nil:
 				case status.Code(err) == codes.NotFound:
 					c.Status = "gone"
+				case status.Code(err) == codes.DeadlineExceeded && errorInfo(status.Convert(err)) == nil:
+					c.Status, c.Error = "failed", fmt.Sprintf("no answer from the agent within the %s cleanup bound", cleanupTimeout)
 				default:
 					c.Status = "failed"
 					_, c.Error = failureReason(err)
