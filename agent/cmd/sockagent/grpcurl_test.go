@@ -4,14 +4,10 @@ package main
 // The command lines here are the ones the README quotes.
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -21,20 +17,7 @@ import (
 // grpcurl runs grpcurl with args and returns its stdout, stderr and exit code.
 func grpcurl(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, grpcurlBin, args...)
-	var out, errOut strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("grpcurl %s: %v", strings.Join(args, " "), err)
-	}
-	return out.String(), errOut.String(), code
+	return runBin(t, grpcurlBin, args...)
 }
 
 // grpcurlOK runs grpcurl, fails the test unless it exits 0, and returns stdout.

@@ -13,9 +13,15 @@ import (
 // runSockctl runs the built sockctl binary and returns its stdout, stderr and exit code.
 func runSockctl(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runBin(t, sockctlBin, args...)
+}
+
+// runBin runs a binary with args, bounded to 30s, and returns its stdout, stderr and exit code.
+func runBin(t *testing.T, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sockctlBin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -24,7 +30,7 @@ func runSockctl(t *testing.T, args ...string) (stdout, stderr string, code int) 
 	case errors.As(err, &ee):
 		code = ee.ExitCode()
 	case err != nil:
-		t.Fatalf("sockctl %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("%s %s: %v", bin, strings.Join(args, " "), err)
 	}
 	return out.String(), errOut.String(), code
 }
