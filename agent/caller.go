@@ -1,0 +1,37 @@
+package agent
+
+import "context"
+
+// Caller is who made an RPC, as the transport proved it: a verified client certificate, a
+// bearer token, or nobody (plaintext without a token).
+type Caller struct {
+	// ID names the caller in logs, policies and socket ownership: "cert:SUBJECT",
+	// "token:NAME" or "anonymous".
+	ID string
+	// Kind is "cert", "token" or "anonymous".
+	Kind string
+	// Subject is the client certificate's subject (cert callers).
+	Subject string
+	// SANs are the client certificate's DNS, IP, URI and e-mail names (cert callers).
+	SANs []string
+	// Token is the token's name (token callers), never the secret.
+	Token string
+}
+
+// Anonymous is the caller of an unauthenticated RPC.
+var Anonymous = Caller{ID: "anonymous", Kind: "anonymous"}
+
+type callerKey struct{}
+
+// WithCaller returns ctx carrying c.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom returns the caller of the RPC ctx belongs to, Anonymous when none was set.
+func CallerFrom(ctx context.Context) Caller {
+	if c, ok := ctx.Value(callerKey{}).(Caller); ok {
+		return c
+	}
+	return Anonymous
+}
