@@ -246,6 +246,18 @@ func TestCancel(t *testing.T) {
 	cancel()
 	r := <-done
 	r.want(t, ExitFailure, nil, []string{"sockctl: accept " + lid + ": cancelled"})
+	// The agent drops the cancelled accept too; until it has, a new peer could still be
+	// taken by it.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var g sockagentv1.GetSocketResponse
+		okJSON(t, addr, &g, "get", lid)
+		if g.GetSocket().GetPendingCalls() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cancelled accept is still pending in the agent: %v", g.GetSocket())
+		}
+	}
 
 	// The listener still works.
 	var d sockagentv1.DialResponse
