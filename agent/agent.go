@@ -8,19 +8,21 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 )
 
 // Version is the agent's version, set at build time with -ldflags "-X ...agent.Version=v1.2.3".
@@ -34,7 +36,8 @@ const (
 
 // Config configures an Agent. The zero value is usable.
 type Config struct {
-	// Logger receives one line per RPC; nil discards.
+	// Logger receives one line per RPC (keys rpc caller socket network local remote code
+	// err; audit=true on the RPCs that create, write to or close a socket); nil discards.
 	Logger *slog.Logger
 	// Version reported by GetInfo; empty means the package Version.
 	Version string
@@ -42,8 +45,19 @@ type Config struct {
 	DefaultTimeout time.Duration
 	// MaxRecvBytes bounds max_bytes and exact_bytes of one Recv or RecvFrom.
 	MaxRecvBytes int
-	// ServerOptions are added to the gRPC server's options (credentials, limits).
+	// ServerOptions are added to the gRPC server's options (limits; credentials only when
+	// TLS is nil).
 	ServerOptions []grpc.ServerOption
+	// TLS, if set, makes the agent serve TLS only (see ServerTLS). With ClientCAs and
+	// RequireAndVerifyClientCert it is mTLS, and a verified client certificate names the
+	// caller "cert:" + its subject common name (the whole subject when it has none).
+	TLS *tls.Config
+	// Tokens, if set, requires "authorization: Bearer SECRET" with one of these tokens on
+	// every RPC but the health service's; the caller is "token:NAME". SetTokens replaces them.
+	Tokens *Tokens
+	// AuditLogger, if set, also receives the line of every RPC that creates, writes to or
+	// closes a socket (message "audit"), whatever Logger's level.
+	AuditLogger *slog.Logger
 }
 
 // Agent serves the sockagent.v1 API over gRPC.
@@ -55,6 +69,8 @@ type Agent struct {
 	health   *health.Server
 	started  time.Time
 	instance string
+	tokens   atomic.Pointer[Tokens] // nil: no token authentication
+	audit    *slog.Logger           // nil: audit lines only in log
 }
 
 // New builds an Agent; call Serve to accept connections and Close or Shutdown to stop.
@@ -83,8 +99,19 @@ func New(cfg Config) (*Agent, error) {
 		health:   health.NewServer(),
 		started:  time.Now(),
 		instance: hex.EncodeToString(id[:]),
+		audit:    cfg.AuditLogger,
 	}
-	opts := append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(a.logUnary)}, cfg.ServerOptions...)
+	if cfg.Tokens != nil {
+		if cfg.Tokens.Len() == 0 {
+			return nil, errors.New("agent config: Tokens is empty; give at least one token or none at all")
+		}
+		a.tokens.Store(cfg.Tokens)
+	}
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(a.unary), grpc.ChainStreamInterceptor(a.authStream)}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(handshakeLogger{TransportCredentials: credentials.NewTLS(cfg.TLS), log: a.log}))
+	}
+	opts = append(opts, cfg.ServerOptions...)
 	a.srv = grpc.NewServer(opts...)
 	sockagentv1.RegisterSocketServiceServer(a.srv, &socketService{t: a.table})
 	sockagentv1.RegisterAgentServiceServer(a.srv, &agentService{a: a})
@@ -135,48 +162,4 @@ func (a *Agent) Close() error {
 	a.table.Stop()
 	a.srv.Stop()
 	return nil
-}
-
-type socketGetter interface{ GetSocket() *sockagentv1.Socket }
-
-// logUnary writes one structured line per RPC: rpc socket network local remote err.
-func (a *Agent) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := handler(ctx, req)
-	if !a.log.Enabled(ctx, slog.LevelInfo) {
-		return resp, err
-	}
-	rpc := info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]
-	attrs := make([]slog.Attr, 0, 10)
-	attrs = append(attrs, slog.String("rpc", rpc))
-	var id, network, local, remote string
-	if r, ok := req.(interface{ GetSocketId() string }); ok {
-		id = r.GetSocketId()
-	}
-	if r, ok := req.(interface{ GetNetwork() string }); ok {
-		network = r.GetNetwork()
-	}
-	if r, ok := req.(interface{ GetAddress() string }); ok {
-		if rpc == "Listen" || rpc == "Bind" {
-			local = r.GetAddress()
-		} else {
-			remote = r.GetAddress()
-		}
-	}
-	if g, ok := resp.(socketGetter); ok && g.GetSocket() != nil {
-		s := g.GetSocket()
-		id, network, local, remote = s.GetSocketId(), s.GetNetwork(), s.GetLocalAddress(), s.GetRemoteAddress()
-	}
-	for _, kv := range [][2]string{{"socket", id}, {"network", network}, {"local", local}, {"remote", remote}} {
-		if kv[1] != "" {
-			attrs = append(attrs, slog.String(kv[0], kv[1]))
-		}
-	}
-	st := status.Convert(err)
-	attrs = append(attrs, slog.String("code", st.Code().String()), slog.Duration("dur", time.Since(start)))
-	if err != nil {
-		attrs = append(attrs, slog.String("err", st.Message()))
-	}
-	a.log.LogAttrs(ctx, slog.LevelInfo, "rpc", attrs...)
-	return resp, err
 }

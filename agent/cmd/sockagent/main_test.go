@@ -500,13 +500,13 @@ func TestJSONLog(t *testing.T) {
 		}
 	}
 	want := []map[string]any{
-		{"rpc": "Listen", "socket": l.GetSocketId(), "network": "tcp", "local": l.GetLocalAddress(), "code": "OK"},
-		{"rpc": "Dial", "socket": c.GetSocketId(), "network": "tcp", "local": c.GetLocalAddress(), "remote": l.GetLocalAddress(), "code": "OK"},
-		{"rpc": "Listen", "network": "tcp", "local": l.GetLocalAddress(), "code": "AlreadyExists", "err": "listen tcp " + l.GetLocalAddress() + ": bind: address already in use"},
-		{"rpc": "Dial", "network": "tcp", "remote": refused, "code": "Unavailable", "err": "dial tcp " + refused + ": connect: connection refused"},
-		{"rpc": "Close", "socket": c.GetSocketId(), "network": "tcp", "local": c.GetLocalAddress(), "remote": l.GetLocalAddress(), "code": "OK"},
-		{"rpc": "Close", "socket": l.GetSocketId(), "network": "tcp", "local": l.GetLocalAddress(), "code": "OK"},
-		{"rpc": "GetSocket", "socket": l.GetSocketId(), "code": "NotFound", "err": "get " + l.GetSocketId() + ": unknown socket (never opened, or already closed)"},
+		{"rpc": "Listen", "caller": "anonymous", "audit": true, "socket": l.GetSocketId(), "network": "tcp", "local": l.GetLocalAddress(), "code": "OK"},
+		{"rpc": "Dial", "caller": "anonymous", "audit": true, "socket": c.GetSocketId(), "network": "tcp", "local": c.GetLocalAddress(), "remote": l.GetLocalAddress(), "code": "OK"},
+		{"rpc": "Listen", "caller": "anonymous", "audit": true, "network": "tcp", "local": l.GetLocalAddress(), "code": "AlreadyExists", "err": "listen tcp " + l.GetLocalAddress() + ": bind: address already in use"},
+		{"rpc": "Dial", "caller": "anonymous", "audit": true, "network": "tcp", "remote": refused, "code": "Unavailable", "err": "dial tcp " + refused + ": connect: connection refused"},
+		{"rpc": "Close", "caller": "anonymous", "audit": true, "socket": c.GetSocketId(), "network": "tcp", "local": c.GetLocalAddress(), "remote": l.GetLocalAddress(), "code": "OK"},
+		{"rpc": "Close", "caller": "anonymous", "audit": true, "socket": l.GetSocketId(), "network": "tcp", "local": l.GetLocalAddress(), "code": "OK"},
+		{"rpc": "GetSocket", "caller": "anonymous", "socket": l.GetSocketId(), "code": "NotFound", "err": "get " + l.GetSocketId() + ": unknown socket (never opened, or already closed)"},
 	}
 	if len(rpcs) != len(want) {
 		t.Fatalf("%d rpc log lines, want %d (one per RPC):\n%s", len(rpcs), len(want), p.log)

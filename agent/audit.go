@@ -1,0 +1,122 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// audited are the RPCs that create, write to or close a socket. Their log line carries
+// audit=true, and they are also written to Config.AuditLogger when it is set.
+var audited = map[string]bool{
+	sockagentv1.SocketService_Listen_FullMethodName:   true,
+	sockagentv1.SocketService_Bind_FullMethodName:     true,
+	sockagentv1.SocketService_Dial_FullMethodName:     true,
+	sockagentv1.SocketService_Accept_FullMethodName:   true,
+	sockagentv1.SocketService_Send_FullMethodName:     true,
+	sockagentv1.SocketService_SendTo_FullMethodName:   true,
+	sockagentv1.SocketService_Shutdown_FullMethodName: true,
+	sockagentv1.SocketService_Close_FullMethodName:    true,
+}
+
+// IsAudited reports whether the RPC fullMethod ("/sockagent.v1.SocketService/Dial") creates,
+// writes to or closes a socket, and is therefore audited.
+func IsAudited(fullMethod string) bool { return audited[fullMethod] }
+
+// unary authenticates a unary RPC, runs it with the caller in its context, and logs it.
+func (a *Agent) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	caller, why, err := a.authenticate(ctx, info.FullMethod)
+	var resp any
+	if err == nil {
+		resp, err = handler(WithCaller(ctx, caller), req)
+	}
+	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, req: req, resp: resp, err: err, start: start})
+	return resp, err
+}
+
+// rpcRecord is what one RPC's log line says.
+type rpcRecord struct {
+	method      string
+	caller      Caller
+	authFailure string // why the credentials were refused; for the log only
+	req, resp   any
+	err         error
+	start       time.Time
+}
+
+type socketGetter interface{ GetSocket() *sockagentv1.Socket }
+
+// logRPC writes one structured line per RPC to the log, keys rpc caller [token] [audit]
+// socket network local remote [bytes] code dur [err] [auth], and the same line, with
+// message "audit", to the audit log for the audited RPCs.
+func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
+	audit := audited[r.method]
+	toLog := a.log.Enabled(ctx, slog.LevelInfo)
+	toAudit := audit && a.audit != nil && a.audit.Enabled(ctx, slog.LevelInfo)
+	if !toLog && !toAudit {
+		return
+	}
+	rpc := r.method[strings.LastIndexByte(r.method, '/')+1:]
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs, slog.String("rpc", rpc), slog.String("caller", r.caller.ID))
+	if r.caller.Kind == "cert" && r.caller.Token != "" {
+		attrs = append(attrs, slog.String("token", r.caller.Token))
+	}
+	if audit {
+		attrs = append(attrs, slog.Bool("audit", true))
+	}
+	var id, network, local, remote string
+	if q, ok := r.req.(interface{ GetSocketId() string }); ok {
+		id = q.GetSocketId()
+	}
+	if q, ok := r.req.(interface{ GetNetwork() string }); ok {
+		network = q.GetNetwork()
+	}
+	if q, ok := r.req.(interface{ GetAddress() string }); ok {
+		if rpc == "Listen" || rpc == "Bind" {
+			local = q.GetAddress()
+		} else {
+			remote = q.GetAddress()
+		}
+	}
+	if g, ok := r.resp.(socketGetter); ok && g.GetSocket() != nil {
+		s := g.GetSocket()
+		id, network, local, remote = s.GetSocketId(), s.GetNetwork(), s.GetLocalAddress(), s.GetRemoteAddress()
+	} else if audit && id != "" {
+		// Send and SendTo answer with counts only: the audit names the socket's addresses.
+		if in, err := a.table.Get(id); err == nil {
+			network, local = in.Network, in.Local
+			if remote == "" {
+				remote = in.Remote
+			}
+		}
+	}
+	for _, kv := range [][2]string{{"socket", id}, {"network", network}, {"local", local}, {"remote", remote}} {
+		if kv[1] != "" {
+			attrs = append(attrs, slog.String(kv[0], kv[1]))
+		}
+	}
+	if b, ok := r.resp.(interface{ GetBytesSent() uint64 }); ok && r.err == nil {
+		attrs = append(attrs, slog.Uint64("bytes", b.GetBytesSent()))
+	}
+	st := status.Convert(r.err)
+	attrs = append(attrs, slog.String("code", st.Code().String()), slog.Duration("dur", time.Since(r.start)))
+	if r.err != nil {
+		attrs = append(attrs, slog.String("err", st.Message()))
+	}
+	if r.authFailure != "" {
+		attrs = append(attrs, slog.String("auth", r.authFailure))
+	}
+	if toLog {
+		a.log.LogAttrs(ctx, slog.LevelInfo, "rpc", attrs...)
+	}
+	if toAudit {
+		a.audit.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
+	}
+}

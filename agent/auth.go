@@ -1,0 +1,327 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// ReasonUnauthenticated is the ErrorInfo reason of an RPC refused for missing or invalid
+// credentials. The status message is always UnauthenticatedMessage: nothing else is revealed.
+const ReasonUnauthenticated = "UNAUTHENTICATED"
+
+// UnauthenticatedMessage is the fixed message of every UNAUTHENTICATED status.
+const UnauthenticatedMessage = "missing or invalid credentials"
+
+// errUnauthenticated is the one status an RPC without valid credentials gets.
+var errUnauthenticated = func() error {
+	st := status.New(codes.Unauthenticated, UnauthenticatedMessage)
+	if ds, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonUnauthenticated, Domain: Domain}); err == nil {
+		return ds.Err()
+	}
+	return st.Err()
+}()
+
+// ServerTLS builds the agent's TLS configuration from PEM files: the server certificate
+// chain and its key, and, if clientCAFile is not empty, the CAs whose client certificates
+// are required and verified (mTLS). TLS 1.2 is the minimum; TLS 1.3 is preferred.
+func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("server TLS needs both a certificate and a key file")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load server certificate %s and key %s: %w", certFile, keyFile, err)
+	}
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+	}
+	if clientCAFile != "" {
+		b, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("client CA %s: no PEM certificate in the file", clientCAFile)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// Tokens is an immutable set of bearer tokens with their names. Only SHA-256 sums of the
+// secrets are kept.
+type Tokens struct {
+	names []string
+	sums  [][sha256.Size]byte
+}
+
+// LoadTokens reads a token file; see ParseTokens for the format.
+func LoadTokens(path string) (*Tokens, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("token file: %w", err)
+	}
+	defer f.Close()
+	t, err := ParseTokens(f)
+	if err != nil {
+		return nil, fmt.Errorf("token file %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// ParseTokens reads tokens, one per line: "NAME:SECRET", or a bare "SECRET" whose name is
+// "lineN" (N its line number, from 1). The caller identity of a token is "token:NAME".
+// Surrounding white space is trimmed; blank lines and lines starting with '#' are ignored.
+// A secret containing ':' must be given with a name. Names are letters, digits and ._@-;
+// secrets contain no white space. Names and secrets must be unique; at least one token is
+// required.
+func ParseTokens(r io.Reader) (*Tokens, error) {
+	t := &Tokens{}
+	seenName := map[string]int{}
+	seenSum := map[[sha256.Size]byte]int{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, secret, named := strings.Cut(line, ":")
+		if !named {
+			name, secret = "line"+strconv.Itoa(n), line
+		}
+		switch {
+		case name == "":
+			return nil, fmt.Errorf("line %d: empty name before ':' (write NAME:SECRET, or the secret alone)", n)
+		case !validTokenName(name):
+			return nil, fmt.Errorf("line %d: token name %q: use letters, digits and ._@-", n, name)
+		case secret == "":
+			return nil, fmt.Errorf("line %d: token %q has an empty secret", n, name)
+		case strings.ContainsFunc(secret, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+			return nil, fmt.Errorf("line %d: token %q: the secret contains white space or control characters", n, name)
+		}
+		sum := sha256.Sum256([]byte(secret))
+		if prev, ok := seenName[name]; ok {
+			return nil, fmt.Errorf("line %d: token name %q already used on line %d", n, name, prev)
+		}
+		if prev, ok := seenSum[sum]; ok {
+			return nil, fmt.Errorf("line %d: the same secret as on line %d (each caller needs its own)", n, prev)
+		}
+		seenName[name], seenSum[sum] = n, n
+		t.names = append(t.names, name)
+		t.sums = append(t.sums, sum)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("line %d: %w", n+1, err)
+	}
+	if len(t.names) == 0 {
+		return nil, errors.New("no tokens (give one per line: NAME:SECRET)")
+	}
+	return t, nil
+}
+
+func validTokenName(s string) bool {
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune("._@-", r):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Len is the number of tokens.
+func (t *Tokens) Len() int { return len(t.names) }
+
+// match returns the name of the token whose secret is secret. It compares SHA-256 sums in
+// constant time against every token, without stopping at a match, so neither the time nor
+// the secret's length tells which token (or how much of one) matched.
+func (t *Tokens) match(secret string) (string, bool) {
+	sum := sha256.Sum256([]byte(secret))
+	found := -1
+	for i := range t.sums {
+		eq := subtle.ConstantTimeCompare(sum[:], t.sums[i][:])
+		found = subtle.ConstantTimeSelect(eq, i, found)
+	}
+	if found < 0 {
+		return "", false
+	}
+	return t.names[found], true
+}
+
+// SetTokens replaces the agent's tokens atomically (a SIGHUP reload): RPCs from then on
+// are checked against t. It fails when the agent was started without tokens or t is nil.
+func (a *Agent) SetTokens(t *Tokens) error {
+	if t == nil || t.Len() == 0 {
+		return errors.New("set tokens: no tokens")
+	}
+	if a.tokens.Load() == nil {
+		return errors.New("set tokens: the agent was started without token authentication")
+	}
+	a.tokens.Store(t)
+	return nil
+}
+
+// tokenExempt reports whether an RPC needs no token: the health service, which load
+// balancers and orchestrators probe without credentials. (mTLS, a property of the
+// connection, still applies to it.)
+func tokenExempt(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/"+healthpb.Health_ServiceDesc.ServiceName+"/")
+}
+
+// authenticate returns the caller of an RPC, or errUnauthenticated with a reason for the log
+// (never for the client). A verified client certificate makes a "cert" caller; a valid
+// bearer token a "token" caller; with both, the certificate names the caller and Token
+// records the token's name. When the agent has tokens, every RPC but health needs one, even
+// from a caller with a certificate.
+func (a *Agent) authenticate(ctx context.Context, fullMethod string) (Caller, string, error) {
+	c, hasCert := certCaller(ctx)
+	toks := a.tokens.Load()
+	if toks == nil {
+		return c, "", nil
+	}
+	secret, why := bearer(ctx)
+	if why != "" {
+		if tokenExempt(fullMethod) {
+			return c, "", nil
+		}
+		return c, why, errUnauthenticated
+	}
+	name, ok := toks.match(secret)
+	if !ok {
+		if tokenExempt(fullMethod) {
+			return c, "", nil
+		}
+		return c, "unknown token", errUnauthenticated
+	}
+	if hasCert {
+		c.Token = name
+		return c, "", nil
+	}
+	return Caller{ID: "token:" + name, Kind: "token", Token: name}, "", nil
+}
+
+// bearer returns the secret of the RPC's "authorization: Bearer SECRET" header, or why there
+// is none.
+func bearer(ctx context.Context) (secret, why string) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	switch {
+	case len(vals) == 0:
+		return "", "no authorization header"
+	case len(vals) > 1:
+		return "", "more than one authorization header"
+	}
+	scheme, secret, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", "authorization header is not Bearer"
+	}
+	secret = strings.TrimSpace(secret)
+	if secret == "" {
+		return "", "empty bearer token"
+	}
+	return secret, ""
+}
+
+// certCaller is the caller named by the verified client certificate of the RPC's
+// connection: ID "cert:" + the subject's common name, or the whole subject (RFC 2253) when
+// it has none.
+func certCaller(ctx context.Context) (Caller, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return Anonymous, false
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return Anonymous, false
+	}
+	cert := ti.State.VerifiedChains[0][0]
+	subject := cert.Subject.String()
+	name := cert.Subject.CommonName
+	if name == "" {
+		name = subject
+	}
+	var sans []string
+	sans = append(sans, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	for _, u := range cert.URIs {
+		sans = append(sans, u.String())
+	}
+	sans = append(sans, cert.EmailAddresses...)
+	return Caller{ID: "cert:" + name, Kind: "cert", Subject: subject, SANs: sans}, true
+}
+
+// authStream authenticates a streaming RPC (server reflection, later streams) and logs its
+// end like a unary RPC.
+func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx := ss.Context()
+	start := time.Now()
+	caller, why, err := a.authenticate(ctx, info.FullMethod)
+	if err == nil {
+		err = handler(srv, &callerStream{ServerStream: ss, ctx: WithCaller(ctx, caller)})
+	}
+	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, err: err, start: start})
+	return err
+}
+
+// callerStream is a ServerStream whose context carries the caller.
+type callerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *callerStream) Context() context.Context { return s.ctx }
+
+// handshakeLogger wraps server transport credentials to log failed TLS handshakes (no
+// client certificate, one from another CA, an expired one, not TLS at all).
+type handshakeLogger struct {
+	credentials.TransportCredentials
+	log *slog.Logger
+}
+
+func (h handshakeLogger) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	remote := c.RemoteAddr().String()
+	conn, ai, err := h.TransportCredentials.ServerHandshake(c)
+	if err != nil {
+		level := slog.LevelWarn
+		if errors.Is(err, io.EOF) {
+			level = slog.LevelDebug // a port probe: connected and closed
+		}
+		h.log.Log(context.Background(), level, "tls handshake failed", "remote", remote, "err", err)
+	}
+	return conn, ai, err
+}
+
+func (h handshakeLogger) Clone() credentials.TransportCredentials {
+	return handshakeLogger{TransportCredentials: h.TransportCredentials.Clone(), log: h.log}
+}
