@@ -10,8 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -31,8 +33,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	maxRecv := fs.Int("max-recv-bytes", agent.DefaultMaxRecvBytes, "largest max_bytes/exact_bytes of one Recv")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long in-flight RPCs may finish after SIGINT/SIGTERM")
 	version := fs.Bool("version", false, "print the version and exit")
+	tlsCert := fs.String("tls-cert", "", "serve TLS with this PEM certificate (chain); needs --tls-key")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	clientCA := fs.String("client-ca", "", "require client certificates signed by these PEM CAs (mTLS); needs --tls-cert")
+	tokenFile := fs.String("token-file", "", "require \"authorization: Bearer TOKEN\" with a token of this file (NAME:SECRET per line); reread on SIGHUP")
+	insecure := fs.Bool("insecure", false, "allow serving on a non-loopback address without --client-ca or --token-file (anyone who reaches it can open sockets here)")
+	auditLog := fs.String("audit-log", "", "also write the RPCs that create, write to or close sockets to this file as JSON lines (- for stderr), whatever --log-level")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: sockagent [flags]\n\nServes the sockagent.v1 gRPC API (SocketService, AgentService, health, reflection)\non --listen. Drive it with sockctl or grpcurl:\n\n  sockagent --listen 127.0.0.1:7700 &\n  grpcurl -plaintext 127.0.0.1:7700 list\n  sockctl info\n\nSIGINT/SIGTERM stop it gracefully, closing every socket.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: sockagent [flags]\n\nServes the sockagent.v1 gRPC API (SocketService, AgentService, health, reflection)\non --listen. Drive it with sockctl or grpcurl:\n\n  sockagent --listen 127.0.0.1:7700 &\n  grpcurl -plaintext 127.0.0.1:7700 list\n  sockctl info\n\nSecurity: without flags it serves plaintext on loopback only. On any other address it\nrefuses to start unless callers must authenticate: --tls-cert/--tls-key with --client-ca\n(mTLS), or --token-file (tokens; best over TLS); --insecure accepts the risk. The health\nservice needs no token (mTLS still applies). SIGHUP rereads --token-file.\n\nSIGINT/SIGTERM stop it gracefully, closing every socket.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -77,8 +85,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(h)
+	var err error
 
-	a, err := agent.New(agent.Config{Logger: log, DefaultTimeout: *defTimeout, MaxRecvBytes: *maxRecv})
+	cfg := agent.Config{Logger: log, DefaultTimeout: *defTimeout, MaxRecvBytes: *maxRecv}
+	switch {
+	case (*tlsCert == "") != (*tlsKey == ""):
+		fmt.Fprintf(stderr, "sockagent: give --tls-cert and --tls-key together\n")
+		return 2
+	case *clientCA != "" && *tlsCert == "":
+		fmt.Fprintf(stderr, "sockagent: --client-ca needs TLS: give --tls-cert and --tls-key too\n")
+		return 2
+	}
+	if *tlsCert != "" {
+		if cfg.TLS, err = agent.ServerTLS(*tlsCert, *tlsKey, *clientCA); err != nil {
+			fmt.Fprintf(stderr, "sockagent: %v\n", err)
+			return 2
+		}
+	}
+	if *tokenFile != "" {
+		if cfg.Tokens, err = agent.LoadTokens(*tokenFile); err != nil {
+			fmt.Fprintf(stderr, "sockagent: --token-file: %v\n", err)
+			return 2
+		}
+		if fi, err := os.Stat(*tokenFile); err == nil && fi.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" {
+			log.Warn("the token file is readable by others; chmod 600 it", "file", *tokenFile, "mode", fi.Mode().Perm())
+		}
+	}
+	authenticated := *clientCA != "" || *tokenFile != ""
+	if !authenticated && !*insecure && !loopbackOnly(*listen) {
+		fmt.Fprint(stderr, refuseMsg(*listen, cfg.TLS != nil))
+		return 2
+	}
+	if *auditLog != "" {
+		w := stderr
+		if *auditLog != "-" {
+			f, err := os.OpenFile(*auditLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+			if err != nil {
+				fmt.Fprintf(stderr, "sockagent: --audit-log: %v\n", err)
+				return 2
+			}
+			defer f.Close()
+			w = f
+		}
+		cfg.AuditLogger = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+
+	a, err := agent.New(cfg)
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
@@ -88,15 +140,41 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot listen; is another agent running there? choose another --listen", "addr", *listen, "err", err)
 		return 1
 	}
+	if !authenticated && !*insecure && !isLoopback(lis.Addr()) {
+		// A host name that resolved to a non-loopback address.
+		lis.Close()
+		fmt.Fprint(stderr, refuseMsg(*listen+" ("+lis.Addr().String()+")", cfg.TLS != nil))
+		return 2
+	}
+	switch {
+	case !authenticated:
+		if *insecure {
+			log.Warn("--insecure: serving without authentication; anyone who can reach this address can open and drive sockets on this host", "addr", lis.Addr().String())
+		}
+	case cfg.TLS == nil && !isLoopback(lis.Addr()):
+		log.Warn("tokens travel in plaintext over the network; add --tls-cert and --tls-key", "addr", lis.Addr().String())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var hup chan os.Signal
+	if *tokenFile != "" {
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	served := make(chan error, 1)
 	go func() { served <- a.Serve(lis) }()
-	select {
-	case err := <-served:
-		log.Error("serve", "err", err)
-		return 1
-	case <-ctx.Done():
+wait:
+	for {
+		select {
+		case err := <-served:
+			log.Error("serve", "err", err)
+			return 1
+		case <-hup:
+			reloadTokens(a, *tokenFile, log)
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	stop() // a second signal now kills the process at once
 	log.Info("stopping", "timeout", *shutdownTimeout)
@@ -108,6 +186,62 @@ func run(args []string, stdout, stderr io.Writer) int {
 	<-served
 	log.Info("stopped")
 	return 0
+}
+
+// reloadTokens rereads the token file (on SIGHUP); a file that fails to load keeps the old
+// tokens.
+func reloadTokens(a *agent.Agent, path string, log *slog.Logger) {
+	t, err := agent.LoadTokens(path)
+	if err == nil {
+		err = a.SetTokens(t)
+	}
+	if err != nil {
+		log.Error("tokens not reloaded; the old ones stay in force", "err", err)
+		return
+	}
+	log.Info("tokens reloaded", "file", path, "tokens", t.Len())
+}
+
+// refuseMsg says why the agent will not serve on addr and how to fix it.
+func refuseMsg(addr string, tls bool) string {
+	s := "sockagent: refusing to serve on " + addr + " without authentication: anyone who can reach it\n" +
+		"could open sockets on this host and reach every network it can.\n"
+	if tls {
+		s += "TLS without --client-ca encrypts but does not say who calls.\n"
+	}
+	return s + "Fix: --tls-cert F --tls-key F --client-ca F (mTLS), or --token-file F (better with TLS too),\n" +
+		"or --listen on loopback (127.0.0.1:7700), or --insecure to accept the risk.\n"
+}
+
+// loopbackOnly reports whether --listen addr names loopback or a UNIX socket without
+// resolving anything: unix:..., 127.0.0.0/8, ::1. A host name is checked once bound
+// (isLoopback); "" (all interfaces), 0.0.0.0 and :: are not loopback.
+func loopbackOnly(addr string) bool {
+	if strings.HasPrefix(addr, "unix:") {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true // not an address: listenOn fails and says so
+	}
+	if host == "" {
+		return false
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.WithZone("").Unmap().IsLoopback()
+	}
+	return true // a name: checked once bound
+}
+
+// isLoopback reports whether a bound listener address is a UNIX socket or on loopback.
+func isLoopback(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.UnixAddr:
+		return true
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	}
+	return false
 }
 
 // maxRecvLimit keeps a Recv's data, with its framing, inside gRPC's default 4 MiB message.
