@@ -97,7 +97,7 @@ func startAgent(bin, ns, addr, logPath string, extra []string, log *slog.Logger)
 		return nil, fmt.Errorf("agent log: %w", err)
 	}
 	defer f.Close() // the child has its own copy
-	args := append([]string{"netns", "exec", ns, bin, "--listen", addr, "--log-format", "json"}, extra...)
+	args := append([]string{"netns", "exec", ns, bin, "--listen", addr, "--log-format", "json", "--insecure"}, extra...)
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	detach(cmd)
