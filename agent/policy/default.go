@@ -1,0 +1,36 @@
+package policy
+
+// DefaultYAML is the policy of an agent started without --policy, and the base every policy
+// file inherits its missing sections from. In words:
+//
+//   - every network (tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram) may be used;
+//   - Dial and SendTo may reach any address and any port: sockagent is a network test tool, and
+//     what keeps strangers out is authentication (TLS client certificates, tokens) and the
+//     agent listening on loopback by default;
+//   - Listen, Bind and Dial's local_address may use any local address but not a privileged
+//     port (1-1023), even when the agent runs as root; port 0 (the OS picks) is fine;
+//   - UNIX socket paths must lie under the agent's temporary directory ($TMPDIR, else /tmp) or
+//     /tmp: a path elsewhere (such as /run/docker.sock or /var/run/...) and any abstract
+//     ("@name") socket are refused, since local daemons listen there;
+//   - limits: 4096 open sockets in all; per caller 1024 open sockets, 4 MiB per Send, SendTo,
+//     Recv or RecvFrom, and 256 concurrent blocking calls.
+const DefaultYAML = `# The policy of a sockagent started without --policy.
+agent_limits:
+  sockets: 4096                # open sockets, all callers together
+default:
+  networks: [tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram]
+  destinations:                # Dial and SendTo: any address, any port
+    allow:
+      - {name: anywhere}
+  local:                       # Listen, Bind, Dial's local_address
+    allow:
+      - {name: any local address}
+    deny:
+      - {name: privileged ports, ports: ["1-1023"]}
+  unix_paths:                  # UNIX socket paths; abstract (@) names are refused
+    allow: [$TMPDIR, /tmp]
+  limits:                      # per caller
+    sockets: 1024
+    bytes_per_call: 4194304
+    blocking_calls: 256
+`

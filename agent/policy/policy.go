@@ -1,0 +1,352 @@
+// Package policy decides what a caller of sockagent may do with sockets: which networks it may
+// use, which destinations Dial and SendTo may reach, which local addresses and ports Listen,
+// Bind and Dial's local_address may take, where UNIX socket paths may live, and the limits on
+// sockets, bytes per call and concurrent blocking calls.
+//
+// A Policy is a list of rule sets scoped to callers plus a default set; the first set whose
+// callers match the caller applies, else the default. The agent asks the set before it opens
+// or uses a socket; a refusal is a *Denied naming the rule, which the agent answers with
+// PERMISSION_DENIED and reason POLICY_DENIED. The package knows nothing of gRPC or sockets: it
+// checks addresses, ports, names and paths.
+//
+// # File format (sockagent --policy FILE)
+//
+//	agent_limits:
+//	  sockets: 4096                 # open sockets, all callers together
+//	default:                        # the rule set of callers no rule set names
+//	  networks: [tcp, udp]          # allowed network names, compared exactly ("tcp" is not "tcp4")
+//	  destinations:                 # Dial and SendTo targets, checked on the resolved IP and port
+//	    allow: [{name: lab, cidrs: [10.0.0.0/8], ports: ["1024-65535"]}]
+//	    deny:  [{name: ssh, ports: [22]}]
+//	  local:                        # Listen, Bind and Dial's local_address
+//	    allow: [{name: any}]
+//	    deny:  [{name: privileged ports, ports: ["1-1023"]}]
+//	  unix_paths:                   # UNIX socket paths; "$TMPDIR" is the agent's temporary directory
+//	    allow: [$TMPDIR, /run/sockagent]
+//	    deny:  [/run/sockagent/private]
+//	  limits:                       # per caller (Caller.ID)
+//	    sockets: 64
+//	    bytes_per_call: 1048576
+//	    blocking_calls: 32
+//	rule_sets:                      # first match wins
+//	  - name: ci
+//	    callers: ["token:ci", "cert:CN=ci-*", "san:*.lab.example"]
+//	    destinations: {allow: [{cidrs: [127.0.0.0/8]}]}
+//
+// Rules: a rule matches an address when the address lies in one of its cidrs (a bare IP is a
+// single host; no cidrs = every address) and its port in one of its ports (N or "N-M"; no ports
+// = every port). Deny wins: a denied address is refused even when an allow rule also matches;
+// an address no allow rule matches is refused too (the rule named is "SECTION.allow"). IPv4-mapped
+// IPv6 addresses are checked as IPv4, and zones are ignored. A rule without a name is named by
+// its place, such as "destinations.deny[0]".
+//
+// Port 0 (the OS picks a port) is checked on the port the OS picked: the agent checks a local
+// address before binding when its port is fixed, and the bound address after binding always.
+//
+// UNIX paths: a path is allowed when it lies under an allow prefix (by path element: /tmp
+// covers /tmp/a.sock, not /tmpx) and under no deny prefix, both as written and with symlinks
+// resolved (its directory's, when the socket file does not exist yet). Abstract names ("@name",
+// Linux) match only prefixes that start with "@". The agent rejects relative paths and paths
+// with ".." before any policy check.
+//
+// Inheritance: a section (networks, destinations, local, unix_paths) missing from a rule set is
+// taken from the file's default set, and one missing from the default set from the built-in
+// default (DefaultYAML); a section that is present replaces the inherited one whole (allow and
+// deny together). Limits inherit field by field. Unknown keys are errors.
+//
+// Callers: a pattern matches Caller.ID ("anonymous", "token:NAME", "cert:SUBJECT"), with "*"
+// matching any run of characters; "san:PATTERN" matches any of a certificate caller's SANs.
+// Limits count per Caller.ID: two callers of one rule set each get the set's limits.
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Networks are the network names a policy may allow.
+var Networks = []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram"}
+
+// Policy is a parsed policy. Use Parse, Load or Default; the zero value allows nothing.
+type Policy struct {
+	// MaxSockets bounds the open sockets of all callers together.
+	MaxSockets int
+	// Default applies to callers no entry of RuleSets matches.
+	Default *RuleSet
+	// RuleSets are tried in order; the first whose Callers match applies.
+	RuleSets []*RuleSet
+}
+
+// RuleSet is what one group of callers may do.
+type RuleSet struct {
+	// Name names the set in refusals ("default" for the default set).
+	Name string
+	// Callers are the caller patterns the set applies to (empty in the default set).
+	Callers []string
+	// Networks are the network names allowed.
+	Networks []string
+	// Destinations govern Dial and SendTo targets.
+	Destinations AddrRules
+	// Local governs Listen, Bind and Dial's local_address.
+	Local AddrRules
+	// UnixPaths governs UNIX socket paths.
+	UnixPaths PathRules
+	// Limits apply per caller.
+	Limits Limits
+}
+
+// AddrRules are allow and deny lists of address rules; deny wins.
+type AddrRules struct {
+	Allow, Deny []AddrRule
+}
+
+// AddrRule matches IP addresses and ports.
+type AddrRule struct {
+	// Name names the rule in refusals.
+	Name string
+	// Prefixes the address must lie in; empty matches every address.
+	Prefixes []netip.Prefix
+	// Ports the port must lie in; empty matches every port.
+	Ports []PortRange
+}
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ Lo, Hi uint16 }
+
+// PathRules are allow and deny lists of UNIX path prefixes; deny wins.
+type PathRules struct {
+	Allow, Deny []string
+}
+
+// Limits bound one caller's use of the agent. Every field is positive.
+type Limits struct {
+	// Sockets bounds the caller's open sockets.
+	Sockets int
+	// BytesPerCall bounds Send and SendTo data and Recv and RecvFrom sizes.
+	BytesPerCall int
+	// BlockingCalls bounds the caller's concurrent blocking calls (Dial, Accept, Send, Recv,
+	// SendTo, RecvFrom).
+	BlockingCalls int
+}
+
+// Identity is who asks: the fields of the agent's Caller that policies match on.
+type Identity struct {
+	// ID is "anonymous", "token:NAME" or "cert:SUBJECT".
+	ID string
+	// SANs are a certificate caller's subject alternative names.
+	SANs []string
+}
+
+// Denied is a refusal by a policy rule.
+type Denied struct {
+	// What was refused: "destination 10.0.0.1:22", "network udp", "UNIX path /x".
+	What string
+	// Rule names the rule that refused: a rule's name, or "SECTION.allow" when no allow rule
+	// matched.
+	Rule string
+	// RuleSet names the rule set that applied.
+	RuleSet string
+	// NoMatch is set when no allow rule matched (rather than a deny rule matching).
+	NoMatch bool
+}
+
+func (e *Denied) Error() string {
+	if e.NoMatch {
+		return fmt.Sprintf("%s not allowed by policy rule %q: no rule of it matches (rule set %q)", e.What, e.Rule, e.RuleSet)
+	}
+	return fmt.Sprintf("%s denied by policy rule %q (rule set %q)", e.What, e.Rule, e.RuleSet)
+}
+
+// For returns the rule set that applies to id: the first whose callers match, else the default.
+func (p *Policy) For(id Identity) *RuleSet {
+	for _, s := range p.RuleSets {
+		if s.matches(id) {
+			return s
+		}
+	}
+	return p.Default
+}
+
+func (s *RuleSet) matches(id Identity) bool {
+	for _, pat := range s.Callers {
+		if san, ok := strings.CutPrefix(pat, "san:"); ok {
+			for _, n := range id.SANs {
+				if glob(san, n) {
+					return true
+				}
+			}
+			continue
+		}
+		if glob(pat, id.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// glob matches s against pattern, where "*" matches any run of characters (slashes and
+// commas included: certificate subjects have both) and everything else matches itself.
+func glob(pattern, s string) bool {
+	star := strings.IndexByte(pattern, '*')
+	if star < 0 {
+		return pattern == s
+	}
+	if !strings.HasPrefix(s, pattern[:star]) {
+		return false
+	}
+	s = s[star:]
+	rest := pattern[star+1:]
+	for i := 0; i <= len(s); i++ {
+		if glob(rest, s[i:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckNetwork refuses a network name the set does not list.
+func (s *RuleSet) CheckNetwork(network string) error {
+	for _, n := range s.Networks {
+		if n == network {
+			return nil
+		}
+	}
+	return &Denied{What: "network " + network, Rule: "networks", RuleSet: s.Name, NoMatch: true}
+}
+
+// CheckDestination refuses a Dial or SendTo target the set does not allow.
+func (s *RuleSet) CheckDestination(ap netip.AddrPort) error {
+	return s.Destinations.check("destination", "destinations", s.Name, ap)
+}
+
+// CheckLocal refuses a local address (Listen, Bind, Dial's local_address) the set does not allow.
+func (s *RuleSet) CheckLocal(ap netip.AddrPort) error {
+	return s.Local.check("local address", "local", s.Name, ap)
+}
+
+func normalize(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
+}
+
+func (r AddrRules) check(what, section, set string, ap netip.AddrPort) error {
+	ap = normalize(ap)
+	what = what + " " + ap.String()
+	for _, rule := range r.Deny {
+		if rule.Matches(ap) {
+			return &Denied{What: what, Rule: rule.Name, RuleSet: set}
+		}
+	}
+	for _, rule := range r.Allow {
+		if rule.Matches(ap) {
+			return nil
+		}
+	}
+	return &Denied{What: what, Rule: section + ".allow", RuleSet: set, NoMatch: true}
+}
+
+// Matches reports whether ap lies in the rule's prefixes and ports.
+func (r AddrRule) Matches(ap netip.AddrPort) bool {
+	ap = normalize(ap)
+	inPrefix := len(r.Prefixes) == 0
+	for _, p := range r.Prefixes {
+		if p.Contains(ap.Addr()) {
+			inPrefix = true
+			break
+		}
+	}
+	if !inPrefix {
+		return false
+	}
+	if len(r.Ports) == 0 {
+		return true
+	}
+	for _, pr := range r.Ports {
+		if ap.Port() >= pr.Lo && ap.Port() <= pr.Hi {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckUnixPath refuses a UNIX socket path (or "@abstract" name) the set does not allow. The
+// path is checked as written (cleaned) and with symlinks resolved; both must pass.
+func (s *RuleSet) CheckUnixPath(path string) error {
+	what := "UNIX path " + path
+	if strings.HasPrefix(path, "@") {
+		return s.UnixPaths.check(what, s.Name, []string{path})
+	}
+	clean := filepath.Clean(path)
+	return s.UnixPaths.check(what, s.Name, []string{clean, resolve(clean)})
+}
+
+// resolve follows symlinks in path; a socket that does not exist yet is resolved through its
+// directory. What cannot be resolved stays as written (the OS call will fail on it anyway).
+func resolve(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	dir, base := filepath.Split(path)
+	if r, err := filepath.EvalSymlinks(dir); err == nil {
+		return filepath.Join(r, base)
+	}
+	return path
+}
+
+func (r PathRules) check(what, set string, forms []string) error {
+	for _, p := range forms {
+		for _, prefix := range r.Deny {
+			if underPrefix(p, prefix) {
+				return &Denied{What: what, Rule: "unix_paths.deny " + prefix, RuleSet: set}
+			}
+		}
+	}
+	for _, p := range forms {
+		ok := false
+		for _, prefix := range r.Allow {
+			if underPrefix(p, prefix) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return &Denied{What: what, Rule: "unix_paths.allow", RuleSet: set, NoMatch: true}
+		}
+	}
+	return nil
+}
+
+// underPrefix: abstract names match "@" prefixes as strings; paths match path prefixes by
+// element, as written or with the prefix's own symlinks resolved.
+func underPrefix(p, prefix string) bool {
+	if strings.HasPrefix(p, "@") || strings.HasPrefix(prefix, "@") {
+		return strings.HasPrefix(p, "@") && strings.HasPrefix(prefix, "@") && strings.HasPrefix(p, prefix)
+	}
+	prefix = expandPrefix(prefix)
+	if within(p, prefix) {
+		return true
+	}
+	if r, err := filepath.EvalSymlinks(prefix); err == nil && r != prefix {
+		return within(p, r)
+	}
+	return false
+}
+
+func within(p, dir string) bool {
+	if dir == "/" {
+		return strings.HasPrefix(p, "/")
+	}
+	return p == dir || strings.HasPrefix(p, dir+string(filepath.Separator))
+}
+
+// TempDirPrefix in a unix_paths prefix stands for the agent's temporary directory.
+const TempDirPrefix = "$TMPDIR"
+
+func expandPrefix(prefix string) string {
+	if rest, ok := strings.CutPrefix(prefix, TempDirPrefix); ok {
+		return filepath.Clean(os.TempDir() + rest)
+	}
+	return prefix
+}
