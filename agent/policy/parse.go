@@ -300,8 +300,14 @@ func (p *parser) ruleSet(n *yaml.Node, what string, isDefault bool) (*rawSet, er
 			r.has["unix_paths"] = true
 			w := what + ".unix_paths"
 			return p.mapping(n, w, map[string]func(*yaml.Node) error{
-				"allow": func(n *yaml.Node) (err error) { r.set.UnixPaths.Allow, err = p.strings(n, w+".allow", p.pathPrefix); return },
-				"deny":  func(n *yaml.Node) (err error) { r.set.UnixPaths.Deny, err = p.strings(n, w+".deny", p.pathPrefix); return },
+				"allow": func(n *yaml.Node) (err error) {
+					r.set.UnixPaths.Allow, err = p.strings(n, w+".allow", p.pathPrefix)
+					return
+				},
+				"deny": func(n *yaml.Node) (err error) {
+					r.set.UnixPaths.Deny, err = p.strings(n, w+".deny", p.pathPrefix)
+					return
+				},
 			})
 		},
 		"limits": func(n *yaml.Node) error {
