@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -30,11 +31,44 @@ type clients struct {
 	agent   sockagentv1.AgentServiceClient
 }
 
-// dialAgent opens a client connection to the agent at target. It is the one place that
-// chooses transport credentials (plaintext for now). grpc.NewClient does not connect; the
-// first RPC does.
-func dialAgent(target string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dialAgent opens a client connection to the agent at target, presenting the credentials
+// of o. It is the one place that chooses transport and per-RPC credentials: TLS when o asks
+// for it (o.usesTLS), else plaintext; a bearer token when o has a token file, refused over
+// plaintext unless the target is on this host (loopback or unix:). grpc.NewClient does not
+// connect; the first RPC does.
+//
+// Its errors are classified for Main: a *usageError (exit 2) for an address or a combination
+// of settings that cannot work, a *failure (exit 1) for a file that cannot be read or parsed.
+func dialAgent(target string, o dialOptions) (*grpc.ClientConn, error) {
+	if err := o.check(); err != nil {
+		return nil, &usageError{err: err}
+	}
+	var opts []grpc.DialOption
+	if o.usesTLS() {
+		cfg, err := o.tlsConfig()
+		if err != nil {
+			return nil, failed(err)
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	} else {
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if o.TokenFile != "" {
+		local := isLocalTarget(target)
+		if !o.usesTLS() && !local {
+			return nil, usagef("%s: refusing to send a bearer token in clear text to %s; use TLS (--ca FILE or --tls), or an agent on this host (loopback or unix:)", o.TokenFile, target)
+		}
+		token, err := readToken(o.TokenFile)
+		if err != nil {
+			return nil, failed(err)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken{token: token, local: local}))
+	}
+	cc, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		return nil, usagef("invalid agent address %q: %v", target, err)
+	}
+	return cc, nil
 }
 
 // rpcDeadline returns the deadline for one RPC: timeout (--timeout, 0 = none), raised to
@@ -53,9 +87,10 @@ func rpcDeadline(timeout, wait time.Duration) time.Duration {
 // failure that says what was being done (op) and why.
 func (a *app) call(ctx context.Context, op string, wait time.Duration, fn func(ctx context.Context, c clients) error) error {
 	target := a.agentAddr()
-	cc, err := dialAgent(target)
+	dial := a.dialOptions()
+	cc, err := dialAgent(target, dial)
 	if err != nil {
-		return usagef("invalid agent address %q: %v", target, err)
+		return err
 	}
 	defer cc.Close()
 	deadline := rpcDeadline(a.timeout, wait)
@@ -74,13 +109,14 @@ func (a *app) call(ctx context.Context, op string, wait time.Duration, fn func(c
 	if _, ok := status.FromError(err); !ok { // not the RPC: printing its result failed
 		return failed(fmt.Errorf("%s: %w", op, err))
 	}
-	return failed(&rpcError{op: op, agent: target, deadline: deadline, state: cc.GetState(), err: err})
+	return failed(&rpcError{op: op, agent: target, dial: dial, deadline: deadline, state: cc.GetState(), err: err})
 }
 
 // rpcError is a failed RPC with what sockctl knows about it.
 type rpcError struct {
 	op       string             // what was being done: "dial tcp 127.0.0.1:1"
 	agent    string             // the agent's address
+	dial     dialOptions        // the credentials sockctl presented
 	deadline time.Duration      // the RPC deadline, 0 = none
 	state    connectivity.State // the connection's state after the failure
 	err      error              // the gRPC error
@@ -95,11 +131,13 @@ func (e *rpcError) Error() string {
 	if info := errorInfo(st); info != nil {
 		// The agent's message often starts with the same "op args: " as ours; say it once.
 		msg := strings.TrimPrefix(st.Message(), e.op+": ")
-		return fmt.Sprintf("%s: %s (%s): %s", e.op, info.GetReason(), st.Code(), msg)
+		return fmt.Sprintf("%s: %s (%s): %s%s", e.op, info.GetReason(), st.Code(), msg, authHint(st, e.dial))
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return fmt.Sprintf("cannot reach agent %s: %s", e.agent, st.Message())
+		return fmt.Sprintf("cannot reach agent %s: %s%s", e.agent, st.Message(), transportHint(st.Message(), e.dial))
+	case codes.Unauthenticated:
+		return fmt.Sprintf("%s: %s: %s%s", e.op, st.Code(), st.Message(), authHint(st, e.dial))
 	case codes.DeadlineExceeded:
 		if e.state != connectivity.Ready {
 			return fmt.Sprintf("cannot reach agent %s: no connection within %s (--timeout)", e.agent, e.deadline)

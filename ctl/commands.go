@@ -26,6 +26,17 @@ type app struct {
 	agentChanged bool
 	output       outputFormat
 	timeout      time.Duration
+	dial         dialOptions // --tls --ca --cert --key --server-name --token-file
+}
+
+// dialOptions are the credentials of the global flags; --token-file defaults to
+// $SOCKCTL_TOKEN_FILE.
+func (a *app) dialOptions() dialOptions {
+	o := a.dial
+	if o.TokenFile == "" {
+		o.TokenFile = a.getenv(envTokenFile)
+	}
+	return o
 }
 
 // agentAddr is --agent if given, else $SOCKCTL_AGENT if set, else the default.
@@ -100,6 +111,12 @@ func (a *app) newRootCommand() *cobra.Command {
 	f.StringVar(&a.agentFlag, "agent", defaultAgent, "agent `ADDRESS`, HOST:PORT or unix:PATH; when not given, $"+envAgent+" if set")
 	f.VarP(&a.output, "output", "o", "output format: table or json")
 	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "deadline of the RPC, 0 = none; raised to --wait/--connect-timeout + 5s when shorter")
+	f.BoolVar(&a.dial.TLS, "tls", false, "connect with TLS, verifying the agent's certificate against the system's CAs (implied by --ca, --cert, --server-name)")
+	f.StringVar(&a.dial.CA, "ca", "", "connect with TLS, verifying the agent's certificate with the CA certificate(s) in `FILE` (PEM)")
+	f.StringVar(&a.dial.Cert, "cert", "", "client certificate `FILE` (PEM) for an agent that requires one (mTLS); needs --key")
+	f.StringVar(&a.dial.Key, "key", "", "private key `FILE` (PEM) of --cert")
+	f.StringVar(&a.dial.ServerName, "server-name", "", "`NAME` the agent's certificate must carry (default: the host of --agent)")
+	f.StringVar(&a.dial.TokenFile, "token-file", "", "send the first token in `FILE` (NAME:SECRET or SECRET) as 'authorization: Bearer SECRET'; when not given, $"+envTokenFile+" if set")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		a.agentChanged = cmd.Flags().Changed("agent")
 		if a.agentAddr() == "" {
@@ -108,14 +125,14 @@ func (a *app) newRootCommand() *cobra.Command {
 		if a.timeout < 0 {
 			return usagef("--timeout must not be negative")
 		}
-		return nil
+		return a.dial.check()
 	}
 
 	root.AddCommand(
 		a.listenCommand(), a.bindCommand(), a.dialCommand(), a.acceptCommand(),
 		a.sendCommand(), a.recvCommand(), a.sendToCommand(), a.recvFromCommand(),
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
-		a.demoCommand(), a.runCommand(), a.validateCommand(),
+		a.demoCommand(), a.runCommand(), a.validateCommand(), a.pkiCommand(),
 	)
 	for _, c := range root.Commands() {
 		c.Long += "\n\n" + exitHelp

@@ -21,7 +21,8 @@ codes). It ends with every socket closed.
 
 Without --agent (and without $SOCKCTL_AGENT) it starts a sockagent in-process on
 127.0.0.1:0, so it needs no setup; with --agent it drives that agent, on loopback
-addresses of that agent's host.
+addresses of that agent's host, with the credentials of --tls, --ca, --cert, --key,
+--server-name and --token-file (which the in-process agent, plaintext, ignores).
 
 Exit status: 0 every step came out as expected; 1 a step did not (stderr says which);
 2 usage error.`
@@ -32,11 +33,13 @@ func (a *app) demoCommand() *cobra.Command {
 		Short: "Re-enact the textbook TCP and UDP exchanges, printing each sockctl command",
 		Long:  demoLong,
 		Example: `  sockctl demo
-  sockctl demo --agent 127.0.0.1:7700`,
+  sockctl demo --agent 127.0.0.1:7700
+  sockctl demo --agent 10.77.0.2:7700 --ca pki/ca.pem --cert pki/client.pem --key pki/client-key.pem`,
 		Args: args(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			target := a.agentAddr()
+			target, creds := a.agentAddr(), a.dialOptions().args()
 			if !a.agentChanged && a.getenv(envAgent) == "" {
+				creds = nil // the in-process agent serves plaintext on loopback
 				lis, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
 					return failed(fmt.Errorf("demo: start an in-process agent: %w", err))
@@ -58,7 +61,7 @@ func (a *app) demoCommand() *cobra.Command {
 				target = lis.Addr().String()
 				a.out.printf("# an in-process sockagent serves on %s\n", target)
 			}
-			d := &demo{ctx: cmd.Context(), target: target, a: a}
+			d := &demo{ctx: cmd.Context(), target: target, creds: creds, a: a}
 			err := d.run()
 			d.cleanup()
 			if err != nil {
@@ -74,6 +77,7 @@ func (a *app) demoCommand() *cobra.Command {
 type demo struct {
 	ctx    context.Context
 	target string
+	creds  []string // the credential flags (--ca FILE ...) given to every command
 	a      *app
 	steps  int
 	open   []string // socket ids to close if the demo stops early
@@ -91,7 +95,7 @@ func (d *demo) sockctl(wantExit int, args ...string) (stdout, stderr string, err
 	}
 	d.a.out.printf("$ sockctl %s\n", strings.Join(quoted, " "))
 	var out, errOut bytes.Buffer
-	code := run(d.ctx, append([]string{"--agent", d.target}, args...), nil, nil, &out, &errOut)
+	code := run(d.ctx, d.argv(args...), nil, nil, &out, &errOut)
 	d.a.out.printf("%s", out.String())
 	if out.Len() > 0 && !bytes.HasSuffix(out.Bytes(), []byte("\n")) {
 		d.a.out.printf("\n")
@@ -108,6 +112,12 @@ func (d *demo) sockctl(wantExit int, args ...string) (stdout, stderr string, err
 		return out.String(), errOut.String(), fmt.Errorf("step %d 'sockctl %s' exited %d, want %d", d.steps, strings.Join(args, " "), code, wantExit)
 	}
 	return out.String(), errOut.String(), nil
+}
+
+// argv is the command line of one sockctl command against the demo's agent.
+func (d *demo) argv(args ...string) []string {
+	argv := append([]string{"--agent", d.target}, d.creds...)
+	return append(argv, args...)
 }
 
 // opens runs a command that prints one socket row and returns the new socket's id and local
@@ -161,7 +171,7 @@ func (d *demo) close(id string) error {
 func (d *demo) cleanup() {
 	for _, id := range d.open {
 		var out, errOut bytes.Buffer
-		run(context.WithoutCancel(d.ctx), []string{"--agent", d.target, "close", id}, nil, nil, &out, &errOut)
+		run(context.WithoutCancel(d.ctx), d.argv("close", id), nil, nil, &out, &errOut)
 	}
 	d.open = nil
 }

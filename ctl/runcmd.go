@@ -2,8 +2,10 @@ package ctl
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -67,11 +69,11 @@ func (a *app) runCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			addrs, err := agentAddrs(f, inventory, agents)
+			targets, err := agentTargets(f, inventory, agents, a.dialOptions())
 			if err != nil {
 				return err
 			}
-			cfg := runConfig{file: f, addrs: addrs, stepTimeout: stepTimeout, keepGoing: keepGoing, getenv: a.getenv}
+			cfg := runConfig{file: f, agents: targets, stepTimeout: stepTimeout, keepGoing: keepGoing, getenv: a.getenv}
 			table := &tableWriter{w: a.out.stdout}
 			if a.output == outputTable {
 				cfg.onStep = table.row
@@ -107,7 +109,7 @@ func (a *app) runCommand() *cobra.Command {
 	fl := cmd.Flags()
 	// This --agent shadows the global one: here it is repeatable and names an agent.
 	fl.StringArrayVar(&agents, "agent", nil, "set agent `NAME=ADDR` (HOST:PORT, unix:PATH or local); repeatable")
-	fl.StringVar(&inventory, "inventory", "", "YAML `FILE` of agent addresses: agents: {NAME: ADDR, ...}")
+	fl.StringVar(&inventory, "inventory", "", "YAML `FILE` of agent addresses and credentials: agents: {NAME: ADDR, NAME: {address: ADDR, ca: FILE, ...}}")
 	fl.BoolVar(&keepGoing, "keep-going", false, "run every step even after a failure")
 	fl.DurationVar(&stepTimeout, "step-timeout", defaultStepTimeout, "deadline of a step that sets no timeout of its own")
 	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to `FILE`")
@@ -174,15 +176,91 @@ func loadScenario(path string) (*scenario.File, error) {
 
 // inventoryFile is the YAML of --inventory (what `salab up` prints).
 type inventoryFile struct {
-	Agents map[string]string `yaml:"agents"`
+	Agents map[string]inventoryEntry `yaml:"agents"`
 }
 
-// agentAddrs decides each agent's address: the file's, then the inventory's, then --agent.
-func agentAddrs(f *scenario.File, inventory string, flags []string) (map[string]string, error) {
-	addrs := map[string]string{}
+// inventoryKeys are the keys of an inventory entry written as a map.
+var inventoryKeys = []string{"address", "tls", "ca", "cert", "key", "server_name", "token_file"}
+
+// inventoryEntry is one agent of an inventory: an address, or a map of the address and the
+// credentials to reach it with.
+type inventoryEntry struct {
+	Address    string `yaml:"address"`
+	TLS        *bool  `yaml:"tls"`
+	CA         string `yaml:"ca"`
+	Cert       string `yaml:"cert"`
+	Key        string `yaml:"key"`
+	ServerName string `yaml:"server_name"`
+	TokenFile  string `yaml:"token_file"`
+}
+
+// UnmarshalYAML reads "NAME: ADDR" or "NAME: {address: ADDR, ca: FILE, ...}", rejecting
+// unknown keys (yaml's KnownFields does not reach a custom unmarshaler).
+func (e *inventoryEntry) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return n.Decode(&e.Address)
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if !slices.Contains(inventoryKeys, k.Value) {
+				return fmt.Errorf("line %d: unknown key %q in an agent entry (known: %s)", k.Line, k.Value, strings.Join(inventoryKeys, ", "))
+			}
+		}
+		type plain inventoryEntry // without the method, to decode the fields
+		if err := n.Decode((*plain)(e)); err != nil {
+			return err
+		}
+		switch {
+		case e.Address == "":
+			return fmt.Errorf("line %d: an agent entry needs an address", n.Line)
+		case (e.Cert == "") != (e.Key == ""):
+			return fmt.Errorf("line %d: a client certificate needs both cert and key", n.Line)
+		case e.TLS != nil && !*e.TLS && (e.CA != "" || e.Cert != "" || e.ServerName != ""):
+			return fmt.Errorf("line %d: tls: false (plaintext) with ca, cert or server_name, which are TLS settings", n.Line)
+		}
+		return nil
+	}
+	return fmt.Errorf("line %d: an agent is an address (HOST:PORT) or a map {address: HOST:PORT, ca: FILE, ...}", n.Line)
+}
+
+// apply returns base (the global flags) overridden by the entry's settings, its file names
+// resolved against dir (the inventory's directory).
+func (e inventoryEntry) apply(base dialOptions, dir string) dialOptions {
+	path := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	o := base
+	if e.TLS != nil {
+		o.TLS, o.Plaintext = *e.TLS, !*e.TLS
+	}
+	if e.CA != "" {
+		o.CA = path(e.CA)
+	}
+	if e.Cert != "" {
+		o.Cert, o.Key = path(e.Cert), path(e.Key)
+	}
+	if e.ServerName != "" {
+		o.ServerName = e.ServerName
+	}
+	if e.TokenFile != "" {
+		o.TokenFile = path(e.TokenFile)
+	}
+	return o
+}
+
+// agentTargets decides each agent's address: the file's, then the inventory's, then
+// --agent's; and its credentials: the global flags (dial), overridden by the agent's
+// inventory entry. The credentials of every remote agent are checked (files read) before
+// the run starts.
+func agentTargets(f *scenario.File, inventory string, flags []string, dial dialOptions) (map[string]agentTarget, error) {
+	targets := map[string]agentTarget{}
 	var names []string
 	for _, ag := range f.Agents {
-		addrs[ag.Name] = ag.Address
+		targets[ag.Name] = agentTarget{addr: ag.Address, dial: dial}
 		names = append(names, ag.Name)
 	}
 	if inventory != "" {
@@ -194,11 +272,12 @@ func agentAddrs(f *scenario.File, inventory string, flags []string) (map[string]
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&inv); err != nil {
-			return nil, &badInput{err: fmt.Errorf("--inventory %s: %v (want agents: {NAME: HOST:PORT, ...})", inventory, err)}
+			return nil, &badInput{err: fmt.Errorf("--inventory %s: %v (want agents: {NAME: HOST:PORT, ...}, an entry may be {address: HOST:PORT, ca: FILE, cert: FILE, key: FILE, server_name: NAME, token_file: FILE, tls: BOOL})", inventory, err)}
 		}
-		for name, addr := range inv.Agents {
-			if _, ok := addrs[name]; ok { // entries for other files' agents are fine
-				addrs[name] = addr
+		dir := filepath.Dir(inventory)
+		for name, e := range inv.Agents {
+			if _, ok := targets[name]; ok { // entries for other files' agents are fine
+				targets[name] = agentTarget{addr: e.Address, dial: e.apply(dial, dir)}
 			}
 		}
 	}
@@ -211,7 +290,25 @@ func agentAddrs(f *scenario.File, inventory string, flags []string) (map[string]
 			sort.Strings(names)
 			return nil, usagef("--agent %s: %s has no agent %q (its agents: %s)", fl, f.Path, name, strings.Join(names, ", "))
 		}
-		addrs[name] = addr
+		t := targets[name]
+		t.addr = addr
+		targets[name] = t
 	}
-	return addrs, nil
+	sort.Strings(names)
+	for _, name := range names {
+		t := targets[name]
+		if t.addr == "local" {
+			continue
+		}
+		cc, err := dialAgent(t.addr, t.dial)
+		if err != nil {
+			var ue *usageError
+			if errors.As(err, &ue) {
+				return nil, usagef("agent %s: %v", name, err)
+			}
+			return nil, failed(fmt.Errorf("agent %s: %w", name, err))
+		}
+		cc.Close()
+	}
+	return targets, nil
 }

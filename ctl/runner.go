@@ -49,16 +49,23 @@ const (
 // runConfig is what `sockctl run` was asked to do.
 type runConfig struct {
 	file        *scenario.File
-	addrs       map[string]string // agent name -> address ("local" for in-process)
+	agents      map[string]agentTarget // agent name -> address and credentials
 	stepTimeout time.Duration
 	keepGoing   bool
 	getenv      func(string) string
 	onStep      func(StepReport) // called as each step ends (live table output); may be nil
 }
 
+// agentTarget is where one agent of a run is and how to connect to it.
+type agentTarget struct {
+	addr string      // HOST:PORT, unix:PATH, or "local" for an in-process agent
+	dial dialOptions // ignored for "local" (in-process agents serve plaintext on loopback)
+}
+
 // remote is one agent of a run and the connection to it.
 type remote struct {
 	name, addr, host string
+	dial             dialOptions
 	conn             *grpc.ClientConn
 	sockets          sockagentv1.SocketServiceClient
 	info             sockagentv1.AgentServiceClient
@@ -121,8 +128,9 @@ func (r *runner) connect(ctx context.Context) []AgentReport {
 	out := make([]AgentReport, len(r.cfg.file.Agents))
 	var wg sync.WaitGroup
 	for i, fa := range r.cfg.file.Agents {
-		addr := r.cfg.addrs[fa.Name]
-		rm := &remote{name: fa.Name, addr: addr, host: hostOf(addr)}
+		t := r.cfg.agents[fa.Name]
+		addr := t.addr
+		rm := &remote{name: fa.Name, addr: addr, host: hostOf(addr), dial: t.dial}
 		r.remotes[fa.Name] = rm
 		out[i] = AgentReport{Name: fa.Name, Address: addr}
 		wg.Go(func() {
@@ -170,10 +178,11 @@ func (rm *remote) start(ctx context.Context) error {
 		}()
 		target = lis.Addr().String()
 		rm.addr = "local (" + target + ")"
+		rm.dial = dialOptions{}
 	}
-	conn, err := dialAgent(target)
+	conn, err := dialAgent(target, rm.dial)
 	if err != nil {
-		return fmt.Errorf("invalid address %q: %w", target, err)
+		return err
 	}
 	rm.conn = conn
 	rm.sockets = sockagentv1.NewSocketServiceClient(conn)
@@ -181,10 +190,16 @@ func (rm *remote) start(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	if _, err := rm.info.GetInfo(cctx, &sockagentv1.GetInfoRequest{}, grpc.WaitForReady(true)); err != nil {
+		msg := status.Convert(err).Message()
 		if status.Code(err) == codes.DeadlineExceeded {
+			// Waiting for a connection, gRPC keeps the last reason it failed (a TLS
+			// handshake, say) in the message: "... latest balancer error: REASON".
+			if _, last, ok := strings.Cut(msg, "latest balancer error: "); ok {
+				return fmt.Errorf("no answer within %s: %s%s", connectTimeout, last, transportHint(last, rm.dial))
+			}
 			return fmt.Errorf("no answer within %s", connectTimeout)
 		}
-		return errors.New(status.Convert(err).Message())
+		return errors.New(msg + transportHint(msg, rm.dial) + authHint(status.Convert(err), rm.dial))
 	}
 	return nil
 }

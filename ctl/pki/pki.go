@@ -69,8 +69,12 @@ type Options struct {
 	Now time.Time
 }
 
+// ErrInvalid is returned (wrapped) for options that cannot be used: no directory, a bad
+// SAN, a client name that cannot name files, a negative number of days.
+var ErrInvalid = errors.New("invalid option")
+
 // ErrExist is returned (wrapped) when a file to be written exists and Options.Force is off.
-var ErrExist = errors.New("file exists (use --force to overwrite)")
+var ErrExist = errors.New("refusing to overwrite existing files (--force overwrites)")
 
 // Paths are the files Init or AddClient wrote, as absolute paths.
 type Paths struct {
@@ -174,7 +178,7 @@ func AddClient(opts Options) (*Paths, error) {
 		return nil, err
 	}
 	if !fileNameRE.MatchString(opts.ClientName) {
-		return nil, fmt.Errorf("client name %q: use letters, digits, '.', '_' and '-' (it names the files)", opts.ClientName)
+		return nil, fmt.Errorf("%w: client name %q: use letters, digits, '.', '_' and '-' (it names the files)", ErrInvalid, opts.ClientName)
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -186,7 +190,7 @@ func AddClient(opts Options) (*Paths, error) {
 	}
 	for _, reserved := range []string{p.CA, p.CAKey, filepath.Join(dir, AgentFile), filepath.Join(dir, AgentKeyFile)} {
 		if p.Client == reserved || p.ClientKey == reserved {
-			return nil, fmt.Errorf("client name %q: its files would replace %s", opts.ClientName, reserved)
+			return nil, fmt.Errorf("%w: client name %q: its files would replace %s", ErrInvalid, opts.ClientName, reserved)
 		}
 	}
 	if err := checkFree(opts.Force, p.Client, p.ClientKey); err != nil {
@@ -238,10 +242,10 @@ func LoadCA(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error) 
 
 func (o Options) withDefaults() (Options, error) {
 	if o.Dir == "" {
-		return o, errors.New("no directory given")
+		return o, fmt.Errorf("%w: no directory given", ErrInvalid)
 	}
 	if o.Days < 0 {
-		return o, fmt.Errorf("days %d: must be positive", o.Days)
+		return o, fmt.Errorf("%w: days %d: must be positive", ErrInvalid, o.Days)
 	}
 	if o.Days == 0 {
 		o.Days = DefaultDays
@@ -276,7 +280,7 @@ func parseSANs(names []string) (sanList, error) {
 			continue
 		}
 		if !dnsNameRE.MatchString(n) {
-			return s, fmt.Errorf("agent SAN %q: neither an IP address nor a DNS name", n)
+			return s, fmt.Errorf("%w: agent SAN %q: neither an IP address nor a DNS name", ErrInvalid, n)
 		}
 		s.dns = append(s.dns, n)
 	}
@@ -346,13 +350,16 @@ func checkFree(force bool, paths ...string) error {
 	if force {
 		return nil
 	}
-	var errs []error
+	var exist []string
 	for _, p := range paths {
 		if _, err := os.Lstat(p); err == nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p, ErrExist))
+			exist = append(exist, p)
 		}
 	}
-	return errors.Join(errs...)
+	if len(exist) > 0 {
+		return fmt.Errorf("%w: %s", ErrExist, strings.Join(exist, ", "))
+	}
+	return nil
 }
 
 // writeFile creates path with perm. An existing file is an error unless force, in which case
@@ -365,7 +372,7 @@ func writeFile(path string, data []byte, perm fs.FileMode, force bool) error {
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("%s: %w", path, ErrExist)
+		return fmt.Errorf("%w: %s", ErrExist, path)
 	}
 	if err != nil {
 		return err
