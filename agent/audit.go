@@ -32,9 +32,10 @@ func IsAudited(fullMethod string) bool { return audited[fullMethod] }
 func (a *Agent) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	caller, why, err := a.authenticate(ctx, info.FullMethod)
+	ctx = WithCaller(ctx, caller)
 	var resp any
 	if err == nil {
-		resp, err = handler(WithCaller(ctx, caller), req)
+		resp, err = handler(ctx, req)
 	}
 	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, req: req, resp: resp, err: err, start: start})
 	return resp, err

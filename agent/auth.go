@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -161,6 +162,9 @@ func validTokenName(s string) bool {
 // Len is the number of tokens.
 func (t *Tokens) Len() int { return len(t.names) }
 
+// Names are the tokens' names in file order (the caller identities without "token:").
+func (t *Tokens) Names() []string { return slices.Clone(t.names) }
+
 // match returns the name of the token whose secret is secret. It compares SHA-256 sums in
 // constant time against every token, without stopping at a match, so neither the time nor
 // the secret's length tells which token (or how much of one) matched.
@@ -240,8 +244,8 @@ func bearer(ctx context.Context) (secret, why string) {
 	case len(vals) > 1:
 		return "", "more than one authorization header"
 	}
-	scheme, secret, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	scheme, secret, _ := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
 		return "", "authorization header is not Bearer"
 	}
 	secret = strings.TrimSpace(secret)
@@ -287,8 +291,9 @@ func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	ctx := ss.Context()
 	start := time.Now()
 	caller, why, err := a.authenticate(ctx, info.FullMethod)
+	ctx = WithCaller(ctx, caller)
 	if err == nil {
-		err = handler(srv, &callerStream{ServerStream: ss, ctx: WithCaller(ctx, caller)})
+		err = handler(srv, &callerStream{ServerStream: ss, ctx: ctx})
 	}
 	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, err: err, start: start})
 	return err
