@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -58,6 +59,9 @@ type Config struct {
 	// AuditLogger, if set, also receives the line of every RPC that creates, writes to or
 	// closes a socket (message "audit"), whatever Logger's level.
 	AuditLogger *slog.Logger
+	// Policy decides per caller what may be opened and used, and the limits; nil means
+	// policy.Default() (see policy.DefaultYAML).
+	Policy *policy.Policy
 }
 
 // Agent serves the sockagent.v1 API over gRPC.
@@ -95,7 +99,7 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		table:    newTable(cfg.DefaultTimeout, cfg.MaxRecvBytes),
+		table:    newTable(cfg.DefaultTimeout, cfg.MaxRecvBytes, cfg.Policy),
 		health:   health.NewServer(),
 		started:  time.Now(),
 		instance: hex.EncodeToString(id[:]),

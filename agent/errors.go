@@ -8,6 +8,7 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/sockagent/sockagent/agent/policy"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -42,6 +43,8 @@ const (
 	ReasonAgentStopping       = "AGENT_STOPPING"
 	ReasonCancelled           = "CANCELLED"
 	ReasonOSError             = "OS_ERROR"
+	ReasonPolicyDenied        = "POLICY_DENIED"
+	ReasonLimitExceeded       = "LIMIT_EXCEEDED"
 )
 
 // Sentinel errors of the socket table.
@@ -67,6 +70,25 @@ func (e *argError) Error() string { return e.msg }
 
 func badArg(reason, format string, args ...any) error {
 	return &argError{reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+// limitError is a request over a limit of the agent or of the caller's policy rule set.
+type limitError struct {
+	Limit   string // the policy key: "limits.sockets", "limits.bytes_per_call", "limits.blocking_calls", "agent_limits.sockets"
+	Max     int
+	RuleSet string // the rule set the limit comes from; empty for agent_limits
+	Detail  string // what was over it, and what to do
+}
+
+func (e *limitError) Error() string {
+	s := fmt.Sprintf("limit %s (%d) exceeded", e.Limit, e.Max)
+	if e.RuleSet != "" {
+		s += fmt.Sprintf(" (rule set %q)", e.RuleSet)
+	}
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
 }
 
 // OpError wraps an error with the operation, network, address and socket it concerns.
@@ -109,6 +131,8 @@ func classify(err error) (codes.Code, string) {
 	var (
 		ke    *kindError
 		ae    *argError
+		pde   *policy.Denied
+		le    *limitError
 		dnse  *net.DNSError
 		adde  *net.AddrError
 		pe    *net.ParseError
@@ -117,6 +141,10 @@ func classify(err error) (codes.Code, string) {
 		ne    net.Error
 	)
 	switch {
+	case errors.As(err, &pde):
+		return codes.PermissionDenied, ReasonPolicyDenied
+	case errors.As(err, &le):
+		return codes.ResourceExhausted, ReasonLimitExceeded
 	case errors.Is(err, ErrUnknownSocket):
 		return codes.NotFound, ReasonUnknownSocket
 	case errors.As(err, &ke):
@@ -171,6 +199,17 @@ func toStatus(err error) *status.Status {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		md["errno"] = errno.Error()
+	}
+	var pde *policy.Denied
+	if errors.As(err, &pde) {
+		md["rule"], md["rule_set"] = pde.Rule, pde.RuleSet
+	}
+	var le *limitError
+	if errors.As(err, &le) {
+		md["limit"] = le.Limit
+		if le.RuleSet != "" {
+			md["rule_set"] = le.RuleSet
+		}
 	}
 	st := status.New(code, err.Error())
 	if ds, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: md}); derr == nil {

@@ -48,6 +48,7 @@ func toProto(in Info) *sockagentv1.Socket {
 		ParentId:         in.Parent,
 		CreatedAt:        timestamppb.New(in.Created),
 		PendingCalls:     in.Pending,
+		Owner:            in.Owner,
 	}
 }
 
@@ -141,32 +142,32 @@ func (s *socketService) RecvFrom(ctx context.Context, r *sockagentv1.RecvFromReq
 	return &sockagentv1.RecvFromResponse{Data: data, Address: from}, nil
 }
 
-func (s *socketService) Shutdown(_ context.Context, r *sockagentv1.ShutdownRequest) (*sockagentv1.ShutdownResponse, error) {
-	in, err := s.t.Shutdown(r.GetSocketId(), Direction(r.GetDirection()))
+func (s *socketService) Shutdown(ctx context.Context, r *sockagentv1.ShutdownRequest) (*sockagentv1.ShutdownResponse, error) {
+	in, err := s.t.Shutdown(ctx, r.GetSocketId(), Direction(r.GetDirection()))
 	if err != nil {
 		return nil, fail(err)
 	}
 	return &sockagentv1.ShutdownResponse{Socket: toProto(in)}, nil
 }
 
-func (s *socketService) Close(_ context.Context, r *sockagentv1.CloseRequest) (*sockagentv1.CloseResponse, error) {
-	in, err := s.t.Close(r.GetSocketId())
+func (s *socketService) Close(ctx context.Context, r *sockagentv1.CloseRequest) (*sockagentv1.CloseResponse, error) {
+	in, err := s.t.Close(ctx, r.GetSocketId())
 	if err != nil {
 		return nil, fail(err)
 	}
 	return &sockagentv1.CloseResponse{Socket: toProto(in)}, nil
 }
 
-func (s *socketService) GetSocket(_ context.Context, r *sockagentv1.GetSocketRequest) (*sockagentv1.GetSocketResponse, error) {
-	in, err := s.t.Get(r.GetSocketId())
+func (s *socketService) GetSocket(ctx context.Context, r *sockagentv1.GetSocketRequest) (*sockagentv1.GetSocketResponse, error) {
+	in, err := s.t.GetFor(ctx, r.GetSocketId())
 	if err != nil {
 		return nil, fail(err)
 	}
 	return &sockagentv1.GetSocketResponse{Socket: toProto(in)}, nil
 }
 
-func (s *socketService) ListSockets(context.Context, *sockagentv1.ListSocketsRequest) (*sockagentv1.ListSocketsResponse, error) {
-	list := s.t.List()
+func (s *socketService) ListSockets(ctx context.Context, _ *sockagentv1.ListSocketsRequest) (*sockagentv1.ListSocketsResponse, error) {
+	list := s.t.List(ctx)
 	out := make([]*sockagentv1.Socket, len(list))
 	for i, in := range list {
 		out[i] = toProto(in)

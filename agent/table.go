@@ -6,13 +6,19 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/sockagent/sockagent/agent/policy"
 )
 
 // Kind says what a socket can do.
@@ -62,6 +68,7 @@ const (
 // Info is a snapshot of one socket.
 type Info struct {
 	ID, Network, Parent  string
+	Owner                string // Caller.ID of the caller that opened it
 	Kind                 Kind
 	State                State
 	Local, Remote        string
@@ -112,6 +119,7 @@ func (g gate) leave() { g <- struct{}{} }
 // sock is one entry of the table.
 type sock struct {
 	id, network, parent string
+	owner               string // Caller.ID of the caller that opened it (for accepted sockets, of Accept)
 	kind                Kind
 	created             time.Time
 	ln                  net.Listener
@@ -134,7 +142,7 @@ type sock struct {
 
 func (s *sock) info() Info {
 	in := Info{
-		ID: s.id, Network: s.network, Parent: s.parent, Kind: s.kind, State: StateOpen,
+		ID: s.id, Network: s.network, Parent: s.parent, Owner: s.owner, Kind: s.kind, State: StateOpen,
 		Created:   s.created,
 		BytesSent: s.bytesSent.Load(), BytesRecv: s.bytesRecv.Load(),
 		MsgsSent: s.msgsSent.Load(), MsgsRecv: s.msgsRecv.Load(),
@@ -187,27 +195,111 @@ func (s *sock) close() error {
 }
 
 // table owns every live socket of the agent. It knows nothing of gRPC.
+//
+// Every socket belongs to the caller that opened it (CallerFrom(ctx).ID; an accepted socket to
+// the caller of Accept). To any other caller it does not exist: calls on it answer
+// ErrUnknownSocket, as for an id never opened, and List leaves it out.
+//
+// The policy decides, per caller, what may be opened and used; the table counts each caller's
+// open sockets (with slots reserved by calls still opening one) and blocking calls in progress.
 type table struct {
 	defaultTimeout time.Duration
 	maxRecv        int
+	policy         *policy.Policy
 
-	mu      sync.Mutex
-	next    uint64
-	socks   map[string]*sock
-	stopped bool
+	mu       sync.Mutex
+	next     uint64
+	socks    map[string]*sock
+	stopped  bool
+	total    int            // open sockets plus reserved slots
+	owned    map[string]int // per owner: open sockets plus reserved slots
+	calls    map[string]int // per caller: blocking calls in progress
 }
 
-func newTable(defaultTimeout time.Duration, maxRecv int) *table {
-	return &table{defaultTimeout: defaultTimeout, maxRecv: maxRecv, socks: map[string]*sock{}}
+func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *table {
+	if pol == nil {
+		pol = policy.Default()
+	}
+	return &table{
+		defaultTimeout: defaultTimeout, maxRecv: maxRecv, policy: pol,
+		socks: map[string]*sock{}, owned: map[string]int{}, calls: map[string]int{},
+	}
 }
 
-// add registers a new socket; when the table is stopped it closes it and refuses.
+// who returns the caller of ctx and the policy rule set that applies to it.
+func (t *table) who(ctx context.Context) (Caller, *policy.RuleSet) {
+	c := CallerFrom(ctx)
+	return c, t.policy.For(policy.Identity{ID: c.ID, SANs: c.SANs})
+}
+
+// reserve takes a socket slot for owner, within the agent-wide and the caller's limits; the
+// slot is freed by release, or by closing the socket that add registers in it.
+func (t *table) reserve(owner string, set *policy.RuleSet) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.stopped:
+		return ErrAgentStopping
+	case t.total >= t.policy.MaxSockets:
+		return &limitError{Limit: "agent_limits.sockets", Max: t.policy.MaxSockets,
+			Detail: fmt.Sprintf("the agent has %d open sockets; close some first", t.total)}
+	case t.owned[owner] >= set.Limits.Sockets:
+		return &limitError{Limit: "limits.sockets", Max: set.Limits.Sockets, RuleSet: set.Name,
+			Detail: fmt.Sprintf("caller %q has %d open sockets; close some first", owner, t.owned[owner])}
+	}
+	t.total++
+	t.owned[owner]++
+	return nil
+}
+
+// release frees a slot taken by reserve. Called with t.mu held or not, as locked says.
+func (t *table) release(owner string) {
+	t.mu.Lock()
+	t.releaseLocked(owner)
+	t.mu.Unlock()
+}
+
+func (t *table) releaseLocked(owner string) {
+	if t.total > 0 {
+		t.total--
+	}
+	if t.owned[owner] > 1 {
+		t.owned[owner]--
+	} else {
+		delete(t.owned, owner)
+	}
+}
+
+// enterBlocking counts a blocking call of caller against the set's limit; call the returned
+// func when the call ends.
+func (t *table) enterBlocking(caller string, set *policy.RuleSet) (func(), error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := t.calls[caller]; n >= set.Limits.BlockingCalls {
+		return nil, &limitError{Limit: "limits.blocking_calls", Max: set.Limits.BlockingCalls, RuleSet: set.Name,
+			Detail: fmt.Sprintf("caller %q has %d blocking calls in progress; wait for some to end", caller, n)}
+	}
+	t.calls[caller]++
+	return func() {
+		t.mu.Lock()
+		if t.calls[caller] > 1 {
+			t.calls[caller]--
+		} else {
+			delete(t.calls, caller)
+		}
+		t.mu.Unlock()
+	}, nil
+}
+
+// add registers a new socket in the slot its owner reserved; when the table is stopped it
+// closes it and refuses.
 func (t *table) add(s *sock) error {
 	s.created = time.Now()
 	s.readGate, s.writeGate = newGate(), newGate()
 	s.closed = make(chan struct{})
 	t.mu.Lock()
 	if t.stopped {
+		t.releaseLocked(s.owner)
 		t.mu.Unlock()
 		_ = s.close()
 		return ErrAgentStopping
@@ -219,11 +311,13 @@ func (t *table) add(s *sock) error {
 	return nil
 }
 
-func (t *table) get(id string) (*sock, error) {
+// get returns the socket id of ctx's caller; another caller's socket is ErrUnknownSocket.
+func (t *table) get(ctx context.Context, id string) (*sock, error) {
+	owner := CallerFrom(ctx).ID
 	t.mu.Lock()
 	s, ok := t.socks[id]
 	t.mu.Unlock()
-	if !ok {
+	if !ok || s.owner != owner {
 		return nil, ErrUnknownSocket
 	}
 	return s, nil
@@ -236,12 +330,15 @@ func (t *table) Len() int {
 	return len(t.socks)
 }
 
-// List returns every open socket, oldest first.
-func (t *table) List() []Info {
+// List returns every open socket of ctx's caller, oldest first.
+func (t *table) List(ctx context.Context) []Info {
+	owner := CallerFrom(ctx).ID
 	t.mu.Lock()
 	ss := make([]*sock, 0, len(t.socks))
 	for _, s := range t.socks {
-		ss = append(ss, s)
+		if s.owner == owner {
+			ss = append(ss, s)
+		}
 	}
 	t.mu.Unlock()
 	out := make([]Info, len(ss))
@@ -256,20 +353,37 @@ func (t *table) List() []Info {
 	return out
 }
 
-// Get returns one socket's snapshot.
+// Get returns one socket's snapshot, whoever owns it: for the agent's own use (audit lines),
+// never to answer a caller (GetFor checks the owner).
 func (t *table) Get(id string) (Info, error) {
-	s, err := t.get(id)
+	t.mu.Lock()
+	s, ok := t.socks[id]
+	t.mu.Unlock()
+	if !ok {
+		return Info{}, &OpError{Op: "get", SocketID: id, Err: ErrUnknownSocket}
+	}
+	return s.info(), nil
+}
+
+// GetFor returns the snapshot of one socket of ctx's caller.
+func (t *table) GetFor(ctx context.Context, id string) (Info, error) {
+	s, err := t.get(ctx, id)
 	if err != nil {
 		return Info{}, &OpError{Op: "get", SocketID: id, Err: err}
 	}
 	return s.info(), nil
 }
 
-// Close closes one socket and returns its final snapshot.
-func (t *table) Close(id string) (Info, error) {
+// Close closes one socket of ctx's caller and returns its final snapshot.
+func (t *table) Close(ctx context.Context, id string) (Info, error) {
+	owner := CallerFrom(ctx).ID
 	t.mu.Lock()
 	s, ok := t.socks[id]
-	delete(t.socks, id)
+	ok = ok && s.owner == owner
+	if ok {
+		delete(t.socks, id)
+		t.releaseLocked(owner)
+	}
 	t.mu.Unlock()
 	if !ok {
 		return Info{}, &OpError{Op: "close", SocketID: id, Err: ErrUnknownSocket}
@@ -286,6 +400,7 @@ func (t *table) Stop() {
 	t.stopped = true
 	socks := t.socks
 	t.socks = map[string]*sock{}
+	t.total, t.owned = 0, map[string]int{}
 	t.mu.Unlock()
 	for _, s := range socks {
 		_ = s.close()
@@ -307,11 +422,77 @@ func checkNetwork(op, network string, allowed []string) error {
 	return badArg(ReasonInvalidNetwork, "%s: network %q not allowed here; use one of %s", op, network, strings.Join(allowed, ", "))
 }
 
-func checkAddress(op, address string) error {
+// checkAddress validates an address before any policy check or system call: it must not be
+// empty, and on a UNIX network it must be a valid path (see checkUnixPath).
+func checkAddress(op, network, address string) error {
 	if address == "" {
 		return badArg(ReasonInvalidAddress, "%s: address is empty; give host:port (\"127.0.0.1:0\", \"[::1]:8080\") or a UNIX socket path", op)
 	}
+	if isUnix(network) {
+		return checkUnixPath(op, address)
+	}
 	return nil
+}
+
+func isUnix(network string) bool { return network == "unix" || network == "unixgram" }
+
+// checkUnixPath accepts an absolute path without ".." elements, or an abstract name ("@name").
+// A relative path would depend on the agent's working directory, and ".." could walk out of
+// the directories a policy allows, so both are refused.
+func checkUnixPath(op, p string) error {
+	switch {
+	case strings.HasPrefix(p, "@"):
+		return nil
+	case strings.ContainsRune(p, 0):
+		return badArg(ReasonInvalidAddress, "%s: UNIX socket path %q contains a NUL byte", op, p)
+	case !filepath.IsAbs(p):
+		return badArg(ReasonInvalidAddress, "%s: UNIX socket path %q is relative; give an absolute path (a relative one would depend on the agent's working directory)", op, p)
+	case slices.Contains(strings.Split(filepath.ToSlash(p), "/"), ".."):
+		return badArg(ReasonInvalidAddress, "%s: UNIX socket path %q contains \"..\"; give the path without it (\"..\" is refused so no path escapes the directories the policy allows)", op, p)
+	}
+	return nil
+}
+
+// control is the Control hook of a net.Dialer or net.ListenConfig: it sees the address the
+// socket is about to bind (local) or connect to, after name resolution, and asks the policy.
+// What the kernel is given is what the policy judges, so a name that resolves somewhere
+// unexpected gains nothing. A local port 0 is judged later, by checkBound, once it is known.
+func control(set *policy.RuleSet, local bool) func(network, address string, _ syscall.RawConn) error {
+	return func(network, address string, _ syscall.RawConn) error {
+		if isUnix(network) {
+			return set.CheckUnixPath(address)
+		}
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("policy: cannot check address %q: %w", address, err)
+		}
+		if !local {
+			return set.CheckDestination(ap)
+		}
+		if ap.Port() == 0 {
+			return nil
+		}
+		return set.CheckLocal(ap)
+	}
+}
+
+// checkBound asks the policy about the address a socket was bound to, with the port the OS
+// picked for port 0. UNIX addresses were judged by control.
+func checkBound(set *policy.RuleSet, a net.Addr) error {
+	if ap, ok := addrPort(a); ok {
+		return set.CheckLocal(ap)
+	}
+	return nil
+}
+
+func addrPort(a net.Addr) (netip.AddrPort, bool) {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort(), true
+	case *net.UDPAddr:
+		return a.AddrPort(), true
+	}
+	return netip.AddrPort{}, false
 }
 
 // Listen opens a stream listener.
@@ -320,15 +501,28 @@ func (t *table) Listen(ctx context.Context, network, address string) (Info, erro
 	if err := checkNetwork("listen", network, streamListenNets); err != nil {
 		return Info{}, err
 	}
-	if err := checkAddress("listen", address); err != nil {
+	if err := checkAddress("listen", network, address); err != nil {
 		return Info{}, err
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, ipv4Wildcard(network, address), address)
-	if err != nil {
+	c, set := t.who(ctx)
+	if err := set.CheckNetwork(network); err != nil {
 		return Info{}, wrap(err)
 	}
-	s := &sock{network: network, kind: KindListener, ln: ln}
+	if err := t.reserve(c.ID, set); err != nil {
+		return Info{}, wrap(err)
+	}
+	lc := net.ListenConfig{Control: control(set, true)}
+	ln, err := lc.Listen(ctx, ipv4Wildcard(network, address), address)
+	if err == nil {
+		if err = checkBound(set, ln.Addr()); err != nil {
+			_ = ln.Close()
+		}
+	}
+	if err != nil {
+		t.release(c.ID)
+		return Info{}, wrap(err)
+	}
+	s := &sock{owner: c.ID, network: network, kind: KindListener, ln: ln}
 	if err := t.add(s); err != nil {
 		return Info{}, wrap(err)
 	}
@@ -341,15 +535,28 @@ func (t *table) Bind(ctx context.Context, network, address string) (Info, error)
 	if err := checkNetwork("bind", network, datagramNets); err != nil {
 		return Info{}, err
 	}
-	if err := checkAddress("bind", address); err != nil {
+	if err := checkAddress("bind", network, address); err != nil {
 		return Info{}, err
 	}
-	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, ipv4Wildcard(network, address), address)
-	if err != nil {
+	c, set := t.who(ctx)
+	if err := set.CheckNetwork(network); err != nil {
 		return Info{}, wrap(err)
 	}
-	s := &sock{network: network, kind: KindDatagram, pc: pc}
+	if err := t.reserve(c.ID, set); err != nil {
+		return Info{}, wrap(err)
+	}
+	lc := net.ListenConfig{Control: control(set, true)}
+	pc, err := lc.ListenPacket(ctx, ipv4Wildcard(network, address), address)
+	if err == nil {
+		if err = checkBound(set, pc.LocalAddr()); err != nil {
+			_ = pc.Close()
+		}
+	}
+	if err != nil {
+		t.release(c.ID)
+		return Info{}, wrap(err)
+	}
+	s := &sock{owner: c.ID, network: network, kind: KindDatagram, pc: pc}
 	if network == "unixgram" && !strings.HasPrefix(address, "@") {
 		s.unlink = address
 	}
@@ -385,22 +592,51 @@ func (t *table) Dial(ctx context.Context, network, address, local string, timeou
 	if err := checkNetwork("dial", network, dialNets); err != nil {
 		return Info{}, err
 	}
-	if err := checkAddress("dial", address); err != nil {
+	if err := checkAddress("dial", network, address); err != nil {
 		return Info{}, err
 	}
-	d := net.Dialer{Timeout: t.timeout(timeout)}
+	c, set := t.who(ctx)
+	if err := set.CheckNetwork(network); err != nil {
+		return Info{}, wrap(err)
+	}
+	d := net.Dialer{Timeout: t.timeout(timeout), Control: control(set, false)}
 	if local != "" {
+		if err := checkAddress("dial: local_address", network, local); err != nil {
+			return Info{}, err
+		}
 		la, err := resolveLocal(network, local)
 		if err != nil {
 			return Info{}, wrap(fmt.Errorf("local address %q: %w", local, err))
 		}
+		if isUnix(network) {
+			err = set.CheckUnixPath(local)
+		} else if ap, ok := addrPort(la); ok && ap.Port() != 0 {
+			err = set.CheckLocal(ap)
+		}
+		if err != nil {
+			return Info{}, wrap(err)
+		}
 		d.LocalAddr = la
 	}
-	conn, err := d.DialContext(ctx, network, address)
+	done, err := t.enterBlocking(c.ID, set)
 	if err != nil {
 		return Info{}, wrap(err)
 	}
-	s := &sock{network: network, kind: KindStream, conn: conn}
+	defer done()
+	if err := t.reserve(c.ID, set); err != nil {
+		return Info{}, wrap(err)
+	}
+	conn, err := d.DialContext(ctx, network, address)
+	if err == nil && local != "" {
+		if err = checkBound(set, conn.LocalAddr()); err != nil {
+			_ = conn.Close()
+		}
+	}
+	if err != nil {
+		t.release(c.ID)
+		return Info{}, wrap(err)
+	}
+	s := &sock{owner: c.ID, network: network, kind: KindStream, conn: conn}
 	if strings.HasPrefix(network, "udp") || network == "unixgram" {
 		s.kind = KindDatagram
 		if network == "unixgram" && local != "" && !strings.HasPrefix(local, "@") {
@@ -462,7 +698,7 @@ type deadliner interface{ SetDeadline(time.Time) error }
 
 // Accept waits for the next connection on a listener.
 func (t *table) Accept(ctx context.Context, id string, timeout time.Duration) (Info, error) {
-	s, err := t.get(id)
+	s, err := t.get(ctx, id)
 	wrap := func(err error) error {
 		return &OpError{Op: "accept", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
 	}
@@ -476,6 +712,15 @@ func (t *table) Accept(ctx context.Context, id string, timeout time.Duration) (I
 	if !ok {
 		return Info{}, wrap(&kindError{"listener does not support deadlines"})
 	}
+	c, set := t.who(ctx)
+	done, err := t.enterBlocking(c.ID, set)
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	defer done()
+	if err := t.reserve(c.ID, set); err != nil { // the accepted socket's slot, taken before waiting
+		return Info{}, wrap(err)
+	}
 	var conn net.Conn
 	err = t.blocking(ctx, s, s.readGate, timeout, dl.SetDeadline, func() error {
 		var aerr error
@@ -483,29 +728,43 @@ func (t *table) Accept(ctx context.Context, id string, timeout time.Duration) (I
 		return aerr
 	})
 	if err != nil {
+		t.release(c.ID)
 		return Info{}, wrap(err)
 	}
 	s.accepted.Add(1)
-	c := &sock{network: s.network, kind: KindStream, conn: conn, parent: s.id}
-	if err := t.add(c); err != nil {
+	a := &sock{owner: c.ID, network: s.network, kind: KindStream, conn: conn, parent: s.id}
+	if err := t.add(a); err != nil {
 		return Info{}, wrap(err)
 	}
-	return c.info(), nil
+	return a.info(), nil
 }
 
-func (t *table) readLimit(op string, n uint32) (int, error) {
+// readLimit turns a Recv or RecvFrom size (0 = the default) into a buffer size within the
+// agent's MaxRecvBytes (INVALID_ARGUMENT past it) and the caller's bytes_per_call.
+func (t *table) readLimit(op string, n uint32, set *policy.RuleSet) (int, error) {
 	if n == 0 {
-		return min(defaultReadSize, t.maxRecv), nil
+		return min(defaultReadSize, t.maxRecv, set.Limits.BytesPerCall), nil
 	}
 	if int64(n) > int64(t.maxRecv) {
 		return 0, badArg(ReasonInvalidArgument, "%s: %d bytes asked, the agent's limit is %d; read in several calls", op, n, t.maxRecv)
 	}
+	if err := bytesLimit(n, set, "read in several calls"); err != nil {
+		return 0, err
+	}
 	return int(n), nil
+}
+
+func bytesLimit[N int | uint32](n N, set *policy.RuleSet, hint string) error {
+	if int64(n) > int64(set.Limits.BytesPerCall) {
+		return &limitError{Limit: "limits.bytes_per_call", Max: set.Limits.BytesPerCall, RuleSet: set.Name,
+			Detail: fmt.Sprintf("%d bytes in one call; %s", n, hint)}
+	}
+	return nil
 }
 
 // Recv reads from a connected socket: up to maxBytes, or exactly exact bytes on a stream.
 func (t *table) Recv(ctx context.Context, id string, maxBytes, exact uint32, timeout time.Duration) ([]byte, bool, error) {
-	s, err := t.get(id)
+	s, err := t.get(ctx, id)
 	wrap := func(err error) error {
 		return &OpError{Op: "recv", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
 	}
@@ -522,10 +781,16 @@ func (t *table) Recv(ctx context.Context, id string, maxBytes, exact uint32, tim
 	if exact > 0 {
 		ask = exact
 	}
-	n, err := t.readLimit("recv", ask)
+	c, set := t.who(ctx)
+	n, err := t.readLimit("recv", ask, set)
 	if err != nil {
 		return nil, false, wrap(err)
 	}
+	done, err := t.enterBlocking(c.ID, set)
+	if err != nil {
+		return nil, false, wrap(err)
+	}
+	defer done()
 	var (
 		data []byte
 		eof  bool
@@ -651,7 +916,7 @@ func (s *sock) readExact(n int) ([]byte, bool, error) {
 
 // Send writes all of data to a connected socket.
 func (t *table) Send(ctx context.Context, id string, data []byte, timeout time.Duration) (int, error) {
-	s, err := t.get(id)
+	s, err := t.get(ctx, id)
 	wrap := func(err error) error {
 		return &OpError{Op: "send", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
 	}
@@ -664,6 +929,15 @@ func (t *table) Send(ctx context.Context, id string, data []byte, timeout time.D
 		}
 		return 0, wrap(&kindError{"socket is not connected; use SendTo with a destination, or Dial"})
 	}
+	c, set := t.who(ctx)
+	if err := bytesLimit(len(data), set, "send in several calls"); err != nil {
+		return 0, wrap(err)
+	}
+	done, err := t.enterBlocking(c.ID, set)
+	if err != nil {
+		return 0, wrap(err)
+	}
+	defer done()
 	var n int
 	err = t.blocking(ctx, s, s.writeGate, timeout, s.conn.SetWriteDeadline, func() error {
 		var werr error
@@ -680,7 +954,7 @@ func (t *table) Send(ctx context.Context, id string, data []byte, timeout time.D
 
 // SendTo sends one datagram from a bound datagram socket.
 func (t *table) SendTo(ctx context.Context, id, address string, data []byte, timeout time.Duration) (int, error) {
-	s, err := t.get(id)
+	s, err := t.get(ctx, id)
 	wrap := func(err error) error {
 		return &OpError{Op: "sendto", SocketID: id, Network: networkOf(s), Address: address, Err: err}
 	}
@@ -693,13 +967,30 @@ func (t *table) SendTo(ctx context.Context, id, address string, data []byte, tim
 		}
 		return 0, wrap(&kindError{fmt.Sprintf("socket is a %s socket; SendTo needs a datagram socket from Bind", s.kind)})
 	}
-	if err := checkAddress("sendto", address); err != nil {
+	if err := checkAddress("sendto", s.network, address); err != nil {
+		return 0, wrap(err)
+	}
+	c, set := t.who(ctx)
+	if err := bytesLimit(len(data), set, "send smaller datagrams"); err != nil {
 		return 0, wrap(err)
 	}
 	dst, err := resolveLocal(s.network, address)
 	if err != nil {
 		return 0, wrap(err)
 	}
+	if ap, ok := addrPort(dst); ok {
+		err = set.CheckDestination(ap)
+	} else {
+		err = set.CheckUnixPath(address)
+	}
+	if err != nil {
+		return 0, wrap(err)
+	}
+	done, err := t.enterBlocking(c.ID, set)
+	if err != nil {
+		return 0, wrap(err)
+	}
+	defer done()
 	var n int
 	err = t.blocking(ctx, s, s.writeGate, timeout, s.pc.SetWriteDeadline, func() error {
 		var werr error
@@ -716,7 +1007,7 @@ func (t *table) SendTo(ctx context.Context, id, address string, data []byte, tim
 
 // RecvFrom receives one datagram and its sender.
 func (t *table) RecvFrom(ctx context.Context, id string, maxBytes uint32, timeout time.Duration) ([]byte, string, error) {
-	s, err := t.get(id)
+	s, err := t.get(ctx, id)
 	wrap := func(err error) error {
 		return &OpError{Op: "recvfrom", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
 	}
@@ -726,10 +1017,16 @@ func (t *table) RecvFrom(ctx context.Context, id string, maxBytes uint32, timeou
 	if s.kind != KindDatagram {
 		return nil, "", wrap(&kindError{fmt.Sprintf("socket is a %s socket; RecvFrom needs a datagram socket (use Recv on streams)", s.kind)})
 	}
-	n, err := t.readLimit("recvfrom", maxBytes)
+	c, set := t.who(ctx)
+	n, err := t.readLimit("recvfrom", maxBytes, set)
 	if err != nil {
 		return nil, "", wrap(err)
 	}
+	done, err := t.enterBlocking(c.ID, set)
+	if err != nil {
+		return nil, "", wrap(err)
+	}
+	defer done()
 	var (
 		data []byte
 		from string
@@ -770,8 +1067,8 @@ type halfCloser interface {
 }
 
 // Shutdown half-closes a connected stream socket.
-func (t *table) Shutdown(id string, dir Direction) (Info, error) {
-	s, err := t.get(id)
+func (t *table) Shutdown(ctx context.Context, id string, dir Direction) (Info, error) {
+	s, err := t.get(ctx, id)
 	wrap := func(err error) error {
 		return &OpError{Op: "shutdown", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
 	}

@@ -232,7 +232,11 @@ type Socket struct {
 	// created_at is when the socket was opened.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// pending_calls counts blocking calls in progress or queued on this socket.
-	PendingCalls  uint32 `protobuf:"varint,14,opt,name=pending_calls,json=pendingCalls,proto3" json:"pending_calls,omitempty"`
+	PendingCalls uint32 `protobuf:"varint,14,opt,name=pending_calls,json=pendingCalls,proto3" json:"pending_calls,omitempty"`
+	// owner is the caller that opened the socket ("anonymous", "token:NAME", "cert:SUBJECT");
+	// for an accepted socket, the caller of Accept. Only the owner sees and uses a socket: to
+	// any other caller its id answers NOT_FOUND (UNKNOWN_SOCKET), as an unknown id does.
+	Owner         string `protobuf:"bytes,15,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -363,6 +367,13 @@ func (x *Socket) GetPendingCalls() uint32 {
 		return x.PendingCalls
 	}
 	return 0
+}
+
+func (x *Socket) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // ListenRequest opens a stream listener.
@@ -1636,7 +1647,7 @@ var File_sockagent_v1_socket_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\n" +
-	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x04\n" +
+	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x04\n" +
 	"\x06Socket\x12\x1b\n" +
 	"\tsocket_id\x18\x01 \x01(\tR\bsocketId\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\tR\anetwork\x12,\n" +
@@ -1654,7 +1665,8 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\tparent_id\x18\f \x01(\tR\bparentId\x129\n" +
 	"\n" +
 	"created_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n" +
-	"\rpending_calls\x18\x0e \x01(\rR\fpendingCalls\"C\n" +
+	"\rpending_calls\x18\x0e \x01(\rR\fpendingCalls\x12\x14\n" +
+	"\x05owner\x18\x0f \x01(\tR\x05owner\"C\n" +
 	"\rListenRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\">\n" +

@@ -53,10 +53,17 @@ const (
 //	FAILED_PRECONDITION WRONG_SOCKET_KIND, ADDRESS_NOT_AVAILABLE, PATH_NOT_FOUND, NOT_CONNECTED
 //	NOT_FOUND           UNKNOWN_SOCKET (never opened, or already closed)
 //	INVALID_ARGUMENT    INVALID_ADDRESS, INVALID_NETWORK, INVALID_ARGUMENT, MESSAGE_TOO_LARGE
-//	PERMISSION_DENIED   ACCESS_DENIED (the OS refused)
-//	RESOURCE_EXHAUSTED  TOO_MANY_OPEN_FILES, NO_BUFFER_SPACE
+//	PERMISSION_DENIED   ACCESS_DENIED (the OS refused), POLICY_DENIED (the agent's policy
+//	                    refused; metadata rule and rule_set name the rule)
+//	RESOURCE_EXHAUSTED  TOO_MANY_OPEN_FILES, NO_BUFFER_SPACE, LIMIT_EXCEEDED (a limit of the
+//	                    policy; metadata limit names it)
 //	CANCELLED           CANCELLED (the caller went away)
 //	UNKNOWN             OS_ERROR (any other OS error; see errno)
+//
+// Sockets belong to the caller that opened them: another caller's socket_id answers NOT_FOUND
+// (UNKNOWN_SOCKET) and ListSockets shows each caller its own sockets only. The policy
+// (sockagent --policy) decides per caller which networks, destinations, local addresses and
+// UNIX paths may be used, and limits sockets, bytes per call and concurrent blocking calls.
 //
 // Blocking calls (Dial, Accept, Send, Recv, SendTo, RecvFrom) wait at most their timeout
 // (0 = the agent's default) and never past the RPC deadline. Calls on one socket of the same
@@ -107,7 +114,7 @@ type SocketServiceClient interface {
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
 	// GetSocket returns one socket's addresses, state and counters. Codes: NOT_FOUND.
 	GetSocket(ctx context.Context, in *GetSocketRequest, opts ...grpc.CallOption) (*GetSocketResponse, error)
-	// ListSockets returns every open socket, oldest first. Never fails.
+	// ListSockets returns the caller's open sockets, oldest first. Never fails.
 	ListSockets(ctx context.Context, in *ListSocketsRequest, opts ...grpc.CallOption) (*ListSocketsResponse, error)
 }
 
@@ -259,10 +266,17 @@ func (c *socketServiceClient) ListSockets(ctx context.Context, in *ListSocketsRe
 //	FAILED_PRECONDITION WRONG_SOCKET_KIND, ADDRESS_NOT_AVAILABLE, PATH_NOT_FOUND, NOT_CONNECTED
 //	NOT_FOUND           UNKNOWN_SOCKET (never opened, or already closed)
 //	INVALID_ARGUMENT    INVALID_ADDRESS, INVALID_NETWORK, INVALID_ARGUMENT, MESSAGE_TOO_LARGE
-//	PERMISSION_DENIED   ACCESS_DENIED (the OS refused)
-//	RESOURCE_EXHAUSTED  TOO_MANY_OPEN_FILES, NO_BUFFER_SPACE
+//	PERMISSION_DENIED   ACCESS_DENIED (the OS refused), POLICY_DENIED (the agent's policy
+//	                    refused; metadata rule and rule_set name the rule)
+//	RESOURCE_EXHAUSTED  TOO_MANY_OPEN_FILES, NO_BUFFER_SPACE, LIMIT_EXCEEDED (a limit of the
+//	                    policy; metadata limit names it)
 //	CANCELLED           CANCELLED (the caller went away)
 //	UNKNOWN             OS_ERROR (any other OS error; see errno)
+//
+// Sockets belong to the caller that opened them: another caller's socket_id answers NOT_FOUND
+// (UNKNOWN_SOCKET) and ListSockets shows each caller its own sockets only. The policy
+// (sockagent --policy) decides per caller which networks, destinations, local addresses and
+// UNIX paths may be used, and limits sockets, bytes per call and concurrent blocking calls.
 //
 // Blocking calls (Dial, Accept, Send, Recv, SendTo, RecvFrom) wait at most their timeout
 // (0 = the agent's default) and never past the RPC deadline. Calls on one socket of the same
@@ -313,7 +327,7 @@ type SocketServiceServer interface {
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
 	// GetSocket returns one socket's addresses, state and counters. Codes: NOT_FOUND.
 	GetSocket(context.Context, *GetSocketRequest) (*GetSocketResponse, error)
-	// ListSockets returns every open socket, oldest first. Never fails.
+	// ListSockets returns the caller's open sockets, oldest first. Never fails.
 	ListSockets(context.Context, *ListSocketsRequest) (*ListSocketsResponse, error)
 	mustEmbedUnimplementedSocketServiceServer()
 }
