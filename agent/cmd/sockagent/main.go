@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/policy"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -39,6 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	tokenFile := fs.String("token-file", "", "require \"authorization: Bearer TOKEN\" with a token of this file (NAME:SECRET per line); reread on SIGHUP")
 	insecure := fs.Bool("insecure", false, "allow serving on a non-loopback address without --client-ca or --token-file (anyone who reaches it can open sockets here)")
 	auditLog := fs.String("audit-log", "", "also write the RPCs that create, write to or close sockets to this file as JSON lines (- for stderr), whatever --log-level")
+	policyFile := fs.String("policy", "", "YAML policy: which networks, destinations, local ports and UNIX paths each caller may use, and limits (default: see policy.DefaultYAML)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: sockagent [flags]\n\nServes the sockagent.v1 gRPC API (SocketService, AgentService, health, reflection)\non --listen. Drive it with sockctl or grpcurl:\n\n  sockagent --listen 127.0.0.1:7700 &\n  grpcurl -plaintext 127.0.0.1:7700 list\n  sockctl info\n\nSecurity: without flags it serves plaintext on loopback only. On any other address it\nrefuses to start unless callers must authenticate: --tls-cert/--tls-key with --client-ca\n(mTLS), or --token-file (tokens; best over TLS); --insecure accepts the risk. The health\nservice needs no token (mTLS still applies). SIGHUP rereads --token-file.\n\nSIGINT/SIGTERM stop it gracefully, closing every socket.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -109,6 +111,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		if fi, err := os.Stat(*tokenFile); err == nil && fi.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" {
 			log.Warn("the token file is readable by others; chmod 600 it", "file", *tokenFile, "mode", fi.Mode().Perm())
+		}
+	}
+	if *policyFile != "" {
+		if cfg.Policy, err = policy.Load(*policyFile); err != nil {
+			fmt.Fprintf(stderr, "sockagent: --policy: %v\n", err)
+			return 2
 		}
 	}
 	authenticated := *clientCA != "" || *tokenFile != ""
