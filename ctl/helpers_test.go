@@ -34,7 +34,27 @@ func startAgent(t *testing.T) string {
 // serveAgent runs a real agent in-process on lis, checked and closed as by startAgent.
 func serveAgent(t *testing.T, lis net.Listener) {
 	t.Helper()
-	a, err := agent.New(agent.Config{Logger: slog.New(slog.DiscardHandler)})
+	serveAgentConfig(t, lis, agent.Config{})
+}
+
+// startAgentConfig is startAgent with an agent configured by cfg (TLS, tokens).
+func startAgentConfig(t *testing.T, cfg agent.Config) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	serveAgentConfig(t, lis, cfg)
+	return lis.Addr().String()
+}
+
+// serveAgentConfig is serveAgent with an agent configured by cfg.
+func serveAgentConfig(t *testing.T, lis net.Listener, cfg agent.Config) {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatalf("agent.New: %v", err)
 	}
