@@ -1,0 +1,308 @@
+package policy
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func mustParse(t *testing.T, src string) *Policy {
+	t.Helper()
+	p, err := Parse("p.yaml", []byte(src))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return p
+}
+
+func TestDefault(t *testing.T) {
+	t.Parallel()
+	p := Default()
+	d := p.Default
+	if p.MaxSockets != 4096 || d.Limits != (Limits{Sockets: 1024, BytesPerCall: 4 << 20, BlockingCalls: 256}) {
+		t.Errorf("limits: agent %d, default %+v", p.MaxSockets, d.Limits)
+	}
+	if !slices.Equal(d.Networks, Networks) {
+		t.Errorf("networks %v, want all of %v", d.Networks, Networks)
+	}
+	if d.Name != "default" || len(p.RuleSets) != 0 {
+		t.Errorf("name %q, rule sets %d", d.Name, len(p.RuleSets))
+	}
+	for _, tc := range []struct {
+		dst       string
+		dest, loc string // "" allowed, else the rule named
+	}{
+		{"127.0.0.1:1", "", "privileged ports"},
+		{"10.1.2.3:22", "", "privileged ports"},
+		{"[::1]:1023", "", "privileged ports"},
+		{"0.0.0.0:1024", "", ""},
+		{"[::]:65535", "", ""},
+		{"192.0.2.1:0", "", ""}, // port 0 is judged once the OS picked one
+	} {
+		ap := netip.MustParseAddrPort(tc.dst)
+		if got := ruleOf(d.CheckDestination(ap)); got != tc.dest {
+			t.Errorf("destination %s: rule %q, want %q", tc.dst, got, tc.dest)
+		}
+		if got := ruleOf(d.CheckLocal(ap)); got != tc.loc {
+			t.Errorf("local %s: rule %q, want %q", tc.dst, got, tc.loc)
+		}
+	}
+	tmp := t.TempDir()
+	for _, tc := range []struct{ path, rule string }{
+		{filepath.Join(tmp, "a.sock"), ""},
+		{"/tmp/x.sock", ""},
+		{"/run/docker.sock", "unix_paths.allow"},
+		{"/var/run/x.sock", "unix_paths.allow"},
+		{"@abstract", "unix_paths.allow"},
+		{"/tmpx/a.sock", "unix_paths.allow"},
+	} {
+		if got := ruleOf(d.CheckUnixPath(tc.path)); got != tc.rule {
+			t.Errorf("unix path %s: rule %q, want %q", tc.path, got, tc.rule)
+		}
+	}
+}
+
+func ruleOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	var d *Denied
+	if !errors.As(err, &d) {
+		return "not a *Denied: " + err.Error()
+	}
+	return d.Rule
+}
+
+const example = `
+agent_limits: {sockets: 100}
+default:
+  networks: [tcp, udp]
+  destinations:
+    allow:
+      - {name: loopback high, cidrs: [127.0.0.0/8, "::1"], ports: ["1024-65535"]}
+      - {name: lab dns, cidrs: [10.0.0.53], ports: [53]}
+    deny:
+      - {name: no .2, cidrs: [127.0.0.2/32]}
+  limits: {sockets: 10}
+rule_sets:
+  - name: ci
+    callers: ["token:ci", "cert:CN=ci-*"]
+    networks: [tcp4]
+    limits: {blocking_calls: 3}
+  - name: lab
+    callers: ["san:*.lab.example"]
+    destinations: {allow: [{}]}
+    unix_paths: {allow: ["@sockagent-", /run/sockagent], deny: [/run/sockagent/private]}
+`
+
+func TestMatching(t *testing.T) {
+	t.Parallel()
+	p := mustParse(t, example)
+	ci, lab, def := p.RuleSets[0], p.RuleSets[1], p.Default
+	for _, tc := range []struct {
+		id   Identity
+		want *RuleSet
+	}{
+		{Identity{ID: "anonymous"}, def},
+		{Identity{ID: "token:ci"}, ci},
+		{Identity{ID: "token:cix"}, def},
+		{Identity{ID: "cert:CN=ci-7,O=x/y"}, ci},
+		{Identity{ID: "cert:CN=lab", SANs: []string{"a.b", "h1.lab.example"}}, lab},
+		{Identity{ID: "cert:CN=lab", SANs: []string{"lab.example"}}, def},
+	} {
+		if got := p.For(tc.id); got != tc.want {
+			t.Errorf("For(%+v) = %s, want %s", tc.id, got.Name, tc.want.Name)
+		}
+	}
+	if p.MaxSockets != 100 {
+		t.Errorf("agent sockets %d", p.MaxSockets)
+	}
+	// Inheritance: ci takes destinations from the file's default, limits field by field, and
+	// the file's default takes local and unix_paths from the built-in default.
+	if ci.Limits != (Limits{Sockets: 10, BytesPerCall: 4 << 20, BlockingCalls: 3}) {
+		t.Errorf("ci limits %+v", ci.Limits)
+	}
+	if len(ci.Destinations.Allow) != 2 || ci.Destinations.Deny[0].Name != "no .2" {
+		t.Errorf("ci destinations %+v", ci.Destinations)
+	}
+	if def.Local.Deny[0].Name != "privileged ports" || !slices.Equal(def.UnixPaths.Allow, []string{"$TMPDIR", "/tmp"}) {
+		t.Errorf("default local %+v unix %+v", def.Local, def.UnixPaths)
+	}
+	if !slices.Equal(lab.Networks, []string{"tcp", "udp"}) || len(lab.Destinations.Deny) != 0 {
+		t.Errorf("lab networks %v destinations %+v", lab.Networks, lab.Destinations)
+	}
+
+	for _, tc := range []struct {
+		set  *RuleSet
+		dst  string
+		rule string
+	}{
+		{def, "127.0.0.1:8080", ""},
+		{def, "127.0.0.2:8080", "no .2"}, // deny wins over "loopback high"
+		{def, "[::ffff:127.0.0.2]:8080", "no .2"},
+		{def, "127.0.0.1:1023", "destinations.allow"},
+		{def, "[::1]:2000", ""},
+		{def, "[::2]:2000", "destinations.allow"},
+		{def, "10.0.0.53:53", ""},
+		{def, "10.0.0.53:54", "destinations.allow"},
+		{def, "[fe80::1%eth0]:80", "destinations.allow"},
+		{lab, "8.8.8.8:53", ""},
+		{lab, "127.0.0.2:1", ""},
+	} {
+		if got := ruleOf(tc.set.CheckDestination(netip.MustParseAddrPort(tc.dst))); got != tc.rule {
+			t.Errorf("%s: destination %s: rule %q, want %q", tc.set.Name, tc.dst, got, tc.rule)
+		}
+	}
+	for _, tc := range []struct {
+		set     *RuleSet
+		network string
+		ok      bool
+	}{
+		{def, "tcp", true}, {def, "tcp4", false}, {def, "unix", false}, {ci, "tcp4", true}, {ci, "tcp", false},
+	} {
+		if err := tc.set.CheckNetwork(tc.network); (err == nil) != tc.ok || (err != nil && ruleOf(err) != "networks") {
+			t.Errorf("%s: network %s: %v", tc.set.Name, tc.network, err)
+		}
+	}
+	for _, tc := range []struct{ path, rule string }{
+		{"@sockagent-1", ""},
+		{"@other", "unix_paths.allow"},
+		{"/run/sockagent/a.sock", ""},
+		{"/run/sockagent/private/a.sock", "unix_paths.deny /run/sockagent/private"},
+		{"/run/sockagentx", "unix_paths.allow"},
+		{"/tmp/a.sock", "unix_paths.allow"},
+	} {
+		if got := ruleOf(lab.CheckUnixPath(tc.path)); got != tc.rule {
+			t.Errorf("lab: unix path %s: rule %q, want %q", tc.path, got, tc.rule)
+		}
+	}
+}
+
+func TestDeniedMessage(t *testing.T) {
+	t.Parallel()
+	p := mustParse(t, example)
+	err := p.Default.CheckDestination(netip.MustParseAddrPort("127.0.0.2:22"))
+	if want := `destination 127.0.0.2:22 denied by policy rule "no .2" (rule set "default")`; err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+	err = p.RuleSets[0].CheckNetwork("udp")
+	if want := `network udp not allowed by policy rule "networks": no rule of it matches (rule set "ci")`; err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}
+
+// TestUnixSymlinks: a symlink inside an allowed directory pointing outside it is judged by
+// where it leads; an allowed prefix that is itself a symlink allows what lies behind it.
+func TestUnixSymlinks(t *testing.T) {
+	t.Parallel()
+	allowed, outside := t.TempDir(), t.TempDir()
+	if err := os.Symlink(filepath.Join(outside, "target.sock"), filepath.Join(allowed, "link.sock")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "target.sock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(allowed, "dirlink")); err != nil {
+		t.Fatal(err)
+	}
+	aliasDir := filepath.Join(t.TempDir(), "alias")
+	if err := os.Symlink(allowed, aliasDir); err != nil {
+		t.Fatal(err)
+	}
+	p := mustParse(t, "default:\n  unix_paths: {allow: ["+allowed+", "+aliasDir+"]}\n")
+	s := p.Default
+	for _, tc := range []struct{ path, rule string }{
+		{filepath.Join(allowed, "plain.sock"), ""},
+		{filepath.Join(allowed, "link.sock"), "unix_paths.allow"},
+		{filepath.Join(allowed, "dirlink", "new.sock"), "unix_paths.allow"},
+		{filepath.Join(aliasDir, "new.sock"), ""},
+		{filepath.Join(outside, "x.sock"), "unix_paths.allow"},
+	} {
+		if got := ruleOf(s.CheckUnixPath(tc.path)); got != tc.rule {
+			t.Errorf("unix path %s: rule %q, want %q", tc.path, got, tc.rule)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, src, want string }{
+		{"empty", "", "p.yaml: the policy file is empty"},
+		{"syntax", "default:\n  networks: [tcp\n", "p.yaml:"},
+		{"unknown top key", "defaults: {}\n", `p.yaml:1:1: policy: unknown key "defaults"; known keys: agent_limits, default, rule_sets`},
+		{"unknown set key", "default:\n  networkz: [tcp]\n", `p.yaml:2:3: default: unknown key "networkz"`},
+		{"unknown rule key", "default:\n  destinations:\n    allow:\n      - {cidr: [10.0.0.0/8]}\n", `p.yaml:4:10: default.destinations.allow[0]: unknown key "cidr"; known keys: cidrs, name, ports`},
+		{"twice", "default: {}\ndefault: {}\n", `p.yaml:2:1: policy: key "default" given twice`},
+		{"bad network", "default:\n  networks: [tcp, sctp]\n", `p.yaml:2:19: default.networks[1]: unknown network "sctp"`},
+		{"bad cidr", "default:\n  local: {allow: [{cidrs: [10.0.0/8]}]}\n", `p.yaml:2:28: default.local.allow[0].cidrs[0]: "10.0.0/8" is not a CIDR`},
+		{"host bits", "default:\n  local: {deny: [{cidrs: [10.0.0.1/8]}]}\n", `did you mean 10.0.0.0/8?`},
+		{"bad port", "default:\n  destinations: {deny: [{ports: [70000]}]}\n", `p.yaml:2:34: default.destinations.deny[0].ports[0]: want a port (22) or a range ("1024-65535") of 0 to 65535, not "70000"`},
+		{"reversed range", "default:\n  destinations: {deny: [{ports: [\"20-10\"]}]}\n", `ports[0]: want a port`},
+		{"not a list", "default:\n  networks: tcp\n", `p.yaml:2:13: default.networks: want a list`},
+		{"zero limit", "default:\n  limits: {sockets: 0}\n", `p.yaml:2:21: default.limits.sockets: want a whole number from 1`},
+		{"string limit", "agent_limits: {sockets: many}\n", `agent_limits.sockets: want a whole number`},
+		{"unknown limit", "default:\n  limits: {bytes: 5}\n", `unknown key "bytes"; known keys: blocking_calls, bytes_per_call, sockets`},
+		{"relative unix", "default:\n  unix_paths: {allow: [tmp]}\n", `p.yaml:2:24: default.unix_paths.allow[0]: "tmp" is not an absolute path`},
+		{"dotdot unix", "default:\n  unix_paths: {allow: [/tmp/../etc]}\n", `contains ".."`},
+		{"callers in default", "default:\n  callers: [x]\n", `default: unknown key "callers"`},
+		{"set without callers", "rule_sets:\n  - name: x\n", `p.yaml:2:5: rule_sets[0]: has no callers`},
+		{"empty callers", "rule_sets:\n  - {name: x, callers: []}\n", `rule_sets[0].callers: empty`},
+		{"duplicate names", "rule_sets:\n  - {name: x, callers: [a]}\n  - {name: x, callers: [b]}\n", `p.yaml:3:5: rule set name "x" is used twice`},
+		{"default name", "rule_sets:\n  - {name: default, callers: [a]}\n", `rule set name "default" is used twice`},
+		{"mapping wanted", "default: [1]\n", `p.yaml:1:10: default: want a mapping`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse("p.yaml", []byte(tc.src))
+			if err == nil {
+				t.Fatalf("parsed; want an error containing %q", tc.want)
+			}
+			var pe *ParseError
+			if !errors.As(err, &pe) {
+				t.Errorf("%T is not a *ParseError", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte("default:\n  limits: {sockets: 0}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.HasPrefix(err.Error(), path+":2:21: ") {
+		t.Errorf("Load: %v, want an error at %s:2:21", err, path)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load of a missing file: %v", err)
+	}
+	// An alias is followed like the node it names.
+	p := mustParse(t, "default:\n  networks: &n [tcp]\nrule_sets:\n  - {callers: [x], networks: *n}\n")
+	if !slices.Equal(p.RuleSets[0].Networks, []string{"tcp"}) || p.RuleSets[0].Name != "rule_sets[0]" {
+		t.Errorf("alias: %+v", p.RuleSets[0])
+	}
+}
+
+func TestGlob(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"*", "", true}, {"*", "anything/at,all", true}, {"a", "a", true}, {"a", "ab", false},
+		{"cert:*", "cert:CN=x", true}, {"cert:*", "token:x", false}, {"*:ci", "token:ci", true},
+		{"a*b*c", "axxbyyc", true}, {"a*b*c", "axxbyy", false}, {"**", "x", true},
+	} {
+		if got := glob(tc.pattern, tc.s); got != tc.want {
+			t.Errorf("glob(%q, %q) = %v, want %v", tc.pattern, tc.s, got, tc.want)
+		}
+	}
+}
