@@ -207,13 +207,13 @@ type table struct {
 	maxRecv        int
 	policy         *policy.Policy
 
-	mu       sync.Mutex
-	next     uint64
-	socks    map[string]*sock
-	stopped  bool
-	total    int            // open sockets plus reserved slots
-	owned    map[string]int // per owner: open sockets plus reserved slots
-	calls    map[string]int // per caller: blocking calls in progress
+	mu      sync.Mutex
+	next    uint64
+	socks   map[string]*sock
+	stopped bool
+	total   int            // open sockets plus reserved slots
+	owned   map[string]int // per owner: open sockets plus reserved slots
+	calls   map[string]int // per caller: blocking calls in progress
 }
 
 func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *table {
@@ -252,7 +252,7 @@ func (t *table) reserve(owner string, set *policy.RuleSet) error {
 	return nil
 }
 
-// release frees a slot taken by reserve. Called with t.mu held or not, as locked says.
+// release frees a slot taken by reserve; releaseLocked does it with t.mu held.
 func (t *table) release(owner string) {
 	t.mu.Lock()
 	t.releaseLocked(owner)
