@@ -1,0 +1,121 @@
+package main
+
+// grpcurl and sockctl, with their usual TLS flags, against a sockagent serving mutual TLS
+// with the certificates `sockctl pki init` makes.
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sockagent/sockagent/ctl/pki"
+)
+
+// newPKI makes a lab PKI (CA, agent certificate for 127.0.0.1, ::1 and localhost, client
+// certificate) in a directory of the test.
+func newPKI(t *testing.T) *pki.Paths {
+	t.Helper()
+	p, err := pki.Init(pki.Options{Dir: filepath.Join(t.TempDir(), "pki")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestGrpcurlMTLS(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	ag := startLocal(t, "--tls-cert", p.Agent, "--tls-key", p.AgentKey, "--client-ca", p.CA)
+	addr := ag.addr
+	mtls := []string{"-cacert", p.CA, "-cert", p.Client, "-key", p.ClientKey}
+
+	out := grpcurlOK(t, append(mtls, addr, "list")...)
+	want := []string{
+		"grpc.health.v1.Health",
+		"grpc.reflection.v1.ServerReflection",
+		"grpc.reflection.v1alpha.ServerReflection",
+		"sockagent.v1.AgentService",
+		"sockagent.v1.SocketService",
+	}
+	if got := strings.Fields(out); !slices.Equal(got, want) {
+		t.Errorf("grpcurl list over mTLS:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
+	}
+	out = grpcurlOK(t, append(mtls, addr, "grpc.health.v1.Health/Check")...)
+	if strings.Join(strings.Fields(out), " ") != `{ "status": "SERVING" }` {
+		t.Errorf("health check over mTLS: %q", out)
+	}
+	out = grpcurlOK(t, append(mtls, addr, "sockagent.v1.AgentService/GetInfo")...)
+	if !strings.Contains(out, `"version": "dev"`) {
+		t.Errorf("GetInfo over mTLS:\n%s", out)
+	}
+
+	other := newPKI(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // in grpcurl's stderr
+	}{
+		{"without a client certificate", []string{"-cacert", p.CA}, "certificate required"},
+		{"client certificate of another CA", []string{"-cacert", p.CA, "-cert", other.Client, "-key", other.ClientKey}, "unknown certificate authority"},
+		{"another CA", []string{"-cacert", other.CA, "-cert", p.Client, "-key", p.ClientKey}, "certificate signed by unknown authority"},
+		{"plaintext", []string{"-plaintext"}, "Failed to dial target host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out, errOut, code := grpcurl(t, append(tc.args, addr, "grpc.health.v1.Health/Check")...)
+			if code == 0 || !strings.Contains(errOut, tc.want) || strings.Contains(out, "SERVING") {
+				t.Errorf("grpcurl %s: exit %d, stdout %q, stderr %q; want a failure saying %q", tc.name, code, out, errOut, tc.want)
+			}
+		})
+	}
+
+	// sockctl, the binary, with the same files.
+	sout, serr, code := runSockctl(t, "--agent", addr, "--ca", p.CA, "--cert", p.Client, "--key", p.ClientKey, "info", "-o", "json")
+	if code != 0 || !strings.Contains(sout, `"version": "dev"`) {
+		t.Errorf("sockctl info over mTLS: exit %d\n%s\n%s", code, sout, serr)
+	}
+	_, serr, code = runSockctl(t, "--agent", addr, "--ca", p.CA, "info")
+	if code != 1 || !strings.Contains(serr, "cannot reach agent "+addr) || !strings.Contains(serr, "--cert FILE --key FILE") {
+		t.Errorf("sockctl info without a client certificate: exit %d, stderr %q", code, serr)
+	}
+}
+
+// TestGrpcurlTLSToken: a TLS agent (no client certificates) that requires a token; grpcurl
+// sends it with -H, sockctl reads it from --token-file.
+func TestGrpcurlTLSToken(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte("# the agent's tokens\nci:s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ag := startLocal(t, "--tls-cert", p.Agent, "--tls-key", p.AgentKey, "--token-file", tokens)
+	addr := ag.addr
+
+	out := grpcurlOK(t, "-cacert", p.CA, "-H", "authorization: Bearer s3cret", addr, "sockagent.v1.SocketService/ListSockets")
+	if strings.TrimSpace(out) != "{}" {
+		t.Errorf("ListSockets with the token: %q, want {}", out)
+	}
+	out, errOut, code := grpcurl(t, "-cacert", p.CA, "-H", "authorization: Bearer wrong", addr, "sockagent.v1.SocketService/ListSockets")
+	if code == 0 || !strings.Contains(errOut, "code = Unauthenticated desc = ") || !strings.Contains(errOut, "missing or invalid credentials") {
+		t.Errorf("ListSockets with a wrong token: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// Without a token even reflection is refused: grpcurl cannot resolve the method.
+	out, errOut, code = grpcurl(t, "-cacert", p.CA, addr, "list")
+	if code == 0 || !strings.Contains(errOut, "code = Unauthenticated") {
+		t.Errorf("list without a token: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// sockctl reads the agent's own token file: the first token.
+	sout, serr, code := runSockctl(t, "--agent", addr, "--ca", p.CA, "--token-file", tokens, "ls")
+	if code != 0 || !strings.HasPrefix(sout, "ID ") {
+		t.Errorf("sockctl ls with the token: exit %d\n%s\n%s", code, sout, serr)
+	}
+	_, serr, code = runSockctl(t, "--agent", addr, "--ca", p.CA, "ls")
+	if code != 1 || !strings.Contains(serr, "UNAUTHENTICATED") || !strings.Contains(serr, "--token-file FILE") {
+		t.Errorf("sockctl ls without the token: exit %d, stderr %q", code, serr)
+	}
+}
