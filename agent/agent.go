@@ -3,6 +3,12 @@
 //
 // The socket table (table.go) knows nothing of gRPC; the adapter (service.go) knows nothing of
 // syscalls; toStatus (errors.go) is the one bridge from Go errors to gRPC status.
+//
+// Authentication (auth.go): Config.TLS serves TLS, mTLS when it requires client
+// certificates; Config.Tokens requires a bearer token on every RPC but health. Interceptors
+// put the proven Caller in each RPC's context and refuse the rest with UNAUTHENTICATED.
+// Every RPC is logged with its caller; those that create, write to or close a socket are the
+// audit (audit.go).
 package agent
 
 import (

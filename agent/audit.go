@@ -8,6 +8,7 @@ import (
 
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -53,7 +54,7 @@ type rpcRecord struct {
 
 type socketGetter interface{ GetSocket() *sockagentv1.Socket }
 
-// logRPC writes one structured line per RPC to the log, keys rpc caller [token] [audit]
+// logRPC writes one structured line per RPC to the log, keys rpc caller peer [token] [audit]
 // socket network local remote [bytes] code dur [err] [auth], and the same line, with
 // message "audit", to the audit log for the audited RPCs.
 func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
@@ -66,6 +67,9 @@ func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 	rpc := r.method[strings.LastIndexByte(r.method, '/')+1:]
 	attrs := make([]slog.Attr, 0, 14)
 	attrs = append(attrs, slog.String("rpc", rpc), slog.String("caller", r.caller.ID))
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil && p.Addr.String() != "" {
+		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
 	if r.caller.Kind == "cert" && r.caller.Token != "" {
 		attrs = append(attrs, slog.String("token", r.caller.Token))
 	}

@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -79,7 +80,10 @@ func (l *logBuf) records(t *testing.T, msg string) []map[string]any {
 		if _, ok := m["dur"].(float64); msg != "tls handshake failed" && !ok {
 			t.Errorf("line without a numeric dur: %q", line)
 		}
-		for _, k := range []string{"time", "level", "msg", "dur"} {
+		if p, _ := m["peer"].(string); msg != "tls handshake failed" && !strings.HasPrefix(p, "127.0.0.1:") {
+			t.Errorf("line without the client's address as peer: %q", line)
+		}
+		for _, k := range []string{"time", "level", "msg", "dur", "peer"} {
 			delete(m, k)
 		}
 		out = append(out, m)
@@ -657,5 +661,63 @@ func TestAudit(t *testing.T) {
 				t.Errorf("%s line %d:\n got %v\nwant %v", name, i, got[i], wantAudit[i])
 			}
 		}
+	}
+}
+
+// TestAuditWhateverLogLevel: the audit logger gets the mutating RPCs even when the log's
+// level hides every rpc line.
+func TestAuditWhateverLogLevel(t *testing.T) {
+	t.Parallel()
+	logs, audit := newLogBuf(), newLogBuf()
+	a, err := agent.New(agent.Config{
+		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelError})),
+		AuditLogger: slog.New(slog.NewJSONHandler(audit, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := bufconn.Listen(1 << 20)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = a.Serve(lis)
+	}()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		conn.Close()
+		a.Close()
+		<-served
+	}()
+	sc := sockagentv1.NewSocketServiceClient(conn)
+	r, err := sc.Bind(ctxT(t), &sockagentv1.BindRequest{Network: "udp", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.ListSockets(ctxT(t), &sockagentv1.ListSocketsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Close(ctxT(t), &sockagentv1.CloseRequest{SocketId: r.GetSocket().GetSocketId()}); err != nil {
+		t.Fatal(err)
+	}
+	if text := logs.text(); text != "" {
+		t.Errorf("log at level error has lines:\n%s", text)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(audit.text()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("audit line is not JSON: %q", line)
+		}
+		got = append(got, fmt.Sprint(m["msg"], " ", m["rpc"], " ", m["caller"], " ", m["local"], " ", m["code"]))
+	}
+	local := r.GetSocket().GetLocalAddress()
+	want := []string{"audit Bind anonymous " + local + " OK", "audit Close anonymous " + local + " OK"}
+	if !slices.Equal(got, want) {
+		t.Errorf("audit lines %q, want %q", got, want)
 	}
 }

@@ -5,8 +5,10 @@ import "context"
 // Caller is who made an RPC, as the transport proved it: a verified client certificate, a
 // bearer token, or nobody (plaintext without a token).
 type Caller struct {
-	// ID names the caller in logs, policies and socket ownership: "cert:SUBJECT",
-	// "token:NAME" or "anonymous".
+	// ID names the caller in logs, policies and socket ownership: "cert:" + the verified
+	// client certificate's subject common name (the whole subject, RFC 2253, when it has no
+	// CN); else "token:NAME" (NAME from the token file, "lineN" for a bare secret on line N);
+	// else "anonymous". A certificate wins over a token; Token then names the token too.
 	ID string
 	// Kind is "cert", "token" or "anonymous".
 	Kind string
@@ -14,7 +16,8 @@ type Caller struct {
 	Subject string
 	// SANs are the client certificate's DNS, IP, URI and e-mail names (cert callers).
 	SANs []string
-	// Token is the token's name (token callers), never the secret.
+	// Token is the name of the caller's valid bearer token (token callers, and cert callers
+	// that also sent one), never the secret.
 	Token string
 }
 

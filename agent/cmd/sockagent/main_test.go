@@ -496,6 +496,10 @@ func TestJSONLog(t *testing.T) {
 				t.Errorf("rpc line without a numeric dur: %q", line)
 			}
 			delete(m, "dur")
+			if p, _ := m["peer"].(string); !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("rpc line without the client's address as peer: %q", line)
+			}
+			delete(m, "peer")
 			rpcs = append(rpcs, m)
 		}
 	}
