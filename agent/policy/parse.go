@@ -138,17 +138,24 @@ type rawSet struct {
 
 func (r *rawSet) inherit(base *RuleSet) *RuleSet {
 	s := r.set
-	if !r.has["networks"] {
-		s.Networks = base.Networks
-	}
-	if !r.has["destinations"] {
-		s.Destinations = base.Destinations
-	}
-	if !r.has["local"] {
-		s.Local = base.Local
-	}
-	if !r.has["unix_paths"] {
-		s.UnixPaths = base.UnixPaths
+	for key, v := range map[string][2]any{
+		"networks":           {&s.Networks, base.Networks},
+		"destinations.allow": {&s.Destinations.Allow, base.Destinations.Allow},
+		"destinations.deny":  {&s.Destinations.Deny, base.Destinations.Deny},
+		"local.allow":        {&s.Local.Allow, base.Local.Allow},
+		"local.deny":         {&s.Local.Deny, base.Local.Deny},
+		"unix_paths.allow":   {&s.UnixPaths.Allow, base.UnixPaths.Allow},
+		"unix_paths.deny":    {&s.UnixPaths.Deny, base.UnixPaths.Deny},
+	} {
+		if r.has[key] {
+			continue
+		}
+		switch dst := v[0].(type) {
+		case *[]string:
+			*dst = v[1].([]string)
+		case *[]AddrRule:
+			*dst = v[1].([]AddrRule)
+		}
 	}
 	s.Limits = base.Limits
 	if v := r.limits[0]; v != nil {
@@ -287,26 +294,25 @@ func (p *parser) ruleSet(n *yaml.Node, what string, isDefault bool) (*rawSet, er
 			return err
 		},
 		"destinations": func(n *yaml.Node) (err error) {
-			r.has["destinations"] = true
-			r.set.Destinations, err = p.addrRules(n, what, "destinations")
+			r.set.Destinations, err = p.addrRules(n, what, "destinations", r.has)
 			return err
 		},
 		"local": func(n *yaml.Node) (err error) {
-			r.has["local"] = true
-			r.set.Local, err = p.addrRules(n, what, "local")
+			r.set.Local, err = p.addrRules(n, what, "local", r.has)
 			return err
 		},
 		"unix_paths": func(n *yaml.Node) error {
-			r.has["unix_paths"] = true
 			w := what + ".unix_paths"
 			return p.mapping(n, w, map[string]func(*yaml.Node) error{
 				"allow": func(n *yaml.Node) (err error) {
+					r.has["unix_paths.allow"] = true
 					r.set.UnixPaths.Allow, err = p.strings(n, w+".allow", p.pathPrefix)
-					return
+					return err
 				},
 				"deny": func(n *yaml.Node) (err error) {
+					r.has["unix_paths.deny"] = true
 					r.set.UnixPaths.Deny, err = p.strings(n, w+".deny", p.pathPrefix)
-					return
+					return err
 				},
 			})
 		},
@@ -368,11 +374,14 @@ func (p *parser) pathPrefix(n *yaml.Node, what, s string) (string, error) {
 	return filepath.Clean(s), nil
 }
 
-func (p *parser) addrRules(n *yaml.Node, set, section string) (AddrRules, error) {
+// addrRules parses a destinations or local section, marking in has the lists it gives.
+func (p *parser) addrRules(n *yaml.Node, set, section string, has map[string]bool) (AddrRules, error) {
 	var r AddrRules
 	w := set + "." + section
 	list := func(dst *[]AddrRule, kind string) func(*yaml.Node) error {
 		return func(n *yaml.Node) error {
+			has[section+"."+kind] = true
+			*dst = []AddrRule{}
 			items, err := p.sequence(n, w+"."+kind)
 			for i, it := range items {
 				rule, err := p.addrRule(it, fmt.Sprintf("%s.%s[%d]", section, kind, i), fmt.Sprintf("%s.%s[%d]", w, kind, i))

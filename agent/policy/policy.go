@@ -49,10 +49,12 @@
 // Linux) match only prefixes that start with "@". The agent rejects relative paths and paths
 // with ".." before any policy check.
 //
-// Inheritance: a section (networks, destinations, local, unix_paths) missing from a rule set is
-// taken from the file's default set, and one missing from the default set from the built-in
-// default (DefaultYAML); a section that is present replaces the inherited one whole (allow and
-// deny together). Limits inherit field by field. Unknown keys are errors.
+// Inheritance: what a rule set leaves out it takes from the file's default set, and what the
+// default set leaves out from the built-in default (DefaultYAML), list by list: networks,
+// destinations.allow, destinations.deny, local.allow, local.deny, unix_paths.allow and
+// unix_paths.deny each replace the inherited list when given (an empty list [] clears it), and
+// limits inherit field by field. So `destinations: {deny: [...]}` adds no allow rule and keeps
+// the inherited one. Unknown keys are errors.
 //
 // Callers: a pattern matches Caller.ID ("anonymous", "token:NAME", "cert:SUBJECT"), with "*"
 // matching any run of characters; "san:PATTERN" matches any of a certificate caller's SANs.
@@ -282,11 +284,27 @@ func (s *RuleSet) CheckUnixPath(path string) error {
 	return s.UnixPaths.check(what, s.Name, []string{clean, resolve(clean)})
 }
 
-// resolve follows symlinks in path; a socket that does not exist yet is resolved through its
-// directory. What cannot be resolved stays as written (the OS call will fail on it anyway).
+// resolve follows symlinks in path, dangling ones included (a link to a socket that does not
+// exist yet, or to a path outside what is allowed); a socket that does not exist yet is
+// resolved through its directory. What cannot be resolved stays as written: the OS call fails
+// on it anyway.
 func resolve(path string) string {
-	if r, err := filepath.EvalSymlinks(path); err == nil {
-		return r
+	for range 40 { // as many links as Linux follows
+		if r, err := filepath.EvalSymlinks(path); err == nil {
+			return r
+		}
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			break
+		}
+		target, err := os.Readlink(path)
+		if err != nil {
+			return path
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = filepath.Clean(target)
 	}
 	dir, base := filepath.Split(path)
 	if r, err := filepath.EvalSymlinks(dir); err == nil {

@@ -97,17 +97,21 @@ rule_sets:
     callers: ["san:*.lab.example"]
     destinations: {allow: [{}]}
     unix_paths: {allow: ["@sockagent-", /run/sockagent], deny: [/run/sockagent/private]}
+  - name: open
+    callers: [anonymous]
+    destinations: {allow: [{}], deny: []}
 `
 
 func TestMatching(t *testing.T) {
 	t.Parallel()
 	p := mustParse(t, example)
-	ci, lab, def := p.RuleSets[0], p.RuleSets[1], p.Default
+	ci, lab, open, def := p.RuleSets[0], p.RuleSets[1], p.RuleSets[2], p.Default
 	for _, tc := range []struct {
 		id   Identity
 		want *RuleSet
 	}{
-		{Identity{ID: "anonymous"}, def},
+		{Identity{ID: "anonymous"}, open},
+		{Identity{ID: "token:x"}, def},
 		{Identity{ID: "token:ci"}, ci},
 		{Identity{ID: "token:cix"}, def},
 		{Identity{ID: "cert:CN=ci-7,O=x/y"}, ci},
@@ -132,7 +136,8 @@ func TestMatching(t *testing.T) {
 	if def.Local.Deny[0].Name != "privileged ports" || !slices.Equal(def.UnixPaths.Allow, []string{"$TMPDIR", "/tmp"}) {
 		t.Errorf("default local %+v unix %+v", def.Local, def.UnixPaths)
 	}
-	if !slices.Equal(lab.Networks, []string{"tcp", "udp"}) || len(lab.Destinations.Deny) != 0 {
+	// Lists inherit one by one: lab gives destinations.allow and keeps the default's deny.
+	if !slices.Equal(lab.Networks, []string{"tcp", "udp"}) || len(lab.Destinations.Deny) != 1 || len(lab.Destinations.Allow) != 1 {
 		t.Errorf("lab networks %v destinations %+v", lab.Networks, lab.Destinations)
 	}
 
@@ -151,7 +156,9 @@ func TestMatching(t *testing.T) {
 		{def, "10.0.0.53:54", "destinations.allow"},
 		{def, "[fe80::1%eth0]:80", "destinations.allow"},
 		{lab, "8.8.8.8:53", ""},
-		{lab, "127.0.0.2:1", ""},
+		{lab, "127.0.0.2:1", "no .2"},
+		{lab, "127.0.0.3:1", ""},
+		{open, "127.0.0.2:1", ""},
 	} {
 		if got := ruleOf(tc.set.CheckDestination(netip.MustParseAddrPort(tc.dst))); got != tc.rule {
 			t.Errorf("%s: destination %s: rule %q, want %q", tc.set.Name, tc.dst, got, tc.rule)
@@ -206,6 +213,12 @@ func TestUnixSymlinks(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(outside, "target.sock"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Symlink(filepath.Join(outside, "missing.sock"), filepath.Join(allowed, "dangling.sock")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../"+filepath.Base(outside)+"/rel.sock", filepath.Join(allowed, "relative.sock")); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Symlink(outside, filepath.Join(allowed, "dirlink")); err != nil {
 		t.Fatal(err)
 	}
@@ -219,6 +232,8 @@ func TestUnixSymlinks(t *testing.T) {
 		{filepath.Join(allowed, "plain.sock"), ""},
 		{filepath.Join(allowed, "link.sock"), "unix_paths.allow"},
 		{filepath.Join(allowed, "dirlink", "new.sock"), "unix_paths.allow"},
+		{filepath.Join(allowed, "dangling.sock"), "unix_paths.allow"},
+		{filepath.Join(allowed, "relative.sock"), "unix_paths.allow"},
 		{filepath.Join(aliasDir, "new.sock"), ""},
 		{filepath.Join(outside, "x.sock"), "unix_paths.allow"},
 	} {
