@@ -336,6 +336,22 @@ func TestTLSWithoutClientCA(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("GetInfo from a client that does not trust the server's CA: %v, want UNAVAILABLE", err)
 	}
+
+	// TLS 1.3 when the client can, 1.2 still accepted, 1.1 refused.
+	for _, tt := range []struct {
+		max, want uint16 // 0: refused
+	}{{tls.VersionTLS13, tls.VersionTLS13}, {tls.VersionTLS12, tls.VersionTLS12}, {tls.VersionTLS11, 0}} {
+		var got uint16
+		cfg := &tls.Config{RootCAs: p.ca.Pool(), MinVersion: tls.VersionTLS10, MaxVersion: tt.max,
+			VerifyConnection: func(cs tls.ConnectionState) error { got = cs.Version; return nil }}
+		err := getInfo(ctxT(t), s.conn(t, credentials.NewTLS(cfg)))
+		switch {
+		case tt.want == 0 && status.Code(err) != codes.Unavailable:
+			t.Errorf("client with TLS up to %s: %v, want UNAVAILABLE", tls.VersionName(tt.max), err)
+		case tt.want != 0 && (err != nil || got != tt.want):
+			t.Errorf("client with TLS up to %s: %v, version %s, want %s", tls.VersionName(tt.max), err, tls.VersionName(got), tls.VersionName(tt.want))
+		}
+	}
 }
 
 func TestParseTokens(t *testing.T) {
