@@ -182,16 +182,23 @@ func transportHint(msg string, o dialOptions) string {
 	case has("first record does not look like a TLS handshake"):
 		return " (the agent does not serve TLS: drop --tls, --ca, --cert and --server-name)"
 	case has("certificate required"):
-		return " (the agent requires a client certificate: --cert FILE --key FILE)"
+		return " (the agent requires a client certificate: give --cert FILE --key FILE)"
 	case has("bad certificate", "unknown certificate authority", "unknown certificate"):
 		if o.Cert == "" {
-			return " (the agent requires a client certificate: --cert FILE --key FILE)"
+			return " (the agent requires a client certificate: give --cert FILE --key FILE)"
 		}
-		return " (the agent refused the client certificate " + o.Cert + ": is it signed by the agent's --client-ca, and still valid?)"
+		return " (the agent refused the client certificate " + o.Cert + ", is it signed by the agent's --client-ca, and still valid?)"
 	case has("expired certificate", "certificate expired"):
 		return " (the agent refused the client certificate " + o.Cert + " as expired)"
-	case !o.usesTLS() && has("server preface", "connection reset", "EOF", "connection closed"):
+	case !o.usesTLS() && has("server preface", "connection reset", "broken pipe", "EOF", "connection closed"):
 		return " (if the agent serves TLS, add --ca FILE, or --tls for a certificate from a public CA)"
+	case has("server preface", "connection reset", "broken pipe", "EOF", "connection closed"):
+		// With TLS 1.3 the agent checks the client certificate after the client's side of
+		// the handshake is done: the refusal may arrive as a closed connection, not an alert.
+		if o.Cert == "" {
+			return " (the agent closed the connection: if it requires a client certificate, give --cert FILE --key FILE)"
+		}
+		return " (the agent closed the connection: if it refused the client certificate " + o.Cert + ", is it signed by the agent's --client-ca, and still valid?)"
 	}
 	return ""
 }

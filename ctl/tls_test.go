@@ -74,10 +74,12 @@ func TestMTLS(t *testing.T) {
 		code  int
 		want  []string
 	}{
+		// The agent's refusal of a client certificate arrives as a TLS alert or, with TLS 1.3,
+		// as a closed connection; the hint names the flags either way.
 		{"no client certificate", []string{"--ca", p.CA}, ExitFailure,
-			[]string{"cannot reach agent " + addr + ": ", "(the agent requires a client certificate: --cert FILE --key FILE)"}},
+			[]string{"cannot reach agent " + addr + ": ", "client certificate", "give --cert FILE --key FILE)"}},
 		{"client certificate of another CA", []string{"--ca", p.CA, "--cert", other.Client, "--key", other.ClientKey}, ExitFailure,
-			[]string{"cannot reach agent " + addr + ": ", "the agent refused the client certificate " + other.Client}},
+			[]string{"cannot reach agent " + addr + ": ", "the client certificate " + other.Client + ", is it signed by the agent's --client-ca, and still valid?)"}},
 		{"wrong CA", []string{"--ca", other.CA, "--cert", p.Client, "--key", p.ClientKey}, ExitFailure,
 			[]string{"cannot reach agent " + addr + ": ", "certificate signed by unknown authority", "(" + other.CA + " did not sign the agent's certificate: give the CA that did with --ca FILE)"}},
 		{"system roots", []string{"--tls", "--cert", p.Client, "--key", p.ClientKey}, ExitFailure,
