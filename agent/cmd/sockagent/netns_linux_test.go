@@ -126,7 +126,7 @@ func TestNetns(t *testing.T) {
 		}
 		// Something listens on both ports, so a refusal can only come from the reject rule.
 		var ids []string
-		for _, port := range []string{"9", "10"} {
+		for _, port := range []string{"9009", "9010"} {
 			r, err := sc.Listen(ctxT(t), &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:" + port})
 			if err != nil {
 				t.Fatal(err)
@@ -142,8 +142,8 @@ func TestNetns(t *testing.T) {
 		if err := os.WriteFile(rules, []byte(`table inet satest {
 	chain input {
 		type filter hook input priority 0; policy accept;
-		tcp dport 9 drop
-		tcp dport 10 reject with tcp reset
+		tcp dport 9009 drop
+		tcp dport 9010 reject with tcp reset
 	}
 }
 `), 0o600); err != nil {
@@ -152,12 +152,12 @@ func TestNetns(t *testing.T) {
 		ipCmd(t, "netns", "exec", ns, "nft", "-f", rules)
 
 		start := time.Now()
-		_, err := dial(t, "127.0.0.1:9", 300*time.Millisecond)
+		_, err := dial(t, "127.0.0.1:9009", 300*time.Millisecond)
 		wantStatus(t, err, codes.DeadlineExceeded, agent.ReasonTimeout)
 		if el := time.Since(start); el < 300*time.Millisecond || el > 10*time.Second {
 			t.Errorf("dropped dial returned after %s, want the 300ms timeout", el)
 		}
-		_, err = dial(t, "127.0.0.1:10", 5*time.Second)
+		_, err = dial(t, "127.0.0.1:9010", 5*time.Second)
 		wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused)
 
 		for _, id := range ids {
