@@ -85,7 +85,8 @@ type Config struct {
 	// working directory is inside the sockagent module (go build into the state
 	// directory), else "sockagent" looked up in PATH.
 	AgentBin string
-	// AgentArgs are extra flags for every agent (--listen and --log-format are set).
+	// AgentArgs are extra flags for every agent (--listen, --log-format and --insecure are
+	// set: a lab agent serves plaintext without tokens on its namespace address).
 	AgentArgs []string
 	// AgentPort is the port every agent serves on. Default 7700.
 	AgentPort int
