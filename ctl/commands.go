@@ -76,6 +76,14 @@ The other commands do not block.
 Output: -o table (default) prints a line per socket, and the raw received bytes for recv
 and recvfrom; -o json prints the whole response as protojson.
 
+Security: an agent serving TLS wants --ca FILE (the CA that signed its certificate; --tls
+alone trusts the system's CAs), an agent requiring client certificates (mTLS) also --cert
+FILE --key FILE, and one requiring tokens --token-file FILE (or $SOCKCTL_TOKEN_FILE): its
+first token, NAME:SECRET or SECRET, goes as 'authorization: Bearer SECRET'. A token is sent
+in clear text only to an agent on this host (loopback or unix:); to any other, TLS is
+required. --server-name NAME verifies the agent's certificate for NAME instead of the host
+dialled. 'sockctl pki init' makes a CA and certificates for a lab.
+
 Exit status: 0 success; 1 the operation failed (the agent's reason, such as
 CONNECTION_REFUSED, is printed on stderr) or the agent could not be reached ("cannot reach
 agent"); 2 usage error (unknown command or flag, wrong arguments).`

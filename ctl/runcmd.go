@@ -25,9 +25,26 @@ against its expectations, and prints a report. Every socket the run opened is cl
 the end on every reachable agent, whatever happened (failure, timeout, Ctrl-C).
 
 The file names its agents (name -> HOST:PORT, unix:PATH, or "local" for an agent started
-in-process, so a file runs with no setup). --inventory FILE (YAML, "agents: {NAME: ADDR}")
-and --agent NAME=ADDR override them, the flag last. Every agent must answer before the
-first step; unreachable agents are reported by name and no step runs.
+in-process, so a file runs with no setup). --inventory FILE and --agent NAME=ADDR override
+them, the flag last. Every agent must answer before the first step; unreachable agents are
+reported by name and no step runs.
+
+The global credential flags (--tls, --ca, --cert, --key, --server-name, --token-file)
+apply to every agent but in-process ones. An inventory may give an agent its own, key by
+key over the flags; relative file names are relative to the inventory's directory:
+
+  agents:
+    h1: 10.77.0.2:7700                     # an address: the flags' credentials
+    h2:
+      address: 10.77.0.3:7700
+      ca: pki/ca.pem                       # verify the agent with this CA (TLS)
+      cert: pki/client.pem                 # client certificate and key (mTLS)
+      key: pki/client-key.pem
+      server_name: h2.lab                  # name to verify the certificate for
+      token_file: h2.token                 # first token sent as Bearer
+      tls: true                            # TLS even without ca (the system's CAs); false: plaintext
+
+--agent NAME=ADDR changes an agent's address and keeps its inventory credentials.
 
 Each step has a deadline: its own timeout (the action's "timeout") or --step-timeout, plus
 2s for the RPC. The first failed step stops the run (later steps are reported as skipped;

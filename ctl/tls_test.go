@@ -299,6 +299,11 @@ func TestRunInventoryTLS(t *testing.T) {
 	// The global flags apply to every agent; --agent changes an address, not its credentials.
 	r = runArgs(t, scen, "--agent", "server="+a1, "--agent", "client="+a1, "--ca", p1.CA, "--cert", p1.Client, "--key", p1.ClientKey)
 	r.want(t, ExitOK, []string{"10 passed, 0 failed"}, nil)
+	// tls: false makes one agent plaintext whatever the flags say.
+	plain := startAgent(t)
+	inv2 := writeFile(t, dir, "inv2.yaml", fmt.Sprintf("agents:\n  server: %s\n  client: {address: %q, tls: false}\n", a1, plain))
+	r = runArgs(t, scen, "--inventory", inv2, "--ca", p1.CA, "--cert", p1.Client, "--key", p1.ClientKey)
+	r.want(t, ExitOK, []string{"10 passed, 0 failed"}, nil)
 	inv1 := writeFile(t, dir, "inv1.yaml", "agents:\n  server: {address: 127.0.0.1:1, ca: pki1/ca.pem, cert: pki1/client.pem, key: pki1/client-key.pem}\n")
 	r = runArgs(t, scen, "--inventory", inv1, "--agent", "server="+a1)
 	r.want(t, ExitOK, []string{"10 passed, 0 failed"}, nil)
