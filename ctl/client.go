@@ -56,7 +56,7 @@ func dialAgent(target string, o dialOptions) (*grpc.ClientConn, error) {
 	if o.TokenFile != "" {
 		local := isLocalTarget(target)
 		if !o.usesTLS() && !local {
-			return nil, usagef("%s: refusing to send a bearer token in clear text to %s; use TLS (--ca FILE or --tls), or an agent on this host (loopback or unix:)", o.TokenFile, target)
+			return nil, usagef("token file %s: refusing to send a bearer token in clear text to %s; use TLS (--ca FILE or --tls), or an agent on this host (loopback or unix:)", o.TokenFile, target)
 		}
 		token, err := readToken(o.TokenFile)
 		if err != nil {

@@ -211,6 +211,19 @@ type inventoryEntry struct {
 	TokenFile  string `yaml:"token_file"`
 }
 
+// entryError is a mistake in an inventory entry, at a node; its message says what is
+// allowed.
+type entryError struct {
+	line, col int
+	msg       string
+}
+
+func (e *entryError) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
+
+func entryErrorf(n *yaml.Node, format string, args ...any) error {
+	return &entryError{line: n.Line, col: n.Column, msg: fmt.Sprintf(format, args...)}
+}
+
 // UnmarshalYAML reads "NAME: ADDR" or "NAME: {address: ADDR, ca: FILE, ...}", rejecting
 // unknown keys (yaml's KnownFields does not reach a custom unmarshaler).
 func (e *inventoryEntry) UnmarshalYAML(n *yaml.Node) error {
@@ -221,7 +234,7 @@ func (e *inventoryEntry) UnmarshalYAML(n *yaml.Node) error {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			if !slices.Contains(inventoryKeys, k.Value) {
-				return fmt.Errorf("line %d: unknown key %q in an agent entry (known: %s)", k.Line, k.Value, strings.Join(inventoryKeys, ", "))
+				return entryErrorf(k, "unknown key %q in an agent entry (known: %s)", k.Value, strings.Join(inventoryKeys, ", "))
 			}
 		}
 		type plain inventoryEntry // without the method, to decode the fields
@@ -230,15 +243,15 @@ func (e *inventoryEntry) UnmarshalYAML(n *yaml.Node) error {
 		}
 		switch {
 		case e.Address == "":
-			return fmt.Errorf("line %d: an agent entry needs an address", n.Line)
+			return entryErrorf(n, "an agent entry needs an address")
 		case (e.Cert == "") != (e.Key == ""):
-			return fmt.Errorf("line %d: a client certificate needs both cert and key", n.Line)
+			return entryErrorf(n, "a client certificate needs both cert and key")
 		case e.TLS != nil && !*e.TLS && (e.CA != "" || e.Cert != "" || e.ServerName != ""):
-			return fmt.Errorf("line %d: tls: false (plaintext) with ca, cert or server_name, which are TLS settings", n.Line)
+			return entryErrorf(n, "tls: false (plaintext) with ca, cert or server_name, which are TLS settings")
 		}
 		return nil
 	}
-	return fmt.Errorf("line %d: an agent is an address (HOST:PORT) or a map {address: HOST:PORT, ca: FILE, ...}", n.Line)
+	return entryErrorf(n, "an agent is an address (HOST:PORT) or a map {address: HOST:PORT, ca: FILE, ...}")
 }
 
 // apply returns base (the global flags) overridden by the entry's settings, its file names
@@ -288,7 +301,10 @@ func agentTargets(f *scenario.File, inventory string, flags []string, dial dialO
 		var inv inventoryFile
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
-		if err := dec.Decode(&inv); err != nil {
+		var ee *entryError
+		if err := dec.Decode(&inv); errors.As(err, &ee) {
+			return nil, &badInput{err: fmt.Errorf("%s:%d:%d: %s", inventory, ee.line, ee.col, ee.msg)}
+		} else if err != nil {
 			return nil, &badInput{err: fmt.Errorf("--inventory %s: %v (want agents: {NAME: HOST:PORT, ...}, an entry may be {address: HOST:PORT, ca: FILE, cert: FILE, key: FILE, server_name: NAME, token_file: FILE, tls: BOOL})", inventory, err)}
 		}
 		dir := filepath.Dir(inventory)

@@ -209,7 +209,7 @@ func TestToken(t *testing.T) {
 
 	// Not in clear text to another host: refused before any connection.
 	sockctlWith(t, "192.0.2.1:7700", []string{"--token-file", good}, "ls").want(t, ExitUsage, nil,
-		[]string{good + ": refusing to send a bearer token in clear text to 192.0.2.1:7700; use TLS"})
+		[]string{"token file " + good + ": refusing to send a bearer token in clear text to 192.0.2.1:7700; use TLS"})
 }
 
 func TestTokenOverMTLS(t *testing.T) {
@@ -319,25 +319,32 @@ func TestRunInventoryBad(t *testing.T) {
 		want      string
 	}{
 		{"unknown key", "agents:\n  server: {address: 127.0.0.1:1, cafile: ca.pem}\n", ExitUsage,
-			`line 2: unknown key "cafile" in an agent entry (known: address, tls, ca, cert, key, server_name, token_file)`},
-		{"no address", "agents:\n  server:\n    ca: ca.pem\n", ExitUsage, "line 3: an agent entry needs an address"},
-		{"cert without key", "agents:\n  server: {address: 127.0.0.1:1, cert: c.pem}\n", ExitUsage, "line 2: a client certificate needs both cert and key"},
-		{"plaintext with ca", "agents:\n  server: {address: 127.0.0.1:1, tls: false, ca: c.pem}\n", ExitUsage, "line 2: tls: false (plaintext) with ca"},
-		{"a list", "agents:\n  server: [127.0.0.1:1]\n", ExitUsage, "line 2: an agent is an address (HOST:PORT) or a map"},
+			`:2:34: unknown key "cafile" in an agent entry (known: address, tls, ca, cert, key, server_name, token_file)`},
+		{"no address", "agents:\n  server:\n    ca: ca.pem\n", ExitUsage, ":3:5: an agent entry needs an address"},
+		{"cert without key", "agents:\n  server: {address: 127.0.0.1:1, cert: c.pem}\n", ExitUsage, ":2:11: a client certificate needs both cert and key"},
+		{"plaintext with ca", "agents:\n  server: {address: 127.0.0.1:1, tls: false, ca: c.pem}\n", ExitUsage, ":2:11: tls: false (plaintext) with ca"},
+		{"a list", "agents:\n  server: [127.0.0.1:1]\n", ExitUsage, ":2:11: an agent is an address (HOST:PORT) or a map"},
 		{"bad tls", "agents:\n  server: {address: 127.0.0.1:1, tls: maybe}\n", ExitUsage, "cannot unmarshal"},
 		{"unknown top-level key", "agent:\n  server: 127.0.0.1:1\n", ExitUsage, "field agent not found"},
 		{"missing CA", "agents:\n  server: {address: 127.0.0.1:1, ca: nope.pem}\n", ExitFailure,
 			"sockctl: agent server: read CA certificate: open " + filepath.Join(dir, "nope.pem") + ": no such file or directory"},
 		{"token in clear text", "agents:\n  server: {address: 192.0.2.1:7700, token_file: t}\n", ExitUsage,
-			"agent server: " + filepath.Join(dir, "t") + ": refusing to send a bearer token in clear text to 192.0.2.1:7700"},
+			"agent server: token file " + filepath.Join(dir, "t") + ": refusing to send a bearer token in clear text to 192.0.2.1:7700"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			inv := writeFile(t, dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml", tc.inv)
 			r := runArgs(t, scen, "--inventory", inv)
-			r.want(t, tc.code, nil, []string{tc.want})
+			want := tc.want
+			if strings.HasPrefix(want, ":") { // FILE:LINE:COL: message
+				want = inv + want
+			}
+			r.want(t, tc.code, nil, []string{want})
 			if r.stdout != "" {
 				t.Errorf("stdout %q: a step ran", r.stdout)
+			}
+			if strings.HasPrefix(tc.want, ":") && strings.Count(r.stderr, "server_name") > 1 {
+				t.Errorf("stderr lists the keys twice: %s", r.stderr)
 			}
 		})
 	}
