@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/sockagent/sockagent/agent/policy"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 )
@@ -57,6 +58,9 @@ func TestToStatus(t *testing.T) {
 		{"cancelled", fmt.Errorf("recv: %w", context.Canceled), codes.Canceled, ReasonCancelled},
 		{"other errno", sysErr("read", syscall.EIO), codes.Unknown, ReasonOSError},
 		{"plain", errors.New("mystery"), codes.Unknown, ReasonOSError},
+		{"policy", &policy.Denied{What: "network udp", Rule: "networks", RuleSet: "default"}, codes.PermissionDenied, ReasonPolicyDenied},
+		{"policy in Control", &net.OpError{Op: "dial", Err: &policy.Denied{What: "destination 10.0.0.1:22", Rule: "ssh", RuleSet: "lab"}}, codes.PermissionDenied, ReasonPolicyDenied},
+		{"limit", &limitError{Limit: "limits.sockets", Max: 3, RuleSet: "default"}, codes.ResourceExhausted, ReasonLimitExceeded},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
