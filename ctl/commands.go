@@ -143,7 +143,9 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.demoCommand(), a.runCommand(), a.validateCommand(), a.pkiCommand(),
 	)
 	for _, c := range root.Commands() {
-		c.Long += "\n\n" + exitHelp
+		if !strings.Contains(c.Long, "Exit status:") { // demo, run, validate and pki say their own
+			c.Long += "\n\n" + exitHelp
+		}
 	}
 	return root
 }

@@ -18,7 +18,11 @@ log name the caller by the certificate's common name).
 
 Keys are ECDSA P-256 (PKCS #8 PEM, mode 0600); certificates are PEM. Existing files are
 never overwritten without --force. The CA key (ca-key.pem) signs anything: keep it off the
-lab hosts, which need only ca.pem and their own certificate and key.`
+lab hosts, which need only ca.pem and their own certificate and key.
+
+Exit status: 0 files written; 1 a file could not be read or written (the CA of 'pki
+client', the directory); 2 usage error, a bad --agent-san or --name, or files that exist
+(without --force).`
 
 func (a *app) pkiCommand() *cobra.Command {
 	cmd := &cobra.Command{
