@@ -129,3 +129,37 @@ func TestGrpcurlTLSToken(t *testing.T) {
 		t.Errorf("sockctl ls without the token: exit %d, stderr %q", code, serr)
 	}
 }
+
+// TestSockctlRunInventoryTLS runs examples/hello-tcp.yaml across two sockagent processes,
+// each serving mTLS with a CA of its own, reached with the credentials its inventory entry
+// gives (paths relative to the inventory).
+func TestSockctlRunInventoryTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var addrs []string
+	for _, name := range []string{"pki1", "pki2"} {
+		p, err := pki.Init(pki.Options{Dir: filepath.Join(dir, name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, startLocal(t, "--tls-cert", p.Agent, "--tls-key", p.AgentKey, "--client-ca", p.CA).addr)
+	}
+	inv := filepath.Join(dir, "inventory.yaml")
+	text := "agents:\n" +
+		"  server: {address: " + addrs[0] + ", ca: pki1/ca.pem, cert: pki1/client.pem, key: pki1/client-key.pem}\n" +
+		"  client: {address: " + addrs[1] + ", ca: pki2/ca.pem, cert: pki2/client.pem, key: pki2/client-key.pem}\n"
+	if err := os.WriteFile(inv, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runSockctl(t, "run", "../../../examples/hello-tcp.yaml", "--inventory", inv)
+	if code != 0 || !strings.Contains(out, " passed, 0 failed\n") {
+		t.Errorf("sockctl run over mTLS: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// The same run with one CA for both fails before the first step, saying why.
+	out, errOut, code = runSockctl(t, "run", "../../../examples/hello-tcp.yaml",
+		"--agent", "server="+addrs[0], "--agent", "client="+addrs[1],
+		"--ca", filepath.Join(dir, "pki1", "ca.pem"), "--cert", filepath.Join(dir, "pki1", "client.pem"), "--key", filepath.Join(dir, "pki1", "client-key.pem"))
+	if code != 1 || !strings.Contains(errOut, "agent(s) unreachable: client; no step ran") || !strings.Contains(out, "certificate signed by unknown authority") {
+		t.Errorf("sockctl run with the wrong CA for client: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
