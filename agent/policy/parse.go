@@ -365,7 +365,7 @@ func (p *parser) pathPrefix(n *yaml.Node, what, s string) (string, error) {
 	case strings.HasPrefix(s, "@"):
 		return s, nil
 	case s == TempDirPrefix || strings.HasPrefix(s, TempDirPrefix+"/"):
-	case !filepath.IsAbs(s):
+	case !filepath.IsAbs(s) && !strings.HasPrefix(s, "/"): // "/tmp" must parse on Windows too
 		return "", p.errf(n, "%s: %q is not an absolute path (nor an \"@\" abstract name or %s)", what, s, TempDirPrefix)
 	}
 	if slices.Contains(strings.Split(s, "/"), "..") {
