@@ -229,7 +229,7 @@ func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *ta
 // who returns the caller of ctx and the policy rule set that applies to it.
 func (t *table) who(ctx context.Context) (Caller, *policy.RuleSet) {
 	c := CallerFrom(ctx)
-	return c, t.policy.For(policy.Identity{ID: c.ID, SANs: c.SANs})
+	return c, t.policy.For(policy.Identity{ID: c.ID, Subject: c.Subject, SANs: c.SANs, Token: c.Token})
 }
 
 // reserve takes a socket slot for owner, within the agent-wide and the caller's limits; the

@@ -56,9 +56,11 @@
 // limits inherit field by field. So `destinations: {deny: [...]}` adds no allow rule and keeps
 // the inherited one. Unknown keys are errors.
 //
-// Callers: a pattern matches Caller.ID ("anonymous", "token:NAME", "cert:SUBJECT"), with "*"
-// matching any run of characters; "san:PATTERN" matches any of a certificate caller's SANs.
-// Limits count per Caller.ID: two callers of one rule set each get the set's limits.
+// Callers: a pattern matches Caller.ID ("anonymous", "token:NAME", "cert:COMMON-NAME"), with "*"
+// matching any run of characters; "token:PATTERN" also matches the token name a certificate
+// caller sent, "subject:PATTERN" a certificate caller's whole subject (RFC 2253, such as
+// "CN=ci-1,O=Lab") and "san:PATTERN" any of its SANs. Limits count per Caller.ID: two callers
+// of one rule set each get the set's limits.
 package policy
 
 import (
@@ -136,10 +138,14 @@ type Limits struct {
 
 // Identity is who asks: the fields of the agent's Caller that policies match on.
 type Identity struct {
-	// ID is "anonymous", "token:NAME" or "cert:SUBJECT".
+	// ID is "anonymous", "token:NAME" or "cert:COMMON-NAME".
 	ID string
+	// Subject is a certificate caller's whole subject.
+	Subject string
 	// SANs are a certificate caller's subject alternative names.
 	SANs []string
+	// Token names the caller's valid token, also for a certificate caller that sent one.
+	Token string
 }
 
 // Denied is a refusal by a policy rule.
@@ -181,6 +187,15 @@ func (s *RuleSet) matches(id Identity) bool {
 				}
 			}
 			continue
+		}
+		if subj, ok := strings.CutPrefix(pat, "subject:"); ok {
+			if id.Subject != "" && glob(subj, id.Subject) {
+				return true
+			}
+			continue
+		}
+		if tok, ok := strings.CutPrefix(pat, "token:"); ok && id.Token != "" && glob(tok, id.Token) {
+			return true
 		}
 		if glob(pat, id.ID) {
 			return true

@@ -94,7 +94,7 @@ rule_sets:
     networks: [tcp4]
     limits: {blocking_calls: 3}
   - name: lab
-    callers: ["san:*.lab.example"]
+    callers: ["san:*.lab.example", "subject:*OU=lab-hosts"]
     destinations: {allow: [{}]}
     unix_paths: {allow: ["@sockagent-", /run/sockagent], deny: [/run/sockagent/private]}
   - name: open
@@ -117,6 +117,9 @@ func TestMatching(t *testing.T) {
 		{Identity{ID: "cert:CN=ci-7,O=x/y"}, ci},
 		{Identity{ID: "cert:CN=lab", SANs: []string{"a.b", "h1.lab.example"}}, lab},
 		{Identity{ID: "cert:CN=lab", SANs: []string{"lab.example"}}, def},
+		{Identity{ID: "cert:ci-9", Subject: "CN=ci-9,O=Lab", Token: "ci"}, ci}, // the token it also sent
+		{Identity{ID: "cert:x", Subject: "CN=x,O=Lab,OU=lab-hosts"}, lab},      // subject:
+		{Identity{ID: "cert:x", Subject: "CN=x,O=Other"}, def},
 	} {
 		if got := p.For(tc.id); got != tc.want {
 			t.Errorf("For(%+v) = %s, want %s", tc.id, got.Name, tc.want.Name)
