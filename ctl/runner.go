@@ -304,10 +304,10 @@ func (r *runner) record(rep StepReport) {
 	if rep.Status == statusFailed && !r.cfg.keepGoing && !r.stopped {
 		r.stopped, r.failedAt = true, rep.Index
 	}
-	r.mu.Unlock()
-	if r.cfg.onStep != nil {
+	if r.cfg.onStep != nil { // under the lock: steps of a parallel block end concurrently
 		r.cfg.onStep(rep)
 	}
+	r.mu.Unlock()
 }
 
 // lookup resolves ${...} references for a step in frame f.
