@@ -1,0 +1,42 @@
+package policy_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/sockagent/sockagent/agent/policy"
+)
+
+// yamlAfter returns the first ```yaml block after marker in the README.
+func yamlAfter(t *testing.T, readme, marker string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(readme, marker)
+	if !ok {
+		t.Fatalf("README lacks %q", marker)
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatalf("README has no yaml block after %q", marker)
+	}
+	return block
+}
+
+// The README quotes the default policy exactly, and its example policy parses.
+func TestReadmePolicies(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	def := yamlAfter(t, readme, "The default policy (no `--policy`):")
+	_, want, _ := strings.Cut(policy.DefaultYAML, "\n") // without its first comment line
+	if def != want {
+		t.Errorf("README's default policy differs from policy.DefaultYAML:\n%s\nwant:\n%s", def, want)
+	}
+	example := yamlAfter(t, readme, "A policy file, for example:")
+	if _, err := policy.Parse("README example", []byte(example)); err != nil {
+		t.Errorf("README's example policy: %v", err)
+	}
+}
