@@ -39,6 +39,9 @@ var Version = "dev"
 const (
 	DefaultTimeout      = 30 * time.Second
 	DefaultMaxRecvBytes = 1 << 20
+	// DefaultMaxMessageBytes is the largest request message: 4 MiB of data (the default
+	// limits.bytes_per_call) plus 64 KiB for the rest of the message.
+	DefaultMaxMessageBytes = 4<<20 + 64<<10
 )
 
 // Config configures an Agent. The zero value is usable.
@@ -52,6 +55,10 @@ type Config struct {
 	DefaultTimeout time.Duration
 	// MaxRecvBytes bounds max_bytes and exact_bytes of one Recv or RecvFrom.
 	MaxRecvBytes int
+	// MaxMessageBytes bounds one request message (the gRPC server's MaxRecvMsgSize). gRPC
+	// refuses a larger one before any handler runs: the client gets RESOURCE_EXHAUSTED "grpc:
+	// received message larger than max (SIZE vs. MaxMessageBytes)", without ErrorInfo.
+	MaxMessageBytes int
 	// ServerOptions are added to the gRPC server's options (limits; credentials only when
 	// TLS is nil).
 	ServerOptions []grpc.ServerOption
@@ -91,6 +98,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Version == "" {
 		cfg.Version = Version
 	}
+	if cfg.MaxMessageBytes < 0 {
+		return nil, fmt.Errorf("agent config: MaxMessageBytes %d must not be negative", cfg.MaxMessageBytes)
+	}
+	if cfg.MaxMessageBytes == 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
 	if cfg.DefaultTimeout < 0 || cfg.MaxRecvBytes < 0 {
 		return nil, fmt.Errorf("agent config: DefaultTimeout %s and MaxRecvBytes %d must not be negative", cfg.DefaultTimeout, cfg.MaxRecvBytes)
 	}
@@ -117,7 +130,11 @@ func New(cfg Config) (*Agent, error) {
 		}
 		a.tokens.Store(cfg.Tokens)
 	}
-	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(a.unary), grpc.ChainStreamInterceptor(a.authStream)}
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(a.unary, newBudget(a.table.policy, cfg.MaxRecvBytes).unary),
+		grpc.ChainStreamInterceptor(a.authStream),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+	}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(handshakeLogger{TransportCredentials: credentials.NewTLS(cfg.TLS), log: a.log}))
 	}

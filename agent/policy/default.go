@@ -12,11 +12,15 @@ package policy
 //   - UNIX socket paths must lie under the agent's temporary directory ($TMPDIR, else /tmp) or
 //     /tmp: a path elsewhere (such as /run/docker.sock or /var/run/...) and any abstract
 //     ("@name") socket are refused, since local daemons listen there;
-//   - limits: 4096 open sockets in all; per caller 1024 open sockets, 4 MiB per Send, SendTo,
-//     Recv or RecvFrom, and 256 concurrent blocking calls.
+//   - limits: for all callers together 4096 open sockets, 4096 concurrent blocking calls and
+//     256 MiB of data in flight (Send and SendTo data being written, Recv and RecvFrom buffers
+//     being filled); per caller 1024 open sockets, 4 MiB per Send, SendTo, Recv or RecvFrom, and
+//     256 concurrent blocking calls.
 const DefaultYAML = `# The policy of a sockagent started without --policy.
-agent_limits:
-  sockets: 4096                # open sockets, all callers together
+agent_limits:                  # all callers together
+  sockets: 4096                # open sockets
+  blocking_calls: 4096         # Dial, Accept, Send, Recv, SendTo, RecvFrom in progress
+  buffered_bytes: 268435456    # Send/SendTo data being written, Recv/RecvFrom buffers (256 MiB)
 default:
   networks: [tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram]
   destinations:                # Dial and SendTo: any address, any port

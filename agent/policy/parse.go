@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -79,15 +80,23 @@ func parse(file string, data []byte, base *Policy) (*Policy, error) {
 	}
 	p := &parser{file: file}
 	var (
-		top     = &Policy{}
-		def     *rawSet
-		sets    []*rawSet
-		maxSock int
+		top   = &Policy{}
+		def   *rawSet
+		sets  []*rawSet
+		agent Policy // agent_limits as given; 0 = inherited
 	)
 	err := p.mapping(doc.Content[0], "policy", map[string]func(*yaml.Node) error{
 		"agent_limits": func(n *yaml.Node) error {
 			return p.mapping(n, "agent_limits", map[string]func(*yaml.Node) error{
-				"sockets": func(n *yaml.Node) (err error) { maxSock, err = p.positive(n, "agent_limits.sockets"); return },
+				"sockets": func(n *yaml.Node) (err error) { agent.MaxSockets, err = p.positive(n, "agent_limits.sockets"); return },
+				"blocking_calls": func(n *yaml.Node) (err error) {
+					agent.MaxBlockingCalls, err = p.positive(n, "agent_limits.blocking_calls")
+					return
+				},
+				"buffered_bytes": func(n *yaml.Node) (err error) {
+					agent.MaxBufferedBytes, err = p.positive(n, "agent_limits.buffered_bytes")
+					return
+				},
 			})
 		},
 		"default": func(n *yaml.Node) (err error) { def, err = p.ruleSet(n, "default", true); return },
@@ -109,10 +118,9 @@ func parse(file string, data []byte, base *Policy) (*Policy, error) {
 	if base == nil {
 		base = &Policy{Default: &RuleSet{Name: "default"}}
 	}
-	top.MaxSockets = maxSock
-	if top.MaxSockets == 0 {
-		top.MaxSockets = base.MaxSockets
-	}
+	top.MaxSockets = cmp.Or(agent.MaxSockets, base.MaxSockets)
+	top.MaxBlockingCalls = cmp.Or(agent.MaxBlockingCalls, base.MaxBlockingCalls)
+	top.MaxBufferedBytes = cmp.Or(agent.MaxBufferedBytes, base.MaxBufferedBytes)
 	if def == nil {
 		def = &rawSet{set: RuleSet{Name: "default"}, has: map[string]bool{}}
 	}

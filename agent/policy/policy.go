@@ -11,8 +11,10 @@
 //
 // # File format (sockagent --policy FILE)
 //
-//	agent_limits:
-//	  sockets: 4096                 # open sockets, all callers together
+//	agent_limits:                   # all callers together
+//	  sockets: 4096                 # open sockets
+//	  blocking_calls: 4096          # Dial, Accept, Send, Recv, SendTo, RecvFrom in progress
+//	  buffered_bytes: 268435456     # Send/SendTo data being written, Recv/RecvFrom buffers
 //	default:                        # the rule set of callers no rule set names
 //	  networks: [tcp, udp]          # allowed network names, compared exactly ("tcp" is not "tcp4")
 //	  destinations:                 # Dial and SendTo targets, checked on the resolved IP and port
@@ -76,8 +78,15 @@ var Networks = []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "u
 
 // Policy is a parsed policy. Use Parse, Load or Default; the zero value allows nothing.
 type Policy struct {
-	// MaxSockets bounds the open sockets of all callers together.
+	// MaxSockets bounds the open sockets of all callers together (agent_limits.sockets).
 	MaxSockets int
+	// MaxBlockingCalls bounds the blocking calls (Dial, Accept, Send, Recv, SendTo, RecvFrom)
+	// of all callers together in progress at once (agent_limits.blocking_calls).
+	MaxBlockingCalls int
+	// MaxBufferedBytes bounds the data the agent holds for calls in progress, all callers
+	// together: Send and SendTo data being written, Recv and RecvFrom buffers being filled
+	// (agent_limits.buffered_bytes).
+	MaxBufferedBytes int
 	// Default applies to callers no entry of RuleSets matches.
 	Default *RuleSet
 	// RuleSets are tried in order; the first whose Callers match applies.

@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/sockagent/sockagent/agent/policy"
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/grpc"
+)
+
+// budget enforces the agent-wide limits on calls in progress, all callers together:
+// agent_limits.blocking_calls (Dial, Accept, Send, Recv, SendTo, RecvFrom at once) and
+// agent_limits.buffered_bytes (the data those calls hold: Send and SendTo data until written,
+// Recv and RecvFrom buffers until filled; a Recv counts the size it asks for, max_bytes or
+// exact_bytes, 0 being the default read size, at most the agent's MaxRecvBytes).
+//
+// It counts a call from the moment its request is decoded until its answer is ready, as a
+// server interceptor after authentication, so the socket table needs no hook. The per-caller
+// limits of the policy are the table's.
+type budget struct {
+	maxCalls, maxBytes int
+	maxRecv            int // Config.MaxRecvBytes: a larger Recv is refused by the table anyway
+
+	mu    sync.Mutex
+	calls int
+	bytes int
+}
+
+func newBudget(p *policy.Policy, maxRecv int) *budget {
+	return &budget{maxCalls: p.MaxBlockingCalls, maxBytes: p.MaxBufferedBytes, maxRecv: maxRecv}
+}
+
+// unary counts the blocking calls and refuses those over a limit with RESOURCE_EXHAUSTED,
+// reason LIMIT_EXCEEDED, naming the limit; other RPCs pass untouched.
+func (b *budget) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	op, n, ok := b.cost(req)
+	if !ok {
+		return handler(ctx, req)
+	}
+	if err := b.take(n); err != nil {
+		op.Err = err
+		return nil, toStatus(op).Err()
+	}
+	defer b.give(n)
+	return handler(ctx, req)
+}
+
+// cost says whether req is a blocking call, what it is (for the refusal) and how many bytes
+// it holds while in progress.
+func (b *budget) cost(req any) (*OpError, int, bool) {
+	switch r := req.(type) {
+	case *sockagentv1.DialRequest:
+		return &OpError{Op: "dial", Network: r.GetNetwork(), Address: r.GetAddress()}, 0, true
+	case *sockagentv1.AcceptRequest:
+		return &OpError{Op: "accept", SocketID: r.GetSocketId()}, 0, true
+	case *sockagentv1.SendRequest:
+		return &OpError{Op: "send", SocketID: r.GetSocketId()}, len(r.GetData()), true
+	case *sockagentv1.SendToRequest:
+		return &OpError{Op: "sendto", SocketID: r.GetSocketId(), Address: r.GetAddress()}, len(r.GetData()), true
+	case *sockagentv1.RecvRequest:
+		return &OpError{Op: "recv", SocketID: r.GetSocketId()}, b.readSize(max(r.GetMaxBytes(), r.GetExactBytes())), true
+	case *sockagentv1.RecvFromRequest:
+		return &OpError{Op: "recvfrom", SocketID: r.GetSocketId()}, b.readSize(r.GetMaxBytes()), true
+	}
+	return nil, 0, false
+}
+
+func (b *budget) readSize(n uint32) int {
+	if n == 0 {
+		return min(defaultReadSize, b.maxRecv)
+	}
+	return int(min(int64(n), int64(b.maxRecv)))
+}
+
+// take counts one call holding n bytes, or refuses it.
+func (b *budget) take(n int) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.calls >= b.maxCalls:
+		return &limitError{Limit: "agent_limits.blocking_calls", Max: b.maxCalls,
+			Detail: fmt.Sprintf("the agent has %d blocking calls in progress; wait for some to end", b.calls)}
+	case n > b.maxBytes:
+		return &limitError{Limit: "agent_limits.buffered_bytes", Max: b.maxBytes,
+			Detail: fmt.Sprintf("%d bytes in one call; use smaller calls", n)}
+	case b.bytes+n > b.maxBytes:
+		return &limitError{Limit: "agent_limits.buffered_bytes", Max: b.maxBytes,
+			Detail: fmt.Sprintf("the agent holds %d bytes for calls in progress and this call needs %d; wait for some to end", b.bytes, n)}
+	}
+	b.calls++
+	b.bytes += n
+	return nil
+}
+
+func (b *budget) give(n int) {
+	b.mu.Lock()
+	b.calls--
+	b.bytes -= n
+	b.mu.Unlock()
+}

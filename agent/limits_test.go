@@ -1,0 +1,224 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sockagent/sockagent/agent"
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// blockRecvs starts n Recv calls of max bytes each on socket id that stay blocked until the
+// returned func is called; it returns once the socket shows them pending.
+func (e *env) blockRecvs(t *testing.T, id string, n int, maxBytes uint32) (release func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, err := e.sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: id, MaxBytes: maxBytes, Timeout: dur(time.Minute)})
+			if status.Code(err) != codes.Canceled {
+				t.Errorf("blocked recv: %v, want CANCELLED", err)
+			}
+		})
+	}
+	e.waitPending(t, id, uint32(n))
+	return func() {
+		cancel()
+		wg.Wait()
+		e.waitPending(t, id, 0)
+	}
+}
+
+// agent_limits.blocking_calls counts the blocking calls of all callers together.
+func TestAgentLimitBlockingCalls(t *testing.T) {
+	t.Parallel()
+	e := polEnv(t, "agent_limits: {blocking_calls: 3}\ndefault: {limits: {blocking_calls: 2}}\n", true)
+	alice, bob := polAs(t, "alice"), polAs(t, "bob")
+	la := e.as(t, "alice").listen(t, "tcp", "127.0.0.1:0")
+	lb := e.as(t, "bob").listen(t, "tcp", "127.0.0.1:0")
+	block := func(ctx context.Context, id string, wg *sync.WaitGroup) {
+		wg.Go(func() {
+			_, err := e.sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: id, Timeout: dur(time.Minute)})
+			if status.Code(err) != codes.Canceled {
+				t.Errorf("blocked accept: %v, want CANCELLED", err)
+			}
+		})
+	}
+	actx, cancelA := context.WithCancel(alice)
+	bctx, cancelB := context.WithCancel(bob)
+	defer cancelA()
+	defer cancelB()
+	var wg sync.WaitGroup
+	block(actx, la.GetSocketId(), &wg)
+	block(actx, la.GetSocketId(), &wg)
+	block(bctx, lb.GetSocketId(), &wg)
+	e.waitPendingCtx(t, alice, la.GetSocketId(), 2)
+	e.waitPendingCtx(t, bob, lb.GetSocketId(), 1)
+
+	// bob has one call of his two, but the agent has 3 of 3.
+	_, err := e.sc.Accept(bob, &sockagentv1.AcceptRequest{SocketId: lb.GetSocketId(), Timeout: dur(time.Second)})
+	wantLimit(t, err, "agent_limits.blocking_calls", 3)
+	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded, "accept "+lb.GetSocketId(), "the agent has 3 blocking calls in progress")
+	if md := polMeta(err); md["rule_set"] != "" || md["socket_id"] != lb.GetSocketId() {
+		t.Errorf("metadata %v: want socket_id and no rule_set", md)
+	}
+	for name, call := range map[string]func() error{
+		"dial": func() error {
+			_, err := e.sc.Dial(bob, &sockagentv1.DialRequest{Network: "tcp", Address: lb.GetLocalAddress()})
+			return err
+		},
+		"send": func() error {
+			_, err := e.sc.Send(bob, &sockagentv1.SendRequest{SocketId: lb.GetSocketId(), Data: []byte("x")})
+			return err
+		},
+		"recv": func() error {
+			_, err := e.sc.Recv(bob, &sockagentv1.RecvRequest{SocketId: lb.GetSocketId()})
+			return err
+		},
+		"sendto": func() error {
+			_, err := e.sc.SendTo(bob, &sockagentv1.SendToRequest{SocketId: lb.GetSocketId(), Address: "127.0.0.1:9", Data: []byte("x")})
+			return err
+		},
+		"recvfrom": func() error {
+			_, err := e.sc.RecvFrom(bob, &sockagentv1.RecvFromRequest{SocketId: lb.GetSocketId()})
+			return err
+		},
+	} {
+		if err := call(); status.Code(err) != codes.ResourceExhausted || polMeta(err)["limit"] != "agent_limits.blocking_calls" {
+			t.Errorf("%s: %v, want agent_limits.blocking_calls", name, err)
+		}
+	}
+	// Calls that do not block are not counted.
+	e.as(t, "bob").bind(t, "udp", "127.0.0.1:0")
+	if _, err := e.sc.GetSocket(bob, &sockagentv1.GetSocketRequest{SocketId: lb.GetSocketId()}); err != nil {
+		t.Error(err)
+	}
+	// A call that ends frees its place.
+	cancelB()
+	e.waitPendingCtx(t, bob, lb.GetSocketId(), 0)
+	c := e.as(t, "bob").dial(t, "tcp", lb.GetLocalAddress())
+	s := e.as(t, "bob").accept(t, lb.GetSocketId())
+	if _, err := e.sc.Send(bob, &sockagentv1.SendRequest{SocketId: c.GetSocketId(), Data: []byte("hi")}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.sc.Recv(bob, &sockagentv1.RecvRequest{SocketId: s.GetSocketId(), ExactBytes: 2, Timeout: dur(5 * time.Second)})
+	if err != nil || string(r.GetData()) != "hi" {
+		t.Errorf("recv %q, %v", r.GetData(), err)
+	}
+	cancelA()
+	wg.Wait()
+}
+
+// agent_limits.buffered_bytes counts Send/SendTo data and Recv/RecvFrom buffers of calls in
+// progress, all callers together.
+func TestAgentLimitBufferedBytes(t *testing.T) {
+	t.Parallel()
+	e := polEnv(t, "agent_limits: {buffered_bytes: 100000}\n", false)
+	ctx := ctxT(t)
+	cli, srv := e.pair(t)
+	u := e.bind(t, "udp", "127.0.0.1:0")
+
+	// Alone, a call may use the whole budget (a Recv of 100000 bytes on data that is there).
+	e.send(t, cli, strings.Repeat("a", 100000))
+	if got := e.recvExact(t, srv, 100000); len(got) != 100000 {
+		t.Fatalf("recv %d bytes", len(got))
+	}
+	// But not more.
+	_, err := e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: make([]byte, 100001)})
+	wantLimit(t, err, "agent_limits.buffered_bytes", 100000)
+	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded, "100001 bytes in one call")
+
+	// Two Recvs of 30000 bytes wait on a socket that gets no data: 60000 held.
+	_, idle := e.pair(t)
+	release := e.blockRecvs(t, idle, 2, 30000)
+	_, err = e.sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: cli, ExactBytes: 50000, Timeout: dur(time.Second)})
+	wantLimit(t, err, "agent_limits.buffered_bytes", 100000)
+	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded, "recv "+cli,
+		"the agent holds 60000 bytes for calls in progress and this call needs 50000")
+	_, err = e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: make([]byte, 40001)})
+	wantLimit(t, err, "agent_limits.buffered_bytes", 100000)
+	_, err = e.sc.SendTo(ctx, &sockagentv1.SendToRequest{SocketId: u.GetSocketId(), Address: u.GetLocalAddress(), Data: make([]byte, 40001)})
+	wantLimit(t, err, "agent_limits.buffered_bytes", 100000)
+	_, err = e.sc.RecvFrom(ctx, &sockagentv1.RecvFromRequest{SocketId: u.GetSocketId(), MaxBytes: 40001})
+	wantLimit(t, err, "agent_limits.buffered_bytes", 100000)
+	// What fits passes: 60000 + 40000.
+	e.send(t, cli, strings.Repeat("b", 40000))
+	release()
+	// The cancelled Recvs gave their bytes back: 100000 fits again.
+	if got := e.recvExact(t, srv, 40000); got != strings.Repeat("b", 40000) {
+		t.Errorf("recv %d bytes, want 40000 b", len(got))
+	}
+	e.send(t, cli, strings.Repeat("c", 100000))
+	if got := e.recvExact(t, srv, 100000); got != strings.Repeat("c", 100000) {
+		t.Errorf("recv %d bytes after the blocked calls ended", len(got))
+	}
+}
+
+// A request larger than Config.MaxMessageBytes is refused by gRPC itself with
+// RESOURCE_EXHAUSTED naming the size and the limit; the default takes a Send of 4 MiB, the
+// default limits.bytes_per_call.
+func TestMaxMessageBytes(t *testing.T) {
+	t.Parallel()
+	t.Run("small", func(t *testing.T) {
+		t.Parallel()
+		e := newEnvWith(t, agent.Config{MaxMessageBytes: 64 << 10})
+		ctx := ctxT(t)
+		cli, srv := e.pair(t)
+		_, err := e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: make([]byte, 64<<10)})
+		st := status.Convert(err)
+		if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), fmt.Sprintf("received message larger than max (%d vs. %d)", 64<<10+len(cli)+6, 64<<10)) {
+			t.Errorf("send of 64 KiB: %v; want RESOURCE_EXHAUSTED received message larger than max (... vs. 65536)", err)
+		}
+		// The connection and the socket survive: a smaller Send goes through.
+		e.send(t, cli, strings.Repeat("x", 60<<10))
+		if got := e.recvExact(t, srv, 60<<10); len(got) != 60<<10 {
+			t.Errorf("recv %d bytes", len(got))
+		}
+	})
+	t.Run("default", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		ctx := ctxT(t)
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lis.Close()
+		got := make(chan int64, 1)
+		go func() {
+			c, err := lis.Accept()
+			if err != nil {
+				got <- -1
+				return
+			}
+			defer c.Close()
+			n, _ := io.Copy(io.Discard, c)
+			got <- n
+		}()
+		d := e.dial(t, "tcp", lis.Addr().String())
+		const size = 4 << 20
+		r, err := e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: d.GetSocketId(), Data: make([]byte, size), Timeout: dur(10 * time.Second)})
+		if err != nil || r.GetBytesSent() != size {
+			t.Fatalf("send of 4 MiB: %v, %d bytes sent", err, r.GetBytesSent())
+		}
+		if _, err := e.sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: d.GetSocketId()}); err != nil {
+			t.Fatal(err)
+		}
+		if n := <-got; n != size {
+			t.Errorf("peer read %d bytes, want %d", n, size)
+		}
+		_, err = e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: "s1", Data: make([]byte, agent.DefaultMaxMessageBytes)})
+		if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), fmt.Sprintf("vs. %d)", agent.DefaultMaxMessageBytes)) {
+			t.Errorf("send over the default: %v", err)
+		}
+	})
+}
