@@ -75,6 +75,9 @@ type Config struct {
 	// Policy decides per caller what may be opened and used, and the limits; nil means
 	// policy.Default() (see policy.DefaultYAML).
 	Policy *policy.Policy
+	// IdleTimeout closes a socket outside a session once no call has used it (and none is
+	// pending) for this long; 0 means DefaultIdleTimeout, negative never.
+	IdleTimeout time.Duration
 }
 
 // Agent serves the sockagent.v1 API over gRPC.
@@ -115,6 +118,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails on supported platforms
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	a := &Agent{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -124,6 +130,7 @@ func New(cfg Config) (*Agent, error) {
 		instance: hex.EncodeToString(id[:]),
 		audit:    cfg.AuditLogger,
 	}
+	a.table.instance, a.table.started, a.table.idle = a.instance, a.started, cfg.IdleTimeout
 	if cfg.Tokens != nil {
 		if cfg.Tokens.Len() == 0 {
 			return nil, errors.New("agent config: Tokens is empty; give at least one token or none at all")
@@ -142,9 +149,11 @@ func New(cfg Config) (*Agent, error) {
 	a.srv = grpc.NewServer(opts...)
 	sockagentv1.RegisterSocketServiceServer(a.srv, &socketService{t: a.table})
 	sockagentv1.RegisterAgentServiceServer(a.srv, &agentService{a: a})
+	sockagentv1.RegisterSessionServiceServer(a.srv, &sessionService{t: a.table})
 	healthpb.RegisterHealthServer(a.srv, a.health)
 	reflection.Register(a.srv)
-	for _, svc := range []string{"", sockagentv1.SocketService_ServiceDesc.ServiceName, sockagentv1.AgentService_ServiceDesc.ServiceName} {
+	a.table.startIdleReaper()
+	for _, svc := range []string{"", sockagentv1.SocketService_ServiceDesc.ServiceName, sockagentv1.AgentService_ServiceDesc.ServiceName, sockagentv1.SessionService_ServiceDesc.ServiceName} {
 		a.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
 	return a, nil
@@ -158,6 +167,9 @@ func (a *Agent) Serve(lis net.Listener) error {
 
 // NumSockets counts the sockets open in the agent's table.
 func (a *Agent) NumSockets() int { return a.table.Len() }
+
+// NumSessions counts the agent's open sessions.
+func (a *Agent) NumSessions() int { return a.table.NumSessions() }
 
 // InstanceID is random per Agent: a new one means the agent restarted.
 func (a *Agent) InstanceID() string { return a.instance }

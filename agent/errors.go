@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/sockagent/sockagent/agent/policy"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -45,6 +46,7 @@ const (
 	ReasonOSError             = "OS_ERROR"
 	ReasonPolicyDenied        = "POLICY_DENIED"
 	ReasonLimitExceeded       = "LIMIT_EXCEEDED"
+	ReasonUnknownSession      = "UNKNOWN_SESSION"
 )
 
 // Sentinel errors of the socket table.
@@ -147,6 +149,8 @@ func classify(err error) (codes.Code, string) {
 		return codes.ResourceExhausted, ReasonLimitExceeded
 	case errors.Is(err, ErrUnknownSocket):
 		return codes.NotFound, ReasonUnknownSocket
+	case errors.Is(err, ErrUnknownSession):
+		return codes.NotFound, ReasonUnknownSession
 	case errors.As(err, &ke):
 		return codes.FailedPrecondition, ReasonWrongSocketKind
 	case errors.As(err, &ae):
@@ -195,6 +199,10 @@ func toStatus(err error) *status.Status {
 				md[k] = v
 			}
 		}
+	}
+	var use *unknownSocketError
+	if errors.As(err, &use) {
+		md["instance_id"], md["started_at"] = use.instance, use.started.UTC().Format(time.RFC3339Nano)
 	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {

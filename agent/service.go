@@ -5,6 +5,7 @@ import (
 	"time"
 
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -32,8 +33,29 @@ func timeoutOf(op string, d *durationpb.Duration) (time.Duration, error) {
 	return v, nil
 }
 
+// SessionHeader is the gRPC metadata key naming the session a Listen, Bind, Dial or Accept
+// opens its socket in.
+const SessionHeader = "sockagent-session"
+
+// inSession returns ctx carrying the session the request's SessionHeader names, if any.
+func inSession(ctx context.Context) context.Context {
+	if v := metadata.ValueFromIncomingContext(ctx, SessionHeader); len(v) > 0 && v[0] != "" {
+		return WithSession(ctx, v[0])
+	}
+	return ctx
+}
+
 func toProto(in Info) *sockagentv1.Socket {
+	now := time.Now()
+	idle := now.Sub(in.LastUsed)
+	if in.Pending > 0 || idle < 0 {
+		idle = 0
+	}
 	return &sockagentv1.Socket{
+		SessionId:        in.Session,
+		LastUsedAt:       timestamppb.New(in.LastUsed),
+		Age:              durationpb.New(now.Sub(in.Created)),
+		Idle:             durationpb.New(idle),
 		SocketId:         in.ID,
 		Network:          in.Network,
 		Kind:             sockagentv1.SocketKind(in.Kind),
@@ -55,7 +77,7 @@ func toProto(in Info) *sockagentv1.Socket {
 func fail(err error) error { return toStatus(err).Err() }
 
 func (s *socketService) Listen(ctx context.Context, r *sockagentv1.ListenRequest) (*sockagentv1.ListenResponse, error) {
-	in, err := s.t.Listen(ctx, r.GetNetwork(), r.GetAddress())
+	in, err := s.t.Listen(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetRequestId())
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -63,7 +85,7 @@ func (s *socketService) Listen(ctx context.Context, r *sockagentv1.ListenRequest
 }
 
 func (s *socketService) Bind(ctx context.Context, r *sockagentv1.BindRequest) (*sockagentv1.BindResponse, error) {
-	in, err := s.t.Bind(ctx, r.GetNetwork(), r.GetAddress())
+	in, err := s.t.Bind(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetRequestId())
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -75,7 +97,7 @@ func (s *socketService) Dial(ctx context.Context, r *sockagentv1.DialRequest) (*
 	if err != nil {
 		return nil, fail(err)
 	}
-	in, err := s.t.Dial(ctx, r.GetNetwork(), r.GetAddress(), r.GetLocalAddress(), to)
+	in, err := s.t.Dial(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetLocalAddress(), to, r.GetRequestId())
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -87,7 +109,7 @@ func (s *socketService) Accept(ctx context.Context, r *sockagentv1.AcceptRequest
 	if err != nil {
 		return nil, fail(err)
 	}
-	in, err := s.t.Accept(ctx, r.GetSocketId(), to)
+	in, err := s.t.Accept(inSession(ctx), r.GetSocketId(), to, r.GetRequestId())
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -173,4 +195,62 @@ func (s *socketService) ListSockets(ctx context.Context, _ *sockagentv1.ListSock
 		out[i] = toProto(in)
 	}
 	return &sockagentv1.ListSocketsResponse{Sockets: out}, nil
+}
+
+// sessionService is the gRPC adapter of SessionService.
+type sessionService struct {
+	sockagentv1.UnimplementedSessionServiceServer
+	t *table
+}
+
+func sessionProto(in SessionInfo) *sockagentv1.Session {
+	return &sockagentv1.Session{
+		SessionId: in.ID,
+		Name:      in.Name,
+		Owner:     in.Owner,
+		Ttl:       durationpb.New(in.TTL),
+		CreatedAt: timestamppb.New(in.Created),
+		ExpiresAt: timestamppb.New(in.Expires),
+		Sockets:   uint32(in.Sockets),
+	}
+}
+
+func (s *sessionService) OpenSession(ctx context.Context, r *sockagentv1.OpenSessionRequest) (*sockagentv1.OpenSessionResponse, error) {
+	var ttl time.Duration
+	if d := r.GetTtl(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return nil, fail(badArg(ReasonInvalidArgument, "open session: ttl: %v", err))
+		}
+		ttl = d.AsDuration()
+	}
+	in, err := s.t.OpenSession(ctx, ttl, r.GetName())
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.OpenSessionResponse{Session: sessionProto(in)}, nil
+}
+
+func (s *sessionService) KeepAlive(ctx context.Context, r *sockagentv1.KeepAliveRequest) (*sockagentv1.KeepAliveResponse, error) {
+	in, err := s.t.KeepAlive(ctx, r.GetSessionId())
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.KeepAliveResponse{Session: sessionProto(in)}, nil
+}
+
+func (s *sessionService) CloseSession(ctx context.Context, r *sockagentv1.CloseSessionRequest) (*sockagentv1.CloseSessionResponse, error) {
+	in, n, err := s.t.CloseSession(ctx, r.GetSessionId())
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.CloseSessionResponse{Session: sessionProto(in), ClosedSockets: uint32(n)}, nil
+}
+
+func (s *sessionService) ListSessions(ctx context.Context, _ *sockagentv1.ListSessionsRequest) (*sockagentv1.ListSessionsResponse, error) {
+	list := s.t.ListSessions(ctx)
+	out := make([]*sockagentv1.Session, len(list))
+	for i, in := range list {
+		out[i] = sessionProto(in)
+	}
+	return &sockagentv1.ListSessionsResponse{Sessions: out}, nil
 }

@@ -77,6 +77,8 @@ type Info struct {
 	Accepted             uint64
 	Created              time.Time
 	Pending              uint32
+	Session              string    // the session the socket belongs to; empty outside one
+	LastUsed             time.Time // when a call last named it or a blocking call on it ended
 }
 
 const (
@@ -121,6 +123,7 @@ type sock struct {
 	id, network, parent string
 	owner               string // Caller.ID of the caller that opened it (for accepted sockets, of Accept)
 	kind                Kind
+	session             string // the session it belongs to; empty outside one
 	created             time.Time
 	ln                  net.Listener
 	conn                net.Conn       // stream socket, or connected datagram socket
@@ -136,6 +139,8 @@ type sock struct {
 	writeShut bool
 
 	pending                                  atomic.Int32
+	lastUsed                                 atomic.Int64           // UnixNano of the last call naming it
+	why                                      atomic.Pointer[string] // why the agent closed it on its own
 	bytesSent, bytesRecv, msgsSent, msgsRecv atomic.Uint64
 	accepted                                 atomic.Uint64
 }
@@ -147,6 +152,7 @@ func (s *sock) info() Info {
 		BytesSent: s.bytesSent.Load(), BytesRecv: s.bytesRecv.Load(),
 		MsgsSent: s.msgsSent.Load(), MsgsRecv: s.msgsRecv.Load(),
 		Accepted: s.accepted.Load(), Pending: uint32(max(s.pending.Load(), 0)),
+		Session: s.session, LastUsed: time.Unix(0, s.lastUsed.Load()),
 	}
 	switch {
 	case s.ln != nil:
@@ -207,13 +213,21 @@ type table struct {
 	maxRecv        int
 	policy         *policy.Policy
 
-	mu      sync.Mutex
-	next    uint64
-	socks   map[string]*sock
-	stopped bool
-	total   int            // open sockets plus reserved slots
-	owned   map[string]int // per owner: open sockets plus reserved slots
-	calls   map[string]int // per caller: blocking calls in progress
+	instance string    // the agent instance, named in UNKNOWN_SOCKET
+	started  time.Time // when the agent instance started
+	idle     time.Duration
+
+	mu        sync.Mutex
+	next      uint64
+	socks     map[string]*sock
+	stopped   bool
+	total     int            // open sockets plus reserved slots
+	owned     map[string]int // per owner: open sockets plus reserved slots
+	calls     map[string]int // per caller: blocking calls in progress
+	sessions  map[string]*session
+	idleTimer *time.Timer // the idle reaper, nil when idle <= 0
+	reqs      map[reqKey]*reqEntry
+	reqOrder  []reqRef // reqs, oldest first
 }
 
 func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *table {
@@ -223,6 +237,7 @@ func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *ta
 	return &table{
 		defaultTimeout: defaultTimeout, maxRecv: maxRecv, policy: pol,
 		socks: map[string]*sock{}, owned: map[string]int{}, calls: map[string]int{},
+		sessions: map[string]*session{}, reqs: map[reqKey]*reqEntry{}, started: time.Now(),
 	}
 }
 
@@ -291,18 +306,25 @@ func (t *table) enterBlocking(caller string, set *policy.RuleSet) (func(), error
 	}, nil
 }
 
-// add registers a new socket in the slot its owner reserved; when the table is stopped it
-// closes it and refuses.
+// add registers a new socket in the slot its owner reserved; when the table is stopped, or
+// the socket's session ended meanwhile, it closes it and refuses.
 func (t *table) add(s *sock) error {
 	s.created = time.Now()
+	s.lastUsed.Store(s.created.UnixNano())
 	s.readGate, s.writeGate = newGate(), newGate()
 	s.closed = make(chan struct{})
 	t.mu.Lock()
+	var refuse error
 	if t.stopped {
+		refuse = ErrAgentStopping
+	} else if ss, ok := t.sessions[s.session]; s.session != "" && (!ok || ss.owner != s.owner) {
+		refuse = fmt.Errorf("session %s: %w", s.session, ErrUnknownSession)
+	}
+	if refuse != nil {
 		t.releaseLocked(s.owner)
 		t.mu.Unlock()
 		_ = s.close()
-		return ErrAgentStopping
+		return refuse
 	}
 	t.next++
 	s.id = "s" + strconv.FormatUint(t.next, 10)
@@ -311,14 +333,24 @@ func (t *table) add(s *sock) error {
 	return nil
 }
 
-// get returns the socket id of ctx's caller; another caller's socket is ErrUnknownSocket.
+// get returns the socket id of ctx's caller, marking it used; another caller's socket is
+// ErrUnknownSocket.
 func (t *table) get(ctx context.Context, id string) (*sock, error) {
+	s, err := t.peek(ctx, id)
+	if err == nil {
+		s.lastUsed.Store(time.Now().UnixNano())
+	}
+	return s, err
+}
+
+// peek is get without marking the socket used (GetSocket, ListSockets).
+func (t *table) peek(ctx context.Context, id string) (*sock, error) {
 	owner := CallerFrom(ctx).ID
 	t.mu.Lock()
 	s, ok := t.socks[id]
 	t.mu.Unlock()
 	if !ok || s.owner != owner {
-		return nil, ErrUnknownSocket
+		return nil, t.unknownSocket()
 	}
 	return s, nil
 }
@@ -367,7 +399,7 @@ func (t *table) Get(id string) (Info, error) {
 
 // GetFor returns the snapshot of one socket of ctx's caller.
 func (t *table) GetFor(ctx context.Context, id string) (Info, error) {
-	s, err := t.get(ctx, id)
+	s, err := t.peek(ctx, id)
 	if err != nil {
 		return Info{}, &OpError{Op: "get", SocketID: id, Err: err}
 	}
@@ -386,7 +418,7 @@ func (t *table) Close(ctx context.Context, id string) (Info, error) {
 	}
 	t.mu.Unlock()
 	if !ok {
-		return Info{}, &OpError{Op: "close", SocketID: id, Err: ErrUnknownSocket}
+		return Info{}, &OpError{Op: "close", SocketID: id, Err: t.unknownSocket()}
 	}
 	in := s.info()
 	in.State = StateClosed
@@ -398,6 +430,7 @@ func (t *table) Close(ctx context.Context, id string) (Info, error) {
 func (t *table) Stop() {
 	t.mu.Lock()
 	t.stopped = true
+	t.stopTimersLocked()
 	socks := t.socks
 	t.socks = map[string]*sock{}
 	t.total, t.owned = 0, map[string]int{}
@@ -495,8 +528,12 @@ func addrPort(a net.Addr) (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
-// Listen opens a stream listener.
-func (t *table) Listen(ctx context.Context, network, address string) (Info, error) {
+// Listen opens a stream listener; a repeated requestID returns the first result.
+func (t *table) Listen(ctx context.Context, network, address, requestID string) (Info, error) {
+	return t.idempotent(ctx, "Listen", requestID, func() (Info, error) { return t.listen(ctx, network, address) })
+}
+
+func (t *table) listen(ctx context.Context, network, address string) (Info, error) {
 	wrap := func(err error) error { return &OpError{Op: "listen", Network: network, Address: address, Err: err} }
 	if err := checkNetwork("listen", network, streamListenNets); err != nil {
 		return Info{}, err
@@ -506,6 +543,10 @@ func (t *table) Listen(ctx context.Context, network, address string) (Info, erro
 	}
 	c, set := t.who(ctx)
 	if err := set.CheckNetwork(network); err != nil {
+		return Info{}, wrap(err)
+	}
+	sess, err := t.sessionOfCall(ctx)
+	if err != nil {
 		return Info{}, wrap(err)
 	}
 	if err := t.reserve(c.ID, set); err != nil {
@@ -522,15 +563,19 @@ func (t *table) Listen(ctx context.Context, network, address string) (Info, erro
 		t.release(c.ID)
 		return Info{}, wrap(err)
 	}
-	s := &sock{owner: c.ID, network: network, kind: KindListener, ln: ln}
+	s := &sock{owner: c.ID, session: sess, network: network, kind: KindListener, ln: ln}
 	if err := t.add(s); err != nil {
 		return Info{}, wrap(err)
 	}
 	return s.info(), nil
 }
 
-// Bind opens a bound datagram socket.
-func (t *table) Bind(ctx context.Context, network, address string) (Info, error) {
+// Bind opens a bound datagram socket; a repeated requestID returns the first result.
+func (t *table) Bind(ctx context.Context, network, address, requestID string) (Info, error) {
+	return t.idempotent(ctx, "Bind", requestID, func() (Info, error) { return t.bind(ctx, network, address) })
+}
+
+func (t *table) bind(ctx context.Context, network, address string) (Info, error) {
 	wrap := func(err error) error { return &OpError{Op: "bind", Network: network, Address: address, Err: err} }
 	if err := checkNetwork("bind", network, datagramNets); err != nil {
 		return Info{}, err
@@ -540,6 +585,10 @@ func (t *table) Bind(ctx context.Context, network, address string) (Info, error)
 	}
 	c, set := t.who(ctx)
 	if err := set.CheckNetwork(network); err != nil {
+		return Info{}, wrap(err)
+	}
+	sess, err := t.sessionOfCall(ctx)
+	if err != nil {
 		return Info{}, wrap(err)
 	}
 	if err := t.reserve(c.ID, set); err != nil {
@@ -556,7 +605,7 @@ func (t *table) Bind(ctx context.Context, network, address string) (Info, error)
 		t.release(c.ID)
 		return Info{}, wrap(err)
 	}
-	s := &sock{owner: c.ID, network: network, kind: KindDatagram, pc: pc}
+	s := &sock{owner: c.ID, session: sess, network: network, kind: KindDatagram, pc: pc}
 	if network == "unixgram" && !strings.HasPrefix(address, "@") {
 		s.unlink = address
 	}
@@ -586,8 +635,12 @@ func resolveLocal(network, address string) (net.Addr, error) {
 	}
 }
 
-// Dial opens a connected socket.
-func (t *table) Dial(ctx context.Context, network, address, local string, timeout time.Duration) (Info, error) {
+// Dial opens a connected socket; a repeated requestID returns the first result.
+func (t *table) Dial(ctx context.Context, network, address, local string, timeout time.Duration, requestID string) (Info, error) {
+	return t.idempotent(ctx, "Dial", requestID, func() (Info, error) { return t.dial(ctx, network, address, local, timeout) })
+}
+
+func (t *table) dial(ctx context.Context, network, address, local string, timeout time.Duration) (Info, error) {
 	wrap := func(err error) error { return &OpError{Op: "dial", Network: network, Address: address, Err: err} }
 	if err := checkNetwork("dial", network, dialNets); err != nil {
 		return Info{}, err
@@ -597,6 +650,10 @@ func (t *table) Dial(ctx context.Context, network, address, local string, timeou
 	}
 	c, set := t.who(ctx)
 	if err := set.CheckNetwork(network); err != nil {
+		return Info{}, wrap(err)
+	}
+	sess, err := t.sessionOfCall(ctx)
+	if err != nil {
 		return Info{}, wrap(err)
 	}
 	d := net.Dialer{Timeout: t.timeout(timeout), Control: control(set, false)}
@@ -636,7 +693,7 @@ func (t *table) Dial(ctx context.Context, network, address, local string, timeou
 		t.release(c.ID)
 		return Info{}, wrap(err)
 	}
-	s := &sock{owner: c.ID, network: network, kind: KindStream, conn: conn}
+	s := &sock{owner: c.ID, session: sess, network: network, kind: KindStream, conn: conn}
 	if strings.HasPrefix(network, "udp") || network == "unixgram" {
 		s.kind = KindDatagram
 		if network == "unixgram" && local != "" && !strings.HasPrefix(local, "@") {
@@ -660,9 +717,12 @@ func (t *table) timeout(d time.Duration) time.Duration {
 // deadline. Cancelling ctx wakes fn at once by moving the deadline into the past.
 func (t *table) blocking(ctx context.Context, s *sock, g gate, timeout time.Duration, setDeadline func(time.Time) error, fn func() error) error {
 	s.pending.Add(1)
-	defer s.pending.Add(-1)
+	defer func() {
+		s.lastUsed.Store(time.Now().UnixNano())
+		s.pending.Add(-1)
+	}()
 	if err := g.enter(ctx, s.closed); err != nil {
-		return t.closedErr(err)
+		return t.closedErr(s, err)
 	}
 	defer g.leave()
 	deadline := time.Now().Add(t.timeout(timeout))
@@ -670,7 +730,7 @@ func (t *table) blocking(ctx context.Context, s *sock, g gate, timeout time.Dura
 		deadline = d
 	}
 	if err := setDeadline(deadline); err != nil {
-		return t.closedErr(err)
+		return t.closedErr(s, err)
 	}
 	woken := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
@@ -684,20 +744,33 @@ func (t *table) blocking(ctx context.Context, s *sock, g gate, timeout time.Dura
 	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
 		return context.Canceled
 	}
-	return t.closedErr(err)
+	return t.closedErr(s, err)
 }
 
-func (t *table) closedErr(err error) error {
-	if errors.Is(err, net.ErrClosed) && t.isStopped() {
+// closedErr says why s was closed under a blocked call: the agent stopping, or the agent
+// closing it on its own (session ended, idle).
+func (t *table) closedErr(s *sock, err error) error {
+	if !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	if t.isStopped() {
 		return ErrAgentStopping
+	}
+	if why := s.why.Load(); why != nil {
+		return &closedError{why: *why}
 	}
 	return err
 }
 
 type deadliner interface{ SetDeadline(time.Time) error }
 
-// Accept waits for the next connection on a listener.
-func (t *table) Accept(ctx context.Context, id string, timeout time.Duration) (Info, error) {
+// Accept waits for the next connection on a listener; a repeated requestID returns the first
+// result. The connection joins the call's session, else the listener's.
+func (t *table) Accept(ctx context.Context, id string, timeout time.Duration, requestID string) (Info, error) {
+	return t.idempotent(ctx, "Accept", requestID, func() (Info, error) { return t.accept(ctx, id, timeout) })
+}
+
+func (t *table) accept(ctx context.Context, id string, timeout time.Duration) (Info, error) {
 	s, err := t.get(ctx, id)
 	wrap := func(err error) error {
 		return &OpError{Op: "accept", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
@@ -713,6 +786,13 @@ func (t *table) Accept(ctx context.Context, id string, timeout time.Duration) (I
 		return Info{}, wrap(&kindError{"listener does not support deadlines"})
 	}
 	c, set := t.who(ctx)
+	sess, err := t.sessionOfCall(ctx)
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	if sess == "" {
+		sess = s.session
+	}
 	done, err := t.enterBlocking(c.ID, set)
 	if err != nil {
 		return Info{}, wrap(err)
@@ -732,7 +812,7 @@ func (t *table) Accept(ctx context.Context, id string, timeout time.Duration) (I
 		return Info{}, wrap(err)
 	}
 	s.accepted.Add(1)
-	a := &sock{owner: c.ID, network: s.network, kind: KindStream, conn: conn, parent: s.id}
+	a := &sock{owner: c.ID, session: sess, network: s.network, kind: KindStream, conn: conn, parent: s.id}
 	if err := t.add(a); err != nil {
 		return Info{}, wrap(err)
 	}

@@ -236,7 +236,19 @@ type Socket struct {
 	// owner is the caller that opened the socket ("anonymous", "token:NAME", "cert:SUBJECT");
 	// for an accepted socket, the caller of Accept. Only the owner sees and uses a socket: to
 	// any other caller its id answers NOT_FOUND (UNKNOWN_SOCKET), as an unknown id does.
-	Owner         string `protobuf:"bytes,15,opt,name=owner,proto3" json:"owner,omitempty"`
+	Owner string `protobuf:"bytes,15,opt,name=owner,proto3" json:"owner,omitempty"`
+	// session_id is the session the socket belongs to (see SessionService); empty outside one.
+	// The socket is closed when the session is closed or its lease expires.
+	SessionId string `protobuf:"bytes,16,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// last_used_at is when a call last used the socket (GetSocket and ListSockets do not count),
+	// or a blocking call on it ended.
+	LastUsedAt *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	// age is how long the socket has been open.
+	Age *durationpb.Duration `protobuf:"bytes,18,opt,name=age,proto3" json:"age,omitempty"`
+	// idle is how long no call has used the socket (0 while a blocking call is pending). A
+	// socket outside a session is closed after the agent's idle timeout (sockagent
+	// --idle-timeout, default 10m).
+	Idle          *durationpb.Duration `protobuf:"bytes,19,opt,name=idle,proto3" json:"idle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -376,13 +388,46 @@ func (x *Socket) GetOwner() string {
 	return ""
 }
 
+func (x *Socket) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *Socket) GetLastUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedAt
+	}
+	return nil
+}
+
+func (x *Socket) GetAge() *durationpb.Duration {
+	if x != nil {
+		return x.Age
+	}
+	return nil
+}
+
+func (x *Socket) GetIdle() *durationpb.Duration {
+	if x != nil {
+		return x.Idle
+	}
+	return nil
+}
+
 // ListenRequest opens a stream listener.
 type ListenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// network is tcp, tcp4, tcp6 or unix.
 	Network string `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
 	// address is host:port ("127.0.0.1:0", "[::1]:8080") or a UNIX socket path.
-	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// request_id, when set, makes the call idempotent: a retry with the same request_id by the
+	// same caller within 10 minutes returns the first call's response (the same socket) instead
+	// of opening a second socket; a retry while the first call runs waits for it. A failed call
+	// is forgotten, so its retry runs again. Reusing an id for another RPC is INVALID_ARGUMENT.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -427,6 +472,13 @@ func (x *ListenRequest) GetNetwork() string {
 func (x *ListenRequest) GetAddress() string {
 	if x != nil {
 		return x.Address
+	}
+	return ""
+}
+
+func (x *ListenRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -483,7 +535,12 @@ type BindRequest struct {
 	// network is udp, udp4, udp6 or unixgram.
 	Network string `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
 	// address is host:port or a UNIX socket path.
-	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// request_id, when set, makes the call idempotent: a retry with the same request_id by the
+	// same caller within 10 minutes returns the first call's response (the same socket) instead
+	// of opening a second socket; a retry while the first call runs waits for it. A failed call
+	// is forgotten, so its retry runs again. Reusing an id for another RPC is INVALID_ARGUMENT.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -528,6 +585,13 @@ func (x *BindRequest) GetNetwork() string {
 func (x *BindRequest) GetAddress() string {
 	if x != nil {
 		return x.Address
+	}
+	return ""
+}
+
+func (x *BindRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -588,7 +652,12 @@ type DialRequest struct {
 	// local_address optionally binds the source address first (host:port, port may be 0).
 	LocalAddress string `protobuf:"bytes,3,opt,name=local_address,json=localAddress,proto3" json:"local_address,omitempty"`
 	// timeout bounds the connect; 0 = the agent's default.
-	Timeout       *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// request_id, when set, makes the call idempotent: a retry with the same request_id by the
+	// same caller within 10 minutes returns the first call's response (the same socket) instead
+	// of opening a second socket; a retry while the first call runs waits for it. A failed call
+	// is forgotten, so its retry runs again. Reusing an id for another RPC is INVALID_ARGUMENT.
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -651,6 +720,13 @@ func (x *DialRequest) GetTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *DialRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // DialResponse carries the connected socket.
 type DialResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -703,7 +779,12 @@ type AcceptRequest struct {
 	// socket_id is the listener.
 	SocketId string `protobuf:"bytes,1,opt,name=socket_id,json=socketId,proto3" json:"socket_id,omitempty"`
 	// timeout bounds the wait; 0 = the agent's default.
-	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// request_id, when set, makes the call idempotent: a retry with the same request_id by the
+	// same caller within 10 minutes returns the first call's response (the same socket) instead
+	// of opening a second socket; a retry while the first call runs waits for it. A failed call
+	// is forgotten, so its retry runs again. Reusing an id for another RPC is INVALID_ARGUMENT.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -750,6 +831,13 @@ func (x *AcceptRequest) GetTimeout() *durationpb.Duration {
 		return x.Timeout
 	}
 	return nil
+}
+
+func (x *AcceptRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // AcceptResponse carries the accepted connection.
@@ -1647,7 +1735,7 @@ var File_sockagent_v1_socket_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\n" +
-	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x04\n" +
+	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x05\n" +
 	"\x06Socket\x12\x1b\n" +
 	"\tsocket_id\x18\x01 \x01(\tR\bsocketId\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\tR\anetwork\x12,\n" +
@@ -1666,27 +1754,41 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n" +
 	"\rpending_calls\x18\x0e \x01(\rR\fpendingCalls\x12\x14\n" +
-	"\x05owner\x18\x0f \x01(\tR\x05owner\"C\n" +
+	"\x05owner\x18\x0f \x01(\tR\x05owner\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x10 \x01(\tR\tsessionId\x12<\n" +
+	"\flast_used_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastUsedAt\x12+\n" +
+	"\x03age\x18\x12 \x01(\v2\x19.google.protobuf.DurationR\x03age\x12-\n" +
+	"\x04idle\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\x04idle\"b\n" +
 	"\rListenRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\tR\aaddress\">\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\">\n" +
 	"\x0eListenResponse\x12,\n" +
-	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"A\n" +
+	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"`\n" +
 	"\vBindRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\tR\aaddress\"<\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"<\n" +
 	"\fBindResponse\x12,\n" +
-	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\x9b\x01\n" +
+	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\xba\x01\n" +
 	"\vDialRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12#\n" +
 	"\rlocal_address\x18\x03 \x01(\tR\flocalAddress\x123\n" +
-	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"<\n" +
+	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"<\n" +
 	"\fDialResponse\x12,\n" +
-	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"a\n" +
+	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\x80\x01\n" +
 	"\rAcceptRequest\x12\x1b\n" +
 	"\tsocket_id\x18\x01 \x01(\tR\bsocketId\x123\n" +
-	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\">\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\">\n" +
 	"\x0eAcceptResponse\x12,\n" +
 	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"s\n" +
 	"\vSendRequest\x12\x1b\n" +
@@ -1819,50 +1921,53 @@ var file_sockagent_v1_socket_proto_depIdxs = []int32{
 	0,  // 0: sockagent.v1.Socket.kind:type_name -> sockagent.v1.SocketKind
 	1,  // 1: sockagent.v1.Socket.state:type_name -> sockagent.v1.SocketState
 	28, // 2: sockagent.v1.Socket.created_at:type_name -> google.protobuf.Timestamp
-	3,  // 3: sockagent.v1.ListenResponse.socket:type_name -> sockagent.v1.Socket
-	3,  // 4: sockagent.v1.BindResponse.socket:type_name -> sockagent.v1.Socket
-	29, // 5: sockagent.v1.DialRequest.timeout:type_name -> google.protobuf.Duration
-	3,  // 6: sockagent.v1.DialResponse.socket:type_name -> sockagent.v1.Socket
-	29, // 7: sockagent.v1.AcceptRequest.timeout:type_name -> google.protobuf.Duration
-	3,  // 8: sockagent.v1.AcceptResponse.socket:type_name -> sockagent.v1.Socket
-	29, // 9: sockagent.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
-	29, // 10: sockagent.v1.RecvRequest.timeout:type_name -> google.protobuf.Duration
-	29, // 11: sockagent.v1.SendToRequest.timeout:type_name -> google.protobuf.Duration
-	29, // 12: sockagent.v1.RecvFromRequest.timeout:type_name -> google.protobuf.Duration
-	2,  // 13: sockagent.v1.ShutdownRequest.direction:type_name -> sockagent.v1.ShutdownDirection
-	3,  // 14: sockagent.v1.ShutdownResponse.socket:type_name -> sockagent.v1.Socket
-	3,  // 15: sockagent.v1.CloseResponse.socket:type_name -> sockagent.v1.Socket
-	3,  // 16: sockagent.v1.GetSocketResponse.socket:type_name -> sockagent.v1.Socket
-	3,  // 17: sockagent.v1.ListSocketsResponse.sockets:type_name -> sockagent.v1.Socket
-	4,  // 18: sockagent.v1.SocketService.Listen:input_type -> sockagent.v1.ListenRequest
-	6,  // 19: sockagent.v1.SocketService.Bind:input_type -> sockagent.v1.BindRequest
-	8,  // 20: sockagent.v1.SocketService.Dial:input_type -> sockagent.v1.DialRequest
-	10, // 21: sockagent.v1.SocketService.Accept:input_type -> sockagent.v1.AcceptRequest
-	12, // 22: sockagent.v1.SocketService.Send:input_type -> sockagent.v1.SendRequest
-	14, // 23: sockagent.v1.SocketService.Recv:input_type -> sockagent.v1.RecvRequest
-	16, // 24: sockagent.v1.SocketService.SendTo:input_type -> sockagent.v1.SendToRequest
-	18, // 25: sockagent.v1.SocketService.RecvFrom:input_type -> sockagent.v1.RecvFromRequest
-	20, // 26: sockagent.v1.SocketService.Shutdown:input_type -> sockagent.v1.ShutdownRequest
-	22, // 27: sockagent.v1.SocketService.Close:input_type -> sockagent.v1.CloseRequest
-	24, // 28: sockagent.v1.SocketService.GetSocket:input_type -> sockagent.v1.GetSocketRequest
-	26, // 29: sockagent.v1.SocketService.ListSockets:input_type -> sockagent.v1.ListSocketsRequest
-	5,  // 30: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
-	7,  // 31: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
-	9,  // 32: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
-	11, // 33: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
-	13, // 34: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
-	15, // 35: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
-	17, // 36: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
-	19, // 37: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
-	21, // 38: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
-	23, // 39: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
-	25, // 40: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
-	27, // 41: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
-	30, // [30:42] is the sub-list for method output_type
-	18, // [18:30] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	28, // 3: sockagent.v1.Socket.last_used_at:type_name -> google.protobuf.Timestamp
+	29, // 4: sockagent.v1.Socket.age:type_name -> google.protobuf.Duration
+	29, // 5: sockagent.v1.Socket.idle:type_name -> google.protobuf.Duration
+	3,  // 6: sockagent.v1.ListenResponse.socket:type_name -> sockagent.v1.Socket
+	3,  // 7: sockagent.v1.BindResponse.socket:type_name -> sockagent.v1.Socket
+	29, // 8: sockagent.v1.DialRequest.timeout:type_name -> google.protobuf.Duration
+	3,  // 9: sockagent.v1.DialResponse.socket:type_name -> sockagent.v1.Socket
+	29, // 10: sockagent.v1.AcceptRequest.timeout:type_name -> google.protobuf.Duration
+	3,  // 11: sockagent.v1.AcceptResponse.socket:type_name -> sockagent.v1.Socket
+	29, // 12: sockagent.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
+	29, // 13: sockagent.v1.RecvRequest.timeout:type_name -> google.protobuf.Duration
+	29, // 14: sockagent.v1.SendToRequest.timeout:type_name -> google.protobuf.Duration
+	29, // 15: sockagent.v1.RecvFromRequest.timeout:type_name -> google.protobuf.Duration
+	2,  // 16: sockagent.v1.ShutdownRequest.direction:type_name -> sockagent.v1.ShutdownDirection
+	3,  // 17: sockagent.v1.ShutdownResponse.socket:type_name -> sockagent.v1.Socket
+	3,  // 18: sockagent.v1.CloseResponse.socket:type_name -> sockagent.v1.Socket
+	3,  // 19: sockagent.v1.GetSocketResponse.socket:type_name -> sockagent.v1.Socket
+	3,  // 20: sockagent.v1.ListSocketsResponse.sockets:type_name -> sockagent.v1.Socket
+	4,  // 21: sockagent.v1.SocketService.Listen:input_type -> sockagent.v1.ListenRequest
+	6,  // 22: sockagent.v1.SocketService.Bind:input_type -> sockagent.v1.BindRequest
+	8,  // 23: sockagent.v1.SocketService.Dial:input_type -> sockagent.v1.DialRequest
+	10, // 24: sockagent.v1.SocketService.Accept:input_type -> sockagent.v1.AcceptRequest
+	12, // 25: sockagent.v1.SocketService.Send:input_type -> sockagent.v1.SendRequest
+	14, // 26: sockagent.v1.SocketService.Recv:input_type -> sockagent.v1.RecvRequest
+	16, // 27: sockagent.v1.SocketService.SendTo:input_type -> sockagent.v1.SendToRequest
+	18, // 28: sockagent.v1.SocketService.RecvFrom:input_type -> sockagent.v1.RecvFromRequest
+	20, // 29: sockagent.v1.SocketService.Shutdown:input_type -> sockagent.v1.ShutdownRequest
+	22, // 30: sockagent.v1.SocketService.Close:input_type -> sockagent.v1.CloseRequest
+	24, // 31: sockagent.v1.SocketService.GetSocket:input_type -> sockagent.v1.GetSocketRequest
+	26, // 32: sockagent.v1.SocketService.ListSockets:input_type -> sockagent.v1.ListSocketsRequest
+	5,  // 33: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
+	7,  // 34: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
+	9,  // 35: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
+	11, // 36: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
+	13, // 37: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
+	15, // 38: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
+	17, // 39: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
+	19, // 40: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
+	21, // 41: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
+	23, // 42: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
+	25, // 43: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
+	27, // 44: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
+	33, // [33:45] is the sub-list for method output_type
+	21, // [21:33] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_sockagent_v1_socket_proto_init() }

@@ -51,7 +51,10 @@ const (
 //	DEADLINE_EXCEEDED   TIMEOUT (the call's timeout or the RPC deadline)
 //	ALREADY_EXISTS      ADDRESS_IN_USE
 //	FAILED_PRECONDITION WRONG_SOCKET_KIND, ADDRESS_NOT_AVAILABLE, PATH_NOT_FOUND, NOT_CONNECTED
-//	NOT_FOUND           UNKNOWN_SOCKET (never opened, or already closed)
+//	NOT_FOUND           UNKNOWN_SOCKET (never opened, already closed, or opened before the
+//	                    agent restarted: metadata instance_id and started_at name this
+//	                    agent instance), UNKNOWN_SESSION (the sockagent-session header names
+//	                    no open session of the caller)
 //	INVALID_ARGUMENT    INVALID_ADDRESS, INVALID_NETWORK, INVALID_ARGUMENT, MESSAGE_TOO_LARGE
 //	PERMISSION_DENIED   ACCESS_DENIED (the OS refused), POLICY_DENIED (the agent's policy
 //	                    refused; metadata rule and rule_set name the rule)
@@ -64,6 +67,12 @@ const (
 // (UNKNOWN_SOCKET) and ListSockets shows each caller its own sockets only. The policy
 // (sockagent --policy) decides per caller which networks, destinations, local addresses and
 // UNIX paths may be used, and limits sockets, bytes per call and concurrent blocking calls.
+//
+// Sessions: Listen, Bind, Dial and Accept called with the gRPC metadata header
+// "sockagent-session: SESSION_ID" (grpcurl -H 'sockagent-session: ID') open the socket in
+// that session (see SessionService); an Accept without it puts the connection in the
+// listener's session. Sockets outside a session are closed once idle for the agent's idle
+// timeout (no call named them, none pending).
 //
 // Blocking calls (Dial, Accept, Send, Recv, SendTo, RecvFrom) wait at most their timeout
 // (0 = the agent's default) and never past the RPC deadline. Calls on one socket of the same
@@ -264,7 +273,10 @@ func (c *socketServiceClient) ListSockets(ctx context.Context, in *ListSocketsRe
 //	DEADLINE_EXCEEDED   TIMEOUT (the call's timeout or the RPC deadline)
 //	ALREADY_EXISTS      ADDRESS_IN_USE
 //	FAILED_PRECONDITION WRONG_SOCKET_KIND, ADDRESS_NOT_AVAILABLE, PATH_NOT_FOUND, NOT_CONNECTED
-//	NOT_FOUND           UNKNOWN_SOCKET (never opened, or already closed)
+//	NOT_FOUND           UNKNOWN_SOCKET (never opened, already closed, or opened before the
+//	                    agent restarted: metadata instance_id and started_at name this
+//	                    agent instance), UNKNOWN_SESSION (the sockagent-session header names
+//	                    no open session of the caller)
 //	INVALID_ARGUMENT    INVALID_ADDRESS, INVALID_NETWORK, INVALID_ARGUMENT, MESSAGE_TOO_LARGE
 //	PERMISSION_DENIED   ACCESS_DENIED (the OS refused), POLICY_DENIED (the agent's policy
 //	                    refused; metadata rule and rule_set name the rule)
@@ -277,6 +289,12 @@ func (c *socketServiceClient) ListSockets(ctx context.Context, in *ListSocketsRe
 // (UNKNOWN_SOCKET) and ListSockets shows each caller its own sockets only. The policy
 // (sockagent --policy) decides per caller which networks, destinations, local addresses and
 // UNIX paths may be used, and limits sockets, bytes per call and concurrent blocking calls.
+//
+// Sessions: Listen, Bind, Dial and Accept called with the gRPC metadata header
+// "sockagent-session: SESSION_ID" (grpcurl -H 'sockagent-session: ID') open the socket in
+// that session (see SessionService); an Accept without it puts the connection in the
+// listener's session. Sockets outside a session are closed once idle for the agent's idle
+// timeout (no call named them, none pending).
 //
 // Blocking calls (Dial, Accept, Send, Recv, SendTo, RecvFrom) wait at most their timeout
 // (0 = the agent's default) and never past the RPC deadline. Calls on one socket of the same

@@ -1,0 +1,349 @@
+package agent
+
+// Sessions (leases on sockets), idle reaping and idempotent creation: table logic, no gRPC.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"time"
+)
+
+// Session and idle defaults and bounds.
+const (
+	DefaultSessionTTL  = 30 * time.Second
+	MinSessionTTL      = time.Second
+	MaxSessionTTL      = 24 * time.Hour
+	DefaultIdleTimeout = 10 * time.Minute
+	maxSessionName     = 128
+	maxRequestID       = 128
+	// requestMemory and maxRequests bound how long and how many request_ids are remembered.
+	requestMemory = 10 * time.Minute
+	maxRequests   = 10000
+)
+
+// ErrUnknownSession: no open session of the caller has this id (never opened, closed, or
+// its lease expired).
+var ErrUnknownSession = errors.New("unknown session (never opened, closed, or its lease expired)")
+
+type sessionKey struct{}
+
+// WithSession returns ctx asking that the sockets a call opens join session id.
+func WithSession(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, sessionKey{}, id)
+}
+
+func sessionFrom(ctx context.Context) string {
+	id, _ := ctx.Value(sessionKey{}).(string)
+	return id
+}
+
+// SessionInfo is a snapshot of one session.
+type SessionInfo struct {
+	ID, Name, Owner  string
+	TTL              time.Duration
+	Created, Expires time.Time
+	Sockets          int
+}
+
+type session struct {
+	id, name, owner  string
+	ttl              time.Duration
+	created, expires time.Time
+	timer            *time.Timer // fires expire at the end of the lease
+}
+
+// unknownSocketError is ErrUnknownSocket naming the agent instance, so that a client holding an
+// id from before a restart can tell.
+type unknownSocketError struct {
+	instance string
+	started  time.Time
+}
+
+func (e *unknownSocketError) Error() string {
+	return fmt.Sprintf("%s; this agent instance %s, started %s, has no such socket: if it was opened before, the agent restarted",
+		ErrUnknownSocket, e.instance, e.started.UTC().Format(time.RFC3339))
+}
+
+func (e *unknownSocketError) Is(target error) bool { return target == ErrUnknownSocket }
+
+func (t *table) unknownSocket() error {
+	return &unknownSocketError{instance: t.instance, started: t.started}
+}
+
+// closedError is net.ErrClosed for a socket the agent closed on its own (session ended,
+// idle), saying why.
+type closedError struct{ why string }
+
+func (e *closedError) Error() string { return "socket closed by the agent: " + e.why }
+func (e *closedError) Unwrap() error { return net.ErrClosed }
+
+func newSessionID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// sessionOfCall returns the session ctx asks for, checked: empty when none, ErrUnknownSession
+// when it is not an open session of the caller.
+func (t *table) sessionOfCall(ctx context.Context) (string, error) {
+	id := sessionFrom(ctx)
+	if id == "" {
+		return "", nil
+	}
+	owner := CallerFrom(ctx).ID
+	t.mu.Lock()
+	s, ok := t.sessions[id]
+	t.mu.Unlock()
+	if !ok || s.owner != owner {
+		return "", fmt.Errorf("session %s: %w", id, ErrUnknownSession)
+	}
+	return id, nil
+}
+
+func (t *table) sessionInfoLocked(s *session) SessionInfo {
+	n := 0
+	for _, k := range t.socks {
+		if k.session == s.id {
+			n++
+		}
+	}
+	return SessionInfo{ID: s.id, Name: s.name, Owner: s.owner, TTL: s.ttl, Created: s.created, Expires: s.expires, Sockets: n}
+}
+
+// OpenSession starts a session of ctx's caller whose lease lasts ttl (0 = DefaultSessionTTL).
+func (t *table) OpenSession(ctx context.Context, ttl time.Duration, name string) (SessionInfo, error) {
+	if ttl == 0 {
+		ttl = DefaultSessionTTL
+	}
+	if ttl < MinSessionTTL || ttl > MaxSessionTTL {
+		return SessionInfo{}, badArg(ReasonInvalidArgument, "open session: ttl %s out of range; give 0 (%s) or %s up to %s", ttl, DefaultSessionTTL, MinSessionTTL, MaxSessionTTL)
+	}
+	if len(name) > maxSessionName {
+		return SessionInfo{}, badArg(ReasonInvalidArgument, "open session: name is %d bytes, at most %d", len(name), maxSessionName)
+	}
+	now := time.Now()
+	s := &session{id: newSessionID(), name: name, owner: CallerFrom(ctx).ID, ttl: ttl, created: now, expires: now.Add(ttl)}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return SessionInfo{}, ErrAgentStopping
+	}
+	t.sessions[s.id] = s
+	s.timer = time.AfterFunc(ttl, func() { t.expire(s) })
+	return t.sessionInfoLocked(s), nil
+}
+
+// ownedSessionLocked returns the open session id of ctx's caller.
+func (t *table) ownedSessionLocked(ctx context.Context, id string) (*session, error) {
+	s, ok := t.sessions[id]
+	if !ok || s.owner != CallerFrom(ctx).ID {
+		return nil, fmt.Errorf("session %s: %w", id, ErrUnknownSession)
+	}
+	return s, nil
+}
+
+// KeepAlive extends the lease of a session of ctx's caller to now + its ttl.
+func (t *table) KeepAlive(ctx context.Context, id string) (SessionInfo, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, err := t.ownedSessionLocked(ctx, id)
+	if err != nil {
+		return SessionInfo{}, err
+	}
+	s.expires = time.Now().Add(s.ttl)
+	s.timer.Reset(s.ttl)
+	return t.sessionInfoLocked(s), nil
+}
+
+// CloseSession ends a session of ctx's caller and closes its sockets.
+func (t *table) CloseSession(ctx context.Context, id string) (SessionInfo, int, error) {
+	t.mu.Lock()
+	s, err := t.ownedSessionLocked(ctx, id)
+	if err != nil {
+		t.mu.Unlock()
+		return SessionInfo{}, 0, err
+	}
+	in := t.sessionInfoLocked(s)
+	socks := t.endSessionLocked(s)
+	t.mu.Unlock()
+	closeAll(socks, "session "+id+" was closed")
+	return in, len(socks), nil
+}
+
+// expire ends s when its lease is over; a KeepAlive that came meanwhile re-arms the timer.
+func (t *table) expire(s *session) {
+	t.mu.Lock()
+	if t.sessions[s.id] != s {
+		t.mu.Unlock()
+		return
+	}
+	if left := time.Until(s.expires); left > 0 {
+		s.timer.Reset(left)
+		t.mu.Unlock()
+		return
+	}
+	socks := t.endSessionLocked(s)
+	t.mu.Unlock()
+	closeAll(socks, fmt.Sprintf("the lease of session %s expired (no KeepAlive within %s)", s.id, s.ttl))
+}
+
+// endSessionLocked forgets s and takes its sockets out of the table; the caller closes them.
+func (t *table) endSessionLocked(s *session) []*sock {
+	s.timer.Stop()
+	delete(t.sessions, s.id)
+	var out []*sock
+	for id, k := range t.socks {
+		if k.session == s.id {
+			delete(t.socks, id)
+			t.releaseLocked(k.owner)
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func closeAll(socks []*sock, why string) {
+	for _, s := range socks {
+		s.why.Store(&why)
+		_ = s.close() // the socket is gone either way; a close error has no remedy
+	}
+}
+
+// ListSessions returns the open sessions of ctx's caller, oldest first.
+func (t *table) ListSessions(ctx context.Context) []SessionInfo {
+	owner := CallerFrom(ctx).ID
+	t.mu.Lock()
+	var out []SessionInfo
+	for _, s := range t.sessions {
+		if s.owner == owner {
+			out = append(out, t.sessionInfoLocked(s))
+		}
+	}
+	t.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out
+}
+
+// NumSessions counts open sessions, all callers.
+func (t *table) NumSessions() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.sessions)
+}
+
+// startIdleReaper arms the idle reaper when t.idle > 0: sockets outside a session with no
+// pending call and unused for t.idle are closed. It checks every idle/4 (10ms to 30s).
+func (t *table) startIdleReaper() {
+	if t.idle <= 0 {
+		return
+	}
+	every := min(max(t.idle/4, 10*time.Millisecond), 30*time.Second)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var reap func()
+	reap = func() {
+		now := time.Now()
+		t.mu.Lock()
+		if t.stopped {
+			t.mu.Unlock()
+			return
+		}
+		var socks []*sock
+		for id, s := range t.socks {
+			if s.session == "" && s.pending.Load() == 0 && now.Sub(time.Unix(0, s.lastUsed.Load())) >= t.idle {
+				delete(t.socks, id)
+				t.releaseLocked(s.owner)
+				socks = append(socks, s)
+			}
+		}
+		t.idleTimer.Reset(every)
+		t.mu.Unlock()
+		closeAll(socks, fmt.Sprintf("idle for the agent's idle timeout (%s); open sockets in a session to keep them", t.idle))
+	}
+	t.idleTimer = time.AfterFunc(every, reap)
+}
+
+// stopTimersLocked stops the session timers and the idle reaper (with t.mu held, at Stop).
+func (t *table) stopTimersLocked() {
+	for _, s := range t.sessions {
+		s.timer.Stop()
+	}
+	t.sessions = map[string]*session{}
+	if t.idleTimer != nil {
+		t.idleTimer.Stop()
+	}
+}
+
+type reqKey struct{ caller, id string }
+
+type reqEntry struct {
+	op   string
+	at   time.Time
+	done chan struct{} // closed when info and err are set
+	info Info
+	err  error
+}
+
+type reqRef struct {
+	k reqKey
+	e *reqEntry
+}
+
+// idempotent runs fn, the creation op of ctx's caller, once per request_id: a repeat within
+// requestMemory returns the first result (waiting for it while it runs). A failure is
+// forgotten, so its retry runs fn again. An empty request_id always runs fn.
+func (t *table) idempotent(ctx context.Context, op, requestID string, fn func() (Info, error)) (Info, error) {
+	if requestID == "" {
+		return fn()
+	}
+	if len(requestID) > maxRequestID {
+		return Info{}, badArg(ReasonInvalidArgument, "%s: request_id is %d bytes, at most %d", op, len(requestID), maxRequestID)
+	}
+	k := reqKey{CallerFrom(ctx).ID, requestID}
+	for {
+		now := time.Now()
+		t.mu.Lock()
+		for len(t.reqOrder) > 0 && (len(t.reqOrder) > maxRequests || now.Sub(t.reqOrder[0].e.at) > requestMemory) {
+			if r := t.reqOrder[0]; t.reqs[r.k] == r.e {
+				delete(t.reqs, r.k)
+			}
+			t.reqOrder[0] = reqRef{}
+			t.reqOrder = t.reqOrder[1:]
+		}
+		e, ok := t.reqs[k]
+		if !ok {
+			e = &reqEntry{op: op, at: now, done: make(chan struct{})}
+			t.reqs[k] = e
+			t.reqOrder = append(t.reqOrder, reqRef{k, e})
+			t.mu.Unlock()
+			e.info, e.err = fn()
+			if e.err != nil {
+				t.mu.Lock()
+				if t.reqs[k] == e {
+					delete(t.reqs, k)
+				}
+				t.mu.Unlock()
+			}
+			close(e.done)
+			return e.info, e.err
+		}
+		t.mu.Unlock()
+		if e.op != op {
+			return Info{}, badArg(ReasonInvalidArgument, "%s: request_id %q was already used for a %s; give each request its own id", op, requestID, e.op)
+		}
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return Info{}, ctx.Err()
+		}
+		if e.err == nil {
+			return e.info, nil
+		}
+		// The first call failed and was forgotten: this one runs it again.
+	}
+}
