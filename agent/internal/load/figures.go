@@ -30,6 +30,11 @@ func (h Hold) PerConn() float64 { return float64(h.After.RSS-h.Before.RSS) / flo
 // closes them.
 func HoldConns(ctx context.Context, sc sockagentv1.SocketServiceClient, ac sockagentv1.AgentServiceClient, agent Proc, n, workers int) (h Hold, err error) {
 	h.Conns = n
+	// A first RPC: the control connection is up (its fd counted) before the snapshot.
+	base, err := OpenSockets(ctx, ac)
+	if err != nil {
+		return h, err
+	}
 	if h.Before, err = agent.Snap(); err != nil {
 		return h, err
 	}
@@ -47,8 +52,8 @@ func HoldConns(ctx context.Context, sc sockagentv1.SocketServiceClient, ac socka
 	if h.OpenSockets, err = OpenSockets(ctx, ac); err != nil {
 		return h, err
 	}
-	if h.OpenSockets != n+1 {
-		return h, fmt.Errorf("agent reports %d open sockets, want %d connections and the listener", h.OpenSockets, n+1)
+	if h.OpenSockets != base+n+1 {
+		return h, fmt.Errorf("agent reports %d open sockets, want %d: %d before, %d connections and the listener", h.OpenSockets, base+n+1, base, n)
 	}
 	start = time.Now()
 	if err := p.Check(ctx, sc, workers); err != nil {
