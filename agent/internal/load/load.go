@@ -25,7 +25,7 @@ import (
 // PolicyYAML raises the default policy's limits so that one caller may hold n sockets and
 // make n concurrent blocking calls.
 func PolicyYAML(n int) string {
-	return fmt.Sprintf("agent_limits:\n  sockets: %d\ndefault:\n  limits:\n    sockets: %d\n    blocking_calls: %d\n", n, n, n)
+	return fmt.Sprintf("agent_limits:\n  sockets: %d\n  blocking_calls: %d\ndefault:\n  limits:\n    sockets: %d\n    blocking_calls: %d\n", n, n, n, n)
 }
 
 // Proc reads a process's figures from /proc (Linux).
