@@ -40,6 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	tokenFile := fs.String("token-file", "", "require \"authorization: Bearer TOKEN\" with a token of this file (NAME:SECRET per line); reread on SIGHUP")
 	insecure := fs.Bool("insecure", false, "allow serving on a non-loopback address without --client-ca or --token-file (anyone who reaches it can open sockets here)")
 	auditLog := fs.String("audit-log", "", "also write the RPCs that create, write to or close sockets to this file as JSON lines (- for stderr), whatever --log-level")
+	idleTimeout := fs.Duration("idle-timeout", agent.DefaultIdleTimeout, "close a socket opened outside a session after this long without a call on it (0 = never)")
 	policyFile := fs.String("policy", "", "YAML policy: which networks, destinations, local ports and UNIX paths each caller may use, and limits (default: see policy.DefaultYAML)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: sockagent [flags]\n\nServes the sockagent.v1 gRPC API (SocketService, AgentService, health, reflection)\non --listen. Drive it with sockctl or grpcurl:\n\n  sockagent --listen 127.0.0.1:7700 &\n  grpcurl -plaintext 127.0.0.1:7700 list\n  sockctl info\n\nSecurity: without flags it serves plaintext on loopback only. On any other address it\nrefuses to start unless callers must authenticate: --tls-cert/--tls-key with --client-ca\n(mTLS), or --token-file (tokens; best over TLS); --insecure accepts the risk. The health\nservice needs no token (mTLS still applies). SIGHUP rereads --token-file.\n\nSIGINT/SIGTERM stop it gracefully, closing every socket.\n\nFlags:\n")
@@ -60,6 +61,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	switch {
+	case *idleTimeout < 0:
+		fmt.Fprintf(stderr, "sockagent: --idle-timeout %s: give a duration such as 10m, or 0 for never\n", *idleTimeout)
+		return 2
 	case *defTimeout <= 0:
 		fmt.Fprintf(stderr, "sockagent: --default-timeout %s: give a positive duration such as 30s\n", *defTimeout)
 		return 2
@@ -89,7 +93,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(h)
 	var err error
 
+	idle := *idleTimeout
+	if idle == 0 {
+		idle = -1 // never; a zero Config.IdleTimeout means the default
+	}
 	cfg := agent.Config{Logger: log, DefaultTimeout: *defTimeout, MaxRecvBytes: *maxRecv}
+	cfg.IdleTimeout = idle
 	switch {
 	case (*tlsCert == "") != (*tlsKey == ""):
 		fmt.Fprintf(stderr, "sockagent: give --tls-cert and --tls-key together\n")
