@@ -1,0 +1,40 @@
+package agent_test
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/sockagent/sockagent/agent/internal/load"
+)
+
+// TestLoadCyclesGoroutines: 5,000 open/use/close cycles (the agent dials its own listener,
+// accepts, sends and receives 8 bytes, closes both; `go run ./agent/cmd/sockload` runs
+// 100,000) leave the process with the goroutines it had and an empty socket table. In
+// process, because a sockagent process does not tell its goroutine count; the fd count of a
+// process is sockagent's TestLoadCycles. Not parallel: other tests' goroutines would count.
+func TestLoadCyclesGoroutines(t *testing.T) {
+	const n = 5000
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := load.RunCycles(ctx, e.sc, 1, 1); err != nil { // the gRPC connection is up
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	c, err := load.RunCycles(ctx, e.sc, n, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	after, _ := load.Settle(sctx, before, func() (int, error) { return runtime.NumGoroutine(), nil })
+	t.Logf("%d cycles in %s (%.0f/s); goroutines %d -> %d", n, c.Elapsed.Round(time.Millisecond), c.PerSecond(), before, after)
+	if after > before {
+		t.Errorf("%d goroutines 10s after %d cycles, %d before", after, n, before)
+	}
+	if got := e.a.NumSockets(); got != 0 {
+		t.Errorf("%d sockets open after the cycles, want 0", got)
+	}
+}
