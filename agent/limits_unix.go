@@ -2,7 +2,10 @@
 
 package agent
 
-import "syscall"
+import (
+	"fmt"
+	"syscall"
+)
 
 // openFileLimits returns the soft and hard RLIMIT_NOFILE.
 func openFileLimits() (soft, hard uint64) {
@@ -11,4 +14,29 @@ func openFileLimits() (soft, hard uint64) {
 		return 0, 0
 	}
 	return uint64(r.Cur), uint64(r.Max)
+}
+
+// RaiseOpenFileLimit raises the process's soft open-file limit (RLIMIT_NOFILE) to its hard
+// limit, so the agent can hold as many sockets as the system lets it; on macOS to at most
+// kern.maxfilesperproc, the most setrlimit accepts. It returns the soft limit before and
+// after. The Go runtime already raises the soft limit at start (Go 1.19 and later), so
+// "before" is usually the hard limit too. Call it from a daemon's main, not from a library:
+// the limit is the whole process's.
+func RaiseOpenFileLimit() (before, after uint64, err error) {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 0, 0, fmt.Errorf("getrlimit RLIMIT_NOFILE: %w", err)
+	}
+	before = uint64(r.Cur)
+	if r.Cur >= r.Max {
+		return before, before, nil
+	}
+	want := r
+	want.Cur = r.Max
+	capFileLimit(&want)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+		return before, before, fmt.Errorf("setrlimit RLIMIT_NOFILE soft %d (hard %d): %w", uint64(want.Cur), uint64(r.Max), err)
+	}
+	after, _ = openFileLimits()
+	return before, after, nil
 }

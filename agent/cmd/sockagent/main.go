@@ -33,6 +33,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defTimeout := fs.Duration("default-timeout", agent.DefaultTimeout, "timeout of blocking calls that give none")
 	maxRecv := fs.Int("max-recv-bytes", agent.DefaultMaxRecvBytes, "largest max_bytes/exact_bytes of one Recv")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long in-flight RPCs may finish after SIGINT/SIGTERM")
+	maxMessage := fs.Int("max-message-bytes", agent.DefaultMaxMessageBytes, "largest request message; gRPC refuses a larger one with RESOURCE_EXHAUSTED \"received message larger than max\"")
 	version := fs.Bool("version", false, "print the version and exit")
 	tlsCert := fs.String("tls-cert", "", "serve TLS with this PEM certificate (chain); needs --tls-key")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
@@ -43,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	idleTimeout := fs.Duration("idle-timeout", agent.DefaultIdleTimeout, "close a socket opened outside a session after this long without a call on it (0 = never)")
 	policyFile := fs.String("policy", "", "YAML policy: which networks, destinations, local ports and UNIX paths each caller may use, and limits (default: see policy.DefaultYAML)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: sockagent [flags]\n\nServes the sockagent.v1 gRPC API (SocketService, AgentService, health, reflection)\non --listen. Drive it with sockctl or grpcurl:\n\n  sockagent --listen 127.0.0.1:7700 &\n  grpcurl -plaintext 127.0.0.1:7700 list\n  sockctl info\n\nSecurity: without flags it serves plaintext on loopback only. On any other address it\nrefuses to start unless callers must authenticate: --tls-cert/--tls-key with --client-ca\n(mTLS), or --token-file (tokens; best over TLS); --insecure accepts the risk. The health\nservice needs no token (mTLS still applies). SIGHUP rereads --token-file.\n\nSIGINT/SIGTERM stop it gracefully, closing every socket.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: sockagent [flags]\n\nServes the sockagent.v1 gRPC API (SocketService, AgentService, health, reflection)\non --listen. Drive it with sockctl or grpcurl:\n\n  sockagent --listen 127.0.0.1:7700 &\n  grpcurl -plaintext 127.0.0.1:7700 list\n  sockctl info\n\nSecurity: without flags it serves plaintext on loopback only. On any other address it\nrefuses to start unless callers must authenticate: --tls-cert/--tls-key with --client-ca\n(mTLS), or --token-file (tokens; best over TLS); --insecure accepts the risk. The health\nservice needs no token (mTLS still applies). SIGHUP rereads --token-file.\n\nSIGINT/SIGTERM stop it gracefully: new calls are refused (UNAVAILABLE), blocked calls\nanswer UNAVAILABLE with reason AGENT_STOPPING, every socket is closed, and RPCs still open\nafter --shutdown-timeout are cut off; exit status 0. A second SIGINT/SIGTERM exits at once,\nstatus 1.\n\nAt start the soft open-file limit is raised to the hard limit (ulimit -Hn).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -69,6 +70,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	case *maxRecv <= 0 || *maxRecv > maxRecvLimit:
 		fmt.Fprintf(stderr, "sockagent: --max-recv-bytes %d: give 1 to %d\n", *maxRecv, maxRecvLimit)
+		return 2
+	case *maxMessage < 1024:
+		fmt.Fprintf(stderr, "sockagent: --max-message-bytes %d: give at least 1024\n", *maxMessage)
 		return 2
 	case *shutdownTimeout <= 0:
 		fmt.Fprintf(stderr, "sockagent: --shutdown-timeout %s: give a positive duration such as 10s\n", *shutdownTimeout)
@@ -97,7 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if idle == 0 {
 		idle = -1 // never; a zero Config.IdleTimeout means the default
 	}
-	cfg := agent.Config{Logger: log, DefaultTimeout: *defTimeout, MaxRecvBytes: *maxRecv}
+	cfg := agent.Config{Logger: log, DefaultTimeout: *defTimeout, MaxRecvBytes: *maxRecv, MaxMessageBytes: *maxMessage}
 	cfg.IdleTimeout = idle
 	switch {
 	case (*tlsCert == "") != (*tlsKey == ""):
@@ -147,6 +151,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cfg.AuditLogger = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 
+	if before, after, err := agent.RaiseOpenFileLimit(); err != nil {
+		log.Warn("open-file limit not raised; the agent holds fewer sockets", "soft", before, "err", err)
+	} else if after != 0 {
+		log.Info("open-file limit", "before", before, "after", after)
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		log.Error("start", "err", err)
@@ -193,7 +202,15 @@ wait:
 			break wait
 		}
 	}
-	stop() // a second signal now kills the process at once
+	second := make(chan os.Signal, 1)
+	signal.Notify(second, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(second)
+	stop()
+	go func() {
+		s := <-second
+		log.Error("second signal: exiting at once", "signal", s.String())
+		os.Exit(1)
+	}()
 	log.Info("stopping", "timeout", *shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 	defer cancel()
