@@ -46,6 +46,12 @@ key over the flags; relative file names are relative to the inventory's director
 
 --agent NAME=ADDR changes an agent's address and keeps its inventory credentials.
 
+Every run opens a session on each agent (--session-ttl, 30s) and keeps it alive; its sockets
+live in it. At the end the run closes its sockets and the sessions; if sockctl is killed or
+cut off, each agent closes the run's sockets once the lease runs out. Listen, bind, dial and
+accept carry a request_id and are retried (3 tries, with backoff, within the step's
+deadline) when the agent was briefly unreachable; other calls are never retried.
+
 Each step has a deadline: its own timeout (the action's "timeout") or --step-timeout, plus
 2s for the RPC. The first failed step stops the run (later steps are reported as skipped;
 steps of the same parallel block are cancelled) unless --keep-going.
@@ -67,6 +73,7 @@ func (a *app) runCommand() *cobra.Command {
 		inventory   string
 		keepGoing   bool
 		stepTimeout time.Duration
+		sessionTTL  time.Duration
 		junit       string
 	)
 	cmd := &cobra.Command{
@@ -82,6 +89,9 @@ func (a *app) runCommand() *cobra.Command {
 			if stepTimeout <= 0 {
 				return usagef("--step-timeout must be positive")
 			}
+			if sessionTTL < time.Second || sessionTTL > 24*time.Hour {
+				return usagef("--session-ttl %s: give 1s up to 24h", sessionTTL)
+			}
 			f, err := loadScenario(args[0])
 			if err != nil {
 				return err
@@ -90,7 +100,7 @@ func (a *app) runCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg := runConfig{file: f, agents: targets, stepTimeout: stepTimeout, keepGoing: keepGoing, getenv: a.getenv}
+			cfg := runConfig{file: f, agents: targets, stepTimeout: stepTimeout, keepGoing: keepGoing, sessionTTL: sessionTTL, getenv: a.getenv}
 			table := &tableWriter{w: a.out.stdout}
 			if a.output == outputTable {
 				cfg.onStep = table.row
@@ -129,6 +139,7 @@ func (a *app) runCommand() *cobra.Command {
 	fl.StringVar(&inventory, "inventory", "", "YAML `FILE` of agent addresses and credentials: agents: {NAME: ADDR, NAME: {address: ADDR, ca: FILE, ...}}")
 	fl.BoolVar(&keepGoing, "keep-going", false, "run every step even after a failure")
 	fl.DurationVar(&stepTimeout, "step-timeout", defaultStepTimeout, "deadline of a step that sets no timeout of its own")
+	fl.DurationVar(&sessionTTL, "session-ttl", defaultSessionTTL, "lease of the run's session on each agent: if sockctl dies, the agents close its sockets this long after")
 	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to `FILE`")
 	return cmd
 }

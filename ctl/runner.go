@@ -52,6 +52,7 @@ type runConfig struct {
 	agents      map[string]agentTarget // agent name -> address and credentials
 	stepTimeout time.Duration
 	keepGoing   bool
+	sessionTTL  time.Duration // lease of the run's session on each agent; 0 = no session
 	getenv      func(string) string
 	onStep      func(StepReport) // called as each step ends (live table output); may be nil
 }
@@ -71,6 +72,8 @@ type remote struct {
 	info             sockagentv1.AgentServiceClient
 	local            *agent.Agent // in-process agent, when addr is "local"
 	served           chan struct{}
+	instance         string      // the agent's instance_id when the run connected
+	session          *runSession // the run's session there; nil when the agent has none
 }
 
 // alias is a socket a step named with `as`.
@@ -114,6 +117,7 @@ func runScenario(ctx context.Context, cfg runConfig) *Report {
 		r.runSteps(ctx, cfg.file.Steps, "", nil)
 	}
 	rep.Cleanup = r.cleanup(context.WithoutCancel(ctx))
+	r.closeSessions(context.WithoutCancel(ctx))
 	rep.Steps = r.steps
 	if ctx.Err() != nil {
 		rep.Interrupted = true
@@ -134,7 +138,7 @@ func (r *runner) connect(ctx context.Context) []AgentReport {
 		r.remotes[fa.Name] = rm
 		out[i] = AgentReport{Name: fa.Name, Address: addr}
 		wg.Go(func() {
-			err := rm.start(ctx)
+			err := rm.start(ctx, r.cfg.sessionTTL, "sockctl run "+r.cfg.file.Name)
 			out[i].Reachable = err == nil
 			if err != nil {
 				out[i].Error = err.Error()
@@ -159,7 +163,7 @@ func hostOf(addr string) string {
 	return addr
 }
 
-func (rm *remote) start(ctx context.Context) error {
+func (rm *remote) start(ctx context.Context, sessionTTL time.Duration, sessionName string) error {
 	target := rm.addr
 	if rm.addr == "local" {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -189,7 +193,8 @@ func (rm *remote) start(ctx context.Context) error {
 	rm.info = sockagentv1.NewAgentServiceClient(conn)
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	if _, err := rm.info.GetInfo(cctx, &sockagentv1.GetInfoRequest{}, grpc.WaitForReady(true)); err != nil {
+	info, err := rm.info.GetInfo(cctx, &sockagentv1.GetInfoRequest{}, grpc.WaitForReady(true))
+	if err != nil {
 		msg := status.Convert(err).Message()
 		if status.Code(err) == codes.DeadlineExceeded {
 			// Waiting for a connection, gRPC keeps the last reason it failed (a TLS
@@ -201,10 +206,27 @@ func (rm *remote) start(ctx context.Context) error {
 		}
 		return errors.New(msg + transportHint(msg, rm.dial) + authHint(status.Convert(err), rm.dial))
 	}
+	rm.instance = info.GetInstanceId()
+	if sessionTTL > 0 {
+		if rm.session, err = openSession(ctx, sockagentv1.NewSessionServiceClient(conn), sessionTTL, sessionName); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
+// closeSessions closes the run's sessions on all agents at once (after the cleanup, so this
+// only closes what the cleanup could not).
+func (r *runner) closeSessions(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, rm := range r.remotes {
+		wg.Go(func() { rm.session.close(ctx) })
+	}
+	wg.Wait()
+}
+
 func (r *runner) closeRemotes() {
+	r.closeSessions(context.Background())
 	for _, rm := range r.remotes {
 		if rm.conn != nil {
 			rm.conn.Close()
@@ -447,6 +469,9 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *S
 	out.Duration = elapsed
 	if err != nil {
 		out.Reason, out.Err = failureReason(err)
+		if m := r.restarted(ctx, st.On, err); m != "" {
+			out.Err = m + "; " + out.Err
+		}
 	}
 	rep.Reason = out.Reason
 	if msgs := scenario.Check(expect, out); len(msgs) > 0 {
@@ -462,6 +487,33 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *S
 	} else {
 		rep.Message = summary(st.Action, out, created)
 	}
+}
+
+// restarted says "agent NAME restarted ..." when err (UNKNOWN_SOCKET or UNKNOWN_SESSION)
+// comes from another agent instance than the one the run connected to; else "".
+func (r *runner) restarted(ctx context.Context, name string, err error) string {
+	rm := r.remotes[name]
+	info := errorInfo(status.Convert(err))
+	if rm == nil || rm.instance == "" || info == nil {
+		return ""
+	}
+	now := ""
+	switch info.GetReason() {
+	case agent.ReasonUnknownSocket:
+		now = info.GetMetadata()["instance_id"]
+	case agent.ReasonUnknownSession:
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), connectTimeout)
+		defer cancel()
+		gi, err := rm.info.GetInfo(cctx, &sockagentv1.GetInfoRequest{})
+		if err != nil {
+			return ""
+		}
+		now = gi.GetInstanceId()
+	}
+	if now == "" || now == rm.instance {
+		return ""
+	}
+	return fmt.Sprintf("agent %s restarted (instance %s when the run connected, now %s): the sockets the run opened there are gone", name, rm.instance, now)
 }
 
 // scenarioError is a problem of the scenario found at run time (not the network's).
@@ -553,19 +605,31 @@ func (r *runner) act(ctx context.Context, st *scenario.Step, args scenario.Resol
 	}
 	to := protoTimeout(timeout)
 	sc := rm.sockets
+	ctx = rm.session.with(ctx)
+	// Creation calls carry a request_id, so a retry after the agent was briefly unreachable
+	// returns the socket a first attempt may have opened instead of a second one.
+	rid := newRequestID()
 	switch st.Action {
 	case "listen":
-		resp, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: args.String("network"), Address: args.String("address")})
+		resp, err := retry(ctx, func(ctx context.Context) (*sockagentv1.ListenResponse, error) {
+			return sc.Listen(ctx, &sockagentv1.ListenRequest{Network: args.String("network"), Address: args.String("address"), RequestId: rid})
+		})
 		return out, resp.GetSocket(), err
 	case "bind":
-		resp, err := sc.Bind(ctx, &sockagentv1.BindRequest{Network: args.String("network"), Address: args.String("address")})
+		resp, err := retry(ctx, func(ctx context.Context) (*sockagentv1.BindResponse, error) {
+			return sc.Bind(ctx, &sockagentv1.BindRequest{Network: args.String("network"), Address: args.String("address"), RequestId: rid})
+		})
 		return out, resp.GetSocket(), err
 	case "dial":
-		resp, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: args.String("network"), Address: args.String("address"),
-			LocalAddress: args.String("local_address"), Timeout: to})
+		resp, err := retry(ctx, func(ctx context.Context) (*sockagentv1.DialResponse, error) {
+			return sc.Dial(ctx, &sockagentv1.DialRequest{Network: args.String("network"), Address: args.String("address"),
+				LocalAddress: args.String("local_address"), Timeout: to, RequestId: rid})
+		})
 		return out, resp.GetSocket(), err
 	case "accept":
-		resp, err := sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: id, Timeout: to})
+		resp, err := retry(ctx, func(ctx context.Context) (*sockagentv1.AcceptResponse, error) {
+			return sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: id, Timeout: to, RequestId: rid})
+		})
 		return out, resp.GetSocket(), err
 	case "send":
 		resp, err := sc.Send(ctx, &sockagentv1.SendRequest{SocketId: id, Data: data, Timeout: to})
