@@ -5,6 +5,8 @@
 //
 //	go run ./agent/cmd/sockload                      # builds and starts its own sockagent
 //	go run ./agent/cmd/sockload -conns 2000 -cycles 5000
+//	go run ./agent/cmd/sockload -print-policy > /tmp/load-policy.yaml
+//	sockagent --policy /tmp/load-policy.yaml &
 //	go run ./agent/cmd/sockload -agent 127.0.0.1:7700  # an agent on this host, by its pid
 //
 // Traffic goes to loopback only (127.0.0.0/8). Every phase is bounded in count and by -timeout.
@@ -60,7 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.cycles, "cycles", 100000, "open/use/close cycles against the agent process (0 skips)")
 	fs.IntVar(&o.inproc, "inproc-cycles", 20000, "cycles against an in-process agent, to count its goroutines (0 skips)")
 	fs.IntVar(&o.workers, "workers", 32, "concurrent workers opening connections and running cycles")
-	fs.StringVar(&o.agentAddr, "agent", "", "use the agent serving plaintext on this loopback HOST:PORT (found by the pid GetInfo gives); default: start one")
+	fs.StringVar(&o.agentAddr, "agent", "", "use the agent serving plaintext on this loopback HOST:PORT (found by the pid GetInfo gives; its policy must allow the counts: see -print-policy); default: start one")
+	printPolicy := fs.Bool("print-policy", false, "print the policy (sockagent --policy FILE) that allows the counts, and exit")
 	fs.StringVar(&o.bin, "sockagent", "", "sockagent binary to start (default: go build it into a temporary directory)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound of the whole run")
 	fs.Usage = func() {
@@ -76,6 +79,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 || o.conns < 0 || o.blocking < 0 || o.cycles < 0 || o.inproc < 0 || o.workers < 1 {
 		fmt.Fprintln(stderr, "sockload: counts must be 0 or more, -workers 1 or more, and no arguments")
 		return 2
+	}
+	if *printPolicy {
+		fmt.Fprint(stdout, load.PolicyYAML(policySize(o)))
+		return 0
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
@@ -274,6 +281,9 @@ func cpuModel() string {
 	return "unknown CPU"
 }
 
+// policySize is how many sockets and blocking calls the agent must allow one caller.
+func policySize(o options) int { return max(o.conns, 2*o.blocking, 2*o.workers) + 64 }
+
 // agentProc is a sockagent process started by sockload.
 type agentProc struct {
 	cmd  *exec.Cmd
@@ -302,8 +312,7 @@ func startAgent(ctx context.Context, o options) (*agentProc, error) {
 		}
 	}
 	pol := filepath.Join(dir, "policy.yaml")
-	n := max(o.conns, 2*o.blocking, 2*o.workers) + 64
-	if err := os.WriteFile(pol, []byte(load.PolicyYAML(n)), 0o600); err != nil {
+	if err := os.WriteFile(pol, []byte(load.PolicyYAML(policySize(o))), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}

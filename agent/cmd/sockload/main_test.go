@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/policy"
 	"go.uber.org/goleak"
 )
 
@@ -45,5 +46,19 @@ func TestFlags(t *testing.T) {
 		if code := run(context.Background(), args, &stdout, &stderr); code != 2 || stdout.Len() != 0 {
 			t.Errorf("sockload %v: exit %d, stdout %q; want 2 and nothing", args, code, stdout.String())
 		}
+	}
+}
+
+// TestPrintPolicy: the printed policy parses and allows the counts asked for.
+func TestPrintPolicy(t *testing.T) {
+	var stdout, stderr strings.Builder
+	if code := run(context.Background(), []string{"-print-policy", "-conns", "12000"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if _, err := policy.Parse("printed", []byte(stdout.String())); err != nil {
+		t.Fatalf("printed policy: %v\n%s", err, stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "sockets: 12064\n") {
+		t.Errorf("policy does not allow 12000 connections:\n%s", stdout.String())
 	}
 }
