@@ -1,8 +1,11 @@
 package main
 
 import (
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,5 +81,75 @@ func TestIdleTimeoutFlag(t *testing.T) {
 	_, errOut, code := runBin(t, sockagentBin, "--idle-timeout", "-1s")
 	if code != 2 || !strings.Contains(errOut, "--idle-timeout -1s") {
 		t.Errorf("negative --idle-timeout: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestSockctlKilledSessionReaped: sockctl run killed with SIGKILL mid-step leaves its sockets
+// in the agent only until its session's lease runs out.
+func TestSockctlKilledSessionReaped(t *testing.T) {
+	t.Parallel()
+	p := startLocal(t)
+	ctx := ctxT(t)
+	sc, ss := p.sockets(), sockagentv1.NewSessionServiceClient(p.conn)
+	file := filepath.Join(t.TempDir(), "block.yaml")
+	scenario := "name: blocks\nagents: {a: " + p.addr + "}\nsteps:\n" +
+		"  - {on: a, listen: {network: tcp, address: \"127.0.0.1:0\"}, as: lis}\n" +
+		"  - {on: a, accept: {socket: lis, timeout: 1m}}\n"
+	if err := os.WriteFile(file, []byte(scenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sockctlBin, "run", file, "--session-ttl", "1s")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait() // killed below: the exit status says nothing
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	poll := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 15s; sockctl output:\n%s", what, out.String())
+			}
+			time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+		}
+	}
+	var sessionID string
+	poll("sockctl blocked in Accept inside its session", func() bool {
+		l, err := sc.ListSockets(ctx, &sockagentv1.ListSocketsRequest{})
+		if err != nil || len(l.GetSockets()) != 1 || l.GetSockets()[0].GetPendingCalls() != 1 {
+			return false
+		}
+		sessionID = l.GetSockets()[0].GetSessionId()
+		return true
+	})
+	if sessionID == "" {
+		t.Fatal("sockctl's listener is not in a session")
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	killed := time.Now()
+	poll("the agent reclaims the killed sockctl's sockets", func() bool {
+		l, err := sc.ListSockets(ctx, &sockagentv1.ListSocketsRequest{})
+		return err == nil && len(l.GetSockets()) == 0
+	})
+	if d := time.Since(killed); d > 5*time.Second {
+		t.Errorf("reclaimed %s after the kill; the TTL is 1s", d)
+	}
+	_, err := ss.KeepAlive(ctx, &sockagentv1.KeepAliveRequest{SessionId: sessionID})
+	wantStatus(t, err, codes.NotFound, "UNKNOWN_SESSION")
+	if l, err := ss.ListSessions(ctx, &sockagentv1.ListSessionsRequest{}); err != nil || len(l.GetSessions()) != 0 {
+		t.Errorf("sessions left: %v, %v", l, err)
 	}
 }
