@@ -138,7 +138,7 @@ func New(cfg Config) (*Agent, error) {
 		a.tokens.Store(cfg.Tokens)
 	}
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(a.unary, newBudget(a.table.policy, cfg.MaxRecvBytes).unary),
+		grpc.ChainUnaryInterceptor(a.unary, newBudget(a.table, cfg.MaxRecvBytes).unary),
 		grpc.ChainStreamInterceptor(a.authStream),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
-	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
 )
@@ -14,22 +14,25 @@ import (
 // agent_limits.blocking_calls (Dial, Accept, Send, Recv, SendTo, RecvFrom at once) and
 // agent_limits.buffered_bytes (the data those calls hold: Send and SendTo data until written,
 // Recv and RecvFrom buffers until filled; a Recv counts the size it asks for, max_bytes or
-// exact_bytes, 0 being the default read size, at most the agent's MaxRecvBytes).
+// exact_bytes, 0 being the default read size, at most the agent's MaxRecvBytes) plus the
+// bytes sockets keep from interrupted exact reads (sock.leftover, counted by setLeftover) until
+// a Recv takes them or the socket closes.
 //
 // It counts a call from the moment its request is decoded until its answer is ready, as a
 // server interceptor after authentication, so the socket table needs no hook. The per-caller
 // limits of the policy are the table's.
 type budget struct {
 	maxCalls, maxBytes int
-	maxRecv            int // Config.MaxRecvBytes: a larger Recv is refused by the table anyway
+	maxRecv            int           // Config.MaxRecvBytes: a larger Recv is refused by the table anyway
+	leftover           *atomic.Int64 // the table's count of leftover bytes
 
 	mu    sync.Mutex
 	calls int
 	bytes int
 }
 
-func newBudget(p *policy.Policy, maxRecv int) *budget {
-	return &budget{maxCalls: p.MaxBlockingCalls, maxBytes: p.MaxBufferedBytes, maxRecv: maxRecv}
+func newBudget(t *table, maxRecv int) *budget {
+	return &budget{maxCalls: t.policy.MaxBlockingCalls, maxBytes: t.policy.MaxBufferedBytes, maxRecv: maxRecv, leftover: &t.leftover}
 }
 
 // unary counts the blocking calls and refuses those over a limit with RESOURCE_EXHAUSTED,
@@ -39,7 +42,8 @@ func (b *budget) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, ha
 	if !ok {
 		return handler(ctx, req)
 	}
-	if err := b.take(n); err != nil {
+	_, drains := req.(*sockagentv1.RecvRequest)
+	if err := b.take(n, drains); err != nil {
 		op.Err = err
 		return nil, toStatus(op).Err()
 	}
@@ -74,8 +78,9 @@ func (b *budget) readSize(n uint32) int {
 	return int(min(int64(n), int64(b.maxRecv)))
 }
 
-// take counts one call holding n bytes, or refuses it.
-func (b *budget) take(n int) error {
+// take counts one call holding n bytes, or refuses it. Leftover bytes count against every call
+// but a Recv (drains): a Recv is what takes them, so it must not be refused for them.
+func (b *budget) take(n int, drains bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
@@ -85,9 +90,18 @@ func (b *budget) take(n int) error {
 	case n > b.maxBytes:
 		return &limitError{Limit: "agent_limits.buffered_bytes", Max: b.maxBytes,
 			Detail: fmt.Sprintf("%d bytes in one call; use smaller calls", n)}
-	case b.bytes+n > b.maxBytes:
+	}
+	left := 0
+	if !drains {
+		left = int(b.leftover.Load())
+	}
+	if b.bytes+left+n > b.maxBytes {
+		held := fmt.Sprintf("%d bytes for calls in progress", b.bytes)
+		if left > 0 {
+			held += fmt.Sprintf(" and %d left over from interrupted exact reads (Recv or Close those sockets)", left)
+		}
 		return &limitError{Limit: "agent_limits.buffered_bytes", Max: b.maxBytes,
-			Detail: fmt.Sprintf("the agent holds %d bytes for calls in progress and this call needs %d; wait for some to end", b.bytes, n)}
+			Detail: fmt.Sprintf("the agent holds %s and this call needs %d; wait for some to end", held, n)}
 	}
 	b.calls++
 	b.bytes += n
@@ -99,4 +113,42 @@ func (b *budget) give(n int) {
 	b.calls--
 	b.bytes -= n
 	b.mu.Unlock()
+}
+
+// setLeftover replaces the socket's leftover bytes and keeps the table's count of them; a
+// closed socket keeps none. Called under readGate.
+func (s *sock) setLeftover(b []byte) {
+	select {
+	case <-s.closed:
+		b = nil
+	default:
+	}
+	if len(b) == 0 {
+		b = nil // let go of the array of a slice emptied by reading
+	}
+	if s.held != nil {
+		s.held.Add(int64(len(b) - len(s.leftover)))
+	}
+	s.leftover = b
+}
+
+// dropLeftover uncounts a closing socket's leftover bytes: at once when no read holds
+// readGate, else once the read in progress leaves it. Called by close after s.closed.
+func (s *sock) dropLeftover() {
+	if s.readGate == nil {
+		return // never registered: never read
+	}
+	drop := func() {
+		s.setLeftover(nil)
+		s.readGate.leave()
+	}
+	select {
+	case <-s.readGate:
+		drop()
+	default:
+		go func() {
+			<-s.readGate
+			drop()
+		}()
+	}
 }

@@ -222,3 +222,55 @@ func TestMaxMessageBytes(t *testing.T) {
 		}
 	})
 }
+
+// The bytes an interrupted exact read keeps for the next Recv count against
+// agent_limits.buffered_bytes until a Recv takes them or the socket closes.
+func TestAgentLimitLeftoverBytes(t *testing.T) {
+	t.Parallel()
+	e := polEnv(t, "agent_limits: {buffered_bytes: 1000}\n", false)
+	ctx := ctxT(t)
+	cli, srv := e.pair(t)
+	// leave600 makes srv keep 600 bytes: an exact read of 1000 that times out after 600.
+	leave600 := func(cli, srv string) {
+		t.Helper()
+		e.send(t, cli, strings.Repeat("L", 600))
+		_, err := e.sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: srv, ExactBytes: 1000, Timeout: dur(time.Second)})
+		wantStatus(t, err, codes.DeadlineExceeded, agent.ReasonTimeout)
+	}
+	leave600(cli, srv)
+	_, err := e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: make([]byte, 401)})
+	wantLimit(t, err, "agent_limits.buffered_bytes", 1000)
+	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded, "0 bytes for calls in progress and 600 left over from interrupted exact reads (Recv or Close those sockets) and this call needs 401")
+	e.send(t, cli, strings.Repeat("x", 400)) // 600 + 400 fits
+	// A Recv takes the leftover (and the 400 behind it): the budget is whole again.
+	if got := e.recvExact(t, srv, 1000); got != strings.Repeat("L", 600)+strings.Repeat("x", 400) {
+		t.Errorf("recv %q", got)
+	}
+	e.send(t, cli, strings.Repeat("y", 1000))
+	if got := e.recvExact(t, srv, 1000); got != strings.Repeat("y", 1000) {
+		t.Errorf("recv %d bytes", len(got))
+	}
+
+	// Closing a socket with leftover bytes frees them.
+	cli2, srv2 := e.pair(t)
+	leave600(cli2, srv2)
+	_, err = e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: make([]byte, 401)})
+	wantLimit(t, err, "agent_limits.buffered_bytes", 1000)
+	if _, err := e.sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: srv2}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: make([]byte, 1000)})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
+			t.Fatalf("send of 1000 bytes after closing the socket with the leftover: %v", err)
+		}
+		time.Sleep(time.Millisecond) // polling interval: the close frees the bytes asynchronously at worst
+	}
+	if got := e.recvExact(t, srv, 1000); len(got) != 1000 {
+		t.Errorf("recv %d bytes", len(got))
+	}
+}

@@ -132,7 +132,8 @@ type sock struct {
 
 	readGate, writeGate gate
 	closed              chan struct{}
-	leftover            []byte // bytes of an interrupted exact read; guarded by readGate
+	leftover            []byte        // bytes of an interrupted exact read; guarded by readGate; set with setLeftover
+	held                *atomic.Int64 // the table's count of leftover bytes (limits_budget.go)
 
 	mu        sync.Mutex // guards readShut, writeShut
 	readShut  bool
@@ -185,6 +186,7 @@ func addrString(a net.Addr) string {
 
 func (s *sock) close() error {
 	close(s.closed)
+	s.dropLeftover()
 	var err error
 	switch {
 	case s.ln != nil:
@@ -216,6 +218,7 @@ type table struct {
 	instance string    // the agent instance, named in UNKNOWN_SOCKET
 	started  time.Time // when the agent instance started
 	idle     time.Duration
+	leftover atomic.Int64 // bytes held in every socket's leftover (agent_limits.buffered_bytes)
 
 	mu        sync.Mutex
 	next      uint64
@@ -313,6 +316,7 @@ func (t *table) add(s *sock) error {
 	s.lastUsed.Store(s.created.UnixNano())
 	s.readGate, s.writeGate = newGate(), newGate()
 	s.closed = make(chan struct{})
+	s.held = &t.leftover
 	t.mu.Lock()
 	var refuse error
 	if t.stopped {
@@ -957,7 +961,7 @@ func (s *sock) readSome(n int) ([]byte, bool, error) {
 	if len(s.leftover) > 0 {
 		k := min(n, len(s.leftover))
 		data := append([]byte(nil), s.leftover[:k]...)
-		s.leftover = s.leftover[k:]
+		s.setLeftover(s.leftover[k:])
 		return data, false, nil
 	}
 	var m int
@@ -980,7 +984,7 @@ func (s *sock) readSome(n int) ([]byte, bool, error) {
 func (s *sock) readExact(n int) ([]byte, bool, error) {
 	buf := make([]byte, n)
 	got := copy(buf, s.leftover)
-	s.leftover = s.leftover[got:]
+	s.setLeftover(s.leftover[got:])
 	m, err := io.ReadFull(s.conn, buf[got:])
 	got += m
 	switch {
@@ -989,7 +993,7 @@ func (s *sock) readExact(n int) ([]byte, bool, error) {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return buf[:got], true, nil
 	default:
-		s.leftover = append(buf[:got:got], s.leftover...)
+		s.setLeftover(append(buf[:got:got], s.leftover...))
 		return nil, false, err
 	}
 }

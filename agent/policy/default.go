@@ -13,8 +13,8 @@ package policy
 //     /tmp: a path elsewhere (such as /run/docker.sock or /var/run/...) and any abstract
 //     ("@name") socket are refused, since local daemons listen there;
 //   - limits: for all callers together 4096 open sockets, 4096 concurrent blocking calls and
-//     256 MiB of data in flight (Send and SendTo data being written, Recv and RecvFrom buffers
-//     being filled); per caller 1024 open sockets, 4 MiB per Send, SendTo, Recv or RecvFrom, and
+//     256 MiB of data held (Send and SendTo data being written, Recv and RecvFrom buffers
+//     being filled, bytes kept from interrupted exact reads); per caller 1024 open sockets, 4 MiB per Send, SendTo, Recv or RecvFrom, and
 //     256 concurrent blocking calls.
 const DefaultYAML = `# The policy of a sockagent started without --policy.
 agent_limits:                  # all callers together

@@ -84,8 +84,8 @@ type Policy struct {
 	// of all callers together in progress at once (agent_limits.blocking_calls).
 	MaxBlockingCalls int
 	// MaxBufferedBytes bounds the data the agent holds for calls in progress, all callers
-	// together: Send and SendTo data being written, Recv and RecvFrom buffers being filled
-	// (agent_limits.buffered_bytes).
+	// together: Send and SendTo data being written, Recv and RecvFrom buffers being filled,
+	// and the bytes sockets keep from interrupted exact reads (agent_limits.buffered_bytes).
 	MaxBufferedBytes int
 	// Default applies to callers no entry of RuleSets matches.
 	Default *RuleSet
