@@ -117,7 +117,6 @@ func runScenario(ctx context.Context, cfg runConfig) *Report {
 		r.runSteps(ctx, cfg.file.Steps, "", nil)
 	}
 	rep.Cleanup = r.cleanup(context.WithoutCancel(ctx))
-	r.closeSessions(context.WithoutCancel(ctx))
 	rep.Steps = r.steps
 	if ctx.Err() != nil {
 		rep.Interrupted = true
@@ -215,8 +214,8 @@ func (rm *remote) start(ctx context.Context, sessionTTL time.Duration, sessionNa
 	return nil
 }
 
-// closeSessions closes the run's sessions on all agents at once (after the cleanup, so this
-// only closes what the cleanup could not).
+// closeSessions closes the run's sessions on all agents at once (cleanup closed those of the
+// agents it had sockets on already).
 func (r *runner) closeSessions(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, rm := range r.remotes {
@@ -676,8 +675,9 @@ func (r *runner) forget(agentName, id string) {
 	}
 }
 
-// cleanup closes every socket the run opened and did not close, newest first, on all agents
-// at once, each agent within cleanupTimeout.
+// cleanup closes every socket the run opened and did not close, newest first, then the run's
+// session (and whatever is left in it), on all agents at once, each agent within
+// cleanupTimeout.
 func (r *runner) cleanup(ctx context.Context) []CleanupReport {
 	r.mu.Lock()
 	byAgent := map[string][]opened{}
@@ -713,7 +713,13 @@ func (r *runner) cleanup(ctx context.Context) []CleanupReport {
 				}
 				results[i] = append(results[i], c)
 			}
+			rm.session.close(cctx)
 		})
+	}
+	for name, rm := range r.remotes {
+		if _, ok := byAgent[name]; !ok {
+			wg.Go(func() { rm.session.close(ctx) })
+		}
 	}
 	wg.Wait()
 	var out []CleanupReport

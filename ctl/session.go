@@ -72,7 +72,7 @@ func (s *runSession) keepAlive(ctx context.Context, period time.Duration) {
 }
 
 // close stops the keepalives and closes the session (and whatever sockets are still in it),
-// within cleanupTimeout. Safe on nil and more than once.
+// within cleanupTimeout and ctx. Safe on nil and more than once.
 func (s *runSession) close(ctx context.Context) {
 	if s == nil {
 		return
