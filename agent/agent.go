@@ -141,6 +141,7 @@ func New(cfg Config) (*Agent, error) {
 		grpc.ChainUnaryInterceptor(a.unary, newBudget(a.table, cfg.MaxRecvBytes).unary),
 		grpc.ChainStreamInterceptor(a.authStream),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.StatsHandler(messageSizeLog{log: a.log, max: cfg.MaxMessageBytes}),
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(handshakeLogger{TransportCredentials: credentials.NewTLS(cfg.TLS), log: a.log}))

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -170,18 +173,31 @@ func TestMaxMessageBytes(t *testing.T) {
 	t.Parallel()
 	t.Run("small", func(t *testing.T) {
 		t.Parallel()
-		e := newEnvWith(t, agent.Config{MaxMessageBytes: 64 << 10})
+		log := newLogBuf()
+		pol, err := policy.Parse("p.yaml", []byte("default: {limits: {bytes_per_call: 65536}}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := newEnvWith(t, agent.Config{MaxMessageBytes: 64 << 10, Policy: pol, Logger: slog.New(slog.NewJSONHandler(log, nil))})
 		ctx := ctxT(t)
 		cli, srv := e.pair(t)
-		_, err := e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: make([]byte, 64<<10)})
+		_, err = e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: make([]byte, 64<<10)})
 		st := status.Convert(err)
 		if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), fmt.Sprintf("received message larger than max (%d vs. %d)", 64<<10+len(cli)+6, 64<<10)) {
 			t.Errorf("send of 64 KiB: %v; want RESOURCE_EXHAUSTED received message larger than max (... vs. 65536)", err)
 		}
+		// No RPC line tells of it (no interceptor ran): the agent logs it apart, naming the flag.
+		log.waitFor(t, regexp.MustCompile(`"level":"WARN","msg":"request refused by gRPC: larger than --max-message-bytes \(Config.MaxMessageBytes\)","rpc":"/sockagent.v1.SocketService/Send","limit":65536,"err":"grpc: received message larger than max`))
 		// The connection and the socket survive: a smaller Send goes through.
 		e.send(t, cli, strings.Repeat("x", 60<<10))
 		if got := e.recvExact(t, srv, 60<<10); len(got) != 60<<10 {
 			t.Errorf("recv %d bytes", len(got))
+		}
+		// The agent's own RESOURCE_EXHAUSTED answers are not taken for gRPC's.
+		_, err = e.sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: srv, MaxBytes: 65537})
+		wantLimit(t, err, "limits.bytes_per_call", 65536)
+		if n := strings.Count(log.text(), "request refused by gRPC"); n != 1 {
+			t.Errorf("%d lines of requests refused by gRPC, want 1:\n%s", n, log.text())
 		}
 	})
 	t.Run("default", func(t *testing.T) {

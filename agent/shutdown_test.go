@@ -26,18 +26,23 @@ func TestShutdownBound(t *testing.T) {
 		a, conn := serveBufconn(t)
 		e := &env{a: a, sc: sockagentv1.NewSocketServiceClient(conn)} // no closeAtEnd: Shutdown closes
 		ctx := ctxT(t)
-		lis, err := e.sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
+		// The peer is the test's, not another socket of the agent: closing that one first
+		// would end the Recv with EOF, not AGENT_STOPPING.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: lis.GetSocket().GetLocalAddress()}); err != nil {
-			t.Fatal(err)
-		}
-		acc, err := e.sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: lis.GetSocket().GetSocketId()})
+		defer ln.Close()
+		d, err := e.sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: ln.Addr().String()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := acc.GetSocket().GetSocketId()
+		peer, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer peer.Close()
+		srv := d.GetSocket().GetSocketId()
 		recvErr := make(chan error, 1)
 		go func() {
 			_, err := e.sc.Recv(ctxT(t), &sockagentv1.RecvRequest{SocketId: srv, Timeout: dur(time.Minute)})
