@@ -281,15 +281,13 @@ func RunCycles(ctx context.Context, sc sockagentv1.SocketServiceClient, n, worke
 	per := (n + workers - 1) / workers
 	start := time.Now()
 	var wg sync.WaitGroup
-	errs := make([]error, workers)
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	for w := range workers {
 		wg.Go(func() {
 			for i := w * per; i < min(n, (w+1)*per); i++ {
 				if err := cycle(cctx, sc, lis[w], i); err != nil {
-					errs[w] = fmt.Errorf("cycle %d: %w", i, err)
-					cancel()
+					cancel(fmt.Errorf("cycle %d: %w", i, err)) // the first error is the cause
 					return
 				}
 			}
@@ -297,12 +295,7 @@ func RunCycles(ctx context.Context, sc sockagentv1.SocketServiceClient, n, worke
 	}
 	wg.Wait()
 	c.Elapsed = time.Since(start)
-	for _, e := range errs {
-		if e != nil {
-			return c, e
-		}
-	}
-	return c, ctx.Err()
+	return c, context.Cause(cctx)
 }
 
 func cycle(ctx context.Context, sc sockagentv1.SocketServiceClient, lis *sockagentv1.Socket, i int) error {
