@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -204,7 +205,7 @@ func (p *Pairs) Check(ctx context.Context, sc sockagentv1.SocketServiceClient, w
 		c := p.Clients[i]
 		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 		got := make([]byte, len(msg))
-		if _, err := ioReadFull(c, got); err != nil {
+		if _, err := io.ReadFull(c, got); err != nil {
 			return fmt.Errorf("connection %d: client read: %w", i, err)
 		}
 		if !bytes.Equal(got, msg) {
@@ -222,18 +223,6 @@ func (p *Pairs) Check(ctx context.Context, sc sockagentv1.SocketServiceClient, w
 		}
 		return nil
 	})
-}
-
-func ioReadFull(c net.Conn, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := c.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // OpenSockets is the agent's open_sockets from GetInfo (all callers).
