@@ -62,18 +62,35 @@ type session struct {
 type unknownSocketError struct {
 	instance string
 	started  time.Time
+	why      string // why the agent closed it on its own, when it did so recently
 }
 
 func (e *unknownSocketError) Error() string {
+	if e.why != "" {
+		return fmt.Sprintf("unknown socket: the agent closed it: %s (agent instance %s, started %s)",
+			e.why, e.instance, e.started.UTC().Format(time.RFC3339))
+	}
 	return fmt.Sprintf("%s; this agent instance %s, started %s, has no such socket: if it was opened before, the agent restarted",
 		ErrUnknownSocket, e.instance, e.started.UTC().Format(time.RFC3339))
 }
 
 func (e *unknownSocketError) Is(target error) bool { return target == ErrUnknownSocket }
 
-func (t *table) unknownSocket() error {
-	return &unknownSocketError{instance: t.instance, started: t.started}
+// unknownSocket is the error for a socket id owner has no socket under.
+func (t *table) unknownSocket(owner, id string) error {
+	e := &unknownSocketError{instance: t.instance, started: t.started}
+	t.mu.Lock()
+	if r, ok := t.reclaimed[id]; ok && r.owner == owner {
+		e.why = r.why
+	}
+	t.mu.Unlock()
+	return e
 }
+
+// maxReclaimed bounds how many sockets the agent closed on its own it remembers, to say why.
+const maxReclaimed = 10000
+
+type reclaim struct{ owner, why string }
 
 // closedError is net.ErrClosed for a socket the agent closed on its own (session ended,
 // idle), saying why.
@@ -171,7 +188,7 @@ func (t *table) CloseSession(ctx context.Context, id string) (SessionInfo, int, 
 	in := t.sessionInfoLocked(s)
 	socks := t.endSessionLocked(s)
 	t.mu.Unlock()
-	closeAll(socks, "session "+id+" was closed")
+	t.closeAll(socks, "session "+id+" was closed")
 	return in, len(socks), nil
 }
 
@@ -189,7 +206,7 @@ func (t *table) expire(s *session) {
 	}
 	socks := t.endSessionLocked(s)
 	t.mu.Unlock()
-	closeAll(socks, fmt.Sprintf("the lease of session %s expired (no KeepAlive within %s)", s.id, s.ttl))
+	t.closeAll(socks, fmt.Sprintf("the lease of session %s expired (no KeepAlive within %s)", s.id, s.ttl))
 }
 
 // endSessionLocked forgets s and takes its sockets out of the table; the caller closes them.
@@ -207,7 +224,21 @@ func (t *table) endSessionLocked(s *session) []*sock {
 	return out
 }
 
-func closeAll(socks []*sock, why string) {
+// closeAll closes sockets the agent took out of the table on its own, remembering why.
+func (t *table) closeAll(socks []*sock, why string) {
+	if len(socks) == 0 {
+		return
+	}
+	t.mu.Lock()
+	for _, s := range socks {
+		t.reclaimed[s.id] = reclaim{owner: s.owner, why: why}
+		t.reclaimedOrder = append(t.reclaimedOrder, s.id)
+	}
+	for len(t.reclaimedOrder) > maxReclaimed {
+		delete(t.reclaimed, t.reclaimedOrder[0])
+		t.reclaimedOrder = t.reclaimedOrder[1:]
+	}
+	t.mu.Unlock()
 	for _, s := range socks {
 		s.why.Store(&why)
 		_ = s.close() // the socket is gone either way; a close error has no remedy
@@ -263,7 +294,7 @@ func (t *table) startIdleReaper() {
 		}
 		t.idleTimer.Reset(every)
 		t.mu.Unlock()
-		closeAll(socks, fmt.Sprintf("idle for the agent's idle timeout (%s); open sockets in a session to keep them", t.idle))
+		t.closeAll(socks, fmt.Sprintf("idle for the agent's idle timeout (%s); open sockets in a session to keep them", t.idle))
 	}
 	t.idleTimer = time.AfterFunc(every, reap)
 }

@@ -123,6 +123,8 @@ func TestSessionLeaseExpiryClosesSockets(t *testing.T) {
 		t.Errorf("expiry took %s", el)
 	}
 	e.waitGone(t, ctx, time.Second, lis.GetSocketId())
+	_, err = e.sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: lis.GetSocketId()})
+	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket, "the agent closed it: the lease of session "+s.GetSessionId()+" expired")
 	_, err = e.ss.KeepAlive(ctx, &sockagentv1.KeepAliveRequest{SessionId: s.GetSessionId()})
 	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSession, s.GetSessionId())
 	_, err = e.sc.Listen(sctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
@@ -275,6 +277,8 @@ func TestIdleReaping(t *testing.T) {
 		}
 	}
 	e.waitGone(t, ctx, 10*time.Second, idleOne.GetSocketId())
+	_, err = e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: idleOne.GetSocketId(), Data: []byte("x")})
+	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket, "the agent closed it: idle for the agent's idle timeout (200ms)")
 	// The idle socket is gone; the others have been unused as long and are still here.
 	for _, k := range []*sockagentv1.Socket{inSession, busy} {
 		if _, err := e.sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: k.GetSocketId()}); err != nil {

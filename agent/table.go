@@ -231,6 +231,10 @@ type table struct {
 	idleTimer *time.Timer // the idle reaper, nil when idle <= 0
 	reqs      map[reqKey]*reqEntry
 	reqOrder  []reqRef // reqs, oldest first
+	// reclaimed remembers the sockets the agent closed on its own (ids never come back), so
+	// that UNKNOWN_SOCKET says why; reclaimedOrder is oldest first, at most maxReclaimed.
+	reclaimed      map[string]reclaim
+	reclaimedOrder []string
 }
 
 func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *table {
@@ -241,6 +245,7 @@ func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *ta
 		defaultTimeout: defaultTimeout, maxRecv: maxRecv, policy: pol,
 		socks: map[string]*sock{}, owned: map[string]int{}, calls: map[string]int{},
 		sessions: map[string]*session{}, reqs: map[reqKey]*reqEntry{}, started: time.Now(),
+		reclaimed: map[string]reclaim{},
 	}
 }
 
@@ -354,7 +359,7 @@ func (t *table) peek(ctx context.Context, id string) (*sock, error) {
 	s, ok := t.socks[id]
 	t.mu.Unlock()
 	if !ok || s.owner != owner {
-		return nil, t.unknownSocket()
+		return nil, t.unknownSocket(owner, id)
 	}
 	return s, nil
 }
@@ -422,7 +427,7 @@ func (t *table) Close(ctx context.Context, id string) (Info, error) {
 	}
 	t.mu.Unlock()
 	if !ok {
-		return Info{}, &OpError{Op: "close", SocketID: id, Err: t.unknownSocket()}
+		return Info{}, &OpError{Op: "close", SocketID: id, Err: t.unknownSocket(owner, id)}
 	}
 	in := s.info()
 	in.State = StateClosed
