@@ -227,3 +227,24 @@ steps:
 	r := <-done
 	r.want(t, ExitFailure, []string{"UNKNOWN_SOCKET", "agent a restarted (instance " + first.InstanceID() + " when the run connected, now "}, nil)
 }
+
+// An agent without SessionService (an older sockagent) runs the scenario without a session;
+// a --session-ttl out of range is a usage error.
+func TestRunWithoutSessionService(t *testing.T) {
+	t.Parallel()
+	old := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if strings.HasPrefix(info.FullMethod, "/sockagent.v1.SessionService/") {
+			return nil, status.Error(codes.Unimplemented, "unknown service sockagent.v1.SessionService")
+		}
+		return h(ctx, req)
+	}
+	lis := listenLoopback(t)
+	serveOn(t, lis, agent.Config{ServerOptions: []grpc.ServerOption{grpc.ChainUnaryInterceptor(old)}})
+	p := writeScenario(t, "plain.yaml", `name: plain
+agents: {a: local}
+steps:
+  - {on: a, listen: {network: tcp, address: "127.0.0.1:0"}, as: lis}
+`)
+	runArgs(t, p, "--agent", "a="+lis.Addr().String()).want(t, ExitOK, []string{"cleanup: 1 socket(s) closed", "1 passed, 0 failed"}, nil)
+	runArgs(t, p, "--session-ttl", "500ms").want(t, ExitUsage, nil, []string{"--session-ttl 500ms: give 1s up to 24h"})
+}
