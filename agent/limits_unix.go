@@ -19,9 +19,9 @@ func openFileLimits() (soft, hard uint64) {
 // RaiseOpenFileLimit raises the process's soft open-file limit (RLIMIT_NOFILE) to its hard
 // limit, so the agent can hold as many sockets as the system lets it; on macOS to at most
 // kern.maxfilesperproc, the most setrlimit accepts. It returns the soft limit before and
-// after. The Go runtime already raises the soft limit at start (Go 1.19 and later), so
-// "before" is usually the hard limit too. Call it from a daemon's main, not from a library:
-// the limit is the whole process's.
+// after. The Go runtime raises the soft limit at start too, but only to the hard limit minus
+// one (syscall's init), so "before" is usually hard-1. Call it from a daemon's main, not from a
+// library: the limit is the whole process's.
 func RaiseOpenFileLimit() (before, after uint64, err error) {
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
