@@ -239,8 +239,11 @@ func (t *table) closeAll(socks []*sock, why string) {
 		t.reclaimedOrder = t.reclaimedOrder[1:]
 	}
 	t.mu.Unlock()
-	for _, s := range socks {
+	for _, s := range socks { // first mark them all: a peer closed first must not look like EOF
 		s.why.Store(&why)
+		s.markClosed()
+	}
+	for _, s := range socks {
 		_ = s.close() // the socket is gone either way; a close error has no remedy
 	}
 }

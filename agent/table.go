@@ -132,6 +132,7 @@ type sock struct {
 
 	readGate, writeGate gate
 	closed              chan struct{}
+	closeOnce           sync.Once
 	leftover            []byte        // bytes of an interrupted exact read; guarded by readGate; set with setLeftover
 	held                *atomic.Int64 // the table's count of leftover bytes (limits_budget.go)
 
@@ -184,8 +185,21 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
+// markClosed tells calls queued or blocked on s that it is being closed.
+func (s *sock) markClosed() { s.closeOnce.Do(func() { close(s.closed) }) }
+
+// isClosed reports whether s is closed or being closed.
+func (s *sock) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
 func (s *sock) close() error {
-	close(s.closed)
+	s.markClosed()
 	s.dropLeftover()
 	var err error
 	switch {
@@ -911,6 +925,11 @@ func (t *table) Recv(ctx context.Context, id string, maxBytes, exact uint32, tim
 	if len(data) > 0 {
 		s.bytesRecv.Add(uint64(len(data)))
 		s.msgsRecv.Add(1)
+	}
+	if err == nil && eof && len(data) == 0 && s.isClosed() {
+		// The end of stream came from closing the socket itself (or its peer in the same
+		// session, closed together with it): say so, not "eof".
+		err = t.closedErr(s, net.ErrClosed)
 	}
 	if err != nil {
 		return nil, false, wrap(err)
