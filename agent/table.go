@@ -458,6 +458,9 @@ func (t *table) Stop() {
 	t.socks = map[string]*sock{}
 	t.total, t.owned = 0, map[string]int{}
 	t.mu.Unlock()
+	for _, s := range socks { // first mark them all: a peer closed first must not look like EOF
+		s.markClosed()
+	}
 	for _, s := range socks {
 		_ = s.close()
 	}
