@@ -76,7 +76,7 @@ func badArg(reason, format string, args ...any) error {
 
 // limitError is a request over a limit of the agent or of the caller's policy rule set.
 type limitError struct {
-	Limit   string // the policy key: "limits.sockets", "limits.bytes_per_call", "limits.blocking_calls", "agent_limits.sockets"
+	Limit   string // the policy key: "limits.sockets", "limits.bytes_per_call", "limits.blocking_calls", "agent_limits.sockets", "session_limits.sockets"
 	Max     int
 	RuleSet string // the rule set the limit comes from; empty for agent_limits
 	Detail  string // what was over it, and what to do

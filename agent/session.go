@@ -55,6 +55,9 @@ type session struct {
 	ttl              time.Duration
 	created, expires time.Time
 	timer            *time.Timer // fires expire at the end of the lease
+	// socks, calls and bytes count against session_limits: open sockets plus reserved slots,
+	// blocking calls in progress and the bytes they hold. Guarded by table.mu.
+	socks, calls, bytes int
 }
 
 // unknownSocketError is ErrUnknownSocket naming the agent instance, so that a client holding an
@@ -217,7 +220,7 @@ func (t *table) endSessionLocked(s *session) []*sock {
 	for id, k := range t.socks {
 		if k.session == s.id {
 			delete(t.socks, id)
-			t.releaseLocked(k.owner)
+			t.releaseLocked(k.owner, k.session)
 			out = append(out, k)
 		}
 	}
@@ -291,7 +294,7 @@ func (t *table) startIdleReaper() {
 		for id, s := range t.socks {
 			if s.session == "" && s.pending.Load() == 0 && now.Sub(time.Unix(0, s.lastUsed.Load())) >= t.idle {
 				delete(t.socks, id)
-				t.releaseLocked(s.owner)
+				t.releaseLocked(s.owner, s.session)
 				socks = append(socks, s)
 			}
 		}

@@ -21,7 +21,7 @@ func TestAddRefusesEndedSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, set := tb.who(ctx)
-	if err := tb.reserve("token:alice", set); err != nil {
+	if err := tb.reserve("token:alice", si.ID, set); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := tb.CloseSession(ctx, si.ID); err != nil {
@@ -53,7 +53,7 @@ func TestAddRefusesEndedSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tb.reserve("token:alice", set); err != nil {
+	if err := tb.reserve("token:alice", "", set); err != nil {
 		t.Fatal(err)
 	}
 	ln2, err := net.Listen("tcp", "127.0.0.1:0")

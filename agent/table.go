@@ -269,11 +269,13 @@ func (t *table) who(ctx context.Context) (Caller, *policy.RuleSet) {
 	return c, t.policy.For(policy.Identity{ID: c.ID, Subject: c.Subject, SANs: c.SANs, Token: c.Token})
 }
 
-// reserve takes a socket slot for owner, within the agent-wide and the caller's limits; the
-// slot is freed by release, or by closing the socket that add registers in it.
-func (t *table) reserve(owner string, set *policy.RuleSet) error {
+// reserve takes a socket slot for owner in session sess (empty outside one), within the
+// agent-wide, the caller's and the session's limits; the slot is freed by release, or by
+// closing the socket that add registers in it.
+func (t *table) reserve(owner, sess string, set *policy.RuleSet) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	ss := t.sessions[sess]
 	switch {
 	case t.stopped:
 		return ErrAgentStopping
@@ -283,20 +285,26 @@ func (t *table) reserve(owner string, set *policy.RuleSet) error {
 	case t.owned[owner] >= set.Limits.Sockets:
 		return &limitError{Limit: "limits.sockets", Max: set.Limits.Sockets, RuleSet: set.Name,
 			Detail: fmt.Sprintf("caller %q has %d open sockets; close some first", owner, t.owned[owner])}
+	case ss != nil && ss.socks >= set.SessionLimits.Sockets:
+		return &limitError{Limit: "session_limits.sockets", Max: set.SessionLimits.Sockets, RuleSet: set.Name,
+			Detail: fmt.Sprintf("session %s has %d open sockets; close some first", sess, ss.socks)}
 	}
 	t.total++
 	t.owned[owner]++
+	if ss != nil {
+		ss.socks++
+	}
 	return nil
 }
 
 // release frees a slot taken by reserve; releaseLocked does it with t.mu held.
-func (t *table) release(owner string) {
+func (t *table) release(owner, sess string) {
 	t.mu.Lock()
-	t.releaseLocked(owner)
+	t.releaseLocked(owner, sess)
 	t.mu.Unlock()
 }
 
-func (t *table) releaseLocked(owner string) {
+func (t *table) releaseLocked(owner, sess string) {
 	if t.total > 0 {
 		t.total--
 	}
@@ -305,16 +313,34 @@ func (t *table) releaseLocked(owner string) {
 	} else {
 		delete(t.owned, owner)
 	}
+	if ss := t.sessions[sess]; ss != nil && ss.socks > 0 {
+		ss.socks--
+	}
 }
 
-// enterBlocking counts a blocking call of caller against the set's limit; call the returned
-// func when the call ends.
-func (t *table) enterBlocking(caller string, set *policy.RuleSet) (func(), error) {
+// enterBlocking counts a blocking call of caller holding n bytes against the set's limits,
+// and against the session_limits of session sess (the call's, or its socket's; empty outside
+// one); call the returned func when the call ends.
+func (t *table) enterBlocking(caller, sess string, n int, set *policy.RuleSet) (func(), error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if n := t.calls[caller]; n >= set.Limits.BlockingCalls {
+	if c := t.calls[caller]; c >= set.Limits.BlockingCalls {
 		return nil, &limitError{Limit: "limits.blocking_calls", Max: set.Limits.BlockingCalls, RuleSet: set.Name,
-			Detail: fmt.Sprintf("caller %q has %d blocking calls in progress; wait for some to end", caller, n)}
+			Detail: fmt.Sprintf("caller %q has %d blocking calls in progress; wait for some to end", caller, c)}
+	}
+	ss := t.sessions[sess]
+	if ss != nil {
+		lim := set.SessionLimits
+		switch {
+		case ss.calls >= lim.BlockingCalls:
+			return nil, &limitError{Limit: "session_limits.blocking_calls", Max: lim.BlockingCalls, RuleSet: set.Name,
+				Detail: fmt.Sprintf("session %s has %d blocking calls in progress; wait for some to end", sess, ss.calls)}
+		case ss.bytes+n > lim.BufferedBytes:
+			return nil, &limitError{Limit: "session_limits.buffered_bytes", Max: lim.BufferedBytes, RuleSet: set.Name,
+				Detail: fmt.Sprintf("session %s holds %d bytes for calls in progress and this call needs %d; wait for some to end or use smaller calls", sess, ss.bytes, n)}
+		}
+		ss.calls++
+		ss.bytes += n
 	}
 	t.calls[caller]++
 	return func() {
@@ -323,6 +349,10 @@ func (t *table) enterBlocking(caller string, set *policy.RuleSet) (func(), error
 			t.calls[caller]--
 		} else {
 			delete(t.calls, caller)
+		}
+		if ss != nil {
+			ss.calls--
+			ss.bytes -= n
 		}
 		t.mu.Unlock()
 	}, nil
@@ -344,7 +374,7 @@ func (t *table) add(s *sock) error {
 		refuse = fmt.Errorf("session %s: %w", s.session, ErrUnknownSession)
 	}
 	if refuse != nil {
-		t.releaseLocked(s.owner)
+		t.releaseLocked(s.owner, s.session)
 		t.mu.Unlock()
 		_ = s.close()
 		return refuse
@@ -437,7 +467,7 @@ func (t *table) Close(ctx context.Context, id string) (Info, error) {
 	ok = ok && s.owner == owner
 	if ok {
 		delete(t.socks, id)
-		t.releaseLocked(owner)
+		t.releaseLocked(owner, s.session)
 	}
 	t.mu.Unlock()
 	if !ok {
@@ -575,7 +605,7 @@ func (t *table) listen(ctx context.Context, network, address string) (Info, erro
 	if err != nil {
 		return Info{}, wrap(err)
 	}
-	if err := t.reserve(c.ID, set); err != nil {
+	if err := t.reserve(c.ID, sess, set); err != nil {
 		return Info{}, wrap(err)
 	}
 	lc := net.ListenConfig{Control: control(set, true)}
@@ -586,7 +616,7 @@ func (t *table) listen(ctx context.Context, network, address string) (Info, erro
 		}
 	}
 	if err != nil {
-		t.release(c.ID)
+		t.release(c.ID, sess)
 		return Info{}, wrap(err)
 	}
 	s := &sock{owner: c.ID, session: sess, network: network, kind: KindListener, ln: ln}
@@ -617,7 +647,7 @@ func (t *table) bind(ctx context.Context, network, address string) (Info, error)
 	if err != nil {
 		return Info{}, wrap(err)
 	}
-	if err := t.reserve(c.ID, set); err != nil {
+	if err := t.reserve(c.ID, sess, set); err != nil {
 		return Info{}, wrap(err)
 	}
 	lc := net.ListenConfig{Control: control(set, true)}
@@ -628,7 +658,7 @@ func (t *table) bind(ctx context.Context, network, address string) (Info, error)
 		}
 	}
 	if err != nil {
-		t.release(c.ID)
+		t.release(c.ID, sess)
 		return Info{}, wrap(err)
 	}
 	s := &sock{owner: c.ID, session: sess, network: network, kind: KindDatagram, pc: pc}
@@ -701,12 +731,12 @@ func (t *table) dial(ctx context.Context, network, address, local string, timeou
 		}
 		d.LocalAddr = la
 	}
-	done, err := t.enterBlocking(c.ID, set)
+	done, err := t.enterBlocking(c.ID, sess, 0, set)
 	if err != nil {
 		return Info{}, wrap(err)
 	}
 	defer done()
-	if err := t.reserve(c.ID, set); err != nil {
+	if err := t.reserve(c.ID, sess, set); err != nil {
 		return Info{}, wrap(err)
 	}
 	conn, err := d.DialContext(ctx, network, address)
@@ -716,7 +746,7 @@ func (t *table) dial(ctx context.Context, network, address, local string, timeou
 		}
 	}
 	if err != nil {
-		t.release(c.ID)
+		t.release(c.ID, sess)
 		return Info{}, wrap(err)
 	}
 	s := &sock{owner: c.ID, session: sess, network: network, kind: KindStream, conn: conn}
@@ -819,12 +849,12 @@ func (t *table) accept(ctx context.Context, id string, timeout time.Duration) (I
 	if sess == "" {
 		sess = s.session
 	}
-	done, err := t.enterBlocking(c.ID, set)
+	done, err := t.enterBlocking(c.ID, sess, 0, set)
 	if err != nil {
 		return Info{}, wrap(err)
 	}
 	defer done()
-	if err := t.reserve(c.ID, set); err != nil { // the accepted socket's slot, taken before waiting
+	if err := t.reserve(c.ID, sess, set); err != nil { // the accepted socket's slot, taken before waiting
 		return Info{}, wrap(err)
 	}
 	var conn net.Conn
@@ -834,7 +864,7 @@ func (t *table) accept(ctx context.Context, id string, timeout time.Duration) (I
 		return aerr
 	})
 	if err != nil {
-		t.release(c.ID)
+		t.release(c.ID, sess)
 		return Info{}, wrap(err)
 	}
 	s.accepted.Add(1)
@@ -892,7 +922,7 @@ func (t *table) Recv(ctx context.Context, id string, maxBytes, exact uint32, tim
 	if err != nil {
 		return nil, false, wrap(err)
 	}
-	done, err := t.enterBlocking(c.ID, set)
+	done, err := t.enterBlocking(c.ID, s.session, n, set)
 	if err != nil {
 		return nil, false, wrap(err)
 	}
@@ -1044,7 +1074,7 @@ func (t *table) Send(ctx context.Context, id string, data []byte, timeout time.D
 	if err := bytesLimit(len(data), set, "send in several calls"); err != nil {
 		return 0, wrap(err)
 	}
-	done, err := t.enterBlocking(c.ID, set)
+	done, err := t.enterBlocking(c.ID, s.session, len(data), set)
 	if err != nil {
 		return 0, wrap(err)
 	}
@@ -1097,7 +1127,7 @@ func (t *table) SendTo(ctx context.Context, id, address string, data []byte, tim
 	if err != nil {
 		return 0, wrap(err)
 	}
-	done, err := t.enterBlocking(c.ID, set)
+	done, err := t.enterBlocking(c.ID, s.session, len(data), set)
 	if err != nil {
 		return 0, wrap(err)
 	}
@@ -1133,7 +1163,7 @@ func (t *table) RecvFrom(ctx context.Context, id string, maxBytes uint32, timeou
 	if err != nil {
 		return nil, "", wrap(err)
 	}
-	done, err := t.enterBlocking(c.ID, set)
+	done, err := t.enterBlocking(c.ID, s.session, n, set)
 	if err != nil {
 		return nil, "", wrap(err)
 	}

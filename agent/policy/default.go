@@ -15,7 +15,8 @@ package policy
 //   - limits: for all callers together 4096 open sockets, 4096 concurrent blocking calls and
 //     256 MiB of data held (Send and SendTo data being written, Recv and RecvFrom buffers
 //     being filled, bytes kept from interrupted exact reads); per caller 1024 open sockets, 4 MiB per Send, SendTo, Recv or RecvFrom, and
-//     256 concurrent blocking calls.
+//     256 concurrent blocking calls; per session 256 open sockets, 64 concurrent blocking calls
+//     and 64 MiB of data held by its calls.
 const DefaultYAML = `# The policy of a sockagent started without --policy.
 agent_limits:                  # all callers together
   sockets: 4096                # open sockets
@@ -37,4 +38,8 @@ default:
     sockets: 1024
     bytes_per_call: 4194304
     blocking_calls: 256
+  session_limits:              # per session (the sockagent-session header)
+    sockets: 256
+    blocking_calls: 64
+    buffered_bytes: 67108864   # 64 MiB
 `

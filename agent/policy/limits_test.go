@@ -44,3 +44,34 @@ func TestAgentLimits(t *testing.T) {
 		}
 	}
 }
+
+// session_limits: inherited field by field, from DefaultYAML into the default set and from the
+// default set into rule sets, and checked.
+func TestSessionLimits(t *testing.T) {
+	t.Parallel()
+	p, err := Parse("p.yaml", []byte(`default: {session_limits: {sockets: 5}}
+rule_sets:
+  - {name: ci, callers: ["token:ci"], session_limits: {buffered_bytes: 7}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.Default.SessionLimits, (SessionLimits{Sockets: 5, BlockingCalls: 64, BufferedBytes: 64 << 20}); got != want {
+		t.Errorf("default set: %+v, want %+v", got, want)
+	}
+	if got, want := p.RuleSets[0].SessionLimits, (SessionLimits{Sockets: 5, BlockingCalls: 64, BufferedBytes: 7}); got != want {
+		t.Errorf("rule set ci: %+v, want %+v", got, want)
+	}
+	if got, want := Default().Default.SessionLimits, (SessionLimits{Sockets: 256, BlockingCalls: 64, BufferedBytes: 64 << 20}); got != want {
+		t.Errorf("built-in default: %+v, want %+v", got, want)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"default: {session_limits: {sockets: 0}}\n", "default.session_limits.sockets: want a whole number from 1 to"},
+		{"default: {session_limits: {bytes: 1}}\n", `unknown key "bytes"; known keys: blocking_calls, buffered_bytes, sockets`},
+	} {
+		_, err := Parse("p.yaml", []byte(tc.src))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want it to contain %q", tc.src, err, tc.want)
+		}
+	}
+}

@@ -142,6 +142,7 @@ type rawSet struct {
 	set    RuleSet
 	has    map[string]bool
 	limits [3]*int // sockets, bytes_per_call, blocking_calls
+	sess   [3]*int // session_limits: sockets, blocking_calls, buffered_bytes
 }
 
 func (r *rawSet) inherit(base *RuleSet) *RuleSet {
@@ -174,6 +175,12 @@ func (r *rawSet) inherit(base *RuleSet) *RuleSet {
 	}
 	if v := r.limits[2]; v != nil {
 		s.Limits.BlockingCalls = *v
+	}
+	s.SessionLimits = base.SessionLimits
+	for i, dst := range []*int{&s.SessionLimits.Sockets, &s.SessionLimits.BlockingCalls, &s.SessionLimits.BufferedBytes} {
+		if v := r.sess[i]; v != nil {
+			*dst = *v
+		}
 	}
 	return &s
 }
@@ -335,6 +342,19 @@ func (p *parser) ruleSet(n *yaml.Node, what string, isDefault bool) (*rawSet, er
 			}
 			return p.mapping(n, w, map[string]func(*yaml.Node) error{
 				"sockets": lim(0, "sockets"), "bytes_per_call": lim(1, "bytes_per_call"), "blocking_calls": lim(2, "blocking_calls"),
+			})
+		},
+		"session_limits": func(n *yaml.Node) error {
+			w := what + ".session_limits"
+			lim := func(i int, key string) func(*yaml.Node) error {
+				return func(n *yaml.Node) error {
+					v, err := p.positive(n, w+"."+key)
+					r.sess[i] = &v
+					return err
+				}
+			}
+			return p.mapping(n, w, map[string]func(*yaml.Node) error{
+				"sockets": lim(0, "sockets"), "blocking_calls": lim(1, "blocking_calls"), "buffered_bytes": lim(2, "buffered_bytes"),
 			})
 		},
 	}

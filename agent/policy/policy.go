@@ -30,6 +30,10 @@
 //	    sockets: 64
 //	    bytes_per_call: 1048576
 //	    blocking_calls: 32
+//	  session_limits:               # per session (the sockagent-session header)
+//	    sockets: 16
+//	    blocking_calls: 8
+//	    buffered_bytes: 16777216
 //	rule_sets:                      # first match wins
 //	  - name: ci
 //	    callers: ["token:ci", "cert:CN=ci-*", "san:*.lab.example"]
@@ -55,7 +59,7 @@
 // default set leaves out from the built-in default (DefaultYAML), list by list: networks,
 // destinations.allow, destinations.deny, local.allow, local.deny, unix_paths.allow and
 // unix_paths.deny each replace the inherited list when given (an empty list [] clears it), and
-// limits inherit field by field. So `destinations: {deny: [...]}` adds no allow rule and keeps
+// limits and session_limits inherit field by field. So `destinations: {deny: [...]}` adds no allow rule and keeps
 // the inherited one. Unknown keys are errors.
 //
 // Callers: a pattern matches Caller.ID ("anonymous", "token:NAME", "cert:COMMON-NAME"), with "*"
@@ -109,6 +113,8 @@ type RuleSet struct {
 	UnixPaths PathRules
 	// Limits apply per caller.
 	Limits Limits
+	// SessionLimits apply per session of a caller of the set.
+	SessionLimits SessionLimits
 }
 
 // AddrRules are allow and deny lists of address rules; deny wins.
@@ -143,6 +149,17 @@ type Limits struct {
 	// BlockingCalls bounds the caller's concurrent blocking calls (Dial, Accept, Send, Recv,
 	// SendTo, RecvFrom).
 	BlockingCalls int
+}
+
+// SessionLimits bound one session's use of the agent (session_limits). Every field is positive.
+type SessionLimits struct {
+	// Sockets bounds the session's open sockets.
+	Sockets int
+	// BlockingCalls bounds the concurrent blocking calls made in the session or on its sockets.
+	BlockingCalls int
+	// BufferedBytes bounds the data those calls hold at once (Send and SendTo data, Recv and
+	// RecvFrom buffers).
+	BufferedBytes int
 }
 
 // Identity is who asks: the fields of the agent's Caller that policies match on.
