@@ -19,10 +19,13 @@ type agentService struct {
 	a *Agent
 }
 
-func (s *agentService) GetInfo(context.Context, *sockagentv1.GetInfoRequest) (*sockagentv1.GetInfoResponse, error) {
+func (s *agentService) GetInfo(ctx context.Context, _ *sockagentv1.GetInfoRequest) (*sockagentv1.GetInfoResponse, error) {
 	a := s.a
 	host, _ := os.Hostname() // an empty hostname is the honest answer when the OS has none
 	soft, hard := openFileLimits()
+	_, set := a.table.who(ctx)
+	pol := a.table.policy
+	idle := max(a.cfg.IdleTimeout, 0) // negative: never, shown as 0
 	return &sockagentv1.GetInfoResponse{
 		Hostname:   host,
 		Version:    a.cfg.Version,
@@ -36,6 +39,19 @@ func (s *agentService) GetInfo(context.Context, *sockagentv1.GetInfoRequest) (*s
 			OpenFilesHard:  hard,
 			DefaultTimeout: durationpb.New(a.cfg.DefaultTimeout),
 			MaxRecvBytes:   uint32(a.cfg.MaxRecvBytes),
+
+			IdleTimeout:          durationpb.New(idle),
+			MaxMessageBytes:      uint32(a.cfg.MaxMessageBytes),
+			AgentSockets:         uint32(pol.MaxSockets),
+			AgentBlockingCalls:   uint32(pol.MaxBlockingCalls),
+			AgentBufferedBytes:   uint64(pol.MaxBufferedBytes),
+			RuleSet:              set.Name,
+			CallerSockets:        uint32(set.Limits.Sockets),
+			BytesPerCall:         uint32(set.Limits.BytesPerCall),
+			CallerBlockingCalls:  uint32(set.Limits.BlockingCalls),
+			SessionSockets:       uint32(set.SessionLimits.Sockets),
+			SessionBlockingCalls: uint32(set.SessionLimits.BlockingCalls),
+			SessionBufferedBytes: uint64(set.SessionLimits.BufferedBytes),
 		},
 		InstanceId:  a.instance,
 		Networks:    Networks(),

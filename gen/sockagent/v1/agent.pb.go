@@ -161,9 +161,38 @@ type Limits struct {
 	// default_timeout applies to blocking calls whose timeout is 0.
 	DefaultTimeout *durationpb.Duration `protobuf:"bytes,3,opt,name=default_timeout,json=defaultTimeout,proto3" json:"default_timeout,omitempty"`
 	// max_recv_bytes is the largest max_bytes or exact_bytes a Recv may ask for.
-	MaxRecvBytes  uint32 `protobuf:"varint,4,opt,name=max_recv_bytes,json=maxRecvBytes,proto3" json:"max_recv_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxRecvBytes uint32 `protobuf:"varint,4,opt,name=max_recv_bytes,json=maxRecvBytes,proto3" json:"max_recv_bytes,omitempty"`
+	// idle_timeout closes a socket outside a session unused for this long (0 = never).
+	IdleTimeout *durationpb.Duration `protobuf:"bytes,5,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	// max_message_bytes is the largest request message the agent accepts.
+	MaxMessageBytes uint32 `protobuf:"varint,6,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
+	// agent_sockets bounds the open sockets of all callers together (agent_limits.sockets).
+	AgentSockets uint32 `protobuf:"varint,7,opt,name=agent_sockets,json=agentSockets,proto3" json:"agent_sockets,omitempty"`
+	// agent_blocking_calls bounds the blocking calls of all callers in progress at once
+	// (agent_limits.blocking_calls).
+	AgentBlockingCalls uint32 `protobuf:"varint,8,opt,name=agent_blocking_calls,json=agentBlockingCalls,proto3" json:"agent_blocking_calls,omitempty"`
+	// agent_buffered_bytes bounds the data held for calls in progress, all callers together
+	// (agent_limits.buffered_bytes).
+	AgentBufferedBytes uint64 `protobuf:"varint,9,opt,name=agent_buffered_bytes,json=agentBufferedBytes,proto3" json:"agent_buffered_bytes,omitempty"`
+	// rule_set names the policy rule set that applies to the caller of GetInfo; the caller_
+	// and session_ fields below are its limits.
+	RuleSet string `protobuf:"bytes,10,opt,name=rule_set,json=ruleSet,proto3" json:"rule_set,omitempty"`
+	// caller_sockets bounds the caller's open sockets (limits.sockets).
+	CallerSockets uint32 `protobuf:"varint,11,opt,name=caller_sockets,json=callerSockets,proto3" json:"caller_sockets,omitempty"`
+	// bytes_per_call bounds Send and SendTo data and Recv and RecvFrom sizes (limits.bytes_per_call).
+	BytesPerCall uint32 `protobuf:"varint,12,opt,name=bytes_per_call,json=bytesPerCall,proto3" json:"bytes_per_call,omitempty"`
+	// caller_blocking_calls bounds the caller's blocking calls in progress (limits.blocking_calls).
+	CallerBlockingCalls uint32 `protobuf:"varint,13,opt,name=caller_blocking_calls,json=callerBlockingCalls,proto3" json:"caller_blocking_calls,omitempty"`
+	// session_sockets bounds the open sockets of one session (session_limits.sockets).
+	SessionSockets uint32 `protobuf:"varint,14,opt,name=session_sockets,json=sessionSockets,proto3" json:"session_sockets,omitempty"`
+	// session_blocking_calls bounds the blocking calls of one session in progress
+	// (session_limits.blocking_calls).
+	SessionBlockingCalls uint32 `protobuf:"varint,15,opt,name=session_blocking_calls,json=sessionBlockingCalls,proto3" json:"session_blocking_calls,omitempty"`
+	// session_buffered_bytes bounds the data held for one session's calls in progress
+	// (session_limits.buffered_bytes).
+	SessionBufferedBytes uint64 `protobuf:"varint,16,opt,name=session_buffered_bytes,json=sessionBufferedBytes,proto3" json:"session_buffered_bytes,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -220,6 +249,90 @@ func (x *Limits) GetDefaultTimeout() *durationpb.Duration {
 func (x *Limits) GetMaxRecvBytes() uint32 {
 	if x != nil {
 		return x.MaxRecvBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetIdleTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.IdleTimeout
+	}
+	return nil
+}
+
+func (x *Limits) GetMaxMessageBytes() uint32 {
+	if x != nil {
+		return x.MaxMessageBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetAgentSockets() uint32 {
+	if x != nil {
+		return x.AgentSockets
+	}
+	return 0
+}
+
+func (x *Limits) GetAgentBlockingCalls() uint32 {
+	if x != nil {
+		return x.AgentBlockingCalls
+	}
+	return 0
+}
+
+func (x *Limits) GetAgentBufferedBytes() uint64 {
+	if x != nil {
+		return x.AgentBufferedBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetRuleSet() string {
+	if x != nil {
+		return x.RuleSet
+	}
+	return ""
+}
+
+func (x *Limits) GetCallerSockets() uint32 {
+	if x != nil {
+		return x.CallerSockets
+	}
+	return 0
+}
+
+func (x *Limits) GetBytesPerCall() uint32 {
+	if x != nil {
+		return x.BytesPerCall
+	}
+	return 0
+}
+
+func (x *Limits) GetCallerBlockingCalls() uint32 {
+	if x != nil {
+		return x.CallerBlockingCalls
+	}
+	return 0
+}
+
+func (x *Limits) GetSessionSockets() uint32 {
+	if x != nil {
+		return x.SessionSockets
+	}
+	return 0
+}
+
+func (x *Limits) GetSessionBlockingCalls() uint32 {
+	if x != nil {
+		return x.SessionBlockingCalls
+	}
+	return 0
+}
+
+func (x *Limits) GetSessionBufferedBytes() uint64 {
+	if x != nil {
+		return x.SessionBufferedBytes
 	}
 	return 0
 }
@@ -381,12 +494,25 @@ const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\x03mtu\x18\x03 \x01(\x05R\x03mtu\x12\x14\n" +
 	"\x05flags\x18\x04 \x03(\tR\x05flags\x12\x1c\n" +
 	"\taddresses\x18\x05 \x03(\tR\taddresses\x12)\n" +
-	"\x10hardware_address\x18\x06 \x01(\tR\x0fhardwareAddress\"\xc2\x01\n" +
+	"\x10hardware_address\x18\x06 \x01(\tR\x0fhardwareAddress\"\xe6\x05\n" +
 	"\x06Limits\x12&\n" +
 	"\x0fopen_files_soft\x18\x01 \x01(\x04R\ropenFilesSoft\x12&\n" +
 	"\x0fopen_files_hard\x18\x02 \x01(\x04R\ropenFilesHard\x12B\n" +
 	"\x0fdefault_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0edefaultTimeout\x12$\n" +
-	"\x0emax_recv_bytes\x18\x04 \x01(\rR\fmaxRecvBytes\"\xb2\x03\n" +
+	"\x0emax_recv_bytes\x18\x04 \x01(\rR\fmaxRecvBytes\x12<\n" +
+	"\fidle_timeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12*\n" +
+	"\x11max_message_bytes\x18\x06 \x01(\rR\x0fmaxMessageBytes\x12#\n" +
+	"\ragent_sockets\x18\a \x01(\rR\fagentSockets\x120\n" +
+	"\x14agent_blocking_calls\x18\b \x01(\rR\x12agentBlockingCalls\x120\n" +
+	"\x14agent_buffered_bytes\x18\t \x01(\x04R\x12agentBufferedBytes\x12\x19\n" +
+	"\brule_set\x18\n" +
+	" \x01(\tR\aruleSet\x12%\n" +
+	"\x0ecaller_sockets\x18\v \x01(\rR\rcallerSockets\x12$\n" +
+	"\x0ebytes_per_call\x18\f \x01(\rR\fbytesPerCall\x122\n" +
+	"\x15caller_blocking_calls\x18\r \x01(\rR\x13callerBlockingCalls\x12'\n" +
+	"\x0fsession_sockets\x18\x0e \x01(\rR\x0esessionSockets\x124\n" +
+	"\x16session_blocking_calls\x18\x0f \x01(\rR\x14sessionBlockingCalls\x124\n" +
+	"\x16session_buffered_bytes\x18\x10 \x01(\x04R\x14sessionBufferedBytes\"\xb2\x03\n" +
 	"\x0fGetInfoResponse\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x0e\n" +
@@ -433,17 +559,18 @@ var file_sockagent_v1_agent_proto_goTypes = []any{
 }
 var file_sockagent_v1_agent_proto_depIdxs = []int32{
 	4, // 0: sockagent.v1.Limits.default_timeout:type_name -> google.protobuf.Duration
-	1, // 1: sockagent.v1.GetInfoResponse.interfaces:type_name -> sockagent.v1.Interface
-	5, // 2: sockagent.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
-	4, // 3: sockagent.v1.GetInfoResponse.uptime:type_name -> google.protobuf.Duration
-	2, // 4: sockagent.v1.GetInfoResponse.limits:type_name -> sockagent.v1.Limits
-	0, // 5: sockagent.v1.AgentService.GetInfo:input_type -> sockagent.v1.GetInfoRequest
-	3, // 6: sockagent.v1.AgentService.GetInfo:output_type -> sockagent.v1.GetInfoResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	4, // 1: sockagent.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
+	1, // 2: sockagent.v1.GetInfoResponse.interfaces:type_name -> sockagent.v1.Interface
+	5, // 3: sockagent.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
+	4, // 4: sockagent.v1.GetInfoResponse.uptime:type_name -> google.protobuf.Duration
+	2, // 5: sockagent.v1.GetInfoResponse.limits:type_name -> sockagent.v1.Limits
+	0, // 6: sockagent.v1.AgentService.GetInfo:input_type -> sockagent.v1.GetInfoRequest
+	3, // 7: sockagent.v1.AgentService.GetInfo:output_type -> sockagent.v1.GetInfoResponse
+	7, // [7:8] is the sub-list for method output_type
+	6, // [6:7] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_sockagent_v1_agent_proto_init() }
