@@ -70,7 +70,9 @@ type Config struct {
 	// every RPC but the health service's; the caller is "token:NAME". SetTokens replaces them.
 	Tokens *Tokens
 	// AuditLogger, if set, also receives the line of every RPC that creates, writes to or
-	// closes a socket (message "audit"), whatever Logger's level.
+	// closes a socket (message "audit"), whatever Logger's level, and one line per socket the
+	// agent closes on its own: session closed, lease expired, idle (message "reclaim", keys
+	// socket owner session cause why; Logger gets it too).
 	AuditLogger *slog.Logger
 	// Policy decides per caller what may be opened and used, and the limits; nil means
 	// policy.Default() (see policy.DefaultYAML).
@@ -131,6 +133,7 @@ func New(cfg Config) (*Agent, error) {
 		audit:    cfg.AuditLogger,
 	}
 	a.table.instance, a.table.started, a.table.idle = a.instance, a.started, cfg.IdleTimeout
+	a.table.onReclaim = a.logReclaim
 	if cfg.Tokens != nil {
 		if cfg.Tokens.Len() == 0 {
 			return nil, errors.New("agent config: Tokens is empty; give at least one token or none at all")

@@ -125,3 +125,28 @@ func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 		a.audit.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 	}
 }
+
+// logReclaim writes one structured line, message "reclaim", for a socket the agent closed on
+// its own (its session closed, its session's lease expired, or idle), keys audit socket owner
+// [session] network local remote cause why; to the log and to the audit log.
+func (a *Agent) logReclaim(in Info, cause, why string) {
+	ctx := context.Background()
+	toLog := a.log.Enabled(ctx, slog.LevelInfo)
+	toAudit := a.audit != nil && a.audit.Enabled(ctx, slog.LevelInfo)
+	if !toLog && !toAudit {
+		return
+	}
+	attrs := []slog.Attr{slog.Bool("audit", true), slog.String("socket", in.ID), slog.String("owner", in.Owner)}
+	for _, kv := range [][2]string{{"session", in.Session}, {"network", in.Network}, {"local", in.Local}, {"remote", in.Remote}} {
+		if kv[1] != "" {
+			attrs = append(attrs, slog.String(kv[0], kv[1]))
+		}
+	}
+	attrs = append(attrs, slog.String("cause", cause), slog.String("why", why))
+	if toLog {
+		a.log.LogAttrs(ctx, slog.LevelInfo, "reclaim", attrs...)
+	}
+	if toAudit {
+		a.audit.LogAttrs(ctx, slog.LevelInfo, "reclaim", attrs...)
+	}
+}

@@ -191,7 +191,7 @@ func (t *table) CloseSession(ctx context.Context, id string) (SessionInfo, int, 
 	in := t.sessionInfoLocked(s)
 	socks := t.endSessionLocked(s)
 	t.mu.Unlock()
-	t.closeAll(socks, "session "+id+" was closed")
+	t.closeAll(socks, "session_closed", "session "+id+" was closed")
 	return in, len(socks), nil
 }
 
@@ -209,7 +209,7 @@ func (t *table) expire(s *session) {
 	}
 	socks := t.endSessionLocked(s)
 	t.mu.Unlock()
-	t.closeAll(socks, fmt.Sprintf("the lease of session %s expired (no KeepAlive within %s)", s.id, s.ttl))
+	t.closeAll(socks, "lease_expired", fmt.Sprintf("the lease of session %s expired (no KeepAlive within %s)", s.id, s.ttl))
 }
 
 // endSessionLocked forgets s and takes its sockets out of the table; the caller closes them.
@@ -227,8 +227,9 @@ func (t *table) endSessionLocked(s *session) []*sock {
 	return out
 }
 
-// closeAll closes sockets the agent took out of the table on its own, remembering why.
-func (t *table) closeAll(socks []*sock, why string) {
+// closeAll closes sockets the agent took out of the table on its own, remembering why, and
+// reports each to t.reclaimed (cause is "session_closed", "lease_expired" or "idle").
+func (t *table) closeAll(socks []*sock, cause, why string) {
 	if len(socks) == 0 {
 		return
 	}
@@ -247,7 +248,11 @@ func (t *table) closeAll(socks []*sock, why string) {
 		s.markClosed()
 	}
 	for _, s := range socks {
+		in := s.info()
 		_ = s.close() // the socket is gone either way; a close error has no remedy
+		if t.onReclaim != nil {
+			t.onReclaim(in, cause, why)
+		}
 	}
 }
 
@@ -300,7 +305,7 @@ func (t *table) startIdleReaper() {
 		}
 		t.idleTimer.Reset(every)
 		t.mu.Unlock()
-		t.closeAll(socks, fmt.Sprintf("idle for the agent's idle timeout (%s); open sockets in a session to keep them", t.idle))
+		t.closeAll(socks, "idle", fmt.Sprintf("idle for the agent's idle timeout (%s); open sockets in a session to keep them", t.idle))
 	}
 	t.idleTimer = time.AfterFunc(every, reap)
 }

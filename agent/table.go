@@ -249,6 +249,8 @@ type table struct {
 	// that UNKNOWN_SOCKET says why; reclaimedOrder is oldest first, at most maxReclaimed.
 	reclaimed      map[string]reclaim
 	reclaimedOrder []string
+	// onReclaim, when set, is told of every socket the agent closed on its own (closeAll).
+	onReclaim func(in Info, cause, why string)
 }
 
 func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *table {
