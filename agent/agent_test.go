@@ -23,14 +23,31 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // env is one in-process agent behind bufconn (control plane); its sockets are real.
 type env struct {
-	a  *agent.Agent
-	sc sockagentv1.SocketServiceClient
-	ac sockagentv1.AgentServiceClient
+	a    *agent.Agent
+	conn *grpc.ClientConn
+	sc   sockagentv1.SocketServiceClient
+	ac   sockagentv1.AgentServiceClient
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, agent.Config{}) }
+
+// newEnvWith is newEnv with a Config.
+func newEnvWith(t *testing.T, cfg agent.Config) *env {
 	t.Helper()
-	a, err := agent.New(agent.Config{})
+	a, conn := serveBufconn(t, cfg)
+	t.Cleanup(func() { // runs before serveBufconn's cleanup closes the agent
+		if n := a.NumSockets(); n != 0 {
+			t.Errorf("socket table not empty at the end of the test: %d sockets", n)
+		}
+	})
+	return &env{a: a, conn: conn, sc: sockagentv1.NewSocketServiceClient(conn), ac: sockagentv1.NewAgentServiceClient(conn)}
+}
+
+// serveBufconn serves a new agent over bufconn and returns it with a client connection; both
+// are closed when the test ends.
+func serveBufconn(t *testing.T, cfg agent.Config) (*agent.Agent, *grpc.ClientConn) {
+	t.Helper()
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,14 +64,11 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if n := a.NumSockets(); n != 0 {
-			t.Errorf("socket table not empty at the end of the test: %d sockets", n)
-		}
 		conn.Close()
 		a.Close()
 		<-served
 	})
-	return &env{a: a, sc: sockagentv1.NewSocketServiceClient(conn), ac: sockagentv1.NewAgentServiceClient(conn)}
+	return a, conn
 }
 
 func ctxT(t *testing.T) context.Context {

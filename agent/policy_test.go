@@ -21,12 +21,9 @@ import (
 	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -700,34 +697,4 @@ func (e *env) waitPendingCtx(t *testing.T, ctx context.Context, id string, n uin
 		}
 		time.Sleep(time.Millisecond) // polling interval, not synchronisation: the condition decides
 	}
-}
-
-// newEnvWith is newEnv with a Config: one in-process agent behind bufconn.
-func newEnvWith(t *testing.T, cfg agent.Config) *env {
-	t.Helper()
-	a, err := agent.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = a.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if n := a.NumSockets(); n != 0 {
-			t.Errorf("socket table not empty at the end of the test: %d sockets", n)
-		}
-		conn.Close()
-		a.Close()
-		<-served
-	})
-	return &env{a: a, sc: sockagentv1.NewSocketServiceClient(conn), ac: sockagentv1.NewAgentServiceClient(conn)}
 }

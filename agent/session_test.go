@@ -12,12 +12,9 @@ import (
 	"github.com/sockagent/sockagent/agent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 )
 
 // sessEnv is an env with a SessionService client.
@@ -28,32 +25,8 @@ type sessEnv struct {
 
 func newSessEnv(t *testing.T, cfg agent.Config) *sessEnv {
 	t.Helper()
-	a, err := agent.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = a.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if n := a.NumSockets(); n != 0 {
-			t.Errorf("socket table not empty at the end of the test: %d sockets", n)
-		}
-		conn.Close()
-		a.Close()
-		<-served
-	})
-	e := &env{a: a, sc: sockagentv1.NewSocketServiceClient(conn), ac: sockagentv1.NewAgentServiceClient(conn)}
-	return &sessEnv{env: e, ss: sockagentv1.NewSessionServiceClient(conn)}
+	e := newEnvWith(t, cfg)
+	return &sessEnv{env: e, ss: sockagentv1.NewSessionServiceClient(e.conn)}
 }
 
 func (e *sessEnv) open(t *testing.T, ctx context.Context, ttl time.Duration) *sockagentv1.Session {

@@ -9,12 +9,9 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 )
 
 // Agent.Shutdown answers blocked calls and returns as soon as the RPCs end; an RPC that does
@@ -23,7 +20,7 @@ func TestShutdownBound(t *testing.T) {
 	t.Parallel()
 	t.Run("prompt", func(t *testing.T) {
 		t.Parallel()
-		a, conn := serveBufconn(t)
+		a, conn := serveBufconn(t, agent.Config{})
 		e := &env{a: a, sc: sockagentv1.NewSocketServiceClient(conn)} // no closeAtEnd: Shutdown closes
 		ctx := ctxT(t)
 		// The peer is the test's, not another socket of the agent: closing that one first
@@ -69,7 +66,7 @@ func TestShutdownBound(t *testing.T) {
 	})
 	t.Run("cut off", func(t *testing.T) {
 		t.Parallel()
-		a, conn := serveBufconn(t)
+		a, conn := serveBufconn(t, agent.Config{})
 		rc := reflectionpb.NewServerReflectionClient(conn)
 		st, err := rc.ServerReflectionInfo(ctxT(t))
 		if err != nil {
@@ -95,32 +92,4 @@ func TestShutdownBound(t *testing.T) {
 			t.Errorf("stream after Shutdown: %v, want UNAVAILABLE", err)
 		}
 	})
-}
-
-// serveBufconn serves a new agent over bufconn and returns it with a client connection (env
-// hides its connection; a reflection stream needs one).
-func serveBufconn(t *testing.T) (*agent.Agent, *grpc.ClientConn) {
-	t.Helper()
-	a, err := agent.New(agent.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = a.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		a.Close()
-		<-served
-	})
-	return a, conn
 }
