@@ -83,11 +83,11 @@ func TestTCPExchange(t *testing.T) {
 	// The table shows all three sockets with their counters.
 	r = ok(t, addr, "ls")
 	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
-	if len(lines) != 4 || !regexp.MustCompile(`^ID +NETWORK +KIND +STATE +LOCAL +REMOTE +SENT +RECV$`).MatchString(lines[0]) {
+	if len(lines) != 4 || !regexp.MustCompile(`^ID +NETWORK +KIND +STATE +LOCAL +REMOTE +SENT +RECV +SESSION +AGE +IDLE$`).MatchString(lines[0]) {
 		t.Fatalf("ls: want a header and 3 rows, got:\n%s", r.stdout)
 	}
 	row := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(cid) + ` +tcp +stream +open +` +
-		regexp.QuoteMeta(client.GetLocalAddress()) + ` +` + regexp.QuoteMeta(lis.GetLocalAddress()) + ` +13 +14$`)
+		regexp.QuoteMeta(client.GetLocalAddress()) + ` +` + regexp.QuoteMeta(lis.GetLocalAddress()) + ` +13 +14 +- +[0-9hms]+ +[0-9hms]+$`)
 	if !row.MatchString(r.stdout) {
 		t.Errorf("ls: no row for the client %s with 13 bytes sent and 14 received:\n%s", cid, r.stdout)
 	}

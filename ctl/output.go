@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
@@ -80,18 +81,28 @@ func (w *writer) json(m proto.Message) error {
 }
 
 // socketHeader is the table header of socket rows.
-const socketHeader = "ID\tNETWORK\tKIND\tSTATE\tLOCAL\tREMOTE\tSENT\tRECV"
+const socketHeader = "ID\tNETWORK\tKIND\tSTATE\tLOCAL\tREMOTE\tSENT\tRECV\tSESSION\tAGE\tIDLE"
 
-// sockets prints sockets as a table with a header (also when there are none).
+// sockets prints sockets as a table with a header (also when there are none). AGE and IDLE
+// are rounded to the second.
 func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 	tw := tabwriter.NewWriter(w.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, socketHeader)
 	for _, s := range socks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n",
 			s.GetSocketId(), dash(s.GetNetwork()), kindName(s.GetKind()), stateName(s.GetState()),
-			dash(s.GetLocalAddress()), dash(s.GetRemoteAddress()), s.GetBytesSent(), s.GetBytesReceived())
+			dash(s.GetLocalAddress()), dash(s.GetRemoteAddress()), s.GetBytesSent(), s.GetBytesReceived(),
+			dash(s.GetSessionId()), seconds(s.GetAge()), seconds(s.GetIdle()))
 	}
 	return tw.Flush()
+}
+
+// seconds shows d rounded to the second, "-" when absent.
+func seconds(d *durationpb.Duration) string {
+	if d == nil {
+		return "-"
+	}
+	return d.AsDuration().Round(time.Second).String()
 }
 
 // info prints the agent's description as "key: value" lines, then its interfaces.
