@@ -201,6 +201,11 @@ func (s *sock) isClosed() bool {
 func (s *sock) close() error {
 	s.markClosed()
 	s.dropLeftover()
+	return s.closeFile()
+}
+
+// closeFile closes the OS socket (and removes a unixgram path the socket bound).
+func (s *sock) closeFile() error {
 	var err error
 	switch {
 	case s.ln != nil:
@@ -592,40 +597,14 @@ func (t *table) Listen(ctx context.Context, network, address, requestID string) 
 }
 
 func (t *table) listen(ctx context.Context, network, address string) (Info, error) {
-	wrap := func(err error) error { return &OpError{Op: "listen", Network: network, Address: address, Err: err} }
-	if err := checkNetwork("listen", network, streamListenNets); err != nil {
-		return Info{}, err
-	}
-	if err := checkAddress("listen", network, address); err != nil {
-		return Info{}, err
-	}
-	c, set := t.who(ctx)
-	if err := set.CheckNetwork(network); err != nil {
-		return Info{}, wrap(err)
-	}
-	sess, err := t.sessionOfCall(ctx)
-	if err != nil {
-		return Info{}, wrap(err)
-	}
-	if err := t.reserve(c.ID, sess, set); err != nil {
-		return Info{}, wrap(err)
-	}
-	lc := net.ListenConfig{Control: control(set, true)}
-	ln, err := lc.Listen(ctx, ipv4Wildcard(network, address), address)
-	if err == nil {
-		if err = checkBound(set, ln.Addr()); err != nil {
-			_ = ln.Close()
+	return t.bindLocal(ctx, "listen", network, address, streamListenNets, func(lc net.ListenConfig, s *sock) (net.Addr, error) {
+		ln, err := lc.Listen(ctx, ipv4Wildcard(network, address), address)
+		if err != nil {
+			return nil, err
 		}
-	}
-	if err != nil {
-		t.release(c.ID, sess)
-		return Info{}, wrap(err)
-	}
-	s := &sock{owner: c.ID, session: sess, network: network, kind: KindListener, ln: ln}
-	if err := t.add(s); err != nil {
-		return Info{}, wrap(err)
-	}
-	return s.info(), nil
+		s.kind, s.ln = KindListener, ln
+		return ln.Addr(), nil
+	})
 }
 
 // Bind opens a bound datagram socket; a repeated requestID returns the first result.
@@ -634,11 +613,27 @@ func (t *table) Bind(ctx context.Context, network, address, requestID string) (I
 }
 
 func (t *table) bind(ctx context.Context, network, address string) (Info, error) {
-	wrap := func(err error) error { return &OpError{Op: "bind", Network: network, Address: address, Err: err} }
-	if err := checkNetwork("bind", network, datagramNets); err != nil {
+	return t.bindLocal(ctx, "bind", network, address, datagramNets, func(lc net.ListenConfig, s *sock) (net.Addr, error) {
+		pc, err := lc.ListenPacket(ctx, ipv4Wildcard(network, address), address)
+		if err != nil {
+			return nil, err
+		}
+		s.kind, s.pc = KindDatagram, pc
+		if network == "unixgram" && !strings.HasPrefix(address, "@") {
+			s.unlink = address
+		}
+		return pc.LocalAddr(), nil
+	})
+}
+
+// bindLocal is what Listen and Bind share: the request and policy checks, a socket slot, the
+// bind itself (open fills s), the check of the address bound, and registering s.
+func (t *table) bindLocal(ctx context.Context, op, network, address string, nets []string, open func(net.ListenConfig, *sock) (net.Addr, error)) (Info, error) {
+	wrap := func(err error) error { return &OpError{Op: op, Network: network, Address: address, Err: err} }
+	if err := checkNetwork(op, network, nets); err != nil {
 		return Info{}, err
 	}
-	if err := checkAddress("bind", network, address); err != nil {
+	if err := checkAddress(op, network, address); err != nil {
 		return Info{}, err
 	}
 	c, set := t.who(ctx)
@@ -652,20 +647,16 @@ func (t *table) bind(ctx context.Context, network, address string) (Info, error)
 	if err := t.reserve(c.ID, sess, set); err != nil {
 		return Info{}, wrap(err)
 	}
-	lc := net.ListenConfig{Control: control(set, true)}
-	pc, err := lc.ListenPacket(ctx, ipv4Wildcard(network, address), address)
+	s := &sock{owner: c.ID, session: sess, network: network}
+	bound, err := open(net.ListenConfig{Control: control(set, true)}, s)
 	if err == nil {
-		if err = checkBound(set, pc.LocalAddr()); err != nil {
-			_ = pc.Close()
+		if err = checkBound(set, bound); err != nil {
+			_ = s.closeFile()
 		}
 	}
 	if err != nil {
 		t.release(c.ID, sess)
 		return Info{}, wrap(err)
-	}
-	s := &sock{owner: c.ID, session: sess, network: network, kind: KindDatagram, pc: pc}
-	if network == "unixgram" && !strings.HasPrefix(address, "@") {
-		s.unlink = address
 	}
 	if err := t.add(s); err != nil {
 		return Info{}, wrap(err)
