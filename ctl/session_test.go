@@ -211,11 +211,28 @@ func TestRunAgentRestarted(t *testing.T) {
 agents: {a: `+addr+`}
 steps:
   - {on: a, listen: {network: tcp, address: "127.0.0.1:0"}, as: lis}
+  - {on: a, dial: {network: tcp, address: "${lis.local_address}"}, as: cli}
+  - {on: a, accept: {socket: lis}, as: srv}
+  - {on: a, recv: {socket: srv, timeout: 10s}}
   - {on: a, sleep: {duration: 2s}}
-  - {on: a, accept: {socket: lis, timeout: 1s}}
+  - {on: a, close: {socket: cli}}
 `)
-	done := runAsync(context.Background(), "run", p)
-	waitFor(t, func() bool { return first.NumSockets() == 1 })
+	done := runAsync(context.Background(), "run", p, "--keep-going")
+	// The Recv pending in the agent means every earlier step has its answer (a Recv is never
+	// retried, unlike creation calls, so it cannot land on the restarted agent).
+	sc := agentClient(t, addr)
+	waitFor(t, func() bool {
+		l, err := sc.ListSockets(context.Background(), &sockagentv1.ListSocketsRequest{})
+		if err != nil {
+			return false
+		}
+		for _, s := range l.GetSockets() {
+			if s.GetPendingCalls() == 1 {
+				return true
+			}
+		}
+		return false
+	})
 	_ = first.Close()
 	<-served
 	var lis2 net.Listener
