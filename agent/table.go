@@ -185,6 +185,14 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
+// setReadDeadline sets the read deadline of a connected or bound socket.
+func (s *sock) setReadDeadline(d time.Time) error {
+	if s.conn != nil {
+		return s.conn.SetReadDeadline(d)
+	}
+	return s.pc.SetReadDeadline(d)
+}
+
 // markClosed tells calls queued or blocked on s that it is being closed.
 func (s *sock) markClosed() { s.closeOnce.Do(func() { close(s.closed) }) }
 
@@ -924,13 +932,7 @@ func (t *table) Recv(ctx context.Context, id string, maxBytes, exact uint32, tim
 		data []byte
 		eof  bool
 	)
-	setDeadline := func(d time.Time) error {
-		if s.conn != nil {
-			return s.conn.SetReadDeadline(d)
-		}
-		return s.pc.SetReadDeadline(d)
-	}
-	err = t.blocking(ctx, s, s.readGate, timeout, setDeadline, func() error {
+	err = t.blocking(ctx, s, s.readGate, timeout, s.setReadDeadline, func() error {
 		switch {
 		case s.pc != nil:
 			var rerr error
@@ -1165,13 +1167,7 @@ func (t *table) RecvFrom(ctx context.Context, id string, maxBytes uint32, timeou
 		data []byte
 		from string
 	)
-	setDeadline := func(d time.Time) error {
-		if s.conn != nil {
-			return s.conn.SetReadDeadline(d)
-		}
-		return s.pc.SetReadDeadline(d)
-	}
-	err = t.blocking(ctx, s, s.readGate, timeout, setDeadline, func() error {
+	err = t.blocking(ctx, s, s.readGate, timeout, s.setReadDeadline, func() error {
 		var rerr error
 		data = withBuffer(n, func(buf []byte) int {
 			var m int
