@@ -212,6 +212,24 @@ func (a *app) socketResult(resp socketResponse) error {
 	return a.out.sockets(resp.GetSocket())
 }
 
+// bindLocal is the RunE of listen and bind: check NETWORK against nets, make the call, print
+// the new socket.
+func (a *app) bindLocal(op, nets string, rpc func(ctx context.Context, c clients, network, address string) (socketResponse, error)) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		network, address := args[0], args[1]
+		if err := checkNetwork(network, nets); err != nil {
+			return err
+		}
+		return a.call(cmd.Context(), op+" "+network+" "+address, 0, func(ctx context.Context, c clients) error {
+			resp, err := rpc(ctx, c, network, address)
+			if err != nil {
+				return err
+			}
+			return a.socketResult(resp)
+		})
+	}
+}
+
 func (a *app) listenCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "listen NETWORK ADDRESS",
@@ -224,19 +242,9 @@ Does not block. Use 'accept ID' to take connections.`,
   sockctl listen tcp6 '[::1]:8080'
   sockctl listen unix /tmp/echo.sock`,
 		Args: args(2, "NETWORK", "ADDRESS"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			network, address := args[0], args[1]
-			if err := checkNetwork(network, listenNetworks); err != nil {
-				return err
-			}
-			return a.call(cmd.Context(), "listen "+network+" "+address, 0, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address})
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
-			})
-		},
+		RunE: a.bindLocal("listen", listenNetworks, func(ctx context.Context, c clients, network, address string) (socketResponse, error) {
+			return c.sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address})
+		}),
 	}
 }
 
@@ -250,19 +258,9 @@ NETWORK is udp, udp4, udp6 or unixgram. Does not block. Use 'sendto' and 'recvfr
   sockctl bind udp 127.0.0.1:0 -o json     # port chosen by the OS, in localAddress
   sockctl bind unixgram /tmp/dgram.sock`,
 		Args: args(2, "NETWORK", "ADDRESS"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			network, address := args[0], args[1]
-			if err := checkNetwork(network, bindNetworks); err != nil {
-				return err
-			}
-			return a.call(cmd.Context(), "bind "+network+" "+address, 0, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.Bind(ctx, &sockagentv1.BindRequest{Network: network, Address: address})
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
-			})
-		},
+		RunE: a.bindLocal("bind", bindNetworks, func(ctx context.Context, c clients, network, address string) (socketResponse, error) {
+			return c.sockets.Bind(ctx, &sockagentv1.BindRequest{Network: network, Address: address})
+		}),
 	}
 }
 
