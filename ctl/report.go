@@ -160,7 +160,7 @@ func (t *tableWriter) row(s StepReport) {
 		detail = s.Alias + " = " + detail
 	}
 	if s.named {
-		detail = s.Name + ": " + detail
+		detail = strings.TrimSuffix(s.Name+": "+detail, ": ")
 	}
 	fmt.Fprintf(t.w, "%-10s %-10s %-9s %-6s %9s  %s\n", s.Index, s.Agent, s.Action, result, fmtMS(s.DurationMS), detail)
 }
