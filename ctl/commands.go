@@ -230,6 +230,20 @@ func (a *app) bindLocal(op, nets string, rpc func(ctx context.Context, c clients
 	}
 }
 
+// onSocket is the RunE of the non-blocking commands on socket ID that print one socket.
+func (a *app) onSocket(op string, rpc func(ctx context.Context, c clients, id string) (socketResponse, error)) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		id := args[0]
+		return a.call(cmd.Context(), op+" "+id, 0, func(ctx context.Context, c clients) error {
+			resp, err := rpc(ctx, c, id)
+			if err != nil {
+				return err
+			}
+			return a.socketResult(resp)
+		})
+	}
+}
+
 func (a *app) listenCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "listen NETWORK ADDRESS",
@@ -579,16 +593,9 @@ func (a *app) closeCommand() *cobra.Command {
 fail with SOCKET_CLOSED; the id then answers UNKNOWN_SOCKET. Does not block.`,
 		Example: `  sockctl close s3`,
 		Args:    args(1, "ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id := args[0]
-			return a.call(cmd.Context(), "close "+id, 0, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
-			})
-		},
+		RunE: a.onSocket("close", func(ctx context.Context, c clients, id string) (socketResponse, error) {
+			return c.sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
+		}),
 	}
 }
 
@@ -601,16 +608,9 @@ counts, parent, age and pending calls). Does not block.`,
 		Example: `  sockctl get s2
   sockctl get s2 -o json`,
 		Args: args(1, "ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id := args[0]
-			return a.call(cmd.Context(), "get "+id, 0, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
-			})
-		},
+		RunE: a.onSocket("get", func(ctx context.Context, c clients, id string) (socketResponse, error) {
+			return c.sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
+		}),
 	}
 }
 
