@@ -154,6 +154,7 @@ func New(cfg Config) (*Agent, error) {
 	sockagentv1.RegisterSocketServiceServer(a.srv, &socketService{t: a.table})
 	sockagentv1.RegisterAgentServiceServer(a.srv, &agentService{a: a})
 	sockagentv1.RegisterSessionServiceServer(a.srv, &sessionService{t: a.table})
+	sockagentv1.RegisterMeasureServiceServer(a.srv, &measureService{t: a.table})
 	healthpb.RegisterHealthServer(a.srv, a.health)
 	reflection.Register(a.srv)
 	a.table.startIdleReaper()

@@ -47,6 +47,7 @@ const (
 	ReasonPolicyDenied        = "POLICY_DENIED"
 	ReasonLimitExceeded       = "LIMIT_EXCEEDED"
 	ReasonUnknownSession      = "UNKNOWN_SESSION"
+	ReasonSocketBusy          = "SOCKET_BUSY"
 )
 
 // Sentinel errors of the socket table.
@@ -61,6 +62,12 @@ var (
 type kindError struct{ msg string }
 
 func (e *kindError) Error() string { return e.msg }
+
+// busyError says a socket is taken by an Attach stream or a serving behaviour, so no other
+// call may use it (FAILED_PRECONDITION, SOCKET_BUSY).
+type busyError struct{ msg string }
+
+func (e *busyError) Error() string { return e.msg }
 
 // argError is a bad request field; reason is one of the INVALID_* or MESSAGE_TOO_LARGE reasons.
 type argError struct {
@@ -132,6 +139,7 @@ func innermost(err error) error {
 func classify(err error) (codes.Code, string) {
 	var (
 		ke    *kindError
+		be    *busyError
 		ae    *argError
 		pde   *policy.Denied
 		le    *limitError
@@ -153,6 +161,8 @@ func classify(err error) (codes.Code, string) {
 		return codes.NotFound, ReasonUnknownSession
 	case errors.As(err, &ke):
 		return codes.FailedPrecondition, ReasonWrongSocketKind
+	case errors.As(err, &be):
+		return codes.FailedPrecondition, ReasonSocketBusy
 	case errors.As(err, &ae):
 		return codes.InvalidArgument, ae.reason
 	case errors.Is(err, ErrAgentStopping):

@@ -41,6 +41,7 @@ func TestToStatus(t *testing.T) {
 		{"closed", &net.OpError{Op: "read", Err: net.ErrClosed}, codes.Aborted, ReasonSocketClosed},
 		{"unknown socket", &OpError{Op: "recv", SocketID: "s9", Err: ErrUnknownSocket}, codes.NotFound, ReasonUnknownSocket},
 		{"wrong kind", &OpError{Op: "accept", Err: &kindError{"not a listener"}}, codes.FailedPrecondition, ReasonWrongSocketKind},
+		{"busy", &OpError{Op: "recv", Err: &busyError{"attached"}}, codes.FailedPrecondition, ReasonSocketBusy},
 		{"bad arg", badArg(ReasonInvalidArgument, "x"), codes.InvalidArgument, ReasonInvalidArgument},
 		{"addr error", &net.AddrError{Err: "missing port in address", Addr: "x"}, codes.InvalidArgument, ReasonInvalidAddress},
 		{"parse error", &net.ParseError{Type: "IP address", Text: "x"}, codes.InvalidArgument, ReasonInvalidAddress},

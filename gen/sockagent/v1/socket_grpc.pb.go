@@ -31,6 +31,8 @@ const (
 	SocketService_Close_FullMethodName       = "/sockagent.v1.SocketService/Close"
 	SocketService_GetSocket_FullMethodName   = "/sockagent.v1.SocketService/GetSocket"
 	SocketService_ListSockets_FullMethodName = "/sockagent.v1.SocketService/ListSockets"
+	SocketService_Attach_FullMethodName      = "/sockagent.v1.SocketService/Attach"
+	SocketService_Serve_FullMethodName       = "/sockagent.v1.SocketService/Serve"
 )
 
 // SocketServiceClient is the client API for SocketService service.
@@ -50,7 +52,8 @@ const (
 //	ABORTED             CONNECTION_RESET, BROKEN_PIPE, SOCKET_CLOSED (closed while blocked)
 //	DEADLINE_EXCEEDED   TIMEOUT (the call's timeout or the RPC deadline)
 //	ALREADY_EXISTS      ADDRESS_IN_USE
-//	FAILED_PRECONDITION WRONG_SOCKET_KIND, ADDRESS_NOT_AVAILABLE, PATH_NOT_FOUND, NOT_CONNECTED
+//	FAILED_PRECONDITION WRONG_SOCKET_KIND, ADDRESS_NOT_AVAILABLE, PATH_NOT_FOUND, NOT_CONNECTED,
+//	                    SOCKET_BUSY (an Attach stream or a Serve behaviour owns the socket)
 //	NOT_FOUND           UNKNOWN_SOCKET (never opened, already closed, or opened before the
 //	                    agent restarted: metadata instance_id and started_at name this
 //	                    agent instance), UNKNOWN_SESSION (the sockagent-session header names
@@ -125,6 +128,25 @@ type SocketServiceClient interface {
 	GetSocket(ctx context.Context, in *GetSocketRequest, opts ...grpc.CallOption) (*GetSocketResponse, error)
 	// ListSockets returns the caller's open sockets, oldest first. Never fails.
 	ListSockets(ctx context.Context, in *ListSocketsRequest, opts ...grpc.CallOption) (*ListSocketsResponse, error)
+	// Attach joins the caller to a connected stream socket or a datagram socket, like netcat:
+	// the data of every AttachRequest is written to the socket, and what the socket reads is
+	// streamed back in AttachResponses. The first request must name socket_id. Stream sockets:
+	// bytes in order; the caller's half-close (or close_write) shuts down the socket's write
+	// half, so the peer reads EOF; the peer's EOF is sent as a response with eof=true. The call
+	// ends with OK once both directions have ended; the socket stays open (Close it). Datagram
+	// sockets keep message boundaries: one request's data is one datagram, one response one
+	// datagram (remote_address names its sender). Flow control is end to end: the agent reads
+	// the socket only as fast as the caller takes responses and reads requests only as fast
+	// as the socket takes bytes, so memory stays bounded. Codes: as Send and Recv, plus
+	// FAILED_PRECONDITION (WRONG_SOCKET_KIND for a listener, SOCKET_BUSY when the socket is
+	// attached or serving already).
+	Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttachRequest, AttachResponse], error)
+	// Serve makes the agent itself serve a listener or a datagram socket with a behaviour
+	// (echo, discard, source), with no RPC per connection or datagram, until the socket is
+	// closed: a ready peer for Probe, Throughput and netcat-style tests. Counters show in
+	// Socket.serving. Codes: NOT_FOUND, FAILED_PRECONDITION (WRONG_SOCKET_KIND for a connected
+	// stream socket, SOCKET_BUSY when a call or a behaviour already uses it), INVALID_ARGUMENT.
+	Serve(ctx context.Context, in *ServeRequest, opts ...grpc.CallOption) (*ServeResponse, error)
 }
 
 type socketServiceClient struct {
@@ -255,6 +277,29 @@ func (c *socketServiceClient) ListSockets(ctx context.Context, in *ListSocketsRe
 	return out, nil
 }
 
+func (c *socketServiceClient) Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttachRequest, AttachResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SocketService_ServiceDesc.Streams[0], SocketService_Attach_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AttachRequest, AttachResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SocketService_AttachClient = grpc.BidiStreamingClient[AttachRequest, AttachResponse]
+
+func (c *socketServiceClient) Serve(ctx context.Context, in *ServeRequest, opts ...grpc.CallOption) (*ServeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServeResponse)
+	err := c.cc.Invoke(ctx, SocketService_Serve_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SocketServiceServer is the server API for SocketService service.
 // All implementations must embed UnimplementedSocketServiceServer
 // for forward compatibility.
@@ -272,7 +317,8 @@ func (c *socketServiceClient) ListSockets(ctx context.Context, in *ListSocketsRe
 //	ABORTED             CONNECTION_RESET, BROKEN_PIPE, SOCKET_CLOSED (closed while blocked)
 //	DEADLINE_EXCEEDED   TIMEOUT (the call's timeout or the RPC deadline)
 //	ALREADY_EXISTS      ADDRESS_IN_USE
-//	FAILED_PRECONDITION WRONG_SOCKET_KIND, ADDRESS_NOT_AVAILABLE, PATH_NOT_FOUND, NOT_CONNECTED
+//	FAILED_PRECONDITION WRONG_SOCKET_KIND, ADDRESS_NOT_AVAILABLE, PATH_NOT_FOUND, NOT_CONNECTED,
+//	                    SOCKET_BUSY (an Attach stream or a Serve behaviour owns the socket)
 //	NOT_FOUND           UNKNOWN_SOCKET (never opened, already closed, or opened before the
 //	                    agent restarted: metadata instance_id and started_at name this
 //	                    agent instance), UNKNOWN_SESSION (the sockagent-session header names
@@ -347,6 +393,25 @@ type SocketServiceServer interface {
 	GetSocket(context.Context, *GetSocketRequest) (*GetSocketResponse, error)
 	// ListSockets returns the caller's open sockets, oldest first. Never fails.
 	ListSockets(context.Context, *ListSocketsRequest) (*ListSocketsResponse, error)
+	// Attach joins the caller to a connected stream socket or a datagram socket, like netcat:
+	// the data of every AttachRequest is written to the socket, and what the socket reads is
+	// streamed back in AttachResponses. The first request must name socket_id. Stream sockets:
+	// bytes in order; the caller's half-close (or close_write) shuts down the socket's write
+	// half, so the peer reads EOF; the peer's EOF is sent as a response with eof=true. The call
+	// ends with OK once both directions have ended; the socket stays open (Close it). Datagram
+	// sockets keep message boundaries: one request's data is one datagram, one response one
+	// datagram (remote_address names its sender). Flow control is end to end: the agent reads
+	// the socket only as fast as the caller takes responses and reads requests only as fast
+	// as the socket takes bytes, so memory stays bounded. Codes: as Send and Recv, plus
+	// FAILED_PRECONDITION (WRONG_SOCKET_KIND for a listener, SOCKET_BUSY when the socket is
+	// attached or serving already).
+	Attach(grpc.BidiStreamingServer[AttachRequest, AttachResponse]) error
+	// Serve makes the agent itself serve a listener or a datagram socket with a behaviour
+	// (echo, discard, source), with no RPC per connection or datagram, until the socket is
+	// closed: a ready peer for Probe, Throughput and netcat-style tests. Counters show in
+	// Socket.serving. Codes: NOT_FOUND, FAILED_PRECONDITION (WRONG_SOCKET_KIND for a connected
+	// stream socket, SOCKET_BUSY when a call or a behaviour already uses it), INVALID_ARGUMENT.
+	Serve(context.Context, *ServeRequest) (*ServeResponse, error)
 	mustEmbedUnimplementedSocketServiceServer()
 }
 
@@ -392,6 +457,12 @@ func (UnimplementedSocketServiceServer) GetSocket(context.Context, *GetSocketReq
 }
 func (UnimplementedSocketServiceServer) ListSockets(context.Context, *ListSocketsRequest) (*ListSocketsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSockets not implemented")
+}
+func (UnimplementedSocketServiceServer) Attach(grpc.BidiStreamingServer[AttachRequest, AttachResponse]) error {
+	return status.Error(codes.Unimplemented, "method Attach not implemented")
+}
+func (UnimplementedSocketServiceServer) Serve(context.Context, *ServeRequest) (*ServeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Serve not implemented")
 }
 func (UnimplementedSocketServiceServer) mustEmbedUnimplementedSocketServiceServer() {}
 func (UnimplementedSocketServiceServer) testEmbeddedByValue()                       {}
@@ -630,6 +701,31 @@ func _SocketService_ListSockets_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SocketService_Attach_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(SocketServiceServer).Attach(&grpc.GenericServerStream[AttachRequest, AttachResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SocketService_AttachServer = grpc.BidiStreamingServer[AttachRequest, AttachResponse]
+
+func _SocketService_Serve_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ServeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SocketServiceServer).Serve(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SocketService_Serve_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SocketServiceServer).Serve(ctx, req.(*ServeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SocketService_ServiceDesc is the grpc.ServiceDesc for SocketService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -685,7 +781,18 @@ var SocketService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListSockets",
 			Handler:    _SocketService_ListSockets_Handler,
 		},
+		{
+			MethodName: "Serve",
+			Handler:    _SocketService_Serve_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Attach",
+			Handler:       _SocketService_Attach_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "sockagent/v1/socket.proto",
 }
