@@ -39,6 +39,7 @@ func TestGrpcurlMTLS(t *testing.T) {
 		"grpc.reflection.v1.ServerReflection",
 		"grpc.reflection.v1alpha.ServerReflection",
 		"sockagent.v1.AgentService",
+		"sockagent.v1.MeasureService",
 		"sockagent.v1.SessionService",
 		"sockagent.v1.SocketService",
 	}
