@@ -226,3 +226,74 @@ func BenchmarkProbeTCPEchoVsRaw(b *testing.B) { benchProbeVsRaw(b, "tcp", benchR
 
 // BenchmarkProbeUDPEchoVsRaw: Probe UDP echo p50 / raw Go UDP ping-pong p50.
 func BenchmarkProbeUDPEchoVsRaw(b *testing.B) { benchProbeVsRaw(b, "udp", benchRawUDP) }
+
+// benchDiscardBytes is what one iteration of BenchmarkServeDiscardVsRaw writes to each discard.
+const benchDiscardBytes = 256 << 20
+
+// benchWriteAll writes benchDiscardBytes to address in 128 KiB writes and returns the time.
+func benchWriteAll(b *testing.B, address string) time.Duration {
+	b.Helper()
+	c, err := net.Dial("tcp", address)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Minute))
+	buf := make([]byte, 128<<10)
+	t0 := time.Now()
+	for sent := 0; sent < benchDiscardBytes; sent += len(buf) {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(t0)
+}
+
+// BenchmarkServeDiscardVsRaw: one TCP stream into a served discard, beside the same stream into
+// a discard goroutine of the test (io.Copy to io.Discard with a 128 KiB buffer).
+func BenchmarkServeDiscardVsRaw(b *testing.B) {
+	sc, _, ctx := benchProbeAgent(b)
+	r, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := sc.Serve(ctx, &sockagentv1.ServeRequest{SocketId: r.GetSocket().GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_DISCARD}); err != nil {
+		b.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 128<<10)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			for {
+				if _, err := c.Read(buf); err != nil {
+					break
+				}
+			}
+			c.Close()
+		}
+	}()
+	var raws, served []time.Duration
+	for b.Loop() {
+		raws = append(raws, benchWriteAll(b, l.Addr().String()))
+		served = append(served, benchWriteAll(b, r.GetSocket().GetLocalAddress()))
+	}
+	l.Close()
+	<-done
+	gbps := func(d time.Duration) float64 { return float64(benchDiscardBytes) * 8 / d.Seconds() / 1e9 }
+	rw, sv := gbps(benchMedian(raws)), gbps(benchMedian(served))
+	b.ReportMetric(rw, "raw-Gbit/s")
+	b.ReportMetric(sv, "served-Gbit/s")
+	b.ReportMetric(sv/rw, "ratio")
+	b.Logf("tcp discard, one stream of %d MiB: raw Go %.1f Gbit/s  served discard %.1f Gbit/s  ratio %.2fx (%d runs)",
+		benchDiscardBytes>>20, rw, sv, sv/rw, len(raws))
+}
