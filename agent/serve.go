@@ -469,6 +469,11 @@ func (sv *server) datagramLoop() {
 				return
 			}
 			sv.fail(err)
+			select { // an error that repeats must not spin
+			case <-sv.done:
+				return
+			case <-time.After(time.Millisecond):
+			}
 			continue
 		}
 		sv.dgIn.Add(1)

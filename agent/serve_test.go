@@ -156,6 +156,32 @@ func TestServeEchoDatagram(t *testing.T) {
 	})
 }
 
+func TestServeEchoUnixgram(t *testing.T) {
+	dir, err := os.MkdirTemp("", "sa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	e := newEnv(t)
+	b := e.bind(t, "unixgram", filepath.Join(dir, "echo.sock"))
+	e.serve(t, b.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "client.sock"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	want := randBytes(t, 2000)
+	if _, err := c.WriteTo(want, &net.UnixAddr{Name: b.GetLocalAddress(), Net: "unixgram"}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 65536)
+	n, _, err := c.ReadFrom(got)
+	if err != nil || !bytes.Equal(got[:n], want) {
+		t.Fatalf("unixgram echo: %d bytes, equal %v, err %v", n, bytes.Equal(got[:n], want), err)
+	}
+}
+
 func TestServeDiscardStream(t *testing.T) {
 	e := newEnv(t)
 	l := e.listen(t, "tcp", "127.0.0.1:0")
