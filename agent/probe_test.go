@@ -14,7 +14,9 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-func (e *env) mc() sockagentv1.MeasureServiceClient { return sockagentv1.NewMeasureServiceClient(e.conn) }
+func (e *env) mc() sockagentv1.MeasureServiceClient {
+	return sockagentv1.NewMeasureServiceClient(e.conn)
+}
 
 func (e *env) probe(t *testing.T, r *sockagentv1.ProbeRequest) *sockagentv1.ProbeResponse {
 	t.Helper()
