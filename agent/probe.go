@@ -307,6 +307,10 @@ func (p *prober) run(ctx context.Context) error {
 		if err != nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return ctx.Err()
 		}
+		var denied *policy.Denied
+		if errors.As(err, &denied) {
+			return err // a policy refusal ends the probe: no attempt may pass
+		}
 		if i < p.sp.Warmup {
 			continue
 		}

@@ -6,6 +6,7 @@ package agent_test
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,5 +210,69 @@ func TestProbeBadRequests(t *testing.T) {
 	} {
 		_, err := e.mc().Probe(ctxT(t), tc.r)
 		wantStatus(t, err, codes.InvalidArgument, tc.reason, tc.parts...)
+	}
+}
+
+func TestProbeLocalAddress(t *testing.T) {
+	e := newEnv(t)
+	l := e.listen(t, "tcp", "127.0.0.1:0")
+	e.serve(t, l.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
+	res := e.probe(t, &sockagentv1.ProbeRequest{Network: "tcp", Address: l.GetLocalAddress(), LocalAddress: "127.0.0.2:0"})
+	wantClean(t, res, 10) // count 0 means 10
+	if !strings.HasPrefix(res.GetLocalAddress(), "127.0.0.2:") {
+		t.Errorf("local_address %q, want 127.0.0.2:PORT", res.GetLocalAddress())
+	}
+}
+
+func TestProbePolicyLocalAndLimits(t *testing.T) {
+	target, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	e := polEnv(t, "default:\n  local: {allow: [{name: low, ports: [\"1024-1100\"]}]}\n", false)
+	_, err = e.mc().Probe(ctxT(t), &sockagentv1.ProbeRequest{Network: "tcp", Address: target.Addr().String(), LocalAddress: "127.0.0.1:0"})
+	wantDenied(t, err, "local.allow", "default", "local address 127.0.0.1:")
+	_, err = e.mc().Probe(ctxT(t), &sockagentv1.ProbeRequest{Network: "tcp", Address: target.Addr().String(), LocalAddress: "127.0.0.1:2000"})
+	wantDenied(t, err, "local.allow", "default", "local address 127.0.0.1:2000")
+
+	// A probe holds a socket slot while it runs.
+	e = polEnv(t, "default:\n  limits: {sockets: 1}\n", false)
+	e.bind(t, "udp", "127.0.0.1:0")
+	_, err = e.mc().Probe(ctxT(t), &sockagentv1.ProbeRequest{Network: "tcp", Address: target.Addr().String()})
+	wantLimit(t, err, "limits.sockets", 1)
+}
+
+func TestProbeStats(t *testing.T) {
+	ms := func(ns ...int) []time.Duration {
+		out := make([]time.Duration, len(ns))
+		for i, n := range ns {
+			out[i] = time.Duration(n) * time.Millisecond
+		}
+		return out
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = 100 - i // reversed: Stats sorts
+	}
+	for _, tc := range []struct {
+		in                      []time.Duration
+		min, p50, p90, p99, max time.Duration // in ms
+		mean                    time.Duration
+	}{
+		{ms(hundred...), 1, 50, 90, 99, 100, 50500 * time.Microsecond},
+		{ms(7), 7, 7, 7, 7, 7, 7 * time.Millisecond},
+		{ms(3, 1, 2), 1, 2, 3, 3, 3, 2 * time.Millisecond},
+		{ms(4, 1, 3, 2), 1, 2, 4, 4, 4, 2500 * time.Microsecond},
+	} {
+		st := agent.Stats(tc.in)
+		want := agent.LatencyStats{Samples: len(tc.in), Min: tc.min * time.Millisecond, P50: tc.p50 * time.Millisecond, P90: tc.p90 * time.Millisecond,
+			P99: tc.p99 * time.Millisecond, Max: tc.max * time.Millisecond, Mean: tc.mean}
+		if st != want {
+			t.Errorf("Stats(%v) = %+v, want %+v", tc.in, st, want)
+		}
+	}
+	if st := agent.Stats(nil); st != (agent.LatencyStats{}) {
+		t.Errorf("Stats(nil) = %+v, want zero", st)
 	}
 }

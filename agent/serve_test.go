@@ -578,3 +578,34 @@ func TestServeAgentStopEndsConnections(t *testing.T) {
 		t.Errorf("%d sockets after shutdown", n)
 	}
 }
+
+// TestServeAgentSocketBudget: served connections hold slots of agent_limits.sockets (the
+// agent's file budget), not of the caller's limits.sockets.
+func TestServeAgentSocketBudget(t *testing.T) {
+	e := polEnv(t, "agent_limits: {sockets: 3}\ndefault:\n  limits: {sockets: 1}\n", false)
+	l := e.listen(t, "tcp", "127.0.0.1:0")
+	id := l.GetSocketId()
+	e.serve(t, id, sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
+	for range 2 {
+		dialT(t, "tcp", l.GetLocalAddress())
+	}
+	e.waitServing(t, id, "2 active connections", func(sv *sockagentv1.Serving) bool { return sv.GetActiveConnections() == 2 })
+	if extra, err := net.DialTimeout("tcp", l.GetLocalAddress(), 5*time.Second); err == nil {
+		defer extra.Close()
+		wantEnded(t, extra)
+	}
+	sv := e.waitServing(t, id, "1 error for the connection over the budget", func(sv *sockagentv1.Serving) bool { return sv.GetErrors() == 1 })
+	if !strings.Contains(sv.GetLastError(), "agent_limits.sockets") {
+		t.Errorf("last_error %q, want it to name agent_limits.sockets", sv.GetLastError())
+	}
+	list, err := e.sc.ListSockets(ctxT(t), &sockagentv1.ListSocketsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetSockets()) != 1 || list.GetSockets()[0].GetServing().GetActiveConnections() != 2 {
+		t.Errorf("ListSockets %v: want the listener alone, serving 2 connections", list.GetSockets())
+	}
+	// The served connections filled the agent's budget: a new socket is refused by it.
+	_, err = e.sc.Bind(ctxT(t), &sockagentv1.BindRequest{Network: "udp", Address: "127.0.0.1:0"})
+	wantLimit(t, err, "agent_limits.sockets", 3)
+}
