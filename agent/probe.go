@@ -46,6 +46,8 @@ const (
 	maxProbeSizeTCP     = 1 << 20
 	defaultProbeTimeout = time.Second
 	maxProbeWait        = time.Hour // bound of interval and timeout
+	// bigEcho is the largest TCP echo request written before reading the response.
+	bigEcho = 64 << 10
 	// reasonEchoMismatch: the bytes that came back differ from the bytes sent.
 	reasonEchoMismatch = "ECHO_MISMATCH"
 	// reasonEOF: the target closed the connection before echoing everything.
@@ -434,11 +436,31 @@ func (p *prober) echoTCP(seq uint64) (time.Duration, error) {
 		binary.BigEndian.PutUint64(p.wbuf, seq)
 	}
 	t0 := time.Now()
-	if _, err := p.conn.Write(p.wbuf); err != nil {
-		return 0, err
-	}
-	if _, err := io.ReadFull(p.conn, p.rbuf); err != nil {
-		return 0, err
+	if len(p.wbuf) <= bigEcho {
+		if _, err := p.conn.Write(p.wbuf); err != nil {
+			return 0, err
+		}
+		if _, err := io.ReadFull(p.conn, p.rbuf); err != nil {
+			return 0, err
+		}
+	} else {
+		// Past the socket buffers an echo writes back while the request is still being
+		// written: read it meanwhile, or both ends wait for each other.
+		werr := make(chan error, 1)
+		go func() {
+			_, err := p.conn.Write(p.wbuf)
+			werr <- err
+		}()
+		_, rerr := io.ReadFull(p.conn, p.rbuf)
+		if rerr != nil {
+			_ = p.conn.SetDeadline(time.Unix(farPastUnix, 0)) // wake the writer
+		}
+		if err := <-werr; err != nil && rerr == nil {
+			return 0, err
+		}
+		if rerr != nil {
+			return 0, rerr
+		}
 	}
 	rtt := time.Since(t0)
 	if !bytes.Equal(p.rbuf, p.wbuf) {

@@ -106,6 +106,15 @@ func TestProbeEchoTCP(t *testing.T) {
 	})
 }
 
+// TestProbeEchoTCPBig: a request larger than the socket buffers is read while it is written.
+func TestProbeEchoTCPBig(t *testing.T) {
+	e := newEnv(t)
+	l := e.listen(t, "tcp", "127.0.0.1:0")
+	e.serve(t, l.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
+	res := e.probe(t, &sockagentv1.ProbeRequest{Network: "tcp", Address: l.GetLocalAddress(), Mode: sockagentv1.ProbeMode_PROBE_MODE_ECHO, Count: 3, Size: 1 << 20, Timeout: dur(5 * time.Second)})
+	wantClean(t, res, 3)
+}
+
 func TestProbeEchoUDP(t *testing.T) {
 	e := newEnv(t)
 	b := e.bind(t, "udp", "127.0.0.1:0")

@@ -61,6 +61,9 @@ const (
 	maxChunk              = 4 << 20
 	defaultMaxConnections = 1024
 	maxMaxConnections     = 65536
+	// maxServeBuffers bounds chunk_size x max_connections of an echo or discard listener
+	// (each connection reads into a buffer of chunk_size).
+	maxServeBuffers = 1 << 30
 	// datagramBuffer is the read buffer of datagram behaviours, whatever chunk_size says: a
 	// smaller one would truncate datagrams.
 	datagramBuffer = 64 << 10
@@ -184,6 +187,16 @@ func (t *table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 	if maxConns > maxMaxConnections {
 		return Info{}, wrap(badArg(ReasonInvalidArgument, "serve: max_connections %d out of range; give 0 (%d) up to %d", maxConns, defaultMaxConnections, maxMaxConnections))
 	}
+	c, n := int(chunk), int(maxConns)
+	if c == 0 {
+		c = defaultChunk
+	}
+	if n == 0 {
+		n = defaultMaxConnections
+	}
+	if s.ln != nil && b != BehaviourSource && c*n > maxServeBuffers {
+		return Info{}, wrap(badArg(ReasonInvalidArgument, "serve: chunk_size %d x max_connections %d needs up to %d MiB of read buffers, over the agent's %d MiB; lower one of them", c, n, c*n>>20, maxServeBuffers>>20))
+	}
 	switch {
 	case s.kind == KindStream:
 		return Info{}, wrap(&kindError{"socket is a connected stream socket; Serve needs a listener (Listen) or a bound datagram socket (Bind)"})
@@ -193,15 +206,9 @@ func (t *table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 	s.lastUsed.Store(time.Now().UnixNano())
 	_, set := t.who(ctx)
 	sv := &server{
-		t: t, s: s, set: set, behaviour: b, chunk: int(chunk), maxConns: int(maxConns),
+		t: t, s: s, set: set, behaviour: b, chunk: c, maxConns: n,
 		started: time.Now(), stopAfter: sourceStopAfter,
 		open: map[net.Conn]struct{}{}, done: make(chan struct{}), tests: map[uint64]*dgTest{},
-	}
-	if sv.chunk == 0 {
-		sv.chunk = defaultChunk
-	}
-	if sv.maxConns == 0 {
-		sv.maxConns = defaultMaxConnections
 	}
 	if !s.serving.CompareAndSwap(nil, sv) {
 		return Info{}, wrap(&busyError{fmt.Sprintf("socket is already served with %s; Close it to stop serving", s.serving.Load().behaviour)})

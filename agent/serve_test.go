@@ -419,6 +419,12 @@ func TestServeBusyAndKinds(t *testing.T) {
 	wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "behaviour must be echo, discard or source")
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: b.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO, ChunkSize: 5 << 20})
 	wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "chunk_size 5242880", "4 MiB")
+	l2 := e.listen(t, "tcp", "127.0.0.1:0")
+	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: l2.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO, ChunkSize: 4 << 20})
+	wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "chunk_size 4194304 x max_connections 1024", "lower one of them")
+	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: l2.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO, MaxConnections: 100_000})
+	wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "max_connections 100000", "up to 65536")
+	e.serve(t, l2.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 4<<20, 256)
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: "s999", Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO})
 	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket)
 	// A socket the test uses with calls can still be served once they end: Recv on b is busy after.
