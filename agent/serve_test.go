@@ -506,6 +506,9 @@ func TestServeNotReapedWhenIdle(t *testing.T) {
 	e.serve(t, served.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
 	idle := e.listen(t, "tcp", "127.0.0.1:0")
 	e.waitGone(t, ctxT(t), 10*time.Second, idle.GetSocketId()) // the reaper ran past the served one
+	if r, err := e.sc.GetSocket(ctxT(t), &sockagentv1.GetSocketRequest{SocketId: served.GetSocketId()}); err != nil || r.GetSocket().GetIdle().AsDuration() != 0 {
+		t.Errorf("served socket: %v, idle %s; want it open, idle 0 (in use)", err, r.GetSocket().GetIdle().AsDuration())
+	}
 	c := dialT(t, "tcp", served.GetLocalAddress())
 	if _, err := c.Write([]byte("still served")); err != nil {
 		t.Fatal(err)
