@@ -463,6 +463,7 @@ func (sv *server) datagramLoop() {
 	buf := make([]byte, max(sv.chunk, datagramBuffer))
 	out := make([]byte, 0, wire.ReportSize)
 	uc, _ := sv.s.pc.(*net.UDPConn)
+	var allowed netip.AddrPort // the last peer the policy let the socket answer
 	for {
 		var (
 			n    int
@@ -500,6 +501,15 @@ func (sv *server) datagramLoop() {
 		}
 		if reply == nil {
 			continue
+		}
+		if uc != nil && from != allowed {
+			// The policy judges whom the socket answers, as it judges SendTo: an echo must
+			// not reflect datagrams to destinations the caller may not reach.
+			if err := sv.set.CheckDestination(from); err != nil {
+				sv.fail(fmt.Errorf("reply to %s: %w", from, err))
+				continue
+			}
+			allowed = from
 		}
 		var w int
 		if uc != nil {
