@@ -352,7 +352,8 @@ func (x *LatencyStats) GetMean() *durationpb.Duration {
 // ErrorCount counts failed attempts of one reason.
 type ErrorCount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// reason as in the error model (CONNECTION_REFUSED, TIMEOUT, ...).
+	// reason as in the error model (CONNECTION_REFUSED, TIMEOUT, ...), or, for Probe's echo
+	// mode, ECHO_MISMATCH (other bytes came back) and EOF (the target closed before answering).
 	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
 	// count of attempts that failed so.
 	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
