@@ -466,6 +466,7 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *S
 		return
 	}
 	out.Duration = elapsed
+	rep.Figures = reportFigures(out.Figures)
 	if err != nil {
 		out.Reason, out.Err = failureReason(err)
 		if m := r.restarted(ctx, st.On, err); m != "" {
@@ -475,6 +476,9 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *S
 	rep.Reason = out.Reason
 	if msgs := scenario.Check(expect, out); len(msgs) > 0 {
 		rep.Status, rep.Message = statusFailed, strings.Join(msgs, "; ")
+		if out.Figures != nil {
+			rep.Message += " (measured: " + out.Text + ")"
+		}
 		if rep.Reason == "" {
 			rep.Reason = reasonExpectation
 		}
@@ -570,6 +574,10 @@ func (r *runner) act(ctx context.Context, st *scenario.Step, args scenario.Resol
 		case <-ctx.Done():
 			return out, nil, status.Error(codes.Canceled, cause(ctx))
 		}
+	}
+	if isMeasure(st.Action) {
+		out, err := r.measure(ctx, rm, st, args)
+		return out, nil, err
 	}
 	timeout, deadline, err := r.deadlines(args)
 	if err != nil {
