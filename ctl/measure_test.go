@@ -40,7 +40,9 @@ const (
 	udpTarget            = "127.0.0.1:3" // a throughput test to it reports datagrams
 )
 
-func msD(v float64) *durationpb.Duration { return durationpb.New(time.Duration(v * float64(time.Millisecond))) }
+func msD(v float64) *durationpb.Duration {
+	return durationpb.New(time.Duration(v * float64(time.Millisecond)))
+}
 
 // probeResult is what the fake probe answers: 100 sent, 99 received.
 func probeResult(req *sockagentv1.ProbeRequest) *sockagentv1.ProbeResponse {
@@ -50,7 +52,7 @@ func probeResult(req *sockagentv1.ProbeRequest) *sockagentv1.ProbeResponse {
 			Elapsed: msD(3)}
 	}
 	return &sockagentv1.ProbeResponse{RemoteAddress: req.GetAddress(), LocalAddress: "127.0.0.1:40000", Sent: 100, Received: 99, Loss: 0.01,
-		Rtt: &sockagentv1.LatencyStats{Samples: 99, Min: msD(0.010), P50: msD(0.041), P90: msD(0.060), P99: msD(3.2), Max: msD(5), Mean: msD(0.050)},
+		Rtt:     &sockagentv1.LatencyStats{Samples: 99, Min: msD(0.010), P50: msD(0.041), P90: msD(0.060), P99: msD(3.2), Max: msD(5), Mean: msD(0.050)},
 		Errors:  []*sockagentv1.ErrorCount{{Reason: "TIMEOUT", Count: 1, Message: "no answer within 1s"}},
 		Elapsed: msD(1234)}
 }
