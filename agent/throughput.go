@@ -341,8 +341,8 @@ func (r *tputRun) failed(s *tputStream, err error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) || r.stopped() {
 		return
 	}
-	s.err = err
-	r.errs.add(&OpError{Op: "throughput", Network: r.p.network, Address: r.p.address, Err: err})
+	s.err = &OpError{Op: "throughput", Network: r.p.network, Address: r.p.address, Err: err}
+	r.errs.add(s.err)
 }
 
 // pauser sleeps a paced or waiting worker.
@@ -627,6 +627,8 @@ func (r *tputRun) run(ctx context.Context, t *table, report func(tputInterval) e
 					finish()
 					return tputSummary{}, err
 				}
+			} else {
+				cur.at = prev.at // a sliver with nothing moved: the test ended at the last report
 			}
 			prev = cur
 		case <-all:
