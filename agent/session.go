@@ -297,7 +297,7 @@ func (t *table) startIdleReaper() {
 		}
 		var socks []*sock
 		for id, s := range t.socks {
-			if s.session == "" && s.pending.Load() == 0 && now.Sub(time.Unix(0, s.lastUsed.Load())) >= t.idle {
+			if s.session == "" && s.pending.Load() == 0 && s.serving.Load() == nil && now.Sub(time.Unix(0, s.lastUsed.Load())) >= t.idle {
 				delete(t.socks, id)
 				t.releaseLocked(s.owner, s.session)
 				socks = append(socks, s)

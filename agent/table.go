@@ -79,6 +79,8 @@ type Info struct {
 	Pending              uint32
 	Session              string    // the session the socket belongs to; empty outside one
 	LastUsed             time.Time // when a call last named it or a blocking call on it ended
+
+	Serving *ServingInfo // the behaviour serving it (Serve); nil if none
 }
 
 const (
@@ -145,6 +147,7 @@ type sock struct {
 	why                                      atomic.Pointer[string] // why the agent closed it on its own
 	bytesSent, bytesRecv, msgsSent, msgsRecv atomic.Uint64
 	accepted                                 atomic.Uint64
+	serving                                  atomic.Pointer[server] // the behaviour serving it (serve.go)
 }
 
 func (s *sock) info() Info {
@@ -155,6 +158,9 @@ func (s *sock) info() Info {
 		MsgsSent: s.msgsSent.Load(), MsgsRecv: s.msgsRecv.Load(),
 		Accepted: s.accepted.Load(), Pending: uint32(max(s.pending.Load(), 0)),
 		Session: s.session, LastUsed: time.Unix(0, s.lastUsed.Load()),
+	}
+	if sv := s.serving.Load(); sv != nil {
+		in.Serving = sv.info()
 	}
 	switch {
 	case s.ln != nil:
@@ -209,7 +215,9 @@ func (s *sock) isClosed() bool {
 func (s *sock) close() error {
 	s.markClosed()
 	s.dropLeftover()
-	return s.closeFile()
+	err := s.closeFile()
+	s.stopServing()
+	return err
 }
 
 // closeFile closes the OS socket (and removes a unixgram path the socket bound).
@@ -407,6 +415,9 @@ func (t *table) get(ctx context.Context, id string) (*sock, error) {
 	s, err := t.peek(ctx, id)
 	if err == nil {
 		s.lastUsed.Store(time.Now().UnixNano())
+		if sv := s.serving.Load(); sv != nil {
+			return s, &busyError{fmt.Sprintf("socket is served with %s (Serve); no other call may use it: Close it to stop serving", sv.behaviour)}
+		}
 	}
 	return s, err
 }

@@ -1,0 +1,716 @@
+package agent
+
+// Serving behaviours (SocketService.Serve): the agent itself serves a listener or a bound
+// datagram socket with echo, discard or source, with no RPC per connection or datagram.
+//
+// Listeners: one accept loop, one goroutine per connection, at most max_connections at once
+// (further connections are reset at once and counted in errors). Served connections are not
+// in the socket table (no id, nothing can name them), but each holds a slot of the agent-wide
+// agent_limits.sockets while it is open, so the agent's file budget bounds them too; they do
+// not count against the caller's limits.sockets (the listener does).
+//
+// Datagram sockets: one read loop. echo sends each datagram back to its sender; discard counts
+// and answers the ReportRequests of Throughput (package wire); source answers SourceStart with
+// a stream of Data datagrams to the sender, at most maxSourceTests at once, each at most
+// maxSourceRate, stopping at its duration or bytes, on SourceStop, or when no SourceStart
+// keepalive came for sourceStopAfter.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sockagent/sockagent/agent/internal/wire"
+	"github.com/sockagent/sockagent/agent/policy"
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Behaviour is what a served socket does.
+type Behaviour int
+
+// Serving behaviours (the values of sockagent.v1.Behaviour).
+const (
+	BehaviourEcho Behaviour = iota + 1
+	BehaviourDiscard
+	BehaviourSource
+)
+
+func (b Behaviour) String() string {
+	switch b {
+	case BehaviourEcho:
+		return "echo"
+	case BehaviourDiscard:
+		return "discard"
+	case BehaviourSource:
+		return "source"
+	}
+	return "unknown"
+}
+
+// Serving bounds and defaults.
+const (
+	defaultChunk          = 128 << 10
+	maxChunk              = 4 << 20
+	defaultMaxConnections = 1024
+	maxMaxConnections     = 65536
+	// datagramBuffer is the read buffer of datagram behaviours, whatever chunk_size says: a
+	// smaller one would truncate datagrams.
+	datagramBuffer = 64 << 10
+	// maxTests bounds the per-test counters a datagram discard or source keeps (oldest evicted).
+	maxTests = 1024
+	// maxSourceTests bounds the datagram source tests running at once on one socket.
+	maxSourceTests = 64
+	// maxSourceRate caps the rate of one datagram source test; defaultSourceRate is used for 0.
+	maxSourceRate     = 10_000_000_000
+	defaultSourceRate = 1_000_000_000
+	defaultSourceSize = 1400
+	maxSourceSize     = 65000
+	// maxSourceDuration bounds a datagram source test without bytes (and with).
+	maxSourceDuration = time.Hour
+	// sourceBatch bounds the datagrams a source test sends between two looks at its stops.
+	sourceBatch = 256
+)
+
+// sourceStopAfter is how long a datagram source keeps sending a test without hearing its
+// SourceStart again; a variable so tests can shorten it.
+var sourceStopAfter = 3 * wire.KeepAlive
+
+// ServingInfo is a snapshot of a served socket's behaviour and counters.
+type ServingInfo struct {
+	Behaviour                                    Behaviour
+	Started                                      time.Time
+	Connections                                  uint64
+	Active                                       uint32
+	BytesIn, BytesOut, DatagramsIn, DatagramsOut uint64
+	Errors                                       uint64
+	LastError                                    string
+}
+
+// server runs one behaviour on one socket.
+type server struct {
+	t         *table
+	s         *sock
+	set       *policy.RuleSet // the rule set of the caller of Serve (source destinations)
+	behaviour Behaviour
+	chunk     int
+	maxConns  int
+	started   time.Time
+	stopAfter time.Duration
+	src       []byte    // source: the bytes written, filled once
+	bufs      sync.Pool // stream read buffers of chunk bytes
+
+	conns, bytesIn, bytesOut, dgIn, dgOut, errs atomic.Uint64
+	active                                      atomic.Int32
+	lastErr                                     atomic.Pointer[string]
+
+	mu      sync.Mutex
+	stopped bool
+	gates   bool // the socket's gates are held (from start to stop)
+	open    map[net.Conn]struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
+
+	// datagram tests: discard counts received, source counts sent (guarded by testsMu)
+	testsMu   sync.Mutex
+	tests     map[uint64]*dgTest
+	testOrder []uint64
+	running   int // source tests sending now
+}
+
+// dgTest is one test's counters on a datagram discard or source.
+type dgTest struct {
+	datagrams, bytes atomic.Uint64
+	peer             netip.AddrPort // source: the peer that started the test
+	lastStart        atomic.Int64   // source: UnixNano of the last SourceStart
+	stop             chan struct{}
+	stopOnce         sync.Once
+}
+
+func (d *dgTest) halt() { d.stopOnce.Do(func() { close(d.stop) }) }
+
+func (sv *server) info() *ServingInfo {
+	in := &ServingInfo{
+		Behaviour: sv.behaviour, Started: sv.started, Connections: sv.conns.Load(),
+		Active:  uint32(max(sv.active.Load(), 0)),
+		BytesIn: sv.bytesIn.Load(), BytesOut: sv.bytesOut.Load(),
+		DatagramsIn: sv.dgIn.Load(), DatagramsOut: sv.dgOut.Load(), Errors: sv.errs.Load(),
+	}
+	if p := sv.lastErr.Load(); p != nil {
+		in.LastError = *p
+	}
+	return in
+}
+
+// fail records an error of a connection or datagram.
+func (sv *server) fail(err error) {
+	sv.errs.Add(1)
+	_, reason := classify(err)
+	msg := reason + ": " + innermost(err).Error()
+	sv.lastErr.Store(&msg)
+}
+
+func (sv *server) isStopped() bool {
+	select {
+	case <-sv.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Serve starts behaviour b on a listener or bound datagram socket of ctx's caller.
+func (t *table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxConns uint32) (Info, error) {
+	s, err := t.peek(ctx, id)
+	wrap := func(err error) error {
+		return &OpError{Op: "serve", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	if b < BehaviourEcho || b > BehaviourSource {
+		return Info{}, wrap(badArg(ReasonInvalidArgument, "serve: behaviour must be echo, discard or source (BEHAVIOUR_ECHO, BEHAVIOUR_DISCARD, BEHAVIOUR_SOURCE)"))
+	}
+	if chunk > maxChunk {
+		return Info{}, wrap(badArg(ReasonInvalidArgument, "serve: chunk_size %d out of range; give 0 (128 KiB) up to %d (4 MiB)", chunk, maxChunk))
+	}
+	if maxConns > maxMaxConnections {
+		return Info{}, wrap(badArg(ReasonInvalidArgument, "serve: max_connections %d out of range; give 0 (%d) up to %d", maxConns, defaultMaxConnections, maxMaxConnections))
+	}
+	switch {
+	case s.kind == KindStream:
+		return Info{}, wrap(&kindError{"socket is a connected stream socket; Serve needs a listener (Listen) or a bound datagram socket (Bind)"})
+	case s.kind == KindDatagram && s.pc == nil:
+		return Info{}, wrap(&kindError{"socket is a connected datagram socket (Dial); Serve needs a bound datagram socket (Bind) or a listener (Listen)"})
+	}
+	s.lastUsed.Store(time.Now().UnixNano())
+	_, set := t.who(ctx)
+	sv := &server{
+		t: t, s: s, set: set, behaviour: b, chunk: int(chunk), maxConns: int(maxConns),
+		started: time.Now(), stopAfter: sourceStopAfter,
+		open: map[net.Conn]struct{}{}, done: make(chan struct{}), tests: map[uint64]*dgTest{},
+	}
+	if sv.chunk == 0 {
+		sv.chunk = defaultChunk
+	}
+	if sv.maxConns == 0 {
+		sv.maxConns = defaultMaxConnections
+	}
+	if !s.serving.CompareAndSwap(nil, sv) {
+		return Info{}, wrap(&busyError{fmt.Sprintf("socket is already served with %s; Close it to stop serving", s.serving.Load().behaviour)})
+	}
+	// Own the socket's gates for good, so no call that got it before the swap can use it.
+	if !tryEnter(s.readGate) {
+		s.serving.Store(nil)
+		return Info{}, wrap(&busyError{"a call is in progress on the socket; wait for it to end, then Serve"})
+	}
+	if !tryEnter(s.writeGate) {
+		s.readGate.leave()
+		s.serving.Store(nil)
+		return Info{}, wrap(&busyError{"a call is in progress on the socket; wait for it to end, then Serve"})
+	}
+	if err := sv.start(); err != nil {
+		return Info{}, wrap(t.closedErr(s, err))
+	}
+	return s.info(), nil
+}
+
+func tryEnter(g gate) bool {
+	select {
+	case <-g:
+		return true
+	default:
+		return false
+	}
+}
+
+// start runs the behaviour's loop, holding the socket's gates (taken by Serve) until stop;
+// on a socket closed meanwhile it lets go of them and fails.
+func (sv *server) start() error {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.stopped || sv.s.isClosed() {
+		sv.s.readGate.leave()
+		sv.s.writeGate.leave()
+		return net.ErrClosed
+	}
+	sv.gates = true
+	if sv.behaviour == BehaviourSource {
+		size := sv.chunk
+		if sv.s.pc != nil {
+			size = maxSourceSize
+		}
+		sv.src = make([]byte, size)
+		for i := range sv.src {
+			sv.src[i] = byte('a' + i%26)
+		}
+	}
+	chunk := sv.chunk
+	sv.bufs.New = func() any { b := make([]byte, chunk); return &b }
+	sv.wg.Add(1)
+	if sv.s.ln != nil {
+		go sv.acceptLoop()
+	} else {
+		go sv.datagramLoop()
+	}
+	return nil
+}
+
+// stopServing stops the socket's behaviour, if any, and waits for its goroutines; called by
+// sock.close after the socket's file is closed.
+func (s *sock) stopServing() {
+	if sv := s.serving.Load(); sv != nil {
+		sv.stop()
+	}
+}
+
+func (sv *server) stop() {
+	sv.mu.Lock()
+	if !sv.stopped {
+		sv.stopped = true
+		close(sv.done)
+		for c := range sv.open {
+			_ = c.Close()
+		}
+	}
+	gates := sv.gates
+	sv.gates = false
+	sv.mu.Unlock()
+	sv.testsMu.Lock()
+	for _, d := range sv.tests {
+		d.halt()
+	}
+	sv.testsMu.Unlock()
+	sv.wg.Wait()
+	if gates { // for dropLeftover, and any call that got the socket before Serve took it
+		sv.s.readGate.leave()
+		sv.s.writeGate.leave()
+	}
+}
+
+// acceptLoop accepts connections and serves each in its own goroutine.
+func (sv *server) acceptLoop() {
+	defer sv.wg.Done()
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := sv.s.ln.Accept()
+		if err != nil {
+			if sv.isStopped() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			sv.fail(err) // EMFILE and the like: wait a little, then try again
+			select {
+			case <-sv.done:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if err := sv.admit(c); err != nil {
+			sv.fail(err)
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // reset: the peer learns at once, and no TIME_WAIT here
+			}
+			_ = c.Close()
+			continue
+		}
+		sv.conns.Add(1)
+		go sv.serveConn(c)
+	}
+}
+
+// admit registers c as served, within max_connections and the agent's socket budget.
+func (sv *server) admit(c net.Conn) error {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	switch {
+	case sv.stopped:
+		return net.ErrClosed
+	case len(sv.open) >= sv.maxConns:
+		return &limitError{Limit: "serve max_connections", Max: sv.maxConns,
+			Detail: fmt.Sprintf("connection from %s reset; %d connections are being served", addrString(c.RemoteAddr()), len(sv.open))}
+	}
+	if err := sv.t.reserveServed(); err != nil {
+		return fmt.Errorf("connection from %s reset: %w", addrString(c.RemoteAddr()), err)
+	}
+	sv.open[c] = struct{}{}
+	sv.active.Add(1)
+	sv.wg.Add(1)
+	return nil
+}
+
+func (sv *server) drop(c net.Conn) {
+	sv.mu.Lock()
+	delete(sv.open, c)
+	sv.mu.Unlock()
+	_ = c.Close()
+	sv.active.Add(-1)
+	sv.t.releaseServed()
+	sv.wg.Done()
+}
+
+// peerEnded reports whether err is the peer (or the agent) ending the connection, not a fault.
+func peerEnded(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, net.ErrClosed)
+}
+
+func (sv *server) serveConn(c net.Conn) {
+	defer sv.drop(c)
+	var err error
+	switch sv.behaviour {
+	case BehaviourEcho:
+		err = sv.echoConn(c)
+	case BehaviourDiscard:
+		err = sv.discardConn(c)
+	case BehaviourSource:
+		err = sv.sourceConn(c)
+	}
+	if err != nil && !peerEnded(err) && !sv.isStopped() {
+		sv.fail(err)
+	}
+}
+
+func (sv *server) echoConn(c net.Conn) error {
+	bp := sv.bufs.Get().(*[]byte)
+	defer sv.bufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			sv.bytesIn.Add(uint64(n))
+			w, werr := c.Write(buf[:n])
+			sv.bytesOut.Add(uint64(w))
+			if werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (sv *server) discardConn(c net.Conn) error {
+	bp := sv.bufs.Get().(*[]byte)
+	defer sv.bufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := c.Read(buf)
+		sv.bytesIn.Add(uint64(n))
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (sv *server) sourceConn(c net.Conn) error {
+	for {
+		n, err := c.Write(sv.src)
+		sv.bytesOut.Add(uint64(n))
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// reserveServed takes a slot of agent_limits.sockets for a served connection.
+func (t *table) reserveServed() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.stopped:
+		return ErrAgentStopping
+	case t.total >= t.policy.MaxSockets:
+		return &limitError{Limit: "agent_limits.sockets", Max: t.policy.MaxSockets,
+			Detail: fmt.Sprintf("the agent has %d open sockets and served connections", t.total)}
+	}
+	t.total++
+	return nil
+}
+
+func (t *table) releaseServed() {
+	t.mu.Lock()
+	if t.total > 0 && !t.stopped {
+		t.total--
+	}
+	t.mu.Unlock()
+}
+
+// datagramLoop reads the bound socket and applies the behaviour to every datagram.
+func (sv *server) datagramLoop() {
+	defer sv.wg.Done()
+	buf := make([]byte, max(sv.chunk, datagramBuffer))
+	out := make([]byte, 0, wire.ReportSize)
+	uc, _ := sv.s.pc.(*net.UDPConn)
+	for {
+		var (
+			n    int
+			from netip.AddrPort
+			addr net.Addr
+			err  error
+		)
+		if uc != nil {
+			n, from, err = uc.ReadFromUDPAddrPort(buf)
+		} else {
+			n, addr, err = sv.s.pc.ReadFrom(buf)
+		}
+		if err != nil {
+			if sv.isStopped() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			sv.fail(err)
+			continue
+		}
+		sv.dgIn.Add(1)
+		sv.bytesIn.Add(uint64(n))
+		var reply []byte
+		switch sv.behaviour {
+		case BehaviourEcho:
+			reply = buf[:n]
+		case BehaviourDiscard:
+			reply = sv.discardDatagram(buf[:n], out[:0])
+		case BehaviourSource:
+			reply = sv.sourceDatagram(buf[:n], out[:0], from, uc)
+		}
+		if reply == nil {
+			continue
+		}
+		var w int
+		if uc != nil {
+			w, err = uc.WriteToUDPAddrPort(reply, from)
+		} else if addr != nil {
+			w, err = sv.s.pc.WriteTo(reply, addr)
+		} else {
+			continue
+		}
+		if err != nil {
+			if !sv.isStopped() {
+				sv.fail(err)
+			}
+			continue
+		}
+		sv.dgOut.Add(1)
+		sv.bytesOut.Add(uint64(w))
+	}
+}
+
+// testLocked returns the counters of test id, creating them (and evicting the oldest test
+// past maxTests) when create is set.
+func (sv *server) testLocked(id uint64, create bool) *dgTest {
+	d := sv.tests[id]
+	if d != nil || !create {
+		return d
+	}
+	for len(sv.testOrder) >= maxTests {
+		old := sv.testOrder[0]
+		sv.testOrder = sv.testOrder[1:]
+		if o := sv.tests[old]; o != nil {
+			o.halt()
+		}
+		delete(sv.tests, old)
+	}
+	d = &dgTest{stop: make(chan struct{})}
+	sv.tests[id] = d
+	sv.testOrder = append(sv.testOrder, id)
+	return d
+}
+
+// discardDatagram counts a Data datagram in its test, and answers a ReportRequest with the
+// counts (appended to out); other datagrams are only counted.
+func (sv *server) discardDatagram(b, out []byte) []byte {
+	h, _, err := wire.ParseHeader(b)
+	if err != nil {
+		return nil
+	}
+	sv.testsMu.Lock()
+	defer sv.testsMu.Unlock()
+	switch h.Type {
+	case wire.Data:
+		d := sv.testLocked(h.Test, true)
+		d.datagrams.Add(1)
+		d.bytes.Add(uint64(len(b)))
+	case wire.ReportRequest:
+		var r wire.ReportBody
+		if d := sv.testLocked(h.Test, false); d != nil {
+			r = wire.ReportBody{Datagrams: d.datagrams.Load(), Bytes: d.bytes.Load()}
+		}
+		return wire.AppendReport(out, h.Test, r)
+	}
+	return nil
+}
+
+// sourceDatagram handles SourceStart (start a test, or keep it alive), SourceStop, and
+// ReportRequest (answered with what the test sent so far).
+func (sv *server) sourceDatagram(b, out []byte, from netip.AddrPort, uc *net.UDPConn) []byte {
+	h, body, err := wire.ParseHeader(b)
+	if err != nil || uc == nil { // the datagram source speaks UDP only
+		return nil
+	}
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	sv.testsMu.Lock()
+	defer sv.testsMu.Unlock()
+	d := sv.testLocked(h.Test, false)
+	if d != nil && d.peer != from && d.peer.IsValid() {
+		return nil // another peer's test: not for this sender to steer
+	}
+	switch h.Type {
+	case wire.ReportRequest:
+		var r wire.ReportBody
+		if d != nil {
+			r = wire.ReportBody{Datagrams: d.datagrams.Load(), Bytes: d.bytes.Load()}
+		}
+		return wire.AppendReport(out, h.Test, r)
+	case wire.SourceStop:
+		if d != nil {
+			d.halt()
+		}
+	case wire.SourceStart:
+		if d != nil {
+			d.lastStart.Store(time.Now().UnixNano())
+			return nil
+		}
+		st, err := wire.ParseStart(body)
+		if err != nil {
+			sv.fail(fmt.Errorf("source start from %s: %w", from, err))
+			return nil
+		}
+		if sv.running >= maxSourceTests {
+			sv.fail(&limitError{Limit: "serve source tests", Max: maxSourceTests,
+				Detail: fmt.Sprintf("SourceStart of test %d from %s ignored; wait for running tests to end", h.Test, from)})
+			return nil
+		}
+		if err := sv.set.CheckDestination(from); err != nil {
+			sv.fail(fmt.Errorf("source start from %s: %w", from, err))
+			return nil
+		}
+		d = sv.testLocked(h.Test, true)
+		d.peer = from
+		d.lastStart.Store(time.Now().UnixNano())
+		sv.running++
+		sv.mu.Lock()
+		if sv.stopped {
+			sv.mu.Unlock()
+			sv.running--
+			return nil
+		}
+		sv.wg.Add(1)
+		sv.mu.Unlock()
+		go sv.sendTest(uc, h.Test, d, st)
+	}
+	return nil
+}
+
+// sendTest sends the Data datagrams of one source test, paced to its rate.
+func (sv *server) sendTest(uc *net.UDPConn, id uint64, d *dgTest, st wire.StartBody) {
+	defer func() {
+		sv.testsMu.Lock()
+		sv.running--
+		sv.testsMu.Unlock()
+		sv.wg.Done()
+	}()
+	rate := st.RateBitsPerSecond
+	if rate == 0 {
+		rate = defaultSourceRate
+	}
+	rate = min(rate, maxSourceRate)
+	size := int(st.Size)
+	if size == 0 {
+		size = defaultSourceSize
+	}
+	size = min(max(size, wire.HeaderSize), maxSourceSize)
+	dur := st.Duration
+	if dur <= 0 || dur > maxSourceDuration {
+		dur = maxSourceDuration
+	}
+	buf := make([]byte, size)
+	copy(buf, sv.src)
+	start := time.Now()
+	end := start.Add(dur)
+	var sent, seq uint64
+	tick := time.NewTimer(0)
+	defer tick.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-sv.done:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		if !now.Before(end) || now.Sub(time.Unix(0, d.lastStart.Load())) > sv.stopAfter {
+			return
+		}
+		// Bytes due by now at the rate: send them back to back (at most a batch, so stops
+		// are noticed), then sleep a millisecond, or not at all when behind.
+		due := uint64(now.Sub(start).Seconds() * float64(rate) / 8)
+		for batch := 0; (sent < due || seq == 0) && batch < sourceBatch; batch++ {
+			n := size
+			if st.Bytes > 0 {
+				if sent >= st.Bytes {
+					return
+				}
+				n = int(min(uint64(n), max(st.Bytes-sent, wire.HeaderSize)))
+			}
+			wire.PutHeader(buf, wire.Header{Type: wire.Data, Test: id, Seq: seq})
+			w, err := uc.WriteToUDPAddrPort(buf[:n], d.peer)
+			if err != nil {
+				if !sv.isStopped() {
+					sv.fail(fmt.Errorf("source test %d to %s: %w", id, d.peer, err))
+				}
+				return
+			}
+			seq++
+			sent += uint64(w)
+			sv.dgOut.Add(1)
+			sv.bytesOut.Add(uint64(w))
+			d.datagrams.Add(1)
+			d.bytes.Add(uint64(w))
+			if st.Bytes > 0 && sent >= st.Bytes {
+				return
+			}
+		}
+		if sent < due {
+			tick.Reset(0)
+		} else {
+			tick.Reset(time.Millisecond)
+		}
+	}
+}
+
+// Serve is the gRPC adapter of table.Serve.
+func (s *socketService) Serve(ctx context.Context, r *sockagentv1.ServeRequest) (*sockagentv1.ServeResponse, error) {
+	in, err := s.t.Serve(ctx, r.GetSocketId(), Behaviour(r.GetBehaviour()), r.GetChunkSize(), r.GetMaxConnections())
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.ServeResponse{Socket: toProto(in)}, nil
+}
+
+func servingProto(in *ServingInfo) *sockagentv1.Serving {
+	if in == nil {
+		return nil
+	}
+	return &sockagentv1.Serving{
+		Behaviour:         sockagentv1.Behaviour(in.Behaviour),
+		StartedAt:         timestamppb.New(in.Started),
+		Connections:       in.Connections,
+		ActiveConnections: in.Active,
+		BytesIn:           in.BytesIn,
+		BytesOut:          in.BytesOut,
+		DatagramsIn:       in.DatagramsIn,
+		DatagramsOut:      in.DatagramsOut,
+		Errors:            in.Errors,
+		LastError:         in.LastError,
+	}
+}
