@@ -165,6 +165,7 @@ func tputUDPSource(t *testing.T) *tputPeer {
 	p.track(pc)
 	type test struct {
 		stop     chan struct{}
+		stopped  bool // stop is closed; only the reading goroutine uses it
 		lastSeen atomic.Int64
 	}
 	tests := map[uint64]*test{}
@@ -221,9 +222,9 @@ func tputUDPSource(t *testing.T) *tputPeer {
 					}
 				})
 			case wire.SourceStop:
-				if tt := tests[h.Test]; tt != nil && tt.stop != nil {
+				if tt := tests[h.Test]; tt != nil && !tt.stopped {
 					close(tt.stop)
-					tt.stop = nil
+					tt.stopped = true
 				}
 			}
 		}
@@ -573,4 +574,60 @@ func TestThroughputCancel(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// Against the agent's own served sockets (SocketService.Serve): a TCP and a UDP discard and
+// source, in the same agent. The served discard counts exactly what the test sent.
+func TestThroughputServedPeers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxT(t)
+	served := func(network string, b sockagentv1.Behaviour) *sockagentv1.Socket {
+		var s *sockagentv1.Socket
+		if network == "tcp" {
+			s = e.listen(t, network, "127.0.0.1:0")
+		} else {
+			s = e.bind(t, network, "127.0.0.1:0")
+		}
+		e.serve(t, s.GetSocketId(), b, 0, 0)
+		return s
+	}
+	recv := sockagentv1.Direction_DIRECTION_RECEIVE
+	short := func(r *sockagentv1.ThroughputRequest) *sockagentv1.ThroughputRequest {
+		r.Duration, r.ReportInterval = dur(300*time.Millisecond), dur(50*time.Millisecond)
+		return r
+	}
+
+	td := served("tcp", sockagentv1.Behaviour_BEHAVIOUR_DISCARD)
+	ivs, sum := tputOK(ctx, t, e, short(&sockagentv1.ThroughputRequest{Network: "tcp", Address: td.GetLocalAddress(), Streams: 2}))
+	tputCheckIntervals(t, ivs, sum)
+	e.waitServing(t, td.GetSocketId(), "the discard to read every byte sent", func(sv *sockagentv1.Serving) bool {
+		return sv.GetBytesIn() == sum.GetBytes() && sv.GetActiveConnections() == 0 && sv.GetConnections() == 2
+	})
+
+	ts := served("tcp", sockagentv1.Behaviour_BEHAVIOUR_SOURCE)
+	ivs, sum = tputOK(ctx, t, e, short(&sockagentv1.ThroughputRequest{Network: "tcp", Address: ts.GetLocalAddress(), Direction: recv}))
+	tputCheckIntervals(t, ivs, sum)
+	if sum.GetBytes() == 0 || len(ivs) < 2 {
+		t.Errorf("tcp receive from a served source: %d bytes in %d intervals", sum.GetBytes(), len(ivs))
+	}
+
+	ud := served("udp", sockagentv1.Behaviour_BEHAVIOUR_DISCARD)
+	ivs, sum = tputOK(ctx, t, e, short(&sockagentv1.ThroughputRequest{Network: "udp", Address: ud.GetLocalAddress(), RateBitsPerSecond: 50_000_000, Streams: 2}))
+	tputCheckIntervals(t, ivs, sum)
+	sv := e.waitServing(t, ud.GetSocketId(), "the discard to count the datagrams", func(sv *sockagentv1.Serving) bool {
+		return sv.GetDatagramsIn() >= sum.GetDatagramsReceived()
+	})
+	// datagrams_in counts the 2 streams' ReportRequests too (1 to 5 each).
+	if sent, got := sum.GetDatagramsSent(), sum.GetDatagramsReceived(); sent == 0 || got == 0 || got > sent || sv.GetDatagramsIn() < got+2 || sv.GetDatagramsIn() > got+10 {
+		t.Errorf("udp send to a served discard: %d sent, %d reported received; the discard read %d datagrams", sent, got, sv.GetDatagramsIn())
+	}
+
+	us := served("udp", sockagentv1.Behaviour_BEHAVIOUR_SOURCE)
+	ivs, sum = tputOK(ctx, t, e, short(&sockagentv1.ThroughputRequest{Network: "udp", Address: us.GetLocalAddress(), Direction: recv, RateBitsPerSecond: 20_000_000, Size: 1000}))
+	tputCheckIntervals(t, ivs, sum)
+	if got := sum.GetDatagramsReceived(); got < 200 || sum.GetLoss() != 0 || sum.GetDatagramsSent() != got {
+		t.Errorf("udp receive from a served source at 20 Mbit/s for 300ms: %d received of %d, loss %g; want about 750, none lost", got, sum.GetDatagramsSent(), sum.GetLoss())
+	}
+	tputWait(t, "the source test to stop (SourceStop)", func() bool { return agent.SourceTestsRunning(e.a, us.GetSocketId()) == 0 })
 }
