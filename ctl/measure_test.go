@@ -432,3 +432,10 @@ func TestRunMeasureSteps(t *testing.T) {
 		t.Errorf("throughput figures %v", fig)
 	}
 }
+
+// examples/perf.yaml runs as written on two in-process agents.
+func TestExamplePerf(t *testing.T) {
+	t.Parallel()
+	r := runArgs(t, "../examples/perf.yaml")
+	r.want(t, ExitOK, []string{"a          probe     ok ", "udp send at 10M: ", "\n17 passed, 0 failed\n"}, nil)
+}

@@ -278,13 +278,12 @@ func FormatBytes(n uint64) string {
 
 // sig3 shows v (1 <= v < 1000) with three significant digits.
 func sig3(v float64) string {
-	switch {
-	case v >= 100:
-		return fmt.Sprintf("%.0f", v)
-	case v >= 10:
-		return fmt.Sprintf("%.1f", v)
+	for _, f := range []string{"%.2f", "%.1f"} {
+		if s := fmt.Sprintf(f, v); len(s) <= 4 { // 9.41, 85.0 (9.999 rounds to 10.00: one digit less)
+			return s
+		}
 	}
-	return fmt.Sprintf("%.2f", v)
+	return fmt.Sprintf("%.0f", v)
 }
 
 // FormatFigure shows a measured figure of key as reports do: durations rounded to the

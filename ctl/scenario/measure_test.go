@@ -121,6 +121,8 @@ func TestFormat(t *testing.T) {
 		{FormatBitRate(850e6), "850 Mbit/s"},
 		{FormatBitRate(12e3), "12.0 kbit/s"},
 		{FormatBitRate(999), "999 bit/s"},
+		{FormatBitRate(9.9999e6), "10.0 Mbit/s"},
+		{FormatBitRate(99.99e6), "100 Mbit/s"},
 		{FormatBitRate(0), "0 bit/s"},
 		{FormatBytes(512), "512 B"},
 		{FormatBytes(64 << 20), "64.0 MiB"},
