@@ -439,3 +439,58 @@ func TestExamplePerf(t *testing.T) {
 	r := runArgs(t, "../examples/perf.yaml")
 	r.want(t, ExitOK, []string{"a          probe     ok ", "udp send at 10M: ", "\n17 passed, 0 failed\n"}, nil)
 }
+
+// serve, probe, throughput and get against a real agent: the agent measures itself over
+// loopback.
+func TestMeasureCommandsRealAgent(t *testing.T) {
+	t.Parallel()
+	addr := startAgent(t)
+	open := func(args ...string) (id, local string) {
+		var resp sockagentv1.ListenResponse // ListenResponse and BindResponse are both {socket}
+		okJSON(t, addr, &resp, args...)
+		return resp.GetSocket().GetSocketId(), resp.GetSocket().GetLocalAddress()
+	}
+	echo, echoAddr := open("listen", "tcp", "127.0.0.1:0")
+	sink, sinkAddr := open("listen", "tcp", "127.0.0.1:0")
+	uecho, uechoAddr := open("bind", "udp", "127.0.0.1:0")
+	defer func() {
+		for _, id := range []string{echo, sink, uecho} {
+			ok(t, addr, "close", id)
+		}
+	}()
+	r := ok(t, addr, "serve", echo, "echo")
+	if !strings.Contains(r.stdout, "\n"+echo+" serving echo: connections 0 (0 active), in 0 B, out 0 B\n") {
+		t.Errorf("serve stdout:\n%s", r.stdout)
+	}
+	ok(t, addr, "serve", sink, "discard")
+	ok(t, addr, "serve", uecho, "echo")
+	sockctl(t, addr, "serve", echo, "discard").want(t, ExitFailure, nil, []string{"SOCKET_BUSY"})
+
+	r = ok(t, addr, "probe", "tcp", echoAddr, "--mode", "echo", "--count", "20", "--size", "100")
+	if !strings.Contains(r.stdout, "\nsent:     20\nreceived: 20\nloss:     0\nrtt:      min ") {
+		t.Errorf("tcp probe stdout:\n%s", r.stdout)
+	}
+	r = ok(t, addr, "probe", "udp", uechoAddr, "--count", "20")
+	if !strings.Contains(r.stdout, "\nreceived: 20\n") {
+		t.Errorf("udp probe stdout:\n%s", r.stdout)
+	}
+	ok(t, addr, "probe", "tcp", echoAddr, "--count", "5") // connect
+	sockctl(t, addr, "probe", "tcp", closedPort(t), "--count", "3").want(t, ExitFailure,
+		[]string{"received: 0\n"}, []string{"every attempt failed: CONNECTION_REFUSED (3 of 3)"})
+
+	r = ok(t, addr, "throughput", "tcp", sinkAddr, "--duration", "300ms", "--interval", "100ms")
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) < 3 || !strings.HasPrefix(lines[len(lines)-1], "summary: ") || !strings.Contains(lines[0], "-0.10s") {
+		t.Errorf("throughput stdout:\n%s", r.stdout)
+	}
+	for _, l := range lines[:len(lines)-1] {
+		if !strings.Contains(l, "bit/s") || !strings.Contains(l, "total ") {
+			t.Errorf("interval line %q", l)
+		}
+	}
+	// The discard's counters show in get.
+	r = ok(t, addr, "get", sink)
+	if !strings.Contains(r.stdout, "\n"+sink+" serving discard: connections 1 (") {
+		t.Errorf("get stdout:\n%s", r.stdout)
+	}
+}
