@@ -494,3 +494,29 @@ func TestMeasureCommandsRealAgent(t *testing.T) {
 		t.Errorf("get stdout:\n%s", r.stdout)
 	}
 }
+
+// A probe's or throughput test's results named with as are ${ALIAS.FIGURE} in later steps.
+func TestRunMeasureResults(t *testing.T) {
+	t.Parallel()
+	addr, _ := startFakeMeasure(t)
+	p := writeScenario(t, "results.yaml", strings.ReplaceAll(`name: results
+agents: {a: AGENT}
+steps:
+  - {on: a, probe: {network: tcp, address: "127.0.0.1:9"}, as: base}
+  - {on: a, probe: {network: tcp, address: "127.0.0.1:9"}, expect: {rtt_p99: "== ${base.rtt_p99}", loss: "${base.loss}", received: "${base.received}"}}
+  - {on: a, throughput: {network: tcp, address: "127.0.0.1:9"}, as: first}
+  - {on: a, throughput: {network: tcp, address: "127.0.0.1:9"}, expect: {bits_per_second: ">= ${first.bits_per_second}", bytes: "${first.bytes}", rtt: "${first.rtt}"}}
+  - {on: a, throughput: {network: tcp, address: "127.0.0.1:9"}, expect: {bits_per_second: "> ${first.bits_per_second}"}}
+  - {on: a, throughput: {network: tcp, address: "127.0.0.1:9"}, expect: {rtt: "> ${base.rtt_p50}"}}
+`, "AGENT", addr))
+	r := runArgs(t, p, "--keep-going")
+	r.want(t, ExitFailure, []string{
+		"\n1          a          probe     ok ", "base = min 10µs",
+		"\n2          a          probe     ok ",
+		"\n3          a          throughput ok ", "first = 9.42 Gbit/s",
+		"\n4          a          throughput ok ",
+		"EXPECTATION_FAILED: bits_per_second 9.42 Gbit/s, want > 9420000000 (",
+		"EXPECTATION_FAILED: rtt 40µs, want > 41µs (",
+		"\n4 passed, 2 failed\n",
+	}, nil)
+}

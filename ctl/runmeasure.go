@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -354,4 +356,35 @@ func reportFigures(f map[string]float64) map[string]float64 {
 		out[k] = v
 	}
 	return out
+}
+
+// results names a probe's or throughput test's figures with the step's `as`, for
+// ${ALIAS.FIGURE} in later steps.
+func (r *runner) results(st *scenario.Step, look scenario.Lookup, figures map[string]float64) (string, error) {
+	name, err := scenario.Expand(st.As, look)
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	r.aliases[name] = alias{agent: st.On, figures: figures}
+	r.mu.Unlock()
+	return name, nil
+}
+
+// figureField is ${ALIAS.FIGURE} of a step's results, written as an expectation takes it:
+// durations as Go durations (41.234µs), the others as plain numbers.
+func figureField(f map[string]float64, field, ref string) (string, error) {
+	v, ok := f[field]
+	if !ok {
+		keys := make([]string, 0, len(f))
+		for k := range f {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		return "", fmt.Errorf("${%s}: the results have %s", ref, strings.Join(keys, ", "))
+	}
+	if _, dur := scenario.IsFigure(field); dur {
+		return time.Duration(v).String(), nil
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64), nil
 }

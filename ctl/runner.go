@@ -78,8 +78,9 @@ type remote struct {
 
 // alias is a socket a step named with `as`.
 type alias struct {
-	agent  string
-	socket *sockagentv1.Socket
+	agent   string
+	socket  *sockagentv1.Socket
+	figures map[string]float64 // the results of a probe or throughput step, instead of a socket
 }
 
 // opened is a socket the run created, closed at the end unless a step closed it.
@@ -373,6 +374,9 @@ func (r *runner) lookup(f frame) scenario.Lookup {
 		if !ok {
 			return "", fmt.Errorf("${%s}: no socket is named %q (yet)", ref, name)
 		}
+		if al.figures != nil {
+			return figureField(al.figures, field, ref)
+		}
 		return aliasField(al.socket, field, ref)
 	}
 }
@@ -410,6 +414,9 @@ func (r *runner) socketRef(on, ref string) (string, error) {
 	r.mu.Unlock()
 	if !ok {
 		return ref, nil
+	}
+	if al.socket == nil {
+		return "", fmt.Errorf("socket %s: %s names the results of a step, not a socket", ref, ref)
 	}
 	if al.agent != on {
 		return "", fmt.Errorf("socket %s lives on agent %s, not on %s", ref, al.agent, on)
@@ -459,6 +466,12 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *S
 		r.mu.Unlock()
 		rep.Socket = created.GetSocketId()
 		rep.Alias = name
+	}
+	if created == nil && out.Figures != nil && st.As != "" {
+		if rep.Alias, err = r.results(st, look, out.Figures); err != nil {
+			fail(reasonScenario, err)
+			return
+		}
 	}
 	var se *scenarioError
 	if errors.As(err, &se) {

@@ -62,6 +62,9 @@ var required = map[string][]string{
 // creates are the actions that create a socket (and so may have `as`).
 var creates = []string{"listen", "bind", "dial", "accept"}
 
+// measures are the actions whose results `as` may name: ${ALIAS.rtt_p50} in later steps.
+var measures = []string{"probe", "throughput"}
+
 // expectFor lists the actions each expect key applies to; absent keys apply to all.
 var expectFor = map[string][]string{
 	"data":        {"recv", "recvfrom"},
@@ -614,8 +617,8 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 	if asEntry != nil {
 		if s, ok := p.scalar("as", asEntry.valueNode); ok {
 			st.As, m.as = s.Raw, s.Pos
-			if st.Action != "" && !slices.Contains(creates, st.Action) {
-				p.add(pos(asEntry.keyNode), "as names the socket a step creates; %s creates none (only %s do)", st.Action, strings.Join(creates, ", "))
+			if st.Action != "" && !slices.Contains(creates, st.Action) && !slices.Contains(measures, st.Action) {
+				p.add(pos(asEntry.keyNode), "as names the socket a step creates (%s) or the results of %s; %s has neither", strings.Join(creates, ", "), strings.Join(measures, " and "), st.Action)
 			}
 		}
 	}
