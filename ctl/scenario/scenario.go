@@ -26,8 +26,9 @@
 //     as written (no ${...}: --agent and --inventory override addresses at run time).
 //   - Vars: values are taken as written; ${...} inside a var is an error, $$ is a literal $.
 //   - Steps: an action step has `on` (a declared agent; optional for sleep), exactly one
-//     action, and optionally `as` (only for listen, bind, dial and accept, which create a
-//     socket), `name` and `expect`. A block step is `parallel: [steps]` or
+//     action, and optionally `as` (for listen, bind, dial and accept, which create a
+//     socket; and for probe and throughput, whose results later steps read as
+//     ${ALIAS.rtt_p50} or ${ALIAS.bits_per_second}), `name` and `expect`. A block step is `parallel: [steps]` or
 //     `repeat: {count: N, steps: [steps]}` (N from 1 to MaxRepeat, or ${vars.NAME}), each
 //     with an optional `name`.
 //   - Values are scalars kept as written: `max_bytes: 13` is "13", `on` is "on" (YAML 1.1
