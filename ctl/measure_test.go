@@ -381,17 +381,17 @@ func TestRunMeasureSteps(t *testing.T) {
 	junit := filepath.Join(t.TempDir(), "junit.xml")
 	r := runArgs(t, p, "--keep-going", "--junit", junit)
 	r.want(t, ExitFailure, []string{
-		"\n2          b          serve     ok ",
+		"\n2          b          serve      ok ",
 		" s1 127.0.0.1:4242 serving echo\n",
-		"\n3          a          probe     ok ",
+		"\n3          a          probe      ok ",
 		"probe ok: min 10µs p50 41µs p99 3.2ms max 5ms loss 0.01 (99/100) TIMEOUT x1\n",
-		"\n4          a          probe     FAIL ",
+		"\n4          a          probe      FAIL ",
 		"probe slow: EXPECTATION_FAILED: rtt_p99 3.2ms, want <= 2ms; loss 0.01, want == 0 (measured: min 10µs p50 41µs p99 3.2ms max 5ms loss 0.01 (99/100) TIMEOUT x1)\n",
-		"\n5          a          probe     FAIL ",
+		"\n5          a          probe      FAIL ",
 		"probe refused: CONNECTION_REFUSED: failed: CONNECTION_REFUSED: every attempt failed (10 of 10): dial tcp 127.0.0.1:1: connection refused (measured: loss 1 (0/10) CONNECTION_REFUSED x10)\n",
-		"\n6          a          probe     ok ",
+		"\n6          a          probe      ok ",
 		"refused expected: loss 1 (0/10) CONNECTION_REFUSED x10\n",
-		"\n7          a          probe     ok ",
+		"\n7          a          probe      ok ",
 		"all lost judged: loss 1 (0/10) CONNECTION_REFUSED x10\n",
 		"\n8          a          throughput ok ",
 		"tput ok: 9.42 Gbit/s 3.00 GiB in 1.5s 2 streams retransmits 3 rtt 40µs\n",
@@ -437,7 +437,7 @@ func TestRunMeasureSteps(t *testing.T) {
 func TestExamplePerf(t *testing.T) {
 	t.Parallel()
 	r := runArgs(t, "../examples/perf.yaml")
-	r.want(t, ExitOK, []string{"a          probe     ok ", "udp send at 10M: ", "\n17 passed, 0 failed\n"}, nil)
+	r.want(t, ExitOK, []string{"a          probe      ok ", "udp send at 10M: ", "\n17 passed, 0 failed\n"}, nil)
 }
 
 // serve, probe, throughput and get against a real agent: the agent measures itself over
@@ -511,8 +511,8 @@ steps:
 `, "AGENT", addr))
 	r := runArgs(t, p, "--keep-going")
 	r.want(t, ExitFailure, []string{
-		"\n1          a          probe     ok ", "base = min 10µs",
-		"\n2          a          probe     ok ",
+		"\n1          a          probe      ok ", "base = min 10µs",
+		"\n2          a          probe      ok ",
 		"\n3          a          throughput ok ", "first = 9.42 Gbit/s",
 		"\n4          a          throughput ok ",
 		"EXPECTATION_FAILED: bits_per_second 9.42 Gbit/s, want > 9420000000 (",

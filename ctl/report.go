@@ -154,11 +154,24 @@ func summary(action string, o scenario.Outcome, created *sockagentv1.Socket) str
 type tableWriter struct {
 	w      io.Writer
 	header bool
+	action int // width of the ACTION column: 9, or the longest action of the file
+}
+
+// actionWidth is the ACTION column's width for steps: 9, or wider for throughput.
+func actionWidth(steps []*scenario.Step) int {
+	w := 9
+	for _, s := range steps {
+		w = max(w, len(s.Action), actionWidth(s.Parallel))
+		if s.Repeat != nil {
+			w = max(w, actionWidth(s.Repeat.Steps))
+		}
+	}
+	return w
 }
 
 func (t *tableWriter) row(s StepReport) {
 	if !t.header {
-		fmt.Fprintf(t.w, "%-10s %-10s %-9s %-6s %9s  %s\n", "STEP", "AGENT", "ACTION", "RESULT", "DURATION", "DETAIL")
+		fmt.Fprintf(t.w, "%-10s %-10s %-*s %-6s %9s  %s\n", "STEP", "AGENT", max(t.action, 9), "ACTION", "RESULT", "DURATION", "DETAIL")
 		t.header = true
 	}
 	result := map[string]string{statusPassed: "ok", statusFailed: "FAIL", statusSkipped: "skip"}[s.Status]
@@ -172,7 +185,7 @@ func (t *tableWriter) row(s StepReport) {
 	if s.named {
 		detail = strings.TrimSuffix(s.Name+": "+detail, ": ")
 	}
-	fmt.Fprintf(t.w, "%-10s %-10s %-9s %-6s %9s  %s\n", s.Index, s.Agent, s.Action, result, fmtMS(s.DurationMS), detail)
+	fmt.Fprintf(t.w, "%-10s %-10s %-*s %-6s %9s  %s\n", s.Index, s.Agent, max(t.action, 9), s.Action, result, fmtMS(s.DurationMS), detail)
 }
 
 func fmtMS(v float64) string {

@@ -109,7 +109,7 @@ func (a *app) runCommand() *cobra.Command {
 				return err
 			}
 			cfg := runConfig{file: f, agents: targets, stepTimeout: stepTimeout, keepGoing: keepGoing, sessionTTL: sessionTTL, getenv: a.getenv}
-			table := &tableWriter{w: a.out.stdout}
+			table := &tableWriter{w: a.out.stdout, action: actionWidth(f.Steps)}
 			if a.output == outputTable {
 				cfg.onStep = table.row
 			}
