@@ -211,7 +211,11 @@ func (t *table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 		open: map[net.Conn]struct{}{}, done: make(chan struct{}), tests: map[uint64]*dgTest{},
 	}
 	if !s.serving.CompareAndSwap(nil, sv) {
-		return Info{}, wrap(&busyError{fmt.Sprintf("socket is already served with %s; Close it to stop serving", s.serving.Load().behaviour)})
+		what := "a behaviour"
+		if cur := s.serving.Load(); cur != nil {
+			what = cur.behaviour.String()
+		}
+		return Info{}, wrap(&busyError{fmt.Sprintf("socket is already served with %s; Close it to stop serving", what)})
 	}
 	// Own the socket's gates for good, so no call that got it before the swap can use it.
 	if !tryEnter(s.readGate) {
@@ -344,7 +348,7 @@ func (sv *server) admit(c net.Conn) error {
 		return net.ErrClosed
 	case len(sv.open) >= sv.maxConns:
 		return &limitError{Limit: "serve max_connections", Max: sv.maxConns,
-			Detail: fmt.Sprintf("connection from %s reset; %d connections are being served", addrString(c.RemoteAddr()), len(sv.open))}
+			Detail: fmt.Sprintf("connection from %s reset; %d connections are being served (raise max_connections in Serve to serve more)", addrString(c.RemoteAddr()), len(sv.open))}
 	}
 	if err := sv.t.reserveServed(); err != nil {
 		return fmt.Errorf("connection from %s reset: %w", addrString(c.RemoteAddr()), err)
@@ -459,6 +463,7 @@ func (sv *server) datagramLoop() {
 	buf := make([]byte, max(sv.chunk, datagramBuffer))
 	out := make([]byte, 0, wire.ReportSize)
 	uc, _ := sv.s.pc.(*net.UDPConn)
+	var allowed netip.AddrPort // the last peer the policy let the socket answer
 	for {
 		var (
 			n    int
@@ -496,6 +501,15 @@ func (sv *server) datagramLoop() {
 		}
 		if reply == nil {
 			continue
+		}
+		if uc != nil && from != allowed {
+			// The policy judges whom the socket answers, as it judges SendTo: an echo must
+			// not reflect datagrams to destinations the caller may not reach.
+			if err := sv.set.CheckDestination(from); err != nil {
+				sv.fail(fmt.Errorf("reply to %s: %w", from, err))
+				continue
+			}
+			allowed = from
 		}
 		var w int
 		if uc != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -506,6 +507,9 @@ func TestServeNotReapedWhenIdle(t *testing.T) {
 	e.serve(t, served.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
 	idle := e.listen(t, "tcp", "127.0.0.1:0")
 	e.waitGone(t, ctxT(t), 10*time.Second, idle.GetSocketId()) // the reaper ran past the served one
+	if r, err := e.sc.GetSocket(ctxT(t), &sockagentv1.GetSocketRequest{SocketId: served.GetSocketId()}); err != nil || r.GetSocket().GetIdle().AsDuration() != 0 {
+		t.Errorf("served socket: %v, idle %s; want it open, idle 0 (in use)", err, r.GetSocket().GetIdle().AsDuration())
+	}
 	c := dialT(t, "tcp", served.GetLocalAddress())
 	if _, err := c.Write([]byte("still served")); err != nil {
 		t.Fatal(err)
@@ -614,4 +618,33 @@ func TestServeAgentSocketBudget(t *testing.T) {
 	// The served connections filled the agent's budget: a new socket is refused by it.
 	_, err = e.sc.Bind(ctxT(t), &sockagentv1.BindRequest{Network: "udp", Address: "127.0.0.1:0"})
 	wantLimit(t, err, "agent_limits.sockets", 3)
+}
+
+// TestServeDatagramPolicy: a served datagram socket answers only peers the caller's policy lets
+// it reach (destinations), as SendTo would.
+func TestServeDatagramPolicy(t *testing.T) {
+	e := polEnv(t, "default:\n  destinations: {deny: [{name: not 127.0.0.3, cidrs: [127.0.0.3]}]}\n", false)
+	b := e.bind(t, "udp", "127.0.0.1:0")
+	id := b.GetSocketId()
+	e.serve(t, id, sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
+	denied, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)}, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(b.GetLocalAddress())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer denied.Close()
+	if _, err := denied.Write([]byte("reflect me")); err != nil {
+		t.Fatal(err)
+	}
+	sv := e.waitServing(t, id, "1 refused reply", func(sv *sockagentv1.Serving) bool { return sv.GetErrors() == 1 })
+	if sv.GetDatagramsOut() != 0 || !strings.Contains(sv.GetLastError(), "POLICY_DENIED") || !strings.Contains(sv.GetLastError(), "127.0.0.3") {
+		t.Errorf("serving %v: want no datagram out, last_error POLICY_DENIED naming 127.0.0.3", sv)
+	}
+	ok := dialT(t, "udp", b.GetLocalAddress())
+	if _, err := ok.Write([]byte("echo me")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 100)
+	if n, err := ok.Read(got); err != nil || string(got[:n]) != "echo me" {
+		t.Fatalf("echo to an allowed peer: %q, %v", got[:n], err)
+	}
 }

@@ -48,7 +48,7 @@ func inSession(ctx context.Context) context.Context {
 func toProto(in Info) *sockagentv1.Socket {
 	now := time.Now()
 	idle := now.Sub(in.LastUsed)
-	if in.Pending > 0 || idle < 0 {
+	if in.Pending > 0 || in.Serving != nil || idle < 0 {
 		idle = 0
 	}
 	return &sockagentv1.Socket{
