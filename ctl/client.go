@@ -29,6 +29,7 @@ const deadlineMargin = 5 * time.Second
 type clients struct {
 	sockets sockagentv1.SocketServiceClient
 	agent   sockagentv1.AgentServiceClient
+	measure sockagentv1.MeasureServiceClient
 }
 
 // dialAgent opens a client connection to the agent at target, presenting the credentials
@@ -102,6 +103,7 @@ func (a *app) call(ctx context.Context, op string, wait time.Duration, fn func(c
 	err = fn(ctx, clients{
 		sockets: sockagentv1.NewSocketServiceClient(cc),
 		agent:   sockagentv1.NewAgentServiceClient(cc),
+		measure: sockagentv1.NewMeasureServiceClient(cc),
 	})
 	if err == nil {
 		return nil

@@ -140,6 +140,7 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.listenCommand(), a.bindCommand(), a.dialCommand(), a.acceptCommand(),
 		a.sendCommand(), a.recvCommand(), a.sendToCommand(), a.recvFromCommand(),
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
+		a.serveCommand(), a.probeCommand(), a.throughputCommand(),
 		a.demoCommand(), a.runCommand(), a.validateCommand(), a.pkiCommand(),
 	)
 	for _, c := range root.Commands() {

@@ -84,7 +84,7 @@ func (w *writer) json(m proto.Message) error {
 const socketHeader = "ID\tNETWORK\tKIND\tSTATE\tLOCAL\tREMOTE\tSENT\tRECV\tSESSION\tAGE\tIDLE"
 
 // sockets prints sockets as a table with a header (also when there are none). AGE and IDLE
-// are rounded to the second.
+// are rounded to the second. A served socket's counters follow the table, a line each.
 func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 	tw := tabwriter.NewWriter(w.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, socketHeader)
@@ -94,7 +94,15 @@ func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 			dash(s.GetLocalAddress()), dash(s.GetRemoteAddress()), s.GetBytesSent(), s.GetBytesReceived(),
 			dash(s.GetSessionId()), seconds(s.GetAge()), seconds(s.GetIdle()))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range socks { // served sockets' counters, one line each under the table
+		if s.GetServing() != nil {
+			w.printf("%s\n", serving(s))
+		}
+	}
+	return nil
 }
 
 // seconds shows d rounded to the second, "-" when absent.

@@ -51,6 +51,9 @@ type StepReport struct {
 	Socket     string  `json:"socket,omitempty"` // id of the socket the step created
 	Alias      string  `json:"alias,omitempty"`
 	DurationMS float64 `json:"duration_ms"`
+	// Figures are what a probe or throughput step measured (keys as in expect; durations
+	// in milliseconds, their keys ending in _ms).
+	Figures map[string]float64 `json:"figures,omitempty"`
 
 	named bool // Name was written in the file (else it is made from the action)
 }
@@ -95,7 +98,7 @@ func protoTimeout(d time.Duration) *durationpb.Duration {
 // describe shows an action with its expanded arguments: "dial tcp 127.0.0.1:4242".
 func describe(action string, a scenario.Resolved) string {
 	parts := []string{action}
-	for _, k := range []string{"network", "socket", "address", "local_address", "direction", "duration"} {
+	for _, k := range []string{"network", "socket", "behaviour", "address", "mode", "local_address", "direction", "duration"} {
 		if a.Has(k) {
 			parts = append(parts, a.String(k))
 		}
@@ -103,6 +106,11 @@ func describe(action string, a scenario.Resolved) string {
 	for _, k := range []string{"data", "data_hex", "data_base64", "data_size", "max_bytes", "exact_bytes", "timeout"} {
 		if a.Has(k) {
 			parts = append(parts, k+"="+clip(a.String(k), 24))
+		}
+	}
+	for _, k := range []string{"count", "size", "interval", "warmup", "bytes", "streams", "rate", "chunk_size", "max_connections"} {
+		if a.Has(k) {
+			parts = append(parts, k+"="+a.String(k))
 		}
 	}
 	return strings.Join(parts, " ")
@@ -118,6 +126,8 @@ func clip(s string, n int) string {
 // summary says what a passing step did.
 func summary(action string, o scenario.Outcome, created *sockagentv1.Socket) string {
 	switch {
+	case o.Text != "":
+		return o.Text
 	case created != nil:
 		if created.GetRemoteAddress() != "" {
 			return fmt.Sprintf("%s %s -> %s", created.GetSocketId(), created.GetLocalAddress(), created.GetRemoteAddress())
@@ -144,11 +154,24 @@ func summary(action string, o scenario.Outcome, created *sockagentv1.Socket) str
 type tableWriter struct {
 	w      io.Writer
 	header bool
+	action int // width of the ACTION column: 9, or the longest action of the file
+}
+
+// actionWidth is the ACTION column's width for steps: 9, or wider for throughput.
+func actionWidth(steps []*scenario.Step) int {
+	w := 9
+	for _, s := range steps {
+		w = max(w, len(s.Action), actionWidth(s.Parallel))
+		if s.Repeat != nil {
+			w = max(w, actionWidth(s.Repeat.Steps))
+		}
+	}
+	return w
 }
 
 func (t *tableWriter) row(s StepReport) {
 	if !t.header {
-		fmt.Fprintf(t.w, "%-10s %-10s %-9s %-6s %9s  %s\n", "STEP", "AGENT", "ACTION", "RESULT", "DURATION", "DETAIL")
+		fmt.Fprintf(t.w, "%-10s %-10s %-*s %-6s %9s  %s\n", "STEP", "AGENT", max(t.action, 9), "ACTION", "RESULT", "DURATION", "DETAIL")
 		t.header = true
 	}
 	result := map[string]string{statusPassed: "ok", statusFailed: "FAIL", statusSkipped: "skip"}[s.Status]
@@ -162,7 +185,7 @@ func (t *tableWriter) row(s StepReport) {
 	if s.named {
 		detail = strings.TrimSuffix(s.Name+": "+detail, ": ")
 	}
-	fmt.Fprintf(t.w, "%-10s %-10s %-9s %-6s %9s  %s\n", s.Index, s.Agent, s.Action, result, fmtMS(s.DurationMS), detail)
+	fmt.Fprintf(t.w, "%-10s %-10s %-*s %-6s %9s  %s\n", s.Index, s.Agent, max(t.action, 9), s.Action, result, fmtMS(s.DurationMS), detail)
 }
 
 func fmtMS(v float64) string {
@@ -239,6 +262,7 @@ type junitCase struct {
 	Time      string        `xml:"time,attr"`
 	Failure   *junitFailure `xml:"failure,omitempty"`
 	Skipped   *junitSkipped `xml:"skipped,omitempty"`
+	SysOut    string        `xml:"system-out,omitempty"` // a measurement step's figures
 }
 
 type junitFailure struct {
@@ -275,6 +299,10 @@ func writeJUnit(w io.Writer, r *Report) error {
 			}
 		case statusSkipped:
 			c.Skipped = &junitSkipped{Message: st.Message}
+		default:
+			if st.Figures != nil {
+				c.SysOut = st.Message
+			}
 		}
 		s.Cases = append(s.Cases, c)
 	}

@@ -52,6 +52,14 @@ cut off, each agent closes the run's sockets once the lease runs out. Listen, bi
 accept carry a request_id and are retried (3 tries, with backoff, within the step's
 deadline) when the agent was briefly unreachable; other calls are never retried.
 
+Measurement steps: serve runs echo, discard or source on a socket inside its agent; probe
+and throughput measure from their agent to such a socket, and their expect compares the
+figures: rtt_p99: "<= 2ms", bits_per_second: ">= 1G", loss: "<= 1%" (see
+examples/perf.yaml). A probe none of whose attempts succeeded fails with their reason unless
+expect judges the figures. A probe's deadline is (count + warmup) x max(timeout, interval)
+plus 2s; a throughput step's its duration (10s when neither duration nor bytes is set)
+plus 5s, or --step-timeout when only bytes bounds it.
+
 Each step has a deadline: its own timeout (the action's "timeout") or --step-timeout, plus
 2s for the RPC. The first failed step stops the run (later steps are reported as skipped;
 steps of the same parallel block are cancelled) unless --keep-going.
@@ -101,7 +109,7 @@ func (a *app) runCommand() *cobra.Command {
 				return err
 			}
 			cfg := runConfig{file: f, agents: targets, stepTimeout: stepTimeout, keepGoing: keepGoing, sessionTTL: sessionTTL, getenv: a.getenv}
-			table := &tableWriter{w: a.out.stdout}
+			table := &tableWriter{w: a.out.stdout, action: actionWidth(f.Steps)}
 			if a.output == outputTable {
 				cfg.onStep = table.row
 			}

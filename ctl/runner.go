@@ -78,8 +78,9 @@ type remote struct {
 
 // alias is a socket a step named with `as`.
 type alias struct {
-	agent  string
-	socket *sockagentv1.Socket
+	agent   string
+	socket  *sockagentv1.Socket
+	figures map[string]float64 // the results of a probe or throughput step, instead of a socket
 }
 
 // opened is a socket the run created, closed at the end unless a step closed it.
@@ -373,6 +374,9 @@ func (r *runner) lookup(f frame) scenario.Lookup {
 		if !ok {
 			return "", fmt.Errorf("${%s}: no socket is named %q (yet)", ref, name)
 		}
+		if al.figures != nil {
+			return figureField(al.figures, field, ref)
+		}
 		return aliasField(al.socket, field, ref)
 	}
 }
@@ -410,6 +414,9 @@ func (r *runner) socketRef(on, ref string) (string, error) {
 	r.mu.Unlock()
 	if !ok {
 		return ref, nil
+	}
+	if al.socket == nil {
+		return "", fmt.Errorf("socket %s: %s names the results of a step, not a socket", ref, ref)
 	}
 	if al.agent != on {
 		return "", fmt.Errorf("socket %s lives on agent %s, not on %s", ref, al.agent, on)
@@ -460,12 +467,19 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *S
 		rep.Socket = created.GetSocketId()
 		rep.Alias = name
 	}
+	if created == nil && out.Figures != nil && st.As != "" {
+		if rep.Alias, err = r.results(st, look, out.Figures); err != nil {
+			fail(reasonScenario, err)
+			return
+		}
+	}
 	var se *scenarioError
 	if errors.As(err, &se) {
 		fail(reasonScenario, err)
 		return
 	}
 	out.Duration = elapsed
+	rep.Figures = reportFigures(out.Figures)
 	if err != nil {
 		out.Reason, out.Err = failureReason(err)
 		if m := r.restarted(ctx, st.On, err); m != "" {
@@ -475,6 +489,9 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *S
 	rep.Reason = out.Reason
 	if msgs := scenario.Check(expect, out); len(msgs) > 0 {
 		rep.Status, rep.Message = statusFailed, strings.Join(msgs, "; ")
+		if out.Figures != nil {
+			rep.Message += " (measured: " + out.Text + ")"
+		}
 		if rep.Reason == "" {
 			rep.Reason = reasonExpectation
 		}
@@ -570,6 +587,10 @@ func (r *runner) act(ctx context.Context, st *scenario.Step, args scenario.Resol
 		case <-ctx.Done():
 			return out, nil, status.Error(codes.Canceled, cause(ctx))
 		}
+	}
+	if isMeasure(st.Action) {
+		out, err := r.measure(ctx, rm, st, args)
+		return out, nil, err
 	}
 	timeout, deadline, err := r.deadlines(args)
 	if err != nil {

@@ -35,6 +35,12 @@ func check(expect *Resolved, o Outcome) []string {
 		if failed && key != "within" {
 			continue // a failed action has no data to compare
 		}
+		if fig, _ := IsFigure(key); fig && (key != "bytes" || o.Figures != nil) {
+			if m := checkFigure(e, key, o); m != "" {
+				msgs = append(msgs, m)
+			}
+			continue
+		}
 		if m := checkKey(e, key, o); m != "" {
 			msgs = append(msgs, m)
 		}

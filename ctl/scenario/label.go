@@ -6,7 +6,7 @@ import (
 )
 
 // labelArgs are the arguments a label shows, in this order.
-var labelArgs = []string{"network", "socket", "address", "local_address", "direction", "duration"}
+var labelArgs = []string{"network", "socket", "behaviour", "address", "mode", "local_address", "direction", "duration"}
 
 func label(s *Step) string {
 	switch {

@@ -53,10 +53,17 @@ var required = map[string][]string{
 	"shutdown": {"socket", "direction"},
 	"close":    {"socket"},
 	"sleep":    {"duration"},
+
+	"serve":      {"socket", "behaviour"},
+	"probe":      {"network", "address"},
+	"throughput": {"network", "address"},
 }
 
 // creates are the actions that create a socket (and so may have `as`).
 var creates = []string{"listen", "bind", "dial", "accept"}
+
+// measures are the actions whose results `as` may name: ${ALIAS.rtt_p50} in later steps.
+var measures = []string{"probe", "throughput"}
 
 // expectFor lists the actions each expect key applies to; absent keys apply to all.
 var expectFor = map[string][]string{
@@ -66,7 +73,20 @@ var expectFor = map[string][]string{
 	"contains":    {"recv", "recvfrom"},
 	"eof":         {"recv"},
 	"from":        {"recvfrom"},
-	"bytes":       {"send", "sendto", "recv", "recvfrom"},
+	"bytes":       {"send", "sendto", "recv", "recvfrom", "throughput"},
+
+	"rtt_min":         {"probe"},
+	"rtt_p50":         {"probe"},
+	"rtt_p90":         {"probe"},
+	"rtt_p99":         {"probe"},
+	"rtt_max":         {"probe"},
+	"rtt_mean":        {"probe"},
+	"received":        {"probe"},
+	"loss":            {"probe", "throughput"},
+	"errors":          {"probe", "throughput"},
+	"bits_per_second": {"throughput"},
+	"retransmits":     {"throughput"},
+	"rtt":             {"throughput"},
 }
 
 // parser walks the YAML node tree of one file.
@@ -111,14 +131,14 @@ func (p *parser) document(data []byte) (*yaml.Node, bool) {
 			p.add(Pos{1, 1}, "the file is empty; a scenario has name, agents and steps")
 			return nil, false
 		}
-		p.syntax(err)
+		p.syntax(err, data)
 		return nil, false
 	}
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		p.syntax(err)
+		p.syntax(err, data)
 		return nil, false
 	default:
 		p.add(Pos{next.Line, next.Column}, "a second YAML document (after ---); a file holds one scenario")
@@ -144,7 +164,7 @@ var parserProblems = []string{
 
 // syntax reports a YAML syntax error. The YAML library gives a line but no column: the
 // column is then 1; with no line, the problem is on line 1.
-func (p *parser) syntax(err error) {
+func (p *parser) syntax(err error, data []byte) {
 	m := syntaxRE.FindStringSubmatch(err.Error())
 	if m == nil {
 		p.add(Pos{1, 1}, "invalid YAML: %v", err)
@@ -154,8 +174,17 @@ func (p *parser) syntax(err error) {
 	if line > 0 && slices.Contains(parserProblems, m[2]) {
 		line++
 	}
-	p.add(Pos{max(line, 1), 1}, "invalid YAML: %s", m[2])
+	hint := ""
+	if lines := strings.Split(string(data), "\n"); line >= 1 && line <= len(lines) {
+		if c := unquotedGT.FindStringSubmatch(lines[line-1]); c != nil {
+			hint = fmt.Sprintf("; a comparison that starts with > must be quoted: %s: %q", c[1], c[2])
+		}
+	}
+	p.add(Pos{max(line, 1), 1}, "invalid YAML: %s%s", m[2], hint)
 }
+
+// unquotedGT matches "key: >= 1G", which YAML reads as a folded block.
+var unquotedGT = regexp.MustCompile(`([A-Za-z_]+):\s+(>=?\s*[^\s,}]+)`)
 
 func pos(n *yaml.Node) Pos { return Pos{n.Line, n.Column} }
 
@@ -588,8 +617,8 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 	if asEntry != nil {
 		if s, ok := p.scalar("as", asEntry.valueNode); ok {
 			st.As, m.as = s.Raw, s.Pos
-			if st.Action != "" && !slices.Contains(creates, st.Action) {
-				p.add(pos(asEntry.keyNode), "as names the socket a step creates; %s creates none (only %s do)", st.Action, strings.Join(creates, ", "))
+			if st.Action != "" && !slices.Contains(creates, st.Action) && !slices.Contains(measures, st.Action) {
+				p.add(pos(asEntry.keyNode), "as names the socket a step creates (%s) or the results of %s; %s has neither", strings.Join(creates, ", "), strings.Join(measures, " and "), st.Action)
 			}
 		}
 	}
@@ -684,6 +713,12 @@ func (p *parser) literal(action, key string, s Scalar) {
 	}
 	raw := strings.ReplaceAll(s.Raw, "$$", "$")
 	var err error
+	if ok, e := measureLiteral(action, key, raw); ok {
+		if e != nil {
+			p.add(s.Pos, "%s: %v", key, e)
+		}
+		return
+	}
 	switch key {
 	case "network":
 		if nets := networks[action]; !slices.Contains(nets, raw) {
@@ -719,6 +754,21 @@ func (p *parser) literal(action, key string, s Scalar) {
 	}
 }
 
+// expectLiteral checks an expectation without ${...} references: a comparison for a measured
+// figure (bytes is one on throughput only), else as literal does.
+func (p *parser) expectLiteral(action, key string, s Scalar) {
+	if fig, _ := IsFigure(key); !fig || (key == "bytes" && action != "throughput") {
+		p.literal(action, key, s)
+		return
+	}
+	if strings.Contains(s.Raw, "${") {
+		return
+	}
+	if _, err := parseComparison(key, strings.ReplaceAll(s.Raw, "$$", "$")); err != nil {
+		p.add(s.Pos, "%s: %v", key, err)
+	}
+}
+
 func orList(xs []string) string {
 	if len(xs) == 1 {
 		return xs[0]
@@ -743,7 +793,7 @@ func (p *parser) expect(action string, e entry) Args {
 	var data []string
 	for _, x := range entries {
 		if !slices.Contains(ExpectKeys, x.key) {
-			p.unknown(x, "expect", ExpectKeys, strings.Join(ExpectKeys, ", "))
+			p.unknown(x, "expect", ExpectKeys, strings.Join(expectKeysFor(action), ", "))
 			continue
 		}
 		s, ok := p.scalar(x.key, x.valueNode)
@@ -751,7 +801,7 @@ func (p *parser) expect(action string, e entry) Args {
 			continue
 		}
 		out[x.key] = s
-		p.literal(action, x.key, s)
+		p.expectLiteral(action, x.key, s)
 		if acts, ok := expectFor[x.key]; ok && action != "" && !slices.Contains(acts, action) {
 			p.add(pos(x.keyNode), "expect %s applies to %s, not to %s", x.key, orList(acts), action)
 		}
@@ -767,6 +817,17 @@ func (p *parser) expect(action string, e entry) Args {
 			if x.key != "error" && x.key != "within" && slices.Contains(ExpectKeys, x.key) {
 				p.add(pos(x.keyNode), "expect error cannot be combined with %s: a step that fails has no result to check (only within may go with error)", x.key)
 			}
+		}
+	}
+	return out
+}
+
+// expectKeysFor lists the expect keys that apply to action (all of them for "").
+func expectKeysFor(action string) []string {
+	var out []string
+	for _, k := range ExpectKeys {
+		if acts, ok := expectFor[k]; !ok || action == "" || slices.Contains(acts, action) {
+			out = append(out, k)
 		}
 	}
 	return out

@@ -194,7 +194,7 @@ steps:
 	}
 	want := []string{
 		`on.yaml:4:20: socket: alias "yes" is created by a later step (line 6); a step can only use a socket created before it`,
-		`on.yaml:5:5: as names the socket a step creates; send creates none (only listen, bind, dial, accept do)`,
+		`on.yaml:5:5: as names the socket a step creates (listen, bind, dial, accept) or the results of probe and throughput; send has neither`,
 	}
 	if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, want) {
 		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -26,8 +26,9 @@
 //     as written (no ${...}: --agent and --inventory override addresses at run time).
 //   - Vars: values are taken as written; ${...} inside a var is an error, $$ is a literal $.
 //   - Steps: an action step has `on` (a declared agent; optional for sleep), exactly one
-//     action, and optionally `as` (only for listen, bind, dial and accept, which create a
-//     socket), `name` and `expect`. A block step is `parallel: [steps]` or
+//     action, and optionally `as` (for listen, bind, dial and accept, which create a
+//     socket; and for probe and throughput, whose results later steps read as
+//     ${ALIAS.rtt_p50} or ${ALIAS.bits_per_second}), `name` and `expect`. A block step is `parallel: [steps]` or
 //     `repeat: {count: N, steps: [steps]}` (N from 1 to MaxRepeat, or ${vars.NAME}), each
 //     with an optional `name`.
 //   - Values are scalars kept as written: `max_bytes: 13` is "13", `on` is "on" (YAML 1.1
@@ -44,6 +45,16 @@
 //   - Expectations fit the action: data, data_hex, data_base64 and contains apply to recv
 //     and recvfrom, eof to recv, from to recvfrom, bytes to send, sendto, recv and recvfrom;
 //     error and within to any action. error goes with within only.
+//   - Measurement steps: serve {socket, behaviour: echo|discard|source, chunk_size,
+//     max_connections} runs a behaviour on a listener or datagram socket; probe {network,
+//     address, mode: connect|echo, count, size, interval, timeout, warmup, local_address}
+//     and throughput {network, address, direction: send|receive, duration, bytes, streams,
+//     rate, size, interval, local_address} measure from the step's agent. Sizes take binary
+//     suffixes (64K, 1G), rates SI ones in bits/s (500M). Their expectations compare measured
+//     figures: probe rtt_min, rtt_p50, rtt_p90, rtt_p99, rtt_max, rtt_mean, loss, received,
+//     errors; throughput bits_per_second, bytes, loss, retransmits, rtt, errors; written
+//     "<= 2ms", ">= 1G", "< 1%" or a bare value (==), quoted when it starts with > (see
+//     measure.go).
 //   - References: ${vars.NAME} (a declared var), ${env.NAME} (read at run time),
 //     ${AGENT.host} and ${AGENT.address} (see AgentFields), ${ALIAS.FIELD} (see
 //     AliasFields) and ${i}, the index of the innermost repeat (from 0), only inside one.
@@ -69,7 +80,7 @@ type Pos struct {
 }
 
 // Actions are the step actions, named as the RPCs they make (sleep makes none).
-var Actions = []string{"listen", "bind", "dial", "accept", "send", "recv", "sendto", "recvfrom", "shutdown", "close", "sleep"}
+var Actions = []string{"listen", "bind", "dial", "accept", "send", "recv", "sendto", "recvfrom", "shutdown", "close", "sleep", "serve", "probe", "throughput"}
 
 // ActionArgs lists the argument keys each action accepts. Keys use the API's field names;
 // `socket` names an alias (or a literal socket id); data may be given as `data`, `data_hex`,
@@ -86,10 +97,18 @@ var ActionArgs = map[string][]string{
 	"shutdown": {"socket", "direction"},
 	"close":    {"socket"},
 	"sleep":    {"duration"},
+
+	"serve":      {"socket", "behaviour", "chunk_size", "max_connections"},
+	"probe":      {"network", "address", "mode", "count", "size", "interval", "timeout", "warmup", "local_address"},
+	"throughput": {"network", "address", "direction", "duration", "bytes", "streams", "rate", "size", "interval", "local_address"},
 }
 
 // ExpectKeys are the keys of `expect`.
-var ExpectKeys = []string{"data", "data_hex", "data_base64", "contains", "bytes", "eof", "from", "error", "within"}
+// The measured figures of probe and throughput (see measure.go) take comparisons such as
+// "<= 2ms".
+var ExpectKeys = []string{"data", "data_hex", "data_base64", "contains", "bytes", "eof", "from", "error", "within",
+	"rtt_min", "rtt_p50", "rtt_p90", "rtt_p99", "rtt_max", "rtt_mean", "rtt", "loss", "received", "errors",
+	"bits_per_second", "retransmits"}
 
 // Scalar is one scalar value of the file as written (it may hold ${...} references) and where.
 type Scalar struct {
@@ -209,6 +228,14 @@ type Outcome struct {
 	From     string        // recvfrom's sender
 	Bytes    uint64        // bytes received, or sent for send/sendto
 	Duration time.Duration // how long the step took
+
+	// Figures are what a probe or throughput step measured, by expect key (ProbeFigures,
+	// ThroughputFigures): durations in nanoseconds, loss from 0 to 1, bits per second,
+	// counts. nil for the other actions.
+	Figures map[string]float64
+	// Text is what a passing step did, as reports show it, when the runner says it here
+	// (serve, probe, throughput).
+	Text string
 }
 
 // Check compares an outcome with the resolved expectations (nil expect: the step must

@@ -33,10 +33,22 @@ type frame struct {
 // aliasDef is an alias a step creates with `as`. A name holding markI is a template: it
 // stands for one alias per index of its repeat frame.
 type aliasDef struct {
-	name  string
-	agent string
-	pos   Pos
-	frame *frame
+	name   string
+	agent  string
+	pos    Pos
+	frame  *frame
+	result string // "probe" or "throughput" when the alias names a step's results, not a socket
+}
+
+// fields are the fields ${ALIAS.field} may ask of d.
+func (d aliasDef) fields() (string, []string) {
+	switch d.result {
+	case "probe":
+		return "a probe step", ProbeFigures
+	case "throughput":
+		return "a throughput step", ThroughputFigures
+	}
+	return "a socket", AliasFields
 }
 
 func (d aliasDef) template() bool { return strings.Contains(d.name, markI) }
@@ -190,7 +202,11 @@ func (c *checker) action(st *Step, sc *scope) {
 		return
 	}
 	name := c.eval(parts, sc, m.as, "as", false)
-	c.define(sc, aliasDef{name: name, agent: st.On, pos: m.as, frame: c.frame()})
+	d := aliasDef{name: name, agent: st.On, pos: m.as, frame: c.frame()}
+	if slices.Contains(measures, st.Action) {
+		d.result = st.Action
+	}
+	c.define(sc, d)
 }
 
 func sortedKeys(a Args) []string {
@@ -269,10 +285,15 @@ func (c *checker) ref(ref string, sc *scope, quiet bool) (string, string) {
 	if slices.Contains(AgentFields, field) && !strings.Contains(name, markI) && c.find(sc, name) == nil {
 		return markDynamic, c.unknownAgent(shown, name)
 	}
-	if msg := c.alias(sc, name); msg != "" {
+	d, msg := c.lookup(sc, name)
+	if msg != "" {
 		return markDynamic, shown + ": " + msg
 	}
-	return markDynamic, fieldProblem(shown, "a socket", field, AliasFields)
+	what, fields := "a socket", AliasFields
+	if d != nil {
+		what, fields = d.fields()
+	}
+	return markDynamic, fieldProblem(shown, what, field, fields)
 }
 
 func (c *checker) unknownAgent(shown, name string) string {
@@ -322,12 +343,6 @@ func (c *checker) find(sc *scope, name string) *aliasDef {
 		}
 	}
 	return nil
-}
-
-// alias says what is wrong with using the alias name (which may be a template) in sc.
-func (c *checker) alias(sc *scope, name string) string {
-	_, msg := c.lookup(sc, name)
-	return msg
 }
 
 // lookup finds the definition of an alias name (which may be a template) visible in sc.
@@ -419,6 +434,10 @@ func (c *checker) socket(st *Step, sc *scope, v Scalar, val string) {
 			msg += fmt.Sprintf("; socket takes the alias itself: socket: %s", show(name))
 		}
 		c.p.add(v.Pos, "socket: %s", msg)
+		return
+	}
+	if d != nil && d.result != "" {
+		c.p.add(v.Pos, "socket: %q names the results of a %s step (line %d), not a socket", show(val), d.result, d.pos.Line)
 		return
 	}
 	if d != nil && c.p.agents[st.On] && c.p.agents[d.agent] && d.agent != st.On {
