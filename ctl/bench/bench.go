@@ -15,7 +15,7 @@
 //	          p50 (64 B): <= 1.3x
 //	tcp       Throughput single-stream TCP send to an agent-served discard vs iperf3 single
 //	          stream: >= 0.8x
-//	udp       Throughput UDP send to an agent-served discard, datagrams received per second,
+//	udp       Throughput UDP receive from an agent-served source, datagrams received per second,
 //	          vs a Go sender blasting 1400 B datagrams at a Go receiver: >= 0.5x
 //	sendrecv  Send+Recv of 64 B on an open socket pair, p50, vs a bare gRPC unary call p50: <= 2x
 //	getinfo   GetInfo p50 vs a bare gRPC unary call p50: <= 1.2x
