@@ -162,27 +162,30 @@ func moduleRoot() (string, error) {
 	return "", fmt.Errorf("not inside the sockagent source tree (no go.mod of %s above the working directory); run sockbench from the repository, it builds sockctl with go build", modulePath)
 }
 
-// buildBinaries builds sockctl and the bare client into e.tmp, once per run.
-func (e *env) buildBinaries(ctx context.Context) (sockctl, bare string, err error) {
-	sockctl, bare = filepath.Join(e.tmp, "sockctl"), filepath.Join(e.tmp, "bareinfo")
-	if _, err := os.Stat(bare); err == nil {
-		return sockctl, bare, nil
-	}
+// binaries are the programs the sockctl row runs.
+type binaries struct {
+	sockctl, bare, nothing string
+}
+
+// buildBinaries builds sockctl, the bare client and the empty program into e.tmp.
+func (e *env) buildBinaries(ctx context.Context) (binaries, error) {
+	pkgs := []string{"./ctl/cmd/sockctl", "./ctl/bench/testdata/bareinfo", "./ctl/bench/testdata/nothing"}
+	b := binaries{filepath.Join(e.tmp, "sockctl"), filepath.Join(e.tmp, "bareinfo"), filepath.Join(e.tmp, "nothing")}
 	root, err := moduleRoot()
 	if err != nil {
-		return "", "", err
+		return b, err
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		return "", "", fmt.Errorf("go not found in PATH: the sockctl row builds sockctl with go build")
+		return b, fmt.Errorf("go not found in PATH: the sockctl row builds sockctl with go build")
 	}
-	e.progress("%-9s go build ./ctl/cmd/sockctl ./ctl/bench/testdata/bareinfo", "sockctl")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", e.tmp+string(filepath.Separator), "./ctl/cmd/sockctl", "./ctl/bench/testdata/bareinfo")
+	e.progress("%-9s go build %s", "sockctl", strings.Join(pkgs, " "))
+	cmd := exec.CommandContext(ctx, goBin, append([]string{"build", "-o", e.tmp + string(filepath.Separator)}, pkgs...)...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("go build in %s: %w\n%s", root, err, out)
+		return b, fmt.Errorf("go build in %s: %w\n%s", root, err, out)
 	}
-	return sockctl, bare, nil
+	return b, nil
 }
 
 // runBinary returns a func running bin with args to its exit (alternate times it).
@@ -199,15 +202,19 @@ func runBinary(bin string, args ...string) func(context.Context) error {
 }
 
 // sockctlRow alternates `sockctl --agent ADDR info` with a bare Go binary making the same
-// GetInfo call, timing each process from start to exit.
+// GetInfo call, timing each process from start to exit; the note gives the floor, an empty Go
+// program's wall time.
 func sockctlRow(ctx context.Context, e *env) result {
-	sockctl, bare, err := e.buildBinaries(ctx)
+	bin, err := e.buildBinaries(ctx)
 	if err != nil {
 		return result{err: err, baseErr: err}
 	}
-	return alternate(ctx, e.iterations(30, 3), 2,
-		runBinary(sockctl, "--agent", e.addr, "info"),
-		runBinary(bare, e.addr))
+	n := e.iterations(30, 3)
+	r := alternate(ctx, n, 2, runBinary(bin.sockctl, "--agent", e.addr, "info"), runBinary(bin.bare, e.addr))
+	if floor := alternate(ctx, n, 1, runBinary(bin.nothing), func(context.Context) error { return nil }); floor.err == nil {
+		r.note = "an empty Go program takes " + formatSeconds(floor.value) + " here"
+	}
+	return r
 }
 
 // scenarioPairs is how many send+recv pairs the scenario has: with listen, dial, accept and
