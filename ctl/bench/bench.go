@@ -194,6 +194,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Machine: machine(), Quick: cfg.Quick, Seconds: cfg.Seconds, Pass: true}
 	for _, d := range ds {
+		if ctx.Err() != nil { // interrupted: the rest is reported, not run
+			rep.Rows = append(rep.Rows, Row{Key: d.key, Figure: d.figure, Baseline: d.baseline, Unit: d.unit, Target: d.target.String(),
+				Error: "not run: " + context.Cause(ctx).Error()})
+			rep.Pass = false
+			continue
+		}
 		row := e.runRow(ctx, d)
 		rep.Rows = append(rep.Rows, row)
 		rep.Pass = rep.Pass && row.Pass

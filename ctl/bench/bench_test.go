@@ -286,3 +286,21 @@ func TestCells(t *testing.T) {
 		}
 	}
 }
+
+// TestInterrupted: a cancelled run reports every selected row as not run, and fails.
+func TestInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rep, err := Run(ctx, Config{Quick: true, Only: regexp.MustCompile("^(getinfo|scenario)$")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pass || len(rep.Rows) != 2 {
+		t.Fatalf("pass %v, %d rows; want a failure with 2 rows", rep.Pass, len(rep.Rows))
+	}
+	for _, r := range rep.Rows {
+		if r.Error != "not run: context canceled" || r.Pass {
+			t.Errorf("%s: error %q pass %v", r.Key, r.Error, r.Pass)
+		}
+	}
+}
