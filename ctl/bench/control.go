@@ -264,7 +264,7 @@ func tail(s string, n int) string {
 
 // bareScenario makes the RPCs the scenario run makes, from a bare Go client: connect, GetInfo,
 // open a session, listen/dial/accept in it (with request ids), 497 send+recv pairs, three
-// closes, close the session.
+// closes, close the session; like the runner, every socket call carries the session header.
 func bareScenario(addr string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		conn, err := dial(addr)
@@ -299,12 +299,12 @@ func bareScenario(addr string) func(context.Context) error {
 		}
 		payload := pattern(pingSize)
 		for range scenarioPairs {
-			if err := sendRecv(ctx, sc, d.GetSocket().GetSocketId(), a.GetSocket().GetSocketId(), payload); err != nil {
+			if err := sendRecv(sctx, sc, d.GetSocket().GetSocketId(), a.GetSocket().GetSocketId(), payload); err != nil {
 				return err
 			}
 		}
 		for _, s := range []*sockagentv1.Socket{d.GetSocket(), a.GetSocket(), l.GetSocket()} {
-			if _, err := sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: s.GetSocketId()}); err != nil {
+			if _, err := sc.Close(sctx, &sockagentv1.CloseRequest{SocketId: s.GetSocketId()}); err != nil {
 				return rpcErr("Close", err)
 			}
 		}
