@@ -27,8 +27,8 @@ table: figure, value, baseline, value, ratio, target, result. An agent, the base
 their peers run in this process on 127.0.0.1; the sockctl row builds sockctl with go build,
 so run it from the source tree (.ci/bench installs iperf3 and runs it).
 
-Rows: ` + "%s" + `
-
+Rows (--only matches the key or the figure):
+%s
 Exit status: 0 every row passed; 1 a row failed; 2 bad flags.
 
 Flags:
@@ -44,7 +44,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	seconds := fs.Float64("seconds", 3, "how long each side of a throughput row runs, in `N` seconds")
 	output := fs.StringP("output", "o", "table", "report format: table, json or markdown")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, usage, strings.Join(Keys(), ", "))
+		var rows strings.Builder
+		for _, d := range defs() {
+			fmt.Fprintf(&rows, "  %-9s %s vs %s: %s\n", d.key, d.figure, d.baseline, d.target)
+		}
+		fmt.Fprintf(stderr, usage, rows.String())
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
