@@ -1,0 +1,329 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/ctl"
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+)
+
+// bareCheck makes one health Check on the plain grpc-go server.
+func (e *env) bareCheck(ctx context.Context) error {
+	r, err := e.bare.Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return fmt.Errorf("bare health Check: %w", err)
+	}
+	if r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("bare health Check: %s, want SERVING", r.GetStatus())
+	}
+	return nil
+}
+
+// alternate runs fig and base in turn n times (after warm rounds), timing each call, and
+// returns the medians in seconds. A failing side stops being run; the other goes on.
+func alternate(ctx context.Context, n, warm int, fig, base func(context.Context) error) result {
+	var r result
+	var fs, bs []time.Duration
+	for i := range warm + n {
+		if r.err == nil {
+			t0 := time.Now()
+			r.err = fig(ctx)
+			if d := time.Since(t0); r.err == nil && i >= warm {
+				fs = append(fs, d)
+			}
+		}
+		if r.baseErr == nil {
+			t0 := time.Now()
+			r.baseErr = base(ctx)
+			if d := time.Since(t0); r.baseErr == nil && i >= warm {
+				bs = append(bs, d)
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	r.value, r.base = median(fs).Seconds(), median(bs).Seconds()
+	return r
+}
+
+// tcpPair opens a listener, a connection to it and the accepted end on the agent; closeFn
+// closes all three.
+func (e *env) tcpPair(ctx context.Context) (cli, srv string, closeFn func(), err error) {
+	var ids []string
+	closeFn = func() {
+		for _, id := range ids {
+			e.closeSocket(id)
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeFn()
+		}
+	}()
+	l, err := e.sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		return "", "", nil, rpcErr("Listen", err)
+	}
+	ids = append(ids, l.GetSocket().GetSocketId())
+	d, err := e.sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: l.GetSocket().GetLocalAddress(), Timeout: durationpb.New(closeBudget)})
+	if err != nil {
+		return "", "", nil, rpcErr("Dial", err)
+	}
+	ids = append(ids, d.GetSocket().GetSocketId())
+	a, err := e.sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: l.GetSocket().GetSocketId(), Timeout: durationpb.New(closeBudget)})
+	if err != nil {
+		return "", "", nil, rpcErr("Accept", err)
+	}
+	ids = append(ids, a.GetSocket().GetSocketId())
+	return d.GetSocket().GetSocketId(), a.GetSocket().GetSocketId(), closeFn, nil
+}
+
+// sendRecv sends payload on cli and receives exactly it on srv.
+func sendRecv(ctx context.Context, sc sockagentv1.SocketServiceClient, cli, srv string, payload []byte) error {
+	if _, err := sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: payload}); err != nil {
+		return rpcErr("Send", err)
+	}
+	r, err := sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: srv, ExactBytes: uint32(len(payload)), Timeout: durationpb.New(closeBudget)})
+	if err != nil {
+		return rpcErr("Recv", err)
+	}
+	if !bytes.Equal(r.GetData(), payload) {
+		return fmt.Errorf("recv got %q, want %q", r.GetData(), payload)
+	}
+	return nil
+}
+
+func sendRecvRow(ctx context.Context, e *env) result {
+	cli, srv, closeFn, err := e.tcpPair(ctx)
+	if err != nil {
+		return result{err: err}
+	}
+	defer closeFn()
+	payload := pattern(pingSize)
+	return alternate(ctx, e.iterations(2000, 200), 20,
+		func(ctx context.Context) error { return sendRecv(ctx, e.sc, cli, srv, payload) },
+		e.bareCheck)
+}
+
+func getInfoRow(ctx context.Context, e *env) result {
+	return alternate(ctx, e.iterations(2000, 200), 20,
+		func(ctx context.Context) error {
+			r, err := e.ac.GetInfo(ctx, &sockagentv1.GetInfoRequest{})
+			if err != nil {
+				return rpcErr("GetInfo", err)
+			}
+			if r.GetInstanceId() == "" {
+				return fmt.Errorf("GetInfo: no instance_id")
+			}
+			return nil
+		},
+		e.bareCheck)
+}
+
+// modulePath is the module sockbench builds sockctl from.
+const modulePath = "github.com/sockagent/sockagent"
+
+// moduleRoot finds the sockagent source tree around the working directory.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for range 64 {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
+			line, _, _ := strings.Cut(string(data), "\n")
+			if strings.TrimSpace(line) == "module "+modulePath {
+				return dir, nil
+			}
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return "", fmt.Errorf("not inside the sockagent source tree (no go.mod of %s above the working directory); run sockbench from the repository, it builds sockctl with go build", modulePath)
+}
+
+// binaries are the programs the sockctl row runs.
+type binaries struct {
+	sockctl, bare, nothing string
+}
+
+// buildBinaries builds sockctl, the bare client and the empty program into e.tmp.
+func (e *env) buildBinaries(ctx context.Context) (binaries, error) {
+	pkgs := []string{"./ctl/cmd/sockctl", "./ctl/bench/testdata/bareinfo", "./ctl/bench/testdata/nothing"}
+	b := binaries{filepath.Join(e.tmp, "sockctl"), filepath.Join(e.tmp, "bareinfo"), filepath.Join(e.tmp, "nothing")}
+	root, err := moduleRoot()
+	if err != nil {
+		return b, err
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return b, fmt.Errorf("go not found in PATH: the sockctl row builds sockctl with go build")
+	}
+	e.progress("%-9s go build %s", "sockctl", strings.Join(pkgs, " "))
+	cmd := exec.CommandContext(ctx, goBin, append([]string{"build", "-o", e.tmp + string(filepath.Separator)}, pkgs...)...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return b, fmt.Errorf("go build in %s: %w\n%s", root, err, out)
+	}
+	return b, nil
+}
+
+// runBinary returns a func running bin with args to its exit (alternate times it).
+func runBinary(bin string, args ...string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var stderr bytes.Buffer
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s %s: %w: %s", filepath.Base(bin), strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		}
+		return nil
+	}
+}
+
+// sockctlRow alternates `sockctl --agent ADDR info` with a bare Go binary making the same
+// GetInfo call, timing each process from start to exit; the note gives the floor, an empty Go
+// program's wall time.
+func sockctlRow(ctx context.Context, e *env) result {
+	bin, err := e.buildBinaries(ctx)
+	if err != nil {
+		return result{err: err, baseErr: err}
+	}
+	n := e.iterations(30, 3)
+	r := alternate(ctx, n, 2, runBinary(bin.sockctl, "--agent", e.addr, "info"), runBinary(bin.bare, e.addr))
+	if floor := alternate(ctx, n, 1, runBinary(bin.nothing), func(context.Context) error { return nil }); floor.err == nil {
+		r.note = "an empty Go program takes " + formatSeconds(floor.value) + " here"
+	}
+	return r
+}
+
+// scenarioPairs is how many send+recv pairs the scenario has: with listen, dial, accept and
+// three closes, 1,000 steps.
+const scenarioPairs = 497
+
+// writeScenario writes the 1,000-step scenario for the agent at addr.
+func writeScenario(path, addr string) error {
+	data := string(pattern(pingSize))
+	s := fmt.Sprintf(`name: sockbench 1000 steps
+agents: {a: %q}
+steps:
+  - {on: a, listen: {network: tcp, address: "127.0.0.1:0"}, as: lis}
+  - {on: a, dial: {network: tcp, address: "${lis.local_address}", timeout: 5s}, as: cli}
+  - {on: a, accept: {socket: lis, timeout: 5s}, as: srv}
+  - repeat:
+      count: %d
+      steps:
+        - {on: a, send: {socket: cli, data: %q}}
+        - {on: a, recv: {socket: srv, exact_bytes: %d, timeout: 5s}, expect: {data: %q}}
+  - {on: a, close: {socket: cli}}
+  - {on: a, close: {socket: srv}}
+  - {on: a, close: {socket: lis}}
+`, addr, scenarioPairs, data, pingSize, data)
+	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// runScenario runs the scenario file through sockctl's own entry point, in this process.
+func runScenario(path string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var out, errb bytes.Buffer
+		if code := ctl.Main(ctx, []string{"run", path}, nil, &out, &errb); code != ctl.ExitOK {
+			return fmt.Errorf("sockctl run %s: exit %d: %s%s", path, code, tail(out.String(), 5), strings.TrimSpace(errb.String()))
+		}
+		return nil
+	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// bareScenario makes the RPCs the scenario run makes, from a bare Go client: connect, GetInfo,
+// open a session, listen/dial/accept in it (with request ids), 497 send+recv pairs, three
+// closes, close the session; like the runner, every socket call carries the session header.
+func bareScenario(addr string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		conn, err := dial(addr)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		sc := sockagentv1.NewSocketServiceClient(conn)
+		ss := sockagentv1.NewSessionServiceClient(conn)
+		if _, err := sockagentv1.NewAgentServiceClient(conn).GetInfo(ctx, &sockagentv1.GetInfoRequest{}, grpc.WaitForReady(true)); err != nil {
+			return rpcErr("GetInfo", err)
+		}
+		sess, err := ss.OpenSession(ctx, &sockagentv1.OpenSessionRequest{Ttl: durationpb.New(30 * time.Second), Name: "sockbench bare"})
+		if err != nil {
+			return rpcErr("OpenSession", err)
+		}
+		defer func() {
+			_, _ = ss.CloseSession(context.WithoutCancel(ctx), &sockagentv1.CloseSessionRequest{SessionId: sess.GetSession().GetSessionId()})
+		}()
+		sctx := metadata.AppendToOutgoingContext(ctx, agent.SessionHeader, sess.GetSession().GetSessionId())
+		l, err := sc.Listen(sctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0", RequestId: requestID()})
+		if err != nil {
+			return rpcErr("Listen", err)
+		}
+		d, err := sc.Dial(sctx, &sockagentv1.DialRequest{Network: "tcp", Address: l.GetSocket().GetLocalAddress(), Timeout: durationpb.New(closeBudget), RequestId: requestID()})
+		if err != nil {
+			return rpcErr("Dial", err)
+		}
+		a, err := sc.Accept(sctx, &sockagentv1.AcceptRequest{SocketId: l.GetSocket().GetSocketId(), Timeout: durationpb.New(closeBudget), RequestId: requestID()})
+		if err != nil {
+			return rpcErr("Accept", err)
+		}
+		payload := pattern(pingSize)
+		for range scenarioPairs {
+			if err := sendRecv(sctx, sc, d.GetSocket().GetSocketId(), a.GetSocket().GetSocketId(), payload); err != nil {
+				return err
+			}
+		}
+		for _, s := range []*sockagentv1.Socket{d.GetSocket(), a.GetSocket(), l.GetSocket()} {
+			if _, err := sc.Close(sctx, &sockagentv1.CloseRequest{SocketId: s.GetSocketId()}); err != nil {
+				return rpcErr("Close", err)
+			}
+		}
+		return nil
+	}
+}
+
+func requestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "sockbench-" + hex.EncodeToString(b[:])
+}
+
+// scenarioRow alternates the scenario through `sockctl run` with the bare client, timing each
+// whole run.
+func scenarioRow(ctx context.Context, e *env) result {
+	path := filepath.Join(e.tmp, "scenario-1000.yaml")
+	if err := writeScenario(path, e.addr); err != nil {
+		return result{err: err}
+	}
+	return alternate(ctx, e.iterations(5, 1), e.iterations(1, 0), runScenario(path), bareScenario(e.addr))
+}
