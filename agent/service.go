@@ -71,6 +71,7 @@ func toProto(in Info) *sockagentv1.Socket {
 		CreatedAt:        timestamppb.New(in.Created),
 		PendingCalls:     in.Pending,
 		Owner:            in.Owner,
+		Attached:         in.Attached,
 	}
 }
 
