@@ -10,12 +10,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // attachPeer is a raw TCP listener of the test with one accepted connection, and an agent
@@ -576,7 +579,45 @@ func TestAttachNotReapedWhenIdle(t *testing.T) {
 // the agent reads only what gRPC's windows and its one buffer hold.
 func TestAttachFlowControl(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	t.Run("bufconn", func(t *testing.T) { t.Parallel(); testAttachFlowControl(t, newEnv(t)) })
+	t.Run("tcp", func(t *testing.T) { t.Parallel(); testAttachFlowControl(t, newTCPEnv(t)) })
+}
+
+// newTCPEnv is newEnv served over real TCP loopback, where gRPC's flow-control windows grow
+// with the measured bandwidth-delay product.
+func newTCPEnv(t *testing.T) *env {
+	t.Helper()
+	a, err := agent.New(agent.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = a.Serve(lis)
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		a.Close()
+		<-served
+	})
+	t.Cleanup(func() { // runs first
+		if n := a.NumSockets(); n != 0 {
+			t.Errorf("socket table not empty at the end of the test: %d sockets", n)
+		}
+	})
+	return &env{a: a, conn: conn, sc: sockagentv1.NewSocketServiceClient(conn), ac: sockagentv1.NewAgentServiceClient(conn)}
+}
+
+func testAttachFlowControl(t *testing.T, e *env) {
 	ctx := ctxT(t)
 	p := e.dialPeer(t)
 	st := e.attach(t, ctx, p.sock.GetSocketId())
@@ -624,5 +665,70 @@ func TestAttachFlowControl(t *testing.T) {
 	}
 	if got != written {
 		t.Errorf("caller received %d bytes, peer wrote %d", got, written)
+	}
+}
+
+// TestAttachFlowControlUp: a peer that reads nothing stops the caller's Sends; the agent
+// receives a request only once the previous one is written.
+func TestAttachFlowControlUp(t *testing.T) {
+	t.Parallel()
+	e := newTCPEnv(t)
+	ctx := ctxT(t)
+	p := e.dialPeer(t)
+	st := e.attach(t, ctx, p.sock.GetSocketId())
+	const limit = 256 << 20 // the caller gives up here: something would be buffering without bound
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	sendErr := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for sent.Load() < limit {
+			select {
+			case <-stop:
+				sendErr <- st.CloseSend()
+				return
+			default:
+			}
+			if err := st.Send(&sockagentv1.AttachRequest{Data: chunk}); err != nil {
+				sendErr <- err
+				return
+			}
+			sent.Add(int64(len(chunk)))
+		}
+		sendErr <- errors.New("the caller sent 256 MiB to a peer that reads nothing")
+	}()
+	// The caller is stuck once its count stops moving for a while (it moves every few
+	// microseconds while it can).
+	last, still := int64(-1), time.Now()
+	for time.Since(still) < 300*time.Millisecond && sent.Load() < limit {
+		if n := sent.Load(); n != last {
+			last, still = n, time.Now()
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+	stuck := sent.Load()
+	t.Logf("caller blocked after %.1f MiB", float64(stuck)/(1<<20))
+	if stuck >= 64<<20 {
+		t.Errorf("caller sent %d MiB to a peer that reads nothing; want its Send to block", stuck>>20)
+	}
+	in := e.waitAttached(t, p.sock.GetSocketId(), true)
+	if in.GetBytesSent() > uint64(stuck) {
+		t.Errorf("the agent wrote %d bytes, more than the caller sent (%d)", in.GetBytesSent(), stuck)
+	}
+	close(stop)
+	// The peer reads everything the caller sent, up to the EOF of its half-close.
+	n, err := io.Copy(io.Discard, p.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sendErr; err != nil {
+		t.Fatal(err)
+	}
+	if n != sent.Load() {
+		t.Errorf("peer read %d bytes, caller sent %d", n, sent.Load())
+	}
+	_ = p.conn.CloseWrite()
+	if got, err := recvAll(st); err != nil || len(got) != 0 {
+		t.Fatalf("end: %q, %v", got, err)
 	}
 }
