@@ -141,6 +141,7 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.sendCommand(), a.recvCommand(), a.sendToCommand(), a.recvFromCommand(),
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
 		a.demoCommand(), a.runCommand(), a.validateCommand(), a.pkiCommand(),
+		a.attachCommand(), a.connectCommand(),
 	)
 	for _, c := range root.Commands() {
 		if !strings.Contains(c.Long, "Exit status:") { // demo, run, validate and pki say their own
