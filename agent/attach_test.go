@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -731,4 +733,22 @@ func TestAttachFlowControlUp(t *testing.T) {
 	if got, err := recvAll(st); err != nil || len(got) != 0 {
 		t.Fatalf("end: %q, %v", got, err)
 	}
+}
+
+// An Attach is audited: one line when it ends, naming the socket and its addresses.
+func TestAttachAudited(t *testing.T) {
+	t.Parallel()
+	audit := newLogBuf()
+	e := newEnvWith(t, agent.Config{AuditLogger: slog.New(slog.NewJSONHandler(audit, nil))})
+	ctx := ctxT(t)
+	p := e.dialPeer(t)
+	st := e.attach(t, ctx, p.sock.GetSocketId())
+	_ = st.CloseSend()
+	_ = p.conn.CloseWrite()
+	if _, err := recvAll(st); err != nil {
+		t.Fatal(err)
+	}
+	audit.waitFor(t, regexp.MustCompile(`"msg":"audit","rpc":"Attach","caller":"anonymous",.*"audit":true,"socket":"`+
+		p.sock.GetSocketId()+`","network":"tcp","local":"`+regexp.QuoteMeta(p.sock.GetLocalAddress())+`","remote":"`+
+		regexp.QuoteMeta(p.sock.GetRemoteAddress())+`","code":"OK"`))
 }
