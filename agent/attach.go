@@ -35,6 +35,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/mem"
 )
@@ -60,6 +61,21 @@ func (s *socketService) Attach(stream sockagentv1.SocketService_AttachServer) er
 		return fail(err)
 	}
 	return nil
+}
+
+// stream counts an Attach as one blocking call against agent_limits.blocking_calls for as long
+// as it runs, as unary counts the blocking unary calls. Its read buffer (read_size) counts
+// against the caller's and the session's limits in the table; agent_limits.buffered_bytes
+// counts the data of unary calls only.
+func (b *budget) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod != sockagentv1.SocketService_Attach_FullMethodName {
+		return handler(srv, ss)
+	}
+	if err := b.take(0, false); err != nil {
+		return toStatus(&OpError{Op: "attach", Err: err}).Err()
+	}
+	defer b.give(0)
+	return handler(srv, ss)
 }
 
 // attachStream is the part of the Attach server stream the table uses.

@@ -752,3 +752,56 @@ func TestAttachAudited(t *testing.T) {
 		p.sock.GetSocketId()+`","network":"tcp","local":"`+regexp.QuoteMeta(p.sock.GetLocalAddress())+`","remote":"`+
 		regexp.QuoteMeta(p.sock.GetRemoteAddress())+`","code":"OK"`))
 }
+
+// An Attach is one blocking call of its caller (limits.blocking_calls) and of the agent
+// (agent_limits.blocking_calls) for as long as it runs.
+func TestAttachCountsAsABlockingCall(t *testing.T) {
+	t.Parallel()
+	e := polEnv(t, "agent_limits: {blocking_calls: 2}\ndefault: {limits: {blocking_calls: 1}}\n", true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // the peers: accept and hold until the listener closes
+		var conns []net.Conn
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range conns {
+					c.Close()
+				}
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	alice, bob, carol := e.as(t, "alice"), e.as(t, "bob"), e.as(t, "carol")
+	sa := alice.dial(t, "tcp", ln.Addr().String())
+	sb := bob.dial(t, "tcp", ln.Addr().String())
+	sc := carol.dial(t, "tcp", ln.Addr().String())
+	e.attach(t, alice.ctx, sa.GetSocketId())
+	waitAttachedAs := func(c *polCaller, id string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r, err := e.sc.GetSocket(c.ctx, &sockagentv1.GetSocketRequest{SocketId: id})
+			if err == nil && r.GetSocket().GetAttached() {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("socket %s not attached: %v", id, err)
+			}
+			time.Sleep(time.Millisecond) // polling interval, not synchronisation
+		}
+	}
+	waitAttachedAs(alice, sa.GetSocketId())
+	// alice has her one blocking call.
+	_, err = e.sc.Dial(alice.ctx, &sockagentv1.DialRequest{Network: "tcp", Address: ln.Addr().String()})
+	wantLimit(t, err, "limits.blocking_calls", 1)
+	// bob's Attach makes two for the agent; carol's is one too many.
+	e.attach(t, bob.ctx, sb.GetSocketId())
+	waitAttachedAs(bob, sb.GetSocketId())
+	_, err = e.attach(t, carol.ctx, sc.GetSocketId()).Recv()
+	wantLimit(t, err, "agent_limits.blocking_calls", 2)
+}
