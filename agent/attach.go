@@ -15,13 +15,20 @@ package agent
 //     write half is shut down) and the socket read EOF (sent as eof=true);
 //   - datagram socket: OK when the caller half-closes (datagrams have no EOF); datagrams that
 //     arrive later stay queued in the socket for the next Recv or Attach;
-//   - the socket closed by Close, its session ending or the idle reaper: ABORTED SOCKET_CLOSED
-//     (the closing call wins: there is nothing left to attach to); the agent stopping:
-//     UNAVAILABLE AGENT_STOPPING;
+//   - the socket closed by Close or by its session ending: ABORTED SOCKET_CLOSED (the closing
+//     call wins: there is nothing left to attach to; a session's end says so in the message);
+//     the agent stopping: UNAVAILABLE AGENT_STOPPING;
 //   - a socket error (CONNECTION_RESET, BROKEN_PIPE, ...), the caller cancelling (CANCELLED)
 //     or the RPC deadline (DEADLINE_EXCEEDED TIMEOUT): that status.
 //
-// The socket stays open after any of these but a close: Close it when done.
+// The socket stays open after any of these but a close: Close it when done. While attached it
+// counts as a pending call (pending_calls 1, idle 0), so the idle reaper leaves it alone, and
+// every other data call on it (Accept, Send, Recv, SendTo, RecvFrom, another Attach) answers
+// FAILED_PRECONDITION SOCKET_BUSY; Shutdown, GetSocket and Close still work.
+//
+// Requests: the first names socket_id (and read_size); its data, if any, is written like any
+// other. A first request with no data, address or close_write only opens the Attach: on a
+// datagram socket it sends no empty datagram (later empty requests do).
 
 import (
 	"context"
@@ -315,18 +322,20 @@ func (r *attachRun) up(req *sockagentv1.AttachRequest) error {
 			if err := bytesLimit(len(data), r.set, "send smaller requests"); err != nil {
 				return err
 			}
-			var dst net.Addr
-			if s.pc != nil {
-				if addr != lastAddr || lastDst == nil {
-					d, err := r.destination(addr)
-					if err != nil {
-						return err
+			// On a datagram socket every request is a datagram, even empty, but one that only
+			// says close_write.
+			if len(data) > 0 || (s.kind == KindDatagram && !req.GetCloseWrite()) {
+				var dst net.Addr
+				if s.pc != nil {
+					if addr != lastAddr || lastDst == nil {
+						d, err := r.destination(addr)
+						if err != nil {
+							return err
+						}
+						lastAddr, lastDst = addr, d
 					}
-					lastAddr, lastDst = addr, d
+					dst = lastDst
 				}
-				dst = lastDst
-			}
-			if len(data) > 0 || s.kind == KindDatagram {
 				if err := r.write(data, dst); err != nil {
 					return err
 				}

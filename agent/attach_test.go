@@ -805,3 +805,27 @@ func TestAttachCountsAsABlockingCall(t *testing.T) {
 	_, err = e.attach(t, carol.ctx, sc.GetSocketId()).Recv()
 	wantLimit(t, err, "agent_limits.blocking_calls", 2)
 }
+
+// Bytes an interrupted exact Recv kept come first on an Attach.
+func TestAttachLeftover(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxT(t)
+	p := e.dialPeer(t)
+	id := p.sock.GetSocketId()
+	if _, err := p.conn.Write([]byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: id, ExactBytes: 10, Timeout: dur(200 * time.Millisecond)})
+	wantStatus(t, err, codes.DeadlineExceeded, agent.ReasonTimeout)
+	st := e.attach(t, ctx, id)
+	if _, err := p.conn.Write([]byte(" late")); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.conn.CloseWrite()
+	_ = st.CloseSend()
+	got, err := recvAll(st)
+	if err != nil || string(got) != "early late" {
+		t.Fatalf("attach read %q, %v; want the kept bytes first", got, err)
+	}
+}
