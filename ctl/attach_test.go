@@ -139,3 +139,40 @@ func TestAttachCommand(t *testing.T) {
 	sockctl(t, addr, "attach", lid, "--read-size", "2000000").want(t, ExitUsage, nil, []string{"--read-size"})
 	ok(t, addr, "close", lid)
 }
+
+func TestAttachCommandDatagramTo(t *testing.T) {
+	t.Parallel()
+	addr := startAgent(t)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var b sockagentv1.BindResponse
+	okJSON(t, addr, &b, "bind", "udp", "127.0.0.1:0")
+	id := b.GetSocket().GetSocketId()
+	got := make(chan string, 1)
+	go func() { // answer one datagram
+		buf := make([]byte, 1500)
+		_ = pc.SetDeadline(time.Now().Add(20 * time.Second))
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(buf[:n]) + " from " + from.String()
+		_, _ = pc.WriteTo([]byte("reply\n"), from)
+	}()
+	r := invocation{stdin: "hi\n", args: []string{"--agent", addr, "attach", id, "--to", pc.LocalAddr().String(), "--linger", "2s"}}.exec(t)
+	r.want(t, ExitOK, nil, nil)
+	if g, want := <-got, "hi\n from "+b.GetSocket().GetLocalAddress(); g != want {
+		t.Errorf("the peer got %q, want %q", g, want)
+	}
+	if r.stdout != "reply\n" {
+		t.Errorf("stdout %q, want the reply", r.stdout)
+	}
+	// Without --to it only receives; a line to send then has no destination.
+	sockctl(t, addr, "attach", id).want(t, ExitOK, nil, nil) // no input: nothing sent
+	(invocation{stdin: "x\n", args: []string{"--agent", addr, "attach", id}}).exec(t).want(t, ExitFailure, nil, []string{"INVALID_ADDRESS", "address is empty"})
+	ok(t, addr, "close", id)
+}
