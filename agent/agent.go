@@ -140,9 +140,10 @@ func New(cfg Config) (*Agent, error) {
 		}
 		a.tokens.Store(cfg.Tokens)
 	}
+	b := newBudget(a.table, cfg.MaxRecvBytes)
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(a.unary, newBudget(a.table, cfg.MaxRecvBytes).unary),
-		grpc.ChainStreamInterceptor(a.authStream),
+		grpc.ChainUnaryInterceptor(a.unary, b.unary),
+		grpc.ChainStreamInterceptor(a.authStream, b.stream),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.StatsHandler(messageSizeLog{log: a.log, max: cfg.MaxMessageBytes}),
 	}

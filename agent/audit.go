@@ -23,6 +23,7 @@ var audited = map[string]bool{
 	sockagentv1.SocketService_SendTo_FullMethodName:   true,
 	sockagentv1.SocketService_Shutdown_FullMethodName: true,
 	sockagentv1.SocketService_Close_FullMethodName:    true,
+	sockagentv1.SocketService_Attach_FullMethodName:   true,
 }
 
 // IsAudited reports whether the RPC fullMethod ("/sockagent.v1.SocketService/Dial") creates,

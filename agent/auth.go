@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -292,20 +293,41 @@ func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	start := time.Now()
 	caller, why, err := a.authenticate(ctx, info.FullMethod)
 	ctx = WithCaller(ctx, caller)
+	cs := &callerStream{ServerStream: ss, ctx: ctx}
 	if err == nil {
-		err = handler(srv, &callerStream{ServerStream: ss, ctx: ctx})
+		err = handler(srv, cs)
 	}
-	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, err: err, start: start})
+	var req any
+	if id := cs.socket.Load(); id != nil {
+		req = socketIDOnly(*id)
+	}
+	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, req: req, err: err, start: start})
 	return err
 }
 
-// callerStream is a ServerStream whose context carries the caller.
+// callerStream is a ServerStream whose context carries the caller, and which keeps the
+// socket_id of the first request naming one (Attach), for the RPC's log line.
 type callerStream struct {
 	grpc.ServerStream
-	ctx context.Context
+	ctx    context.Context
+	socket atomic.Pointer[string]
 }
 
 func (s *callerStream) Context() context.Context { return s.ctx }
+
+func (s *callerStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if q, ok := m.(interface{ GetSocketId() string }); ok && err == nil && s.socket.Load() == nil && q.GetSocketId() != "" {
+		id := q.GetSocketId()
+		s.socket.Store(&id)
+	}
+	return err
+}
+
+// socketIDOnly is a request that names just a socket, for logRPC.
+type socketIDOnly string
+
+func (s socketIDOnly) GetSocketId() string { return string(s) }
 
 // handshakeLogger wraps server transport credentials to log failed TLS handshakes (no
 // client certificate, one from another CA, an expired one, not TLS at all).

@@ -210,6 +210,9 @@ func (t *table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 		started: time.Now(), stopAfter: sourceStopAfter,
 		open: map[net.Conn]struct{}{}, done: make(chan struct{}), tests: map[uint64]*dgTest{},
 	}
+	if s.attached.Load() {
+		return Info{}, wrap(&busyError{fmt.Sprintf("socket %s is attached to an Attach stream; end it first, then Serve", s.id)})
+	}
 	if !s.serving.CompareAndSwap(nil, sv) {
 		what := "a behaviour"
 		if cur := s.serving.Load(); cur != nil {

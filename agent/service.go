@@ -72,6 +72,7 @@ func toProto(in Info) *sockagentv1.Socket {
 		PendingCalls:     in.Pending,
 		Owner:            in.Owner,
 		Serving:          servingProto(in.Serving),
+		Attached:         in.Attached,
 	}
 }
 

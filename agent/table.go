@@ -80,7 +80,8 @@ type Info struct {
 	Session              string    // the session the socket belongs to; empty outside one
 	LastUsed             time.Time // when a call last named it or a blocking call on it ended
 
-	Serving *ServingInfo // the behaviour serving it (Serve); nil if none
+	Serving  *ServingInfo // the behaviour serving it (Serve); nil if none
+	Attached bool         // an Attach stream owns its data (attach.go)
 }
 
 const (
@@ -148,6 +149,7 @@ type sock struct {
 	bytesSent, bytesRecv, msgsSent, msgsRecv atomic.Uint64
 	accepted                                 atomic.Uint64
 	serving                                  atomic.Pointer[server] // the behaviour serving it (serve.go)
+	attached                                 atomic.Bool            // an Attach stream owns it (attach.go)
 }
 
 func (s *sock) info() Info {
@@ -157,7 +159,7 @@ func (s *sock) info() Info {
 		BytesSent: s.bytesSent.Load(), BytesRecv: s.bytesRecv.Load(),
 		MsgsSent: s.msgsSent.Load(), MsgsRecv: s.msgsRecv.Load(),
 		Accepted: s.accepted.Load(), Pending: uint32(max(s.pending.Load(), 0)),
-		Session: s.session, LastUsed: time.Unix(0, s.lastUsed.Load()),
+		Session: s.session, LastUsed: time.Unix(0, s.lastUsed.Load()), Attached: s.attached.Load(),
 	}
 	if sv := s.serving.Load(); sv != nil {
 		in.Serving = sv.info()
@@ -784,6 +786,9 @@ func (t *table) timeout(d time.Duration) time.Duration {
 // blocking runs fn under a FIFO gate with a deadline: the call's timeout, bounded by the RPC's
 // deadline. Cancelling ctx wakes fn at once by moving the deadline into the past.
 func (t *table) blocking(ctx context.Context, s *sock, g gate, timeout time.Duration, setDeadline func(time.Time) error, fn func() error) error {
+	if err := s.busy(); err != nil {
+		return err
+	}
 	s.pending.Add(1)
 	defer func() {
 		s.lastUsed.Store(time.Now().UnixNano())

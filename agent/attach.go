@@ -1,0 +1,494 @@
+package agent
+
+// Attach: one bidirectional stream joins a caller to a socket, like netcat.
+//
+// Two goroutines move the data, each one message at a time, so memory stays bounded by gRPC's
+// flow-control windows plus one read buffer: the upstream one receives a request, writes it to
+// the socket and only then receives the next (a socket that takes bytes slowly slows the
+// caller's Send); the downstream one reads the socket into one reused buffer and sends it as a
+// response before reading again (a caller that takes responses slowly leaves the bytes in the
+// socket's buffers, so the peer's writes block). The handler only waits for them, for the
+// socket being closed, and for the RPC to end.
+//
+// How an Attach ends:
+//   - stream socket: OK once the caller half-closed (CloseSend or close_write: the socket's
+//     write half is shut down) and the socket read EOF (sent as eof=true);
+//   - datagram socket: OK when the caller half-closes (datagrams have no EOF); datagrams that
+//     arrive later stay queued in the socket for the next Recv or Attach;
+//   - the socket closed by Close or by its session ending: ABORTED SOCKET_CLOSED (the closing
+//     call wins: there is nothing left to attach to; a session's end says so in the message);
+//     the agent stopping: UNAVAILABLE AGENT_STOPPING;
+//   - a socket error (CONNECTION_RESET, BROKEN_PIPE, ...), the caller cancelling (CANCELLED)
+//     or the RPC deadline (DEADLINE_EXCEEDED TIMEOUT): that status.
+//
+// The socket stays open after any of these but a close: Close it when done. While attached it
+// counts as a pending call (pending_calls 1, idle 0), so the idle reaper leaves it alone, and
+// every other data call on it (Accept, Send, Recv, SendTo, RecvFrom, another Attach) answers
+// FAILED_PRECONDITION SOCKET_BUSY; Shutdown, GetSocket and Close still work.
+//
+// Requests: the first names socket_id (and read_size); its data, if any, is written like any
+// other. A first request with no data, address or close_write only opens the Attach: on a
+// datagram socket it sends no empty datagram (later empty requests do).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sockagent/sockagent/agent/policy"
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
+	"google.golang.org/grpc/mem"
+)
+
+// init gives gRPC (every server and client of the process: the agent, sockctl) a buffer pool
+// with a size class just above every power of two from 64 KiB to 4 MiB. gRPC's default pool
+// jumps from 32 KiB to 1 MiB and zeroes the whole buffer it lends, so every 64 KiB Attach
+// message (64 KiB and a few bytes) cost a 1 MiB memclr on marshal and on receive, 40% of the
+// relay's CPU time; here it costs 68 KiB. The buffers are still zeroed. SetDefaultBufferPool
+// is meant for init, and is the only way to reach the pool of gRPC's proto codec.
+func init() {
+	const slack = 4 << 10 // a message's own bytes beyond its data: 64 KiB of data fit 68 KiB
+	experimental.SetDefaultBufferPool(mem.NewTieredBufferPool(256, 4<<10, 16<<10, 32<<10,
+		64<<10+slack, 128<<10+slack, 256<<10+slack, 512<<10+slack, 1<<20+slack, 4<<20+slack))
+}
+
+// maxAttachRead bounds AttachRequest.read_size.
+const maxAttachRead = 1 << 20
+
+// Attach is the gRPC adapter of SocketService.Attach.
+func (s *socketService) Attach(stream sockagentv1.SocketService_AttachServer) error {
+	if err := s.t.attach(stream.Context(), stream); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// stream counts an Attach as one blocking call against agent_limits.blocking_calls for as long
+// as it runs, as unary counts the blocking unary calls. Its read buffer (read_size) counts
+// against the caller's and the session's limits in the table; agent_limits.buffered_bytes
+// counts the data of unary calls only.
+func (b *budget) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod != sockagentv1.SocketService_Attach_FullMethodName {
+		return handler(srv, ss)
+	}
+	if err := b.take(0, false); err != nil {
+		return toStatus(&OpError{Op: "attach", Err: err}).Err()
+	}
+	defer b.give(0)
+	return handler(srv, ss)
+}
+
+// attachStream is the part of the Attach server stream the table uses.
+type attachStream interface {
+	Send(*sockagentv1.AttachResponse) error
+	Recv() (*sockagentv1.AttachRequest, error)
+}
+
+// busy refuses a data call (Accept, Send, Recv, SendTo, RecvFrom) on a socket an Attach stream
+// owns; called by blocking.
+func (s *sock) busy() error {
+	if s.attached.Load() {
+		return &busyError{fmt.Sprintf("socket %s is attached to an Attach stream, which owns its data until it ends; end the Attach (or Close the socket) first", s.id)}
+	}
+	return nil
+}
+
+// attachRun is one Attach in progress.
+type attachRun struct {
+	t        *table
+	s        *sock
+	set      *policy.RuleSet
+	stream   attachStream
+	readSize int
+
+	stop     atomic.Bool // set when the Attach ends: the goroutines touch the socket no more
+	rmu, wmu sync.Mutex  // held by a goroutine while it reads / writes the socket
+
+	shut  chan struct{} // closed when the caller ended its direction (half-close, close_write)
+	wdone chan error    // the upstream goroutine's end: nil after the caller's half-close
+	rdone chan error    // the downstream goroutine's end: nil after EOF was sent
+}
+
+func (t *table) attach(ctx context.Context, stream attachStream) error {
+	first, err := stream.Recv()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return badArg(ReasonInvalidArgument, "attach: the stream ended before its first request; the first AttachRequest must name socket_id")
+		}
+		return err
+	}
+	id := first.GetSocketId()
+	if id == "" {
+		return badArg(ReasonInvalidArgument, "attach: the first AttachRequest must name socket_id")
+	}
+	s, err := t.get(ctx, id)
+	wrap := func(err error) error {
+		return &OpError{Op: "attach", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return wrap(err)
+	}
+	if s.kind == KindListener {
+		return wrap(&kindError{"socket is a listener; Accept a connection and Attach to that"})
+	}
+	c, set := t.who(ctx)
+	n := int(first.GetReadSize())
+	switch {
+	case n == 0:
+		n = min(defaultReadSize, set.Limits.BytesPerCall)
+	case n > maxAttachRead:
+		return wrap(badArg(ReasonInvalidArgument, "attach: read_size %d over the limit of %d; give 0 (64 KiB) up to 1 MiB", n, maxAttachRead))
+	default:
+		if err := bytesLimit(n, set, "give a smaller read_size"); err != nil {
+			return wrap(err)
+		}
+	}
+	done, err := t.enterBlocking(c.ID, s.session, n, set)
+	if err != nil {
+		return wrap(err)
+	}
+	defer done()
+	release, err := s.own()
+	if err != nil {
+		return wrap(err)
+	}
+	defer release()
+	r := &attachRun{t: t, s: s, set: set, stream: stream, readSize: n,
+		shut: make(chan struct{}), wdone: make(chan error, 1), rdone: make(chan error, 1)}
+	if err := r.run(ctx, first); err != nil {
+		return wrap(err)
+	}
+	return nil
+}
+
+// own marks s attached and takes both its gates for the Attach, or says who has it; release
+// gives them back.
+func (s *sock) own() (release func(), err error) {
+	if !s.attached.CompareAndSwap(false, true) {
+		return nil, &busyError{fmt.Sprintf("socket %s is attached to another Attach stream already; end that one first", s.id)}
+	}
+	if !tryEnter(s.readGate) {
+		s.attached.Store(false)
+		return nil, &busyError{fmt.Sprintf("socket %s has a Recv (or RecvFrom) in progress; wait for it to end, then Attach", s.id)}
+	}
+	if !tryEnter(s.writeGate) {
+		s.readGate.leave()
+		s.attached.Store(false)
+		return nil, &busyError{fmt.Sprintf("socket %s has a Send (or SendTo) in progress; wait for it to end, then Attach", s.id)}
+	}
+	s.pending.Add(1) // not idle while attached: the idle reaper leaves it alone
+	return func() {
+		s.lastUsed.Store(time.Now().UnixNano())
+		s.pending.Add(-1)
+		s.attached.Store(false)
+		s.writeGate.leave()
+		s.readGate.leave()
+	}, nil
+}
+
+func (s *sock) setWriteDeadline(d time.Time) error {
+	if s.conn != nil {
+		return s.conn.SetWriteDeadline(d)
+	}
+	return s.pc.SetWriteDeadline(d)
+}
+
+// run moves the data until both directions ended or something failed.
+func (r *attachRun) run(ctx context.Context, first *sockagentv1.AttachRequest) error {
+	s := r.s
+	if s.isClosed() {
+		return r.t.closedErr(s, net.ErrClosed)
+	}
+	// Earlier calls left their deadlines: an Attach has none but the RPC's.
+	var deadline time.Time
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d
+	}
+	if err := s.setReadDeadline(deadline); err != nil {
+		return r.t.closedErr(s, err)
+	}
+	if err := s.setWriteDeadline(deadline); err != nil {
+		return r.t.closedErr(s, err)
+	}
+	woken := make(chan struct{})
+	stopWake := context.AfterFunc(ctx, func() {
+		r.wake()
+		close(woken)
+	})
+	defer func() {
+		if !stopWake() {
+			<-woken
+		}
+	}()
+	defer r.end()
+
+	go r.upstream(first)
+	go r.downstream()
+	shut, rdone, wdone := r.shut, r.rdone, r.wdone
+	for shut != nil || rdone != nil {
+		select {
+		case <-shut:
+			shut = nil
+			if s.kind == KindDatagram {
+				return nil // no EOF will come: the caller's half-close ends the Attach
+			}
+		case err := <-wdone:
+			wdone = nil
+			if err != nil {
+				return r.socketErr(err)
+			}
+		case err := <-rdone:
+			rdone = nil
+			if err != nil {
+				return r.socketErr(err)
+			}
+		case <-s.closed:
+			return r.t.closedErr(s, net.ErrClosed)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// socketErr says why the socket failed under an Attach: closed (by whom), or the error itself.
+func (r *attachRun) socketErr(err error) error {
+	if r.s.isClosed() {
+		return r.t.closedErr(r.s, net.ErrClosed)
+	}
+	return r.t.closedErr(r.s, err)
+}
+
+// wake moves both deadlines into the past, so a blocked read or write returns at once.
+func (r *attachRun) wake() {
+	past := time.Unix(farPastUnix, 0)
+	_ = r.s.setReadDeadline(past)
+	_ = r.s.setWriteDeadline(past)
+}
+
+// end stops both goroutines' use of the socket: once it returns, neither reads nor writes it
+// again (one may still be in a Send or Recv on the stream, which ends with the RPC).
+func (r *attachRun) end() {
+	r.stop.Store(true)
+	r.wake()
+	r.rmu.Lock()
+	r.rmu.Unlock() //nolint:staticcheck // an empty critical section: waits for a read in progress
+	r.wmu.Lock()
+	r.wmu.Unlock() //nolint:staticcheck // waits for a write in progress
+}
+
+// upstream receives requests and writes them to the socket, one at a time; it reports nil
+// after the caller's half-close.
+func (r *attachRun) upstream(first *sockagentv1.AttachRequest) { r.wdone <- r.up(first) }
+
+func (r *attachRun) up(req *sockagentv1.AttachRequest) error {
+	s := r.s
+	shut := false // close_write seen
+	if len(req.GetData()) == 0 && req.GetAddress() == "" && !req.GetCloseWrite() {
+		// A first request with nothing but socket_id (and read_size) opens the Attach: on a
+		// datagram socket it sends no empty datagram, later empty requests do.
+		var err error
+		if req, err = r.stream.Recv(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return r.shutWrite()
+			}
+			return err
+		}
+	}
+	var (
+		lastAddr string
+		lastDst  net.Addr
+	)
+	for {
+		data, addr := req.GetData(), req.GetAddress()
+		switch {
+		case shut && len(data) > 0:
+			return badArg(ReasonInvalidArgument, "attach: data after close_write; the socket's write half is shut down already")
+		case shut:
+		case s.pc == nil && addr != "":
+			return badArg(ReasonInvalidArgument, "attach: address %q given for a connected socket; address is only for an unconnected datagram socket (Bind)", addr)
+		default:
+			if err := bytesLimit(len(data), r.set, "send smaller requests"); err != nil {
+				return err
+			}
+			// On a datagram socket every request is a datagram, even empty, but one that only
+			// says close_write.
+			if len(data) > 0 || (s.kind == KindDatagram && !req.GetCloseWrite()) {
+				var dst net.Addr
+				if s.pc != nil {
+					if addr != lastAddr || lastDst == nil {
+						d, err := r.destination(addr)
+						if err != nil {
+							return err
+						}
+						lastAddr, lastDst = addr, d
+					}
+					dst = lastDst
+				}
+				if err := r.write(data, dst); err != nil {
+					return err
+				}
+			}
+			if req.GetCloseWrite() {
+				shut = true
+				if err := r.shutWrite(); err != nil {
+					return err
+				}
+			}
+		}
+		var err error
+		req, err = r.stream.Recv()
+		switch {
+		case errors.Is(err, io.EOF) && shut:
+			return nil
+		case errors.Is(err, io.EOF):
+			return r.shutWrite()
+		case err != nil:
+			return err
+		}
+	}
+}
+
+// destination checks and resolves the address of a datagram on an unconnected socket, as
+// SendTo does.
+func (r *attachRun) destination(addr string) (net.Addr, error) {
+	network := r.s.network
+	if err := checkAddress("attach", network, addr); err != nil {
+		return nil, err
+	}
+	dst, err := resolveLocal(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if ap, ok := addrPort(dst); ok {
+		err = r.set.CheckDestination(ap)
+	} else {
+		err = r.set.CheckUnixPath(addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return dst, nil
+}
+
+// write writes data to the socket (to dst on an unconnected datagram socket).
+func (r *attachRun) write(data []byte, dst net.Addr) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.stop.Load() {
+		return net.ErrClosed
+	}
+	var (
+		n   int
+		err error
+	)
+	if dst != nil {
+		n, err = r.s.pc.WriteTo(data, dst)
+	} else {
+		n, err = r.s.conn.Write(data)
+	}
+	r.s.bytesSent.Add(uint64(n))
+	if err != nil {
+		return err
+	}
+	r.s.msgsSent.Add(1)
+	return nil
+}
+
+// shutWrite ends the caller's direction: a stream socket's write half is shut down (the peer
+// reads EOF).
+func (r *attachRun) shutWrite() error {
+	if r.s.kind == KindStream {
+		r.wmu.Lock()
+		defer r.wmu.Unlock()
+		if r.stop.Load() {
+			return net.ErrClosed
+		}
+		hc, ok := r.s.conn.(halfCloser)
+		if !ok {
+			return &kindError{"socket cannot shut down its write half"}
+		}
+		if err := hc.CloseWrite(); err != nil {
+			return err
+		}
+		r.s.mu.Lock()
+		r.s.writeShut = true
+		r.s.mu.Unlock()
+	}
+	close(r.shut)
+	return nil
+}
+
+// downstream reads the socket into one reused buffer and sends each read as a response, the
+// next read only once the response is sent.
+func (r *attachRun) downstream() {
+	s := r.s
+	buf := make([]byte, r.readSize)
+	resp := &sockagentv1.AttachResponse{}
+	for {
+		n, from, msg, err := r.read(buf)
+		if r.stop.Load() {
+			return
+		}
+		switch {
+		case msg:
+			// gRPC marshals resp before Send returns; no stats handler or tracing of the agent
+			// keeps it, so buf is free again when Send returns.
+			resp.Data, resp.RemoteAddress = buf[:n], from
+			if err := r.stream.Send(resp); err != nil {
+				r.rdone <- err
+				return
+			}
+		case errors.Is(err, io.EOF):
+			if s.isClosed() { // the end came from closing the socket itself
+				r.rdone <- net.ErrClosed
+				return
+			}
+			resp.Data, resp.RemoteAddress, resp.Eof = nil, "", true
+			r.rdone <- r.stream.Send(resp)
+			return
+		default:
+			r.rdone <- err
+			return
+		}
+	}
+}
+
+// read reads once from the socket, leftover bytes of an interrupted exact Recv first. msg says
+// it read something to send: bytes of a stream, or one datagram (maybe empty); else err is
+// io.EOF at a stream's end, or the error.
+func (r *attachRun) read(buf []byte) (n int, from string, msg bool, err error) {
+	s := r.s
+	r.rmu.Lock()
+	defer r.rmu.Unlock()
+	if r.stop.Load() {
+		return 0, "", false, net.ErrClosed
+	}
+	switch {
+	case len(s.leftover) > 0: // the Attach holds readGate, which guards leftover
+		n = copy(buf, s.leftover)
+		s.setLeftover(s.leftover[n:])
+	case s.pc != nil:
+		var addr net.Addr
+		n, addr, err = s.pc.ReadFrom(buf)
+		from = addrString(addr)
+	default:
+		n, err = s.conn.Read(buf)
+	}
+	if n > 0 || (err == nil && s.kind == KindDatagram) {
+		s.bytesRecv.Add(uint64(n))
+		s.msgsRecv.Add(1)
+		return n, from, true, nil
+	}
+	if err == nil || (errors.Is(err, io.EOF) && s.kind != KindStream) {
+		err = io.ErrNoProgress // a stream read of 0 bytes, or EOF on a datagram socket: never expected
+	}
+	return 0, "", false, err
+}

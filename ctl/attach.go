@@ -1,0 +1,305 @@
+package ctl
+
+// attach and connect: netcat over the agent's Attach stream.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/status"
+
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+)
+
+// relayFlags are the flags attach and connect share.
+type relayFlags struct {
+	readSize uint32
+	linger   time.Duration
+}
+
+func (r *relayFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.Uint32Var(&r.readSize, "read-size", 0, "largest `N` bytes the agent reads into one message (0 = 64 KiB, at most 1 MiB)")
+	f.DurationVar(&r.linger, "linger", 0, "datagram sockets: keep printing replies for `D` after standard input ends (0 = stop at once)")
+}
+
+const relayHelp = `Standard input is written to the socket and what the socket reads is written to standard
+output, unchanged, in both directions at once. At the end of standard input the socket's
+write half is shut down (the peer reads EOF); sockctl exits 0 once the peer has closed its
+side too. Flow control is end to end: a slow reader on either side slows the other.
+
+Datagram sockets (udp, unixgram): every line of standard input, with its newline, is one
+datagram, and every datagram received is written as it came. There is no end of stream:
+sockctl stops once standard input ends, or --linger later.
+
+The transfer itself has no deadline: --timeout bounds the other calls only. Interrupt it
+with Ctrl-C. -o is ignored: the data is raw. Errors (CONNECTION_RESET, the socket closed
+meanwhile: SOCKET_CLOSED, ...) exit 1 with the reason on stderr.`
+
+func (a *app) attachCommand() *cobra.Command {
+	var r relayFlags
+	var to string
+	cmd := &cobra.Command{
+		Use:   "attach ID",
+		Short: "Join standard input and output to a socket, like netcat",
+		Long: `Attach joins sockctl to socket ID of the agent (a connected stream socket from dial or
+accept, or a datagram socket), like netcat. The socket stays open afterwards: close it
+with 'sockctl close ID'. While attached, other data calls on it (send, recv, ...) answer
+SOCKET_BUSY.
+
+` + relayHelp + `
+
+On a bound, unconnected datagram socket (from bind) give --to ADDRESS: the destination of
+the datagrams sent.`,
+		Example: `  sockctl dial tcp 127.0.0.1:8080               # prints the socket, say s1
+  sockctl attach s1 < request.bin > reply.bin
+  sockctl accept s1 --wait 1m                    # the accepted connection, say s2
+  sockctl attach s2                              # type lines; Ctrl-D ends your side
+  sockctl bind udp 127.0.0.1:0                   # say s3
+  echo ping | sockctl attach s3 --to 127.0.0.1:9999 --linger 1s`,
+		Args: args(1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			if err := r.check(); err != nil {
+				return err
+			}
+			return a.withAgent(cmd.Context(), func(ag *agentConn) error {
+				var s *sockagentv1.Socket
+				err := ag.unary(cmd.Context(), "attach "+id, 0, func(ctx context.Context) error {
+					resp, err := ag.c.sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
+					s = resp.GetSocket()
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				dgram := s.GetKind() == sockagentv1.SocketKind_SOCKET_KIND_DATAGRAM
+				return ag.relay(cmd.Context(), "attach "+id, id, to, dgram, r, a.stdin, a.out.stdout)
+			})
+		},
+	}
+	r.register(cmd)
+	cmd.Flags().StringVar(&to, "to", "", "destination `ADDRESS` of the datagrams on an unconnected datagram socket (bind)")
+	return cmd
+}
+
+func (a *app) connectCommand() *cobra.Command {
+	var r relayFlags
+	var local string
+	var connectTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "connect NETWORK ADDRESS",
+		Short: "Dial ADDRESS from the agent and join standard input and output to it, like netcat",
+		Long: `Connect is netcat through the agent: it dials ADDRESS from the agent's host (as 'dial'
+does), attaches to the new socket (as 'attach' does) and closes it at the end. NETWORK is
+tcp, tcp4, tcp6, udp, udp4, udp6, unix or unixgram. A refused connection exits 1 with
+CONNECTION_REFUSED on stderr.
+
+` + relayHelp,
+		Example: `  sockctl connect tcp 127.0.0.1:8080 < file                 # send a file
+  printf 'GET / HTTP/1.0\r\n\r\n' | sockctl connect tcp 127.0.0.1:80
+  sockctl connect tcp 127.0.0.1:9000 < request.bin > reply.bin
+  echo ping | sockctl connect udp 127.0.0.1:9999 --linger 1s
+  sockctl --agent 10.0.0.5:7700 connect tcp 10.0.0.9:22      # from that agent's host`,
+		Args: args(2, "NETWORK", "ADDRESS"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			network, address := args[0], args[1]
+			if err := checkNetwork(network, dialNetworks); err != nil {
+				return err
+			}
+			if err := r.check(); err != nil {
+				return err
+			}
+			timeout, err := protoDuration("connect-timeout", connectTimeout)
+			if err != nil {
+				return err
+			}
+			op := "connect " + network + " " + address
+			return a.withAgent(cmd.Context(), func(ag *agentConn) error {
+				var id string
+				err := ag.unary(cmd.Context(), "dial "+network+" "+address, connectTimeout, func(ctx context.Context) error {
+					resp, err := ag.c.sockets.Dial(ctx, &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout})
+					id = resp.GetSocket().GetSocketId()
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				dgram := strings.HasPrefix(network, "udp") || network == "unixgram"
+				err = ag.relay(cmd.Context(), op, id, "", dgram, r, a.stdin, a.out.stdout)
+				// Close even when interrupted: the socket is sockctl's own.
+				cerr := ag.unary(context.WithoutCancel(cmd.Context()), "close "+id, 0, func(ctx context.Context) error {
+					_, err := ag.c.sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
+					return err
+				})
+				return errors.Join(err, cerr)
+			})
+		},
+	}
+	r.register(cmd)
+	cmd.Flags().StringVar(&local, "local", "", "bind the source address `ADDR` first (host:port, port may be 0)")
+	cmd.Flags().DurationVar(&connectTimeout, "connect-timeout", 0, "bound on the connect (0 = the agent's default)")
+	return cmd
+}
+
+func (r *relayFlags) check() error {
+	if r.readSize > 1<<20 {
+		return usagef("--read-size %d is over 1 MiB (1048576)", r.readSize)
+	}
+	if r.linger < 0 {
+		return usagef("--linger must not be negative")
+	}
+	return nil
+}
+
+// agentConn is one connection to the agent for a command that makes several calls.
+type agentConn struct {
+	a      *app
+	target string
+	dial   dialOptions
+	c      clients
+	// fail classifies the error of a call, with what sockctl knows of the connection.
+	fail func(op string, deadline time.Duration, err error) error
+}
+
+// withAgent connects to the agent for fn; fn's errors are already classified.
+func (a *app) withAgent(ctx context.Context, fn func(*agentConn) error) error {
+	target, dial := a.agentAddr(), a.dialOptions()
+	cc, err := dialAgent(target, dial)
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ag := &agentConn{a: a, target: target, dial: dial, c: clients{
+		sockets: sockagentv1.NewSocketServiceClient(cc),
+		agent:   sockagentv1.NewAgentServiceClient(cc),
+	}}
+	ag.fail = func(op string, deadline time.Duration, err error) error {
+		if _, ok := status.FromError(err); !ok {
+			return failed(fmt.Errorf("%s: %w", op, err))
+		}
+		return failed(&rpcError{op: op, agent: target, dial: dial, deadline: deadline, state: cc.GetState(), err: err})
+	}
+	return fn(ag)
+}
+
+// unary runs one call under the RPC deadline (--timeout, raised for wait) and classifies its
+// error.
+func (ag *agentConn) unary(ctx context.Context, op string, wait time.Duration, fn func(ctx context.Context) error) error {
+	deadline := rpcDeadline(ag.a.timeout, wait)
+	if deadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, deadline)
+		defer cancel()
+	}
+	if err := fn(ctx); err != nil {
+		return ag.fail(op, deadline, err)
+	}
+	return nil
+}
+
+// maxDatagramLine bounds one datagram read from a line of standard input; a longer line is
+// sent in several datagrams.
+const maxDatagramLine = 64 << 10
+
+// relay attaches to socket id and moves stdin to it and what it reads to stdout until both
+// directions ended (stream sockets), or stdin ended and --linger passed (datagram sockets).
+func (ag *agentConn) relay(ctx context.Context, op, id, to string, dgram bool, r relayFlags, stdin io.Reader, stdout io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := ag.c.sockets.Attach(ctx)
+	if err != nil {
+		return ag.fail(op, 0, err)
+	}
+	if err := st.Send(&sockagentv1.AttachRequest{SocketId: id, ReadSize: r.readSize}); err != nil && !errors.Is(err, io.EOF) {
+		return ag.fail(op, 0, err)
+	}
+	// Upstream: stdin to the socket, one read (stream) or one line (datagram) per request.
+	// A Send error means the stream ended; Recv below says why.
+	upErr := make(chan error, 1)
+	go func() {
+		err := func() error {
+			req := &sockagentv1.AttachRequest{Address: to}
+			if dgram {
+				br := bufio.NewReaderSize(stdin, maxDatagramLine)
+				for {
+					line, err := br.ReadSlice('\n')
+					if len(line) > 0 {
+						req.Data = line
+						if st.Send(req) != nil {
+							return nil
+						}
+					}
+					if errors.Is(err, bufio.ErrBufferFull) {
+						continue
+					}
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					if err != nil {
+						return fmt.Errorf("read standard input: %w", err)
+					}
+				}
+				if r.linger > 0 {
+					select {
+					case <-time.After(r.linger):
+					case <-ctx.Done():
+						return nil
+					}
+				}
+				_ = st.CloseSend()
+				return nil
+			}
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := stdin.Read(buf)
+				if n > 0 {
+					// The message is marshalled before Send returns: buf can be reused.
+					req.Data = buf[:n]
+					if st.Send(req) != nil {
+						return nil
+					}
+				}
+				if errors.Is(err, io.EOF) {
+					_ = st.CloseSend()
+					return nil
+				}
+				if err != nil {
+					return fmt.Errorf("read standard input: %w", err)
+				}
+			}
+		}()
+		upErr <- err
+		if err != nil {
+			cancel() // ends the stream: the error is stdin's
+		}
+	}()
+	// Downstream: what the socket read, to stdout.
+	for {
+		resp, err := st.Recv()
+		if errors.Is(err, io.EOF) { // the Attach ended OK: both directions are done
+			return <-upErr
+		}
+		if err != nil {
+			select {
+			case uerr := <-upErr:
+				if uerr != nil { // stdin failed first, and the stream ended for it
+					return failed(fmt.Errorf("%s: %w", op, uerr))
+				}
+			default:
+			}
+			return ag.fail(op, 0, err)
+		}
+		if len(resp.GetData()) > 0 {
+			if _, err := stdout.Write(resp.GetData()); err != nil {
+				return failed(fmt.Errorf("%s: write standard output: %w", op, err))
+			}
+		}
+	}
+}
