@@ -829,3 +829,34 @@ func TestAttachLeftover(t *testing.T) {
 		t.Fatalf("attach read %q, %v; want the kept bytes first", got, err)
 	}
 }
+
+// An attached datagram socket cannot be served, and a served one cannot be attached.
+func TestAttachAndServeExclude(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxT(t)
+	b, err := e.sc.Bind(ctx, &sockagentv1.BindRequest{Network: "udp", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := b.GetSocket().GetSocketId()
+	st := e.attach(t, ctx, id)
+	e.waitAttached(t, id, true)
+	_, err = e.sc.Serve(ctx, &sockagentv1.ServeRequest{SocketId: id, Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO})
+	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonSocketBusy, "Attach")
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != io.EOF { // a datagram socket has no EOF: the half-close ends it
+		t.Fatalf("attach after half-close: %v, want the stream's end", err)
+	}
+	e.waitAttached(t, id, false)
+	if _, err := e.sc.Serve(ctx, &sockagentv1.ServeRequest{SocketId: id, Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.attach(t, ctx, id).Recv()
+	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonSocketBusy, "served")
+	if _, err := e.sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id}); err != nil {
+		t.Fatal(err)
+	}
+}
