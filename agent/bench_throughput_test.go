@@ -127,7 +127,7 @@ func (e *benchTputAgent) run(b *testing.B, ctx context.Context, r *sockagentv1.T
 }
 
 // benchIperf3 runs iperf3 for d against a one-off iperf3 server on 127.0.0.1 and returns the
-// receiver's bits/s.
+// receiver's bits/s. iperf3 runs whole seconds: d rounded, at least 1s.
 func benchIperf3(b *testing.B, ctx context.Context, bin string, d time.Duration) float64 {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
@@ -159,7 +159,7 @@ func benchIperf3(b *testing.B, ctx context.Context, bin string, d time.Duration)
 	case <-time.After(10 * time.Second):
 		b.Fatal("iperf3 -s did not say \"Server listening\" within 10s")
 	}
-	secs := strconv.FormatFloat(d.Seconds(), 'f', 2, 64)
+	secs := strconv.Itoa(max(1, int(d.Seconds()+0.5))) // iperf3 -t takes whole seconds
 	js, err := exec.CommandContext(ctx, bin, "-c", "127.0.0.1", "-p", port, "-t", secs, "-J").Output()
 	if err != nil {
 		b.Fatalf("iperf3 -c: %v\n%s", err, js)
