@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -486,6 +487,26 @@ func TestThroughputRefused(t *testing.T) {
 	uaddr := tputFreeUDP(t)
 	_, _, err = tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: uaddr, Direction: sockagentv1.Direction_DIRECTION_RECEIVE, Duration: dur(2 * time.Second)})
 	wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused, "throughput udp "+uaddr)
+	_, _, err = tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: uaddr, Duration: dur(300 * time.Millisecond)})
+	wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused, "throughput udp "+uaddr)
+
+	// A UDP peer that says nothing: no stream got going.
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	_, _, err = tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: silent.LocalAddr().String(), Direction: sockagentv1.Direction_DIRECTION_RECEIVE, Duration: dur(200 * time.Millisecond)})
+	wantStatus(t, err, codes.DeadlineExceeded, agent.ReasonTimeout, "no data from the source in 2", "is "+silent.LocalAddr().String()+" a sockagent source")
+	// Sending to it works (UDP), but no Report comes back: the summary says so, and counts
+	// every datagram as lost.
+	_, sum, err := tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: silent.LocalAddr().String(), Duration: dur(100 * time.Millisecond), RateBitsPerSecond: 1_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := sum.GetErrors(); len(errs) != 1 || errs[0].GetReason() != agent.ReasonTimeout || !strings.Contains(errs[0].GetMessage(), "no report from the discard after 5 requests") || sum.GetLoss() != 1 || sum.GetDatagramsSent() == 0 {
+		t.Errorf("udp send to a silent peer: %v", sum)
+	}
 }
 
 func TestThroughputPolicy(t *testing.T) {
