@@ -652,3 +652,17 @@ func TestThroughputServedPeers(t *testing.T) {
 	}
 	tputWait(t, "the source test to stop (SourceStop)", func() bool { return agent.SourceTestsRunning(e.a, us.GetSocketId()) == 0 })
 }
+
+// rate_bits_per_second paces TCP too: 2 streams sharing 80 Mbit/s for 300ms send about 3 MB.
+func TestThroughputTCPPaced(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := tputTCPPeer(t, false)
+	ivs, sum := tputOK(ctxT(t), t, e, &sockagentv1.ThroughputRequest{Network: "tcp", Address: d.addr, Streams: 2, Size: 16 << 10,
+		RateBitsPerSecond: 80_000_000, Duration: dur(300 * time.Millisecond), ReportInterval: dur(100 * time.Millisecond)})
+	tputCheckIntervals(t, ivs, sum)
+	if got := sum.GetBytes(); got < 2_000_000 || got > 3_400_000 {
+		t.Errorf("%d bytes at 80 Mbit/s in 300ms, want about 3,000,000", got)
+	}
+	tputWait(t, "the discard to count every byte", func() bool { return d.live.Load() == 0 && d.bytes.Load() == sum.GetBytes() })
+}
