@@ -443,7 +443,12 @@ func (t *table) throughput(ctx context.Context, p tputParams, report func(tputIn
 		return tputSummary{}, wrap(err)
 	}
 	defer r.closeAll()
-	return r.run(ctx, t, report)
+	sum, err := r.run(ctx, t, report)
+	var oe *OpError
+	if err != nil && !errors.As(err, &oe) {
+		err = wrap(err)
+	}
+	return sum, err
 }
 
 // dial opens the streams at once; the test runs with those that connected. Only when none

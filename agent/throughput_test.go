@@ -666,3 +666,33 @@ func TestThroughputTCPPaced(t *testing.T) {
 	}
 	tputWait(t, "the discard to count every byte", func() bool { return d.live.Load() == 0 && d.bytes.Load() == sum.GetBytes() })
 }
+
+// Agent.Shutdown ends a running test with AGENT_STOPPING and waits for nothing longer.
+func TestThroughputAgentShutdown(t *testing.T) {
+	t.Parallel()
+	a, conn := serveBufconn(t, agent.Config{})
+	e := &env{a: a, conn: conn}
+	d := tputTCPPeer(t, false)
+	st, err := sockagentv1.NewMeasureServiceClient(conn).Throughput(ctxT(t), &sockagentv1.ThroughputRequest{
+		Network: "tcp", Address: d.addr, Duration: dur(time.Minute), ReportInterval: dur(20 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.Recv(); err != nil || m.GetInterval() == nil {
+		t.Fatalf("first message %v, %v; want an interval", m, err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.a.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v, want nil", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("Shutdown took %s with a throughput test running", el)
+	}
+	for err == nil {
+		_, err = st.Recv()
+	}
+	wantStatus(t, err, codes.Unavailable, agent.ReasonAgentStopping, "throughput tcp "+d.addr)
+	tputWait(t, "the discard's connection to end", func() bool { return d.live.Load() == 0 })
+}
