@@ -341,6 +341,11 @@ func (r *tputRun) failed(s *tputStream, err error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) || r.stopped() {
 		return
 	}
+	r.fail(s, err)
+}
+
+// fail records a stream's fatal error.
+func (r *tputRun) fail(s *tputStream, err error) {
 	s.err = &OpError{Op: "throughput", Network: r.p.network, Address: r.p.address, Err: err}
 	r.errs.add(s.err)
 }
@@ -438,7 +443,12 @@ func (t *table) throughput(ctx context.Context, p tputParams, report func(tputIn
 		return tputSummary{}, wrap(err)
 	}
 	defer r.closeAll()
-	return r.run(ctx, t, report)
+	sum, err := r.run(ctx, t, report)
+	var oe *OpError
+	if err != nil && !errors.As(err, &oe) {
+		err = wrap(err)
+	}
+	return sum, err
 }
 
 // dial opens the streams at once; the test runs with those that connected. Only when none
@@ -854,8 +864,8 @@ func (r *tputRun) askReport(s *tputStream) {
 		return
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("no report from the discard after %d requests in %s; is %s a sockagent discard (SocketService.Serve)? %w",
-			tputReportTries, tputReportTries*tputReportWait, r.p.address, err)
+		err = fmt.Errorf("no report from the discard after %d requests in %s; is %s a sockagent discard (SocketService.Serve)? (%w)",
+			tputReportTries, tputReportTries*tputReportWait, r.p.address, os.ErrDeadlineExceeded)
 	}
 	r.errs.add(&OpError{Op: "throughput", Network: r.p.network, Address: r.p.address, Err: err})
 }
@@ -890,9 +900,9 @@ func (r *tputRun) udpReceive(s *tputStream) {
 	for {
 		n, err := s.conn.Read(buf)
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && got == 0 && time.Now().Before(r.end) && !r.stopped() {
-				err = fmt.Errorf("no data from the source within %s; is %s a sockagent source (SocketService.Serve)? %w", firstWait, r.p.address, err)
-			} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			if errors.Is(err, os.ErrDeadlineExceeded) && got == 0 && !r.stopped() {
+				r.fail(s, fmt.Errorf("no data from the source in %s; is %s a sockagent source (SocketService.Serve)? (%w)",
+					time.Since(r.start).Round(time.Millisecond), r.p.address, os.ErrDeadlineExceeded))
 				return
 			}
 			r.failed(s, err)

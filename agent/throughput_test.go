@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -486,6 +487,26 @@ func TestThroughputRefused(t *testing.T) {
 	uaddr := tputFreeUDP(t)
 	_, _, err = tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: uaddr, Direction: sockagentv1.Direction_DIRECTION_RECEIVE, Duration: dur(2 * time.Second)})
 	wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused, "throughput udp "+uaddr)
+	_, _, err = tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: uaddr, Duration: dur(300 * time.Millisecond)})
+	wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused, "throughput udp "+uaddr)
+
+	// A UDP peer that says nothing: no stream got going.
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	_, _, err = tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: silent.LocalAddr().String(), Direction: sockagentv1.Direction_DIRECTION_RECEIVE, Duration: dur(200 * time.Millisecond)})
+	wantStatus(t, err, codes.DeadlineExceeded, agent.ReasonTimeout, "no data from the source in 2", "is "+silent.LocalAddr().String()+" a sockagent source")
+	// Sending to it works (UDP), but no Report comes back: the summary says so, and counts
+	// every datagram as lost.
+	_, sum, err := tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: silent.LocalAddr().String(), Duration: dur(100 * time.Millisecond), RateBitsPerSecond: 1_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := sum.GetErrors(); len(errs) != 1 || errs[0].GetReason() != agent.ReasonTimeout || !strings.Contains(errs[0].GetMessage(), "no report from the discard after 5 requests") || sum.GetLoss() != 1 || sum.GetDatagramsSent() == 0 {
+		t.Errorf("udp send to a silent peer: %v", sum)
+	}
 }
 
 func TestThroughputPolicy(t *testing.T) {
@@ -630,4 +651,48 @@ func TestThroughputServedPeers(t *testing.T) {
 		t.Errorf("udp receive from a served source at 20 Mbit/s for 300ms: %d received of %d, loss %g; want about 750, none lost", got, sum.GetDatagramsSent(), sum.GetLoss())
 	}
 	tputWait(t, "the source test to stop (SourceStop)", func() bool { return agent.SourceTestsRunning(e.a, us.GetSocketId()) == 0 })
+}
+
+// rate_bits_per_second paces TCP too: 2 streams sharing 80 Mbit/s for 300ms send about 3 MB.
+func TestThroughputTCPPaced(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := tputTCPPeer(t, false)
+	ivs, sum := tputOK(ctxT(t), t, e, &sockagentv1.ThroughputRequest{Network: "tcp", Address: d.addr, Streams: 2, Size: 16 << 10,
+		RateBitsPerSecond: 80_000_000, Duration: dur(300 * time.Millisecond), ReportInterval: dur(100 * time.Millisecond)})
+	tputCheckIntervals(t, ivs, sum)
+	if got := sum.GetBytes(); got < 2_000_000 || got > 3_400_000 {
+		t.Errorf("%d bytes at 80 Mbit/s in 300ms, want about 3,000,000", got)
+	}
+	tputWait(t, "the discard to count every byte", func() bool { return d.live.Load() == 0 && d.bytes.Load() == sum.GetBytes() })
+}
+
+// Agent.Shutdown ends a running test with AGENT_STOPPING and waits for nothing longer.
+func TestThroughputAgentShutdown(t *testing.T) {
+	t.Parallel()
+	a, conn := serveBufconn(t, agent.Config{})
+	e := &env{a: a, conn: conn}
+	d := tputTCPPeer(t, false)
+	st, err := sockagentv1.NewMeasureServiceClient(conn).Throughput(ctxT(t), &sockagentv1.ThroughputRequest{
+		Network: "tcp", Address: d.addr, Duration: dur(time.Minute), ReportInterval: dur(20 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.Recv(); err != nil || m.GetInterval() == nil {
+		t.Fatalf("first message %v, %v; want an interval", m, err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.a.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v, want nil", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("Shutdown took %s with a throughput test running", el)
+	}
+	for err == nil {
+		_, err = st.Recv()
+	}
+	wantStatus(t, err, codes.Unavailable, agent.ReasonAgentStopping, "throughput tcp "+d.addr)
+	tputWait(t, "the discard's connection to end", func() bool { return d.live.Load() == 0 })
 }
