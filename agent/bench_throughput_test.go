@@ -189,7 +189,7 @@ func benchFreePort(b *testing.B) int {
 }
 
 // benchRawTCP streams 128 KiB writes over one loopback connection for d; the receiver's rate.
-func benchRawTCP(b *testing.B, d time.Duration) float64 {
+func benchRawTCPStream(b *testing.B, d time.Duration) float64 {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -236,7 +236,7 @@ func benchRawTCP(b *testing.B, d time.Duration) float64 {
 
 // benchRawUDP blasts 1400-byte datagrams from one Go socket to another for d and returns the
 // receiver's rate in datagrams per second.
-func benchRawUDP(b *testing.B, d time.Duration) float64 {
+func benchRawUDPRecv(b *testing.B, d time.Duration) float64 {
 	b.Helper()
 	rc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -305,7 +305,7 @@ func BenchmarkThroughputTCP(b *testing.B) {
 	var ip, raw, rpc []float64
 	for b.Loop() {
 		ip = append(ip, benchIperf3(b, ctx, bin, d))
-		raw = append(raw, benchRawTCP(b, d))
+		raw = append(raw, benchRawTCPStream(b, d))
 		s := e.run(b, ctx, &sockagentv1.ThroughputRequest{Network: "tcp", Address: discard, Duration: durationpb.New(d)})
 		rpc = append(rpc, s.GetBitsPerSecond())
 	}
@@ -328,7 +328,7 @@ func BenchmarkThroughputUDP(b *testing.B) {
 	source := e.serve(b, ctx, "udp", sockagentv1.Behaviour_BEHAVIOUR_SOURCE)
 	var raw, rpc, loss []float64
 	for b.Loop() {
-		raw = append(raw, benchRawUDP(b, d))
+		raw = append(raw, benchRawUDPRecv(b, d))
 		s := e.run(b, ctx, &sockagentv1.ThroughputRequest{Network: "udp", Address: source, Direction: sockagentv1.Direction_DIRECTION_RECEIVE,
 			Duration: durationpb.New(d), RateBitsPerSecond: 10_000_000_000})
 		rpc = append(rpc, float64(s.GetDatagramsReceived())/s.GetDuration().AsDuration().Seconds())
