@@ -93,6 +93,7 @@ type Agent struct {
 	instance string
 	tokens   atomic.Pointer[Tokens] // nil: no token authentication
 	audit    *slog.Logger           // nil: audit lines only in log
+	hostInfo hostCache              // GetInfo's hostname and interfaces (info.go)
 }
 
 // New builds an Agent; call Serve to accept connections and Close or Shutdown to stop.
