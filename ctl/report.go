@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,27 +93,42 @@ func protoTimeout(d time.Duration) *durationpb.Duration {
 	return durationpb.New(d)
 }
 
-// describe shows an action with its expanded arguments: "dial tcp 127.0.0.1:4242".
+// describe shows an action with its expanded arguments: "dial tcp 127.0.0.1:4242". It runs
+// once per step, so it builds the string directly (no fmt).
 func describe(action string, a scenario.Resolved) string {
-	parts := []string{action}
-	for _, k := range []string{"network", "socket", "address", "local_address", "direction", "duration"} {
+	var b strings.Builder
+	b.WriteString(action)
+	for _, k := range describeArgs {
 		if a.Has(k) {
-			parts = append(parts, a.String(k))
+			b.WriteByte(' ')
+			b.WriteString(a.String(k))
 		}
 	}
-	for _, k := range []string{"data", "data_hex", "data_base64", "data_size", "max_bytes", "exact_bytes", "timeout"} {
+	for _, k := range describeData {
 		if a.Has(k) {
-			parts = append(parts, k+"="+clip(a.String(k), 24))
+			b.WriteByte(' ')
+			b.WriteString(k)
+			b.WriteByte('=')
+			b.WriteString(clip(a.String(k), 24))
 		}
 	}
-	return strings.Join(parts, " ")
+	return b.String()
 }
 
+// describeArgs are the arguments describe shows as they are, describeData those it shows as
+// KEY="VALUE" (clipped), in this order.
+var (
+	describeArgs = []string{"network", "socket", "address", "local_address", "direction", "duration"}
+	describeData = []string{"data", "data_hex", "data_base64", "data_size", "max_bytes", "exact_bytes", "timeout"}
+)
+
+// clip quotes s as %q does, cut to its first n bytes and followed by "...(LEN bytes)" when
+// longer.
 func clip(s string, n int) string {
 	if len(s) <= n {
-		return fmt.Sprintf("%q", s)
+		return strconv.Quote(s)
 	}
-	return fmt.Sprintf("%q...(%d bytes)", s[:n], len(s))
+	return strconv.Quote(s[:n]) + "...(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // summary says what a passing step did.
@@ -120,15 +136,15 @@ func summary(action string, o scenario.Outcome, created *sockagentv1.Socket) str
 	switch {
 	case created != nil:
 		if created.GetRemoteAddress() != "" {
-			return fmt.Sprintf("%s %s -> %s", created.GetSocketId(), created.GetLocalAddress(), created.GetRemoteAddress())
+			return created.GetSocketId() + " " + created.GetLocalAddress() + " -> " + created.GetRemoteAddress()
 		}
 		return created.GetSocketId() + " " + created.GetLocalAddress()
 	case action == "send" || action == "sendto":
-		return fmt.Sprintf("sent %d bytes", o.Bytes)
+		return "sent " + strconv.FormatUint(o.Bytes, 10) + " bytes"
 	case action == "recv" && o.EOF && len(o.Data) == 0:
 		return "eof"
 	case action == "recv" || action == "recvfrom":
-		s := fmt.Sprintf("got %d bytes %s", len(o.Data), clip(string(o.Data), 32))
+		s := "got " + strconv.Itoa(len(o.Data)) + " bytes " + clip(string(o.Data), 32)
 		if o.From != "" {
 			s += " from " + o.From
 		}
@@ -151,7 +167,15 @@ func (t *tableWriter) row(s StepReport) {
 		fmt.Fprintf(t.w, "%-10s %-10s %-9s %-6s %9s  %s\n", "STEP", "AGENT", "ACTION", "RESULT", "DURATION", "DETAIL")
 		t.header = true
 	}
-	result := map[string]string{statusPassed: "ok", statusFailed: "FAIL", statusSkipped: "skip"}[s.Status]
+	var result string
+	switch s.Status {
+	case statusPassed:
+		result = "ok"
+	case statusFailed:
+		result = "FAIL"
+	case statusSkipped:
+		result = "skip"
+	}
 	detail := s.Message
 	if s.Status == statusFailed && s.Reason != "" && !strings.HasPrefix(detail, s.Reason) {
 		detail = s.Reason + ": " + detail
