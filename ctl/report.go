@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -96,23 +97,20 @@ func protoTimeout(d time.Duration) *durationpb.Duration {
 // describe shows an action with its expanded arguments: "dial tcp 127.0.0.1:4242". It runs
 // once per step, so it builds the string directly (no fmt).
 func describe(action string, a scenario.Resolved) string {
-	var b strings.Builder
-	b.WriteString(action)
+	b := make([]byte, 0, 96)
+	b = append(b, action...)
 	for _, k := range describeArgs {
 		if a.Has(k) {
-			b.WriteByte(' ')
-			b.WriteString(a.String(k))
+			b = append(append(b, ' '), a.String(k)...)
 		}
 	}
 	for _, k := range describeData {
 		if a.Has(k) {
-			b.WriteByte(' ')
-			b.WriteString(k)
-			b.WriteByte('=')
-			b.WriteString(clip(a.String(k), 24))
+			b = append(append(append(b, ' '), k...), '=')
+			b = appendClip(b, a.String(k), 24)
 		}
 	}
-	return b.String()
+	return string(b)
 }
 
 // describeArgs are the arguments describe shows as they are, describeData those it shows as
@@ -124,11 +122,17 @@ var (
 
 // clip quotes s as %q does, cut to its first n bytes and followed by "...(LEN bytes)" when
 // longer.
-func clip(s string, n int) string {
+func clip(s string, n int) string { return string(appendClip(nil, s, n)) }
+
+// appendClip appends clip(s, n) to b.
+func appendClip(b []byte, s string, n int) []byte {
 	if len(s) <= n {
-		return strconv.Quote(s)
+		return strconv.AppendQuote(b, s)
 	}
-	return strconv.Quote(s[:n]) + "...(" + strconv.Itoa(len(s)) + " bytes)"
+	b = strconv.AppendQuote(b, s[:n])
+	b = append(b, "...("...)
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	return append(b, " bytes)"...)
 }
 
 // summary says what a passing step did.
@@ -144,14 +148,22 @@ func summary(action string, o scenario.Outcome, created *sockagentv1.Socket) str
 	case action == "recv" && o.EOF && len(o.Data) == 0:
 		return "eof"
 	case action == "recv" || action == "recvfrom":
-		s := "got " + strconv.Itoa(len(o.Data)) + " bytes " + clip(string(o.Data), 32)
+		b := make([]byte, 0, 96)
+		b = strconv.AppendInt(append(b, "got "...), int64(len(o.Data)), 10)
+		b = append(b, " bytes "...)
+		if len(o.Data) <= 32 {
+			b = strconv.AppendQuote(b, string(o.Data))
+		} else {
+			b = strconv.AppendQuote(b, string(o.Data[:32]))
+			b = append(strconv.AppendInt(append(b, "...("...), int64(len(o.Data)), 10), " bytes)"...)
+		}
 		if o.From != "" {
-			s += " from " + o.From
+			b = append(append(b, " from "...), o.From...)
 		}
 		if o.EOF {
-			s += ", eof"
+			b = append(b, ", eof"...)
 		}
-		return s
+		return string(b)
 	}
 	return ""
 }
@@ -160,6 +172,7 @@ func summary(action string, o scenario.Outcome, created *sockagentv1.Socket) str
 type tableWriter struct {
 	w      io.Writer
 	header bool
+	buf    []byte // the row being written, kept between rows
 }
 
 func (t *tableWriter) row(s StepReport) {
@@ -186,7 +199,35 @@ func (t *tableWriter) row(s StepReport) {
 	if s.named {
 		detail = strings.TrimSuffix(s.Name+": "+detail, ": ")
 	}
-	fmt.Fprintf(t.w, "%-10s %-10s %-9s %-6s %9s  %s\n", s.Index, s.Agent, s.Action, result, fmtMS(s.DurationMS), detail)
+	// As fmt.Fprintf(t.w, "%-10s %-10s %-9s %-6s %9s  %s\n", ...), without its allocations:
+	// a row is written per step.
+	b := t.buf[:0]
+	b = padRight(b, s.Index, 10)
+	b = padRight(append(b, ' '), s.Agent, 10)
+	b = padRight(append(b, ' '), s.Action, 9)
+	b = padRight(append(b, ' '), result, 6)
+	b = padLeft(append(b, ' '), fmtMS(s.DurationMS), 9)
+	b = append(append(b, "  "...), detail...)
+	b = append(b, '\n')
+	t.buf = b
+	_, _ = t.w.Write(b)
+}
+
+// padRight appends s and then spaces up to width runes, as fmt's %-Ns does.
+func padRight(b []byte, s string, width int) []byte {
+	b = append(b, s...)
+	for n := utf8.RuneCountInString(s); n < width; n++ {
+		b = append(b, ' ')
+	}
+	return b
+}
+
+// padLeft appends spaces up to width runes and then s, as fmt's %Ns does.
+func padLeft(b []byte, s string, width int) []byte {
+	for n := utf8.RuneCountInString(s); n < width; n++ {
+		b = append(b, ' ')
+	}
+	return append(b, s...)
 }
 
 func fmtMS(v float64) string {
