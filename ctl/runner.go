@@ -105,6 +105,7 @@ type runner struct {
 func runScenario(ctx context.Context, cfg runConfig) *Report {
 	start := time.Now()
 	r := &runner{cfg: cfg, remotes: map[string]*remote{}, aliases: map[string]alias{}}
+	r.steps = make([]StepReport, 0, countSteps(cfg.file.Steps)) // one per step, in place
 	rep := &Report{Name: cfg.file.Name, File: cfg.file.Path}
 	defer r.closeRemotes()
 	rep.Agents = r.connect(ctx)
