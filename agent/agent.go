@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,8 @@ const (
 type Config struct {
 	// Logger receives one line per RPC (keys rpc caller socket network local remote code
 	// err; audit=true on the RPCs that create, write to or close a socket); nil discards.
+	// Requests gRPC refuses as larger than MaxMessageBytes get a Warn line when Logger is
+	// enabled for Warn at the time New runs.
 	Logger *slog.Logger
 	// Version reported by GetInfo; empty means the package Version.
 	Version string
@@ -93,6 +96,7 @@ type Agent struct {
 	instance string
 	tokens   atomic.Pointer[Tokens] // nil: no token authentication
 	audit    *slog.Logger           // nil: audit lines only in log
+	hostInfo hostCache              // GetInfo's hostname and interfaces (info.go)
 }
 
 // New builds an Agent; call Serve to accept connections and Close or Shutdown to stop.
@@ -145,7 +149,15 @@ func New(cfg Config) (*Agent, error) {
 		grpc.ChainUnaryInterceptor(a.unary, b.unary),
 		grpc.ChainStreamInterceptor(a.authStream, b.stream),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
-		grpc.StatsHandler(messageSizeLog{log: a.log, max: cfg.MaxMessageBytes}),
+		// Long-lived workers run the handlers, one per CPU (busy ones fall back to a goroutine
+		// per RPC): their stacks stay grown, where a new goroutine per RPC grows its stack
+		// again on every call (a fifth of a Send+Recv's agent-side CPU).
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+	}
+	// The stats handler costs every RPC a copy of its metadata and a few allocations; it only
+	// logs at Warn, so a Logger that cannot (nil, or a level above Warn when New runs) spares it.
+	if a.log.Enabled(context.Background(), slog.LevelWarn) {
+		opts = append(opts, grpc.StatsHandler(messageSizeLog{log: a.log, max: cfg.MaxMessageBytes}))
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(handshakeLogger{TransportCredentials: credentials.NewTLS(cfg.TLS), log: a.log}))

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,14 +37,16 @@ const ReasonUnauthenticated = "UNAUTHENTICATED"
 // UnauthenticatedMessage is the fixed message of every UNAUTHENTICATED status.
 const UnauthenticatedMessage = "missing or invalid credentials"
 
-// errUnauthenticated is the one status an RPC without valid credentials gets.
-var errUnauthenticated = func() error {
+// errUnauthenticated is the one status an RPC without valid credentials gets. It is built on
+// first use, not at package init: encoding its ErrorInfo initialises protobuf reflection,
+// which every process importing the package (sockctl too) would otherwise pay at start.
+var errUnauthenticated = sync.OnceValue(func() error {
 	st := status.New(codes.Unauthenticated, UnauthenticatedMessage)
 	if ds, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonUnauthenticated, Domain: Domain}); err == nil {
 		return ds.Err()
 	}
 	return st.Err()
-}()
+})
 
 // ServerTLS builds the agent's TLS configuration from PEM files: the server certificate
 // chain and its key, and, if clientCAFile is not empty, the CAs whose client certificates
@@ -218,14 +221,14 @@ func (a *Agent) authenticate(ctx context.Context, fullMethod string) (Caller, st
 		if tokenExempt(fullMethod) {
 			return c, "", nil
 		}
-		return c, why, errUnauthenticated
+		return c, why, errUnauthenticated()
 	}
 	name, ok := toks.match(secret)
 	if !ok {
 		if tokenExempt(fullMethod) {
 			return c, "", nil
 		}
-		return c, "unknown token", errUnauthenticated
+		return c, "unknown token", errUnauthenticated()
 	}
 	if hasCert {
 		c.Token = name

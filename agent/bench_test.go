@@ -1,10 +1,17 @@
 package agent_test
 
-// Benchmarks of the agent over a real TCP loopback gRPC connection: a 64-byte Send+Recv round
-// trip through a socket pair the agent holds, beside the barest gRPC unary call (health Check)
-// on the same server, so the cost the agent adds shows as a ratio.
+// Benchmarks of the agent's control-plane cost over a real TCP loopback gRPC connection, each
+// beside its baseline in the same run, so the cost the agent adds shows as a ratio (issue 6,
+// point 6):
 //
-//	go test -run='^$' -bench=. -benchtime=2000x ./agent/
+//   - a 64-byte Send+Recv round trip through a socket pair the agent holds (two RPCs), and
+//   - GetInfo,
+//
+// against "a bare gRPC unary call": grpc.health.v1.Health/Check answered by a plain grpc-go
+// server with default options and no interceptors, on its own listener and connection. The
+// same Check answered by the agent (through its interceptors) is reported too.
+//
+//	go test -run='^$' -bench=Ratio -benchtime=2000x ./agent/
 //
 // Identifiers here start with "bench" so they never clash with the package's other tests.
 
@@ -20,28 +27,29 @@ import (
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// benchEnv is an agent served on 127.0.0.1:0 with a connected TCP socket pair in its table.
+// benchEnv is an agent served on 127.0.0.1:0 with a connected TCP socket pair in its table,
+// and a plain grpc-go server with only the health service on another 127.0.0.1:0 listener.
 type benchEnv struct {
 	sc       sockagentv1.SocketServiceClient
-	hc       healthpb.HealthClient
-	cli, srv string // socket ids: the dialled end and the accepted end
+	ac       sockagentv1.AgentServiceClient
+	hc       healthpb.HealthClient // the agent's health service
+	bare     healthpb.HealthClient // the plain server's health service
+	cli, srv string                // socket ids: the dialled end and the accepted end
 	payload  []byte
 }
 
 // benchTimeout bounds each benchmark's RPCs, so a hung agent fails the run instead of stalling it.
 const benchTimeout = 2 * time.Minute
 
-func benchSetup(b *testing.B) (*benchEnv, context.Context) {
+// benchServe serves srv on a new 127.0.0.1:0 listener and returns a client connection to it;
+// cleanup stops both.
+func benchServe(b *testing.B, serve func(net.Listener) error, stop func()) *grpc.ClientConn {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
-	a, err := agent.New(agent.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -49,31 +57,53 @@ func benchSetup(b *testing.B) (*benchEnv, context.Context) {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = a.Serve(lis)
+		_ = serve(lis)
 	}()
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := &benchEnv{
-		sc:      sockagentv1.NewSocketServiceClient(conn),
-		hc:      healthpb.NewHealthClient(conn),
-		payload: bytes.Repeat([]byte("0123456789abcdef"), 4),
+	b.Cleanup(func() {
+		conn.Close()
+		stop()
+		<-served
+	})
+	return conn
+}
+
+func benchSetup(b *testing.B) (*benchEnv, context.Context) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
+	b.Cleanup(cancel)
+
+	plain := grpc.NewServer()
+	healthpb.RegisterHealthServer(plain, health.NewServer())
+	bareConn := benchServe(b, plain.Serve, plain.Stop)
+
+	a, err := agent.New(agent.Config{})
+	if err != nil {
+		b.Fatal(err)
 	}
 	var ids []string
+	b.Cleanup(func() { // runs after the connection's cleanup below: sockets first
+		if n := a.NumSockets(); n != 0 {
+			b.Errorf("%d sockets open at the end, want 0", n)
+		}
+	})
+	conn := benchServe(b, a.Serve, func() { a.Close() })
+	e := &benchEnv{
+		sc:      sockagentv1.NewSocketServiceClient(conn),
+		ac:      sockagentv1.NewAgentServiceClient(conn),
+		hc:      healthpb.NewHealthClient(conn),
+		bare:    healthpb.NewHealthClient(bareConn),
+		payload: bytes.Repeat([]byte("0123456789abcdef"), 4),
+	}
 	b.Cleanup(func() {
 		for _, id := range ids {
 			if _, err := e.sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id}); err != nil {
 				b.Errorf("close %s: %v", id, err)
 			}
 		}
-		if n := a.NumSockets(); n != 0 {
-			b.Errorf("%d sockets open at the end, want 0", n)
-		}
-		conn.Close()
-		a.Close()
-		<-served
-		cancel()
 	})
 
 	l, err := e.sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
@@ -92,6 +122,13 @@ func benchSetup(b *testing.B) (*benchEnv, context.Context) {
 	}
 	ids = append(ids, acc.GetSocket().GetSocketId())
 	e.cli, e.srv = d.GetSocket().GetSocketId(), acc.GetSocket().GetSocketId()
+	// Warm both connections up (HTTP/2 settings, window updates, first-call allocations).
+	for range 20 {
+		e.benchSendRecv(b, ctx)
+		e.benchCheck(b, ctx, e.bare)
+		e.benchCheck(b, ctx, e.hc)
+		e.benchGetInfo(b, ctx)
+	}
 	return e, ctx
 }
 
@@ -109,14 +146,26 @@ func (e *benchEnv) benchSendRecv(b *testing.B, ctx context.Context) {
 	}
 }
 
-// benchUnary makes the barest unary call the server has.
-func (e *benchEnv) benchUnary(b *testing.B, ctx context.Context) {
-	r, err := e.hc.Check(ctx, &healthpb.HealthCheckRequest{})
+// benchCheck makes one health Check through hc.
+func (e *benchEnv) benchCheck(b *testing.B, ctx context.Context, hc healthpb.HealthClient) {
+	r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	if r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		b.Fatalf("health %s", r.GetStatus())
+	}
+}
+
+// benchGetInfo makes one GetInfo.
+func (e *benchEnv) benchGetInfo(b *testing.B, ctx context.Context) {
+	r, err := e.ac.GetInfo(ctx, &sockagentv1.GetInfoRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if r.GetInstanceId() == "" || len(r.GetInterfaces()) == 0 || r.GetOpenSockets() != 3 {
+		b.Fatalf("GetInfo: instance %q, %d interfaces, %d sockets; want an instance, interfaces, 3 sockets",
+			r.GetInstanceId(), len(r.GetInterfaces()), r.GetOpenSockets())
 	}
 }
 
@@ -129,38 +178,73 @@ func BenchmarkSendRecv64(b *testing.B) {
 	}
 }
 
-// BenchmarkBareUnary measures one grpc.health.v1.Health/Check on the same kind of server.
-func BenchmarkBareUnary(b *testing.B) {
+// BenchmarkGetInfo measures one GetInfo.
+func BenchmarkGetInfo(b *testing.B) {
 	e, ctx := benchSetup(b)
 	for b.Loop() {
-		e.benchUnary(b, ctx)
+		e.benchGetInfo(b, ctx)
 	}
 }
 
-// BenchmarkRatioSendRecvVsUnary alternates the two, one of each per iteration so machine noise
-// hits both alike, and reports their medians and send+recv / unary.
-func BenchmarkRatioSendRecvVsUnary(b *testing.B) {
+// BenchmarkBareUnary measures one grpc.health.v1.Health/Check on a plain grpc-go server.
+func BenchmarkBareUnary(b *testing.B) {
 	e, ctx := benchSetup(b)
-	var sr, un []time.Duration
+	for b.Loop() {
+		e.benchCheck(b, ctx, e.bare)
+	}
+}
+
+// BenchmarkAgentUnary measures one grpc.health.v1.Health/Check answered by the agent.
+func BenchmarkAgentUnary(b *testing.B) {
+	e, ctx := benchSetup(b)
+	for b.Loop() {
+		e.benchCheck(b, ctx, e.hc)
+	}
+}
+
+// benchRatio runs fig and the two health Checks in turn, one of each per iteration so machine
+// noise hits all alike, and reports the medians and fig / bare unary (the target) and fig /
+// the agent's own Check.
+func benchRatio(b *testing.B, name string, target float64, fig func(*benchEnv, *testing.B, context.Context)) {
+	e, ctx := benchSetup(b)
+	var f, bare, own []time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		e.benchSendRecv(b, ctx)
+		fig(e, b, ctx)
 		t1 := time.Now()
-		e.benchUnary(b, ctx)
+		e.benchCheck(b, ctx, e.bare)
 		t2 := time.Now()
-		sr = append(sr, t1.Sub(t0))
-		un = append(un, t2.Sub(t1))
+		e.benchCheck(b, ctx, e.hc)
+		t3 := time.Now()
+		f, bare, own = append(f, t1.Sub(t0)), append(bare, t2.Sub(t1)), append(own, t3.Sub(t2))
 	}
-	p50sr, p50un := benchMedian(sr), benchMedian(un)
-	if p50un <= 0 {
-		b.Fatalf("bare unary median %s", p50un)
+	p50f, p50bare, p50own := benchMedian(f), benchMedian(bare), benchMedian(own)
+	if p50bare <= 0 || p50own <= 0 {
+		b.Fatalf("unary medians %s %s", p50bare, p50own)
 	}
-	ratio := float64(p50sr) / float64(p50un)
-	b.ReportMetric(float64(p50sr.Nanoseconds()), "sendrecv-p50-ns")
-	b.ReportMetric(float64(p50un.Nanoseconds()), "unary-p50-ns")
+	ratio, ratioOwn := float64(p50f)/float64(p50bare), float64(p50f)/float64(p50own)
+	b.ReportMetric(float64(p50f.Nanoseconds()), name+"-p50-ns")
+	b.ReportMetric(float64(p50bare.Nanoseconds()), "bare-unary-p50-ns")
+	b.ReportMetric(float64(p50own.Nanoseconds()), "agent-unary-p50-ns")
 	b.ReportMetric(ratio, "ratio")
-	b.Logf("send+recv 64B p50=%s  bare unary p50=%s  ratio=%.1fx  (n=%d)",
-		p50sr.Round(time.Microsecond), p50un.Round(time.Microsecond), ratio, len(sr))
+	b.ReportMetric(ratioOwn, "ratio-agent-unary")
+	verdict := "PASS"
+	if ratio > target {
+		verdict = "FAIL"
+	}
+	b.Logf("%s p50=%s  bare unary p50=%s  ratio=%.2fx (target <= %.1fx: %s)  agent health p50=%s ratio=%.2fx  (n=%d)",
+		name, p50f.Round(100*time.Nanosecond), p50bare.Round(100*time.Nanosecond), ratio, target, verdict,
+		p50own.Round(100*time.Nanosecond), ratioOwn, len(f))
+}
+
+// BenchmarkRatioSendRecvVsUnary: Send+Recv of 64 bytes, target p50 <= 2x a bare unary call.
+func BenchmarkRatioSendRecvVsUnary(b *testing.B) {
+	benchRatio(b, "send+recv-64B", 2, (*benchEnv).benchSendRecv)
+}
+
+// BenchmarkRatioGetInfoVsUnary: GetInfo, target p50 <= 1.2x a bare unary call.
+func BenchmarkRatioGetInfoVsUnary(b *testing.B) {
+	benchRatio(b, "getinfo", 1.2, (*benchEnv).benchGetInfo)
 }
 
 func benchMedian(d []time.Duration) time.Duration {

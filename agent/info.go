@@ -6,6 +6,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
@@ -21,17 +23,17 @@ type agentService struct {
 
 func (s *agentService) GetInfo(ctx context.Context, _ *sockagentv1.GetInfoRequest) (*sockagentv1.GetInfoResponse, error) {
 	a := s.a
-	host, _ := os.Hostname() // an empty hostname is the honest answer when the OS has none
+	h := a.hostInfo.get(time.Now())
 	soft, hard := openFileLimits()
 	_, set := a.table.who(ctx)
 	pol := a.table.policy
 	idle := max(a.cfg.IdleTimeout, 0) // negative: never, shown as 0
 	return &sockagentv1.GetInfoResponse{
-		Hostname:   host,
+		Hostname:   h.hostname,
 		Version:    a.cfg.Version,
 		Os:         runtime.GOOS,
 		Arch:       runtime.GOARCH,
-		Interfaces: interfaces(),
+		Interfaces: h.interfaces,
 		StartedAt:  timestamppb.New(a.started),
 		Uptime:     durationpb.New(time.Since(a.started)),
 		Limits: &sockagentv1.Limits{
@@ -56,8 +58,53 @@ func (s *agentService) GetInfo(ctx context.Context, _ *sockagentv1.GetInfoReques
 		InstanceId:  a.instance,
 		Networks:    Networks(),
 		OpenSockets: uint32(a.table.Len()),
-		Pid:         int64(os.Getpid()),
+		Pid:         pid,
 	}, nil
+}
+
+// pid is the agent process's id, which never changes.
+var pid = int64(os.Getpid())
+
+// HostInfoMaxAge is how old the hostname and the interface list GetInfo reports may be: they
+// change only when the host is reconfigured, and reading them costs a dozen syscalls (a
+// netlink dump per interface on Linux), so GetInfo reuses what it read for this long.
+const HostInfoMaxAge = time.Second
+
+// hostSnapshot is the hostname and interfaces read at one time. Its interfaces are shared by
+// every GetInfo answer built from it and never modified.
+type hostSnapshot struct {
+	at         time.Time
+	hostname   string
+	interfaces []*sockagentv1.Interface
+}
+
+// hostCache keeps the latest hostSnapshot; one GetInfo a HostInfoMaxAge reads the host again
+// (the others of that moment wait for it), the rest reuse the snapshot.
+type hostCache struct {
+	cur atomic.Pointer[hostSnapshot]
+	mu  sync.Mutex // serialises refreshes
+}
+
+func (c *hostCache) get(now time.Time) *hostSnapshot {
+	if h := c.cur.Load(); h != nil && fresh(h, now) {
+		return h
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h := c.cur.Load(); h != nil && fresh(h, now) {
+		return h // another call refreshed it meanwhile
+	}
+	host, _ := os.Hostname() // an empty hostname is the honest answer when the OS has none
+	h := &hostSnapshot{at: time.Now(), hostname: host, interfaces: interfaces()}
+	c.cur.Store(h)
+	return h
+}
+
+// fresh reports whether h is younger than HostInfoMaxAge at now (a now before h.at, which only
+// a caller's own clock could give, counts as stale).
+func fresh(h *hostSnapshot, now time.Time) bool {
+	age := now.Sub(h.at)
+	return age >= 0 && age < HostInfoMaxAge
 }
 
 func interfaces() []*sockagentv1.Interface {

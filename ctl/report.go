@@ -5,8 +5,10 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -95,32 +97,51 @@ func protoTimeout(d time.Duration) *durationpb.Duration {
 	return durationpb.New(d)
 }
 
-// describe shows an action with its expanded arguments: "dial tcp 127.0.0.1:4242".
+// describe shows an action with its expanded arguments: "dial tcp 127.0.0.1:4242". It runs
+// once per step, so it builds the string directly (no fmt).
 func describe(action string, a scenario.Resolved) string {
-	parts := []string{action}
-	for _, k := range []string{"network", "socket", "behaviour", "address", "mode", "local_address", "direction", "duration"} {
+	b := make([]byte, 0, 96)
+	b = append(b, action...)
+	for _, k := range describeArgs {
 		if a.Has(k) {
-			parts = append(parts, a.String(k))
+			b = append(append(b, ' '), a.String(k)...)
 		}
 	}
-	for _, k := range []string{"data", "data_hex", "data_base64", "data_size", "max_bytes", "exact_bytes", "timeout"} {
+	for _, k := range describeData {
 		if a.Has(k) {
-			parts = append(parts, k+"="+clip(a.String(k), 24))
+			b = append(append(append(b, ' '), k...), '=')
+			b = appendClip(b, a.String(k), 24)
 		}
 	}
-	for _, k := range []string{"count", "size", "interval", "warmup", "bytes", "streams", "rate", "chunk_size", "max_connections"} {
+	for _, k := range describeFigures {
 		if a.Has(k) {
-			parts = append(parts, k+"="+a.String(k))
+			b = append(append(append(append(b, ' '), k...), '='), a.String(k)...)
 		}
 	}
-	return strings.Join(parts, " ")
+	return string(b)
 }
 
-func clip(s string, n int) string {
+// describeArgs are the arguments describe shows as they are, describeData those it shows as
+// KEY="VALUE" (clipped), describeFigures those it shows as KEY=VALUE, in this order.
+var (
+	describeArgs    = []string{"network", "socket", "behaviour", "address", "mode", "local_address", "direction", "duration"}
+	describeData    = []string{"data", "data_hex", "data_base64", "data_size", "max_bytes", "exact_bytes", "timeout"}
+	describeFigures = []string{"count", "size", "interval", "warmup", "bytes", "streams", "rate", "chunk_size", "max_connections"}
+)
+
+// clip quotes s as %q does, cut to its first n bytes and followed by "...(LEN bytes)" when
+// longer.
+func clip(s string, n int) string { return string(appendClip(nil, s, n)) }
+
+// appendClip appends clip(s, n) to b.
+func appendClip(b []byte, s string, n int) []byte {
 	if len(s) <= n {
-		return fmt.Sprintf("%q", s)
+		return strconv.AppendQuote(b, s)
 	}
-	return fmt.Sprintf("%q...(%d bytes)", s[:n], len(s))
+	b = strconv.AppendQuote(b, s[:n])
+	b = append(b, "...("...)
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	return append(b, " bytes)"...)
 }
 
 // summary says what a passing step did.
@@ -130,22 +151,30 @@ func summary(action string, o scenario.Outcome, created *sockagentv1.Socket) str
 		return o.Text
 	case created != nil:
 		if created.GetRemoteAddress() != "" {
-			return fmt.Sprintf("%s %s -> %s", created.GetSocketId(), created.GetLocalAddress(), created.GetRemoteAddress())
+			return created.GetSocketId() + " " + created.GetLocalAddress() + " -> " + created.GetRemoteAddress()
 		}
 		return created.GetSocketId() + " " + created.GetLocalAddress()
 	case action == "send" || action == "sendto":
-		return fmt.Sprintf("sent %d bytes", o.Bytes)
+		return "sent " + strconv.FormatUint(o.Bytes, 10) + " bytes"
 	case action == "recv" && o.EOF && len(o.Data) == 0:
 		return "eof"
 	case action == "recv" || action == "recvfrom":
-		s := fmt.Sprintf("got %d bytes %s", len(o.Data), clip(string(o.Data), 32))
+		b := make([]byte, 0, 96)
+		b = strconv.AppendInt(append(b, "got "...), int64(len(o.Data)), 10)
+		b = append(b, " bytes "...)
+		if len(o.Data) <= 32 {
+			b = strconv.AppendQuote(b, string(o.Data))
+		} else {
+			b = strconv.AppendQuote(b, string(o.Data[:32]))
+			b = append(strconv.AppendInt(append(b, "...("...), int64(len(o.Data)), 10), " bytes)"...)
+		}
 		if o.From != "" {
-			s += " from " + o.From
+			b = append(append(b, " from "...), o.From...)
 		}
 		if o.EOF {
-			s += ", eof"
+			b = append(b, ", eof"...)
 		}
-		return s
+		return string(b)
 	}
 	return ""
 }
@@ -154,7 +183,8 @@ func summary(action string, o scenario.Outcome, created *sockagentv1.Socket) str
 type tableWriter struct {
 	w      io.Writer
 	header bool
-	action int // width of the ACTION column: 9, or the longest action of the file
+	action int    // width of the ACTION column: 9, or the longest action of the file
+	buf    []byte // the row being written, kept between rows
 }
 
 // actionWidth is the ACTION column's width for steps: 9, or wider for throughput.
@@ -174,7 +204,15 @@ func (t *tableWriter) row(s StepReport) {
 		fmt.Fprintf(t.w, "%-10s %-10s %-*s %-6s %9s  %s\n", "STEP", "AGENT", max(t.action, 9), "ACTION", "RESULT", "DURATION", "DETAIL")
 		t.header = true
 	}
-	result := map[string]string{statusPassed: "ok", statusFailed: "FAIL", statusSkipped: "skip"}[s.Status]
+	var result string
+	switch s.Status {
+	case statusPassed:
+		result = "ok"
+	case statusFailed:
+		result = "FAIL"
+	case statusSkipped:
+		result = "skip"
+	}
 	detail := s.Message
 	if s.Status == statusFailed && s.Reason != "" && !strings.HasPrefix(detail, s.Reason) {
 		detail = s.Reason + ": " + detail
@@ -185,7 +223,35 @@ func (t *tableWriter) row(s StepReport) {
 	if s.named {
 		detail = strings.TrimSuffix(s.Name+": "+detail, ": ")
 	}
-	fmt.Fprintf(t.w, "%-10s %-10s %-*s %-6s %9s  %s\n", s.Index, s.Agent, max(t.action, 9), s.Action, result, fmtMS(s.DurationMS), detail)
+	// As fmt.Fprintf(t.w, "%-10s %-10s %-*s %-6s %9s  %s\n", ...), without its allocations:
+	// a row is written per step.
+	b := t.buf[:0]
+	b = padRight(b, s.Index, 10)
+	b = padRight(append(b, ' '), s.Agent, 10)
+	b = padRight(append(b, ' '), s.Action, max(t.action, 9))
+	b = padRight(append(b, ' '), result, 6)
+	b = padLeft(append(b, ' '), fmtMS(s.DurationMS), 9)
+	b = append(append(b, "  "...), detail...)
+	b = append(b, '\n')
+	t.buf = b
+	_, _ = t.w.Write(b)
+}
+
+// padRight appends s and then spaces up to width runes, as fmt's %-Ns does.
+func padRight(b []byte, s string, width int) []byte {
+	b = append(b, s...)
+	for n := utf8.RuneCountInString(s); n < width; n++ {
+		b = append(b, ' ')
+	}
+	return b
+}
+
+// padLeft appends spaces up to width runes and then s, as fmt's %Ns does.
+func padLeft(b []byte, s string, width int) []byte {
+	for n := utf8.RuneCountInString(s); n < width; n++ {
+		b = append(b, ' ')
+	}
+	return append(b, s...)
 }
 
 func fmtMS(v float64) string {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/ctl/scenario"
@@ -99,6 +100,27 @@ type runner struct {
 	steps    []StepReport
 	stopped  bool   // a step failed and --keep-going is off
 	failedAt string // index of the first failed step
+
+	timeouts map[time.Duration]*durationpb.Duration // request timeouts, shared by steps (guarded by mu)
+}
+
+// protoTimeout is protoTimeout(d), one message per duration for the whole run: gRPC only
+// reads a request to send it, so steps (parallel ones too) can share it.
+func (r *runner) protoTimeout(d time.Duration) *durationpb.Duration {
+	if d <= 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pd, ok := r.timeouts[d]
+	if !ok {
+		if r.timeouts == nil {
+			r.timeouts = map[time.Duration]*durationpb.Duration{}
+		}
+		pd = protoTimeout(d)
+		r.timeouts[d] = pd
+	}
+	return pd
 }
 
 // runScenario runs a validated scenario and returns its report. ctx cancelled (Ctrl-C) stops
@@ -106,6 +128,7 @@ type runner struct {
 func runScenario(ctx context.Context, cfg runConfig) *Report {
 	start := time.Now()
 	r := &runner{cfg: cfg, remotes: map[string]*remote{}, aliases: map[string]alias{}}
+	r.steps = make([]StepReport, 0, countSteps(cfg.file.Steps)) // one per step, in place
 	rep := &Report{Name: cfg.file.Name, File: cfg.file.Path}
 	defer r.closeRemotes()
 	rep.Agents = r.connect(ctx)
@@ -623,12 +646,23 @@ func (r *runner) act(ctx context.Context, st *scenario.Step, args scenario.Resol
 	if maxBytes > 1<<31 || exact > 1<<31 {
 		return out, nil, &scenarioError{errors.New("max_bytes and exact_bytes must be below 2^31")}
 	}
-	to := protoTimeout(timeout)
+	to := r.protoTimeout(timeout)
 	sc := rm.sockets
-	ctx = rm.session.with(ctx)
+	// The session header names the session a call opens its socket in. Calls on a socket by
+	// its id go without it (the socket is in its session already): encoding and parsing it
+	// on every send and recv cost a tenth of such a step.
+	switch st.Action {
+	case "send", "recv", "sendto", "recvfrom", "shutdown", "close":
+	default:
+		ctx = rm.session.with(ctx)
+	}
 	// Creation calls carry a request_id, so a retry after the agent was briefly unreachable
 	// returns the socket a first attempt may have opened instead of a second one.
-	rid := newRequestID()
+	var rid string
+	switch st.Action {
+	case "listen", "bind", "dial", "accept":
+		rid = newRequestID()
+	}
 	switch st.Action {
 	case "listen":
 		resp, err := retry(ctx, func(ctx context.Context) (*sockagentv1.ListenResponse, error) {
