@@ -30,7 +30,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 )
 
 // Version is the agent's version, set at build time with -ldflags "-X ...agent.Version=v1.2.3".
@@ -83,6 +82,11 @@ type Config struct {
 	// IdleTimeout closes a socket outside a session once no call has used it (and none is
 	// pending) for this long; 0 means DefaultIdleTimeout, negative never.
 	IdleTimeout time.Duration
+	// Reflection, if set, registers gRPC server reflection on the agent's server, so grpcurl
+	// works with no .proto files: sockagent passes reflect.Register (package agent/reflect). It is a hook rather than
+	// always on so that programs embedding agents for their own use (sockctl's local agents)
+	// do not link protobuf's descriptor machinery, which costs every sockctl start 0.5 ms.
+	Reflection func(*grpc.Server)
 }
 
 // Agent serves the sockagent.v1 API over gRPC.
@@ -169,9 +173,11 @@ func New(cfg Config) (*Agent, error) {
 	sockagentv1.RegisterSessionServiceServer(a.srv, &sessionService{t: a.table})
 	sockagentv1.RegisterMeasureServiceServer(a.srv, &measureService{t: a.table})
 	healthpb.RegisterHealthServer(a.srv, a.health)
-	reflection.Register(a.srv)
+	if cfg.Reflection != nil {
+		cfg.Reflection(a.srv)
+	}
 	a.table.startIdleReaper()
-	for _, svc := range []string{"", sockagentv1.SocketService_ServiceDesc.ServiceName, sockagentv1.AgentService_ServiceDesc.ServiceName, sockagentv1.SessionService_ServiceDesc.ServiceName} {
+	for _, svc := range []string{"", sockagentv1.SocketService_ServiceDesc.ServiceName, sockagentv1.AgentService_ServiceDesc.ServiceName, sockagentv1.SessionService_ServiceDesc.ServiceName, sockagentv1.MeasureService_ServiceDesc.ServiceName} {
 		a.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
 	return a, nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/reflect"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -20,7 +21,7 @@ func TestShutdownBound(t *testing.T) {
 	t.Parallel()
 	t.Run("prompt", func(t *testing.T) {
 		t.Parallel()
-		a, conn := serveBufconn(t, agent.Config{})
+		a, conn := serveBufconn(t, agent.Config{Reflection: reflect.Register})
 		e := &env{a: a, sc: sockagentv1.NewSocketServiceClient(conn)} // no closeAtEnd: Shutdown closes
 		ctx := ctxT(t)
 		// The peer is the test's, not another socket of the agent: closing that one first
@@ -66,7 +67,7 @@ func TestShutdownBound(t *testing.T) {
 	})
 	t.Run("cut off", func(t *testing.T) {
 		t.Parallel()
-		a, conn := serveBufconn(t, agent.Config{})
+		a, conn := serveBufconn(t, agent.Config{Reflection: reflect.Register})
 		rc := reflectionpb.NewServerReflectionClient(conn)
 		st, err := rc.ServerReflectionInfo(ctxT(t))
 		if err != nil {

@@ -86,7 +86,8 @@ const socketHeader = "ID\tNETWORK\tKIND\tSTATE\tLOCAL\tREMOTE\tSENT\tRECV\tSESSI
 // sockets prints sockets as a table with a header (also when there are none). AGE and IDLE
 // are rounded to the second. A served socket's counters follow the table, a line each.
 func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
-	tw := tabwriter.NewWriter(w.stdout, 0, 0, 2, ' ', 0)
+	var buf bytes.Buffer // one write
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, socketHeader)
 	for _, s := range socks {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n",
@@ -99,10 +100,11 @@ func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 	}
 	for _, s := range socks { // served sockets' counters, one line each under the table
 		if s.GetServing() != nil {
-			w.printf("%s\n", serving(s))
+			buf.WriteString(serving(s) + "\n")
 		}
 	}
-	return nil
+	_, err := w.stdout.Write(buf.Bytes())
+	return err
 }
 
 // seconds shows d rounded to the second, "-" when absent.
@@ -115,7 +117,8 @@ func seconds(d *durationpb.Duration) string {
 
 // info prints the agent's description as "key: value" lines, then its interfaces.
 func (w *writer) info(r *sockagentv1.GetInfoResponse) error {
-	tw := tabwriter.NewWriter(w.stdout, 0, 0, 1, ' ', 0)
+	var buf bytes.Buffer // one write: sockctl's start-up budget is a few milliseconds
+	tw := tabwriter.NewWriter(&buf, 0, 0, 1, ' ', 0)
 	kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	kv("hostname", r.GetHostname())
 	kv("version", r.GetVersion())
@@ -140,13 +143,17 @@ func (w *writer) info(r *sockagentv1.GetInfoResponse) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	w.printf("interfaces:\n")
-	tw = tabwriter.NewWriter(w.stdout, 0, 0, 2, ' ', 0)
+	buf.WriteString("interfaces:\n")
+	tw = tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	for _, i := range r.GetInterfaces() {
 		fmt.Fprintf(tw, "  %s\tindex %d\tmtu %d\t%s\t%s\n", i.GetName(), i.GetIndex(), i.GetMtu(),
 			dash(strings.Join(i.GetFlags(), ",")), dash(strings.Join(i.GetAddresses(), " ")))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := w.stdout.Write(buf.Bytes())
+	return err
 }
 
 // kindName is a SocketKind without its prefix, in lower case: listener, stream, datagram.

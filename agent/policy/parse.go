@@ -61,7 +61,7 @@ func Parse(file string, data []byte) (*Policy, error) {
 	return parse(file, data, builtin())
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: line (\d+): (.*)$`) })
 
 // parse parses data over base, the policy it inherits from (nil for DefaultYAML itself, which
 // must then carry every section).
@@ -69,7 +69,7 @@ func parse(file string, data []byte, base *Policy) (*Policy, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		pe := &ParseError{File: file, Msg: err.Error()}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		if m := yamlLine().FindStringSubmatch(err.Error()); m != nil {
 			pe.Line, _ = strconv.Atoi(m[1])
 			pe.Msg = m[2]
 		}

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -177,7 +178,7 @@ func AddClient(opts Options) (*Paths, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !fileNameRE.MatchString(opts.ClientName) {
+	if !fileNameRE().MatchString(opts.ClientName) {
 		return nil, fmt.Errorf("%w: client name %q: use letters, digits, '.', '_' and '-' (it names the files)", ErrInvalid, opts.ClientName)
 	}
 	dir, err := filepath.Abs(opts.Dir)
@@ -218,7 +219,7 @@ func AddClient(opts Options) (*Paths, error) {
 }
 
 // fileNameRE is what a client name must look like when it names files.
-var fileNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
+var fileNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`) })
 
 // LoadCA reads a CA certificate and its private key (PEM, as Init writes them).
 func LoadCA(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error) {
@@ -268,7 +269,9 @@ type sanList struct {
 }
 
 // dnsNameRE is a DNS name, a wildcard allowed as the first label.
-var dnsNameRE = regexp.MustCompile(`^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$`)
+var dnsNameRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$`)
+})
 
 // parseSANs splits names into IP addresses and DNS names and rejects anything else.
 func parseSANs(names []string) (sanList, error) {
@@ -279,7 +282,7 @@ func parseSANs(names []string) (sanList, error) {
 			s.ips = append(s.ips, ip)
 			continue
 		}
-		if !dnsNameRE.MatchString(n) {
+		if !dnsNameRE().MatchString(n) {
 			return s, fmt.Errorf("%w: agent SAN %q: neither an IP address nor a DNS name", ErrInvalid, n)
 		}
 		s.dns = append(s.dns, n)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -25,9 +26,11 @@ var (
 	topKeys    = []string{"name", "agents", "vars", "steps"}
 	stepKeys   = []string{"on", "as", "name", "expect"}
 	repeatKeys = []string{"count", "steps"}
-	identRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
-	reasonRE   = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
-	syntaxRE   = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+	// The regular expressions compile on first use, not at package init, which every
+	// sockctl start pays for.
+	identRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`) })
+	reasonRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`) })
+	syntaxRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`) })
 )
 
 // reserved are names that refer to something other than an alias or agent in ${...}.
@@ -165,7 +168,7 @@ var parserProblems = []string{
 // syntax reports a YAML syntax error. The YAML library gives a line but no column: the
 // column is then 1; with no line, the problem is on line 1.
 func (p *parser) syntax(err error, data []byte) {
-	m := syntaxRE.FindStringSubmatch(err.Error())
+	m := syntaxRE().FindStringSubmatch(err.Error())
 	if m == nil {
 		p.add(Pos{1, 1}, "invalid YAML: %v", err)
 		return
@@ -176,7 +179,7 @@ func (p *parser) syntax(err error, data []byte) {
 	}
 	hint := ""
 	if lines := strings.Split(string(data), "\n"); line >= 1 && line <= len(lines) {
-		if c := unquotedGT.FindStringSubmatch(lines[line-1]); c != nil {
+		if c := unquotedGT().FindStringSubmatch(lines[line-1]); c != nil {
 			hint = fmt.Sprintf("; a comparison that starts with > must be quoted: %s: %q", c[1], c[2])
 		}
 	}
@@ -184,7 +187,7 @@ func (p *parser) syntax(err error, data []byte) {
 }
 
 // unquotedGT matches "key: >= 1G", which YAML reads as a folded block.
-var unquotedGT = regexp.MustCompile(`([A-Za-z_]+):\s+(>=?\s*[^\s,}]+)`)
+var unquotedGT = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`([A-Za-z_]+):\s+(>=?\s*[^\s,}]+)`) })
 
 func pos(n *yaml.Node) Pos { return Pos{n.Line, n.Column} }
 
@@ -377,7 +380,7 @@ func (p *parser) agentList(n *yaml.Node) {
 // checkName reports a name (of an agent or var) that is not an identifier or is reserved.
 func (p *parser) checkName(e entry, what string) {
 	switch {
-	case !identRE.MatchString(e.key):
+	case !identRE().MatchString(e.key):
 		p.add(pos(e.keyNode), "%s name must be a letter or _ followed by letters, digits, _ or -; got %q", what, e.key)
 	case slices.Contains(reserved, e.key):
 		p.add(pos(e.keyNode), "%q cannot be %s name: ${%s...} means something else; pick another name", e.key, what, e.key)
@@ -741,7 +744,7 @@ func (p *parser) literal(action, key string, s Scalar) {
 			err = fmt.Errorf("want read, write or both, got %q", raw)
 		}
 	case "error":
-		if !reasonRE.MatchString(raw) {
+		if !reasonRE().MatchString(raw) {
 			err = fmt.Errorf("want an error reason in upper case such as CONNECTION_REFUSED or TIMEOUT, got %q", raw)
 		}
 	case "socket":

@@ -451,7 +451,7 @@ func (c *checker) define(sc *scope, d aliasDef) {
 	case strings.Contains(d.name, markDynamic):
 		c.p.add(d.pos, "as: an alias may use ${i} and ${vars.NAME} only: it must be known before the run")
 		return
-	case !identRE.MatchString(instance(d.name, 0)):
+	case !identRE().MatchString(instance(d.name, 0)):
 		c.p.add(d.pos, "as: %q is not a valid alias: a letter or _ followed by letters, digits, _ or -", show(d.name))
 		return
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/policy"
+	"github.com/sockagent/sockagent/agent/reflect"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -101,7 +102,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if idle == 0 {
 		idle = -1 // never; a zero Config.IdleTimeout means the default
 	}
-	cfg := agent.Config{Logger: log, DefaultTimeout: *defTimeout, MaxRecvBytes: *maxRecv, MaxMessageBytes: *maxMessage}
+	cfg := agent.Config{Logger: log, DefaultTimeout: *defTimeout, MaxRecvBytes: *maxRecv, MaxMessageBytes: *maxMessage,
+		Reflection: reflect.Register}
 	cfg.IdleTimeout = idle
 	switch {
 	case (*tlsCert == "") != (*tlsKey == ""):
