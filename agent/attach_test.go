@@ -18,9 +18,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // attachPeer is a raw TCP listener of the test with one accepted connection, and an agent
@@ -590,28 +588,7 @@ func TestAttachFlowControl(t *testing.T) {
 // with the measured bandwidth-delay product.
 func newTCPEnv(t *testing.T) *env {
 	t.Helper()
-	a, err := agent.New(agent.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = a.Serve(lis)
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		a.Close()
-		<-served
-	})
+	a, conn := benchAgent(t)
 	t.Cleanup(func() { // runs first
 		if n := a.NumSockets(); n != 0 {
 			t.Errorf("socket table not empty at the end of the test: %d sockets", n)

@@ -23,10 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 const (
@@ -118,23 +115,8 @@ type benchAttachEnv struct {
 func benchAttachSetup(b *testing.B) (*benchAttachEnv, context.Context) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
-	a, err := agent.New(agent.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = a.Serve(lis)
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	b.Cleanup(cancel)
+	a, conn := benchAgent(b)
 	peer, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -144,10 +126,6 @@ func benchAttachSetup(b *testing.B) (*benchAttachEnv, context.Context) {
 		if n := a.NumSockets(); n != 0 {
 			b.Errorf("%d sockets open at the end, want 0", n)
 		}
-		conn.Close()
-		a.Close()
-		<-served
-		cancel()
 	})
 	e := &benchAttachEnv{sc: sockagentv1.NewSocketServiceClient(conn), peer: peer, data: make([]byte, benchAttachChunk)}
 	for i := range e.data {

@@ -16,10 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 const (
@@ -32,23 +29,8 @@ const (
 func benchProbeAgent(b *testing.B) (sockagentv1.SocketServiceClient, sockagentv1.MeasureServiceClient, context.Context) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
-	a, err := agent.New(agent.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = a.Serve(lis)
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	b.Cleanup(cancel)
+	a, conn := benchAgent(b)
 	sc := sockagentv1.NewSocketServiceClient(conn)
 	b.Cleanup(func() {
 		list, err := sc.ListSockets(ctx, &sockagentv1.ListSocketsRequest{})
@@ -63,10 +45,6 @@ func benchProbeAgent(b *testing.B) (sockagentv1.SocketServiceClient, sockagentv1
 		if n := a.NumSockets(); n != 0 {
 			b.Errorf("%d sockets open at the end, want 0", n)
 		}
-		conn.Close()
-		a.Close()
-		<-served
-		cancel()
 	})
 	return sc, sockagentv1.NewMeasureServiceClient(conn), ctx
 }

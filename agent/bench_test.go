@@ -48,7 +48,7 @@ const benchTimeout = 2 * time.Minute
 
 // benchServe serves srv on a new 127.0.0.1:0 listener and returns a client connection to it;
 // cleanup stops both.
-func benchServe(b *testing.B, serve func(net.Listener) error, stop func()) *grpc.ClientConn {
+func benchServe(b testing.TB, serve func(net.Listener) error, stop func()) *grpc.ClientConn {
 	b.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,6 +71,17 @@ func benchServe(b *testing.B, serve func(net.Listener) error, stop func()) *grpc
 	return conn
 }
 
+// benchAgent is an agent (zero Config) served over real TCP loopback gRPC, and a client
+// connection to it; cleanup closes both. Cleanups registered after it run before it.
+func benchAgent(tb testing.TB) (*agent.Agent, *grpc.ClientConn) {
+	tb.Helper()
+	a, err := agent.New(agent.Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a, benchServe(tb, a.Serve, func() { a.Close() })
+}
+
 func benchSetup(b *testing.B) (*benchEnv, context.Context) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
@@ -80,17 +91,13 @@ func benchSetup(b *testing.B) (*benchEnv, context.Context) {
 	healthpb.RegisterHealthServer(plain, health.NewServer())
 	bareConn := benchServe(b, plain.Serve, plain.Stop)
 
-	a, err := agent.New(agent.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	a, conn := benchAgent(b)
 	var ids []string
-	b.Cleanup(func() { // runs after the connection's cleanup below: sockets first
+	b.Cleanup(func() { // runs after the sockets' cleanup below, before the agent's
 		if n := a.NumSockets(); n != 0 {
 			b.Errorf("%d sockets open at the end, want 0", n)
 		}
 	})
-	conn := benchServe(b, a.Serve, func() { a.Close() })
 	e := &benchEnv{
 		sc:      sockagentv1.NewSocketServiceClient(conn),
 		ac:      sockagentv1.NewAgentServiceClient(conn),

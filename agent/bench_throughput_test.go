@@ -27,10 +27,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -56,29 +53,8 @@ type benchTputAgent struct {
 func benchTputSetup(b *testing.B) (*benchTputAgent, context.Context) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	a, err := agent.New(agent.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = a.Serve(lis)
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		conn.Close()
-		a.Close()
-		<-served
-		cancel()
-	})
+	b.Cleanup(cancel)
+	_, conn := benchAgent(b)
 	return &benchTputAgent{sc: sockagentv1.NewSocketServiceClient(conn), mc: sockagentv1.NewMeasureServiceClient(conn)}, ctx
 }
 
