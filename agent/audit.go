@@ -24,6 +24,10 @@ var audited = map[string]bool{
 	sockagentv1.SocketService_Shutdown_FullMethodName: true,
 	sockagentv1.SocketService_Close_FullMethodName:    true,
 	sockagentv1.SocketService_Attach_FullMethodName:   true,
+	sockagentv1.SocketService_Serve_FullMethodName:    true,
+	// Measurements open their own sockets and send to their target.
+	sockagentv1.MeasureService_Probe_FullMethodName:      true,
+	sockagentv1.MeasureService_Throughput_FullMethodName: true,
 }
 
 // IsAudited reports whether the RPC fullMethod ("/sockagent.v1.SocketService/Dial") creates,

@@ -301,36 +301,48 @@ func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 		err = handler(srv, cs)
 	}
 	var req any
-	if id := cs.socket.Load(); id != nil {
-		req = socketIDOnly(*id)
+	if first := cs.first.Load(); first != nil {
+		req = *first
 	}
 	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, req: req, err: err, start: start})
 	return err
 }
 
-// callerStream is a ServerStream whose context carries the caller, and which keeps the
-// socket_id of the first request naming one (Attach), for the RPC's log line.
+// callerStream is a ServerStream whose context carries the caller, and which keeps what the
+// first request names (Attach's socket_id; Throughput's network and address), for the RPC's
+// log line.
 type callerStream struct {
 	grpc.ServerStream
-	ctx    context.Context
-	socket atomic.Pointer[string]
+	ctx   context.Context
+	first atomic.Pointer[streamRequest]
 }
 
 func (s *callerStream) Context() context.Context { return s.ctx }
 
 func (s *callerStream) RecvMsg(m any) error {
 	err := s.ServerStream.RecvMsg(m)
-	if q, ok := m.(interface{ GetSocketId() string }); ok && err == nil && s.socket.Load() == nil && q.GetSocketId() != "" {
-		id := q.GetSocketId()
-		s.socket.Store(&id)
+	if err == nil && s.first.Load() == nil {
+		var r streamRequest
+		if q, ok := m.(interface{ GetSocketId() string }); ok {
+			r.socket = q.GetSocketId()
+		}
+		if q, ok := m.(interface{ GetNetwork() string }); ok {
+			r.network = q.GetNetwork()
+		}
+		if q, ok := m.(interface{ GetAddress() string }); ok {
+			r.address = q.GetAddress()
+		}
+		s.first.Store(&r)
 	}
 	return err
 }
 
-// socketIDOnly is a request that names just a socket, for logRPC.
-type socketIDOnly string
+// streamRequest is what a stream's first request names, for logRPC.
+type streamRequest struct{ socket, network, address string }
 
-func (s socketIDOnly) GetSocketId() string { return string(s) }
+func (r streamRequest) GetSocketId() string { return r.socket }
+func (r streamRequest) GetNetwork() string  { return r.network }
+func (r streamRequest) GetAddress() string  { return r.address }
 
 // handshakeLogger wraps server transport credentials to log failed TLS handshakes (no
 // client certificate, one from another CA, an expired one, not TLS at all).
