@@ -102,6 +102,7 @@ type runner struct {
 	failedAt string // index of the first failed step
 
 	timeouts map[time.Duration]*durationpb.Duration // request timeouts, shared by steps (guarded by mu)
+	plans    map[*scenario.Step]*stepPlan           // made before the first step, read only then
 }
 
 // protoTimeout is protoTimeout(d), one message per duration for the whole run: gRPC only
@@ -129,6 +130,8 @@ func runScenario(ctx context.Context, cfg runConfig) *Report {
 	start := time.Now()
 	r := &runner{cfg: cfg, remotes: map[string]*remote{}, aliases: map[string]alias{}}
 	r.steps = make([]StepReport, 0, countSteps(cfg.file.Steps)) // one per step, in place
+	r.plans = map[*scenario.Step]*stepPlan{}
+	planSteps(cfg.file.Path, cfg.file.Steps, r.plans)
 	rep := &Report{Name: cfg.file.Name, File: cfg.file.Path}
 	defer r.closeRemotes()
 	rep.Agents = r.connect(ctx)
@@ -290,14 +293,15 @@ func (r *runner) runStep(ctx context.Context, st *scenario.Step, f frame) {
 			r.runSteps(ctx, st.Repeat.Steps, fmt.Sprintf("%s[%d].", f.prefix, i), iters)
 		}
 	default:
-		rep := StepReport{Index: f.prefix, Name: st.Label(), Agent: st.On, Action: st.Action, Line: st.Pos.Line, named: st.Name != ""}
+		pl := r.plan(st)
+		rep := StepReport{Index: f.prefix, Name: pl.label, Agent: st.On, Action: st.Action, Line: st.Pos.Line, named: st.Name != ""}
 		switch {
 		case r.isStopped():
 			rep.Status, rep.Message = statusSkipped, "not run: an earlier step failed"
 		case ctx.Err() != nil:
 			rep.Status, rep.Message = statusSkipped, "not run: "+cause(ctx)
 		default:
-			r.execute(ctx, st, f, &rep)
+			r.execute(ctx, st, pl, f, &rep)
 			var sf *siblingFailed
 			if rep.Status == statusFailed && errors.As(context.Cause(ctx), &sf) {
 				rep.Status, rep.Reason, rep.Message = statusSkipped, "", "cancelled: "+sf.Error()
@@ -448,27 +452,32 @@ func (r *runner) socketRef(on, ref string) (string, error) {
 }
 
 // execute runs one action step and fills rep.
-func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *StepReport) {
-	look := r.lookup(f)
+func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f frame, rep *StepReport) {
 	path := r.cfg.file.Path
 	fail := func(reason string, err error) {
 		rep.Status, rep.Reason, rep.Message = statusFailed, reason, err.Error()
 	}
-	args, err := scenario.Resolve(path, st.Args, look)
-	if err != nil {
-		fail(reasonScenario, err)
-		return
+	var args scenario.Resolved
+	var err error
+	if pl.args != nil {
+		args, rep.Detail = *pl.args, pl.detail
+	} else {
+		if args, err = scenario.Resolve(path, st.Args, r.lookup(f)); err != nil {
+			fail(reasonScenario, err)
+			return
+		}
+		rep.Detail = describe(st.Action, args)
 	}
-	var expect *scenario.Resolved
-	if st.Expect != nil {
-		e, err := scenario.Resolve(path, st.Expect, look)
+	expect := pl.expect
+	if !pl.expectStatic {
+		e, err := scenario.Resolve(path, st.Expect, r.lookup(f))
 		if err != nil {
+			rep.Detail = "" // as when args are resolved first: the step did not get that far
 			fail(reasonScenario, err)
 			return
 		}
 		expect = &e
 	}
-	rep.Detail = describe(st.Action, args)
 	start := time.Now()
 	out, created, err := r.act(ctx, st, args)
 	elapsed := time.Since(start)
@@ -476,7 +485,7 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *S
 	if created != nil {
 		name := ""
 		if st.As != "" {
-			if name, err = scenario.Expand(st.As, look); err != nil {
+			if name, err = scenario.Expand(st.As, r.lookup(f)); err != nil {
 				fail(reasonScenario, err)
 				return
 			}
@@ -491,7 +500,7 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *S
 		rep.Alias = name
 	}
 	if created == nil && out.Figures != nil && st.As != "" {
-		if rep.Alias, err = r.results(st, look, out.Figures); err != nil {
+		if rep.Alias, err = r.results(st, r.lookup(f), out.Figures); err != nil {
 			fail(reasonScenario, err)
 			return
 		}
