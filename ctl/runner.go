@@ -130,8 +130,7 @@ func runScenario(ctx context.Context, cfg runConfig) *Report {
 	start := time.Now()
 	r := &runner{cfg: cfg, remotes: map[string]*remote{}, aliases: map[string]alias{}}
 	r.steps = make([]StepReport, 0, countSteps(cfg.file.Steps)) // one per step, in place
-	r.plans = map[*scenario.Step]*stepPlan{}
-	planSteps(cfg.file.Path, cfg.file.Steps, r.plans)
+	r.plans = planSteps(cfg.file.Path, cfg.file.Steps)
 	rep := &Report{Name: cfg.file.Name, File: cfg.file.Path}
 	defer r.closeRemotes()
 	rep.Agents = r.connect(ctx)
@@ -302,9 +301,11 @@ func (r *runner) runStep(ctx context.Context, st *scenario.Step, f frame) {
 			rep.Status, rep.Message = statusSkipped, "not run: "+cause(ctx)
 		default:
 			r.execute(ctx, st, pl, f, &rep)
-			var sf *siblingFailed
-			if rep.Status == statusFailed && errors.As(context.Cause(ctx), &sf) {
-				rep.Status, rep.Reason, rep.Message = statusSkipped, "", "cancelled: "+sf.Error()
+			if rep.Status == statusFailed { // (sf goes to the heap: only for failed steps)
+				var sf *siblingFailed
+				if errors.As(context.Cause(ctx), &sf) {
+					rep.Status, rep.Reason, rep.Message = statusSkipped, "", "cancelled: "+sf.Error()
+				}
 			}
 		}
 		r.record(rep)
@@ -459,8 +460,8 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 	}
 	var args scenario.Resolved
 	var err error
-	if pl.args != nil {
-		args, rep.Detail = *pl.args, pl.detail
+	if pl.argsSet {
+		args, rep.Detail = pl.args, pl.detail
 	} else {
 		if args, err = scenario.Resolve(path, st.Args, r.lookup(f)); err != nil {
 			fail(reasonScenario, err)
@@ -468,8 +469,10 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 		}
 		rep.Detail = describe(st.Action, args)
 	}
-	expect := pl.expect
-	if !pl.expectStatic {
+	var expect *scenario.Resolved
+	if pl.expectSet {
+		expect = &pl.expect
+	} else if !pl.expectStatic {
 		e, err := scenario.Resolve(path, st.Expect, r.lookup(f))
 		if err != nil {
 			rep.Detail = "" // as when args are resolved first: the step did not get that far
@@ -479,7 +482,7 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 		expect = &e
 	}
 	start := time.Now()
-	out, created, err := r.act(ctx, st, args)
+	out, created, err := r.act(ctx, st, pl, args)
 	elapsed := time.Since(start)
 	rep.DurationMS = ms(elapsed)
 	if created != nil {
@@ -505,10 +508,12 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 			return
 		}
 	}
-	var se *scenarioError
-	if errors.As(err, &se) {
-		fail(reasonScenario, err)
-		return
+	if err != nil { // (se goes to the heap: only for failed steps)
+		var se *scenarioError
+		if errors.As(err, &se) {
+			fail(reasonScenario, err)
+			return
+		}
 	}
 	out.Duration = elapsed
 	rep.Figures = reportFigures(out.Figures)
@@ -603,7 +608,7 @@ func (r *runner) deadlines(args scenario.Resolved) (time.Duration, time.Duration
 
 // act makes the step's RPC. It returns the outcome for the expectations and the socket the
 // step created, if any; a *scenarioError means the scenario itself is wrong.
-func (r *runner) act(ctx context.Context, st *scenario.Step, args scenario.Resolved) (scenario.Outcome, *sockagentv1.Socket, error) {
+func (r *runner) act(ctx context.Context, st *scenario.Step, pl *stepPlan, args scenario.Resolved) (scenario.Outcome, *sockagentv1.Socket, error) {
 	var out scenario.Outcome
 	rm := r.remotes[st.On]
 	if st.Action == "sleep" {
@@ -640,9 +645,11 @@ func (r *runner) act(ctx context.Context, st *scenario.Step, args scenario.Resol
 			return out, nil, &scenarioError{err}
 		}
 	}
-	data, _, err := args.Data()
-	if err != nil {
-		return out, nil, &scenarioError{err}
+	data := pl.data
+	if !pl.dataSet {
+		if data, _, err = args.Data(); err != nil {
+			return out, nil, &scenarioError{err}
+		}
 	}
 	maxBytes, err := args.Uint("max_bytes")
 	if err != nil {

@@ -17,13 +17,27 @@ func label(s *Step) string {
 	case s.Repeat != nil:
 		return fmt.Sprintf("repeat %dx (%s)", s.Repeat.Count, plural(len(s.Repeat.Steps), "step"))
 	}
-	parts := []string{s.Action}
+	// The action and the values of labelArgs, space-separated, made in one allocation: the
+	// runner labels every step of a run.
+	n := len(s.Action)
 	for _, k := range labelArgs {
 		if v, ok := s.Args[k]; ok {
-			parts = append(parts, v.Raw)
+			n += 1 + len(v.Raw)
 		}
 	}
-	return strings.Join(parts, " ")
+	if n == len(s.Action) {
+		return s.Action
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(s.Action)
+	for _, k := range labelArgs {
+		if v, ok := s.Args[k]; ok {
+			b.WriteByte(' ')
+			b.WriteString(v.Raw)
+		}
+	}
+	return b.String()
 }
 
 func plural(n int, what string) string {
