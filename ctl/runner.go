@@ -130,10 +130,15 @@ func runScenario(ctx context.Context, cfg runConfig) *Report {
 	start := time.Now()
 	r := &runner{cfg: cfg, remotes: map[string]*remote{}, aliases: map[string]alias{}}
 	r.steps = make([]StepReport, 0, countSteps(cfg.file.Steps)) // one per step, in place
-	r.plans = planSteps(cfg.file.Path, cfg.file.Steps)
 	rep := &Report{Name: cfg.file.Name, File: cfg.file.Path}
 	defer r.closeRemotes()
+	planned := make(chan struct{}) // steps are planned while the agents connect
+	go func() {
+		defer close(planned)
+		r.plans = planSteps(cfg.file.Path, cfg.file.Steps)
+	}()
 	rep.Agents = r.connect(ctx)
+	<-planned
 	for _, a := range rep.Agents {
 		if !a.Reachable {
 			rep.Unreachable = append(rep.Unreachable, a.Name)
