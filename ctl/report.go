@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,8 +99,59 @@ func protoTimeout(d time.Duration) *durationpb.Duration {
 }
 
 // describe shows an action with its expanded arguments: "dial tcp 127.0.0.1:4242". It runs
-// once per step, so it builds the string directly (no fmt).
+// once per step, so it builds the string directly (no fmt), and looks up each given argument
+// once (describeAt) rather than every argument it could show.
 func describe(action string, a scenario.Resolved) string {
+	var at [16]describeArg // the arguments to show, in describeAt order
+	n := 0
+	for k, v := range a.Args {
+		pos, ok := describeAt[k]
+		if !ok {
+			continue
+		}
+		if n == len(at) { // more arguments than any action takes: no ordering by hand
+			return describeSlow(action, a)
+		}
+		i := n
+		for ; i > 0 && at[i-1].pos > pos; i-- {
+			at[i] = at[i-1]
+		}
+		at[i] = describeArg{pos: pos, key: k, value: v.Raw}
+		n++
+	}
+	b := make([]byte, 0, 96)
+	b = append(b, action...)
+	for _, d := range at[:n] {
+		switch {
+		case d.pos < len(describeArgs):
+			b = append(append(b, ' '), d.value...)
+		case d.pos < len(describeArgs)+len(describeData):
+			b = append(append(append(b, ' '), d.key...), '=')
+			b = appendClip(b, d.value, 24)
+		default:
+			b = append(append(append(append(b, ' '), d.key...), '='), d.value...)
+		}
+	}
+	return string(b)
+}
+
+type describeArg struct {
+	pos        int
+	key, value string
+}
+
+// describeAt is the place of each argument describe shows: describeArgs, then describeData,
+// then describeFigures.
+var describeAt = func() map[string]int {
+	m := map[string]int{}
+	for i, k := range slices.Concat(describeArgs, describeData, describeFigures) {
+		m[k] = i
+	}
+	return m
+}()
+
+// describeSlow is describe, going through the lists in order.
+func describeSlow(action string, a scenario.Resolved) string {
 	b := make([]byte, 0, 96)
 	b = append(b, action...)
 	for _, k := range describeArgs {

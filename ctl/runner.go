@@ -102,6 +102,7 @@ type runner struct {
 	failedAt string // index of the first failed step
 
 	timeouts map[time.Duration]*durationpb.Duration // request timeouts, shared by steps (guarded by mu)
+	plans    map[*scenario.Step]*stepPlan           // made before the first step, read only then
 }
 
 // protoTimeout is protoTimeout(d), one message per duration for the whole run: gRPC only
@@ -131,7 +132,13 @@ func runScenario(ctx context.Context, cfg runConfig) *Report {
 	r.steps = make([]StepReport, 0, countSteps(cfg.file.Steps)) // one per step, in place
 	rep := &Report{Name: cfg.file.Name, File: cfg.file.Path}
 	defer r.closeRemotes()
+	planned := make(chan struct{}) // steps are planned while the agents connect
+	go func() {
+		defer close(planned)
+		r.plans = planSteps(cfg.file.Path, cfg.file.Steps)
+	}()
 	rep.Agents = r.connect(ctx)
+	<-planned
 	for _, a := range rep.Agents {
 		if !a.Reachable {
 			rep.Unreachable = append(rep.Unreachable, a.Name)
@@ -290,17 +297,20 @@ func (r *runner) runStep(ctx context.Context, st *scenario.Step, f frame) {
 			r.runSteps(ctx, st.Repeat.Steps, fmt.Sprintf("%s[%d].", f.prefix, i), iters)
 		}
 	default:
-		rep := StepReport{Index: f.prefix, Name: st.Label(), Agent: st.On, Action: st.Action, Line: st.Pos.Line, named: st.Name != ""}
+		pl := r.plan(st)
+		rep := StepReport{Index: f.prefix, Name: pl.label, Agent: st.On, Action: st.Action, Line: st.Pos.Line, named: st.Name != ""}
 		switch {
 		case r.isStopped():
 			rep.Status, rep.Message = statusSkipped, "not run: an earlier step failed"
 		case ctx.Err() != nil:
 			rep.Status, rep.Message = statusSkipped, "not run: "+cause(ctx)
 		default:
-			r.execute(ctx, st, f, &rep)
-			var sf *siblingFailed
-			if rep.Status == statusFailed && errors.As(context.Cause(ctx), &sf) {
-				rep.Status, rep.Reason, rep.Message = statusSkipped, "", "cancelled: "+sf.Error()
+			r.execute(ctx, st, pl, f, &rep)
+			if rep.Status == statusFailed { // (sf goes to the heap: only for failed steps)
+				var sf *siblingFailed
+				if errors.As(context.Cause(ctx), &sf) {
+					rep.Status, rep.Reason, rep.Message = statusSkipped, "", "cancelled: "+sf.Error()
+				}
 			}
 		}
 		r.record(rep)
@@ -448,35 +458,42 @@ func (r *runner) socketRef(on, ref string) (string, error) {
 }
 
 // execute runs one action step and fills rep.
-func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *StepReport) {
-	look := r.lookup(f)
+func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f frame, rep *StepReport) {
 	path := r.cfg.file.Path
 	fail := func(reason string, err error) {
 		rep.Status, rep.Reason, rep.Message = statusFailed, reason, err.Error()
 	}
-	args, err := scenario.Resolve(path, st.Args, look)
-	if err != nil {
-		fail(reasonScenario, err)
-		return
+	var args scenario.Resolved
+	var err error
+	if pl.argsSet {
+		args, rep.Detail = pl.args, pl.detail
+	} else {
+		if args, err = scenario.Resolve(path, st.Args, r.lookup(f)); err != nil {
+			fail(reasonScenario, err)
+			return
+		}
+		rep.Detail = describe(st.Action, args)
 	}
 	var expect *scenario.Resolved
-	if st.Expect != nil {
-		e, err := scenario.Resolve(path, st.Expect, look)
+	if pl.expectSet {
+		expect = &pl.expect
+	} else if !pl.expectStatic {
+		e, err := scenario.Resolve(path, st.Expect, r.lookup(f))
 		if err != nil {
+			rep.Detail = "" // as when args are resolved first: the step did not get that far
 			fail(reasonScenario, err)
 			return
 		}
 		expect = &e
 	}
-	rep.Detail = describe(st.Action, args)
 	start := time.Now()
-	out, created, err := r.act(ctx, st, args)
+	out, created, err := r.act(ctx, st, pl, args)
 	elapsed := time.Since(start)
 	rep.DurationMS = ms(elapsed)
 	if created != nil {
 		name := ""
 		if st.As != "" {
-			if name, err = scenario.Expand(st.As, look); err != nil {
+			if name, err = scenario.Expand(st.As, r.lookup(f)); err != nil {
 				fail(reasonScenario, err)
 				return
 			}
@@ -491,15 +508,17 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, f frame, rep *S
 		rep.Alias = name
 	}
 	if created == nil && out.Figures != nil && st.As != "" {
-		if rep.Alias, err = r.results(st, look, out.Figures); err != nil {
+		if rep.Alias, err = r.results(st, r.lookup(f), out.Figures); err != nil {
 			fail(reasonScenario, err)
 			return
 		}
 	}
-	var se *scenarioError
-	if errors.As(err, &se) {
-		fail(reasonScenario, err)
-		return
+	if err != nil { // (se goes to the heap: only for failed steps)
+		var se *scenarioError
+		if errors.As(err, &se) {
+			fail(reasonScenario, err)
+			return
+		}
 	}
 	out.Duration = elapsed
 	rep.Figures = reportFigures(out.Figures)
@@ -594,7 +613,7 @@ func (r *runner) deadlines(args scenario.Resolved) (time.Duration, time.Duration
 
 // act makes the step's RPC. It returns the outcome for the expectations and the socket the
 // step created, if any; a *scenarioError means the scenario itself is wrong.
-func (r *runner) act(ctx context.Context, st *scenario.Step, args scenario.Resolved) (scenario.Outcome, *sockagentv1.Socket, error) {
+func (r *runner) act(ctx context.Context, st *scenario.Step, pl *stepPlan, args scenario.Resolved) (scenario.Outcome, *sockagentv1.Socket, error) {
 	var out scenario.Outcome
 	rm := r.remotes[st.On]
 	if st.Action == "sleep" {
@@ -631,9 +650,11 @@ func (r *runner) act(ctx context.Context, st *scenario.Step, args scenario.Resol
 			return out, nil, &scenarioError{err}
 		}
 	}
-	data, _, err := args.Data()
-	if err != nil {
-		return out, nil, &scenarioError{err}
+	data := pl.data
+	if !pl.dataSet {
+		if data, _, err = args.Data(); err != nil {
+			return out, nil, &scenarioError{err}
+		}
 	}
 	maxBytes, err := args.Uint("max_bytes")
 	if err != nil {

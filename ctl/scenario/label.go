@@ -6,7 +6,16 @@ import (
 )
 
 // labelArgs are the arguments a label shows, in this order.
-var labelArgs = []string{"network", "socket", "behaviour", "address", "mode", "local_address", "direction", "duration"}
+var labelArgs = [...]string{"network", "socket", "behaviour", "address", "mode", "local_address", "direction", "duration"}
+
+// labelAt is the place of each of labelArgs.
+var labelAt = func() map[string]int {
+	m := map[string]int{}
+	for i, k := range labelArgs {
+		m[k] = i
+	}
+	return m
+}()
 
 func label(s *Step) string {
 	switch {
@@ -17,13 +26,30 @@ func label(s *Step) string {
 	case s.Repeat != nil:
 		return fmt.Sprintf("repeat %dx (%s)", s.Repeat.Count, plural(len(s.Repeat.Steps), "step"))
 	}
-	parts := []string{s.Action}
-	for _, k := range labelArgs {
-		if v, ok := s.Args[k]; ok {
-			parts = append(parts, v.Raw)
+	// The action and the values of labelArgs, space-separated, made in one allocation, each
+	// given argument looked up once: the runner labels every step of a run.
+	var at [len(labelArgs)]string
+	var given [len(labelArgs)]bool
+	n := len(s.Action)
+	for k, v := range s.Args {
+		if i, ok := labelAt[k]; ok {
+			at[i], given[i] = v.Raw, true
+			n += 1 + len(v.Raw)
 		}
 	}
-	return strings.Join(parts, " ")
+	if n == len(s.Action) { // (n counts a space per argument shown: none here)
+		return s.Action
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(s.Action)
+	for i := range labelArgs {
+		if given[i] {
+			b.WriteByte(' ')
+			b.WriteString(at[i])
+		}
+	}
+	return b.String()
 }
 
 func plural(n int, what string) string {
