@@ -501,9 +501,11 @@ func (t *table) Close(ctx context.Context, id string) (Info, error) {
 	if !ok {
 		return Info{}, &OpError{Op: "close", SocketID: id, Err: t.unknownSocket(owner, id)}
 	}
+	// Close first, then read the counters: closing stops a serving behaviour and waits for its
+	// goroutines, so the response's counters are final (an echo's last write is counted).
+	_ = s.close() // the socket is gone either way; a close error has no remedy
 	in := s.info()
 	in.State = StateClosed
-	_ = s.close() // the socket is gone either way; a close error has no remedy
 	return in, nil
 }
 
