@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -153,17 +154,24 @@ func (e *env) recvExact(t *testing.T, id string, n int) string {
 // that a call has reached the agent and is blocked there.
 func (e *env) waitPending(t *testing.T, id string, n uint32) {
 	t.Helper()
+	e.waitSocket(t, id, fmt.Sprintf("pending_calls %d", n), func(s *sockagentv1.Socket) bool { return s.GetPendingCalls() == n })
+}
+
+// waitSocket polls GetSocket until cond holds for the socket (what says what cond wants, for
+// the failure message), for at most 10s, and returns it.
+func (e *env) waitSocket(t *testing.T, id, what string, cond func(*sockagentv1.Socket) bool) *sockagentv1.Socket {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r, err := e.sc.GetSocket(ctxT(t), &sockagentv1.GetSocketRequest{SocketId: id})
 		if err != nil {
 			t.Fatalf("get %s: %v", id, err)
 		}
-		if r.GetSocket().GetPendingCalls() == n {
-			return
+		if cond(r.GetSocket()) {
+			return r.GetSocket()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("socket %s: pending_calls %d, want %d", id, r.GetSocket().GetPendingCalls(), n)
+			t.Fatalf("socket %s: %v; want %s", id, r.GetSocket(), what)
 		}
 		time.Sleep(time.Millisecond) // polling interval, not synchronisation: the condition decides
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -61,20 +62,7 @@ func (e *env) attach(t *testing.T, ctx context.Context, id string) sockagentv1.S
 // waitAttached polls GetSocket until the socket's attached flag is want.
 func (e *env) waitAttached(t *testing.T, id string, want bool) *sockagentv1.Socket {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r, err := e.sc.GetSocket(ctxT(t), &sockagentv1.GetSocketRequest{SocketId: id})
-		if err != nil {
-			t.Fatalf("get %s: %v", id, err)
-		}
-		if r.GetSocket().GetAttached() == want {
-			return r.GetSocket()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("socket %s: attached %v, want %v", id, r.GetSocket().GetAttached(), want)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not synchronisation
-	}
+	return e.waitSocket(t, id, fmt.Sprintf("attached %v", want), func(s *sockagentv1.Socket) bool { return s.GetAttached() == want })
 }
 
 // recvAll reads responses until eof=true and then the stream's end, which must be OK.

@@ -39,21 +39,7 @@ func (e *env) serve(t *testing.T, id string, b sockagentv1.Behaviour, chunk, max
 // waitServing polls GetSocket until cond holds for the socket's serving counters.
 func (e *env) waitServing(t *testing.T, id, what string, cond func(*sockagentv1.Serving) bool) *sockagentv1.Serving {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r, err := e.sc.GetSocket(ctxT(t), &sockagentv1.GetSocketRequest{SocketId: id})
-		if err != nil {
-			t.Fatalf("get %s: %v", id, err)
-		}
-		sv := r.GetSocket().GetServing()
-		if cond(sv) {
-			return sv
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("socket %s: serving %v; want %s", id, sv, what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling interval, not synchronisation
-	}
+	return e.waitSocket(t, id, "serving "+what, func(s *sockagentv1.Socket) bool { return cond(s.GetServing()) }).GetServing()
 }
 
 func randBytes(t *testing.T, n int) []byte {
