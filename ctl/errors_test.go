@@ -132,7 +132,9 @@ func TestAgentFromEnv(t *testing.T) {
 
 	// --agent wins over the environment.
 	r = invocation{env: map[string]string{"SOCKCTL_AGENT": gone}, args: []string{"--agent", addr, "info"}}.exec(t)
-	r.want(t, ExitOK, []string{"hostname:"}, nil)
+	r.want(t, ExitOK, []string{"hostname:", "idle timeout:", "10m0s",
+		"agent limits:", "4096 sockets, 4096 blocking calls, 268435456 buffered bytes",
+		"your limits:", "rule set default:", "session limits:", "256 sockets, 64 blocking calls"}, nil)
 }
 
 func TestAgentOverUnix(t *testing.T) {

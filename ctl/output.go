@@ -138,7 +138,17 @@ func (w *writer) info(r *sockagentv1.GetInfoResponse) error {
 			kv("default timeout", l.GetDefaultTimeout().AsDuration().String())
 		}
 		kv("max recv bytes", fmt.Sprint(l.GetMaxRecvBytes()))
+		kv("max message bytes", fmt.Sprint(l.GetMaxMessageBytes()))
+		if l.GetIdleTimeout() != nil {
+			kv("idle timeout", l.GetIdleTimeout().AsDuration().String())
+		}
 		kv("open files", fmt.Sprintf("%d soft, %d hard", l.GetOpenFilesSoft(), l.GetOpenFilesHard()))
+		kv("agent limits", fmt.Sprintf("%d sockets, %d blocking calls, %d buffered bytes",
+			l.GetAgentSockets(), l.GetAgentBlockingCalls(), l.GetAgentBufferedBytes()))
+		kv("your limits", fmt.Sprintf("rule set %s: %d sockets, %d bytes per call, %d blocking calls",
+			dash(l.GetRuleSet()), l.GetCallerSockets(), l.GetBytesPerCall(), l.GetCallerBlockingCalls()))
+		kv("session limits", fmt.Sprintf("%d sockets, %d blocking calls, %d buffered bytes",
+			l.GetSessionSockets(), l.GetSessionBlockingCalls(), l.GetSessionBufferedBytes()))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
