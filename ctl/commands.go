@@ -68,6 +68,11 @@ SERVER below stand for the ids that dial and accept print.
 
 UDP: 'bind udp ADDR' for each end, then 'sendto' and 'recvfrom'.
 
+Moving and measuring bytes: 'connect tcp HOST:PORT < file' is netcat through the agent
+(attach joins an existing socket); 'serve ID echo|discard|source' makes the agent itself a
+peer; 'probe' times connects or echo round trips and 'throughput' moves bytes to a discard
+(or from a source), socket to socket on the agent's host, never through gRPC.
+
 Blocking: dial, accept, send, recv, sendto and recvfrom wait on the network for at most
 their own timeout (--wait, --connect-timeout; 0 = the agent's default) and never past the
 RPC deadline (--timeout), which is raised to that wait plus 5s when it would be shorter.
