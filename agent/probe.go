@@ -73,12 +73,6 @@ type ProbeResult struct {
 	Elapsed        time.Duration
 }
 
-// ErrorCount counts failed attempts of one reason, with the first message.
-type ErrorCount struct {
-	Reason, Message string
-	Count           int
-}
-
 // LatencyStats summarises samples; percentiles are nearest-rank.
 type LatencyStats struct {
 	Samples                       int
@@ -172,7 +166,7 @@ type prober struct {
 	dialer net.Dialer
 	end    time.Time // stop starting attempts at this time (just before the RPC deadline)
 	res    ProbeResult
-	errs   map[string]*ErrorCount
+	errs   errorTally
 
 	conn       net.Conn // echo: the connection in use; nil after a failure
 	wbuf, rbuf []byte
@@ -191,7 +185,7 @@ func (t *table) Probe(ctx context.Context, sp ProbeSpec) (ProbeResult, error) {
 	if err := set.CheckNetwork(sp.Network); err != nil {
 		return ProbeResult{}, wrap(err)
 	}
-	p := &prober{sp: sp, set: set, errs: map[string]*ErrorCount{}}
+	p := &prober{sp: sp, set: set}
 	p.dialer = net.Dialer{Control: control(set, false)}
 	if sp.Local != "" {
 		la, err := resolveLocal(sp.Network, sp.Local)
@@ -251,7 +245,7 @@ func (p *prober) run(ctx context.Context) error {
 			p.closeConn()
 		}
 		p.res.Elapsed = time.Since(start)
-		p.res.Errors = p.errorList()
+		p.res.Errors = p.errs.list()
 	}()
 	if p.sp.Mode == ProbeEcho {
 		p.wbuf, p.rbuf = make([]byte, p.sp.Size), make([]byte, max(p.sp.Size, 64<<10))
@@ -496,14 +490,7 @@ func (p *prober) echoUDP(seq uint64) (time.Duration, error) {
 }
 
 // count records a failed attempt under its reason.
-func (p *prober) count(err error) {
-	reason := probeReason(err)
-	if ec := p.errs[reason]; ec != nil {
-		ec.Count++
-		return
-	}
-	p.errs[reason] = &ErrorCount{Reason: reason, Count: 1, Message: innermostMsg(err)}
-}
+func (p *prober) count(err error) { p.errs.add(probeReason(err), innermostMsg(err)) }
 
 func probeReason(err error) string {
 	switch {
@@ -521,31 +508,6 @@ func innermostMsg(err error) string {
 		return "the target closed the connection before echoing the request"
 	}
 	return err.Error()
-}
-
-// errorList returns the error counts, most frequent first.
-func (p *prober) errorList() []ErrorCount {
-	out := make([]ErrorCount, 0, len(p.errs))
-	for _, ec := range p.errs {
-		out = append(out, *ec)
-	}
-	slices.SortFunc(out, func(a, b ErrorCount) int {
-		if a.Count != b.Count {
-			return b.Count - a.Count
-		}
-		return strings.Compare(a.Reason, b.Reason)
-	})
-	return out
-}
-
-func durationOf(op, field string, d *durationpb.Duration) (time.Duration, error) {
-	if d == nil {
-		return 0, nil
-	}
-	if err := d.CheckValid(); err != nil {
-		return 0, badArg(ReasonInvalidArgument, "%s: %s: %v", op, field, err)
-	}
-	return d.AsDuration(), nil
 }
 
 // Probe is the gRPC adapter of table.Probe.
@@ -581,8 +543,6 @@ func (m *measureService) Probe(ctx context.Context, r *sockagentv1.ProbeRequest)
 	if res.Sent > 0 {
 		out.Loss = float64(res.Sent-res.Received) / float64(res.Sent)
 	}
-	for _, ec := range res.Errors {
-		out.Errors = append(out.Errors, &sockagentv1.ErrorCount{Reason: ec.Reason, Count: uint32(ec.Count), Message: ec.Message})
-	}
+	out.Errors = errorsProto(res.Errors)
 	return out, nil
 }

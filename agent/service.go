@@ -20,13 +20,10 @@ type socketService struct {
 const maxTimeout = 24 * time.Hour
 
 func timeoutOf(op string, d *durationpb.Duration) (time.Duration, error) {
-	if d == nil {
-		return 0, nil
+	v, err := durationOf(op, "timeout", d)
+	if err != nil {
+		return 0, err
 	}
-	if err := d.CheckValid(); err != nil {
-		return 0, badArg(ReasonInvalidArgument, "%s: timeout: %v", op, err)
-	}
-	v := d.AsDuration()
 	if v < 0 || v > maxTimeout {
 		return 0, badArg(ReasonInvalidArgument, "%s: timeout %s out of range; give 0 (the agent's default) up to %s", op, v, maxTimeout)
 	}

@@ -16,7 +16,6 @@ package agent
 // SourceStart (repeated every wire.KeepAlive) and ends it with SourceStop.
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +23,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,13 +165,10 @@ func tputParamsOf(r *sockagentv1.ThroughputRequest) (tputParams, error) {
 }
 
 func tputDurationOf(field string, d *durationpb.Duration, lo, hi time.Duration, zero string) (time.Duration, error) {
-	if d == nil {
-		return 0, nil
+	v, err := durationOf("throughput", field, d)
+	if err != nil {
+		return 0, err
 	}
-	if err := d.CheckValid(); err != nil {
-		return 0, badArg(ReasonInvalidArgument, "throughput: %s: %v", field, err)
-	}
-	v := d.AsDuration()
 	if v != 0 && (v < lo || v > hi) {
 		return 0, badArg(ReasonInvalidArgument, "throughput: %s %s out of range; give 0 (%s) or %s to %s", field, v, zero, lo, hi)
 	}
@@ -195,13 +190,7 @@ type tputSummary struct {
 	loss           float64
 	streams        int
 	remote         string
-	errors         []tputErrorCount
-}
-
-type tputErrorCount struct {
-	reason, message string
-	count           int
-	first           int // order of the first such error
+	errors         []ErrorCount
 }
 
 func bitsPerSecond(bytes uint64, d time.Duration) float64 {
@@ -227,42 +216,14 @@ func (s tputSummary) proto() *sockagentv1.ThroughputSummary {
 		DatagramsSent: s.sent, DatagramsReceived: s.received, Loss: s.loss,
 		Streams: uint32(s.streams), RemoteAddress: s.remote,
 	}
-	for _, e := range s.errors {
-		out.Errors = append(out.Errors, &sockagentv1.ErrorCount{Reason: e.reason, Count: uint32(e.count), Message: e.message})
-	}
+	out.Errors = errorsProto(s.errors)
 	return out
 }
 
-// tputErrors counts the errors of a test's streams by reason.
-type tputErrors struct {
-	mu sync.Mutex
-	m  map[string]*tputErrorCount
-}
-
-func (e *tputErrors) add(err error) {
+// addError counts a stream's error under its reason.
+func (r *tputRun) addError(err error) {
 	_, reason := classify(err)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.m == nil {
-		e.m = map[string]*tputErrorCount{}
-	}
-	if c := e.m[reason]; c != nil {
-		c.count++
-		return
-	}
-	e.m[reason] = &tputErrorCount{reason: reason, message: err.Error(), count: 1, first: len(e.m)}
-}
-
-// list returns the counts, most frequent first.
-func (e *tputErrors) list() []tputErrorCount {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]tputErrorCount, 0, len(e.m))
-	for _, c := range e.m {
-		out = append(out, *c)
-	}
-	slices.SortFunc(out, func(a, b tputErrorCount) int { return cmp.Or(b.count-a.count, a.first-b.first) })
-	return out
+	r.errs.add(reason, err.Error())
 }
 
 // tputStream is one connection or socket of a test.
@@ -281,7 +242,7 @@ type tputStream struct {
 type tputRun struct {
 	p          tputParams
 	streams    []*tputStream
-	errs       tputErrors
+	errs       errorTally
 	start, end time.Time
 	moved      atomic.Uint64 // payload bytes moved, all streams
 	dgrams     atomic.Uint64 // datagrams moved, all streams
@@ -347,7 +308,7 @@ func (r *tputRun) failed(s *tputStream, err error) {
 // fail records a stream's fatal error.
 func (r *tputRun) fail(s *tputStream, err error) {
 	s.err = &OpError{Op: "throughput", Network: r.p.network, Address: r.p.address, Err: err}
-	r.errs.add(s.err)
+	r.addError(s.err)
 }
 
 // pauser sleeps a paced or waiting worker.
@@ -488,7 +449,7 @@ func (r *tputRun) dial(ctx context.Context, d net.Dialer, set *policy.RuleSet) e
 	}
 	for _, err := range errs {
 		if err != nil {
-			r.errs.add(&OpError{Op: "throughput", Network: r.p.network, Address: r.p.address, Err: err})
+			r.addError(&OpError{Op: "throughput", Network: r.p.network, Address: r.p.address, Err: err})
 		}
 	}
 	if r.p.udp && r.p.receive && r.p.bytes > 0 { // the byte limit, shared out among the streams
@@ -867,7 +828,7 @@ func (r *tputRun) askReport(s *tputStream) {
 		err = fmt.Errorf("no report from the discard after %d requests in %s; is %s a sockagent discard (SocketService.Serve)? (%w)",
 			tputReportTries, tputReportTries*tputReportWait, r.p.address, os.ErrDeadlineExceeded)
 	}
-	r.errs.add(&OpError{Op: "throughput", Network: r.p.network, Address: r.p.address, Err: err})
+	r.addError(&OpError{Op: "throughput", Network: r.p.network, Address: r.p.address, Err: err})
 }
 
 // udpReceive asks the source for datagrams and counts them, and the gaps in their sequence
