@@ -302,8 +302,8 @@ func bareScenario(addr string) func(context.Context) error {
 			return rpcErr("Accept", err)
 		}
 		payload := pattern(pingSize)
-		for range scenarioPairs {
-			if err := sendRecv(sctx, sc, d.GetSocket().GetSocketId(), a.GetSocket().GetSocketId(), payload); err != nil {
+		for range scenarioPairs { // as the runner: the session header only on calls that open a socket
+			if err := sendRecv(ctx, sc, d.GetSocket().GetSocketId(), a.GetSocket().GetSocketId(), payload); err != nil {
 				return err
 			}
 		}
@@ -329,5 +329,5 @@ func scenarioRow(ctx context.Context, e *env) result {
 	if err := writeScenario(path, e.addr); err != nil {
 		return result{err: err}
 	}
-	return alternate(ctx, e.iterations(5, 1), e.iterations(1, 0), runScenario(path), bareScenario(e.addr))
+	return alternate(ctx, e.iterations(21, 1), e.iterations(2, 0), runScenario(path), bareScenario(e.addr))
 }
