@@ -66,3 +66,15 @@ func BenchmarkPlanSteps(b *testing.B) {
 		planSteps(f.Path, f.Steps)
 	}
 }
+
+// BenchmarkLoadScenario: reading, parsing and validating the 1,000-step file, which
+// 'sockctl run' does before the run.
+func BenchmarkLoadScenario(b *testing.B) {
+	f := benchScenario(b, "127.0.0.1:1")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := loadScenario(f.Path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
