@@ -102,15 +102,32 @@ func protoTimeout(d time.Duration) *durationpb.Duration {
 // once per step, so it builds the string directly (no fmt), and looks up each given argument
 // once (describeAt) rather than every argument it could show.
 func describe(action string, a scenario.Resolved) string {
+	d, _, _ := describeLabel(action, a, false)
+	return d
+}
+
+// describeLabel is describe, and the length of its start that shows the action and
+// describeArgs: the step's label (scenario's labelArgs are describeArgs) when the arguments
+// are as written and the step has no name. With literal, it gives up (ok false) on a value
+// with a "$" (one literal would not pass): a plan needs both, in one pass over the
+// arguments.
+func describeLabel(action string, a scenario.Resolved, literal bool) (detail string, labelLen int, ok bool) {
 	var at [16]describeArg // the arguments to show, in describeAt order
 	n := 0
 	for k, v := range a.Args {
-		pos, ok := describeAt[k]
-		if !ok {
+		if literal && strings.IndexByte(v.Raw, '$') >= 0 {
+			return "", 0, false
+		}
+		pos, known := describeAt[k]
+		if !known {
 			continue
 		}
 		if n == len(at) { // more arguments than any action takes: no ordering by hand
-			return describeSlow(action, a)
+			if literal && !literalArgs(a.Args) {
+				return "", 0, false
+			}
+			d, l := describeSlowLabel(action, a)
+			return d, l, true
 		}
 		i := n
 		for ; i > 0 && at[i-1].pos > pos; i-- {
@@ -121,10 +138,12 @@ func describe(action string, a scenario.Resolved) string {
 	}
 	b := make([]byte, 0, 96)
 	b = append(b, action...)
+	labelLen = len(b)
 	for _, d := range at[:n] {
 		switch {
 		case d.pos < len(describeArgs):
 			b = append(append(b, ' '), d.value...)
+			labelLen = len(b)
 		case d.pos < len(describeArgs)+len(describeData):
 			b = append(append(append(b, ' '), d.key...), '=')
 			b = appendClip(b, d.value, 24)
@@ -132,7 +151,7 @@ func describe(action string, a scenario.Resolved) string {
 			b = append(append(append(append(b, ' '), d.key...), '='), d.value...)
 		}
 	}
-	return string(b)
+	return string(b), labelLen, true
 }
 
 type describeArg struct {
@@ -152,6 +171,12 @@ var describeAt = func() map[string]int {
 
 // describeSlow is describe, going through the lists in order.
 func describeSlow(action string, a scenario.Resolved) string {
+	d, _ := describeSlowLabel(action, a)
+	return d
+}
+
+// describeSlowLabel is describeSlow, and the length of the label at its start.
+func describeSlowLabel(action string, a scenario.Resolved) (string, int) {
 	b := make([]byte, 0, 96)
 	b = append(b, action...)
 	for _, k := range describeArgs {
@@ -159,6 +184,7 @@ func describeSlow(action string, a scenario.Resolved) string {
 			b = append(append(b, ' '), a.String(k)...)
 		}
 	}
+	labelLen := len(b)
 	for _, k := range describeData {
 		if a.Has(k) {
 			b = append(append(append(b, ' '), k...), '=')
@@ -170,7 +196,7 @@ func describeSlow(action string, a scenario.Resolved) string {
 			b = append(append(append(append(b, ' '), k...), '='), a.String(k)...)
 		}
 	}
-	return string(b)
+	return string(b), labelLen
 }
 
 // describeArgs are the arguments describe shows as they are, describeData those it shows as

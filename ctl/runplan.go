@@ -65,10 +65,15 @@ func countActions(steps []*scenario.Step) int {
 }
 
 func planStep(path string, st *scenario.Step) stepPlan {
-	p := stepPlan{label: st.Label()}
-	if literal(st.Args) {
+	var p stepPlan
+	if detail, n, ok := describeLabel(st.Action, scenario.Resolved{Path: path, Args: st.Args}, true); ok {
 		p.args, p.argsSet = scenario.Resolved{Path: path, Args: st.Args}, true
-		p.detail = describe(st.Action, p.args)
+		p.detail = detail
+		if st.Name == "" && st.Parallel == nil && st.Repeat == nil {
+			// The label of an unnamed action step is the action and its describeArgs as
+			// written: here as resolved, the same, at the start of the detail.
+			p.label = p.detail[:n]
+		}
 		// data_size is looked at first: data_size: 1G is not made here only to be dropped.
 		if n, err := p.args.Uint("data_size"); err == nil && n <= maxPlannedData {
 			if d, _, err := p.args.Data(); err == nil && len(d) <= maxPlannedData {
@@ -76,16 +81,19 @@ func planStep(path string, st *scenario.Step) stepPlan {
 			}
 		}
 	}
+	if p.label == "" {
+		p.label = st.Label()
+	}
 	if st.Expect == nil {
 		p.expectStatic = true
-	} else if literal(st.Expect) {
+	} else if literalArgs(st.Expect) {
 		p.expect, p.expectSet, p.expectStatic = scenario.Resolved{Path: path, Args: st.Expect}, true, true
 	}
 	return p
 }
 
-// literal reports whether no value of args has a "$": resolving them gives them as they are.
-func literal(args scenario.Args) bool {
+// literalArgs reports whether no value of args has a "$": resolving them gives them as they are.
+func literalArgs(args scenario.Args) bool {
 	for _, v := range args {
 		if strings.IndexByte(v.Raw, '$') >= 0 {
 			return false
