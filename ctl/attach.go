@@ -46,12 +46,16 @@ func (a *app) attachCommand() *cobra.Command {
 	var r relayFlags
 	var to string
 	cmd := &cobra.Command{
-		Use:   "attach ID",
+		Use:   "attach [AGENT] ID",
 		Short: "Join standard input and output to a socket, like netcat",
 		Long: `Attach joins sockctl to socket ID of the agent (a connected stream socket from dial or
 accept, or a datagram socket), like netcat. The socket stays open afterwards: close it
 with 'sockctl close ID'. While attached, other data calls on it (send, recv, ...) answer
 SOCKET_BUSY.
+
+The agent is AGENT when given (HOST:PORT or unix:PATH, as --agent takes), else --agent,
+$SOCKCTL_AGENT or the default; 'attach 10.77.0.2:7700 s3' is 'attach s3 --agent
+10.77.0.2:7700'.
 
 ` + relayHelp + `
 
@@ -62,10 +66,16 @@ the datagrams sent.`,
   sockctl accept s1 --wait 1m                    # the accepted connection, say s2
   sockctl attach s2                              # type lines; Ctrl-D ends your side
   sockctl bind udp 127.0.0.1:0                   # say s3
-  echo ping | sockctl attach s3 --to 127.0.0.1:9999 --linger 1s`,
-		Args: args(1, "ID"),
+  echo ping | sockctl attach s3 --to 127.0.0.1:9999 --linger 1s
+  sockctl attach 10.77.0.2:7700 s2               # a socket of another agent`,
+		Args: args(1, "AGENT", "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id := args[0]
+			id := args[len(args)-1]
+			if len(args) == 2 {
+				if err := a.setAgent(args[0]); err != nil {
+					return err
+				}
+			}
 			if err := r.check(); err != nil {
 				return err
 			}

@@ -131,6 +131,23 @@ func TestAttachCommand(t *testing.T) {
 	}
 	ok(t, addr, "close", id)
 
+	// The agent as AGENT, netcat style (no --agent); beside another --agent it is a usage error.
+	peer2 := attachServer(t, func(c *net.TCPConn) {
+		_, _ = io.Copy(c, c)
+		_ = c.CloseWrite()
+	})
+	okJSON(t, addr, &d, "dial", "tcp", peer2)
+	id2 := d.GetSocket().GetSocketId()
+	(invocation{stdin: "x\n", args: []string{"--agent", "127.0.0.1:1", "attach", addr, id2}}).exec(t).
+		want(t, ExitUsage, nil, []string{"agent " + addr + " given twice", "--agent 127.0.0.1:1"})
+	r = invocation{stdin: "agent as an argument\n", args: []string{"attach", addr, id2}}.exec(t)
+	r.want(t, ExitOK, nil, nil)
+	if r.stdout != "agent as an argument\n" {
+		t.Errorf("attach AGENT ID: stdout %q, want the echo", r.stdout)
+	}
+	ok(t, addr, "close", id2)
+	sockctl(t, addr, "attach", addr, id2, "s3").want(t, ExitUsage, nil, []string{"expected AGENT ID, got 3 arguments"})
+
 	var l sockagentv1.ListenResponse
 	okJSON(t, addr, &l, "listen", "tcp", "127.0.0.1:0")
 	lid := l.GetSocket().GetSocketId()

@@ -49,6 +49,19 @@ func (a *app) agentAddr() string {
 	return a.agentFlag
 }
 
+// setAgent makes addr, given as a command's AGENT argument, the agent of this invocation. It
+// is a usage error beside an --agent that names another.
+func (a *app) setAgent(addr string) error {
+	if a.agentChanged && a.agentFlag != addr {
+		return usagef("agent %s given twice: as AGENT and as --agent %s; give one", addr, a.agentFlag)
+	}
+	if addr == "" {
+		return usagef("AGENT is empty: give HOST:PORT or unix:PATH")
+	}
+	a.agentFlag, a.agentChanged = addr, true
+	return nil
+}
+
 const rootLong = `sockctl drives real OS sockets on a sockagent daemon: one command per RPC of
 sockagent.v1. Each command makes one call to one agent and prints the result.
 

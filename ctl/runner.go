@@ -611,10 +611,27 @@ func (r *runner) deadlines(args scenario.Resolved) (time.Duration, time.Duration
 	return d, d + rpcMargin, nil
 }
 
+// errStepDeadline is the cause a step's context ends with when the step outlives its deadline.
+var errStepDeadline = errors.New("step deadline exceeded")
+
+// withStepDeadline bounds a step's RPC by d as context.WithTimeout does, but as a cancellation
+// the agent does not see. A deadline on the context makes grpc-go send it in a grpc-timeout
+// header and the agent arm a timer of its own for the call: 2.5µs of every send or recv step
+// (7%), against 1.2µs for this (BenchmarkStepDeadline). The agent enforces the request's own timeout
+// already; this deadline only guards against an agent that never answers, so the client's
+// timer is enough. The caller turns an error after errStepDeadline into DEADLINE_EXCEEDED.
+func withStepDeadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	t := time.AfterFunc(d, func() { cancel(errStepDeadline) })
+	return ctx, func() {
+		t.Stop()
+		cancel(nil)
+	}
+}
+
 // act makes the step's RPC. It returns the outcome for the expectations and the socket the
 // step created, if any; a *scenarioError means the scenario itself is wrong.
-func (r *runner) act(ctx context.Context, st *scenario.Step, pl *stepPlan, args scenario.Resolved) (scenario.Outcome, *sockagentv1.Socket, error) {
-	var out scenario.Outcome
+func (r *runner) act(ctx context.Context, st *scenario.Step, pl *stepPlan, args scenario.Resolved) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
 	rm := r.remotes[st.On]
 	if st.Action == "sleep" {
 		d, err := args.Duration("duration")
@@ -642,8 +659,14 @@ func (r *runner) act(ctx context.Context, st *scenario.Step, pl *stepPlan, args 
 	case "listen", "bind", "shutdown", "close":
 		deadline = r.cfg.stepTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, deadline)
+	ctx, cancel := withStepDeadline(ctx, deadline)
 	defer cancel()
+	sctx := ctx
+	defer func() {
+		if err != nil && context.Cause(sctx) == errStepDeadline {
+			err = status.Error(codes.DeadlineExceeded, "step deadline exceeded")
+		}
+	}()
 	id := ""
 	if args.Has("socket") {
 		if id, err = r.socketRef(st.On, args.String("socket")); err != nil {

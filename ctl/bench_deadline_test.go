@@ -1,0 +1,89 @@
+package ctl
+
+// What bounding each RPC costs on a send+recv loop like the 1,000-step scenario's: no bound,
+// context.WithTimeout (grpc-go sends the deadline; the agent arms a timer per call) and
+// withStepDeadline (the client's timer alone), in rounds against the same in-process agent.
+//
+//	go test -run='^$' -bench=StepDeadline -benchtime=30x ./ctl/
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+)
+
+// sendRecvLoop makes 500 send+recv pairs on a fresh TCP pair, each RPC's context from bound.
+func sendRecvLoop(b *testing.B, ctx context.Context, sc sockagentv1.SocketServiceClient, bound func(context.Context) (context.Context, context.CancelFunc)) {
+	l, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: l.GetSocket().GetLocalAddress()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: l.GetSocket().GetSocketId()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := []byte(benchPayload)
+	for range 500 {
+		c, cancel := bound(ctx)
+		_, err := sc.Send(c, &sockagentv1.SendRequest{SocketId: d.GetSocket().GetSocketId(), Data: payload})
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, cancel = bound(ctx)
+		r, err := sc.Recv(c, &sockagentv1.RecvRequest{SocketId: a.GetSocket().GetSocketId(), ExactBytes: uint32(len(payload))})
+		cancel()
+		if err != nil || string(r.GetData()) != benchPayload {
+			b.Fatalf("recv: %q, %v", r.GetData(), err)
+		}
+	}
+	for _, s := range []*sockagentv1.Socket{a.GetSocket(), d.GetSocket(), l.GetSocket()} {
+		if _, err := sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: s.GetSocketId()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkStepDeadline(b *testing.B) {
+	addr := benchAgent(b)
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	sc := sockagentv1.NewSocketServiceClient(cc)
+	ctx, cancel := context.WithCancel(context.Background()) // as a run's: cancellable, no deadline
+	defer cancel()
+	const d = 30 * time.Second
+	kinds := []struct {
+		name  string
+		bound func(context.Context) (context.Context, context.CancelFunc)
+	}{
+		{"none", func(ctx context.Context) (context.Context, context.CancelFunc) { return ctx, func() {} }},
+		{"withtimeout", func(ctx context.Context) (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, d) }},
+		{"stepdeadline", func(ctx context.Context) (context.Context, context.CancelFunc) { return withStepDeadline(ctx, d) }},
+	}
+	sendRecvLoop(b, ctx, sc, kinds[0].bound) // warm up
+	took := make([]time.Duration, len(kinds))
+	for b.Loop() {
+		for i, k := range kinds {
+			t0 := time.Now()
+			sendRecvLoop(b, ctx, sc, k.bound)
+			took[i] += time.Since(t0)
+		}
+	}
+	for i, k := range kinds {
+		b.ReportMetric(float64(took[i])/float64(b.N)/1e6, k.name+"-ms")
+	}
+	b.ReportMetric(float64(took[1])/float64(took[0]), "withtimeout/none")
+	b.ReportMetric(float64(took[2])/float64(took[0]), "stepdeadline/none")
+}
