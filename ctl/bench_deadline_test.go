@@ -1,8 +1,9 @@
 package ctl
 
 // What bounding each RPC costs on a send+recv loop like the 1,000-step scenario's: no bound,
-// context.WithTimeout (grpc-go sends the deadline; the agent arms a timer per call) and
-// withStepDeadline (the client's timer alone), in rounds against the same in-process agent.
+// context.WithTimeout (grpc-go sends the deadline; the agent arms a timer per call), a
+// cancellable context and a timer per call (the client's timer alone) and a stepClock (one
+// context and one timer for all), in rounds against the same in-process agent.
 //
 //	go test -run='^$' -bench=StepDeadline -benchtime=30x ./ctl/
 
@@ -64,13 +65,20 @@ func BenchmarkStepDeadline(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background()) // as a run's: cancellable, no deadline
 	defer cancel()
 	const d = 30 * time.Second
+	clock := newStepClock(ctx)
+	defer clock.close()
 	kinds := []struct {
 		name  string
 		bound func(context.Context) (context.Context, context.CancelFunc)
 	}{
 		{"none", func(ctx context.Context) (context.Context, context.CancelFunc) { return ctx, func() {} }},
 		{"withtimeout", func(ctx context.Context) (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, d) }},
-		{"stepdeadline", func(ctx context.Context) (context.Context, context.CancelFunc) { return withStepDeadline(ctx, d) }},
+		{"timerpercall", func(ctx context.Context) (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(ctx)
+			t := time.AfterFunc(d, cancel)
+			return ctx, func() { t.Stop(); cancel() }
+		}},
+		{"stepclock", func(context.Context) (context.Context, context.CancelFunc) { return clock.start(d), clock.stop }},
 	}
 	sendRecvLoop(b, ctx, sc, kinds[0].bound) // warm up
 	took := make([]time.Duration, len(kinds))
@@ -85,5 +93,6 @@ func BenchmarkStepDeadline(b *testing.B) {
 		b.ReportMetric(float64(took[i])/float64(b.N)/1e6, k.name+"-ms")
 	}
 	b.ReportMetric(float64(took[1])/float64(took[0]), "withtimeout/none")
-	b.ReportMetric(float64(took[2])/float64(took[0]), "stepdeadline/none")
+	b.ReportMetric(float64(took[2])/float64(took[0]), "timerpercall/none")
+	b.ReportMetric(float64(took[3])/float64(took[0]), "stepclock/none")
 }

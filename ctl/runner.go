@@ -272,12 +272,21 @@ func (r *runner) closeRemotes() {
 type frame struct {
 	prefix string
 	iters  []int
+	clock  *stepClock // bounds the steps of the goroutine running this one
 }
 
 // runSteps runs steps in order; after a failure (without --keep-going) the rest are skipped.
 func (r *runner) runSteps(ctx context.Context, steps []*scenario.Step, prefix string, iters []int) {
+	c := newStepClock(ctx)
+	defer c.close()
+	r.runIn(ctx, steps, frame{prefix: prefix, iters: iters, clock: c})
+}
+
+// runIn runs steps in order in the goroutine (and with the clock) of f, their numbers
+// prefixed by f.prefix.
+func (r *runner) runIn(ctx context.Context, steps []*scenario.Step, f frame) {
 	for i, st := range steps {
-		r.runStep(ctx, st, frame{prefix: prefix + strconv.Itoa(i+1), iters: iters})
+		r.runStep(ctx, st, frame{prefix: f.prefix + strconv.Itoa(i+1), iters: f.iters, clock: f.clock})
 	}
 }
 
@@ -294,7 +303,7 @@ func (r *runner) runStep(ctx context.Context, st *scenario.Step, f frame) {
 	case st.Repeat != nil:
 		for i := range st.Repeat.Count {
 			iters := append(append([]int(nil), f.iters...), i)
-			r.runSteps(ctx, st.Repeat.Steps, fmt.Sprintf("%s[%d].", f.prefix, i), iters)
+			r.runIn(ctx, st.Repeat.Steps, frame{prefix: fmt.Sprintf("%s[%d].", f.prefix, i), iters: iters, clock: f.clock})
 		}
 	default:
 		pl := r.plan(st)
@@ -341,6 +350,8 @@ func (r *runner) runParallel(ctx context.Context, st *scenario.Step, f frame) {
 	for i, child := range st.Parallel {
 		cf := frame{prefix: f.prefix + "." + strconv.Itoa(i+1), iters: f.iters}
 		wg.Go(func() {
+			cf.clock = newStepClock(bctx)
+			defer cf.clock.close()
 			r.runStep(bctx, child, cf)
 			r.mu.Lock()
 			stopped, at := r.stopped, r.failedAt
@@ -487,7 +498,7 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 		expect = &e
 	}
 	start := time.Now()
-	out, created, err := r.act(ctx, st, pl, args)
+	out, created, err := r.act(ctx, f.clock, st, pl, args)
 	elapsed := time.Since(start)
 	rep.DurationMS = ms(elapsed)
 	if created != nil {
@@ -614,24 +625,77 @@ func (r *runner) deadlines(args scenario.Resolved) (time.Duration, time.Duration
 // errStepDeadline is the cause a step's context ends with when the step outlives its deadline.
 var errStepDeadline = errors.New("step deadline exceeded")
 
-// withStepDeadline bounds a step's RPC by d as context.WithTimeout does, but as a cancellation
-// the agent does not see. A deadline on the context makes grpc-go send it in a grpc-timeout
-// header and the agent arm a timer of its own for the call: 2.5µs of every send or recv step
-// (7%), against 1.2µs for this (BenchmarkStepDeadline). The agent enforces the request's own timeout
-// already; this deadline only guards against an agent that never answers, so the client's
-// timer is enough. The caller turns an error after errStepDeadline into DEADLINE_EXCEEDED.
-func withStepDeadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	t := time.AfterFunc(d, func() { cancel(errStepDeadline) })
-	return ctx, func() {
-		t.Stop()
-		cancel(nil)
+// stepClock bounds the RPCs of the steps one goroutine runs one after another, each by its
+// step's deadline, as context.WithTimeout would, but as a cancellation the agent does not
+// see. A deadline on the context makes grpc-go send it in a grpc-timeout header and the agent
+// arm a timer of its own for the call: 2.5µs of every send or recv step (7%;
+// BenchmarkStepDeadline). The agent enforces the request's own timeout already; the step's
+// deadline only guards against an agent that never answers, so a client timer is enough, and
+// one timer and one context serve all the steps of the goroutine until a deadline passes
+// (a context and a timer per step cost 5 allocations and 1.2µs). act turns an error after
+// errStepDeadline into DEADLINE_EXCEEDED.
+type stepClock struct {
+	parent context.Context
+	timer  *time.Timer
+	mu     sync.Mutex
+	ctx    context.Context         // the steps' context, until a deadline cancels it
+	cancel context.CancelCauseFunc // of ctx
+	due    time.Time               // the running step's deadline; zero between steps
+}
+
+func newStepClock(parent context.Context) *stepClock {
+	c := &stepClock{parent: parent}
+	c.timer = time.AfterFunc(time.Hour, c.expire)
+	c.timer.Stop()
+	return c
+}
+
+// expire cancels the running step's context, unless the timer fired for a step that has
+// ended since (its callback can run after stop, beside the next step's start).
+func (c *stepClock) expire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.due.IsZero() && !time.Now().Before(c.due) {
+		c.cancel(errStepDeadline)
+	}
+}
+
+// start returns the context of a step that must end within d; stop ends the step.
+func (c *stepClock) start(d time.Duration) context.Context {
+	c.mu.Lock()
+	if c.ctx == nil || c.ctx.Err() != nil {
+		if c.cancel != nil {
+			c.cancel(nil)
+		}
+		c.ctx, c.cancel = context.WithCancelCause(c.parent)
+	}
+	c.due = time.Now().Add(d)
+	ctx := c.ctx
+	c.mu.Unlock()
+	c.timer.Reset(d)
+	return ctx
+}
+
+func (c *stepClock) stop() {
+	c.timer.Stop()
+	c.mu.Lock()
+	c.due = time.Time{}
+	c.mu.Unlock()
+}
+
+// close releases the clock's context once its goroutine has run its steps.
+func (c *stepClock) close() {
+	c.timer.Stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cancel != nil {
+		c.cancel(nil)
 	}
 }
 
 // act makes the step's RPC. It returns the outcome for the expectations and the socket the
 // step created, if any; a *scenarioError means the scenario itself is wrong.
-func (r *runner) act(ctx context.Context, st *scenario.Step, pl *stepPlan, args scenario.Resolved) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
+func (r *runner) act(ctx context.Context, clock *stepClock, st *scenario.Step, pl *stepPlan, args scenario.Resolved) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
 	rm := r.remotes[st.On]
 	if st.Action == "sleep" {
 		d, err := args.Duration("duration")
@@ -659,8 +723,8 @@ func (r *runner) act(ctx context.Context, st *scenario.Step, pl *stepPlan, args 
 	case "listen", "bind", "shutdown", "close":
 		deadline = r.cfg.stepTimeout
 	}
-	ctx, cancel := withStepDeadline(ctx, deadline)
-	defer cancel()
+	ctx = clock.start(deadline)
+	defer clock.stop()
 	sctx := ctx
 	defer func() {
 		if err != nil && context.Cause(sctx) == errStepDeadline {

@@ -31,14 +31,15 @@ func (h *hangingSockets) Listen(ctx context.Context, _ *sockagentv1.ListenReques
 // CANCELLED, not never), and that deadline is the client's alone: the RPC's context carries
 // none for grpc-go to send (withStepDeadline).
 func TestStepDeadlineIsClientSide(t *testing.T) {
-	f, err := scenario.Parse("hang.yaml", []byte("agents: {a: 127.0.0.1:1}\nsteps:\n  - {on: a, listen: {network: tcp, address: \"127.0.0.1:0\"}}\n"))
+	f, err := scenario.Parse("hang.yaml", []byte("agents: {a: 127.0.0.1:1}\nsteps:\n"+
+		"  - {on: a, listen: {network: tcp, address: \"127.0.0.1:0\"}}\n  - {on: a, listen: {network: tcp, address: \"127.0.0.1:0\"}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &hangingSockets{hadDeadline: make(chan bool, 1)}
+	hs := &hangingSockets{hadDeadline: make(chan bool, 2)}
 	const stepTimeout = 150 * time.Millisecond
 	r := &runner{
-		cfg:     runConfig{file: f, stepTimeout: stepTimeout, getenv: func(string) string { return "" }},
+		cfg:     runConfig{file: f, stepTimeout: stepTimeout, keepGoing: true, getenv: func(string) string { return "" }},
 		remotes: map[string]*remote{"a": {name: "a", sockets: hs}},
 		aliases: map[string]alias{},
 	}
@@ -48,17 +49,47 @@ func TestStepDeadlineIsClientSide(t *testing.T) {
 	start := time.Now()
 	r.runSteps(ctx, f.Steps, "", nil)
 	took := time.Since(start)
-	if len(r.steps) != 1 {
-		t.Fatalf("%d step reports, want 1", len(r.steps))
+	if len(r.steps) != 2 {
+		t.Fatalf("%d step reports, want 2", len(r.steps))
 	}
-	s := r.steps[0]
-	if s.Status != statusFailed || s.Reason != reasonStepTimeout {
-		t.Errorf("step: status %s reason %q (%s), want failed STEP_TIMEOUT", s.Status, s.Reason, s.Message)
+	for _, s := range r.steps { // the second on a fresh context: it too waits its deadline
+		if s.Status != statusFailed || s.Reason != reasonStepTimeout {
+			t.Errorf("step %s: status %s reason %q (%s), want failed STEP_TIMEOUT", s.Index, s.Status, s.Reason, s.Message)
+		}
 	}
-	if took < stepTimeout || took > 5*time.Second {
-		t.Errorf("the step took %s, want its deadline %s (and well under 5s)", took, stepTimeout)
+	if took < 2*stepTimeout || took > 5*time.Second {
+		t.Errorf("the steps took %s, want their deadlines, 2 x %s (and well under 5s)", took, stepTimeout)
 	}
-	if <-hs.hadDeadline {
-		t.Error("the Listen RPC's context had a deadline: grpc-go sends it to the agent, which costs every call a timer there")
+	for range 2 {
+		if <-hs.hadDeadline {
+			t.Error("the Listen RPC's context had a deadline: grpc-go sends it to the agent, which costs every call a timer there")
+		}
 	}
+}
+
+// A stepClock reuses its context from step to step, ignores a timer callback of a step that
+// has ended, and after a deadline gives the next step a fresh context.
+func TestStepClock(t *testing.T) {
+	c := newStepClock(context.Background())
+	defer c.close()
+	ctx1 := c.start(time.Hour)
+	c.stop()
+	c.expire() // the callback of the ended step, late
+	ctx2 := c.start(time.Hour)
+	c.expire() // the same, running beside the next step
+	if ctx2.Err() != nil || ctx2 != ctx1 {
+		t.Fatalf("second step: context %p (err %v), want the first's %p, live", ctx2, ctx2.Err(), ctx1)
+	}
+	c.stop()
+	ctx3 := c.start(time.Millisecond)
+	<-ctx3.Done() // the timer fires
+	if cause := context.Cause(ctx3); cause != errStepDeadline {
+		t.Errorf("after the deadline: cause %v, want %v", cause, errStepDeadline)
+	}
+	c.stop()
+	ctx4 := c.start(time.Hour)
+	if ctx4.Err() != nil || ctx4 == ctx3 {
+		t.Errorf("after a deadline: the next step's context is %p (err %v), want a fresh one", ctx4, ctx4.Err())
+	}
+	c.stop()
 }
