@@ -310,6 +310,10 @@ type env struct {
 	bare       healthpb.HealthClient
 
 	tmp string // binaries and scenario files; removed by close
+
+	built    bool // buildBinaries ran: bin and buildErr hold its result
+	bin      binaries
+	buildErr error
 }
 
 // serveOn starts serve on a new 127.0.0.1:0 listener and returns its address.

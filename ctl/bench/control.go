@@ -3,22 +3,19 @@ package bench
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/ctl"
+	"github.com/sockagent/sockagent/ctl/bench/bareclient"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -164,13 +161,22 @@ func moduleRoot() (string, error) {
 
 // binaries are the programs the sockctl row runs.
 type binaries struct {
-	sockctl, bare, nothing string
+	sockctl, bare, bareScenario, nothing string
 }
 
-// buildBinaries builds sockctl, the bare client and the empty program into e.tmp.
+// buildBinaries builds sockctl, the bare clients and the empty program into e.tmp, once.
 func (e *env) buildBinaries(ctx context.Context) (binaries, error) {
-	pkgs := []string{"./ctl/cmd/sockctl", "./ctl/bench/testdata/bareinfo", "./ctl/bench/testdata/nothing"}
-	b := binaries{filepath.Join(e.tmp, "sockctl"), filepath.Join(e.tmp, "bareinfo"), filepath.Join(e.tmp, "nothing")}
+	if e.built {
+		return e.bin, e.buildErr
+	}
+	e.bin, e.buildErr = e.build(ctx)
+	e.built = true
+	return e.bin, e.buildErr
+}
+
+func (e *env) build(ctx context.Context) (binaries, error) {
+	pkgs := []string{"./ctl/cmd/sockctl", "./ctl/bench/testdata/bareinfo", "./ctl/bench/testdata/barescenario", "./ctl/bench/testdata/nothing"}
+	b := binaries{filepath.Join(e.tmp, "sockctl"), filepath.Join(e.tmp, "bareinfo"), filepath.Join(e.tmp, "barescenario"), filepath.Join(e.tmp, "nothing")}
 	root, err := moduleRoot()
 	if err != nil {
 		return b, err
@@ -266,68 +272,27 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n") + "\n"
 }
 
-// bareScenario makes the RPCs the scenario run makes, from a bare Go client: connect, GetInfo,
-// open a session, listen/dial/accept in it (with request ids), 497 send+recv pairs, three
-// closes, close the session; like the runner, every socket call carries the session header.
-func bareScenario(addr string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		conn, err := dial(addr)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		sc := sockagentv1.NewSocketServiceClient(conn)
-		ss := sockagentv1.NewSessionServiceClient(conn)
-		if _, err := sockagentv1.NewAgentServiceClient(conn).GetInfo(ctx, &sockagentv1.GetInfoRequest{}, grpc.WaitForReady(true)); err != nil {
-			return rpcErr("GetInfo", err)
-		}
-		sess, err := ss.OpenSession(ctx, &sockagentv1.OpenSessionRequest{Ttl: durationpb.New(30 * time.Second), Name: "sockbench bare"})
-		if err != nil {
-			return rpcErr("OpenSession", err)
-		}
-		defer func() {
-			_, _ = ss.CloseSession(context.WithoutCancel(ctx), &sockagentv1.CloseSessionRequest{SessionId: sess.GetSession().GetSessionId()})
-		}()
-		sctx := metadata.AppendToOutgoingContext(ctx, agent.SessionHeader, sess.GetSession().GetSessionId())
-		l, err := sc.Listen(sctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0", RequestId: requestID()})
-		if err != nil {
-			return rpcErr("Listen", err)
-		}
-		d, err := sc.Dial(sctx, &sockagentv1.DialRequest{Network: "tcp", Address: l.GetSocket().GetLocalAddress(), Timeout: durationpb.New(closeBudget), RequestId: requestID()})
-		if err != nil {
-			return rpcErr("Dial", err)
-		}
-		a, err := sc.Accept(sctx, &sockagentv1.AcceptRequest{SocketId: l.GetSocket().GetSocketId(), Timeout: durationpb.New(closeBudget), RequestId: requestID()})
-		if err != nil {
-			return rpcErr("Accept", err)
-		}
-		payload := pattern(pingSize)
-		for range scenarioPairs { // as the runner: the session header only on calls that open a socket
-			if err := sendRecv(ctx, sc, d.GetSocket().GetSocketId(), a.GetSocket().GetSocketId(), payload); err != nil {
-				return err
-			}
-		}
-		for _, s := range []*sockagentv1.Socket{d.GetSocket(), a.GetSocket(), l.GetSocket()} {
-			if _, err := sc.Close(sctx, &sockagentv1.CloseRequest{SocketId: s.GetSocketId()}); err != nil {
-				return rpcErr("Close", err)
-			}
-		}
-		return nil
-	}
-}
-
-func requestID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "sockbench-" + hex.EncodeToString(b[:])
-}
-
-// scenarioRow alternates the scenario through `sockctl run` with the bare client, timing each
-// whole run.
+// scenarioRow alternates `sockctl run` of the scenario with the bare client, both as
+// processes of their own (the built sockctl binary and barescenario), as sockctl meets an
+// agent; the note gives the same alternation inside this process (ctl.Main and
+// bareclient.Scenario), where the runner shares the agent's runtime: its garbage collections
+// stop the agent too, and the two share this process's two Ps.
 func scenarioRow(ctx context.Context, e *env) result {
 	path := filepath.Join(e.tmp, "scenario-1000.yaml")
 	if err := writeScenario(path, e.addr); err != nil {
 		return result{err: err}
 	}
-	return alternate(ctx, e.iterations(21, 1), e.iterations(2, 0), runScenario(path), bareScenario(e.addr))
+	bin, err := e.buildBinaries(ctx)
+	if err != nil {
+		return result{err: err, baseErr: err}
+	}
+	payload := pattern(pingSize)
+	r := alternate(ctx, e.iterations(21, 1), e.iterations(2, 0),
+		runBinary(bin.sockctl, "run", path), runBinary(bin.bareScenario, e.addr, strconv.Itoa(scenarioPairs), string(payload)))
+	in := alternate(ctx, e.iterations(21, 1), e.iterations(2, 0), runScenario(path),
+		func(ctx context.Context) error { return bareclient.Scenario(ctx, e.addr, scenarioPairs, payload) })
+	if in.err == nil && in.baseErr == nil {
+		r.note = fmt.Sprintf("in one process with the agent: %s vs %s, %.2fx", formatSeconds(in.value), formatSeconds(in.base), in.value/in.base)
+	}
+	return r
 }
