@@ -21,8 +21,9 @@
 //	getinfo   GetInfo p50 vs a bare gRPC unary call p50: <= 1.2x
 //	sockctl   one `sockctl info` invocation, wall time p50, vs a bare Go binary making the same
 //	          call: <= 5 ms absolute (the ratio is shown, not judged)
-//	scenario  a 1,000-step scenario through `sockctl run` (ctl.Main) vs a bare Go client making
-//	          the same RPCs: <= 1.2x
+//	scenario  a 1,000-step scenario through the built `sockctl run` vs a bare Go client binary
+//	          making the same RPCs (bareclient), each its own process: <= 1.2x; the note gives
+//	          the same inside this process (ctl.Main vs bareclient.Scenario)
 //
 // Latencies alternate figure and baseline per iteration (or per round of a Probe), so machine
 // noise hits both alike; throughputs run the baseline and then the figure, back to back, each
