@@ -20,35 +20,24 @@ import (
 
 // sendRecvLoop makes 500 send+recv pairs on a fresh TCP pair, each RPC's context from bound.
 func sendRecvLoop(b *testing.B, ctx context.Context, sc sockagentv1.SocketServiceClient, bound func(context.Context) (context.Context, context.CancelFunc)) {
-	l, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	d, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: l.GetSocket().GetLocalAddress()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: l.GetSocket().GetSocketId()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	lis, cli, srv := benchPair(b, ctx, sc)
 	payload := []byte(benchPayload)
 	for range 500 {
 		c, cancel := bound(ctx)
-		_, err := sc.Send(c, &sockagentv1.SendRequest{SocketId: d.GetSocket().GetSocketId(), Data: payload})
+		_, err := sc.Send(c, &sockagentv1.SendRequest{SocketId: cli, Data: payload})
 		cancel()
 		if err != nil {
 			b.Fatal(err)
 		}
 		c, cancel = bound(ctx)
-		r, err := sc.Recv(c, &sockagentv1.RecvRequest{SocketId: a.GetSocket().GetSocketId(), ExactBytes: uint32(len(payload))})
+		r, err := sc.Recv(c, &sockagentv1.RecvRequest{SocketId: srv, ExactBytes: uint32(len(payload))})
 		cancel()
 		if err != nil || string(r.GetData()) != benchPayload {
 			b.Fatalf("recv: %q, %v", r.GetData(), err)
 		}
 	}
-	for _, s := range []*sockagentv1.Socket{a.GetSocket(), d.GetSocket(), l.GetSocket()} {
-		if _, err := sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: s.GetSocketId()}); err != nil {
+	for _, id := range []string{srv, cli, lis} {
+		if _, err := sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id}); err != nil {
 			b.Fatal(err)
 		}
 	}

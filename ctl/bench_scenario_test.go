@@ -118,19 +118,7 @@ func benchBare(b *testing.B, ctx context.Context, addr string) {
 	defer cc.Close()
 	sc := sockagentv1.NewSocketServiceClient(cc)
 	payload := []byte(benchPayload)
-	l, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	d, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: l.GetSocket().GetLocalAddress()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: l.GetSocket().GetSocketId()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cli, srv := d.GetSocket().GetSocketId(), a.GetSocket().GetSocketId()
+	lis, cli, srv := benchPair(b, ctx, sc)
 	for i := 3; i < benchSteps; i++ {
 		if i%2 == 1 {
 			if _, err := sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: payload}); err != nil {
@@ -146,11 +134,29 @@ func benchBare(b *testing.B, ctx context.Context, addr string) {
 			b.Fatalf("received %q, want %q", r.GetData(), payload)
 		}
 	}
-	for _, id := range []string{srv, cli, l.GetSocket().GetSocketId()} {
+	for _, id := range []string{srv, cli, lis} {
 		if _, err := sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id}); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchPair listens on the agent, dials the listener and accepts: it returns the three ids.
+func benchPair(b *testing.B, ctx context.Context, sc sockagentv1.SocketServiceClient) (lis, cli, srv string) {
+	b.Helper()
+	l, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: l.GetSocket().GetLocalAddress()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: l.GetSocket().GetSocketId()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l.GetSocket().GetSocketId(), d.GetSocket().GetSocketId(), a.GetSocket().GetSocketId()
 }
 
 // BenchmarkRatioScenario1000: the runner's wall time for a 1,000-step scenario, target at most
