@@ -70,16 +70,22 @@ func (s *socketService) Attach(stream sockagentv1.SocketService_AttachServer) er
 	return nil
 }
 
-// stream counts an Attach as one blocking call against agent_limits.blocking_calls for as long
-// as it runs, as unary counts the blocking unary calls. Its read buffer (read_size) counts
-// against the caller's and the session's limits in the table; agent_limits.buffered_bytes
-// counts the data of unary calls only.
+// stream counts an Attach or a Throughput as one blocking call against
+// agent_limits.blocking_calls for as long as it runs, as unary counts the blocking unary
+// calls. An Attach's read buffer (read_size) counts against the caller's and the session's
+// limits in the table; agent_limits.buffered_bytes counts the data of unary calls only.
 func (b *budget) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if info.FullMethod != sockagentv1.SocketService_Attach_FullMethodName {
+	var op string
+	switch info.FullMethod {
+	case sockagentv1.SocketService_Attach_FullMethodName:
+		op = "attach"
+	case sockagentv1.MeasureService_Throughput_FullMethodName:
+		op = "throughput"
+	default:
 		return handler(srv, ss)
 	}
 	if err := b.take(0, false); err != nil {
-		return toStatus(&OpError{Op: "attach", Err: err}).Err()
+		return toStatus(&OpError{Op: op, Err: err}).Err()
 	}
 	defer b.give(0)
 	return handler(srv, ss)

@@ -826,3 +826,44 @@ func TestAttachAndServeExclude(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Probe and Throughput count against agent_limits.blocking_calls too: with the agent's one
+// blocking call taken by an Attach, both are refused naming the limit.
+func TestMeasureCallsCountAsBlockingCalls(t *testing.T) {
+	t.Parallel()
+	e := polEnv(t, "agent_limits: {blocking_calls: 1}\n", true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // the peer: accept and hold until the listener closes
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			_, _ = io.Copy(io.Discard, c)
+		}
+	}()
+	alice, bob := e.as(t, "alice"), e.as(t, "bob")
+	sa := alice.dial(t, "tcp", ln.Addr().String())
+	e.attach(t, alice.ctx, sa.GetSocketId())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := e.sc.GetSocket(alice.ctx, &sockagentv1.GetSocketRequest{SocketId: sa.GetSocketId()})
+		if err == nil && r.GetSocket().GetAttached() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket %s not attached: %v", sa.GetSocketId(), err)
+		}
+		time.Sleep(time.Millisecond) // polling interval, not synchronisation
+	}
+	mc := sockagentv1.NewMeasureServiceClient(e.conn)
+	_, err = mc.Probe(bob.ctx, &sockagentv1.ProbeRequest{Network: "tcp", Address: ln.Addr().String(), Count: 1})
+	wantLimit(t, err, "agent_limits.blocking_calls", 1)
+	st, err := mc.Throughput(bob.ctx, &sockagentv1.ThroughputRequest{Network: "tcp", Address: ln.Addr().String(), Duration: dur(time.Second)})
+	if err == nil {
+		_, err = st.Recv()
+	}
+	wantLimit(t, err, "agent_limits.blocking_calls", 1)
+}

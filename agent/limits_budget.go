@@ -11,7 +11,8 @@ import (
 )
 
 // budget enforces the agent-wide limits on calls in progress, all callers together:
-// agent_limits.blocking_calls (Dial, Accept, Send, Recv, SendTo, RecvFrom at once) and
+// agent_limits.blocking_calls (Dial, Accept, Send, Recv, SendTo, RecvFrom, Probe, and the
+// Attach and Throughput streams, at once) and
 // agent_limits.buffered_bytes (the data those calls hold: Send and SendTo data until written,
 // Recv and RecvFrom buffers until filled; a Recv counts the size it asks for, max_bytes or
 // exact_bytes, 0 being the default read size, at most the agent's MaxRecvBytes) plus the
@@ -67,6 +68,8 @@ func (b *budget) cost(req any) (*OpError, int, bool) {
 		return &OpError{Op: "recv", SocketID: r.GetSocketId()}, b.readSize(max(r.GetMaxBytes(), r.GetExactBytes())), true
 	case *sockagentv1.RecvFromRequest:
 		return &OpError{Op: "recvfrom", SocketID: r.GetSocketId()}, b.readSize(r.GetMaxBytes()), true
+	case *sockagentv1.ProbeRequest:
+		return &OpError{Op: "probe", Network: r.GetNetwork(), Address: r.GetAddress()}, 0, true
 	}
 	return nil, 0, false
 }

@@ -20,7 +20,7 @@ package policy
 const DefaultYAML = `# The policy of a sockagent started without --policy.
 agent_limits:                  # all callers together
   sockets: 4096                # open sockets
-  blocking_calls: 4096         # Dial, Accept, Send, Recv, SendTo, RecvFrom in progress
+  blocking_calls: 4096         # Dial, Accept, Send, Recv, SendTo, RecvFrom, Attach, Probe, Throughput in progress
   buffered_bytes: 268435456    # Send/SendTo data being written, Recv/RecvFrom buffers (256 MiB)
 default:
   networks: [tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram]

@@ -13,7 +13,7 @@
 //
 //	agent_limits:                   # all callers together
 //	  sockets: 4096                 # open sockets
-//	  blocking_calls: 4096          # Dial, Accept, Send, Recv, SendTo, RecvFrom in progress
+//	  blocking_calls: 4096          # Dial, Accept, Send, Recv, SendTo, RecvFrom, Attach, Probe, Throughput in progress
 //	  buffered_bytes: 268435456     # Send/SendTo data being written, Recv/RecvFrom buffers
 //	default:                        # the rule set of callers no rule set names
 //	  networks: [tcp, udp]          # allowed network names, compared exactly ("tcp" is not "tcp4")
@@ -84,8 +84,9 @@ var Networks = []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "u
 type Policy struct {
 	// MaxSockets bounds the open sockets of all callers together (agent_limits.sockets).
 	MaxSockets int
-	// MaxBlockingCalls bounds the blocking calls (Dial, Accept, Send, Recv, SendTo, RecvFrom)
-	// of all callers together in progress at once (agent_limits.blocking_calls).
+	// MaxBlockingCalls bounds the blocking calls (Dial, Accept, Send, Recv, SendTo, RecvFrom,
+	// Attach, Probe, Throughput) of all callers together in progress at once
+	// (agent_limits.blocking_calls).
 	MaxBlockingCalls int
 	// MaxBufferedBytes bounds the data the agent holds for calls in progress, all callers
 	// together: Send and SendTo data being written, Recv and RecvFrom buffers being filled,
