@@ -309,12 +309,14 @@ func TestServingLine(t *testing.T) {
 		&sockagentv1.Socket{SocketId: "s1", Network: "udp", Kind: sockagentv1.SocketKind_SOCKET_KIND_DATAGRAM, State: sockagentv1.SocketState_SOCKET_STATE_OPEN,
 			Serving: &sockagentv1.Serving{Behaviour: sockagentv1.Behaviour_BEHAVIOUR_DISCARD, BytesIn: 1400, DatagramsIn: 1, Errors: 2, LastError: "TIMEOUT: x"}},
 		&sockagentv1.Socket{SocketId: "s2", Network: "tcp", Kind: sockagentv1.SocketKind_SOCKET_KIND_STREAM},
+		&sockagentv1.Socket{SocketId: "s3", Network: "tcp", Kind: sockagentv1.SocketKind_SOCKET_KIND_STREAM, Attached: true},
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-	if len(lines) != 4 || lines[3] != "s1 serving discard: in 1.37 KiB, out 0 B, datagrams in 1, out 0, errors 2 (last: TIMEOUT: x)" {
+	if len(lines) != 6 || lines[4] != "s1 serving discard: in 1.37 KiB, out 0 B, datagrams in 1, out 0, errors 2 (last: TIMEOUT: x)" ||
+		lines[5] != "s3 attached: an Attach stream owns its data; other data calls answer SOCKET_BUSY" {
 		t.Errorf("output:\n%s", out.String())
 	}
 }

@@ -84,7 +84,8 @@ func (w *writer) json(m proto.Message) error {
 const socketHeader = "ID\tNETWORK\tKIND\tSTATE\tLOCAL\tREMOTE\tSENT\tRECV\tSESSION\tAGE\tIDLE"
 
 // sockets prints sockets as a table with a header (also when there are none). AGE and IDLE
-// are rounded to the second. A served socket's counters follow the table, a line each.
+// are rounded to the second. A served socket's counters and an attached socket's note follow
+// the table, a line each.
 func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 	var buf bytes.Buffer // one write
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
@@ -98,9 +99,12 @@ func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, s := range socks { // served sockets' counters, one line each under the table
+	for _, s := range socks { // served and attached sockets, one line each under the table
 		if s.GetServing() != nil {
 			buf.WriteString(serving(s) + "\n")
+		}
+		if s.GetAttached() {
+			buf.WriteString(s.GetSocketId() + " attached: an Attach stream owns its data; other data calls answer SOCKET_BUSY\n")
 		}
 	}
 	_, err := w.stdout.Write(buf.Bytes())
