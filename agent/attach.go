@@ -113,6 +113,7 @@ type attachRun struct {
 	set      *policy.RuleSet
 	stream   attachStream
 	readSize int
+	counts   *streamCounts // for the RPC's log and audit line; nil without one
 
 	stop     atomic.Bool // set when the Attach ends: the goroutines touch the socket no more
 	rmu, wmu sync.Mutex  // held by a goroutine while it reads / writes the socket
@@ -166,7 +167,7 @@ func (t *table) attach(ctx context.Context, stream attachStream) error {
 		return wrap(err)
 	}
 	defer release()
-	r := &attachRun{t: t, s: s, set: set, stream: stream, readSize: n,
+	r := &attachRun{t: t, s: s, set: set, stream: stream, readSize: n, counts: streamCountsFrom(ctx),
 		shut: make(chan struct{}), wdone: make(chan error, 1), rdone: make(chan error, 1)}
 	if err := r.run(ctx, first); err != nil {
 		return wrap(err)
@@ -401,6 +402,9 @@ func (r *attachRun) write(data []byte, dst net.Addr) error {
 		n, err = r.s.conn.Write(data)
 	}
 	r.s.bytesSent.Add(uint64(n))
+	if r.counts != nil {
+		r.counts.written.Add(uint64(n))
+	}
 	if err != nil {
 		return err
 	}
@@ -491,6 +495,9 @@ func (r *attachRun) read(buf []byte) (n int, from string, msg bool, err error) {
 	if n > 0 || (err == nil && s.kind == KindDatagram) {
 		s.bytesRecv.Add(uint64(n))
 		s.msgsRecv.Add(1)
+		if r.counts != nil {
+			r.counts.read.Add(uint64(n))
+		}
 		return n, from, true, nil
 	}
 	if err == nil || (errors.Is(err, io.EOF) && s.kind != KindStream) {

@@ -701,7 +701,8 @@ func TestAttachFlowControlUp(t *testing.T) {
 	}
 }
 
-// An Attach is audited: one line when it ends, naming the socket and its addresses.
+// An Attach is audited: one line when it ends, naming the socket, its addresses and the bytes
+// it wrote to the socket and read from it.
 func TestAttachAudited(t *testing.T) {
 	t.Parallel()
 	audit := newLogBuf()
@@ -709,14 +710,24 @@ func TestAttachAudited(t *testing.T) {
 	ctx := ctxT(t)
 	p := e.dialPeer(t)
 	st := e.attach(t, ctx, p.sock.GetSocketId())
+	if err := st.Send(&sockagentv1.AttachRequest{Data: []byte("hello")}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(p.conn, got); err != nil || string(got) != "hello" {
+		t.Fatalf("the peer read %q, %v", got, err)
+	}
+	if _, err := p.conn.Write([]byte("world!")); err != nil {
+		t.Fatal(err)
+	}
 	_ = st.CloseSend()
 	_ = p.conn.CloseWrite()
-	if _, err := recvAll(st); err != nil {
-		t.Fatal(err)
+	if back, err := recvAll(st); err != nil || string(back) != "world!" {
+		t.Fatalf("streamed back %q, %v", back, err)
 	}
 	audit.waitFor(t, regexp.MustCompile(`"msg":"audit","rpc":"Attach","caller":"anonymous",.*"audit":true,"socket":"`+
 		p.sock.GetSocketId()+`","network":"tcp","local":"`+regexp.QuoteMeta(p.sock.GetLocalAddress())+`","remote":"`+
-		regexp.QuoteMeta(p.sock.GetRemoteAddress())+`","code":"OK"`))
+		regexp.QuoteMeta(p.sock.GetRemoteAddress())+`","bytes":5,"bytes_read":6,"code":"OK"`))
 }
 
 // An Attach is one blocking call of its caller (limits.blocking_calls) and of the agent

@@ -55,12 +55,13 @@ type rpcRecord struct {
 	req, resp   any
 	err         error
 	start       time.Time
+	counts      *streamCounts // an Attach's bytes; nil for other RPCs
 }
 
 type socketGetter interface{ GetSocket() *sockagentv1.Socket }
 
 // logRPC writes one structured line per RPC to the log, keys rpc caller peer [token] [audit]
-// socket network local remote [bytes] code dur [err] [auth], and the same line, with
+// socket network local remote [bytes] [bytes_read] code dur [err] [auth], and the same line, with
 // message "audit", to the audit log for the audited RPCs.
 func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 	audit := audited[r.method]
@@ -114,6 +115,9 @@ func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 	}
 	if b, ok := r.resp.(interface{ GetBytesSent() uint64 }); ok && r.err == nil {
 		attrs = append(attrs, slog.Uint64("bytes", b.GetBytesSent()))
+	}
+	if r.counts != nil { // an Attach: written to the socket, read from it (both, even on error)
+		attrs = append(attrs, slog.Uint64("bytes", r.counts.written.Load()), slog.Uint64("bytes_read", r.counts.read.Load()))
 	}
 	st := status.Convert(r.err)
 	attrs = append(attrs, slog.String("code", st.Code().String()), slog.Duration("dur", time.Since(r.start)))

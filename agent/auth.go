@@ -28,6 +28,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
 // ReasonUnauthenticated is the ErrorInfo reason of an RPC refused for missing or invalid
@@ -296,6 +298,11 @@ func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	start := time.Now()
 	caller, why, err := a.authenticate(ctx, info.FullMethod)
 	ctx = WithCaller(ctx, caller)
+	var counts *streamCounts
+	if info.FullMethod == sockagentv1.SocketService_Attach_FullMethodName {
+		counts = new(streamCounts)
+		ctx = context.WithValue(ctx, streamCountsKey{}, counts)
+	}
 	cs := &callerStream{ServerStream: ss, ctx: ctx}
 	if err == nil {
 		err = handler(srv, cs)
@@ -304,8 +311,20 @@ func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	if first := cs.first.Load(); first != nil {
 		req = *first
 	}
-	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, req: req, err: err, start: start})
+	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, req: req, err: err, start: start, counts: counts})
 	return err
+}
+
+// streamCounts are the bytes an Attach wrote to its socket and read from it, for the RPC's
+// log and audit line (keys bytes and bytes_read).
+type streamCounts struct{ written, read atomic.Uint64 }
+
+type streamCountsKey struct{}
+
+// streamCountsFrom returns the counts authStream put in ctx, or nil.
+func streamCountsFrom(ctx context.Context) *streamCounts {
+	c, _ := ctx.Value(streamCountsKey{}).(*streamCounts)
+	return c
 }
 
 // callerStream is a ServerStream whose context carries the caller, and which keeps what the
