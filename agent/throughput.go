@@ -13,7 +13,8 @@ package agent
 // every byte written, so what the summary counts is what the discard got. UDP speaks the
 // datagram format of package wire: Data datagrams with a per-stream test id and sequence
 // numbers; a sender asks the discard for a Report at the end, a receiver asks the source with
-// SourceStart (repeated every wire.KeepAlive) and ends it with SourceStop.
+// SourceStart (repeated every wire.KeepAlive) and ends it with SourceStop and a ReportRequest:
+// the source's Report of what it sent makes the loss, lost tail included.
 
 import (
 	"context"
@@ -233,7 +234,7 @@ type tputStream struct {
 	share     uint64        // UDP receive: bytes asked of the source (0: no limit)
 	datagrams atomic.Uint64 // UDP: Data datagrams sent or received
 	next      atomic.Uint64 // UDP receive: highest sequence number seen + 1
-	reported  atomic.Int64  // UDP send: datagrams the discard reported; -1 before its Report
+	reported  atomic.Int64  // UDP: datagrams the discard received / the source sent, by its Report; -1 before
 	ended     atomic.Int64  // UnixNano when the stream stopped moving bytes
 	err       error         // why the stream ended early; set by its worker (counted in the test's errors)
 }
@@ -658,8 +659,8 @@ func (r *tputRun) summary(base, last tputSnap) tputSummary {
 	if r.p.udp {
 		if r.p.receive {
 			s.received = r.dgrams.Load()
-			for _, st := range r.streams {
-				s.sent += max(st.next.Load(), st.datagrams.Load())
+			for _, st := range r.streams { // the source's count when it reported, else the gaps
+				s.sent += max(st.next.Load(), st.datagrams.Load(), uint64(max(st.reported.Load(), 0)))
 			}
 		} else {
 			s.sent = r.dgrams.Load()
@@ -834,8 +835,15 @@ func (r *tputRun) askReport(s *tputStream) {
 // udpReceive asks the source for datagrams and counts them, and the gaps in their sequence
 // numbers, until the test's end, the stream's share of the byte limit, or silence.
 func (r *tputRun) udpReceive(s *tputStream) {
-	defer r.dataEnded(s)
 	buf := make([]byte, r.p.size)
+	if got := r.udpReceiveData(s, buf); got > 0 && !r.aborted.Load() {
+		r.sourceReport(s, buf)
+	}
+}
+
+// udpReceiveData is udpReceive's data phase; it returns the datagrams received.
+func (r *tputRun) udpReceiveData(s *tputStream, buf []byte) (got uint64) {
+	defer r.dataEnded(s)
 	if _, err := s.conn.Write(r.startDatagram(s)); err != nil {
 		r.failed(s, err)
 		return
@@ -852,11 +860,11 @@ func (r *tputRun) udpReceive(s *tputStream) {
 		return r.setDeadline(s, d) && !r.stopped()
 	}
 	if !refresh(firstWait) {
-		return
+		return 0
 	}
 	var (
-		got, bytes uint64
-		lastSet    = time.Now()
+		bytes   uint64
+		lastSet = time.Now()
 	)
 	for {
 		n, err := s.conn.Read(buf)
@@ -864,10 +872,10 @@ func (r *tputRun) udpReceive(s *tputStream) {
 			if errors.Is(err, os.ErrDeadlineExceeded) && got == 0 && !r.stopped() {
 				r.fail(s, fmt.Errorf("no data from the source in %s; is %s a sockagent source (SocketService.Serve)? (%w)",
 					time.Since(r.start).Round(time.Millisecond), r.p.address, os.ErrDeadlineExceeded))
-				return
+				return got
 			}
 			r.failed(s, err)
-			return
+			return got
 		}
 		h, _, perr := wire.ParseHeader(buf[:n])
 		if perr != nil || h.Type != wire.Data || h.Test != s.test {
@@ -882,12 +890,57 @@ func (r *tputRun) udpReceive(s *tputStream) {
 		r.dgrams.Add(1)
 		r.moved.Add(uint64(n))
 		if s.share > 0 && (bytes >= s.share || (h.Seq+1)*uint64(r.p.size) >= s.share) {
-			return
+			return got
 		}
 		if now := time.Now(); now.Sub(lastSet) > idle/4 {
 			lastSet = now
 			if !refresh(idle) {
-				return
+				return got
+			}
+		}
+	}
+}
+
+// sourceReport ends a receive stream's test with the source: SourceStop, then ReportRequest,
+// a few times, until the source's Report of the datagrams it sent arrives. Data of the test
+// still arriving meanwhile left the source after the test's end here: it is taken off the
+// source's count, as it is not in what the test received. Loss is then what the source sent
+// and this did not receive, the tail included; without a Report it stays the gaps in the
+// sequence numbers.
+func (r *tputRun) sourceReport(s *tputStream, buf []byte) {
+	stop := wire.AppendControl(nil, wire.SourceStop, s.test)
+	req := wire.AppendControl(nil, wire.ReportRequest, s.test)
+	var late int64
+	for range tputReportTries {
+		if !r.setDeadline(s, time.Now().Add(tputReportWait)) {
+			return
+		}
+		if _, err := s.conn.Write(stop); err != nil {
+			return
+		}
+		if _, err := s.conn.Write(req); err != nil {
+			return
+		}
+		for {
+			n, err := s.conn.Read(buf)
+			if err != nil {
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					return
+				}
+				break
+			}
+			h, body, perr := wire.ParseHeader(buf[:n])
+			if perr != nil || h.Test != s.test {
+				continue
+			}
+			switch h.Type {
+			case wire.Data:
+				late++
+			case wire.Report:
+				if rep, perr := wire.ParseReport(body); perr == nil {
+					s.reported.Store(max(int64(rep.Datagrams)-late, 0))
+					return
+				}
 			}
 		}
 	}

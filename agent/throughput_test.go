@@ -154,7 +154,8 @@ func (p *tputPeer) datagrams() uint64 {
 }
 
 // tputUDPSource sends Data datagrams to whoever asks with SourceStart, paced, until the
-// test's duration or bytes, a SourceStop, or 3 KeepAlives without a SourceStart.
+// test's duration or bytes, a SourceStop, or 3 KeepAlives without a SourceStart; it answers
+// a ReportRequest with the datagrams the test sent.
 func tputUDPSource(t *testing.T) *tputPeer {
 	t.Helper()
 	p := newTputPeer(t)
@@ -168,6 +169,7 @@ func tputUDPSource(t *testing.T) *tputPeer {
 		stop     chan struct{}
 		stopped  bool // stop is closed; only the reading goroutine uses it
 		lastSeen atomic.Int64
+		sent     atomic.Uint64 // Data datagrams sent, for the Report
 	}
 	tests := map[uint64]*test{}
 	done := make(chan struct{})
@@ -220,8 +222,15 @@ func tputUDPSource(t *testing.T) *tputPeer {
 							return
 						}
 						sent += uint64(len(out))
+						tt.sent.Add(1)
 					}
 				})
+			case wire.ReportRequest:
+				var r wire.ReportBody
+				if tt := tests[h.Test]; tt != nil {
+					r.Datagrams = tt.sent.Load()
+				}
+				_, _ = pc.WriteTo(wire.AppendReport(nil, h.Test, r), from)
 			case wire.SourceStop:
 				if tt := tests[h.Test]; tt != nil && !tt.stopped {
 					close(tt.stop)
@@ -695,4 +704,47 @@ func TestThroughputAgentShutdown(t *testing.T) {
 	}
 	wantStatus(t, err, codes.Unavailable, agent.ReasonAgentStopping, "throughput tcp "+d.addr)
 	tputWait(t, "the discard's connection to end", func() bool { return d.live.Load() == 0 })
+}
+
+// A lost tail counts: the source's Report of what it sent, asked for at the end, makes the
+// loss, not only the gaps in the sequence numbers. This source sends Data 0..6 of a test and
+// reports 10 sent, as if 7, 8 and 9 were lost on the way.
+func TestThroughputUDPReceiveTailLoss(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		started := false
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			h, _, err := wire.ParseHeader(buf[:n])
+			if err != nil {
+				continue
+			}
+			switch {
+			case h.Type == wire.SourceStart && !started:
+				started = true
+				data := make([]byte, 100)
+				for seq := range uint64(7) {
+					wire.PutHeader(data, wire.Header{Type: wire.Data, Test: h.Test, Seq: seq})
+					_, _ = pc.WriteTo(data, from)
+				}
+			case h.Type == wire.ReportRequest:
+				_, _ = pc.WriteTo(wire.AppendReport(nil, h.Test, wire.ReportBody{Datagrams: 10, Bytes: 1000}), from)
+			}
+		}
+	}()
+	_, sum := tputOK(ctxT(t), t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: pc.LocalAddr().String(),
+		Direction: sockagentv1.Direction_DIRECTION_RECEIVE, Size: 1000, Duration: dur(300 * time.Millisecond)})
+	if sum.GetDatagramsReceived() != 7 || sum.GetDatagramsSent() != 10 || math.Abs(sum.GetLoss()-0.3) > 1e-9 {
+		t.Errorf("summary: %d datagrams received of %d, loss %g; want 7 of 10, loss 0.3", sum.GetDatagramsReceived(), sum.GetDatagramsSent(), sum.GetLoss())
+	}
 }
