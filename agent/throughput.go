@@ -247,7 +247,7 @@ type tputRun struct {
 	start, end time.Time
 	moved      atomic.Uint64 // payload bytes moved, all streams
 	dgrams     atomic.Uint64 // datagrams moved, all streams
-	claimed    atomic.Uint64 // send under a byte limit: bytes (TCP) or datagrams (UDP) taken by workers
+	claimed    atomic.Uint64 // under a byte limit: bytes (TCP) or datagrams (UDP send) taken by workers
 	moving     atomic.Int64  // workers still moving bytes
 	dataDone   chan struct{} // closed when no worker moves bytes any more
 	stop       chan struct{} // closed by stopAll
@@ -732,14 +732,16 @@ func (r *tputRun) tcpReceive(s *tputStream) {
 	for {
 		n := uint64(len(buf))
 		if lim > 0 {
-			m := r.moved.Load()
-			if m >= lim {
-				r.stopAll()
-				return
+			// Each read reserves what it may read of the limit, so streams reading at once
+			// never take more than the limit together.
+			if n = r.claimRead(n, lim); n == 0 {
+				return // the rest is reserved by other streams' reads, which end the test
 			}
-			n = min(n, lim-m)
 		}
 		k, err := s.conn.Read(buf[:n])
+		if lim > 0 && uint64(k) < n {
+			r.claimed.Add(^(n - uint64(k) - 1)) // give back what the read did not use
+		}
 		if k > 0 {
 			if m := r.moved.Add(uint64(k)); lim > 0 && m >= lim {
 				r.stopAll()
@@ -752,6 +754,21 @@ func (r *tputRun) tcpReceive(s *tputStream) {
 		if err != nil {
 			r.failed(s, err)
 			return
+		}
+	}
+}
+
+// claimRead reserves up to n of the receive limit's lim bytes that no read has reserved yet;
+// 0 when none are left.
+func (r *tputRun) claimRead(n, lim uint64) uint64 {
+	for {
+		c := r.claimed.Load()
+		if c >= lim {
+			return 0
+		}
+		take := min(n, lim-c)
+		if r.claimed.CompareAndSwap(c, c+take) {
+			return take
 		}
 	}
 }

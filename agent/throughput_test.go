@@ -397,6 +397,13 @@ func TestThroughputTCPReceive(t *testing.T) {
 		t.Errorf("received %d bytes, want %d", sum.GetBytes(), n)
 	}
 	tputCheckIntervals(t, ivs, sum)
+	// And over 4 streams reading at once: exactly, not up to a read more per stream.
+	for range 3 {
+		_, sum = tputOK(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "tcp", Address: src.addr, Direction: recv, Bytes: n, Streams: 4, Size: 100000})
+		if sum.GetBytes() != n || sum.GetStreams() != 4 {
+			t.Errorf("4 streams: received %d bytes on %d streams, want %d on 4", sum.GetBytes(), sum.GetStreams(), n)
+		}
+	}
 	tputWait(t, "the source's connections to end", func() bool { return src.live.Load() == 0 })
 }
 
