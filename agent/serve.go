@@ -13,10 +13,15 @@ package agent
 // and answers the ReportRequests of Throughput (package wire); source answers SourceStart with
 // a stream of Data datagrams to the sender, at most maxSourceTests at once, each at most
 // maxSourceRate, stopping at its duration or bytes, on SourceStop, or when no SourceStart
-// keepalive came for sourceStopAfter.
+// keepalive came for sourceStopAfter. A test starts only on a SourceStart that carries the
+// cookie the source sent to its address (wire.Cookie): a forged sender address never gets Data.
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -109,6 +114,7 @@ type server struct {
 	stopAfter time.Duration
 	src       []byte    // source: the bytes written, filled once
 	bufs      sync.Pool // stream read buffers of chunk bytes
+	cookieKey [32]byte  // source: keys the cookies of SourceStart (random per Serve)
 
 	conns, bytesIn, bytesOut, dgIn, dgOut, errs atomic.Uint64
 	active                                      atomic.Int32
@@ -210,6 +216,7 @@ func (t *table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 		started: time.Now(), stopAfter: sourceStopAfter,
 		open: map[net.Conn]struct{}{}, done: make(chan struct{}), tests: map[uint64]*dgTest{},
 	}
+	_, _ = rand.Read(sv.cookieKey[:]) // crypto/rand.Read never fails on supported platforms
 	if s.attached.Load() {
 		return Info{}, wrap(&busyError{fmt.Sprintf("socket %s is attached to an Attach stream; end it first, then Serve", s.id)})
 	}
@@ -613,6 +620,9 @@ func (sv *server) sourceDatagram(b, out []byte, from netip.AddrPort, uc *net.UDP
 			sv.fail(fmt.Errorf("source start from %s: %w", from, err))
 			return nil
 		}
+		if want := sv.cookie(from, h.Test); !hmac.Equal(st.Cookie, want[:]) {
+			return wire.AppendCookie(out, h.Test, want) // prove the address first
+		}
 		if sv.running >= maxSourceTests {
 			sv.fail(&limitError{Limit: "serve source tests", Max: maxSourceTests,
 				Detail: fmt.Sprintf("SourceStart of test %d from %s ignored; wait for running tests to end", h.Test, from)})
@@ -637,6 +647,21 @@ func (sv *server) sourceDatagram(b, out []byte, from netip.AddrPort, uc *net.UDP
 		go sv.sendTest(uc, h.Test, d, st)
 	}
 	return nil
+}
+
+// cookie is what a SourceStart of test from peer must carry: a keyed hash of both, which only
+// whoever receives at peer learns (from the Cookie the source answers a SourceStart without it).
+func (sv *server) cookie(peer netip.AddrPort, test uint64) [wire.CookieSize]byte {
+	m := hmac.New(sha256.New, sv.cookieKey[:])
+	a := peer.Addr().As16()
+	m.Write(a[:])
+	var b [10]byte
+	binary.BigEndian.PutUint16(b[:], peer.Port())
+	binary.BigEndian.PutUint64(b[2:], test)
+	m.Write(b[:])
+	var c [wire.CookieSize]byte
+	copy(c[:], m.Sum(nil))
+	return c
 }
 
 // sendTest sends the Data datagrams of one source test, paced to its rate.

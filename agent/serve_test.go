@@ -291,6 +291,50 @@ func recvSource(t *testing.T, c net.Conn, test uint64, until func(dg, n uint64) 
 	return dg, n, inOrder
 }
 
+// startSource starts test on the served source c is connected to, as Throughput does: a
+// SourceStart, the source's Cookie back, the SourceStart again with it.
+func startSource(t *testing.T, c net.Conn, test uint64, st wire.StartBody) {
+	t.Helper()
+	cookie := sourceCookie(t, c, test, st)
+	st.Cookie = cookie[:]
+	if _, err := c.Write(wire.AppendStart(nil, test, st)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sourceCookie sends a SourceStart of test without a cookie and returns the Cookie the
+// source answers, failing the test if Data of it comes instead.
+func sourceCookie(t *testing.T, c net.Conn, test uint64, st wire.StartBody) [wire.CookieSize]byte {
+	t.Helper()
+	st.Cookie = nil
+	if _, err := c.Write(wire.AppendStart(nil, test, st)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for the cookie of test %d: %v", test, err)
+		}
+		h, body, err := wire.ParseHeader(buf[:n])
+		if err != nil || h.Test != test {
+			continue
+		}
+		if h.Type == wire.Data {
+			t.Fatalf("test %d: Data before the cookie came back", test)
+		}
+		if h.Type == wire.Cookie {
+			c, err := wire.ParseCookie(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+	}
+}
+
 func (e *env) waitSourceTests(t *testing.T, id string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -310,10 +354,8 @@ func TestServeSourceDatagram(t *testing.T) {
 	c := dialT(t, "udp", b.GetLocalAddress())
 
 	t.Run("bytes", func(t *testing.T) {
-		start := wire.AppendStart(nil, 1, wire.StartBody{RateBitsPerSecond: 8_000_000, Size: 500, Duration: 10 * time.Second, Bytes: 5100})
-		if _, err := c.Write(start); err != nil {
-			t.Fatal(err)
-		}
+		start := wire.StartBody{RateBitsPerSecond: 8_000_000, Size: 500, Duration: 10 * time.Second, Bytes: 5100}
+		startSource(t, c, 1, start)
 		dg, n, inOrder := recvSource(t, c, 1, func(_, n uint64) bool { return n >= 5100 })
 		if dg != 11 || n != 5100 || !inOrder {
 			t.Errorf("got %d datagrams, %d bytes (in order %v); want 11, 5100, in order", dg, n, inOrder)
@@ -328,11 +370,9 @@ func TestServeSourceDatagram(t *testing.T) {
 	})
 	t.Run("duration", func(t *testing.T) {
 		// 8 Mbit/s of 1000-byte datagrams for 200ms: about 200 datagrams.
-		start := wire.AppendStart(nil, 2, wire.StartBody{RateBitsPerSecond: 8_000_000, Size: 1000, Duration: 200 * time.Millisecond})
+		start := wire.StartBody{RateBitsPerSecond: 8_000_000, Size: 1000, Duration: 200 * time.Millisecond}
 		t0 := time.Now()
-		if _, err := c.Write(start); err != nil {
-			t.Fatal(err)
-		}
+		startSource(t, c, 2, start)
 		e.waitSourceTests(t, id, 1)
 		e.waitSourceTests(t, id, 0)
 		if el := time.Since(t0); el < 200*time.Millisecond {
@@ -347,16 +387,69 @@ func TestServeSourceDatagram(t *testing.T) {
 		}
 	})
 	t.Run("stop", func(t *testing.T) {
-		start := wire.AppendStart(nil, 3, wire.StartBody{RateBitsPerSecond: 800_000, Size: 1000, Duration: time.Minute})
-		if _, err := c.Write(start); err != nil {
-			t.Fatal(err)
-		}
+		start := wire.StartBody{RateBitsPerSecond: 800_000, Size: 1000, Duration: time.Minute}
+		startSource(t, c, 3, start)
 		recvSource(t, c, 3, func(dg, _ uint64) bool { return dg >= 3 })
 		if _, err := c.Write(wire.AppendControl(nil, wire.SourceStop, 3)); err != nil {
 			t.Fatal(err)
 		}
 		e.waitSourceTests(t, id, 0)
 	})
+}
+
+// A source sends nothing to an address that has not shown it receives there: a SourceStart
+// without the cookie, or with another one, gets a Cookie back (smaller than the SourceStart)
+// and starts no test; a forged sender address would get its victim that one Cookie only.
+func TestServeSourceDatagramCookie(t *testing.T) {
+	e := newEnv(t)
+	b := e.bind(t, "udp", "127.0.0.1:0")
+	id := b.GetSocketId()
+	e.serve(t, id, sockagentv1.Behaviour_BEHAVIOUR_SOURCE, 0, 0)
+	c := dialT(t, "udp", b.GetLocalAddress())
+	st := wire.StartBody{RateBitsPerSecond: 8_000_000, Size: 1000, Duration: time.Minute}
+	cookie := sourceCookie(t, c, 5, st)
+	if again := sourceCookie(t, c, 5, st); again != cookie {
+		t.Errorf("a second SourceStart got cookie %x, the first %x", again, cookie)
+	}
+	if other := sourceCookie(t, c, 6, st); other == cookie {
+		t.Error("tests 5 and 6 got the same cookie")
+	}
+	wrong := cookie
+	wrong[0] ^= 1
+	st.Cookie = wrong[:]
+	if _, err := c.Write(wire.AppendStart(nil, 5, st)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _, _ := wire.ParseHeader(buf[:n]); h.Type != wire.Cookie || n != wire.HeaderSize+wire.CookieSize {
+		t.Fatalf("a wrong cookie got a %d-byte datagram of type %d, want a Cookie", n, h.Type)
+	}
+	if got := agent.SourceTestsRunning(e.a, id); got != 0 {
+		t.Fatalf("%d source tests running without the right cookie, want 0", got)
+	}
+	// Another address (another socket) cannot use the cookie of this one.
+	c2 := dialT(t, "udp", b.GetLocalAddress())
+	st.Cookie = cookie[:]
+	if _, err := c2.Write(wire.AppendStart(nil, 5, st)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err = c2.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	if h, _, _ := wire.ParseHeader(buf[:n]); h.Type != wire.Cookie || agent.SourceTestsRunning(e.a, id) != 0 {
+		t.Fatalf("another address with the cookie: a datagram of type %d, %d tests running; want a Cookie, none", h.Type, agent.SourceTestsRunning(e.a, id))
+	}
+	// With its cookie, the address gets its test.
+	startSource(t, c, 5, wire.StartBody{RateBitsPerSecond: 8_000_000, Size: 500, Duration: 10 * time.Second, Bytes: 1000})
+	if dg, n, _ := recvSource(t, c, 5, func(_, n uint64) bool { return n >= 1000 }); dg != 2 || n != 1000 {
+		t.Errorf("with the cookie: %d datagrams, %d bytes; want 2, 1000", dg, n)
+	}
 }
 
 func TestServeSourceDatagramKeepAlive(t *testing.T) {
@@ -366,11 +459,9 @@ func TestServeSourceDatagramKeepAlive(t *testing.T) {
 	id := b.GetSocketId()
 	e.serve(t, id, sockagentv1.Behaviour_BEHAVIOUR_SOURCE, 0, 0)
 	c := dialT(t, "udp", b.GetLocalAddress())
-	start := wire.AppendStart(nil, 4, wire.StartBody{RateBitsPerSecond: 800_000, Size: 1000, Duration: time.Minute})
+	start := wire.StartBody{RateBitsPerSecond: 800_000, Size: 1000, Duration: time.Minute}
 	t0 := time.Now()
-	if _, err := c.Write(start); err != nil {
-		t.Fatal(err)
-	}
+	startSource(t, c, 4, start)
 	e.waitSourceTests(t, id, 1)
 	e.waitSourceTests(t, id, 0) // no keepalive came: the source gave up
 	if el := time.Since(t0); el < 150*time.Millisecond || el > 5*time.Second {

@@ -230,13 +230,14 @@ func (r *tputRun) addError(err error) {
 // tputStream is one connection or socket of a test.
 type tputStream struct {
 	conn      net.Conn
-	test      uint64        // UDP: the stream's test id
-	share     uint64        // UDP receive: bytes asked of the source (0: no limit)
-	datagrams atomic.Uint64 // UDP: Data datagrams sent or received
-	next      atomic.Uint64 // UDP receive: highest sequence number seen + 1
-	reported  atomic.Int64  // UDP: datagrams the discard received / the source sent, by its Report; -1 before
-	ended     atomic.Int64  // UnixNano when the stream stopped moving bytes
-	err       error         // why the stream ended early; set by its worker (counted in the test's errors)
+	test      uint64                                // UDP: the stream's test id
+	share     uint64                                // UDP receive: bytes asked of the source (0: no limit)
+	datagrams atomic.Uint64                         // UDP: Data datagrams sent or received
+	next      atomic.Uint64                         // UDP receive: highest sequence number seen + 1
+	reported  atomic.Int64                          // UDP: datagrams the discard received / the source sent, by its Report; -1 before
+	cookie    atomic.Pointer[[wire.CookieSize]byte] // UDP receive: the source's cookie, once it sent one
+	ended     atomic.Int64                          // UnixNano when the stream stopped moving bytes
+	err       error                                 // why the stream ended early; set by its worker (counted in the test's errors)
 }
 
 // tputRun is one running test.
@@ -894,8 +895,21 @@ func (r *tputRun) udpReceiveData(s *tputStream, buf []byte) (got uint64) {
 			r.failed(s, err)
 			return got
 		}
-		h, _, perr := wire.ParseHeader(buf[:n])
-		if perr != nil || h.Type != wire.Data || h.Test != s.test {
+		h, body, perr := wire.ParseHeader(buf[:n])
+		if perr != nil || h.Test != s.test {
+			continue
+		}
+		if h.Type == wire.Cookie { // the source wants its cookie back before it sends
+			if c, cerr := wire.ParseCookie(body); cerr == nil && s.cookie.Load() == nil {
+				s.cookie.Store(&c)
+				if _, err := s.conn.Write(r.startDatagram(s)); err != nil {
+					r.failed(s, err)
+					return got
+				}
+			}
+			continue
+		}
+		if h.Type != wire.Data {
 			continue
 		}
 		got++
@@ -964,10 +978,14 @@ func (r *tputRun) sourceReport(s *tputStream, buf []byte) {
 }
 
 func (r *tputRun) startDatagram(s *tputStream) []byte {
-	return wire.AppendStart(nil, s.test, wire.StartBody{
+	st := wire.StartBody{
 		RateBitsPerSecond: r.p.rate / uint64(len(r.streams)), Size: uint32(r.p.size),
 		Duration: r.p.duration, Bytes: s.share,
-	})
+	}
+	if c := s.cookie.Load(); c != nil {
+		st.Cookie = c[:]
+	}
+	return wire.AppendStart(nil, s.test, st)
 }
 
 // keepAlive repeats every stream's SourceStart every wire.KeepAlive until the workers end.

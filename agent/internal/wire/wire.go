@@ -4,7 +4,7 @@
 // header:
 //
 //	0  magic   uint32  "SAM1"
-//	4  type    uint8   Data, ReportRequest, Report, SourceStart, SourceStop
+//	4  type    uint8   Data, ReportRequest, Report, SourceStart, SourceStop, Cookie
 //	5  flags   uint8   0
 //	6  _       uint16  0
 //	8  test    uint64  the test's id, chosen by the one that starts it
@@ -15,10 +15,15 @@
 //	Data           payload (any bytes, up to the datagram's size)
 //	ReportRequest  none: "how many Data datagrams of this test have you received?"
 //	Report         datagrams uint64, bytes uint64 (Data payload bytes incl. headers)
-//	SourceStart    rate_bits_per_second uint64, size uint32, duration_ns uint64, bytes uint64:
+//	SourceStart    rate_bits_per_second uint64, size uint32, duration_ns uint64, bytes uint64,
+//	               then cookie [16]byte once the source sent one:
 //	               "send me Data datagrams of size bytes at this rate until duration or bytes";
 //	               the receiver repeats it at least every KeepAlive while it wants more
 //	SourceStop     none: "stop sending this test"
+//	Cookie         cookie [16]byte: the source's answer to a SourceStart without the right
+//	               cookie, "repeat it with this". A source sends Data only to an address that
+//	               proved it receives there, so a SourceStart with a forged source address
+//	               gets its victim one Cookie, smaller than the SourceStart, and no Data.
 //
 // All integers are big-endian. A datagram without the magic is not a measurement datagram.
 package wire
@@ -49,7 +54,11 @@ const (
 	Report        Type = 3
 	SourceStart   Type = 4
 	SourceStop    Type = 5
+	Cookie        Type = 6
 )
+
+// CookieSize is the size of a source's cookie.
+const CookieSize = 16
 
 // Header is the start of every measurement datagram.
 type Header struct {
@@ -112,9 +121,10 @@ type StartBody struct {
 	Size              uint32
 	Duration          time.Duration
 	Bytes             uint64
+	Cookie            []byte // the source's cookie (CookieSize bytes), or nil before it sent one
 }
 
-// StartSize is the size of a SourceStart datagram.
+// StartSize is the size of a SourceStart datagram without a cookie.
 const StartSize = HeaderSize + 28
 
 // AppendStart appends a SourceStart datagram for test to b.
@@ -125,7 +135,11 @@ func AppendStart(b []byte, test uint64, s StartBody) []byte {
 	b = binary.BigEndian.AppendUint64(b, s.RateBitsPerSecond)
 	b = binary.BigEndian.AppendUint32(b, s.Size)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Duration))
-	return binary.BigEndian.AppendUint64(b, s.Bytes)
+	b = binary.BigEndian.AppendUint64(b, s.Bytes)
+	if len(s.Cookie) == CookieSize {
+		b = append(b, s.Cookie...)
+	}
+	return b
 }
 
 // ParseStart reads a SourceStart's body.
@@ -133,12 +147,34 @@ func ParseStart(body []byte) (StartBody, error) {
 	if len(body) < 28 {
 		return StartBody{}, errors.New("short source start")
 	}
-	return StartBody{
+	st := StartBody{
 		RateBitsPerSecond: binary.BigEndian.Uint64(body),
 		Size:              binary.BigEndian.Uint32(body[8:]),
 		Duration:          time.Duration(binary.BigEndian.Uint64(body[12:])),
 		Bytes:             binary.BigEndian.Uint64(body[20:]),
-	}, nil
+	}
+	if len(body) >= 28+CookieSize {
+		st.Cookie = body[28 : 28+CookieSize]
+	}
+	return st, nil
+}
+
+// AppendCookie appends a Cookie datagram for test to b.
+func AppendCookie(b []byte, test uint64, cookie [CookieSize]byte) []byte {
+	var h [HeaderSize]byte
+	PutHeader(h[:], Header{Type: Cookie, Test: test})
+	b = append(b, h[:]...)
+	return append(b, cookie[:]...)
+}
+
+// ParseCookie reads a Cookie's body.
+func ParseCookie(body []byte) ([CookieSize]byte, error) {
+	var c [CookieSize]byte
+	if len(body) < CookieSize {
+		return c, errors.New("short cookie")
+	}
+	copy(c[:], body)
+	return c, nil
 }
 
 // AppendControl appends a body-less datagram (ReportRequest, SourceStop) to b.

@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"bytes"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -28,8 +30,30 @@ func TestRoundTrip(t *testing.T) {
 	}
 	h, body, _ = ParseHeader(sb)
 	got, err := ParseStart(body)
-	if err != nil || h.Type != SourceStart || got != st {
+	if err != nil || h.Type != SourceStart || !reflect.DeepEqual(got, st) {
 		t.Fatalf("start %+v %+v %v", h, got, err)
+	}
+	// With the source's cookie, and the Cookie datagram that carries it.
+	cookie := [CookieSize]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	st.Cookie = cookie[:]
+	sb = AppendStart(nil, 11, st)
+	if len(sb) != StartSize+CookieSize {
+		t.Fatalf("start with a cookie is %d bytes, want %d", len(sb), StartSize+CookieSize)
+	}
+	_, body, _ = ParseHeader(sb)
+	if got, err := ParseStart(body); err != nil || !bytes.Equal(got.Cookie, cookie[:]) || got.Bytes != 5 {
+		t.Fatalf("start with a cookie: %+v %v", got, err)
+	}
+	cb := AppendCookie(nil, 11, cookie)
+	if len(cb) != HeaderSize+CookieSize || len(cb) >= StartSize {
+		t.Fatalf("cookie datagram is %d bytes, want %d, less than a SourceStart's %d", len(cb), HeaderSize+CookieSize, StartSize)
+	}
+	h, body, _ = ParseHeader(cb)
+	if c, err := ParseCookie(body); err != nil || h.Type != Cookie || h.Test != 11 || c != cookie {
+		t.Fatalf("cookie %+v %x %v", h, c, err)
+	}
+	if _, err := ParseCookie(body[:3]); err == nil {
+		t.Fatal("short cookie accepted")
 	}
 	if _, _, err := ParseHeader([]byte("hello, this is not a header!")); err != ErrNotMeasurement {
 		t.Fatalf("plain bytes: %v", err)
