@@ -735,12 +735,37 @@ func TestAttachAudited(t *testing.T) {
 func TestAttachCountsAsABlockingCall(t *testing.T) {
 	t.Parallel()
 	e := polEnv(t, "agent_limits: {blocking_calls: 2}\ndefault: {limits: {blocking_calls: 1}}\n", true)
+	peer := holdingPeer(t)
+	alice, bob, carol := e.as(t, "alice"), e.as(t, "bob"), e.as(t, "carol")
+	sa := alice.dial(t, "tcp", peer)
+	sb := bob.dial(t, "tcp", peer)
+	sc := carol.dial(t, "tcp", peer)
+	e.attach(t, alice.ctx, sa.GetSocketId())
+	e.waitAttachedAs(t, alice, sa.GetSocketId())
+	// alice has her one blocking call.
+	_, err := e.sc.Dial(alice.ctx, &sockagentv1.DialRequest{Network: "tcp", Address: peer})
+	wantLimit(t, err, "limits.blocking_calls", 1)
+	// bob's Attach makes two for the agent; carol's is one too many.
+	e.attach(t, bob.ctx, sb.GetSocketId())
+	e.waitAttachedAs(t, bob, sb.GetSocketId())
+	_, err = e.attach(t, carol.ctx, sc.GetSocketId()).Recv()
+	wantLimit(t, err, "agent_limits.blocking_calls", 2)
+}
+
+// holdingPeer listens on 127.0.0.1 and holds every connection open until the test ends.
+func holdingPeer(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() { // the peers: accept and hold until the listener closes
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
 		var conns []net.Conn
 		for {
 			c, err := ln.Accept()
@@ -753,34 +778,23 @@ func TestAttachCountsAsABlockingCall(t *testing.T) {
 			conns = append(conns, c)
 		}
 	}()
-	alice, bob, carol := e.as(t, "alice"), e.as(t, "bob"), e.as(t, "carol")
-	sa := alice.dial(t, "tcp", ln.Addr().String())
-	sb := bob.dial(t, "tcp", ln.Addr().String())
-	sc := carol.dial(t, "tcp", ln.Addr().String())
-	e.attach(t, alice.ctx, sa.GetSocketId())
-	waitAttachedAs := func(c *polCaller, id string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			r, err := e.sc.GetSocket(c.ctx, &sockagentv1.GetSocketRequest{SocketId: id})
-			if err == nil && r.GetSocket().GetAttached() {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("socket %s not attached: %v", id, err)
-			}
-			time.Sleep(time.Millisecond) // polling interval, not synchronisation
+	return ln.Addr().String()
+}
+
+// waitAttachedAs waits until caller c's socket id shows as attached.
+func (e *env) waitAttachedAs(t *testing.T, c *polCaller, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := e.sc.GetSocket(c.ctx, &sockagentv1.GetSocketRequest{SocketId: id})
+		if err == nil && r.GetSocket().GetAttached() {
+			return
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket %s not attached: %v", id, err)
+		}
+		time.Sleep(time.Millisecond) // polling interval, not synchronisation
 	}
-	waitAttachedAs(alice, sa.GetSocketId())
-	// alice has her one blocking call.
-	_, err = e.sc.Dial(alice.ctx, &sockagentv1.DialRequest{Network: "tcp", Address: ln.Addr().String()})
-	wantLimit(t, err, "limits.blocking_calls", 1)
-	// bob's Attach makes two for the agent; carol's is one too many.
-	e.attach(t, bob.ctx, sb.GetSocketId())
-	waitAttachedAs(bob, sb.GetSocketId())
-	_, err = e.attach(t, carol.ctx, sc.GetSocketId()).Recv()
-	wantLimit(t, err, "agent_limits.blocking_calls", 2)
 }
 
 // Bytes an interrupted exact Recv kept come first on an Attach.
@@ -843,36 +857,15 @@ func TestAttachAndServeExclude(t *testing.T) {
 func TestMeasureCallsCountAsBlockingCalls(t *testing.T) {
 	t.Parallel()
 	e := polEnv(t, "agent_limits: {blocking_calls: 1}\n", true)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() { // the peer: accept and hold until the listener closes
-		c, err := ln.Accept()
-		if err == nil {
-			defer c.Close()
-			_, _ = io.Copy(io.Discard, c)
-		}
-	}()
+	peer := holdingPeer(t)
 	alice, bob := e.as(t, "alice"), e.as(t, "bob")
-	sa := alice.dial(t, "tcp", ln.Addr().String())
+	sa := alice.dial(t, "tcp", peer)
 	e.attach(t, alice.ctx, sa.GetSocketId())
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r, err := e.sc.GetSocket(alice.ctx, &sockagentv1.GetSocketRequest{SocketId: sa.GetSocketId()})
-		if err == nil && r.GetSocket().GetAttached() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("socket %s not attached: %v", sa.GetSocketId(), err)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not synchronisation
-	}
+	e.waitAttachedAs(t, alice, sa.GetSocketId())
 	mc := sockagentv1.NewMeasureServiceClient(e.conn)
-	_, err = mc.Probe(bob.ctx, &sockagentv1.ProbeRequest{Network: "tcp", Address: ln.Addr().String(), Count: 1})
+	_, err := mc.Probe(bob.ctx, &sockagentv1.ProbeRequest{Network: "tcp", Address: peer, Count: 1})
 	wantLimit(t, err, "agent_limits.blocking_calls", 1)
-	st, err := mc.Throughput(bob.ctx, &sockagentv1.ThroughputRequest{Network: "tcp", Address: ln.Addr().String(), Duration: dur(time.Second)})
+	st, err := mc.Throughput(bob.ctx, &sockagentv1.ThroughputRequest{Network: "tcp", Address: peer, Duration: dur(time.Second)})
 	if err == nil {
 		_, err = st.Recv()
 	}

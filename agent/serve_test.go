@@ -291,6 +291,14 @@ func recvSource(t *testing.T, c net.Conn, test uint64, until func(dg, n uint64) 
 	return dg, n, inOrder
 }
 
+// servedSource binds a UDP socket on 127.0.0.1 and serves source on it: its id and address.
+func (e *env) servedSource(t *testing.T) (id, addr string) {
+	t.Helper()
+	b := e.bind(t, "udp", "127.0.0.1:0")
+	e.serve(t, b.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_SOURCE, 0, 0)
+	return b.GetSocketId(), b.GetLocalAddress()
+}
+
 // startSource starts test on the served source c is connected to, as Throughput does: a
 // SourceStart, the source's Cookie back, the SourceStart again with it.
 func startSource(t *testing.T, c net.Conn, test uint64, st wire.StartBody) {
@@ -348,10 +356,8 @@ func (e *env) waitSourceTests(t *testing.T, id string, n int) {
 
 func TestServeSourceDatagram(t *testing.T) {
 	e := newEnv(t)
-	b := e.bind(t, "udp", "127.0.0.1:0")
-	id := b.GetSocketId()
-	e.serve(t, id, sockagentv1.Behaviour_BEHAVIOUR_SOURCE, 0, 0)
-	c := dialT(t, "udp", b.GetLocalAddress())
+	id, addr := e.servedSource(t)
+	c := dialT(t, "udp", addr)
 
 	t.Run("bytes", func(t *testing.T) {
 		start := wire.StartBody{RateBitsPerSecond: 8_000_000, Size: 500, Duration: 10 * time.Second, Bytes: 5100}
@@ -402,10 +408,8 @@ func TestServeSourceDatagram(t *testing.T) {
 // and starts no test; a forged sender address would get its victim that one Cookie only.
 func TestServeSourceDatagramCookie(t *testing.T) {
 	e := newEnv(t)
-	b := e.bind(t, "udp", "127.0.0.1:0")
-	id := b.GetSocketId()
-	e.serve(t, id, sockagentv1.Behaviour_BEHAVIOUR_SOURCE, 0, 0)
-	c := dialT(t, "udp", b.GetLocalAddress())
+	id, addr := e.servedSource(t)
+	c := dialT(t, "udp", addr)
 	st := wire.StartBody{RateBitsPerSecond: 8_000_000, Size: 1000, Duration: time.Minute}
 	cookie := sourceCookie(t, c, 5, st)
 	if again := sourceCookie(t, c, 5, st); again != cookie {
@@ -433,7 +437,7 @@ func TestServeSourceDatagramCookie(t *testing.T) {
 		t.Fatalf("%d source tests running without the right cookie, want 0", got)
 	}
 	// Another address (another socket) cannot use the cookie of this one.
-	c2 := dialT(t, "udp", b.GetLocalAddress())
+	c2 := dialT(t, "udp", addr)
 	st.Cookie = cookie[:]
 	if _, err := c2.Write(wire.AppendStart(nil, 5, st)); err != nil {
 		t.Fatal(err)
@@ -455,10 +459,8 @@ func TestServeSourceDatagramCookie(t *testing.T) {
 func TestServeSourceDatagramKeepAlive(t *testing.T) {
 	defer agent.SetSourceStopAfter(150 * time.Millisecond)()
 	e := newEnv(t)
-	b := e.bind(t, "udp", "127.0.0.1:0")
-	id := b.GetSocketId()
-	e.serve(t, id, sockagentv1.Behaviour_BEHAVIOUR_SOURCE, 0, 0)
-	c := dialT(t, "udp", b.GetLocalAddress())
+	id, addr := e.servedSource(t)
+	c := dialT(t, "udp", addr)
 	start := wire.StartBody{RateBitsPerSecond: 800_000, Size: 1000, Duration: time.Minute}
 	t0 := time.Now()
 	startSource(t, c, 4, start)

@@ -103,8 +103,9 @@ func tputTCPPeer(t *testing.T, source bool) *tputPeer {
 	return p
 }
 
-// tputUDPDiscard counts Data datagrams per test and answers ReportRequests.
-func tputUDPDiscard(t *testing.T) *tputPeer {
+// tputUDPPeer serves a UDP socket on 127.0.0.1 with handle, called for each measurement
+// datagram (n bytes, header h, body) from one goroutine, until the test ends.
+func tputUDPPeer(t *testing.T, handle func(p *tputPeer, pc net.PacketConn, from net.Addr, n int, h wire.Header, body []byte)) *tputPeer {
 	t.Helper()
 	p := newTputPeer(t)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -121,25 +122,31 @@ func tputUDPDiscard(t *testing.T) *tputPeer {
 			if err != nil {
 				return
 			}
-			h, _, err := wire.ParseHeader(buf[:n])
-			if err != nil {
-				continue
-			}
-			switch h.Type {
-			case wire.Data:
-				p.mu.Lock()
-				p.dgram[h.Test]++
-				p.mu.Unlock()
-				p.bytes.Add(uint64(n))
-			case wire.ReportRequest:
-				p.mu.Lock()
-				rep := wire.AppendReport(nil, h.Test, wire.ReportBody{Datagrams: p.dgram[h.Test]})
-				p.mu.Unlock()
-				_, _ = pc.WriteTo(rep, from)
+			if h, body, err := wire.ParseHeader(buf[:n]); err == nil {
+				handle(p, pc, from, n, h, body)
 			}
 		}
 	})
 	return p
+}
+
+// tputUDPDiscard counts Data datagrams per test and answers ReportRequests.
+func tputUDPDiscard(t *testing.T) *tputPeer {
+	t.Helper()
+	return tputUDPPeer(t, func(p *tputPeer, pc net.PacketConn, from net.Addr, n int, h wire.Header, _ []byte) {
+		switch h.Type {
+		case wire.Data:
+			p.mu.Lock()
+			p.dgram[h.Test]++
+			p.mu.Unlock()
+			p.bytes.Add(uint64(n))
+		case wire.ReportRequest:
+			p.mu.Lock()
+			rep := wire.AppendReport(nil, h.Test, wire.ReportBody{Datagrams: p.dgram[h.Test]})
+			p.mu.Unlock()
+			_, _ = pc.WriteTo(rep, from)
+		}
+	})
 }
 
 // datagrams sums the Data datagrams the discard received, all tests.
@@ -158,13 +165,6 @@ func (p *tputPeer) datagrams() uint64 {
 // a ReportRequest with the datagrams the test sent.
 func tputUDPSource(t *testing.T) *tputPeer {
 	t.Helper()
-	p := newTputPeer(t)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = pc.LocalAddr().String()
-	p.track(pc)
 	type test struct {
 		stop     chan struct{}
 		stopped  bool // stop is closed; only the reading goroutine uses it
@@ -173,72 +173,61 @@ func tputUDPSource(t *testing.T) *tputPeer {
 	}
 	tests := map[uint64]*test{}
 	done := make(chan struct{})
-	p.track(tputCloser(func() error { close(done); return nil }))
-	p.wg.Go(func() {
-		buf := make([]byte, 64<<10)
-		for {
-			n, from, err := pc.ReadFrom(buf)
+	p := tputUDPPeer(t, func(p *tputPeer, pc net.PacketConn, from net.Addr, _ int, h wire.Header, body []byte) {
+		switch h.Type {
+		case wire.SourceStart:
+			st, err := wire.ParseStart(body)
 			if err != nil {
 				return
 			}
-			h, body, err := wire.ParseHeader(buf[:n])
-			if err != nil {
-				continue
-			}
-			switch h.Type {
-			case wire.SourceStart:
-				st, err := wire.ParseStart(body)
-				if err != nil {
-					continue
-				}
-				if tt := tests[h.Test]; tt != nil {
-					tt.lastSeen.Store(time.Now().UnixNano())
-					continue
-				}
-				tt := &test{stop: make(chan struct{})}
+			if tt := tests[h.Test]; tt != nil {
 				tt.lastSeen.Store(time.Now().UnixNano())
-				tests[h.Test] = tt
-				p.wg.Go(func() {
-					out := make([]byte, st.Size)
-					start := time.Now()
-					perSecond := float64(st.RateBitsPerSecond) / 8 / float64(st.Size)
-					var sent uint64
-					for seq := uint64(0); ; seq++ {
-						if time.Since(start) > st.Duration || (st.Bytes > 0 && sent >= st.Bytes) ||
-							time.Since(time.Unix(0, tt.lastSeen.Load())) > 3*wire.KeepAlive {
-							return
-						}
-						if d := time.Until(start.Add(time.Duration(float64(seq) / perSecond * float64(time.Second)))); d > time.Millisecond {
-							select {
-							case <-time.After(d):
-							case <-tt.stop:
-								return
-							case <-done:
-								return
-							}
-						}
-						wire.PutHeader(out, wire.Header{Type: wire.Data, Test: h.Test, Seq: seq})
-						if _, err := pc.WriteTo(out, from); err != nil {
-							return
-						}
-						sent += uint64(len(out))
-						tt.sent.Add(1)
+				return
+			}
+			tt := &test{stop: make(chan struct{})}
+			tt.lastSeen.Store(time.Now().UnixNano())
+			tests[h.Test] = tt
+			p.wg.Go(func() {
+				out := make([]byte, st.Size)
+				start := time.Now()
+				perSecond := float64(st.RateBitsPerSecond) / 8 / float64(st.Size)
+				var sent uint64
+				for seq := uint64(0); ; seq++ {
+					if time.Since(start) > st.Duration || (st.Bytes > 0 && sent >= st.Bytes) ||
+						time.Since(time.Unix(0, tt.lastSeen.Load())) > 3*wire.KeepAlive {
+						return
 					}
-				})
-			case wire.ReportRequest:
-				var r wire.ReportBody
-				if tt := tests[h.Test]; tt != nil {
-					r.Datagrams = tt.sent.Load()
+					if d := time.Until(start.Add(time.Duration(float64(seq) / perSecond * float64(time.Second)))); d > time.Millisecond {
+						select {
+						case <-time.After(d):
+						case <-tt.stop:
+							return
+						case <-done:
+							return
+						}
+					}
+					wire.PutHeader(out, wire.Header{Type: wire.Data, Test: h.Test, Seq: seq})
+					if _, err := pc.WriteTo(out, from); err != nil {
+						return
+					}
+					sent += uint64(len(out))
+					tt.sent.Add(1)
 				}
-				_, _ = pc.WriteTo(wire.AppendReport(nil, h.Test, r), from)
-			case wire.SourceStop:
-				if tt := tests[h.Test]; tt != nil && !tt.stopped {
-					close(tt.stop)
-					tt.stopped = true
-				}
+			})
+		case wire.ReportRequest:
+			var r wire.ReportBody
+			if tt := tests[h.Test]; tt != nil {
+				r.Datagrams = tt.sent.Load()
+			}
+			_, _ = pc.WriteTo(wire.AppendReport(nil, h.Test, r), from)
+		case wire.SourceStop:
+			if tt := tests[h.Test]; tt != nil && !tt.stopped {
+				close(tt.stop)
+				tt.stopped = true
 			}
 		}
 	})
+	p.track(tputCloser(func() error { close(done); return nil }))
 	return p
 }
 
@@ -719,37 +708,21 @@ func TestThroughputAgentShutdown(t *testing.T) {
 func TestThroughputUDPReceiveTailLoss(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		started := false
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
+	started := false
+	src := tputUDPPeer(t, func(_ *tputPeer, pc net.PacketConn, from net.Addr, _ int, h wire.Header, _ []byte) {
+		switch {
+		case h.Type == wire.SourceStart && !started:
+			started = true
+			data := make([]byte, 100)
+			for seq := range uint64(7) {
+				wire.PutHeader(data, wire.Header{Type: wire.Data, Test: h.Test, Seq: seq})
+				_, _ = pc.WriteTo(data, from)
 			}
-			h, _, err := wire.ParseHeader(buf[:n])
-			if err != nil {
-				continue
-			}
-			switch {
-			case h.Type == wire.SourceStart && !started:
-				started = true
-				data := make([]byte, 100)
-				for seq := range uint64(7) {
-					wire.PutHeader(data, wire.Header{Type: wire.Data, Test: h.Test, Seq: seq})
-					_, _ = pc.WriteTo(data, from)
-				}
-			case h.Type == wire.ReportRequest:
-				_, _ = pc.WriteTo(wire.AppendReport(nil, h.Test, wire.ReportBody{Datagrams: 10, Bytes: 1000}), from)
-			}
+		case h.Type == wire.ReportRequest:
+			_, _ = pc.WriteTo(wire.AppendReport(nil, h.Test, wire.ReportBody{Datagrams: 10, Bytes: 1000}), from)
 		}
-	}()
-	_, sum := tputOK(ctxT(t), t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: pc.LocalAddr().String(),
+	})
+	_, sum := tputOK(ctxT(t), t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: src.addr,
 		Direction: sockagentv1.Direction_DIRECTION_RECEIVE, Size: 1000, Duration: dur(300 * time.Millisecond)})
 	if sum.GetDatagramsReceived() != 7 || sum.GetDatagramsSent() != 10 || math.Abs(sum.GetLoss()-0.3) > 1e-9 {
 		t.Errorf("summary: %d datagrams received of %d, loss %g; want 7 of 10, loss 0.3", sum.GetDatagramsReceived(), sum.GetDatagramsSent(), sum.GetLoss())
