@@ -360,7 +360,8 @@ type GetInfoResponse struct {
 	InstanceId string `protobuf:"bytes,9,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	// networks the agent accepts (tcp, tcp4, ...).
 	Networks []string `protobuf:"bytes,10,rep,name=networks,proto3" json:"networks,omitempty"`
-	// open_sockets counts sockets in the table now.
+	// open_sockets counts the sockets open on the agent now, all callers' (its load; ListSockets
+	// lists the caller's own).
 	OpenSockets uint32 `protobuf:"varint,11,opt,name=open_sockets,json=openSockets,proto3" json:"open_sockets,omitempty"`
 	// pid of the agent process.
 	Pid           int64 `protobuf:"varint,12,opt,name=pid,proto3" json:"pid,omitempty"`
