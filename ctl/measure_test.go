@@ -439,7 +439,7 @@ func TestRunMeasureSteps(t *testing.T) {
 func TestExamplePerf(t *testing.T) {
 	t.Parallel()
 	r := runArgs(t, "../examples/perf.yaml")
-	r.want(t, ExitOK, []string{"a          probe      ok ", "udp send at 10M: ", "\n17 passed, 0 failed\n"}, nil)
+	r.want(t, ExitOK, []string{"a          probe      ok ", "udp send at 10M: ", "udp receive at 10M: ", "\n20 passed, 0 failed\n"}, nil)
 }
 
 // serve, probe, throughput and get against a real agent: the agent measures itself over
