@@ -900,7 +900,7 @@ func (r *tputRun) udpReceiveData(s *tputStream, buf []byte) (got uint64) {
 			continue
 		}
 		if h.Type == wire.Cookie { // the source wants its cookie back before it sends
-			if c, cerr := wire.ParseCookie(body); cerr == nil && s.cookie.Load() == nil {
+			if c, cerr := wire.ParseCookie(body); cerr == nil && (s.cookie.Load() == nil || *s.cookie.Load() != c) {
 				s.cookie.Store(&c)
 				if _, err := s.conn.Write(r.startDatagram(s)); err != nil {
 					r.failed(s, err)
