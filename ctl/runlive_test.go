@@ -23,6 +23,7 @@ steps:
   - {on: a, accept: {socket: lis, timeout: 20s}, as: conn}
 `)
 	pr, pw := io.Pipe()
+	defer pr.Close() // a test that stops early must not leave the run blocked on a write
 	var stderr bytes.Buffer
 	done := make(chan int, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -723,7 +723,7 @@ func (r *runner) act(ctx context.Context, clock *stepClock, st *scenario.Step, p
 	case "listen", "bind", "shutdown", "close":
 		deadline = r.cfg.stepTimeout
 	}
-	ctx = clock.start(deadline)
+	ctx = clock.start(deadline) // derived from the clock's parent, which is this ctx (runIn)
 	defer clock.stop()
 	sctx := ctx
 	defer func() {

@@ -29,7 +29,7 @@ func (h *hangingSockets) Listen(ctx context.Context, _ *sockagentv1.ListenReques
 
 // A step whose agent never answers fails with STEP_TIMEOUT once its deadline passes (not as
 // CANCELLED, not never), and that deadline is the client's alone: the RPC's context carries
-// none for grpc-go to send (withStepDeadline).
+// none for grpc-go to send (stepClock).
 func TestStepDeadlineIsClientSide(t *testing.T) {
 	f, err := scenario.Parse("hang.yaml", []byte("agents: {a: 127.0.0.1:1}\nsteps:\n"+
 		"  - {on: a, listen: {network: tcp, address: \"127.0.0.1:0\"}}\n  - {on: a, listen: {network: tcp, address: \"127.0.0.1:0\"}}\n"))
