@@ -1,0 +1,146 @@
+// Package contract is what the agent and its clients agree on beyond the generated API: the
+// google.rpc.ErrorInfo domain, every error reason, the metadata header that names a session,
+// and the network names each operation accepts.
+//
+// It is a leaf: it imports neither gRPC nor the generated code nor any server package, so
+// the agent, its policy, sockctl and the scenario files share one list of each, as
+// containerd's errdefs is shared by its daemon and its clients.
+package contract
+
+import "slices"
+
+// Domain is the google.rpc.ErrorInfo domain of every error the agent returns.
+const Domain = "sockagent.v1"
+
+// SessionHeader is the gRPC metadata key naming the session that a Listen, Bind, Dial, Accept,
+// Probe or Throughput opens its sockets in.
+const SessionHeader = "sockagent-session"
+
+// Reasons carried in google.rpc.ErrorInfo.reason by the agent. Scripts match on these strings.
+const (
+	ReasonConnectionRefused   = "CONNECTION_REFUSED"
+	ReasonConnectionReset     = "CONNECTION_RESET"
+	ReasonHostUnreachable     = "HOST_UNREACHABLE"
+	ReasonNetworkUnreachable  = "NETWORK_UNREACHABLE"
+	ReasonTimeout             = "TIMEOUT"
+	ReasonAddressInUse        = "ADDRESS_IN_USE"
+	ReasonAddressNotAvailable = "ADDRESS_NOT_AVAILABLE"
+	ReasonBrokenPipe          = "BROKEN_PIPE"
+	ReasonSocketClosed        = "SOCKET_CLOSED"
+	ReasonUnknownSocket       = "UNKNOWN_SOCKET"
+	ReasonWrongSocketKind     = "WRONG_SOCKET_KIND"
+	ReasonNotConnected        = "NOT_CONNECTED"
+	ReasonInvalidAddress      = "INVALID_ADDRESS"
+	ReasonInvalidNetwork      = "INVALID_NETWORK"
+	ReasonInvalidArgument     = "INVALID_ARGUMENT"
+	ReasonNameNotResolved     = "NAME_NOT_RESOLVED"
+	ReasonPathNotFound        = "PATH_NOT_FOUND"
+	ReasonAccessDenied        = "ACCESS_DENIED"
+	ReasonMessageTooLarge     = "MESSAGE_TOO_LARGE"
+	ReasonTooManyOpenFiles    = "TOO_MANY_OPEN_FILES"
+	ReasonNoBufferSpace       = "NO_BUFFER_SPACE"
+	ReasonAgentStopping       = "AGENT_STOPPING"
+	ReasonCancelled           = "CANCELLED"
+	ReasonOSError             = "OS_ERROR"
+	ReasonPolicyDenied        = "POLICY_DENIED"
+	ReasonLimitExceeded       = "LIMIT_EXCEEDED"
+	ReasonUnknownSession      = "UNKNOWN_SESSION"
+	ReasonSocketBusy          = "SOCKET_BUSY"
+	// ReasonUnauthenticated: missing or invalid credentials. The status message is always
+	// UnauthenticatedMessage: nothing else is revealed.
+	ReasonUnauthenticated = "UNAUTHENTICATED"
+)
+
+// UnauthenticatedMessage is the fixed message of every UNAUTHENTICATED status.
+const UnauthenticatedMessage = "missing or invalid credentials"
+
+// Reasons of failed measurement attempts, counted in ProbeResponse.errors and
+// ThroughputSummary.errors beside the reasons above.
+const (
+	// ReasonEchoMismatch: the bytes that came back differ from the bytes sent.
+	ReasonEchoMismatch = "ECHO_MISMATCH"
+	// ReasonEOF: the target closed the connection before echoing everything.
+	ReasonEOF = "EOF"
+)
+
+// Reasons a client gives to failures that are not the target's: the agent itself could not be
+// reached, a step ran out of time on the client's side, the scenario itself is wrong, or an
+// expectation did not hold.
+const (
+	ReasonAgentUnavailable  = "AGENT_UNAVAILABLE"
+	ReasonStepTimeout       = "STEP_TIMEOUT"
+	ReasonScenarioError     = "SCENARIO_ERROR"
+	ReasonExpectationFailed = "EXPECTATION_FAILED"
+)
+
+var agentReasons = []string{
+	ReasonConnectionRefused, ReasonConnectionReset, ReasonHostUnreachable, ReasonNetworkUnreachable,
+	ReasonTimeout, ReasonAddressInUse, ReasonAddressNotAvailable, ReasonBrokenPipe,
+	ReasonSocketClosed, ReasonUnknownSocket, ReasonWrongSocketKind, ReasonNotConnected,
+	ReasonInvalidAddress, ReasonInvalidNetwork, ReasonInvalidArgument, ReasonNameNotResolved,
+	ReasonPathNotFound, ReasonAccessDenied, ReasonMessageTooLarge, ReasonTooManyOpenFiles,
+	ReasonNoBufferSpace, ReasonAgentStopping, ReasonCancelled, ReasonOSError,
+	ReasonPolicyDenied, ReasonLimitExceeded, ReasonUnknownSession, ReasonSocketBusy,
+	ReasonUnauthenticated,
+}
+
+var measureReasons = []string{ReasonEchoMismatch, ReasonEOF}
+
+var clientReasons = []string{ReasonAgentUnavailable, ReasonStepTimeout, ReasonScenarioError, ReasonExpectationFailed}
+
+// AgentReasons lists every reason an agent puts in an ErrorInfo.
+func AgentReasons() []string { return slices.Clone(agentReasons) }
+
+// MeasureReasons lists the reasons only measurement error counts carry.
+func MeasureReasons() []string { return slices.Clone(measureReasons) }
+
+// ClientReasons lists the reasons a client (sockctl, the scenario runner) gives on its own.
+func ClientReasons() []string { return slices.Clone(clientReasons) }
+
+// IsReason reports whether r is a reason of any of the three lists.
+func IsReason(r string) bool {
+	return slices.Contains(agentReasons, r) || slices.Contains(measureReasons, r) || slices.Contains(clientReasons, r)
+}
+
+// Op is an operation that takes a network name.
+type Op string
+
+// Operations with their own set of networks.
+const (
+	OpListen     Op = "listen"     // stream listeners
+	OpBind       Op = "bind"       // bound datagram sockets
+	OpDial       Op = "dial"       // connected sockets (also Attach-by-dial: sockctl connect)
+	OpProbe      Op = "probe"      // MeasureService.Probe
+	OpThroughput Op = "throughput" // MeasureService.Throughput
+)
+
+var networks = map[Op][]string{
+	OpListen:     {"tcp", "tcp4", "tcp6", "unix"},
+	OpBind:       {"udp", "udp4", "udp6", "unixgram"},
+	OpDial:       {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram"},
+	OpProbe:      {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"},
+	OpThroughput: {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"},
+}
+
+// Networks returns the network names op accepts, in a fixed order; nil for an unknown op.
+func Networks(op Op) []string { return slices.Clone(networks[op]) }
+
+// AllNetworks lists every network name the agent knows (those of Dial).
+func AllNetworks() []string { return Networks(OpDial) }
+
+// Ops lists the operations that take a network name.
+func Ops() []Op { return []Op{OpListen, OpBind, OpDial, OpProbe, OpThroughput} }
+
+// NetworkAllowed reports whether op accepts network.
+func NetworkAllowed(op Op, network string) bool { return slices.Contains(networks[op], network) }
+
+// IsUnix reports whether network is a UNIX-domain network (its addresses are paths).
+func IsUnix(network string) bool { return network == "unix" || network == "unixgram" }
+
+// IsDatagram reports whether network carries datagrams (message boundaries kept).
+func IsDatagram(network string) bool {
+	return network == "udp" || network == "udp4" || network == "udp6" || network == "unixgram"
+}
+
+// IsUDP reports whether network is one of udp, udp4, udp6.
+func IsUDP(network string) bool { return network == "udp" || network == "udp4" || network == "udp6" }
