@@ -1,13 +1,14 @@
-package agent
+package engine
 
 // Serving behaviours (SocketService.Serve): the agent itself serves a listener or a bound
 // datagram socket with echo, discard or source, with no RPC per connection or datagram.
 //
 // Listeners: one accept loop, one goroutine per connection, at most max_connections at once
 // (further connections are reset at once and counted in errors). Served connections are not
-// in the socket table (no id, nothing can name them), but each holds a slot of the agent-wide
-// agent_limits.sockets while it is open, so the agent's file budget bounds them too; they do
-// not count against the caller's limits.sockets (the listener does).
+// in the socket table (no id, nothing can name them), but each is admitted like any socket the
+// Serve caller opens: it holds a slot of agent_limits.sockets, of the caller's limits.sockets
+// and of its session's session_limits.sockets while it is open, so a caller cannot take more of
+// the agent's file budget by serving than by dialling.
 //
 // Datagram sockets: one read loop. echo sends each datagram back to its sender; discard counts
 // and answers the ReportRequests of Throughput (package wire); source answers SourceStart with
@@ -32,10 +33,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/wire"
 	"github.com/sockagent/sockagent/agent/policy"
-	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Behaviour is what a served socket does.
@@ -104,7 +104,7 @@ type ServingInfo struct {
 
 // server runs one behaviour on one socket.
 type server struct {
-	t         *table
+	t         *Table
 	s         *sock
 	set       *policy.RuleSet // the rule set of the caller of Serve (source destinations)
 	behaviour Behaviour
@@ -122,8 +122,8 @@ type server struct {
 
 	mu      sync.Mutex
 	stopped bool
-	gates   bool // the socket's gates are held (from start to stop)
-	open    map[net.Conn]struct{}
+	gates   bool                    // the socket's gates are held (from start to stop)
+	open    map[net.Conn]*admission // served connections, each holding a socket slot
 	done    chan struct{}
 	wg      sync.WaitGroup
 
@@ -161,8 +161,7 @@ func (sv *server) info() *ServingInfo {
 // fail records an error of a connection or datagram.
 func (sv *server) fail(err error) {
 	sv.errs.Add(1)
-	_, reason := classify(err)
-	msg := reason + ": " + innermost(err).Error()
+	msg := Reason(err) + ": " + innermost(err).Error()
 	sv.lastErr.Store(&msg)
 }
 
@@ -176,7 +175,7 @@ func (sv *server) isStopped() bool {
 }
 
 // Serve starts behaviour b on a listener or bound datagram socket of ctx's caller.
-func (t *table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxConns uint32) (Info, error) {
+func (t *Table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxConns uint32) (Info, error) {
 	s, err := t.peek(ctx, id)
 	wrap := func(err error) error {
 		return &OpError{Op: "serve", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
@@ -185,13 +184,13 @@ func (t *table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 		return Info{}, wrap(err)
 	}
 	if b < BehaviourEcho || b > BehaviourSource {
-		return Info{}, wrap(badArg(ReasonInvalidArgument, "serve: behaviour must be echo, discard or source (BEHAVIOUR_ECHO, BEHAVIOUR_DISCARD, BEHAVIOUR_SOURCE)"))
+		return Info{}, wrap(badArg(contract.ReasonInvalidArgument, "serve: behaviour must be echo, discard or source (BEHAVIOUR_ECHO, BEHAVIOUR_DISCARD, BEHAVIOUR_SOURCE)"))
 	}
 	if chunk > maxChunk {
-		return Info{}, wrap(badArg(ReasonInvalidArgument, "serve: chunk_size %d out of range; give 0 (128 KiB) up to %d (4 MiB)", chunk, maxChunk))
+		return Info{}, wrap(badArg(contract.ReasonInvalidArgument, "serve: chunk_size %d out of range; give 0 (128 KiB) up to %d (4 MiB)", chunk, maxChunk))
 	}
 	if maxConns > maxMaxConnections {
-		return Info{}, wrap(badArg(ReasonInvalidArgument, "serve: max_connections %d out of range; give 0 (%d) up to %d", maxConns, defaultMaxConnections, maxMaxConnections))
+		return Info{}, wrap(badArg(contract.ReasonInvalidArgument, "serve: max_connections %d out of range; give 0 (%d) up to %d", maxConns, defaultMaxConnections, maxMaxConnections))
 	}
 	c, n := int(chunk), int(maxConns)
 	if c == 0 {
@@ -201,7 +200,7 @@ func (t *table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 		n = defaultMaxConnections
 	}
 	if s.ln != nil && b != BehaviourSource && c*n > maxServeBuffers {
-		return Info{}, wrap(badArg(ReasonInvalidArgument, "serve: chunk_size %d x max_connections %d needs up to %d MiB of read buffers, over the agent's %d MiB; lower one of them", c, n, c*n>>20, maxServeBuffers>>20))
+		return Info{}, wrap(badArg(contract.ReasonInvalidArgument, "serve: chunk_size %d x max_connections %d needs up to %d MiB of read buffers, over the agent's %d MiB; lower one of them", c, n, c*n>>20, maxServeBuffers>>20))
 	}
 	switch {
 	case s.kind == KindStream:
@@ -214,7 +213,7 @@ func (t *table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 	sv := &server{
 		t: t, s: s, set: set, behaviour: b, chunk: c, maxConns: n,
 		started: time.Now(), stopAfter: sourceStopAfter,
-		open: map[net.Conn]struct{}{}, done: make(chan struct{}), tests: map[uint64]*dgTest{},
+		open: map[net.Conn]*admission{}, done: make(chan struct{}), tests: map[uint64]*dgTest{},
 	}
 	_, _ = rand.Read(sv.cookieKey[:]) // crypto/rand.Read never fails on supported platforms
 	if s.attached.Load() {
@@ -336,7 +335,7 @@ func (sv *server) acceptLoop() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if err := sv.admit(c); err != nil {
+		if err := sv.admitConn(c); err != nil {
 			sv.fail(err)
 			if tc, ok := c.(*net.TCPConn); ok {
 				_ = tc.SetLinger(0) // reset: the peer learns at once, and no TIME_WAIT here
@@ -349,8 +348,10 @@ func (sv *server) acceptLoop() {
 	}
 }
 
-// admit registers c as served, within max_connections and the agent's socket budget.
-func (sv *server) admit(c net.Conn) error {
+// admitConn registers c as served, within max_connections and, through the table's one
+// admission path, the socket limits of the Serve caller (its agent-wide, own and session
+// limits): a served connection holds a socket slot while it is open.
+func (sv *server) admitConn(c net.Conn) error {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
 	switch {
@@ -360,10 +361,11 @@ func (sv *server) admit(c net.Conn) error {
 		return &limitError{Limit: "serve max_connections", Max: sv.maxConns,
 			Detail: fmt.Sprintf("connection from %s reset; %d connections are being served (raise max_connections in Serve to serve more)", addrString(c.RemoteAddr()), len(sv.open))}
 	}
-	if err := sv.t.reserveServed(); err != nil {
+	adm, err := sv.t.admit(sv.s.owner, sv.s.session, sv.set, claim{sockets: 1})
+	if err != nil {
 		return fmt.Errorf("connection from %s reset: %w", addrString(c.RemoteAddr()), err)
 	}
-	sv.open[c] = struct{}{}
+	sv.open[c] = adm
 	sv.active.Add(1)
 	sv.wg.Add(1)
 	return nil
@@ -371,11 +373,12 @@ func (sv *server) admit(c net.Conn) error {
 
 func (sv *server) drop(c net.Conn) {
 	sv.mu.Lock()
+	adm := sv.open[c]
 	delete(sv.open, c)
 	sv.mu.Unlock()
 	_ = c.Close()
 	sv.active.Add(-1)
-	sv.t.releaseServed()
+	adm.release()
 	sv.wg.Done()
 }
 
@@ -442,29 +445,6 @@ func (sv *server) sourceConn(c net.Conn) error {
 			return err
 		}
 	}
-}
-
-// reserveServed takes a slot of agent_limits.sockets for a served connection.
-func (t *table) reserveServed() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	switch {
-	case t.stopped:
-		return ErrAgentStopping
-	case t.total >= t.policy.MaxSockets:
-		return &limitError{Limit: "agent_limits.sockets", Max: t.policy.MaxSockets,
-			Detail: fmt.Sprintf("the agent has %d open sockets and served connections", t.total)}
-	}
-	t.total++
-	return nil
-}
-
-func (t *table) releaseServed() {
-	t.mu.Lock()
-	if t.total > 0 && !t.stopped {
-		t.total--
-	}
-	t.mu.Unlock()
 }
 
 // datagramLoop reads the bound socket and applies the behaviour to every datagram.
@@ -739,32 +719,5 @@ func (sv *server) sendTest(uc *net.UDPConn, id uint64, d *dgTest, st wire.StartB
 		} else {
 			tick.Reset(time.Millisecond)
 		}
-	}
-}
-
-// Serve is the gRPC adapter of table.Serve.
-func (s *socketService) Serve(ctx context.Context, r *sockagentv1.ServeRequest) (*sockagentv1.ServeResponse, error) {
-	in, err := s.t.Serve(ctx, r.GetSocketId(), Behaviour(r.GetBehaviour()), r.GetChunkSize(), r.GetMaxConnections())
-	if err != nil {
-		return nil, fail(err)
-	}
-	return &sockagentv1.ServeResponse{Socket: toProto(in)}, nil
-}
-
-func servingProto(in *ServingInfo) *sockagentv1.Serving {
-	if in == nil {
-		return nil
-	}
-	return &sockagentv1.Serving{
-		Behaviour:         sockagentv1.Behaviour(in.Behaviour),
-		StartedAt:         timestamppb.New(in.Started),
-		Connections:       in.Connections,
-		ActiveConnections: in.Active,
-		BytesIn:           in.BytesIn,
-		BytesOut:          in.BytesOut,
-		DatagramsIn:       in.DatagramsIn,
-		DatagramsOut:      in.DatagramsOut,
-		Errors:            in.Errors,
-		LastError:         in.LastError,
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package engine
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"google.golang.org/grpc/codes"
 )
 
@@ -36,7 +37,7 @@ func TestAddRefusesEndedSession(t *testing.T) {
 	if !errors.Is(err, ErrUnknownSession) {
 		t.Fatalf("add into a closed session: %v, want ErrUnknownSession", err)
 	}
-	if code, reason := classify(err); code != codes.NotFound || reason != ReasonUnknownSession {
+	if code, reason := classify(err); code != codes.NotFound || reason != contract.ReasonUnknownSession {
 		t.Errorf("classified %s %s, want NotFound UNKNOWN_SESSION", code, reason)
 	}
 	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {

@@ -1,4 +1,4 @@
-package agent
+package engine
 
 import (
 	"context"
@@ -9,53 +9,19 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/policy"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
-// Domain is the google.rpc.ErrorInfo domain of every error the agent returns.
-const Domain = "sockagent.v1"
-
-// Reasons carried in google.rpc.ErrorInfo.reason. Scripts match on these strings.
-const (
-	ReasonConnectionRefused   = "CONNECTION_REFUSED"
-	ReasonConnectionReset     = "CONNECTION_RESET"
-	ReasonHostUnreachable     = "HOST_UNREACHABLE"
-	ReasonNetworkUnreachable  = "NETWORK_UNREACHABLE"
-	ReasonTimeout             = "TIMEOUT"
-	ReasonAddressInUse        = "ADDRESS_IN_USE"
-	ReasonAddressNotAvailable = "ADDRESS_NOT_AVAILABLE"
-	ReasonBrokenPipe          = "BROKEN_PIPE"
-	ReasonSocketClosed        = "SOCKET_CLOSED"
-	ReasonUnknownSocket       = "UNKNOWN_SOCKET"
-	ReasonWrongSocketKind     = "WRONG_SOCKET_KIND"
-	ReasonNotConnected        = "NOT_CONNECTED"
-	ReasonInvalidAddress      = "INVALID_ADDRESS"
-	ReasonInvalidNetwork      = "INVALID_NETWORK"
-	ReasonInvalidArgument     = "INVALID_ARGUMENT"
-	ReasonNameNotResolved     = "NAME_NOT_RESOLVED"
-	ReasonPathNotFound        = "PATH_NOT_FOUND"
-	ReasonAccessDenied        = "ACCESS_DENIED"
-	ReasonMessageTooLarge     = "MESSAGE_TOO_LARGE"
-	ReasonTooManyOpenFiles    = "TOO_MANY_OPEN_FILES"
-	ReasonNoBufferSpace       = "NO_BUFFER_SPACE"
-	ReasonAgentStopping       = "AGENT_STOPPING"
-	ReasonCancelled           = "CANCELLED"
-	ReasonOSError             = "OS_ERROR"
-	ReasonPolicyDenied        = "POLICY_DENIED"
-	ReasonLimitExceeded       = "LIMIT_EXCEEDED"
-	ReasonUnknownSession      = "UNKNOWN_SESSION"
-	ReasonSocketBusy          = "SOCKET_BUSY"
-)
-
-// Sentinel errors of the socket table.
+// Sentinel errors of the engine.
 var (
 	// ErrUnknownSocket: no socket has this id (never opened, or already closed).
 	ErrUnknownSocket = errors.New("unknown socket (never opened, or already closed)")
 	// ErrAgentStopping: the agent is shutting down and takes no new work.
 	ErrAgentStopping = errors.New("agent is stopping")
+	// ErrUnknownSession: no open session of the caller has this id (never opened, closed, or
+	// its lease expired).
+	ErrUnknownSession = errors.New("unknown session (never opened, closed, or its lease expired)")
 )
 
 // kindError says a socket cannot do what was asked of it.
@@ -64,7 +30,7 @@ type kindError struct{ msg string }
 func (e *kindError) Error() string { return e.msg }
 
 // busyError says a socket is taken by an Attach stream or a serving behaviour, so no other
-// call may use it (FAILED_PRECONDITION, SOCKET_BUSY).
+// call may use it.
 type busyError struct{ msg string }
 
 func (e *busyError) Error() string { return e.msg }
@@ -77,13 +43,17 @@ type argError struct {
 
 func (e *argError) Error() string { return e.msg }
 
-func badArg(reason, format string, args ...any) error {
+// BadArg is an error for a bad request field with one of the contract's INVALID_* reasons;
+// the adapter uses it for what it checks while converting a request.
+func BadArg(reason, format string, args ...any) error {
 	return &argError{reason: reason, msg: fmt.Sprintf(format, args...)}
 }
 
+func badArg(reason, format string, args ...any) error { return BadArg(reason, format, args...) }
+
 // limitError is a request over a limit of the agent or of the caller's policy rule set.
 type limitError struct {
-	Limit   string // the policy key: "limits.sockets", "limits.bytes_per_call", "limits.blocking_calls", "agent_limits.sockets", "session_limits.sockets"
+	Limit   string // the policy key: "limits.sockets", "agent_limits.blocking_calls", ...
 	Max     int
 	RuleSet string // the rule set the limit comes from; empty for agent_limits
 	Detail  string // what was over it, and what to do
@@ -134,9 +104,35 @@ func innermost(err error) error {
 	return err
 }
 
-// classify maps an error to a gRPC code and an ErrorInfo reason. It is the only place that
-// decides codes; it uses errors.Is/As, never the text.
-func classify(err error) (codes.Code, string) {
+// unknownSocketError is ErrUnknownSocket naming the agent instance, so that a client holding an
+// id from before a restart can tell.
+type unknownSocketError struct {
+	instance string
+	started  time.Time
+	why      string // why the agent closed it on its own, when it did so recently
+}
+
+func (e *unknownSocketError) Error() string {
+	if e.why != "" {
+		return fmt.Sprintf("unknown socket: the agent closed it: %s (agent instance %s, started %s)",
+			e.why, e.instance, e.started.UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("%s; this agent instance %s, started %s, has no such socket: if it was opened before, the agent restarted",
+		ErrUnknownSocket, e.instance, e.started.UTC().Format(time.RFC3339))
+}
+
+func (e *unknownSocketError) Is(target error) bool { return target == ErrUnknownSocket }
+
+// closedError is net.ErrClosed for a socket the agent closed on its own (session ended,
+// idle), saying why.
+type closedError struct{ why string }
+
+func (e *closedError) Error() string { return "socket closed by the agent: " + e.why }
+func (e *closedError) Unwrap() error { return net.ErrClosed }
+
+// Reason maps an error to its contract reason. It is the only place that decides reasons; it
+// uses errors.Is/As, never the text.
+func Reason(err error) string {
 	var (
 		ke    *kindError
 		be    *busyError
@@ -152,55 +148,50 @@ func classify(err error) (codes.Code, string) {
 	)
 	switch {
 	case errors.As(err, &pde):
-		return codes.PermissionDenied, ReasonPolicyDenied
+		return contract.ReasonPolicyDenied
 	case errors.As(err, &le):
-		return codes.ResourceExhausted, ReasonLimitExceeded
+		return contract.ReasonLimitExceeded
 	case errors.Is(err, ErrUnknownSocket):
-		return codes.NotFound, ReasonUnknownSocket
+		return contract.ReasonUnknownSocket
 	case errors.Is(err, ErrUnknownSession):
-		return codes.NotFound, ReasonUnknownSession
+		return contract.ReasonUnknownSession
 	case errors.As(err, &ke):
-		return codes.FailedPrecondition, ReasonWrongSocketKind
+		return contract.ReasonWrongSocketKind
 	case errors.As(err, &be):
-		return codes.FailedPrecondition, ReasonSocketBusy
+		return contract.ReasonSocketBusy
 	case errors.As(err, &ae):
-		return codes.InvalidArgument, ae.reason
+		return ae.reason
 	case errors.Is(err, ErrAgentStopping):
-		return codes.Unavailable, ReasonAgentStopping
+		return contract.ReasonAgentStopping
 	case errors.Is(err, context.Canceled):
-		return codes.Canceled, ReasonCancelled
+		return contract.ReasonCancelled
 	case errors.Is(err, net.ErrClosed):
-		return codes.Aborted, ReasonSocketClosed
+		return contract.ReasonSocketClosed
 	case errors.As(err, &une):
-		return codes.InvalidArgument, ReasonInvalidNetwork
+		return contract.ReasonInvalidNetwork
 	case errors.As(err, &dnse):
 		if dnse.IsTimeout {
-			return codes.DeadlineExceeded, ReasonTimeout
+			return contract.ReasonTimeout
 		}
-		return codes.Unavailable, ReasonNameNotResolved
+		return contract.ReasonNameNotResolved
 	case errors.As(err, &adde), errors.As(err, &pe):
-		return codes.InvalidArgument, ReasonInvalidAddress
+		return contract.ReasonInvalidAddress
 	case errors.As(err, &errno):
-		if c, r, ok := errnoReason(errno); ok {
-			return c, r
+		if r, ok := errnoReason(errno); ok {
+			return r
 		}
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
 		(errors.As(err, &ne) && ne.Timeout()) {
-		return codes.DeadlineExceeded, ReasonTimeout
+		return contract.ReasonTimeout
 	}
-	return codes.Unknown, ReasonOSError
+	return contract.ReasonOSError
 }
 
-// toStatus turns any error of the agent into a gRPC status with a google.rpc.ErrorInfo.
-func toStatus(err error) *status.Status {
-	if err == nil {
-		return status.New(codes.OK, "")
-	}
-	if s, ok := status.FromError(err); ok {
-		return s
-	}
-	code, reason := classify(err)
+// Metadata is what an error says beyond its reason and message, for google.rpc.ErrorInfo's
+// metadata: the operation, network, address and socket (OpError); the agent instance
+// (UNKNOWN_SOCKET); the OS error number; the policy rule and rule set; the limit.
+func Metadata(err error) map[string]string {
 	md := map[string]string{}
 	var oe *OpError
 	if errors.As(err, &oe) {
@@ -229,9 +220,5 @@ func toStatus(err error) *status.Status {
 			md["rule_set"] = le.RuleSet
 		}
 	}
-	st := status.New(code, err.Error())
-	if ds, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: md}); derr == nil {
-		return ds
-	}
-	return st
+	return md
 }

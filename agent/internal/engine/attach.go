@@ -1,4 +1,4 @@
-package agent
+package engine
 
 // Attach: one bidirectional stream joins a caller to a socket, like netcat.
 //
@@ -40,62 +40,41 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/policy"
-	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/experimental"
-	"google.golang.org/grpc/mem"
 )
-
-// init gives gRPC (every server and client of the process: the agent, sockctl) a buffer pool
-// with a size class just above every power of two from 64 KiB to 4 MiB. gRPC's default pool
-// jumps from 32 KiB to 1 MiB and zeroes the whole buffer it lends, so every 64 KiB Attach
-// message (64 KiB and a few bytes) cost a 1 MiB memclr on marshal and on receive, 40% of the
-// relay's CPU time; here it costs 68 KiB. The buffers are still zeroed. SetDefaultBufferPool
-// is meant for init, and is the only way to reach the pool of gRPC's proto codec.
-func init() {
-	const slack = 4 << 10 // a message's own bytes beyond its data: 64 KiB of data fit 68 KiB
-	experimental.SetDefaultBufferPool(mem.NewTieredBufferPool(256, 4<<10, 16<<10, 32<<10,
-		64<<10+slack, 128<<10+slack, 256<<10+slack, 512<<10+slack, 1<<20+slack, 4<<20+slack))
-}
 
 // maxAttachRead bounds AttachRequest.read_size.
 const maxAttachRead = 1 << 20
 
-// Attach is the gRPC adapter of SocketService.Attach.
-func (s *socketService) Attach(stream sockagentv1.SocketService_AttachServer) error {
-	if err := s.t.attach(stream.Context(), stream); err != nil {
-		return fail(err)
-	}
-	return nil
+// AttachIn is one request of an Attach stream: the first names the socket (and the read
+// size); any may carry data, a datagram's destination, or the end of the caller's direction.
+type AttachIn struct {
+	SocketID   string
+	ReadSize   uint32
+	Data       []byte
+	Address    string
+	CloseWrite bool
 }
 
-// stream counts an Attach or a Throughput as one blocking call against
-// agent_limits.blocking_calls for as long as it runs, as unary counts the blocking unary
-// calls. An Attach's read buffer (read_size) counts against the caller's and the session's
-// limits in the table; agent_limits.buffered_bytes counts the data of unary calls only.
-func (b *budget) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	var op string
-	switch info.FullMethod {
-	case sockagentv1.SocketService_Attach_FullMethodName:
-		op = "attach"
-	case sockagentv1.MeasureService_Throughput_FullMethodName:
-		op = "throughput"
-	default:
-		return handler(srv, ss)
-	}
-	if err := b.take(0, false); err != nil {
-		return toStatus(&OpError{Op: op, Err: err}).Err()
-	}
-	defer b.give(0)
-	return handler(srv, ss)
+// AttachOut is one response of an Attach stream: bytes (or one datagram and its sender) read
+// from the socket, or the end of the stream.
+type AttachOut struct {
+	Data          []byte
+	RemoteAddress string
+	EOF           bool
 }
 
-// attachStream is the part of the Attach server stream the table uses.
-type attachStream interface {
-	Send(*sockagentv1.AttachResponse) error
-	Recv() (*sockagentv1.AttachRequest, error)
+// AttachStream is the stream an Attach moves data over. Send may keep nothing of out after it
+// returns: the engine reuses out and its buffer for the next read.
+type AttachStream interface {
+	Send(out *AttachOut) error
+	Recv() (*AttachIn, error)
 }
+
+// StreamCounts are the bytes an Attach wrote to its socket and read from it, for the RPC's log
+// and audit line.
+type StreamCounts struct{ Written, Read atomic.Uint64 }
 
 // busy refuses a data call (Accept, Send, Recv, SendTo, RecvFrom) on a socket an Attach stream
 // owns; called by blocking.
@@ -108,12 +87,12 @@ func (s *sock) busy() error {
 
 // attachRun is one Attach in progress.
 type attachRun struct {
-	t        *table
+	t        *Table
 	s        *sock
 	set      *policy.RuleSet
-	stream   attachStream
+	stream   AttachStream
 	readSize int
-	counts   *streamCounts // for the RPC's log and audit line; nil without one
+	counts   *StreamCounts // for the RPC's log and audit line; nil without one
 
 	stop     atomic.Bool // set when the Attach ends: the goroutines touch the socket no more
 	rmu, wmu sync.Mutex  // held by a goroutine while it reads / writes the socket
@@ -123,17 +102,19 @@ type attachRun struct {
 	rdone chan error    // the downstream goroutine's end: nil after EOF was sent
 }
 
-func (t *table) attach(ctx context.Context, stream attachStream) error {
+// Attach joins stream to a socket of ctx's caller until either side ends (see the top of this
+// file); counts, if not nil, receives the bytes moved.
+func (t *Table) Attach(ctx context.Context, stream AttachStream, counts *StreamCounts) error {
 	first, err := stream.Recv()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return badArg(ReasonInvalidArgument, "attach: the stream ended before its first request; the first AttachRequest must name socket_id")
+			return badArg(contract.ReasonInvalidArgument, "attach: the stream ended before its first request; the first AttachRequest must name socket_id")
 		}
 		return err
 	}
-	id := first.GetSocketId()
+	id := first.SocketID
 	if id == "" {
-		return badArg(ReasonInvalidArgument, "attach: the first AttachRequest must name socket_id")
+		return badArg(contract.ReasonInvalidArgument, "attach: the first AttachRequest must name socket_id")
 	}
 	s, err := t.get(ctx, id)
 	wrap := func(err error) error {
@@ -146,28 +127,28 @@ func (t *table) attach(ctx context.Context, stream attachStream) error {
 		return wrap(&kindError{"socket is a listener; Accept a connection and Attach to that"})
 	}
 	c, set := t.who(ctx)
-	n := int(first.GetReadSize())
+	n := int(first.ReadSize)
 	switch {
 	case n == 0:
 		n = min(defaultReadSize, set.Limits.BytesPerCall)
 	case n > maxAttachRead:
-		return wrap(badArg(ReasonInvalidArgument, "attach: read_size %d over the limit of %d; give 0 (64 KiB) up to 1 MiB", n, maxAttachRead))
+		return wrap(badArg(contract.ReasonInvalidArgument, "attach: read_size %d over the limit of %d; give 0 (64 KiB) up to 1 MiB", n, maxAttachRead))
 	default:
 		if err := bytesLimit(n, set, "give a smaller read_size"); err != nil {
 			return wrap(err)
 		}
 	}
-	done, err := t.enterBlocking(c.ID, s.session, n, set)
+	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n})
 	if err != nil {
 		return wrap(err)
 	}
-	defer done()
+	defer adm.release()
 	release, err := s.own()
 	if err != nil {
 		return wrap(err)
 	}
 	defer release()
-	r := &attachRun{t: t, s: s, set: set, stream: stream, readSize: n, counts: streamCountsFrom(ctx),
+	r := &attachRun{t: t, s: s, set: set, stream: stream, readSize: n, counts: counts,
 		shut: make(chan struct{}), wdone: make(chan error, 1), rdone: make(chan error, 1)}
 	if err := r.run(ctx, first); err != nil {
 		return wrap(err)
@@ -208,7 +189,7 @@ func (s *sock) setWriteDeadline(d time.Time) error {
 }
 
 // run moves the data until both directions ended or something failed.
-func (r *attachRun) run(ctx context.Context, first *sockagentv1.AttachRequest) error {
+func (r *attachRun) run(ctx context.Context, first *AttachIn) error {
 	s := r.s
 	if s.isClosed() {
 		return r.t.closedErr(s, net.ErrClosed)
@@ -293,12 +274,12 @@ func (r *attachRun) end() {
 
 // upstream receives requests and writes them to the socket, one at a time; it reports nil
 // after the caller's half-close.
-func (r *attachRun) upstream(first *sockagentv1.AttachRequest) { r.wdone <- r.up(first) }
+func (r *attachRun) upstream(first *AttachIn) { r.wdone <- r.up(first) }
 
-func (r *attachRun) up(req *sockagentv1.AttachRequest) error {
+func (r *attachRun) up(req *AttachIn) error {
 	s := r.s
 	shut := false // close_write seen
-	if len(req.GetData()) == 0 && req.GetAddress() == "" && !req.GetCloseWrite() {
+	if len(req.Data) == 0 && req.Address == "" && !req.CloseWrite {
 		// A first request with nothing but socket_id (and read_size) opens the Attach: on a
 		// datagram socket it sends no empty datagram, later empty requests do.
 		var err error
@@ -314,20 +295,20 @@ func (r *attachRun) up(req *sockagentv1.AttachRequest) error {
 		lastDst  net.Addr
 	)
 	for {
-		data, addr := req.GetData(), req.GetAddress()
+		data, addr := req.Data, req.Address
 		switch {
 		case shut && len(data) > 0:
-			return badArg(ReasonInvalidArgument, "attach: data after close_write; the socket's write half is shut down already")
+			return badArg(contract.ReasonInvalidArgument, "attach: data after close_write; the socket's write half is shut down already")
 		case shut:
 		case s.pc == nil && addr != "":
-			return badArg(ReasonInvalidArgument, "attach: address %q given for a connected socket; address is only for an unconnected datagram socket (Bind)", addr)
+			return badArg(contract.ReasonInvalidArgument, "attach: address %q given for a connected socket; address is only for an unconnected datagram socket (Bind)", addr)
 		default:
 			if err := bytesLimit(len(data), r.set, "send smaller requests"); err != nil {
 				return err
 			}
 			// On a datagram socket every request is a datagram, even empty, but one that only
 			// says close_write.
-			if len(data) > 0 || (s.kind == KindDatagram && !req.GetCloseWrite()) {
+			if len(data) > 0 || (s.kind == KindDatagram && !req.CloseWrite) {
 				var dst net.Addr
 				if s.pc != nil {
 					if addr != lastAddr || lastDst == nil {
@@ -343,7 +324,7 @@ func (r *attachRun) up(req *sockagentv1.AttachRequest) error {
 					return err
 				}
 			}
-			if req.GetCloseWrite() {
+			if req.CloseWrite {
 				shut = true
 				if err := r.shutWrite(); err != nil {
 					return err
@@ -403,7 +384,7 @@ func (r *attachRun) write(data []byte, dst net.Addr) error {
 	}
 	r.s.bytesSent.Add(uint64(n))
 	if r.counts != nil {
-		r.counts.written.Add(uint64(n))
+		r.counts.Written.Add(uint64(n))
 	}
 	if err != nil {
 		return err
@@ -441,7 +422,7 @@ func (r *attachRun) shutWrite() error {
 func (r *attachRun) downstream() {
 	s := r.s
 	buf := make([]byte, r.readSize)
-	resp := &sockagentv1.AttachResponse{}
+	resp := &AttachOut{}
 	for {
 		n, from, msg, err := r.read(buf)
 		if r.stop.Load() {
@@ -449,8 +430,7 @@ func (r *attachRun) downstream() {
 		}
 		switch {
 		case msg:
-			// gRPC marshals resp before Send returns; no stats handler or tracing of the agent
-			// keeps it, so buf is free again when Send returns.
+			// AttachStream.Send keeps nothing of resp once it returns, so buf is free again.
 			resp.Data, resp.RemoteAddress = buf[:n], from
 			if err := r.stream.Send(resp); err != nil {
 				r.rdone <- err
@@ -461,7 +441,7 @@ func (r *attachRun) downstream() {
 				r.rdone <- net.ErrClosed
 				return
 			}
-			resp.Data, resp.RemoteAddress, resp.Eof = nil, "", true
+			resp.Data, resp.RemoteAddress, resp.EOF = nil, "", true
 			r.rdone <- r.stream.Send(resp)
 			return
 		default:
@@ -496,7 +476,7 @@ func (r *attachRun) read(buf []byte) (n int, from string, msg bool, err error) {
 		s.bytesRecv.Add(uint64(n))
 		s.msgsRecv.Add(1)
 		if r.counts != nil {
-			r.counts.read.Add(uint64(n))
+			r.counts.Read.Add(uint64(n))
 		}
 		return n, from, true, nil
 	}

@@ -1,4 +1,4 @@
-package agent
+package engine
 
 // Throughput (MeasureService): the agent opens N connections (TCP) or sockets (UDP) to a
 // discard or a source and moves bytes socket to socket, so gRPC is never in the measured path.
@@ -29,11 +29,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/wire"
 	"github.com/sockagent/sockagent/agent/policy"
-	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Throughput's defaults and limits (see ThroughputRequest).
@@ -58,8 +56,6 @@ const (
 	tputStopPoll    = 100 * time.Millisecond // how often a test checks whether the agent stops
 )
 
-var tputNets = []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"}
-
 // tputParams is a validated ThroughputRequest, defaults applied.
 type tputParams struct {
 	network, address string
@@ -73,41 +69,32 @@ type tputParams struct {
 	interval         time.Duration
 }
 
-// Throughput runs a throughput test and streams its interval reports, then the summary.
-func (m *measureService) Throughput(r *sockagentv1.ThroughputRequest, stream grpc.ServerStreamingServer[sockagentv1.ThroughputResponse]) error {
-	p, err := tputParamsOf(r)
-	if err != nil {
-		return fail(err)
-	}
-	sum, err := m.t.throughput(inSession(stream.Context()), p, func(iv tputInterval) error {
-		return stream.Send(&sockagentv1.ThroughputResponse{Report: &sockagentv1.ThroughputResponse_Interval{Interval: iv.proto()}})
-	})
-	if err != nil {
-		return fail(err)
-	}
-	return stream.Send(&sockagentv1.ThroughputResponse{Report: &sockagentv1.ThroughputResponse_Summary{Summary: sum.proto()}})
+// ThroughputSpec is a Throughput request in the engine's terms; zero fields take the defaults.
+type ThroughputSpec struct {
+	Network, Address  string
+	Local             string // host or host:port to bind; "" for the OS's choice
+	Receive           bool   // receive from a source, instead of sending to a discard
+	Duration          time.Duration
+	Bytes             uint64
+	Streams           uint32
+	RateBitsPerSecond uint64
+	Size              uint32
+	ReportInterval    time.Duration
 }
 
 // tputParamsOf checks a request field by field and applies the defaults.
-func tputParamsOf(r *sockagentv1.ThroughputRequest) (tputParams, error) {
+func tputParamsOf(r ThroughputSpec) (tputParams, error) {
 	const op = "throughput"
-	p := tputParams{network: r.GetNetwork(), address: r.GetAddress(), bytes: r.GetBytes(), rate: r.GetRateBitsPerSecond()}
-	if err := checkNetwork(op, p.network, tputNets); err != nil {
+	p := tputParams{network: r.Network, address: r.Address, bytes: r.Bytes, rate: r.RateBitsPerSecond, receive: r.Receive}
+	if err := checkNetwork(contract.OpThroughput, p.network); err != nil {
 		return p, err
 	}
 	if err := checkAddress(op, p.network, p.address); err != nil {
 		return p, err
 	}
 	p.udp = strings.HasPrefix(p.network, "udp")
-	switch d := r.GetDirection(); d {
-	case sockagentv1.Direction_DIRECTION_UNSPECIFIED, sockagentv1.Direction_DIRECTION_SEND:
-	case sockagentv1.Direction_DIRECTION_RECEIVE:
-		p.receive = true
-	default:
-		return p, badArg(ReasonInvalidArgument, "%s: direction %d unknown; give DIRECTION_SEND (to a discard) or DIRECTION_RECEIVE (from a source)", op, int32(d))
-	}
 	var err error
-	if p.duration, err = tputDurationOf("duration", r.GetDuration(), time.Millisecond, tputMaxDuration, "10s, or until bytes"); err != nil {
+	if p.duration, err = tputDurationOf("duration", r.Duration, time.Millisecond, tputMaxDuration, "10s, or until bytes"); err != nil {
 		return p, err
 	}
 	if p.duration == 0 {
@@ -116,40 +103,40 @@ func tputParamsOf(r *sockagentv1.ThroughputRequest) (tputParams, error) {
 			p.duration = tputMaxDuration
 		}
 	}
-	if p.interval, err = tputDurationOf("report_interval", r.GetReportInterval(), tputMinInterval, tputMaxDuration, "1s"); err != nil {
+	if p.interval, err = tputDurationOf("report_interval", r.ReportInterval, tputMinInterval, tputMaxDuration, "1s"); err != nil {
 		return p, err
 	}
 	if p.interval == 0 {
 		p.interval = time.Second
 	}
-	p.streams = int(r.GetStreams())
+	p.streams = int(r.Streams)
 	switch {
 	case p.streams == 0:
 		p.streams = 1
 	case p.streams > tputMaxStreams:
-		return p, badArg(ReasonInvalidArgument, "%s: streams %d out of range; give 0 (1 stream) up to %d", op, p.streams, tputMaxStreams)
+		return p, badArg(contract.ReasonInvalidArgument, "%s: streams %d out of range; give 0 (1 stream) up to %d", op, p.streams, tputMaxStreams)
 	}
-	size := int64(r.GetSize())
+	size := int64(r.Size)
 	switch {
 	case p.udp && size == 0:
 		p.size = tputDefaultUDPSize
 	case p.udp && (size < wire.HeaderSize || size > tputMaxUDPSize):
-		return p, badArg(ReasonInvalidArgument, "%s: size %d out of range for %s; give 0 (%d bytes) or %d to %d bytes per datagram (each carries a %d-byte header)",
+		return p, badArg(contract.ReasonInvalidArgument, "%s: size %d out of range for %s; give 0 (%d bytes) or %d to %d bytes per datagram (each carries a %d-byte header)",
 			op, size, p.network, tputDefaultUDPSize, wire.HeaderSize, tputMaxUDPSize, wire.HeaderSize)
 	case size == 0:
 		p.size = tputDefaultTCPSize
 	case size > tputMaxTCPSize:
-		return p, badArg(ReasonInvalidArgument, "%s: size %d out of range for %s; give 0 (%d bytes) up to %d bytes per write", op, size, p.network, tputDefaultTCPSize, tputMaxTCPSize)
+		return p, badArg(contract.ReasonInvalidArgument, "%s: size %d out of range for %s; give 0 (%d bytes) up to %d bytes per write", op, size, p.network, tputDefaultTCPSize, tputMaxTCPSize)
 	default:
 		p.size = int(size)
 	}
 	if b := int64(p.size) * int64(p.streams); b > tputMaxBuffers {
-		return p, badArg(ReasonInvalidArgument, "%s: size %d × streams %d needs %d bytes of buffers, over the agent's %d; use fewer streams or a smaller size", op, p.size, p.streams, b, tputMaxBuffers)
+		return p, badArg(contract.ReasonInvalidArgument, "%s: size %d × streams %d needs %d bytes of buffers, over the agent's %d; use fewer streams or a smaller size", op, p.size, p.streams, b, tputMaxBuffers)
 	}
 	if p.udp && p.rate == 0 {
 		p.rate = tputDefaultUDPRate
 	}
-	if l := r.GetLocalAddress(); l != "" {
+	if l := r.Local; l != "" {
 		host, port, err := net.SplitHostPort(l)
 		if err != nil {
 			host, port = l, "0"
@@ -158,73 +145,50 @@ func tputParamsOf(r *sockagentv1.ThroughputRequest) (tputParams, error) {
 			}
 		}
 		if port != "0" && p.streams > 1 {
-			return p, badArg(ReasonInvalidAddress, "%s: local_address %q names port %s, but %d streams cannot share one port; give just the host, or host:0", op, l, port, p.streams)
+			return p, badArg(contract.ReasonInvalidAddress, "%s: local_address %q names port %s, but %d streams cannot share one port; give just the host, or host:0", op, l, port, p.streams)
 		}
 		p.local = net.JoinHostPort(host, port)
 	}
 	return p, nil
 }
 
-func tputDurationOf(field string, d *durationpb.Duration, lo, hi time.Duration, zero string) (time.Duration, error) {
-	v, err := durationOf("throughput", field, d)
-	if err != nil {
-		return 0, err
-	}
+func tputDurationOf(field string, v, lo, hi time.Duration, zero string) (time.Duration, error) {
 	if v != 0 && (v < lo || v > hi) {
-		return 0, badArg(ReasonInvalidArgument, "throughput: %s %s out of range; give 0 (%s) or %s to %s", field, v, zero, lo, hi)
+		return 0, badArg(contract.ReasonInvalidArgument, "throughput: %s %s out of range; give 0 (%s) or %s to %s", field, v, zero, lo, hi)
 	}
 	return v, nil
 }
 
-// tputInterval is one interval report; tputSummary the whole test's.
-type tputInterval struct {
-	start, end                      time.Duration // from the test's start
-	bytes, datagrams, lost, retrans uint64
-	rtt                             time.Duration
+// ThroughputInterval is one interval report of a test.
+type ThroughputInterval struct {
+	Start, End                          time.Duration // from the test's start
+	Bytes, Datagrams, Lost, Retransmits uint64
+	RTT                                 time.Duration
 }
 
-type tputSummary struct {
-	duration       time.Duration
-	bytes, retrans uint64
-	rtt            time.Duration
-	sent, received uint64 // datagrams (UDP)
-	loss           float64
-	streams        int
-	remote         string
-	errors         []ErrorCount
+// ThroughputSummary is the report of a whole test.
+type ThroughputSummary struct {
+	Duration           time.Duration
+	Bytes, Retransmits uint64
+	RTT                time.Duration
+	Sent, Received     uint64 // datagrams (UDP)
+	Loss               float64
+	Streams            int
+	Remote             string
+	Errors             []ErrorCount
 }
 
-func bitsPerSecond(bytes uint64, d time.Duration) float64 {
+// BitsPerSecond is the rate of bytes moved in d.
+func BitsPerSecond(bytes uint64, d time.Duration) float64 {
 	if d <= 0 {
 		return 0
 	}
 	return float64(bytes) * 8 / d.Seconds()
 }
 
-func (iv tputInterval) proto() *sockagentv1.ThroughputInterval {
-	return &sockagentv1.ThroughputInterval{
-		Start: durationpb.New(iv.start), End: durationpb.New(iv.end),
-		Bytes: iv.bytes, BitsPerSecond: bitsPerSecond(iv.bytes, iv.end-iv.start),
-		Retransmits: iv.retrans, Rtt: durationpb.New(iv.rtt),
-		Datagrams: iv.datagrams, Lost: iv.lost,
-	}
-}
-
-func (s tputSummary) proto() *sockagentv1.ThroughputSummary {
-	out := &sockagentv1.ThroughputSummary{
-		Duration: durationpb.New(s.duration), Bytes: s.bytes, BitsPerSecond: bitsPerSecond(s.bytes, s.duration),
-		Retransmits: s.retrans, Rtt: durationpb.New(s.rtt),
-		DatagramsSent: s.sent, DatagramsReceived: s.received, Loss: s.loss,
-		Streams: uint32(s.streams), RemoteAddress: s.remote,
-	}
-	out.Errors = errorsProto(s.errors)
-	return out
-}
-
 // addError counts a stream's error under its reason.
 func (r *tputRun) addError(err error) {
-	_, reason := classify(err)
-	r.errs.add(reason, err.Error())
+	r.errs.add(Reason(err), err.Error())
 }
 
 // tputStream is one connection or socket of a test.
@@ -355,55 +319,47 @@ func (r *tputRun) due(n uint64, perSecond float64) time.Time {
 	return r.start.Add(time.Duration(float64(n) / perSecond * float64(time.Second)))
 }
 
-// throughput runs one test: policy and limits as for Dial, N dials, the workers, and an
-// interval report (through report, on this goroutine) every report_interval.
-func (t *table) throughput(ctx context.Context, p tputParams, report func(tputInterval) error) (tputSummary, error) {
+// Throughput runs one test for ctx's caller: the request's checks, policy and limits as for
+// Dial, N dials, the workers, and an interval report (through report, on this goroutine) every
+// report interval.
+func (t *Table) Throughput(ctx context.Context, spec ThroughputSpec, report func(ThroughputInterval) error) (ThroughputSummary, error) {
+	p, err := tputParamsOf(spec)
+	if err != nil {
+		return ThroughputSummary{}, err
+	}
 	wrap := func(err error) error {
 		return &OpError{Op: "throughput", Network: p.network, Address: p.address, Err: err}
 	}
 	c, set := t.who(ctx)
 	if err := set.CheckNetwork(p.network); err != nil {
-		return tputSummary{}, wrap(err)
+		return ThroughputSummary{}, wrap(err)
 	}
 	sess, err := t.sessionOfCall(ctx)
 	if err != nil {
-		return tputSummary{}, wrap(err)
+		return ThroughputSummary{}, wrap(err)
 	}
 	d := net.Dialer{Timeout: t.defaultTimeout, Control: control(set, false)}
 	if p.local != "" {
 		la, err := resolveLocal(p.network, p.local)
 		if err != nil {
-			return tputSummary{}, wrap(fmt.Errorf("local address %q: %w", p.local, err))
+			return ThroughputSummary{}, wrap(fmt.Errorf("local address %q: %w", p.local, err))
 		}
 		if ap, ok := addrPort(la); ok && ap.Port() != 0 {
 			if err := set.CheckLocal(ap); err != nil {
-				return tputSummary{}, wrap(err)
+				return ThroughputSummary{}, wrap(err)
 			}
 		}
 		d.LocalAddr = la
 	}
-	done, err := t.enterBlocking(c.ID, sess, 0, set)
+	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: p.streams})
 	if err != nil {
-		return tputSummary{}, wrap(err)
+		return ThroughputSummary{}, wrap(err)
 	}
-	defer done()
-	for i := range p.streams {
-		if err := t.reserve(c.ID, sess, set); err != nil {
-			for range i {
-				t.release(c.ID, sess)
-			}
-			return tputSummary{}, wrap(err)
-		}
-	}
-	defer func() {
-		for range p.streams {
-			t.release(c.ID, sess)
-		}
-	}()
+	defer adm.release()
 
 	r := &tputRun{p: p, dataDone: make(chan struct{}), stop: make(chan struct{})}
 	if err := r.dial(ctx, d, set); err != nil {
-		return tputSummary{}, wrap(err)
+		return ThroughputSummary{}, wrap(err)
 	}
 	defer r.closeAll()
 	sum, err := r.run(ctx, t, report)
@@ -517,20 +473,20 @@ func (r *tputRun) snap(at time.Time) tputSnap {
 	return sn
 }
 
-func (r *tputRun) interval(prev, cur tputSnap) tputInterval {
-	iv := tputInterval{start: prev.at.Sub(r.start), end: cur.at.Sub(r.start), rtt: cur.rtt,
-		bytes: cur.bytes - prev.bytes, datagrams: cur.datagrams - prev.datagrams}
+func (r *tputRun) interval(prev, cur tputSnap) ThroughputInterval {
+	iv := ThroughputInterval{Start: prev.at.Sub(r.start), End: cur.at.Sub(r.start), RTT: cur.rtt,
+		Bytes: cur.bytes - prev.bytes, Datagrams: cur.datagrams - prev.datagrams}
 	if cur.lost > prev.lost {
-		iv.lost = cur.lost - prev.lost
+		iv.Lost = cur.lost - prev.lost
 	}
 	if cur.retrans > prev.retrans {
-		iv.retrans = cur.retrans - prev.retrans
+		iv.Retransmits = cur.retrans - prev.retrans
 	}
 	return iv
 }
 
 // run starts the workers and reports until they end.
-func (r *tputRun) run(ctx context.Context, t *table, report func(tputInterval) error) (tputSummary, error) {
+func (r *tputRun) run(ctx context.Context, t *Table, report func(ThroughputInterval) error) (ThroughputSummary, error) {
 	p := r.p
 	base := r.snap(time.Now()) // TCP_INFO counts from the handshake; the test counts from here
 	r.start = time.Now()
@@ -595,10 +551,10 @@ func (r *tputRun) run(ctx context.Context, t *table, report func(tputInterval) e
 			if cur.at.Before(prev.at) {
 				cur.at = prev.at
 			}
-			if iv := r.interval(prev, cur); iv.bytes > 0 || iv.datagrams > 0 || iv.lost > 0 || iv.end-iv.start >= p.interval/4 {
+			if iv := r.interval(prev, cur); iv.Bytes > 0 || iv.Datagrams > 0 || iv.Lost > 0 || iv.End-iv.Start >= p.interval/4 {
 				if err := report(iv); err != nil {
 					finish()
-					return tputSummary{}, err
+					return ThroughputSummary{}, err
 				}
 			} else {
 				cur.at = prev.at // a sliver with nothing moved: the test ended at the last report
@@ -610,25 +566,25 @@ func (r *tputRun) run(ctx context.Context, t *table, report func(tputInterval) e
 			cur := r.snap(now)
 			if err := report(r.interval(prev, cur)); err != nil {
 				finish()
-				return tputSummary{}, err
+				return ThroughputSummary{}, err
 			}
 			prev = cur
 		case <-poll.C:
 			if t.isStopped() {
 				finish()
-				return tputSummary{}, ErrAgentStopping
+				return ThroughputSummary{}, ErrAgentStopping
 			}
 		case <-ctx.Done():
 			finish()
-			return tputSummary{}, ctx.Err()
+			return ThroughputSummary{}, ctx.Err()
 		}
 	}
 	<-kaDone
 	if ctx.Err() != nil {
-		return tputSummary{}, ctx.Err()
+		return ThroughputSummary{}, ctx.Err()
 	}
 	if err := r.noStart(); err != nil {
-		return tputSummary{}, err
+		return ThroughputSummary{}, err
 	}
 	return r.summary(base, prev), nil
 }
@@ -649,33 +605,33 @@ func (r *tputRun) noStart() error {
 }
 
 // summary sums the test up once every worker ended; last is the snapshot at the data's end.
-func (r *tputRun) summary(base, last tputSnap) tputSummary {
-	s := tputSummary{
-		duration: last.at.Sub(r.start), bytes: r.moved.Load(), rtt: last.rtt,
-		streams: len(r.streams), remote: addrString(r.streams[0].conn.RemoteAddr()),
+func (r *tputRun) summary(base, last tputSnap) ThroughputSummary {
+	s := ThroughputSummary{
+		Duration: last.at.Sub(r.start), Bytes: r.moved.Load(), RTT: last.rtt,
+		Streams: len(r.streams), Remote: addrString(r.streams[0].conn.RemoteAddr()),
 	}
 	if last.retrans > base.retrans {
-		s.retrans = last.retrans - base.retrans
+		s.Retransmits = last.retrans - base.retrans
 	}
 	if r.p.udp {
 		if r.p.receive {
-			s.received = r.dgrams.Load()
+			s.Received = r.dgrams.Load()
 			for _, st := range r.streams { // the source's count when it reported, else the gaps
-				s.sent += max(st.next.Load(), st.datagrams.Load(), uint64(max(st.reported.Load(), 0)))
+				s.Sent += max(st.next.Load(), st.datagrams.Load(), uint64(max(st.reported.Load(), 0)))
 			}
 		} else {
-			s.sent = r.dgrams.Load()
+			s.Sent = r.dgrams.Load()
 			for _, st := range r.streams {
 				if n := st.reported.Load(); n > 0 {
-					s.received += uint64(n)
+					s.Received += uint64(n)
 				}
 			}
 		}
-		if s.sent > 0 && s.received < s.sent {
-			s.loss = float64(s.sent-s.received) / float64(s.sent)
+		if s.Sent > 0 && s.Received < s.Sent {
+			s.Loss = float64(s.Sent-s.Received) / float64(s.Sent)
 		}
 	}
-	s.errors = r.errs.list()
+	s.Errors = r.errs.list()
 	return s
 }
 

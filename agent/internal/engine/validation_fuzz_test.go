@@ -1,4 +1,4 @@
-package agent
+package engine
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/policy"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -54,7 +55,7 @@ default:
 				errs = append(errs, err)
 				continue
 			}
-			if isUnix(n) && !strings.HasPrefix(address, "@") {
+			if contract.IsUnix(n) && !strings.HasPrefix(address, "@") {
 				if !filepath.IsAbs(address) || slices.Contains(strings.Split(filepath.ToSlash(address), "/"), "..") || strings.ContainsRune(address, 0) {
 					t.Fatalf("checkAddress(%s) accepted %q", n, address)
 				}

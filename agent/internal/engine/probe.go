@@ -1,4 +1,4 @@
-package agent
+package engine
 
 // MeasureService.Probe: TCP connect times and TCP/UDP echo round trips, timed on the agent's
 // host around the socket operations only, so gRPC is never in the measured path.
@@ -22,10 +22,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/wire"
 	"github.com/sockagent/sockagent/agent/policy"
-	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // ProbeMode is what a probe times.
@@ -48,13 +47,7 @@ const (
 	maxProbeWait        = time.Hour // bound of interval and timeout
 	// bigEcho is the largest TCP echo request written before reading the response.
 	bigEcho = 64 << 10
-	// reasonEchoMismatch: the bytes that came back differ from the bytes sent.
-	reasonEchoMismatch = "ECHO_MISMATCH"
-	// reasonEOF: the target closed the connection before echoing everything.
-	reasonEOF = "EOF"
 )
-
-var probeNets = []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"}
 
 // ProbeSpec is a validated probe request.
 type ProbeSpec struct {
@@ -102,7 +95,7 @@ func Stats(samples []time.Duration) LatencyStats {
 
 // checkProbe validates a request and fills in the defaults.
 func checkProbe(sp *ProbeSpec) error {
-	if err := checkNetwork("probe", sp.Network, probeNets); err != nil {
+	if err := checkNetwork(contract.OpProbe, sp.Network); err != nil {
 		return err
 	}
 	if err := checkAddress("probe: address", sp.Network, sp.Address); err != nil {
@@ -117,38 +110,38 @@ func checkProbe(sp *ProbeSpec) error {
 		}
 	case ProbeConnect:
 		if udp {
-			return badArg(ReasonInvalidArgument, "probe: mode connect needs a tcp network (UDP has no handshake to time); use mode echo for %s", sp.Network)
+			return badArg(contract.ReasonInvalidArgument, "probe: mode connect needs a tcp network (UDP has no handshake to time); use mode echo for %s", sp.Network)
 		}
 	case ProbeEcho:
 	default:
-		return badArg(ReasonInvalidArgument, "probe: mode %d unknown; use connect or echo (PROBE_MODE_CONNECT, PROBE_MODE_ECHO)", sp.Mode)
+		return badArg(contract.ReasonInvalidArgument, "probe: mode %d unknown; use connect or echo (PROBE_MODE_CONNECT, PROBE_MODE_ECHO)", sp.Mode)
 	}
 	if sp.Count == 0 {
 		sp.Count = defaultProbeCount
 	}
 	if sp.Count < 0 || sp.Count > maxProbeCount {
-		return badArg(ReasonInvalidArgument, "probe: count %d out of range; give 0 (%d) up to %d", sp.Count, defaultProbeCount, maxProbeCount)
+		return badArg(contract.ReasonInvalidArgument, "probe: count %d out of range; give 0 (%d) up to %d", sp.Count, defaultProbeCount, maxProbeCount)
 	}
 	if sp.Warmup < 0 || sp.Warmup > maxProbeCount {
-		return badArg(ReasonInvalidArgument, "probe: warmup %d out of range; give 0 up to %d", sp.Warmup, maxProbeCount)
+		return badArg(contract.ReasonInvalidArgument, "probe: warmup %d out of range; give 0 up to %d", sp.Warmup, maxProbeCount)
 	}
 	if sp.Size == 0 {
 		sp.Size = defaultProbeSize
 	}
 	switch {
 	case udp && (sp.Size < wire.HeaderSize || sp.Size > maxProbeSizeUDP):
-		return badArg(ReasonInvalidArgument, "probe: size %d out of range for udp; give 0 (%d) or %d (the probe's header) up to %d", sp.Size, defaultProbeSize, wire.HeaderSize, maxProbeSizeUDP)
+		return badArg(contract.ReasonInvalidArgument, "probe: size %d out of range for udp; give 0 (%d) or %d (the probe's header) up to %d", sp.Size, defaultProbeSize, wire.HeaderSize, maxProbeSizeUDP)
 	case !udp && (sp.Size < 1 || sp.Size > maxProbeSizeTCP):
-		return badArg(ReasonInvalidArgument, "probe: size %d out of range for tcp; give 0 (%d) up to %d", sp.Size, defaultProbeSize, maxProbeSizeTCP)
+		return badArg(contract.ReasonInvalidArgument, "probe: size %d out of range for tcp; give 0 (%d) up to %d", sp.Size, defaultProbeSize, maxProbeSizeTCP)
 	}
 	if sp.Interval < 0 || sp.Interval > maxProbeWait {
-		return badArg(ReasonInvalidArgument, "probe: interval %s out of range; give 0 (back to back) up to %s", sp.Interval, maxProbeWait)
+		return badArg(contract.ReasonInvalidArgument, "probe: interval %s out of range; give 0 (back to back) up to %s", sp.Interval, maxProbeWait)
 	}
 	if sp.Timeout == 0 {
 		sp.Timeout = defaultProbeTimeout
 	}
 	if sp.Timeout < 0 || sp.Timeout > maxProbeWait {
-		return badArg(ReasonInvalidArgument, "probe: timeout %s out of range; give 0 (%s) up to %s", sp.Timeout, defaultProbeTimeout, maxProbeWait)
+		return badArg(contract.ReasonInvalidArgument, "probe: timeout %s out of range; give 0 (%s) up to %s", sp.Timeout, defaultProbeTimeout, maxProbeWait)
 	}
 	if sp.Local != "" {
 		if err := checkAddress("probe: local_address", sp.Network, sp.Local); err != nil {
@@ -174,7 +167,7 @@ type prober struct {
 }
 
 // Probe runs a probe for ctx's caller.
-func (t *table) Probe(ctx context.Context, sp ProbeSpec) (ProbeResult, error) {
+func (t *Table) Probe(ctx context.Context, sp ProbeSpec) (ProbeResult, error) {
 	wrap := func(err error) error {
 		return &OpError{Op: "probe", Network: sp.Network, Address: sp.Address, Err: err}
 	}
@@ -213,15 +206,12 @@ func (t *table) Probe(ctx context.Context, sp ProbeSpec) (ProbeResult, error) {
 	if err != nil {
 		return ProbeResult{}, wrap(err)
 	}
-	done, err := t.enterBlocking(c.ID, sess, 2*sp.Size, set)
+	// One socket at a time, and its write and read buffers.
+	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, bytes: 2 * sp.Size, sockets: 1})
 	if err != nil {
 		return ProbeResult{}, wrap(err)
 	}
-	defer done()
-	if err := t.reserve(c.ID, sess, set); err != nil {
-		return ProbeResult{}, wrap(err)
-	}
-	defer t.release(c.ID, sess)
+	defer adm.release()
 	if err := p.run(ctx); err != nil {
 		return ProbeResult{}, wrap(err)
 	}
@@ -495,12 +485,11 @@ func (p *prober) count(err error) { p.errs.add(probeReason(err), innermostMsg(er
 func probeReason(err error) string {
 	switch {
 	case errors.Is(err, errEchoMismatch):
-		return reasonEchoMismatch
+		return contract.ReasonEchoMismatch
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return reasonEOF
+		return contract.ReasonEOF
 	}
-	_, reason := classify(err)
-	return reason
+	return Reason(err)
 }
 
 func innermostMsg(err error) string {
@@ -508,41 +497,4 @@ func innermostMsg(err error) string {
 		return "the target closed the connection before echoing the request"
 	}
 	return err.Error()
-}
-
-// Probe is the gRPC adapter of table.Probe.
-func (m *measureService) Probe(ctx context.Context, r *sockagentv1.ProbeRequest) (*sockagentv1.ProbeResponse, error) {
-	interval, err := durationOf("probe", "interval", r.GetInterval())
-	if err != nil {
-		return nil, fail(err)
-	}
-	timeout, err := durationOf("probe", "timeout", r.GetTimeout())
-	if err != nil {
-		return nil, fail(err)
-	}
-	res, err := m.t.Probe(inSession(ctx), ProbeSpec{
-		Network: r.GetNetwork(), Address: r.GetAddress(), Local: r.GetLocalAddress(),
-		Mode: ProbeMode(r.GetMode()), Count: int(r.GetCount()), Warmup: int(r.GetWarmup()), Size: int(r.GetSize()),
-		Interval: interval, Timeout: timeout,
-	})
-	if err != nil {
-		return nil, fail(err)
-	}
-	st := Stats(res.Samples)
-	out := &sockagentv1.ProbeResponse{
-		RemoteAddress: res.Remote,
-		LocalAddress:  res.Local,
-		Sent:          uint32(res.Sent),
-		Received:      uint32(res.Received),
-		Rtt: &sockagentv1.LatencyStats{
-			Samples: uint32(st.Samples), Min: durationpb.New(st.Min), P50: durationpb.New(st.P50),
-			P90: durationpb.New(st.P90), P99: durationpb.New(st.P99), Max: durationpb.New(st.Max), Mean: durationpb.New(st.Mean),
-		},
-		Elapsed: durationpb.New(res.Elapsed),
-	}
-	if res.Sent > 0 {
-		out.Loss = float64(res.Sent-res.Received) / float64(res.Sent)
-	}
-	out.Errors = errorsProto(res.Errors)
-	return out, nil
 }

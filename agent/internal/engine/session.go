@@ -1,4 +1,4 @@
-package agent
+package engine
 
 // Sessions (leases on sockets), idle reaping and idempotent creation: table logic, no gRPC.
 
@@ -6,11 +6,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net"
 	"sort"
 	"time"
+
+	"github.com/sockagent/sockagent/agent/contract"
 )
 
 // Session and idle defaults and bounds.
@@ -25,10 +25,6 @@ const (
 	requestMemory = 10 * time.Minute
 	maxRequests   = 10000
 )
-
-// ErrUnknownSession: no open session of the caller has this id (never opened, closed, or
-// its lease expired).
-var ErrUnknownSession = errors.New("unknown session (never opened, closed, or its lease expired)")
 
 type sessionKey struct{}
 
@@ -60,27 +56,8 @@ type session struct {
 	socks, calls, bytes int
 }
 
-// unknownSocketError is ErrUnknownSocket naming the agent instance, so that a client holding an
-// id from before a restart can tell.
-type unknownSocketError struct {
-	instance string
-	started  time.Time
-	why      string // why the agent closed it on its own, when it did so recently
-}
-
-func (e *unknownSocketError) Error() string {
-	if e.why != "" {
-		return fmt.Sprintf("unknown socket: the agent closed it: %s (agent instance %s, started %s)",
-			e.why, e.instance, e.started.UTC().Format(time.RFC3339))
-	}
-	return fmt.Sprintf("%s; this agent instance %s, started %s, has no such socket: if it was opened before, the agent restarted",
-		ErrUnknownSocket, e.instance, e.started.UTC().Format(time.RFC3339))
-}
-
-func (e *unknownSocketError) Is(target error) bool { return target == ErrUnknownSocket }
-
 // unknownSocket is the error for a socket id owner has no socket under.
-func (t *table) unknownSocket(owner, id string) error {
+func (t *Table) unknownSocket(owner, id string) error {
 	e := &unknownSocketError{instance: t.instance, started: t.started}
 	t.mu.Lock()
 	if r, ok := t.reclaimed[id]; ok && r.owner == owner {
@@ -95,13 +72,6 @@ const maxReclaimed = 10000
 
 type reclaim struct{ owner, why string }
 
-// closedError is net.ErrClosed for a socket the agent closed on its own (session ended,
-// idle), saying why.
-type closedError struct{ why string }
-
-func (e *closedError) Error() string { return "socket closed by the agent: " + e.why }
-func (e *closedError) Unwrap() error { return net.ErrClosed }
-
 func newSessionID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
@@ -110,7 +80,7 @@ func newSessionID() string {
 
 // sessionOfCall returns the session ctx asks for, checked: empty when none, ErrUnknownSession
 // when it is not an open session of the caller.
-func (t *table) sessionOfCall(ctx context.Context) (string, error) {
+func (t *Table) sessionOfCall(ctx context.Context) (string, error) {
 	id := sessionFrom(ctx)
 	if id == "" {
 		return "", nil
@@ -125,7 +95,7 @@ func (t *table) sessionOfCall(ctx context.Context) (string, error) {
 	return id, nil
 }
 
-func (t *table) sessionInfoLocked(s *session) SessionInfo {
+func (t *Table) sessionInfoLocked(s *session) SessionInfo {
 	n := 0
 	for _, k := range t.socks {
 		if k.session == s.id {
@@ -136,15 +106,15 @@ func (t *table) sessionInfoLocked(s *session) SessionInfo {
 }
 
 // OpenSession starts a session of ctx's caller whose lease lasts ttl (0 = DefaultSessionTTL).
-func (t *table) OpenSession(ctx context.Context, ttl time.Duration, name string) (SessionInfo, error) {
+func (t *Table) OpenSession(ctx context.Context, ttl time.Duration, name string) (SessionInfo, error) {
 	if ttl == 0 {
 		ttl = DefaultSessionTTL
 	}
 	if ttl < MinSessionTTL || ttl > MaxSessionTTL {
-		return SessionInfo{}, badArg(ReasonInvalidArgument, "open session: ttl %s out of range; give 0 (%s) or %s up to %s", ttl, DefaultSessionTTL, MinSessionTTL, MaxSessionTTL)
+		return SessionInfo{}, badArg(contract.ReasonInvalidArgument, "open session: ttl %s out of range; give 0 (%s) or %s up to %s", ttl, DefaultSessionTTL, MinSessionTTL, MaxSessionTTL)
 	}
 	if len(name) > maxSessionName {
-		return SessionInfo{}, badArg(ReasonInvalidArgument, "open session: name is %d bytes, at most %d", len(name), maxSessionName)
+		return SessionInfo{}, badArg(contract.ReasonInvalidArgument, "open session: name is %d bytes, at most %d", len(name), maxSessionName)
 	}
 	now := time.Now()
 	s := &session{id: newSessionID(), name: name, owner: CallerFrom(ctx).ID, ttl: ttl, created: now, expires: now.Add(ttl)}
@@ -159,7 +129,7 @@ func (t *table) OpenSession(ctx context.Context, ttl time.Duration, name string)
 }
 
 // ownedSessionLocked returns the open session id of ctx's caller.
-func (t *table) ownedSessionLocked(ctx context.Context, id string) (*session, error) {
+func (t *Table) ownedSessionLocked(ctx context.Context, id string) (*session, error) {
 	s, ok := t.sessions[id]
 	if !ok || s.owner != CallerFrom(ctx).ID {
 		return nil, fmt.Errorf("session %s: %w", id, ErrUnknownSession)
@@ -168,7 +138,7 @@ func (t *table) ownedSessionLocked(ctx context.Context, id string) (*session, er
 }
 
 // KeepAlive extends the lease of a session of ctx's caller to now + its ttl.
-func (t *table) KeepAlive(ctx context.Context, id string) (SessionInfo, error) {
+func (t *Table) KeepAlive(ctx context.Context, id string) (SessionInfo, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, err := t.ownedSessionLocked(ctx, id)
@@ -181,7 +151,7 @@ func (t *table) KeepAlive(ctx context.Context, id string) (SessionInfo, error) {
 }
 
 // CloseSession ends a session of ctx's caller and closes its sockets.
-func (t *table) CloseSession(ctx context.Context, id string) (SessionInfo, int, error) {
+func (t *Table) CloseSession(ctx context.Context, id string) (SessionInfo, int, error) {
 	t.mu.Lock()
 	s, err := t.ownedSessionLocked(ctx, id)
 	if err != nil {
@@ -196,7 +166,7 @@ func (t *table) CloseSession(ctx context.Context, id string) (SessionInfo, int, 
 }
 
 // expire ends s when its lease is over; a KeepAlive that came meanwhile re-arms the timer.
-func (t *table) expire(s *session) {
+func (t *Table) expire(s *session) {
 	t.mu.Lock()
 	if t.sessions[s.id] != s {
 		t.mu.Unlock()
@@ -213,14 +183,13 @@ func (t *table) expire(s *session) {
 }
 
 // endSessionLocked forgets s and takes its sockets out of the table; the caller closes them.
-func (t *table) endSessionLocked(s *session) []*sock {
+func (t *Table) endSessionLocked(s *session) []*sock {
 	s.timer.Stop()
 	delete(t.sessions, s.id)
 	var out []*sock
-	for id, k := range t.socks {
+	for _, k := range t.socks {
 		if k.session == s.id {
-			delete(t.socks, id)
-			t.releaseLocked(k.owner, k.session)
+			t.forgetLocked(k)
 			out = append(out, k)
 		}
 	}
@@ -229,7 +198,7 @@ func (t *table) endSessionLocked(s *session) []*sock {
 
 // closeAll closes sockets the agent took out of the table on its own, remembering why, and
 // reports each to t.reclaimed (cause is "session_closed", "lease_expired" or "idle").
-func (t *table) closeAll(socks []*sock, cause, why string) {
+func (t *Table) closeAll(socks []*sock, cause, why string) {
 	if len(socks) == 0 {
 		return
 	}
@@ -257,7 +226,7 @@ func (t *table) closeAll(socks []*sock, cause, why string) {
 }
 
 // ListSessions returns the open sessions of ctx's caller, oldest first.
-func (t *table) ListSessions(ctx context.Context) []SessionInfo {
+func (t *Table) ListSessions(ctx context.Context) []SessionInfo {
 	owner := CallerFrom(ctx).ID
 	t.mu.Lock()
 	var out []SessionInfo
@@ -272,7 +241,7 @@ func (t *table) ListSessions(ctx context.Context) []SessionInfo {
 }
 
 // NumSessions counts open sessions, all callers.
-func (t *table) NumSessions() int {
+func (t *Table) NumSessions() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.sessions)
@@ -280,7 +249,7 @@ func (t *table) NumSessions() int {
 
 // startIdleReaper arms the idle reaper when t.idle > 0: sockets outside a session with no
 // pending call and unused for t.idle are closed. It checks every idle/4 (10ms to 30s).
-func (t *table) startIdleReaper() {
+func (t *Table) startIdleReaper() {
 	if t.idle <= 0 {
 		return
 	}
@@ -296,10 +265,9 @@ func (t *table) startIdleReaper() {
 			return
 		}
 		var socks []*sock
-		for id, s := range t.socks {
+		for _, s := range t.socks {
 			if s.session == "" && s.pending.Load() == 0 && s.serving.Load() == nil && now.Sub(time.Unix(0, s.lastUsed.Load())) >= t.idle {
-				delete(t.socks, id)
-				t.releaseLocked(s.owner, s.session)
+				t.forgetLocked(s)
 				socks = append(socks, s)
 			}
 		}
@@ -311,7 +279,7 @@ func (t *table) startIdleReaper() {
 }
 
 // stopTimersLocked stops the session timers and the idle reaper (with t.mu held, at Stop).
-func (t *table) stopTimersLocked() {
+func (t *Table) stopTimersLocked() {
 	for _, s := range t.sessions {
 		s.timer.Stop()
 	}
@@ -339,12 +307,12 @@ type reqRef struct {
 // idempotent runs fn, the creation op of ctx's caller, once per request_id: a repeat within
 // requestMemory returns the first result (waiting for it while it runs). A failure is
 // forgotten, so its retry runs fn again. An empty request_id always runs fn.
-func (t *table) idempotent(ctx context.Context, op, requestID string, fn func() (Info, error)) (Info, error) {
+func (t *Table) idempotent(ctx context.Context, op, requestID string, fn func() (Info, error)) (Info, error) {
 	if requestID == "" {
 		return fn()
 	}
 	if len(requestID) > maxRequestID {
-		return Info{}, badArg(ReasonInvalidArgument, "%s: request_id is %d bytes, at most %d", op, len(requestID), maxRequestID)
+		return Info{}, badArg(contract.ReasonInvalidArgument, "%s: request_id is %d bytes, at most %d", op, len(requestID), maxRequestID)
 	}
 	k := reqKey{CallerFrom(ctx).ID, requestID}
 	for {
@@ -376,7 +344,7 @@ func (t *table) idempotent(ctx context.Context, op, requestID string, fn func() 
 		}
 		t.mu.Unlock()
 		if e.op != op {
-			return Info{}, badArg(ReasonInvalidArgument, "%s: request_id %q was already used for a %s; give each request its own id", op, requestID, e.op)
+			return Info{}, badArg(contract.ReasonInvalidArgument, "%s: request_id %q was already used for a %s; give each request its own id", op, requestID, e.op)
 		}
 		select {
 		case <-e.done:

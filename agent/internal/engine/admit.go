@@ -1,0 +1,188 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/sockagent/sockagent/agent/policy"
+)
+
+// claim is what a call asks of the budgets while it runs. Every RPC that opens a socket,
+// blocks, holds bytes or measures makes exactly one claim, through admit, and gives it back
+// through release: there is no other way to take a socket slot, a blocking-call slot or a
+// buffered byte.
+type claim struct {
+	// blocking: one blocking call (agent_limits, limits and session_limits .blocking_calls).
+	blocking bool
+	// bytes held while the call runs (agent_limits and session_limits .buffered_bytes).
+	bytes int
+	// sockets: slots the call may fill with sockets (agent_limits, limits and session_limits
+	// .sockets); a slot a registered socket keeps is freed when that socket closes.
+	sockets int
+	// drains: the call is a Recv, which takes the bytes left over from interrupted exact
+	// reads, so those bytes must not refuse it.
+	drains bool
+}
+
+// budget is what the admission path counts, all under table.mu.
+type budget struct {
+	calls, bytes int            // agent-wide: blocking calls and their buffered bytes
+	sockets      int            // agent-wide: open sockets, served connections and reserved slots
+	callsBy      map[string]int // per caller: blocking calls in progress
+	socketsBy    map[string]int // per caller: open sockets, served connections and reserved slots
+}
+
+// admission is a granted claim. release gives back whatever it still holds; a socket the table
+// registers (add) keeps one of its socket slots, freed when that socket closes.
+type admission struct {
+	t      *Table
+	caller string
+	set    *policy.RuleSet
+	sess   *session // nil outside a session
+	c      claim
+	once   sync.Once
+	kept   int
+}
+
+// admit checks a claim of caller (in session sess, "" for none) against the agent's, the
+// caller's and the session's limits together, and takes it whole or not at all. The order of
+// the checks fixes which limit a refusal names: agent-wide calls and bytes, the caller's
+// calls, the session's calls and bytes, then sockets agent-wide, the caller's and the
+// session's.
+func (t *Table) admit(caller, sess string, set *policy.RuleSet, c claim) (*admission, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return nil, ErrAgentStopping
+	}
+	ss := t.sessions[sess]
+	if err := t.checkCallsLocked(caller, sess, ss, set, c); err != nil {
+		return nil, err
+	}
+	if err := t.checkSocketsLocked(caller, sess, ss, set, c.sockets); err != nil {
+		return nil, err
+	}
+	b := &t.budget
+	if c.blocking {
+		b.calls++
+		b.callsBy[caller]++
+		if ss != nil {
+			ss.calls++
+		}
+	}
+	b.bytes += c.bytes
+	b.sockets += c.sockets
+	b.socketsBy[caller] += c.sockets
+	if ss != nil {
+		ss.bytes += c.bytes
+		ss.socks += c.sockets
+	}
+	return &admission{t: t, caller: caller, set: set, sess: ss, c: c}, nil
+}
+
+func (t *Table) checkCallsLocked(caller, sess string, ss *session, set *policy.RuleSet, c claim) error {
+	b := &t.budget
+	maxCalls, maxBytes := t.policy.MaxBlockingCalls, t.policy.MaxBufferedBytes
+	if c.blocking && b.calls >= maxCalls {
+		return &limitError{Limit: "agent_limits.blocking_calls", Max: maxCalls,
+			Detail: fmt.Sprintf("the agent has %d blocking calls in progress; wait for some to end", b.calls)}
+	}
+	if c.bytes > maxBytes {
+		return &limitError{Limit: "agent_limits.buffered_bytes", Max: maxBytes,
+			Detail: fmt.Sprintf("%d bytes in one call; use smaller calls", c.bytes)}
+	}
+	left := 0
+	if !c.drains {
+		left = int(t.leftover.Load())
+	}
+	if c.bytes > 0 && b.bytes+left+c.bytes > maxBytes {
+		held := fmt.Sprintf("%d bytes for calls in progress", b.bytes)
+		if left > 0 {
+			held += fmt.Sprintf(" and %d left over from interrupted exact reads (Recv or Close those sockets)", left)
+		}
+		return &limitError{Limit: "agent_limits.buffered_bytes", Max: maxBytes,
+			Detail: fmt.Sprintf("the agent holds %s and this call needs %d; wait for some to end", held, c.bytes)}
+	}
+	if n := b.callsBy[caller]; c.blocking && n >= set.Limits.BlockingCalls {
+		return &limitError{Limit: "limits.blocking_calls", Max: set.Limits.BlockingCalls, RuleSet: set.Name,
+			Detail: fmt.Sprintf("caller %q has %d blocking calls in progress; wait for some to end", caller, n)}
+	}
+	if ss == nil {
+		return nil
+	}
+	lim := set.SessionLimits
+	switch {
+	case c.blocking && ss.calls >= lim.BlockingCalls:
+		return &limitError{Limit: "session_limits.blocking_calls", Max: lim.BlockingCalls, RuleSet: set.Name,
+			Detail: fmt.Sprintf("session %s has %d blocking calls in progress; wait for some to end", sess, ss.calls)}
+	case c.bytes > 0 && ss.bytes+c.bytes > lim.BufferedBytes:
+		return &limitError{Limit: "session_limits.buffered_bytes", Max: lim.BufferedBytes, RuleSet: set.Name,
+			Detail: fmt.Sprintf("session %s holds %d bytes for calls in progress and this call needs %d; wait for some to end or use smaller calls", sess, ss.bytes, c.bytes)}
+	}
+	return nil
+}
+
+func (t *Table) checkSocketsLocked(caller, sess string, ss *session, set *policy.RuleSet, n int) error {
+	if n == 0 {
+		return nil
+	}
+	b := &t.budget
+	switch {
+	case b.sockets+n > t.policy.MaxSockets:
+		return &limitError{Limit: "agent_limits.sockets", Max: t.policy.MaxSockets,
+			Detail: fmt.Sprintf("the agent has %d open sockets and served connections; close some first", b.sockets)}
+	case b.socketsBy[caller]+n > set.Limits.Sockets:
+		return &limitError{Limit: "limits.sockets", Max: set.Limits.Sockets, RuleSet: set.Name,
+			Detail: fmt.Sprintf("caller %q has %d open sockets and served connections; close some first", caller, b.socketsBy[caller])}
+	case ss != nil && ss.socks+n > set.SessionLimits.Sockets:
+		return &limitError{Limit: "session_limits.sockets", Max: set.SessionLimits.Sockets, RuleSet: set.Name,
+			Detail: fmt.Sprintf("session %s has %d open sockets; close some first", sess, ss.socks)}
+	}
+	return nil
+}
+
+// release gives back the blocking call, the bytes and every socket slot not kept. It is safe
+// to call more than once.
+func (a *admission) release() {
+	if a == nil {
+		return
+	}
+	a.once.Do(func() {
+		t := a.t
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		b := &t.budget
+		if a.c.blocking {
+			b.calls = max(b.calls-1, 0)
+			decrement(b.callsBy, a.caller, 1)
+			if a.sess != nil {
+				a.sess.calls--
+			}
+		}
+		b.bytes = max(b.bytes-a.c.bytes, 0)
+		if n := a.c.sockets - a.kept; n > 0 {
+			t.freeSocketsLocked(a.caller, a.sess, n)
+		}
+		if a.sess != nil {
+			a.sess.bytes -= a.c.bytes
+		}
+	})
+}
+
+// freeSocketsLocked frees n socket slots of owner (and of session ss, when not nil).
+func (t *Table) freeSocketsLocked(owner string, ss *session, n int) {
+	b := &t.budget
+	b.sockets = max(b.sockets-n, 0)
+	decrement(b.socketsBy, owner, n)
+	if ss != nil {
+		ss.socks = max(ss.socks-n, 0)
+	}
+}
+
+func decrement(m map[string]int, k string, n int) {
+	if m[k] > n {
+		m[k] -= n
+	} else {
+		delete(m, k)
+	}
+}

@@ -1,0 +1,340 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/policy"
+)
+
+func (t *Table) timeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return t.defaultTimeout
+	}
+	return d
+}
+
+// blocking runs fn under a FIFO gate with a deadline: the call's timeout, bounded by the RPC's
+// deadline. Cancelling ctx wakes fn at once by moving the deadline into the past.
+func (t *Table) blocking(ctx context.Context, s *sock, g gate, timeout time.Duration, setDeadline func(time.Time) error, fn func() error) error {
+	if err := s.busy(); err != nil {
+		return err
+	}
+	s.pending.Add(1)
+	defer func() {
+		s.lastUsed.Store(time.Now().UnixNano())
+		s.pending.Add(-1)
+	}()
+	if err := g.enter(ctx, s.closed); err != nil {
+		return t.closedErr(s, err)
+	}
+	defer g.leave()
+	deadline := time.Now().Add(t.timeout(timeout))
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := setDeadline(deadline); err != nil {
+		return t.closedErr(s, err)
+	}
+	woken := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = setDeadline(time.Unix(farPastUnix, 0))
+		close(woken)
+	})
+	err := fn()
+	if !stop() {
+		<-woken // the wake-up ran: let it finish before the next call in the gate sets its deadline
+	}
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		return context.Canceled
+	}
+	return t.closedErr(s, err)
+}
+
+// closedErr says why s was closed under a blocked call: the agent stopping, or the agent
+// closing it on its own (session ended, idle).
+func (t *Table) closedErr(s *sock, err error) error {
+	if !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	if t.isStopped() {
+		return ErrAgentStopping
+	}
+	if why := s.why.Load(); why != nil {
+		return &closedError{why: *why}
+	}
+	return err
+}
+
+// agent's MaxRecvBytes (INVALID_ARGUMENT past it) and the caller's bytes_per_call.
+func (t *Table) readLimit(op string, n uint32, set *policy.RuleSet) (int, error) {
+	if n == 0 {
+		return min(defaultReadSize, t.maxRecv, set.Limits.BytesPerCall), nil
+	}
+	if int64(n) > int64(t.maxRecv) {
+		return 0, badArg(contract.ReasonInvalidArgument, "%s: %d bytes asked, the agent's limit is %d; read in several calls", op, n, t.maxRecv)
+	}
+	if err := bytesLimit(n, set, "read in several calls"); err != nil {
+		return 0, err
+	}
+	return int(n), nil
+}
+
+func bytesLimit[N int | uint32](n N, set *policy.RuleSet, hint string) error {
+	if int64(n) > int64(set.Limits.BytesPerCall) {
+		return &limitError{Limit: "limits.bytes_per_call", Max: set.Limits.BytesPerCall, RuleSet: set.Name,
+			Detail: fmt.Sprintf("%d bytes in one call; %s", n, hint)}
+	}
+	return nil
+}
+
+// Recv reads from a connected socket: up to maxBytes, or exactly exact bytes on a stream.
+func (t *Table) Recv(ctx context.Context, id string, maxBytes, exact uint32, timeout time.Duration) ([]byte, bool, error) {
+	s, err := t.get(ctx, id)
+	wrap := func(err error) error {
+		return &OpError{Op: "recv", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return nil, false, wrap(err)
+	}
+	if s.kind == KindListener {
+		return nil, false, wrap(&kindError{"socket is a listener; Accept a connection and Recv on that"})
+	}
+	if exact > 0 && s.kind != KindStream {
+		return nil, false, wrap(badArg(contract.ReasonInvalidArgument, "recv: exact_bytes needs a stream socket; a datagram socket reads one datagram per call"))
+	}
+	ask := maxBytes
+	if exact > 0 {
+		ask = exact
+	}
+	c, set := t.who(ctx)
+	n, err := t.readLimit("recv", ask, set)
+	if err != nil {
+		return nil, false, wrap(err)
+	}
+	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n, drains: true})
+	if err != nil {
+		return nil, false, wrap(err)
+	}
+	defer adm.release()
+	var (
+		data []byte
+		eof  bool
+	)
+	err = t.blocking(ctx, s, s.readGate, timeout, s.setReadDeadline, func() error {
+		switch {
+		case s.pc != nil:
+			var rerr error
+			data = withBuffer(n, func(buf []byte) int {
+				var m int
+				m, _, rerr = s.pc.ReadFrom(buf)
+				return m
+			})
+			return rerr
+		case exact > 0:
+			data, eof, err = s.readExact(n)
+			return err
+		default:
+			data, eof, err = s.readSome(n)
+			return err
+		}
+	})
+	if len(data) > 0 {
+		s.bytesRecv.Add(uint64(len(data)))
+		s.msgsRecv.Add(1)
+	}
+	if err == nil && eof && len(data) == 0 && s.isClosed() {
+		// The end of stream came from closing the socket itself (or its peer in the same
+		// session, closed together with it): say so, not "eof".
+		err = t.closedErr(s, net.ErrClosed)
+	}
+	if err != nil {
+		return nil, false, wrap(err)
+	}
+	return data, eof, nil
+}
+
+// Send writes all of data to a connected socket.
+func (t *Table) Send(ctx context.Context, id string, data []byte, timeout time.Duration) (int, error) {
+	s, err := t.get(ctx, id)
+	wrap := func(err error) error {
+		return &OpError{Op: "send", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return 0, wrap(err)
+	}
+	if s.conn == nil {
+		if s.kind == KindListener {
+			return 0, wrap(&kindError{"socket is a listener; Accept a connection and Send on that"})
+		}
+		return 0, wrap(&kindError{"socket is not connected; use SendTo with a destination, or Dial"})
+	}
+	c, set := t.who(ctx)
+	if err := bytesLimit(len(data), set, "send in several calls"); err != nil {
+		return 0, wrap(err)
+	}
+	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: len(data)})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	defer adm.release()
+	var n int
+	err = t.blocking(ctx, s, s.writeGate, timeout, s.conn.SetWriteDeadline, func() error {
+		var werr error
+		n, werr = s.conn.Write(data)
+		return werr
+	})
+	s.bytesSent.Add(uint64(n))
+	if err != nil {
+		return n, wrap(err)
+	}
+	s.msgsSent.Add(1)
+	return n, nil
+}
+
+// SendTo sends one datagram from a bound datagram socket.
+func (t *Table) SendTo(ctx context.Context, id, address string, data []byte, timeout time.Duration) (int, error) {
+	s, err := t.get(ctx, id)
+	wrap := func(err error) error {
+		return &OpError{Op: "sendto", SocketID: id, Network: networkOf(s), Address: address, Err: err}
+	}
+	if err != nil {
+		return 0, wrap(err)
+	}
+	if s.pc == nil {
+		if s.kind == KindDatagram {
+			return 0, wrap(&kindError{"socket is connected (Dial); use Send, or Bind a socket for SendTo"})
+		}
+		return 0, wrap(&kindError{fmt.Sprintf("socket is a %s socket; SendTo needs a datagram socket from Bind", s.kind)})
+	}
+	if err := checkAddress("sendto", s.network, address); err != nil {
+		return 0, wrap(err)
+	}
+	c, set := t.who(ctx)
+	if err := bytesLimit(len(data), set, "send smaller datagrams"); err != nil {
+		return 0, wrap(err)
+	}
+	dst, err := resolveLocal(s.network, address)
+	if err != nil {
+		return 0, wrap(err)
+	}
+	if ap, ok := addrPort(dst); ok {
+		err = set.CheckDestination(ap)
+	} else {
+		err = set.CheckUnixPath(address)
+	}
+	if err != nil {
+		return 0, wrap(err)
+	}
+	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: len(data)})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	defer adm.release()
+	var n int
+	err = t.blocking(ctx, s, s.writeGate, timeout, s.pc.SetWriteDeadline, func() error {
+		var werr error
+		n, werr = s.pc.WriteTo(data, dst)
+		return werr
+	})
+	s.bytesSent.Add(uint64(n))
+	if err != nil {
+		return n, wrap(err)
+	}
+	s.msgsSent.Add(1)
+	return n, nil
+}
+
+// RecvFrom receives one datagram and its sender.
+func (t *Table) RecvFrom(ctx context.Context, id string, maxBytes uint32, timeout time.Duration) ([]byte, string, error) {
+	s, err := t.get(ctx, id)
+	wrap := func(err error) error {
+		return &OpError{Op: "recvfrom", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return nil, "", wrap(err)
+	}
+	if s.kind != KindDatagram {
+		return nil, "", wrap(&kindError{fmt.Sprintf("socket is a %s socket; RecvFrom needs a datagram socket (use Recv on streams)", s.kind)})
+	}
+	c, set := t.who(ctx)
+	n, err := t.readLimit("recvfrom", maxBytes, set)
+	if err != nil {
+		return nil, "", wrap(err)
+	}
+	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n})
+	if err != nil {
+		return nil, "", wrap(err)
+	}
+	defer adm.release()
+	var (
+		data []byte
+		from string
+	)
+	err = t.blocking(ctx, s, s.readGate, timeout, s.setReadDeadline, func() error {
+		var rerr error
+		data = withBuffer(n, func(buf []byte) int {
+			var m int
+			if s.conn != nil {
+				m, rerr = s.conn.Read(buf)
+				from = addrString(s.conn.RemoteAddr())
+				return m
+			}
+			var addr net.Addr
+			m, addr, rerr = s.pc.ReadFrom(buf)
+			from = addrString(addr)
+			return m
+		})
+		return rerr
+	})
+	if err != nil {
+		return nil, "", wrap(err)
+	}
+	s.bytesRecv.Add(uint64(len(data)))
+	s.msgsRecv.Add(1)
+	return data, from, nil
+}
+
+type halfCloser interface {
+	CloseRead() error
+	CloseWrite() error
+}
+
+// Shutdown half-closes a connected stream socket.
+func (t *Table) Shutdown(ctx context.Context, id string, dir Direction) (Info, error) {
+	s, err := t.get(ctx, id)
+	wrap := func(err error) error {
+		return &OpError{Op: "shutdown", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	hc, ok := s.conn.(halfCloser)
+	if s.kind != KindStream || !ok {
+		return Info{}, wrap(&kindError{fmt.Sprintf("socket is a %s socket; Shutdown needs a connected stream socket", s.kind)})
+	}
+	if dir < ShutRead || dir > ShutBoth {
+		return Info{}, wrap(badArg(contract.ReasonInvalidArgument, "shutdown: direction must be read, write or both"))
+	}
+	if dir == ShutRead || dir == ShutBoth {
+		if err := hc.CloseRead(); err != nil {
+			return Info{}, wrap(err)
+		}
+		s.mu.Lock()
+		s.readShut = true
+		s.mu.Unlock()
+	}
+	if dir == ShutWrite || dir == ShutBoth {
+		if err := hc.CloseWrite(); err != nil {
+			return Info{}, wrap(err)
+		}
+		s.mu.Lock()
+		s.writeShut = true
+		s.mu.Unlock()
+	}
+	return s.info(), nil
+}

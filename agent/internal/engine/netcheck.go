@@ -1,0 +1,113 @@
+package engine
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/policy"
+)
+
+// checkNetwork accepts the networks op takes (contract.Networks).
+func checkNetwork(op contract.Op, network string) error {
+	if contract.NetworkAllowed(op, network) {
+		return nil
+	}
+	return badArg(contract.ReasonInvalidNetwork, "%s: network %q not allowed here; use one of %s", op, network, strings.Join(contract.Networks(op), ", "))
+}
+
+// checkAddress validates an address before any policy check or system call: it must not be
+// empty, and on a UNIX network it must be a valid path (see checkUnixPath).
+func checkAddress(op, network, address string) error {
+	if address == "" {
+		return badArg(contract.ReasonInvalidAddress, "%s: address is empty; give host:port (\"127.0.0.1:0\", \"[::1]:8080\") or a UNIX socket path", op)
+	}
+	if contract.IsUnix(network) {
+		return checkUnixPath(op, address)
+	}
+	return nil
+}
+
+// checkUnixPath accepts an absolute path without ".." elements, or an abstract name ("@name").
+// A relative path would depend on the agent's working directory, and ".." could walk out of
+// the directories a policy allows, so both are refused.
+func checkUnixPath(op, p string) error {
+	switch {
+	case strings.HasPrefix(p, "@"):
+		return nil
+	case strings.ContainsRune(p, 0):
+		return badArg(contract.ReasonInvalidAddress, "%s: UNIX socket path %q contains a NUL byte", op, p)
+	case !filepath.IsAbs(p):
+		return badArg(contract.ReasonInvalidAddress, "%s: UNIX socket path %q is relative; give an absolute path (a relative one would depend on the agent's working directory)", op, p)
+	case slices.Contains(strings.Split(filepath.ToSlash(p), "/"), ".."):
+		return badArg(contract.ReasonInvalidAddress, "%s: UNIX socket path %q contains \"..\"; give the path without it (\"..\" is refused so no path escapes the directories the policy allows)", op, p)
+	}
+	return nil
+}
+
+// control is the Control hook of a net.Dialer or net.ListenConfig: it sees the address the
+// socket is about to bind (local) or connect to, after name resolution, and asks the policy.
+// What the kernel is given is what the policy judges, so a name that resolves somewhere
+// unexpected gains nothing. A local port 0 is judged later, by checkBound, once it is known.
+func control(set *policy.RuleSet, local bool) func(network, address string, _ syscall.RawConn) error {
+	return func(network, address string, _ syscall.RawConn) error {
+		if contract.IsUnix(network) {
+			return set.CheckUnixPath(address)
+		}
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("policy: cannot check address %q: %w", address, err)
+		}
+		if !local {
+			return set.CheckDestination(ap)
+		}
+		if ap.Port() == 0 {
+			return nil
+		}
+		return set.CheckLocal(ap)
+	}
+}
+
+// checkBound asks the policy about the address a socket was bound to, with the port the OS
+// picked for port 0. UNIX addresses were judged by control.
+func checkBound(set *policy.RuleSet, a net.Addr) error {
+	if ap, ok := addrPort(a); ok {
+		return set.CheckLocal(ap)
+	}
+	return nil
+}
+
+func addrPort(a net.Addr) (netip.AddrPort, bool) {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort(), true
+	case *net.UDPAddr:
+		return a.AddrPort(), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// ipv4Wildcard binds "tcp"/"udp" on 0.0.0.0 as tcp4/udp4, as a textbook AF_INET server does:
+// Go would otherwise open a dual-stack [::] socket and report [::] as the local address.
+func ipv4Wildcard(network, address string) string {
+	if host, _, err := net.SplitHostPort(address); err == nil && host == "0.0.0.0" && (network == "tcp" || network == "udp") {
+		return network + "4"
+	}
+	return network
+}
+
+func resolveLocal(network, address string) (net.Addr, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		return net.ResolveTCPAddr(network, address)
+	case "udp", "udp4", "udp6":
+		return net.ResolveUDPAddr(network, address)
+	default:
+		return net.ResolveUnixAddr(network, address)
+	}
+}

@@ -1,0 +1,208 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/sockagent/sockagent/agent/contract"
+)
+
+// Listen opens a stream listener; a repeated requestID returns the first result.
+func (t *Table) Listen(ctx context.Context, network, address, requestID string) (Info, error) {
+	return t.idempotent(ctx, "Listen", requestID, func() (Info, error) { return t.listen(ctx, network, address) })
+}
+
+func (t *Table) listen(ctx context.Context, network, address string) (Info, error) {
+	return t.bindLocal(ctx, contract.OpListen, network, address, func(lc net.ListenConfig, s *sock) (net.Addr, error) {
+		ln, err := lc.Listen(ctx, ipv4Wildcard(network, address), address)
+		if err != nil {
+			return nil, err
+		}
+		s.kind, s.ln = KindListener, ln
+		return ln.Addr(), nil
+	})
+}
+
+// Bind opens a bound datagram socket; a repeated requestID returns the first result.
+func (t *Table) Bind(ctx context.Context, network, address, requestID string) (Info, error) {
+	return t.idempotent(ctx, "Bind", requestID, func() (Info, error) { return t.bind(ctx, network, address) })
+}
+
+func (t *Table) bind(ctx context.Context, network, address string) (Info, error) {
+	return t.bindLocal(ctx, contract.OpBind, network, address, func(lc net.ListenConfig, s *sock) (net.Addr, error) {
+		pc, err := lc.ListenPacket(ctx, ipv4Wildcard(network, address), address)
+		if err != nil {
+			return nil, err
+		}
+		s.kind, s.pc = KindDatagram, pc
+		if network == "unixgram" && !strings.HasPrefix(address, "@") {
+			s.unlink = address
+		}
+		return pc.LocalAddr(), nil
+	})
+}
+
+// bindLocal is what Listen and Bind share: the request and policy checks, a socket slot, the
+// bind itself (open fills s), the check of the address bound, and registering s.
+func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address string, open func(net.ListenConfig, *sock) (net.Addr, error)) (Info, error) {
+	wrap := func(err error) error { return &OpError{Op: string(op), Network: network, Address: address, Err: err} }
+	if err := checkNetwork(op, network); err != nil {
+		return Info{}, err
+	}
+	if err := checkAddress(string(op), network, address); err != nil {
+		return Info{}, err
+	}
+	c, set := t.who(ctx)
+	if err := set.CheckNetwork(network); err != nil {
+		return Info{}, wrap(err)
+	}
+	sess, err := t.sessionOfCall(ctx)
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	adm, err := t.admit(c.ID, sess, set, claim{sockets: 1})
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	defer adm.release()
+	s := &sock{owner: c.ID, session: sess, network: network}
+	bound, err := open(net.ListenConfig{Control: control(set, true)}, s)
+	if err == nil {
+		if err = checkBound(set, bound); err != nil {
+			_ = s.closeFile()
+		}
+	}
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	if err := t.add(s, adm); err != nil {
+		return Info{}, wrap(err)
+	}
+	return s.info(), nil
+}
+
+// Dial opens a connected socket; a repeated requestID returns the first result.
+func (t *Table) Dial(ctx context.Context, network, address, local string, timeout time.Duration, requestID string) (Info, error) {
+	return t.idempotent(ctx, "Dial", requestID, func() (Info, error) { return t.dial(ctx, network, address, local, timeout) })
+}
+
+func (t *Table) dial(ctx context.Context, network, address, local string, timeout time.Duration) (Info, error) {
+	wrap := func(err error) error { return &OpError{Op: "dial", Network: network, Address: address, Err: err} }
+	if err := checkNetwork(contract.OpDial, network); err != nil {
+		return Info{}, err
+	}
+	if err := checkAddress("dial", network, address); err != nil {
+		return Info{}, err
+	}
+	c, set := t.who(ctx)
+	if err := set.CheckNetwork(network); err != nil {
+		return Info{}, wrap(err)
+	}
+	sess, err := t.sessionOfCall(ctx)
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	d := net.Dialer{Timeout: t.timeout(timeout), Control: control(set, false)}
+	if local != "" {
+		if err := checkAddress("dial: local_address", network, local); err != nil {
+			return Info{}, err
+		}
+		la, err := resolveLocal(network, local)
+		if err != nil {
+			return Info{}, wrap(fmt.Errorf("local address %q: %w", local, err))
+		}
+		if contract.IsUnix(network) {
+			err = set.CheckUnixPath(local)
+		} else if ap, ok := addrPort(la); ok && ap.Port() != 0 {
+			err = set.CheckLocal(ap)
+		}
+		if err != nil {
+			return Info{}, wrap(err)
+		}
+		d.LocalAddr = la
+	}
+	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1})
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	defer adm.release()
+	conn, err := d.DialContext(ctx, network, address)
+	if err == nil && local != "" {
+		if err = checkBound(set, conn.LocalAddr()); err != nil {
+			_ = conn.Close()
+		}
+	}
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	s := &sock{owner: c.ID, session: sess, network: network, kind: KindStream, conn: conn}
+	if contract.IsDatagram(network) {
+		s.kind = KindDatagram
+		if network == "unixgram" && local != "" && !strings.HasPrefix(local, "@") {
+			s.unlink = local
+		}
+	}
+	if err := t.add(s, adm); err != nil {
+		return Info{}, wrap(err)
+	}
+	return s.info(), nil
+}
+
+type deadliner interface{ SetDeadline(time.Time) error }
+
+// Accept waits for the next connection on a listener; a repeated requestID returns the first
+// result. The connection joins the call's session, else the listener's.
+func (t *Table) Accept(ctx context.Context, id string, timeout time.Duration, requestID string) (Info, error) {
+	return t.idempotent(ctx, "Accept", requestID, func() (Info, error) { return t.accept(ctx, id, timeout) })
+}
+
+func (t *Table) accept(ctx context.Context, id string, timeout time.Duration) (Info, error) {
+	s, err := t.get(ctx, id)
+	wrap := func(err error) error {
+		return &OpError{Op: "accept", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
+	}
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	if s.kind != KindListener {
+		return Info{}, wrap(&kindError{fmt.Sprintf("socket is a %s socket, not a listener; Accept needs a socket from Listen", s.kind)})
+	}
+	dl, ok := s.ln.(deadliner)
+	if !ok {
+		return Info{}, wrap(&kindError{"listener does not support deadlines"})
+	}
+	c, set := t.who(ctx)
+	sess, err := t.sessionOfCall(ctx)
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	if sess == "" {
+		sess = s.session
+	}
+	// The accepted socket's slot is taken before waiting: a peer never connects into a full agent.
+	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1})
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	defer adm.release()
+	var conn net.Conn
+	err = t.blocking(ctx, s, s.readGate, timeout, dl.SetDeadline, func() error {
+		var aerr error
+		conn, aerr = s.ln.Accept()
+		return aerr
+	})
+	if err != nil {
+		return Info{}, wrap(err)
+	}
+	s.accepted.Add(1)
+	a := &sock{owner: c.ID, session: sess, network: s.network, kind: KindStream, conn: conn, parent: s.id}
+	if err := t.add(a, adm); err != nil {
+		return Info{}, wrap(err)
+	}
+	return a.info(), nil
+}
+
+// readLimit turns a Recv or RecvFrom size (0 = the default) into a buffer size within the

@@ -1,0 +1,352 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Kind says what a socket can do.
+type Kind int
+
+// Socket kinds.
+const (
+	KindListener Kind = iota + 1
+	KindStream
+	KindDatagram
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindListener:
+		return "listener"
+	case KindStream:
+		return "stream"
+	case KindDatagram:
+		return "datagram"
+	}
+	return "unknown"
+}
+
+// State is a socket's life stage.
+type State int
+
+// Socket states.
+const (
+	StateOpen State = iota + 1
+	StateReadShut
+	StateWriteShut
+	StateShut
+	StateClosed
+)
+
+// Direction selects a half of a connection for Shutdown.
+type Direction int
+
+// Shutdown directions.
+const (
+	ShutRead Direction = iota + 1
+	ShutWrite
+	ShutBoth
+)
+
+// Info is a snapshot of one socket.
+type Info struct {
+	ID, Network, Parent  string
+	Owner                string // Caller.ID of the caller that opened it
+	Kind                 Kind
+	State                State
+	Local, Remote        string
+	BytesSent, BytesRecv uint64
+	MsgsSent, MsgsRecv   uint64
+	Accepted             uint64
+	Created              time.Time
+	Pending              uint32
+	Session              string    // the session the socket belongs to; empty outside one
+	LastUsed             time.Time // when a call last named it or a blocking call on it ended
+
+	Serving  *ServingInfo // the behaviour serving it (Serve); nil if none
+	Attached bool         // an Attach stream owns its data (attach.go)
+}
+
+const (
+	defaultReadSize = 64 << 10
+	// farPast is a deadline in the past: setting it wakes a blocked call at once.
+	farPastUnix = 1
+)
+
+// gate is a FIFO lock: Go serves goroutines blocked on one channel in arrival order.
+type gate chan struct{}
+
+func newGate() gate {
+	g := make(gate, 1)
+	g <- struct{}{}
+	return g
+}
+
+func (g gate) enter(ctx context.Context, closed <-chan struct{}) error {
+	select {
+	case <-g:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-closed:
+		return net.ErrClosed
+	}
+}
+
+func (g gate) leave() { g <- struct{}{} }
+
+// sock is one entry of the table.
+type sock struct {
+	id, network, parent string
+	owner               string // Caller.ID of the caller that opened it (for accepted sockets, of Accept)
+	kind                Kind
+	session             string // the session it belongs to; empty outside one
+	created             time.Time
+	ln                  net.Listener
+	conn                net.Conn       // stream socket, or connected datagram socket
+	pc                  net.PacketConn // bound (unconnected) datagram socket
+	unlink              string         // unixgram path to remove on close
+
+	readGate, writeGate gate
+	closed              chan struct{}
+	closeOnce           sync.Once
+	leftover            []byte        // bytes of an interrupted exact read; guarded by readGate; set with setLeftover
+	held                *atomic.Int64 // the table's count of leftover bytes (limits_budget.go)
+
+	mu        sync.Mutex // guards readShut, writeShut
+	readShut  bool
+	writeShut bool
+
+	pending                                  atomic.Int32
+	lastUsed                                 atomic.Int64           // UnixNano of the last call naming it
+	why                                      atomic.Pointer[string] // why the agent closed it on its own
+	bytesSent, bytesRecv, msgsSent, msgsRecv atomic.Uint64
+	accepted                                 atomic.Uint64
+	serving                                  atomic.Pointer[server] // the behaviour serving it (serve.go)
+	attached                                 atomic.Bool            // an Attach stream owns it (attach.go)
+}
+
+func (s *sock) info() Info {
+	in := Info{
+		ID: s.id, Network: s.network, Parent: s.parent, Owner: s.owner, Kind: s.kind, State: StateOpen,
+		Created:   s.created,
+		BytesSent: s.bytesSent.Load(), BytesRecv: s.bytesRecv.Load(),
+		MsgsSent: s.msgsSent.Load(), MsgsRecv: s.msgsRecv.Load(),
+		Accepted: s.accepted.Load(), Pending: uint32(max(s.pending.Load(), 0)),
+		Session: s.session, LastUsed: time.Unix(0, s.lastUsed.Load()), Attached: s.attached.Load(),
+	}
+	if sv := s.serving.Load(); sv != nil {
+		in.Serving = sv.info()
+	}
+	switch {
+	case s.ln != nil:
+		in.Local = s.ln.Addr().String()
+	case s.conn != nil:
+		in.Local = addrString(s.conn.LocalAddr())
+		in.Remote = addrString(s.conn.RemoteAddr())
+	case s.pc != nil:
+		in.Local = addrString(s.pc.LocalAddr())
+	}
+	s.mu.Lock()
+	switch {
+	case s.readShut && s.writeShut:
+		in.State = StateShut
+	case s.readShut:
+		in.State = StateReadShut
+	case s.writeShut:
+		in.State = StateWriteShut
+	}
+	s.mu.Unlock()
+	return in
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// setReadDeadline sets the read deadline of a connected or bound socket.
+func (s *sock) setReadDeadline(d time.Time) error {
+	if s.conn != nil {
+		return s.conn.SetReadDeadline(d)
+	}
+	return s.pc.SetReadDeadline(d)
+}
+
+// markClosed tells calls queued or blocked on s that it is being closed.
+func (s *sock) markClosed() { s.closeOnce.Do(func() { close(s.closed) }) }
+
+// isClosed reports whether s is closed or being closed.
+func (s *sock) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *sock) close() error {
+	s.markClosed()
+	s.dropLeftover()
+	err := s.closeFile()
+	s.stopServing()
+	return err
+}
+
+// closeFile closes the OS socket (and removes a unixgram path the socket bound).
+func (s *sock) closeFile() error {
+	var err error
+	switch {
+	case s.ln != nil:
+		err = s.ln.Close()
+	case s.conn != nil:
+		err = s.conn.Close()
+	case s.pc != nil:
+		err = s.pc.Close()
+	}
+	if s.unlink != "" {
+		_ = os.Remove(s.unlink)
+	}
+	return err
+}
+
+// table owns every live socket of the agent. It knows nothing of gRPC.
+//
+// Every socket belongs to the caller that opened it (CallerFrom(ctx).ID; an accepted socket to
+// the caller of Accept). To any other caller it does not exist: calls on it answer
+// ErrUnknownSocket, as for an id never opened, and List leaves it out.
+//
+// The policy decides, per caller, what may be opened and used; the table counts each caller's
+
+func networkOf(s *sock) string {
+	if s == nil {
+		return ""
+	}
+	return s.network
+}
+
+// addressOf names a socket in messages: its peer when connected, else its local address.
+func addressOf(s *sock) string {
+	switch {
+	case s == nil:
+		return ""
+	case s.conn != nil:
+		if r := addrString(s.conn.RemoteAddr()); r != "" {
+			return r
+		}
+		return addrString(s.conn.LocalAddr())
+	case s.ln != nil:
+		return s.ln.Addr().String()
+	case s.pc != nil:
+		return addrString(s.pc.LocalAddr())
+	}
+	return ""
+}
+
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, defaultReadSize); return &b }}
+
+// withBuffer lends read a buffer of n bytes and returns a copy of the first k bytes it filled,
+// so a 64 KiB read that brings 10 bytes keeps 10 bytes, not 64 KiB.
+func withBuffer(n int, read func(buf []byte) int) []byte {
+	if n > defaultReadSize {
+		buf := make([]byte, n)
+		return buf[:read(buf)]
+	}
+	bp := readBuffers.Get().(*[]byte)
+	defer readBuffers.Put(bp)
+	k := read((*bp)[:n])
+	if k <= 0 {
+		return nil
+	}
+	return append([]byte(nil), (*bp)[:k]...)
+}
+
+// readSome reads up to n bytes, leftover first. Called under readGate.
+func (s *sock) readSome(n int) ([]byte, bool, error) {
+	if len(s.leftover) > 0 {
+		k := min(n, len(s.leftover))
+		data := append([]byte(nil), s.leftover[:k]...)
+		s.setLeftover(s.leftover[k:])
+		return data, false, nil
+	}
+	var m int
+	var err error
+	data := withBuffer(n, func(buf []byte) int {
+		m, err = s.conn.Read(buf)
+		return m
+	})
+	if m > 0 {
+		return data, false, nil
+	}
+	if errors.Is(err, io.EOF) {
+		return nil, true, nil
+	}
+	return nil, false, err
+}
+
+// readExact reads exactly n bytes unless EOF comes first. On another error the bytes read so
+// far are kept for the next Recv, so nothing is lost. Called under readGate.
+func (s *sock) readExact(n int) ([]byte, bool, error) {
+	buf := make([]byte, n)
+	got := copy(buf, s.leftover)
+	s.setLeftover(s.leftover[got:])
+	m, err := io.ReadFull(s.conn, buf[got:])
+	got += m
+	switch {
+	case err == nil:
+		return buf, false, nil
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return buf[:got], true, nil
+	default:
+		s.setLeftover(append(buf[:got:got], s.leftover...))
+		return nil, false, err
+	}
+}
+
+// setLeftover replaces the socket's leftover bytes and keeps the table's count of them; a
+// closed socket keeps none. Called under readGate.
+func (s *sock) setLeftover(b []byte) {
+	select {
+	case <-s.closed:
+		b = nil
+	default:
+	}
+	if len(b) == 0 {
+		b = nil // let go of the array of a slice emptied by reading
+	}
+	if s.held != nil {
+		s.held.Add(int64(len(b) - len(s.leftover)))
+	}
+	s.leftover = b
+}
+
+// dropLeftover uncounts a closing socket's leftover bytes: at once when no read holds
+// readGate, else once the read in progress leaves it. Called by close after s.closed.
+func (s *sock) dropLeftover() {
+	if s.readGate == nil {
+		return // never registered: never read
+	}
+	drop := func() {
+		s.setLeftover(nil)
+		s.readGate.leave()
+	}
+	select {
+	case <-s.readGate:
+		drop()
+	default:
+		go func() {
+			<-s.readGate
+			drop()
+		}()
+	}
+}
