@@ -1,14 +1,13 @@
-// Package agent is the sockagent daemon as a library: a gRPC server (SocketService,
-// AgentService, health, reflection) over a table of real OS sockets.
+// Package agent is the sockagent daemon as a library: the gRPC shell (SocketService,
+// SessionService, MeasureService, AgentService, health, reflection) around the socket engine
+// of agent/internal/engine.
 //
-// The socket table (table.go) knows nothing of gRPC; the adapter (service.go) knows nothing of
-// syscalls; toStatus (errors.go) is the one bridge from Go errors to gRPC status.
-//
-// Authentication (auth.go): Config.TLS serves TLS, mTLS when it requires client
-// certificates; Config.Tokens requires a bearer token on every RPC but health. Interceptors
-// put the proven Caller in each RPC's context and refuse the rest with UNAUTHENTICATED.
-// Every RPC is logged with its caller; those that create, write to or close a socket are the
-// audit (audit.go).
+// One file per service converts proto <-> engine (socket_service.go, session_service.go,
+// measure_service.go, agent_service.go, with the conversions in convert.go); status.go is the
+// one mapping from the engine's reasons to gRPC codes; interceptors.go authenticates every RPC
+// (auth.go: TLS, mTLS, bearer tokens), logs it, and writes the audit line of those that create,
+// write to or close a socket. The engine knows nothing of gRPC; the adapter knows nothing of
+// syscalls.
 package agent
 
 import (
@@ -24,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/internal/engine"
+	"github.com/sockagent/sockagent/agent/internal/rlimit"
 	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
@@ -37,6 +38,10 @@ var Version = "dev"
 
 // Defaults applied by New to zero Config fields.
 const (
+	// DefaultIdleTimeout closes a socket outside a session that no call used for this long.
+	DefaultIdleTimeout = engine.DefaultIdleTimeout
+	// DefaultSessionTTL is the lease of a session opened with ttl 0.
+	DefaultSessionTTL   = engine.DefaultSessionTTL
 	DefaultTimeout      = 30 * time.Second
 	DefaultMaxRecvBytes = 1 << 20
 	// DefaultMaxMessageBytes is the largest request message: 4 MiB of data (the default
@@ -83,9 +88,10 @@ type Config struct {
 	// pending) for this long; 0 means DefaultIdleTimeout, negative never.
 	IdleTimeout time.Duration
 	// Reflection, if set, registers gRPC server reflection on the agent's server, so grpcurl
-	// works with no .proto files: sockagent passes reflect.Register (package agent/reflect). It is a hook rather than
-	// always on so that programs embedding agents for their own use (sockctl's local agents)
-	// do not link protobuf's descriptor machinery, which costs every sockctl start 0.5 ms.
+	// works with no .proto files: sockagent passes the register function of package
+	// agent/reflection. It is a hook rather than always on so that programs embedding agents
+	// for their own use (sockctl's local agents) do not link protobuf's descriptor machinery,
+	// which would slow every sockctl start.
 	Reflection func(*grpc.Server)
 }
 
@@ -93,7 +99,7 @@ type Config struct {
 type Agent struct {
 	cfg      Config
 	log      *slog.Logger
-	table    *table
+	table    *engine.Table
 	srv      *grpc.Server
 	health   *health.Server
 	started  time.Time
@@ -134,28 +140,28 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		table:    newTable(cfg.DefaultTimeout, cfg.MaxRecvBytes, cfg.Policy),
 		health:   health.NewServer(),
 		started:  time.Now(),
 		instance: hex.EncodeToString(id[:]),
 		audit:    cfg.AuditLogger,
 	}
-	a.table.instance, a.table.started, a.table.idle = a.instance, a.started, cfg.IdleTimeout
-	a.table.onReclaim = a.logReclaim
 	if cfg.Tokens != nil {
 		if cfg.Tokens.Len() == 0 {
 			return nil, errors.New("agent config: Tokens is empty; give at least one token or none at all")
 		}
 		a.tokens.Store(cfg.Tokens)
 	}
-	b := newBudget(a.table, cfg.MaxRecvBytes)
+	a.table = engine.New(engine.Config{
+		DefaultTimeout: cfg.DefaultTimeout, MaxRecvBytes: cfg.MaxRecvBytes, Policy: cfg.Policy,
+		Instance: a.instance, Started: a.started, IdleTimeout: cfg.IdleTimeout, OnReclaim: a.logReclaim,
+	})
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(a.unary, b.unary),
-		grpc.ChainStreamInterceptor(a.authStream, b.stream),
+		grpc.UnaryInterceptor(a.unary),
+		grpc.StreamInterceptor(a.authStream),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		// Long-lived workers run the handlers, one per CPU (busy ones fall back to a goroutine
 		// per RPC): their stacks stay grown, where a new goroutine per RPC grows its stack
-		// again on every call (a fifth of a Send+Recv's agent-side CPU).
+		// again on every call.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}
 	// The stats handler costs every RPC a copy of its metadata and a few allocations; it only
@@ -176,7 +182,6 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Reflection != nil {
 		cfg.Reflection(a.srv)
 	}
-	a.table.startIdleReaper()
 	for _, svc := range []string{"", sockagentv1.SocketService_ServiceDesc.ServiceName, sockagentv1.AgentService_ServiceDesc.ServiceName, sockagentv1.SessionService_ServiceDesc.ServiceName, sockagentv1.MeasureService_ServiceDesc.ServiceName} {
 		a.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
@@ -226,3 +231,14 @@ func (a *Agent) Close() error {
 	a.srv.Stop()
 	return nil
 }
+
+// Caller is who made an RPC, as the transport proved it (see engine.Caller).
+type Caller = engine.Caller
+
+// CallerFrom returns the caller of the RPC ctx belongs to, engine.Anonymous when none was set.
+func CallerFrom(ctx context.Context) Caller { return engine.CallerFrom(ctx) }
+
+// RaiseOpenFileLimit raises the process's soft open-file limit to its hard limit (see
+// rlimit.Raise) and returns the soft limit before and after. Call it from a daemon's main, not
+// from a library: the limit is the whole process's.
+func RaiseOpenFileLimit() (before, after uint64, err error) { return rlimit.Raise() }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -161,9 +162,15 @@ func (e *env) waitPending(t *testing.T, id string, n uint32) {
 // the failure message), for at most 10s, and returns it.
 func (e *env) waitSocket(t *testing.T, id, what string, cond func(*sockagentv1.Socket) bool) *sockagentv1.Socket {
 	t.Helper()
+	return e.waitSocketAs(t, ctxT(t), id, what, cond)
+}
+
+// waitSocketAs is waitSocket for the caller of ctx.
+func (e *env) waitSocketAs(t *testing.T, ctx context.Context, id, what string, cond func(*sockagentv1.Socket) bool) *sockagentv1.Socket {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r, err := e.sc.GetSocket(ctxT(t), &sockagentv1.GetSocketRequest{SocketId: id})
+		r, err := e.sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
 		if err != nil {
 			t.Fatalf("get %s: %v", id, err)
 		}
@@ -191,8 +198,8 @@ func wantStatus(t *testing.T, err error, code codes.Code, reason string, msgPart
 	for _, d := range st.Details() {
 		if ei, ok := d.(*errdetails.ErrorInfo); ok {
 			got = ei.GetReason()
-			if ei.GetDomain() != agent.Domain {
-				t.Errorf("domain %q, want %q", ei.GetDomain(), agent.Domain)
+			if ei.GetDomain() != contract.Domain {
+				t.Errorf("domain %q, want %q", ei.GetDomain(), contract.Domain)
 			}
 		}
 	}

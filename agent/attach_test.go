@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
 )
@@ -197,7 +198,7 @@ func TestAttachHalfClose(t *testing.T) {
 		_ = st.Send(&sockagentv1.AttachRequest{CloseWrite: true})
 		_ = st.Send(&sockagentv1.AttachRequest{Data: []byte("x")})
 		_, err := st.Recv()
-		wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "data after close_write")
+		wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "data after close_write")
 	})
 }
 
@@ -341,7 +342,7 @@ func TestAttachDatagram(t *testing.T) {
 		// A datagram without an address on an unconnected socket says what is missing.
 		_ = st.Send(&sockagentv1.AttachRequest{Data: []byte("lost")})
 		_, err = st.Recv()
-		wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidAddress, "address is empty")
+		wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidAddress, "address is empty")
 	})
 
 	t.Run("unixgram", func(t *testing.T) {
@@ -397,12 +398,12 @@ func TestAttachBusyAndKinds(t *testing.T) {
 	e.waitAttached(t, id, true)
 
 	_, err := e.sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: id, Timeout: dur(time.Second)})
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonSocketBusy, "attached")
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonSocketBusy, "attached")
 	_, err = e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: id, Data: []byte("x")})
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonSocketBusy, "attached")
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonSocketBusy, "attached")
 	second := e.attach(t, ctx, id)
 	_, err = second.Recv()
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonSocketBusy, "another Attach")
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonSocketBusy, "another Attach")
 
 	// The first Attach still works.
 	if _, err := p.conn.Write([]byte("still")); err != nil {
@@ -421,7 +422,7 @@ func TestAttachBusyAndKinds(t *testing.T) {
 	}()
 	e.waitPending(t, q.sock.GetSocketId(), 1)
 	_, err = e.attach(t, ctx, q.sock.GetSocketId()).Recv()
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonSocketBusy, "Recv")
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonSocketBusy, "Recv")
 	_, _ = q.conn.Write([]byte("z"))
 	if err := <-recvd; err != nil {
 		t.Fatal(err)
@@ -429,18 +430,18 @@ func TestAttachBusyAndKinds(t *testing.T) {
 
 	l := e.listen(t, "tcp", "127.0.0.1:0")
 	_, err = e.attach(t, ctx, l.GetSocketId()).Recv()
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonWrongSocketKind, "listener")
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonWrongSocketKind, "listener")
 	_, err = e.attach(t, ctx, "s999999").Recv()
-	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket)
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSocket)
 	_, err = e.attach(t, ctx, "").Recv()
-	wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "socket_id")
+	wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "socket_id")
 	big, err := e.sc.Attach(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = big.Send(&sockagentv1.AttachRequest{SocketId: q.sock.GetSocketId(), ReadSize: 2 << 20})
 	_, err = big.Recv()
-	wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "read_size")
+	wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "read_size")
 }
 
 func TestAttachEndsWhenTheSocketCloses(t *testing.T) {
@@ -456,7 +457,7 @@ func TestAttachEndsWhenTheSocketCloses(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := st.Recv()
-		wantStatus(t, err, codes.Aborted, agent.ReasonSocketClosed)
+		wantStatus(t, err, codes.Aborted, contract.ReasonSocketClosed)
 	})
 
 	t.Run("Close after eof", func(t *testing.T) { // the caller's direction is still open
@@ -470,7 +471,7 @@ func TestAttachEndsWhenTheSocketCloses(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := st.Recv()
-		wantStatus(t, err, codes.Aborted, agent.ReasonSocketClosed)
+		wantStatus(t, err, codes.Aborted, contract.ReasonSocketClosed)
 	})
 
 	t.Run("session closed", func(t *testing.T) {
@@ -490,7 +491,7 @@ func TestAttachEndsWhenTheSocketCloses(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = st.Recv()
-		wantStatus(t, err, codes.Aborted, agent.ReasonSocketClosed, "session "+s.GetSessionId()+" was closed")
+		wantStatus(t, err, codes.Aborted, contract.ReasonSocketClosed, "session "+s.GetSessionId()+" was closed")
 	})
 
 	t.Run("caller cancels", func(t *testing.T) {
@@ -534,7 +535,7 @@ func TestAttachAgentShutdown(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Shutdown(ctx) }()
 	_, err = st.Recv()
-	wantStatus(t, err, codes.Unavailable, agent.ReasonAgentStopping)
+	wantStatus(t, err, codes.Unavailable, contract.ReasonAgentStopping)
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
@@ -808,7 +809,7 @@ func TestAttachLeftover(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := e.sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: id, ExactBytes: 10, Timeout: dur(200 * time.Millisecond)})
-	wantStatus(t, err, codes.DeadlineExceeded, agent.ReasonTimeout)
+	wantStatus(t, err, codes.DeadlineExceeded, contract.ReasonTimeout)
 	st := e.attach(t, ctx, id)
 	if _, err := p.conn.Write([]byte(" late")); err != nil {
 		t.Fatal(err)
@@ -834,7 +835,7 @@ func TestAttachAndServeExclude(t *testing.T) {
 	st := e.attach(t, ctx, id)
 	e.waitAttached(t, id, true)
 	_, err = e.sc.Serve(ctx, &sockagentv1.ServeRequest{SocketId: id, Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO})
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonSocketBusy, "Attach")
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonSocketBusy, "Attach")
 	if err := st.CloseSend(); err != nil {
 		t.Fatal(err)
 	}
@@ -846,7 +847,7 @@ func TestAttachAndServeExclude(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.attach(t, ctx, id).Recv()
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonSocketBusy, "served")
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonSocketBusy, "served")
 	if _, err := e.sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id}); err != nil {
 		t.Fatal(err)
 	}

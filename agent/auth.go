@@ -17,34 +17,24 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/internal/engine"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-
-	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
-
-// ReasonUnauthenticated is the ErrorInfo reason of an RPC refused for missing or invalid
-// credentials. The status message is always UnauthenticatedMessage: nothing else is revealed.
-const ReasonUnauthenticated = "UNAUTHENTICATED"
-
-// UnauthenticatedMessage is the fixed message of every UNAUTHENTICATED status.
-const UnauthenticatedMessage = "missing or invalid credentials"
 
 // errUnauthenticated is the one status an RPC without valid credentials gets. It is built on
 // first use, not at package init: encoding its ErrorInfo initialises protobuf reflection,
 // which every process importing the package (sockctl too) would otherwise pay at start.
 var errUnauthenticated = sync.OnceValue(func() error {
-	st := status.New(codes.Unauthenticated, UnauthenticatedMessage)
-	if ds, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonUnauthenticated, Domain: Domain}); err == nil {
+	st := status.New(codes.Unauthenticated, contract.UnauthenticatedMessage)
+	if ds, err := st.WithDetails(&errdetails.ErrorInfo{Reason: contract.ReasonUnauthenticated, Domain: contract.Domain}); err == nil {
 		return ds.Err()
 	}
 	return st.Err()
@@ -267,11 +257,11 @@ func bearer(ctx context.Context) (secret, why string) {
 func certCaller(ctx context.Context) (Caller, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return Anonymous, false
+		return engine.Anonymous, false
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
-		return Anonymous, false
+		return engine.Anonymous, false
 	}
 	cert := ti.State.VerifiedChains[0][0]
 	subject := cert.Subject.String()
@@ -290,78 +280,6 @@ func certCaller(ctx context.Context) (Caller, bool) {
 	sans = append(sans, cert.EmailAddresses...)
 	return Caller{ID: "cert:" + name, Kind: "cert", Subject: subject, SANs: sans}, true
 }
-
-// authStream authenticates a streaming RPC (server reflection, later streams) and logs its
-// end like a unary RPC.
-func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx := ss.Context()
-	start := time.Now()
-	caller, why, err := a.authenticate(ctx, info.FullMethod)
-	ctx = WithCaller(ctx, caller)
-	var counts *streamCounts
-	if info.FullMethod == sockagentv1.SocketService_Attach_FullMethodName {
-		counts = new(streamCounts)
-		ctx = context.WithValue(ctx, streamCountsKey{}, counts)
-	}
-	cs := &callerStream{ServerStream: ss, ctx: ctx}
-	if err == nil {
-		err = handler(srv, cs)
-	}
-	var req any
-	if first := cs.first.Load(); first != nil {
-		req = *first
-	}
-	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, req: req, err: err, start: start, counts: counts})
-	return err
-}
-
-// streamCounts are the bytes an Attach wrote to its socket and read from it, for the RPC's
-// log and audit line (keys bytes and bytes_read).
-type streamCounts struct{ written, read atomic.Uint64 }
-
-type streamCountsKey struct{}
-
-// streamCountsFrom returns the counts authStream put in ctx, or nil.
-func streamCountsFrom(ctx context.Context) *streamCounts {
-	c, _ := ctx.Value(streamCountsKey{}).(*streamCounts)
-	return c
-}
-
-// callerStream is a ServerStream whose context carries the caller, and which keeps what the
-// first request names (Attach's socket_id; Throughput's network and address), for the RPC's
-// log line.
-type callerStream struct {
-	grpc.ServerStream
-	ctx   context.Context
-	first atomic.Pointer[streamRequest]
-}
-
-func (s *callerStream) Context() context.Context { return s.ctx }
-
-func (s *callerStream) RecvMsg(m any) error {
-	err := s.ServerStream.RecvMsg(m)
-	if err == nil && s.first.Load() == nil {
-		var r streamRequest
-		if q, ok := m.(interface{ GetSocketId() string }); ok {
-			r.socket = q.GetSocketId()
-		}
-		if q, ok := m.(interface{ GetNetwork() string }); ok {
-			r.network = q.GetNetwork()
-		}
-		if q, ok := m.(interface{ GetAddress() string }); ok {
-			r.address = q.GetAddress()
-		}
-		s.first.Store(&r)
-	}
-	return err
-}
-
-// streamRequest is what a stream's first request names, for logRPC.
-type streamRequest struct{ socket, network, address string }
-
-func (r streamRequest) GetSocketId() string { return r.socket }
-func (r streamRequest) GetNetwork() string  { return r.network }
-func (r streamRequest) GetAddress() string  { return r.address }
 
 // handshakeLogger wraps server transport credentials to log failed TLS handshakes (no
 // client certificate, one from another CA, an expired one, not TLS at all).

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
@@ -48,6 +49,9 @@ func TestAgentLimitBlockingCalls(t *testing.T) {
 	alice, bob := polAs(t, "alice"), polAs(t, "bob")
 	la := e.as(t, "alice").listen(t, "tcp", "127.0.0.1:0")
 	lb := e.as(t, "bob").listen(t, "tcp", "127.0.0.1:0")
+	// bob's sockets for the data calls below, opened while the agent has room for calls.
+	ub := e.as(t, "bob").bind(t, "udp", "127.0.0.1:0")
+	cb := e.as(t, "bob").dial(t, "udp", ub.GetLocalAddress())
 	block := func(ctx context.Context, id string, wg *sync.WaitGroup) {
 		wg.Go(func() {
 			_, err := e.sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: id, Timeout: dur(time.Minute)})
@@ -70,7 +74,7 @@ func TestAgentLimitBlockingCalls(t *testing.T) {
 	// bob has one call of his two, but the agent has 3 of 3.
 	_, err := e.sc.Accept(bob, &sockagentv1.AcceptRequest{SocketId: lb.GetSocketId(), Timeout: dur(time.Second)})
 	wantLimit(t, err, "agent_limits.blocking_calls", 3)
-	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded, "accept "+lb.GetSocketId(), "the agent has 3 blocking calls in progress")
+	wantStatus(t, err, codes.ResourceExhausted, contract.ReasonLimitExceeded, "accept "+lb.GetSocketId(), "the agent has 3 blocking calls in progress")
 	if md := polMeta(err); md["rule_set"] != "" || md["socket_id"] != lb.GetSocketId() {
 		t.Errorf("metadata %v: want socket_id and no rule_set", md)
 	}
@@ -80,19 +84,19 @@ func TestAgentLimitBlockingCalls(t *testing.T) {
 			return err
 		},
 		"send": func() error {
-			_, err := e.sc.Send(bob, &sockagentv1.SendRequest{SocketId: lb.GetSocketId(), Data: []byte("x")})
+			_, err := e.sc.Send(bob, &sockagentv1.SendRequest{SocketId: cb.GetSocketId(), Data: []byte("x")})
 			return err
 		},
 		"recv": func() error {
-			_, err := e.sc.Recv(bob, &sockagentv1.RecvRequest{SocketId: lb.GetSocketId()})
+			_, err := e.sc.Recv(bob, &sockagentv1.RecvRequest{SocketId: cb.GetSocketId()})
 			return err
 		},
 		"sendto": func() error {
-			_, err := e.sc.SendTo(bob, &sockagentv1.SendToRequest{SocketId: lb.GetSocketId(), Address: "127.0.0.1:9", Data: []byte("x")})
+			_, err := e.sc.SendTo(bob, &sockagentv1.SendToRequest{SocketId: ub.GetSocketId(), Address: ub.GetLocalAddress(), Data: []byte("x")})
 			return err
 		},
 		"recvfrom": func() error {
-			_, err := e.sc.RecvFrom(bob, &sockagentv1.RecvFromRequest{SocketId: lb.GetSocketId()})
+			_, err := e.sc.RecvFrom(bob, &sockagentv1.RecvFromRequest{SocketId: ub.GetSocketId()})
 			return err
 		},
 	} {
@@ -138,14 +142,14 @@ func TestAgentLimitBufferedBytes(t *testing.T) {
 	// But not more.
 	_, err := e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: make([]byte, 100001)})
 	wantLimit(t, err, "agent_limits.buffered_bytes", 100000)
-	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded, "100001 bytes in one call")
+	wantStatus(t, err, codes.ResourceExhausted, contract.ReasonLimitExceeded, "100001 bytes in one call")
 
 	// Two Recvs of 30000 bytes wait on a socket that gets no data: 60000 held.
 	_, idle := e.pair(t)
 	release := e.blockRecvs(t, idle, 2, 30000)
 	_, err = e.sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: cli, ExactBytes: 50000, Timeout: dur(time.Second)})
 	wantLimit(t, err, "agent_limits.buffered_bytes", 100000)
-	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded, "recv "+cli,
+	wantStatus(t, err, codes.ResourceExhausted, contract.ReasonLimitExceeded, "recv "+cli,
 		"the agent holds 60000 bytes for calls in progress and this call needs 50000")
 	_, err = e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: make([]byte, 40001)})
 	wantLimit(t, err, "agent_limits.buffered_bytes", 100000)
@@ -251,12 +255,12 @@ func TestAgentLimitLeftoverBytes(t *testing.T) {
 		t.Helper()
 		e.send(t, cli, strings.Repeat("L", 600))
 		_, err := e.sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: srv, ExactBytes: 1000, Timeout: dur(time.Second)})
-		wantStatus(t, err, codes.DeadlineExceeded, agent.ReasonTimeout)
+		wantStatus(t, err, codes.DeadlineExceeded, contract.ReasonTimeout)
 	}
 	leave600(cli, srv)
 	_, err := e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: cli, Data: make([]byte, 401)})
 	wantLimit(t, err, "agent_limits.buffered_bytes", 1000)
-	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded, "0 bytes for calls in progress and 600 left over from interrupted exact reads (Recv or Close those sockets) and this call needs 401")
+	wantStatus(t, err, codes.ResourceExhausted, contract.ReasonLimitExceeded, "0 bytes for calls in progress and 600 left over from interrupted exact reads (Recv or Close those sockets) and this call needs 401")
 	e.send(t, cli, strings.Repeat("x", 400)) // 600 + 400 fits
 	// A Recv takes the leftover (and the 400 behind it): the budget is whole again.
 	if got := e.recvExact(t, srv, 1000); got != strings.Repeat("L", 600)+strings.Repeat("x", 400) {

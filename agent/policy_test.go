@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -123,7 +124,7 @@ func polMeta(err error) map[string]string {
 // wantDenied checks a POLICY_DENIED refusal naming rule and rule set, message and metadata.
 func wantDenied(t *testing.T, err error, rule, set string, msgParts ...string) {
 	t.Helper()
-	wantStatus(t, err, codes.PermissionDenied, agent.ReasonPolicyDenied, append(msgParts, fmt.Sprintf("policy rule %q", rule), fmt.Sprintf("(rule set %q)", set))...)
+	wantStatus(t, err, codes.PermissionDenied, contract.ReasonPolicyDenied, append(msgParts, fmt.Sprintf("policy rule %q", rule), fmt.Sprintf("(rule set %q)", set))...)
 	if md := polMeta(err); md["rule"] != rule || md["rule_set"] != set {
 		t.Errorf("metadata %v, want rule %q rule_set %q", md, rule, set)
 	}
@@ -132,7 +133,7 @@ func wantDenied(t *testing.T, err error, rule, set string, msgParts ...string) {
 // wantLimit checks a LIMIT_EXCEEDED refusal naming the limit.
 func wantLimit(t *testing.T, err error, limit string, max int) {
 	t.Helper()
-	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded, fmt.Sprintf("limit %s (%d) exceeded", limit, max))
+	wantStatus(t, err, codes.ResourceExhausted, contract.ReasonLimitExceeded, fmt.Sprintf("limit %s (%d) exceeded", limit, max))
 	if md := polMeta(err); md["limit"] != limit {
 		t.Errorf("metadata %v, want limit %q", md, limit)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
 )
@@ -91,7 +91,7 @@ func TestProbeConnect(t *testing.T) {
 func TestProbeConnectRefused(t *testing.T) {
 	e := newEnv(t)
 	res := e.probe(t, &sockagentv1.ProbeRequest{Network: "tcp", Address: closedPort(t, "tcp"), Mode: sockagentv1.ProbeMode_PROBE_MODE_CONNECT, Count: 5})
-	wantErrors(t, res, 5, agent.ReasonConnectionRefused)
+	wantErrors(t, res, 5, contract.ReasonConnectionRefused)
 }
 
 func TestProbeEchoTCP(t *testing.T) {
@@ -130,7 +130,7 @@ func TestProbeEchoUDPNoAnswer(t *testing.T) {
 	e := newEnv(t)
 	b := e.bind(t, "udp", "127.0.0.1:0") // bound, never read: nothing answers
 	res := e.probe(t, &sockagentv1.ProbeRequest{Network: "udp", Address: b.GetLocalAddress(), Count: 3, Timeout: dur(50 * time.Millisecond)})
-	wantErrors(t, res, 3, agent.ReasonTimeout)
+	wantErrors(t, res, 3, contract.ReasonTimeout)
 	if el := res.GetElapsed().AsDuration(); el < 150*time.Millisecond {
 		t.Errorf("elapsed %s; want at least 3 timeouts of 50ms", el)
 	}
@@ -139,7 +139,7 @@ func TestProbeEchoUDPNoAnswer(t *testing.T) {
 func TestProbeEchoUDPRefused(t *testing.T) {
 	e := newEnv(t)
 	res := e.probe(t, &sockagentv1.ProbeRequest{Network: "udp", Address: closedPort(t, "udp"), Count: 4, Timeout: dur(500 * time.Millisecond)})
-	wantErrors(t, res, 4, agent.ReasonConnectionRefused)
+	wantErrors(t, res, 4, contract.ReasonConnectionRefused)
 }
 
 func TestProbeEchoMismatch(t *testing.T) {
@@ -194,7 +194,7 @@ default:
   networks: [tcp]
 `, false)
 	_, err := e.mc().Probe(ctxT(t), &sockagentv1.ProbeRequest{Network: "udp", Address: "127.0.0.1:53"})
-	wantStatus(t, err, codes.PermissionDenied, agent.ReasonPolicyDenied, "network udp")
+	wantStatus(t, err, codes.PermissionDenied, contract.ReasonPolicyDenied, "network udp")
 }
 
 func TestProbeBadRequests(t *testing.T) {
@@ -204,18 +204,18 @@ func TestProbeBadRequests(t *testing.T) {
 		reason string
 		parts  []string
 	}{
-		{&sockagentv1.ProbeRequest{Network: "unix", Address: "/tmp/x"}, agent.ReasonInvalidNetwork, []string{"network \"unix\"", "tcp, tcp4"}},
-		{&sockagentv1.ProbeRequest{Network: "tcp"}, agent.ReasonInvalidAddress, []string{"probe: address", "empty"}},
-		{&sockagentv1.ProbeRequest{Network: "udp", Address: "127.0.0.1:9", Mode: sockagentv1.ProbeMode_PROBE_MODE_CONNECT}, agent.ReasonInvalidArgument, []string{"mode connect", "use mode echo"}},
-		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Mode: 7}, agent.ReasonInvalidArgument, []string{"mode 7"}},
-		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Count: 2_000_000}, agent.ReasonInvalidArgument, []string{"count 2000000", "up to 1000000"}},
-		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Warmup: 2_000_000}, agent.ReasonInvalidArgument, []string{"warmup 2000000"}},
-		{&sockagentv1.ProbeRequest{Network: "udp", Address: "127.0.0.1:9", Size: 10}, agent.ReasonInvalidArgument, []string{"size 10", "24"}},
-		{&sockagentv1.ProbeRequest{Network: "udp", Address: "127.0.0.1:9", Size: 70000}, agent.ReasonInvalidArgument, []string{"size 70000", "65000"}},
-		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Size: 2 << 20}, agent.ReasonInvalidArgument, []string{"size 2097152"}},
-		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Timeout: dur(-time.Second)}, agent.ReasonInvalidArgument, []string{"timeout -1s"}},
-		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Interval: dur(2 * time.Hour)}, agent.ReasonInvalidArgument, []string{"interval 2h0m0s", "up to 1h0m0s"}},
-		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", LocalAddress: "nonsense"}, agent.ReasonInvalidAddress, []string{"local address \"nonsense\""}},
+		{&sockagentv1.ProbeRequest{Network: "unix", Address: "/tmp/x"}, contract.ReasonInvalidNetwork, []string{"network \"unix\"", "tcp, tcp4"}},
+		{&sockagentv1.ProbeRequest{Network: "tcp"}, contract.ReasonInvalidAddress, []string{"probe: address", "empty"}},
+		{&sockagentv1.ProbeRequest{Network: "udp", Address: "127.0.0.1:9", Mode: sockagentv1.ProbeMode_PROBE_MODE_CONNECT}, contract.ReasonInvalidArgument, []string{"mode connect", "use mode echo"}},
+		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Mode: 7}, contract.ReasonInvalidArgument, []string{"mode 7"}},
+		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Count: 2_000_000}, contract.ReasonInvalidArgument, []string{"count 2000000", "up to 1000000"}},
+		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Warmup: 2_000_000}, contract.ReasonInvalidArgument, []string{"warmup 2000000"}},
+		{&sockagentv1.ProbeRequest{Network: "udp", Address: "127.0.0.1:9", Size: 10}, contract.ReasonInvalidArgument, []string{"size 10", "24"}},
+		{&sockagentv1.ProbeRequest{Network: "udp", Address: "127.0.0.1:9", Size: 70000}, contract.ReasonInvalidArgument, []string{"size 70000", "65000"}},
+		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Size: 2 << 20}, contract.ReasonInvalidArgument, []string{"size 2097152"}},
+		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Timeout: dur(-time.Second)}, contract.ReasonInvalidArgument, []string{"timeout -1s"}},
+		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", Interval: dur(2 * time.Hour)}, contract.ReasonInvalidArgument, []string{"interval 2h0m0s", "up to 1h0m0s"}},
+		{&sockagentv1.ProbeRequest{Network: "tcp", Address: "127.0.0.1:9", LocalAddress: "nonsense"}, contract.ReasonInvalidAddress, []string{"local address \"nonsense\""}},
 	} {
 		_, err := e.mc().Probe(ctxT(t), tc.r)
 		wantStatus(t, err, codes.InvalidArgument, tc.reason, tc.parts...)
@@ -250,38 +250,4 @@ func TestProbePolicyLocalAndLimits(t *testing.T) {
 	e.bind(t, "udp", "127.0.0.1:0")
 	_, err = e.mc().Probe(ctxT(t), &sockagentv1.ProbeRequest{Network: "tcp", Address: target.Addr().String()})
 	wantLimit(t, err, "limits.sockets", 1)
-}
-
-func TestProbeStats(t *testing.T) {
-	ms := func(ns ...int) []time.Duration {
-		out := make([]time.Duration, len(ns))
-		for i, n := range ns {
-			out[i] = time.Duration(n) * time.Millisecond
-		}
-		return out
-	}
-	hundred := make([]int, 100)
-	for i := range hundred {
-		hundred[i] = 100 - i // reversed: Stats sorts
-	}
-	for _, tc := range []struct {
-		in                      []time.Duration
-		min, p50, p90, p99, max time.Duration // in ms
-		mean                    time.Duration
-	}{
-		{ms(hundred...), 1, 50, 90, 99, 100, 50500 * time.Microsecond},
-		{ms(7), 7, 7, 7, 7, 7, 7 * time.Millisecond},
-		{ms(3, 1, 2), 1, 2, 3, 3, 3, 2 * time.Millisecond},
-		{ms(4, 1, 3, 2), 1, 2, 4, 4, 4, 2500 * time.Microsecond},
-	} {
-		st := agent.Stats(tc.in)
-		want := agent.LatencyStats{Samples: len(tc.in), Min: tc.min * time.Millisecond, P50: tc.p50 * time.Millisecond, P90: tc.p90 * time.Millisecond,
-			P99: tc.p99 * time.Millisecond, Max: tc.max * time.Millisecond, Mean: tc.mean}
-		if st != want {
-			t.Errorf("Stats(%v) = %+v, want %+v", tc.in, st, want)
-		}
-	}
-	if st := agent.Stats(nil); st != (agent.LatencyStats{}) {
-		t.Errorf("Stats(nil) = %+v, want zero", st)
-	}
 }

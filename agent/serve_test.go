@@ -13,12 +13,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/wire"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
@@ -483,34 +485,34 @@ func TestServeBusyAndKinds(t *testing.T) {
 	id := l.GetSocketId()
 	e.serve(t, id, sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
 	_, err := e.sc.Accept(ctxT(t), &sockagentv1.AcceptRequest{SocketId: id, Timeout: dur(time.Second)})
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonSocketBusy, "served with echo", "Close it")
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonSocketBusy, "served with echo", "Close it")
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: id, Behaviour: sockagentv1.Behaviour_BEHAVIOUR_DISCARD})
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonSocketBusy, "already served with echo")
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonSocketBusy, "already served with echo")
 
 	d := e.dial(t, "tcp", l.GetLocalAddress())
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: d.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO})
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonWrongSocketKind, "connected stream socket")
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonWrongSocketKind, "connected stream socket")
 	u := e.dial(t, "udp", "127.0.0.1:9")
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: u.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO})
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonWrongSocketKind, "connected datagram socket")
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonWrongSocketKind, "connected datagram socket")
 
 	b := e.bind(t, "udp", "127.0.0.1:0")
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: b.GetSocketId()})
-	wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "behaviour must be echo, discard or source")
+	wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "behaviour must be echo, discard or source")
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: b.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO, ChunkSize: 5 << 20})
-	wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "chunk_size 5242880", "4 MiB")
+	wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "chunk_size 5242880", "4 MiB")
 	l2 := e.listen(t, "tcp", "127.0.0.1:0")
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: l2.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO, ChunkSize: 4 << 20})
-	wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "chunk_size 4194304 x max_connections 1024", "lower one of them")
+	wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "chunk_size 4194304 x max_connections 1024", "lower one of them")
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: l2.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO, MaxConnections: 100_000})
-	wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "max_connections 100000", "up to 65536")
+	wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "max_connections 100000", "up to 65536")
 	e.serve(t, l2.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 4<<20, 256)
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: "s999", Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO})
-	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket)
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSocket)
 	// A socket the test uses with calls can still be served once they end: Recv on b is busy after.
 	e.serve(t, b.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_DISCARD, 0, 0)
 	_, err = e.sc.RecvFrom(ctxT(t), &sockagentv1.RecvFromRequest{SocketId: b.GetSocketId(), Timeout: dur(time.Second)})
-	wantStatus(t, err, codes.FailedPrecondition, agent.ReasonSocketBusy)
+	wantStatus(t, err, codes.FailedPrecondition, contract.ReasonSocketBusy)
 }
 
 // wantEnded checks that c reads EOF or a reset (not a timeout) within the deadline.
@@ -668,35 +670,59 @@ func TestServeAgentStopEndsConnections(t *testing.T) {
 	}
 }
 
-// TestServeAgentSocketBudget: served connections hold slots of agent_limits.sockets (the
-// agent's file budget), not of the caller's limits.sockets.
-func TestServeAgentSocketBudget(t *testing.T) {
-	e := polEnv(t, "agent_limits: {sockets: 3}\ndefault:\n  limits: {sockets: 1}\n", false)
-	l := e.listen(t, "tcp", "127.0.0.1:0")
-	id := l.GetSocketId()
-	e.serve(t, id, sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
-	for range 2 {
-		dialT(t, "tcp", l.GetLocalAddress())
+// TestServeSocketBudget: each served connection is admitted like a socket its Serve caller
+// opens, so it holds a slot of the agent's budget and of the caller's own: a connection over
+// either is reset, named in last_error, and the caller's next socket is refused by the same
+// limit, while another caller is untouched by a caller's limit.
+func TestServeSocketBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name, policy, limit string
+		max                 int
+		otherBinds          bool // another caller may still open a socket
+	}{
+		{"agent", "agent_limits: {sockets: 3}\ndefault:\n  limits: {sockets: 5}\n", "agent_limits.sockets", 3, false},
+		{"caller", "agent_limits: {sockets: 10}\ndefault:\n  limits: {sockets: 3}\n", "limits.sockets", 3, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := polEnv(t, tc.policy, true)
+			alice := e.as(t, "alice")
+			l := alice.listen(t, "tcp", "127.0.0.1:0")
+			id := l.GetSocketId()
+			if _, err := e.sc.Serve(alice.ctx, &sockagentv1.ServeRequest{SocketId: id, Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO}); err != nil {
+				t.Fatal(err)
+			}
+			waitServing := func(what string, cond func(*sockagentv1.Serving) bool) *sockagentv1.Serving {
+				return e.waitSocketAs(t, alice.ctx, id, "serving "+what, func(s *sockagentv1.Socket) bool { return cond(s.GetServing()) }).GetServing()
+			}
+			for range 2 {
+				c := dialT(t, "tcp", l.GetLocalAddress())
+				if _, err := c.Write([]byte("hi")); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, make([]byte, 2)); err != nil {
+					t.Fatalf("a connection within the budget is not served: %v", err)
+				}
+			}
+			waitServing("2 active connections", func(sv *sockagentv1.Serving) bool { return sv.GetActiveConnections() == 2 })
+			if extra, err := net.DialTimeout("tcp", l.GetLocalAddress(), 5*time.Second); err == nil {
+				defer extra.Close()
+				wantEnded(t, extra)
+			}
+			sv := waitServing("1 error for the connection over the budget", func(sv *sockagentv1.Serving) bool { return sv.GetErrors() == 1 })
+			if !strings.Contains(sv.GetLastError(), tc.limit+" ("+strconv.Itoa(tc.max)+")") {
+				t.Errorf("last_error %q, want it to name %s (%d)", sv.GetLastError(), tc.limit, tc.max)
+			}
+			_, err := e.sc.Bind(alice.ctx, &sockagentv1.BindRequest{Network: "udp", Address: "127.0.0.1:0"})
+			wantLimit(t, err, tc.limit, tc.max)
+			bob := e.as(t, "bob")
+			if tc.otherBinds {
+				bob.bind(t, "udp", "127.0.0.1:0") // alice's limit does not refuse bob
+			} else {
+				_, err = e.sc.Bind(bob.ctx, &sockagentv1.BindRequest{Network: "udp", Address: "127.0.0.1:0"})
+				wantLimit(t, err, tc.limit, tc.max)
+			}
+		})
 	}
-	e.waitServing(t, id, "2 active connections", func(sv *sockagentv1.Serving) bool { return sv.GetActiveConnections() == 2 })
-	if extra, err := net.DialTimeout("tcp", l.GetLocalAddress(), 5*time.Second); err == nil {
-		defer extra.Close()
-		wantEnded(t, extra)
-	}
-	sv := e.waitServing(t, id, "1 error for the connection over the budget", func(sv *sockagentv1.Serving) bool { return sv.GetErrors() == 1 })
-	if !strings.Contains(sv.GetLastError(), "agent_limits.sockets") {
-		t.Errorf("last_error %q, want it to name agent_limits.sockets", sv.GetLastError())
-	}
-	list, err := e.sc.ListSockets(ctxT(t), &sockagentv1.ListSocketsRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list.GetSockets()) != 1 || list.GetSockets()[0].GetServing().GetActiveConnections() != 2 {
-		t.Errorf("ListSockets %v: want the listener alone, serving 2 connections", list.GetSockets())
-	}
-	// The served connections filled the agent's budget: a new socket is refused by it.
-	_, err = e.sc.Bind(ctxT(t), &sockagentv1.BindRequest{Network: "udp", Address: "127.0.0.1:0"})
-	wantLimit(t, err, "agent_limits.sockets", 3)
 }
 
 // TestServeDatagramPolicy: a served datagram socket answers only peers the caller's policy lets

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
@@ -37,7 +38,7 @@ func TestSessionLimits(t *testing.T) {
 	l2 := e.listenCtx(t, sctx)
 	err = listen()
 	wantLimit(t, err, "session_limits.sockets", 2)
-	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded,
+	wantStatus(t, err, codes.ResourceExhausted, contract.ReasonLimitExceeded,
 		fmt.Sprintf("session %s has 2 open sockets", s.GetSessionId()))
 	e.listenCtx(t, ctx)
 	// Closing one frees its slot.
@@ -57,7 +58,7 @@ func TestSessionLimits(t *testing.T) {
 	// Buffered bytes: a Send of 101 bytes on the session's socket is over 100, 100 is not.
 	_, err = e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: c, Data: make([]byte, 101)})
 	wantLimit(t, err, "session_limits.buffered_bytes", 100)
-	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded, "this call needs 101")
+	wantStatus(t, err, codes.ResourceExhausted, contract.ReasonLimitExceeded, "this call needs 101")
 	if _, err := e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: c, Data: make([]byte, 100)}); err != nil {
 		t.Fatalf("send of 100 bytes: %v", err)
 	}
@@ -66,10 +67,10 @@ func TestSessionLimits(t *testing.T) {
 	release := e.blockRecvs(t, c, 1, 10)
 	_, err = e.sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: c, MaxBytes: 10, Timeout: dur(time.Second)})
 	wantLimit(t, err, "session_limits.blocking_calls", 1)
-	wantStatus(t, err, codes.ResourceExhausted, agent.ReasonLimitExceeded,
+	wantStatus(t, err, codes.ResourceExhausted, contract.ReasonLimitExceeded,
 		fmt.Sprintf("session %s has 1 blocking calls in progress", s.GetSessionId()))
 	release()
 	// Once it ended, the next is let through (and times out: nobody sends).
 	_, err = e.sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: c, MaxBytes: 10, Timeout: dur(time.Millisecond)})
-	wantStatus(t, err, codes.DeadlineExceeded, agent.ReasonTimeout)
+	wantStatus(t, err, codes.DeadlineExceeded, contract.ReasonTimeout)
 }

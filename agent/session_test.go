@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -40,7 +41,7 @@ func (e *sessEnv) open(t *testing.T, ctx context.Context, ttl time.Duration) *so
 
 // inSess returns ctx sending the session header.
 func inSess(ctx context.Context, id string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, agent.SessionHeader, id)
+	return metadata.AppendToOutgoingContext(ctx, contract.SessionHeader, id)
 }
 
 // waitGone polls until GetSocket of every id answers NOT_FOUND.
@@ -88,7 +89,7 @@ func TestSessionLeaseExpiryClosesSockets(t *testing.T) {
 	start := time.Now()
 	select {
 	case err := <-accepted:
-		wantStatus(t, err, codes.Aborted, agent.ReasonSocketClosed, "lease of session "+s.GetSessionId()+" expired")
+		wantStatus(t, err, codes.Aborted, contract.ReasonSocketClosed, "lease of session "+s.GetSessionId()+" expired")
 	case <-time.After(10 * time.Second):
 		t.Fatal("Accept still blocked 10s after the session's 1s lease")
 	}
@@ -97,11 +98,11 @@ func TestSessionLeaseExpiryClosesSockets(t *testing.T) {
 	}
 	e.waitGone(t, ctx, time.Second, lis.GetSocketId())
 	_, err = e.sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: lis.GetSocketId()})
-	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket, "the agent closed it: the lease of session "+s.GetSessionId()+" expired")
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSocket, "the agent closed it: the lease of session "+s.GetSessionId()+" expired")
 	_, err = e.ss.KeepAlive(ctx, &sockagentv1.KeepAliveRequest{SessionId: s.GetSessionId()})
-	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSession, s.GetSessionId())
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSession, s.GetSessionId())
 	_, err = e.sc.Listen(sctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
-	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSession, s.GetSessionId())
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSession, s.GetSessionId())
 	if n := e.a.NumSessions(); n != 0 {
 		t.Errorf("%d sessions left", n)
 	}
@@ -164,12 +165,12 @@ func TestSessionKeepAliveAndClose(t *testing.T) {
 	if cr.GetClosedSockets() != 3 {
 		t.Errorf("closed_sockets %d, want 3", cr.GetClosedSockets())
 	}
-	wantStatus(t, <-recvd, codes.Aborted, agent.ReasonSocketClosed, "session "+s.GetSessionId()+" was closed")
+	wantStatus(t, <-recvd, codes.Aborted, contract.ReasonSocketClosed, "session "+s.GetSessionId()+" was closed")
 	if n := e.a.NumSockets(); n != 0 {
 		t.Errorf("%d sockets left after CloseSession", n)
 	}
 	_, err = e.ss.CloseSession(ctx, &sockagentv1.CloseSessionRequest{SessionId: s.GetSessionId()})
-	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSession)
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSession)
 }
 
 func TestSessionBelongsToItsCaller(t *testing.T) {
@@ -190,7 +191,7 @@ func TestSessionBelongsToItsCaller(t *testing.T) {
 		"listen":    errOf(e.sc.Listen(inSess(bob, s.GetSessionId()), &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})),
 	} {
 		t.Run(name, func(t *testing.T) {
-			wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSession, "unknown session")
+			wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSession, "unknown session")
 		})
 	}
 	if l, err := e.ss.ListSessions(bob, &sockagentv1.ListSessionsRequest{}); err != nil || len(l.GetSessions()) != 0 {
@@ -207,7 +208,7 @@ func TestSessionTTLBounds(t *testing.T) {
 	ctx := ctxT(t)
 	for _, ttl := range []time.Duration{500 * time.Millisecond, -time.Second, 25 * time.Hour} {
 		_, err := e.ss.OpenSession(ctx, &sockagentv1.OpenSessionRequest{Ttl: dur(ttl)})
-		wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "ttl")
+		wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "ttl")
 	}
 	r, err := e.ss.OpenSession(ctx, &sockagentv1.OpenSessionRequest{})
 	if err != nil {
@@ -251,7 +252,7 @@ func TestIdleReaping(t *testing.T) {
 	}
 	e.waitGone(t, ctx, 10*time.Second, idleOne.GetSocketId())
 	_, err = e.sc.Send(ctx, &sockagentv1.SendRequest{SocketId: idleOne.GetSocketId(), Data: []byte("x")})
-	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket, "the agent closed it: idle for the agent's idle timeout (200ms)")
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSocket, "the agent closed it: idle for the agent's idle timeout (200ms)")
 	// The idle socket is gone; the others have been unused as long and are still here.
 	for _, k := range []*sockagentv1.Socket{inSession, busy} {
 		if _, err := e.sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: k.GetSocketId()}); err != nil {
@@ -330,7 +331,7 @@ func TestRequestIDIdempotent(t *testing.T) {
 	}
 	// The same id for another RPC is a mistake.
 	_, err = e.sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0", RequestId: "dial-1"})
-	wantStatus(t, err, codes.InvalidArgument, agent.ReasonInvalidArgument, "already used for a Dial")
+	wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "already used for a Dial")
 
 	// Concurrent duplicates: one socket, everybody gets it.
 	var wg sync.WaitGroup
@@ -378,7 +379,7 @@ func TestUnknownSocketNamesTheInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: "s999"})
-	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket, "s999", "instance "+info.GetInstanceId(), "restarted")
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSocket, "s999", "instance "+info.GetInstanceId(), "restarted")
 	for _, d := range status.Convert(err).Details() {
 		if ei, ok := d.(*errdetails.ErrorInfo); ok {
 			if ei.GetMetadata()["instance_id"] != info.GetInstanceId() {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/reflect"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
@@ -56,7 +57,7 @@ func TestShutdownBound(t *testing.T) {
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("Shutdown took %s with only blocked calls; want them answered at once", d)
 		}
-		wantStatus(t, <-recvErr, codes.Unavailable, agent.ReasonAgentStopping)
+		wantStatus(t, <-recvErr, codes.Unavailable, contract.ReasonAgentStopping)
 		if n := e.a.NumSockets(); n != 0 {
 			t.Errorf("%d sockets after Shutdown", n)
 		}

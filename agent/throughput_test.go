@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/wire"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"go.uber.org/goleak"
@@ -488,12 +489,12 @@ func TestThroughputRefused(t *testing.T) {
 	ctx := ctxT(t)
 	addr := freePort(t)
 	_, _, err := tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "tcp", Address: addr, Streams: 3})
-	wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused, "throughput tcp "+addr, "refused")
+	wantStatus(t, err, codes.Unavailable, contract.ReasonConnectionRefused, "throughput tcp "+addr, "refused")
 	uaddr := tputFreeUDP(t)
 	_, _, err = tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: uaddr, Direction: sockagentv1.Direction_DIRECTION_RECEIVE, Duration: dur(2 * time.Second)})
-	wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused, "throughput udp "+uaddr)
+	wantStatus(t, err, codes.Unavailable, contract.ReasonConnectionRefused, "throughput udp "+uaddr)
 	_, _, err = tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: uaddr, Duration: dur(300 * time.Millisecond)})
-	wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused, "throughput udp "+uaddr)
+	wantStatus(t, err, codes.Unavailable, contract.ReasonConnectionRefused, "throughput udp "+uaddr)
 
 	// A UDP peer that says nothing: no stream got going.
 	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -502,14 +503,14 @@ func TestThroughputRefused(t *testing.T) {
 	}
 	defer silent.Close()
 	_, _, err = tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: silent.LocalAddr().String(), Direction: sockagentv1.Direction_DIRECTION_RECEIVE, Duration: dur(200 * time.Millisecond)})
-	wantStatus(t, err, codes.DeadlineExceeded, agent.ReasonTimeout, "no data from the source in 2", "is "+silent.LocalAddr().String()+" a sockagent source")
+	wantStatus(t, err, codes.DeadlineExceeded, contract.ReasonTimeout, "no data from the source in 2", "is "+silent.LocalAddr().String()+" a sockagent source")
 	// Sending to it works (UDP), but no Report comes back: the summary says so, and counts
 	// every datagram as lost.
 	_, sum, err := tputRun(ctx, t, e, &sockagentv1.ThroughputRequest{Network: "udp", Address: silent.LocalAddr().String(), Duration: dur(100 * time.Millisecond), RateBitsPerSecond: 1_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if errs := sum.GetErrors(); len(errs) != 1 || errs[0].GetReason() != agent.ReasonTimeout || !strings.Contains(errs[0].GetMessage(), "no report from the discard after 5 requests") || sum.GetLoss() != 1 || sum.GetDatagramsSent() == 0 {
+	if errs := sum.GetErrors(); len(errs) != 1 || errs[0].GetReason() != contract.ReasonTimeout || !strings.Contains(errs[0].GetMessage(), "no report from the discard after 5 requests") || sum.GetLoss() != 1 || sum.GetDatagramsSent() == 0 {
 		t.Errorf("udp send to a silent peer: %v", sum)
 	}
 }
@@ -540,18 +541,18 @@ func TestThroughputBadRequest(t *testing.T) {
 		reason string
 		want   string
 	}{
-		{&sockagentv1.ThroughputRequest{Network: "unix", Address: "/tmp/x"}, agent.ReasonInvalidNetwork, `network "unix" not allowed here; use one of tcp, tcp4, tcp6, udp, udp4, udp6`},
-		{&sockagentv1.ThroughputRequest{Network: "tcp"}, agent.ReasonInvalidAddress, "address is empty"},
-		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Direction: 7}, agent.ReasonInvalidArgument, "direction 7 unknown"},
-		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Streams: 129}, agent.ReasonInvalidArgument, "streams 129 out of range; give 0 (1 stream) up to 128"},
-		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Duration: dur(2 * time.Hour)}, agent.ReasonInvalidArgument, "duration 2h0m0s out of range"},
-		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Duration: dur(-time.Second)}, agent.ReasonInvalidArgument, "duration -1s out of range"},
-		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, ReportInterval: dur(time.Millisecond)}, agent.ReasonInvalidArgument, "report_interval 1ms out of range; give 0 (1s) or 10ms to 1h0m0s"},
-		{&sockagentv1.ThroughputRequest{Network: "udp", Address: a, Size: 23}, agent.ReasonInvalidArgument, "size 23 out of range for udp; give 0 (1400 bytes) or 24 to 65000"},
-		{&sockagentv1.ThroughputRequest{Network: "udp", Address: a, Size: 65001}, agent.ReasonInvalidArgument, "size 65001 out of range"},
-		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Size: 5 << 20}, agent.ReasonInvalidArgument, "size 5242880 out of range for tcp"},
-		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Size: 1 << 20, Streams: 100}, agent.ReasonInvalidArgument, "size 1048576 × streams 100 needs"},
-		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Streams: 2, LocalAddress: "127.0.0.1:5000"}, agent.ReasonInvalidAddress, `local_address "127.0.0.1:5000" names port 5000, but 2 streams cannot share one port`},
+		{&sockagentv1.ThroughputRequest{Network: "unix", Address: "/tmp/x"}, contract.ReasonInvalidNetwork, `network "unix" not allowed here; use one of tcp, tcp4, tcp6, udp, udp4, udp6`},
+		{&sockagentv1.ThroughputRequest{Network: "tcp"}, contract.ReasonInvalidAddress, "address is empty"},
+		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Direction: 7}, contract.ReasonInvalidArgument, "direction 7 unknown"},
+		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Streams: 129}, contract.ReasonInvalidArgument, "streams 129 out of range; give 0 (1 stream) up to 128"},
+		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Duration: dur(2 * time.Hour)}, contract.ReasonInvalidArgument, "duration 2h0m0s out of range"},
+		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Duration: dur(-time.Second)}, contract.ReasonInvalidArgument, "duration -1s out of range"},
+		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, ReportInterval: dur(time.Millisecond)}, contract.ReasonInvalidArgument, "report_interval 1ms out of range; give 0 (1s) or 10ms to 1h0m0s"},
+		{&sockagentv1.ThroughputRequest{Network: "udp", Address: a, Size: 23}, contract.ReasonInvalidArgument, "size 23 out of range for udp; give 0 (1400 bytes) or 24 to 65000"},
+		{&sockagentv1.ThroughputRequest{Network: "udp", Address: a, Size: 65001}, contract.ReasonInvalidArgument, "size 65001 out of range"},
+		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Size: 5 << 20}, contract.ReasonInvalidArgument, "size 5242880 out of range for tcp"},
+		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Size: 1 << 20, Streams: 100}, contract.ReasonInvalidArgument, "size 1048576 × streams 100 needs"},
+		{&sockagentv1.ThroughputRequest{Network: "tcp", Address: a, Streams: 2, LocalAddress: "127.0.0.1:5000"}, contract.ReasonInvalidAddress, `local_address "127.0.0.1:5000" names port 5000, but 2 streams cannot share one port`},
 	} {
 		_, _, err := tputRun(ctx, t, e, tc.r)
 		wantStatus(t, err, codes.InvalidArgument, tc.reason, "throughput: ", tc.want)
@@ -698,7 +699,7 @@ func TestThroughputAgentShutdown(t *testing.T) {
 	for err == nil {
 		_, err = st.Recv()
 	}
-	wantStatus(t, err, codes.Unavailable, agent.ReasonAgentStopping, "throughput tcp "+d.addr)
+	wantStatus(t, err, codes.Unavailable, contract.ReasonAgentStopping, "throughput tcp "+d.addr)
 	tputWait(t, "the discard's connection to end", func() bool { return d.live.Load() == 0 })
 }
 

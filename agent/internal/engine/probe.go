@@ -32,7 +32,8 @@ type ProbeMode int
 
 // Probe modes (the values of sockagent.v1.ProbeMode; 0 picks by network).
 const (
-	ProbeConnect ProbeMode = iota + 1
+	ProbeAuto ProbeMode = iota // connect on TCP, echo on UDP
+	ProbeConnect
 	ProbeEcho
 )
 
@@ -103,7 +104,7 @@ func checkProbe(sp *ProbeSpec) error {
 	}
 	udp := strings.HasPrefix(sp.Network, "udp")
 	switch sp.Mode {
-	case 0:
+	case ProbeAuto:
 		sp.Mode = ProbeConnect
 		if udp {
 			sp.Mode = ProbeEcho

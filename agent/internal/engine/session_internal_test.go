@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
-	"google.golang.org/grpc/codes"
 )
 
 // A socket whose session ended while it was being opened (a Dial or Accept still waiting when
@@ -22,7 +21,8 @@ func TestAddRefusesEndedSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, set := tb.who(ctx)
-	if err := tb.reserve("token:alice", si.ID, set); err != nil {
+	adm, err := tb.admit("token:alice", si.ID, set, claim{sockets: 1})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := tb.CloseSession(ctx, si.ID); err != nil {
@@ -33,18 +33,19 @@ func TestAddRefusesEndedSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &sock{owner: "token:alice", session: si.ID, network: "tcp", kind: KindListener, ln: ln}
-	err = tb.add(s)
+	err = tb.add(s, adm)
+	adm.release()
 	if !errors.Is(err, ErrUnknownSession) {
 		t.Fatalf("add into a closed session: %v, want ErrUnknownSession", err)
 	}
-	if code, reason := classify(err); code != codes.NotFound || reason != contract.ReasonUnknownSession {
-		t.Errorf("classified %s %s, want NotFound UNKNOWN_SESSION", code, reason)
+	if reason := Reason(err); reason != contract.ReasonUnknownSession {
+		t.Errorf("reason %s, want UNKNOWN_SESSION", reason)
 	}
 	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("the listener is still open: %v", err)
 	}
 	tb.mu.Lock()
-	total, owned := tb.total, tb.owned["token:alice"]
+	total, owned := tb.budget.sockets, tb.budget.socketsBy["token:alice"]
 	tb.mu.Unlock()
 	if total != 0 || owned != 0 || tb.Len() != 0 {
 		t.Errorf("slots total %d, owned %d, sockets %d after the refusal; want none", total, owned, tb.Len())
@@ -54,14 +55,16 @@ func TestAddRefusesEndedSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tb.reserve("token:alice", "", set); err != nil {
+	adm2, err := tb.admit("token:alice", "", set, claim{sockets: 1})
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer adm2.release()
 	ln2, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tb.add(&sock{owner: "token:alice", session: other.ID, network: "tcp", kind: KindListener, ln: ln2}); !errors.Is(err, ErrUnknownSession) {
+	if err := tb.add(&sock{owner: "token:alice", session: other.ID, network: "tcp", kind: KindListener, ln: ln2}, adm2); !errors.Is(err, ErrUnknownSession) {
 		t.Errorf("add into another caller's session: %v", err)
 	}
 }

@@ -257,3 +257,12 @@ func (t *Table) isStopped() bool {
 	defer t.mu.Unlock()
 	return t.stopped
 }
+
+// RuleSet returns the policy rule set that applies to ctx's caller.
+func (t *Table) RuleSet(ctx context.Context) *policy.RuleSet {
+	_, set := t.who(ctx)
+	return set
+}
+
+// Policy returns the table's policy.
+func (t *Table) Policy() *policy.Policy { return t.policy }

@@ -12,8 +12,6 @@ import (
 
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/policy"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // FuzzRequestValidation feeds random networks, addresses, timeouts and sizes to the pure
@@ -42,11 +40,11 @@ default:
 
 	f.Fuzz(func(t *testing.T, network, address string, secs int64, nanos int32, maxBytes, exact uint32, dataLen int) {
 		var errs []error
-		for _, nets := range [][]string{streamListenNets, datagramNets, dialNets} {
-			if err := checkNetwork("op", network, nets); err != nil {
+		for _, op := range contract.Ops() {
+			if err := checkNetwork(op, network); err != nil {
 				errs = append(errs, err)
-			} else if !slices.Contains(nets, network) {
-				t.Fatalf("checkNetwork accepted %q", network)
+			} else if !slices.Contains(contract.Networks(op), network) {
+				t.Fatalf("checkNetwork(%s) accepted %q", op, network)
 			}
 		}
 		for _, n := range []string{network, "unix", "tcp"} {
@@ -62,11 +60,8 @@ default:
 				checkPolicy(t, set.CheckUnixPath(address))
 			}
 		}
-		d, err := timeoutOf("op", &durationpb.Duration{Seconds: secs, Nanos: nanos})
-		if err != nil {
+		if _, err := tputDurationOf("duration", time.Duration(secs)*time.Second+time.Duration(nanos), time.Millisecond, tputMaxDuration, "10s"); err != nil {
 			errs = append(errs, err)
-		} else if d < 0 || d > maxTimeout {
-			t.Fatalf("timeoutOf accepted %v", d)
 		}
 		for _, ask := range []uint32{maxBytes, exact} {
 			n, err := tb.readLimit("recv", ask, set)
@@ -100,9 +95,9 @@ default:
 			t.Fatalf("get(%q) in an empty table: %v", address, err)
 		}
 		for _, err := range errs {
-			st := toStatus(&OpError{Op: "op", Network: network, Address: address, Err: err})
-			if st.Code() == codes.OK || st.Message() == "" {
-				t.Fatalf("toStatus(%v) = %v", err, st)
+			err = &OpError{Op: "op", Network: network, Address: address, Err: err}
+			if r := Reason(err); !contract.IsReason(r) || err.Error() == "" {
+				t.Fatalf("Reason(%v) = %q", err, r)
 			}
 		}
 	})
@@ -118,7 +113,7 @@ func checkPolicy(t *testing.T, err error) {
 	if !errors.As(err, &d) || d.Rule == "" || d.RuleSet == "" {
 		t.Fatalf("policy check: %v", err)
 	}
-	if st := toStatus(err); st.Code() != codes.PermissionDenied {
-		t.Fatalf("toStatus(%v) = %v", err, st)
+	if r := Reason(err); r != contract.ReasonPolicyDenied {
+		t.Fatalf("Reason(%v) = %s, want POLICY_DENIED", err, r)
 	}
 }

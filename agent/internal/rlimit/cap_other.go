@@ -1,6 +1,6 @@
 //go:build !windows && !darwin
 
-package agent
+package rlimit
 
 import "syscall"
 

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/internal/rlimit"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -24,9 +26,9 @@ type agentService struct {
 func (s *agentService) GetInfo(ctx context.Context, _ *sockagentv1.GetInfoRequest) (*sockagentv1.GetInfoResponse, error) {
 	a := s.a
 	h := a.hostInfo.get(time.Now())
-	soft, hard := openFileLimits()
-	_, set := a.table.who(ctx)
-	pol := a.table.policy
+	soft, hard := rlimit.Current()
+	set := a.table.RuleSet(ctx)
+	pol := a.table.Policy()
 	idle := max(a.cfg.IdleTimeout, 0) // negative: never, shown as 0
 	return &sockagentv1.GetInfoResponse{
 		Hostname:   h.hostname,
@@ -56,7 +58,7 @@ func (s *agentService) GetInfo(ctx context.Context, _ *sockagentv1.GetInfoReques
 			SessionBufferedBytes: uint64(set.SessionLimits.BufferedBytes),
 		},
 		InstanceId:  a.instance,
-		Networks:    Networks(),
+		Networks:    contract.AllNetworks(),
 		OpenSockets: uint32(a.table.Len()),
 		Pid:         pid,
 	}, nil

@@ -1,14 +1,23 @@
 package agent
 
+// The interceptors every RPC passes through: authentication (the caller, from the
+// connection's client certificate and the bearer token), one log line per RPC, and the audit
+// line of the RPCs that create, write to or close a socket. Admission (every limit) is the
+// engine's, on the path of each call that needs it.
+
 import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/internal/engine"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
 
@@ -38,7 +47,7 @@ func IsAudited(fullMethod string) bool { return audited[fullMethod] }
 func (a *Agent) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	caller, why, err := a.authenticate(ctx, info.FullMethod)
-	ctx = WithCaller(ctx, caller)
+	ctx = engine.WithCaller(ctx, caller)
 	var resp any
 	if err == nil {
 		resp, err = handler(ctx, req)
@@ -55,7 +64,7 @@ type rpcRecord struct {
 	req, resp   any
 	err         error
 	start       time.Time
-	counts      *streamCounts // an Attach's bytes; nil for other RPCs
+	counts      *engine.StreamCounts // an Attach's bytes; nil for other RPCs
 }
 
 type socketGetter interface{ GetSocket() *sockagentv1.Socket }
@@ -117,7 +126,7 @@ func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 		attrs = append(attrs, slog.Uint64("bytes", b.GetBytesSent()))
 	}
 	if r.counts != nil { // an Attach: written to the socket, read from it (both, even on error)
-		attrs = append(attrs, slog.Uint64("bytes", r.counts.written.Load()), slog.Uint64("bytes_read", r.counts.read.Load()))
+		attrs = append(attrs, slog.Uint64("bytes", r.counts.Written.Load()), slog.Uint64("bytes_read", r.counts.Read.Load()))
 	}
 	st := status.Convert(r.err)
 	attrs = append(attrs, slog.String("code", st.Code().String()), slog.Duration("dur", time.Since(r.start)))
@@ -138,7 +147,7 @@ func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 // logReclaim writes one structured line, message "reclaim", for a socket the agent closed on
 // its own (its session closed, its session's lease expired, or idle), keys audit socket owner
 // [session] network local remote cause why; to the log and to the audit log.
-func (a *Agent) logReclaim(in Info, cause, why string) {
+func (a *Agent) logReclaim(in engine.Info, cause, why string) {
 	ctx := context.Background()
 	toLog := a.log.Enabled(ctx, slog.LevelInfo)
 	toAudit := a.audit != nil && a.audit.Enabled(ctx, slog.LevelInfo)
@@ -159,3 +168,104 @@ func (a *Agent) logReclaim(in Info, cause, why string) {
 		a.audit.LogAttrs(ctx, slog.LevelInfo, "reclaim", attrs...)
 	}
 }
+
+// authStream authenticates a streaming RPC (server reflection, later streams) and logs its
+// end like a unary RPC.
+func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx := ss.Context()
+	start := time.Now()
+	caller, why, err := a.authenticate(ctx, info.FullMethod)
+	ctx = engine.WithCaller(ctx, caller)
+	var counts *engine.StreamCounts
+	if info.FullMethod == sockagentv1.SocketService_Attach_FullMethodName {
+		counts = new(engine.StreamCounts)
+		ctx = context.WithValue(ctx, streamCountsKey{}, counts)
+	}
+	cs := &callerStream{ServerStream: ss, ctx: ctx}
+	if err == nil {
+		err = handler(srv, cs)
+	}
+	var req any
+	if first := cs.first.Load(); first != nil {
+		req = *first
+	}
+	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, req: req, err: err, start: start, counts: counts})
+	return err
+}
+
+type streamCountsKey struct{}
+
+// streamCountsFrom returns the counts authStream put in ctx, or nil.
+func streamCountsFrom(ctx context.Context) *engine.StreamCounts {
+	c, _ := ctx.Value(streamCountsKey{}).(*engine.StreamCounts)
+	return c
+}
+
+// callerStream is a ServerStream whose context carries the caller, and which keeps what the
+// first request names (Attach's socket_id; Throughput's network and address), for the RPC's
+// log line.
+type callerStream struct {
+	grpc.ServerStream
+	ctx   context.Context
+	first atomic.Pointer[streamRequest]
+}
+
+func (s *callerStream) Context() context.Context { return s.ctx }
+
+func (s *callerStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if err == nil && s.first.Load() == nil {
+		var r streamRequest
+		if q, ok := m.(interface{ GetSocketId() string }); ok {
+			r.socket = q.GetSocketId()
+		}
+		if q, ok := m.(interface{ GetNetwork() string }); ok {
+			r.network = q.GetNetwork()
+		}
+		if q, ok := m.(interface{ GetAddress() string }); ok {
+			r.address = q.GetAddress()
+		}
+		s.first.Store(&r)
+	}
+	return err
+}
+
+// streamRequest is what a stream's first request names, for logRPC.
+type streamRequest struct{ socket, network, address string }
+
+func (r streamRequest) GetSocketId() string { return r.socket }
+func (r streamRequest) GetNetwork() string  { return r.network }
+func (r streamRequest) GetAddress() string  { return r.address }
+
+// messageSizeLog logs the requests gRPC refused before any interceptor ran: a request over
+// Config.MaxMessageBytes gets RESOURCE_EXHAUSTED "grpc: received message larger than max
+// (SIZE vs. LIMIT)" from gRPC itself, which no RPC log line would show. The agent's own
+// RESOURCE_EXHAUSTED answers carry an ErrorInfo; gRPC's carry none, which tells them apart.
+type messageSizeLog struct {
+	log *slog.Logger
+	max int
+}
+
+type rpcNameKey struct{}
+
+func (h messageSizeLog) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, rpcNameKey{}, info.FullMethodName)
+}
+
+func (h messageSizeLog) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	end, ok := s.(*stats.End)
+	if !ok || end.IsClient() || end.Error == nil {
+		return
+	}
+	st := status.Convert(end.Error)
+	if st.Code() != codes.ResourceExhausted || len(st.Details()) != 0 {
+		return
+	}
+	name, _ := ctx.Value(rpcNameKey{}).(string)
+	h.log.Warn("request refused by gRPC: larger than --max-message-bytes (Config.MaxMessageBytes)",
+		"rpc", name, "limit", h.max, "err", st.Message())
+}
+
+func (messageSizeLog) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+func (messageSizeLog) HandleConn(context.Context, stats.ConnStats) {}
