@@ -1,0 +1,46 @@
+package agent_test
+
+import (
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// TestEngineImportsNoGRPC proves with go list that the engine and the contract link neither
+// gRPC nor the generated API nor package agent, and that the contract is a leaf (the standard
+// library only): the layering is the compiler's, not a convention.
+func TestEngineImportsNoGRPC(t *testing.T) {
+	t.Parallel()
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	for _, tc := range []struct {
+		pkg       string
+		forbidden []string
+		leaf      bool
+	}{
+		{"github.com/sockagent/sockagent/agent/internal/engine", []string{"google.golang.org/grpc", "google.golang.org/protobuf", "github.com/sockagent/sockagent/gen/", "github.com/sockagent/sockagent/agent\n"}, false},
+		{"github.com/sockagent/sockagent/agent/contract", nil, true},
+		{"github.com/sockagent/sockagent/agent/policy", []string{"google.golang.org/grpc", "github.com/sockagent/sockagent/gen/"}, false},
+	} {
+		out, err := exec.Command(goBin, "list", "-deps", "-test=false", tc.pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", tc.pkg, err, out)
+		}
+		deps := string(out)
+		for _, f := range tc.forbidden {
+			for _, d := range strings.Split(deps, "\n") {
+				if strings.HasPrefix(d+"\n", f) {
+					t.Errorf("%s depends on %s", tc.pkg, d)
+				}
+			}
+		}
+		if tc.leaf {
+			for _, d := range strings.Split(strings.TrimSpace(deps), "\n") {
+				if strings.Contains(d, ".") && d != tc.pkg {
+					t.Errorf("%s is not a leaf: it depends on %s", tc.pkg, d)
+				}
+			}
+		}
+	}
+}
