@@ -12,12 +12,12 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/ctl/client"
+	"github.com/sockagent/sockagent/ctl/runner"
 	"github.com/sockagent/sockagent/ctl/scenario"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
-
-// measureNetworks are the networks of probe and throughput.
-const measureNetworks = "tcp tcp4 tcp6 udp udp4 udp6"
 
 // sizeFlag parses a byte size flag (64K, 1G; K = 1024) into a uint32 or uint64.
 func sizeFlag(name, v string, max uint64) (uint64, error) {
@@ -57,7 +57,7 @@ or has a call pending, with SOCKET_BUSY.`,
 		Args: args(2, "ID", "echo|discard|source"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			b, ok := behaviours[args[1]]
+			b, ok := client.Behaviours[args[1]]
 			if !ok {
 				return usagef("unknown behaviour %q: use echo, discard or source", args[1])
 			}
@@ -66,8 +66,8 @@ or has a call pending, with SOCKET_BUSY.`,
 				return err
 			}
 			req := &sockagentv1.ServeRequest{SocketId: id, Behaviour: b, ChunkSize: uint32(n), MaxConnections: maxConns}
-			return a.call(cmd.Context(), "serve "+id+" "+args[1], 0, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.Serve(ctx, req)
+			return a.call(cmd.Context(), "serve "+id+" "+args[1], 0, func(ctx context.Context, c client.Clients) error {
+				resp, err := c.Sockets.Serve(ctx, req)
 				if err != nil {
 					return err
 				}
@@ -111,10 +111,10 @@ call failed or the agent could not be reached; 2 usage error.`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			network, address := args[0], args[1]
-			if err := checkNetwork(network, measureNetworks); err != nil {
+			if err := checkNetwork(network, contract.OpProbe); err != nil {
 				return err
 			}
-			m, ok := probeModes[mode]
+			m, ok := client.ProbeModes[mode]
 			if !ok {
 				return usagef("--mode %q: use connect or echo", mode)
 			}
@@ -133,8 +133,8 @@ call failed or the agent could not be reached; 2 usage error.`,
 			req := &sockagentv1.ProbeRequest{Network: network, Address: address, Mode: m, Count: count, Size: uint32(n),
 				Interval: iv, Timeout: to, LocalAddress: local, Warmup: warmup}
 			op := "probe " + network + " " + address
-			return a.call(cmd.Context(), op, probeDeadline(req), func(ctx context.Context, c clients) error {
-				resp, err := c.measure.Probe(ctx, req)
+			return a.call(cmd.Context(), op, client.ProbeDeadline(req), func(ctx context.Context, c client.Clients) error {
+				resp, err := c.Measure.Probe(ctx, req)
 				if err != nil {
 					return err
 				}
@@ -198,7 +198,7 @@ JSON object per line. Ctrl-C stops the test.`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			network, address := args[0], args[1]
-			if err := checkNetwork(network, measureNetworks); err != nil {
+			if err := checkNetwork(network, contract.OpThroughput); err != nil {
 				return err
 			}
 			nbytes, err := sizeFlag("bytes", bytesFlag, 1<<62)
@@ -229,9 +229,9 @@ JSON object per line. Ctrl-C stops the test.`,
 			}
 			req := &sockagentv1.ThroughputRequest{Network: network, Address: address, Direction: dir, Duration: dur, Bytes: nbytes,
 				Streams: streams, RateBitsPerSecond: uint64(bps), Size: uint32(nsize), ReportInterval: iv, LocalAddress: local}
-			wait := throughputDeadline(req, 0) // bytes only: bounded by --timeout alone
+			wait := client.ThroughputDeadline(req, 0) // bytes only: bounded by --timeout alone
 			op := "throughput " + network + " " + address
-			return a.call(cmd.Context(), op, wait, func(ctx context.Context, c clients) error {
+			return a.call(cmd.Context(), op, wait, func(ctx context.Context, c client.Clients) error {
 				live := &liveLine{w: a.out.stdout, tty: isTerminal(a.out.stdout)}
 				var onReport func(*sockagentv1.ThroughputResponse) error
 				if a.output == outputJSON {
@@ -246,13 +246,13 @@ JSON object per line. Ctrl-C stops the test.`,
 						return nil
 					}
 				}
-				sum, err := runThroughput(ctx, c.measure, req, onReport)
+				sum, err := client.RunThroughput(ctx, c.Measure, req, onReport)
 				live.end()
 				if err != nil {
 					return err
 				}
 				if a.output != outputJSON {
-					a.out.printf("summary: %s to %s\n", throughputText(sum), dash(sum.GetRemoteAddress()))
+					a.out.printf("summary: %s to %s\n", runner.ThroughputText(sum), dash(sum.GetRemoteAddress()))
 				}
 				if sum.GetBytes() == 0 && len(sum.GetErrors()) > 0 {
 					e := sum.GetErrors()[0]
@@ -284,7 +284,7 @@ func (w *writer) probe(network string, r *sockagentv1.ProbeResponse) error {
 	kv("received", fmt.Sprint(r.GetReceived()))
 	kv("loss", scenario.FormatFigure("loss", r.GetLoss()))
 	if r.GetReceived() > 0 {
-		f := probeFigures(r)
+		f := runner.ProbeFigures(r)
 		var parts []string
 		for _, k := range []string{"rtt_min", "rtt_p50", "rtt_p90", "rtt_p99", "rtt_max", "rtt_mean"} {
 			parts = append(parts, strings.TrimPrefix(k, "rtt_")+" "+scenario.FormatFigure(k, f[k]))
@@ -320,7 +320,7 @@ func intervalLine(iv *sockagentv1.ThroughputInterval, total uint64) string {
 	} else {
 		s += fmt.Sprintf("  retr %d", iv.GetRetransmits())
 		if iv.GetRtt() != nil {
-			s += "  rtt " + scenario.FormatFigure("rtt", nanos(iv.GetRtt()))
+			s += "  rtt " + scenario.FormatFigure("rtt", runner.Nanos(iv.GetRtt()))
 		}
 	}
 	return s + "  total " + scenario.FormatBytes(total)

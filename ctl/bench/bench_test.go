@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/bufpool"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	bufpool.Install() // as sockbench's main does
 	goleak.VerifyTestMain(m)
 }
 

@@ -1,4 +1,4 @@
-package ctl
+package runner
 
 // What bounding each RPC costs on a send+recv loop like the 1,000-step scenario's: no bound,
 // context.WithTimeout (grpc-go sends the deadline; the agent arms a timer per call), a
