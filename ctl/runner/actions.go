@@ -32,7 +32,7 @@ const (
 // action is how the runner runs one action of package scenario, and how the report says what
 // a passing step did. Every action of scenario.Actions has one (TestActionsEveryLayer).
 type action struct {
-	run   func(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socket, error)
+	run   func(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error)
 	bound bound
 	// session says the call carries the run's session header: it opens a socket in the
 	// session, or measures for it. Calls on a socket by its id go without (the socket is in
@@ -61,7 +61,8 @@ var actions = map[string]action{
 	"throughput": {run: runThroughput, bound: ownBound, session: true, summary: textSummary},
 }
 
-// call is one run of an action step: what its action's run needs.
+// call is one run of an action step: what its action's run needs. It is passed by value:
+// one is made for every step.
 type call struct {
 	r       *runner
 	rm      *remote // nil for a step without an agent (sleep)
@@ -78,7 +79,7 @@ func (r *runner) act(ctx context.Context, clock *stepClock, st *scenario.Step, p
 	if !ok {
 		return out, nil, &scenarioError{fmt.Errorf("unknown action %q", st.Action)}
 	}
-	c := &call{r: r, rm: r.remotes[st.On], st: st, pl: pl, args: args}
+	c := call{r: r, rm: r.remotes[st.On], st: st, pl: pl, args: args}
 	if a.bound == ownBound {
 		if a.session {
 			ctx = c.rm.session.With(ctx)
@@ -109,7 +110,7 @@ func (r *runner) act(ctx context.Context, clock *stepClock, st *scenario.Step, p
 }
 
 // socket is the id of the socket the step's `socket` names.
-func (c *call) socket() (string, error) {
+func (c call) socket() (string, error) {
 	id, err := c.r.socketRef(c.st.On, c.args.String("socket"))
 	if err != nil {
 		return "", &scenarioError{err}
@@ -118,7 +119,7 @@ func (c *call) socket() (string, error) {
 }
 
 // data is the payload of send and sendto: planned once for the run when it can be.
-func (c *call) data() ([]byte, error) {
+func (c call) data() ([]byte, error) {
 	if c.pl.dataSet {
 		return c.pl.data, nil
 	}
@@ -130,7 +131,7 @@ func (c *call) data() ([]byte, error) {
 }
 
 // readSize is max_bytes or exact_bytes of recv and recvfrom.
-func (c *call) readSize(key string) (uint32, error) {
+func (c call) readSize(key string) (uint32, error) {
 	n, err := c.args.Uint(key)
 	if err != nil {
 		return 0, &scenarioError{err}
@@ -144,7 +145,7 @@ func (c *call) readSize(key string) (uint32, error) {
 // Creation calls carry a request_id, so a retry after the agent was briefly unreachable
 // returns the socket a first attempt may have opened instead of a second one.
 
-func runListen(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socket, error) {
+func runListen(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
 	rid := client.NewRequestID()
 	resp, err := client.Retry(ctx, func(ctx context.Context) (*sockagentv1.ListenResponse, error) {
 		return c.rm.sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: c.args.String("network"), Address: c.args.String("address"), RequestId: rid})
@@ -152,7 +153,7 @@ func runListen(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Soc
 	return scenario.Outcome{}, resp.GetSocket(), err
 }
 
-func runBind(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socket, error) {
+func runBind(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
 	rid := client.NewRequestID()
 	resp, err := client.Retry(ctx, func(ctx context.Context) (*sockagentv1.BindResponse, error) {
 		return c.rm.sockets.Bind(ctx, &sockagentv1.BindRequest{Network: c.args.String("network"), Address: c.args.String("address"), RequestId: rid})
@@ -160,7 +161,7 @@ func runBind(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socke
 	return scenario.Outcome{}, resp.GetSocket(), err
 }
 
-func runDial(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socket, error) {
+func runDial(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
 	rid := client.NewRequestID()
 	resp, err := client.Retry(ctx, func(ctx context.Context) (*sockagentv1.DialResponse, error) {
 		return c.rm.sockets.Dial(ctx, &sockagentv1.DialRequest{Network: c.args.String("network"), Address: c.args.String("address"),
@@ -169,7 +170,7 @@ func runDial(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socke
 	return scenario.Outcome{}, resp.GetSocket(), err
 }
 
-func runAccept(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socket, error) {
+func runAccept(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
 	id, err := c.socket()
 	if err != nil {
 		return scenario.Outcome{}, nil, err
@@ -181,7 +182,7 @@ func runAccept(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Soc
 	return scenario.Outcome{}, resp.GetSocket(), err
 }
 
-func runSend(ctx context.Context, c *call) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
+func runSend(ctx context.Context, c call) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
 	id, err := c.socket()
 	if err != nil {
 		return out, nil, err
@@ -195,7 +196,7 @@ func runSend(ctx context.Context, c *call) (out scenario.Outcome, _ *sockagentv1
 	return out, nil, err
 }
 
-func runSendTo(ctx context.Context, c *call) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
+func runSendTo(ctx context.Context, c call) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
 	id, err := c.socket()
 	if err != nil {
 		return out, nil, err
@@ -209,7 +210,7 @@ func runSendTo(ctx context.Context, c *call) (out scenario.Outcome, _ *sockagent
 	return out, nil, err
 }
 
-func runRecv(ctx context.Context, c *call) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
+func runRecv(ctx context.Context, c call) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
 	id, err := c.socket()
 	if err != nil {
 		return out, nil, err
@@ -227,7 +228,7 @@ func runRecv(ctx context.Context, c *call) (out scenario.Outcome, _ *sockagentv1
 	return out, nil, err
 }
 
-func runRecvFrom(ctx context.Context, c *call) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
+func runRecvFrom(ctx context.Context, c call) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
 	id, err := c.socket()
 	if err != nil {
 		return out, nil, err
@@ -241,7 +242,7 @@ func runRecvFrom(ctx context.Context, c *call) (out scenario.Outcome, _ *sockage
 	return out, nil, err
 }
 
-func runShutdown(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socket, error) {
+func runShutdown(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
 	id, err := c.socket()
 	if err != nil {
 		return scenario.Outcome{}, nil, err
@@ -254,7 +255,7 @@ func runShutdown(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.S
 	return scenario.Outcome{}, nil, err
 }
 
-func runClose(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socket, error) {
+func runClose(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
 	id, err := c.socket()
 	if err != nil {
 		return scenario.Outcome{}, nil, err
@@ -266,7 +267,7 @@ func runClose(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Sock
 	return scenario.Outcome{}, nil, err
 }
 
-func runSleep(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socket, error) {
+func runSleep(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
 	d, err := c.args.Duration("duration")
 	if err != nil {
 		return scenario.Outcome{}, nil, &scenarioError{err}
@@ -303,7 +304,12 @@ func recvSummary(o scenario.Outcome, _ *sockagentv1.Socket) string {
 	b := make([]byte, 0, 96)
 	b = strconv.AppendInt(append(b, "got "...), int64(len(o.Data)), 10)
 	b = append(b, " bytes "...)
-	b = appendClip(b, string(o.Data), 32)
+	if len(o.Data) <= 32 { // (string of at most 32 bytes: converted without allocating)
+		b = strconv.AppendQuote(b, string(o.Data))
+	} else {
+		b = strconv.AppendQuote(b, string(o.Data[:32]))
+		b = append(strconv.AppendInt(append(b, "...("...), int64(len(o.Data)), 10), " bytes)"...)
+	}
 	if o.From != "" {
 		b = append(append(b, " from "...), o.From...)
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 // runServe makes the agent serve a socket; it does not block, so the step timeout bounds it.
-func runServe(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socket, error) {
+func runServe(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
 	req, err := serveRequest(c.args)
 	if err != nil {
 		return scenario.Outcome{}, nil, &scenarioError{err}
@@ -37,7 +37,7 @@ func runServe(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Sock
 }
 
 // runProbe runs a probe, bounded by client.ProbeDeadline.
-func runProbe(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socket, error) {
+func runProbe(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
 	req, err := probeRequest(c.args)
 	if err != nil {
 		return scenario.Outcome{}, nil, &scenarioError{err}
@@ -62,7 +62,7 @@ func runProbe(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Sock
 
 // runThroughput runs a throughput test, bounded by client.ThroughputDeadline (the step
 // timeout when only bytes bound it).
-func runThroughput(ctx context.Context, c *call) (scenario.Outcome, *sockagentv1.Socket, error) {
+func runThroughput(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
 	req, err := throughputRequest(c.args)
 	if err != nil {
 		return scenario.Outcome{}, nil, &scenarioError{err}
