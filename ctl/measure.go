@@ -66,12 +66,8 @@ or has a call pending, with SOCKET_BUSY.`,
 				return err
 			}
 			req := &sockagentv1.ServeRequest{SocketId: id, Behaviour: b, ChunkSize: uint32(n), MaxConnections: maxConns}
-			return a.call(cmd.Context(), "serve "+id+" "+args[1], 0, func(ctx context.Context, c client.Clients) error {
-				resp, err := c.Sockets.Serve(ctx, req)
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
+			return a.socketCall(cmd.Context(), "serve "+id+" "+args[1], 0, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+				return c.Sockets.Serve(ctx, req)
 			})
 		},
 	}

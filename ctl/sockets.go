@@ -53,6 +53,17 @@ func (a *app) socketResult(resp socketResponse) error {
 	return a.out.sockets(resp.GetSocket())
 }
 
+// socketCall makes one call that answers with a socket (see call) and prints the socket.
+func (a *app) socketCall(ctx context.Context, op string, wait time.Duration, rpc func(ctx context.Context, c client.Clients) (socketResponse, error)) error {
+	return a.call(ctx, op, wait, func(ctx context.Context, c client.Clients) error {
+		resp, err := rpc(ctx, c)
+		if err != nil {
+			return err
+		}
+		return a.socketResult(resp)
+	})
+}
+
 // bindLocal is the RunE of listen and bind: check NETWORK against nets, make the call, print
 // the new socket.
 func (a *app) bindLocal(op string, nets contract.Op, rpc func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error)) func(*cobra.Command, []string) error {
@@ -61,12 +72,8 @@ func (a *app) bindLocal(op string, nets contract.Op, rpc func(ctx context.Contex
 		if err := checkNetwork(network, nets); err != nil {
 			return err
 		}
-		return a.call(cmd.Context(), op+" "+network+" "+address, 0, func(ctx context.Context, c client.Clients) error {
-			resp, err := rpc(ctx, c, network, address)
-			if err != nil {
-				return err
-			}
-			return a.socketResult(resp)
+		return a.socketCall(cmd.Context(), op+" "+network+" "+address, 0, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+			return rpc(ctx, c, network, address)
 		})
 	}
 }
@@ -75,12 +82,8 @@ func (a *app) bindLocal(op string, nets contract.Op, rpc func(ctx context.Contex
 func (a *app) onSocket(op string, rpc func(ctx context.Context, c client.Clients, id string) (socketResponse, error)) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		id := args[0]
-		return a.call(cmd.Context(), op+" "+id, 0, func(ctx context.Context, c client.Clients) error {
-			resp, err := rpc(ctx, c, id)
-			if err != nil {
-				return err
-			}
-			return a.socketResult(resp)
+		return a.socketCall(cmd.Context(), op+" "+id, 0, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+			return rpc(ctx, c, id)
 		})
 	}
 }
@@ -144,12 +147,8 @@ A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
 				return err
 			}
 			req := &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout}
-			return a.call(cmd.Context(), "dial "+network+" "+address, connectTimeout, func(ctx context.Context, c client.Clients) error {
-				resp, err := c.Sockets.Dial(ctx, req)
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
+			return a.socketCall(cmd.Context(), "dial "+network+" "+address, connectTimeout, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+				return c.Sockets.Dial(ctx, req)
 			})
 		},
 	}
@@ -175,12 +174,8 @@ default), --timeout, or the listener is closed; a timeout exits 1 with TIMEOUT.`
 			if err != nil {
 				return err
 			}
-			return a.call(cmd.Context(), "accept "+id, wait, func(ctx context.Context, c client.Clients) error {
-				resp, err := c.Sockets.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: id, Timeout: timeout})
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
+			return a.socketCall(cmd.Context(), "accept "+id, wait, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+				return c.Sockets.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: id, Timeout: timeout})
 			})
 		},
 	}
@@ -402,12 +397,8 @@ stays in the agent's table until 'close'. Does not block.`,
 			if !ok {
 				return usagef("unknown direction %q: use read, write or both", args[1])
 			}
-			return a.call(cmd.Context(), "shutdown "+id+" "+args[1], 0, func(ctx context.Context, c client.Clients) error {
-				resp, err := c.Sockets.Shutdown(ctx, &sockagentv1.ShutdownRequest{SocketId: id, Direction: dir})
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
+			return a.socketCall(cmd.Context(), "shutdown "+id+" "+args[1], 0, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+				return c.Sockets.Shutdown(ctx, &sockagentv1.ShutdownRequest{SocketId: id, Direction: dir})
 			})
 		},
 	}

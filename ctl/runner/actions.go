@@ -118,16 +118,21 @@ func (c call) socket() (string, error) {
 	return id, nil
 }
 
-// data is the payload of send and sendto: planned once for the run when it can be.
-func (c call) data() ([]byte, error) {
+// payload is the socket and the data of send and sendto; the data is planned once for the
+// run when it can be.
+func (c call) payload() (string, []byte, error) {
+	id, err := c.socket()
+	if err != nil {
+		return "", nil, err
+	}
 	if c.pl.dataSet {
-		return c.pl.data, nil
+		return id, c.pl.data, nil
 	}
 	data, _, err := c.args.Data()
 	if err != nil {
-		return nil, &scenarioError{err}
+		return "", nil, &scenarioError{err}
 	}
-	return data, nil
+	return id, data, nil
 }
 
 // readSize is max_bytes or exact_bytes of recv and recvfrom.
@@ -183,11 +188,7 @@ func runAccept(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Sock
 }
 
 func runSend(ctx context.Context, c call) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
-	id, err := c.socket()
-	if err != nil {
-		return out, nil, err
-	}
-	data, err := c.data()
+	id, data, err := c.payload()
 	if err != nil {
 		return out, nil, err
 	}
@@ -197,11 +198,7 @@ func runSend(ctx context.Context, c call) (out scenario.Outcome, _ *sockagentv1.
 }
 
 func runSendTo(ctx context.Context, c call) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
-	id, err := c.socket()
-	if err != nil {
-		return out, nil, err
-	}
-	data, err := c.data()
+	id, data, err := c.payload()
 	if err != nil {
 		return out, nil, err
 	}

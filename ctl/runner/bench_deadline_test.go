@@ -5,7 +5,7 @@ package runner
 // cancellable context and a timer per call (the client's timer alone) and a stepClock (one
 // context and one timer for all), in rounds against the same in-process agent.
 //
-//	go test -run='^$' -bench=StepDeadline -benchtime=30x ./ctl/
+//	go test -run='^$' -bench=StepDeadline -benchtime=30x ./ctl/runner/
 
 import (
 	"context"

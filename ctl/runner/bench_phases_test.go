@@ -3,7 +3,7 @@ package runner
 // Where the runner's time for the 1,000-step scenario of BenchmarkRatioScenario1000 goes,
 // phase by phase:
 //
-//	GOMAXPROCS=1 go test -run='^$' -bench=RunPhases -benchtime=20x ./ctl/
+//	GOMAXPROCS=1 go test -run='^$' -bench=RunPhases -benchtime=20x ./ctl/runner/
 
 import (
 	"context"

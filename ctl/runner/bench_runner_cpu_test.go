@@ -3,7 +3,7 @@ package runner
 // The runner's own cost per step, without gRPC or an agent: the 1,000-step scenario of
 // BenchmarkRatioScenario1000 against a SocketService client that answers at once.
 //
-//	go test -run='^$' -bench=RunnerCPU -benchmem ./ctl/
+//	go test -run='^$' -bench=RunnerCPU -benchmem ./ctl/runner/
 
 import (
 	"context"

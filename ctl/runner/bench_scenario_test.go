@@ -4,7 +4,7 @@ package runner
 // beside a bare grpc-go client making the same RPCs in a plain loop, both against the same
 // in-process agent over TCP loopback (the target: the runner at most 1.2x the bare client).
 //
-//	go test -run='^$' -bench=RatioScenario -benchtime=5x ./ctl/
+//	go test -run='^$' -bench=RatioScenario -benchtime=5x ./ctl/runner/
 //
 // One iteration is one whole run of each, in turn; the figures are medians over iterations.
 
