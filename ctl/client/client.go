@@ -25,7 +25,10 @@ type ConfigError struct {
 	Err error
 }
 
+// Error is the problem, as the caller reports it.
 func (e *ConfigError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the problem.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 func configErrorf(format string, args ...any) error {

@@ -47,6 +47,7 @@ type RPCError struct {
 	Err      error              // the gRPC error
 }
 
+// Unwrap returns the gRPC error.
 func (e *RPCError) Unwrap() error { return e.Err }
 
 // Error reads "OP: REASON (Code): message" when the agent explained the failure, and
