@@ -8,12 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/status"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -82,7 +81,7 @@ the datagrams sent.`,
 			return a.withAgent(cmd.Context(), func(ag *agentConn) error {
 				var s *sockagentv1.Socket
 				err := ag.unary(cmd.Context(), "attach "+id, 0, func(ctx context.Context) error {
-					resp, err := ag.c.sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
+					resp, err := ag.c.Sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
 					s = resp.GetSocket()
 					return err
 				})
@@ -120,7 +119,7 @@ CONNECTION_REFUSED on stderr.
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			network, address := args[0], args[1]
-			if err := checkNetwork(network, dialNetworks); err != nil {
+			if err := checkNetwork(network, contract.OpDial); err != nil {
 				return err
 			}
 			if err := r.check(); err != nil {
@@ -134,18 +133,18 @@ CONNECTION_REFUSED on stderr.
 			return a.withAgent(cmd.Context(), func(ag *agentConn) error {
 				var id string
 				err := ag.unary(cmd.Context(), "dial "+network+" "+address, connectTimeout, func(ctx context.Context) error {
-					resp, err := ag.c.sockets.Dial(ctx, &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout})
+					resp, err := ag.c.Sockets.Dial(ctx, &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout})
 					id = resp.GetSocket().GetSocketId()
 					return err
 				})
 				if err != nil {
 					return err
 				}
-				dgram := strings.HasPrefix(network, "udp") || network == "unixgram"
+				dgram := contract.IsDatagram(network)
 				err = ag.relay(cmd.Context(), op, id, "", dgram, r, a.stdin, a.out.stdout)
 				// Close even when interrupted: the socket is sockctl's own.
 				cerr := ag.unary(context.WithoutCancel(cmd.Context()), "close "+id, 0, func(ctx context.Context) error {
-					_, err := ag.c.sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
+					_, err := ag.c.Sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
 					return err
 				})
 				return errors.Join(err, cerr)
@@ -168,52 +167,6 @@ func (r *relayFlags) check() error {
 	return nil
 }
 
-// agentConn is one connection to the agent for a command that makes several calls.
-type agentConn struct {
-	a      *app
-	target string
-	dial   dialOptions
-	c      clients
-	// fail classifies the error of a call, with what sockctl knows of the connection.
-	fail func(op string, deadline time.Duration, err error) error
-}
-
-// withAgent connects to the agent for fn; fn's errors are already classified.
-func (a *app) withAgent(ctx context.Context, fn func(*agentConn) error) error {
-	target, dial := a.agentAddr(), a.dialOptions()
-	cc, err := dialAgent(target, dial)
-	if err != nil {
-		return err
-	}
-	defer cc.Close()
-	ag := &agentConn{a: a, target: target, dial: dial, c: clients{
-		sockets: sockagentv1.NewSocketServiceClient(cc),
-		agent:   sockagentv1.NewAgentServiceClient(cc),
-	}}
-	ag.fail = func(op string, deadline time.Duration, err error) error {
-		if _, ok := status.FromError(err); !ok {
-			return failed(fmt.Errorf("%s: %w", op, err))
-		}
-		return failed(&rpcError{op: op, agent: target, dial: dial, deadline: deadline, state: cc.GetState(), err: err})
-	}
-	return fn(ag)
-}
-
-// unary runs one call under the RPC deadline (--timeout, raised for wait) and classifies its
-// error.
-func (ag *agentConn) unary(ctx context.Context, op string, wait time.Duration, fn func(ctx context.Context) error) error {
-	deadline := rpcDeadline(ag.a.timeout, wait)
-	if deadline > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, deadline)
-		defer cancel()
-	}
-	if err := fn(ctx); err != nil {
-		return ag.fail(op, deadline, err)
-	}
-	return nil
-}
-
 // maxDatagramLine bounds one datagram read from a line of standard input; a longer line is
 // sent in several datagrams.
 const maxDatagramLine = 64 << 10
@@ -223,7 +176,7 @@ const maxDatagramLine = 64 << 10
 func (ag *agentConn) relay(ctx context.Context, op, id, to string, dgram bool, r relayFlags, stdin io.Reader, stdout io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, err := ag.c.sockets.Attach(ctx)
+	st, err := ag.c.Sockets.Attach(ctx)
 	if err != nil {
 		return ag.fail(op, 0, err)
 	}

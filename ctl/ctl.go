@@ -1,9 +1,14 @@
 // Package ctl is sockctl, the command-line client of sockagent: one subcommand per RPC of
 // sockagent.v1 (listen, bind, dial, accept, send, recv, sendto, recvfrom, shutdown, close, ls,
-// get, info), with table or JSON output and exit codes a script can act on.
+// get, info), netcat through an agent (attach, connect), measurements (serve, probe,
+// throughput), scenarios (run, validate), a lab PKI (pki) and a demo, with table or JSON
+// output and exit codes a script can act on.
 //
 // Main is the whole program; ctl/cmd/sockctl only wires it to the process. Every call builds
-// its own command tree and holds no package-level state, so Main may run concurrently.
+// its own command tree and holds no package-level state, so Main may run concurrently. The
+// connection to the agents is package ctl/client's, and scenarios run in ctl/runner; this
+// package is the command line over them: one file per command group, and output.go, the
+// only printer.
 package ctl
 
 import (
@@ -14,6 +19,9 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/sockagent/sockagent/ctl/client"
+	"github.com/spf13/cobra"
 )
 
 // Exit codes returned by Main.
@@ -82,6 +90,181 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	a.out.errorf("sockctl: %v\nRun '%s --help' for usage.\n", err, path)
 	return ExitUsage
+}
+
+// app is one run of sockctl: its inputs, outputs and global flags.
+type app struct {
+	getenv func(string) string
+	stdin  io.Reader
+	out    *writer
+
+	agentFlag    string
+	agentChanged bool
+	output       outputFormat
+	timeout      time.Duration
+	dial         client.Options // --tls --ca --cert --key --server-name --token-file
+}
+
+// dialOptions are the credentials of the global flags; --token-file defaults to
+// $SOCKCTL_TOKEN_FILE.
+func (a *app) dialOptions() client.Options {
+	o := a.dial
+	if o.TokenFile == "" {
+		o.TokenFile = a.getenv(envTokenFile)
+	}
+	return o
+}
+
+// agentAddr is --agent if given, else $SOCKCTL_AGENT if set, else the default.
+func (a *app) agentAddr() string {
+	if !a.agentChanged {
+		if env := a.getenv(envAgent); env != "" {
+			return env
+		}
+	}
+	return a.agentFlag
+}
+
+// setAgent makes addr, given as a command's AGENT argument, the agent of this invocation. It
+// is a usage error beside an --agent that names another.
+func (a *app) setAgent(addr string) error {
+	if a.agentChanged && a.agentFlag != addr {
+		return usagef("agent %s given twice: as AGENT and as --agent %s; give one", addr, a.agentFlag)
+	}
+	if addr == "" {
+		return usagef("AGENT is empty: give HOST:PORT or unix:PATH")
+	}
+	a.agentFlag, a.agentChanged = addr, true
+	return nil
+}
+
+const rootLong = `sockctl drives real OS sockets on a sockagent daemon: one command per RPC of
+sockagent.v1. Each command makes one call to one agent and prints the result.
+
+A TCP exchange, the textbook way. The agent chooses socket ids (s1, s2, ...); CLIENT and
+SERVER below stand for the ids that dial and accept print.
+
+  sockctl listen tcp 127.0.0.1:9000    # socket, bind, listen: prints the listener, s1
+  sockctl accept s1 --wait 1m &        # accept: blocks until a peer connects -> SERVER
+  sockctl dial tcp 127.0.0.1:9000      # connect -> CLIENT
+  sockctl send CLIENT 'Hello, World!'  # sendall
+  sockctl recv SERVER                  # recv: prints Hello, World!
+  sockctl send SERVER 'Hi!'            # and back: 'recv CLIENT' prints Hi!
+  sockctl close CLIENT                 # close: now 'recv SERVER' says EOF
+  sockctl close SERVER
+  sockctl close s1
+  sockctl ls                           # what is still open
+
+UDP: 'bind udp ADDR' for each end, then 'sendto' and 'recvfrom'.
+
+Moving and measuring bytes: 'connect tcp HOST:PORT < file' is netcat through the agent
+(attach joins an existing socket); 'serve ID echo|discard|source' makes the agent itself a
+peer; 'probe' times connects or echo round trips and 'throughput' moves bytes to a discard
+(or from a source), socket to socket on the agent's host, never through gRPC.
+
+Blocking: dial, accept, send, recv, sendto and recvfrom wait on the network for at most
+their own timeout (--wait, --connect-timeout; 0 = the agent's default) and never past the
+RPC deadline (--timeout), which is raised to that wait plus 5s when it would be shorter.
+The other commands do not block.
+
+Output: -o table (default) prints a line per socket, and the raw received bytes for recv
+and recvfrom; -o json prints the whole response as protojson.
+
+Security: an agent serving TLS wants --ca FILE (the CA that signed its certificate; --tls
+alone trusts the system's CAs), an agent requiring client certificates (mTLS) also --cert
+FILE --key FILE, and one requiring tokens --token-file FILE (or $SOCKCTL_TOKEN_FILE): its
+first token, NAME:SECRET or SECRET, goes as 'authorization: Bearer SECRET'. A token is sent
+in clear text only to an agent on this host (loopback or unix:); to any other, TLS is
+required. --server-name NAME verifies the agent's certificate for NAME instead of the host
+dialled. 'sockctl pki init' makes a CA and certificates for a lab.
+
+Exit status: 0 success; 1 the operation failed (the agent's reason, such as
+CONNECTION_REFUSED, is printed on stderr) or the agent could not be reached ("cannot reach
+agent"); 2 usage error (unknown command or flag, wrong arguments).`
+
+// exitHelp ends every command's help.
+const exitHelp = `Exit status: 0 done; 1 the call failed (stderr says why, with the agent's reason such as
+UNKNOWN_SOCKET or TIMEOUT) or the agent could not be reached; 2 usage error.`
+
+// newRootCommand builds a fresh command tree bound to a.
+func (a *app) newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "sockctl",
+		Short:         "Drive the sockets of a sockagent daemon",
+		Long:          rootLong,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Without a command, sockctl names the commands and exits 2.
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var names []string
+			for _, c := range cmd.Commands() {
+				if c.IsAvailableCommand() && c.Name() != "help" {
+					names = append(names, c.Name())
+				}
+			}
+			return usagef("no command given; commands: %s", strings.Join(names, " "))
+		},
+		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
+
+	a.output = outputTable
+	f := root.PersistentFlags()
+	f.StringVar(&a.agentFlag, "agent", defaultAgent, "agent `ADDRESS`, HOST:PORT or unix:PATH; when not given, $"+envAgent+" if set")
+	f.VarP(&a.output, "output", "o", "output format: table or json")
+	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "deadline of the RPC, 0 = none; raised to --wait/--connect-timeout + 5s when shorter")
+	f.BoolVar(&a.dial.TLS, "tls", false, "connect with TLS, verifying the agent's certificate against the system's CAs (implied by --ca, --cert, --server-name)")
+	f.StringVar(&a.dial.CA, "ca", "", "connect with TLS, verifying the agent's certificate with the CA certificate(s) in `FILE` (PEM)")
+	f.StringVar(&a.dial.Cert, "cert", "", "client certificate `FILE` (PEM) for an agent that requires one (mTLS); needs --key")
+	f.StringVar(&a.dial.Key, "key", "", "private key `FILE` (PEM) of --cert")
+	f.StringVar(&a.dial.ServerName, "server-name", "", "`NAME` the agent's certificate must carry (default: the host of --agent)")
+	f.StringVar(&a.dial.TokenFile, "token-file", "", "send the first token in `FILE` (NAME:SECRET or SECRET) as 'authorization: Bearer SECRET'; when not given, $"+envTokenFile+" if set")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		a.agentChanged = cmd.Flags().Changed("agent")
+		if a.agentAddr() == "" {
+			return usagef("--agent is empty")
+		}
+		if a.timeout < 0 {
+			return usagef("--timeout must not be negative")
+		}
+		return a.dial.Check()
+	}
+
+	root.AddCommand(
+		a.listenCommand(), a.bindCommand(), a.dialCommand(), a.acceptCommand(),
+		a.sendCommand(), a.recvCommand(), a.sendToCommand(), a.recvFromCommand(),
+		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
+		a.serveCommand(), a.probeCommand(), a.throughputCommand(),
+		a.demoCommand(), a.runCommand(), a.validateCommand(), a.pkiCommand(),
+		a.attachCommand(), a.connectCommand(),
+	)
+	for _, c := range root.Commands() {
+		if !strings.Contains(c.Long, "Exit status:") { // demo, run, validate and pki say their own
+			c.Long += "\n\n" + exitHelp
+		}
+	}
+	return root
+}
+
+// args returns an argument validator for between min and len(names) arguments, named in the
+// error message.
+func args(min int, names ...string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(names) == 0 && len(args) > 0 {
+			return usagef("takes no arguments, got %d", len(args))
+		}
+		if len(args) < min || len(args) > len(names) {
+			return usagef("expected %s, got %d argument%s", strings.Join(names, " "), len(args), plural(len(args)))
+		}
+		return nil
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // failure is an error that makes sockctl exit with ExitFailure.

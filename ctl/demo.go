@@ -5,13 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"strings"
 
+	"github.com/sockagent/sockagent/ctl/localagent"
 	"github.com/spf13/cobra"
-
-	"github.com/sockagent/sockagent/agent"
 )
 
 const demoLong = `Demo re-enacts the four textbook socket programs — TCP server, TCP client, UDP
@@ -37,28 +34,15 @@ func (a *app) demoCommand() *cobra.Command {
   sockctl demo --agent 10.77.0.2:7700 --ca pki/ca.pem --cert pki/client.pem --key pki/client-key.pem`,
 		Args: args(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			target, creds := a.agentAddr(), a.dialOptions().args()
+			target, creds := a.agentAddr(), a.dialOptions().Args()
 			if !a.agentChanged && a.getenv(envAgent) == "" {
 				creds = nil // the in-process agent serves plaintext on loopback
-				lis, err := net.Listen("tcp", "127.0.0.1:0")
+				addr, stop, err := localagent.StartHook(cmd.Context())
 				if err != nil {
-					return failed(fmt.Errorf("demo: start an in-process agent: %w", err))
+					return failed(fmt.Errorf("demo: %w", err))
 				}
-				ag, err := agent.New(agent.Config{Logger: slog.New(slog.DiscardHandler)})
-				if err != nil {
-					lis.Close()
-					return failed(fmt.Errorf("demo: start an in-process agent: %w", err))
-				}
-				served := make(chan struct{})
-				go func() {
-					defer close(served)
-					_ = ag.Serve(lis)
-				}()
-				defer func() {
-					_ = ag.Close()
-					<-served
-				}()
-				target = lis.Addr().String()
+				defer stop()
+				target = addr
 				a.out.printf("# an in-process sockagent serves on %s\n", target)
 			}
 			d := &demo{ctx: cmd.Context(), target: target, creds: creds, a: a}

@@ -9,10 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -201,24 +197,6 @@ func TestHelp(t *testing.T) {
 	invocation{args: []string{"help", "dial"}}.exec(t).want(t, ExitOK, []string{"sockctl dial tcp 127.0.0.1:8080"}, nil)
 }
 
-func TestRPCDeadline(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		timeout, wait, want time.Duration
-	}{
-		{time.Minute, 0, time.Minute},
-		{time.Minute, time.Second, time.Minute},
-		{time.Minute, 55 * time.Second, time.Minute},
-		{time.Minute, 56 * time.Second, 61 * time.Second},
-		{time.Second, 10 * time.Minute, 10*time.Minute + 5*time.Second},
-		{0, time.Hour, 0},
-	} {
-		if got := rpcDeadline(tc.timeout, tc.wait); got != tc.want {
-			t.Errorf("rpcDeadline(%s, %s) = %s, want %s", tc.timeout, tc.wait, got, tc.want)
-		}
-	}
-}
-
 // TestJSONStable pins the JSON form: protojson field names, two-space indent, one space after
 // the colon (protojson alone varies its whitespace between builds).
 func TestJSONStable(t *testing.T) {
@@ -257,47 +235,5 @@ func TestJSONStable(t *testing.T) {
 	var back sockagentv1.CloseResponse
 	if err := protojson.Unmarshal(buf.Bytes(), &back); err != nil {
 		t.Errorf("the output does not parse back: %v", err)
-	}
-}
-
-// TestRPCErrorText covers every shape of failure line, including those hard to provoke.
-func TestRPCErrorText(t *testing.T) {
-	t.Parallel()
-	withInfo := func(c codes.Code, msg, reason, domain string) error {
-		st, err := status.New(c, msg).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: domain})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Err()
-	}
-	for _, tc := range []struct {
-		name  string
-		err   error
-		state connectivity.State
-		want  string
-	}{
-		{"reason", withInfo(codes.Unavailable, "dial tcp 127.0.0.1:1: connect: connection refused", "CONNECTION_REFUSED", "sockagent.v1"),
-			connectivity.Ready, "dial tcp 127.0.0.1:1: CONNECTION_REFUSED (Unavailable): connect: connection refused"},
-		{"reason, other message", withInfo(codes.NotFound, "no such socket", "UNKNOWN_SOCKET", "sockagent.v1"),
-			connectivity.Ready, "dial tcp 127.0.0.1:1: UNKNOWN_SOCKET (NotFound): no such socket"},
-		{"foreign domain", withInfo(codes.Unavailable, "down", "X", "example.com"),
-			connectivity.TransientFailure, "cannot reach agent 127.0.0.1:7700: down"},
-		{"unreachable", status.Error(codes.Unavailable, "connection refused"),
-			connectivity.TransientFailure, "cannot reach agent 127.0.0.1:7700: connection refused"},
-		{"never connected", status.Error(codes.DeadlineExceeded, "context deadline exceeded"),
-			connectivity.Connecting, "cannot reach agent 127.0.0.1:7700: no connection within 1m0s (--timeout)"},
-		{"slow", status.Error(codes.DeadlineExceeded, "context deadline exceeded"),
-			connectivity.Ready, "dial tcp 127.0.0.1:1: RPC deadline of 1m0s exceeded (raise --timeout)"},
-		{"cancelled", status.Error(codes.Canceled, "context canceled"),
-			connectivity.Ready, "dial tcp 127.0.0.1:1: cancelled"},
-		{"not an agent", status.Error(codes.Unimplemented, "unknown service"),
-			connectivity.Ready, "dial tcp 127.0.0.1:1: Unimplemented: unknown service (is 127.0.0.1:7700 a sockagent that knows this call?)"},
-		{"other", status.Error(codes.Internal, "boom"),
-			connectivity.Ready, "dial tcp 127.0.0.1:1: Internal: boom"},
-	} {
-		e := &rpcError{op: "dial tcp 127.0.0.1:1", agent: "127.0.0.1:7700", deadline: time.Minute, state: tc.state, err: tc.err}
-		if got := e.Error(); got != tc.want {
-			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
-		}
 	}
 }

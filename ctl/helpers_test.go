@@ -3,7 +3,6 @@ package ctl
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -13,9 +12,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/bufpool"
+	"github.com/sockagent/sockagent/ctl/localagent"
 )
 
 func TestMain(m *testing.M) {
+	bufpool.Install() // as sockctl's main does
 	goleak.VerifyTestMain(m)
 }
 
@@ -51,24 +53,15 @@ func startAgentConfig(t *testing.T, cfg agent.Config) string {
 // serveAgentConfig is serveAgent with an agent configured by cfg.
 func serveAgentConfig(t *testing.T, lis net.Listener, cfg agent.Config) {
 	t.Helper()
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	a, err := agent.New(cfg)
+	a, err := localagent.Serve(lis, cfg)
 	if err != nil {
-		t.Fatalf("agent.New: %v", err)
+		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = a.Serve(lis)
-	}()
 	t.Cleanup(func() {
 		if n := a.NumSockets(); n != 0 {
 			t.Errorf("agent has %d open sockets at the end of the test, want 0", n)
 		}
 		_ = a.Close()
-		<-done
 	})
 }
 

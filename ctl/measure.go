@@ -3,21 +3,16 @@ package ctl
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/ctl/client"
+	"github.com/sockagent/sockagent/ctl/runner"
 	"github.com/sockagent/sockagent/ctl/scenario"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
-
-// measureNetworks are the networks of probe and throughput.
-const measureNetworks = "tcp tcp4 tcp6 udp udp4 udp6"
 
 // sizeFlag parses a byte size flag (64K, 1G; K = 1024) into a uint32 or uint64.
 func sizeFlag(name, v string, max uint64) (uint64, error) {
@@ -57,7 +52,7 @@ or has a call pending, with SOCKET_BUSY.`,
 		Args: args(2, "ID", "echo|discard|source"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			b, ok := behaviours[args[1]]
+			b, ok := client.Behaviours[args[1]]
 			if !ok {
 				return usagef("unknown behaviour %q: use echo, discard or source", args[1])
 			}
@@ -66,12 +61,8 @@ or has a call pending, with SOCKET_BUSY.`,
 				return err
 			}
 			req := &sockagentv1.ServeRequest{SocketId: id, Behaviour: b, ChunkSize: uint32(n), MaxConnections: maxConns}
-			return a.call(cmd.Context(), "serve "+id+" "+args[1], 0, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.Serve(ctx, req)
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
+			return a.socketCall(cmd.Context(), "serve "+id+" "+args[1], 0, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+				return c.Sockets.Serve(ctx, req)
 			})
 		},
 	}
@@ -111,10 +102,10 @@ call failed or the agent could not be reached; 2 usage error.`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			network, address := args[0], args[1]
-			if err := checkNetwork(network, measureNetworks); err != nil {
+			if err := checkNetwork(network, contract.OpProbe); err != nil {
 				return err
 			}
-			m, ok := probeModes[mode]
+			m, ok := client.ProbeModes[mode]
 			if !ok {
 				return usagef("--mode %q: use connect or echo", mode)
 			}
@@ -133,8 +124,8 @@ call failed or the agent could not be reached; 2 usage error.`,
 			req := &sockagentv1.ProbeRequest{Network: network, Address: address, Mode: m, Count: count, Size: uint32(n),
 				Interval: iv, Timeout: to, LocalAddress: local, Warmup: warmup}
 			op := "probe " + network + " " + address
-			return a.call(cmd.Context(), op, probeDeadline(req), func(ctx context.Context, c clients) error {
-				resp, err := c.measure.Probe(ctx, req)
+			return a.call(cmd.Context(), op, client.ProbeDeadline(req), func(ctx context.Context, c client.Clients) error {
+				resp, err := c.Measure.Probe(ctx, req)
 				if err != nil {
 					return err
 				}
@@ -198,7 +189,7 @@ JSON object per line. Ctrl-C stops the test.`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			network, address := args[0], args[1]
-			if err := checkNetwork(network, measureNetworks); err != nil {
+			if err := checkNetwork(network, contract.OpThroughput); err != nil {
 				return err
 			}
 			nbytes, err := sizeFlag("bytes", bytesFlag, 1<<62)
@@ -229,9 +220,9 @@ JSON object per line. Ctrl-C stops the test.`,
 			}
 			req := &sockagentv1.ThroughputRequest{Network: network, Address: address, Direction: dir, Duration: dur, Bytes: nbytes,
 				Streams: streams, RateBitsPerSecond: uint64(bps), Size: uint32(nsize), ReportInterval: iv, LocalAddress: local}
-			wait := throughputDeadline(req, 0) // bytes only: bounded by --timeout alone
+			wait := client.ThroughputDeadline(req, 0) // bytes only: bounded by --timeout alone
 			op := "throughput " + network + " " + address
-			return a.call(cmd.Context(), op, wait, func(ctx context.Context, c clients) error {
+			return a.call(cmd.Context(), op, wait, func(ctx context.Context, c client.Clients) error {
 				live := &liveLine{w: a.out.stdout, tty: isTerminal(a.out.stdout)}
 				var onReport func(*sockagentv1.ThroughputResponse) error
 				if a.output == outputJSON {
@@ -246,13 +237,13 @@ JSON object per line. Ctrl-C stops the test.`,
 						return nil
 					}
 				}
-				sum, err := runThroughput(ctx, c.measure, req, onReport)
+				sum, err := client.RunThroughput(ctx, c.Measure, req, onReport)
 				live.end()
 				if err != nil {
 					return err
 				}
 				if a.output != outputJSON {
-					a.out.printf("summary: %s to %s\n", throughputText(sum), dash(sum.GetRemoteAddress()))
+					a.out.printf("summary: %s to %s\n", runner.ThroughputText(sum), dash(sum.GetRemoteAddress()))
 				}
 				if sum.GetBytes() == 0 && len(sum.GetErrors()) > 0 {
 					e := sum.GetErrors()[0]
@@ -272,111 +263,4 @@ JSON object per line. Ctrl-C stops the test.`,
 	f.DurationVar(&interval, "interval", 0, "time between interval reports (0 = 1s, at least 10ms)")
 	f.StringVar(&local, "local", "", "bind the test's sockets to `ADDR` (host, or host:0)")
 	return cmd
-}
-
-// probe prints a probe's results as "key: value" lines.
-func (w *writer) probe(network string, r *sockagentv1.ProbeResponse) error {
-	tw := tabwriter.NewWriter(w.stdout, 0, 0, 1, ' ', 0)
-	kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	kv("target", fmt.Sprintf("%s %s", network, dash(r.GetRemoteAddress())))
-	kv("local", dash(r.GetLocalAddress()))
-	kv("sent", fmt.Sprint(r.GetSent()))
-	kv("received", fmt.Sprint(r.GetReceived()))
-	kv("loss", scenario.FormatFigure("loss", r.GetLoss()))
-	if r.GetReceived() > 0 {
-		f := probeFigures(r)
-		var parts []string
-		for _, k := range []string{"rtt_min", "rtt_p50", "rtt_p90", "rtt_p99", "rtt_max", "rtt_mean"} {
-			parts = append(parts, strings.TrimPrefix(k, "rtt_")+" "+scenario.FormatFigure(k, f[k]))
-		}
-		kv("rtt", strings.Join(parts, "  "))
-	}
-	for _, e := range r.GetErrors() {
-		kv("errors", fmt.Sprintf("%s %d: %s", e.GetReason(), e.GetCount(), e.GetMessage()))
-	}
-	if r.GetElapsed() != nil {
-		kv("elapsed", r.GetElapsed().AsDuration().Round(time.Millisecond).String())
-	}
-	return tw.Flush()
-}
-
-// jsonLine prints m as protojson on one line.
-func (w *writer) jsonLine(m *sockagentv1.ThroughputResponse) error {
-	b, err := protojson.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encode response: %w", err)
-	}
-	_, err = fmt.Fprintf(w.stdout, "%s\n", b)
-	return err
-}
-
-// intervalLine shows one interval report: "  1.00-2.00s  1.10 GiB  9.41 Gbit/s  retr 0  rtt 40µs  total 2.20 GiB".
-func intervalLine(iv *sockagentv1.ThroughputInterval, total uint64) string {
-	secs := func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
-	s := fmt.Sprintf("%6s-%ss  %10s  %12s", secs(iv.GetStart().AsDuration()), secs(iv.GetEnd().AsDuration()),
-		scenario.FormatBytes(iv.GetBytes()), scenario.FormatBitRate(iv.GetBitsPerSecond()))
-	if iv.GetDatagrams() > 0 || iv.GetLost() > 0 {
-		s += fmt.Sprintf("  datagrams %d lost %d", iv.GetDatagrams(), iv.GetLost())
-	} else {
-		s += fmt.Sprintf("  retr %d", iv.GetRetransmits())
-		if iv.GetRtt() != nil {
-			s += "  rtt " + scenario.FormatFigure("rtt", nanos(iv.GetRtt()))
-		}
-	}
-	return s + "  total " + scenario.FormatBytes(total)
-}
-
-// liveLine prints interval lines: on a terminal it rewrites one line in place, else it
-// prints one line each.
-type liveLine struct {
-	w     io.Writer
-	tty   bool
-	dirty bool // a rewritten line is on screen without its newline
-}
-
-func (l *liveLine) show(s string) error {
-	var err error
-	if l.tty {
-		_, err = fmt.Fprintf(l.w, "\r%s\x1b[K", s)
-		l.dirty = true
-	} else {
-		_, err = fmt.Fprintln(l.w, s)
-	}
-	return err
-}
-
-// end finishes a rewritten line so that what follows starts on a line of its own.
-func (l *liveLine) end() {
-	if l.dirty {
-		fmt.Fprintln(l.w)
-		l.dirty = false
-	}
-}
-
-// isTerminal reports whether w is a terminal (a character device).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// serving shows a served socket's counters on one line: "s1 serving echo: connections 3
-// (1 active), in 1.20 MiB, out 1.20 MiB".
-func serving(s *sockagentv1.Socket) string {
-	sv := s.GetServing()
-	parts := []string{}
-	if s.GetKind() == sockagentv1.SocketKind_SOCKET_KIND_LISTENER || sv.GetConnections() > 0 {
-		parts = append(parts, fmt.Sprintf("connections %d (%d active)", sv.GetConnections(), sv.GetActiveConnections()))
-	}
-	parts = append(parts, "in "+scenario.FormatBytes(sv.GetBytesIn()), "out "+scenario.FormatBytes(sv.GetBytesOut()))
-	if sv.GetDatagramsIn() > 0 || sv.GetDatagramsOut() > 0 || s.GetKind() == sockagentv1.SocketKind_SOCKET_KIND_DATAGRAM {
-		parts = append(parts, fmt.Sprintf("datagrams in %d, out %d", sv.GetDatagramsIn(), sv.GetDatagramsOut()))
-	}
-	if sv.GetErrors() > 0 {
-		parts = append(parts, fmt.Sprintf("errors %d (last: %s)", sv.GetErrors(), sv.GetLastError()))
-	}
-	return fmt.Sprintf("%s serving %s: %s", s.GetSocketId(), enumName(sv.GetBehaviour().String(), "BEHAVIOUR_"), strings.Join(parts, ", "))
 }

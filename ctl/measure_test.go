@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/ctl/runner"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -321,35 +322,6 @@ func TestServingLine(t *testing.T) {
 	}
 }
 
-func TestMeasureDeadlines(t *testing.T) {
-	t.Parallel()
-	d := func(v time.Duration) *durationpb.Duration { return durationpb.New(v) }
-	for _, tt := range []struct {
-		req  *sockagentv1.ProbeRequest
-		want time.Duration
-	}{
-		{&sockagentv1.ProbeRequest{}, 10*time.Second + rpcMargin},
-		{&sockagentv1.ProbeRequest{Count: 100, Warmup: 10, Timeout: d(time.Second)}, 110*time.Second + rpcMargin},
-		{&sockagentv1.ProbeRequest{Count: 100, Timeout: d(10 * time.Millisecond), Interval: d(20 * time.Millisecond)}, 2*time.Second + rpcMargin},
-	} {
-		if got := probeDeadline(tt.req); got != tt.want {
-			t.Errorf("probeDeadline(%v) = %s, want %s", tt.req, got, tt.want)
-		}
-	}
-	for _, tt := range []struct {
-		req  *sockagentv1.ThroughputRequest
-		want time.Duration
-	}{
-		{&sockagentv1.ThroughputRequest{}, 15 * time.Second},
-		{&sockagentv1.ThroughputRequest{Duration: d(2 * time.Second), Bytes: 1}, 7 * time.Second},
-		{&sockagentv1.ThroughputRequest{Bytes: 1 << 30}, time.Minute},
-	} {
-		if got := throughputDeadline(tt.req, time.Minute); got != tt.want {
-			t.Errorf("throughputDeadline(%v) = %s, want %s", tt.req, got, tt.want)
-		}
-	}
-}
-
 const measureScenario = `name: measure
 agents: {a: AGENT, b: AGENT}
 steps:
@@ -422,7 +394,7 @@ func TestRunMeasureSteps(t *testing.T) {
 	}
 
 	r = runArgs(t, p, "--keep-going", "-o", "json")
-	var rep Report
+	var rep runner.Report
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, r.stdout)
 	}

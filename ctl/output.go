@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sockagent/sockagent/ctl/runner"
+	"github.com/sockagent/sockagent/ctl/scenario"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -190,4 +193,111 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// probe prints a probe's results as "key: value" lines.
+func (w *writer) probe(network string, r *sockagentv1.ProbeResponse) error {
+	tw := tabwriter.NewWriter(w.stdout, 0, 0, 1, ' ', 0)
+	kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	kv("target", fmt.Sprintf("%s %s", network, dash(r.GetRemoteAddress())))
+	kv("local", dash(r.GetLocalAddress()))
+	kv("sent", fmt.Sprint(r.GetSent()))
+	kv("received", fmt.Sprint(r.GetReceived()))
+	kv("loss", scenario.FormatFigure("loss", r.GetLoss()))
+	if r.GetReceived() > 0 {
+		f := runner.ProbeFigures(r)
+		var parts []string
+		for _, k := range []string{"rtt_min", "rtt_p50", "rtt_p90", "rtt_p99", "rtt_max", "rtt_mean"} {
+			parts = append(parts, strings.TrimPrefix(k, "rtt_")+" "+scenario.FormatFigure(k, f[k]))
+		}
+		kv("rtt", strings.Join(parts, "  "))
+	}
+	for _, e := range r.GetErrors() {
+		kv("errors", fmt.Sprintf("%s %d: %s", e.GetReason(), e.GetCount(), e.GetMessage()))
+	}
+	if r.GetElapsed() != nil {
+		kv("elapsed", r.GetElapsed().AsDuration().Round(time.Millisecond).String())
+	}
+	return tw.Flush()
+}
+
+// jsonLine prints m as protojson on one line.
+func (w *writer) jsonLine(m *sockagentv1.ThroughputResponse) error {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	_, err = fmt.Fprintf(w.stdout, "%s\n", b)
+	return err
+}
+
+// intervalLine shows one interval report: "  1.00-2.00s  1.10 GiB  9.41 Gbit/s  retr 0  rtt 40µs  total 2.20 GiB".
+func intervalLine(iv *sockagentv1.ThroughputInterval, total uint64) string {
+	secs := func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+	s := fmt.Sprintf("%6s-%ss  %10s  %12s", secs(iv.GetStart().AsDuration()), secs(iv.GetEnd().AsDuration()),
+		scenario.FormatBytes(iv.GetBytes()), scenario.FormatBitRate(iv.GetBitsPerSecond()))
+	if iv.GetDatagrams() > 0 || iv.GetLost() > 0 {
+		s += fmt.Sprintf("  datagrams %d lost %d", iv.GetDatagrams(), iv.GetLost())
+	} else {
+		s += fmt.Sprintf("  retr %d", iv.GetRetransmits())
+		if iv.GetRtt() != nil {
+			s += "  rtt " + scenario.FormatFigure("rtt", runner.Nanos(iv.GetRtt()))
+		}
+	}
+	return s + "  total " + scenario.FormatBytes(total)
+}
+
+// liveLine prints interval lines: on a terminal it rewrites one line in place, else it
+// prints one line each.
+type liveLine struct {
+	w     io.Writer
+	tty   bool
+	dirty bool // a rewritten line is on screen without its newline
+}
+
+func (l *liveLine) show(s string) error {
+	var err error
+	if l.tty {
+		_, err = fmt.Fprintf(l.w, "\r%s\x1b[K", s)
+		l.dirty = true
+	} else {
+		_, err = fmt.Fprintln(l.w, s)
+	}
+	return err
+}
+
+// end finishes a rewritten line so that what follows starts on a line of its own.
+func (l *liveLine) end() {
+	if l.dirty {
+		fmt.Fprintln(l.w)
+		l.dirty = false
+	}
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// serving shows a served socket's counters on one line: "s1 serving echo: connections 3
+// (1 active), in 1.20 MiB, out 1.20 MiB".
+func serving(s *sockagentv1.Socket) string {
+	sv := s.GetServing()
+	parts := []string{}
+	if s.GetKind() == sockagentv1.SocketKind_SOCKET_KIND_LISTENER || sv.GetConnections() > 0 {
+		parts = append(parts, fmt.Sprintf("connections %d (%d active)", sv.GetConnections(), sv.GetActiveConnections()))
+	}
+	parts = append(parts, "in "+scenario.FormatBytes(sv.GetBytesIn()), "out "+scenario.FormatBytes(sv.GetBytesOut()))
+	if sv.GetDatagramsIn() > 0 || sv.GetDatagramsOut() > 0 || s.GetKind() == sockagentv1.SocketKind_SOCKET_KIND_DATAGRAM {
+		parts = append(parts, fmt.Sprintf("datagrams in %d, out %d", sv.GetDatagramsIn(), sv.GetDatagramsOut()))
+	}
+	if sv.GetErrors() > 0 {
+		parts = append(parts, fmt.Sprintf("errors %d (last: %s)", sv.GetErrors(), sv.GetLastError()))
+	}
+	return fmt.Sprintf("%s serving %s: %s", s.GetSocketId(), enumName(sv.GetBehaviour().String(), "BEHAVIOUR_"), strings.Join(parts, ", "))
 }

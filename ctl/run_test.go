@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sockagent/sockagent/ctl/runner"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -190,7 +191,7 @@ steps:
 	if r.code != ExitOK {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	var rep Report
+	var rep runner.Report
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("-o json is not one JSON document: %v\n%s", err, r.stdout)
 	}
@@ -198,7 +199,7 @@ steps:
 		t.Errorf("report: %d passed %d failed, %d steps, %d agents", rep.Passed, rep.Failed, len(rep.Steps), len(rep.Agents))
 	}
 	s := rep.Steps[2]
-	if s.Index != "3" || s.Status != statusPassed || s.Reason != "CONNECTION_REFUSED" || !strings.HasPrefix(s.Message, "failed as expected") {
+	if s.Index != "3" || s.Status != runner.StatusPassed || s.Reason != "CONNECTION_REFUSED" || !strings.HasPrefix(s.Message, "failed as expected") {
 		t.Errorf("expected-error step: %+v", s)
 	}
 	last := rep.Steps[len(rep.Steps)-1]
@@ -234,7 +235,21 @@ func TestRunJUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var js junitSuites
+	var js struct { // what CI servers read of the JUnit XML
+		Suites []struct {
+			Name     string `xml:"name,attr"`
+			Tests    int    `xml:"tests,attr"`
+			Failures int    `xml:"failures,attr"`
+			Skipped  int    `xml:"skipped,attr"`
+			Cases    []struct {
+				Name    string `xml:"name,attr"`
+				Failure *struct {
+					Type string `xml:"type,attr"`
+					Text string `xml:",chardata"`
+				} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
 	if err := xml.Unmarshal(data, &js); err != nil {
 		t.Fatalf("JUnit XML does not parse: %v\n%s", err, data)
 	}
@@ -276,7 +291,7 @@ func TestRunInventory(t *testing.T) {
 	inv := writeScenario(t, "inv.yaml", fmt.Sprintf("agents:\n  server: %s\n  client: %s\n  other: 127.0.0.1:1\n", a, a))
 	p := writeScenario(t, "hello.yaml", helloTCP)
 	r := runArgs(t, p, "--inventory", inv, "-o", "json")
-	var rep Report
+	var rep runner.Report
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != ExitOK {
 		t.Fatalf("exit %d, %v\n%s\n%s", r.code, err, r.stdout, r.stderr)
 	}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/ctl/localagent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -39,26 +40,17 @@ func (l *lockedBuf) String() string {
 
 // serveOn runs an agent configured by cfg on lis and returns it; at the end of the test it
 // must have no sockets and no sessions left.
-func serveOn(t *testing.T, lis net.Listener, cfg agent.Config) *agent.Agent {
+func serveOn(t *testing.T, lis net.Listener, cfg agent.Config) *localagent.Agent {
 	t.Helper()
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	a, err := agent.New(cfg)
+	a, err := localagent.Serve(lis, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = a.Serve(lis)
-	}()
 	t.Cleanup(func() {
 		if n, s := a.NumSockets(), a.NumSessions(); n != 0 || s != 0 {
 			t.Errorf("agent has %d sockets and %d sessions at the end of the test, want none", n, s)
 		}
 		_ = a.Close()
-		<-done
 	})
 	return a
 }
@@ -198,15 +190,10 @@ func TestRunAgentRestarted(t *testing.T) {
 	t.Parallel()
 	lis := listenLoopback(t)
 	addr := lis.Addr().String()
-	first, err := agent.New(agent.Config{})
+	first, err := localagent.Serve(lis, agent.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = first.Serve(lis)
-	}()
 	p := writeScenario(t, "restart.yaml", `name: restart
 agents: {a: `+addr+`}
 steps:
@@ -234,7 +221,6 @@ steps:
 		return false
 	})
 	_ = first.Close()
-	<-served
 	var lis2 net.Listener
 	waitFor(t, func() bool { // the port is free again once the first agent closed it
 		lis2, err = net.Listen("tcp", addr)

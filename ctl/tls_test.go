@@ -16,6 +16,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/ctl/pki"
+	"github.com/sockagent/sockagent/ctl/runner"
 )
 
 // newPKI makes a lab PKI in a new directory of the test.
@@ -232,31 +233,6 @@ func TestTokenOverMTLS(t *testing.T) {
 	sockctlWith(t, tlsTarget, flags, "ls").want(t, ExitOK, nil, nil)
 }
 
-func TestIsLocalTarget(t *testing.T) {
-	t.Parallel()
-	for target, want := range map[string]bool{
-		"127.0.0.1:7700":                            true,
-		"127.1.2.3:7700":                            true,
-		"[::1]:7700":                                true,
-		"localhost:7700":                            true,
-		"LOCALHOST:7700":                            true,
-		"unix:/run/sockagent.sock":                  true,
-		"unix:///run/sockagent.sock":                true,
-		"dns:///127.0.0.1:7700":                     true,
-		"passthrough:///[::1]:1":                    true,
-		"10.77.0.2:7700":                            false,
-		"[2001:db8::1]:7700":                        false,
-		"agent.lab:7700":                            false,
-		"dns:///agent.lab:7700":                     false,
-		"dns://8.8.8.8/localhost.evil.example:7700": false,
-		"localhost.evil.example:7700":               false,
-	} {
-		if got := isLocalTarget(target); got != want {
-			t.Errorf("isLocalTarget(%q) = %v, want %v", target, got, want)
-		}
-	}
-}
-
 // TestRunInventoryTLS runs a scenario across two mTLS agents of two different CAs, each
 // reached with the credentials of its inventory entry (paths relative to the inventory).
 func TestRunInventoryTLS(t *testing.T) {
@@ -284,7 +260,7 @@ func TestRunInventoryTLS(t *testing.T) {
 `, a1, a2, filepath.Join(dir, "pki2", "client-key.pem")))
 	scen := writeScenario(t, "hello.yaml", helloTCP)
 	r := runArgs(t, scen, "--inventory", inv, "-o", "json")
-	var rep Report
+	var rep runner.Report
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != ExitOK {
 		t.Fatalf("exit %d, %v\n%s\n%s", r.code, err, r.stdout, r.stderr)
 	}

@@ -64,13 +64,14 @@ const (
 )
 
 // Reasons a client gives to failures that are not the target's: the agent itself could not be
-// reached, a step ran out of time on the client's side, the scenario itself is wrong, or an
-// expectation did not hold.
+// reached, a step ran out of time on the client's side, the scenario itself is wrong, an
+// expectation did not hold, or a probe made no attempt that could succeed or fail.
 const (
 	ReasonAgentUnavailable  = "AGENT_UNAVAILABLE"
 	ReasonStepTimeout       = "STEP_TIMEOUT"
 	ReasonScenarioError     = "SCENARIO_ERROR"
 	ReasonExpectationFailed = "EXPECTATION_FAILED"
+	ReasonProbeFailed       = "PROBE_FAILED"
 )
 
 var agentReasons = []string{
@@ -86,7 +87,7 @@ var agentReasons = []string{
 
 var measureReasons = []string{ReasonEchoMismatch, ReasonEOF}
 
-var clientReasons = []string{ReasonAgentUnavailable, ReasonStepTimeout, ReasonScenarioError, ReasonExpectationFailed}
+var clientReasons = []string{ReasonAgentUnavailable, ReasonStepTimeout, ReasonScenarioError, ReasonExpectationFailed, ReasonProbeFailed}
 
 // AgentReasons lists every reason an agent puts in an ErrorInfo.
 func AgentReasons() []string { return slices.Clone(agentReasons) }

@@ -1,5 +1,5 @@
-// Package bench is sockbench: it measures the figures issue 6 sets targets for, each beside a
-// baseline measured in the same run on the same machine, and reports one table of figure,
+// Package bench is sockbench: it measures sockagent's performance figures that have targets,
+// each beside a baseline measured in the same run on the same machine, and reports one table of figure,
 // baseline, ratio, target and pass/fail.
 //
 // Everything runs in this process over real TCP loopback (127.0.0.1): an agent (agent.New,
@@ -35,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"regexp"
@@ -50,6 +49,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/ctl/localagent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -296,14 +296,13 @@ func rpcErr(rpc string, err error) error {
 
 // env is what the rows share: the agent and its clients, the bare server, a temp directory.
 type env struct {
-	cfg    Config
-	agent  *agent.Agent
-	addr   string // the agent's 127.0.0.1:PORT
-	served chan struct{}
-	conn   *grpc.ClientConn
-	sc     sockagentv1.SocketServiceClient
-	mc     sockagentv1.MeasureServiceClient
-	ac     sockagentv1.AgentServiceClient
+	cfg   Config
+	agent *localagent.Agent
+	addr  string // the agent's 127.0.0.1:PORT
+	conn  *grpc.ClientConn
+	sc    sockagentv1.SocketServiceClient
+	mc    sockagentv1.MeasureServiceClient
+	ac    sockagentv1.AgentServiceClient
 
 	bareSrv    *grpc.Server
 	bareServed chan struct{}
@@ -345,12 +344,10 @@ func newEnv(cfg Config) (_ *env, err error) {
 	if e.tmp, err = os.MkdirTemp("", "sockbench-"); err != nil {
 		return nil, fmt.Errorf("temp directory: %w", err)
 	}
-	if e.agent, err = agent.New(agent.Config{Logger: slog.New(slog.DiscardHandler)}); err != nil {
-		return nil, fmt.Errorf("start the in-process agent: %w", err)
+	if e.agent, err = localagent.Start(agent.Config{}); err != nil {
+		return nil, err
 	}
-	if e.addr, e.served, err = serveOn(e.agent.Serve); err != nil {
-		return nil, fmt.Errorf("serve the in-process agent: %w", err)
-	}
+	e.addr = e.agent.Addr()
 	if e.conn, err = dial(e.addr); err != nil {
 		return nil, fmt.Errorf("connect to the in-process agent at %s: %w", e.addr, err)
 	}
@@ -384,9 +381,6 @@ func (e *env) close() error {
 	}
 	if e.agent != nil {
 		_ = e.agent.Close()
-		if e.served != nil {
-			<-e.served
-		}
 	}
 	if e.bareConn != nil {
 		e.bareConn.Close()

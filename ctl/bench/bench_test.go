@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/bufpool"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	bufpool.Install() // as sockbench's main does
 	goleak.VerifyTestMain(m)
 }
 
@@ -52,30 +54,7 @@ func TestQuickRun(t *testing.T) {
 	allPass := true
 	for _, r := range rep.Rows {
 		allPass = allPass && r.Pass
-		switch {
-		case r.Unimplemented:
-			t.Logf("%s: not in this build: %s", r.Key, r.Error)
-			if !strings.Contains(r.Error, "not implemented by this agent (Unimplemented)") || r.Value != 0 || r.Pass {
-				t.Errorf("%s: unimplemented row: error %q, value %v, pass %v", r.Key, r.Error, r.Value, r.Pass)
-			}
-		case r.Error != "" || r.Value <= 0:
-			t.Errorf("%s: figure %v: %s", r.Key, r.Value, r.Error)
-		}
-		if r.Key == "tcp" && iperfErr != nil {
-			if r.BaselineError != errNoIperf3.Error() || r.Pass {
-				t.Errorf("tcp without iperf3: baseline error %q, pass %v; want %q and a failure", r.BaselineError, r.Pass, errNoIperf3)
-			}
-			continue
-		}
-		if r.BaselineError != "" || r.BaselineValue <= 0 {
-			t.Errorf("%s: baseline %v: %s", r.Key, r.BaselineValue, r.BaselineError)
-		}
-		if r.Value > 0 && r.BaselineValue > 0 {
-			if want := r.Value / r.BaselineValue; r.Ratio != want {
-				t.Errorf("%s: ratio %v, want %v", r.Key, r.Ratio, want)
-			}
-		}
-		t.Logf("%-9s %s", r.Key, summaryLine(r))
+		checkRow(t, r, iperfErr == nil)
 	}
 	if rep.Pass != allPass {
 		t.Errorf("report pass %v, rows all pass %v", rep.Pass, allPass)
@@ -84,23 +63,7 @@ func TestQuickRun(t *testing.T) {
 		t.Errorf("machine %+v", rep.Machine)
 	}
 
-	t.Run("table", func(t *testing.T) {
-		var b bytes.Buffer
-		if err := WriteTable(&b, rep); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("\n%s", b.String())
-		lines := strings.Split(b.String(), "\n")
-		if got := strings.Fields(lines[0]); !slices.Equal(got, header) {
-			t.Fatalf("header %q, want %q", got, header)
-		}
-		for i, r := range rep.Rows {
-			line := lines[1+i]
-			if !strings.HasPrefix(line, r.Figure+" ") || !strings.HasSuffix(strings.TrimSpace(line), map[bool]string{true: "pass", false: "FAIL"}[r.Pass]) {
-				t.Errorf("table line %d %q for row %s", 1+i, line, r.Key)
-			}
-		}
-	})
+	t.Run("table", func(t *testing.T) { checkTable(t, rep) })
 	t.Run("markdown", func(t *testing.T) {
 		var b bytes.Buffer
 		if err := WriteMarkdown(&b, rep); err != nil {
@@ -109,19 +72,72 @@ func TestQuickRun(t *testing.T) {
 		t.Logf("\n%s", b.String())
 		checkMarkdown(t, b.String(), rep)
 	})
-	t.Run("json", func(t *testing.T) {
-		var b bytes.Buffer
-		if err := WriteJSON(&b, rep); err != nil {
-			t.Fatal(err)
+	t.Run("json", func(t *testing.T) { checkJSON(t, rep) })
+}
+
+// checkRow checks one row of a quick run: a figure unless the feature is not in this build,
+// a baseline (tcp's needs iperf3), and the ratio of the two.
+func checkRow(t *testing.T, r Row, haveIperf bool) {
+	t.Helper()
+	switch {
+	case r.Unimplemented:
+		t.Logf("%s: not in this build: %s", r.Key, r.Error)
+		if !strings.Contains(r.Error, "not implemented by this agent (Unimplemented)") || r.Value != 0 || r.Pass {
+			t.Errorf("%s: unimplemented row: error %q, value %v, pass %v", r.Key, r.Error, r.Value, r.Pass)
 		}
-		var back Report
-		if err := json.Unmarshal(b.Bytes(), &back); err != nil {
-			t.Fatal(err)
+	case r.Error != "" || r.Value <= 0:
+		t.Errorf("%s: figure %v: %s", r.Key, r.Value, r.Error)
+	}
+	if r.Key == "tcp" && !haveIperf {
+		if r.BaselineError != errNoIperf3.Error() || r.Pass {
+			t.Errorf("tcp without iperf3: baseline error %q, pass %v; want %q and a failure", r.BaselineError, r.Pass, errNoIperf3)
 		}
-		if len(back.Rows) != len(rep.Rows) || back.Rows[0].Value != rep.Rows[0].Value || back.Pass != rep.Pass || back.Machine != rep.Machine {
-			t.Errorf("json round trip lost data:\n%s", b.String())
+		return
+	}
+	if r.BaselineError != "" || r.BaselineValue <= 0 {
+		t.Errorf("%s: baseline %v: %s", r.Key, r.BaselineValue, r.BaselineError)
+	}
+	if r.Value > 0 && r.BaselineValue > 0 {
+		if want := r.Value / r.BaselineValue; r.Ratio != want {
+			t.Errorf("%s: ratio %v, want %v", r.Key, r.Ratio, want)
 		}
-	})
+	}
+	t.Logf("%-9s %s", r.Key, summaryLine(r))
+}
+
+// checkTable checks the table report: the header, then one line per row with its figure and
+// verdict.
+func checkTable(t *testing.T, rep *Report) {
+	var b bytes.Buffer
+	if err := WriteTable(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", b.String())
+	lines := strings.Split(b.String(), "\n")
+	if got := strings.Fields(lines[0]); !slices.Equal(got, header) {
+		t.Fatalf("header %q, want %q", got, header)
+	}
+	for i, r := range rep.Rows {
+		line := lines[1+i]
+		if !strings.HasPrefix(line, r.Figure+" ") || !strings.HasSuffix(strings.TrimSpace(line), map[bool]string{true: "pass", false: "FAIL"}[r.Pass]) {
+			t.Errorf("table line %d %q for row %s", 1+i, line, r.Key)
+		}
+	}
+}
+
+// checkJSON checks that the JSON report reads back as the report.
+func checkJSON(t *testing.T, rep *Report) {
+	var b bytes.Buffer
+	if err := WriteJSON(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Rows) != len(rep.Rows) || back.Rows[0].Value != rep.Rows[0].Value || back.Pass != rep.Pass || back.Machine != rep.Machine {
+		t.Errorf("json round trip lost data:\n%s", b.String())
+	}
 }
 
 // mdCells splits one Markdown table line into its cells (no escaped pipes in our cells).

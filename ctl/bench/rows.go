@@ -13,7 +13,7 @@ import (
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
-// The rows in table order. Targets are issue 6's.
+// The rows in table order, with their targets.
 func defs() []def {
 	return []def{
 		{
@@ -469,9 +469,9 @@ func tcpRow(ctx context.Context, e *env) result {
 }
 
 // udpRow: a Go sender blasting at a Go receiver, then Throughput receiving (uncapped) from an
-// agent-served source; both count datagrams received per second. (Receiving from a source beat
-// sending to a served discard and counting its report, about 0.9x against 0.4x, when this
-// was written: the served UDP discard reads slower than the agent's own receiver.)
+// agent-served source; both count datagrams received per second. Receiving from a source, not
+// sending to a served discard, measures the agent's own receiver: the served UDP discard reads
+// slower than it, and would be the figure instead.
 func udpRow(ctx context.Context, e *env) result {
 	var r result
 	r.base, r.baseErr = rawUDP(e.cfg.Seconds)

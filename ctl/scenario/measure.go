@@ -338,9 +338,7 @@ func checkFigure(e Resolved, key string, o Outcome) string {
 // measureLiteral checks a literal argument of a measurement action where it differs from the
 // other actions'; ok is false when key is not such an argument.
 func measureLiteral(action, key, raw string) (ok bool, err error) {
-	switch action {
-	case "serve", "probe", "throughput":
-	default:
+	if spec, _ := Action(action); !spec.Measure {
 		return false, nil
 	}
 	oneOf := func(xs ...string) error {
@@ -356,8 +354,6 @@ func measureLiteral(action, key, raw string) (ok bool, err error) {
 		return true, oneOf("connect", "echo")
 	case "direction":
 		return true, oneOf("send", "receive")
-	case "network":
-		return true, oneOf("tcp", "tcp4", "tcp6", "udp", "udp4", "udp6")
 	case "bytes", "size", "chunk_size":
 		_, err := ParseBytes(raw)
 		return true, err

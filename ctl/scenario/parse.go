@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sockagent/sockagent/agent/contract"
 )
 
 // maxNodes bounds the YAML nodes a file may have once aliases (*name) are followed, so that
@@ -36,37 +38,12 @@ var (
 // reserved are names that refer to something other than an alias or agent in ${...}.
 var reserved = []string{"vars", "env", "i"}
 
-// networks lists the networks each socket-creating action accepts.
-var networks = map[string][]string{
-	"listen": {"tcp", "tcp4", "tcp6", "unix"},
-	"bind":   {"udp", "udp4", "udp6", "unixgram"},
-	"dial":   {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram"},
-}
-
-// required lists the arguments each action must have.
-var required = map[string][]string{
-	"listen":   {"network", "address"},
-	"bind":     {"network", "address"},
-	"dial":     {"network", "address"},
-	"accept":   {"socket"},
-	"send":     {"socket"},
-	"recv":     {"socket"},
-	"sendto":   {"socket", "address"},
-	"recvfrom": {"socket"},
-	"shutdown": {"socket", "direction"},
-	"close":    {"socket"},
-	"sleep":    {"duration"},
-
-	"serve":      {"socket", "behaviour"},
-	"probe":      {"network", "address"},
-	"throughput": {"network", "address"},
-}
-
-// creates are the actions that create a socket (and so may have `as`).
-var creates = []string{"listen", "bind", "dial", "accept"}
-
-// measures are the actions whose results `as` may name: ${ALIAS.rtt_p50} in later steps.
-var measures = []string{"probe", "throughput"}
+// creates are the actions that create a socket (and so may have `as`); measures those whose
+// results `as` may name: ${ALIAS.rtt_p50} in later steps.
+var (
+	creates  = actionsWhere(func(s ActionSpec) bool { return s.Creates })
+	measures = actionsWhere(func(s ActionSpec) bool { return s.Results })
+)
 
 // expectFor lists the actions each expect key applies to; absent keys apply to all.
 var expectFor = map[string][]string{
@@ -614,7 +591,7 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 			st.On = s.Raw
 			p.checkOn(s)
 		}
-	} else if st.Action != "" && st.Action != "sleep" {
+	} else if spec, ok := Action(st.Action); ok && !spec.NoAgent {
 		p.add(st.Pos, "step has no \"on\": say which agent runs it, e.g. on: %s", p.firstAgent())
 	}
 	if asEntry != nil {
@@ -665,7 +642,8 @@ func (p *parser) args(a entry) Args {
 	if v == nil {
 		return args
 	}
-	allowed := ActionArgs[a.key]
+	spec, _ := Action(a.key) // a.key is one of Actions
+	allowed := spec.Args
 	if v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Style == 0 {
 		v = &yaml.Node{Kind: yaml.MappingNode, Line: v.Line, Column: v.Column}
 	}
@@ -694,14 +672,14 @@ func (p *parser) args(a entry) Args {
 		p.literal(a.key, e.key, s)
 	}
 	var missing []string
-	for _, k := range required[a.key] {
+	for _, k := range spec.Required {
 		given := slices.ContainsFunc(entries, func(e entry) bool { return e.key == k })
 		if _, ok := args[k]; !ok && !given && !slices.Contains(typos, k) {
 			missing = append(missing, strconv.Quote(k))
 		}
 	}
 	if len(missing) > 0 {
-		p.add(pos(a.keyNode), "%s is missing %s (required: %s)", a.key, strings.Join(missing, " and "), strings.Join(required[a.key], ", "))
+		p.add(pos(a.keyNode), "%s is missing %s (required: %s)", a.key, strings.Join(missing, " and "), strings.Join(spec.Required, ", "))
 	}
 	if (a.key == "send" || a.key == "sendto") && len(data) == 0 && !slices.ContainsFunc(typos, func(k string) bool { return slices.Contains(dataKeys, k) }) {
 		p.add(pos(a.keyNode), "%s needs a payload: give one of data, data_hex, data_base64 or data_size", a.key)
@@ -724,8 +702,9 @@ func (p *parser) literal(action, key string, s Scalar) {
 	}
 	switch key {
 	case "network":
-		if nets := networks[action]; !slices.Contains(nets, raw) {
-			err = fmt.Errorf("%s takes network %s; got %q", action, orList(nets), raw)
+		spec, _ := Action(action)
+		if !contract.NetworkAllowed(spec.Network, raw) {
+			err = fmt.Errorf("%s takes network %s; got %q", action, orList(contract.Networks(spec.Network)), raw)
 		}
 	case "timeout", "duration", "within":
 		_, err = parseDuration(raw)
@@ -744,9 +723,7 @@ func (p *parser) literal(action, key string, s Scalar) {
 			err = fmt.Errorf("want read, write or both, got %q", raw)
 		}
 	case "error":
-		if !reasonRE().MatchString(raw) {
-			err = fmt.Errorf("want an error reason in upper case such as CONNECTION_REFUSED or TIMEOUT, got %q", raw)
-		}
+		err = checkReason(raw)
 	case "socket":
 		if raw == "" {
 			err = errors.New("empty; name the socket by the alias a step gave it with as")
@@ -823,6 +800,27 @@ func (p *parser) expect(action string, e entry) Args {
 		}
 	}
 	return out
+}
+
+// checkReason accepts a reason an expectation may name: one of the agent's, a measurement's
+// or the runner's own (contract.IsReason).
+func checkReason(raw string) error {
+	if !reasonRE().MatchString(raw) {
+		return fmt.Errorf("want an error reason in upper case such as CONNECTION_REFUSED or TIMEOUT, got %q", raw)
+	}
+	if contract.IsReason(raw) {
+		return nil
+	}
+	known := slices.Concat(contract.AgentReasons(), contract.MeasureReasons(), contract.ClientReasons())
+	msg := fmt.Sprintf("unknown reason %q", raw)
+	lower := make([]string, len(known)) // suggest compares in lower case
+	for i, k := range known {
+		lower[i] = strings.ToLower(k)
+	}
+	if sg := suggest(raw, lower); sg != "" {
+		msg += fmt.Sprintf("; did you mean %q?", strings.ToUpper(sg))
+	}
+	return fmt.Errorf("%s (known reasons: %s)", msg, strings.Join(known, ", "))
 }
 
 // expectKeysFor lists the expect keys that apply to action (all of them for "").

@@ -1,6 +1,7 @@
 // Package scenario is the model of a sockctl scenario file: parsing YAML with positions,
 // validation before any RPC, ${...} substitution and expectation checks. It makes no RPCs;
-// the runner in package ctl does.
+// package ctl/runner does. Each action is defined once here (see ActionSpec), and once in
+// the runner's table of how it runs and reports.
 //
 // A file:
 //
@@ -37,7 +38,7 @@
 //     data_size up to MaxDataSize), eof (true or false), data_hex (white space ignored),
 //     data_base64 (standard encoding, white space ignored), network (listen: tcp, tcp4,
 //     tcp6, unix; bind: udp, udp4, udp6, unixgram; dial: any of these), direction (read,
-//     write, both) and expect error (an upper-case reason such as CONNECTION_REFUSED).
+//     write, both) and expect error (a reason of package contract, such as CONNECTION_REFUSED).
 //     Values with ${...} are checked when Resolve expands them at run time.
 //   - Required arguments: network and address (listen, bind, dial), socket (the others but
 //     sleep), address (sendto), direction (shutdown), duration (sleep). send and sendto take
@@ -72,35 +73,13 @@
 //     (*name) are followed; merge keys (<<) are not supported; a file holds one document.
 package scenario
 
-import "time"
+import (
+	"time"
+)
 
 // Pos is a place in a scenario file, 1-based.
 type Pos struct {
 	Line, Col int
-}
-
-// Actions are the step actions, named as the RPCs they make (sleep makes none).
-var Actions = []string{"listen", "bind", "dial", "accept", "send", "recv", "sendto", "recvfrom", "shutdown", "close", "sleep", "serve", "probe", "throughput"}
-
-// ActionArgs lists the argument keys each action accepts. Keys use the API's field names;
-// `socket` names an alias (or a literal socket id); data may be given as `data`, `data_hex`,
-// `data_base64` or `data_size` (exactly one); sleep takes `duration`.
-var ActionArgs = map[string][]string{
-	"listen":   {"network", "address"},
-	"bind":     {"network", "address"},
-	"dial":     {"network", "address", "local_address", "timeout"},
-	"accept":   {"socket", "timeout"},
-	"send":     {"socket", "data", "data_hex", "data_base64", "data_size", "timeout"},
-	"recv":     {"socket", "max_bytes", "exact_bytes", "timeout"},
-	"sendto":   {"socket", "address", "data", "data_hex", "data_base64", "data_size", "timeout"},
-	"recvfrom": {"socket", "max_bytes", "timeout"},
-	"shutdown": {"socket", "direction"},
-	"close":    {"socket"},
-	"sleep":    {"duration"},
-
-	"serve":      {"socket", "behaviour", "chunk_size", "max_connections"},
-	"probe":      {"network", "address", "mode", "count", "size", "interval", "timeout", "warmup", "local_address"},
-	"throughput": {"network", "address", "direction", "duration", "bytes", "streams", "rate", "size", "interval", "local_address"},
 }
 
 // ExpectKeys are the keys of `expect`.

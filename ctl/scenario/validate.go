@@ -203,7 +203,7 @@ func (c *checker) action(st *Step, sc *scope) {
 	}
 	name := c.eval(parts, sc, m.as, "as", false)
 	d := aliasDef{name: name, agent: st.On, pos: m.as, frame: c.frame()}
-	if slices.Contains(measures, st.Action) {
+	if spec, _ := Action(st.Action); spec.Results {
 		d.result = st.Action
 	}
 	c.define(sc, d)

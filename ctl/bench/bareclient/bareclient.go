@@ -1,7 +1,7 @@
 // Package bareclient is the baseline of sockbench's scenario row: the barest Go client making
 // the RPCs 'sockctl run' makes for the row's 1,000-step scenario. It imports grpc-go and the
-// generated sockagent.v1 code only, so the barescenario binary built from it is as lean as a
-// hand-written client.
+// generated sockagent.v1 code only (and the leaf package contract, for the session header), so
+// the barescenario binary built from it is as lean as a hand-written client.
 package bareclient
 
 import (
@@ -17,12 +17,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
-
-// SessionHeader is agent.SessionHeader (a test checks), not imported: the agent package would
-// make this client as heavy as sockctl.
-const SessionHeader = "sockagent-session"
 
 // Scenario does what the runner does for the scenario: connect to addr, GetInfo, open a
 // session, listen, dial and accept in it (with request ids), pairs x (Send payload, exact Recv
@@ -46,7 +43,7 @@ func Scenario(ctx context.Context, addr string, pairs int, payload []byte) error
 	defer func() {
 		_, _ = ss.CloseSession(context.WithoutCancel(ctx), &sockagentv1.CloseSessionRequest{SessionId: sess.GetSession().GetSessionId()})
 	}()
-	sctx := metadata.AppendToOutgoingContext(ctx, SessionHeader, sess.GetSession().GetSessionId())
+	sctx := metadata.AppendToOutgoingContext(ctx, contract.SessionHeader, sess.GetSession().GetSessionId())
 	timeout := durationpb.New(5 * time.Second)
 	l, err := sc.Listen(sctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0", RequestId: requestID()})
 	if err != nil {

@@ -9,10 +9,12 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sockagent/sockagent/agent/bufpool"
 	"github.com/sockagent/sockagent/ctl/bench"
 )
 
 func main() {
+	bufpool.Install() // the agent and clients measured are those sockagent and sockctl run
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := bench.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -10,19 +10,21 @@ import (
 	"slices"
 	"syscall"
 
+	"github.com/sockagent/sockagent/agent/bufpool"
 	"github.com/sockagent/sockagent/ctl"
 )
 
 // busy are the commands that keep every CPU: they run agents in-process (run, demo) or move
 // bytes both ways at once (attach, connect, throughput). Every other command makes an RPC or
-// two and exits; on one P it spends about 0.6 ms less CPU (no idle P's spinning threads),
-// which matters for a start-up budget of a few milliseconds.
+// two and exits, and on one P spends less CPU (no idle P's spinning threads), which matters
+// for a start-up budget of a few milliseconds.
 var busy = []string{"run", "demo", "attach", "connect", "throughput"}
 
 func main() {
 	if !slices.ContainsFunc(os.Args[1:], func(a string) bool { return slices.Contains(busy, a) }) {
 		runtime.GOMAXPROCS(1)
 	}
+	bufpool.Install() // buffers sized for Attach's messages, and for in-process agents
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := ctl.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

@@ -1,4 +1,4 @@
-package ctl
+package runner
 
 import (
 	"encoding/json"
@@ -14,10 +14,10 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sockagent/sockagent/ctl/scenario"
-	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
-// Report is the result of one `sockctl run`; -o json prints it as is. Field names are stable.
+// Report is the result of one run; `sockctl run -o json` prints it as is. Field names are
+// stable.
 type Report struct {
 	Name        string          `json:"name"`
 	File        string          `json:"file"`
@@ -70,13 +70,14 @@ type CleanupReport struct {
 	Error  string `json:"error,omitempty"`
 }
 
+// count sets Passed, Failed and Skipped from the steps.
 func (r *Report) count() {
 	r.Passed, r.Failed, r.Skipped = 0, 0, 0
 	for _, s := range r.Steps {
 		switch s.Status {
-		case statusPassed:
+		case StatusPassed:
 			r.Passed++
-		case statusFailed:
+		case StatusFailed:
 			r.Failed++
 		default:
 			r.Skipped++
@@ -84,13 +85,15 @@ func (r *Report) count() {
 	}
 }
 
-// ok reports whether every step passed and every agent was reachable.
-func (r *Report) ok() bool {
+// OK reports whether every step passed, every agent was reachable and the run was not
+// interrupted.
+func (r *Report) OK() bool {
 	return r.Failed == 0 && len(r.Unreachable) == 0 && !r.Interrupted
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// protoTimeout is d as a request's timeout: nil (the agent's default) for 0.
 func protoTimeout(d time.Duration) *durationpb.Duration {
 	if d <= 0 {
 		return nil
@@ -222,47 +225,18 @@ func appendClip(b []byte, s string, n int) []byte {
 	return append(b, " bytes)"...)
 }
 
-// summary says what a passing step did.
-func summary(action string, o scenario.Outcome, created *sockagentv1.Socket) string {
-	switch {
-	case o.Text != "":
-		return o.Text
-	case created != nil:
-		if created.GetRemoteAddress() != "" {
-			return created.GetSocketId() + " " + created.GetLocalAddress() + " -> " + created.GetRemoteAddress()
-		}
-		return created.GetSocketId() + " " + created.GetLocalAddress()
-	case action == "send" || action == "sendto":
-		return "sent " + strconv.FormatUint(o.Bytes, 10) + " bytes"
-	case action == "recv" && o.EOF && len(o.Data) == 0:
-		return "eof"
-	case action == "recv" || action == "recvfrom":
-		b := make([]byte, 0, 96)
-		b = strconv.AppendInt(append(b, "got "...), int64(len(o.Data)), 10)
-		b = append(b, " bytes "...)
-		if len(o.Data) <= 32 {
-			b = strconv.AppendQuote(b, string(o.Data))
-		} else {
-			b = strconv.AppendQuote(b, string(o.Data[:32]))
-			b = append(strconv.AppendInt(append(b, "...("...), int64(len(o.Data)), 10), " bytes)"...)
-		}
-		if o.From != "" {
-			b = append(append(b, " from "...), o.From...)
-		}
-		if o.EOF {
-			b = append(b, ", eof"...)
-		}
-		return string(b)
-	}
-	return ""
-}
-
-// tableWriter prints step rows as they end, then the summary.
-type tableWriter struct {
+// Table prints step rows as they end (Row), then the summary (Summary).
+type Table struct {
 	w      io.Writer
 	header bool
 	action int    // width of the ACTION column: 9, or the longest action of the file
 	buf    []byte // the row being written, kept between rows
+}
+
+// NewTable returns a table writing to w, its ACTION column as wide as the actions of steps
+// need.
+func NewTable(w io.Writer, steps []*scenario.Step) *Table {
+	return &Table{w: w, action: actionWidth(steps)}
 }
 
 // actionWidth is the ACTION column's width for steps: 9, or wider for throughput.
@@ -277,22 +251,23 @@ func actionWidth(steps []*scenario.Step) int {
 	return w
 }
 
-func (t *tableWriter) row(s StepReport) {
+// Row prints the row of one step; the first row comes after the header.
+func (t *Table) Row(s StepReport) {
 	if !t.header {
 		fmt.Fprintf(t.w, "%-10s %-10s %-*s %-6s %9s  %s\n", "STEP", "AGENT", max(t.action, 9), "ACTION", "RESULT", "DURATION", "DETAIL")
 		t.header = true
 	}
 	var result string
 	switch s.Status {
-	case statusPassed:
+	case StatusPassed:
 		result = "ok"
-	case statusFailed:
+	case StatusFailed:
 		result = "FAIL"
-	case statusSkipped:
+	case StatusSkipped:
 		result = "skip"
 	}
 	detail := s.Message
-	if s.Status == statusFailed && s.Reason != "" && !strings.HasPrefix(detail, s.Reason) {
+	if s.Status == StatusFailed && s.Reason != "" && !strings.HasPrefix(detail, s.Reason) {
 		detail = s.Reason + ": " + detail
 	}
 	if s.Alias != "" {
@@ -345,8 +320,8 @@ func fmtMS(v float64) string {
 	return d.Round(time.Millisecond).String()
 }
 
-// summary prints unreachable agents, cleanup problems and the closing count line.
-func (t *tableWriter) summary(r *Report) {
+// Summary prints unreachable agents, cleanup problems and the closing count line.
+func (t *Table) Summary(r *Report) {
 	for _, a := range r.Agents {
 		if !a.Reachable {
 			fmt.Fprintf(t.w, "agent %s (%s) unreachable: %s\n", a.Name, a.Address, a.Error)
@@ -376,8 +351,8 @@ func (t *tableWriter) summary(r *Report) {
 	fmt.Fprintln(t.w, line)
 }
 
-// writeJSON prints the report as one indented JSON document.
-func writeJSON(w io.Writer, r *Report) error {
+// WriteJSON prints the report as one indented JSON document.
+func WriteJSON(w io.Writer, r *Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
@@ -421,8 +396,8 @@ type junitSkipped struct {
 
 func secs(msv float64) string { return fmt.Sprintf("%.3f", msv/1000) }
 
-// writeJUnit writes one testsuite with one testcase per step.
-func writeJUnit(w io.Writer, r *Report) error {
+// WriteJUnit writes the report as JUnit XML: one testsuite with one testcase per step.
+func WriteJUnit(w io.Writer, r *Report) error {
 	name := r.Name
 	if name == "" {
 		name = r.File
@@ -435,13 +410,13 @@ func writeJUnit(w io.Writer, r *Report) error {
 			Time:      secs(st.DurationMS),
 		}
 		switch st.Status {
-		case statusFailed:
+		case StatusFailed:
 			c.Failure = &junitFailure{
 				Message: strings.TrimSpace(st.Reason + ": " + st.Message),
 				Type:    st.Reason,
 				Text:    fmt.Sprintf("%s:%d: step %s on %s: %s\nreason: %s\n%s", r.File, st.Line, st.Index, st.Agent, st.Detail, st.Reason, st.Message),
 			}
-		case statusSkipped:
+		case StatusSkipped:
 			c.Skipped = &junitSkipped{Message: st.Message}
 		default:
 			if st.Figures != nil {
@@ -473,4 +448,20 @@ func writeJUnit(w io.Writer, r *Report) error {
 	}
 	_, err := io.WriteString(w, "\n")
 	return err
+}
+
+// CountSteps counts action steps, a repeat's steps once per iteration.
+func CountSteps(steps []*scenario.Step) int {
+	n := 0
+	for _, s := range steps {
+		switch {
+		case s.Parallel != nil:
+			n += CountSteps(s.Parallel)
+		case s.Repeat != nil:
+			n += s.Repeat.Count * CountSteps(s.Repeat.Steps)
+		default:
+			n++
+		}
+	}
+	return n
 }

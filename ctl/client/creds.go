@@ -1,4 +1,4 @@
-package ctl
+package client
 
 import (
 	"context"
@@ -14,15 +14,10 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// envTokenFile names the environment variable that sets --token-file when it is not given.
-// There is deliberately no variable holding the token itself: environments leak into child
-// processes, crash reports and CI logs.
-const envTokenFile = "SOCKCTL_TOKEN_FILE"
-
-// dialOptions are the credentials sockctl presents to one agent: the global flags, or those
-// flags overridden by the agent's inventory entry. The zero value is plaintext without a
-// token. Only dialAgent turns them into gRPC credentials.
-type dialOptions struct {
+// Options are the credentials sockctl presents to one agent: the global flags, or those flags
+// overridden by the agent's inventory entry. The zero value is plaintext without a token.
+// Only Dial turns them into gRPC credentials.
+type Options struct {
 	TLS        bool   // TLS, verifying the agent's certificate against the system roots unless CA is set
 	Plaintext  bool   // plaintext whatever else is set (an inventory entry's "tls: false")
 	CA         string // PEM file of the CA(s) that sign agent certificates; implies TLS
@@ -31,21 +26,21 @@ type dialOptions struct {
 	TokenFile  string // file whose first token is sent as "authorization: Bearer TOKEN"
 }
 
-// usesTLS reports whether the connection is TLS.
-func (o dialOptions) usesTLS() bool {
+// UsesTLS reports whether the connection is TLS.
+func (o Options) UsesTLS() bool {
 	return !o.Plaintext && (o.TLS || o.CA != "" || o.Cert != "" || o.Key != "" || o.ServerName != "")
 }
 
-// check rejects settings that cannot work together.
-func (o dialOptions) check() error {
+// Check rejects settings that cannot work together.
+func (o Options) Check() error {
 	if (o.Cert == "") != (o.Key == "") {
 		return errors.New("a client certificate needs both --cert FILE and --key FILE")
 	}
 	return nil
 }
 
-// tlsConfig reads the CA and the client key pair. TLS 1.2 is the minimum, as on the agent.
-func (o dialOptions) tlsConfig() (*tls.Config, error) {
+// TLSConfig reads the CA and the client key pair. TLS 1.2 is the minimum, as on the agent.
+func (o Options) TLSConfig() (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName}
 	if o.CA != "" {
 		data, err := os.ReadFile(o.CA)
@@ -68,15 +63,15 @@ func (o dialOptions) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// args are the global flags that give these options to another sockctl invocation.
-func (o dialOptions) args() []string {
+// Args are the global flags that give these options to another sockctl invocation.
+func (o Options) Args() []string {
 	var a []string
 	add := func(flag, v string) {
 		if v != "" {
 			a = append(a, flag, v)
 		}
 	}
-	if o.usesTLS() {
+	if o.UsesTLS() {
 		if o.TLS {
 			a = append(a, "--tls")
 		}
@@ -89,11 +84,11 @@ func (o dialOptions) args() []string {
 	return a
 }
 
-// readToken returns the secret of the first token in a token file, in the agent's format
+// ReadToken returns the secret of the first token in a token file, in the agent's format
 // (agent.ParseTokens): the first line that is neither blank nor a '#' comment, "NAME:SECRET"
 // or a bare "SECRET", white space around it trimmed. So an agent's token file with one line
 // serves sockctl as is.
-func readToken(path string) (string, error) {
+func ReadToken(path string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("read token file: %w", err)
@@ -120,7 +115,7 @@ func readToken(path string) (string, error) {
 // bearerToken sends "authorization: Bearer TOKEN" with every RPC. Unlike gRPC's oauth
 // credentials it allows a plaintext connection when the agent is on this host (loopback or
 // unix:), where nobody on the network can read the token; to any other agent it is sent only
-// over TLS (dialAgent refuses the combination before gRPC does).
+// over TLS (Dial refuses the combination before gRPC does).
 type bearerToken struct {
 	token string
 	local bool // the target is loopback or unix:
@@ -132,9 +127,9 @@ func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]
 
 func (b bearerToken) RequireTransportSecurity() bool { return !b.local }
 
-// isLocalTarget reports whether a gRPC target is on this host: unix:PATH, localhost, or a
+// IsLocalTarget reports whether a gRPC target is on this host: unix:PATH, localhost, or a
 // loopback IP address (with or without a port or a scheme such as dns:///).
-func isLocalTarget(target string) bool {
+func IsLocalTarget(target string) bool {
 	if strings.HasPrefix(target, "unix:") || strings.HasPrefix(target, "unix-abstract:") {
 		return true
 	}
@@ -160,7 +155,7 @@ func isLocalTarget(target string) bool {
 
 // transportHint suggests a fix for an agent that could not be reached because of TLS, from
 // the message gRPC gives (it carries the TLS error only as text).
-func transportHint(msg string, o dialOptions) string {
+func transportHint(msg string, o Options) string {
 	has := func(s ...string) bool {
 		for _, x := range s {
 			if strings.Contains(msg, x) {
@@ -190,7 +185,7 @@ func transportHint(msg string, o dialOptions) string {
 		return " (the agent refused the client certificate " + o.Cert + ", is it signed by the agent's --client-ca, and still valid?)"
 	case has("expired certificate", "certificate expired"):
 		return " (the agent refused the client certificate " + o.Cert + " as expired)"
-	case !o.usesTLS() && has("server preface", "connection reset", "broken pipe", "EOF", "connection closed"):
+	case !o.UsesTLS() && has("server preface", "connection reset", "broken pipe", "EOF", "connection closed"):
 		return " (if the agent serves TLS, add --ca FILE, or --tls for a certificate from a public CA)"
 	case has("server preface", "connection reset", "broken pipe", "EOF", "connection closed"):
 		// With TLS 1.3 the agent checks the client certificate after the client's side of
@@ -204,7 +199,7 @@ func transportHint(msg string, o dialOptions) string {
 }
 
 // authHint suggests a fix for an RPC the agent refused as UNAUTHENTICATED.
-func authHint(st *status.Status, o dialOptions) string {
+func authHint(st *status.Status, o Options) string {
 	if st.Code() != codes.Unauthenticated {
 		return ""
 	}

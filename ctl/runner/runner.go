@@ -1,10 +1,17 @@
-package ctl
+// Package runner runs sockctl scenarios: it connects to the agents a file names, runs its
+// steps in order and in parallel, checks each step's expectations, closes every socket the
+// run opened (pass or fail), and reports as a table, JSON or JUnit XML.
+//
+// Each action is defined once in the scenario package (how it is written and checked) and
+// once here (how it runs and reports: see actions). The runner is a client only: agents
+// written "local" are started by the Config.StartLocal hook, so that this package does not
+// import the agent.
+package runner
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -16,65 +23,75 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/ctl/client"
 	"github.com/sockagent/sockagent/ctl/scenario"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
-// Reasons the runner gives to failures that are not the target's: the agent itself could not
-// be reached, or the step ran out of time on the client side.
-const (
-	reasonAgentUnavailable = "AGENT_UNAVAILABLE"
-	reasonStepTimeout      = "STEP_TIMEOUT"
-	reasonScenario         = "SCENARIO_ERROR"
-	reasonExpectation      = "EXPECTATION_FAILED"
-)
-
 // Step statuses in reports.
 const (
-	statusPassed  = "passed"
-	statusFailed  = "failed"
-	statusSkipped = "skipped"
+	StatusPassed  = "passed"
+	StatusFailed  = "failed"
+	StatusSkipped = "skipped"
+)
+
+// Defaults of Config that the command line also shows.
+const (
+	// DefaultStepTimeout bounds a step that gives no timeout of its own.
+	DefaultStepTimeout = 10 * time.Second
+	// DefaultSessionTTL is the lease of a run's session on each agent: a killed sockctl
+	// leaves its sockets behind for at most this long.
+	DefaultSessionTTL = 30 * time.Second
 )
 
 const (
-	// rpcMargin is added to a blocking call's own timeout for the RPC deadline, so that the
-	// agent's TIMEOUT, not the client's deadline, ends the call.
-	rpcMargin = 2 * time.Second
 	// cleanupTimeout bounds closing the sockets of one agent at the end of a run.
 	cleanupTimeout = 5 * time.Second
-	// connectTimeout bounds the check that every agent answers before the first step.
-	connectTimeout = 5 * time.Second
+	// localAddr is the address a scenario gives an agent the run starts in-process.
+	localAddr = "local"
 )
 
-// runConfig is what `sockctl run` was asked to do.
-type runConfig struct {
-	file        *scenario.File
-	agents      map[string]agentTarget // agent name -> address and credentials
-	stepTimeout time.Duration
-	keepGoing   bool
-	sessionTTL  time.Duration // lease of the run's session on each agent; 0 = no session
-	getenv      func(string) string
-	onStep      func(StepReport) // called as each step ends (live table output); may be nil
+// Config is what a run is asked to do.
+type Config struct {
+	// File is the validated scenario.
+	File *scenario.File
+	// Agents says where each agent of the file is and how to connect to it; an agent it
+	// does not name is at the file's address, reached without credentials.
+	Agents map[string]Target
+	// StepTimeout bounds a step that gives no timeout of its own.
+	StepTimeout time.Duration
+	// KeepGoing runs every step even after a failure.
+	KeepGoing bool
+	// SessionTTL is the lease of the run's session on each agent; 0 = no session.
+	SessionTTL time.Duration
+	// Getenv resolves ${env.NAME}; nil sees an empty environment.
+	Getenv func(string) string
+	// OnStep is called as each step ends (a live table); may be nil. Calls do not overlap.
+	OnStep func(StepReport)
+	// StartLocal starts an in-process agent for an agent whose address is "local" and
+	// returns its address and the function that stops it; nil makes such agents
+	// unreachable.
+	StartLocal func(ctx context.Context) (addr string, stop func(), err error)
 }
 
-// agentTarget is where one agent of a run is and how to connect to it.
-type agentTarget struct {
-	addr string      // HOST:PORT, unix:PATH, or "local" for an in-process agent
-	dial dialOptions // ignored for "local" (in-process agents serve plaintext on loopback)
+// Target is where one agent of a run is and how to connect to it.
+type Target struct {
+	Addr string         // HOST:PORT, unix:PATH, or "local" for an in-process agent
+	Dial client.Options // ignored for "local" (in-process agents serve plaintext on loopback)
 }
 
 // remote is one agent of a run and the connection to it.
 type remote struct {
 	name, addr, host string
-	dial             dialOptions
+	dial             client.Options
 	conn             *grpc.ClientConn
 	sockets          sockagentv1.SocketServiceClient
 	info             sockagentv1.AgentServiceClient
-	local            *agent.Agent // in-process agent, when addr is "local"
-	served           chan struct{}
-	instance         string      // the agent's instance_id when the run connected
-	session          *runSession // the run's session there; nil when the agent has none
+	measure          sockagentv1.MeasureServiceClient
+	stopLocal        func()          // stops the in-process agent, when addr is "local"
+	instance         string          // the agent's instance_id when the run connected
+	session          *client.Session // the run's session there; nil when the agent has none
 }
 
 // alias is a socket a step named with `as`.
@@ -91,7 +108,7 @@ type opened struct {
 
 // runner executes one scenario.
 type runner struct {
-	cfg     runConfig
+	cfg     Config
 	remotes map[string]*remote
 
 	mu       sync.Mutex
@@ -105,7 +122,7 @@ type runner struct {
 	plans    map[*scenario.Step]*stepPlan           // made before the first step, read only then
 }
 
-// protoTimeout is protoTimeout(d), one message per duration for the whole run: gRPC only
+// protoTimeout is d as a request's timeout (nil for 0), one message per duration for the whole run: gRPC only
 // reads a request to send it, so steps (parallel ones too) can share it.
 func (r *runner) protoTimeout(d time.Duration) *durationpb.Duration {
 	if d <= 0 {
@@ -124,18 +141,21 @@ func (r *runner) protoTimeout(d time.Duration) *durationpb.Duration {
 	return pd
 }
 
-// runScenario runs a validated scenario and returns its report. ctx cancelled (Ctrl-C) stops
-// the run; cleanup still happens, bounded, on a context of its own.
-func runScenario(ctx context.Context, cfg runConfig) *Report {
+// Run runs a validated scenario and returns its report. ctx cancelled (Ctrl-C) stops the
+// run; cleanup still happens, bounded, on a context of its own.
+func Run(ctx context.Context, cfg Config) *Report {
 	start := time.Now()
-	r := &runner{cfg: cfg, remotes: map[string]*remote{}, aliases: map[string]alias{}}
-	r.steps = make([]StepReport, 0, countSteps(cfg.file.Steps)) // one per step, in place
-	rep := &Report{Name: cfg.file.Name, File: cfg.file.Path}
+	if cfg.Getenv == nil {
+		cfg.Getenv = func(string) string { return "" }
+	}
+	r := newRunner(cfg)
+	r.steps = make([]StepReport, 0, CountSteps(cfg.File.Steps)) // one per step, in place
+	rep := &Report{Name: cfg.File.Name, File: cfg.File.Path}
 	defer r.closeRemotes()
 	planned := make(chan struct{}) // steps are planned while the agents connect
 	go func() {
 		defer close(planned)
-		r.plans = planSteps(cfg.file.Path, cfg.file.Steps)
+		r.plans = planSteps(cfg.File.Path, cfg.File.Steps)
 	}()
 	rep.Agents = r.connect(ctx)
 	<-planned
@@ -145,7 +165,7 @@ func runScenario(ctx context.Context, cfg runConfig) *Report {
 		}
 	}
 	if len(rep.Unreachable) == 0 {
-		r.runSteps(ctx, cfg.file.Steps, "", nil)
+		r.runSteps(ctx, cfg.File.Steps, "", nil)
 	}
 	rep.Cleanup = r.cleanup(context.WithoutCancel(ctx))
 	rep.Steps = r.steps
@@ -157,18 +177,24 @@ func runScenario(ctx context.Context, cfg runConfig) *Report {
 	return rep
 }
 
+func newRunner(cfg Config) *runner {
+	return &runner{cfg: cfg, remotes: map[string]*remote{}, aliases: map[string]alias{}}
+}
+
 // connect starts in-process agents, dials the others, and checks that every agent answers.
 func (r *runner) connect(ctx context.Context) []AgentReport {
-	out := make([]AgentReport, len(r.cfg.file.Agents))
+	out := make([]AgentReport, len(r.cfg.File.Agents))
 	var wg sync.WaitGroup
-	for i, fa := range r.cfg.file.Agents {
-		t := r.cfg.agents[fa.Name]
-		addr := t.addr
-		rm := &remote{name: fa.Name, addr: addr, host: hostOf(addr), dial: t.dial}
+	for i, fa := range r.cfg.File.Agents {
+		t, ok := r.cfg.Agents[fa.Name]
+		if !ok {
+			t = Target{Addr: fa.Address}
+		}
+		rm := &remote{name: fa.Name, addr: t.Addr, host: hostOf(t.Addr), dial: t.Dial}
 		r.remotes[fa.Name] = rm
-		out[i] = AgentReport{Name: fa.Name, Address: addr}
+		out[i] = AgentReport{Name: fa.Name, Address: t.Addr}
 		wg.Go(func() {
-			err := rm.start(ctx, r.cfg.sessionTTL, "sockctl run "+r.cfg.file.Name)
+			err := rm.start(ctx, r.cfg.StartLocal, r.cfg.SessionTTL, "sockctl run "+r.cfg.File.Name)
 			out[i].Reachable = err == nil
 			if err != nil {
 				out[i].Error = err.Error()
@@ -184,7 +210,7 @@ func (r *runner) connect(ctx context.Context) []AgentReport {
 // hostOf is the host an address names, as `${AGENT.host}` gives it: "127.0.0.1" for local
 // and unix: agents.
 func hostOf(addr string) string {
-	if addr == "local" || strings.HasPrefix(addr, "unix:") {
+	if addr == localAddr || strings.HasPrefix(addr, "unix:") {
 		return "127.0.0.1"
 	}
 	if h, _, err := net.SplitHostPort(addr); err == nil {
@@ -193,52 +219,36 @@ func hostOf(addr string) string {
 	return addr
 }
 
-func (rm *remote) start(ctx context.Context, sessionTTL time.Duration, sessionName string) error {
+// start connects to the agent (started in-process first with startLocal, when its address
+// is "local"), waits for it to answer, and opens the run's session there.
+func (rm *remote) start(ctx context.Context, startLocal func(context.Context) (string, func(), error), sessionTTL time.Duration, sessionName string) error {
 	target := rm.addr
-	if rm.addr == "local" {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return fmt.Errorf("start in-process agent: %w", err)
+	if rm.addr == localAddr {
+		if startLocal == nil {
+			return errors.New("this runner cannot start in-process agents")
 		}
-		a, err := agent.New(agent.Config{Logger: slog.New(slog.DiscardHandler)})
+		addr, stop, err := startLocal(ctx)
 		if err != nil {
-			lis.Close()
-			return fmt.Errorf("start in-process agent: %w", err)
+			return err
 		}
-		rm.local, rm.served = a, make(chan struct{})
-		go func() {
-			defer close(rm.served)
-			_ = a.Serve(lis)
-		}()
-		target = lis.Addr().String()
+		rm.stopLocal, target = stop, addr
 		rm.addr = "local (" + target + ")"
-		rm.dial = dialOptions{}
+		rm.dial = client.Options{}
 	}
-	conn, err := dialAgent(target, rm.dial)
+	conn, err := client.Dial(target, rm.dial)
 	if err != nil {
 		return err
 	}
 	rm.conn = conn
-	rm.sockets = sockagentv1.NewSocketServiceClient(conn)
-	rm.info = sockagentv1.NewAgentServiceClient(conn)
-	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
-	info, err := rm.info.GetInfo(cctx, &sockagentv1.GetInfoRequest{}, grpc.WaitForReady(true))
+	c := client.NewClients(conn)
+	rm.sockets, rm.info, rm.measure = c.Sockets, c.Agent, c.Measure
+	info, err := client.WaitReady(ctx, rm.info, rm.dial)
 	if err != nil {
-		msg := status.Convert(err).Message()
-		if status.Code(err) == codes.DeadlineExceeded {
-			// Waiting for a connection, gRPC keeps the last reason it failed (a TLS
-			// handshake, say) in the message: "... latest balancer error: REASON".
-			if _, last, ok := strings.Cut(msg, "latest balancer error: "); ok {
-				return fmt.Errorf("no answer within %s: %s%s", connectTimeout, last, transportHint(last, rm.dial))
-			}
-			return fmt.Errorf("no answer within %s", connectTimeout)
-		}
-		return errors.New(msg + transportHint(msg, rm.dial) + authHint(status.Convert(err), rm.dial))
+		return err
 	}
 	rm.instance = info.GetInstanceId()
 	if sessionTTL > 0 {
-		if rm.session, err = openSession(ctx, sockagentv1.NewSessionServiceClient(conn), sessionTTL, sessionName); err != nil {
+		if rm.session, err = client.OpenSession(ctx, c.Sessions, sessionTTL, sessionName); err != nil {
 			return err
 		}
 	}
@@ -250,20 +260,21 @@ func (rm *remote) start(ctx context.Context, sessionTTL time.Duration, sessionNa
 func (r *runner) closeSessions(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, rm := range r.remotes {
-		wg.Go(func() { rm.session.close(ctx) })
+		wg.Go(func() { rm.session.Close(ctx) })
 	}
 	wg.Wait()
 }
 
+// closeRemotes closes the sessions and connections of the run, and stops its in-process
+// agents.
 func (r *runner) closeRemotes() {
 	r.closeSessions(context.Background())
 	for _, rm := range r.remotes {
 		if rm.conn != nil {
 			rm.conn.Close()
 		}
-		if rm.local != nil {
-			_ = rm.local.Close()
-			<-rm.served
+		if rm.stopLocal != nil {
+			rm.stopLocal()
 		}
 	}
 }
@@ -310,15 +321,15 @@ func (r *runner) runStep(ctx context.Context, st *scenario.Step, f frame) {
 		rep := StepReport{Index: f.prefix, Name: pl.label, Agent: st.On, Action: st.Action, Line: st.Pos.Line, named: st.Name != ""}
 		switch {
 		case r.isStopped():
-			rep.Status, rep.Message = statusSkipped, "not run: an earlier step failed"
+			rep.Status, rep.Message = StatusSkipped, "not run: an earlier step failed"
 		case ctx.Err() != nil:
-			rep.Status, rep.Message = statusSkipped, "not run: "+cause(ctx)
+			rep.Status, rep.Message = StatusSkipped, "not run: "+cause(ctx)
 		default:
 			r.execute(ctx, st, pl, f, &rep)
-			if rep.Status == statusFailed { // (sf goes to the heap: only for failed steps)
+			if rep.Status == StatusFailed { // (sf goes to the heap: only for failed steps)
 				var sf *siblingFailed
 				if errors.As(context.Cause(ctx), &sf) {
-					rep.Status, rep.Reason, rep.Message = statusSkipped, "", "cancelled: "+sf.Error()
+					rep.Status, rep.Reason, rep.Message = StatusSkipped, "", "cancelled: "+sf.Error()
 				}
 			}
 		}
@@ -367,11 +378,11 @@ func (r *runner) runParallel(ctx context.Context, st *scenario.Step, f frame) {
 func (r *runner) record(rep StepReport) {
 	r.mu.Lock()
 	r.steps = append(r.steps, rep)
-	if rep.Status == statusFailed && !r.cfg.keepGoing && !r.stopped {
+	if rep.Status == StatusFailed && !r.cfg.KeepGoing && !r.stopped {
 		r.stopped, r.failedAt = true, rep.Index
 	}
-	if r.cfg.onStep != nil { // under the lock: steps of a parallel block end concurrently
-		r.cfg.onStep(rep)
+	if r.cfg.OnStep != nil { // under the lock: steps of a parallel block end concurrently
+		r.cfg.OnStep(rep)
 	}
 	r.mu.Unlock()
 }
@@ -391,13 +402,13 @@ func (r *runner) lookup(f frame) scenario.Lookup {
 		}
 		switch name {
 		case "vars":
-			v, ok := r.cfg.file.Vars[field]
+			v, ok := r.cfg.File.Vars[field]
 			if !ok {
 				return "", fmt.Errorf("${%s}: no var %q", ref, field)
 			}
 			return v, nil
 		case "env":
-			v := r.cfg.getenv(field)
+			v := r.cfg.Getenv(field)
 			if v == "" {
 				return "", fmt.Errorf("${%s}: environment variable %s is not set", ref, field)
 			}
@@ -470,9 +481,9 @@ func (r *runner) socketRef(on, ref string) (string, error) {
 
 // execute runs one action step and fills rep.
 func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f frame, rep *StepReport) {
-	path := r.cfg.file.Path
+	path := r.cfg.File.Path
 	fail := func(reason string, err error) {
-		rep.Status, rep.Reason, rep.Message = statusFailed, reason, err.Error()
+		rep.Status, rep.Reason, rep.Message = StatusFailed, reason, err.Error()
 	}
 	var args scenario.Resolved
 	var err error
@@ -480,7 +491,7 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 		args, rep.Detail = pl.args, pl.detail
 	} else {
 		if args, err = scenario.Resolve(path, st.Args, r.lookup(f)); err != nil {
-			fail(reasonScenario, err)
+			fail(contract.ReasonScenarioError, err)
 			return
 		}
 		rep.Detail = describe(st.Action, args)
@@ -492,7 +503,7 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 		e, err := scenario.Resolve(path, st.Expect, r.lookup(f))
 		if err != nil {
 			rep.Detail = "" // as when args are resolved first: the step did not get that far
-			fail(reasonScenario, err)
+			fail(contract.ReasonScenarioError, err)
 			return
 		}
 		expect = &e
@@ -505,7 +516,7 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 		name := ""
 		if st.As != "" {
 			if name, err = scenario.Expand(st.As, r.lookup(f)); err != nil {
-				fail(reasonScenario, err)
+				fail(contract.ReasonScenarioError, err)
 				return
 			}
 		}
@@ -520,41 +531,41 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 	}
 	if created == nil && out.Figures != nil && st.As != "" {
 		if rep.Alias, err = r.results(st, r.lookup(f), out.Figures); err != nil {
-			fail(reasonScenario, err)
+			fail(contract.ReasonScenarioError, err)
 			return
 		}
 	}
 	if err != nil { // (se goes to the heap: only for failed steps)
 		var se *scenarioError
 		if errors.As(err, &se) {
-			fail(reasonScenario, err)
+			fail(contract.ReasonScenarioError, err)
 			return
 		}
 	}
 	out.Duration = elapsed
 	rep.Figures = reportFigures(out.Figures)
 	if err != nil {
-		out.Reason, out.Err = failureReason(err)
+		out.Reason, out.Err = client.Reason(err)
 		if m := r.restarted(ctx, st.On, err); m != "" {
 			out.Err = m + "; " + out.Err
 		}
 	}
 	rep.Reason = out.Reason
 	if msgs := scenario.Check(expect, out); len(msgs) > 0 {
-		rep.Status, rep.Message = statusFailed, strings.Join(msgs, "; ")
+		rep.Status, rep.Message = StatusFailed, strings.Join(msgs, "; ")
 		if out.Figures != nil {
 			rep.Message += " (measured: " + out.Text + ")"
 		}
 		if rep.Reason == "" {
-			rep.Reason = reasonExpectation
+			rep.Reason = contract.ReasonExpectationFailed
 		}
 		return
 	}
-	rep.Status = statusPassed
+	rep.Status = StatusPassed
 	if err != nil {
 		rep.Message = "failed as expected: " + out.Err
 	} else {
-		rep.Message = summary(st.Action, out, created)
+		rep.Message = actions[st.Action].summary(out, created)
 	}
 }
 
@@ -562,16 +573,16 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 // comes from another agent instance than the one the run connected to; else "".
 func (r *runner) restarted(ctx context.Context, name string, err error) string {
 	rm := r.remotes[name]
-	info := errorInfo(status.Convert(err))
+	info := client.ErrorInfo(status.Convert(err))
 	if rm == nil || rm.instance == "" || info == nil {
 		return ""
 	}
 	now := ""
 	switch info.GetReason() {
-	case agent.ReasonUnknownSocket:
+	case contract.ReasonUnknownSocket:
 		now = info.GetMetadata()["instance_id"]
-	case agent.ReasonUnknownSession:
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), connectTimeout)
+	case contract.ReasonUnknownSession:
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), client.ConnectTimeout)
 		defer cancel()
 		gi, err := rm.info.GetInfo(cctx, &sockagentv1.GetInfoRequest{})
 		if err != nil {
@@ -591,25 +602,6 @@ type scenarioError struct{ err error }
 func (e *scenarioError) Error() string { return e.err.Error() }
 func (e *scenarioError) Unwrap() error { return e.err }
 
-// failureReason turns an RPC error into a reason and message. Errors the agent explains
-// carry its ErrorInfo reason; an agent that cannot be reached is AGENT_UNAVAILABLE and a
-// step that outlived its deadline is STEP_TIMEOUT, so they never pass for a target's answer.
-func failureReason(err error) (reason, msg string) {
-	st := status.Convert(err)
-	if info := errorInfo(st); info != nil {
-		return info.GetReason(), st.Message()
-	}
-	switch st.Code() {
-	case codes.DeadlineExceeded:
-		return reasonStepTimeout, "no answer from the agent within the step's deadline"
-	case codes.Unavailable:
-		return reasonAgentUnavailable, "agent unavailable: " + st.Message()
-	case codes.Canceled:
-		return "CANCELLED", "cancelled"
-	}
-	return st.Code().String(), st.Message()
-}
-
 // deadlines returns the request timeout and the RPC deadline of a blocking step.
 func (r *runner) deadlines(args scenario.Resolved) (time.Duration, time.Duration, error) {
 	d, err := args.Duration("timeout")
@@ -617,213 +609,9 @@ func (r *runner) deadlines(args scenario.Resolved) (time.Duration, time.Duration
 		return 0, 0, &scenarioError{err}
 	}
 	if d == 0 {
-		d = r.cfg.stepTimeout
+		d = r.cfg.StepTimeout
 	}
-	return d, d + rpcMargin, nil
-}
-
-// errStepDeadline is the cause a step's context ends with when the step outlives its deadline.
-var errStepDeadline = errors.New("step deadline exceeded")
-
-// stepClock bounds the RPCs of the steps one goroutine runs one after another, each by its
-// step's deadline, as context.WithTimeout would, but as a cancellation the agent does not
-// see. A deadline on the context makes grpc-go send it in a grpc-timeout header and the agent
-// arm a timer of its own for the call: 2.5µs of every send or recv step (7%;
-// BenchmarkStepDeadline). The agent enforces the request's own timeout already; the step's
-// deadline only guards against an agent that never answers, so a client timer is enough, and
-// one timer and one context serve all the steps of the goroutine until a deadline passes
-// (a context and a timer per step cost 5 allocations and 1.2µs). act turns an error after
-// errStepDeadline into DEADLINE_EXCEEDED.
-type stepClock struct {
-	parent context.Context
-	timer  *time.Timer
-	mu     sync.Mutex
-	ctx    context.Context         // the steps' context, until a deadline cancels it
-	cancel context.CancelCauseFunc // of ctx
-	due    time.Time               // the running step's deadline; zero between steps
-}
-
-func newStepClock(parent context.Context) *stepClock {
-	c := &stepClock{parent: parent}
-	c.timer = time.AfterFunc(time.Hour, c.expire)
-	c.timer.Stop()
-	return c
-}
-
-// expire cancels the running step's context, unless the timer fired for a step that has
-// ended since (its callback can run after stop, beside the next step's start).
-func (c *stepClock) expire() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.due.IsZero() && !time.Now().Before(c.due) {
-		c.cancel(errStepDeadline)
-	}
-}
-
-// start returns the context of a step that must end within d; stop ends the step.
-func (c *stepClock) start(d time.Duration) context.Context {
-	c.mu.Lock()
-	if c.ctx == nil || c.ctx.Err() != nil {
-		if c.cancel != nil {
-			c.cancel(nil)
-		}
-		c.ctx, c.cancel = context.WithCancelCause(c.parent)
-	}
-	c.due = time.Now().Add(d)
-	ctx := c.ctx
-	c.mu.Unlock()
-	c.timer.Reset(d)
-	return ctx
-}
-
-func (c *stepClock) stop() {
-	c.timer.Stop()
-	c.mu.Lock()
-	c.due = time.Time{}
-	c.mu.Unlock()
-}
-
-// close releases the clock's context once its goroutine has run its steps.
-func (c *stepClock) close() {
-	c.timer.Stop()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cancel != nil {
-		c.cancel(nil)
-	}
-}
-
-// act makes the step's RPC. It returns the outcome for the expectations and the socket the
-// step created, if any; a *scenarioError means the scenario itself is wrong.
-func (r *runner) act(ctx context.Context, clock *stepClock, st *scenario.Step, pl *stepPlan, args scenario.Resolved) (out scenario.Outcome, _ *sockagentv1.Socket, err error) {
-	rm := r.remotes[st.On]
-	if st.Action == "sleep" {
-		d, err := args.Duration("duration")
-		if err != nil {
-			return out, nil, &scenarioError{err}
-		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return out, nil, nil
-		case <-ctx.Done():
-			return out, nil, status.Error(codes.Canceled, cause(ctx))
-		}
-	}
-	if isMeasure(st.Action) {
-		out, err := r.measure(ctx, rm, st, args)
-		return out, nil, err
-	}
-	timeout, deadline, err := r.deadlines(args)
-	if err != nil {
-		return out, nil, err
-	}
-	switch st.Action {
-	case "listen", "bind", "shutdown", "close":
-		deadline = r.cfg.stepTimeout
-	}
-	ctx = clock.start(deadline) // derived from the clock's parent, which is this ctx (runIn)
-	defer clock.stop()
-	sctx := ctx
-	defer func() {
-		if err != nil && context.Cause(sctx) == errStepDeadline {
-			err = status.Error(codes.DeadlineExceeded, "step deadline exceeded")
-		}
-	}()
-	id := ""
-	if args.Has("socket") {
-		if id, err = r.socketRef(st.On, args.String("socket")); err != nil {
-			return out, nil, &scenarioError{err}
-		}
-	}
-	data := pl.data
-	if !pl.dataSet {
-		if data, _, err = args.Data(); err != nil {
-			return out, nil, &scenarioError{err}
-		}
-	}
-	maxBytes, err := args.Uint("max_bytes")
-	if err != nil {
-		return out, nil, &scenarioError{err}
-	}
-	exact, err := args.Uint("exact_bytes")
-	if err != nil {
-		return out, nil, &scenarioError{err}
-	}
-	if maxBytes > 1<<31 || exact > 1<<31 {
-		return out, nil, &scenarioError{errors.New("max_bytes and exact_bytes must be below 2^31")}
-	}
-	to := r.protoTimeout(timeout)
-	sc := rm.sockets
-	// The session header names the session a call opens its socket in. Calls on a socket by
-	// its id go without it (the socket is in its session already): encoding and parsing it
-	// on every send and recv cost a tenth of such a step.
-	switch st.Action {
-	case "send", "recv", "sendto", "recvfrom", "shutdown", "close":
-	default:
-		ctx = rm.session.with(ctx)
-	}
-	// Creation calls carry a request_id, so a retry after the agent was briefly unreachable
-	// returns the socket a first attempt may have opened instead of a second one.
-	var rid string
-	switch st.Action {
-	case "listen", "bind", "dial", "accept":
-		rid = newRequestID()
-	}
-	switch st.Action {
-	case "listen":
-		resp, err := retry(ctx, func(ctx context.Context) (*sockagentv1.ListenResponse, error) {
-			return sc.Listen(ctx, &sockagentv1.ListenRequest{Network: args.String("network"), Address: args.String("address"), RequestId: rid})
-		})
-		return out, resp.GetSocket(), err
-	case "bind":
-		resp, err := retry(ctx, func(ctx context.Context) (*sockagentv1.BindResponse, error) {
-			return sc.Bind(ctx, &sockagentv1.BindRequest{Network: args.String("network"), Address: args.String("address"), RequestId: rid})
-		})
-		return out, resp.GetSocket(), err
-	case "dial":
-		resp, err := retry(ctx, func(ctx context.Context) (*sockagentv1.DialResponse, error) {
-			return sc.Dial(ctx, &sockagentv1.DialRequest{Network: args.String("network"), Address: args.String("address"),
-				LocalAddress: args.String("local_address"), Timeout: to, RequestId: rid})
-		})
-		return out, resp.GetSocket(), err
-	case "accept":
-		resp, err := retry(ctx, func(ctx context.Context) (*sockagentv1.AcceptResponse, error) {
-			return sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: id, Timeout: to, RequestId: rid})
-		})
-		return out, resp.GetSocket(), err
-	case "send":
-		resp, err := sc.Send(ctx, &sockagentv1.SendRequest{SocketId: id, Data: data, Timeout: to})
-		out.Bytes = resp.GetBytesSent()
-		return out, nil, err
-	case "sendto":
-		resp, err := sc.SendTo(ctx, &sockagentv1.SendToRequest{SocketId: id, Address: args.String("address"), Data: data, Timeout: to})
-		out.Bytes = resp.GetBytesSent()
-		return out, nil, err
-	case "recv":
-		resp, err := sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: id, MaxBytes: uint32(maxBytes), ExactBytes: uint32(exact), Timeout: to})
-		out.Data, out.EOF, out.Bytes = resp.GetData(), resp.GetEof(), uint64(len(resp.GetData()))
-		return out, nil, err
-	case "recvfrom":
-		resp, err := sc.RecvFrom(ctx, &sockagentv1.RecvFromRequest{SocketId: id, MaxBytes: uint32(maxBytes), Timeout: to})
-		out.Data, out.From, out.Bytes = resp.GetData(), resp.GetAddress(), uint64(len(resp.GetData()))
-		return out, nil, err
-	case "shutdown":
-		dir, ok := direction(args.String("direction"))
-		if !ok {
-			return out, nil, &scenarioError{fmt.Errorf("direction %q: use read, write or both", args.String("direction"))}
-		}
-		_, err := sc.Shutdown(ctx, &sockagentv1.ShutdownRequest{SocketId: id, Direction: dir})
-		return out, nil, err
-	case "close":
-		_, err := sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
-		if err == nil || status.Code(err) == codes.NotFound {
-			r.forget(st.On, id)
-		}
-		return out, nil, err
-	}
-	return out, nil, &scenarioError{fmt.Errorf("unknown action %q", st.Action)}
+	return d, d + client.CallMargin, nil
 }
 
 // forget drops a closed socket from the cleanup list and its alias.
@@ -868,20 +656,20 @@ func (r *runner) cleanup(ctx context.Context) []CleanupReport {
 				case err == nil:
 				case status.Code(err) == codes.NotFound:
 					c.Status = "gone"
-				case status.Code(err) == codes.DeadlineExceeded && errorInfo(status.Convert(err)) == nil:
+				case status.Code(err) == codes.DeadlineExceeded && client.ErrorInfo(status.Convert(err)) == nil:
 					c.Status, c.Error = "failed", fmt.Sprintf("no answer from the agent within the %s cleanup bound", cleanupTimeout)
 				default:
 					c.Status = "failed"
-					_, c.Error = failureReason(err)
+					_, c.Error = client.Reason(err)
 				}
 				results[i] = append(results[i], c)
 			}
-			rm.session.close(cctx)
+			rm.session.Close(cctx)
 		})
 	}
 	for name, rm := range r.remotes {
 		if _, ok := byAgent[name]; !ok {
-			wg.Go(func() { rm.session.close(ctx) })
+			wg.Go(func() { rm.session.Close(ctx) })
 		}
 	}
 	wg.Wait()

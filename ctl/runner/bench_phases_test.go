@@ -1,18 +1,21 @@
-package ctl
+package runner
 
 // Where the runner's time for the 1,000-step scenario of BenchmarkRatioScenario1000 goes,
-// phase by phase (issue 6, point 6):
+// phase by phase:
 //
-//	GOMAXPROCS=1 go test -run='^$' -bench=RunPhases -benchtime=20x ./ctl/
+//	GOMAXPROCS=1 go test -run='^$' -bench=RunPhases -benchtime=20x ./ctl/runner/
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/sockagent/sockagent/ctl/scenario"
 )
 
-// BenchmarkRunPhases runs the phases of runScenario one after the other (planning, then
-// connecting, which runScenario overlaps) and reports each one's mean.
+// BenchmarkRunPhases runs the phases of Run one after the other (planning, then connecting,
+// which Run overlaps) and reports each one's mean.
 func BenchmarkRunPhases(b *testing.B) {
 	addr := benchAgent(b)
 	f := benchScenario(b, addr)
@@ -20,10 +23,10 @@ func BenchmarkRunPhases(b *testing.B) {
 	defer cancel()
 	var plan, connect, steps, cleanup, closing time.Duration
 	for b.Loop() {
-		cfg := runConfig{file: f, agents: map[string]agentTarget{"a": {addr: addr}}, stepTimeout: defaultStepTimeout,
-			sessionTTL: defaultSessionTTL, getenv: func(string) string { return "" }}
-		r := &runner{cfg: cfg, remotes: map[string]*remote{}, aliases: map[string]alias{}}
-		r.steps = make([]StepReport, 0, countSteps(f.Steps))
+		cfg := Config{File: f, Agents: map[string]Target{"a": {Addr: addr}}, StepTimeout: DefaultStepTimeout,
+			SessionTTL: DefaultSessionTTL, Getenv: func(string) string { return "" }}
+		r := newRunner(cfg)
+		r.steps = make([]StepReport, 0, CountSteps(f.Steps))
 		t0 := time.Now()
 		r.plans = planSteps(f.Path, f.Steps)
 		t1 := time.Now()
@@ -43,7 +46,7 @@ func BenchmarkRunPhases(b *testing.B) {
 			b.Fatalf("%d steps, %d cleaned up; want %d and 3", len(r.steps), len(cl), benchSteps)
 		}
 		for _, s := range r.steps {
-			if s.Status != statusPassed {
+			if s.Status != StatusPassed {
 				b.Fatalf("step %s %s: %s", s.Index, s.Status, s.Message)
 			}
 		}
@@ -58,7 +61,7 @@ func BenchmarkRunPhases(b *testing.B) {
 	b.ReportMetric(float64(closing)/n, "close-ms")
 }
 
-// BenchmarkPlanSteps: planning the 1,000 steps, which runScenario does once per run.
+// BenchmarkPlanSteps: planning the 1,000 steps, which Run does once per run.
 func BenchmarkPlanSteps(b *testing.B) {
 	f := benchScenario(b, "127.0.0.1:1")
 	b.ReportAllocs()
@@ -73,7 +76,11 @@ func BenchmarkLoadScenario(b *testing.B) {
 	f := benchScenario(b, "127.0.0.1:1")
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := loadScenario(f.Path); err != nil {
+		data, err := os.ReadFile(f.Path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := scenario.Parse(f.Path, data); err != nil {
 			b.Fatal(err)
 		}
 	}

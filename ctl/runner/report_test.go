@@ -1,4 +1,4 @@
-package ctl
+package runner
 
 import (
 	"fmt"
@@ -28,18 +28,18 @@ func TestClipIsQuoted(t *testing.T) {
 // non-ASCII cells too.
 func TestTableRowIsPrintf(t *testing.T) {
 	for _, s := range []StepReport{
-		{Index: "1", Agent: "a", Action: "send", Status: statusPassed, DurationMS: 0.042, Message: "sent 64 bytes"},
-		{Index: "12[3].4.5", Agent: "agent-with-a-long-name", Action: "recvfrom", Status: statusFailed, Reason: "TIMEOUT", Message: "no data", DurationMS: 1500},
-		{Index: "2", Agent: "sérveur", Action: "dial", Status: statusSkipped, Message: "not run", Alias: "cli"},
-		{Index: "3", Agent: "b", Action: "close", Status: statusPassed, Name: "done", named: true},
+		{Index: "1", Agent: "a", Action: "send", Status: StatusPassed, DurationMS: 0.042, Message: "sent 64 bytes"},
+		{Index: "12[3].4.5", Agent: "agent-with-a-long-name", Action: "recvfrom", Status: StatusFailed, Reason: "TIMEOUT", Message: "no data", DurationMS: 1500},
+		{Index: "2", Agent: "sérveur", Action: "dial", Status: StatusSkipped, Message: "not run", Alias: "cli"},
+		{Index: "3", Agent: "b", Action: "close", Status: StatusPassed, Name: "done", named: true},
 	} {
 		var got, want strings.Builder
-		tw := &tableWriter{w: &got, header: true}
-		tw.row(s)
-		tw.row(s) // the buffer is reused
-		result := map[string]string{statusPassed: "ok", statusFailed: "FAIL", statusSkipped: "skip"}[s.Status]
+		tw := &Table{w: &got, header: true}
+		tw.Row(s)
+		tw.Row(s) // the buffer is reused
+		result := map[string]string{StatusPassed: "ok", StatusFailed: "FAIL", StatusSkipped: "skip"}[s.Status]
 		detail := s.Message
-		if s.Status == statusFailed && s.Reason != "" && !strings.HasPrefix(detail, s.Reason) {
+		if s.Status == StatusFailed && s.Reason != "" && !strings.HasPrefix(detail, s.Reason) {
 			detail = s.Reason + ": " + detail
 		}
 		if s.Alias != "" {
@@ -70,11 +70,11 @@ func TestSummaryAndDescribe(t *testing.T) {
 				want += ", eof"
 			}
 		}
-		if got := summary("recv", o, nil); got != want {
+		if got := actions["recv"].summary(o, nil); got != want {
 			t.Errorf("summary(recv, %+v) = %q, want %q", o, got, want)
 		}
 	}
-	if got := summary("send", scenario.Outcome{Bytes: 12345}, nil); got != "sent 12345 bytes" {
+	if got := actions["send"].summary(scenario.Outcome{Bytes: 12345}, nil); got != "sent 12345 bytes" {
 		t.Errorf("summary(send) = %q", got)
 	}
 	args := scenario.Resolved{Args: map[string]scenario.Scalar{"socket": {Raw: "cli"}, "data": {Raw: long}, "timeout": {Raw: "5s"}}}

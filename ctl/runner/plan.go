@@ -1,4 +1,4 @@
-package ctl
+package runner
 
 import (
 	"strings"
@@ -108,6 +108,6 @@ func (r *runner) plan(st *scenario.Step) *stepPlan {
 	if p, ok := r.plans[st]; ok {
 		return p
 	}
-	p := planStep(r.cfg.file.Path, st)
+	p := planStep(r.cfg.File.Path, st)
 	return &p
 }

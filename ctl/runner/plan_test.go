@@ -1,4 +1,4 @@
-package ctl
+package runner
 
 import (
 	"math/rand/v2"

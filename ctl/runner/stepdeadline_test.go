@@ -1,4 +1,4 @@
-package ctl
+package runner
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/ctl/scenario"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
@@ -38,11 +39,8 @@ func TestStepDeadlineIsClientSide(t *testing.T) {
 	}
 	hs := &hangingSockets{hadDeadline: make(chan bool, 2)}
 	const stepTimeout = 150 * time.Millisecond
-	r := &runner{
-		cfg:     runConfig{file: f, stepTimeout: stepTimeout, keepGoing: true, getenv: func(string) string { return "" }},
-		remotes: map[string]*remote{"a": {name: "a", sockets: hs}},
-		aliases: map[string]alias{},
-	}
+	r := newRunner(Config{File: f, StepTimeout: stepTimeout, KeepGoing: true, Getenv: func(string) string { return "" }})
+	r.remotes["a"] = &remote{name: "a", sockets: hs}
 	r.plans = planSteps(f.Path, f.Steps)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -53,7 +51,7 @@ func TestStepDeadlineIsClientSide(t *testing.T) {
 		t.Fatalf("%d step reports, want 2", len(r.steps))
 	}
 	for _, s := range r.steps { // the second on a fresh context: it too waits its deadline
-		if s.Status != statusFailed || s.Reason != reasonStepTimeout {
+		if s.Status != StatusFailed || s.Reason != contract.ReasonStepTimeout {
 			t.Errorf("step %s: status %s reason %q (%s), want failed STEP_TIMEOUT", s.Index, s.Status, s.Reason, s.Message)
 		}
 	}

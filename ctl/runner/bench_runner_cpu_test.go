@@ -1,9 +1,9 @@
-package ctl
+package runner
 
 // The runner's own cost per step, without gRPC or an agent: the 1,000-step scenario of
 // BenchmarkRatioScenario1000 against a SocketService client that answers at once.
 //
-//	go test -run='^$' -bench=RunnerCPU -benchmem ./ctl/
+//	go test -run='^$' -bench=RunnerCPU -benchmem ./ctl/runner/
 
 import (
 	"context"
@@ -47,15 +47,13 @@ func BenchmarkRunnerCPU(b *testing.B) {
 	plans := planSteps(f.Path, f.Steps)
 	b.ReportAllocs()
 	for b.Loop() {
-		table := &tableWriter{w: io.Discard}
-		r := &runner{
-			cfg:     runConfig{file: f, stepTimeout: defaultStepTimeout, getenv: func(string) string { return "" }, onStep: table.row},
-			remotes: map[string]*remote{"a": {name: "a", sockets: instantSockets{}}},
-			aliases: map[string]alias{}, plans: plans,
-		}
+		table := NewTable(io.Discard, f.Steps)
+		r := newRunner(Config{File: f, StepTimeout: DefaultStepTimeout, Getenv: func(string) string { return "" }, OnStep: table.Row})
+		r.remotes["a"] = &remote{name: "a", sockets: instantSockets{}}
+		r.plans = plans
 		r.steps = make([]StepReport, 0, benchSteps)
 		r.runSteps(ctx, f.Steps, "", nil)
-		if len(r.steps) != benchSteps || r.steps[benchSteps-1].Status != statusPassed {
+		if len(r.steps) != benchSteps || r.steps[benchSteps-1].Status != StatusPassed {
 			b.Fatalf("%d steps, last %+v", len(r.steps), r.steps[len(r.steps)-1])
 		}
 	}

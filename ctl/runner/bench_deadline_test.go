@@ -1,11 +1,11 @@
-package ctl
+package runner
 
 // What bounding each RPC costs on a send+recv loop like the 1,000-step scenario's: no bound,
 // context.WithTimeout (grpc-go sends the deadline; the agent arms a timer per call), a
 // cancellable context and a timer per call (the client's timer alone) and a stepClock (one
 // context and one timer for all), in rounds against the same in-process agent.
 //
-//	go test -run='^$' -bench=StepDeadline -benchtime=30x ./ctl/
+//	go test -run='^$' -bench=StepDeadline -benchtime=30x ./ctl/runner/
 
 import (
 	"context"

@@ -14,11 +14,11 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sockagent/sockagent/ctl/client"
+	"github.com/sockagent/sockagent/ctl/localagent"
+	"github.com/sockagent/sockagent/ctl/runner"
 	"github.com/sockagent/sockagent/ctl/scenario"
 )
-
-// defaultStepTimeout bounds a step that gives no timeout of its own.
-const defaultStepTimeout = 10 * time.Second
 
 const runLong = `Run executes a scenario file: ordered and parallel steps on named agents, each checked
 against its expectations, and prints a report. Every socket the run opened is closed at
@@ -108,15 +108,16 @@ func (a *app) runCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg := runConfig{file: f, agents: targets, stepTimeout: stepTimeout, keepGoing: keepGoing, sessionTTL: sessionTTL, getenv: a.getenv}
-			table := &tableWriter{w: a.out.stdout, action: actionWidth(f.Steps)}
+			cfg := runner.Config{File: f, Agents: targets, StepTimeout: stepTimeout, KeepGoing: keepGoing, SessionTTL: sessionTTL,
+				Getenv: a.getenv, StartLocal: localagent.StartHook}
+			table := runner.NewTable(a.out.stdout, f.Steps)
 			if a.output == outputTable {
-				cfg.onStep = table.row
+				cfg.OnStep = table.Row
 			}
-			rep := runScenario(cmd.Context(), cfg)
+			rep := runner.Run(cmd.Context(), cfg)
 			if junit != "" {
 				var buf bytes.Buffer
-				if err := writeJUnit(&buf, rep); err == nil {
+				if err := runner.WriteJUnit(&buf, rep); err == nil {
 					err = os.WriteFile(junit, buf.Bytes(), 0o644)
 				}
 				if err != nil {
@@ -124,11 +125,11 @@ func (a *app) runCommand() *cobra.Command {
 				}
 			}
 			if a.output == outputJSON {
-				if err := writeJSON(a.out.stdout, rep); err != nil {
+				if err := runner.WriteJSON(a.out.stdout, rep); err != nil {
 					return failed(err)
 				}
 			} else {
-				table.summary(rep)
+				table.Summary(rep)
 			}
 			switch {
 			case len(rep.Unreachable) > 0:
@@ -146,8 +147,8 @@ func (a *app) runCommand() *cobra.Command {
 	fl.StringArrayVar(&agents, "agent", nil, "set agent `NAME=ADDR` (HOST:PORT, unix:PATH or local); repeatable")
 	fl.StringVar(&inventory, "inventory", "", "YAML `FILE` of agent addresses and credentials: agents: {NAME: ADDR, NAME: {address: ADDR, ca: FILE, ...}}")
 	fl.BoolVar(&keepGoing, "keep-going", false, "run every step even after a failure")
-	fl.DurationVar(&stepTimeout, "step-timeout", defaultStepTimeout, "deadline of a step that sets no timeout of its own")
-	fl.DurationVar(&sessionTTL, "session-ttl", defaultSessionTTL, "lease of the run's session on each agent: if sockctl dies, the agents close its sockets this long after")
+	fl.DurationVar(&stepTimeout, "step-timeout", runner.DefaultStepTimeout, "deadline of a step that sets no timeout of its own")
+	fl.DurationVar(&sessionTTL, "session-ttl", runner.DefaultSessionTTL, "lease of the run's session on each agent: if sockctl dies, the agents close its sockets this long after")
 	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to `FILE`")
 	return cmd
 }
@@ -171,7 +172,7 @@ Exit status: 0 every file is valid; 2 a file is not (or cannot be read).`,
 					bad = append(bad, err.Error())
 					continue
 				}
-				a.out.printf("%s: ok: %d steps, %d agents\n", path, countSteps(f.Steps), len(f.Agents))
+				a.out.printf("%s: ok: %d steps, %d agents\n", path, runner.CountSteps(f.Steps), len(f.Agents))
 			}
 			if len(bad) > 0 {
 				return &badInput{err: fmt.Errorf("%s", strings.Join(bad, "\n"))}
@@ -179,22 +180,6 @@ Exit status: 0 every file is valid; 2 a file is not (or cannot be read).`,
 			return nil
 		},
 	}
-}
-
-// countSteps counts action steps, a repeat's steps once per iteration.
-func countSteps(steps []*scenario.Step) int {
-	n := 0
-	for _, s := range steps {
-		switch {
-		case s.Parallel != nil:
-			n += countSteps(s.Parallel)
-		case s.Repeat != nil:
-			n += s.Repeat.Count * countSteps(s.Repeat.Steps)
-		default:
-			n++
-		}
-	}
-	return n
 }
 
 // loadScenario reads and validates a scenario file; problems are a badInput (exit 2).
@@ -275,7 +260,7 @@ func (e *inventoryEntry) UnmarshalYAML(n *yaml.Node) error {
 
 // apply returns base (the global flags) overridden by the entry's settings, its file names
 // resolved against dir (the inventory's directory).
-func (e inventoryEntry) apply(base dialOptions, dir string) dialOptions {
+func (e inventoryEntry) apply(base client.Options, dir string) client.Options {
 	path := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
 			return p
@@ -305,11 +290,11 @@ func (e inventoryEntry) apply(base dialOptions, dir string) dialOptions {
 // --agent's; and its credentials: the global flags (dial), overridden by the agent's
 // inventory entry. The credentials of every remote agent are checked (files read) before
 // the run starts.
-func agentTargets(f *scenario.File, inventory string, flags []string, dial dialOptions) (map[string]agentTarget, error) {
-	targets := map[string]agentTarget{}
+func agentTargets(f *scenario.File, inventory string, flags []string, dial client.Options) (map[string]runner.Target, error) {
+	targets := map[string]runner.Target{}
 	var names []string
 	for _, ag := range f.Agents {
-		targets[ag.Name] = agentTarget{addr: ag.Address, dial: dial}
+		targets[ag.Name] = runner.Target{Addr: ag.Address, Dial: dial}
 		names = append(names, ag.Name)
 	}
 	if inventory != "" {
@@ -329,7 +314,7 @@ func agentTargets(f *scenario.File, inventory string, flags []string, dial dialO
 		dir := filepath.Dir(inventory)
 		for name, e := range inv.Agents {
 			if _, ok := targets[name]; ok { // entries for other files' agents are fine
-				targets[name] = agentTarget{addr: e.Address, dial: e.apply(dial, dir)}
+				targets[name] = runner.Target{Addr: e.Address, Dial: e.apply(dial, dir)}
 			}
 		}
 	}
@@ -343,16 +328,16 @@ func agentTargets(f *scenario.File, inventory string, flags []string, dial dialO
 			return nil, usagef("--agent %s: %s has no agent %q (its agents: %s)", fl, f.Path, name, strings.Join(names, ", "))
 		}
 		t := targets[name]
-		t.addr = addr
+		t.Addr = addr
 		targets[name] = t
 	}
 	sort.Strings(names)
 	for _, name := range names {
 		t := targets[name]
-		if t.addr == "local" {
+		if t.Addr == "local" {
 			continue
 		}
-		cc, err := dialAgent(t.addr, t.dial)
+		cc, err := dialAgent(t.Addr, t.Dial)
 		if err != nil {
 			var ue *usageError
 			if errors.As(err, &ue) {

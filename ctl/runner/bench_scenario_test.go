@@ -1,11 +1,10 @@
-package ctl
+package runner
 
 // A 1,000-step scenario run by the runner (what 'sockctl run' does, reports to io.Discard)
 // beside a bare grpc-go client making the same RPCs in a plain loop, both against the same
-// in-process agent over TCP loopback (issue 6, point 6: the runner at most 1.2x the bare
-// client).
+// in-process agent over TCP loopback (the target: the runner at most 1.2x the bare client).
 //
-//	go test -run='^$' -bench=RatioScenario -benchtime=5x ./ctl/
+//	go test -run='^$' -bench=RatioScenario -benchtime=5x ./ctl/runner/
 //
 // One iteration is one whole run of each, in turn; the figures are medians over iterations.
 
@@ -14,7 +13,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/ctl/localagent"
 	"github.com/sockagent/sockagent/ctl/scenario"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
@@ -56,11 +55,11 @@ func benchScenario(b *testing.B, addr string) *scenario.File {
 	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	f, err := loadScenario(path)
+	f, err := scenario.Parse(path, []byte(sb.String()))
 	if err != nil {
 		b.Fatal(err)
 	}
-	if n := countSteps(f.Steps); n != benchSteps {
+	if n := CountSteps(f.Steps); n != benchSteps {
 		b.Fatalf("scenario has %d steps, want %d", n, benchSteps)
 	}
 	return f
@@ -70,38 +69,28 @@ func benchScenario(b *testing.B, addr string) *scenario.File {
 // that it has no sockets left then.
 func benchAgent(b *testing.B) string {
 	b.Helper()
-	a, err := agent.New(agent.Config{})
+	a, err := localagent.Start(agent.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = a.Serve(lis)
-	}()
 	b.Cleanup(func() {
 		if n := a.NumSockets(); n != 0 {
 			b.Errorf("agent has %d open sockets at the end, want 0", n)
 		}
 		_ = a.Close()
-		<-served
 	})
-	return lis.Addr().String()
+	return a.Addr()
 }
 
 // benchRunner runs the scenario as 'sockctl run' does, the table report going to io.Discard.
 func benchRunner(b *testing.B, ctx context.Context, f *scenario.File, addr string) {
-	table := &tableWriter{w: io.Discard}
-	rep := runScenario(ctx, runConfig{
-		file: f, agents: map[string]agentTarget{"a": {addr: addr}}, stepTimeout: defaultStepTimeout,
-		sessionTTL: defaultSessionTTL, getenv: func(string) string { return "" }, onStep: table.row,
+	table := NewTable(io.Discard, f.Steps)
+	rep := Run(ctx, Config{
+		File: f, Agents: map[string]Target{"a": {Addr: addr}}, StepTimeout: DefaultStepTimeout,
+		SessionTTL: DefaultSessionTTL, OnStep: table.Row,
 	})
-	table.summary(rep)
-	if !rep.ok() || rep.Passed != benchSteps || len(rep.Cleanup) != 3 {
+	table.Summary(rep)
+	if !rep.OK() || rep.Passed != benchSteps || len(rep.Cleanup) != 3 {
 		b.Fatalf("run: %d passed, %d failed, %d skipped, %d cleaned up; want %d passed, 3 cleaned up; first steps: %+v",
 			rep.Passed, rep.Failed, rep.Skipped, len(rep.Cleanup), benchSteps, rep.Steps[:min(len(rep.Steps), 4)])
 	}

@@ -2,207 +2,28 @@ package ctl
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
-	"slices"
+	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/ctl/client"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
-// app is one run of sockctl: its inputs, outputs and global flags.
-type app struct {
-	getenv func(string) string
-	stdin  io.Reader
-	out    *writer
-
-	agentFlag    string
-	agentChanged bool
-	output       outputFormat
-	timeout      time.Duration
-	dial         dialOptions // --tls --ca --cert --key --server-name --token-file
-}
-
-// dialOptions are the credentials of the global flags; --token-file defaults to
-// $SOCKCTL_TOKEN_FILE.
-func (a *app) dialOptions() dialOptions {
-	o := a.dial
-	if o.TokenFile == "" {
-		o.TokenFile = a.getenv(envTokenFile)
-	}
-	return o
-}
-
-// agentAddr is --agent if given, else $SOCKCTL_AGENT if set, else the default.
-func (a *app) agentAddr() string {
-	if !a.agentChanged {
-		if env := a.getenv(envAgent); env != "" {
-			return env
-		}
-	}
-	return a.agentFlag
-}
-
-// setAgent makes addr, given as a command's AGENT argument, the agent of this invocation. It
-// is a usage error beside an --agent that names another.
-func (a *app) setAgent(addr string) error {
-	if a.agentChanged && a.agentFlag != addr {
-		return usagef("agent %s given twice: as AGENT and as --agent %s; give one", addr, a.agentFlag)
-	}
-	if addr == "" {
-		return usagef("AGENT is empty: give HOST:PORT or unix:PATH")
-	}
-	a.agentFlag, a.agentChanged = addr, true
-	return nil
-}
-
-const rootLong = `sockctl drives real OS sockets on a sockagent daemon: one command per RPC of
-sockagent.v1. Each command makes one call to one agent and prints the result.
-
-A TCP exchange, the textbook way. The agent chooses socket ids (s1, s2, ...); CLIENT and
-SERVER below stand for the ids that dial and accept print.
-
-  sockctl listen tcp 127.0.0.1:9000    # socket, bind, listen: prints the listener, s1
-  sockctl accept s1 --wait 1m &        # accept: blocks until a peer connects -> SERVER
-  sockctl dial tcp 127.0.0.1:9000      # connect -> CLIENT
-  sockctl send CLIENT 'Hello, World!'  # sendall
-  sockctl recv SERVER                  # recv: prints Hello, World!
-  sockctl send SERVER 'Hi!'            # and back: 'recv CLIENT' prints Hi!
-  sockctl close CLIENT                 # close: now 'recv SERVER' says EOF
-  sockctl close SERVER
-  sockctl close s1
-  sockctl ls                           # what is still open
-
-UDP: 'bind udp ADDR' for each end, then 'sendto' and 'recvfrom'.
-
-Moving and measuring bytes: 'connect tcp HOST:PORT < file' is netcat through the agent
-(attach joins an existing socket); 'serve ID echo|discard|source' makes the agent itself a
-peer; 'probe' times connects or echo round trips and 'throughput' moves bytes to a discard
-(or from a source), socket to socket on the agent's host, never through gRPC.
-
-Blocking: dial, accept, send, recv, sendto and recvfrom wait on the network for at most
-their own timeout (--wait, --connect-timeout; 0 = the agent's default) and never past the
-RPC deadline (--timeout), which is raised to that wait plus 5s when it would be shorter.
-The other commands do not block.
-
-Output: -o table (default) prints a line per socket, and the raw received bytes for recv
-and recvfrom; -o json prints the whole response as protojson.
-
-Security: an agent serving TLS wants --ca FILE (the CA that signed its certificate; --tls
-alone trusts the system's CAs), an agent requiring client certificates (mTLS) also --cert
-FILE --key FILE, and one requiring tokens --token-file FILE (or $SOCKCTL_TOKEN_FILE): its
-first token, NAME:SECRET or SECRET, goes as 'authorization: Bearer SECRET'. A token is sent
-in clear text only to an agent on this host (loopback or unix:); to any other, TLS is
-required. --server-name NAME verifies the agent's certificate for NAME instead of the host
-dialled. 'sockctl pki init' makes a CA and certificates for a lab.
-
-Exit status: 0 success; 1 the operation failed (the agent's reason, such as
-CONNECTION_REFUSED, is printed on stderr) or the agent could not be reached ("cannot reach
-agent"); 2 usage error (unknown command or flag, wrong arguments).`
-
-// exitHelp ends every command's help.
-const exitHelp = `Exit status: 0 done; 1 the call failed (stderr says why, with the agent's reason such as
-UNKNOWN_SOCKET or TIMEOUT) or the agent could not be reached; 2 usage error.`
-
-// newRootCommand builds a fresh command tree bound to a.
-func (a *app) newRootCommand() *cobra.Command {
-	root := &cobra.Command{
-		Use:           "sockctl",
-		Short:         "Drive the sockets of a sockagent daemon",
-		Long:          rootLong,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		// Without a command, sockctl names the commands and exits 2.
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var names []string
-			for _, c := range cmd.Commands() {
-				if c.IsAvailableCommand() && c.Name() != "help" {
-					names = append(names, c.Name())
-				}
-			}
-			return usagef("no command given; commands: %s", strings.Join(names, " "))
-		},
-		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
-	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
-
-	a.output = outputTable
-	f := root.PersistentFlags()
-	f.StringVar(&a.agentFlag, "agent", defaultAgent, "agent `ADDRESS`, HOST:PORT or unix:PATH; when not given, $"+envAgent+" if set")
-	f.VarP(&a.output, "output", "o", "output format: table or json")
-	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "deadline of the RPC, 0 = none; raised to --wait/--connect-timeout + 5s when shorter")
-	f.BoolVar(&a.dial.TLS, "tls", false, "connect with TLS, verifying the agent's certificate against the system's CAs (implied by --ca, --cert, --server-name)")
-	f.StringVar(&a.dial.CA, "ca", "", "connect with TLS, verifying the agent's certificate with the CA certificate(s) in `FILE` (PEM)")
-	f.StringVar(&a.dial.Cert, "cert", "", "client certificate `FILE` (PEM) for an agent that requires one (mTLS); needs --key")
-	f.StringVar(&a.dial.Key, "key", "", "private key `FILE` (PEM) of --cert")
-	f.StringVar(&a.dial.ServerName, "server-name", "", "`NAME` the agent's certificate must carry (default: the host of --agent)")
-	f.StringVar(&a.dial.TokenFile, "token-file", "", "send the first token in `FILE` (NAME:SECRET or SECRET) as 'authorization: Bearer SECRET'; when not given, $"+envTokenFile+" if set")
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		a.agentChanged = cmd.Flags().Changed("agent")
-		if a.agentAddr() == "" {
-			return usagef("--agent is empty")
-		}
-		if a.timeout < 0 {
-			return usagef("--timeout must not be negative")
-		}
-		return a.dial.check()
-	}
-
-	root.AddCommand(
-		a.listenCommand(), a.bindCommand(), a.dialCommand(), a.acceptCommand(),
-		a.sendCommand(), a.recvCommand(), a.sendToCommand(), a.recvFromCommand(),
-		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
-		a.serveCommand(), a.probeCommand(), a.throughputCommand(),
-		a.demoCommand(), a.runCommand(), a.validateCommand(), a.pkiCommand(),
-		a.attachCommand(), a.connectCommand(),
-	)
-	for _, c := range root.Commands() {
-		if !strings.Contains(c.Long, "Exit status:") { // demo, run, validate and pki say their own
-			c.Long += "\n\n" + exitHelp
-		}
-	}
-	return root
-}
-
-// args returns an argument validator for between min and len(names) arguments, named in the
-// error message.
-func args(min int, names ...string) cobra.PositionalArgs {
-	return func(_ *cobra.Command, args []string) error {
-		if len(names) == 0 && len(args) > 0 {
-			return usagef("takes no arguments, got %d", len(args))
-		}
-		if len(args) < min || len(args) > len(names) {
-			return usagef("expected %s, got %d argument%s", strings.Join(names, " "), len(args), plural(len(args)))
-		}
-		return nil
-	}
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
-}
-
-// Networks each command accepts, as sockagent.v1 documents them.
-const (
-	listenNetworks = "tcp tcp4 tcp6 unix"
-	bindNetworks   = "udp udp4 udp6 unixgram"
-	dialNetworks   = "tcp tcp4 tcp6 udp udp4 udp6 unix unixgram"
-)
-
-// checkNetwork rejects a network the command cannot use (exit 2).
-func checkNetwork(network, valid string) error {
-	names := strings.Fields(valid)
-	if !slices.Contains(names, network) {
-		return usagef("unknown network %q: use one of %s", network, strings.Join(names, ", "))
+// checkNetwork rejects a network op cannot use (exit 2).
+func checkNetwork(network string, op contract.Op) error {
+	if !contract.NetworkAllowed(op, network) {
+		return usagef("unknown network %q: use one of %s", network, strings.Join(contract.Networks(op), ", "))
 	}
 	return nil
 }
@@ -232,34 +53,37 @@ func (a *app) socketResult(resp socketResponse) error {
 	return a.out.sockets(resp.GetSocket())
 }
 
+// socketCall makes one call that answers with a socket (see call) and prints the socket.
+func (a *app) socketCall(ctx context.Context, op string, wait time.Duration, rpc func(ctx context.Context, c client.Clients) (socketResponse, error)) error {
+	return a.call(ctx, op, wait, func(ctx context.Context, c client.Clients) error {
+		resp, err := rpc(ctx, c)
+		if err != nil {
+			return err
+		}
+		return a.socketResult(resp)
+	})
+}
+
 // bindLocal is the RunE of listen and bind: check NETWORK against nets, make the call, print
 // the new socket.
-func (a *app) bindLocal(op, nets string, rpc func(ctx context.Context, c clients, network, address string) (socketResponse, error)) func(*cobra.Command, []string) error {
+func (a *app) bindLocal(op string, nets contract.Op, rpc func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error)) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		network, address := args[0], args[1]
 		if err := checkNetwork(network, nets); err != nil {
 			return err
 		}
-		return a.call(cmd.Context(), op+" "+network+" "+address, 0, func(ctx context.Context, c clients) error {
-			resp, err := rpc(ctx, c, network, address)
-			if err != nil {
-				return err
-			}
-			return a.socketResult(resp)
+		return a.socketCall(cmd.Context(), op+" "+network+" "+address, 0, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+			return rpc(ctx, c, network, address)
 		})
 	}
 }
 
 // onSocket is the RunE of the non-blocking commands on socket ID that print one socket.
-func (a *app) onSocket(op string, rpc func(ctx context.Context, c clients, id string) (socketResponse, error)) func(*cobra.Command, []string) error {
+func (a *app) onSocket(op string, rpc func(ctx context.Context, c client.Clients, id string) (socketResponse, error)) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		id := args[0]
-		return a.call(cmd.Context(), op+" "+id, 0, func(ctx context.Context, c clients) error {
-			resp, err := rpc(ctx, c, id)
-			if err != nil {
-				return err
-			}
-			return a.socketResult(resp)
+		return a.socketCall(cmd.Context(), op+" "+id, 0, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+			return rpc(ctx, c, id)
 		})
 	}
 }
@@ -276,8 +100,8 @@ Does not block. Use 'accept ID' to take connections.`,
   sockctl listen tcp6 '[::1]:8080'
   sockctl listen unix /tmp/echo.sock`,
 		Args: args(2, "NETWORK", "ADDRESS"),
-		RunE: a.bindLocal("listen", listenNetworks, func(ctx context.Context, c clients, network, address string) (socketResponse, error) {
-			return c.sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address})
+		RunE: a.bindLocal("listen", contract.OpListen, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
+			return c.Sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address})
 		}),
 	}
 }
@@ -292,8 +116,8 @@ NETWORK is udp, udp4, udp6 or unixgram. Does not block. Use 'sendto' and 'recvfr
   sockctl bind udp 127.0.0.1:0 -o json     # port chosen by the OS, in localAddress
   sockctl bind unixgram /tmp/dgram.sock`,
 		Args: args(2, "NETWORK", "ADDRESS"),
-		RunE: a.bindLocal("bind", bindNetworks, func(ctx context.Context, c clients, network, address string) (socketResponse, error) {
-			return c.sockets.Bind(ctx, &sockagentv1.BindRequest{Network: network, Address: address})
+		RunE: a.bindLocal("bind", contract.OpBind, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
+			return c.Sockets.Bind(ctx, &sockagentv1.BindRequest{Network: network, Address: address})
 		}),
 	}
 }
@@ -315,7 +139,7 @@ A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			network, address := args[0], args[1]
-			if err := checkNetwork(network, dialNetworks); err != nil {
+			if err := checkNetwork(network, contract.OpDial); err != nil {
 				return err
 			}
 			timeout, err := protoDuration("connect-timeout", connectTimeout)
@@ -323,12 +147,8 @@ A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
 				return err
 			}
 			req := &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout}
-			return a.call(cmd.Context(), "dial "+network+" "+address, connectTimeout, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.Dial(ctx, req)
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
+			return a.socketCall(cmd.Context(), "dial "+network+" "+address, connectTimeout, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+				return c.Sockets.Dial(ctx, req)
 			})
 		},
 	}
@@ -354,12 +174,8 @@ default), --timeout, or the listener is closed; a timeout exits 1 with TIMEOUT.`
 			if err != nil {
 				return err
 			}
-			return a.call(cmd.Context(), "accept "+id, wait, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: id, Timeout: timeout})
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
+			return a.socketCall(cmd.Context(), "accept "+id, wait, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+				return c.Sockets.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: id, Timeout: timeout})
 			})
 		},
 	}
@@ -410,8 +226,8 @@ and prints the byte count. Blocks until written, --wait (0 = the agent's default
 			if err != nil {
 				return err
 			}
-			return a.call(cmd.Context(), "send "+id, d.wait, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.Send(ctx, &sockagentv1.SendRequest{SocketId: id, Data: data, Timeout: timeout})
+			return a.call(cmd.Context(), "send "+id, d.wait, func(ctx context.Context, c client.Clients) error {
+				resp, err := c.Sockets.Send(ctx, &sockagentv1.SendRequest{SocketId: id, Data: data, Timeout: timeout})
 				if err != nil {
 					return err
 				}
@@ -450,8 +266,8 @@ the byte count. Blocks until sent, --wait (0 = the agent's default) or --timeout
 				return err
 			}
 			req := &sockagentv1.SendToRequest{SocketId: id, Address: address, Data: data, Timeout: timeout}
-			return a.call(cmd.Context(), "sendto "+id+" "+address, d.wait, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.SendTo(ctx, req)
+			return a.call(cmd.Context(), "sendto "+id+" "+address, d.wait, func(ctx context.Context, c client.Clients) error {
+				resp, err := c.Sockets.SendTo(ctx, req)
 				if err != nil {
 					return err
 				}
@@ -494,8 +310,8 @@ before it are kept for the next recv.`,
 				return err
 			}
 			req := &sockagentv1.RecvRequest{SocketId: id, MaxBytes: maxBytes, ExactBytes: exact, Timeout: timeout}
-			return a.call(cmd.Context(), "recv "+id, wait, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.Recv(ctx, req)
+			return a.call(cmd.Context(), "recv "+id, wait, func(ctx context.Context, c client.Clients) error {
+				resp, err := c.Sockets.Recv(ctx, req)
 				if err != nil {
 					return err
 				}
@@ -544,8 +360,8 @@ the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both
 				return err
 			}
 			req := &sockagentv1.RecvFromRequest{SocketId: id, MaxBytes: maxBytes, Timeout: timeout}
-			return a.call(cmd.Context(), "recvfrom "+id, wait, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.RecvFrom(ctx, req)
+			return a.call(cmd.Context(), "recvfrom "+id, wait, func(ctx context.Context, c client.Clients) error {
+				resp, err := c.Sockets.RecvFrom(ctx, req)
 				if err != nil {
 					return err
 				}
@@ -566,19 +382,6 @@ the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both
 	return cmd
 }
 
-// directions maps shutdown's argument to the proto enum.
-func direction(s string) (sockagentv1.ShutdownDirection, bool) {
-	switch s {
-	case "read":
-		return sockagentv1.ShutdownDirection_SHUTDOWN_DIRECTION_READ, true
-	case "write":
-		return sockagentv1.ShutdownDirection_SHUTDOWN_DIRECTION_WRITE, true
-	case "both":
-		return sockagentv1.ShutdownDirection_SHUTDOWN_DIRECTION_BOTH, true
-	}
-	return 0, false
-}
-
 func (a *app) shutdownCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "shutdown ID read|write|both",
@@ -590,16 +393,12 @@ stays in the agent's table until 'close'. Does not block.`,
 		Args:    args(2, "ID", "read|write|both"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			dir, ok := direction(args[1])
+			dir, ok := client.ShutdownDirection(args[1])
 			if !ok {
 				return usagef("unknown direction %q: use read, write or both", args[1])
 			}
-			return a.call(cmd.Context(), "shutdown "+id+" "+args[1], 0, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.Shutdown(ctx, &sockagentv1.ShutdownRequest{SocketId: id, Direction: dir})
-				if err != nil {
-					return err
-				}
-				return a.socketResult(resp)
+			return a.socketCall(cmd.Context(), "shutdown "+id+" "+args[1], 0, func(ctx context.Context, c client.Clients) (socketResponse, error) {
+				return c.Sockets.Shutdown(ctx, &sockagentv1.ShutdownRequest{SocketId: id, Direction: dir})
 			})
 		},
 	}
@@ -613,8 +412,8 @@ func (a *app) closeCommand() *cobra.Command {
 fail with SOCKET_CLOSED; the id then answers UNKNOWN_SOCKET. Does not block.`,
 		Example: `  sockctl close s3`,
 		Args:    args(1, "ID"),
-		RunE: a.onSocket("close", func(ctx context.Context, c clients, id string) (socketResponse, error) {
-			return c.sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
+		RunE: a.onSocket("close", func(ctx context.Context, c client.Clients, id string) (socketResponse, error) {
+			return c.Sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
 		}),
 	}
 }
@@ -628,8 +427,8 @@ counts, parent, age and pending calls). Does not block.`,
 		Example: `  sockctl get s2
   sockctl get s2 -o json`,
 		Args: args(1, "ID"),
-		RunE: a.onSocket("get", func(ctx context.Context, c clients, id string) (socketResponse, error) {
-			return c.sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
+		RunE: a.onSocket("get", func(ctx context.Context, c client.Clients, id string) (socketResponse, error) {
+			return c.Sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
 		}),
 	}
 }
@@ -645,8 +444,8 @@ func (a *app) lsCommand() *cobra.Command {
   sockctl ls -o json`,
 		Args: args(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd.Context(), "list sockets", 0, func(ctx context.Context, c clients) error {
-				resp, err := c.sockets.ListSockets(ctx, &sockagentv1.ListSocketsRequest{})
+			return a.call(cmd.Context(), "list sockets", 0, func(ctx context.Context, c client.Clients) error {
+				resp, err := c.Sockets.ListSockets(ctx, &sockagentv1.ListSocketsRequest{})
 				if err != nil {
 					return err
 				}
@@ -670,8 +469,8 @@ Does not block; a quick way to check that the agent is reachable.`,
   sockctl --agent 10.0.0.2:7700 info -o json`,
 		Args: args(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd.Context(), "get info", 0, func(ctx context.Context, c clients) error {
-				resp, err := c.agent.GetInfo(ctx, &sockagentv1.GetInfoRequest{})
+			return a.call(cmd.Context(), "get info", 0, func(ctx context.Context, c client.Clients) error {
+				resp, err := c.Agent.GetInfo(ctx, &sockagentv1.GetInfoRequest{})
 				if err != nil {
 					return err
 				}
@@ -709,4 +508,28 @@ func (d *dataFlags) read(args []string) ([]byte, error) {
 		return decodeHex(data)
 	}
 	return data, nil
+}
+
+// readFile reads the data of --file.
+func readFile(name string) ([]byte, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("read --file: %w", err)
+	}
+	return b, nil
+}
+
+// decodeHex decodes hex digits, ignoring whitespace; bad input is a usage error.
+func decodeHex(text []byte) ([]byte, error) {
+	digits := strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, string(text))
+	b, err := hex.DecodeString(digits)
+	if err != nil {
+		return nil, usagef("--hex: invalid hex data: %v", err)
+	}
+	return b, nil
 }

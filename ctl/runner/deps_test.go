@@ -1,0 +1,66 @@
+package runner
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The runner, the client and the scenario package are clients: none of them links the agent
+// (the server), whose in-process form reaches the runner only through Config.StartLocal. The
+// scenario package makes no RPC at all, and neither the client nor the runner knows the
+// command line.
+func TestDependencies(t *testing.T) {
+	t.Parallel()
+	goBin := goTool(t)
+	const mod = "github.com/sockagent/sockagent/"
+	for _, tc := range []struct {
+		pkg       string
+		forbidden []string // import path prefixes
+		allowed   []string // exceptions to forbidden
+	}{
+		{"ctl/runner", []string{mod + "agent", mod + "ctl/localagent", mod + "ctl/bench", "github.com/spf13/"}, []string{mod + "agent/contract"}},
+		{"ctl/client", []string{mod + "agent", mod + "ctl/", "github.com/spf13/"}, []string{mod + "agent/contract"}},
+		{"ctl/scenario", []string{mod + "agent", mod + "gen/", "google.golang.org/grpc"}, []string{mod + "agent/contract"}},
+	} {
+		out, err := exec.Command(goBin, "list", "-deps", "-test=false", mod+tc.pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", tc.pkg, err, out)
+		}
+		deps := strings.Fields(string(out))
+		if len(deps) < 10 {
+			t.Fatalf("go list -deps %s listed %d packages: %q", tc.pkg, len(deps), deps)
+		}
+		for _, d := range deps {
+			if d == mod+tc.pkg || !hasPrefix(d, tc.forbidden) || hasPrefix(d, tc.allowed) {
+				continue
+			}
+			t.Errorf("%s depends on %s", tc.pkg, d)
+		}
+	}
+}
+
+func hasPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if s == p || strings.HasPrefix(s, p+"/") || strings.HasSuffix(p, "/") && strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// goTool is the go command of the toolchain in use: GOROOT/bin/go, GOROOT as the go on PATH
+// reports it.
+func goTool(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH")
+	}
+	out, err := exec.Command(path, "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "bin", "go")
+}
