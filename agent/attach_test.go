@@ -283,109 +283,113 @@ func TestAttachDatagram(t *testing.T) {
 		return string(buf[:n]), from
 	}
 
-	t.Run("connected", func(t *testing.T) {
-		s := e.dial(t, "udp", peer.LocalAddr().String())
-		st := e.attach(t, ctx, s.GetSocketId())
-		for _, d := range []string{"one", "", "three"} {
-			if err := st.Send(&sockagentv1.AttachRequest{Data: []byte(d)}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var from net.Addr
-		for _, want := range []string{"one", "", "three"} {
-			var got string
-			got, from = readFrom()
-			if got != want {
-				t.Fatalf("peer got datagram %q, want %q", got, want)
-			}
-		}
-		for _, d := range []string{"ab", "cde"} {
-			if _, err := peer.WriteTo([]byte(d), from); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, want := range []string{"ab", "cde"} {
-			r, err := st.Recv()
-			if err != nil || string(r.GetData()) != want || r.GetEof() {
-				t.Fatalf("response %v, %v; want datagram %q", r, err, want)
-			}
-		}
-		if err := st.CloseSend(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.Recv(); err != io.EOF {
-			t.Fatalf("stream end after half-close: %v, want OK", err)
-		}
-		in := e.waitAttached(t, s.GetSocketId(), false)
-		if in.GetMessagesSent() != 3 || in.GetMessagesReceived() != 2 || in.GetBytesSent() != 8 || in.GetBytesReceived() != 5 {
-			t.Errorf("counters %v", in)
-		}
-	})
+	t.Run("connected", func(t *testing.T) { attachDatagramConnected(t, e, ctx, peer, readFrom) })
+	t.Run("unconnected", func(t *testing.T) { attachDatagramUnconnected(t, e, ctx, peer, readFrom) })
+	t.Run("unixgram", func(t *testing.T) { attachDatagramUnixgram(t, e, ctx, peer, readFrom) })
+}
 
-	t.Run("unconnected", func(t *testing.T) {
-		s := e.bind(t, "udp", "127.0.0.1:0")
-		st := e.attach(t, ctx, s.GetSocketId())
-		if err := st.Send(&sockagentv1.AttachRequest{Data: []byte("ping"), Address: peer.LocalAddr().String()}); err != nil {
+func attachDatagramConnected(t *testing.T, e *env, ctx context.Context, peer net.PacketConn, readFrom func() (string, net.Addr)) {
+	s := e.dial(t, "udp", peer.LocalAddr().String())
+	st := e.attach(t, ctx, s.GetSocketId())
+	for _, d := range []string{"one", "", "three"} {
+		if err := st.Send(&sockagentv1.AttachRequest{Data: []byte(d)}); err != nil {
 			t.Fatal(err)
 		}
-		got, from := readFrom()
-		if got != "ping" || from.String() != s.GetLocalAddress() {
-			t.Fatalf("peer got %q from %s, want ping from %s", got, from, s.GetLocalAddress())
+	}
+	var from net.Addr
+	for _, want := range []string{"one", "", "three"} {
+		var got string
+		got, from = readFrom()
+		if got != want {
+			t.Fatalf("peer got datagram %q, want %q", got, want)
 		}
-		if _, err := peer.WriteTo([]byte("pong"), from); err != nil {
+	}
+	for _, d := range []string{"ab", "cde"} {
+		if _, err := peer.WriteTo([]byte(d), from); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for _, want := range []string{"ab", "cde"} {
 		r, err := st.Recv()
-		if err != nil || string(r.GetData()) != "pong" || r.GetRemoteAddress() != peer.LocalAddr().String() {
-			t.Fatalf("response %v, %v; want pong from %s", r, err, peer.LocalAddr())
+		if err != nil || string(r.GetData()) != want || r.GetEof() {
+			t.Fatalf("response %v, %v; want datagram %q", r, err, want)
 		}
-		// A datagram without an address on an unconnected socket says what is missing.
-		_ = st.Send(&sockagentv1.AttachRequest{Data: []byte("lost")})
-		_, err = st.Recv()
-		wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidAddress, "address is empty")
-	})
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != io.EOF {
+		t.Fatalf("stream end after half-close: %v, want OK", err)
+	}
+	in := e.waitAttached(t, s.GetSocketId(), false)
+	if in.GetMessagesSent() != 3 || in.GetMessagesReceived() != 2 || in.GetBytesSent() != 8 || in.GetBytesReceived() != 5 {
+		t.Errorf("counters %v", in)
+	}
+}
 
-	t.Run("unixgram", func(t *testing.T) {
-		dir, err := os.MkdirTemp("", "sa")
-		if err != nil {
+func attachDatagramUnconnected(t *testing.T, e *env, ctx context.Context, peer net.PacketConn, readFrom func() (string, net.Addr)) {
+	s := e.bind(t, "udp", "127.0.0.1:0")
+	st := e.attach(t, ctx, s.GetSocketId())
+	if err := st.Send(&sockagentv1.AttachRequest{Data: []byte("ping"), Address: peer.LocalAddr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	got, from := readFrom()
+	if got != "ping" || from.String() != s.GetLocalAddress() {
+		t.Fatalf("peer got %q from %s, want ping from %s", got, from, s.GetLocalAddress())
+	}
+	if _, err := peer.WriteTo([]byte("pong"), from); err != nil {
+		t.Fatal(err)
+	}
+	r, err := st.Recv()
+	if err != nil || string(r.GetData()) != "pong" || r.GetRemoteAddress() != peer.LocalAddr().String() {
+		t.Fatalf("response %v, %v; want pong from %s", r, err, peer.LocalAddr())
+	}
+	// A datagram without an address on an unconnected socket says what is missing.
+	_ = st.Send(&sockagentv1.AttachRequest{Data: []byte("lost")})
+	_, err = st.Recv()
+	wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidAddress, "address is empty")
+}
+
+func attachDatagramUnixgram(t *testing.T, e *env, ctx context.Context, peer net.PacketConn, readFrom func() (string, net.Addr)) {
+	dir, err := os.MkdirTemp("", "sa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	upath := filepath.Join(dir, "peer")
+	up, err := net.ListenPacket("unixgram", upath)
+	if err != nil {
+		t.Skipf("unixgram: %v", err)
+	}
+	defer up.Close()
+	_ = up.SetDeadline(time.Now().Add(15 * time.Second))
+	s := e.bind(t, "unixgram", filepath.Join(dir, "agent"))
+	st := e.attach(t, ctx, s.GetSocketId())
+	for _, d := range []string{"a", "bc"} {
+		if err := st.Send(&sockagentv1.AttachRequest{Data: []byte(d), Address: upath}); err != nil {
 			t.Fatal(err)
 		}
-		defer os.RemoveAll(dir)
-		upath := filepath.Join(dir, "peer")
-		up, err := net.ListenPacket("unixgram", upath)
-		if err != nil {
-			t.Skipf("unixgram: %v", err)
+	}
+	buf := make([]byte, 100)
+	for _, want := range []string{"a", "bc"} {
+		n, from, err := up.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("peer got %q, %v; want %q", buf[:n], err, want)
 		}
-		defer up.Close()
-		_ = up.SetDeadline(time.Now().Add(15 * time.Second))
-		s := e.bind(t, "unixgram", filepath.Join(dir, "agent"))
-		st := e.attach(t, ctx, s.GetSocketId())
-		for _, d := range []string{"a", "bc"} {
-			if err := st.Send(&sockagentv1.AttachRequest{Data: []byte(d), Address: upath}); err != nil {
+		if want == "bc" {
+			if _, err := up.WriteTo([]byte("back"), from); err != nil {
 				t.Fatal(err)
 			}
 		}
-		buf := make([]byte, 100)
-		for _, want := range []string{"a", "bc"} {
-			n, from, err := up.ReadFrom(buf)
-			if err != nil || string(buf[:n]) != want {
-				t.Fatalf("peer got %q, %v; want %q", buf[:n], err, want)
-			}
-			if want == "bc" {
-				if _, err := up.WriteTo([]byte("back"), from); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		r, err := st.Recv()
-		if err != nil || string(r.GetData()) != "back" || r.GetRemoteAddress() != upath {
-			t.Fatalf("response %v, %v; want back from %s", r, err, upath)
-		}
-		_ = st.CloseSend()
-		if _, err := st.Recv(); err != io.EOF {
-			t.Fatalf("stream end: %v, want OK", err)
-		}
-	})
+	}
+	r, err := st.Recv()
+	if err != nil || string(r.GetData()) != "back" || r.GetRemoteAddress() != upath {
+		t.Fatalf("response %v, %v; want back from %s", r, err, upath)
+	}
+	_ = st.CloseSend()
+	if _, err := st.Recv(); err != io.EOF {
+		t.Fatalf("stream end: %v, want OK", err)
+	}
 }
 
 func TestAttachBusyAndKinds(t *testing.T) {

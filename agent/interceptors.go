@@ -91,37 +91,7 @@ func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 	if audit {
 		attrs = append(attrs, slog.Bool("audit", true))
 	}
-	var id, network, local, remote string
-	if q, ok := r.req.(interface{ GetSocketId() string }); ok {
-		id = q.GetSocketId()
-	}
-	if q, ok := r.req.(interface{ GetNetwork() string }); ok {
-		network = q.GetNetwork()
-	}
-	if q, ok := r.req.(interface{ GetAddress() string }); ok {
-		if rpc == "Listen" || rpc == "Bind" {
-			local = q.GetAddress()
-		} else {
-			remote = q.GetAddress()
-		}
-	}
-	if g, ok := r.resp.(socketGetter); ok && g.GetSocket() != nil {
-		s := g.GetSocket()
-		id, network, local, remote = s.GetSocketId(), s.GetNetwork(), s.GetLocalAddress(), s.GetRemoteAddress()
-	} else if audit && id != "" {
-		// Send and SendTo answer with counts only: the audit names the socket's addresses.
-		if in, err := a.table.Get(id); err == nil {
-			network, local = in.Network, in.Local
-			if remote == "" {
-				remote = in.Remote
-			}
-		}
-	}
-	for _, kv := range [][2]string{{"socket", id}, {"network", network}, {"local", local}, {"remote", remote}} {
-		if kv[1] != "" {
-			attrs = append(attrs, slog.String(kv[0], kv[1]))
-		}
-	}
+	attrs = a.appendSocketAttrs(attrs, rpc, audit, r.req, r.resp)
 	if b, ok := r.resp.(interface{ GetBytesSent() uint64 }); ok && r.err == nil {
 		attrs = append(attrs, slog.Uint64("bytes", b.GetBytesSent()))
 	}
@@ -142,6 +112,43 @@ func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 	if toAudit {
 		a.audit.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 	}
+}
+
+// appendSocketAttrs appends the socket an RPC concerns, keys socket network local remote: from
+// the socket in its response, else from its request (and, for an audited call on a socket, the
+// socket's own addresses: Send and SendTo answer with counts only).
+func (a *Agent) appendSocketAttrs(attrs []slog.Attr, rpc string, audit bool, req, resp any) []slog.Attr {
+	var id, network, local, remote string
+	if q, ok := req.(interface{ GetSocketId() string }); ok {
+		id = q.GetSocketId()
+	}
+	if q, ok := req.(interface{ GetNetwork() string }); ok {
+		network = q.GetNetwork()
+	}
+	if q, ok := req.(interface{ GetAddress() string }); ok {
+		if rpc == "Listen" || rpc == "Bind" {
+			local = q.GetAddress()
+		} else {
+			remote = q.GetAddress()
+		}
+	}
+	if g, ok := resp.(socketGetter); ok && g.GetSocket() != nil {
+		s := g.GetSocket()
+		id, network, local, remote = s.GetSocketId(), s.GetNetwork(), s.GetLocalAddress(), s.GetRemoteAddress()
+	} else if audit && id != "" {
+		if in, err := a.table.Get(id); err == nil {
+			network, local = in.Network, in.Local
+			if remote == "" {
+				remote = in.Remote
+			}
+		}
+	}
+	for _, kv := range [][2]string{{"socket", id}, {"network", network}, {"local", local}, {"remote", remote}} {
+		if kv[1] != "" {
+			attrs = append(attrs, slog.String(kv[0], kv[1]))
+		}
+	}
+	return attrs
 }
 
 // logReclaim writes one structured line, message "reclaim", for a socket the agent closed on
