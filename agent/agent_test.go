@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/bufpool"
 	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"go.uber.org/goleak"
@@ -21,7 +22,12 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain installs the buffer pool sockagent's main installs, so the tests and benchmarks run
+// the agent as it runs in production.
+func TestMain(m *testing.M) {
+	bufpool.Install()
+	goleak.VerifyTestMain(m)
+}
 
 // env is one in-process agent behind bufconn (control plane); its sockets are real.
 type env struct {

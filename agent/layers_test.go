@@ -1,8 +1,11 @@
 package agent_test
 
 import (
+	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -42,5 +45,43 @@ func TestEngineImportsNoGRPC(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+var (
+	mainPkg  = regexp.MustCompile(`(?m)^package main$`)
+	initFunc = regexp.MustCompile(`(?m)^func init\(\) \{`)
+)
+
+// TestNoInitInLibraries: importing a library package of the module changes no process-wide
+// state, so none has an init function; process-wide options (bufpool.Install, the open-file
+// limit) are the mains' to set.
+func TestNoInitInLibraries(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join("..")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "gen" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if mainPkg.Match(src) {
+			return nil
+		}
+		if initFunc.Match(src) {
+			t.Errorf("%s: a library package has an init function", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

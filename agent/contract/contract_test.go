@@ -1,0 +1,69 @@
+package contract
+
+import (
+	"regexp"
+	"slices"
+	"testing"
+)
+
+func TestReasons(t *testing.T) {
+	upper := regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
+	seen := map[string]bool{}
+	for _, list := range [][]string{AgentReasons(), MeasureReasons(), ClientReasons()} {
+		for _, r := range list {
+			if !upper.MatchString(r) {
+				t.Errorf("reason %q is not upper case", r)
+			}
+			if seen[r] {
+				t.Errorf("reason %s listed twice", r)
+			}
+			seen[r] = true
+			if !IsReason(r) {
+				t.Errorf("IsReason(%s) = false", r)
+			}
+		}
+	}
+	for _, r := range []string{"", "connection_refused", "CONNECTION_REFUSD", "OK"} {
+		if IsReason(r) {
+			t.Errorf("IsReason(%q) = true", r)
+		}
+	}
+	AgentReasons()[0] = "CHANGED"
+	if AgentReasons()[0] == "CHANGED" {
+		t.Error("AgentReasons returns the package's own slice")
+	}
+}
+
+func TestNetworks(t *testing.T) {
+	want := map[Op][]string{
+		OpListen:     {"tcp", "tcp4", "tcp6", "unix"},
+		OpBind:       {"udp", "udp4", "udp6", "unixgram"},
+		OpDial:       {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram"},
+		OpProbe:      {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"},
+		OpThroughput: {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"},
+	}
+	if len(Ops()) != len(want) {
+		t.Errorf("Ops() = %v", Ops())
+	}
+	for _, op := range Ops() {
+		if got := Networks(op); !slices.Equal(got, want[op]) {
+			t.Errorf("Networks(%s) = %v, want %v", op, got, want[op])
+		}
+		for _, n := range AllNetworks() {
+			if NetworkAllowed(op, n) != slices.Contains(want[op], n) {
+				t.Errorf("NetworkAllowed(%s, %s) = %v", op, n, NetworkAllowed(op, n))
+			}
+		}
+	}
+	if Networks("connect") != nil || NetworkAllowed("connect", "tcp") {
+		t.Error("an unknown op accepts networks")
+	}
+	for n, kind := range map[string][3]bool{ // unix, datagram, udp
+		"tcp": {}, "tcp4": {}, "tcp6": {}, "udp": {false, true, true}, "udp4": {false, true, true}, "udp6": {false, true, true},
+		"unix": {true, false, false}, "unixgram": {true, true, false}, "sctp": {},
+	} {
+		if IsUnix(n) != kind[0] || IsDatagram(n) != kind[1] || IsUDP(n) != kind[2] {
+			t.Errorf("%s: IsUnix %v IsDatagram %v IsUDP %v, want %v", n, IsUnix(n), IsDatagram(n), IsUDP(n), kind)
+		}
+	}
+}
