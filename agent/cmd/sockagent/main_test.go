@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -272,8 +272,8 @@ func wantStatus(t *testing.T, err error, code codes.Code, reason string) {
 	for _, d := range st.Details() {
 		if ei, ok := d.(*errdetails.ErrorInfo); ok {
 			got = ei.GetReason()
-			if ei.GetDomain() != agent.Domain {
-				t.Errorf("ErrorInfo domain %q, want %q", ei.GetDomain(), agent.Domain)
+			if ei.GetDomain() != contract.Domain {
+				t.Errorf("ErrorInfo domain %q, want %q", ei.GetDomain(), contract.Domain)
 			}
 		}
 	}
@@ -407,7 +407,7 @@ func TestSIGTERMClosesSockets(t *testing.T) {
 	}
 	select {
 	case err := <-acceptErr:
-		wantStatus(t, err, codes.Unavailable, agent.ReasonAgentStopping)
+		wantStatus(t, err, codes.Unavailable, contract.ReasonAgentStopping)
 	case <-time.After(20 * time.Second):
 		t.Fatal("Accept still blocked after the agent exited")
 	}
@@ -462,17 +462,17 @@ func TestJSONLog(t *testing.T) {
 	}
 	c := cli.GetSocket()
 	_, err = sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: l.GetLocalAddress()})
-	wantStatus(t, err, codes.AlreadyExists, agent.ReasonAddressInUse)
+	wantStatus(t, err, codes.AlreadyExists, contract.ReasonAddressInUse)
 	refused := closedPort(t)
 	_, err = sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: refused})
-	wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused)
+	wantStatus(t, err, codes.Unavailable, contract.ReasonConnectionRefused)
 	for _, id := range []string{c.GetSocketId(), l.GetSocketId()} {
 		if _, err := sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_, err = sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: l.GetSocketId()})
-	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket)
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSocket)
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/testpki"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
@@ -60,7 +60,7 @@ func bearerCtx(t *testing.T, token string) context.Context {
 
 func wantUnauthenticated(t *testing.T, err error) {
 	t.Helper()
-	wantStatus(t, err, codes.Unauthenticated, agent.ReasonUnauthenticated)
+	wantStatus(t, err, codes.Unauthenticated, contract.ReasonUnauthenticated)
 	if msg := status.Convert(err).Message(); msg != "missing or invalid credentials" {
 		t.Errorf("message %q, want the fixed one", msg)
 	}

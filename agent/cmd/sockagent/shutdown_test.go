@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -105,7 +105,7 @@ func TestShutdownWhileAnRPCStaysOpen(t *testing.T) {
 	}
 	select {
 	case err := <-recvErr:
-		wantStatus(t, err, codes.Unavailable, agent.ReasonAgentStopping)
+		wantStatus(t, err, codes.Unavailable, contract.ReasonAgentStopping)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Recv still blocked 10s after SIGTERM")
 	}
@@ -207,7 +207,7 @@ func TestShutdownPrompt(t *testing.T) {
 		t.Errorf("exited %s after SIGTERM; want well within 5s", d)
 	}
 	for _, ch := range []<-chan error{acceptErr, recvErr} {
-		wantStatus(t, <-ch, codes.Unavailable, agent.ReasonAgentStopping)
+		wantStatus(t, <-ch, codes.Unavailable, contract.ReasonAgentStopping)
 	}
 	lines, err := p.log.all(5 * time.Second)
 	if err != nil {

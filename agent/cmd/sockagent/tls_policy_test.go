@@ -8,7 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/testpki"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
@@ -44,9 +44,9 @@ rule_sets:
 	sb := sockagentv1.NewSocketServiceClient(p.dialWith(t, tlsClient(t, ca, &bob)))
 
 	_, err = sa.Dial(ctxT(t), &sockagentv1.DialRequest{Network: "tcp", Address: target.Addr().String()})
-	wantStatus(t, err, codes.PermissionDenied, agent.ReasonPolicyDenied)
+	wantStatus(t, err, codes.PermissionDenied, contract.ReasonPolicyDenied)
 	_, err = sa.Listen(ctxT(t), &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:80"})
-	wantStatus(t, err, codes.PermissionDenied, agent.ReasonPolicyDenied)
+	wantStatus(t, err, codes.PermissionDenied, contract.ReasonPolicyDenied)
 
 	lis, err := sa.Listen(ctxT(t), &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
 	if err != nil {
@@ -62,10 +62,10 @@ rule_sets:
 		t.Fatalf("alice dials her listener: %v", err)
 	}
 	_, err = sb.Dial(ctxT(t), &sockagentv1.DialRequest{Network: "tcp", Address: lis.GetSocket().GetLocalAddress()})
-	wantStatus(t, err, codes.PermissionDenied, agent.ReasonPolicyDenied)
+	wantStatus(t, err, codes.PermissionDenied, contract.ReasonPolicyDenied)
 	// bob cannot see or close alice's sockets.
 	_, err = sb.Close(ctxT(t), &sockagentv1.CloseRequest{SocketId: id})
-	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket)
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSocket)
 	l, err := sb.ListSockets(ctxT(t), &sockagentv1.ListSocketsRequest{})
 	if err != nil || len(l.GetSockets()) != 0 {
 		t.Errorf("bob lists %v, %v; want nothing", l.GetSockets(), err)
