@@ -15,6 +15,8 @@ import (
 	"sync"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sockagent/sockagent/agent/contract"
 )
 
 // ParseError is a mistake at a place in a policy file.
@@ -300,9 +302,10 @@ func (p *parser) ruleSet(n *yaml.Node, what string, isDefault bool) (*rawSet, er
 	fields := map[string]func(*yaml.Node) error{
 		"networks": func(n *yaml.Node) (err error) {
 			r.has["networks"] = true
+			known := contract.AllNetworks()
 			r.set.Networks, err = p.strings(n, what+".networks", func(n *yaml.Node, w, s string) (string, error) {
-				if !slices.Contains(Networks, s) {
-					return "", p.errf(n, "%s: unknown network %q; use %s", w, s, strings.Join(Networks, ", "))
+				if !slices.Contains(known, s) {
+					return "", p.errf(n, "%s: unknown network %q; use %s", w, s, strings.Join(known, ", "))
 				}
 				return s, nil
 			})
