@@ -312,33 +312,7 @@ func TestLab(t *testing.T) {
 	t.Logf("lab %s up in %s: %s, bridge %s", l.Prefix, time.Since(start).Round(time.Millisecond), l.Subnet, l.Bridge)
 	agents := connect(t, l)
 
-	t.Run("hosts", func(t *testing.T) {
-		for _, h := range l.Hosts {
-			info, err := agents[h.Name].info.GetInfo(ctxTimeout(t, 5*time.Second), &sockagentv1.GetInfoRequest{})
-			if err != nil {
-				t.Fatalf("%s: GetInfo: %v", h.Name, err)
-			}
-			if int(info.GetPid()) != h.PID || !slices.Contains(agentPIDs(), h.PID) {
-				t.Errorf("%s: agent pid %d, lab says %d, running agents %v", h.Name, info.GetPid(), h.PID, agentPIDs())
-			}
-			var got []string
-			for _, i := range info.GetInterfaces() {
-				got = append(got, i.GetName()+"="+strings.Join(i.GetAddresses(), ","))
-			}
-			// Only lo and eth0 with the host's own address: the agent runs in its namespace.
-			if len(got) != 2 || !strings.HasPrefix(got[0], "lo=127.0.0.1/8") || !strings.HasPrefix(got[1], "eth0="+h.Addr.String()+"/24") {
-				t.Errorf("%s: interfaces %v, want lo and eth0=%s/24", h.Name, got, h.Addr)
-			}
-		}
-		want := fmt.Sprintf("# salab %s: 3 hosts\nagents:\n  h1: %s\n  h2: %s\n  h3: %s\n", l.Prefix,
-			l.Hosts[0].AgentAddr, l.Hosts[1].AgentAddr, l.Hosts[2].AgentAddr)
-		if got := l.Inventory(); got != want {
-			t.Errorf("inventory:\n%s\nwant:\n%s", got, want)
-		}
-		if !strings.HasSuffix(l.Hosts[0].AgentAddr, ":7700") || l.Hosts[0].Addr != l.Subnet.Addr().Next().Next() {
-			t.Errorf("h1 at %s, want .2 of %s, port 7700", l.Hosts[0].AgentAddr, l.Subnet)
-		}
-	})
+	t.Run("hosts", func(t *testing.T) { testHosts(t, l, agents) })
 
 	t.Run("examples", func(t *testing.T) {
 		requireBinaries(t, sockctlBin)
@@ -380,38 +354,71 @@ func TestLab(t *testing.T) {
 		testPartition(t, l, agents)
 	})
 
-	// An agent cut off before the run: reported by name, no step runs, exit 1, bounded.
-	t.Run("unreachable agent", func(t *testing.T) {
-		requireBinaries(t, sockctlBin)
-		h1, h3 := l.Hosts[0], l.Hosts[2]
-		if err := l.Cut(h3.Name); err != nil {
-			t.Fatal(err)
+	t.Run("unreachable agent", func(t *testing.T) { testUnreachable(t, l, agents) })
+}
+
+// testHosts: each host's agent runs in its namespace (only lo and eth0 with the host's own
+// address), and the inventory names them in order on port 7700.
+func testHosts(t *testing.T, l *lab.Lab, agents map[string]agentClient) {
+	for _, h := range l.Hosts {
+		info, err := agents[h.Name].info.GetInfo(ctxTimeout(t, 5*time.Second), &sockagentv1.GetInfoRequest{})
+		if err != nil {
+			t.Fatalf("%s: GetInfo: %v", h.Name, err)
 		}
-		t.Cleanup(func() {
-			if err := l.Heal(h3.Name); err != nil {
-				t.Error(err)
-			}
-			wantEmpty(t, agents[h3.Name])
-		})
-		t0 := time.Now()
-		stdout, stderr, code := sockctl(t, 30*time.Second, "run", "../examples/hello-tcp.yaml",
-			"--agent", "server="+h3.AgentAddr, "--agent", "client="+h1.AgentAddr)
-		el := time.Since(t0)
-		t.Logf("exit %d after %s\n%s%s", code, el.Round(time.Millisecond), stdout, stderr)
-		if code != 1 {
-			t.Errorf("exit %d, want 1", code)
+		if int(info.GetPid()) != h.PID || !slices.Contains(agentPIDs(), h.PID) {
+			t.Errorf("%s: agent pid %d, lab says %d, running agents %v", h.Name, info.GetPid(), h.PID, agentPIDs())
 		}
-		if want := "agent server (" + h3.AgentAddr + ") unreachable"; !strings.Contains(stdout, want) {
-			t.Errorf("stdout does not say %q", want)
+		var got []string
+		for _, i := range info.GetInterfaces() {
+			got = append(got, i.GetName()+"="+strings.Join(i.GetAddresses(), ","))
 		}
-		if !strings.HasSuffix(stdout, "0 passed, 0 failed\n") {
-			t.Errorf("stdout does not end with \"0 passed, 0 failed\": a step ran")
+		// Only lo and eth0 with the host's own address: the agent runs in its namespace.
+		if len(got) != 2 || !strings.HasPrefix(got[0], "lo=127.0.0.1/8") || !strings.HasPrefix(got[1], "eth0="+h.Addr.String()+"/24") {
+			t.Errorf("%s: interfaces %v, want lo and eth0=%s/24", h.Name, got, h.Addr)
 		}
-		if el > 15*time.Second {
-			t.Errorf("took %s to find the agent unreachable, want a bounded check", el)
+	}
+	want := fmt.Sprintf("# salab %s: 3 hosts\nagents:\n  h1: %s\n  h2: %s\n  h3: %s\n", l.Prefix,
+		l.Hosts[0].AgentAddr, l.Hosts[1].AgentAddr, l.Hosts[2].AgentAddr)
+	if got := l.Inventory(); got != want {
+		t.Errorf("inventory:\n%s\nwant:\n%s", got, want)
+	}
+	if !strings.HasSuffix(l.Hosts[0].AgentAddr, ":7700") || l.Hosts[0].Addr != l.Subnet.Addr().Next().Next() {
+		t.Errorf("h1 at %s, want .2 of %s, port 7700", l.Hosts[0].AgentAddr, l.Subnet)
+	}
+}
+
+// testUnreachable: an agent cut off before the run is reported by name, no step runs, and
+// the run exits 1, bounded.
+func testUnreachable(t *testing.T, l *lab.Lab, agents map[string]agentClient) {
+	requireBinaries(t, sockctlBin)
+	h1, h3 := l.Hosts[0], l.Hosts[2]
+	if err := l.Cut(h3.Name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Heal(h3.Name); err != nil {
+			t.Error(err)
 		}
-		wantEmpty(t, agents[h1.Name])
+		wantEmpty(t, agents[h3.Name])
 	})
+	t0 := time.Now()
+	stdout, stderr, code := sockctl(t, 30*time.Second, "run", "../examples/hello-tcp.yaml",
+		"--agent", "server="+h3.AgentAddr, "--agent", "client="+h1.AgentAddr)
+	el := time.Since(t0)
+	t.Logf("exit %d after %s\n%s%s", code, el.Round(time.Millisecond), stdout, stderr)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if want := "agent server (" + h3.AgentAddr + ") unreachable"; !strings.Contains(stdout, want) {
+		t.Errorf("stdout does not say %q", want)
+	}
+	if !strings.HasSuffix(stdout, "0 passed, 0 failed\n") {
+		t.Errorf("stdout does not end with \"0 passed, 0 failed\": a step ran")
+	}
+	if el > 15*time.Second {
+		t.Errorf("took %s to find the agent unreachable, want a bounded check", el)
+	}
+	wantEmpty(t, agents[h1.Name])
 }
 
 // report is the part of `sockctl run -o json` the partition test reads.
@@ -442,30 +449,8 @@ steps:
 const dialTimeout = 2 * time.Second
 
 func testPartition(t *testing.T, l *lab.Lab, agents map[string]agentClient) {
-	dir := t.TempDir()
-	file, inv := filepath.Join(dir, "partition.yaml"), filepath.Join(dir, "inventory.yaml")
-	if err := os.WriteFile(file, []byte(partitionScenario), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(inv, []byte(l.Inventory()), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	h1, _ := l.Host("h1")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := l.CheckRoutes(); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, sockctlBin, "run", file, "--inventory", inv, "-o", "json")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runStart := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	run := startPartitionRun(t, l)
 	healed := false
 	defer func() {
 		if !healed {
@@ -474,25 +459,7 @@ func testPartition(t *testing.T, l *lab.Lab, agents map[string]agentClient) {
 	}()
 
 	// Wait until h1's accept is pending on the gate: then the run stands between two steps.
-	var gate string
-	for deadline := time.Now().Add(15 * time.Second); gate == ""; {
-		select {
-		case err := <-exited:
-			t.Fatalf("sockctl ended before the gate (%v)\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no accept pending on h1 after 15s; h1 has %v", agents["h1"].table(t))
-		}
-		for _, s := range agents["h1"].table(t) {
-			if s.GetPendingCalls() == 1 {
-				gate = s.GetLocalAddress()
-			}
-		}
-		if gate == "" {
-			time.Sleep(20 * time.Millisecond) // polling h1's table, bounded by deadline
-		}
-	}
+	gate := waitGate(t, agents["h1"], run)
 	_, port, err := net.SplitHostPort(gate)
 	if err != nil {
 		t.Fatal(err)
@@ -509,21 +476,110 @@ func testPartition(t *testing.T, l *lab.Lab, agents map[string]agentClient) {
 	released := time.Now()
 
 	select {
-	case err = <-exited:
-	case <-ctx.Done():
-		t.Fatalf("sockctl still running 30s after start\nstdout:\n%s\nstderr:\n%s", &stdout, &stderr)
+	case err = <-run.exited:
+	case <-run.ctx.Done():
+		t.Fatalf("sockctl still running 30s after start\nstdout:\n%s\nstderr:\n%s", &run.stdout, &run.stderr)
 	}
-	afterRelease, total := time.Since(released), time.Since(runStart)
+	afterRelease, total := time.Since(released), time.Since(run.start)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Errorf("sockctl run: %v, want exit status 1\nstderr:\n%s", err, &stderr)
+		t.Errorf("sockctl run: %v, want exit status 1\nstderr:\n%s", err, &run.stderr)
 	}
 	var rep report
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("-o json: %v\n%s", err, &stdout)
+	if err := json.Unmarshal(run.stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, &run.stdout)
 	}
 	t.Logf("run took %s, %s after the gate opened; report: %d passed, %d failed, %d skipped",
 		total.Round(time.Millisecond), afterRelease.Round(time.Millisecond), rep.Passed, rep.Failed, rep.Skipped)
+	checkPartitionReport(t, rep)
+	if afterRelease > dialTimeout+10*time.Second {
+		t.Errorf("the run ended %s after the gate opened, want the dial's %s plus a bounded cleanup", afterRelease, dialTimeout)
+	}
+	wantEmpty(t, agents["h1"])
+	wantEmpty(t, agents["h3"])
+
+	// Heal: h2's agent is still there, with the listener the run could not close.
+	if err := l.Heal("h2"); err != nil {
+		t.Fatal(err)
+	}
+	healed = true
+	left := agents["h2"].table(t)
+	if len(left) != 1 || left[0].GetKind() != sockagentv1.SocketKind_SOCKET_KIND_LISTENER {
+		t.Fatalf("h2 after heal: %v, want the one listener lis2", left)
+	}
+	if _, err := agents["h2"].sockets.Close(ctxTimeout(t, 5*time.Second), &sockagentv1.CloseRequest{SocketId: left[0].GetSocketId()}); err != nil {
+		t.Fatalf("close lis2 on h2: %v", err)
+	}
+	wantEmpty(t, agents["h2"])
+}
+
+// partitionRun is `sockctl run` of partitionScenario across the lab, in the background.
+type partitionRun struct {
+	ctx            context.Context // bounds the run: 30s
+	start          time.Time
+	stdout, stderr bytes.Buffer
+	exited         chan error // Wait's result
+}
+
+// startPartitionRun writes partitionScenario and the lab's inventory and starts sockctl on
+// them, once the lab's routes are checked.
+func startPartitionRun(t *testing.T, l *lab.Lab) *partitionRun {
+	t.Helper()
+	dir := t.TempDir()
+	file, inv := filepath.Join(dir, "partition.yaml"), filepath.Join(dir, "inventory.yaml")
+	if err := os.WriteFile(file, []byte(partitionScenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inv, []byte(l.Inventory()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	if err := l.CheckRoutes(); err != nil {
+		t.Fatal(err)
+	}
+	r := &partitionRun{ctx: ctx, exited: make(chan error, 1)}
+	cmd := exec.CommandContext(ctx, sockctlBin, "run", file, "--inventory", inv, "-o", "json")
+	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
+	r.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.exited <- cmd.Wait() }()
+	return r
+}
+
+// waitGate returns the local address of h1's socket with an accept pending (the gate), once
+// there is one; it fails the test if the run ends first or none is pending within 15s.
+func waitGate(t *testing.T, h1 agentClient, run *partitionRun) string {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		select {
+		case err := <-run.exited:
+			t.Fatalf("sockctl ended before the gate (%v)\nstdout:\n%s\nstderr:\n%s", err, &run.stdout, &run.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no accept pending on h1 after 15s; h1 has %v", h1.table(t))
+		}
+		gate := ""
+		for _, s := range h1.table(t) {
+			if s.GetPendingCalls() == 1 {
+				gate = s.GetLocalAddress()
+			}
+		}
+		if gate != "" {
+			return gate
+		}
+		time.Sleep(20 * time.Millisecond) // polling h1's table, bounded by deadline
+	}
+}
+
+// checkPartitionReport checks the report of the partition run: the dial across the cut
+// failed with a network reason within its timeout, the step after it was skipped, and
+// cleanup closed h1's and h3's sockets and failed on h2's listener.
+func checkPartitionReport(t *testing.T, rep report) {
+	t.Helper()
 	byName := map[string]int{}
 	for i, s := range rep.Steps {
 		byName[s.Name] = i
@@ -562,25 +618,6 @@ func testPartition(t *testing.T, l *lab.Lab, agents map[string]agentClient) {
 	if !slices.Equal(failed, []string{"h2:lis2"}) || !slices.Equal(closed, []string{"h1:gate", "h1:opened", "h3:lis3"}) {
 		t.Errorf("cleanup closed %v, failed %v; want closed [h1:gate h1:opened h3:lis3], failed [h2:lis2]", closed, failed)
 	}
-	if afterRelease > dialTimeout+10*time.Second {
-		t.Errorf("the run ended %s after the gate opened, want the dial's %s plus a bounded cleanup", afterRelease, dialTimeout)
-	}
-	wantEmpty(t, agents["h1"])
-	wantEmpty(t, agents["h3"])
-
-	// Heal: h2's agent is still there, with the listener the run could not close.
-	if err := l.Heal("h2"); err != nil {
-		t.Fatal(err)
-	}
-	healed = true
-	left := agents["h2"].table(t)
-	if len(left) != 1 || left[0].GetKind() != sockagentv1.SocketKind_SOCKET_KIND_LISTENER {
-		t.Fatalf("h2 after heal: %v, want the one listener lis2", left)
-	}
-	if _, err := agents["h2"].sockets.Close(ctxTimeout(t, 5*time.Second), &sockagentv1.CloseRequest{SocketId: left[0].GetSocketId()}); err != nil {
-		t.Fatalf("close lis2 on h2: %v", err)
-	}
-	wantEmpty(t, agents["h2"])
 }
 
 // TestUpChecksTheBridge: when frames between two hosts are dropped on the bridge (here by an

@@ -15,6 +15,8 @@ import (
 	"sync"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sockagent/sockagent/agent/contract"
 )
 
 // ParseError is a mistake at a place in a policy file.
@@ -281,6 +283,20 @@ func (p *parser) strings(n *yaml.Node, what string, check func(*yaml.Node, strin
 	return out, nil
 }
 
+// positives parses the mapping n, whose keys are among keys, of positive integers: the
+// value of keys[i] goes to dst[i]; a key not given leaves its dst nil (inherited).
+func (p *parser) positives(n *yaml.Node, what string, dst []*int, keys ...string) error {
+	fields := make(map[string]func(*yaml.Node) error, len(keys))
+	for i, key := range keys {
+		fields[key] = func(n *yaml.Node) error {
+			v, err := p.positive(n, what+"."+key)
+			dst[i] = &v
+			return err
+		}
+	}
+	return p.mapping(n, what, fields)
+}
+
 func (p *parser) positive(n *yaml.Node, what string) (int, error) {
 	n = deref(n)
 	v, err := strconv.ParseInt(n.Value, 10, 64)
@@ -300,9 +316,10 @@ func (p *parser) ruleSet(n *yaml.Node, what string, isDefault bool) (*rawSet, er
 	fields := map[string]func(*yaml.Node) error{
 		"networks": func(n *yaml.Node) (err error) {
 			r.has["networks"] = true
+			known := contract.AllNetworks()
 			r.set.Networks, err = p.strings(n, what+".networks", func(n *yaml.Node, w, s string) (string, error) {
-				if !slices.Contains(Networks, s) {
-					return "", p.errf(n, "%s: unknown network %q; use %s", w, s, strings.Join(Networks, ", "))
+				if !slices.Contains(known, s) {
+					return "", p.errf(n, "%s: unknown network %q; use %s", w, s, strings.Join(known, ", "))
 				}
 				return s, nil
 			})
@@ -332,30 +349,10 @@ func (p *parser) ruleSet(n *yaml.Node, what string, isDefault bool) (*rawSet, er
 			})
 		},
 		"limits": func(n *yaml.Node) error {
-			w := what + ".limits"
-			lim := func(i int, key string) func(*yaml.Node) error {
-				return func(n *yaml.Node) error {
-					v, err := p.positive(n, w+"."+key)
-					r.limits[i] = &v
-					return err
-				}
-			}
-			return p.mapping(n, w, map[string]func(*yaml.Node) error{
-				"sockets": lim(0, "sockets"), "bytes_per_call": lim(1, "bytes_per_call"), "blocking_calls": lim(2, "blocking_calls"),
-			})
+			return p.positives(n, what+".limits", r.limits[:], "sockets", "bytes_per_call", "blocking_calls")
 		},
 		"session_limits": func(n *yaml.Node) error {
-			w := what + ".session_limits"
-			lim := func(i int, key string) func(*yaml.Node) error {
-				return func(n *yaml.Node) error {
-					v, err := p.positive(n, w+"."+key)
-					r.sess[i] = &v
-					return err
-				}
-			}
-			return p.mapping(n, w, map[string]func(*yaml.Node) error{
-				"sockets": lim(0, "sockets"), "blocking_calls": lim(1, "blocking_calls"), "buffered_bytes": lim(2, "buffered_bytes"),
-			})
+			return p.positives(n, what+".session_limits", r.sess[:], "sockets", "blocking_calls", "buffered_bytes")
 		},
 	}
 	if !isDefault {

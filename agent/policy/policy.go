@@ -77,9 +77,6 @@ import (
 	"strings"
 )
 
-// Networks are the network names a policy may allow.
-var Networks = []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "unixgram"}
-
 // Policy is a parsed policy. Use Parse, Load or Default; the zero value allows nothing.
 type Policy struct {
 	// MaxSockets bounds the open sockets of all callers together (agent_limits.sockets).
@@ -104,7 +101,7 @@ type RuleSet struct {
 	Name string
 	// Callers are the caller patterns the set applies to (empty in the default set).
 	Callers []string
-	// Networks are the network names allowed.
+	// Networks are the network names allowed, among contract.AllNetworks.
 	Networks []string
 	// Destinations govern Dial and SendTo targets.
 	Destinations AddrRules

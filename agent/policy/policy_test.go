@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sockagent/sockagent/agent/contract"
 )
 
 func mustParse(t *testing.T, src string) *Policy {
@@ -26,8 +28,8 @@ func TestDefault(t *testing.T) {
 	if p.MaxSockets != 4096 || d.Limits != (Limits{Sockets: 1024, BytesPerCall: 4 << 20, BlockingCalls: 256}) {
 		t.Errorf("limits: agent %d, default %+v", p.MaxSockets, d.Limits)
 	}
-	if !slices.Equal(d.Networks, Networks) {
-		t.Errorf("networks %v, want all of %v", d.Networks, Networks)
+	if all := contract.AllNetworks(); !slices.Equal(d.Networks, all) {
+		t.Errorf("networks %v, want all of %v", d.Networks, all)
 	}
 	if d.Name != "default" || len(p.RuleSets) != 0 {
 		t.Errorf("name %q, rule sets %d", d.Name, len(p.RuleSets))

@@ -3,22 +3,17 @@
 // Keys are ECDSA P-256, written as PKCS #8 PEM with mode 0600; certificates are PEM, 0644.
 // Nothing is overwritten unless asked.
 //
-// It serves `sockctl pki` and tests that need real certificates.
+// Init and AddClient serve `sockctl pki`; NewCA and CA.Issue make the same kinds of
+// certificates in memory, for tests that need real ones (agent/internal/testpki wraps them).
 package pki
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -109,41 +104,16 @@ func Init(opts Options) (*Paths, error) {
 		return nil, err
 	}
 	notAfter := opts.Now.Add(time.Duration(opts.Days) * 24 * time.Hour)
-	caKey, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	caTmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "sockagent lab CA", Organization: []string{"sockagent lab"}},
-		NotBefore:             opts.Now.Add(-backdate),
-		NotAfter:              notAfter,
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		MaxPathLenZero:        true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	caDER, ca, err := sign(caTmpl, caTmpl, caKey, caKey)
+	ca, err := NewCA(Spec{CommonName: "sockagent lab CA", Organization: labOrg, NotBefore: opts.Now.Add(-backdate), NotAfter: notAfter})
 	if err != nil {
 		return nil, fmt.Errorf("make the CA: %w", err)
 	}
-	agentKey, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	agentTmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "sockagent", Organization: []string{"sockagent lab"}},
-		NotBefore:   opts.Now.Add(-backdate),
-		NotAfter:    notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:    sans.dns,
-		IPAddresses: sans.ips,
-	}
-	agentDER, _, err := sign(agentTmpl, ca, agentKey, caKey)
+	agent, err := ca.Issue(Spec{CommonName: "sockagent", Organization: labOrg, NotBefore: opts.Now.Add(-backdate), NotAfter: notAfter,
+		Server: true, DNSNames: sans.dns, IPAddresses: sans.ips})
 	if err != nil {
 		return nil, fmt.Errorf("make the agent certificate: %w", err)
 	}
-	clientKey, clientDER, err := newClient(opts.ClientName, opts.Now, notAfter, ca, caKey)
+	client, err := newClient(ca, opts.ClientName, opts.Now, notAfter)
 	if err != nil {
 		return nil, err
 	}
@@ -155,12 +125,12 @@ func Init(opts Options) (*Paths, error) {
 		pem  []byte
 		perm fs.FileMode
 	}{
-		{p.CAKey, keyPEM(caKey), 0o600},
-		{p.CA, certPEM(caDER), 0o644},
-		{p.AgentKey, keyPEM(agentKey), 0o600},
-		{p.Agent, certPEM(agentDER), 0o644},
-		{p.ClientKey, keyPEM(clientKey), 0o600},
-		{p.Client, certPEM(clientDER), 0o644},
+		{p.CAKey, ca.KeyPEM, 0o600},
+		{p.CA, ca.CertPEM, 0o644},
+		{p.AgentKey, agent.KeyPEM, 0o600},
+		{p.Agent, agent.CertPEM, 0o644},
+		{p.ClientKey, client.KeyPEM, 0o600},
+		{p.Client, client.CertPEM, 0o644},
 	}
 	for _, f := range files {
 		if err := writeFile(f.path, f.pem, f.perm, opts.Force); err != nil {
@@ -197,22 +167,22 @@ func AddClient(opts Options) (*Paths, error) {
 	if err := checkFree(opts.Force, p.Client, p.ClientKey); err != nil {
 		return nil, err
 	}
-	ca, caKey, err := LoadCA(p.CA, p.CAKey)
+	caCert, caKey, err := LoadCA(p.CA, p.CAKey)
 	if err != nil {
 		return nil, err
 	}
 	notAfter := opts.Now.Add(time.Duration(opts.Days) * 24 * time.Hour)
-	if notAfter.After(ca.NotAfter) {
-		notAfter = ca.NotAfter
+	if notAfter.After(caCert.NotAfter) {
+		notAfter = caCert.NotAfter
 	}
-	clientKey, clientDER, err := newClient(opts.ClientName, opts.Now, notAfter, ca, caKey)
+	client, err := newClient(&CA{Cert: caCert, Key: caKey}, opts.ClientName, opts.Now, notAfter)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFile(p.ClientKey, keyPEM(clientKey), 0o600, opts.Force); err != nil {
+	if err := writeFile(p.ClientKey, client.KeyPEM, 0o600, opts.Force); err != nil {
 		return nil, err
 	}
-	if err := writeFile(p.Client, certPEM(clientDER), 0o644, opts.Force); err != nil {
+	if err := writeFile(p.Client, client.CertPEM, 0o644, opts.Force); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -290,62 +260,13 @@ func parseSANs(names []string) (sanList, error) {
 	return s, nil
 }
 
-func newKey() (*ecdsa.PrivateKey, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// newClient issues a client-auth certificate with common name name.
+func newClient(ca *CA, name string, now, notAfter time.Time) (*KeyPair, error) {
+	kp, err := ca.Issue(Spec{CommonName: name, Organization: labOrg, NotBefore: now.Add(-backdate), NotAfter: notAfter})
 	if err != nil {
-		return nil, fmt.Errorf("generate a key: %w", err)
+		return nil, fmt.Errorf("make the client certificate %q: %w", name, err)
 	}
-	return k, nil
-}
-
-// newClient makes a client-auth certificate with common name name, signed by ca.
-func newClient(name string, now, notAfter time.Time, ca *x509.Certificate, caKey crypto.Signer) (*ecdsa.PrivateKey, []byte, error) {
-	key, err := newKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: name, Organization: []string{"sockagent lab"}},
-		NotBefore:   now.Add(-backdate),
-		NotAfter:    notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, _, err := sign(tmpl, ca, key, caKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("make the client certificate %q: %w", name, err)
-	}
-	return key, der, nil
-}
-
-// sign issues tmpl, with a random serial number, signed by parent's key.
-func sign(tmpl, parent *x509.Certificate, key *ecdsa.PrivateKey, parentKey crypto.Signer) ([]byte, *x509.Certificate, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl.SerialNumber = serial
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, err
-	}
-	return der, cert, nil
-}
-
-func certPEM(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-func keyPEM(k *ecdsa.PrivateKey) []byte {
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil { // an ECDSA P-256 key always marshals
-		panic(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	return kp, nil
 }
 
 // checkFree fails if any of paths exists and force is off, before anything is written.

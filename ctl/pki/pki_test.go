@@ -1,12 +1,14 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -210,4 +212,72 @@ func TestBadOptions(t *testing.T) {
 	if err != nil || len(s.ips) != 1 || !slices.Equal(s.dns, []string{"*.lab.example", "h1"}) {
 		t.Errorf("parseSANs: %+v, %v", s, err)
 	}
+}
+
+// TestNewCAIssue: the in-memory generator makes a CA that signs leaves only, and leaves with
+// the names, usage and validity asked for, whose keys match.
+func TestNewCAIssue(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	ca, err := NewCA(Spec{CommonName: "test CA", Organization: "tests", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ca.Cert.IsCA || !ca.Cert.MaxPathLenZero || ca.Cert.Subject.String() != "CN=test CA,O=tests" {
+		t.Errorf("CA: IsCA %v, MaxPathLenZero %v, subject %q", ca.Cert.IsCA, ca.Cert.MaxPathLenZero, ca.Cert.Subject)
+	}
+	if _, err := tls.X509KeyPair(ca.CertPEM, ca.KeyPEM); err != nil {
+		t.Errorf("CA key pair: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	srv, err := ca.Issue(Spec{CommonName: "srv", DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		EmailAddresses: []string{"srv@lab"}, Server: true, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.X509KeyPair(srv.CertPEM, srv.KeyPEM); err != nil {
+		t.Errorf("server key pair: %v", err)
+	}
+	if srv.Cert.Subject.String() != "CN=srv" || !slices.Equal(srv.Cert.EmailAddresses, []string{"srv@lab"}) {
+		t.Errorf("server subject %q, emails %v; want CN=srv (no organization) and srv@lab", srv.Cert.Subject, srv.Cert.EmailAddresses)
+	}
+	for _, name := range []string{"localhost", "127.0.0.1"} {
+		if _, err := srv.Cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: name, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("server certificate for %s: %v", name, err)
+		}
+	}
+	cli, err := ca.Issue(Spec{CommonName: "cli", NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+		t.Error("client certificate is good for server auth; want client auth only")
+	}
+	if _, err := cli.Cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("client certificate: %v", err)
+	}
+	// A leaf is no CA: what it signs does not verify.
+	sub, err := (&CA{Cert: cli.Cert, Key: mustKey(t, cli.KeyPEM)}).Issue(Spec{CommonName: "sub", NotBefore: now, NotAfter: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter := x509.NewCertPool()
+	inter.AddCert(cli.Cert)
+	if _, err := sub.Cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+		t.Error("a certificate signed by a leaf verifies")
+	}
+}
+
+func mustKey(t *testing.T, keyPEM []byte) crypto.Signer {
+	t.Helper()
+	b, _ := pem.Decode(keyPEM)
+	if b == nil {
+		t.Fatal("no PEM key")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.(crypto.Signer)
 }

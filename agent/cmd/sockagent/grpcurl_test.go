@@ -39,23 +39,25 @@ func grpcurlCall(t *testing.T, addr, method, body string, resp proto.Message) {
 	}
 }
 
+// services are the services sockagent serves, as `grpcurl list` prints them.
+var services = []string{
+	"grpc.health.v1.Health",
+	"grpc.reflection.v1.ServerReflection",
+	"grpc.reflection.v1alpha.ServerReflection",
+	"sockagent.v1.AgentService",
+	"sockagent.v1.MeasureService",
+	"sockagent.v1.SessionService",
+	"sockagent.v1.SocketService",
+}
+
 func TestGrpcurlListDescribeHealth(t *testing.T) {
 	t.Parallel()
 	p := startLocal(t)
 	addr := p.addr
 
 	out := grpcurlOK(t, "-plaintext", addr, "list")
-	want := []string{
-		"grpc.health.v1.Health",
-		"grpc.reflection.v1.ServerReflection",
-		"grpc.reflection.v1alpha.ServerReflection",
-		"sockagent.v1.AgentService",
-		"sockagent.v1.MeasureService",
-		"sockagent.v1.SessionService",
-		"sockagent.v1.SocketService",
-	}
-	if got := strings.Fields(out); !slices.Equal(got, want) {
-		t.Errorf("grpcurl list:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
+	if got := strings.Fields(out); !slices.Equal(got, services) {
+		t.Errorf("grpcurl list:\n%s\nwant:\n%s", out, strings.Join(services, "\n"))
 	}
 
 	out = grpcurlOK(t, "-plaintext", addr, "describe", "sockagent.v1.SocketService")

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -272,8 +272,8 @@ func wantStatus(t *testing.T, err error, code codes.Code, reason string) {
 	for _, d := range st.Details() {
 		if ei, ok := d.(*errdetails.ErrorInfo); ok {
 			got = ei.GetReason()
-			if ei.GetDomain() != agent.Domain {
-				t.Errorf("ErrorInfo domain %q, want %q", ei.GetDomain(), agent.Domain)
+			if ei.GetDomain() != contract.Domain {
+				t.Errorf("ErrorInfo domain %q, want %q", ei.GetDomain(), contract.Domain)
 			}
 		}
 	}
@@ -367,52 +367,23 @@ func TestSIGTERMClosesSockets(t *testing.T) {
 	t.Parallel()
 	p := startLocal(t)
 	sc := p.sockets()
-	ctx := ctxT(t)
 
-	lis, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lisAddr := lis.GetSocket().GetLocalAddress()
-	waiting, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	lisAddr := listenTCP(t, sc).GetLocalAddress()
 	// A connection the agent dialed out to a listener of the test: the peer must see EOF.
-	peerLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peerLn.Close()
-	if _, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: peerLn.Addr().String()}); err != nil {
-		t.Fatal(err)
-	}
-	peer, err := peerLn.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-
-	acceptErr := make(chan error, 1)
-	go func() {
-		_, err := sc.Accept(ctx, &sockagentv1.AcceptRequest{
-			SocketId: waiting.GetSocket().GetSocketId(), Timeout: durationpb.New(time.Minute)})
-		acceptErr <- err
-	}()
-	waitPending(t, sc, waiting.GetSocket().GetSocketId(), 1)
+	_, peer := dialedPeer(t, sc)
+	acceptErr := blockedAccept(t, sc, listenTCP(t, sc).GetSocketId())
 
 	if code := p.stop(t); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}
 	select {
 	case err := <-acceptErr:
-		wantStatus(t, err, codes.Unavailable, agent.ReasonAgentStopping)
+		wantStatus(t, err, codes.Unavailable, contract.ReasonAgentStopping)
 	case <-time.After(20 * time.Second):
 		t.Fatal("Accept still blocked after the agent exited")
 	}
 
-	_, err = net.DialTimeout("tcp", lisAddr, 5*time.Second)
+	_, err := net.DialTimeout("tcp", lisAddr, 5*time.Second)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial %s after SIGTERM: %v, want connection refused", lisAddr, err)
 	}
@@ -423,6 +394,68 @@ func TestSIGTERMClosesSockets(t *testing.T) {
 	if _, err := p.log.waitFor(regexp.MustCompile(`msg=stopped`), 5*time.Second); err != nil {
 		t.Error(err)
 	}
+}
+
+// listenTCP has the agent listen on 127.0.0.1, on a port the OS picks.
+func listenTCP(t *testing.T, sc sockagentv1.SocketServiceClient) *sockagentv1.Socket {
+	t.Helper()
+	r, err := sc.Listen(ctxT(t), &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	return r.GetSocket()
+}
+
+// dialedPeer has the agent dial a listener of the test; it returns the agent's socket id and
+// the test's end of the connection.
+func dialedPeer(t *testing.T, sc sockagentv1.SocketServiceClient) (string, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r, err := sc.Dial(ctxT(t), &sockagentv1.DialRequest{Network: "tcp", Address: ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return r.GetSocket().GetSocketId(), c
+}
+
+// blockedAccept starts an Accept on the listener id that blocks, and returns its result's
+// channel once the agent shows it pending.
+func blockedAccept(t *testing.T, sc sockagentv1.SocketServiceClient, id string) <-chan error {
+	t.Helper()
+	return blocked(t, sc, id, func(ctx context.Context) error {
+		_, err := sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: id, Timeout: durationpb.New(time.Minute)})
+		return err
+	})
+}
+
+// blockedRecv starts a Recv on id that blocks, and returns its result's channel once the
+// agent shows it pending.
+func blockedRecv(t *testing.T, sc sockagentv1.SocketServiceClient, id string) <-chan error {
+	t.Helper()
+	return blocked(t, sc, id, func(ctx context.Context) error {
+		_, err := sc.Recv(ctx, &sockagentv1.RecvRequest{SocketId: id, Timeout: durationpb.New(time.Minute)})
+		return err
+	})
+}
+
+// blocked runs call, which blocks on socket id, in a goroutine and returns its result's
+// channel once the agent shows the call pending.
+func blocked(t *testing.T, sc sockagentv1.SocketServiceClient, id string, call func(context.Context) error) <-chan error {
+	t.Helper()
+	ctx := ctxT(t)
+	ch := make(chan error, 1)
+	go func() { ch <- call(ctx) }()
+	waitPending(t, sc, id, 1)
+	return ch
 }
 
 // waitPending polls until n calls are pending on the socket: the sign that a call reached the
@@ -451,28 +484,24 @@ func TestJSONLog(t *testing.T) {
 	p := startLocal(t, "--log-format", "json")
 	sc := p.sockets()
 	ctx := ctxT(t)
-	lis, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := lis.GetSocket()
+	l := listenTCP(t, sc)
 	cli, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: l.GetLocalAddress()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := cli.GetSocket()
 	_, err = sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: l.GetLocalAddress()})
-	wantStatus(t, err, codes.AlreadyExists, agent.ReasonAddressInUse)
+	wantStatus(t, err, codes.AlreadyExists, contract.ReasonAddressInUse)
 	refused := closedPort(t)
 	_, err = sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: refused})
-	wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused)
+	wantStatus(t, err, codes.Unavailable, contract.ReasonConnectionRefused)
 	for _, id := range []string{c.GetSocketId(), l.GetSocketId()} {
 		if _, err := sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_, err = sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: l.GetSocketId()})
-	wantStatus(t, err, codes.NotFound, agent.ReasonUnknownSocket)
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSocket)
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -113,11 +113,11 @@ func TestNetns(t *testing.T) {
 
 	t.Run("unreachable route", func(t *testing.T) {
 		_, err := dial(t, "10.213.7.1:80", 5*time.Second)
-		wantStatus(t, err, codes.Unavailable, agent.ReasonHostUnreachable)
+		wantStatus(t, err, codes.Unavailable, contract.ReasonHostUnreachable)
 	})
 	t.Run("no route", func(t *testing.T) {
 		_, err := dial(t, "10.213.99.1:80", 5*time.Second)
-		wantStatus(t, err, codes.Unavailable, agent.ReasonNetworkUnreachable)
+		wantStatus(t, err, codes.Unavailable, contract.ReasonNetworkUnreachable)
 	})
 
 	t.Run("nft drop and reject", func(t *testing.T) {
@@ -153,12 +153,12 @@ func TestNetns(t *testing.T) {
 
 		start := time.Now()
 		_, err := dial(t, "127.0.0.1:9009", 300*time.Millisecond)
-		wantStatus(t, err, codes.DeadlineExceeded, agent.ReasonTimeout)
+		wantStatus(t, err, codes.DeadlineExceeded, contract.ReasonTimeout)
 		if el := time.Since(start); el < 300*time.Millisecond || el > 10*time.Second {
 			t.Errorf("dropped dial returned after %s, want the 300ms timeout", el)
 		}
 		_, err = dial(t, "127.0.0.1:9010", 5*time.Second)
-		wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused)
+		wantStatus(t, err, codes.Unavailable, contract.ReasonConnectionRefused)
 
 		for _, id := range ids {
 			if _, err := sc.Close(ctxT(t), &sockagentv1.CloseRequest{SocketId: id}); err != nil {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -68,13 +68,13 @@ default:
 `, port)))
 		sc := p.sockets()
 		_, err := sc.Dial(ctxT(t), &sockagentv1.DialRequest{Network: "tcp", Address: closed})
-		wantStatus(t, err, codes.PermissionDenied, agent.ReasonPolicyDenied)
+		wantStatus(t, err, codes.PermissionDenied, contract.ReasonPolicyDenied)
 		if err == nil || !strings.Contains(err.Error(), `denied by policy rule "not that port" (rule set "default")`) {
 			t.Errorf("dial %s: %v", closed, err)
 		}
 		// Other ports: the default's allow rule is inherited.
 		_, err = sc.Dial(ctxT(t), &sockagentv1.DialRequest{Network: "tcp", Address: closedPort(t)})
-		wantStatus(t, err, codes.Unavailable, agent.ReasonConnectionRefused)
+		wantStatus(t, err, codes.Unavailable, contract.ReasonConnectionRefused)
 		// With local.deny emptied a privileged port may be bound (as root).
 		if os.Geteuid() != 0 {
 			return

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/testpki"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
@@ -37,6 +37,28 @@ func (p *proc) dialWith(t *testing.T, creds credentials.TransportCredentials) *g
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// agentPKI is a CA of the test and the files of an agent that serves with a certificate of it.
+type agentPKI struct {
+	ca                    *testpki.CA
+	dir, caFile, crt, key string
+}
+
+// newAgentPKI makes a CA named "lab CA" and writes its certificate (ca.crt) and an agent
+// certificate for loopback (agent.crt, agent.key) into a directory of the test.
+func newAgentPKI(t *testing.T) agentPKI {
+	t.Helper()
+	k := agentPKI{ca: testpki.NewCA(t, "lab CA"), dir: t.TempDir()}
+	k.caFile = filepath.Join(k.dir, "ca.crt")
+	testpki.WriteFile(t, k.caFile, k.ca.PEM)
+	k.crt, k.key = k.ca.Server(t).Write(t, k.dir, "agent")
+	return k
+}
+
+// mtlsFlags are sockagent's flags to serve mTLS with k's files.
+func (k agentPKI) mtlsFlags() []string {
+	return []string{"--tls-cert", k.crt, "--tls-key", k.key, "--client-ca", k.caFile}
 }
 
 func tlsClient(t *testing.T, root *testpki.CA, cert *testpki.Cert) credentials.TransportCredentials {
@@ -60,7 +82,7 @@ func bearerCtx(t *testing.T, token string) context.Context {
 
 func wantUnauthenticated(t *testing.T, err error) {
 	t.Helper()
-	wantStatus(t, err, codes.Unauthenticated, agent.ReasonUnauthenticated)
+	wantStatus(t, err, codes.Unauthenticated, contract.ReasonUnauthenticated)
 	if msg := status.Convert(err).Message(); msg != "missing or invalid credentials" {
 		t.Errorf("message %q, want the fixed one", msg)
 	}
@@ -70,12 +92,9 @@ func wantUnauthenticated(t *testing.T, err error) {
 // CA gets in, and names the caller in the log.
 func TestMTLSFlags(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	ca, other := testpki.NewCA(t, "lab CA"), testpki.NewCA(t, "other CA")
-	caFile := filepath.Join(dir, "ca.crt")
-	testpki.WriteFile(t, caFile, ca.PEM)
-	crt, key := ca.Server(t).Write(t, dir, "agent")
-	p := startLocal(t, "--log-format", "json", "--tls-cert", crt, "--tls-key", key, "--client-ca", caFile)
+	k := newAgentPKI(t)
+	ca, other := k.ca, testpki.NewCA(t, "other CA")
+	p := startLocal(t, append([]string{"--log-format", "json"}, k.mtlsFlags()...)...)
 
 	alice := ca.Client(t, "alice")
 	if err := info(ctxT(t), p.dialWith(t, tlsClient(t, ca, &alice))); err != nil {
@@ -136,11 +155,9 @@ func countMatching(lines []string, re *regexp.Regexp) int {
 // TestTLSWithoutClientCA: --tls-cert and --tls-key alone serve TLS to any client.
 func TestTLSWithoutClientCA(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	ca := testpki.NewCA(t, "lab CA")
-	crt, key := ca.Server(t).Write(t, dir, "agent")
-	p := startLocal(t, "--tls-cert", crt, "--tls-key", key)
-	if err := info(ctxT(t), p.dialWith(t, tlsClient(t, ca, nil))); err != nil {
+	k := newAgentPKI(t)
+	p := startLocal(t, "--tls-cert", k.crt, "--tls-key", k.key)
+	if err := info(ctxT(t), p.dialWith(t, tlsClient(t, k.ca, nil))); err != nil {
 		t.Errorf("GetInfo over TLS: %v", err)
 	}
 	if err := info(ctxT(t), p.dialWith(t, insecure.NewCredentials())); status.Code(err) != codes.Unavailable {
@@ -218,9 +235,8 @@ func TestTokenFileReload(t *testing.T) {
 // with the fix); so are incomplete TLS flags and bad token files. Nothing here binds.
 func TestListenRefusals(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	ca := testpki.NewCA(t, "lab CA")
-	crt, key := ca.Server(t).Write(t, dir, "agent")
+	k := newAgentPKI(t)
+	dir, crt, key := k.dir, k.crt, k.key
 	badTokens := filepath.Join(dir, "bad-tokens")
 	testpki.WriteFile(t, badTokens, []byte("alice:\n"))
 	emptyTokens := filepath.Join(dir, "empty-tokens")
@@ -267,12 +283,8 @@ func TestListenRefusals(t *testing.T) {
 // "localhost" resolves to loopback and needs nothing.
 func TestNonLoopbackAllowed(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	ca := testpki.NewCA(t, "lab CA")
-	caFile := filepath.Join(dir, "ca.crt")
-	testpki.WriteFile(t, caFile, ca.PEM)
-	crt, key := ca.Server(t).Write(t, dir, "agent")
-	tokens := filepath.Join(dir, "tokens")
+	k := newAgentPKI(t)
+	tokens := filepath.Join(k.dir, "tokens")
 	testpki.WriteFile(t, tokens, []byte("ci:ci-secret-0123456789\n"))
 	if err := os.Chmod(tokens, 0o644); err != nil {
 		t.Fatal(err)
@@ -288,7 +300,7 @@ func TestNonLoopbackAllowed(t *testing.T) {
 		{"insecure", []string{"--listen", "0.0.0.0:0", "--insecure"}, []string{insecureWarn}, []string{plainWarn}},
 		{"insecure IPv6", []string{"--listen", "[::]:0", "--insecure"}, []string{insecureWarn}, nil},
 		{"token file", []string{"--listen", "0.0.0.0:0", "--token-file", tokens}, []string{plainWarn, permWarn}, []string{insecureWarn}},
-		{"mTLS", []string{"--listen", "0.0.0.0:0", "--tls-cert", crt, "--tls-key", key, "--client-ca", caFile}, nil, []string{insecureWarn, plainWarn}},
+		{"mTLS", append([]string{"--listen", "0.0.0.0:0"}, k.mtlsFlags()...), nil, []string{insecureWarn, plainWarn}},
 		{"localhost", []string{"--listen", "localhost:0"}, nil, []string{insecureWarn}},
 		{"loopback with insecure", []string{"--listen", "127.0.0.1:0", "--insecure"}, []string{insecureWarn}, nil},
 	}
@@ -325,11 +337,7 @@ func TestAuditLogFlag(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "audit.jsonl")
 	p := startLocal(t, "--audit-log", file)
 	sc := p.sockets()
-	lis, err := sc.Listen(ctxT(t), &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := lis.GetSocket()
+	l := listenTCP(t, sc)
 	if _, err := sc.GetSocket(ctxT(t), &sockagentv1.GetSocketRequest{SocketId: l.GetSocketId()}); err != nil {
 		t.Fatal(err)
 	}

@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // openStream opens a server reflection stream and leaves it open: an RPC that does not end
@@ -34,40 +33,6 @@ func openStream(t *testing.T, p *proc) reflectionpb.ServerReflection_ServerRefle
 		t.Fatal(err)
 	}
 	return st
-}
-
-// dialedPeer has the agent dial a listener of the test; it returns the agent's socket id and
-// the test's end of the connection.
-func dialedPeer(t *testing.T, sc sockagentv1.SocketServiceClient) (string, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	r, err := sc.Dial(ctxT(t), &sockagentv1.DialRequest{Network: "tcp", Address: ln.Addr().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return r.GetSocket().GetSocketId(), c
-}
-
-// blockedRecv starts a Recv on id that blocks, and returns its result's channel once the
-// agent shows it pending.
-func blockedRecv(t *testing.T, sc sockagentv1.SocketServiceClient, id string) <-chan error {
-	t.Helper()
-	ch := make(chan error, 1)
-	go func() {
-		_, err := sc.Recv(ctxT(t), &sockagentv1.RecvRequest{SocketId: id, Timeout: durationpb.New(time.Minute)})
-		ch <- err
-	}()
-	waitPending(t, sc, id, 1)
-	return ch
 }
 
 func (p *proc) running() bool {
@@ -89,10 +54,7 @@ func TestShutdownWhileAnRPCStaysOpen(t *testing.T) {
 	t.Parallel()
 	p := startLocal(t, "--shutdown-timeout", "10m")
 	sc := p.sockets()
-	lis, err := sc.Listen(ctxT(t), &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := listenTCP(t, sc)
 	id, peer := dialedPeer(t, sc)
 	recvErr := blockedRecv(t, sc, id)
 	stream := openStream(t, p)
@@ -105,7 +67,7 @@ func TestShutdownWhileAnRPCStaysOpen(t *testing.T) {
 	}
 	select {
 	case err := <-recvErr:
-		wantStatus(t, err, codes.Unavailable, agent.ReasonAgentStopping)
+		wantStatus(t, err, codes.Unavailable, contract.ReasonAgentStopping)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Recv still blocked 10s after SIGTERM")
 	}
@@ -113,7 +75,7 @@ func TestShutdownWhileAnRPCStaysOpen(t *testing.T) {
 	if n, err := peer.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Errorf("peer of the agent's socket read %d, %v; want 0, EOF", n, err)
 	}
-	if _, err := net.DialTimeout("tcp", lis.GetSocket().GetLocalAddress(), 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := net.DialTimeout("tcp", lis.GetLocalAddress(), 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial the agent's listener after SIGTERM: %v, want connection refused", err)
 	}
 	// New calls: the control listener closes and the open connection is drained (GOAWAY),
@@ -187,16 +149,7 @@ func TestShutdownPrompt(t *testing.T) {
 	t.Parallel()
 	p := startLocal(t, "--shutdown-timeout", "10m")
 	sc := p.sockets()
-	lis, err := sc.Listen(ctxT(t), &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptErr := make(chan error, 1)
-	go func() {
-		_, err := sc.Accept(ctxT(t), &sockagentv1.AcceptRequest{SocketId: lis.GetSocket().GetSocketId(), Timeout: durationpb.New(time.Minute)})
-		acceptErr <- err
-	}()
-	waitPending(t, sc, lis.GetSocket().GetSocketId(), 1)
+	acceptErr := blockedAccept(t, sc, listenTCP(t, sc).GetSocketId())
 	id, _ := dialedPeer(t, sc)
 	recvErr := blockedRecv(t, sc, id)
 	start := time.Now()
@@ -207,7 +160,7 @@ func TestShutdownPrompt(t *testing.T) {
 		t.Errorf("exited %s after SIGTERM; want well within 5s", d)
 	}
 	for _, ch := range []<-chan error{acceptErr, recvErr} {
-		wantStatus(t, <-ch, codes.Unavailable, agent.ReasonAgentStopping)
+		wantStatus(t, <-ch, codes.Unavailable, contract.ReasonAgentStopping)
 	}
 	lines, err := p.log.all(5 * time.Second)
 	if err != nil {

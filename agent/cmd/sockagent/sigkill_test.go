@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,53 +44,85 @@ steps:
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, sockctlBin, "run", file, "-o", "json")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	// The accept on b is pending once b's listener shows one pending call.
-	deadline := time.Now().Add(15 * time.Second)
-	for pending := false; !pending; {
-		r, err := b.sockets().ListSockets(ctxT(t), &sockagentv1.ListSocketsRequest{})
-		if err != nil {
-			t.Fatalf("list b: %v", err)
-		}
-		for _, s := range r.GetSockets() {
-			pending = pending || s.GetPendingCalls() == 1
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("sockctl exited (%v) before the accept on b was pending:\n%s\n%s", err, stdout.String(), stderr.String())
-		default:
-		}
-		if !pending && time.Now().After(deadline) {
-			t.Fatalf("no call pending on b after 15s: %v", r.GetSockets())
-		}
-		time.Sleep(time.Millisecond) // polling interval; the condition above decides
-	}
+	run := startSockctl(t, "run", file, "-o", "json")
+	waitCallPending(t, b, run)
 	if err := b.cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
 	killed := time.Now()
 	var runErr error
 	select {
-	case runErr = <-exited:
+	case runErr = <-run.exited:
 	case <-time.After(10 * time.Second):
-		t.Fatalf("sockctl still running 10s (the step's timeout) after agent b was killed:\n%s", stderr.String())
+		t.Fatalf("sockctl still running 10s (the step's timeout) after agent b was killed:\n%s", run.stderr.String())
 	}
-	took := time.Since(killed)
-	t.Logf("sockctl ended %s after SIGKILL", took.Round(time.Millisecond))
+	t.Logf("sockctl ended %s after SIGKILL", time.Since(killed).Round(time.Millisecond))
 	if ee, ok := runErr.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Errorf("sockctl run: %v, want exit status 1\nstderr: %s", runErr, stderr.String())
+		t.Errorf("sockctl run: %v, want exit status 1\nstderr: %s", runErr, run.stderr.String())
 	}
+	checkKillReport(t, run.stdout.Bytes())
+	for _, p := range []*proc{a, c} {
+		info, err := sockagentv1.NewAgentServiceClient(p.conn).GetInfo(ctxT(t), &sockagentv1.GetInfoRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := info.GetOpenSockets(); n != 0 {
+			t.Errorf("agent at %s: %d sockets open after the run, want 0 (cleanup finished)", p.addr, n)
+		}
+	}
+}
 
+// sockctlRun is a sockctl process running in the background.
+type sockctlRun struct {
+	stdout, stderr bytes.Buffer
+	exited         chan error // Wait's result
+}
+
+// startSockctl starts the sockctl binary with args, bounded to 30s.
+func startSockctl(t *testing.T, args ...string) *sockctlRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	r := &sockctlRun{exited: make(chan error, 1)}
+	cmd := exec.CommandContext(ctx, sockctlBin, args...)
+	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.exited <- cmd.Wait() }()
+	return r
+}
+
+// waitCallPending waits until one of p's sockets has a call pending, failing the test if
+// run ends first or nothing is pending within 15s.
+func waitCallPending(t *testing.T, p *proc, run *sockctlRun) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r, err := p.sockets().ListSockets(ctxT(t), &sockagentv1.ListSocketsRequest{})
+		if err != nil {
+			t.Fatalf("list %s: %v", p.addr, err)
+		}
+		if slices.ContainsFunc(r.GetSockets(), func(s *sockagentv1.Socket) bool { return s.GetPendingCalls() == 1 }) {
+			return
+		}
+		select {
+		case err := <-run.exited:
+			t.Fatalf("sockctl exited (%v) before a call was pending on %s:\n%s\n%s", err, p.addr, run.stdout.String(), run.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no call pending on %s after 15s: %v", p.addr, r.GetSockets())
+		}
+		time.Sleep(time.Millisecond) // polling interval; the condition above decides
+	}
+}
+
+// checkKillReport checks the JSON report of the run whose agent b was killed: the accept on
+// b failed as AGENT_UNAVAILABLE, the step after it was skipped, every other step passed,
+// and cleanup closed a's and c's sockets and failed on b's, saying the agent is unavailable.
+func checkKillReport(t *testing.T, report []byte) {
+	t.Helper()
 	var rep struct {
 		Steps []struct {
 			Index, Agent, Action, Status, Reason, Message string
@@ -98,8 +131,8 @@ steps:
 			Agent, Socket, Alias, Status, Error string
 		}
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("sockctl -o json: %v\n%s", err, stdout.String())
+	if err := json.Unmarshal(report, &rep); err != nil {
+		t.Fatalf("sockctl -o json: %v\n%s", err, report)
 	}
 	var killedStep, after bool
 	for _, s := range rep.Steps {
@@ -119,7 +152,7 @@ steps:
 		}
 	}
 	if !killedStep || !after {
-		t.Errorf("report lacks the accept on b or the step after it:\n%s", stdout.String())
+		t.Errorf("report lacks the accept on b or the step after it:\n%s", report)
 	}
 	want := map[string]string{"a/la": "closed", "a/from_c": "closed", "b/lb": "failed", "c/lc": "closed", "c/to_a": "closed"}
 	got := map[string]string{}
@@ -131,14 +164,5 @@ steps:
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("cleanup %v, want %v", got, want)
-	}
-	for _, p := range []*proc{a, c} {
-		info, err := sockagentv1.NewAgentServiceClient(p.conn).GetInfo(ctxT(t), &sockagentv1.GetInfoRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := info.GetOpenSockets(); n != 0 {
-			t.Errorf("agent at %s: %d sockets open after the run, want 0 (cleanup finished)", p.addr, n)
-		}
 	}
 }

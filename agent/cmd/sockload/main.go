@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/bufpool"
 	"github.com/sockagent/sockagent/agent/internal/load"
 	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
@@ -41,6 +42,9 @@ import (
 )
 
 func main() {
+	// The agent this process runs and its gRPC clients use the pool sockagent's main
+	// installs, so that the in-process figures match the process's.
+	bufpool.Install()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

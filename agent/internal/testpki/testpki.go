@@ -1,28 +1,29 @@
 // Package testpki makes throwaway certificate authorities and certificates for tests of
 // TLS and mTLS: a CA, server certificates for 127.0.0.1/::1/localhost, client certificates,
-// expired ones. Keys are ECDSA P-256. Not for production use.
+// expired ones. It is a test-shaped layer over ctl/pki, the one certificate generator
+// (ECDSA P-256 keys): failures end the test, and validity defaults to the test's day. Not
+// for production use.
 package testpki
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/sockagent/sockagent/ctl/pki"
 )
+
+// org is the organization of every certificate made here; tests see it in callers' subjects.
+const org = "sockagent tests"
 
 // CA is a certificate authority.
 type CA struct {
 	Cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	ca   *pki.CA
 	// PEM is the CA certificate in PEM.
 	PEM []byte
 }
@@ -35,25 +36,11 @@ type Cert struct {
 // NewCA makes a self-signed CA named cn, valid from an hour ago for a day.
 func NewCA(t testing.TB, cn string) *CA {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"sockagent tests"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ca, err := pki.NewCA(pki.Spec{CommonName: cn, Organization: org, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &CA{Cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &CA{Cert: ca.Cert, ca: ca, PEM: ca.CertPEM}
 }
 
 // Pool is a pool holding the CA.
@@ -95,34 +82,12 @@ func (ca *CA) Issue(t testing.TB, o Options) Cert {
 	if o.NotAfter.IsZero() {
 		o.NotAfter = time.Now().Add(24 * time.Hour)
 	}
-	usage := x509.ExtKeyUsageClientAuth
-	if o.Server {
-		usage = x509.ExtKeyUsageServerAuth
-	}
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:   serial(t),
-		Subject:        pkix.Name{CommonName: o.CN, Organization: []string{"sockagent tests"}},
-		NotBefore:      o.NotBefore,
-		NotAfter:       o.NotAfter,
-		KeyUsage:       x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:    []x509.ExtKeyUsage{usage},
-		DNSNames:       o.DNS,
-		IPAddresses:    o.IPs,
-		EmailAddresses: o.Emails,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	kp, err := ca.ca.Issue(pki.Spec{CommonName: o.CN, Organization: org, DNSNames: o.DNS, IPAddresses: o.IPs,
+		EmailAddresses: o.Emails, Server: o.Server, NotBefore: o.NotBefore, NotAfter: o.NotAfter})
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Cert{
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
-	}
+	return Cert{CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM}
 }
 
 // TLS is the certificate as a tls.Certificate.
@@ -150,22 +115,4 @@ func WriteFile(t testing.TB, path string, b []byte) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func serial(t testing.TB) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }

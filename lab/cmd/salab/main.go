@@ -158,6 +158,18 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	return pos, nil
 }
 
+// parseNone parses the flags of command name and refuses positional arguments.
+func parseNone(fs *flag.FlagSet, name string, args []string) error {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("%s: unexpected argument %q", name, pos[0])
+	}
+	return nil
+}
+
 func logger(w io.Writer, c common) *slog.Logger {
 	level := slog.LevelInfo
 	if c.verbose {
@@ -183,12 +195,8 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&agentBin, "agent-bin", "", "sockagent binary `PATH` (default: built from this source tree, else from PATH)")
 	fs.IntVar(&port, "port", lab.DefaultAgentPort, "port every agent serves on")
 	fs.StringVar(&agentArg, "agent-args", "", "extra sockagent flags, space-separated (e.g. \"--log-level debug\")")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNone(fs, "up", args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("up: unexpected argument %q", pos[0])
 	}
 	if n < 1 {
 		return usagef("-n %d: give 1 or more hosts", n)
@@ -221,12 +229,8 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func down(args []string, stdout, stderr io.Writer) error {
 	var c common
 	fs := newFlags("down", stdout, stderr, &c)
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNone(fs, "down", args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("down: unexpected argument %q", pos[0])
 	}
 	if err := lab.CheckPrefix(c.prefix); err != nil {
 		return usageError{err.Error()}
@@ -279,12 +283,8 @@ func cutHeal(cmd string, args []string, stdout, stderr io.Writer) error {
 func inventory(args []string, stdout, stderr io.Writer) error {
 	var c common
 	fs := newFlags("inventory", stdout, stderr, &c)
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNone(fs, "inventory", args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("inventory: unexpected argument %q", pos[0])
 	}
 	l, err := open(c)
 	if err != nil {
@@ -300,12 +300,8 @@ func inventory(args []string, stdout, stderr io.Writer) error {
 func list(args []string, stdout, stderr io.Writer) error {
 	var c common
 	fs := newFlags("list", stdout, stderr, &c)
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNone(fs, "list", args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("list: unexpected argument %q", pos[0])
 	}
 	labs, err := lab.Labs()
 	if err != nil {

@@ -97,7 +97,42 @@ func TestUpCutHealDown(t *testing.T) {
 	t.Cleanup(func() { _ = lab.Teardown(prefix, state, nil) })
 	common := []string{"--prefix", prefix, "--state-dir", state}
 
-	var stdout, stderr, subnet string
+	stdout, subnet := upServerClient(t, common)
+	want := fmt.Sprintf("# salab %s: 2 hosts\nagents:\n  server: %s.2:7700\n  client: %s.3:7700\n", prefix, subnet, subnet)
+	if stdout != want {
+		t.Errorf("salab up printed:\n%s\nwant:\n%s", stdout, want)
+	}
+	if got, _, code := salab(t, append([]string{"inventory"}, common...)...); code != 0 || got != want {
+		t.Errorf("salab inventory: exit %d:\n%s\nwant:\n%s", code, got, want)
+	}
+	if got, _, _ := salab(t, "list"); !slices.Contains(strings.Fields(got), prefix) {
+		t.Errorf("salab list: %q, want %s in it", got, prefix)
+	}
+	stateJSON, err := os.ReadFile(filepath.Join(state, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutAndHeal(t, prefix, common)
+	downTwice(t, prefix, state, common)
+
+	// A state file whose lab is gone (say, links deleted by hand): no inventory that would
+	// send traffic elsewhere.
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "state.json"), stateJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := salab(t, append([]string{"inventory"}, common...)...); code != 1 || !strings.Contains(stderr, "not the lab's bridge") {
+		t.Errorf("salab inventory of a lab that is gone: exit %d %q, want 1 and not the lab's bridge", code, stderr)
+	}
+}
+
+// upServerClient runs `salab up` with hosts server and client on the first of 10.77.48-63.0/24 that no
+// other lab uses, and returns what it printed and the subnet's first three bytes.
+func upServerClient(t *testing.T, common []string) (stdout, subnet string) {
+	t.Helper()
+	var stderr string
 	code := -1
 	for k := 48; k < 64 && code != 0; k++ {
 		subnet = fmt.Sprintf("10.77.%d", k)
@@ -112,21 +147,13 @@ func TestUpCutHealDown(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("salab up: exit %d\n%s", code, stderr)
 	}
-	want := fmt.Sprintf("# salab %s: 2 hosts\nagents:\n  server: %s.2:7700\n  client: %s.3:7700\n", prefix, subnet, subnet)
-	if stdout != want {
-		t.Errorf("salab up printed:\n%s\nwant:\n%s", stdout, want)
-	}
-	if got, _, code := salab(t, append([]string{"inventory"}, common...)...); code != 0 || got != want {
-		t.Errorf("salab inventory: exit %d:\n%s\nwant:\n%s", code, got, want)
-	}
-	if got, _, _ := salab(t, "list"); !slices.Contains(strings.Fields(got), prefix) {
-		t.Errorf("salab list: %q, want %s in it", got, prefix)
-	}
+	return stdout, subnet
+}
 
-	stateJSON, err := os.ReadFile(filepath.Join(state, "state.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+// cutAndHeal cuts the lab's second host (client) off and heals it, naming it by name and by
+// namespace, and checks its link's state after each; a host the lab lacks is a usage error.
+func cutAndHeal(t *testing.T, prefix string, common []string) {
+	t.Helper()
 	link := strings.TrimSuffix(lab.BridgeName(prefix), "-br") + "-h2"
 	linkUp := func() bool {
 		out, err := exec.Command("ip", "-j", "link", "show", "dev", link).Output()
@@ -152,7 +179,12 @@ func TestUpCutHealDown(t *testing.T) {
 	if _, stderr, code := salab(t, append([]string{"cut", "h9"}, common...)...); code != 2 || !strings.Contains(stderr, `no host "h9"`) {
 		t.Errorf("salab cut h9: exit %d, %q; want 2 and no host", code, stderr)
 	}
+}
 
+// downTwice runs `salab down` twice (the second finds nothing to do) and checks that nothing
+// of the lab is left: no namespace or link, no state file, no inventory.
+func downTwice(t *testing.T, prefix, state string, common []string) {
+	t.Helper()
 	for i := range 2 {
 		if _, stderr, code := salab(t, append([]string{"down"}, common...)...); code != 0 {
 			t.Errorf("salab down #%d: exit %d\n%s", i+1, code, stderr)
@@ -166,16 +198,5 @@ func TestUpCutHealDown(t *testing.T) {
 	}
 	if _, stderr, code := salab(t, append([]string{"inventory"}, common...)...); code != 1 || !strings.Contains(stderr, "no lab") {
 		t.Errorf("salab inventory after down: exit %d %q, want 1 and no lab", code, stderr)
-	}
-	// A state file whose lab is gone (say, links deleted by hand): no inventory that would
-	// send traffic elsewhere.
-	if err := os.MkdirAll(state, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(state, "state.json"), stateJSON, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, stderr, code := salab(t, append([]string{"inventory"}, common...)...); code != 1 || !strings.Contains(stderr, "not the lab's bridge") {
-		t.Errorf("salab inventory of a lab that is gone: exit %d %q, want 1 and not the lab's bridge", code, stderr)
 	}
 }

@@ -1,0 +1,100 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// Listen opens the control-plane listener on --listen: host:port, or unix:PATH (also
+// unix:///PATH). A UNIX socket file that no process answers on is removed first; one that
+// answers belongs to a live agent and is left alone (an error).
+func (s *Setup) Listen() (net.Listener, error) {
+	addr := s.Config.Listen
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		path = strings.TrimPrefix(path, "//")
+		if err := removeStaleSocket(path); err != nil {
+			return nil, err
+		}
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
+}
+
+// removeStaleSocket removes the socket file at path if nothing answers on it: a crashed
+// agent's file would block the bind.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return nil // nothing there, or not a socket: the bind says what is wrong
+	}
+	c, err := net.Dial("unix", path)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%s: another process serves on this socket", path)
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		_ = os.Remove(path)
+	}
+	return nil
+}
+
+// CheckBound refuses a listener on a non-loopback address without authentication, as Build
+// does for addresses it can judge without resolving: a host name is judged here, by the
+// address it resolved to.
+func (s *Setup) CheckBound(bound net.Addr) error {
+	c := s.Config
+	if c.authenticated() || c.Insecure || isLoopback(bound) {
+		return nil
+	}
+	return refusal(c.Listen+" ("+bound.String()+")", s.Agent.TLS != nil)
+}
+
+// Warn logs what the operator accepted that weakens the agent on bound: serving without
+// authentication (--insecure), or tokens that cross the network in plaintext.
+func (s *Setup) Warn(bound net.Addr) {
+	c := s.Config
+	switch {
+	case !c.authenticated():
+		if c.Insecure {
+			s.Logger.Warn("--insecure: serving without authentication; anyone who can reach this address can open and drive sockets on this host", "addr", bound.String())
+		}
+	case s.Agent.TLS == nil && !isLoopback(bound):
+		s.Logger.Warn("tokens travel in plaintext over the network; add --tls-cert and --tls-key", "addr", bound.String())
+	}
+}
+
+// loopbackOnly reports whether a --listen address names loopback or a UNIX socket without
+// resolving anything: unix:..., 127.0.0.0/8, ::1. A host name counts as loopback here and is
+// judged once bound (CheckBound); "" (all interfaces), 0.0.0.0 and :: are not loopback.
+func loopbackOnly(addr string) bool {
+	if strings.HasPrefix(addr, "unix:") {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true // not an address: Listen fails and says so
+	}
+	if host == "" {
+		return false
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.WithZone("").Unmap().IsLoopback()
+	}
+	return true
+}
+
+// isLoopback reports whether a bound listener's address is a UNIX socket or on loopback.
+func isLoopback(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.UnixAddr:
+		return true
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	}
+	return false
+}
