@@ -24,7 +24,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/internal/testpki"
-	"github.com/sockagent/sockagent/agent/reflect"
+	"github.com/sockagent/sockagent/agent/reflection"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -142,7 +142,7 @@ func startSec(t *testing.T, tlsCfg *tls.Config, tokens *agent.Tokens) *secServer
 		TLS:           tlsCfg,
 		Tokens:        tokens,
 		ServerOptions: []grpc.ServerOption{grpc.ChainUnaryInterceptor(seen)},
-		Reflection:    reflect.Register,
+		Reflection:    reflection.Register,
 	})
 	if err != nil {
 		t.Fatal(err)

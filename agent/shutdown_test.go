@@ -9,7 +9,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/contract"
-	"github.com/sockagent/sockagent/agent/reflect"
+	"github.com/sockagent/sockagent/agent/reflection"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -22,7 +22,7 @@ func TestShutdownBound(t *testing.T) {
 	t.Parallel()
 	t.Run("prompt", func(t *testing.T) {
 		t.Parallel()
-		a, conn := serveBufconn(t, agent.Config{Reflection: reflect.Register})
+		a, conn := serveBufconn(t, agent.Config{Reflection: reflection.Register})
 		e := &env{a: a, sc: sockagentv1.NewSocketServiceClient(conn)} // no closeAtEnd: Shutdown closes
 		ctx := ctxT(t)
 		// The peer is the test's, not another socket of the agent: closing that one first
@@ -68,7 +68,7 @@ func TestShutdownBound(t *testing.T) {
 	})
 	t.Run("cut off", func(t *testing.T) {
 		t.Parallel()
-		a, conn := serveBufconn(t, agent.Config{Reflection: reflect.Register})
+		a, conn := serveBufconn(t, agent.Config{Reflection: reflection.Register})
 		rc := reflectionpb.NewServerReflectionClient(conn)
 		st, err := rc.ServerReflectionInfo(ctxT(t))
 		if err != nil {
