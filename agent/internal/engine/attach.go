@@ -347,23 +347,10 @@ func (r *attachRun) up(req *AttachIn) error {
 // destination checks and resolves the address of a datagram on an unconnected socket, as
 // SendTo does.
 func (r *attachRun) destination(addr string) (net.Addr, error) {
-	network := r.s.network
-	if err := checkAddress("attach", network, addr); err != nil {
+	if err := checkAddress("attach", r.s.network, addr); err != nil {
 		return nil, err
 	}
-	dst, err := resolveLocal(network, addr)
-	if err != nil {
-		return nil, err
-	}
-	if ap, ok := addrPort(dst); ok {
-		err = r.set.CheckDestination(ap)
-	} else {
-		err = r.set.CheckUnixPath(addr)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return dst, nil
+	return destination(r.set, r.s.network, addr)
 }
 
 // write writes data to the socket (to dst on an unconnected datagram socket).

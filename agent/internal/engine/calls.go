@@ -182,17 +182,10 @@ func (t *Table) Send(ctx context.Context, id string, data []byte, timeout time.D
 		return 0, wrap(err)
 	}
 	defer adm.release()
-	var n int
-	err = t.blocking(ctx, s, s.writeGate, timeout, s.conn.SetWriteDeadline, func() error {
-		var werr error
-		n, werr = s.conn.Write(data)
-		return werr
-	})
-	s.bytesSent.Add(uint64(n))
+	n, err := t.write(ctx, s, timeout, s.conn.SetWriteDeadline, func() (int, error) { return s.conn.Write(data) })
 	if err != nil {
 		return n, wrap(err)
 	}
-	s.msgsSent.Add(1)
 	return n, nil
 }
 
@@ -218,15 +211,7 @@ func (t *Table) SendTo(ctx context.Context, id, address string, data []byte, tim
 	if err := bytesLimit(len(data), set, "send smaller datagrams"); err != nil {
 		return 0, wrap(err)
 	}
-	dst, err := resolveLocal(s.network, address)
-	if err != nil {
-		return 0, wrap(err)
-	}
-	if ap, ok := addrPort(dst); ok {
-		err = set.CheckDestination(ap)
-	} else {
-		err = set.CheckUnixPath(address)
-	}
+	dst, err := destination(set, s.network, address)
 	if err != nil {
 		return 0, wrap(err)
 	}
@@ -235,18 +220,26 @@ func (t *Table) SendTo(ctx context.Context, id, address string, data []byte, tim
 		return 0, wrap(err)
 	}
 	defer adm.release()
-	var n int
-	err = t.blocking(ctx, s, s.writeGate, timeout, s.pc.SetWriteDeadline, func() error {
-		var werr error
-		n, werr = s.pc.WriteTo(data, dst)
-		return werr
-	})
-	s.bytesSent.Add(uint64(n))
+	n, err := t.write(ctx, s, timeout, s.pc.SetWriteDeadline, func() (int, error) { return s.pc.WriteTo(data, dst) })
 	if err != nil {
 		return n, wrap(err)
 	}
-	s.msgsSent.Add(1)
 	return n, nil
+}
+
+// write runs one write of a Send or SendTo under the socket's write gate, and counts it.
+func (t *Table) write(ctx context.Context, s *sock, timeout time.Duration, setDeadline func(time.Time) error, write func() (int, error)) (int, error) {
+	var n int
+	err := t.blocking(ctx, s, s.writeGate, timeout, setDeadline, func() error {
+		var werr error
+		n, werr = write()
+		return werr
+	})
+	s.bytesSent.Add(uint64(n))
+	if err == nil {
+		s.msgsSent.Add(1)
+	}
+	return n, err
 }
 
 // RecvFrom receives one datagram and its sender.

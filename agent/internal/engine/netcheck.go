@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/policy"
@@ -110,4 +111,47 @@ func resolveLocal(network, address string) (net.Addr, error) {
 	default:
 		return net.ResolveUnixAddr(network, address)
 	}
+}
+
+// destination resolves the destination of a datagram (SendTo, Attach on an unconnected
+// socket) and asks the policy about it.
+func destination(set *policy.RuleSet, network, address string) (net.Addr, error) {
+	dst, err := resolveLocal(network, address)
+	if err != nil {
+		return nil, err
+	}
+	if ap, ok := addrPort(dst); ok {
+		err = set.CheckDestination(ap)
+	} else {
+		err = set.CheckUnixPath(address)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return dst, nil
+}
+
+// dialer is the net.Dialer of a caller's outgoing sockets (Dial, Probe, Throughput): its
+// Control hook asks the policy about the resolved destination, and a local address, if given,
+// is resolved and judged (a UNIX path, or an IP address with a port other than 0) before any
+// socket exists; a port 0 is judged once bound (checkBound).
+func dialer(set *policy.RuleSet, network, local string, timeout time.Duration) (net.Dialer, error) {
+	d := net.Dialer{Timeout: timeout, Control: control(set, false)}
+	if local == "" {
+		return d, nil
+	}
+	la, err := resolveLocal(network, local)
+	if err != nil {
+		return d, fmt.Errorf("local address %q: %w", local, err)
+	}
+	if contract.IsUnix(network) {
+		err = set.CheckUnixPath(local)
+	} else if ap, ok := addrPort(la); ok && ap.Port() != 0 {
+		err = set.CheckLocal(ap)
+	}
+	if err != nil {
+		return d, err
+	}
+	d.LocalAddr = la
+	return d, nil
 }

@@ -105,24 +105,14 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 	if err != nil {
 		return Info{}, wrap(err)
 	}
-	d := net.Dialer{Timeout: t.timeout(timeout), Control: control(set, false)}
 	if local != "" {
 		if err := checkAddress("dial: local_address", network, local); err != nil {
 			return Info{}, err
 		}
-		la, err := resolveLocal(network, local)
-		if err != nil {
-			return Info{}, wrap(fmt.Errorf("local address %q: %w", local, err))
-		}
-		if contract.IsUnix(network) {
-			err = set.CheckUnixPath(local)
-		} else if ap, ok := addrPort(la); ok && ap.Port() != 0 {
-			err = set.CheckLocal(ap)
-		}
-		if err != nil {
-			return Info{}, wrap(err)
-		}
-		d.LocalAddr = la
+	}
+	d, err := dialer(set, network, local, t.timeout(timeout))
+	if err != nil {
+		return Info{}, wrap(err)
 	}
 	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1})
 	if err != nil {

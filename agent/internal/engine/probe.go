@@ -180,19 +180,11 @@ func (t *Table) Probe(ctx context.Context, sp ProbeSpec) (ProbeResult, error) {
 		return ProbeResult{}, wrap(err)
 	}
 	p := &prober{sp: sp, set: set}
-	p.dialer = net.Dialer{Control: control(set, false)}
-	if sp.Local != "" {
-		la, err := resolveLocal(sp.Network, sp.Local)
-		if err != nil {
-			return ProbeResult{}, wrap(fmt.Errorf("local address %q: %w", sp.Local, err))
-		}
-		if ap, ok := addrPort(la); ok && ap.Port() != 0 {
-			if err := set.CheckLocal(ap); err != nil {
-				return ProbeResult{}, wrap(err)
-			}
-		}
-		p.dialer.LocalAddr = la
+	d, err := dialer(set, sp.Network, sp.Local, 0)
+	if err != nil {
+		return ProbeResult{}, wrap(err)
 	}
+	p.dialer = d
 	raddr, err := resolveLocal(sp.Network, sp.Address)
 	if err != nil {
 		return ProbeResult{}, wrap(err)

@@ -338,18 +338,9 @@ func (t *Table) Throughput(ctx context.Context, spec ThroughputSpec, report func
 	if err != nil {
 		return ThroughputSummary{}, wrap(err)
 	}
-	d := net.Dialer{Timeout: t.defaultTimeout, Control: control(set, false)}
-	if p.local != "" {
-		la, err := resolveLocal(p.network, p.local)
-		if err != nil {
-			return ThroughputSummary{}, wrap(fmt.Errorf("local address %q: %w", p.local, err))
-		}
-		if ap, ok := addrPort(la); ok && ap.Port() != 0 {
-			if err := set.CheckLocal(ap); err != nil {
-				return ThroughputSummary{}, wrap(err)
-			}
-		}
-		d.LocalAddr = la
+	d, err := dialer(set, p.network, p.local, t.defaultTimeout)
+	if err != nil {
+		return ThroughputSummary{}, wrap(err)
 	}
 	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: p.streams})
 	if err != nil {
