@@ -152,7 +152,7 @@ func New(cfg Config) (*Agent, error) {
 		a.tokens.Store(cfg.Tokens)
 	}
 	a.table = engine.New(engine.Config{
-		DefaultTimeout: cfg.DefaultTimeout, MaxRecvBytes: cfg.MaxRecvBytes, Policy: cfg.Policy,
+		DefaultTimeout: cfg.DefaultTimeout, MaxRecvBytes: cfg.MaxRecvBytes, MaxMessageBytes: cfg.MaxMessageBytes, Policy: cfg.Policy,
 		Instance: a.instance, Started: a.started, IdleTimeout: cfg.IdleTimeout, OnReclaim: a.logReclaim,
 	})
 	opts := []grpc.ServerOption{

@@ -53,6 +53,8 @@ func (s *agentService) GetInfo(ctx context.Context, _ *sockagentv1.GetInfoReques
 			CallerSockets:        uint32(set.Limits.Sockets),
 			BytesPerCall:         uint32(set.Limits.BytesPerCall),
 			CallerBlockingCalls:  uint32(set.Limits.BlockingCalls),
+			CallerBufferedBytes:  uint64(set.Limits.BufferedBytes),
+			CallerSessions:       uint32(set.Limits.Sessions),
 			SessionSockets:       uint32(set.SessionLimits.Sockets),
 			SessionBlockingCalls: uint32(set.SessionLimits.BlockingCalls),
 			SessionBufferedBytes: uint64(set.SessionLimits.BufferedBytes),

@@ -15,7 +15,7 @@ func TestGetInfoLimits(t *testing.T) {
 	e := polEnv(t, `agent_limits: {sockets: 11, blocking_calls: 12, buffered_bytes: 13}
 default: {session_limits: {sockets: 21}}
 rule_sets:
-  - {name: small, callers: ["token:carol"], limits: {sockets: 1}, session_limits: {buffered_bytes: 99}}
+  - {name: small, callers: ["token:carol"], limits: {sockets: 1, buffered_bytes: 5000, sessions: 3}, session_limits: {buffered_bytes: 99}}
 `, true)
 	base := &sockagentv1.Limits{
 		DefaultTimeout:  durationpb.New(agent.DefaultTimeout),
@@ -30,10 +30,12 @@ rule_sets:
 	}{
 		{"bob", func(l *sockagentv1.Limits) {
 			l.RuleSet, l.CallerSockets, l.BytesPerCall, l.CallerBlockingCalls = "default", 1024, 4<<20, 256
+			l.CallerBufferedBytes, l.CallerSessions = 64<<20, 64
 			l.SessionSockets, l.SessionBlockingCalls, l.SessionBufferedBytes = 21, 64, 64<<20
 		}},
 		{"carol", func(l *sockagentv1.Limits) {
 			l.RuleSet, l.CallerSockets, l.BytesPerCall, l.CallerBlockingCalls = "small", 1, 4<<20, 256
+			l.CallerBufferedBytes, l.CallerSessions = 5000, 3
 			l.SessionSockets, l.SessionBlockingCalls, l.SessionBufferedBytes = 21, 64, 99
 		}},
 	} {

@@ -152,8 +152,8 @@ func (w *writer) info(r *sockagentv1.GetInfoResponse) error {
 		kv("open files", fmt.Sprintf("%d soft, %d hard", l.GetOpenFilesSoft(), l.GetOpenFilesHard()))
 		kv("agent limits", fmt.Sprintf("%d sockets, %d blocking calls, %d buffered bytes",
 			l.GetAgentSockets(), l.GetAgentBlockingCalls(), l.GetAgentBufferedBytes()))
-		kv("your limits", fmt.Sprintf("rule set %s: %d sockets, %d bytes per call, %d blocking calls",
-			dash(l.GetRuleSet()), l.GetCallerSockets(), l.GetBytesPerCall(), l.GetCallerBlockingCalls()))
+		kv("your limits", fmt.Sprintf("rule set %s: %d sockets, %d bytes per call, %d blocking calls, %d buffered bytes, %d sessions",
+			dash(l.GetRuleSet()), l.GetCallerSockets(), l.GetBytesPerCall(), l.GetCallerBlockingCalls(), l.GetCallerBufferedBytes(), l.GetCallerSessions()))
 		kv("session limits", fmt.Sprintf("%d sockets, %d blocking calls, %d buffered bytes",
 			l.GetSessionSockets(), l.GetSessionBlockingCalls(), l.GetSessionBufferedBytes()))
 	}

@@ -14,9 +14,11 @@ package policy
 //     ("@name") socket are refused, since local daemons listen there;
 //   - limits: for all callers together 4096 open sockets, 4096 concurrent blocking calls and
 //     256 MiB of data held (Send and SendTo data being written, Recv and RecvFrom buffers
-//     being filled, bytes kept from interrupted exact reads); per caller 1024 open sockets, 4 MiB per Send, SendTo, Recv or RecvFrom, and
-//     256 concurrent blocking calls; per session 256 open sockets, 64 concurrent blocking calls
-//     and 64 MiB of data held by its calls.
+//     being filled, bytes kept from interrupted exact reads); per caller 1024 open sockets, 4 MiB
+//     per Send, SendTo, Recv or RecvFrom, 256 concurrent blocking calls, 64 MiB of data held (a
+//     quarter of the agent's, so one caller cannot starve the others) and 64 open sessions; per
+//     session 256 open sockets, 64 concurrent blocking calls and 64 MiB of data held by its
+//     calls.
 const DefaultYAML = `# The policy of a sockagent started without --policy.
 agent_limits:                  # all callers together
   sockets: 4096                # open sockets
@@ -38,6 +40,8 @@ default:
     sockets: 1024
     bytes_per_call: 4194304
     blocking_calls: 256
+    buffered_bytes: 67108864   # 64 MiB: this caller's share of agent_limits.buffered_bytes
+    sessions: 64
   session_limits:              # per session (the sockagent-session header)
     sockets: 256
     blocking_calls: 64

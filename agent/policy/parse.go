@@ -143,7 +143,7 @@ type rawSet struct {
 	node   *yaml.Node
 	set    RuleSet
 	has    map[string]bool
-	limits [3]*int // sockets, bytes_per_call, blocking_calls
+	limits [5]*int // sockets, bytes_per_call, blocking_calls, buffered_bytes, sessions
 	sess   [3]*int // session_limits: sockets, blocking_calls, buffered_bytes
 }
 
@@ -169,14 +169,10 @@ func (r *rawSet) inherit(base *RuleSet) *RuleSet {
 		}
 	}
 	s.Limits = base.Limits
-	if v := r.limits[0]; v != nil {
-		s.Limits.Sockets = *v
-	}
-	if v := r.limits[1]; v != nil {
-		s.Limits.BytesPerCall = *v
-	}
-	if v := r.limits[2]; v != nil {
-		s.Limits.BlockingCalls = *v
+	for i, dst := range []*int{&s.Limits.Sockets, &s.Limits.BytesPerCall, &s.Limits.BlockingCalls, &s.Limits.BufferedBytes, &s.Limits.Sessions} {
+		if v := r.limits[i]; v != nil {
+			*dst = *v
+		}
 	}
 	s.SessionLimits = base.SessionLimits
 	for i, dst := range []*int{&s.SessionLimits.Sockets, &s.SessionLimits.BlockingCalls, &s.SessionLimits.BufferedBytes} {
@@ -349,7 +345,7 @@ func (p *parser) ruleSet(n *yaml.Node, what string, isDefault bool) (*rawSet, er
 			})
 		},
 		"limits": func(n *yaml.Node) error {
-			return p.positives(n, what+".limits", r.limits[:], "sockets", "bytes_per_call", "blocking_calls")
+			return p.positives(n, what+".limits", r.limits[:], "sockets", "bytes_per_call", "blocking_calls", "buffered_bytes", "sessions")
 		},
 		"session_limits": func(n *yaml.Node) error {
 			return p.positives(n, what+".session_limits", r.sess[:], "sockets", "blocking_calls", "buffered_bytes")

@@ -145,8 +145,13 @@ type Limits struct {
 	// BytesPerCall bounds Send and SendTo data and Recv and RecvFrom sizes.
 	BytesPerCall int
 	// BlockingCalls bounds the caller's concurrent blocking calls (Dial, Accept, Send, Recv,
-	// SendTo, RecvFrom).
+	// SendTo, RecvFrom, Attach, Probe, Throughput).
 	BlockingCalls int
+	// BufferedBytes bounds the data the caller's calls hold at once, its share of
+	// agent_limits.buffered_bytes: one caller cannot take the whole agent's.
+	BufferedBytes int
+	// Sessions bounds the caller's open sessions.
+	Sessions int
 }
 
 // SessionLimits bound one session's use of the agent (session_limits). Every field is positive.

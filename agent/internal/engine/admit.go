@@ -29,6 +29,7 @@ type budget struct {
 	calls, bytes int            // agent-wide: blocking calls and their buffered bytes
 	sockets      int            // agent-wide: open sockets, served connections and reserved slots
 	callsBy      map[string]int // per caller: blocking calls in progress
+	bytesBy      map[string]int // per caller: buffered bytes of its calls in progress
 	socketsBy    map[string]int // per caller: open sockets, served connections and reserved slots
 }
 
@@ -47,8 +48,8 @@ type admission struct {
 // admit checks a claim of caller (in session sess, "" for none) against the agent's, the
 // caller's and the session's limits together, and takes it whole or not at all. The order of
 // the checks fixes which limit a refusal names: agent-wide calls and bytes, the caller's
-// calls, the session's calls and bytes, then sockets agent-wide, the caller's and the
-// session's.
+// calls and bytes, the session's calls and bytes, then sockets agent-wide, the caller's and
+// the session's.
 func (t *Table) admit(caller, sess string, set *policy.RuleSet, c claim) (*admission, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -71,6 +72,9 @@ func (t *Table) admit(caller, sess string, set *policy.RuleSet, c claim) (*admis
 		}
 	}
 	b.bytes += c.bytes
+	if c.bytes > 0 {
+		b.bytesBy[caller] += c.bytes
+	}
 	b.sockets += c.sockets
 	b.socketsBy[caller] += c.sockets
 	if ss != nil {
@@ -106,6 +110,10 @@ func (t *Table) checkCallsLocked(caller, sess string, ss *session, set *policy.R
 	if n := b.callsBy[caller]; c.blocking && n >= set.Limits.BlockingCalls {
 		return &limitError{Limit: "limits.blocking_calls", Max: set.Limits.BlockingCalls, RuleSet: set.Name,
 			Detail: fmt.Sprintf("caller %q has %d blocking calls in progress; wait for some to end", caller, n)}
+	}
+	if n := b.bytesBy[caller]; c.bytes > 0 && n+c.bytes > set.Limits.BufferedBytes {
+		return &limitError{Limit: "limits.buffered_bytes", Max: set.Limits.BufferedBytes, RuleSet: set.Name,
+			Detail: fmt.Sprintf("caller %q holds %d bytes for calls in progress and this call needs %d; wait for some to end or use smaller calls", caller, n, c.bytes)}
 	}
 	if ss == nil {
 		return nil
@@ -160,6 +168,9 @@ func (a *admission) release() {
 			}
 		}
 		b.bytes = max(b.bytes-a.c.bytes, 0)
+		if a.c.bytes > 0 {
+			decrement(b.bytesBy, a.caller, a.c.bytes)
+		}
 		if n := a.c.sockets - a.kept; n > 0 {
 			t.freeSocketsLocked(a.caller, a.sess, n)
 		}

@@ -138,7 +138,13 @@ func (t *Table) Attach(ctx context.Context, stream AttachStream, counts *StreamC
 			return wrap(err)
 		}
 	}
-	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n})
+	// The Attach holds its read buffer and, while it writes one, a request's data: up to
+	// bytes_per_call (a larger request is refused), or the largest message gRPC accepts.
+	msg := set.Limits.BytesPerCall
+	if t.maxMessage > 0 {
+		msg = min(msg, t.maxMessage)
+	}
+	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n + msg})
 	if err != nil {
 		return wrap(err)
 	}

@@ -179,6 +179,9 @@ func (t *Table) Probe(ctx context.Context, sp ProbeSpec) (ProbeResult, error) {
 	if err := set.CheckNetwork(sp.Network); err != nil {
 		return ProbeResult{}, wrap(err)
 	}
+	if err := bytesLimit(sp.Size, set, "probe with a smaller size"); err != nil {
+		return ProbeResult{}, wrap(err)
+	}
 	p := &prober{sp: sp, set: set}
 	d, err := dialer(set, sp.Network, sp.Local, 0)
 	if err != nil {

@@ -54,6 +54,9 @@ type session struct {
 	// socks, calls and bytes count against session_limits: open sockets plus reserved slots,
 	// blocking calls in progress and the bytes they hold. Guarded by table.mu.
 	socks, calls, bytes int
+	// members are the session's sockets in the table, so that ending or listing a session
+	// costs its own sockets, never the whole table. Guarded by table.mu.
+	members map[*sock]struct{}
 }
 
 // unknownSocket is the error for a socket id owner has no socket under.
@@ -96,13 +99,7 @@ func (t *Table) sessionOfCall(ctx context.Context) (string, error) {
 }
 
 func (t *Table) sessionInfoLocked(s *session) SessionInfo {
-	n := 0
-	for _, k := range t.socks {
-		if k.session == s.id {
-			n++
-		}
-	}
-	return SessionInfo{ID: s.id, Name: s.name, Owner: s.owner, TTL: s.ttl, Created: s.created, Expires: s.expires, Sockets: n}
+	return SessionInfo{ID: s.id, Name: s.name, Owner: s.owner, TTL: s.ttl, Created: s.created, Expires: s.expires, Sockets: len(s.members)}
 }
 
 // OpenSession starts a session of ctx's caller whose lease lasts ttl (0 = DefaultSessionTTL).
@@ -117,12 +114,23 @@ func (t *Table) OpenSession(ctx context.Context, ttl time.Duration, name string)
 		return SessionInfo{}, badArg(contract.ReasonInvalidArgument, "open session: name is %d bytes, at most %d", len(name), maxSessionName)
 	}
 	now := time.Now()
-	s := &session{id: newSessionID(), name: name, owner: CallerFrom(ctx).ID, ttl: ttl, created: now, expires: now.Add(ttl)}
+	owner, set := t.who(ctx)
+	s := &session{id: newSessionID(), name: name, owner: owner.ID, ttl: ttl, created: now, expires: now.Add(ttl), members: map[*sock]struct{}{}}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped {
 		return SessionInfo{}, ErrAgentStopping
 	}
+	own := t.sessionsBy[s.owner]
+	if len(own) >= set.Limits.Sessions {
+		return SessionInfo{}, &OpError{Op: "open session", Err: &limitError{Limit: "limits.sessions", Max: set.Limits.Sessions, RuleSet: set.Name,
+			Detail: fmt.Sprintf("caller %q has %d open sessions; close some (CloseSession) or let their leases expire", s.owner, len(own))}}
+	}
+	if own == nil {
+		own = map[string]*session{}
+		t.sessionsBy[s.owner] = own
+	}
+	own[s.id] = s
 	t.sessions[s.id] = s
 	s.timer = time.AfterFunc(ttl, func() { t.expire(s) })
 	return t.sessionInfoLocked(s), nil
@@ -186,12 +194,16 @@ func (t *Table) expire(s *session) {
 func (t *Table) endSessionLocked(s *session) []*sock {
 	s.timer.Stop()
 	delete(t.sessions, s.id)
-	var out []*sock
-	for _, k := range t.socks {
-		if k.session == s.id {
-			t.forgetLocked(k)
-			out = append(out, k)
+	if own := t.sessionsBy[s.owner]; own != nil {
+		delete(own, s.id)
+		if len(own) == 0 {
+			delete(t.sessionsBy, s.owner)
 		}
+	}
+	out := make([]*sock, 0, len(s.members))
+	for k := range s.members {
+		t.forgetLocked(k)
+		out = append(out, k)
 	}
 	return out
 }
@@ -229,11 +241,10 @@ func (t *Table) closeAll(socks []*sock, cause, why string) {
 func (t *Table) ListSessions(ctx context.Context) []SessionInfo {
 	owner := CallerFrom(ctx).ID
 	t.mu.Lock()
-	var out []SessionInfo
-	for _, s := range t.sessions {
-		if s.owner == owner {
-			out = append(out, t.sessionInfoLocked(s))
-		}
+	own := t.sessionsBy[owner]
+	out := make([]SessionInfo, 0, len(own))
+	for _, s := range own {
+		out = append(out, t.sessionInfoLocked(s))
 	}
 	t.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
@@ -283,7 +294,7 @@ func (t *Table) stopTimersLocked() {
 	for _, s := range t.sessions {
 		s.timer.Stop()
 	}
-	t.sessions = map[string]*session{}
+	t.sessions, t.sessionsBy = map[string]*session{}, map[string]map[string]*session{}
 	if t.idleTimer != nil {
 		t.idleTimer.Stop()
 	}

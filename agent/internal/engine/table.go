@@ -32,6 +32,9 @@ type Config struct {
 	DefaultTimeout time.Duration
 	// MaxRecvBytes bounds one Recv or RecvFrom.
 	MaxRecvBytes int
+	// MaxMessageBytes is the largest request message the transport accepts (0: no bound
+	// beyond the policy's bytes_per_call): what an Attach may hold of a request at once.
+	MaxMessageBytes int
 	// Policy decides per caller what may be opened and used, and the limits; nil means
 	// policy.Default().
 	Policy *policy.Policy
@@ -49,7 +52,7 @@ type Config struct {
 // New builds a Table and starts its idle reaper; Stop ends both.
 func New(cfg Config) *Table {
 	t := newTable(cfg.DefaultTimeout, cfg.MaxRecvBytes, cfg.Policy)
-	t.instance, t.idle, t.onReclaim = cfg.Instance, cfg.IdleTimeout, cfg.OnReclaim
+	t.instance, t.idle, t.onReclaim, t.maxMessage = cfg.Instance, cfg.IdleTimeout, cfg.OnReclaim, cfg.MaxMessageBytes
 	if !cfg.Started.IsZero() {
 		t.started = cfg.Started
 	}
@@ -61,6 +64,7 @@ func New(cfg Config) *Table {
 type Table struct {
 	defaultTimeout time.Duration
 	maxRecv        int
+	maxMessage     int // Config.MaxMessageBytes
 	policy         *policy.Policy
 
 	instance string    // the agent instance, named in UNKNOWN_SOCKET
@@ -68,15 +72,19 @@ type Table struct {
 	idle     time.Duration
 	leftover atomic.Int64 // bytes held in every socket's leftover (agent_limits.buffered_bytes)
 
-	mu        sync.Mutex
-	next      uint64
-	socks     map[string]*sock
-	stopped   bool
-	budget    budget // what admit counts (admit.go)
-	sessions  map[string]*session
-	idleTimer *time.Timer // the idle reaper, nil when idle <= 0
-	reqs      map[reqKey]*reqEntry
-	reqOrder  []reqRef // reqs, oldest first
+	mu       sync.Mutex
+	next     uint64
+	socks    map[string]*sock
+	stopped  bool
+	budget   budget // what admit counts (admit.go)
+	sessions map[string]*session
+	// sessionsBy and socksBy index sessions and sockets by owner: a caller's listing costs its
+	// own, never the whole table's, so one caller's thousands cannot stall another's calls.
+	sessionsBy map[string]map[string]*session
+	socksBy    map[string]map[string]*sock
+	idleTimer  *time.Timer // the idle reaper, nil when idle <= 0
+	reqs       map[reqKey]*reqEntry
+	reqOrder   []reqRef // reqs, oldest first
 	// reclaimed remembers the sockets the agent closed on its own (ids never come back), so
 	// that UNKNOWN_SOCKET says why; reclaimedOrder is oldest first, at most maxReclaimed.
 	reclaimed      map[string]reclaim
@@ -91,8 +99,8 @@ func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *Ta
 	}
 	return &Table{
 		defaultTimeout: defaultTimeout, maxRecv: maxRecv, policy: pol,
-		socks: map[string]*sock{}, budget: budget{callsBy: map[string]int{}, socketsBy: map[string]int{}},
-		sessions: map[string]*session{}, reqs: map[reqKey]*reqEntry{}, started: time.Now(),
+		socks: map[string]*sock{}, budget: budget{callsBy: map[string]int{}, bytesBy: map[string]int{}, socketsBy: map[string]int{}},
+		sessions: map[string]*session{}, sessionsBy: map[string]map[string]*session{}, socksBy: map[string]map[string]*sock{}, reqs: map[reqKey]*reqEntry{}, started: time.Now(),
 		reclaimed: map[string]reclaim{},
 	}
 }
@@ -127,6 +135,15 @@ func (t *Table) add(s *sock, a *admission) error {
 	t.next++
 	s.id = "s" + strconv.FormatUint(t.next, 10)
 	t.socks[s.id] = s
+	own := t.socksBy[s.owner]
+	if own == nil {
+		own = map[string]*sock{}
+		t.socksBy[s.owner] = own
+	}
+	own[s.id] = s
+	if ss := t.sessions[s.session]; ss != nil {
+		ss.members[s] = struct{}{}
+	}
 	a.kept++
 	t.mu.Unlock()
 	return nil
@@ -135,7 +152,17 @@ func (t *Table) add(s *sock, a *admission) error {
 // forgetLocked takes s out of the table and frees its socket slot; the caller closes it.
 func (t *Table) forgetLocked(s *sock) {
 	delete(t.socks, s.id)
-	t.freeSocketsLocked(s.owner, t.sessions[s.session], 1)
+	if own := t.socksBy[s.owner]; own != nil {
+		delete(own, s.id)
+		if len(own) == 0 {
+			delete(t.socksBy, s.owner)
+		}
+	}
+	ss := t.sessions[s.session]
+	if ss != nil {
+		delete(ss.members, s)
+	}
+	t.freeSocketsLocked(s.owner, ss, 1)
 }
 
 // get returns the socket id of ctx's caller, marking it used; another caller's socket is
@@ -174,11 +201,10 @@ func (t *Table) Len() int {
 func (t *Table) List(ctx context.Context) []Info {
 	owner := CallerFrom(ctx).ID
 	t.mu.Lock()
-	ss := make([]*sock, 0, len(t.socks))
-	for _, s := range t.socks {
-		if s.owner == owner {
-			ss = append(ss, s)
-		}
+	own := t.socksBy[owner]
+	ss := make([]*sock, 0, len(own))
+	for _, s := range own {
+		ss = append(ss, s)
 	}
 	t.mu.Unlock()
 	out := make([]Info, len(ss))
@@ -241,7 +267,7 @@ func (t *Table) Stop() {
 	t.stopped = true
 	t.stopTimersLocked()
 	socks := t.socks
-	t.socks = map[string]*sock{}
+	t.socks, t.socksBy = map[string]*sock{}, map[string]map[string]*sock{}
 	t.budget.sockets, t.budget.socketsBy = 0, map[string]int{}
 	t.mu.Unlock()
 	for _, s := range socks { // first mark them all: a peer closed first must not look like EOF

@@ -191,8 +191,13 @@ type Limits struct {
 	// session_buffered_bytes bounds the data held for one session's calls in progress
 	// (session_limits.buffered_bytes).
 	SessionBufferedBytes uint64 `protobuf:"varint,16,opt,name=session_buffered_bytes,json=sessionBufferedBytes,proto3" json:"session_buffered_bytes,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// caller_buffered_bytes bounds the data held for the caller's calls in progress, its share
+	// of agent_buffered_bytes (limits.buffered_bytes).
+	CallerBufferedBytes uint64 `protobuf:"varint,17,opt,name=caller_buffered_bytes,json=callerBufferedBytes,proto3" json:"caller_buffered_bytes,omitempty"`
+	// caller_sessions bounds the caller's open sessions (limits.sessions).
+	CallerSessions uint32 `protobuf:"varint,18,opt,name=caller_sessions,json=callerSessions,proto3" json:"caller_sessions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -333,6 +338,20 @@ func (x *Limits) GetSessionBlockingCalls() uint32 {
 func (x *Limits) GetSessionBufferedBytes() uint64 {
 	if x != nil {
 		return x.SessionBufferedBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetCallerBufferedBytes() uint64 {
+	if x != nil {
+		return x.CallerBufferedBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetCallerSessions() uint32 {
+	if x != nil {
+		return x.CallerSessions
 	}
 	return 0
 }
@@ -495,7 +514,7 @@ const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\x03mtu\x18\x03 \x01(\x05R\x03mtu\x12\x14\n" +
 	"\x05flags\x18\x04 \x03(\tR\x05flags\x12\x1c\n" +
 	"\taddresses\x18\x05 \x03(\tR\taddresses\x12)\n" +
-	"\x10hardware_address\x18\x06 \x01(\tR\x0fhardwareAddress\"\xe6\x05\n" +
+	"\x10hardware_address\x18\x06 \x01(\tR\x0fhardwareAddress\"\xc3\x06\n" +
 	"\x06Limits\x12&\n" +
 	"\x0fopen_files_soft\x18\x01 \x01(\x04R\ropenFilesSoft\x12&\n" +
 	"\x0fopen_files_hard\x18\x02 \x01(\x04R\ropenFilesHard\x12B\n" +
@@ -513,7 +532,9 @@ const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\x15caller_blocking_calls\x18\r \x01(\rR\x13callerBlockingCalls\x12'\n" +
 	"\x0fsession_sockets\x18\x0e \x01(\rR\x0esessionSockets\x124\n" +
 	"\x16session_blocking_calls\x18\x0f \x01(\rR\x14sessionBlockingCalls\x124\n" +
-	"\x16session_buffered_bytes\x18\x10 \x01(\x04R\x14sessionBufferedBytes\"\xb2\x03\n" +
+	"\x16session_buffered_bytes\x18\x10 \x01(\x04R\x14sessionBufferedBytes\x122\n" +
+	"\x15caller_buffered_bytes\x18\x11 \x01(\x04R\x13callerBufferedBytes\x12'\n" +
+	"\x0fcaller_sessions\x18\x12 \x01(\rR\x0ecallerSessions\"\xb2\x03\n" +
 	"\x0fGetInfoResponse\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x0e\n" +
