@@ -171,6 +171,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(handshakeLogger{TransportCredentials: credentials.NewTLS(cfg.TLS), log: a.log}))
+	} else {
+		opts = append(opts, grpc.Creds(peerCreds{}))
 	}
 	opts = append(opts, cfg.ServerOptions...)
 	a.srv = grpc.NewServer(opts...)

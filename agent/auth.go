@@ -204,6 +204,11 @@ func tokenExempt(fullMethod string) bool {
 // from a caller with a certificate.
 func (a *Agent) authenticate(ctx context.Context, fullMethod string) (Caller, string, error) {
 	c, hasCert := certCaller(ctx)
+	if !hasCert {
+		if u, ok := uidCaller(ctx); ok {
+			c = u
+		}
+	}
 	toks := a.tokens.Load()
 	if toks == nil {
 		return c, "", nil

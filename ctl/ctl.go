@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/ctl/client"
 	"github.com/spf13/cobra"
 )
@@ -39,8 +40,9 @@ const (
 // envAgent names the environment variable that sets the agent when --agent is not given.
 const envAgent = "SOCKCTL_AGENT"
 
-// defaultAgent is the agent address used when neither --agent nor SOCKCTL_AGENT is set.
-const defaultAgent = "127.0.0.1:7700"
+// defaultAgent is the agent address used when neither --agent nor SOCKCTL_AGENT is set: the
+// UNIX socket a sockagent started with no flags by the same user serves on.
+var defaultAgent = contract.DefaultAgent()
 
 // defaultTimeout is the default RPC deadline (--timeout). It is longer than the agent's own
 // default timeout (30s) so that a blocking call without --wait ends with the agent's TIMEOUT.

@@ -7,7 +7,12 @@
 // containerd's errdefs is shared by its daemon and its clients.
 package contract
 
-import "slices"
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+)
 
 // Domain is the google.rpc.ErrorInfo domain of every error the agent returns.
 const Domain = "sockagent.v1"
@@ -145,3 +150,23 @@ func IsDatagram(network string) bool {
 
 // IsUDP reports whether network is one of udp, udp4, udp6.
 func IsUDP(network string) bool { return network == "udp" || network == "udp4" || network == "udp6" }
+
+// DefaultAgentSocket is the UNIX socket sockagent serves on and sockctl calls when neither is
+// told otherwise: in a directory only the agent's user may enter (/run/sockagent for root,
+// $XDG_RUNTIME_DIR/sockagent or $TMPDIR/sockagent-UID for others), so no other local user can
+// reach an agent started with no flags.
+func DefaultAgentSocket() string {
+	uid := os.Geteuid()
+	switch {
+	case uid == 0:
+		return "/run/sockagent/sockagent.sock"
+	case os.Getenv("XDG_RUNTIME_DIR") != "":
+		return filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), "sockagent", "sockagent.sock")
+	case uid < 0: // no user ids (Windows)
+		return filepath.Join(os.TempDir(), "sockagent", "sockagent.sock")
+	}
+	return filepath.Join(os.TempDir(), "sockagent-"+strconv.Itoa(uid), "sockagent.sock")
+}
+
+// DefaultAgent is DefaultAgentSocket as an agent address: "unix:PATH".
+func DefaultAgent() string { return "unix:" + DefaultAgentSocket() }

@@ -1,6 +1,8 @@
 package contract
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"testing"
@@ -65,5 +67,18 @@ func TestNetworks(t *testing.T) {
 		if IsUnix(n) != kind[0] || IsDatagram(n) != kind[1] || IsUDP(n) != kind[2] {
 			t.Errorf("%s: IsUnix %v IsDatagram %v IsUDP %v, want %v", n, IsUnix(n), IsDatagram(n), IsUDP(n), kind)
 		}
+	}
+}
+
+func TestDefaultAgentSocket(t *testing.T) {
+	p := DefaultAgentSocket()
+	if os.Geteuid() == 0 && p != "/run/sockagent/sockagent.sock" {
+		t.Errorf("root's default socket %s, want /run/sockagent/sockagent.sock", p)
+	}
+	if !filepath.IsAbs(p) || filepath.Base(p) != "sockagent.sock" || filepath.Base(filepath.Dir(p)) == "" {
+		t.Errorf("default socket %s: want an absolute path in a directory of its own", p)
+	}
+	if DefaultAgent() != "unix:"+p {
+		t.Errorf("DefaultAgent %s, want unix:%s", DefaultAgent(), p)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/policy"
 )
 
@@ -42,11 +43,11 @@ type Config struct {
 	PolicyFile      string        // --policy
 }
 
-// DefaultConfig is sockagent without flags: plaintext on 127.0.0.1:7700 with the agent's
-// default limits.
+// DefaultConfig is sockagent without flags: plaintext on a UNIX socket only the agent's user
+// may reach (contract.DefaultAgentSocket), with the agent's default limits.
 func DefaultConfig() Config {
 	return Config{
-		Listen:          "127.0.0.1:7700",
+		Listen:          contract.DefaultAgent(),
 		LogFormat:       "text",
 		LogLevel:        "info",
 		DefaultTimeout:  agent.DefaultTimeout,
@@ -60,7 +61,7 @@ func DefaultConfig() Config {
 // AddFlags defines sockagent's flags on fs, each writing into c; c's values are the flags'
 // defaults.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve gRPC on: host:port, or unix:PATH for a UNIX socket")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve gRPC on: unix:PATH for a UNIX socket (mode 0600: the agent's user alone), or host:port")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.DefaultTimeout, "default-timeout", c.DefaultTimeout, "timeout of blocking calls that give none")

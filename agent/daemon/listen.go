@@ -6,23 +6,56 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/sockagent/sockagent/agent/contract"
 )
 
 // Listen opens the control-plane listener on --listen: host:port, or unix:PATH (also
-// unix:///PATH). A UNIX socket file that no process answers on is removed first; one that
-// answers belongs to a live agent and is left alone (an error).
+// unix:///PATH). A UNIX socket is created readable and writable by the agent's user alone
+// (mode 0600), so other local users cannot connect; the default one's directory is created
+// private (0700) or must already be. A UNIX socket file that no process answers on is removed
+// first; one that answers belongs to a live agent and is left alone (an error).
 func (s *Setup) Listen() (net.Listener, error) {
 	addr := s.Config.Listen
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		path = strings.TrimPrefix(path, "//")
+		if path == contract.DefaultAgentSocket() {
+			if err := privateDir(filepath.Dir(path)); err != nil {
+				return nil, err
+			}
+		}
 		if err := removeStaleSocket(path); err != nil {
 			return nil, err
 		}
-		return net.Listen("unix", path)
+		return listenOwnerOnly(path)
 	}
 	return net.Listen("tcp", addr)
+}
+
+// privateDir makes dir a directory only the agent's user may enter: created with mode 0700
+// when missing; when present it must be a real directory (not a link) of this user that no
+// one else may enter, else the agent refuses to serve there.
+func privateDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create the agent's directory %s: %w", dir, err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("agent directory %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("agent directory %s is not a directory (a link or a file); remove it, or give --listen unix:PATH elsewhere", dir)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("agent directory %s has mode %#o: other users could reach the agent's socket; chmod 700 it, or remove it so the agent creates it", dir, fi.Mode().Perm())
+	}
+	if uid, ok := ownerOf(fi); ok && uid != os.Geteuid() {
+		return fmt.Errorf("agent directory %s belongs to uid %d, not to the agent's uid %d; remove it so the agent creates it", dir, uid, os.Geteuid())
+	}
+	return nil
 }
 
 // removeStaleSocket removes the socket file at path if nothing answers on it: a crashed

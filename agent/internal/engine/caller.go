@@ -8,9 +8,11 @@ type Caller struct {
 	// ID names the caller in logs, policies and socket ownership: "cert:" + the verified
 	// client certificate's subject common name (the whole subject, RFC 2253, when it has no
 	// CN); else "token:NAME" (NAME from the token file, "lineN" for a bare secret on line N);
-	// else "anonymous". A certificate wins over a token; Token then names the token too.
+	// else "uid:N" for a plaintext call over a UNIX socket whose peer runs as user N (the
+	// kernel says so); else "anonymous". A certificate wins over a token, a token over a uid;
+	// Token then names the token too.
 	ID string
-	// Kind is "cert", "token" or "anonymous".
+	// Kind is "cert", "token", "uid" or "anonymous".
 	Kind string
 	// Subject is the client certificate's subject (cert callers).
 	Subject string

@@ -1,0 +1,96 @@
+//go:build !windows
+
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/sockagent/sockagent/agent/contract"
+)
+
+// TestDefaultListen: sockagent with no flags serves on the default UNIX socket, the one sockctl
+// calls with no flags, not on a TCP port every local user can reach.
+func TestDefaultListen(t *testing.T) {
+	if got, want := DefaultConfig().Listen, contract.DefaultAgent(); got != want || !strings.HasPrefix(got, "unix:") {
+		t.Errorf("default --listen %q, want %q", got, want)
+	}
+}
+
+// TestPrivateDir: the default socket's directory is created private, and an existing one that
+// others could enter, that is a link, or that belongs to another user is refused with what to do.
+func TestPrivateDir(t *testing.T) {
+	base := t.TempDir()
+	fresh := filepath.Join(base, "fresh")
+	if err := privateDir(fresh); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(fresh); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("created %v (%v), want a directory of mode 0700", fi.Mode(), err)
+	}
+	if err := privateDir(fresh); err != nil {
+		t.Errorf("an existing private directory: %v", err)
+	}
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, privateDir(open), "has mode 0755", "chmod 700")
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(fresh, link); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, privateDir(link), "is not a directory (a link or a file)")
+	if os.Geteuid() == 0 {
+		other := filepath.Join(base, "other")
+		if err := os.Mkdir(other, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(other, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, privateDir(other), "belongs to uid 65534, not to the agent's uid 0")
+	}
+}
+
+// TestListenOwnerOnly: the control socket is created mode 0600 whatever the umask (here 0,
+// which would make it 0777), so only the agent's user may connect.
+func TestListenOwnerOnly(t *testing.T) {
+	defer syscall.Umask(syscall.Umask(0))
+	dir, err := os.MkdirTemp("", "sa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "a.sock")
+	ln, err := listenOwnerOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, want a socket of mode 0600", fi.Mode())
+	}
+}
+
+func wantErr(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want one saying %q", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not say %q", err, p)
+		}
+	}
+}

@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"syscall"
+
+	"github.com/sockagent/sockagent/agent/internal/engine"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+)
+
+// peerCreds are the transport credentials of an agent without TLS: plaintext, but a
+// connection over a UNIX socket carries the connecting process's user id, which the kernel
+// vouches for (SO_PEERCRED), so a caller on the agent's own socket is "uid:N" rather than
+// anonymous, and policies can name local users.
+type peerCreds struct{}
+
+// peerInfo is the AuthInfo of a plaintext connection: the peer's uid when the kernel told it.
+type peerInfo struct {
+	credentials.CommonAuthInfo
+	uid   int
+	known bool
+}
+
+func (peerInfo) AuthType() string { return "insecure" }
+
+func (peerCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	info := peerInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}
+	if sc, ok := c.(syscall.Conn); ok && c.LocalAddr().Network() == "unix" {
+		info.uid, info.known = peerUID(sc)
+	}
+	return c, info, nil
+}
+
+func (peerCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("peer credentials are the agent's: a server side only")
+}
+
+func (peerCreds) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "insecure"}
+}
+
+func (peerCreds) Clone() credentials.TransportCredentials { return peerCreds{} }
+
+func (peerCreds) OverrideServerName(string) error { return nil }
+
+// uidCaller is the caller of an RPC that came over a UNIX socket whose peer's uid is known.
+func uidCaller(ctx context.Context) (engine.Caller, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return engine.Anonymous, false
+	}
+	pi, ok := p.AuthInfo.(peerInfo)
+	if !ok || !pi.known {
+		return engine.Anonymous, false
+	}
+	return engine.Caller{ID: "uid:" + strconv.Itoa(pi.uid), Kind: "uid"}, true
+}
