@@ -183,9 +183,9 @@ steps:
       count: 3
       steps:
         - {on: cli, dial: {network: tcp, address: "${srv.host}:${lis.local_port}"}, as: "c${i}"}
-        - {on: srv, accept: {socket: lis}, as: "s${i}"}
+        - {on: srv, accept: {socket: lis}, as: "sv${i}"}
         - {on: cli, send: {socket: "c${i}", data: "client ${i} of ${vars.n}"}}
-        - {on: srv, recv: {socket: "s${i}", timeout: 2s}, expect: {data: "client ${i} of ${vars.n}"}}
+        - {on: srv, recv: {socket: "sv${i}", timeout: 2s}, expect: {data: "client ${i} of ${vars.n}"}}
 `)
 	r := runArgs(t, p, "-o", "json")
 	if r.code != ExitOK {
@@ -206,7 +206,7 @@ steps:
 	if last.Index != "5[2].4" || last.Message != `got 13 bytes "client 2 of 3"` {
 		t.Errorf("last step: %+v", last)
 	}
-	if len(rep.Cleanup) != 7 { // lis, c0-c2, s0-s2
+	if len(rep.Cleanup) != 7 { // lis, c0-c2, sv0-sv2
 		t.Errorf("cleanup closed %d sockets, want 7: %+v", len(rep.Cleanup), rep.Cleanup)
 	}
 }
@@ -298,6 +298,45 @@ func TestRunInventory(t *testing.T) {
 	for _, ag := range rep.Agents {
 		if ag.Address != a {
 			t.Errorf("agent %s at %s, want %s from the inventory", ag.Name, ag.Address, a)
+		}
+	}
+}
+
+// TestRunAliasNotCreated: with --keep-going, a step naming the alias of a dial that failed fails
+// as a scenario error that says so; it neither sends the alias as a socket id (UNKNOWN_SOCKET
+// with a restart hint) nor acts on another socket.
+func TestRunAliasNotCreated(t *testing.T) {
+	t.Parallel()
+	p := writeScenario(t, "alias.yaml", `name: alias of a failed dial
+agents: {a: local}
+steps:
+  - {on: a, listen: {network: tcp, address: "127.0.0.1:0"}, as: lis}
+  - {on: a, close: {socket: lis}}
+  - {on: a, dial: {network: tcp, address: "${lis.local_address}", timeout: 2s}, as: c}
+  - {on: a, send: {socket: c, data: x}}
+  - {on: a, dial: {network: tcp, address: "${lis.local_address}", timeout: 2s}, as: d, expect: {error: CONNECTION_REFUSED}}
+  - {on: a, close: {socket: d}}
+`)
+	r := runArgs(t, p, "--keep-going", "-o", "json")
+	var rep runner.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, r.stdout)
+	}
+	if r.code != ExitFailure || len(rep.Steps) != 6 {
+		t.Fatalf("exit %d, %d steps\n%s", r.code, len(rep.Steps), r.stdout)
+	}
+	for i, want := range []struct{ status, reason, msg string }{
+		2: {runner.StatusFailed, "CONNECTION_REFUSED", ""},
+		3: {runner.StatusFailed, "SCENARIO_ERROR", "alias c was not created: step 3 failed"},
+		4: {runner.StatusPassed, "CONNECTION_REFUSED", ""},
+		5: {runner.StatusFailed, "SCENARIO_ERROR", "alias d was not created: step 5 expected an error"},
+	} {
+		if i < 2 {
+			continue
+		}
+		s := rep.Steps[i]
+		if s.Status != want.status || s.Reason != want.reason || !strings.Contains(s.Message, want.msg) {
+			t.Errorf("step %s: %s %s %q; want %s %s %q", s.Index, s.Status, s.Reason, s.Message, want.status, want.reason, want.msg)
 		}
 	}
 }

@@ -113,6 +113,7 @@ type runner struct {
 
 	mu       sync.Mutex
 	aliases  map[string]alias
+	missing  map[string]string // aliases whose step created nothing: why ("step 4 failed")
 	open     []opened
 	steps    []StepReport
 	stopped  bool   // a step failed and --keep-going is off
@@ -333,8 +334,32 @@ func (r *runner) runStep(ctx context.Context, st *scenario.Step, f frame) {
 				}
 			}
 		}
+		r.noteMissing(st, f, rep)
 		r.record(rep)
 	}
+}
+
+// noteMissing remembers an alias its step did not create (the step failed, was skipped, or
+// expected an error), so that a later step naming it fails as a scenario error saying so,
+// instead of sending the alias itself as a socket id.
+func (r *runner) noteMissing(st *scenario.Step, f frame, rep StepReport) {
+	if st.As == "" || rep.Alias != "" {
+		return
+	}
+	name, err := scenario.Expand(st.As, r.lookup(f))
+	if err != nil {
+		return
+	}
+	why := "step " + rep.Index + " " + rep.Status
+	if rep.Status == StatusPassed {
+		why = "step " + rep.Index + " expected an error"
+	}
+	r.mu.Lock()
+	if r.missing == nil {
+		r.missing = map[string]string{}
+	}
+	r.missing[name] = why
+	r.mu.Unlock()
 }
 
 // siblingFailed cancels the rest of a parallel block when one of its steps failed.
@@ -466,7 +491,11 @@ func aliasField(s *sockagentv1.Socket, field, ref string) (string, error) {
 func (r *runner) socketRef(on, ref string) (string, error) {
 	r.mu.Lock()
 	al, ok := r.aliases[ref]
+	why, missing := r.missing[ref]
 	r.mu.Unlock()
+	if !ok && missing {
+		return "", fmt.Errorf("alias %s was not created: %s", ref, why)
+	}
 	if !ok {
 		return ref, nil
 	}

@@ -30,9 +30,12 @@ var (
 	repeatKeys = []string{"count", "steps"}
 	// The regular expressions compile on first use, not at package init, which every
 	// sockctl start pays for.
-	identRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`) })
-	reasonRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`) })
-	syntaxRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`) })
+	identRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`) })
+	// socketIDRE is the shape of the ids agents give sockets: an alias of that shape would make
+	// a step's socket mean the id when the alias was not created.
+	socketIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^s[0-9]+$`) })
+	reasonRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`) })
+	syntaxRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`) })
 )
 
 // reserved are names that refer to something other than an alias or agent in ${...}.
