@@ -327,16 +327,22 @@ func (t *Table) Summary(r *Report) {
 			fmt.Fprintf(t.w, "agent %s (%s) unreachable: %s\n", a.Name, a.Address, a.Error)
 		}
 	}
-	closed, failed := 0, 0
+	closed, gone, failed := 0, 0, 0
 	for _, c := range r.Cleanup {
-		if c.Status == "failed" {
+		switch c.Status {
+		case "failed":
 			failed++
 			fmt.Fprintf(t.w, "cleanup: could not close %s on %s: %s\n", c.Socket, c.Agent, c.Error)
-		} else {
+		case "gone":
+			gone++
+		default:
 			closed++
 		}
 	}
 	fmt.Fprintf(t.w, "cleanup: %d socket(s) closed", closed)
+	if gone > 0 {
+		fmt.Fprintf(t.w, ", %d already gone", gone)
+	}
 	if failed > 0 {
 		fmt.Fprintf(t.w, ", %d could not be closed", failed)
 	}

@@ -90,3 +90,26 @@ func oldClip(s string, n int) string {
 	}
 	return fmt.Sprintf("%q...(%d bytes)", s[:n], len(s))
 }
+
+// TestCleanupSummary: cleanup says what it closed, what was already gone (closed by the agent:
+// a session's end, the idle timeout, a restart) and what it could not close, apart.
+func TestCleanupSummary(t *testing.T) {
+	for _, tc := range []struct {
+		statuses []string
+		want     string
+	}{
+		{[]string{"closed", "closed"}, "cleanup: 2 socket(s) closed\n"},
+		{[]string{"closed", "gone", "gone"}, "cleanup: 1 socket(s) closed, 2 already gone\n"},
+		{[]string{"gone", "failed"}, "cleanup: could not close s2 on a: boom\ncleanup: 0 socket(s) closed, 1 already gone, 1 could not be closed\n"},
+	} {
+		var r Report
+		for i, s := range tc.statuses {
+			r.Cleanup = append(r.Cleanup, CleanupReport{Agent: "a", Socket: fmt.Sprintf("s%d", i+1), Status: s, Error: "boom"})
+		}
+		var b strings.Builder
+		NewTable(&b, nil).Summary(&r)
+		if got, _, _ := strings.Cut(b.String(), "0 passed"); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.statuses, got, tc.want)
+		}
+	}
+}

@@ -60,9 +60,14 @@ type session struct {
 }
 
 // unknownSocket is the error for a socket id owner has no socket under.
+// A stopping agent has dropped every socket: it says it is stopping, not that it restarted.
 func (t *Table) unknownSocket(owner, id string) error {
 	e := &unknownSocketError{instance: t.instance, started: t.started}
 	t.mu.Lock()
+	if t.stopped {
+		t.mu.Unlock()
+		return ErrAgentStopping
+	}
 	if r, ok := t.reclaimed[id]; ok && r.owner == owner {
 		e.why = r.why
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +67,27 @@ func TestAddRefusesEndedSession(t *testing.T) {
 	}
 	if err := tb.add(&sock{owner: "token:alice", session: other.ID, network: "tcp", kind: KindListener, ln: ln2}, adm2); !errors.Is(err, ErrUnknownSession) {
 		t.Errorf("add into another caller's session: %v", err)
+	}
+}
+
+// TestStoppingIsNotARestart: once the agent stops, a call on a socket id it had answers
+// AGENT_STOPPING, never UNKNOWN_SOCKET with its "the agent restarted" hint.
+func TestStoppingIsNotARestart(t *testing.T) {
+	tb := New(Config{DefaultTimeout: time.Second, MaxRecvBytes: 1 << 20, Instance: "i1"})
+	ctx := WithCaller(context.Background(), Caller{ID: "token:alice"})
+	in, err := tb.Listen(ctx, "tcp", "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.Stop()
+	for name, call := range map[string]func() error{
+		"get":   func() error { _, err := tb.GetFor(ctx, in.ID); return err },
+		"close": func() error { _, err := tb.Close(ctx, in.ID); return err },
+		"recv":  func() error { _, _, err := tb.Recv(ctx, in.ID, 0, 0, time.Second); return err },
+	} {
+		err := call()
+		if r := Reason(err); r != contract.ReasonAgentStopping || strings.Contains(err.Error(), "restarted") {
+			t.Errorf("%s after Stop: %s %v; want AGENT_STOPPING without a restart hint", name, r, err)
+		}
 	}
 }
