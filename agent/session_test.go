@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -390,4 +391,38 @@ func TestUnknownSocketNamesTheInstance(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestIdleReapingServed: a served socket outside a session is reaped like any other once it
+// serves nothing for the idle timeout; an open served connection, or traffic since the reaper
+// last looked, keeps it.
+func TestIdleReapingServed(t *testing.T) {
+	t.Parallel()
+	const idle = 200 * time.Millisecond
+	e := newSessEnv(t, agent.Config{IdleTimeout: idle})
+	ctx := ctxT(t)
+	quiet := e.bind(t, "udp", "127.0.0.1:0")
+	e.serve(t, quiet.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
+	busy := e.listen(t, "tcp", "127.0.0.1:0")
+	e.serve(t, busy.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
+	c := dialT(t, "tcp", busy.GetLocalAddress()) // an open connection: busy is in use
+	if _, err := c.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 2)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e.waitGone(t, ctx, 10*time.Second, quiet.GetSocketId())
+	if took := time.Since(start); took < idle-50*time.Millisecond {
+		t.Errorf("the quiet served socket was reaped after %s, before the idle timeout %s", took, idle)
+	}
+	_, err := e.sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: quiet.GetSocketId()})
+	wantStatus(t, err, codes.NotFound, contract.ReasonUnknownSocket, "the agent closed it: idle for the agent's idle timeout (200ms)")
+	if _, err := e.sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: busy.GetSocketId()}); err != nil {
+		t.Fatalf("a served socket with an open connection was reaped: %v", err)
+	}
+	// The connection ends: busy serves nothing more, and is reaped in turn.
+	c.Close()
+	e.waitGone(t, ctx, 10*time.Second, busy.GetSocketId())
 }

@@ -119,6 +119,7 @@ type server struct {
 	conns, bytesIn, bytesOut, dgIn, dgOut, errs atomic.Uint64
 	active                                      atomic.Int32
 	lastErr                                     atomic.Pointer[string]
+	seen                                        uint64 // the counters' sum when the idle reaper last looked (table.mu)
 
 	mu      sync.Mutex
 	stopped bool
@@ -281,6 +282,21 @@ func (sv *server) start() error {
 		go sv.datagramLoop()
 	}
 	return nil
+}
+
+// noteServedActivity marks a served socket used (now) when it has an open connection or served
+// anything since the last look; called by the idle reaper with the table locked. The counters
+// are read, not written, on the served path: serving costs nothing extra for it.
+func (s *sock) noteServedActivity(now time.Time) {
+	sv := s.serving.Load()
+	if sv == nil {
+		return
+	}
+	seen := sv.conns.Load() + sv.dgIn.Load() + sv.dgOut.Load() + sv.bytesIn.Load() + sv.bytesOut.Load()
+	if sv.active.Load() > 0 || seen != sv.seen {
+		s.lastUsed.Store(now.UnixNano())
+	}
+	sv.seen = seen
 }
 
 // stopServing stops the socket's behaviour, if any, and waits for its goroutines; called by

@@ -264,7 +264,9 @@ func (t *Table) NumSessions() int {
 }
 
 // startIdleReaper arms the idle reaper when t.idle > 0: sockets outside a session with no
-// pending call and unused for t.idle are closed. It checks every idle/4 (10ms to 30s).
+// pending call and unused for t.idle are closed. A served socket is used while it serves: an
+// open connection, or any connection or datagram since the reaper last looked, counts as a
+// call (noteServedActivity), so a busy server is never reaped and a forgotten one is. It checks every idle/4 (10ms to 30s).
 func (t *Table) startIdleReaper() {
 	if t.idle <= 0 {
 		return
@@ -282,7 +284,8 @@ func (t *Table) startIdleReaper() {
 		}
 		var socks []*sock
 		for _, s := range t.socks {
-			if s.session == "" && s.pending.Load() == 0 && s.serving.Load() == nil && now.Sub(time.Unix(0, s.lastUsed.Load())) >= t.idle {
+			s.noteServedActivity(now)
+			if s.session == "" && s.pending.Load() == 0 && now.Sub(time.Unix(0, s.lastUsed.Load())) >= t.idle {
 				t.forgetLocked(s)
 				socks = append(socks, s)
 			}
