@@ -582,16 +582,19 @@ func TestServeSessionEndEndsConnections(t *testing.T) {
 	wantEnded(t, c)
 }
 
-func TestServeNotReapedWhenIdle(t *testing.T) {
+// TestServeNotReapedWhileServing: a served socket with an open connection is in use: the
+// reaper closes an idle socket opened after it and leaves the served one, which still echoes.
+func TestServeNotReapedWhileServing(t *testing.T) {
 	e := newEnvWith(t, agent.Config{IdleTimeout: 50 * time.Millisecond})
 	served := e.listen(t, "tcp", "127.0.0.1:0")
 	e.serve(t, served.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
+	c := dialT(t, "tcp", served.GetLocalAddress())
+	e.waitServing(t, served.GetSocketId(), "1 active connection", func(sv *sockagentv1.Serving) bool { return sv.GetActiveConnections() == 1 })
 	idle := e.listen(t, "tcp", "127.0.0.1:0")
 	e.waitGone(t, ctxT(t), 10*time.Second, idle.GetSocketId()) // the reaper ran past the served one
 	if r, err := e.sc.GetSocket(ctxT(t), &sockagentv1.GetSocketRequest{SocketId: served.GetSocketId()}); err != nil || r.GetSocket().GetIdle().AsDuration() != 0 {
 		t.Errorf("served socket: %v, idle %s; want it open, idle 0 (in use)", err, r.GetSocket().GetIdle().AsDuration())
 	}
-	c := dialT(t, "tcp", served.GetLocalAddress())
 	if _, err := c.Write([]byte("still served")); err != nil {
 		t.Fatal(err)
 	}

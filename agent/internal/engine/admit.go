@@ -22,7 +22,14 @@ type claim struct {
 	// drains: the call is a Recv, which takes the bytes left over from interrupted exact
 	// reads, so those bytes must not refuse it.
 	drains bool
+	// waits: the call waits for a peer (Accept, Recv, RecvFrom, Attach). Waiting calls may hold
+	// at most waitShare of each blocking-call limit, so calls that complete them (Send, SendTo,
+	// Dial) always find room: a budget full of Recvs cannot refuse the Sends they wait for.
+	waits bool
 }
+
+// waitShare is how many of limit blocking calls may wait for a peer: all but a quarter.
+func waitShare(limit int) int { return limit - limit/4 }
 
 // budget is what the admission path counts, all under table.mu.
 type budget struct {
@@ -30,6 +37,8 @@ type budget struct {
 	sockets      int            // agent-wide: open sockets, served connections and reserved slots
 	callsBy      map[string]int // per caller: blocking calls in progress
 	bytesBy      map[string]int // per caller: buffered bytes of its calls in progress
+	waits        int            // agent-wide: blocking calls waiting for a peer (claim.waits)
+	waitsBy      map[string]int // per caller: the same
 	socketsBy    map[string]int // per caller: open sockets, served connections and reserved slots
 }
 
@@ -60,6 +69,9 @@ func (t *Table) admit(caller, sess string, set *policy.RuleSet, c claim) (*admis
 	if err := t.checkCallsLocked(caller, sess, ss, set, c); err != nil {
 		return nil, err
 	}
+	if err := t.checkWaitsLocked(caller, sess, ss, set, c); err != nil {
+		return nil, err
+	}
 	if err := t.checkSocketsLocked(caller, sess, ss, set, c.sockets); err != nil {
 		return nil, err
 	}
@@ -69,6 +81,13 @@ func (t *Table) admit(caller, sess string, set *policy.RuleSet, c claim) (*admis
 		b.callsBy[caller]++
 		if ss != nil {
 			ss.calls++
+		}
+	}
+	if c.waits {
+		b.waits++
+		b.waitsBy[caller]++
+		if ss != nil {
+			ss.waits++
 		}
 	}
 	b.bytes += c.bytes
@@ -130,6 +149,28 @@ func (t *Table) checkCallsLocked(caller, sess string, ss *session, set *policy.R
 	return nil
 }
 
+// checkWaitsLocked keeps a quarter of every blocking-call limit for calls that do not wait for
+// a peer (waitShare).
+func (t *Table) checkWaitsLocked(caller, sess string, ss *session, set *policy.RuleSet, c claim) error {
+	if !c.waits {
+		return nil
+	}
+	b := &t.budget
+	why := "blocking calls wait for a peer (Accept, Recv, RecvFrom, Attach), all they may hold: a quarter of the limit is kept for the calls that complete them (Send, SendTo, Dial); wait for some to end"
+	switch maxCalls := t.policy.MaxBlockingCalls; {
+	case b.waits >= waitShare(maxCalls):
+		return &limitError{Limit: "agent_limits.blocking_calls", Max: maxCalls,
+			Detail: fmt.Sprintf("%d of the agent's %s", b.waits, why)}
+	case b.waitsBy[caller] >= waitShare(set.Limits.BlockingCalls):
+		return &limitError{Limit: "limits.blocking_calls", Max: set.Limits.BlockingCalls, RuleSet: set.Name,
+			Detail: fmt.Sprintf("%d of caller %q's %s", b.waitsBy[caller], caller, why)}
+	case ss != nil && ss.waits >= waitShare(set.SessionLimits.BlockingCalls):
+		return &limitError{Limit: "session_limits.blocking_calls", Max: set.SessionLimits.BlockingCalls, RuleSet: set.Name,
+			Detail: fmt.Sprintf("%d of session %s's %s", ss.waits, sess, why)}
+	}
+	return nil
+}
+
 func (t *Table) checkSocketsLocked(caller, sess string, ss *session, set *policy.RuleSet, n int) error {
 	if n == 0 {
 		return nil
@@ -165,6 +206,13 @@ func (a *admission) release() {
 			decrement(b.callsBy, a.caller, 1)
 			if a.sess != nil {
 				a.sess.calls--
+			}
+		}
+		if a.c.waits {
+			b.waits = max(b.waits-1, 0)
+			decrement(b.waitsBy, a.caller, 1)
+			if a.sess != nil {
+				a.sess.waits--
 			}
 		}
 		b.bytes = max(b.bytes-a.c.bytes, 0)

@@ -144,7 +144,7 @@ func (t *Table) Attach(ctx context.Context, stream AttachStream, counts *StreamC
 	if t.maxMessage > 0 {
 		msg = min(msg, t.maxMessage)
 	}
-	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n + msg})
+	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n + msg, waits: true})
 	if err != nil {
 		return wrap(err)
 	}

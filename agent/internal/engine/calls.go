@@ -116,7 +116,7 @@ func (t *Table) Recv(ctx context.Context, id string, maxBytes, exact uint32, tim
 	if err != nil {
 		return nil, false, wrap(err)
 	}
-	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n, drains: true})
+	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n, drains: true, waits: true})
 	if err != nil {
 		return nil, false, wrap(err)
 	}
@@ -259,7 +259,7 @@ func (t *Table) RecvFrom(ctx context.Context, id string, maxBytes uint32, timeou
 	if err != nil {
 		return nil, "", wrap(err)
 	}
-	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n})
+	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n, waits: true})
 	if err != nil {
 		return nil, "", wrap(err)
 	}

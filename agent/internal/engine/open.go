@@ -173,7 +173,7 @@ func (t *Table) accept(ctx context.Context, id string, timeout time.Duration) (I
 		sess = s.session
 	}
 	// The accepted socket's slot is taken before waiting: a peer never connects into a full agent.
-	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1})
+	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1, waits: true})
 	if err != nil {
 		return Info{}, wrap(err)
 	}

@@ -53,7 +53,7 @@ type session struct {
 	timer            *time.Timer // fires expire at the end of the lease
 	// socks, calls and bytes count against session_limits: open sockets plus reserved slots,
 	// blocking calls in progress and the bytes they hold. Guarded by table.mu.
-	socks, calls, bytes int
+	socks, calls, bytes, waits int
 	// members are the session's sockets in the table, so that ending or listing a session
 	// costs its own sockets, never the whole table. Guarded by table.mu.
 	members map[*sock]struct{}

@@ -99,7 +99,7 @@ func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *Ta
 	}
 	return &Table{
 		defaultTimeout: defaultTimeout, maxRecv: maxRecv, policy: pol,
-		socks: map[string]*sock{}, budget: budget{callsBy: map[string]int{}, bytesBy: map[string]int{}, socketsBy: map[string]int{}},
+		socks: map[string]*sock{}, budget: budget{callsBy: map[string]int{}, bytesBy: map[string]int{}, waitsBy: map[string]int{}, socketsBy: map[string]int{}},
 		sessions: map[string]*session{}, sessionsBy: map[string]map[string]*session{}, socksBy: map[string]map[string]*sock{}, reqs: map[reqKey]*reqEntry{}, started: time.Now(),
 		reclaimed: map[string]reclaim{},
 	}
