@@ -48,6 +48,8 @@ func checkUnixPath(op, p string) error {
 		return badArg(contract.ReasonInvalidAddress, "%s: UNIX socket path %q is relative; give an absolute path (a relative one would depend on the agent's working directory)", op, p)
 	case slices.Contains(strings.Split(filepath.ToSlash(p), "/"), ".."):
 		return badArg(contract.ReasonInvalidAddress, "%s: UNIX socket path %q contains \"..\"; give the path without it (\"..\" is refused so no path escapes the directories the policy allows)", op, p)
+	case filepath.Clean(p) == string(filepath.Separator):
+		return badArg(contract.ReasonInvalidAddress, "%s: UNIX socket path %q is the root directory; give the path of a socket file", op, p)
 	}
 	return nil
 }

@@ -23,19 +23,16 @@ import (
 	"strings"
 )
 
-// maxLinks is how many symlinks one path may go through, as on Linux.
-const maxLinks = 40
-
 // Split returns the directory and the name of a UNIX socket path: absolute, without NUL bytes
 // or ".." elements (a ".." after a symlink would mean its target's parent, not what the text
 // says). The name is the last element of the cleaned path and must not be empty.
 func Split(p string) (dir, name string, err error) {
 	switch {
-	case !strings.HasPrefix(p, "/"):
+	case !filepath.IsAbs(p):
 		return "", "", fmt.Errorf("UNIX socket path %q is not absolute", p)
 	case strings.ContainsRune(p, 0):
 		return "", "", fmt.Errorf("UNIX socket path %q contains a NUL byte", p)
-	case slices.Contains(strings.Split(p, "/"), ".."):
+	case slices.Contains(strings.Split(filepath.ToSlash(p), "/"), ".."):
 		return "", "", fmt.Errorf("UNIX socket path %q contains \"..\"", p)
 	}
 	clean := filepath.Clean(p)
@@ -44,25 +41,6 @@ func Split(p string) (dir, name string, err error) {
 		return "", "", fmt.Errorf("UNIX socket path %q names no file (it is the root directory)", p)
 	}
 	return filepath.Clean(dir), name, nil
-}
-
-// components splits a path into its non-empty elements.
-func components(p string) []string {
-	var out []string
-	for _, c := range strings.Split(p, "/") {
-		if c != "" && c != "." {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// join appends name to an absolute directory path.
-func join(dir, name string) string {
-	if dir == "/" {
-		return "/" + name
-	}
-	return dir + "/" + name
 }
 
 // errReplaced says the name bound is no longer a socket right after the bind.

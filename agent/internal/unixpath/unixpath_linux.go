@@ -20,6 +20,8 @@ const (
 	sunPath = 108
 	// pathFlags open one component without following it or opening it for I/O.
 	pathFlags = unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	// maxLinks is how many symlinks one path may go through, as the kernel allows.
+	maxLinks = 40
 )
 
 // Target is a UNIX socket path opened for connect or sendto; Close it once the call is done.
@@ -356,4 +358,23 @@ func rawSplit(p string) (dir, name string) {
 		return "/", p[1:]
 	}
 	return p[:i], p[i+1:]
+}
+
+// join appends name to an absolute directory path.
+func join(dir, name string) string {
+	if dir == "/" {
+		return "/" + name
+	}
+	return dir + "/" + name
+}
+
+// components splits a path into its non-empty elements.
+func components(p string) []string {
+	var out []string
+	for _, c := range strings.Split(p, "/") {
+		if c != "" && c != "." {
+			out = append(out, c)
+		}
+	}
+	return out
 }

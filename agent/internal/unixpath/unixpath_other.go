@@ -4,6 +4,7 @@ package unixpath
 
 import (
 	"os"
+	"path/filepath"
 	"sync"
 )
 
@@ -21,7 +22,7 @@ func OpenTarget(p string) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	clean := join(dir, name)
+	clean := filepath.Join(dir, name)
 	return &Target{Path: clean, Real: clean, Addr: clean}, nil
 }
 
@@ -46,7 +47,7 @@ func OpenBind(p string) (*Bound, error) {
 	if err != nil {
 		return nil, err
 	}
-	clean := join(dir, name)
+	clean := filepath.Join(dir, name)
 	return &Bound{Path: clean, Real: clean, Addr: clean}, nil
 }
 
