@@ -299,7 +299,9 @@ func (r *attachRun) up(req *AttachIn) error {
 	var (
 		lastAddr string
 		lastDst  net.Addr
+		lastDone = func() {} // lets go of lastDst's open file (a UNIX path)
 	)
+	defer func() { lastDone() }()
 	for {
 		data, addr := req.Data, req.Address
 		switch {
@@ -318,11 +320,13 @@ func (r *attachRun) up(req *AttachIn) error {
 				var dst net.Addr
 				if s.pc != nil {
 					if addr != lastAddr || lastDst == nil {
-						d, err := r.destination(addr)
+						lastDone()
+						d, done, err := r.destination(addr)
 						if err != nil {
+							lastDst, lastDone = nil, func() {}
 							return err
 						}
-						lastAddr, lastDst = addr, d
+						lastAddr, lastDst, lastDone = addr, d, done
 					}
 					dst = lastDst
 				}
@@ -351,10 +355,10 @@ func (r *attachRun) up(req *AttachIn) error {
 }
 
 // destination checks and resolves the address of a datagram on an unconnected socket, as
-// SendTo does.
-func (r *attachRun) destination(addr string) (net.Addr, error) {
+// SendTo does; done lets go of what it opened.
+func (r *attachRun) destination(addr string) (net.Addr, func(), error) {
 	if err := checkAddress("attach", r.s.network, addr); err != nil {
-		return nil, err
+		return nil, func() {}, err
 	}
 	return destination(r.set, r.s.network, addr)
 }

@@ -211,10 +211,11 @@ func (t *Table) SendTo(ctx context.Context, id, address string, data []byte, tim
 	if err := bytesLimit(len(data), set, "send smaller datagrams"); err != nil {
 		return 0, wrap(err)
 	}
-	dst, err := destination(set, s.network, address)
+	dst, done, err := destination(set, s.network, address)
 	if err != nil {
 		return 0, wrap(err)
 	}
+	defer done()
 	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: len(data)})
 	if err != nil {
 		return 0, wrap(err)
@@ -222,7 +223,7 @@ func (t *Table) SendTo(ctx context.Context, id, address string, data []byte, tim
 	defer adm.release()
 	n, err := t.write(ctx, s, timeout, s.pc.SetWriteDeadline, func() (int, error) { return s.pc.WriteTo(data, dst) })
 	if err != nil {
-		return n, wrap(err)
+		return n, wrap(callerAddrs(err, s.network, "", address))
 	}
 	return n, nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/internal/unixpath"
 	"github.com/sockagent/sockagent/agent/policy"
 )
 
@@ -47,6 +48,8 @@ func checkUnixPath(op, p string) error {
 		return badArg(contract.ReasonInvalidAddress, "%s: UNIX socket path %q is relative; give an absolute path (a relative one would depend on the agent's working directory)", op, p)
 	case slices.Contains(strings.Split(filepath.ToSlash(p), "/"), ".."):
 		return badArg(contract.ReasonInvalidAddress, "%s: UNIX socket path %q contains \"..\"; give the path without it (\"..\" is refused so no path escapes the directories the policy allows)", op, p)
+	case filepath.Clean(p) == string(filepath.Separator):
+		return badArg(contract.ReasonInvalidAddress, "%s: UNIX socket path %q is the root directory; give the path of a socket file", op, p)
 	}
 	return nil
 }
@@ -55,9 +58,15 @@ func checkUnixPath(op, p string) error {
 // socket is about to bind (local) or connect to, after name resolution, and asks the policy.
 // What the kernel is given is what the policy judges, so a name that resolves somewhere
 // unexpected gains nothing. A local port 0 is judged later, by checkBound, once it is known.
+// A UNIX path was judged when unixpath opened it (the kernel gets the handle, unixsock.go);
+// anything else on a UNIX network (an abstract name; a path where unixpath cannot open one)
+// is judged here.
 func control(set *policy.RuleSet, local bool) func(network, address string, _ syscall.RawConn) error {
 	return func(network, address string, _ syscall.RawConn) error {
 		if contract.IsUnix(network) {
+			if unixpath.Opened(address) {
+				return nil
+			}
 			return set.CheckUnixPath(address)
 		}
 		ap, err := netip.ParseAddrPort(address)
@@ -114,11 +123,19 @@ func resolveLocal(network, address string) (net.Addr, error) {
 }
 
 // destination resolves the destination of a datagram (SendTo, Attach on an unconnected
-// socket) and asks the policy about it.
-func destination(set *policy.RuleSet, network, address string) (net.Addr, error) {
-	dst, err := resolveLocal(network, address)
-	if err != nil {
-		return nil, err
+// socket) and asks the policy about it. A UNIX path is opened (unixsock.go): the address
+// returned names the file opened, and done closes it once the datagram is written.
+func destination(set *policy.RuleSet, network, address string) (dst net.Addr, done func(), err error) {
+	done = func() {}
+	if isUnixPath(network, address) {
+		tgt, err := openUnixTarget(set, network, address)
+		if err != nil {
+			return nil, done, err
+		}
+		return &net.UnixAddr{Name: tgt.Addr, Net: network}, func() { _ = tgt.Close() }, nil
+	}
+	if dst, err = resolveLocal(network, address); err != nil {
+		return nil, done, err
 	}
 	if ap, ok := addrPort(dst); ok {
 		err = set.CheckDestination(ap)
@@ -126,18 +143,19 @@ func destination(set *policy.RuleSet, network, address string) (net.Addr, error)
 		err = set.CheckUnixPath(address)
 	}
 	if err != nil {
-		return nil, err
+		return nil, done, err
 	}
-	return dst, nil
+	return dst, done, nil
 }
 
 // dialer is the net.Dialer of a caller's outgoing sockets (Dial, Probe, Throughput): its
 // Control hook asks the policy about the resolved destination, and a local address, if given,
-// is resolved and judged (a UNIX path, or an IP address with a port other than 0) before any
-// socket exists; a port 0 is judged once bound (checkBound).
+// is resolved and judged (an abstract name, or an IP address with a port other than 0) before
+// any socket exists; a port 0 is judged once bound (checkBound). A local UNIX path is left to
+// Dial, which binds it through its directory handle (dialUnixAware).
 func dialer(set *policy.RuleSet, network, local string, timeout time.Duration) (net.Dialer, error) {
 	d := net.Dialer{Timeout: timeout, Control: control(set, false)}
-	if local == "" {
+	if local == "" || isUnixPath(network, local) {
 		return d, nil
 	}
 	la, err := resolveLocal(network, local)

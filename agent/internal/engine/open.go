@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/internal/unixpath"
+	"github.com/sockagent/sockagent/agent/policy"
 )
 
 // Listen opens a stream listener; a repeated requestID returns the first result.
@@ -16,10 +17,15 @@ func (t *Table) Listen(ctx context.Context, network, address, requestID string) 
 }
 
 func (t *Table) listen(ctx context.Context, network, address string) (Info, error) {
-	return t.bindLocal(ctx, contract.OpListen, network, address, func(lc net.ListenConfig, s *sock) (net.Addr, error) {
-		ln, err := lc.Listen(ctx, ipv4Wildcard(network, address), address)
+	return t.bindLocal(ctx, contract.OpListen, network, address, func(lc net.ListenConfig, s *sock, kaddr string) (net.Addr, error) {
+		ln, err := lc.Listen(ctx, ipv4Wildcard(network, address), kaddr)
 		if err != nil {
 			return nil, err
+		}
+		if ul, ok := ln.(*net.UnixListener); ok {
+			// Go would remove the path by name at close; the socket's file is removed through
+			// the directory handle instead (sock.closeFile).
+			ul.SetUnlinkOnClose(false)
 		}
 		s.kind, s.ln = KindListener, ln
 		return ln.Addr(), nil
@@ -32,22 +38,20 @@ func (t *Table) Bind(ctx context.Context, network, address, requestID string) (I
 }
 
 func (t *Table) bind(ctx context.Context, network, address string) (Info, error) {
-	return t.bindLocal(ctx, contract.OpBind, network, address, func(lc net.ListenConfig, s *sock) (net.Addr, error) {
-		pc, err := lc.ListenPacket(ctx, ipv4Wildcard(network, address), address)
+	return t.bindLocal(ctx, contract.OpBind, network, address, func(lc net.ListenConfig, s *sock, kaddr string) (net.Addr, error) {
+		pc, err := lc.ListenPacket(ctx, ipv4Wildcard(network, address), kaddr)
 		if err != nil {
 			return nil, err
 		}
 		s.kind, s.pc = KindDatagram, pc
-		if network == "unixgram" && !strings.HasPrefix(address, "@") {
-			s.unlink = address
-		}
 		return pc.LocalAddr(), nil
 	})
 }
 
 // bindLocal is what Listen and Bind share: the request and policy checks, a socket slot, the
-// bind itself (open fills s), the check of the address bound, and registering s.
-func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address string, open func(net.ListenConfig, *sock) (net.Addr, error)) (Info, error) {
+// bind itself (open fills s, binding kaddr: a UNIX path's directory handle, else address), the
+// check of the address bound, and registering s.
+func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address string, open func(lc net.ListenConfig, s *sock, kaddr string) (net.Addr, error)) (Info, error) {
 	wrap := func(err error) error { return &OpError{Op: string(op), Network: network, Address: address, Err: err} }
 	if err := checkNetwork(op, network); err != nil {
 		return Info{}, err
@@ -68,15 +72,24 @@ func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address 
 		return Info{}, wrap(err)
 	}
 	defer adm.release()
-	s := &sock{owner: c.ID, session: sess, network: network}
-	bound, err := open(net.ListenConfig{Control: control(set, true)}, s)
-	if err == nil {
-		if err = checkBound(set, bound); err != nil {
-			_ = s.closeFile()
-		}
-	}
+	ub, err := openUnixBind(set, network, address)
 	if err != nil {
 		return Info{}, wrap(err)
+	}
+	s := &sock{owner: c.ID, session: sess, network: network, unix: ub}
+	bound, err := open(net.ListenConfig{Control: control(set, true)}, s, kernelAddr(address, ub, nil))
+	if err == nil {
+		if err = checkBound(set, bound); err == nil && ub != nil {
+			err = ub.Commit()
+		}
+		if err != nil {
+			_ = s.closeFile()
+		}
+	} else {
+		_, _ = ub.Close()
+	}
+	if err != nil {
+		return Info{}, wrap(callerAddrs(err, network, address, ""))
 	}
 	if err := t.add(s, adm); err != nil {
 		return Info{}, wrap(err)
@@ -119,21 +132,13 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 		return Info{}, wrap(err)
 	}
 	defer adm.release()
-	conn, err := d.DialContext(ctx, network, address)
-	if err == nil && local != "" {
-		if err = checkBound(set, conn.LocalAddr()); err != nil {
-			_ = conn.Close()
-		}
-	}
+	conn, ub, err := dialUnixAware(ctx, d, set, network, address, local)
 	if err != nil {
 		return Info{}, wrap(err)
 	}
-	s := &sock{owner: c.ID, session: sess, network: network, kind: KindStream, conn: conn}
+	s := &sock{owner: c.ID, session: sess, network: network, kind: KindStream, conn: conn, unix: ub}
 	if contract.IsDatagram(network) {
 		s.kind = KindDatagram
-		if network == "unixgram" && local != "" && !strings.HasPrefix(local, "@") {
-			s.unlink = local
-		}
 	}
 	if err := t.add(s, adm); err != nil {
 		return Info{}, wrap(err)
@@ -142,6 +147,45 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 }
 
 type deadliner interface{ SetDeadline(time.Time) error }
+
+// dialUnixAware connects d to address: a UNIX path through the file unixpath opened, and a
+// UNIX local address bound through its directory handle (ub, which the socket keeps so its file
+// is removed at close); a local IP address is judged once bound.
+func dialUnixAware(ctx context.Context, d net.Dialer, set *policy.RuleSet, network, address, local string) (net.Conn, *unixpath.Bound, error) {
+	ub, err := openUnixBind(set, network, local)
+	if err != nil {
+		return nil, nil, fmt.Errorf("local address %q: %w", local, err)
+	}
+	if ub != nil {
+		d.LocalAddr = &net.UnixAddr{Name: ub.Addr, Net: network}
+	}
+	tgt, err := openUnixTarget(set, network, address)
+	if err != nil {
+		_, _ = ub.Close()
+		return nil, nil, err
+	}
+	conn, err := d.DialContext(ctx, network, kernelAddr(address, nil, tgt))
+	_ = tgt.Close()
+	switch {
+	case err != nil && ub != nil && boundBeforeFailure(err) && ub.Commit() == nil:
+		_, _ = ub.Close() // removes the file the bind created
+	case err != nil:
+		_, _ = ub.Close()
+	case ub != nil:
+		if err = ub.Commit(); err != nil {
+			_ = conn.Close()
+			_, _ = ub.Close()
+		}
+	case local != "":
+		if err = checkBound(set, conn.LocalAddr()); err != nil {
+			_ = conn.Close()
+		}
+	}
+	if err != nil {
+		return nil, nil, callerAddrs(err, network, local, address)
+	}
+	return conn, ub, nil
+}
 
 // Accept waits for the next connection on a listener; a repeated requestID returns the first
 // result. The connection joins the call's session, else the listener's.

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sockagent/sockagent/agent/internal/unixpath"
 )
 
 // Kind says what a socket can do.
@@ -110,9 +111,9 @@ type sock struct {
 	session             string // the session it belongs to; empty outside one
 	created             time.Time
 	ln                  net.Listener
-	conn                net.Conn       // stream socket, or connected datagram socket
-	pc                  net.PacketConn // bound (unconnected) datagram socket
-	unlink              string         // unixgram path to remove on close
+	conn                net.Conn        // stream socket, or connected datagram socket
+	pc                  net.PacketConn  // bound (unconnected) datagram socket
+	unix                *unixpath.Bound // the directory a UNIX path is bound in; its file goes at close
 
 	readGate, writeGate gate
 	closed              chan struct{}
@@ -147,7 +148,7 @@ func (s *sock) info() Info {
 	}
 	switch {
 	case s.ln != nil:
-		in.Local = s.ln.Addr().String()
+		in.Local = addrString(s.ln.Addr())
 	case s.conn != nil:
 		in.Local = addrString(s.conn.LocalAddr())
 		in.Remote = addrString(s.conn.RemoteAddr())
@@ -167,9 +168,14 @@ func (s *sock) info() Info {
 	return in
 }
 
+// addrString names an address for callers; a UNIX socket this agent bound is named by its
+// path, not by the directory handle the kernel was given.
 func addrString(a net.Addr) string {
 	if a == nil {
 		return ""
+	}
+	if ua, ok := a.(*net.UnixAddr); ok && ua != nil {
+		return unixpath.Display(ua.Name)
 	}
 	return a.String()
 }
@@ -203,7 +209,9 @@ func (s *sock) close() error {
 	return err
 }
 
-// closeFile closes the OS socket (and removes a unixgram path the socket bound).
+// closeFile closes the OS socket and removes the file of a UNIX path it bound, through the
+// directory handle and only while it is still that socket's file. Every way a socket ends
+// (Close, session end, idle reaping, Stop) comes here.
 func (s *sock) closeFile() error {
 	var err error
 	switch {
@@ -214,9 +222,7 @@ func (s *sock) closeFile() error {
 	case s.pc != nil:
 		err = s.pc.Close()
 	}
-	if s.unlink != "" {
-		_ = os.Remove(s.unlink)
-	}
+	_, _ = s.unix.Close()
 	return err
 }
 
@@ -246,7 +252,7 @@ func addressOf(s *sock) string {
 		}
 		return addrString(s.conn.LocalAddr())
 	case s.ln != nil:
-		return s.ln.Addr().String()
+		return addrString(s.ln.Addr())
 	case s.pc != nil:
 		return addrString(s.pc.LocalAddr())
 	}
