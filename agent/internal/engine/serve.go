@@ -495,7 +495,7 @@ func (sv *server) datagramLoop() {
 		if uc != nil && from != allowed {
 			// The policy judges whom the socket answers, as it judges SendTo: an echo must
 			// not reflect datagrams to destinations the caller may not reach.
-			if err := sv.set.CheckDestination(from); err != nil {
+			if err := checkDest(sv.set, from); err != nil {
 				sv.fail(fmt.Errorf("reply to %s: %w", from, err))
 				continue
 			}
@@ -608,7 +608,7 @@ func (sv *server) sourceDatagram(b, out []byte, from netip.AddrPort, uc *net.UDP
 				Detail: fmt.Sprintf("SourceStart of test %d from %s ignored; wait for running tests to end", h.Test, from)})
 			return nil
 		}
-		if err := sv.set.CheckDestination(from); err != nil {
+		if err := checkDest(sv.set, from); err != nil {
 			sv.fail(fmt.Errorf("source start from %s: %w", from, err))
 			return nil
 		}
