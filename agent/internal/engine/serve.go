@@ -122,12 +122,12 @@ type server struct {
 
 	mu      sync.Mutex
 	stopped bool
-	gates   bool                    // the socket's gates are held (from start to stop)
+	gates   bool // the socket's gates are held (from start to stop)
 	// unregister takes a served UDP socket's address out of the agent's served addresses.
 	unregister func()
-	open    map[net.Conn]*admission // served connections, each holding a socket slot
-	done    chan struct{}
-	wg      sync.WaitGroup
+	open       map[net.Conn]*admission // served connections, each holding a socket slot
+	done       chan struct{}
+	wg         sync.WaitGroup
 
 	// datagram tests: discard counts received, source counts sent (guarded by testsMu)
 	testsMu   sync.Mutex
