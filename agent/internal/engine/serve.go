@@ -112,6 +112,7 @@ type server struct {
 	maxConns  int
 	started   time.Time
 	stopAfter time.Duration
+	replyRate peerRate  // datagram sockets: how fast one peer address is answered
 	src       []byte    // source: the bytes written, filled once
 	bufs      sync.Pool // stream read buffers of chunk bytes
 	cookieKey [32]byte  // source: keys the cookies of SourceStart (random per Serve)
@@ -214,7 +215,7 @@ func (t *Table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 	_, set := t.who(ctx)
 	sv := &server{
 		t: t, s: s, set: set, behaviour: b, chunk: c, maxConns: n,
-		started: time.Now(), stopAfter: sourceStopAfter,
+		started: time.Now(), stopAfter: sourceStopAfter, replyRate: replyLimit,
 		open: map[net.Conn]*admission{}, done: make(chan struct{}), tests: map[uint64]*dgTest{},
 	}
 	_, _ = rand.Read(sv.cookieKey[:]) // crypto/rand.Read never fails on supported platforms
@@ -506,7 +507,7 @@ func (sv *server) datagramLoop() {
 	buf := make([]byte, max(sv.chunk, datagramBuffer))
 	out := make([]byte, 0, wire.ReportSize)
 	uc, _ := sv.s.pc.(*net.UDPConn)
-	g := replyGuard{sv: sv, peers: newPeerLimiter()}
+	g := replyGuard{sv: sv, peers: newPeerLimiter(sv.replyRate)}
 	for {
 		var (
 			n    int
@@ -602,8 +603,9 @@ func (g *replyGuard) mayAnswer(from netip.AddrPort, size, request int) bool {
 	}
 	if !g.peers.allow(from.Addr(), time.Now()) {
 		g.refuse(func() error {
-			return &limitError{Limit: "serve replies per peer", Max: replyRate,
-				Detail: fmt.Sprintf("not answering %s: over %d datagrams/s to its address (bursts of %d)", from.Addr(), replyRate, replyBurst)}
+			r := g.peers.rate
+			return &limitError{Limit: "serve replies per peer", Max: int(r.perSecond),
+				Detail: fmt.Sprintf("not answering %s: over %.0f datagrams/s to its address (bursts of %.0f)", from.Addr(), r.perSecond, r.burst)}
 		})
 		return false
 	}
@@ -636,8 +638,15 @@ const (
 	maxPeers = 4096
 )
 
+// replyLimit is the reply rate of sockets served from now on: replyRate and replyBurst, but
+// for tests (SetReplyLimit).
+var replyLimit = peerRate{perSecond: replyRate, burst: replyBurst}
+
+type peerRate struct{ perSecond, burst float64 }
+
 // peerLimiter is a token bucket per peer address; used by one datagram loop only.
 type peerLimiter struct {
+	rate  peerRate
 	peers map[netip.Addr]*peerBucket
 }
 
@@ -646,7 +655,9 @@ type peerBucket struct {
 	last   time.Time
 }
 
-func newPeerLimiter() *peerLimiter { return &peerLimiter{peers: map[netip.Addr]*peerBucket{}} }
+func newPeerLimiter(rate peerRate) *peerLimiter {
+	return &peerLimiter{rate: rate, peers: map[netip.Addr]*peerBucket{}}
+}
 
 // allow takes one token of a's bucket, if it has one.
 func (l *peerLimiter) allow(a netip.Addr, now time.Time) bool {
@@ -655,10 +666,10 @@ func (l *peerLimiter) allow(a netip.Addr, now time.Time) bool {
 		if len(l.peers) >= maxPeers && !l.sweep(now) {
 			return false
 		}
-		b = &peerBucket{tokens: replyBurst, last: now}
+		b = &peerBucket{tokens: l.rate.burst, last: now}
 		l.peers[a] = b
 	}
-	b.tokens = min(replyBurst, b.tokens+now.Sub(b.last).Seconds()*replyRate)
+	b.tokens = min(l.rate.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate.perSecond)
 	b.last = now
 	if b.tokens < 1 {
 		return false
@@ -670,7 +681,7 @@ func (l *peerLimiter) allow(a netip.Addr, now time.Time) bool {
 // sweep forgets the peers whose buckets are full again (a fresh bucket is the same) and
 // reports whether it freed room.
 func (l *peerLimiter) sweep(now time.Time) bool {
-	full := time.Duration(float64(replyBurst) / replyRate * float64(time.Second))
+	full := time.Duration(l.rate.burst / l.rate.perSecond * float64(time.Second))
 	for a, b := range l.peers {
 		if now.Sub(b.last) >= full {
 			delete(l.peers, a)
