@@ -179,4 +179,3 @@ func TestServeReportNeedsCookie(t *testing.T) {
 		}
 	}
 }
-
