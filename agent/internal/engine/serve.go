@@ -16,6 +16,9 @@ package engine
 // maxSourceRate, stopping at its duration or bytes, on SourceStop, or when no SourceStart
 // keepalive came for sourceStopAfter. A test starts only on a SourceStart that carries the
 // cookie the source sent to its address (wire.Cookie): a forged sender address never gets Data.
+// Every answer of a datagram socket passes replyGuard: never larger than what it answers, never
+// to a served socket of this agent, only where the caller's policy allows, and at a bounded
+// rate per peer address; a Report, too, goes only to an address that returned its cookie.
 
 import (
 	"context"
