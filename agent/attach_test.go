@@ -13,12 +13,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/internal/engine"
+	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc/codes"
 )
@@ -875,4 +878,60 @@ func TestMeasureCallsCountAsBlockingCalls(t *testing.T) {
 		_, err = st.Recv()
 	}
 	wantLimit(t, err, "agent_limits.blocking_calls", 1)
+}
+
+// An Attach on an unconnected datagram socket lists in its audit line where its datagrams
+// went (each per-message address, judged like SendTo), at most engine.MaxAuditDestinations of
+// them and a count of the datagrams sent elsewhere; a refused address ends the stream and
+// is named in the line's error.
+func TestAttachAuditsDestinations(t *testing.T) {
+	t.Parallel()
+	audit := newLogBuf()
+	p, err := policy.Parse("p.yaml", []byte("default: {destinations: {allow: [{name: anywhere}], deny: [{name: not 127.0.0.2, cidrs: [127.0.0.2]}]}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, agent.Config{Policy: p, AuditLogger: slog.New(slog.NewJSONHandler(audit, nil))})
+	ctx := ctxT(t)
+	b := e.bind(t, "udp", "127.0.0.1:0")
+	var addrs []string
+	for range engine.MaxAuditDestinations + 2 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		addrs = append(addrs, pc.LocalAddr().String())
+		_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		defer func() {
+			buf := make([]byte, 16)
+			if n, _, err := pc.ReadFrom(buf); err != nil || string(buf[:n]) != "dg" {
+				t.Errorf("%s read %q, %v", pc.LocalAddr(), buf[:n], err)
+			}
+		}()
+	}
+	st := e.attach(t, ctx, b.GetSocketId())
+	for _, a := range append(addrs, addrs[0]) { // the repeat is listed once
+		if err := st.Send(&sockagentv1.AttachRequest{Address: a, Data: []byte("dg")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = st.CloseSend()
+	if _, err := st.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("attach ended with %v, want OK", err)
+	}
+	audit.waitFor(t, regexp.MustCompile(`"rpc":"Attach",.*"socket":"`+b.GetSocketId()+`",.*"bytes":`+
+		fmt.Sprint(2*(len(addrs)+1))+`,"bytes_read":0,"destinations":"`+regexp.QuoteMeta(strings.Join(addrs[:engine.MaxAuditDestinations], " "))+
+		`","destinations_more":2,"code":"OK"`))
+
+	st = e.attach(t, ctx, b.GetSocketId())
+	for _, a := range []string{addrs[0], "127.0.0.2:9"} {
+		if err := st.Send(&sockagentv1.AttachRequest{Address: a, Data: []byte("x")}); err != nil && !errors.Is(err, io.EOF) {
+			t.Fatal(err)
+		}
+	}
+	_, err = st.Recv()
+	wantDenied(t, err, "not 127.0.0.2", "default")
+	audit.waitFor(t, regexp.MustCompile(`"rpc":"Attach",.*"bytes":1,"bytes_read":0,"destinations":"`+regexp.QuoteMeta(addrs[0])+
+		`","code":"PermissionDenied",.*"err":"attach `+b.GetSocketId()+` udp .*: destination 127.0.0.2:9 denied by policy rule`))
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 
@@ -120,6 +121,9 @@ func TestToStatus(t *testing.T) {
 	if ei.GetReason() != contract.ReasonConnectionRefused || ei.GetDomain() != contract.Domain ||
 		md["op"] != "dial" || md["network"] != "tcp" || md["address"] != "127.0.0.1:1" || md["errno"] == "" {
 		t.Errorf("ErrorInfo %v", ei)
+	}
+	if runtime.GOOS != "windows" && (md["errno_name"] != "ECONNREFUSED" || md["errno"] != "connection refused") {
+		t.Errorf("ErrorInfo metadata errno %q errno_name %q, want \"connection refused\" and ECONNREFUSED", md["errno"], md["errno_name"])
 	}
 	if s := toStatus(nil); s.Code() != codes.OK {
 		t.Errorf("toStatus(nil) = %v", s)

@@ -70,7 +70,8 @@ type rpcRecord struct {
 type socketGetter interface{ GetSocket() *sockagentv1.Socket }
 
 // logRPC writes one structured line per RPC to the log, keys rpc caller peer [token] [audit]
-// socket network local remote [bytes] [bytes_read] code dur [err] [auth], and the same line, with
+// socket network local remote [bytes] [bytes_read] [destinations] [destinations_more] code dur
+// [err] [auth], and the same line, with
 // message "audit", to the audit log for the audited RPCs.
 func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 	audit := audited[r.method]
@@ -97,6 +98,13 @@ func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 	}
 	if r.counts != nil { // an Attach: written to the socket, read from it (both, even on error)
 		attrs = append(attrs, slog.Uint64("bytes", r.counts.Written.Load()), slog.Uint64("bytes_read", r.counts.Read.Load()))
+		// and where its datagrams went: each per-message address, bounded
+		if dests, more := r.counts.Destinations(); len(dests) > 0 {
+			attrs = append(attrs, slog.String("destinations", strings.Join(dests, " ")))
+			if more > 0 {
+				attrs = append(attrs, slog.Int("destinations_more", more))
+			}
+		}
 	}
 	st := status.Convert(r.err)
 	attrs = append(attrs, slog.String("code", st.Code().String()), slog.Duration("dur", time.Since(r.start)))

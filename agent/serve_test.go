@@ -214,18 +214,42 @@ func dataDatagram(test, seq uint64, size int) []byte {
 	return b
 }
 
-// readReport reads datagrams from c until a Report of test comes.
-func readReport(t *testing.T, c net.Conn, test uint64) wire.ReportBody {
+// askReport asks a served discard or source for the Report of test over c: a ReportRequest
+// without the cookie first, which must be answered with a Cookie, then with it; it returns
+// the Report.
+func askReport(t *testing.T, c net.Conn, test uint64) wire.ReportBody {
 	t.Helper()
+	if _, err := c.Write(wire.AppendReportRequest(nil, test, nil)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 65536)
+	cookie := false
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
 			t.Fatalf("waiting for the report of test %d: %v", test, err)
 		}
 		h, body, err := wire.ParseHeader(buf[:n])
-		if err != nil || h.Type != wire.Report || h.Test != test {
+		if err != nil || h.Test != test {
 			continue
+		}
+		if h.Type == wire.Cookie && !cookie {
+			cookie = true
+			ck, err := wire.ParseCookie(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Write(wire.AppendReportRequest(nil, test, &ck)); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if h.Type != wire.Report {
+			continue
+		}
+		if !cookie {
+			t.Fatalf("a Report of test %d to a ReportRequest without the cookie", test)
 		}
 		r, err := wire.ParseReport(body)
 		if err != nil {
@@ -255,16 +279,10 @@ func TestServeDiscardDatagramReport(t *testing.T) {
 	}
 	// Loopback can drop under pressure: wait until the discard has read all 14, then ask.
 	e.waitServing(t, b.GetSocketId(), "14 datagrams in", func(sv *sockagentv1.Serving) bool { return sv.GetDatagramsIn() == 14 })
-	if _, err := c.Write(wire.AppendControl(nil, wire.ReportRequest, 7)); err != nil {
-		t.Fatal(err)
-	}
-	if r := readReport(t, c, 7); r.Datagrams != 10 || r.Bytes != 1045 {
+	if r := askReport(t, c, 7); r.Datagrams != 10 || r.Bytes != 1045 {
 		t.Errorf("report of test 7: %+v, want 10 datagrams, 1045 bytes", r)
 	}
-	if _, err := c.Write(wire.AppendControl(nil, wire.ReportRequest, 99)); err != nil {
-		t.Fatal(err)
-	}
-	if r := readReport(t, c, 99); r.Datagrams != 0 || r.Bytes != 0 {
+	if r := askReport(t, c, 99); r.Datagrams != 0 || r.Bytes != 0 {
 		t.Errorf("report of unknown test 99: %+v, want zeros", r)
 	}
 }
@@ -369,10 +387,7 @@ func TestServeSourceDatagram(t *testing.T) {
 			t.Errorf("got %d datagrams, %d bytes (in order %v); want 11, 5100, in order", dg, n, inOrder)
 		}
 		e.waitSourceTests(t, id, 0)
-		if _, err := c.Write(wire.AppendControl(nil, wire.ReportRequest, 1)); err != nil {
-			t.Fatal(err)
-		}
-		if r := readReport(t, c, 1); r.Datagrams != 11 || r.Bytes != 5100 {
+		if r := askReport(t, c, 1); r.Datagrams != 11 || r.Bytes != 5100 {
 			t.Errorf("report of test 1: %+v, want 11 datagrams, 5100 bytes", r)
 		}
 	})
@@ -386,10 +401,7 @@ func TestServeSourceDatagram(t *testing.T) {
 		if el := time.Since(t0); el < 200*time.Millisecond {
 			t.Errorf("the test ended after %s, before its 200ms", el)
 		}
-		if _, err := c.Write(wire.AppendControl(nil, wire.ReportRequest, 2)); err != nil {
-			t.Fatal(err)
-		}
-		r := readReport(t, c, 2)
+		r := askReport(t, c, 2)
 		if r.Datagrams < 180 || r.Datagrams > 215 || r.Bytes != r.Datagrams*1000 {
 			t.Errorf("report of test 2: %+v, want about 200 datagrams of 1000 bytes", r)
 		}
@@ -471,10 +483,7 @@ func TestServeSourceDatagramKeepAlive(t *testing.T) {
 	if el := time.Since(t0); el < 150*time.Millisecond || el > 5*time.Second {
 		t.Errorf("the test ended after %s; want just after 150ms without a keepalive", el)
 	}
-	if _, err := c.Write(wire.AppendControl(nil, wire.ReportRequest, 4)); err != nil {
-		t.Fatal(err)
-	}
-	if r := readReport(t, c, 4); r.Datagrams == 0 || r.Datagrams > 100 {
+	if r := askReport(t, c, 4); r.Datagrams == 0 || r.Datagrams > 100 {
 		t.Errorf("report of test 4: %+v, want some datagrams, far fewer than a minute's 6000", r)
 	}
 }

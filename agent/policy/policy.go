@@ -46,6 +46,14 @@
 // IPv6 addresses are checked as IPv4, and zones are ignored. A rule without a name is named by
 // its place, such as "destinations.deny[0]".
 //
+// Destinations are judged where the kernel sends them: 0.0.0.0 and :: are this host, reached
+// over loopback, so they are judged as 127.0.0.1 and ::1. Broadcast (255.255.255.255 and the
+// broadcast addresses of the host's subnets) and multicast destinations reach every host that
+// listens, so only an allow rule that names them allows them: one of its cidrs is the address
+// itself (10.0.0.255/32, 255.255.255.255/32) or, for multicast, a range inside 224.0.0.0/4 or
+// ff00::/8. Neither a rule without cidrs ("anywhere") nor a range that also holds unicast
+// addresses (10.0.0.0/24, 0.0.0.0/0) allows them; deny rules apply as to any address.
+//
 // Port 0 (the OS picks a port) is checked on the port the OS picked: the agent checks a local
 // address before binding when its port is fixed, and the bound address after binding always.
 //
@@ -188,11 +196,17 @@ type Denied struct {
 	RuleSet string
 	// NoMatch is set when no allow rule matched (rather than a deny rule matching).
 	NoMatch bool
+	// Hint, if set, says what rule would allow it.
+	Hint string
 }
 
 func (e *Denied) Error() string {
 	if e.NoMatch {
-		return fmt.Sprintf("%s not allowed by policy rule %q: no rule of it matches (rule set %q)", e.What, e.Rule, e.RuleSet)
+		s := fmt.Sprintf("%s not allowed by policy rule %q: no rule of it matches (rule set %q)", e.What, e.Rule, e.RuleSet)
+		if e.Hint != "" {
+			s += "; " + e.Hint
+		}
+		return s
 	}
 	return fmt.Sprintf("%s denied by policy rule %q (rule set %q)", e.What, e.Rule, e.RuleSet)
 }
@@ -263,9 +277,105 @@ func (s *RuleSet) CheckNetwork(network string) error {
 	return &Denied{What: "network " + network, Rule: "networks", RuleSet: s.Name, NoMatch: true}
 }
 
-// CheckDestination refuses a Dial or SendTo target the set does not allow.
+// Where returns the address the kernel sends a connection or datagram for ap to: the
+// unspecified address (0.0.0.0, ::, and ::ffff:0.0.0.0) means this host, which Linux and the
+// BSDs reach over loopback (127.0.0.1, ::1); any other address is itself, unmapped and
+// without its zone.
+func Where(ap netip.AddrPort) netip.AddrPort {
+	ap = normalize(ap)
+	if a := ap.Addr(); a.IsUnspecified() {
+		if a.Is4() {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port())
+		}
+		return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())
+	}
+	return ap
+}
+
+// limitedBroadcast is 255.255.255.255, the broadcast of every subnet a host is on.
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// CheckDestination refuses a Dial or SendTo target the set does not allow, judged where the
+// kernel sends it (Where: 0.0.0.0 and :: are judged as loopback). A multicast destination,
+// and 255.255.255.255, reach hosts the rules may deny, so only an allow rule that names them
+// allows them (Names); the "anywhere" rule, or a range that merely covers them, does not.
 func (s *RuleSet) CheckDestination(ap netip.AddrPort) error {
-	return s.Destinations.check("destination", "destinations", s.Name, ap)
+	a := Where(ap).Addr()
+	return s.checkDestination(ap, a.IsMulticast() || a == limitedBroadcast)
+}
+
+// CheckBroadcast is CheckDestination for an address the agent knows to be the broadcast
+// address of one of its host's subnets: like multicast, only an allow rule that names it
+// (Names) allows it.
+func (s *RuleSet) CheckBroadcast(ap netip.AddrPort) error {
+	return s.checkDestination(ap, true)
+}
+
+func (s *RuleSet) checkDestination(ap netip.AddrPort, special bool) error {
+	to := Where(ap)
+	what := "destination " + normalize(ap).String()
+	if to != normalize(ap) {
+		what += " (the kernel sends it to " + to.String() + ")"
+	}
+	if !special {
+		return s.Destinations.checkAs(what, "destinations", s.Name, to)
+	}
+	kind := "broadcast"
+	if to.Addr().IsMulticast() {
+		kind = "multicast"
+	}
+	what = kind + " " + what
+	for _, rule := range s.Destinations.Deny {
+		if rule.Matches(to) {
+			return &Denied{What: what, Rule: rule.Name, RuleSet: s.Name}
+		}
+	}
+	for _, rule := range s.Destinations.Allow {
+		if rule.Names(to.Addr()) && rule.Matches(to) {
+			return nil
+		}
+	}
+	return &Denied{What: what, Rule: "destinations.allow", RuleSet: s.Name, NoMatch: true,
+		Hint: "a " + kind + " destination reaches every host that listens, so only an allow rule whose cidrs name it allows it (" + namesHint + ")"}
+}
+
+const namesHint = "the address itself, such as 10.0.0.255/32 or 255.255.255.255/32, or a range inside 224.0.0.0/4 or ff00::/8, such as 224.0.0.0/4"
+
+// Names reports whether one of the rule's cidrs names a explicitly, as a broadcast or
+// multicast destination needs: a single-address prefix equal to a, or, for a multicast a, a
+// prefix that contains a and lies wholly inside the multicast range (224.0.0.0/4, ff00::/8).
+// A rule without cidrs, or with a range that also covers unicast addresses, names nothing.
+func (r AddrRule) Names(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	for _, p := range r.Prefixes {
+		switch {
+		case !p.Contains(a):
+		case p.IsSingleIP():
+			return true
+		case a.IsMulticast() && p.Addr().IsMulticast() && p.Bits() >= multicastBits(a):
+			return true
+		}
+	}
+	return false
+}
+
+func multicastBits(a netip.Addr) int {
+	if a.Is4() {
+		return 4 // 224.0.0.0/4
+	}
+	return 8 // ff00::/8
+}
+
+// NamesDestination reports whether an allow rule of Destinations names a (Names): whether the
+// set may send to a as a broadcast or multicast destination at all, ports aside. The agent
+// leaves SO_BROADCAST on a socket only when the set names some broadcast address.
+func (s *RuleSet) NamesDestination(a netip.Addr) bool {
+	for _, rule := range s.Destinations.Allow {
+		if rule.Names(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckLocal refuses a local address (Listen, Bind, Dial's local_address) the set does not allow.
@@ -279,7 +389,10 @@ func normalize(ap netip.AddrPort) netip.AddrPort {
 
 func (r AddrRules) check(what, section, set string, ap netip.AddrPort) error {
 	ap = normalize(ap)
-	what = what + " " + ap.String()
+	return r.checkAs(what+" "+ap.String(), section, set, ap)
+}
+
+func (r AddrRules) checkAs(what, section, set string, ap netip.AddrPort) error {
 	for _, rule := range r.Deny {
 		if rule.Matches(ap) {
 			return &Denied{What: what, Rule: rule.Name, RuleSet: set}

@@ -72,9 +72,44 @@ type AttachStream interface {
 	Recv() (*AttachIn, error)
 }
 
-// StreamCounts are the bytes an Attach wrote to its socket and read from it, for the RPC's log
-// and audit line.
-type StreamCounts struct{ Written, Read atomic.Uint64 }
+// StreamCounts are the bytes an Attach wrote to its socket and read from it, and the
+// destinations its datagrams went to, for the RPC's log and audit line.
+type StreamCounts struct {
+	Written, Read atomic.Uint64
+
+	mu    sync.Mutex
+	dests []string // distinct, in the order first sent to; at most MaxAuditDestinations
+	more  int      // datagrams sent to destinations left out of dests
+}
+
+// MaxAuditDestinations bounds the destinations an Attach's audit line lists: a stream may
+// address a datagram anywhere the policy allows, and a log line must stay small.
+const MaxAuditDestinations = 16
+
+// sentTo records a destination of a datagram.
+func (c *StreamCounts) sentTo(dst string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.dests {
+		if d == dst {
+			return
+		}
+	}
+	if len(c.dests) < MaxAuditDestinations {
+		c.dests = append(c.dests, dst)
+		return
+	}
+	c.more++
+}
+
+// Destinations returns the destinations the Attach's datagrams went to (on an unconnected
+// socket), at most MaxAuditDestinations in the order first used, and how many datagrams went
+// to others besides.
+func (c *StreamCounts) Destinations() ([]string, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.dests...), c.more
+}
 
 // busy refuses a data call (Accept, Send, Recv, SendTo, RecvFrom) on a socket an Attach stream
 // owns; called by blocking.
@@ -376,6 +411,9 @@ func (r *attachRun) write(data []byte, dst net.Addr) error {
 	)
 	if dst != nil {
 		n, err = r.s.pc.WriteTo(data, dst)
+		if r.counts != nil {
+			r.counts.sentTo(dst.String())
+		}
 	} else {
 		n, err = r.s.conn.Write(data)
 	}

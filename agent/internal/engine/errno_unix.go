@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"golang.org/x/sys/unix"
 )
 
 // errnoReasons maps OS error numbers to reasons; a number not listed is OS_ERROR.
@@ -40,3 +41,7 @@ func errnoReason(e syscall.Errno) (string, bool) {
 	r, ok := errnoReasons[e]
 	return r, ok
 }
+
+// errnoName is the symbolic name of an OS error number ("ECONNREFUSED"), or "" for a number
+// the OS does not name.
+func errnoName(e syscall.Errno) string { return unix.ErrnoName(e) }

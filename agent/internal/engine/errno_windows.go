@@ -54,3 +54,7 @@ func errnoReason(e syscall.Errno) (string, bool) {
 	r, ok := errnoReasons[e]
 	return r, ok
 }
+
+// errnoName is "" on Windows: its error numbers have no portable symbolic names; the
+// metadata's errno text says what happened.
+func errnoName(syscall.Errno) string { return "" }

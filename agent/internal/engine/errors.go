@@ -190,7 +190,9 @@ func Reason(err error) string {
 
 // Metadata is what an error says beyond its reason and message, for google.rpc.ErrorInfo's
 // metadata: the operation, network, address and socket (OpError); the agent instance
-// (UNKNOWN_SOCKET); the OS error number; the policy rule and rule set; the limit.
+// (UNKNOWN_SOCKET); the OS error as text ("errno": "connection refused") and, where the OS
+// names it, by its symbolic name ("errno_name": "ECONNREFUSED", what scripts compare: the
+// text differs between systems); the policy rule and rule set; the limit.
 func Metadata(err error) map[string]string {
 	md := map[string]string{}
 	var oe *OpError
@@ -208,6 +210,9 @@ func Metadata(err error) map[string]string {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		md["errno"] = errno.Error()
+		if name := errnoName(errno); name != "" {
+			md["errno_name"] = name
+		}
 	}
 	var pde *policy.Denied
 	if errors.As(err, &pde) {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,13 +58,15 @@ func checkUnixPath(op, p string) error {
 
 // control is the Control hook of a net.Dialer or net.ListenConfig: it sees the address the
 // socket is about to bind (local) or connect to, after name resolution, and asks the policy.
-// What the kernel is given is what the policy judges, so a name that resolves somewhere
-// unexpected gains nothing. A local port 0 is judged later, by checkBound, once it is known.
-// A UNIX path was judged when unixpath opened it (the kernel gets the handle, unixsock.go);
-// anything else on a UNIX network (an abstract name; a path where unixpath cannot open one)
-// is judged here.
+// What the kernel is given is what the policy judges (checkDest), so a name that resolves
+// somewhere unexpected gains nothing. A local port 0 is judged later, by checkBound, once it
+// is known. A UNIX path was judged when unixpath opened it (the kernel gets the handle,
+// unixsock.go); anything else on a UNIX network (an abstract name; a path where unixpath
+// cannot open one) is judged here. On a UDP socket it also decides SO_BROADCAST, which Go
+// turns on for every UDP socket: a connected one keeps it only to reach a broadcast address
+// the policy named, a bound one only when the caller's rule set names some broadcast address.
 func control(set *policy.RuleSet, local bool) func(network, address string, _ syscall.RawConn) error {
-	return func(network, address string, _ syscall.RawConn) error {
+	return func(network, address string, rc syscall.RawConn) error {
 		if contract.IsUnix(network) {
 			if unixpath.Opened(address) {
 				return nil
@@ -74,13 +78,123 @@ func control(set *policy.RuleSet, local bool) func(network, address string, _ sy
 			return fmt.Errorf("policy: cannot check address %q: %w", address, err)
 		}
 		if !local {
-			return set.CheckDestination(ap)
+			if err := checkDest(set, ap); err != nil {
+				return err
+			}
+		} else if ap.Port() != 0 {
+			if err := set.CheckLocal(ap); err != nil {
+				return err
+			}
 		}
-		if ap.Port() == 0 {
+		if !strings.HasPrefix(network, "udp") || rc == nil {
 			return nil
 		}
-		return set.CheckLocal(ap)
+		broadcast := allowsBroadcast(set)
+		if !local {
+			broadcast = isBroadcast(policy.Where(ap).Addr())
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = setBroadcast(fd, broadcast) }); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("set SO_BROADCAST: %w", serr)
+		}
+		return nil
 	}
+}
+
+// checkDest asks the policy about a destination where the kernel sends it: the unspecified
+// address as loopback (policy.Where), and a broadcast address of one of the host's subnets as
+// a broadcast (policy.RuleSet.CheckBroadcast), which only a rule naming it allows.
+func checkDest(set *policy.RuleSet, ap netip.AddrPort) error {
+	if isBroadcast(policy.Where(ap).Addr()) {
+		return set.CheckBroadcast(ap)
+	}
+	return set.CheckDestination(ap)
+}
+
+// isBroadcast reports whether a is 255.255.255.255 or the broadcast address of a subnet of
+// one of the host's interfaces (hostNets, at most hostNetMaxAge old).
+func isBroadcast(a netip.Addr) bool {
+	a = a.Unmap()
+	if !a.Is4() {
+		return false
+	}
+	if a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return true
+	}
+	return hostNets().broadcast[a]
+}
+
+// allowsBroadcast reports whether set names some broadcast address the host has, so that a
+// bound UDP socket of its caller may keep SO_BROADCAST.
+func allowsBroadcast(set *policy.RuleSet) bool {
+	if set.NamesDestination(netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+		return true
+	}
+	for a := range hostNets().broadcast {
+		if set.NamesDestination(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostNetMaxAge bounds how old the host's addresses may be when the agent judges a
+// destination; interfaces rarely change, and reading them takes netlink round trips.
+const hostNetMaxAge = time.Second
+
+// hostNet is what the agent knows of its host's interfaces at one time.
+type hostNet struct {
+	at        time.Time
+	local     map[netip.Addr]bool // the interfaces' addresses, unmapped, without zones
+	broadcast map[netip.Addr]bool // the IPv4 subnets' broadcast addresses
+}
+
+var (
+	hostNetMu  sync.Mutex
+	hostNetNow atomic.Pointer[hostNet]
+)
+
+// hostNets returns the host's addresses, read again when older than hostNetMaxAge. A host
+// whose interfaces cannot be read has none: the kernel still refuses broadcasts on sockets
+// without SO_BROADCAST.
+func hostNets() *hostNet {
+	if h := hostNetNow.Load(); h != nil && time.Since(h.at) < hostNetMaxAge {
+		return h
+	}
+	hostNetMu.Lock()
+	defer hostNetMu.Unlock()
+	if h := hostNetNow.Load(); h != nil && time.Since(h.at) < hostNetMaxAge {
+		return h
+	}
+	h := &hostNet{at: time.Now(), local: map[netip.Addr]bool{}, broadcast: map[netip.Addr]bool{}}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		h.local[ip] = true
+		ones, bits := ipn.Mask.Size()
+		if !ip.Is4() || bits != 32 || ones >= 31 {
+			continue // /31 and /32 have no broadcast address
+		}
+		b := ip.As4()
+		host := ^uint32(0) >> ones
+		for i := range 4 {
+			b[i] |= byte(host >> (24 - 8*i))
+		}
+		h.broadcast[netip.AddrFrom4(b)] = true
+	}
+	hostNetNow.Store(h)
+	return h
 }
 
 // checkBound asks the policy about the address a socket was bound to, with the port the OS
@@ -138,7 +252,7 @@ func destination(set *policy.RuleSet, network, address string) (dst net.Addr, do
 		return nil, done, err
 	}
 	if ap, ok := addrPort(dst); ok {
-		err = set.CheckDestination(ap)
+		err = checkDest(set, ap)
 	} else {
 		err = set.CheckUnixPath(address)
 	}

@@ -193,7 +193,7 @@ func (t *Table) Probe(ctx context.Context, sp ProbeSpec) (ProbeResult, error) {
 		return ProbeResult{}, wrap(err)
 	}
 	ap, _ := addrPort(raddr)
-	if err := set.CheckDestination(ap); err != nil {
+	if err := checkDest(set, ap); err != nil {
 		return ProbeResult{}, wrap(err)
 	}
 	p.raddr = raddr

@@ -16,6 +16,9 @@ package engine
 // maxSourceRate, stopping at its duration or bytes, on SourceStop, or when no SourceStart
 // keepalive came for sourceStopAfter. A test starts only on a SourceStart that carries the
 // cookie the source sent to its address (wire.Cookie): a forged sender address never gets Data.
+// Every answer of a datagram socket passes replyGuard: never larger than what it answers, never
+// to a served socket of this agent, only where the caller's policy allows, and at a bounded
+// rate per peer address; a Report, too, goes only to an address that returned its cookie.
 
 import (
 	"context"
@@ -112,6 +115,7 @@ type server struct {
 	maxConns  int
 	started   time.Time
 	stopAfter time.Duration
+	replyRate peerRate  // datagram sockets: how fast one peer address is answered
 	src       []byte    // source: the bytes written, filled once
 	bufs      sync.Pool // stream read buffers of chunk bytes
 	cookieKey [32]byte  // source: keys the cookies of SourceStart (random per Serve)
@@ -123,10 +127,12 @@ type server struct {
 
 	mu      sync.Mutex
 	stopped bool
-	gates   bool                    // the socket's gates are held (from start to stop)
-	open    map[net.Conn]*admission // served connections, each holding a socket slot
-	done    chan struct{}
-	wg      sync.WaitGroup
+	gates   bool // the socket's gates are held (from start to stop)
+	// unregister takes a served UDP socket's address out of the agent's served addresses.
+	unregister func()
+	open       map[net.Conn]*admission // served connections, each holding a socket slot
+	done       chan struct{}
+	wg         sync.WaitGroup
 
 	// datagram tests: discard counts received, source counts sent (guarded by testsMu)
 	testsMu   sync.Mutex
@@ -213,7 +219,7 @@ func (t *Table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 	_, set := t.who(ctx)
 	sv := &server{
 		t: t, s: s, set: set, behaviour: b, chunk: c, maxConns: n,
-		started: time.Now(), stopAfter: sourceStopAfter,
+		started: time.Now(), stopAfter: sourceStopAfter, replyRate: replyLimit,
 		open: map[net.Conn]*admission{}, done: make(chan struct{}), tests: map[uint64]*dgTest{},
 	}
 	_, _ = rand.Read(sv.cookieKey[:]) // crypto/rand.Read never fails on supported platforms
@@ -278,9 +284,12 @@ func (sv *server) start() error {
 	sv.wg.Add(1)
 	if sv.s.ln != nil {
 		go sv.acceptLoop()
-	} else {
-		go sv.datagramLoop()
+		return nil
 	}
+	if ua, ok := sv.s.pc.LocalAddr().(*net.UDPAddr); ok {
+		sv.unregister = sv.t.addServed(ua.AddrPort())
+	}
+	go sv.datagramLoop()
 	return nil
 }
 
@@ -297,6 +306,49 @@ func (s *sock) noteServedActivity(now time.Time) {
 		s.lastUsed.Store(now.UnixNano())
 	}
 	sv.seen = seen
+}
+
+// servedAddrs counts the served UDP sockets bound to each local address.
+type servedAddrs struct {
+	mu sync.Mutex
+	n  map[netip.AddrPort]int
+}
+
+// addServed registers the local address of a served UDP socket; the returned function takes
+// it back.
+func (t *Table) addServed(a netip.AddrPort) (remove func()) {
+	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+	t.served.mu.Lock()
+	if t.served.n == nil {
+		t.served.n = map[netip.AddrPort]int{}
+	}
+	t.served.n[a]++
+	t.servedGen.Add(1)
+	t.served.mu.Unlock()
+	return func() {
+		t.served.mu.Lock()
+		if t.served.n[a]--; t.served.n[a] <= 0 {
+			delete(t.served.n, a)
+		}
+		t.servedGen.Add(1)
+		t.served.mu.Unlock()
+	}
+}
+
+// isServedPeer reports whether from is the address of a served UDP socket of this agent (the
+// answering socket itself included): bound to exactly that address, or to the wildcard address on its port when
+// from is an address of this host.
+func (t *Table) isServedPeer(from netip.AddrPort) bool {
+	port := from.Port()
+	t.served.mu.Lock()
+	exact := t.served.n[from] > 0
+	wild := t.served.n[netip.AddrPortFrom(netip.IPv4Unspecified(), port)] > 0 ||
+		t.served.n[netip.AddrPortFrom(netip.IPv6Unspecified(), port)] > 0
+	t.served.mu.Unlock()
+	if exact {
+		return true
+	}
+	return wild && (from.Addr().IsLoopback() || hostNets().local[from.Addr()])
 }
 
 // stopServing stops the socket's behaviour, if any, and waits for its goroutines; called by
@@ -318,7 +370,12 @@ func (sv *server) stop() {
 	}
 	gates := sv.gates
 	sv.gates = false
+	unregister := sv.unregister
+	sv.unregister = nil
 	sv.mu.Unlock()
+	if unregister != nil {
+		unregister()
+	}
 	sv.testsMu.Lock()
 	for _, d := range sv.tests {
 		d.halt()
@@ -469,7 +526,7 @@ func (sv *server) datagramLoop() {
 	buf := make([]byte, max(sv.chunk, datagramBuffer))
 	out := make([]byte, 0, wire.ReportSize)
 	uc, _ := sv.s.pc.(*net.UDPConn)
-	var allowed netip.AddrPort // the last peer the policy let the socket answer
+	g := replyGuard{sv: sv, peers: newPeerLimiter(sv.replyRate)}
 	for {
 		var (
 			n    int
@@ -479,6 +536,7 @@ func (sv *server) datagramLoop() {
 		)
 		if uc != nil {
 			n, from, err = uc.ReadFromUDPAddrPort(buf)
+			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		} else {
 			n, addr, err = sv.s.pc.ReadFrom(buf)
 		}
@@ -501,21 +559,12 @@ func (sv *server) datagramLoop() {
 		case BehaviourEcho:
 			reply = buf[:n]
 		case BehaviourDiscard:
-			reply = sv.discardDatagram(buf[:n], out[:0])
+			reply = sv.discardDatagram(buf[:n], out[:0], from)
 		case BehaviourSource:
 			reply = sv.sourceDatagram(buf[:n], out[:0], from, uc)
 		}
-		if reply == nil {
+		if reply == nil || (uc != nil && !g.mayAnswer(from, len(reply), n)) {
 			continue
-		}
-		if uc != nil && from != allowed {
-			// The policy judges whom the socket answers, as it judges SendTo: an echo must
-			// not reflect datagrams to destinations the caller may not reach.
-			if err := sv.set.CheckDestination(from); err != nil {
-				sv.fail(fmt.Errorf("reply to %s: %w", from, err))
-				continue
-			}
-			allowed = from
 		}
 		var w int
 		if uc != nil {
@@ -534,6 +583,130 @@ func (sv *server) datagramLoop() {
 		sv.dgOut.Add(1)
 		sv.bytesOut.Add(uint64(w))
 	}
+}
+
+// replyGuard decides whether a served UDP socket answers a datagram. A UDP sender address can
+// be forged, and the one answered may be another echo, so an answer goes out only when it is
+// no larger than the datagram it answers, the peer is not a served socket of this agent (two
+// of them would answer each other for ever), the caller's policy lets the socket send there
+// (checkDest, as for SendTo), and the peer's address is within its reply rate (peerLimiter).
+type replyGuard struct {
+	sv      *server
+	peers   *peerLimiter
+	allowed netip.AddrPort // the last peer that passed the address checks
+	gen     uint64         // the agent's served-socket generation when allowed was checked
+	noted   time.Time      // when a refusal was last recorded in the socket's last error
+}
+
+func (g *replyGuard) mayAnswer(from netip.AddrPort, size, request int) bool {
+	if size > request {
+		g.refuse(func() error {
+			return fmt.Errorf("not answering %s: the answer (%d bytes) would be larger than the request (%d bytes)", from, size, request)
+		})
+		return false
+	}
+	if gen := g.sv.t.servedGen.Load(); from != g.allowed || gen != g.gen {
+		if g.sv.t.isServedPeer(from) {
+			g.refuse(func() error {
+				return fmt.Errorf("not answering %s: it is a socket this agent serves, which would answer back for ever", from)
+			})
+			return false
+		}
+		// The policy judges whom the socket answers, as it judges SendTo: an echo must not
+		// reflect datagrams to destinations the caller may not reach.
+		if err := checkDest(g.sv.set, from); err != nil {
+			g.sv.fail(fmt.Errorf("reply to %s: %w", from, err))
+			return false
+		}
+		g.allowed, g.gen = from, gen
+	}
+	if !g.peers.allow(from.Addr(), time.Now()) {
+		g.refuse(func() error {
+			r := g.peers.rate
+			return &limitError{Limit: "serve replies per peer", Max: int(r.perSecond),
+				Detail: fmt.Sprintf("not answering %s: over %.0f datagrams/s to its address (bursts of %.0f)", from.Addr(), r.perSecond, r.burst)}
+		})
+		return false
+	}
+	return true
+}
+
+// refuse counts a datagram left unanswered, and says why in the socket's last error at most
+// every refusalNoteEvery (a flood of them must not cost a message each).
+func (g *replyGuard) refuse(why func() error) {
+	now := time.Now()
+	if now.Sub(g.noted) < refusalNoteEvery {
+		g.sv.errs.Add(1)
+		return
+	}
+	g.noted = now
+	g.sv.fail(why())
+}
+
+const refusalNoteEvery = 100 * time.Millisecond
+
+// Reply rate of a served UDP socket: at most replyRate answers a second to one peer address
+// (all its ports), in bursts of at most replyBurst. It bounds what a forged sender address
+// reflects to its victim, and a loop between two echoes of different agents: each answer
+// refused takes a datagram out of the loop, and none is ever added.
+const (
+	replyRate  = 10_000
+	replyBurst = 4096
+	// maxPeers bounds the peer addresses the limiter tracks; a peer idle long enough to have
+	// a full bucket again is forgotten first.
+	maxPeers = 4096
+)
+
+// replyLimit is the reply rate of sockets served from now on: replyRate and replyBurst, but
+// for tests (SetReplyLimit).
+var replyLimit = peerRate{perSecond: replyRate, burst: replyBurst}
+
+type peerRate struct{ perSecond, burst float64 }
+
+// peerLimiter is a token bucket per peer address; used by one datagram loop only.
+type peerLimiter struct {
+	rate  peerRate
+	peers map[netip.Addr]*peerBucket
+}
+
+type peerBucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newPeerLimiter(rate peerRate) *peerLimiter {
+	return &peerLimiter{rate: rate, peers: map[netip.Addr]*peerBucket{}}
+}
+
+// allow takes one token of a's bucket, if it has one.
+func (l *peerLimiter) allow(a netip.Addr, now time.Time) bool {
+	b := l.peers[a]
+	if b == nil {
+		if len(l.peers) >= maxPeers && !l.sweep(now) {
+			return false
+		}
+		b = &peerBucket{tokens: l.rate.burst, last: now}
+		l.peers[a] = b
+	}
+	b.tokens = min(l.rate.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate.perSecond)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// sweep forgets the peers whose buckets are full again (a fresh bucket is the same) and
+// reports whether it freed room.
+func (l *peerLimiter) sweep(now time.Time) bool {
+	full := time.Duration(l.rate.burst / l.rate.perSecond * float64(time.Second))
+	for a, b := range l.peers {
+		if now.Sub(b.last) >= full {
+			delete(l.peers, a)
+		}
+	}
+	return len(l.peers) < maxPeers
 }
 
 // testLocked returns the counters of test id, creating them (and evicting the oldest test
@@ -558,9 +731,10 @@ func (sv *server) testLocked(id uint64, create bool) *dgTest {
 }
 
 // discardDatagram counts a Data datagram in its test, and answers a ReportRequest with the
-// counts (appended to out); other datagrams are only counted.
-func (sv *server) discardDatagram(b, out []byte) []byte {
-	h, _, err := wire.ParseHeader(b)
+// counts (appended to out) once it carries the cookie of its sender and test (reportAnswer);
+// other datagrams are only counted.
+func (sv *server) discardDatagram(b, out []byte, from netip.AddrPort) []byte {
+	h, body, err := wire.ParseHeader(b)
 	if err != nil {
 		return nil
 	}
@@ -572,13 +746,28 @@ func (sv *server) discardDatagram(b, out []byte) []byte {
 		d.datagrams.Add(1)
 		d.bytes.Add(uint64(len(b)))
 	case wire.ReportRequest:
-		var r wire.ReportBody
-		if d := sv.testLocked(h.Test, false); d != nil {
-			r = wire.ReportBody{Datagrams: d.datagrams.Load(), Bytes: d.bytes.Load()}
-		}
-		return wire.AppendReport(out, h.Test, r)
+		return sv.reportAnswer(out, h.Test, body, from, sv.testLocked(h.Test, false))
 	}
 	return nil
+}
+
+// reportAnswer answers a ReportRequest: a Report of d's counts (zeros without d) when it
+// carries the cookie of from and test, else a Cookie, so a Report goes only to an address
+// that showed it receives there; a request shorter than ReportRequestSize gets nothing, as
+// either answer would be larger.
+func (sv *server) reportAnswer(out []byte, test uint64, body []byte, from netip.AddrPort, d *dgTest) []byte {
+	got, err := wire.ParseReportRequest(body)
+	if err != nil {
+		return nil
+	}
+	if want := sv.cookie(from, test); !hmac.Equal(got[:], want[:]) {
+		return wire.AppendCookie(out, test, want)
+	}
+	var r wire.ReportBody
+	if d != nil {
+		r = wire.ReportBody{Datagrams: d.datagrams.Load(), Bytes: d.bytes.Load()}
+	}
+	return wire.AppendReport(out, test, r)
 }
 
 // sourceDatagram handles SourceStart (start a test, or keep it alive), SourceStop, and
@@ -588,7 +777,6 @@ func (sv *server) sourceDatagram(b, out []byte, from netip.AddrPort, uc *net.UDP
 	if err != nil || uc == nil { // the datagram source speaks UDP only
 		return nil
 	}
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	sv.testsMu.Lock()
 	defer sv.testsMu.Unlock()
 	d := sv.testLocked(h.Test, false)
@@ -597,11 +785,7 @@ func (sv *server) sourceDatagram(b, out []byte, from netip.AddrPort, uc *net.UDP
 	}
 	switch h.Type {
 	case wire.ReportRequest:
-		var r wire.ReportBody
-		if d != nil {
-			r = wire.ReportBody{Datagrams: d.datagrams.Load(), Bytes: d.bytes.Load()}
-		}
-		return wire.AppendReport(out, h.Test, r)
+		return sv.reportAnswer(out, h.Test, body, from, d)
 	case wire.SourceStop:
 		if d != nil {
 			d.halt()
@@ -624,7 +808,7 @@ func (sv *server) sourceDatagram(b, out []byte, from netip.AddrPort, uc *net.UDP
 				Detail: fmt.Sprintf("SourceStart of test %d from %s ignored; wait for running tests to end", h.Test, from)})
 			return nil
 		}
-		if err := sv.set.CheckDestination(from); err != nil {
+		if err := checkDest(sv.set, from); err != nil {
 			sv.fail(fmt.Errorf("source start from %s: %w", from, err))
 			return nil
 		}

@@ -214,7 +214,8 @@ func (t *Table) endSessionLocked(s *session) []*sock {
 }
 
 // closeAll closes sockets the agent took out of the table on its own, remembering why, and
-// reports each to t.reclaimed (cause is "session_closed", "lease_expired" or "idle").
+// reports each to t.reclaimed (cause is "session_closed", "lease_expired", "idle" or
+// "revoked").
 func (t *Table) closeAll(socks []*sock, cause, why string) {
 	if len(socks) == 0 {
 		return
@@ -240,6 +241,29 @@ func (t *Table) closeAll(socks []*sock, cause, why string) {
 			t.onReclaim(in, cause, why)
 		}
 	}
+}
+
+// CloseOwner closes every socket of owner and ends its sessions, saying why: served sockets
+// stop serving, Attach streams and blocked calls on them end with SOCKET_CLOSED. The agent
+// calls it when the owner's credentials are revoked, so nothing it started outlives them. It
+// returns how many sockets it closed.
+func (t *Table) CloseOwner(owner, why string) int {
+	t.mu.Lock()
+	var socks []*sock
+	for _, ss := range t.sessions {
+		if ss.owner == owner {
+			socks = append(socks, t.endSessionLocked(ss)...)
+		}
+	}
+	for _, k := range t.socks {
+		if k.owner == owner {
+			t.forgetLocked(k)
+			socks = append(socks, k)
+		}
+	}
+	t.mu.Unlock()
+	t.closeAll(socks, "revoked", why)
+	return len(socks)
 }
 
 // ListSessions returns the open sessions of ctx's caller, oldest first.

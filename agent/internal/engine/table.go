@@ -91,6 +91,10 @@ type Table struct {
 	reclaimedOrder []string
 	// onReclaim, when set, is told of every socket the agent closed on its own (closeAll).
 	onReclaim func(in Info, cause, why string)
+	// served are the local addresses of the served UDP sockets, which served sockets never
+	// answer (serve.go); servedGen changes with them.
+	served    servedAddrs
+	servedGen atomic.Uint64
 }
 
 func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *Table {

@@ -199,7 +199,7 @@ type tputStream struct {
 	datagrams atomic.Uint64                         // UDP: Data datagrams sent or received
 	next      atomic.Uint64                         // UDP receive: highest sequence number seen + 1
 	reported  atomic.Int64                          // UDP: datagrams the discard received / the source sent, by its Report; -1 before
-	cookie    atomic.Pointer[[wire.CookieSize]byte] // UDP receive: the source's cookie, once it sent one
+	cookie    atomic.Pointer[[wire.CookieSize]byte] // UDP: the source's or discard's cookie, once it sent one
 	ended     atomic.Int64                          // UnixNano when the stream stopped moving bytes
 	err       error                                 // why the stream ended early; set by its worker (counted in the test's errors)
 }
@@ -758,14 +758,13 @@ func (r *tputRun) udpSend(s *tputStream) {
 
 // askReport asks the discard how many of the stream's datagrams it received, a few times.
 func (r *tputRun) askReport(s *tputStream) {
-	req := wire.AppendControl(nil, wire.ReportRequest, s.test)
 	buf := make([]byte, 2*wire.ReportSize)
 	var err error
 	for range tputReportTries {
 		if !r.setDeadline(s, time.Now().Add(tputReportWait)) {
 			return
 		}
-		if _, err = s.conn.Write(req); err != nil {
+		if _, err = s.conn.Write(wire.AppendReportRequest(nil, s.test, s.cookie.Load())); err != nil {
 			break
 		}
 		for {
@@ -775,7 +774,19 @@ func (r *tputRun) askReport(s *tputStream) {
 				break
 			}
 			h, body, perr := wire.ParseHeader(buf[:n])
-			if perr != nil || h.Type != wire.Report || h.Test != s.test {
+			if perr != nil || h.Test != s.test {
+				continue
+			}
+			if h.Type == wire.Cookie { // the discard reports only to an address that proved it receives
+				if c, cerr := wire.ParseCookie(body); cerr == nil && (s.cookie.Load() == nil || *s.cookie.Load() != c) {
+					s.cookie.Store(&c)
+					if _, err = s.conn.Write(wire.AppendReportRequest(nil, s.test, &c)); err != nil {
+						break
+					}
+				}
+				continue
+			}
+			if h.Type != wire.Report {
 				continue
 			}
 			if rep, perr := wire.ParseReport(body); perr == nil {
@@ -887,7 +898,6 @@ func (r *tputRun) udpReceiveData(s *tputStream, buf []byte) (got uint64) {
 // sequence numbers.
 func (r *tputRun) sourceReport(s *tputStream, buf []byte) {
 	stop := wire.AppendControl(nil, wire.SourceStop, s.test)
-	req := wire.AppendControl(nil, wire.ReportRequest, s.test)
 	var late int64
 	for range tputReportTries {
 		if !r.setDeadline(s, time.Now().Add(tputReportWait)) {
@@ -896,7 +906,7 @@ func (r *tputRun) sourceReport(s *tputStream, buf []byte) {
 		if _, err := s.conn.Write(stop); err != nil {
 			return
 		}
-		if _, err := s.conn.Write(req); err != nil {
+		if _, err := s.conn.Write(wire.AppendReportRequest(nil, s.test, s.cookie.Load())); err != nil {
 			return
 		}
 		for {
@@ -914,6 +924,13 @@ func (r *tputRun) sourceReport(s *tputStream, buf []byte) {
 			switch h.Type {
 			case wire.Data:
 				late++
+			case wire.Cookie:
+				if c, cerr := wire.ParseCookie(body); cerr == nil && (s.cookie.Load() == nil || *s.cookie.Load() != c) {
+					s.cookie.Store(&c)
+					if _, err := s.conn.Write(wire.AppendReportRequest(nil, s.test, &c)); err != nil {
+						return
+					}
+				}
 			case wire.Report:
 				if rep, perr := wire.ParseReport(body); perr == nil {
 					s.reported.Store(max(int64(rep.Datagrams)-late, 0))

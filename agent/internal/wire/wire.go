@@ -13,7 +13,8 @@
 // then a body by type:
 //
 //	Data           payload (any bytes, up to the datagram's size)
-//	ReportRequest  none: "how many Data datagrams of this test have you received?"
+//	ReportRequest  cookie [16]byte, zeros before the answerer sent one: "how many Data
+//	               datagrams of this test have you received (discard) or sent (source)?"
 //	Report         datagrams uint64, bytes uint64 (Data payload bytes incl. headers)
 //	SourceStart    rate_bits_per_second uint64, size uint32, duration_ns uint64, bytes uint64,
 //	               then cookie [16]byte once the source sent one:
@@ -24,6 +25,12 @@
 //	               cookie, "repeat it with this". A source sends Data only to an address that
 //	               proved it receives there, so a SourceStart with a forged source address
 //	               gets its victim one Cookie, smaller than the SourceStart, and no Data.
+//	               A ReportRequest without the right cookie gets a Cookie too, and a Report
+//	               only once it carries it.
+//
+// A served socket never answers with more bytes than the datagram it answers: a
+// ReportRequest is as large as a Report (ReportRequestSize), and a shorter one gets nothing;
+// so a request with a forged sender address gets its victim no more bytes than it cost.
 //
 // All integers are big-endian. A datagram without the magic is not a measurement datagram.
 package wire
@@ -115,6 +122,32 @@ func ParseReport(body []byte) (ReportBody, error) {
 	return ReportBody{Datagrams: binary.BigEndian.Uint64(body), Bytes: binary.BigEndian.Uint64(body[8:])}, nil
 }
 
+// ReportRequestSize is the size of a ReportRequest: as large as the Report it asks for, so
+// the answer to a forged one is no larger than the forgery.
+const ReportRequestSize = HeaderSize + CookieSize
+
+// AppendReportRequest appends a ReportRequest for test to b, carrying cookie (nil before the
+// answerer sent one: then zeros).
+func AppendReportRequest(b []byte, test uint64, cookie *[CookieSize]byte) []byte {
+	var h [HeaderSize]byte
+	PutHeader(h[:], Header{Type: ReportRequest, Test: test})
+	b = append(b, h[:]...)
+	if cookie == nil {
+		return append(b, make([]byte, CookieSize)...)
+	}
+	return append(b, cookie[:]...)
+}
+
+// ParseReportRequest reads a ReportRequest's body: the cookie it carries.
+func ParseReportRequest(body []byte) ([CookieSize]byte, error) {
+	var c [CookieSize]byte
+	if len(body) < CookieSize {
+		return c, errors.New("short report request: it must be as large as a Report")
+	}
+	copy(c[:], body)
+	return c, nil
+}
+
 // StartBody is the body of a SourceStart.
 type StartBody struct {
 	RateBitsPerSecond uint64
@@ -177,7 +210,7 @@ func ParseCookie(body []byte) ([CookieSize]byte, error) {
 	return c, nil
 }
 
-// AppendControl appends a body-less datagram (ReportRequest, SourceStop) to b.
+// AppendControl appends a body-less datagram (SourceStop) to b.
 func AppendControl(b []byte, t Type, test uint64) []byte {
 	var h [HeaderSize]byte
 	PutHeader(h[:], Header{Type: t, Test: test})

@@ -62,3 +62,30 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal("short start accepted")
 	}
 }
+
+// No answer is larger than what it answers: a ReportRequest is as large as a Report and as a
+// Cookie, and a Cookie is smaller than a SourceStart.
+func TestAnswersNoLargerThanRequests(t *testing.T) {
+	cookie := [CookieSize]byte{9: 1}
+	for _, tc := range []struct {
+		name             string
+		request, answers []byte
+	}{
+		{"report request -> report", AppendReportRequest(nil, 1, nil), AppendReport(nil, 1, ReportBody{1, 2})},
+		{"report request -> cookie", AppendReportRequest(nil, 1, nil), AppendCookie(nil, 1, cookie)},
+		{"source start -> cookie", AppendStart(nil, 1, StartBody{}), AppendCookie(nil, 1, cookie)},
+	} {
+		if len(tc.answers) > len(tc.request) {
+			t.Errorf("%s: %d bytes answer %d", tc.name, len(tc.answers), len(tc.request))
+		}
+	}
+	rr := AppendReportRequest(nil, 5, &cookie)
+	h, body, err := ParseHeader(rr)
+	c, err2 := ParseReportRequest(body)
+	if err != nil || err2 != nil || len(rr) != ReportRequestSize || h.Type != ReportRequest || h.Test != 5 || c != cookie {
+		t.Fatalf("report request %d bytes %+v %x %v %v", len(rr), h, c, err, err2)
+	}
+	if _, err := ParseReportRequest(body[:CookieSize-1]); err == nil {
+		t.Fatal("a short report request accepted")
+	}
+}

@@ -45,7 +45,9 @@ const (
 //
 // Errors: every failure is a gRPC status whose code a script can act on. Anything the network
 // or the socket table did also carries a google.rpc.ErrorInfo with domain "sockagent.v1" and a
-// reason, and metadata op, network, address, socket_id (and errno where the OS gave one):
+// reason, and metadata op, network, address, socket_id (and, where the OS gave an error, errno,
+// its text such as "connection refused", and errno_name, its symbolic name such as
+// "ECONNREFUSED", the same on every Unix and what scripts should compare):
 //
 //	UNAVAILABLE         CONNECTION_REFUSED, HOST_UNREACHABLE, NETWORK_UNREACHABLE,
 //	                    NAME_NOT_RESOLVED, AGENT_STOPPING
@@ -310,7 +312,9 @@ func (c *socketServiceClient) Serve(ctx context.Context, in *ServeRequest, opts 
 //
 // Errors: every failure is a gRPC status whose code a script can act on. Anything the network
 // or the socket table did also carries a google.rpc.ErrorInfo with domain "sockagent.v1" and a
-// reason, and metadata op, network, address, socket_id (and errno where the OS gave one):
+// reason, and metadata op, network, address, socket_id (and, where the OS gave an error, errno,
+// its text such as "connection refused", and errno_name, its symbolic name such as
+// "ECONNREFUSED", the same on every Unix and what scripts should compare):
 //
 //	UNAVAILABLE         CONNECTION_REFUSED, HOST_UNREACHABLE, NETWORK_UNREACHABLE,
 //	                    NAME_NOT_RESOLVED, AGENT_STOPPING

@@ -1,0 +1,12 @@
+package engine
+
+import "syscall"
+
+// setBroadcast turns SO_BROADCAST on or off on a socket's handle.
+func setBroadcast(fd uintptr, on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	return syscall.SetsockoptInt(syscall.Handle(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, v)
+}
