@@ -287,3 +287,17 @@ func dialer(set *policy.RuleSet, network, local string, timeout time.Duration) (
 	d.LocalAddr = la
 	return d, nil
 }
+
+// precheckLocal refuses, before any budget is taken, a local IP address with a port the policy
+// denies as written: a refused request costs no socket slot. The Control hook still judges
+// what the kernel is given, and checkBound a port 0 once chosen.
+func precheckLocal(set *policy.RuleSet, network, address string) error {
+	if contract.IsUnix(network) {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil || ap.Port() == 0 {
+		return nil // a name, or port 0: judged once resolved and bound
+	}
+	return set.CheckLocal(ap)
+}

@@ -67,6 +67,9 @@ func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address 
 	if err != nil {
 		return Info{}, wrap(err)
 	}
+	if err := precheckLocal(set, network, address); err != nil {
+		return Info{}, wrap(err)
+	}
 	adm, err := t.admit(c.ID, sess, set, claim{sockets: 1})
 	if err != nil {
 		return Info{}, wrap(err)
