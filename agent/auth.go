@@ -282,10 +282,11 @@ func certCaller(ctx context.Context) (Caller, bool) {
 }
 
 // handshakeLogger wraps server transport credentials to log failed TLS handshakes (no
-// client certificate, one from another CA, an expired one, not TLS at all).
+// client certificate, one from another CA, an expired one, not TLS at all), at the bounded
+// rate of lines about callers not yet known.
 type handshakeLogger struct {
 	credentials.TransportCredentials
-	log *slog.Logger
+	log *refusalLog
 }
 
 func (h handshakeLogger) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -296,7 +297,7 @@ func (h handshakeLogger) ServerHandshake(c net.Conn) (net.Conn, credentials.Auth
 		if errors.Is(err, io.EOF) {
 			level = slog.LevelDebug // a port probe: connected and closed
 		}
-		h.log.Log(context.Background(), level, "tls handshake failed", "remote", remote, "err", err)
+		h.log.line(level, "tls handshake failed", slog.String("remote", remote), slog.String("err", clip(err.Error(), 512)))
 	}
 	return conn, ai, err
 }
