@@ -131,11 +131,11 @@ type Agent struct {
 	refusals *refusalLog // rate-limited lines of callers refused before they are known
 
 	unauthHealth atomic.Int64 // health RPCs in progress without a token
-	started  time.Time
-	instance string
-	tokens   atomic.Pointer[Tokens] // nil: no token authentication
-	audit    *slog.Logger           // nil: audit lines only in log
-	hostInfo hostCache              // GetInfo's hostname and interfaces (info.go)
+	started      time.Time
+	instance     string
+	tokens       atomic.Pointer[Tokens] // nil: no token authentication
+	audit        *slog.Logger           // nil: audit lines only in log
+	hostInfo     hostCache              // GetInfo's hostname and interfaces (info.go)
 }
 
 // New builds an Agent; call Serve to accept connections and Close or Shutdown to stop.

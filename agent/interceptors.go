@@ -64,10 +64,10 @@ type rpcRecord struct {
 	// unauthenticated: the caller did not prove who it is (a health RPC without a token, or a
 	// refused one); its line counts against the rate of refusalLog.
 	unauthenticated bool
-	req, resp   any
-	err         error
-	start       time.Time
-	counts      *engine.StreamCounts // an Attach's bytes; nil for other RPCs
+	req, resp       any
+	err             error
+	start           time.Time
+	counts          *engine.StreamCounts // an Attach's bytes; nil for other RPCs
 }
 
 type socketGetter interface{ GetSocket() *sockagentv1.Socket }
