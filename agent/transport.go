@@ -169,8 +169,8 @@ type limitedConn struct {
 	timer *time.Timer
 	state atomic.Int32
 
-	watches      atomic.Int32 // health.Watch streams open
-	unauthHealth atomic.Int32 // health RPCs in progress without credentials
+	watches      atomic.Int64 // health.Watch streams open
+	unauthHealth atomic.Int64 // health RPCs in progress without credentials
 }
 
 // RemoteAddr is the peer's address, which also leads back to this connection: gRPC hands it
@@ -293,18 +293,16 @@ func (a *Agent) tapAuth(ctx context.Context, info *tap.Info) (context.Context, e
 // claimUnauthHealth claims one of the health RPCs without credentials the agent and the
 // connection c allow, given back when the RPC's context ends.
 func (a *Agent) claimUnauthHealth(ctx context.Context, c *limitedConn) error {
-	if n := a.unauthHealth.Add(1); n > int64(a.cfg.MaxUnauthenticatedHealth) {
-		a.unauthHealth.Add(-1)
+	if c != nil && !claim(&c.unauthHealth, unauthenticatedHealthPerConn) {
+		return limitStatus("unauthenticated_health_per_connection", unauthenticatedHealthPerConn,
+			"health RPCs without a token in progress on this connection; wait for one to end, or send a token")
+	}
+	if !claim(&a.unauthHealth, a.cfg.MaxUnauthenticatedHealth) {
+		if c != nil {
+			c.unauthHealth.Add(-1)
+		}
 		return limitStatus("max_unauthenticated_health", a.cfg.MaxUnauthenticatedHealth,
 			"health RPCs without a token in progress on the agent; retry later, or send a token")
-	}
-	if c != nil {
-		if n := c.unauthHealth.Add(1); n > unauthenticatedHealthPerConn {
-			c.unauthHealth.Add(-1)
-			a.unauthHealth.Add(-1)
-			return limitStatus("unauthenticated_health_per_connection", unauthenticatedHealthPerConn,
-				"health RPCs without a token in progress on this connection; wait for one to end, or send a token")
-		}
 	}
 	context.AfterFunc(ctx, func() {
 		a.unauthHealth.Add(-1)
@@ -313,6 +311,20 @@ func (a *Agent) claimUnauthHealth(ctx context.Context, c *limitedConn) error {
 		}
 	})
 	return nil
+}
+
+// claim adds one to n unless it is at max already; refused claims never show in n, so
+// concurrent ones cannot make each other fail.
+func claim(n *atomic.Int64, max int) bool {
+	for {
+		v := n.Load()
+		if v >= int64(max) {
+			return false
+		}
+		if n.CompareAndSwap(v, v+1) {
+			return true
+		}
+	}
 }
 
 // tapCaller returns what tapAuth found for the RPC of ctx, if it ran.
@@ -343,18 +355,17 @@ type boundedHealth struct {
 // Watch is health.Server's Watch within the bounds; past them it answers RESOURCE_EXHAUSTED
 // with reason LIMIT_EXCEEDED at once.
 func (h *boundedHealth) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
-	if n := h.open.Add(1); n > int64(h.total) {
-		h.open.Add(-1)
-		return limitStatus("max_health_watches", h.total, "health.Watch streams open on the agent; use Check, or close a Watch")
-	}
-	defer h.open.Add(-1)
-	if c := connOf(stream.Context()); c != nil {
-		if n := c.watches.Add(1); n > int32(h.perConn) {
-			c.watches.Add(-1)
+	c := connOf(stream.Context())
+	if c != nil {
+		if !claim(&c.watches, h.perConn) {
 			return limitStatus("health_watches_per_connection", h.perConn, "health.Watch streams open on this connection; close one first")
 		}
 		defer c.watches.Add(-1)
 	}
+	if !claim(&h.open, h.total) {
+		return limitStatus("max_health_watches", h.total, "health.Watch streams open on the agent; use Check, or close a Watch")
+	}
+	defer h.open.Add(-1)
 	return h.Server.Watch(req, stream)
 }
 
