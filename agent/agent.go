@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"runtime"
 	"sync/atomic"
@@ -87,6 +88,30 @@ type Config struct {
 	// IdleTimeout closes a socket outside a session once no call has used it (and none is
 	// pending) for this long; 0 means DefaultIdleTimeout, negative never.
 	IdleTimeout time.Duration
+	// MaxConnections bounds the control connections served at once; one more is closed as
+	// soon as it is accepted. 0 means DefaultMaxConnections.
+	MaxConnections int
+	// MaxUnauthenticated bounds the control connections that have not yet made an
+	// authenticated RPC. 0 means DefaultMaxUnauthenticated.
+	MaxUnauthenticated int
+	// MaxConnectionsPerPeer bounds the control connections of one peer (an IPv4 address, an
+	// IPv6 /64, a uid on a UNIX socket). 0 means DefaultMaxConnectionsPerPeer.
+	MaxConnectionsPerPeer int
+	// AuthTimeout closes a control connection that has not made an authenticated RPC this
+	// long after it was accepted. With tokens, only an RPC with a valid token counts (health
+	// RPCs without one do not); without tokens, any RPC does. 0 means DefaultAuthTimeout.
+	AuthTimeout time.Duration
+	// MaxStreams bounds the RPCs in progress on one control connection; a client waits for a
+	// free one. 0 means DefaultMaxStreams.
+	MaxStreams int
+	// MaxHealthWatches bounds the health.Watch streams open on the agent, and
+	// MaxHealthWatchesPerConn those of one connection; past them Watch answers
+	// RESOURCE_EXHAUSTED. 0 means DefaultMaxHealthWatches and DefaultMaxHealthWatchesPerConn.
+	MaxHealthWatches, MaxHealthWatchesPerConn int
+	// MaxUnauthenticatedHealth bounds the health RPCs in progress without a token when the
+	// agent has tokens (their requests are read before any handler runs). 0 means
+	// DefaultMaxUnauthenticatedHealth.
+	MaxUnauthenticatedHealth int
 	// Reflection, if set, registers gRPC server reflection on the agent's server, so grpcurl
 	// works with no .proto files: sockagent passes the register function of package
 	// agent/reflection. It is a hook rather than always on so that programs embedding agents
@@ -102,11 +127,15 @@ type Agent struct {
 	table    *engine.Table
 	srv      *grpc.Server
 	health   *health.Server
-	started  time.Time
-	instance string
-	tokens   atomic.Pointer[Tokens] // nil: no token authentication
-	audit    *slog.Logger           // nil: audit lines only in log
-	hostInfo hostCache              // GetInfo's hostname and interfaces (info.go)
+	conns    *connLimiter
+	refusals *refusalLog // rate-limited lines of callers refused before they are known
+
+	unauthHealth atomic.Int64 // health RPCs in progress without a token
+	started      time.Time
+	instance     string
+	tokens       atomic.Pointer[Tokens] // nil: no token authentication
+	audit        *slog.Logger           // nil: audit lines only in log
+	hostInfo     hostCache              // GetInfo's hostname and interfaces (info.go)
 }
 
 // New builds an Agent; call Serve to accept connections and Close or Shutdown to stop.
@@ -119,6 +148,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.MaxMessageBytes < 0 {
 		return nil, fmt.Errorf("agent config: MaxMessageBytes %d must not be negative", cfg.MaxMessageBytes)
+	}
+	if err := cfg.transportDefaults(); err != nil {
+		return nil, err
 	}
 	if cfg.MaxMessageBytes == 0 {
 		cfg.MaxMessageBytes = DefaultMaxMessageBytes
@@ -144,7 +176,10 @@ func New(cfg Config) (*Agent, error) {
 		started:  time.Now(),
 		instance: hex.EncodeToString(id[:]),
 		audit:    cfg.AuditLogger,
+		refusals: &refusalLog{log: cfg.Logger, audit: cfg.AuditLogger},
 	}
+	a.conns = &connLimiter{maxTotal: cfg.MaxConnections, maxUnauth: cfg.MaxUnauthenticated, maxPerPeer: cfg.MaxConnectionsPerPeer,
+		authTimeout: cfg.AuthTimeout, log: a.refusals, perPeer: map[string]int{}}
 	if cfg.Tokens != nil {
 		if cfg.Tokens.Len() == 0 {
 			return nil, errors.New("agent config: Tokens is empty; give at least one token or none at all")
@@ -159,6 +194,10 @@ func New(cfg Config) (*Agent, error) {
 		grpc.UnaryInterceptor(a.unary),
 		grpc.StreamInterceptor(a.authStream),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		// Credentials are checked from the headers, before gRPC reads a request's body.
+		grpc.InTapHandle(a.tapAuth),
+		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreams)),
+		grpc.MaxHeaderListSize(MaxHeaderBytes),
 		// Long-lived workers run the handlers, one per CPU (busy ones fall back to a goroutine
 		// per RPC): their stacks stay grown, where a new goroutine per RPC grows its stack
 		// again on every call.
@@ -170,7 +209,7 @@ func New(cfg Config) (*Agent, error) {
 		opts = append(opts, grpc.StatsHandler(messageSizeLog{log: a.log, max: cfg.MaxMessageBytes}))
 	}
 	if cfg.TLS != nil {
-		opts = append(opts, grpc.Creds(handshakeLogger{TransportCredentials: credentials.NewTLS(cfg.TLS), log: a.log}))
+		opts = append(opts, grpc.Creds(handshakeLogger{TransportCredentials: credentials.NewTLS(cfg.TLS), log: a.refusals}))
 	} else {
 		opts = append(opts, grpc.Creds(peerCreds{}))
 	}
@@ -180,7 +219,7 @@ func New(cfg Config) (*Agent, error) {
 	sockagentv1.RegisterAgentServiceServer(a.srv, &agentService{a: a})
 	sockagentv1.RegisterSessionServiceServer(a.srv, &sessionService{t: a.table})
 	sockagentv1.RegisterMeasureServiceServer(a.srv, &measureService{t: a.table})
-	healthpb.RegisterHealthServer(a.srv, a.health)
+	healthpb.RegisterHealthServer(a.srv, &boundedHealth{Server: a.health, perConn: cfg.MaxHealthWatchesPerConn, total: cfg.MaxHealthWatches})
 	if cfg.Reflection != nil {
 		cfg.Reflection(a.srv)
 	}
@@ -190,10 +229,46 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// Serve accepts gRPC connections on lis until the agent stops.
+// Serve accepts gRPC connections on lis until the agent stops, within the connection limits
+// of Config (MaxConnections, MaxUnauthenticated, MaxConnectionsPerPeer, AuthTimeout).
 func (a *Agent) Serve(lis net.Listener) error {
 	a.log.Info("serving", "addr", lis.Addr().String(), "version", a.cfg.Version, "instance", a.instance)
-	return a.srv.Serve(lis)
+	return a.srv.Serve(&limitedListener{Listener: lis, lim: a.conns})
+}
+
+// NumConnections counts the control connections served, and those of them that have not
+// made an authenticated RPC yet.
+func (a *Agent) NumConnections() (total, unauthenticated int) { return a.conns.counts() }
+
+// transportDefaults checks the connection limits and fills in the defaults of zero ones.
+func (cfg *Config) transportDefaults() error {
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"MaxConnections", &cfg.MaxConnections, DefaultMaxConnections},
+		{"MaxUnauthenticated", &cfg.MaxUnauthenticated, DefaultMaxUnauthenticated},
+		{"MaxConnectionsPerPeer", &cfg.MaxConnectionsPerPeer, DefaultMaxConnectionsPerPeer},
+		{"MaxStreams", &cfg.MaxStreams, DefaultMaxStreams},
+		{"MaxHealthWatches", &cfg.MaxHealthWatches, DefaultMaxHealthWatches},
+		{"MaxHealthWatchesPerConn", &cfg.MaxHealthWatchesPerConn, DefaultMaxHealthWatchesPerConn},
+		{"MaxUnauthenticatedHealth", &cfg.MaxUnauthenticatedHealth, DefaultMaxUnauthenticatedHealth},
+	} {
+		switch {
+		case *f.v < 0 || *f.v > math.MaxInt32:
+			return fmt.Errorf("agent config: %s %d: give 1 to %d, or 0 for the default (%d)", f.name, *f.v, math.MaxInt32, f.def)
+		case *f.v == 0:
+			*f.v = f.def
+		}
+	}
+	switch {
+	case cfg.AuthTimeout < 0:
+		return fmt.Errorf("agent config: AuthTimeout %s must not be negative (0 means %s)", cfg.AuthTimeout, DefaultAuthTimeout)
+	case cfg.AuthTimeout == 0:
+		cfg.AuthTimeout = DefaultAuthTimeout
+	}
+	return nil
 }
 
 // NumSockets counts the sockets open in the agent's table.

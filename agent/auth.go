@@ -96,7 +96,7 @@ func LoadTokens(path string) (*Tokens, error) {
 // Surrounding white space is trimmed; blank lines and lines starting with '#' are ignored.
 // A secret containing ':' must be given with a name. Names are letters, digits and ._@-;
 // secrets contain no white space. Names and secrets must be unique; at least one token is
-// required.
+// required. Errors give line numbers, never the line's text, which may hold a secret.
 func ParseTokens(r io.Reader) (*Tokens, error) {
 	t := &Tokens{}
 	seenName := map[string]int{}
@@ -114,19 +114,21 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 		if !named {
 			name, secret = "line"+strconv.Itoa(n), line
 		}
+		// No error quotes the line: what looks like a name may be the start of a bare secret
+		// that contains ':', and errors end up in logs.
 		switch {
 		case name == "":
 			return nil, fmt.Errorf("line %d: empty name before ':' (write NAME:SECRET, or the secret alone)", n)
 		case !validTokenName(name):
-			return nil, fmt.Errorf("line %d: token name %q: use letters, digits and ._@-", n, name)
+			return nil, fmt.Errorf("line %d: the text before the first ':' is not a token name (letters, digits and ._@-); a secret that contains ':' needs a name in front: NAME:SECRET", n)
 		case secret == "":
-			return nil, fmt.Errorf("line %d: token %q has an empty secret", n, name)
+			return nil, fmt.Errorf("line %d: empty secret after ':' (write NAME:SECRET)", n)
 		case strings.ContainsFunc(secret, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-			return nil, fmt.Errorf("line %d: token %q: the secret contains white space or control characters", n, name)
+			return nil, fmt.Errorf("line %d: the secret contains white space or control characters", n)
 		}
 		sum := sha256.Sum256([]byte(secret))
 		if prev, ok := seenName[name]; ok {
-			return nil, fmt.Errorf("line %d: token name %q already used on line %d", n, name, prev)
+			return nil, fmt.Errorf("line %d: the token name is already used on line %d (each token needs its own name)", n, prev)
 		}
 		if prev, ok := seenSum[sum]; ok {
 			return nil, fmt.Errorf("line %d: the same secret as on line %d (each caller needs its own)", n, prev)
@@ -287,10 +289,11 @@ func certCaller(ctx context.Context) (Caller, bool) {
 }
 
 // handshakeLogger wraps server transport credentials to log failed TLS handshakes (no
-// client certificate, one from another CA, an expired one, not TLS at all).
+// client certificate, one from another CA, an expired one, not TLS at all), at the bounded
+// rate of lines about callers not yet known.
 type handshakeLogger struct {
 	credentials.TransportCredentials
-	log *slog.Logger
+	log *refusalLog
 }
 
 func (h handshakeLogger) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -301,7 +304,7 @@ func (h handshakeLogger) ServerHandshake(c net.Conn) (net.Conn, credentials.Auth
 		if errors.Is(err, io.EOF) {
 			level = slog.LevelDebug // a port probe: connected and closed
 		}
-		h.log.Log(context.Background(), level, "tls handshake failed", "remote", remote, "err", err)
+		h.log.line(level, "tls handshake failed", slog.String("remote", remote), slog.String("err", clip(err.Error(), 512)))
 	}
 	return conn, ai, err
 }

@@ -15,7 +15,8 @@ import (
 )
 
 // Thousands of half-open control connections (a TCP connect and half an HTTP/2 preface, then
-// silence) do not stop the agent from serving, and cost bounded memory.
+// silence) do not stop the agent from serving, and cost bounded memory: past one peer's bound
+// they are closed as soon as they are accepted.
 func TestHalfOpenControlConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 2000 connections")
@@ -68,6 +69,10 @@ func TestHalfOpenControlConnections(t *testing.T) {
 		if _, err := c.Write([]byte("PRI * HTTP/2.0\r\n")); err != nil { // half the preface
 			t.Fatalf("connection %d: %v", i, err)
 		}
+	}
+	// One peer is served up to its bound; the connections past it are closed at once.
+	if total, _ := a.NumConnections(); total > agent.DefaultMaxConnectionsPerPeer+1 {
+		t.Errorf("%d control connections served, want at most %d (one peer's bound and the client)", total, agent.DefaultMaxConnectionsPerPeer+1)
 	}
 	start := time.Now()
 	for range 20 { // the agent still answers promptly, repeatedly

@@ -23,6 +23,13 @@ rule_sets:
 		IdleTimeout:     durationpb.New(agent.DefaultIdleTimeout),
 		MaxMessageBytes: agent.DefaultMaxMessageBytes,
 		AgentSockets:    11, AgentBlockingCalls: 12, AgentBufferedBytes: 13,
+		MaxConnections:             agent.DefaultMaxConnections,
+		MaxUnauthenticated:         agent.DefaultMaxUnauthenticated,
+		MaxConnectionsPerPeer:      agent.DefaultMaxConnectionsPerPeer,
+		AuthTimeout:                durationpb.New(agent.DefaultAuthTimeout),
+		MaxStreams:                 agent.DefaultMaxStreams,
+		MaxHealthWatches:           agent.DefaultMaxHealthWatches,
+		HealthWatchesPerConnection: agent.DefaultMaxHealthWatchesPerConn,
 	}
 	for _, tc := range []struct {
 		caller string

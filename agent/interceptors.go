@@ -46,13 +46,13 @@ func IsAudited(fullMethod string) bool { return audited[fullMethod] }
 // unary authenticates a unary RPC, runs it with the caller in its context, and logs it.
 func (a *Agent) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	caller, why, err := a.authenticate(ctx, info.FullMethod)
+	caller, why, authed, err := a.callerOf(ctx, info.FullMethod)
 	ctx = engine.WithCaller(ctx, caller)
 	var resp any
 	if err == nil {
 		resp, err = handler(ctx, req)
 	}
-	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, req: req, resp: resp, err: err, start: start})
+	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, unauthenticated: !authed, req: req, resp: resp, err: err, start: start})
 	return resp, err
 }
 
@@ -61,10 +61,13 @@ type rpcRecord struct {
 	method      string
 	caller      Caller
 	authFailure string // why the credentials were refused; for the log only
-	req, resp   any
-	err         error
-	start       time.Time
-	counts      *engine.StreamCounts // an Attach's bytes; nil for other RPCs
+	// unauthenticated: the caller did not prove who it is (a health RPC without a token, or a
+	// refused one); its line counts against the rate of refusalLog.
+	unauthenticated bool
+	req, resp       any
+	err             error
+	start           time.Time
+	counts          *engine.StreamCounts // an Attach's bytes; nil for other RPCs
 }
 
 type socketGetter interface{ GetSocket() *sockagentv1.Socket }
@@ -80,8 +83,16 @@ func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 	if !toLog && !toAudit {
 		return
 	}
+	var suppressed int
+	if r.unauthenticated {
+		ok, n := a.refusals.allow()
+		if !ok {
+			return
+		}
+		suppressed = n
+	}
 	rpc := r.method[strings.LastIndexByte(r.method, '/')+1:]
-	attrs := make([]slog.Attr, 0, 14)
+	attrs := make([]slog.Attr, 0, 15)
 	attrs = append(attrs, slog.String("rpc", rpc), slog.String("caller", r.caller.ID))
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil && p.Addr.String() != "" {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
@@ -113,6 +124,9 @@ func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 	}
 	if r.authFailure != "" {
 		attrs = append(attrs, slog.String("auth", r.authFailure))
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int("suppressed", suppressed))
 	}
 	if toLog {
 		a.log.LogAttrs(ctx, slog.LevelInfo, "rpc", attrs...)
@@ -153,11 +167,15 @@ func (a *Agent) appendSocketAttrs(attrs []slog.Attr, rpc string, audit bool, req
 	}
 	for _, kv := range [][2]string{{"socket", id}, {"network", network}, {"local", local}, {"remote", remote}} {
 		if kv[1] != "" {
-			attrs = append(attrs, slog.String(kv[0], kv[1]))
+			attrs = append(attrs, slog.String(kv[0], clip(kv[1], maxLoggedField)))
 		}
 	}
 	return attrs
 }
+
+// maxLoggedField bounds a request's string in a log line: a wrong address as long as the
+// request allows would otherwise be written whole to the log and the audit log.
+const maxLoggedField = 256
 
 // logReclaim writes one structured line, message "reclaim", for a socket the agent closed on
 // its own (its session closed, its session's lease expired, or idle), keys audit socket owner
@@ -189,7 +207,7 @@ func (a *Agent) logReclaim(in engine.Info, cause, why string) {
 func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx := ss.Context()
 	start := time.Now()
-	caller, why, err := a.authenticate(ctx, info.FullMethod)
+	caller, why, authed, err := a.callerOf(ctx, info.FullMethod)
 	ctx = engine.WithCaller(ctx, caller)
 	var counts *engine.StreamCounts
 	if info.FullMethod == sockagentv1.SocketService_Attach_FullMethodName {
@@ -204,7 +222,7 @@ func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	if first := cs.first.Load(); first != nil {
 		req = *first
 	}
-	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, req: req, err: err, start: start, counts: counts})
+	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, unauthenticated: !authed, req: req, err: err, start: start, counts: counts})
 	return err
 }
 

@@ -41,6 +41,13 @@ type Config struct {
 	AuditLog        string        // --audit-log: a file, or - for the log's writer
 	IdleTimeout     time.Duration // --idle-timeout: 0 means never
 	PolicyFile      string        // --policy
+
+	MaxConnections        int           // --max-connections
+	MaxUnauthenticated    int           // --max-unauthenticated
+	MaxConnectionsPerPeer int           // --max-connections-per-peer
+	AuthTimeout           time.Duration // --auth-timeout
+	MaxStreams            int           // --max-streams
+	MaxHealthWatches      int           // --max-health-watches
 }
 
 // DefaultConfig is sockagent without flags: plaintext on a UNIX socket only the agent's user
@@ -55,6 +62,13 @@ func DefaultConfig() Config {
 		MaxMessageBytes: agent.DefaultMaxMessageBytes,
 		ShutdownTimeout: 10 * time.Second,
 		IdleTimeout:     agent.DefaultIdleTimeout,
+
+		MaxConnections:        agent.DefaultMaxConnections,
+		MaxUnauthenticated:    agent.DefaultMaxUnauthenticated,
+		MaxConnectionsPerPeer: agent.DefaultMaxConnectionsPerPeer,
+		AuthTimeout:           agent.DefaultAuthTimeout,
+		MaxStreams:            agent.DefaultMaxStreams,
+		MaxHealthWatches:      agent.DefaultMaxHealthWatches,
 	}
 }
 
@@ -75,12 +89,30 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "allow serving on a non-loopback address without --client-ca or --token-file (anyone who reaches it can open sockets here)")
 	fs.StringVar(&c.AuditLog, "audit-log", c.AuditLog, "also write the RPCs that create, write to or close sockets to this file as JSON lines (- for stderr), whatever --log-level")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close a socket opened outside a session after this long without a call on it (0 = never)")
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "control connections served at once; more are closed as soon as they are accepted")
+	fs.IntVar(&c.MaxUnauthenticated, "max-unauthenticated", c.MaxUnauthenticated, "control connections served at once that have not yet made an authenticated RPC")
+	fs.IntVar(&c.MaxConnectionsPerPeer, "max-connections-per-peer", c.MaxConnectionsPerPeer, "control connections of one peer (an IPv4 address, an IPv6 /64, a uid on a UNIX socket)")
+	fs.DurationVar(&c.AuthTimeout, "auth-timeout", c.AuthTimeout, "close a control connection that has made no authenticated RPC this long after it was accepted (with --token-file: an RPC with a valid token)")
+	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "RPCs in progress on one control connection (HTTP/2 max concurrent streams); a client waits for a free one")
+	fs.IntVar(&c.MaxHealthWatches, "max-health-watches", c.MaxHealthWatches, "health.Watch streams open on the agent (16 per connection); more answer RESOURCE_EXHAUSTED")
 	fs.StringVar(&c.PolicyFile, "policy", c.PolicyFile, "YAML policy: which networks, destinations, local ports and UNIX paths each caller may use, and limits (default: see policy.DefaultYAML)")
 }
 
 // MaxRecvLimit is the largest --max-recv-bytes: a Recv's data with its framing stays inside
 // gRPC's default 4 MiB message, which clients receive by default.
 const MaxRecvLimit = 4<<20 - 64<<10
+
+// maxCount bounds the counts of the connection flags: more would exceed any process's open
+// files, and the agent's memory long before.
+const maxCount = 1 << 20
+
+// The range of --auth-timeout: a TLS handshake and a first RPC need more than the minimum on
+// a slow link; past the maximum, idle connections of callers without credentials hold file
+// descriptors for nothing.
+const (
+	minAuthTimeout = 100 * time.Millisecond
+	maxAuthTimeout = 10 * time.Minute
+)
 
 // minMessageBytes is the smallest --max-message-bytes: below it, ordinary requests with an
 // address and options would not fit.
@@ -98,6 +130,12 @@ func (c Config) Validate() error {
 		{c.MaxRecvBytes <= 0 || c.MaxRecvBytes > MaxRecvLimit, fmt.Sprintf("--max-recv-bytes %d: give 1 to %d", c.MaxRecvBytes, MaxRecvLimit)},
 		{c.MaxMessageBytes < minMessageBytes, fmt.Sprintf("--max-message-bytes %d: give at least %d", c.MaxMessageBytes, minMessageBytes)},
 		{c.ShutdownTimeout <= 0, fmt.Sprintf("--shutdown-timeout %s: give a positive duration such as 10s", c.ShutdownTimeout)},
+		{c.MaxConnections <= 0 || c.MaxConnections > maxCount, fmt.Sprintf("--max-connections %d: give 1 to %d", c.MaxConnections, maxCount)},
+		{c.MaxUnauthenticated <= 0 || c.MaxUnauthenticated > c.MaxConnections, fmt.Sprintf("--max-unauthenticated %d: give 1 to --max-connections (%d)", c.MaxUnauthenticated, c.MaxConnections)},
+		{c.MaxConnectionsPerPeer <= 0 || c.MaxConnectionsPerPeer > c.MaxConnections, fmt.Sprintf("--max-connections-per-peer %d: give 1 to --max-connections (%d)", c.MaxConnectionsPerPeer, c.MaxConnections)},
+		{c.AuthTimeout < minAuthTimeout || c.AuthTimeout > maxAuthTimeout, fmt.Sprintf("--auth-timeout %s: give %s to %s, such as 10s", c.AuthTimeout, minAuthTimeout, maxAuthTimeout)},
+		{c.MaxStreams <= 0 || c.MaxStreams > maxCount, fmt.Sprintf("--max-streams %d: give 1 to %d", c.MaxStreams, maxCount)},
+		{c.MaxHealthWatches <= 0 || c.MaxHealthWatches > maxCount, fmt.Sprintf("--max-health-watches %d: give 1 to %d", c.MaxHealthWatches, maxCount)},
 	} {
 		if rule.bad {
 			return errors.New(rule.msg)
@@ -168,6 +206,13 @@ func (c Config) Build(w io.Writer) (*Setup, error) {
 		MaxRecvBytes:    c.MaxRecvBytes,
 		MaxMessageBytes: c.MaxMessageBytes,
 		IdleTimeout:     c.IdleTimeout,
+
+		MaxConnections:        c.MaxConnections,
+		MaxUnauthenticated:    c.MaxUnauthenticated,
+		MaxConnectionsPerPeer: c.MaxConnectionsPerPeer,
+		AuthTimeout:           c.AuthTimeout,
+		MaxStreams:            c.MaxStreams,
+		MaxHealthWatches:      c.MaxHealthWatches,
 	}
 	if c.IdleTimeout == 0 {
 		s.Agent.IdleTimeout = -1 // never: agent.Config reads 0 as its default

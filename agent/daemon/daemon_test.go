@@ -2,13 +2,16 @@ package daemon_test
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/daemon"
 	"github.com/sockagent/sockagent/ctl/pki"
 )
@@ -47,6 +50,25 @@ func TestValidate(t *testing.T) {
 		{"client CA with TLS", func(c *daemon.Config) { c.TLSCert, c.TLSKey, c.ClientCA = "a.crt", "a.key", "ca.crt" }, ""},
 		{"client CA without TLS", func(c *daemon.Config) { c.ClientCA = "ca.crt" }, "--client-ca needs TLS: give --tls-cert and --tls-key too"},
 		// The first rule broken is the one reported, in the order of the checks above.
+		{"connection limits of 1", func(c *daemon.Config) {
+			c.MaxConnections, c.MaxUnauthenticated, c.MaxConnectionsPerPeer, c.MaxStreams, c.MaxHealthWatches = 1, 1, 1, 1, 1
+		}, ""},
+		{"zero max connections", func(c *daemon.Config) { c.MaxConnections = 0 }, "--max-connections 0: give 1 to 1048576"},
+		{"huge max connections", func(c *daemon.Config) { c.MaxConnections = 1<<20 + 1 }, "--max-connections 1048577: give 1 to 1048576"},
+		{"negative max unauthenticated", func(c *daemon.Config) { c.MaxUnauthenticated = -1 }, "--max-unauthenticated -1: give 1 to --max-connections (1024)"},
+		{"max unauthenticated over max connections", func(c *daemon.Config) { c.MaxConnections, c.MaxUnauthenticated = 10, 11 },
+			"--max-unauthenticated 11: give 1 to --max-connections (10)"},
+		{"max unauthenticated at max connections", func(c *daemon.Config) { c.MaxConnections, c.MaxUnauthenticated, c.MaxConnectionsPerPeer = 10, 10, 10 }, ""},
+		{"zero per peer", func(c *daemon.Config) { c.MaxConnectionsPerPeer = 0 }, "--max-connections-per-peer 0: give 1 to --max-connections (1024)"},
+		{"per peer over max connections", func(c *daemon.Config) { c.MaxConnections, c.MaxUnauthenticated, c.MaxConnectionsPerPeer = 10, 10, 11 },
+			"--max-connections-per-peer 11: give 1 to --max-connections (10)"},
+		{"auth timeout at the minimum", func(c *daemon.Config) { c.AuthTimeout = 100 * time.Millisecond }, ""},
+		{"auth timeout at the maximum", func(c *daemon.Config) { c.AuthTimeout = 10 * time.Minute }, ""},
+		{"zero auth timeout", func(c *daemon.Config) { c.AuthTimeout = 0 }, "--auth-timeout 0s: give 100ms to 10m0s, such as 10s"},
+		{"auth timeout too short", func(c *daemon.Config) { c.AuthTimeout = 99 * time.Millisecond }, "--auth-timeout 99ms: give 100ms to 10m0s, such as 10s"},
+		{"auth timeout too long", func(c *daemon.Config) { c.AuthTimeout = time.Hour }, "--auth-timeout 1h0m0s: give 100ms to 10m0s, such as 10s"},
+		{"zero max streams", func(c *daemon.Config) { c.MaxStreams = 0 }, "--max-streams 0: give 1 to 1048576"},
+		{"negative max health watches", func(c *daemon.Config) { c.MaxHealthWatches = -5 }, "--max-health-watches -5: give 1 to 1048576"},
 		{"two rules broken", func(c *daemon.Config) { c.LogFormat, c.ShutdownTimeout = "xml", 0 }, "--shutdown-timeout 0s: give a positive duration such as 10s"},
 	}
 	for _, tt := range tests {
@@ -136,7 +158,7 @@ func TestBuild(t *testing.T) {
 		{"tokens", func(c *daemon.Config) { c.TokenFile = f.tokens }, nil},
 		{"missing token file", func(c *daemon.Config) { c.TokenFile = filepath.Join(f.dir, "nope") },
 			[]string{"--token-file: token file: open " + filepath.Join(f.dir, "nope") + ": no such file or directory"}},
-		{"bad token file", func(c *daemon.Config) { c.TokenFile = f.badToken }, []string{"--token-file: ", `line 1: token "alice" has an empty secret`}},
+		{"bad token file", func(c *daemon.Config) { c.TokenFile = f.badToken }, []string{"--token-file: ", `line 1: empty secret after ':'`}},
 		{"policy", func(c *daemon.Config) { c.PolicyFile = f.policy }, nil},
 		{"bad policy", func(c *daemon.Config) { c.PolicyFile = f.badPolicy }, []string{"--policy: ", `unknown network "sctp"`}},
 		{"missing policy", func(c *daemon.Config) { c.PolicyFile = filepath.Join(f.dir, "nope.yaml") }, []string{"--policy: ", "no such file"}},
@@ -269,5 +291,34 @@ func TestBuildResult(t *testing.T) {
 	s.Agent.AuditLogger.Info("audit")
 	if !strings.Contains(log.String(), `"msg":"audit"`) {
 		t.Errorf("--audit-log - does not write JSON lines to the log's writer: %q", log.String())
+	}
+}
+
+// TestConnectionFlags: the connection flags reach the agent's Config as given.
+func TestConnectionFlags(t *testing.T) {
+	t.Parallel()
+	c := daemon.DefaultConfig()
+	fs := flag.NewFlagSet("sockagent", flag.ContinueOnError)
+	c.AddFlags(fs)
+	if err := fs.Parse([]string{"--max-connections", "10", "--max-unauthenticated", "4", "--max-connections-per-peer", "3",
+		"--auth-timeout", "2s", "--max-streams", "7", "--max-health-watches", "5"}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Build(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a := s.Agent
+	got := []any{a.MaxConnections, a.MaxUnauthenticated, a.MaxConnectionsPerPeer, a.AuthTimeout, a.MaxStreams, a.MaxHealthWatches}
+	want := []any{10, 4, 3, 2 * time.Second, 7, 5}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("agent config %v, want %v", got, want)
+	}
+	d := daemon.DefaultConfig()
+	if d.MaxConnections != agent.DefaultMaxConnections || d.MaxUnauthenticated != agent.DefaultMaxUnauthenticated ||
+		d.MaxConnectionsPerPeer != agent.DefaultMaxConnectionsPerPeer || d.AuthTimeout != agent.DefaultAuthTimeout ||
+		d.MaxStreams != agent.DefaultMaxStreams || d.MaxHealthWatches != agent.DefaultMaxHealthWatches {
+		t.Errorf("the flags' defaults %+v are not the agent's", d)
 	}
 }

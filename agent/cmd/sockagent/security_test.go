@@ -256,7 +256,7 @@ func TestListenRefusals(t *testing.T) {
 		{"client CA without TLS", []string{"--client-ca", crt}, []string{"--client-ca needs TLS"}},
 		{"missing cert file", []string{"--tls-cert", filepath.Join(dir, "nope.crt"), "--tls-key", key}, []string{"load server certificate", "nope.crt"}},
 		{"missing token file", []string{"--token-file", filepath.Join(dir, "nope")}, []string{"--token-file: token file: open", "no such file"}},
-		{"bad token file", []string{"--token-file", badTokens}, []string{`line 1: token "alice" has an empty secret`}},
+		{"bad token file", []string{"--token-file", badTokens}, []string{`--token-file: token file `, `line 1: empty secret after ':'`}},
 		{"empty token file", []string{"--token-file", emptyTokens}, []string{"no tokens"}},
 	}
 	for _, tt := range tests {

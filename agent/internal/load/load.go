@@ -38,6 +38,12 @@ func (p Proc) RSS() (int64, error) {
 	return v * 1024, err
 }
 
+// PeakRSS is the largest resident set size the process has had, in bytes (VmHWM).
+func (p Proc) PeakRSS() (int64, error) {
+	v, err := p.statusField("VmHWM")
+	return v * 1024, err
+}
+
 // Threads is the number of OS threads.
 func (p Proc) Threads() (int64, error) { return p.statusField("Threads") }
 

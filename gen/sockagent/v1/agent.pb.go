@@ -191,11 +191,29 @@ type Limits struct {
 	// session_buffered_bytes bounds the data held for one session's calls in progress
 	// (session_limits.buffered_bytes).
 	SessionBufferedBytes uint64 `protobuf:"varint,16,opt,name=session_buffered_bytes,json=sessionBufferedBytes,proto3" json:"session_buffered_bytes,omitempty"`
+	// max_connections bounds the control connections served at once (--max-connections).
+	MaxConnections uint32 `protobuf:"varint,17,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	// max_unauthenticated bounds the control connections served at once that have not yet made
+	// an authenticated RPC (--max-unauthenticated).
+	MaxUnauthenticated uint32 `protobuf:"varint,18,opt,name=max_unauthenticated,json=maxUnauthenticated,proto3" json:"max_unauthenticated,omitempty"`
+	// max_connections_per_peer bounds one peer's control connections: an IPv4 address, an IPv6
+	// /64, a uid on a UNIX socket (--max-connections-per-peer).
+	MaxConnectionsPerPeer uint32 `protobuf:"varint,19,opt,name=max_connections_per_peer,json=maxConnectionsPerPeer,proto3" json:"max_connections_per_peer,omitempty"`
+	// auth_timeout closes a control connection that has made no authenticated RPC this long
+	// after it was accepted (--auth-timeout).
+	AuthTimeout *durationpb.Duration `protobuf:"bytes,20,opt,name=auth_timeout,json=authTimeout,proto3" json:"auth_timeout,omitempty"`
+	// max_streams bounds the RPCs in progress on one control connection (--max-streams).
+	MaxStreams uint32 `protobuf:"varint,21,opt,name=max_streams,json=maxStreams,proto3" json:"max_streams,omitempty"`
+	// max_health_watches bounds the health.Watch streams open on the agent
+	// (--max-health-watches); health_watches_per_connection those of one connection.
+	MaxHealthWatches uint32 `protobuf:"varint,22,opt,name=max_health_watches,json=maxHealthWatches,proto3" json:"max_health_watches,omitempty"`
+	// health_watches_per_connection bounds the health.Watch streams of one connection.
+	HealthWatchesPerConnection uint32 `protobuf:"varint,23,opt,name=health_watches_per_connection,json=healthWatchesPerConnection,proto3" json:"health_watches_per_connection,omitempty"`
 	// caller_buffered_bytes bounds the data held for the caller's calls in progress, its share
 	// of agent_buffered_bytes (limits.buffered_bytes).
-	CallerBufferedBytes uint64 `protobuf:"varint,17,opt,name=caller_buffered_bytes,json=callerBufferedBytes,proto3" json:"caller_buffered_bytes,omitempty"`
+	CallerBufferedBytes uint64 `protobuf:"varint,24,opt,name=caller_buffered_bytes,json=callerBufferedBytes,proto3" json:"caller_buffered_bytes,omitempty"`
 	// caller_sessions bounds the caller's open sessions (limits.sessions).
-	CallerSessions uint32 `protobuf:"varint,18,opt,name=caller_sessions,json=callerSessions,proto3" json:"caller_sessions,omitempty"`
+	CallerSessions uint32 `protobuf:"varint,25,opt,name=caller_sessions,json=callerSessions,proto3" json:"caller_sessions,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -338,6 +356,55 @@ func (x *Limits) GetSessionBlockingCalls() uint32 {
 func (x *Limits) GetSessionBufferedBytes() uint64 {
 	if x != nil {
 		return x.SessionBufferedBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxConnections() uint32 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxUnauthenticated() uint32 {
+	if x != nil {
+		return x.MaxUnauthenticated
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxConnectionsPerPeer() uint32 {
+	if x != nil {
+		return x.MaxConnectionsPerPeer
+	}
+	return 0
+}
+
+func (x *Limits) GetAuthTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.AuthTimeout
+	}
+	return nil
+}
+
+func (x *Limits) GetMaxStreams() uint32 {
+	if x != nil {
+		return x.MaxStreams
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxHealthWatches() uint32 {
+	if x != nil {
+		return x.MaxHealthWatches
+	}
+	return 0
+}
+
+func (x *Limits) GetHealthWatchesPerConnection() uint32 {
+	if x != nil {
+		return x.HealthWatchesPerConnection
 	}
 	return 0
 }
@@ -514,7 +581,7 @@ const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\x03mtu\x18\x03 \x01(\x05R\x03mtu\x12\x14\n" +
 	"\x05flags\x18\x04 \x03(\tR\x05flags\x12\x1c\n" +
 	"\taddresses\x18\x05 \x03(\tR\taddresses\x12)\n" +
-	"\x10hardware_address\x18\x06 \x01(\tR\x0fhardwareAddress\"\xc3\x06\n" +
+	"\x10hardware_address\x18\x06 \x01(\tR\x0fhardwareAddress\"\xa6\t\n" +
 	"\x06Limits\x12&\n" +
 	"\x0fopen_files_soft\x18\x01 \x01(\x04R\ropenFilesSoft\x12&\n" +
 	"\x0fopen_files_hard\x18\x02 \x01(\x04R\ropenFilesHard\x12B\n" +
@@ -532,9 +599,17 @@ const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\x15caller_blocking_calls\x18\r \x01(\rR\x13callerBlockingCalls\x12'\n" +
 	"\x0fsession_sockets\x18\x0e \x01(\rR\x0esessionSockets\x124\n" +
 	"\x16session_blocking_calls\x18\x0f \x01(\rR\x14sessionBlockingCalls\x124\n" +
-	"\x16session_buffered_bytes\x18\x10 \x01(\x04R\x14sessionBufferedBytes\x122\n" +
-	"\x15caller_buffered_bytes\x18\x11 \x01(\x04R\x13callerBufferedBytes\x12'\n" +
-	"\x0fcaller_sessions\x18\x12 \x01(\rR\x0ecallerSessions\"\xb2\x03\n" +
+	"\x16session_buffered_bytes\x18\x10 \x01(\x04R\x14sessionBufferedBytes\x12'\n" +
+	"\x0fmax_connections\x18\x11 \x01(\rR\x0emaxConnections\x12/\n" +
+	"\x13max_unauthenticated\x18\x12 \x01(\rR\x12maxUnauthenticated\x127\n" +
+	"\x18max_connections_per_peer\x18\x13 \x01(\rR\x15maxConnectionsPerPeer\x12<\n" +
+	"\fauth_timeout\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\vauthTimeout\x12\x1f\n" +
+	"\vmax_streams\x18\x15 \x01(\rR\n" +
+	"maxStreams\x12,\n" +
+	"\x12max_health_watches\x18\x16 \x01(\rR\x10maxHealthWatches\x12A\n" +
+	"\x1dhealth_watches_per_connection\x18\x17 \x01(\rR\x1ahealthWatchesPerConnection\x122\n" +
+	"\x15caller_buffered_bytes\x18\x18 \x01(\x04R\x13callerBufferedBytes\x12'\n" +
+	"\x0fcaller_sessions\x18\x19 \x01(\rR\x0ecallerSessions\"\xb2\x03\n" +
 	"\x0fGetInfoResponse\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x0e\n" +
@@ -582,17 +657,18 @@ var file_sockagent_v1_agent_proto_goTypes = []any{
 var file_sockagent_v1_agent_proto_depIdxs = []int32{
 	4, // 0: sockagent.v1.Limits.default_timeout:type_name -> google.protobuf.Duration
 	4, // 1: sockagent.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
-	1, // 2: sockagent.v1.GetInfoResponse.interfaces:type_name -> sockagent.v1.Interface
-	5, // 3: sockagent.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
-	4, // 4: sockagent.v1.GetInfoResponse.uptime:type_name -> google.protobuf.Duration
-	2, // 5: sockagent.v1.GetInfoResponse.limits:type_name -> sockagent.v1.Limits
-	0, // 6: sockagent.v1.AgentService.GetInfo:input_type -> sockagent.v1.GetInfoRequest
-	3, // 7: sockagent.v1.AgentService.GetInfo:output_type -> sockagent.v1.GetInfoResponse
-	7, // [7:8] is the sub-list for method output_type
-	6, // [6:7] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4, // 2: sockagent.v1.Limits.auth_timeout:type_name -> google.protobuf.Duration
+	1, // 3: sockagent.v1.GetInfoResponse.interfaces:type_name -> sockagent.v1.Interface
+	5, // 4: sockagent.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
+	4, // 5: sockagent.v1.GetInfoResponse.uptime:type_name -> google.protobuf.Duration
+	2, // 6: sockagent.v1.GetInfoResponse.limits:type_name -> sockagent.v1.Limits
+	0, // 7: sockagent.v1.AgentService.GetInfo:input_type -> sockagent.v1.GetInfoRequest
+	3, // 8: sockagent.v1.AgentService.GetInfo:output_type -> sockagent.v1.GetInfoResponse
+	8, // [8:9] is the sub-list for method output_type
+	7, // [7:8] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_sockagent_v1_agent_proto_init() }
