@@ -29,7 +29,15 @@ func (peerInfo) AuthType() string { return "insecure" }
 
 func (peerCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	info := peerInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}
-	if sc, ok := c.(syscall.Conn); ok && c.LocalAddr().Network() == "unix" {
+	inner := c
+	for {
+		w, ok := inner.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		inner = w.NetConn()
+	}
+	if sc, ok := inner.(syscall.Conn); ok && inner.LocalAddr().Network() == "unix" {
 		info.uid, info.known = peerUID(sc)
 	}
 	return c, info, nil

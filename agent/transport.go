@@ -178,6 +178,10 @@ type limitedConn struct {
 // to every RPC of the connection as peer.Addr (see connOf).
 func (c *limitedConn) RemoteAddr() net.Addr { return &c.addr }
 
+// NetConn is the connection limitedConn wraps, as tls.Conn's NetConn: peer credentials are
+// read from it.
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }
+
 // authenticate records an authenticated RPC: the connection stops counting as
 // unauthenticated and its auth timer stops. It is false when the timer closed it first.
 func (c *limitedConn) authenticate() bool {
