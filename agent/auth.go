@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +15,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -92,11 +92,11 @@ func LoadTokens(path string) (*Tokens, error) {
 }
 
 // ParseTokens reads tokens, one per line: "NAME:SECRET", or a bare "SECRET" whose name is
-// "lineN" (N its line number, from 1). The caller identity of a token is "token:NAME".
+// BareTokenName(SECRET). The caller identity of a token is "token:NAME".
 // Surrounding white space is trimmed; blank lines and lines starting with '#' are ignored.
-// A secret containing ':' must be given with a name. Names are letters, digits and ._@-;
-// secrets contain no white space. Names and secrets must be unique; at least one token is
-// required.
+// A secret containing ':' must be given with a name. Names are letters, digits and ._@-, and
+// do not start with "sha256-" (the bare secrets' names); secrets contain no white space.
+// Names and secrets must be unique; at least one token is required.
 func ParseTokens(r io.Reader) (*Tokens, error) {
 	t := &Tokens{}
 	seenName := map[string]int{}
@@ -112,9 +112,11 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 		}
 		name, secret, named := strings.Cut(line, ":")
 		if !named {
-			name, secret = "line"+strconv.Itoa(n), line
+			name, secret = BareTokenName(line), line
 		}
 		switch {
+		case named && strings.HasPrefix(name, bareTokenPrefix):
+			return nil, fmt.Errorf("line %d: token name %q: names starting with %q are reserved for bare secrets; choose another name", n, name, bareTokenPrefix)
 		case name == "":
 			return nil, fmt.Errorf("line %d: empty name before ':' (write NAME:SECRET, or the secret alone)", n)
 		case !validTokenName(name):
@@ -142,6 +144,20 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 		return nil, errors.New("no tokens (give one per line: NAME:SECRET)")
 	}
 	return t, nil
+}
+
+// bareTokenPrefix starts the names of bare secrets.
+const bareTokenPrefix = "sha256-"
+
+// BareTokenName is the name of a token given as a bare secret: "sha256-" and the first 16 hex
+// digits of the SHA-256 of "sockagent-token-id:" + secret. It depends on the secret alone, so
+// a token keeps its identity, its sockets and its rule set wherever its line moves in the
+// file, and another token never inherits them. The sum is domain-separated so that the name
+// in logs and policies matches no published table of plain SHA-256 sums; a guessable secret
+// is still guessable from its name, so bare secrets must be random (or give tokens names).
+func BareTokenName(secret string) string {
+	sum := sha256.Sum256([]byte("sockagent-token-id:" + secret))
+	return bareTokenPrefix + hex.EncodeToString(sum[:8])
 }
 
 func validTokenName(s string) bool {

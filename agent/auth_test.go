@@ -365,7 +365,9 @@ func TestParseTokens(t *testing.T) {
 		names []string
 		err   string
 	}{
-		{"named and bare", "# tokens\n\nalice:s3cret-a\n  bob:s3cret-b  \nbare-secret\r\n", []string{"alice", "bob", "line5"}, ""},
+		{"named and bare", "# tokens\n\nalice:s3cret-a\n  bob:s3cret-b  \nbare-secret\r\n", []string{"alice", "bob", "sha256-a02e5191baa76b95"}, ""},
+		{"bare secrets are named by the secret, not the line", "\n\n\nbare-secret\n", []string{"sha256-a02e5191baa76b95"}, ""},
+		{"reserved name", "sha256-a02e5191baa76b95:other\n", nil, `line 1: token name "sha256-a02e5191baa76b95": names starting with "sha256-" are reserved`},
 		{"secret with colon needs a name", "ci:a:b:c\n", []string{"ci"}, ""},
 		{"empty", "# nothing\n\n", nil, "no tokens"},
 		{"empty name", ":secret\n", nil, "line 1: empty name"},
@@ -451,7 +453,7 @@ func TestTokens(t *testing.T) {
 		{"two headers", []string{"Bearer alice-secret-0123456789", "Bearer alice-secret-0123456789"}, "", "more than one authorization header"},
 		{"named", []string{"Bearer alice-secret-0123456789"}, "token:alice", ""},
 		{"scheme in lower case", []string{"bearer alice-secret-0123456789"}, "token:alice", ""},
-		{"bare secret is named by its line", []string{"Bearer bare-secret-0123456789"}, "token:line4", ""},
+		{"bare secret is named by its secret's sum", []string{"Bearer bare-secret-0123456789"}, "token:sha256-4194319b9e81e859", ""},
 		{"longer token with the same prefix", []string{"Bearer alice-secret-0123456789-and-more"}, "token:longer", ""},
 	}
 	for _, tt := range tests {

@@ -289,9 +289,8 @@ func (t *Table) stopTimersLocked() {
 	}
 }
 
-type reqKey struct{ caller, id string }
-
 type reqEntry struct {
+	id   string
 	op   string
 	at   time.Time
 	done chan struct{} // closed when info and err are set
@@ -299,9 +298,29 @@ type reqEntry struct {
 	err  error
 }
 
-type reqRef struct {
-	k reqKey
-	e *reqEntry
+// callerReqs are the request_ids one caller used within requestMemory: each caller's memory
+// is its own, so no caller's requests can push another's out.
+type callerReqs struct {
+	byID  map[string]*reqEntry
+	order []*reqEntry // oldest first; an entry replaced or forgotten stays until pruned
+}
+
+// prune forgets the entries over maxRequests and those older than requestMemory.
+func (r *callerReqs) prune(now time.Time) {
+	for len(r.order) > 0 && (len(r.order) > maxRequests || now.Sub(r.order[0].at) > requestMemory) {
+		if e := r.order[0]; r.byID[e.id] == e {
+			delete(r.byID, e.id)
+		}
+		r.order[0] = nil
+		r.order = r.order[1:]
+	}
+}
+
+// forgetRequestLocked forgets a failed request, so that its retry runs again.
+func (t *Table) forgetRequestLocked(caller string, e *reqEntry) {
+	if r := t.reqs[caller]; r != nil && r.byID[e.id] == e {
+		delete(r.byID, e.id)
+	}
 }
 
 // idempotent runs fn, the creation op of ctx's caller, once per request_id: a repeat within
@@ -314,29 +333,26 @@ func (t *Table) idempotent(ctx context.Context, op, requestID string, fn func() 
 	if len(requestID) > maxRequestID {
 		return Info{}, badArg(contract.ReasonInvalidArgument, "%s: request_id is %d bytes, at most %d", op, len(requestID), maxRequestID)
 	}
-	k := reqKey{CallerFrom(ctx).ID, requestID}
+	caller := CallerFrom(ctx).ID
 	for {
 		now := time.Now()
 		t.mu.Lock()
-		for len(t.reqOrder) > 0 && (len(t.reqOrder) > maxRequests || now.Sub(t.reqOrder[0].e.at) > requestMemory) {
-			if r := t.reqOrder[0]; t.reqs[r.k] == r.e {
-				delete(t.reqs, r.k)
-			}
-			t.reqOrder[0] = reqRef{}
-			t.reqOrder = t.reqOrder[1:]
+		r := t.reqs[caller]
+		if r == nil {
+			r = &callerReqs{byID: map[string]*reqEntry{}}
+			t.reqs[caller] = r
 		}
-		e, ok := t.reqs[k]
+		r.prune(now)
+		e, ok := r.byID[requestID]
 		if !ok {
-			e = &reqEntry{op: op, at: now, done: make(chan struct{})}
-			t.reqs[k] = e
-			t.reqOrder = append(t.reqOrder, reqRef{k, e})
+			e = &reqEntry{id: requestID, op: op, at: now, done: make(chan struct{})}
+			r.byID[requestID] = e
+			r.order = append(r.order, e)
 			t.mu.Unlock()
 			e.info, e.err = fn()
 			if e.err != nil {
 				t.mu.Lock()
-				if t.reqs[k] == e {
-					delete(t.reqs, k)
-				}
+				t.forgetRequestLocked(caller, e)
 				t.mu.Unlock()
 			}
 			close(e.done)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -66,5 +67,47 @@ func TestAddRefusesEndedSession(t *testing.T) {
 	}
 	if err := tb.add(&sock{owner: "token:alice", session: other.ID, network: "tcp", kind: KindListener, ln: ln2}, adm2); !errors.Is(err, ErrUnknownSession) {
 		t.Errorf("add into another caller's session: %v", err)
+	}
+}
+
+// request_ids are remembered per caller: another caller's maxRequests+1 requests do not push
+// mine out of the memory (its own oldest is the one that goes), so my retry still gets the
+// first result instead of opening a second socket.
+func TestRequestIDsPerCaller(t *testing.T) {
+	tb := newTable(time.Second, 1<<20, nil)
+	defer tb.Stop()
+	alice := WithCaller(context.Background(), Caller{ID: "token:alice"})
+	bob := WithCaller(context.Background(), Caller{ID: "token:bob"})
+	runs := map[string]int{}
+	open := func(ctx context.Context, id string) Info {
+		t.Helper()
+		in, err := tb.idempotent(ctx, "dial", id, func() (Info, error) {
+			runs[CallerFrom(ctx).ID+"/"+id]++
+			return Info{ID: "s-" + CallerFrom(ctx).ID + "-" + id}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	first := open(alice, "mine")
+	for i := range maxRequests + 1 {
+		open(bob, "b"+strconv.Itoa(i))
+	}
+	if again := open(alice, "mine"); again != first || runs["token:alice/mine"] != 1 {
+		t.Errorf("alice's retry after bob's %d requests: %s, ran %d times; want %s, run once", maxRequests+1, again.ID, runs["token:alice/mine"], first.ID)
+	}
+	// Bob's own memory is still bounded: his oldest request was forgotten, his newest kept.
+	open(bob, "b0")
+	open(bob, "b"+strconv.Itoa(maxRequests))
+	if runs["token:bob/b0"] != 2 || runs["token:bob/b"+strconv.Itoa(maxRequests)] != 1 {
+		t.Errorf("bob's oldest ran %d times (want 2: forgotten), newest %d (want 1: remembered)",
+			runs["token:bob/b0"], runs["token:bob/b"+strconv.Itoa(maxRequests)])
+	}
+	tb.mu.Lock()
+	n := len(tb.reqs["token:bob"].byID)
+	tb.mu.Unlock()
+	if n != maxRequests {
+		t.Errorf("bob has %d request_ids remembered, want at most %d", n, maxRequests)
 	}
 }

@@ -74,9 +74,8 @@ type Table struct {
 	stopped   bool
 	budget    budget // what admit counts (admit.go)
 	sessions  map[string]*session
-	idleTimer *time.Timer // the idle reaper, nil when idle <= 0
-	reqs      map[reqKey]*reqEntry
-	reqOrder  []reqRef // reqs, oldest first
+	idleTimer *time.Timer            // the idle reaper, nil when idle <= 0
+	reqs      map[string]*callerReqs // request_ids remembered, per caller
 	// reclaimed remembers the sockets the agent closed on its own (ids never come back), so
 	// that UNKNOWN_SOCKET says why; reclaimedOrder is oldest first, at most maxReclaimed.
 	reclaimed      map[string]reclaim
@@ -92,7 +91,7 @@ func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *Ta
 	return &Table{
 		defaultTimeout: defaultTimeout, maxRecv: maxRecv, policy: pol,
 		socks: map[string]*sock{}, budget: budget{callsBy: map[string]int{}, socketsBy: map[string]int{}},
-		sessions: map[string]*session{}, reqs: map[reqKey]*reqEntry{}, started: time.Now(),
+		sessions: map[string]*session{}, reqs: map[string]*callerReqs{}, started: time.Now(),
 		reclaimed: map[string]reclaim{},
 	}
 }
