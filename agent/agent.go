@@ -71,7 +71,7 @@ type Config struct {
 	ServerOptions []grpc.ServerOption
 	// TLS, if set, makes the agent serve TLS only (see ServerTLS). With ClientCAs and
 	// RequireAndVerifyClientCert it is mTLS, and a verified client certificate names the
-	// caller "cert:" + its subject common name (the whole subject when it has none).
+	// caller "cert:" + its whole subject, RFC 4514 with every value escaped.
 	TLS *tls.Config
 	// Tokens, if set, requires "authorization: Bearer SECRET" with one of these tokens on
 	// every RPC but the health service's; the caller is "token:NAME". SetTokens replaces them.

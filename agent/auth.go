@@ -7,6 +7,8 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/engine"
+	"github.com/sockagent/sockagent/agent/policy"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -268,8 +271,10 @@ func bearer(ctx context.Context) (secret, why string) {
 }
 
 // certCaller is the caller named by the verified client certificate of the RPC's
-// connection: ID "cert:" + the subject's common name, or the whole subject (RFC 2253) when
-// it has none.
+// connection: ID "cert:" + its whole subject in RFC 4514 form, every value escaped
+// (policy.Subject.String), so that no value poses as another attribute and distinct subjects
+// are distinct callers; Subject holds the parsed attributes that "subject:" and "cert:"
+// policy patterns match.
 func certCaller(ctx context.Context) (Caller, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
@@ -280,11 +285,7 @@ func certCaller(ctx context.Context) (Caller, bool) {
 		return engine.Anonymous, false
 	}
 	cert := ti.State.VerifiedChains[0][0]
-	subject := cert.Subject.String()
-	name := cert.Subject.CommonName
-	if name == "" {
-		name = subject
-	}
+	subject := certSubject(cert)
 	var sans []string
 	sans = append(sans, cert.DNSNames...)
 	for _, ip := range cert.IPAddresses {
@@ -294,7 +295,41 @@ func certCaller(ctx context.Context) (Caller, bool) {
 		sans = append(sans, u.String())
 	}
 	sans = append(sans, cert.EmailAddresses...)
-	return Caller{ID: "cert:" + name, Kind: "cert", Subject: subject, SANs: sans}, true
+	return Caller{ID: "cert:" + subject.String(), Kind: "cert", Subject: subject, SANs: sans}, true
+}
+
+// dnTypes are the RFC 4514 names of attribute types; others are written as dotted OIDs.
+var dnTypes = map[string]string{
+	"2.5.4.3": "CN", "2.5.4.5": "SERIALNUMBER", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST",
+	"2.5.4.9": "STREET", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.17": "POSTALCODE",
+	"0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID",
+}
+
+// certSubject is the certificate's subject with its RDNs as signed (multi-valued ones kept),
+// in RFC 4514 order (the reverse of the certificate's).
+func certSubject(cert *x509.Certificate) policy.Subject {
+	var rdns pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(cert.RawSubject, &rdns); err != nil || len(rest) != 0 {
+		rdns = cert.Subject.ToRDNSequence() // the parsed form x509 verified, flattened
+	}
+	out := make(policy.Subject, 0, len(rdns))
+	for i := len(rdns) - 1; i >= 0; i-- {
+		rdn := make([]policy.Attribute, 0, len(rdns[i]))
+		for _, atv := range rdns[i] {
+			typ := atv.Type.String()
+			if name, ok := dnTypes[typ]; ok {
+				typ = name
+			}
+			value, ok := atv.Value.(string)
+			if !ok { // x509 refuses non-string values; kept distinct should one appear
+				der, _ := asn1.Marshal(atv.Value)
+				value = "#" + hex.EncodeToString(der)
+			}
+			rdn = append(rdn, policy.Attribute{Type: typ, Value: value})
+		}
+		out = append(out, rdn)
+	}
+	return out
 }
 
 // handshakeLogger wraps server transport credentials to log failed TLS handshakes (no
