@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -105,8 +106,12 @@ type Agent struct {
 	started  time.Time
 	instance string
 	tokens   atomic.Pointer[Tokens] // nil: no token authentication
-	audit    *slog.Logger           // nil: audit lines only in log
-	hostInfo hostCache              // GetInfo's hostname and interfaces (info.go)
+	// tokenCalls are the RPCs in progress that a token authenticated, for SetTokens to end
+	// those whose token it revokes; tokenCallsMu also orders SetTokens' swap of tokens.
+	tokenCallsMu sync.Mutex
+	tokenCalls   map[*tokenCall]struct{}
+	audit        *slog.Logger // nil: audit lines only in log
+	hostInfo     hostCache    // GetInfo's hostname and interfaces (info.go)
 }
 
 // New builds an Agent; call Serve to accept connections and Close or Shutdown to stop.
@@ -138,12 +143,13 @@ func New(cfg Config) (*Agent, error) {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	a := &Agent{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		health:   health.NewServer(),
-		started:  time.Now(),
-		instance: hex.EncodeToString(id[:]),
-		audit:    cfg.AuditLogger,
+		cfg:        cfg,
+		log:        cfg.Logger,
+		health:     health.NewServer(),
+		started:    time.Now(),
+		instance:   hex.EncodeToString(id[:]),
+		audit:      cfg.AuditLogger,
+		tokenCalls: map[*tokenCall]struct{}{},
 	}
 	if cfg.Tokens != nil {
 		if cfg.Tokens.Len() == 0 {

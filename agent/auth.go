@@ -196,17 +196,110 @@ func (t *Tokens) match(secret string) (string, bool) {
 	return t.names[found], true
 }
 
+// sumOf returns the SHA-256 of the secret of the token named name.
+func (t *Tokens) sumOf(name string) ([sha256.Size]byte, bool) {
+	if i := slices.Index(t.names, name); i >= 0 {
+		return t.sums[i], true
+	}
+	return [sha256.Size]byte{}, false
+}
+
+// holds reports whether t has the token named name with the secret whose sum is sum.
+func (t *Tokens) holds(name string, sum [sha256.Size]byte) bool {
+	s, ok := t.sumOf(name)
+	return ok && s == sum
+}
+
 // SetTokens replaces the agent's tokens atomically (a SIGHUP reload): RPCs from then on
 // are checked against t. It fails when the agent was started without tokens or t is nil.
+//
+// A token that t no longer holds (its name gone, or its secret changed) is revoked: every RPC
+// and stream it authenticated that is still running (Attach, Throughput, a blocked Recv) ends
+// with UNAUTHENTICATED, and when its name is gone, every socket of the caller "token:NAME" is
+// closed and its sessions end (CloseOwner): served sockets stop answering, Attach relays stop,
+// and nothing the token opened is left that no caller could reach. A certificate caller that
+// also sent the token keeps its sockets, which its certificate names.
 func (a *Agent) SetTokens(t *Tokens) error {
 	if t == nil || t.Len() == 0 {
 		return errors.New("set tokens: no tokens")
 	}
-	if a.tokens.Load() == nil {
+	a.tokenCallsMu.Lock()
+	old := a.tokens.Load()
+	if old == nil {
+		a.tokenCallsMu.Unlock()
 		return errors.New("set tokens: the agent was started without token authentication")
 	}
 	a.tokens.Store(t)
+	var ended []*tokenCall
+	for c := range a.tokenCalls {
+		if !t.holds(c.name, c.sum) {
+			c.revoked = true
+			ended = append(ended, c)
+		}
+	}
+	a.tokenCallsMu.Unlock()
+	for _, c := range ended {
+		c.cancel(errRevoked)
+	}
+	for _, name := range old.names {
+		if _, kept := t.sumOf(name); !kept {
+			a.closeRevoked("token:" + name)
+		}
+	}
 	return nil
+}
+
+// errRevoked is the cause of the contexts SetTokens cancels.
+var errRevoked = errors.New("the token of the call was revoked")
+
+// closeRevoked closes the sockets of owner, whose token was revoked.
+func (a *Agent) closeRevoked(owner string) {
+	if n := a.table.CloseOwner(owner, "its token was revoked"); n > 0 {
+		a.log.Info("token revoked: its sockets closed", "owner", owner, "sockets", n)
+	}
+}
+
+// tokenCall is an RPC in progress that a token authenticated.
+type tokenCall struct {
+	name    string            // the token's name
+	sum     [sha256.Size]byte // its secret's sum: a new secret under the same name revokes the old
+	owner   string            // the caller, when the token names it ("token:NAME"); else ""
+	cancel  context.CancelCauseFunc
+	revoked bool // set by SetTokens, under tokenCallsMu
+}
+
+// trackToken registers an RPC that token name of set gen authenticated, so that revoking the
+// token ends it: the returned context is cancelled then. done unregisters it and reports
+// whether it was revoked; when the token's name is gone by then, it also closes what the RPC
+// may have opened after SetTokens closed the caller's sockets. ok is false when the token was
+// revoked between authentication and now: the RPC must not run.
+func (a *Agent) trackToken(ctx context.Context, c Caller, gen *Tokens) (_ context.Context, done func() (revoked bool), ok bool) {
+	sum, _ := gen.sumOf(c.Token)
+	call := &tokenCall{name: c.Token, sum: sum}
+	if c.Kind == "token" {
+		call.owner = c.ID
+	}
+	ctx, call.cancel = context.WithCancelCause(ctx)
+	a.tokenCallsMu.Lock()
+	if cur := a.tokens.Load(); cur != gen && !cur.holds(call.name, sum) {
+		a.tokenCallsMu.Unlock()
+		call.cancel(errRevoked)
+		return ctx, nil, false
+	}
+	a.tokenCalls[call] = struct{}{}
+	a.tokenCallsMu.Unlock()
+	return ctx, func() bool {
+		a.tokenCallsMu.Lock()
+		delete(a.tokenCalls, call)
+		revoked := call.revoked
+		_, nameKept := a.tokens.Load().sumOf(call.name)
+		a.tokenCallsMu.Unlock()
+		call.cancel(nil)
+		if revoked && !nameKept && call.owner != "" {
+			a.closeRevoked(call.owner)
+		}
+		return revoked
+	}, true
 }
 
 // tokenExempt reports whether an RPC needs no token: the health service, which load
@@ -221,31 +314,33 @@ func tokenExempt(fullMethod string) bool {
 // bearer token a "token" caller; with both, the certificate names the caller and Token
 // records the token's name. When the agent has tokens, every RPC but health needs one, even
 // from a caller with a certificate.
-func (a *Agent) authenticate(ctx context.Context, fullMethod string) (Caller, string, error) {
+//
+// gen is the token set that authenticated the caller's token, nil when no token did.
+func (a *Agent) authenticate(ctx context.Context, fullMethod string) (c Caller, gen *Tokens, why string, err error) {
 	c, hasCert := certCaller(ctx)
 	toks := a.tokens.Load()
 	if toks == nil {
-		return c, "", nil
+		return c, nil, "", nil
 	}
 	secret, why := bearer(ctx)
 	if why != "" {
 		if tokenExempt(fullMethod) {
-			return c, "", nil
+			return c, nil, "", nil
 		}
-		return c, why, errUnauthenticated()
+		return c, nil, why, errUnauthenticated()
 	}
 	name, ok := toks.match(secret)
 	if !ok {
 		if tokenExempt(fullMethod) {
-			return c, "", nil
+			return c, nil, "", nil
 		}
-		return c, "unknown token", errUnauthenticated()
+		return c, nil, "unknown token", errUnauthenticated()
 	}
 	if hasCert {
 		c.Token = name
-		return c, "", nil
+		return c, toks, "", nil
 	}
-	return Caller{ID: "token:" + name, Kind: "token", Token: name}, "", nil
+	return Caller{ID: "token:" + name, Kind: "token", Token: name}, toks, "", nil
 }
 
 // bearer returns the secret of the RPC's "authorization: Bearer SECRET" header, or why there

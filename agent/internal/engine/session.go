@@ -197,7 +197,8 @@ func (t *Table) endSessionLocked(s *session) []*sock {
 }
 
 // closeAll closes sockets the agent took out of the table on its own, remembering why, and
-// reports each to t.reclaimed (cause is "session_closed", "lease_expired" or "idle").
+// reports each to t.reclaimed (cause is "session_closed", "lease_expired", "idle" or
+// "revoked").
 func (t *Table) closeAll(socks []*sock, cause, why string) {
 	if len(socks) == 0 {
 		return
@@ -372,4 +373,29 @@ func (t *Table) idempotent(ctx context.Context, op, requestID string, fn func() 
 		}
 		// The first call failed and was forgotten: this one runs it again.
 	}
+}
+
+// CloseOwner closes every socket of owner and ends its sessions, for when the agent withdraws
+// owner's right to them (its token was revoked): served sockets stop answering, calls blocked
+// on the sockets return SOCKET_CLOSED saying why, and the owner's request_ids are forgotten.
+// Each socket is reported to OnReclaim with cause "revoked". It returns how many sockets it
+// closed.
+func (t *Table) CloseOwner(owner, why string) int {
+	t.mu.Lock()
+	var socks []*sock
+	for _, s := range t.sessions {
+		if s.owner == owner {
+			socks = append(socks, t.endSessionLocked(s)...)
+		}
+	}
+	for _, s := range t.socks {
+		if s.owner == owner {
+			t.forgetLocked(s)
+			socks = append(socks, s)
+		}
+	}
+	delete(t.reqs, owner)
+	t.mu.Unlock()
+	t.closeAll(socks, "revoked", why)
+	return len(socks)
 }
