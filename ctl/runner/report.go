@@ -284,7 +284,7 @@ func (t *Table) Row(s StepReport) {
 	b = padRight(append(b, ' '), s.Action, max(t.action, 9))
 	b = padRight(append(b, ' '), result, 6)
 	b = padLeft(append(b, ' '), fmtMS(s.DurationMS), 9)
-	b = append(append(b, "  "...), detail...)
+	b = append(append(b, "  "...), Printable(detail)...)
 	b = append(b, '\n')
 	t.buf = b
 	_, _ = t.w.Write(b)
@@ -324,14 +324,14 @@ func fmtMS(v float64) string {
 func (t *Table) Summary(r *Report) {
 	for _, a := range r.Agents {
 		if !a.Reachable {
-			fmt.Fprintf(t.w, "agent %s (%s) unreachable: %s\n", a.Name, a.Address, a.Error)
+			fmt.Fprintf(t.w, "agent %s (%s) unreachable: %s\n", a.Name, Printable(a.Address), Printable(a.Error))
 		}
 	}
 	closed, failed := 0, 0
 	for _, c := range r.Cleanup {
 		if c.Status == "failed" {
 			failed++
-			fmt.Fprintf(t.w, "cleanup: could not close %s on %s: %s\n", c.Socket, c.Agent, c.Error)
+			fmt.Fprintf(t.w, "cleanup: could not close %s on %s: %s\n", Printable(c.Socket), c.Agent, Printable(c.Error))
 		} else {
 			closed++
 		}
