@@ -21,6 +21,7 @@ import (
 	"math"
 	"net"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,7 +73,7 @@ type Config struct {
 	ServerOptions []grpc.ServerOption
 	// TLS, if set, makes the agent serve TLS only (see ServerTLS). With ClientCAs and
 	// RequireAndVerifyClientCert it is mTLS, and a verified client certificate names the
-	// caller "cert:" + its subject common name (the whole subject when it has none).
+	// caller "cert:" + its whole subject, RFC 4514 with every value escaped.
 	TLS *tls.Config
 	// Tokens, if set, requires "authorization: Bearer SECRET" with one of these tokens on
 	// every RPC but the health service's; the caller is "token:NAME". SetTokens replaces them.
@@ -134,8 +135,12 @@ type Agent struct {
 	started      time.Time
 	instance     string
 	tokens       atomic.Pointer[Tokens] // nil: no token authentication
-	audit        *slog.Logger           // nil: audit lines only in log
-	hostInfo     hostCache              // GetInfo's hostname and interfaces (info.go)
+	// tokenCalls are the RPCs in progress that a token authenticated, for SetTokens to end
+	// those whose token it revokes; tokenCallsMu also orders SetTokens' swap of tokens.
+	tokenCallsMu sync.Mutex
+	tokenCalls   map[*tokenCall]struct{}
+	audit        *slog.Logger // nil: audit lines only in log
+	hostInfo     hostCache    // GetInfo's hostname and interfaces (info.go)
 }
 
 // New builds an Agent; call Serve to accept connections and Close or Shutdown to stop.
@@ -170,13 +175,14 @@ func New(cfg Config) (*Agent, error) {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	a := &Agent{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		health:   health.NewServer(),
-		started:  time.Now(),
-		instance: hex.EncodeToString(id[:]),
-		audit:    cfg.AuditLogger,
-		refusals: &refusalLog{log: cfg.Logger, audit: cfg.AuditLogger},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		health:     health.NewServer(),
+		started:    time.Now(),
+		instance:   hex.EncodeToString(id[:]),
+		audit:      cfg.AuditLogger,
+		refusals:   &refusalLog{log: cfg.Logger, audit: cfg.AuditLogger},
+		tokenCalls: map[*tokenCall]struct{}{},
 	}
 	a.conns = &connLimiter{maxTotal: cfg.MaxConnections, maxUnauth: cfg.MaxUnauthenticated, maxPerPeer: cfg.MaxConnectionsPerPeer,
 		authTimeout: cfg.AuthTimeout, log: a.refusals, perPeer: map[string]int{}}

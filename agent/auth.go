@@ -7,6 +7,9 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,12 +17,12 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/engine"
+	"github.com/sockagent/sockagent/agent/policy"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -92,11 +95,12 @@ func LoadTokens(path string) (*Tokens, error) {
 }
 
 // ParseTokens reads tokens, one per line: "NAME:SECRET", or a bare "SECRET" whose name is
-// "lineN" (N its line number, from 1). The caller identity of a token is "token:NAME".
+// BareTokenName(SECRET). The caller identity of a token is "token:NAME".
 // Surrounding white space is trimmed; blank lines and lines starting with '#' are ignored.
-// A secret containing ':' must be given with a name. Names are letters, digits and ._@-;
-// secrets contain no white space. Names and secrets must be unique; at least one token is
-// required. Errors give line numbers, never the line's text, which may hold a secret.
+// A secret containing ':' must be given with a name. Names are letters, digits and ._@-, and
+// do not start with "sha256-" (the bare secrets' names); secrets contain no white space.
+// Names and secrets must be unique; at least one token is required. Errors give line numbers,
+// never the line's text, which may hold a secret.
 func ParseTokens(r io.Reader) (*Tokens, error) {
 	t := &Tokens{}
 	seenName := map[string]int{}
@@ -112,11 +116,13 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 		}
 		name, secret, named := strings.Cut(line, ":")
 		if !named {
-			name, secret = "line"+strconv.Itoa(n), line
+			name, secret = BareTokenName(line), line
 		}
 		// No error quotes the line: what looks like a name may be the start of a bare secret
 		// that contains ':', and errors end up in logs.
 		switch {
+		case named && strings.HasPrefix(name, bareTokenPrefix):
+			return nil, fmt.Errorf("line %d: token name %q: names starting with %q are reserved for bare secrets; choose another name", n, name, bareTokenPrefix)
 		case name == "":
 			return nil, fmt.Errorf("line %d: empty name before ':' (write NAME:SECRET, or the secret alone)", n)
 		case !validTokenName(name):
@@ -144,6 +150,20 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 		return nil, errors.New("no tokens (give one per line: NAME:SECRET)")
 	}
 	return t, nil
+}
+
+// bareTokenPrefix starts the names of bare secrets.
+const bareTokenPrefix = "sha256-"
+
+// BareTokenName is the name of a token given as a bare secret: "sha256-" and the first 16 hex
+// digits of the SHA-256 of "sockagent-token-id:" + secret. It depends on the secret alone, so
+// a token keeps its identity, its sockets and its rule set wherever its line moves in the
+// file, and another token never inherits them. The sum is domain-separated so that the name
+// in logs and policies matches no published table of plain SHA-256 sums; a guessable secret
+// is still guessable from its name, so bare secrets must be random (or give tokens names).
+func BareTokenName(secret string) string {
+	sum := sha256.Sum256([]byte("sockagent-token-id:" + secret))
+	return bareTokenPrefix + hex.EncodeToString(sum[:8])
 }
 
 func validTokenName(s string) bool {
@@ -179,17 +199,110 @@ func (t *Tokens) match(secret string) (string, bool) {
 	return t.names[found], true
 }
 
+// sumOf returns the SHA-256 of the secret of the token named name.
+func (t *Tokens) sumOf(name string) ([sha256.Size]byte, bool) {
+	if i := slices.Index(t.names, name); i >= 0 {
+		return t.sums[i], true
+	}
+	return [sha256.Size]byte{}, false
+}
+
+// holds reports whether t has the token named name with the secret whose sum is sum.
+func (t *Tokens) holds(name string, sum [sha256.Size]byte) bool {
+	s, ok := t.sumOf(name)
+	return ok && s == sum
+}
+
 // SetTokens replaces the agent's tokens atomically (a SIGHUP reload): RPCs from then on
 // are checked against t. It fails when the agent was started without tokens or t is nil.
+//
+// A token that t no longer holds (its name gone, or its secret changed) is revoked: every RPC
+// and stream it authenticated that is still running (Attach, Throughput, a blocked Recv) ends
+// with UNAUTHENTICATED, and when its name is gone, every socket of the caller "token:NAME" is
+// closed and its sessions end (CloseOwner): served sockets stop answering, Attach relays stop,
+// and nothing the token opened is left that no caller could reach. A certificate caller that
+// also sent the token keeps its sockets, which its certificate names.
 func (a *Agent) SetTokens(t *Tokens) error {
 	if t == nil || t.Len() == 0 {
 		return errors.New("set tokens: no tokens")
 	}
-	if a.tokens.Load() == nil {
+	a.tokenCallsMu.Lock()
+	old := a.tokens.Load()
+	if old == nil {
+		a.tokenCallsMu.Unlock()
 		return errors.New("set tokens: the agent was started without token authentication")
 	}
 	a.tokens.Store(t)
+	var ended []*tokenCall
+	for c := range a.tokenCalls {
+		if !t.holds(c.name, c.sum) {
+			c.revoked = true
+			ended = append(ended, c)
+		}
+	}
+	a.tokenCallsMu.Unlock()
+	for _, c := range ended {
+		c.cancel(errRevoked)
+	}
+	for _, name := range old.names {
+		if _, kept := t.sumOf(name); !kept {
+			a.closeRevoked("token:" + name)
+		}
+	}
 	return nil
+}
+
+// errRevoked is the cause of the contexts SetTokens cancels.
+var errRevoked = errors.New("the token of the call was revoked")
+
+// closeRevoked closes the sockets of owner, whose token was revoked.
+func (a *Agent) closeRevoked(owner string) {
+	if n := a.table.CloseOwner(owner, "its token was revoked"); n > 0 {
+		a.log.Info("token revoked: its sockets closed", "owner", owner, "sockets", n)
+	}
+}
+
+// tokenCall is an RPC in progress that a token authenticated.
+type tokenCall struct {
+	name    string            // the token's name
+	sum     [sha256.Size]byte // its secret's sum: a new secret under the same name revokes the old
+	owner   string            // the caller, when the token names it ("token:NAME"); else ""
+	cancel  context.CancelCauseFunc
+	revoked bool // set by SetTokens, under tokenCallsMu
+}
+
+// trackToken registers an RPC that token name of set gen authenticated, so that revoking the
+// token ends it: the returned context is cancelled then. done unregisters it and reports
+// whether it was revoked; when the token's name is gone by then, it also closes what the RPC
+// may have opened after SetTokens closed the caller's sockets. ok is false when the token was
+// revoked between authentication and now: the RPC must not run.
+func (a *Agent) trackToken(ctx context.Context, c Caller, gen *Tokens) (_ context.Context, done func() (revoked bool), ok bool) {
+	sum, _ := gen.sumOf(c.Token)
+	call := &tokenCall{name: c.Token, sum: sum}
+	if c.Kind == "token" {
+		call.owner = c.ID
+	}
+	ctx, call.cancel = context.WithCancelCause(ctx)
+	a.tokenCallsMu.Lock()
+	if cur := a.tokens.Load(); cur != gen && !cur.holds(call.name, sum) {
+		a.tokenCallsMu.Unlock()
+		call.cancel(errRevoked)
+		return ctx, nil, false
+	}
+	a.tokenCalls[call] = struct{}{}
+	a.tokenCallsMu.Unlock()
+	return ctx, func() bool {
+		a.tokenCallsMu.Lock()
+		delete(a.tokenCalls, call)
+		revoked := call.revoked
+		_, nameKept := a.tokens.Load().sumOf(call.name)
+		a.tokenCallsMu.Unlock()
+		call.cancel(nil)
+		if revoked && !nameKept && call.owner != "" {
+			a.closeRevoked(call.owner)
+		}
+		return revoked
+	}, true
 }
 
 // tokenExempt reports whether an RPC needs no token: the health service, which load
@@ -204,7 +317,9 @@ func tokenExempt(fullMethod string) bool {
 // bearer token a "token" caller; with both, the certificate names the caller and Token
 // records the token's name. When the agent has tokens, every RPC but health needs one, even
 // from a caller with a certificate.
-func (a *Agent) authenticate(ctx context.Context, fullMethod string) (Caller, string, error) {
+//
+// gen is the token set that authenticated the caller's token, nil when no token did.
+func (a *Agent) authenticate(ctx context.Context, fullMethod string) (c Caller, gen *Tokens, why string, err error) {
 	c, hasCert := certCaller(ctx)
 	if !hasCert {
 		if u, ok := uidCaller(ctx); ok {
@@ -213,27 +328,27 @@ func (a *Agent) authenticate(ctx context.Context, fullMethod string) (Caller, st
 	}
 	toks := a.tokens.Load()
 	if toks == nil {
-		return c, "", nil
+		return c, nil, "", nil
 	}
 	secret, why := bearer(ctx)
 	if why != "" {
 		if tokenExempt(fullMethod) {
-			return c, "", nil
+			return c, nil, "", nil
 		}
-		return c, why, errUnauthenticated()
+		return c, nil, why, errUnauthenticated()
 	}
 	name, ok := toks.match(secret)
 	if !ok {
 		if tokenExempt(fullMethod) {
-			return c, "", nil
+			return c, nil, "", nil
 		}
-		return c, "unknown token", errUnauthenticated()
+		return c, nil, "unknown token", errUnauthenticated()
 	}
 	if hasCert {
 		c.Token = name
-		return c, "", nil
+		return c, toks, "", nil
 	}
-	return Caller{ID: "token:" + name, Kind: "token", Token: name}, "", nil
+	return Caller{ID: "token:" + name, Kind: "token", Token: name}, toks, "", nil
 }
 
 // bearer returns the secret of the RPC's "authorization: Bearer SECRET" header, or why there
@@ -259,8 +374,10 @@ func bearer(ctx context.Context) (secret, why string) {
 }
 
 // certCaller is the caller named by the verified client certificate of the RPC's
-// connection: ID "cert:" + the subject's common name, or the whole subject (RFC 2253) when
-// it has none.
+// connection: ID "cert:" + its whole subject in RFC 4514 form, every value escaped
+// (policy.Subject.String), so that no value poses as another attribute and distinct subjects
+// are distinct callers; Subject holds the parsed attributes that "subject:" and "cert:"
+// policy patterns match.
 func certCaller(ctx context.Context) (Caller, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
@@ -271,11 +388,7 @@ func certCaller(ctx context.Context) (Caller, bool) {
 		return engine.Anonymous, false
 	}
 	cert := ti.State.VerifiedChains[0][0]
-	subject := cert.Subject.String()
-	name := cert.Subject.CommonName
-	if name == "" {
-		name = subject
-	}
+	subject := certSubject(cert)
 	var sans []string
 	sans = append(sans, cert.DNSNames...)
 	for _, ip := range cert.IPAddresses {
@@ -285,7 +398,41 @@ func certCaller(ctx context.Context) (Caller, bool) {
 		sans = append(sans, u.String())
 	}
 	sans = append(sans, cert.EmailAddresses...)
-	return Caller{ID: "cert:" + name, Kind: "cert", Subject: subject, SANs: sans}, true
+	return Caller{ID: "cert:" + subject.String(), Kind: "cert", Subject: subject, SANs: sans}, true
+}
+
+// dnTypes are the RFC 4514 names of attribute types; others are written as dotted OIDs.
+var dnTypes = map[string]string{
+	"2.5.4.3": "CN", "2.5.4.5": "SERIALNUMBER", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST",
+	"2.5.4.9": "STREET", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.17": "POSTALCODE",
+	"0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID",
+}
+
+// certSubject is the certificate's subject with its RDNs as signed (multi-valued ones kept),
+// in RFC 4514 order (the reverse of the certificate's).
+func certSubject(cert *x509.Certificate) policy.Subject {
+	var rdns pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(cert.RawSubject, &rdns); err != nil || len(rest) != 0 {
+		rdns = cert.Subject.ToRDNSequence() // the parsed form x509 verified, flattened
+	}
+	out := make(policy.Subject, 0, len(rdns))
+	for i := len(rdns) - 1; i >= 0; i-- {
+		rdn := make([]policy.Attribute, 0, len(rdns[i]))
+		for _, atv := range rdns[i] {
+			typ := atv.Type.String()
+			if name, ok := dnTypes[typ]; ok {
+				typ = name
+			}
+			value, ok := atv.Value.(string)
+			if !ok { // x509 refuses non-string values; kept distinct should one appear
+				der, _ := asn1.Marshal(atv.Value)
+				value = "#" + hex.EncodeToString(der)
+			}
+			rdn = append(rdn, policy.Attribute{Type: typ, Value: value})
+		}
+		out = append(out, rdn)
+	}
+	return out
 }
 
 // handshakeLogger wraps server transport credentials to log failed TLS handshakes (no

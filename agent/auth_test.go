@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/internal/testpki"
+	"github.com/sockagent/sockagent/agent/policy"
 	"github.com/sockagent/sockagent/agent/reflection"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -127,6 +129,12 @@ type secServer struct {
 
 func startSec(t *testing.T, tlsCfg *tls.Config, tokens *agent.Tokens) *secServer {
 	t.Helper()
+	return startSecPolicy(t, tlsCfg, tokens, nil)
+}
+
+// startSecPolicy is startSec with a policy (nil: the default).
+func startSecPolicy(t *testing.T, tlsCfg *tls.Config, tokens *agent.Tokens, pol *policy.Policy) *secServer {
+	t.Helper()
 	s := &secServer{log: newLogBuf(), audit: newLogBuf(), callers: map[string][]agent.Caller{}}
 	// Runs inside the agent's interceptor: sees the context the handler gets.
 	seen := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -141,6 +149,7 @@ func startSec(t *testing.T, tlsCfg *tls.Config, tokens *agent.Tokens) *secServer
 		AuditLogger:   slog.New(slog.NewJSONHandler(s.audit, nil)),
 		TLS:           tlsCfg,
 		Tokens:        tokens,
+		Policy:        pol,
 		ServerOptions: []grpc.ServerOption{grpc.ChainUnaryInterceptor(seen)},
 		Reflection:    reflection.Register,
 	})
@@ -226,6 +235,11 @@ func clientCreds(t *testing.T, rootCA *testpki.CA, cert *testpki.Cert) credentia
 	return credentials.NewTLS(cfg)
 }
 
+// testSubject is the subject of a testpki client certificate with common name cn.
+func testSubject(cn string) policy.Subject {
+	return policy.Subject{{{Type: "CN", Value: cn}}, {{Type: "O", Value: "sockagent tests"}}}
+}
+
 func getInfo(ctx context.Context, c *grpc.ClientConn) error {
 	_, err := sockagentv1.NewAgentServiceClient(c).GetInfo(ctx, &sockagentv1.GetInfoRequest{})
 	return err
@@ -283,12 +297,12 @@ func TestMTLS(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("GetInfo handler saw %d callers, want 1", len(got))
 	}
-	want := agent.Caller{ID: "cert:alice", Kind: "cert", Subject: "CN=alice,O=sockagent tests", SANs: []string{"alice.lab", "10.0.0.1", "alice@lab"}}
+	want := agent.Caller{ID: "cert:CN=alice,O=sockagent tests", Kind: "cert", Subject: testSubject("alice"), SANs: []string{"alice.lab", "10.0.0.1", "alice@lab"}}
 	if fmt.Sprint(got[0]) != fmt.Sprint(want) {
 		t.Errorf("caller\n got %+v\nwant %+v", got[0], want)
 	}
-	if recs := s.log.records(t, "rpc"); len(recs) != 1 || recs[0]["caller"] != "cert:alice" || recs[0]["code"] != "OK" {
-		t.Errorf("rpc log lines %v, want one with caller cert:alice, code OK", recs)
+	if recs := s.log.records(t, "rpc"); len(recs) != 1 || recs[0]["caller"] != "cert:CN=alice,O=sockagent tests" || recs[0]["code"] != "OK" {
+		t.Errorf("rpc log lines %v, want one with caller cert:CN=alice,O=sockagent tests, code OK", recs)
 	}
 
 	expired := p.ca.Issue(t, testpki.Options{CN: "old", NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
@@ -317,6 +331,57 @@ func TestMTLS(t *testing.T) {
 	// The server logs each failed handshake, with why.
 	for _, why := range []string{"didn't provide a certificate", "unknown authority", "expired", "first record does not look like a TLS handshake"} {
 		s.log.waitFor(t, regexp.MustCompile(`"msg":"tls handshake failed".*`+regexp.QuoteMeta(why)))
+	}
+}
+
+// TestHostileSubjects: a certificate's identity is its whole subject with every value
+// escaped, and policy patterns match its parsed attributes: a CN that spells another attribute
+// stays a CN, and a subject without CN is not one whose CN looks like the rest of a subject.
+func TestHostileSubjects(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	// Every rule set, the default too, allows only unixgram: a tcp Listen is refused with the
+	// name of the rule set that applied.
+	pol, err := policy.Parse("test", []byte(`default: {networks: [unixgram]}
+rule_sets:
+  - {name: lab, callers: ["subject:OU=lab", "*OU*lab*"], networks: [unixgram]}
+  - {name: no-cn, callers: ["cert:O=Lab"], networks: [unixgram]}
+  - {name: cn-lab, callers: ['cert:CN=O\=Lab'], networks: [unixgram]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startSecPolicy(t, p.serverTLS(t, true), nil, pol)
+	for _, tc := range []struct {
+		name    string
+		subject pkix.Name
+		id, set string
+	}{
+		{"CN that spells an OU", pkix.Name{CommonName: "mallory,OU=lab", Organization: []string{"Example"}}, `cert:CN=mallory\,OU\=lab,O=Example`, "default"},
+		{"a real OU", pkix.Name{CommonName: "h1", OrganizationalUnit: []string{"lab"}, Organization: []string{"Example"}}, "cert:CN=h1,OU=lab,O=Example", "lab"},
+		{"no CN", pkix.Name{Organization: []string{"Lab"}}, "cert:O=Lab", "no-cn"},
+		{"CN that spells an O", pkix.Name{CommonName: "O=Lab"}, `cert:CN=O\=Lab`, "cn-lab"},
+		{"CN with a terminal escape", pkix.Name{CommonName: "\x1b]0;owned\x07\x1b[31mred\n"}, `cert:CN=\1B]0\;owned\07\1B[31mred\0A`, "default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cert := p.ca.Issue(t, testpki.Options{Subject: &tc.subject})
+			c := sockagentv1.NewSocketServiceClient(s.conn(t, clientCreds(t, p.ca, &cert)))
+			_, err := c.Listen(ctxT(t), &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
+			st := status.Convert(err)
+			if st.Code() != codes.PermissionDenied || !strings.HasSuffix(st.Message(), fmt.Sprintf("(rule set %q)", tc.set)) {
+				t.Errorf("Listen: %v, want PERMISSION_DENIED from rule set %q", err, tc.set)
+			}
+			var got []string
+			for _, c := range s.seen("Listen") {
+				got = append(got, c.ID)
+			}
+			if !slices.Contains(got, tc.id) {
+				t.Errorf("callers %q, want one %s", got, tc.id)
+			}
+		})
+	}
+	if strings.ContainsAny(s.log.text(), "\x1b\x07") {
+		t.Errorf("a control character from a certificate reached the log")
 	}
 }
 
@@ -365,7 +430,9 @@ func TestParseTokens(t *testing.T) {
 		names []string
 		err   string
 	}{
-		{"named and bare", "# tokens\n\nalice:s3cret-a\n  bob:s3cret-b  \nbare-secret\r\n", []string{"alice", "bob", "line5"}, ""},
+		{"named and bare", "# tokens\n\nalice:s3cret-a\n  bob:s3cret-b  \nbare-secret\r\n", []string{"alice", "bob", "sha256-a02e5191baa76b95"}, ""},
+		{"bare secrets are named by the secret, not the line", "\n\n\nbare-secret\n", []string{"sha256-a02e5191baa76b95"}, ""},
+		{"reserved name", "sha256-a02e5191baa76b95:other\n", nil, `line 1: token name "sha256-a02e5191baa76b95": names starting with "sha256-" are reserved`},
 		{"secret with colon needs a name", "ci:a:b:c\n", []string{"ci"}, ""},
 		{"empty", "# nothing\n\n", nil, "no tokens"},
 		{"empty name", ":secret\n", nil, "line 1: empty name"},
@@ -463,7 +530,7 @@ func TestTokens(t *testing.T) {
 		{"two headers", []string{"Bearer alice-secret-0123456789", "Bearer alice-secret-0123456789"}, "", "more than one authorization header"},
 		{"named", []string{"Bearer alice-secret-0123456789"}, "token:alice", ""},
 		{"scheme in lower case", []string{"bearer alice-secret-0123456789"}, "token:alice", ""},
-		{"bare secret is named by its line", []string{"Bearer bare-secret-0123456789"}, "token:line4", ""},
+		{"bare secret is named by its secret's sum", []string{"Bearer bare-secret-0123456789"}, "token:sha256-4194319b9e81e859", ""},
 		{"longer token with the same prefix", []string{"Bearer alice-secret-0123456789-and-more"}, "token:longer", ""},
 	}
 	for _, tt := range tests {
@@ -590,13 +657,13 @@ func TestMTLSAndToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := s.seen("GetInfo")
-	want := agent.Caller{ID: "cert:bob", Kind: "cert", Subject: "CN=bob,O=sockagent tests", Token: "ci"}
+	want := agent.Caller{ID: "cert:CN=bob,O=sockagent tests", Kind: "cert", Subject: testSubject("bob"), Token: "ci"}
 	if len(seen) != 1 || fmt.Sprint(seen[0]) != fmt.Sprint(want) {
 		t.Errorf("callers %+v, want [%+v]", seen, want)
 	}
 	recs := s.log.records(t, "rpc")
-	if len(recs) != 2 || recs[0]["caller"] != "cert:bob" || recs[0]["code"] != "Unauthenticated" ||
-		recs[1]["caller"] != "cert:bob" || recs[1]["token"] != "ci" || recs[1]["code"] != "OK" {
+	if len(recs) != 2 || recs[0]["caller"] != want.ID || recs[0]["code"] != "Unauthenticated" ||
+		recs[1]["caller"] != want.ID || recs[1]["token"] != "ci" || recs[1]["code"] != "OK" {
 		t.Errorf("log lines %v", recs)
 	}
 }

@@ -46,11 +46,17 @@ func IsAudited(fullMethod string) bool { return audited[fullMethod] }
 // unary authenticates a unary RPC, runs it with the caller in its context, and logs it.
 func (a *Agent) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	caller, why, authed, err := a.callerOf(ctx, info.FullMethod)
+	caller, gen, why, authed, err := a.callerOf(ctx, info.FullMethod)
 	ctx = engine.WithCaller(ctx, caller)
 	var resp any
 	if err == nil {
-		resp, err = handler(ctx, req)
+		var done func() bool
+		if ctx, done = a.tracked(ctx, caller, gen); done == nil {
+			why, err = "token revoked", errUnauthenticated()
+		} else {
+			resp, err = handler(ctx, req)
+			why, err = revokedEnd(done(), err)
+		}
 	}
 	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, unauthenticated: !authed, req: req, resp: resp, err: err, start: start})
 	return resp, err
@@ -207,8 +213,14 @@ func (a *Agent) logReclaim(in engine.Info, cause, why string) {
 func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx := ss.Context()
 	start := time.Now()
-	caller, why, authed, err := a.callerOf(ctx, info.FullMethod)
+	caller, gen, why, authed, err := a.callerOf(ctx, info.FullMethod)
 	ctx = engine.WithCaller(ctx, caller)
+	var done func() bool
+	if err == nil {
+		if ctx, done = a.tracked(ctx, caller, gen); done == nil {
+			why, err = "token revoked", errUnauthenticated()
+		}
+	}
 	var counts *engine.StreamCounts
 	if info.FullMethod == sockagentv1.SocketService_Attach_FullMethodName {
 		counts = new(engine.StreamCounts)
@@ -217,6 +229,7 @@ func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	cs := &callerStream{ServerStream: ss, ctx: ctx}
 	if err == nil {
 		err = handler(srv, cs)
+		why, err = revokedEnd(done(), err)
 	}
 	var req any
 	if first := cs.first.Load(); first != nil {
@@ -224,6 +237,30 @@ func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	}
 	a.logRPC(ctx, rpcRecord{method: info.FullMethod, caller: caller, authFailure: why, unauthenticated: !authed, req: req, err: err, start: start, counts: counts})
 	return err
+}
+
+// tracked registers an RPC a token authenticated (gen not nil) with trackToken, so that
+// revoking the token ends it. done is nil when the token was revoked meanwhile; for an RPC no
+// token authenticated it does nothing.
+func (a *Agent) tracked(ctx context.Context, c Caller, gen *Tokens) (context.Context, func() bool) {
+	if gen == nil {
+		return ctx, func() bool { return false }
+	}
+	ctx, done, ok := a.trackToken(ctx, c, gen)
+	if !ok {
+		return ctx, nil
+	}
+	return ctx, done
+}
+
+// revokedEnd is the outcome of an RPC whose token was revoked while it ran: the failure its
+// cancelled context caused becomes UNAUTHENTICATED (a call that had already succeeded keeps its
+// result).
+func revokedEnd(revoked bool, err error) (why string, _ error) {
+	if revoked && err != nil {
+		return "token revoked", errUnauthenticated()
+	}
+	return "", err
 }
 
 type streamCountsKey struct{}

@@ -262,6 +262,7 @@ func peerKey(c net.Conn) string {
 // tapResult is what tapAuth found out about an RPC, for the interceptors.
 type tapResult struct {
 	caller Caller
+	gen    *Tokens // the token set that authenticated it; nil when no token did
 	// authenticated: the caller proved who it is, or the agent asks no proof (no tokens).
 	// False for a health RPC let in without a token.
 	authenticated bool
@@ -276,12 +277,12 @@ type tapKey struct{}
 // reader goroutine, so it does nothing that blocks.
 func (a *Agent) tapAuth(ctx context.Context, info *tap.Info) (context.Context, error) {
 	start := time.Now()
-	caller, why, err := a.authenticate(ctx, info.FullMethodName)
+	caller, gen, why, err := a.authenticate(ctx, info.FullMethodName)
 	if err != nil {
 		a.refusals.logRPC(ctx, info.FullMethodName, caller, why, err, start)
 		return ctx, err
 	}
-	r := &tapResult{caller: caller, authenticated: caller.Token != "" || a.tokens.Load() == nil}
+	r := &tapResult{caller: caller, gen: gen, authenticated: caller.Token != "" || a.tokens.Load() == nil}
 	c := connOf(ctx)
 	if r.authenticated {
 		if c != nil && !c.authenticate() {
@@ -489,10 +490,10 @@ func clip(s string, max int) string {
 
 // callerOf is the caller tapAuth found, for the interceptors, or the result of
 // authenticating again when tapAuth did not run.
-func (a *Agent) callerOf(ctx context.Context, method string) (c Caller, why string, authenticated bool, err error) {
+func (a *Agent) callerOf(ctx context.Context, method string) (c Caller, gen *Tokens, why string, authenticated bool, err error) {
 	if r, ok := tapCaller(ctx); ok {
-		return r.caller, "", r.authenticated, nil
+		return r.caller, r.gen, "", r.authenticated, nil
 	}
-	c, why, err = a.authenticate(ctx, method)
-	return c, why, err == nil && (c.Token != "" || a.tokens.Load() == nil), err
+	c, gen, why, err = a.authenticate(ctx, method)
+	return c, gen, why, err == nil && (c.Token != "" || a.tokens.Load() == nil), err
 }

@@ -80,13 +80,13 @@ func (d *demo) sockctl(wantExit int, args ...string) (stdout, stderr string, err
 	d.a.out.printf("$ sockctl %s\n", strings.Join(quoted, " "))
 	var out, errOut bytes.Buffer
 	code := run(d.ctx, d.argv(args...), nil, nil, &out, &errOut)
-	d.a.out.printf("%s", out.String())
+	d.a.out.own(out.String())
 	if out.Len() > 0 && !bytes.HasSuffix(out.Bytes(), []byte("\n")) {
 		d.a.out.printf("\n")
 	}
 	for _, line := range strings.SplitAfter(errOut.String(), "\n") {
 		if line != "" {
-			d.a.out.printf("  (stderr) %s", line)
+			d.a.out.own("  (stderr) " + line)
 		}
 	}
 	if errOut.Len() > 0 && !strings.HasSuffix(errOut.String(), "\n") {

@@ -47,14 +47,54 @@ type writer struct {
 	stderr io.Writer
 }
 
-// errorf prints a diagnostic on stderr.
+// errorf prints a diagnostic on stderr; its arguments are shown printable (see clean).
 func (w *writer) errorf(format string, args ...any) {
-	fmt.Fprintf(w.stderr, format, args...)
+	fmt.Fprintf(w.stderr, format, cleanArgs(args)...)
 }
 
-// printf prints a result on stdout.
+// printf prints a result on stdout; its arguments are shown printable (see clean).
 func (w *writer) printf(format string, args ...any) {
-	fmt.Fprintf(w.stdout, format, args...)
+	fmt.Fprintf(w.stdout, format, cleanArgs(args)...)
+}
+
+// clean shows a string an agent or its peers chose (an address, a path, a host name, an error
+// message) on one line with every terminal control character escaped (runner.Printable), so
+// that none can rewrite the user's terminal. Every printer of such strings passes them here.
+func clean(s string) string { return runner.Printable(s) }
+
+// cleanText is clean for text that may span lines (a diagnostic listing several problems):
+// each line is cleaned, the newlines kept.
+func cleanText(s string) string {
+	if !strings.Contains(s, "\n") {
+		return clean(s)
+	}
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = clean(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// cleanArgs cleans the string, error and Stringer arguments of a format (cleanText); the
+// format itself is sockctl's own.
+func cleanArgs(args []any) []any {
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			args[i] = cleanText(v)
+		case error:
+			args[i] = cleanText(v.Error())
+		case fmt.Stringer:
+			args[i] = cleanText(v.String())
+		}
+	}
+	return args
+}
+
+// own writes text sockctl itself printed and cleaned already (the demo shows the output of
+// the commands it runs) to stdout unchanged.
+func (w *writer) own(s string) {
+	_, _ = io.WriteString(w.stdout, s)
 }
 
 // raw writes received bytes to stdout unchanged, or as one line of hex.
@@ -95,7 +135,7 @@ func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 	fmt.Fprintln(tw, socketHeader)
 	for _, s := range socks {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n",
-			s.GetSocketId(), dash(s.GetNetwork()), kindName(s.GetKind()), stateName(s.GetState()),
+			clean(s.GetSocketId()), dash(s.GetNetwork()), kindName(s.GetKind()), stateName(s.GetState()),
 			dash(s.GetLocalAddress()), dash(s.GetRemoteAddress()), s.GetBytesSent(), s.GetBytesReceived(),
 			dash(s.GetSessionId()), seconds(s.GetAge()), seconds(s.GetIdle()))
 	}
@@ -107,7 +147,7 @@ func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 			buf.WriteString(serving(s) + "\n")
 		}
 		if s.GetAttached() {
-			buf.WriteString(s.GetSocketId() + " attached: an Attach stream owns its data; other data calls answer SOCKET_BUSY\n")
+			buf.WriteString(clean(s.GetSocketId()) + " attached: an Attach stream owns its data; other data calls answer SOCKET_BUSY\n")
 		}
 	}
 	_, err := w.stdout.Write(buf.Bytes())
@@ -126,7 +166,7 @@ func seconds(d *durationpb.Duration) string {
 func (w *writer) info(r *sockagentv1.GetInfoResponse) error {
 	var buf bytes.Buffer // one write: sockctl's start-up budget is a few milliseconds
 	tw := tabwriter.NewWriter(&buf, 0, 0, 1, ' ', 0)
-	kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, clean(v)) }
 	kv("hostname", r.GetHostname())
 	kv("version", r.GetVersion())
 	kv("os/arch", r.GetOs()+"/"+r.GetArch())
@@ -163,7 +203,7 @@ func (w *writer) info(r *sockagentv1.GetInfoResponse) error {
 	buf.WriteString("interfaces:\n")
 	tw = tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	for _, i := range r.GetInterfaces() {
-		fmt.Fprintf(tw, "  %s\tindex %d\tmtu %d\t%s\t%s\n", i.GetName(), i.GetIndex(), i.GetMtu(),
+		fmt.Fprintf(tw, "  %s\tindex %d\tmtu %d\t%s\t%s\n", clean(i.GetName()), i.GetIndex(), i.GetMtu(),
 			dash(strings.Join(i.GetFlags(), ",")), dash(strings.Join(i.GetAddresses(), " ")))
 	}
 	if err := tw.Flush(); err != nil {
@@ -187,18 +227,18 @@ func enumName(s, prefix string) string {
 	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s, prefix)), "_", "-")
 }
 
-// dash stands in for an empty table cell.
+// dash stands in for an empty table cell, and cleans a full one.
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return clean(s)
 }
 
 // probe prints a probe's results as "key: value" lines.
 func (w *writer) probe(network string, r *sockagentv1.ProbeResponse) error {
 	tw := tabwriter.NewWriter(w.stdout, 0, 0, 1, ' ', 0)
-	kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, clean(v)) }
 	kv("target", fmt.Sprintf("%s %s", network, dash(r.GetRemoteAddress())))
 	kv("local", dash(r.GetLocalAddress()))
 	kv("sent", fmt.Sprint(r.GetSent()))
@@ -297,7 +337,7 @@ func serving(s *sockagentv1.Socket) string {
 		parts = append(parts, fmt.Sprintf("datagrams in %d, out %d", sv.GetDatagramsIn(), sv.GetDatagramsOut()))
 	}
 	if sv.GetErrors() > 0 {
-		parts = append(parts, fmt.Sprintf("errors %d (last: %s)", sv.GetErrors(), sv.GetLastError()))
+		parts = append(parts, fmt.Sprintf("errors %d (last: %s)", sv.GetErrors(), clean(sv.GetLastError())))
 	}
-	return fmt.Sprintf("%s serving %s: %s", s.GetSocketId(), enumName(sv.GetBehaviour().String(), "BEHAVIOUR_"), strings.Join(parts, ", "))
+	return fmt.Sprintf("%s serving %s: %s", clean(s.GetSocketId()), enumName(sv.GetBehaviour().String(), "BEHAVIOUR_"), strings.Join(parts, ", "))
 }

@@ -361,9 +361,11 @@ func (p *parser) ruleSet(n *yaml.Node, what string, isDefault bool) (*rawSet, er
 		}
 		fields["callers"] = func(n *yaml.Node) (err error) {
 			r.set.Callers, err = p.strings(n, what+".callers", func(n *yaml.Node, w, s string) (string, error) {
-				if s == "" || s == "san:" || s == "subject:" || s == "token:" {
-					return "", p.errf(n, "%s: empty caller pattern; use \"*\" for every caller", w)
+				c, err := compileCaller(s)
+				if err != nil {
+					return "", p.errf(n, "%s: %v", w, err)
 				}
+				r.set.callers = append(r.set.callers, c)
 				return s, nil
 			})
 			if err == nil && len(r.set.Callers) == 0 {

@@ -36,7 +36,7 @@
 //	    buffered_bytes: 16777216
 //	rule_sets:                      # first match wins
 //	  - name: ci
-//	    callers: ["token:ci", "cert:CN=ci-*", "san:*.lab.example"]
+//	    callers: ["token:ci", "subject:CN=ci-*,O=Lab", "san:*.lab.example"]
 //	    destinations: {allow: [{cidrs: [127.0.0.0/8]}]}
 //
 // Rules: a rule matches an address when the address lies in one of its cidrs (a bare IP is a
@@ -70,14 +70,33 @@
 // limits and session_limits inherit field by field. So `destinations: {deny: [...]}` adds no allow rule and keeps
 // the inherited one. Unknown keys are errors.
 //
-// Callers: a pattern matches Caller.ID ("anonymous", "token:NAME", "cert:COMMON-NAME"), with "*"
-// matching any run of characters; "token:PATTERN" also matches the token name a certificate
-// caller sent, "subject:PATTERN" a certificate caller's whole subject (RFC 2253, such as
-// "CN=ci-1,O=Lab") and "san:PATTERN" any of its SANs. Limits count per Caller.ID: two callers
-// of one rule set each get the set's limits.
+// Callers: each rule set lists caller patterns; the set applies when one matches.
+//
+//   - "token:GLOB" matches a token caller's name ("token:ci", "token:sha256-*"), and the name of
+//     the token a certificate caller also sent.
+//   - "san:GLOB" matches any of a certificate caller's subject alternative names (DNS, IP, URI,
+//     e-mail): "san:*.lab.example".
+//   - "subject:ATTRS" matches a certificate caller whose subject has every attribute listed,
+//     in any order, others allowed: "subject:OU=lab,O=Example" matches CN=h1,OU=lab,O=Example.
+//   - "cert:SUBJECT" matches a certificate caller whose whole subject is SUBJECT, attribute by
+//     attribute in order, as its identity writes it ("cert:CN=ci-1,O=Lab"; the caller ID is
+//     "cert:" + the subject); "cert:*" matches every certificate caller.
+//   - Anything else ("anonymous", "*", "uid:*") is a glob over Caller.ID, "*" matching any run
+//     of characters; such a glob matches a certificate caller only when it is "*".
+//
+// ATTRS and SUBJECT are written as RFC 4514 writes a subject: TYPE=VALUE pairs joined by ","
+// (or "+"), types by name (CN, O, OU, C, L, ST, STREET, DC, UID, SERIALNUMBER, POSTALCODE;
+// any case) or dotted OID, values with , + " \ < > ; = escaped by a backslash (or any byte
+// as \XX). In a value, "*" matches any run of characters and "\*" is a star. Patterns match
+// the certificate's parsed attributes, never a string of the whole subject: a common name of
+// "mallory,OU=lab" is one CN value, so neither "subject:OU=lab" nor "*OU=lab" matches it, and
+// a certificate without CN whose O is "Lab" ("cert:O=Lab") is not one whose CN is "O=Lab"
+// ("cert:CN=O\=Lab"). Limits count per Caller.ID: two callers of one rule set each get the
+// set's limits.
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -109,6 +128,7 @@ type RuleSet struct {
 	Name string
 	// Callers are the caller patterns the set applies to (empty in the default set).
 	Callers []string
+	callers []callerPattern // Callers parsed, by Parse
 	// Networks are the network names allowed, among contract.AllNetworks.
 	Networks []string
 	// Destinations govern Dial and SendTo targets.
@@ -175,10 +195,10 @@ type SessionLimits struct {
 
 // Identity is who asks: the fields of the agent's Caller that policies match on.
 type Identity struct {
-	// ID is "anonymous", "token:NAME" or "cert:COMMON-NAME".
+	// ID is "anonymous", "token:NAME" or "cert:" + the certificate's Subject.String().
 	ID string
-	// Subject is a certificate caller's whole subject.
-	Subject string
+	// Subject is a certificate caller's subject, parsed; nil for every other caller.
+	Subject Subject
 	// SANs are a certificate caller's subject alternative names.
 	SANs []string
 	// Token names the caller's valid token, also for a certificate caller that sent one.
@@ -222,49 +242,88 @@ func (p *Policy) For(id Identity) *RuleSet {
 }
 
 func (s *RuleSet) matches(id Identity) bool {
-	for _, pat := range s.Callers {
-		if san, ok := strings.CutPrefix(pat, "san:"); ok {
-			for _, n := range id.SANs {
-				if glob(san, n) {
-					return true
-				}
+	pats := s.callers
+	if len(pats) != len(s.Callers) { // a RuleSet built by hand, not by Parse
+		pats = nil
+		for _, c := range s.Callers {
+			if p, err := compileCaller(c); err == nil {
+				pats = append(pats, p)
 			}
-			continue
 		}
-		if subj, ok := strings.CutPrefix(pat, "subject:"); ok {
-			if id.Subject != "" && glob(subj, id.Subject) {
-				return true
-			}
-			continue
-		}
-		if tok, ok := strings.CutPrefix(pat, "token:"); ok && id.Token != "" && glob(tok, id.Token) {
-			return true
-		}
-		if glob(pat, id.ID) {
+	}
+	for _, p := range pats {
+		if p.matches(id) {
 			return true
 		}
 	}
 	return false
 }
 
-// glob matches s against pattern, where "*" matches any run of characters (slashes and
-// commas included: certificate subjects have both) and everything else matches itself.
-func glob(pattern, s string) bool {
-	star := strings.IndexByte(pattern, '*')
-	if star < 0 {
-		return pattern == s
-	}
-	if !strings.HasPrefix(s, pattern[:star]) {
-		return false
-	}
-	s = s[star:]
-	rest := pattern[star+1:]
-	for i := 0; i <= len(s); i++ {
-		if glob(rest, s[i:]) {
-			return true
+// callerPattern is one parsed entry of a rule set's callers.
+type callerPattern struct {
+	prefix string // "san:", "token:", "subject:", "cert:", or "" for a glob over Caller.ID
+	glob   string
+	subj   subjectPattern
+}
+
+// compileCaller parses a caller pattern; "subject:" and "cert:" patterns must be RFC 4514
+// attribute lists (see the package doc).
+func compileCaller(pat string) (callerPattern, error) {
+	for _, prefix := range []string{"san:", "token:", "subject:", "cert:"} {
+		rest, ok := strings.CutPrefix(pat, prefix)
+		if !ok {
+			continue
 		}
+		if rest == "" {
+			return callerPattern{}, errors.New("empty caller pattern; use \"*\" for every caller")
+		}
+		c := callerPattern{prefix: prefix, glob: rest}
+		if prefix == "subject:" || prefix == "cert:" {
+			sp, err := compileSubjectPattern(rest, prefix == "cert:")
+			if err != nil {
+				return callerPattern{}, fmt.Errorf("%s pattern %q: %w (such as %sCN=ci-*,O=Lab)", strings.TrimSuffix(prefix, ":"), rest, err, prefix)
+			}
+			c.subj = sp
+		}
+		return c, nil
 	}
-	return false
+	if pat == "" {
+		return callerPattern{}, errors.New("empty caller pattern; use \"*\" for every caller")
+	}
+	return callerPattern{glob: pat}, nil
+}
+
+func (c callerPattern) matches(id Identity) bool {
+	switch c.prefix {
+	case "san:":
+		for _, n := range id.SANs {
+			if glob(c.glob, n) {
+				return true
+			}
+		}
+		return false
+	case "subject:", "cert:":
+		return c.subj.matches(id.Subject)
+	case "token:": // a token caller's name, or the token a certificate caller also sent
+		name, ok := id.Token, id.Token != ""
+		if !ok {
+			name, ok = strings.CutPrefix(id.ID, "token:")
+		}
+		return ok && glob(c.glob, name)
+	}
+	// A glob over a certificate caller's ID would reach into its subject's values (a CN of
+	// "x,OU=lab" against "*OU=lab"): certificate callers are matched by their attributes only.
+	if id.Subject != nil || strings.HasPrefix(id.ID, "cert:") {
+		return c.glob == "*"
+	}
+	return glob(c.glob, id.ID)
+}
+
+// glob matches s against pattern, where "*" matches any run of characters (slashes and
+// commas included) and everything else matches itself; in time linear in len(s) per piece
+// of the pattern, however many stars it has.
+func glob(pattern, s string) bool {
+	return globPieces(strings.Split(pattern, "*"), s)
 }
 
 // CheckNetwork refuses a network name the set does not list.

@@ -96,13 +96,27 @@ rule_sets:
     networks: [tcp4]
     limits: {blocking_calls: 3}
   - name: lab
-    callers: ["san:*.lab.example", "subject:*OU=lab-hosts"]
+    callers: ["san:*.lab.example", "subject:OU=lab-hosts"]
     destinations: {allow: [{}]}
     unix_paths: {allow: ["@sockagent-", /run/sockagent], deny: [/run/sockagent/private]}
   - name: open
     callers: [anonymous]
     destinations: {allow: [{}], deny: []}
 `
+
+// certID is the identity of a certificate caller whose subject is the RFC 4514 string subj.
+func certID(t *testing.T, subj string) Identity {
+	t.Helper()
+	s, err := ParseSubject(subj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Identity{ID: "cert:" + s.String(), Subject: s}
+}
+
+func withSANs(id Identity, sans ...string) Identity { id.SANs = sans; return id }
+
+func withToken(id Identity, tok string) Identity { id.Token = tok; return id }
 
 func TestMatching(t *testing.T) {
 	t.Parallel()
@@ -116,12 +130,13 @@ func TestMatching(t *testing.T) {
 		{Identity{ID: "token:x"}, def},
 		{Identity{ID: "token:ci"}, ci},
 		{Identity{ID: "token:cix"}, def},
-		{Identity{ID: "cert:CN=ci-7,O=x/y"}, ci},
-		{Identity{ID: "cert:CN=lab", SANs: []string{"a.b", "h1.lab.example"}}, lab},
-		{Identity{ID: "cert:CN=lab", SANs: []string{"lab.example"}}, def},
-		{Identity{ID: "cert:ci-9", Subject: "CN=ci-9,O=Lab", Token: "ci"}, ci}, // the token it also sent
-		{Identity{ID: "cert:x", Subject: "CN=x,O=Lab,OU=lab-hosts"}, lab},      // subject:
-		{Identity{ID: "cert:x", Subject: "CN=x,O=Other"}, def},
+		{certID(t, "CN=ci-7"), ci},
+		{certID(t, "CN=ci-7,O=x/y"), def}, // cert: is the whole subject
+		{withSANs(certID(t, "CN=lab"), "a.b", "h1.lab.example"), lab},
+		{withSANs(certID(t, "CN=lab"), "lab.example"), def},
+		{withToken(certID(t, "CN=ci-9,O=Lab"), "ci"), ci}, // the token it also sent
+		{certID(t, "CN=x,O=Lab,OU=lab-hosts"), lab},       // subject:
+		{certID(t, "CN=x,O=Other"), def},
 	} {
 		if got := p.For(tc.id); got != tc.want {
 			t.Errorf("For(%+v) = %s, want %s", tc.id, got.Name, tc.want.Name)

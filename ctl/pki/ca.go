@@ -21,6 +21,8 @@ const labOrg = "sockagent lab"
 type Spec struct {
 	CommonName   string
 	Organization string
+	// Subject, if set, is the whole subject; CommonName and Organization are then ignored.
+	Subject *pkix.Name
 	// DNSNames, IPAddresses and EmailAddresses are a leaf's subject alternative names.
 	DNSNames       []string
 	IPAddresses    []net.IP
@@ -99,6 +101,9 @@ func (ca *CA) Issue(spec Spec) (*KeyPair, error) {
 }
 
 func (s Spec) subject() pkix.Name {
+	if s.Subject != nil {
+		return *s.Subject
+	}
 	n := pkix.Name{CommonName: s.CommonName}
 	if s.Organization != "" {
 		n.Organization = []string{s.Organization}

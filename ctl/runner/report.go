@@ -284,7 +284,7 @@ func (t *Table) Row(s StepReport) {
 	b = padRight(append(b, ' '), s.Action, max(t.action, 9))
 	b = padRight(append(b, ' '), result, 6)
 	b = padLeft(append(b, ' '), fmtMS(s.DurationMS), 9)
-	b = append(append(b, "  "...), detail...)
+	b = append(append(b, "  "...), Printable(detail)...)
 	b = append(b, '\n')
 	t.buf = b
 	_, _ = t.w.Write(b)
@@ -324,7 +324,7 @@ func fmtMS(v float64) string {
 func (t *Table) Summary(r *Report) {
 	for _, a := range r.Agents {
 		if !a.Reachable {
-			fmt.Fprintf(t.w, "agent %s (%s) unreachable: %s\n", a.Name, a.Address, a.Error)
+			fmt.Fprintf(t.w, "agent %s (%s) unreachable: %s\n", a.Name, Printable(a.Address), Printable(a.Error))
 		}
 	}
 	closed, gone, failed := 0, 0, 0
@@ -332,7 +332,7 @@ func (t *Table) Summary(r *Report) {
 		switch c.Status {
 		case "failed":
 			failed++
-			fmt.Fprintf(t.w, "cleanup: could not close %s on %s: %s\n", c.Socket, c.Agent, c.Error)
+			fmt.Fprintf(t.w, "cleanup: could not close %s on %s: %s\n", Printable(c.Socket), c.Agent, Printable(c.Error))
 		case "gone":
 			gone++
 		default:

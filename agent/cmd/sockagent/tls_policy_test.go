@@ -31,7 +31,7 @@ func TestPolicyOverMTLS(t *testing.T) {
     deny: [{name: no port %s, cidrs: [127.0.0.0/8], ports: [%s]}]
 rule_sets:
   - name: bob
-    callers: ["cert:bob"]
+    callers: ["subject:CN=bob"]
     destinations:
       deny: [{name: bob goes nowhere}]
 `, port, port)))
@@ -47,8 +47,8 @@ rule_sets:
 
 	lis := listenTCP(t, sa)
 	id := lis.GetSocketId()
-	if owner := lis.GetOwner(); owner != "cert:alice" {
-		t.Errorf("owner %q, want cert:alice", owner)
+	if owner := lis.GetOwner(); owner != "cert:CN=alice,O=sockagent tests" {
+		t.Errorf("owner %q, want cert:CN=alice,O=sockagent tests", owner)
 	}
 	// alice may dial her listener; bob's rule set denies him every destination.
 	c, err := sa.Dial(ctxT(t), &sockagentv1.DialRequest{Network: "tcp", Address: lis.GetLocalAddress()})

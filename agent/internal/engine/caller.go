@@ -1,21 +1,25 @@
 package engine
 
-import "context"
+import (
+	"context"
+
+	"github.com/sockagent/sockagent/agent/policy"
+)
 
 // Caller is who made an RPC, as the transport proved it: a verified client certificate, a
 // bearer token, or nobody (plaintext without a token).
 type Caller struct {
 	// ID names the caller in logs, policies and socket ownership: "cert:" + the verified
-	// client certificate's subject common name (the whole subject, RFC 2253, when it has no
-	// CN); else "token:NAME" (NAME from the token file, "lineN" for a bare secret on line N);
-	// else "uid:N" for a plaintext call over a UNIX socket whose peer runs as user N (the
-	// kernel says so); else "anonymous". A certificate wins over a token, a token over a uid;
-	// Token then names the token too.
+	// client certificate's whole subject, RFC 4514 with every value escaped
+	// (Subject.String()); else "token:NAME" (NAME from the token file; for a bare secret,
+	// "sha256-" and a prefix of a hash of the secret); else "uid:N" for a plaintext call over a
+	// UNIX socket whose peer runs as user N (the kernel says so); else "anonymous". A
+	// certificate wins over a token, a token over a uid; Token then names the token too.
 	ID string
 	// Kind is "cert", "token", "uid" or "anonymous".
 	Kind string
-	// Subject is the client certificate's subject (cert callers).
-	Subject string
+	// Subject is the client certificate's subject, parsed (cert callers; nil for others).
+	Subject policy.Subject
 	// SANs are the client certificate's DNS, IP, URI and e-mail names (cert callers).
 	SANs []string
 	// Token is the name of the caller's valid bearer token (token callers, and cert callers

@@ -243,29 +243,6 @@ func (t *Table) closeAll(socks []*sock, cause, why string) {
 	}
 }
 
-// CloseOwner closes every socket of owner and ends its sessions, saying why: served sockets
-// stop serving, Attach streams and blocked calls on them end with SOCKET_CLOSED. The agent
-// calls it when the owner's credentials are revoked, so nothing it started outlives them. It
-// returns how many sockets it closed.
-func (t *Table) CloseOwner(owner, why string) int {
-	t.mu.Lock()
-	var socks []*sock
-	for _, ss := range t.sessions {
-		if ss.owner == owner {
-			socks = append(socks, t.endSessionLocked(ss)...)
-		}
-	}
-	for _, k := range t.socks {
-		if k.owner == owner {
-			t.forgetLocked(k)
-			socks = append(socks, k)
-		}
-	}
-	t.mu.Unlock()
-	t.closeAll(socks, "revoked", why)
-	return len(socks)
-}
-
 // ListSessions returns the open sessions of ctx's caller, oldest first.
 func (t *Table) ListSessions(ctx context.Context) []SessionInfo {
 	owner := CallerFrom(ctx).ID
@@ -290,7 +267,8 @@ func (t *Table) NumSessions() int {
 // startIdleReaper arms the idle reaper when t.idle > 0: sockets outside a session with no
 // pending call and unused for t.idle are closed. A served socket is used while it serves: an
 // open connection, or any connection or datagram since the reaper last looked, counts as a
-// call (noteServedActivity), so a busy server is never reaped and a forgotten one is. It checks every idle/4 (10ms to 30s).
+// call (noteServedActivity), so a busy server is never reaped and a forgotten one is. It
+// checks every idle/4 (10ms to 30s).
 func (t *Table) startIdleReaper() {
 	if t.idle <= 0 {
 		return
@@ -332,9 +310,8 @@ func (t *Table) stopTimersLocked() {
 	}
 }
 
-type reqKey struct{ caller, id string }
-
 type reqEntry struct {
+	id   string
 	op   string
 	at   time.Time
 	done chan struct{} // closed when info and err are set
@@ -342,9 +319,29 @@ type reqEntry struct {
 	err  error
 }
 
-type reqRef struct {
-	k reqKey
-	e *reqEntry
+// callerReqs are the request_ids one caller used within requestMemory: each caller's memory
+// is its own, so no caller's requests can push another's out.
+type callerReqs struct {
+	byID  map[string]*reqEntry
+	order []*reqEntry // oldest first; an entry replaced or forgotten stays until pruned
+}
+
+// prune forgets the entries over maxRequests and those older than requestMemory.
+func (r *callerReqs) prune(now time.Time) {
+	for len(r.order) > 0 && (len(r.order) > maxRequests || now.Sub(r.order[0].at) > requestMemory) {
+		if e := r.order[0]; r.byID[e.id] == e {
+			delete(r.byID, e.id)
+		}
+		r.order[0] = nil
+		r.order = r.order[1:]
+	}
+}
+
+// forgetRequestLocked forgets a failed request, so that its retry runs again.
+func (t *Table) forgetRequestLocked(caller string, e *reqEntry) {
+	if r := t.reqs[caller]; r != nil && r.byID[e.id] == e {
+		delete(r.byID, e.id)
+	}
 }
 
 // idempotent runs fn, the creation op of ctx's caller, once per request_id: a repeat within
@@ -357,29 +354,26 @@ func (t *Table) idempotent(ctx context.Context, op, requestID string, fn func() 
 	if len(requestID) > maxRequestID {
 		return Info{}, badArg(contract.ReasonInvalidArgument, "%s: request_id is %d bytes, at most %d", op, len(requestID), maxRequestID)
 	}
-	k := reqKey{CallerFrom(ctx).ID, requestID}
+	caller := CallerFrom(ctx).ID
 	for {
 		now := time.Now()
 		t.mu.Lock()
-		for len(t.reqOrder) > 0 && (len(t.reqOrder) > maxRequests || now.Sub(t.reqOrder[0].e.at) > requestMemory) {
-			if r := t.reqOrder[0]; t.reqs[r.k] == r.e {
-				delete(t.reqs, r.k)
-			}
-			t.reqOrder[0] = reqRef{}
-			t.reqOrder = t.reqOrder[1:]
+		r := t.reqs[caller]
+		if r == nil {
+			r = &callerReqs{byID: map[string]*reqEntry{}}
+			t.reqs[caller] = r
 		}
-		e, ok := t.reqs[k]
+		r.prune(now)
+		e, ok := r.byID[requestID]
 		if !ok {
-			e = &reqEntry{op: op, at: now, done: make(chan struct{})}
-			t.reqs[k] = e
-			t.reqOrder = append(t.reqOrder, reqRef{k, e})
+			e = &reqEntry{id: requestID, op: op, at: now, done: make(chan struct{})}
+			r.byID[requestID] = e
+			r.order = append(r.order, e)
 			t.mu.Unlock()
 			e.info, e.err = fn()
 			if e.err != nil {
 				t.mu.Lock()
-				if t.reqs[k] == e {
-					delete(t.reqs, k)
-				}
+				t.forgetRequestLocked(caller, e)
 				t.mu.Unlock()
 			}
 			close(e.done)
@@ -399,4 +393,25 @@ func (t *Table) idempotent(ctx context.Context, op, requestID string, fn func() 
 		}
 		// The first call failed and was forgotten: this one runs it again.
 	}
+}
+
+// CloseOwner closes every socket of owner and ends its sessions, for when the agent withdraws
+// owner's right to them (its token was revoked): served sockets stop answering, calls blocked
+// on the sockets return SOCKET_CLOSED saying why, and the owner's request_ids are forgotten.
+// Each socket is reported to OnReclaim with cause "revoked". It returns how many sockets it
+// closed.
+func (t *Table) CloseOwner(owner, why string) int {
+	t.mu.Lock()
+	var socks []*sock
+	for _, s := range t.sessionsBy[owner] {
+		socks = append(socks, t.endSessionLocked(s)...)
+	}
+	for _, s := range t.socksBy[owner] {
+		t.forgetLocked(s)
+		socks = append(socks, s)
+	}
+	delete(t.reqs, owner)
+	t.mu.Unlock()
+	t.closeAll(socks, "revoked", why)
+	return len(socks)
 }

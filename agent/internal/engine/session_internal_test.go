@@ -3,7 +3,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +92,125 @@ func TestStoppingIsNotARestart(t *testing.T) {
 		if r := Reason(err); r != contract.ReasonAgentStopping || strings.Contains(err.Error(), "restarted") {
 			t.Errorf("%s after Stop: %s %v; want AGENT_STOPPING without a restart hint", name, r, err)
 		}
+	}
+}
+
+// request_ids are remembered per caller: another caller's maxRequests+1 requests do not push
+// mine out of the memory (its own oldest is the one that goes), so my retry still gets the
+// first result instead of opening a second socket.
+func TestRequestIDsPerCaller(t *testing.T) {
+	tb := newTable(time.Second, 1<<20, nil)
+	defer tb.Stop()
+	alice := WithCaller(context.Background(), Caller{ID: "token:alice"})
+	bob := WithCaller(context.Background(), Caller{ID: "token:bob"})
+	runs := map[string]int{}
+	open := func(ctx context.Context, id string) Info {
+		t.Helper()
+		in, err := tb.idempotent(ctx, "dial", id, func() (Info, error) {
+			runs[CallerFrom(ctx).ID+"/"+id]++
+			return Info{ID: "s-" + CallerFrom(ctx).ID + "-" + id}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	first := open(alice, "mine")
+	for i := range maxRequests + 1 {
+		open(bob, "b"+strconv.Itoa(i))
+	}
+	if again := open(alice, "mine"); again != first || runs["token:alice/mine"] != 1 {
+		t.Errorf("alice's retry after bob's %d requests: %s, ran %d times; want %s, run once", maxRequests+1, again.ID, runs["token:alice/mine"], first.ID)
+	}
+	// Bob's own memory is still bounded: his oldest request was forgotten, his newest kept.
+	open(bob, "b0")
+	open(bob, "b"+strconv.Itoa(maxRequests))
+	if runs["token:bob/b0"] != 2 || runs["token:bob/b"+strconv.Itoa(maxRequests)] != 1 {
+		t.Errorf("bob's oldest ran %d times (want 2: forgotten), newest %d (want 1: remembered)",
+			runs["token:bob/b0"], runs["token:bob/b"+strconv.Itoa(maxRequests)])
+	}
+	tb.mu.Lock()
+	n := len(tb.reqs["token:bob"].byID)
+	tb.mu.Unlock()
+	if n != maxRequests {
+		t.Errorf("bob has %d request_ids remembered, want at most %d", n, maxRequests)
+	}
+}
+
+// CloseOwner closes every socket of one owner, in a session or not, served or not, ends its
+// sessions and forgets its request_ids; another owner's sockets stay, and a served echo stops
+// answering.
+func TestCloseOwnerSessionsServedRequests(t *testing.T) {
+	var reclaimed []string
+	tb := New(Config{DefaultTimeout: time.Second, MaxRecvBytes: 1 << 20, OnReclaim: func(in Info, cause, why string) {
+		reclaimed = append(reclaimed, in.Owner+" "+cause+" "+why)
+	}})
+	defer tb.Stop()
+	alice := WithCaller(context.Background(), Caller{ID: "token:alice"})
+	bob := WithCaller(context.Background(), Caller{ID: "token:bob"})
+	si, err := tb.OpenSession(alice, time.Minute, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSession, err := tb.Listen(WithSession(alice, si.ID), "tcp", "127.0.0.1:0", "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, err := tb.Listen(alice, "tcp", "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Serve(alice, served.ID, BehaviourEcho, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	echo, err := net.Dial("tcp", served.Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	if _, err := echo.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(echo, buf); err != nil || buf[0] != 'x' {
+		t.Fatalf("the echo before: %q %v", buf, err)
+	}
+	kept, err := tb.Listen(bob, "tcp", "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if n := tb.CloseOwner("token:alice", "token alice was revoked"); n != 2 {
+		t.Errorf("CloseOwner closed %d sockets, want 2", n)
+	}
+	if tb.Len() != 1 || tb.NumSessions() != 0 {
+		t.Errorf("after CloseOwner: %d sockets (want bob's 1), %d sessions (want 0)", tb.Len(), tb.NumSessions())
+	}
+	if _, err := tb.GetFor(bob, kept.ID); err != nil {
+		t.Errorf("bob's socket: %v", err)
+	}
+	for _, id := range []string{inSession.ID, served.ID} {
+		_, err := tb.GetFor(alice, id)
+		if !errors.Is(err, ErrUnknownSocket) || !strings.Contains(err.Error(), "token alice was revoked") {
+			t.Errorf("alice's %s after CloseOwner: %v, want UNKNOWN_SOCKET saying why", id, err)
+		}
+	}
+	if want := []string{"token:alice revoked token alice was revoked", "token:alice revoked token alice was revoked"}; !slices.Equal(reclaimed, want) {
+		t.Errorf("reclaimed %q, want %q", reclaimed, want)
+	}
+	_ = echo.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := echo.Write([]byte("y")); err == nil {
+		if n, err := echo.Read(buf); err == nil {
+			t.Errorf("the served echo still answers after CloseOwner: %q", buf[:n])
+		}
+	}
+	tb.mu.Lock()
+	_, remembered := tb.reqs["token:alice"]
+	tb.mu.Unlock()
+	if remembered {
+		t.Error("alice's request_ids are still remembered")
+	}
+	if _, err := tb.Close(bob, kept.ID); err != nil {
+		t.Error(err)
 	}
 }

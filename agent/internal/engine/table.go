@@ -82,9 +82,8 @@ type Table struct {
 	// own, never the whole table's, so one caller's thousands cannot stall another's calls.
 	sessionsBy map[string]map[string]*session
 	socksBy    map[string]map[string]*sock
-	idleTimer  *time.Timer // the idle reaper, nil when idle <= 0
-	reqs       map[reqKey]*reqEntry
-	reqOrder   []reqRef // reqs, oldest first
+	idleTimer  *time.Timer            // the idle reaper, nil when idle <= 0
+	reqs       map[string]*callerReqs // request_ids remembered, per caller
 	// reclaimed remembers the sockets the agent closed on its own (ids never come back), so
 	// that UNKNOWN_SOCKET says why; reclaimedOrder is oldest first, at most maxReclaimed.
 	reclaimed      map[string]reclaim
@@ -104,7 +103,7 @@ func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *Ta
 	return &Table{
 		defaultTimeout: defaultTimeout, maxRecv: maxRecv, policy: pol,
 		socks: map[string]*sock{}, budget: budget{callsBy: map[string]int{}, bytesBy: map[string]int{}, waitsBy: map[string]int{}, socketsBy: map[string]int{}},
-		sessions: map[string]*session{}, sessionsBy: map[string]map[string]*session{}, socksBy: map[string]map[string]*sock{}, reqs: map[reqKey]*reqEntry{}, started: time.Now(),
+		sessions: map[string]*session{}, sessionsBy: map[string]map[string]*session{}, socksBy: map[string]map[string]*sock{}, reqs: map[string]*callerReqs{}, started: time.Now(),
 		reclaimed: map[string]reclaim{},
 	}
 }

@@ -8,6 +8,7 @@ package testpki
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"net"
 	"os"
 	"path/filepath"
@@ -52,7 +53,9 @@ func (ca *CA) Pool() *x509.CertPool {
 
 // Options of an issued certificate.
 type Options struct {
-	CN        string
+	CN string
+	// Subject, if set, is the whole subject instead of CN and the tests' organization.
+	Subject   *pkix.Name
 	DNS       []string
 	IPs       []net.IP
 	Emails    []string
@@ -82,7 +85,7 @@ func (ca *CA) Issue(t testing.TB, o Options) Cert {
 	if o.NotAfter.IsZero() {
 		o.NotAfter = time.Now().Add(24 * time.Hour)
 	}
-	kp, err := ca.ca.Issue(pki.Spec{CommonName: o.CN, Organization: org, DNSNames: o.DNS, IPAddresses: o.IPs,
+	kp, err := ca.ca.Issue(pki.Spec{CommonName: o.CN, Organization: org, Subject: o.Subject, DNSNames: o.DNS, IPAddresses: o.IPs,
 		EmailAddresses: o.Emails, Server: o.Server, NotBefore: o.NotBefore, NotAfter: o.NotAfter})
 	if err != nil {
 		t.Fatal(err)
