@@ -122,7 +122,7 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 		// that contains ':', and errors end up in logs.
 		switch {
 		case named && strings.HasPrefix(name, bareTokenPrefix):
-			return nil, fmt.Errorf("line %d: token name %q: names starting with %q are reserved for bare secrets; choose another name", n, name, bareTokenPrefix)
+			return nil, fmt.Errorf("line %d: the token name starts with %q, which is reserved for bare secrets; choose another name", n, bareTokenPrefix)
 		case name == "":
 			return nil, fmt.Errorf("line %d: empty name before ':' (write NAME:SECRET, or the secret alone)", n)
 		case !validTokenName(name):

@@ -432,7 +432,7 @@ func TestParseTokens(t *testing.T) {
 	}{
 		{"named and bare", "# tokens\n\nalice:s3cret-a\n  bob:s3cret-b  \nbare-secret\r\n", []string{"alice", "bob", "sha256-a02e5191baa76b95"}, ""},
 		{"bare secrets are named by the secret, not the line", "\n\n\nbare-secret\n", []string{"sha256-a02e5191baa76b95"}, ""},
-		{"reserved name", "sha256-a02e5191baa76b95:other\n", nil, `line 1: token name "sha256-a02e5191baa76b95": names starting with "sha256-" are reserved`},
+		{"reserved name", "sha256-a02e5191baa76b95:other\n", nil, `line 1: the token name starts with "sha256-", which is reserved for bare secrets`},
 		{"secret with colon needs a name", "ci:a:b:c\n", []string{"ci"}, ""},
 		{"empty", "# nothing\n\n", nil, "no tokens"},
 		{"empty name", ":secret\n", nil, "line 1: empty name"},
