@@ -341,3 +341,25 @@ func TestGlob(t *testing.T) {
 		}
 	}
 }
+
+// TestUnixDenyResolved: a deny rule applies to the path a symlink resolves to, not only to
+// the path as written: allow D, deny D/private, and D/pub.sock -> D/private/x.sock is denied
+// by the deny rule.
+func TestUnixDenyResolved(t *testing.T) {
+	t.Parallel()
+	d := t.TempDir()
+	private := filepath.Join(d, "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(private, "x.sock"), filepath.Join(d, "pub.sock")); err != nil {
+		t.Fatal(err)
+	}
+	s := mustParse(t, "default:\n  unix_paths: {allow: ["+d+"], deny: ["+private+"]}\n").Default
+	if got, want := ruleOf(s.CheckUnixPath(filepath.Join(d, "pub.sock"))), "unix_paths.deny "+private; got != want {
+		t.Errorf("a link into the denied directory: rule %q, want %q", got, want)
+	}
+	if got := ruleOf(s.CheckUnixPath(filepath.Join(d, "plain.sock"))); got != "" {
+		t.Errorf("a plain path in the allowed directory: rule %q, want none", got)
+	}
+}

@@ -26,6 +26,8 @@ func TestCheck(t *testing.T) {
 		{name: "data equal", expect: []string{"data", "Hello, World!"}, out: hello},
 		{name: "data differs", expect: []string{"data", "Hello"}, out: Outcome{Data: []byte("Hel")}, want: []string{`data: want "Hello", got "Hel"`}},
 		{name: "data empty", expect: []string{"data", ""}, out: Outcome{}},
+		{name: "data longer than expected", expect: []string{"data", "Hello"}, out: hello, want: []string{`data: want "Hello", got "Hello, World!"`}},
+		{name: "data longer than empty", expect: []string{"data", ""}, out: hello, want: []string{`data: want "", got "Hello, World!"`}},
 		{name: "data quoted", expect: []string{"data", "a\n"}, out: Outcome{Data: []byte{0, 'a'}}, want: []string{`data: want "a\n", got "\x00a"`}},
 		{name: "data long", expect: []string{"data", long}, out: Outcome{Data: []byte(long[:70] + "b")},
 			want: []string{`data: want "` + long[:64] + `"... (100 bytes), got "` + long[:64] + `"... (71 bytes); they differ from byte 70`}},
