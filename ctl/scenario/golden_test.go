@@ -75,7 +75,10 @@ func TestInvalidGolden(t *testing.T) {
 // TestValidFiles: every testdata/valid file parses.
 func TestValidFiles(t *testing.T) {
 	t.Parallel()
-	files, _ := filepath.Glob("testdata/valid/*.yaml")
+	files, err := filepath.Glob("testdata/valid/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(files) == 0 {
 		t.Fatal("no valid files")
 	}
