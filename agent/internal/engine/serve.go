@@ -566,6 +566,12 @@ func (sv *server) datagramLoop() {
 		if reply == nil || (uc != nil && !g.mayAnswer(from, len(reply), n)) {
 			continue
 		}
+		if uc != nil && sv.behaviour == BehaviourEcho && g.bounces.isLoop(from, reply) {
+			g.refuse(func() error {
+				return fmt.Errorf("not answering %s: it sent back what this socket answered it %d times in a row, as another echo would (a loop)", from, loopBounces)
+			})
+			continue
+		}
 		var w int
 		if uc != nil {
 			w, err = uc.WriteToUDPAddrPort(reply, from)
@@ -593,6 +599,7 @@ func (sv *server) datagramLoop() {
 type replyGuard struct {
 	sv      *server
 	peers   *peerLimiter
+	bounces bounceGuard
 	allowed netip.AddrPort // the last peer that passed the address checks
 	gen     uint64         // the agent's served-socket generation when allowed was checked
 	noted   time.Time      // when a refusal was last recorded in the socket's last error
@@ -620,7 +627,10 @@ func (g *replyGuard) mayAnswer(from netip.AddrPort, size, request int) bool {
 		}
 		g.allowed, g.gen = from, gen
 	}
-	if !g.peers.allow(from.Addr(), time.Now()) {
+	// A loopback peer is a process of this host, which cannot be forged from the network: its
+	// answers are not rate-limited (probes over loopback run far faster), and a loop with
+	// another echo is broken by the bounce guard instead.
+	if !from.Addr().IsLoopback() && !g.peers.allow(from.Addr(), time.Now()) {
 		g.refuse(func() error {
 			r := g.peers.rate
 			return &limitError{Limit: "serve replies per peer", Max: int(r.perSecond),
@@ -629,6 +639,64 @@ func (g *replyGuard) mayAnswer(from netip.AddrPort, size, request int) bool {
 		return false
 	}
 	return true
+}
+
+// bounceGuard notices an echo loop: a peer that keeps sending back exactly what this socket
+// answered it, as another echo does. It remembers the sums of the last bounceRing answers to
+// the peer it answers (one peer at a time), and reports a loop once loopBounces datagrams in a
+// row from that peer were among them. A client never sends back an answer it got unchanged
+// that often (a probe's datagrams carry sequence numbers), so only loops are refused; the
+// datagram refused leaves the loop, and after the loop's last datagram the peer is answered
+// again.
+type bounceGuard struct {
+	peer    netip.AddrPort
+	ring    [bounceRing]uint64
+	next    int
+	sums    map[uint64]int // the ring's sums and how often each is in it
+	bounces int            // datagrams in a row from peer that were answers it got
+}
+
+const (
+	bounceRing  = 256
+	loopBounces = 256
+)
+
+// isLoop records that reply answers the datagram from, which has the same bytes, and reports
+// whether from has now bounced loopBounces answers in a row.
+func (b *bounceGuard) isLoop(from netip.AddrPort, reply []byte) bool {
+	sum := fnv64(reply)
+	if from != b.peer || b.sums == nil {
+		b.peer, b.bounces, b.next = from, 0, 0
+		b.ring = [bounceRing]uint64{}
+		b.sums = map[uint64]int{}
+	} else if b.sums[sum] > 0 {
+		b.bounces++
+	} else {
+		b.bounces = 0
+	}
+	if b.bounces >= loopBounces {
+		b.bounces = 0
+		return true
+	}
+	if old := b.ring[b.next]; b.sums[old] > 1 {
+		b.sums[old]--
+	} else {
+		delete(b.sums, old)
+	}
+	b.ring[b.next] = sum
+	b.sums[sum]++
+	b.next = (b.next + 1) % bounceRing
+	return false
+}
+
+// fnv64 is the 64-bit FNV-1a sum of p.
+func fnv64(p []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range p {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
 }
 
 // refuse counts a datagram left unanswered, and says why in the socket's last error at most
