@@ -98,6 +98,10 @@ func serve(s *daemon.Setup, stderr io.Writer) int {
 	} else if after != 0 {
 		log.Info("open-file limit", "before", before, "after", after)
 	}
+	if err := s.MakeSocketDir(); err != nil {
+		log.Error("cannot use the socket directory; choose another --socket-dir", "dir", s.Config.SocketDir, "err", err)
+		return 1
+	}
 	cfg := s.Agent
 	cfg.Reflection = reflection.Register
 	a, err := agent.New(cfg)

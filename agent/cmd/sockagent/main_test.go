@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -162,17 +163,31 @@ type proc struct {
 	log    *logLines
 	target string // gRPC target: host:port or unix:PATH
 	addr   string // host:port when listening on TCP
-	done   chan struct{}
-	err    error // Wait's result, set before done is closed
-	conn   *grpc.ClientConn
+	// socketDir is the agent's --socket-dir, where its default policy allows UNIX sockets.
+	socketDir string
+	done      chan struct{}
+	err       error // Wait's result, set before done is closed
+	conn      *grpc.ClientConn
 }
 
 var servingRE = regexp.MustCompile(`msg"?[=:]"?serving"?.*addr"?[=:]"?([^" ]+)`)
 
 // start runs argv (the sockagent binary, perhaps behind `ip netns exec`) and waits until it
-// logs that it serves. The process is killed when the test ends if it still runs.
+// logs that it serves. The process is killed when the test ends if it still runs. Without a
+// --socket-dir in argv, the agent gets a directory of the test's, so that tests leave no
+// socket directory behind on the host.
 func start(t *testing.T, argv ...string) *proc {
 	t.Helper()
+	sockets := ""
+	for i, a := range argv[:len(argv)-1] {
+		if a == "--socket-dir" {
+			sockets = argv[i+1]
+		}
+	}
+	if sockets == "" {
+		sockets = shortTempDir(t)
+		argv = append(slices.Clip(argv), "--socket-dir", sockets)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	// An io.Pipe, not StderrPipe: Wait then returns only after the last line was copied.
 	pr, pw := io.Pipe()
@@ -180,7 +195,7 @@ func start(t *testing.T, argv ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", argv, err)
 	}
-	p := &proc{cmd: cmd, log: newLogLines(pr), done: make(chan struct{})}
+	p := &proc{cmd: cmd, log: newLogLines(pr), done: make(chan struct{}), socketDir: sockets}
 	go func() {
 		p.err = cmd.Wait()
 		pw.Close()
