@@ -41,6 +41,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The binary started again as a helper of a test (an attacker run as another user).
+	if code, ok := runHelper(); ok {
+		os.Exit(code)
+	}
 	dir, err := os.MkdirTemp("", "sockagent-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
