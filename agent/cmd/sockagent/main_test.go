@@ -589,6 +589,14 @@ func TestFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { live.Close() })
+	sockets := shortTempDir(t) // a private --socket-dir for the cases that get that far, so none touches /run
+	openDir := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(openDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(openDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		args   []string
@@ -607,9 +615,12 @@ func TestFlags(t *testing.T) {
 		{"zero recv bytes", []string{"--max-recv-bytes", "0"}, 2, "", "--max-recv-bytes 0: give 1 to"},
 		{"huge recv bytes", []string{"--max-recv-bytes", "5000000000"}, 2, "", "--max-recv-bytes 5000000000: give 1 to"},
 		{"zero shutdown timeout", []string{"--shutdown-timeout", "0s"}, 2, "", "--shutdown-timeout 0s: give a positive duration"},
-		{"address in use", []string{"--listen", busy.Addr().String()}, 1, "", "cannot listen"},
-		{"live unix socket", []string{"--listen", "unix:" + liveSock}, 1, "", "another process serves on this socket"},
-		{"bad address", []string{"--listen", "127.0.0.1:99999"}, 1, "", "cannot listen"},
+		{"address in use", []string{"--listen", busy.Addr().String(), "--socket-dir", sockets}, 1, "", "cannot listen"},
+		{"live unix socket", []string{"--listen", "unix:" + liveSock, "--socket-dir", sockets}, 1, "", "another process serves on this socket"},
+		{"bad address", []string{"--listen", "127.0.0.1:99999", "--socket-dir", sockets}, 1, "", "cannot listen"},
+		{"relative socket dir", []string{"--socket-dir", "sockets"}, 2, "", `--socket-dir "sockets": give an absolute path`},
+		{"socket dir others may enter", []string{"--listen", "127.0.0.1:0", "--socket-dir", openDir}, 1, "",
+			"--socket-dir: agent directory " + openDir + " has mode 0755: other users could reach"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
