@@ -20,6 +20,8 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -84,8 +86,15 @@ type Config struct {
 	// socket owner session cause why; Logger gets it too).
 	AuditLogger *slog.Logger
 	// Policy decides per caller what may be opened and used, and the limits; nil means
-	// policy.Default() (see policy.DefaultYAML).
+	// policy.Default() (see policy.DefaultYAML). Its "$SOCKETS" unix_paths prefixes stand for
+	// SocketDir.
 	Policy *policy.Policy
+	// SocketDir is the agent's socket directory, an absolute path to an existing directory
+	// that only the agent's user should be able to enter: the default policy lets callers put
+	// UNIX sockets there and nowhere else, and GetInfo reports it. When empty, New creates a
+	// private temporary directory (mode 0700) and Close or Shutdown removes it with whatever
+	// is left in it; a directory given here is never removed.
+	SocketDir string
 	// IdleTimeout closes a socket outside a session once no call has used it (and none is
 	// pending) for this long; 0 means DefaultIdleTimeout, negative never.
 	IdleTimeout time.Duration
@@ -141,6 +150,10 @@ type Agent struct {
 	tokenCalls   map[*tokenCall]struct{}
 	audit        *slog.Logger // nil: audit lines only in log
 	hostInfo     hostCache    // GetInfo's hostname and interfaces (info.go)
+	// ownDir is set when New created the socket directory, so the agent removes it once, on
+	// Close or Shutdown.
+	ownDir     bool
+	removeOnce sync.Once
 }
 
 // New builds an Agent; call Serve to accept connections and Close or Shutdown to stop.
@@ -174,7 +187,19 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.Tokens != nil && cfg.Tokens.Len() == 0 {
+		return nil, errors.New("agent config: Tokens is empty; give at least one token or none at all")
+	}
+	ownDir, err := cfg.socketDir()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = policy.Default()
+	}
+	cfg.Policy = cfg.Policy.WithSocketDir(cfg.SocketDir)
 	a := &Agent{
+		ownDir:     ownDir,
 		cfg:        cfg,
 		log:        cfg.Logger,
 		health:     health.NewServer(),
@@ -187,9 +212,6 @@ func New(cfg Config) (*Agent, error) {
 	a.conns = &connLimiter{maxTotal: cfg.MaxConnections, maxUnauth: cfg.MaxUnauthenticated, maxPerPeer: cfg.MaxConnectionsPerPeer,
 		authTimeout: cfg.AuthTimeout, log: a.refusals, perPeer: map[string]int{}}
 	if cfg.Tokens != nil {
-		if cfg.Tokens.Len() == 0 {
-			return nil, errors.New("agent config: Tokens is empty; give at least one token or none at all")
-		}
 		a.tokens.Store(cfg.Tokens)
 	}
 	a.table = engine.New(engine.Config{
@@ -277,6 +299,47 @@ func (cfg *Config) transportDefaults() error {
 	return nil
 }
 
+// socketDir checks SocketDir, or creates a private temporary directory when it is empty
+// (created reports that it did).
+func (cfg *Config) socketDir() (created bool, err error) {
+	if cfg.SocketDir == "" {
+		dir, err := os.MkdirTemp("", "sockagent-") // mode 0700
+		if err != nil {
+			return false, fmt.Errorf("agent config: create a socket directory (SocketDir is empty): %w; set TMPDIR to a writable directory, or give SocketDir", err)
+		}
+		cfg.SocketDir = dir
+		return true, nil
+	}
+	if !filepath.IsAbs(cfg.SocketDir) {
+		return false, fmt.Errorf("agent config: SocketDir %q is not an absolute path", cfg.SocketDir)
+	}
+	cfg.SocketDir = filepath.Clean(cfg.SocketDir)
+	fi, err := os.Stat(cfg.SocketDir)
+	if err != nil {
+		return false, fmt.Errorf("agent config: SocketDir: %w; create it (mode 0700) first", err)
+	}
+	if !fi.IsDir() {
+		return false, fmt.Errorf("agent config: SocketDir %s is not a directory", cfg.SocketDir)
+	}
+	return false, nil
+}
+
+// removeSocketDir removes the socket directory New created, once the agent's sockets are
+// closed.
+func (a *Agent) removeSocketDir() {
+	if !a.ownDir {
+		return
+	}
+	a.removeOnce.Do(func() {
+		if err := os.RemoveAll(a.cfg.SocketDir); err != nil {
+			a.log.Warn("socket directory not removed", "dir", a.cfg.SocketDir, "err", err)
+		}
+	})
+}
+
+// SocketDir is the agent's socket directory (Config.SocketDir, or the one New created).
+func (a *Agent) SocketDir() string { return a.cfg.SocketDir }
+
 // NumSockets counts the sockets open in the agent's table.
 func (a *Agent) NumSockets() int { return a.table.Len() }
 
@@ -288,7 +351,7 @@ func (a *Agent) InstanceID() string { return a.instance }
 
 // Shutdown stops gracefully: health turns NOT_SERVING, every socket is closed (blocked calls
 // return UNAVAILABLE with reason AGENT_STOPPING), in-flight RPCs finish, and the server stops.
-// When ctx ends first, remaining RPCs are cut off.
+// When ctx ends first, remaining RPCs are cut off. A socket directory New created is removed.
 func (a *Agent) Shutdown(ctx context.Context) error {
 	a.health.Shutdown()
 	a.table.Stop()
@@ -297,6 +360,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		a.srv.GracefulStop()
 		close(done)
 	}()
+	defer a.removeSocketDir()
 	select {
 	case <-done:
 		return nil
@@ -307,11 +371,13 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close stops at once: every socket is closed and every RPC cut off.
+// Close stops at once: every socket is closed and every RPC cut off. A socket directory New
+// created is removed.
 func (a *Agent) Close() error {
 	a.health.Shutdown()
 	a.table.Stop()
 	a.srv.Stop()
+	a.removeSocketDir()
 	return nil
 }
 

@@ -71,6 +71,7 @@ func (s *agentService) GetInfo(ctx context.Context, _ *sockagentv1.GetInfoReques
 		Networks:    contract.AllNetworks(),
 		OpenSockets: uint32(a.table.Len()),
 		Pid:         pid,
+		SocketDir:   a.cfg.SocketDir,
 	}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,10 @@ func newEnvWith(t *testing.T, cfg agent.Config) *env {
 	})
 	return &env{a: a, conn: conn, sc: sockagentv1.NewSocketServiceClient(conn), ac: sockagentv1.NewAgentServiceClient(conn)}
 }
+
+// sockPath is name in the agent's socket directory, where the default policy allows UNIX
+// sockets.
+func (e *env) sockPath(name string) string { return filepath.Join(e.a.SocketDir(), name) }
 
 // serveBufconn serves a new agent over bufconn and returns it with a client connection; both
 // are closed when the test ends.

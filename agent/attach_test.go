@@ -10,8 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -354,19 +352,14 @@ func attachDatagramUnconnected(t *testing.T, e *env, ctx context.Context, peer n
 }
 
 func attachDatagramUnixgram(t *testing.T, e *env, ctx context.Context, peer net.PacketConn, readFrom func() (string, net.Addr)) {
-	dir, err := os.MkdirTemp("", "sa")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	upath := filepath.Join(dir, "peer")
+	upath := e.sockPath("peer")
 	up, err := net.ListenPacket("unixgram", upath)
 	if err != nil {
 		t.Skipf("unixgram: %v", err)
 	}
 	defer up.Close()
 	_ = up.SetDeadline(time.Now().Add(15 * time.Second))
-	s := e.bind(t, "unixgram", filepath.Join(dir, "agent"))
+	s := e.bind(t, "unixgram", e.sockPath("agent"))
 	st := e.attach(t, ctx, s.GetSocketId())
 	for _, d := range []string{"a", "bc"} {
 		if err := st.Send(&sockagentv1.AttachRequest{Data: []byte(d), Address: upath}); err != nil {

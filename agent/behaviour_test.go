@@ -196,7 +196,7 @@ func TestReasons(t *testing.T) {
 		wantStatus(t, err, codes.InvalidArgument, "INVALID_ARGUMENT", "direction")
 	})
 	t.Run("PATH_NOT_FOUND", func(t *testing.T) {
-		p := filepath.Join(t.TempDir(), "nobody.sock")
+		p := e.sockPath("nobody.sock")
 		_, err := e.sc.Dial(ctx, &sockagentv1.DialRequest{Network: "unix", Address: p})
 		wantStatus(t, err, codes.FailedPrecondition, "PATH_NOT_FOUND", "dial unix "+p)
 	})
@@ -427,7 +427,7 @@ func TestListGetInfoAndUnixCleanup(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxT(t)
-	dir := t.TempDir()
+	dir := e.a.SocketDir()
 	a := e.listen(t, "unix", filepath.Join(dir, "l.sock"))
 	b := e.bind(t, "unixgram", filepath.Join(dir, "d.sock"))
 	c := e.bind(t, "udp6", "[::1]:0")
@@ -449,7 +449,8 @@ func TestListGetInfoAndUnixCleanup(t *testing.T) {
 	host, _ := os.Hostname()
 	if info.GetHostname() != host || info.GetOs() != runtime.GOOS || info.GetArch() != runtime.GOARCH ||
 		info.GetOpenSockets() != 3 || info.GetVersion() == "" || info.GetInstanceId() != e.a.InstanceID() ||
-		info.GetLimits().GetDefaultTimeout().AsDuration() != 30*time.Second || info.GetPid() != int64(os.Getpid()) {
+		info.GetLimits().GetDefaultTimeout().AsDuration() != 30*time.Second || info.GetPid() != int64(os.Getpid()) ||
+		info.GetSocketDir() != dir {
 		t.Errorf("info = %v", info)
 	}
 	var loopback bool

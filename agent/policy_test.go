@@ -268,12 +268,27 @@ func TestPolicyUnixPaths(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
 		ctx := ctxT(t)
-		dir := t.TempDir()
+		dir := e.a.SocketDir()
 		e.listen(t, "unix", filepath.Join(dir, "ok.sock"))
 		e.bind(t, "unixgram", filepath.Join(dir, "ok.dg"))
 
+		// The shared temporary directory, where other users' sockets live, is not allowed.
+		tmp := t.TempDir()
+		peer, err := net.Listen("unix", filepath.Join(tmp, "peer.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer peer.Close()
+		_, err = e.sc.Dial(ctx, &sockagentv1.DialRequest{Network: "unix", Address: filepath.Join(tmp, "peer.sock")})
+		wantDenied(t, err, "unix_paths.allow", "default", "dial unix "+filepath.Join(tmp, "peer.sock"))
+		_, err = e.sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "unix", Address: filepath.Join(tmp, "l.sock")})
+		wantDenied(t, err, "unix_paths.allow", "default")
+		if _, serr := os.Lstat(filepath.Join(tmp, "l.sock")); !errors.Is(serr, os.ErrNotExist) {
+			t.Errorf("refused listen left a file behind: %v", serr)
+		}
+
 		outside := "/var/lib/sockagent-test-" + strings.ReplaceAll(t.Name(), "/", "-") + ".sock"
-		_, err := e.sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "unix", Address: outside})
+		_, err = e.sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "unix", Address: outside})
 		wantDenied(t, err, "unix_paths.allow", "default", "UNIX path "+outside+" not allowed by policy")
 		if _, serr := os.Lstat(outside); !errors.Is(serr, os.ErrNotExist) {
 			t.Errorf("refused listen left %s behind: %v", outside, serr)
@@ -320,7 +335,7 @@ func TestHostileInput(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxT(t)
-	dir := t.TempDir()
+	dir := e.a.SocketDir()
 	cli, _ := e.pair(t)
 	dg := e.bind(t, "unixgram", filepath.Join(dir, "a.dg"))
 	for _, tc := range []struct {

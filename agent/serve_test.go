@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -83,15 +82,10 @@ func TestServeEchoStream(t *testing.T) {
 				t.Skip("no ::1 on this host")
 			}
 			addr := tc.address
-			if tc.network == "unix" {
-				dir, err := os.MkdirTemp("", "sa")
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { os.RemoveAll(dir) })
-				addr = filepath.Join(dir, "echo.sock")
-			}
 			e := newEnv(t)
+			if tc.network == "unix" {
+				addr = e.sockPath("echo.sock")
+			}
 			l := e.listen(t, tc.network, addr)
 			e.serve(t, l.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
 			c := dialT(t, tc.network, l.GetLocalAddress())
@@ -146,12 +140,8 @@ func TestServeEchoDatagram(t *testing.T) {
 }
 
 func TestServeEchoUnixgram(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sa")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 	e := newEnv(t)
+	dir := e.a.SocketDir()
 	b := e.bind(t, "unixgram", filepath.Join(dir, "echo.sock"))
 	e.serve(t, b.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "client.sock"), Net: "unixgram"})

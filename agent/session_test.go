@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -358,7 +357,7 @@ func TestRequestIDIdempotent(t *testing.T) {
 		t.Errorf("%d sockets, want 3", n)
 	}
 	// A request that failed is forgotten: its retry runs again.
-	path := filepath.Join(t.TempDir(), "s")
+	path := e.sockPath("s")
 	dreq := &sockagentv1.DialRequest{Network: "unix", Address: path, RequestId: "dial-unix"}
 	_, err = e.sc.Dial(ctx, dreq)
 	if status.Code(err) == codes.OK {

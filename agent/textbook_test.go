@@ -3,7 +3,7 @@ package agent_test
 import (
 	"io"
 	"net"
-	"path/filepath"
+	"strings"
 	"testing"
 
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
@@ -168,19 +168,27 @@ func TestTextbookUDPServer(t *testing.T) {
 	}
 }
 
+// unixIn is address, or on a UNIX network the name address in e's socket directory.
+func unixIn(e *env, network, address string) string {
+	if strings.HasPrefix(network, "unix") {
+		return e.sockPath(address)
+	}
+	return address
+}
+
 // Agent to agent, every network family: stream pairs over tcp4, tcp6 and unix; datagrams over
 // udp4, udp6 and unixgram, both bound and connected.
 func TestNetworks(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	// UNIX addresses are names in each agent's socket directory.
 	streams := []struct{ network, address string }{
-		{"tcp", "127.0.0.1:0"}, {"tcp4", "127.0.0.2:0"}, {"tcp6", "[::1]:0"}, {"unix", filepath.Join(dir, "s.sock")},
+		{"tcp", "127.0.0.1:0"}, {"tcp4", "127.0.0.2:0"}, {"tcp6", "[::1]:0"}, {"unix", "s.sock"},
 	}
 	for _, tc := range streams {
 		t.Run(tc.network, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			lis := e.listen(t, tc.network, tc.address)
+			lis := e.listen(t, tc.network, unixIn(e, tc.network, tc.address))
 			cli := e.dial(t, tc.network, lis.GetLocalAddress())
 			srv := e.accept(t, lis.GetSocketId())
 			e.send(t, cli.GetSocketId(), hello)
@@ -195,14 +203,14 @@ func TestNetworks(t *testing.T) {
 	}
 	datagrams := []struct{ network, a, b string }{
 		{"udp4", "127.0.0.1:0", "127.0.0.1:0"}, {"udp6", "[::1]:0", "[::1]:0"},
-		{"unixgram", filepath.Join(dir, "a.dg"), filepath.Join(dir, "b.dg")},
+		{"unixgram", "a.dg", "b.dg"},
 	}
 	for _, tc := range datagrams {
 		t.Run(tc.network, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			a := e.bind(t, tc.network, tc.a)
-			b := e.bind(t, tc.network, tc.b)
+			a := e.bind(t, tc.network, unixIn(e, tc.network, tc.a))
+			b := e.bind(t, tc.network, unixIn(e, tc.network, tc.b))
 			if _, err := e.sc.SendTo(ctxT(t), &sockagentv1.SendToRequest{SocketId: a.GetSocketId(), Address: b.GetLocalAddress(), Data: []byte(hello)}); err != nil {
 				t.Fatal(err)
 			}

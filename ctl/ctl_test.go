@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/sockagent/sockagent/agent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -294,7 +295,7 @@ func TestOtherNetworks(t *testing.T) {
 				}
 				_ = l.Close()
 			}
-			addr := startAgent(t)
+			addr := startAgentConfig(t, agent.Config{SocketDir: dir}) // UNIX sockets go there
 			lis, server, client := streamPair(t, addr, tc.network, tc.address)
 			ok(t, addr, "send", client.GetSocketId(), "over "+tc.network)
 			r := ok(t, addr, "recv", server.GetSocketId(), "--exact", strconv.Itoa(len("over "+tc.network)))
@@ -309,7 +310,7 @@ func TestOtherNetworks(t *testing.T) {
 
 	t.Run("unixgram", func(t *testing.T) {
 		t.Parallel()
-		addr := startAgent(t)
+		addr := startAgentConfig(t, agent.Config{SocketDir: dir})
 		var a, b sockagentv1.BindResponse
 		okJSON(t, addr, &a, "bind", "unixgram", filepath.Join(dir, "a.sock"))
 		okJSON(t, addr, &b, "bind", "unixgram", filepath.Join(dir, "b.sock"))

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sockagent/sockagent/agent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -152,7 +153,8 @@ func TestAgentOverUnix(t *testing.T) {
 
 func TestInfo(t *testing.T) {
 	t.Parallel()
-	addr := startAgent(t)
+	sockets := t.TempDir()
+	addr := startAgentConfig(t, agent.Config{SocketDir: sockets})
 	host, err := os.Hostname()
 	if err != nil {
 		t.Fatal(err)
@@ -162,11 +164,11 @@ func TestInfo(t *testing.T) {
 	if info.GetHostname() != host {
 		t.Errorf("info: hostname %q, want %q", info.GetHostname(), host)
 	}
-	if info.GetVersion() == "" {
-		t.Errorf("info: empty version")
+	if info.GetVersion() == "" || info.GetSocketDir() != sockets {
+		t.Errorf("info: version %q, socket_dir %q (want %q)", info.GetVersion(), info.GetSocketDir(), sockets)
 	}
 	r := ok(t, addr, "info")
-	r.want(t, ExitOK, []string{"hostname:", " " + host + "\n", "version:", "interfaces:\n", "  lo"}, nil)
+	r.want(t, ExitOK, []string{"hostname:", " " + host + "\n", "version:", "\nsocket dir:", " " + sockets + "\n", "interfaces:\n", "  lo"}, nil)
 }
 
 func TestHelp(t *testing.T) {

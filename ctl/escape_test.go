@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sockagent/sockagent/agent"
 )
 
 // hostile is what a peer or a local user can put in a path: an OSC that sets the window title
@@ -19,12 +21,12 @@ const hostileShown = `\x1b]0;pwn\a\x1b[2J\u202e`
 // control character escaped: in tables, in the "from" line of recvfrom, in errors.
 func TestHostileStringsEscaped(t *testing.T) {
 	t.Parallel()
-	addr := startAgent(t)
 	dir, err := os.MkdirTemp("", "esc")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	addr := startAgentConfig(t, agent.Config{SocketDir: dir}) // UNIX sockets go there
 	sockPath := filepath.Join(dir, "a"+hostile)
 	peerPath := filepath.Join(dir, "p"+hostile)
 

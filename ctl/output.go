@@ -179,6 +179,7 @@ func (w *writer) info(r *sockagentv1.GetInfoResponse) error {
 		kv("uptime", r.GetUptime().AsDuration().Round(time.Second).String())
 	}
 	kv("open sockets", fmt.Sprint(r.GetOpenSockets()))
+	kv("socket dir", dash(r.GetSocketDir()))
 	kv("networks", strings.Join(r.GetNetworks(), " "))
 	if l := r.GetLimits(); l != nil {
 		if l.GetDefaultTimeout() != nil {

@@ -98,7 +98,7 @@ Does not block. Use 'accept ID' to take connections.`,
 		Example: `  sockctl listen tcp 127.0.0.1:8080
   sockctl listen tcp 0.0.0.0:0 -o json     # port chosen by the OS, in localAddress
   sockctl listen tcp6 '[::1]:8080'
-  sockctl listen unix /tmp/echo.sock`,
+  sockctl listen unix /run/sockagent/sockets/echo.sock   # in the agent's socket dir (sockctl info)`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: a.bindLocal("listen", contract.OpListen, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
 			return c.Sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address})
@@ -114,7 +114,7 @@ func (a *app) bindCommand() *cobra.Command {
 NETWORK is udp, udp4, udp6 or unixgram. Does not block. Use 'sendto' and 'recvfrom' on it.`,
 		Example: `  sockctl bind udp 127.0.0.1:9999
   sockctl bind udp 127.0.0.1:0 -o json     # port chosen by the OS, in localAddress
-  sockctl bind unixgram /tmp/dgram.sock`,
+  sockctl bind unixgram /run/sockagent/sockets/dgram.sock   # in the agent's socket dir (sockctl info)`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: a.bindLocal("bind", contract.OpBind, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
 			return c.Sockets.Bind(ctx, &sockagentv1.BindRequest{Network: network, Address: address})
@@ -135,7 +135,7 @@ A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
 		Example: `  sockctl dial tcp 127.0.0.1:8080
   sockctl dial tcp 10.0.0.2:80 --local 10.0.0.1:0 --connect-timeout 3s
   sockctl dial udp 127.0.0.1:9999
-  sockctl dial unix /tmp/echo.sock`,
+  sockctl dial unix /run/sockagent/sockets/echo.sock`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			network, address := args[0], args[1]

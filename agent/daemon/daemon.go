@@ -15,7 +15,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/sockagent/sockagent/agent"
@@ -41,6 +43,7 @@ type Config struct {
 	AuditLog        string        // --audit-log: a file, or - for the log's writer
 	IdleTimeout     time.Duration // --idle-timeout: 0 means never
 	PolicyFile      string        // --policy
+	SocketDir       string        // --socket-dir
 
 	MaxConnections        int           // --max-connections
 	MaxUnauthenticated    int           // --max-unauthenticated
@@ -55,6 +58,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:          contract.DefaultAgent(),
+		SocketDir:       DefaultSocketDir(),
 		LogFormat:       "text",
 		LogLevel:        "info",
 		DefaultTimeout:  agent.DefaultTimeout,
@@ -95,6 +99,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AuthTimeout, "auth-timeout", c.AuthTimeout, "close a control connection that has made no authenticated RPC this long after it was accepted (with --token-file: an RPC with a valid token)")
 	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "RPCs in progress on one control connection (HTTP/2 max concurrent streams); a client waits for a free one")
 	fs.IntVar(&c.MaxHealthWatches, "max-health-watches", c.MaxHealthWatches, "health.Watch streams open on the agent (16 per connection); more answer RESOURCE_EXHAUSTED")
+	fs.StringVar(&c.SocketDir, "socket-dir", c.SocketDir, "the agent's socket directory, where the default policy lets callers put UNIX sockets (\"$SOCKETS\" in a policy's unix_paths); created mode 0700, or must be a directory only the agent's user may enter")
 	fs.StringVar(&c.PolicyFile, "policy", c.PolicyFile, "YAML policy: which networks, destinations, local ports and UNIX paths each caller may use, and limits (default: see policy.DefaultYAML)")
 }
 
@@ -136,6 +141,7 @@ func (c Config) Validate() error {
 		{c.AuthTimeout < minAuthTimeout || c.AuthTimeout > maxAuthTimeout, fmt.Sprintf("--auth-timeout %s: give %s to %s, such as 10s", c.AuthTimeout, minAuthTimeout, maxAuthTimeout)},
 		{c.MaxStreams <= 0 || c.MaxStreams > maxCount, fmt.Sprintf("--max-streams %d: give 1 to %d", c.MaxStreams, maxCount)},
 		{c.MaxHealthWatches <= 0 || c.MaxHealthWatches > maxCount, fmt.Sprintf("--max-health-watches %d: give 1 to %d", c.MaxHealthWatches, maxCount)},
+		{!filepath.IsAbs(c.SocketDir) || strings.ContainsRune(c.SocketDir, 0), fmt.Sprintf("--socket-dir %q: give an absolute path, such as %s", c.SocketDir, DefaultSocketDir())},
 	} {
 		if rule.bad {
 			return errors.New(rule.msg)

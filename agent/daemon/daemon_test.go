@@ -49,6 +49,9 @@ func TestValidate(t *testing.T) {
 		{"key without certificate", func(c *daemon.Config) { c.TLSKey = "a.key" }, "give --tls-cert and --tls-key together"},
 		{"client CA with TLS", func(c *daemon.Config) { c.TLSCert, c.TLSKey, c.ClientCA = "a.crt", "a.key", "ca.crt" }, ""},
 		{"client CA without TLS", func(c *daemon.Config) { c.ClientCA = "ca.crt" }, "--client-ca needs TLS: give --tls-cert and --tls-key too"},
+		{"socket dir", func(c *daemon.Config) { c.SocketDir = "/srv/sockets" }, ""},
+		{"relative socket dir", func(c *daemon.Config) { c.SocketDir = "sockets" }, `--socket-dir "sockets": give an absolute path, such as ` + daemon.DefaultSocketDir()},
+		{"empty socket dir", func(c *daemon.Config) { c.SocketDir = "" }, `--socket-dir "": give an absolute path, such as ` + daemon.DefaultSocketDir()},
 		// The first rule broken is the one reported, in the order of the checks above.
 		{"connection limits of 1", func(c *daemon.Config) {
 			c.MaxConnections, c.MaxUnauthenticated, c.MaxConnectionsPerPeer, c.MaxStreams, c.MaxHealthWatches = 1, 1, 1, 1, 1

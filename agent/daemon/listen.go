@@ -35,6 +35,31 @@ func (s *Setup) Listen() (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
+// DefaultSocketDir is the default --socket-dir: "sockets" beside the default control socket
+// (/run/sockagent/sockets as root), so both live in the agent's private directory.
+func DefaultSocketDir() string {
+	return filepath.Join(filepath.Dir(contract.DefaultAgentSocket()), "sockets")
+}
+
+// MakeSocketDir creates --socket-dir private (mode 0700), or checks that an existing one is a
+// directory of the agent's user that no one else may enter, and sets Agent.SocketDir to it.
+// The default one's parent, the control socket's directory, is made private first. Call it
+// before agent.New: a directory others could enter would let them put links or sockets where
+// the policy sends callers.
+func (s *Setup) MakeSocketDir() error {
+	dir := filepath.Clean(s.Config.SocketDir)
+	if dir == DefaultSocketDir() {
+		if err := privateDir(filepath.Dir(dir)); err != nil {
+			return err
+		}
+	}
+	if err := privateDir(dir); err != nil {
+		return fmt.Errorf("--socket-dir: %w", err)
+	}
+	s.Agent.SocketDir = dir
+	return nil
+}
+
 // privateDir makes dir a directory only the agent's user may enter: created with mode 0700
 // when missing; when present it must be a real directory (not a link) of this user that no
 // one else may enter, else the agent refuses to serve there.

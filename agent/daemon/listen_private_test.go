@@ -59,6 +59,48 @@ func TestPrivateDir(t *testing.T) {
 	}
 }
 
+// TestSocketDir: --socket-dir defaults to "sockets" beside the default control socket, is
+// created private, and one that others may enter or that is a link is refused, naming the
+// flag; the agent is given the directory checked.
+func TestSocketDir(t *testing.T) {
+	if got, want := DefaultConfig().SocketDir, filepath.Join(filepath.Dir(contract.DefaultAgentSocket()), "sockets"); got != want {
+		t.Errorf("default --socket-dir %q, want %q", got, want)
+	}
+	if os.Geteuid() == 0 && DefaultSocketDir() != "/run/sockagent/sockets" {
+		t.Errorf("root's default --socket-dir %q, want /run/sockagent/sockets", DefaultSocketDir())
+	}
+	base := t.TempDir()
+	setup := func(dir string) *Setup { return &Setup{Config: Config{SocketDir: dir}} }
+	s := setup(filepath.Join(base, "sockets") + "/")
+	if err := s.MakeSocketDir(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(filepath.Join(base, "sockets")); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("created %v (%v), want a directory of mode 0700", fi, err)
+	}
+	if s.Agent.SocketDir != filepath.Join(base, "sockets") {
+		t.Errorf("agent SocketDir %q", s.Agent.SocketDir)
+	}
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	s = setup(open)
+	wantErr(t, s.MakeSocketDir(), "--socket-dir: agent directory "+open+" has mode", "chmod 700")
+	if s.Agent.SocketDir != "" {
+		t.Errorf("a refused directory reached the agent: %q", s.Agent.SocketDir)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(filepath.Join(base, "sockets"), link); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, setup(link).MakeSocketDir(), "--socket-dir: agent directory "+link+" is not a directory (a link or a file)")
+	wantErr(t, setup(filepath.Join(base, "missing", "sockets")).MakeSocketDir(), "--socket-dir: create the agent's directory")
+}
+
 // TestListenOwnerOnly: the control socket is created mode 0600 whatever the umask (here 0,
 // which would make it 0777), so only the agent's user may connect.
 func TestListenOwnerOnly(t *testing.T) {

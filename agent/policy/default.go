@@ -9,9 +9,11 @@ package policy
 //     agent listening on loopback by default;
 //   - Listen, Bind and Dial's local_address may use any local address but not a privileged
 //     port (1-1023), even when the agent runs as root; port 0 (the OS picks) is fine;
-//   - UNIX socket paths must lie under the agent's temporary directory ($TMPDIR, else /tmp) or
-//     /tmp: a path elsewhere (such as /run/docker.sock or /var/run/...) and any abstract
-//     ("@name") socket are refused, since local daemons listen there;
+//   - UNIX socket paths must lie in the agent's socket directory ($SOCKETS: sockagent
+//     --socket-dir, a directory only the agent's user may enter): a path elsewhere (/tmp, where
+//     tmux, X11 and ssh-agent listen; /run/docker.sock; /var/run/...) and any abstract ("@name")
+//     socket are refused, since other users' and local daemons' sockets live there and an agent
+//     run as root would reach them for a caller who cannot;
 //   - limits: for all callers together 4096 open sockets, 4096 concurrent blocking calls and
 //     256 MiB of data held (Send and SendTo data being written, Recv and RecvFrom buffers
 //     being filled, bytes kept from interrupted exact reads); per caller 1024 open sockets, 4 MiB
@@ -35,7 +37,7 @@ default:
     deny:
       - {name: privileged ports, ports: ["1-1023"]}
   unix_paths:                  # UNIX socket paths; abstract (@) names are refused
-    allow: [$TMPDIR, /tmp]
+    allow: [$SOCKETS]          # the agent's socket directory (sockagent --socket-dir)
   limits:                      # per caller
     sockets: 1024
     bytes_per_call: 4194304

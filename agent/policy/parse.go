@@ -388,8 +388,9 @@ func (p *parser) pathPrefix(n *yaml.Node, what, s string) (string, error) {
 	case strings.HasPrefix(s, "@"):
 		return s, nil
 	case s == TempDirPrefix || strings.HasPrefix(s, TempDirPrefix+"/"):
+	case s == SocketDirPrefix || strings.HasPrefix(s, SocketDirPrefix+"/"):
 	case !filepath.IsAbs(s) && !strings.HasPrefix(s, "/"): // "/tmp" must parse on Windows too
-		return "", p.errf(n, "%s: %q is not an absolute path (nor an \"@\" abstract name or %s)", what, s, TempDirPrefix)
+		return "", p.errf(n, "%s: %q is not an absolute path (nor an \"@\" abstract name, %s or %s)", what, s, SocketDirPrefix, TempDirPrefix)
 	}
 	if slices.Contains(strings.Split(s, "/"), "..") {
 		return "", p.errf(n, "%s: %q contains \"..\"", what, s)

@@ -23,9 +23,9 @@
 //	  local:                        # Listen, Bind and Dial's local_address
 //	    allow: [{name: any}]
 //	    deny:  [{name: privileged ports, ports: ["1-1023"]}]
-//	  unix_paths:                   # UNIX socket paths; "$TMPDIR" is the agent's temporary directory
-//	    allow: [$TMPDIR, /run/sockagent]
-//	    deny:  [/run/sockagent/private]
+//	  unix_paths:                   # UNIX socket paths; "$SOCKETS" is the agent's socket directory
+//	    allow: [$SOCKETS, /run/lab]  # "$TMPDIR" is its temporary directory
+//	    deny:  [/run/lab/private]
 //	  limits:                       # per caller (Caller.ID)
 //	    sockets: 64
 //	    bytes_per_call: 1048576
@@ -61,7 +61,10 @@
 // covers /tmp/a.sock, not /tmpx) and under no deny prefix, both as written and with symlinks
 // resolved (its directory's, when the socket file does not exist yet). Abstract names ("@name",
 // Linux) match only prefixes that start with "@". The agent rejects relative paths and paths
-// with ".." before any policy check.
+// with ".." before any policy check. A prefix may start with "$SOCKETS", the agent's socket
+// directory (SocketDirPrefix: private to the agent's user, so no other user's sockets live
+// there and no other user can swap it for a link), or "$TMPDIR", the agent's temporary
+// directory (TempDirPrefix: shared with every local user on most hosts).
 //
 // Inheritance: what a rule set leaves out it takes from the file's default set, and what the
 // default set leaves out from the built-in default (DefaultYAML), list by list: networks,
@@ -558,7 +561,10 @@ func underPrefix(p, prefix string) bool {
 	if strings.HasPrefix(p, "@") || strings.HasPrefix(prefix, "@") {
 		return strings.HasPrefix(p, "@") && strings.HasPrefix(prefix, "@") && strings.HasPrefix(p, prefix)
 	}
-	prefix = expandPrefix(prefix)
+	prefix, ok := expandPrefix(prefix)
+	if !ok {
+		return false
+	}
 	if within(p, prefix) {
 		return true
 	}
@@ -578,9 +584,63 @@ func within(p, dir string) bool {
 // TempDirPrefix in a unix_paths prefix stands for the agent's temporary directory.
 const TempDirPrefix = "$TMPDIR"
 
-func expandPrefix(prefix string) string {
-	if rest, ok := strings.CutPrefix(prefix, TempDirPrefix); ok {
-		return filepath.Clean(os.TempDir() + rest)
+// SocketDirPrefix in a unix_paths prefix stands for the agent's socket directory, a directory
+// only the agent's user may enter (agent.Config.SocketDir). The agent expands it in its policy
+// (WithSocketDir); until then a prefix that starts with it matches no path, so a policy whose
+// agent has no socket directory allows nothing through it.
+const SocketDirPrefix = "$SOCKETS"
+
+// WithSocketDir returns a copy of p in which every unix_paths prefix (allow and deny, of every
+// rule set) that starts with SocketDirPrefix names dir instead; p itself is not changed. dir
+// must be an absolute path; an empty or relative dir leaves the prefixes unexpanded, matching
+// nothing.
+func (p *Policy) WithSocketDir(dir string) *Policy {
+	cp := *p
+	expand := func(s *RuleSet) *RuleSet {
+		if s == nil {
+			return nil
+		}
+		c := *s
+		c.UnixPaths = PathRules{Allow: expandSocketDir(s.UnixPaths.Allow, dir), Deny: expandSocketDir(s.UnixPaths.Deny, dir)}
+		return &c
 	}
-	return prefix
+	cp.Default = expand(p.Default)
+	cp.RuleSets = make([]*RuleSet, len(p.RuleSets))
+	for i, s := range p.RuleSets {
+		cp.RuleSets[i] = expand(s)
+	}
+	return &cp
+}
+
+func expandSocketDir(prefixes []string, dir string) []string {
+	if prefixes == nil {
+		return nil
+	}
+	out := make([]string, len(prefixes))
+	for i, prefix := range prefixes {
+		out[i] = prefix
+		if rest, ok := cutDirPrefix(prefix, SocketDirPrefix); ok && filepath.IsAbs(dir) {
+			out[i] = filepath.Clean(dir + rest)
+		}
+	}
+	return out
+}
+
+// cutDirPrefix cuts placeholder off prefix when prefix is the placeholder or a path under it
+// ("$SOCKETS/lab", not "$SOCKETSX").
+func cutDirPrefix(prefix, placeholder string) (string, bool) {
+	rest, ok := strings.CutPrefix(prefix, placeholder)
+	return rest, ok && (rest == "" || strings.HasPrefix(rest, "/"))
+}
+
+// expandPrefix returns the directory a unix_paths prefix names, and false for an unexpanded
+// SocketDirPrefix, which names none.
+func expandPrefix(prefix string) (string, bool) {
+	if rest, ok := cutDirPrefix(prefix, TempDirPrefix); ok {
+		return filepath.Clean(os.TempDir() + rest), true
+	}
+	if _, ok := cutDirPrefix(prefix, SocketDirPrefix); ok {
+		return "", false
+	}
+	return prefix, true
 }

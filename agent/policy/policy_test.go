@@ -53,17 +53,78 @@ func TestDefault(t *testing.T) {
 			t.Errorf("local %s: rule %q, want %q", tc.dst, got, tc.loc)
 		}
 	}
-	tmp := t.TempDir()
-	for _, tc := range []struct{ path, rule string }{
-		{filepath.Join(tmp, "a.sock"), ""},
-		{"/tmp/x.sock", ""},
-		{"/run/docker.sock", "unix_paths.allow"},
-		{"/var/run/x.sock", "unix_paths.allow"},
-		{"@abstract", "unix_paths.allow"},
-		{"/tmpx/a.sock", "unix_paths.allow"},
+	// UNIX paths: the agent's socket directory only, never the shared temporary directories
+	// where other users' sockets (tmux, X11, ssh-agent) live; unexpanded, nothing at all.
+	sockets := t.TempDir()
+	withDir := p.WithSocketDir(sockets).Default
+	for _, tc := range []struct{ path, rule, expanded string }{
+		{filepath.Join(sockets, "a.sock"), "unix_paths.allow", ""},
+		{filepath.Join(sockets, "sub", "a.sock"), "unix_paths.allow", ""},
+		{sockets + "x/a.sock", "unix_paths.allow", "unix_paths.allow"},
+		{filepath.Join(os.TempDir(), "x.sock"), "unix_paths.allow", "unix_paths.allow"},
+		{"/tmp/x.sock", "unix_paths.allow", "unix_paths.allow"},
+		{"/tmp/.X11-unix/X0", "unix_paths.allow", "unix_paths.allow"},
+		{"/run/docker.sock", "unix_paths.allow", "unix_paths.allow"},
+		{"/var/run/x.sock", "unix_paths.allow", "unix_paths.allow"},
+		{"@abstract", "unix_paths.allow", "unix_paths.allow"},
+		{"$SOCKETS/a.sock", "unix_paths.allow", "unix_paths.allow"},
 	} {
 		if got := ruleOf(d.CheckUnixPath(tc.path)); got != tc.rule {
-			t.Errorf("unix path %s: rule %q, want %q", tc.path, got, tc.rule)
+			t.Errorf("unix path %s, $SOCKETS unexpanded: rule %q, want %q", tc.path, got, tc.rule)
+		}
+		if got := ruleOf(withDir.CheckUnixPath(tc.path)); got != tc.expanded {
+			t.Errorf("unix path %s, $SOCKETS = %s: rule %q, want %q", tc.path, sockets, got, tc.expanded)
+		}
+	}
+}
+
+// TestWithSocketDir: $SOCKETS is expanded in every rule set's allow and deny lists, in a copy;
+// $TMPDIR keeps working beside it.
+func TestWithSocketDir(t *testing.T) {
+	t.Parallel()
+	sockets, other := t.TempDir(), t.TempDir()
+	p := mustParse(t, `
+default:
+  unix_paths: {allow: [$SOCKETS], deny: [$SOCKETS/private]}
+rule_sets:
+  - name: lab
+    callers: [anonymous]
+    unix_paths: {allow: [$SOCKETS/lab, $TMPDIR, `+other+`]}
+`)
+	x := p.WithSocketDir(sockets)
+	if !slices.Equal(p.Default.UnixPaths.Allow, []string{"$SOCKETS"}) || !slices.Equal(p.RuleSets[0].UnixPaths.Allow, []string{"$SOCKETS/lab", "$TMPDIR", other}) {
+		t.Errorf("the original changed: %+v %+v", p.Default.UnixPaths, p.RuleSets[0].UnixPaths)
+	}
+	if !slices.Equal(x.Default.UnixPaths.Allow, []string{sockets}) || !slices.Equal(x.Default.UnixPaths.Deny, []string{sockets + "/private"}) {
+		t.Errorf("default expanded to %+v", x.Default.UnixPaths)
+	}
+	if !slices.Equal(x.RuleSets[0].UnixPaths.Allow, []string{sockets + "/lab", "$TMPDIR", other}) || x.RuleSets[0].UnixPaths.Deny[0] != sockets+"/private" {
+		t.Errorf("lab expanded to %+v", x.RuleSets[0].UnixPaths)
+	}
+	if got := x.For(Identity{ID: "anonymous"}); got.Name != "lab" {
+		t.Errorf("the copy's caller patterns: anonymous gets %q, want lab", got.Name)
+	}
+	def, lab := x.Default, x.RuleSets[0]
+	for _, tc := range []struct {
+		set        *RuleSet
+		path, rule string
+	}{
+		{def, filepath.Join(sockets, "a.sock"), ""},
+		{def, filepath.Join(sockets, "private", "a.sock"), "unix_paths.deny " + sockets + "/private"},
+		{def, filepath.Join(other, "a.sock"), "unix_paths.allow"},
+		{lab, filepath.Join(sockets, "lab", "a.sock"), ""},
+		{lab, "/run/x.sock", "unix_paths.allow"},
+		{lab, filepath.Join(os.TempDir(), "a.sock"), ""},
+		{lab, filepath.Join(other, "a.sock"), ""},
+	} {
+		if got := ruleOf(tc.set.CheckUnixPath(tc.path)); got != tc.rule {
+			t.Errorf("%s: unix path %s: rule %q, want %q", tc.set.Name, tc.path, got, tc.rule)
+		}
+	}
+	// A relative or empty directory expands nothing: $SOCKETS still matches no path.
+	for _, dir := range []string{"", "sockets"} {
+		if got := ruleOf(p.WithSocketDir(dir).Default.CheckUnixPath(filepath.Join(sockets, "a.sock"))); got != "unix_paths.allow" {
+			t.Errorf("WithSocketDir(%q): rule %q, want unix_paths.allow", dir, got)
 		}
 	}
 }
@@ -153,7 +214,7 @@ func TestMatching(t *testing.T) {
 	if len(ci.Destinations.Allow) != 2 || ci.Destinations.Deny[0].Name != "no .2" {
 		t.Errorf("ci destinations %+v", ci.Destinations)
 	}
-	if def.Local.Deny[0].Name != "privileged ports" || !slices.Equal(def.UnixPaths.Allow, []string{"$TMPDIR", "/tmp"}) {
+	if def.Local.Deny[0].Name != "privileged ports" || !slices.Equal(def.UnixPaths.Allow, []string{"$SOCKETS"}) {
 		t.Errorf("default local %+v unix %+v", def.Local, def.UnixPaths)
 	}
 	// Lists inherit one by one: lab gives destinations.allow and keeps the default's deny.
@@ -281,7 +342,8 @@ func TestParseErrors(t *testing.T) {
 		{"zero limit", "default:\n  limits: {sockets: 0}\n", `p.yaml:2:21: default.limits.sockets: want a whole number from 1`},
 		{"string limit", "agent_limits: {sockets: many}\n", `agent_limits.sockets: want a whole number`},
 		{"unknown limit", "default:\n  limits: {bytes: 5}\n", `unknown key "bytes"; known keys: blocking_calls, buffered_bytes, bytes_per_call, sessions, sockets`},
-		{"relative unix", "default:\n  unix_paths: {allow: [tmp]}\n", `p.yaml:2:24: default.unix_paths.allow[0]: "tmp" is not an absolute path`},
+		{"relative unix", "default:\n  unix_paths: {allow: [tmp]}\n", `p.yaml:2:24: default.unix_paths.allow[0]: "tmp" is not an absolute path (nor an "@" abstract name, $SOCKETS or $TMPDIR)`},
+		{"socket dir glued", "default:\n  unix_paths: {allow: [$SOCKETSX]}\n", `"$SOCKETSX" is not an absolute path`},
 		{"dotdot unix", "default:\n  unix_paths: {allow: [/tmp/../etc]}\n", `contains ".."`},
 		{"callers in default", "default:\n  callers: [x]\n", `default: unknown key "callers"`},
 		{"set without callers", "rule_sets:\n  - name: x\n", `p.yaml:2:5: rule_sets[0]: has no callers`},

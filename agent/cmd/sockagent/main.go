@@ -43,7 +43,8 @@ on --listen. Drive it with sockctl or grpcurl:
 Security: without flags it serves plaintext on loopback only. On any other address it
 refuses to start unless callers must authenticate: --tls-cert/--tls-key with --client-ca
 (mTLS), or --token-file (tokens; best over TLS); --insecure accepts the risk. The health
-service needs no token (mTLS still applies). SIGHUP rereads --token-file.
+service needs no token (mTLS still applies). SIGHUP rereads --token-file. The default
+policy allows UNIX sockets only in --socket-dir, a directory only the agent's user may enter.
 
 SIGINT/SIGTERM stop it gracefully: new calls are refused (UNAVAILABLE), blocked calls
 answer UNAVAILABLE with reason AGENT_STOPPING, every socket is closed, and RPCs still open
@@ -97,6 +98,10 @@ func serve(s *daemon.Setup, stderr io.Writer) int {
 		log.Warn("open-file limit not raised; the agent holds fewer sockets", "soft", before, "err", err)
 	} else if after != 0 {
 		log.Info("open-file limit", "before", before, "after", after)
+	}
+	if err := s.MakeSocketDir(); err != nil {
+		log.Error("cannot use the socket directory; choose another --socket-dir", "dir", s.Config.SocketDir, "err", err)
+		return 1
 	}
 	cfg := s.Agent
 	cfg.Reflection = reflection.Register

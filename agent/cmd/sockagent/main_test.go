@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +41,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The binary started again as a helper of a test (an attacker run as another user).
+	if code, ok := runHelper(); ok {
+		os.Exit(code)
+	}
 	dir, err := os.MkdirTemp("", "sockagent-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -162,17 +167,31 @@ type proc struct {
 	log    *logLines
 	target string // gRPC target: host:port or unix:PATH
 	addr   string // host:port when listening on TCP
-	done   chan struct{}
-	err    error // Wait's result, set before done is closed
-	conn   *grpc.ClientConn
+	// socketDir is the agent's --socket-dir, where its default policy allows UNIX sockets.
+	socketDir string
+	done      chan struct{}
+	err       error // Wait's result, set before done is closed
+	conn      *grpc.ClientConn
 }
 
 var servingRE = regexp.MustCompile(`msg"?[=:]"?serving"?.*addr"?[=:]"?([^" ]+)`)
 
 // start runs argv (the sockagent binary, perhaps behind `ip netns exec`) and waits until it
-// logs that it serves. The process is killed when the test ends if it still runs.
+// logs that it serves. The process is killed when the test ends if it still runs. Without a
+// --socket-dir in argv, the agent gets a directory of the test's, so that tests leave no
+// socket directory behind on the host.
 func start(t *testing.T, argv ...string) *proc {
 	t.Helper()
+	sockets := ""
+	for i, a := range argv[:len(argv)-1] {
+		if a == "--socket-dir" {
+			sockets = argv[i+1]
+		}
+	}
+	if sockets == "" {
+		sockets = shortTempDir(t)
+		argv = append(slices.Clip(argv), "--socket-dir", sockets)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	// An io.Pipe, not StderrPipe: Wait then returns only after the last line was copied.
 	pr, pw := io.Pipe()
@@ -180,7 +199,7 @@ func start(t *testing.T, argv ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", argv, err)
 	}
-	p := &proc{cmd: cmd, log: newLogLines(pr), done: make(chan struct{})}
+	p := &proc{cmd: cmd, log: newLogLines(pr), done: make(chan struct{}), socketDir: sockets}
 	go func() {
 		p.err = cmd.Wait()
 		pw.Close()
@@ -570,6 +589,14 @@ func TestFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { live.Close() })
+	sockets := shortTempDir(t) // a private --socket-dir for the cases that get that far, so none touches /run
+	openDir := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(openDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(openDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		args   []string
@@ -588,9 +615,12 @@ func TestFlags(t *testing.T) {
 		{"zero recv bytes", []string{"--max-recv-bytes", "0"}, 2, "", "--max-recv-bytes 0: give 1 to"},
 		{"huge recv bytes", []string{"--max-recv-bytes", "5000000000"}, 2, "", "--max-recv-bytes 5000000000: give 1 to"},
 		{"zero shutdown timeout", []string{"--shutdown-timeout", "0s"}, 2, "", "--shutdown-timeout 0s: give a positive duration"},
-		{"address in use", []string{"--listen", busy.Addr().String()}, 1, "", "cannot listen"},
-		{"live unix socket", []string{"--listen", "unix:" + liveSock}, 1, "", "another process serves on this socket"},
-		{"bad address", []string{"--listen", "127.0.0.1:99999"}, 1, "", "cannot listen"},
+		{"address in use", []string{"--listen", busy.Addr().String(), "--socket-dir", sockets}, 1, "", "cannot listen"},
+		{"live unix socket", []string{"--listen", "unix:" + liveSock, "--socket-dir", sockets}, 1, "", "another process serves on this socket"},
+		{"bad address", []string{"--listen", "127.0.0.1:99999", "--socket-dir", sockets}, 1, "", "cannot listen"},
+		{"relative socket dir", []string{"--socket-dir", "sockets"}, 2, "", `--socket-dir "sockets": give an absolute path`},
+		{"socket dir others may enter", []string{"--listen", "127.0.0.1:0", "--socket-dir", openDir}, 1, "",
+			"--socket-dir: agent directory " + openDir + " has mode 0755: other users could reach"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

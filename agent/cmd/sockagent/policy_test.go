@@ -43,7 +43,7 @@ func TestPolicyFlag(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			var stderr strings.Builder
-			cmd := exec.CommandContext(ctx, sockagentBin, "--listen", "127.0.0.1:0", "--policy", tc.file)
+			cmd := exec.CommandContext(ctx, sockagentBin, "--listen", "127.0.0.1:0", "--policy", tc.file, "--socket-dir", shortTempDir(t))
 			cmd.Stderr = &stderr
 			err := cmd.Run()
 			if code := cmd.ProcessState.ExitCode(); code != 2 {

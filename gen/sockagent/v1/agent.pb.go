@@ -450,7 +450,11 @@ type GetInfoResponse struct {
 	// lists the caller's own).
 	OpenSockets uint32 `protobuf:"varint,11,opt,name=open_sockets,json=openSockets,proto3" json:"open_sockets,omitempty"`
 	// pid of the agent process.
-	Pid           int64 `protobuf:"varint,12,opt,name=pid,proto3" json:"pid,omitempty"`
+	Pid int64 `protobuf:"varint,12,opt,name=pid,proto3" json:"pid,omitempty"`
+	// socket_dir is the agent's socket directory: a directory only the agent's user may enter,
+	// where the default policy lets callers put UNIX sockets (the "$SOCKETS" prefix of a
+	// policy's unix_paths). Empty on an agent that has none.
+	SocketDir     string `protobuf:"bytes,13,opt,name=socket_dir,json=socketDir,proto3" json:"socket_dir,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -569,6 +573,13 @@ func (x *GetInfoResponse) GetPid() int64 {
 	return 0
 }
 
+func (x *GetInfoResponse) GetSocketDir() string {
+	if x != nil {
+		return x.SocketDir
+	}
+	return ""
+}
+
 var File_sockagent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_agent_proto_rawDesc = "" +
@@ -609,7 +620,7 @@ const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\x12max_health_watches\x18\x16 \x01(\rR\x10maxHealthWatches\x12A\n" +
 	"\x1dhealth_watches_per_connection\x18\x17 \x01(\rR\x1ahealthWatchesPerConnection\x122\n" +
 	"\x15caller_buffered_bytes\x18\x18 \x01(\x04R\x13callerBufferedBytes\x12'\n" +
-	"\x0fcaller_sessions\x18\x19 \x01(\rR\x0ecallerSessions\"\xb2\x03\n" +
+	"\x0fcaller_sessions\x18\x19 \x01(\rR\x0ecallerSessions\"\xd1\x03\n" +
 	"\x0fGetInfoResponse\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x0e\n" +
@@ -627,7 +638,9 @@ const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\bnetworks\x18\n" +
 	" \x03(\tR\bnetworks\x12!\n" +
 	"\fopen_sockets\x18\v \x01(\rR\vopenSockets\x12\x10\n" +
-	"\x03pid\x18\f \x01(\x03R\x03pid2V\n" +
+	"\x03pid\x18\f \x01(\x03R\x03pid\x12\x1d\n" +
+	"\n" +
+	"socket_dir\x18\r \x01(\tR\tsocketDir2V\n" +
 	"\fAgentService\x12F\n" +
 	"\aGetInfo\x12\x1c.sockagent.v1.GetInfoRequest\x1a\x1d.sockagent.v1.GetInfoResponseB\xac\x01\n" +
 	"\x10com.sockagent.v1B\n" +
