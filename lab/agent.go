@@ -89,6 +89,11 @@ type agentProc struct {
 	err  error // Wait's result, set before done closes
 }
 
+// socketDirOf is the UNIX socket directory of the agent whose log is logPath: beside the log in
+// the lab's state directory, so a lab never touches the host's /run/sockagent, and removed
+// with the lab.
+func socketDirOf(logPath string) string { return strings.TrimSuffix(logPath, ".log") + ".sockets" }
+
 // startAgent starts sockagent inside namespace ns, serving on addr, detached from this
 // process (own session; stdin /dev/null; stdout and stderr to logPath).
 func startAgent(bin, ns, addr, logPath string, extra []string, log *slog.Logger) (*agentProc, error) {
@@ -97,7 +102,8 @@ func startAgent(bin, ns, addr, logPath string, extra []string, log *slog.Logger)
 		return nil, fmt.Errorf("agent log: %w", err)
 	}
 	defer f.Close() // the child has its own copy
-	args := append([]string{"netns", "exec", ns, bin, "--listen", addr, "--log-format", "json", "--insecure"}, extra...)
+	args := append([]string{"netns", "exec", ns, bin, "--listen", addr, "--log-format", "json", "--insecure",
+		"--socket-dir", socketDirOf(logPath)}, extra...)
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	detach(cmd)

@@ -588,6 +588,11 @@ func removeState(dir string, hosts []Host) error {
 		}
 	}
 	var errs []error
+	for _, h := range hosts {
+		if err := os.RemoveAll(socketDirOf(h.Log)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, n := range names {
 		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
