@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/internal/procstat"
 	"github.com/sockagent/sockagent/agent/internal/rlimit"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -23,7 +24,7 @@ type agentService struct {
 	a *Agent
 }
 
-func (s *agentService) GetInfo(ctx context.Context, _ *sockagentv1.GetInfoRequest) (*sockagentv1.GetInfoResponse, error) {
+func (s *agentService) GetInfo(ctx context.Context, req *sockagentv1.GetInfoRequest) (*sockagentv1.GetInfoResponse, error) {
 	a := s.a
 	h := a.hostInfo.get(time.Now())
 	soft, hard := rlimit.Current()
@@ -72,7 +73,22 @@ func (s *agentService) GetInfo(ctx context.Context, _ *sockagentv1.GetInfoReques
 		OpenSockets: uint32(a.table.Len()),
 		Pid:         pid,
 		SocketDir:   a.cfg.SocketDir,
+		Process:     processStats(req.GetProcess()),
 	}, nil
+}
+
+// processStats reads the agent process's resources when asked (nil otherwise).
+func processStats(asked bool) *sockagentv1.ProcessStats {
+	if !asked {
+		return nil
+	}
+	p := procstat.Read()
+	return &sockagentv1.ProcessStats{
+		Goroutines: uint32(p.Goroutines),
+		OpenFiles:  uint32(p.OpenFiles),
+		Threads:    uint32(p.Threads),
+		RssBytes:   uint64(p.RSSBytes),
+	}
 }
 
 // pid is the agent process's id, which never changes.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/internal/rlimit"
 	"github.com/sockagent/sockagent/agent/policy"
 )
 
@@ -275,6 +276,40 @@ func (s *Setup) openAudit(w io.Writer) error {
 		s.audit, w = f, f
 	}
 	s.Agent.AuditLogger = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return nil
+}
+
+// MinSockets is the fewest sockets FitOpenFiles lets an agent start with: fewer do not hold
+// the listeners and connections of one scenario on a host.
+const MinSockets = 16
+
+// FitOpenFiles makes the agent's socket limit (agent_limits.sockets) fit in soft open files,
+// so that sockets never take the descriptors of control connections: an agent whose sockets
+// used every file could accept no connection, and no caller could close anything. It keeps
+// --max-connections and rlimit.OwnFiles for the agent's own files, lowers the policy's
+// agent_limits.sockets to the rest when it is larger (logged; GetInfo reports the lowered
+// limit), and refuses when fewer than MinSockets remain. Call it once, after the open-file
+// limit is raised; soft 0 (unknown) changes nothing.
+func (s *Setup) FitOpenFiles(soft uint64) error {
+	pol := s.Agent.Policy
+	if pol == nil {
+		pol = policy.Default()
+	}
+	conns := s.Config.MaxConnections
+	room, ok := rlimit.SocketRoom(soft, conns)
+	if !ok || pol.MaxSockets <= room {
+		return nil
+	}
+	if room < MinSockets {
+		return fmt.Errorf("open-file limit %d leaves room for %d sockets beside --max-connections %d and %d files of the agent's own, fewer than %d:\n"+
+			"raise the limit (ulimit -n, LimitNOFILE= in a systemd unit) to at least %d, or lower --max-connections",
+			soft, max(room, 0), conns, rlimit.OwnFiles, MinSockets, conns+rlimit.OwnFiles+MinSockets)
+	}
+	fitted := *pol
+	fitted.MaxSockets = room
+	s.Agent.Policy = &fitted
+	s.Logger.Warn("agent_limits.sockets lowered to fit the open-file limit, keeping files for control connections and the agent's own",
+		"sockets", room, "policy_sockets", pol.MaxSockets, "open_files", soft, "max_connections", conns, "own_files", rlimit.OwnFiles)
 	return nil
 }
 

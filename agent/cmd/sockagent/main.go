@@ -51,13 +51,17 @@ answer UNAVAILABLE with reason AGENT_STOPPING, every socket is closed, and RPCs 
 after --shutdown-timeout are cut off; exit status 0. A second SIGINT/SIGTERM exits at once,
 status 1.
 
-At start the soft open-file limit is raised to the hard limit (ulimit -Hn).
+At start the soft open-file limit is raised to the hard limit (ulimit -Hn). The
+policy's agent_limits.sockets is lowered to fit in it beside --max-connections and 64
+files of the agent's own (logged, reported by GetInfo); when fewer than 16 sockets
+would fit, sockagent refuses to start (exit status 2).
 
 Flags:
 `
 
 // run is the whole command: exit status 0 stopped by a signal (or --help, --version), 1 the
-// agent could not start or serve, 2 wrong flags or files, or an address it must not serve on.
+// agent could not start or serve, 2 wrong flags or files, an address it must not serve on, or
+// limits that do not fit in the open-file limit.
 func run(args []string, stdout, stderr io.Writer) int {
 	cfg := daemon.DefaultConfig()
 	fs := flag.NewFlagSet("sockagent", flag.ContinueOnError)
@@ -94,10 +98,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 // serve builds the agent, binds --listen and serves until a signal stops it.
 func serve(s *daemon.Setup, stderr io.Writer) int {
 	log := s.Logger
-	if before, after, err := agent.RaiseOpenFileLimit(); err != nil {
+	before, soft, err := agent.RaiseOpenFileLimit()
+	if err != nil {
 		log.Warn("open-file limit not raised; the agent holds fewer sockets", "soft", before, "err", err)
-	} else if after != 0 {
-		log.Info("open-file limit", "before", before, "after", after)
+		soft = before
+	} else if soft != 0 {
+		log.Info("open-file limit", "before", before, "after", soft)
+	}
+	if err := s.FitOpenFiles(soft); err != nil {
+		fmt.Fprintf(stderr, "sockagent: %v\n", err)
+		return 2
 	}
 	if err := s.MakeSocketDir(); err != nil {
 		log.Error("cannot use the socket directory; choose another --socket-dir", "dir", s.Config.SocketDir, "err", err)

@@ -9,6 +9,14 @@
 //	sockagent --policy /tmp/load-policy.yaml &
 //	go run ./agent/cmd/sockload -agent 127.0.0.1:7700  # an agent on this host, by its pid
 //
+//	go run ./agent/cmd/sockload -soak 10m             # a soak instead: mixed load, sampled, judged
+//
+// The soak runs open/use/close cycles, Attach streams, scenario loops in sessions, and client
+// processes that hold sockets, a session, a pending Recv and an Attach stream and are killed
+// with SIGKILL, all at once; it samples the agent's RSS, open files, threads, goroutines and
+// open sockets (GetInfo) every -soak-interval and fails when one trends upward past its
+// stated slope (load.Metrics) or does not come back to its baseline after the load.
+//
 // Traffic goes to loopback only (127.0.0.0/8). Every phase is bounded in count and by -timeout.
 package main
 
@@ -41,7 +49,14 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
+// clientEnv, when set to an agent's address, makes this program a soak client (see
+// load.SoakClient) instead of sockload: the soak starts itself again with it and kills it.
+const clientEnv = "SOCKLOAD_SOAK_CLIENT"
+
 func main() {
+	if addr := os.Getenv(clientEnv); addr != "" {
+		os.Exit(soakClient(addr, os.Stdout, os.Stderr))
+	}
 	// The agent this process runs and its gRPC clients use the pool sockagent's main
 	// installs, so that the in-process figures match the process's.
 	bufpool.Install()
@@ -55,6 +70,8 @@ type options struct {
 	conns, blocking, cycles, inproc, workers int
 	agentAddr, bin                           string
 	timeout                                  time.Duration
+	soak                                     load.SoakConfig
+	agentArgs                                []string // more sockagent flags, when sockload starts it
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -69,7 +86,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.agentAddr, "agent", "", "use the agent serving plaintext on this loopback HOST:PORT (found by the pid GetInfo gives; its policy must allow the counts: see -print-policy); default: start one")
 	printPolicy := fs.Bool("print-policy", false, "print the policy (sockagent --policy FILE) that allows the counts, and exit")
 	fs.StringVar(&o.bin, "sockagent", "", "sockagent binary to start (default: go build it into a temporary directory)")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound of the whole run")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound of the whole run (with -soak: beyond the soak's own time)")
+	fs.DurationVar(&o.soak.Load, "soak", 0, "run a soak of this long instead of the other phases (see the package doc)")
+	fs.DurationVar(&o.soak.WarmUp, "soak-warmup", 10*time.Second, "load before the soak's baseline is taken")
+	fs.DurationVar(&o.soak.Interval, "soak-interval", 2*time.Second, "time between the soak's samples")
+	fs.DurationVar(&o.soak.Ramp, "soak-ramp", 15*time.Second, "the start of the soak's load, left out of the trend: the killed clients' sockets pile up until the agent reclaims them as fast")
+	fs.DurationVar(&o.soak.Settle, "soak-settle", 30*time.Second, "how long the agent may take after the soak to come back to its baseline (an agent given with -agent needs --idle-timeout below it)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: sockload [flags]\n\nMeasures what one sockagent holds and prints a table of figures; exit 1 if a property\nfailed, 2 for wrong flags. Loopback only.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -83,6 +105,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 || o.conns < 0 || o.blocking < 0 || o.cycles < 0 || o.inproc < 0 || o.workers < 1 {
 		fmt.Fprintln(stderr, "sockload: counts must be 0 or more, -workers 1 or more, and no arguments")
 		return 2
+	}
+	if o.soak.Load != 0 {
+		if err := checkSoak(o.soak); err != nil {
+			fmt.Fprintln(stderr, "sockload:", err)
+			return 2
+		}
+		return runSoak(ctx, o, stdout, stderr)
 	}
 	if *printPolicy {
 		fmt.Fprint(stdout, load.PolicyYAML(policySize(o)))
@@ -320,7 +349,7 @@ func startAgent(ctx context.Context, o options) (*agentProc, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	p.cmd = exec.Command(bin, "--listen", "127.0.0.1:0", "--policy", pol)
+	p.cmd = exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--policy", pol}, o.agentArgs...)...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		os.RemoveAll(dir)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -11,7 +12,48 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The soak starts this binary again as its killed clients (see main).
+	if addr := os.Getenv(clientEnv); addr != "" {
+		os.Exit(soakClient(addr, os.Stdout, os.Stderr))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// soakEnv, set to a duration (60s in .ci/run), runs TestSoak.
+const soakEnv = "SOCKLOAD_SOAK"
+
+// TestSoak runs the soak for $SOCKLOAD_SOAK against a sockagent process it builds: the mixed
+// load with clients killed with SIGKILL, judged on the slopes and the return to baseline.
+func TestSoak(t *testing.T) {
+	v := os.Getenv(soakEnv)
+	if v == "" {
+		t.Skip("set " + soakEnv + "=60s to run the soak (.ci/run does)")
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", soakEnv, v, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
+	defer cancel()
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"-soak", d.String(), "-soak-warmup", "10s", "-soak-interval", "2s", "-workers", "8"}, &stdout, &stderr)
+	t.Logf("\n%s", stdout.String())
+	if code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", code, stderr.String())
+	}
+	for _, re := range []string{
+		`(?m)^  open/use/close cycles +[1-9]\d* `,
+		`(?m)^  Attach streams +[1-9]\d* `,
+		`(?m)^  scenario loops in sessions +[1-9]\d* `,
+		`(?m)^  client processes killed with SIGKILL +[1-9]\d*$`,
+		`(?m)^open sockets +baseline 0, peak [1-9]\d*, after 0 `,
+	} {
+		if !regexp.MustCompile(re).MatchString(stdout.String()) {
+			t.Errorf("no line matching %s", re)
+		}
+	}
+}
 
 // TestSmallRun runs every phase with small counts against a sockagent process it builds, and
 // checks the figures it prints.
@@ -41,7 +83,9 @@ func TestSmallRun(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
-	for _, args := range [][]string{{"-conns", "-1"}, {"-workers", "0"}, {"extra"}, {"-nope"}} {
+	for _, args := range [][]string{{"-conns", "-1"}, {"-workers", "0"}, {"extra"}, {"-nope"},
+		{"-soak", "1s"}, {"-soak", "25h"}, {"-soak", "1m", "-soak-interval", "10s"}, {"-soak", "1m", "-soak-ramp", "31s"},
+		{"-soak", "1m", "-soak-settle", "9s"}, {"-soak", "1m", "-soak-warmup", "-1s"}} {
 		var stdout, stderr strings.Builder
 		if code := run(context.Background(), args, &stdout, &stderr); code != 2 || stdout.Len() != 0 {
 			t.Errorf("sockload %v: exit %d, stdout %q; want 2 and nothing", args, code, stdout.String())

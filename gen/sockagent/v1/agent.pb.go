@@ -25,7 +25,11 @@ const (
 
 // GetInfoRequest asks for the agent's description.
 type GetInfoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// process asks for the agent process's resources too (GetInfoResponse.process): counting
+	// its open files reads a directory as long as the agent holds sockets, so it is not done
+	// unless asked.
+	Process       bool `protobuf:"varint,1,opt,name=process,proto3" json:"process,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -60,6 +64,88 @@ func (*GetInfoRequest) Descriptor() ([]byte, []int) {
 	return file_sockagent_v1_agent_proto_rawDescGZIP(), []int{0}
 }
 
+func (x *GetInfoRequest) GetProcess() bool {
+	if x != nil {
+		return x.Process
+	}
+	return false
+}
+
+// ProcessStats are the agent process's resources at the time of the call, for watching an
+// agent's health over time (zero where the OS does not tell).
+type ProcessStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// goroutines running in the agent.
+	Goroutines uint32 `protobuf:"varint,1,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
+	// open_files counts the agent's open file descriptors: sockets, control connections and
+	// its own files (Linux).
+	OpenFiles uint32 `protobuf:"varint,2,opt,name=open_files,json=openFiles,proto3" json:"open_files,omitempty"`
+	// threads counts the agent's OS threads (Linux).
+	Threads uint32 `protobuf:"varint,3,opt,name=threads,proto3" json:"threads,omitempty"`
+	// rss_bytes is the agent's resident memory (Linux).
+	RssBytes      uint64 `protobuf:"varint,4,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessStats) Reset() {
+	*x = ProcessStats{}
+	mi := &file_sockagent_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessStats) ProtoMessage() {}
+
+func (x *ProcessStats) ProtoReflect() protoreflect.Message {
+	mi := &file_sockagent_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessStats.ProtoReflect.Descriptor instead.
+func (*ProcessStats) Descriptor() ([]byte, []int) {
+	return file_sockagent_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProcessStats) GetGoroutines() uint32 {
+	if x != nil {
+		return x.Goroutines
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetOpenFiles() uint32 {
+	if x != nil {
+		return x.OpenFiles
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetThreads() uint32 {
+	if x != nil {
+		return x.Threads
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetRssBytes() uint64 {
+	if x != nil {
+		return x.RssBytes
+	}
+	return 0
+}
+
 // Interface is one network interface of the agent's host.
 type Interface struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -81,7 +167,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_sockagent_v1_agent_proto_msgTypes[1]
+	mi := &file_sockagent_v1_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -93,7 +179,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_sockagent_v1_agent_proto_msgTypes[1]
+	mi := &file_sockagent_v1_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -106,7 +192,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_sockagent_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_sockagent_v1_agent_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Interface) GetName() string {
@@ -220,7 +306,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_sockagent_v1_agent_proto_msgTypes[2]
+	mi := &file_sockagent_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +318,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_sockagent_v1_agent_proto_msgTypes[2]
+	mi := &file_sockagent_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +331,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_sockagent_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_sockagent_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Limits) GetOpenFilesSoft() uint64 {
@@ -454,14 +540,16 @@ type GetInfoResponse struct {
 	// socket_dir is the agent's socket directory: a directory only the agent's user may enter,
 	// where the default policy lets callers put UNIX sockets (the "$SOCKETS" prefix of a
 	// policy's unix_paths). Empty on an agent that has none.
-	SocketDir     string `protobuf:"bytes,13,opt,name=socket_dir,json=socketDir,proto3" json:"socket_dir,omitempty"`
+	SocketDir string `protobuf:"bytes,13,opt,name=socket_dir,json=socketDir,proto3" json:"socket_dir,omitempty"`
+	// process is the agent process's resources, when GetInfoRequest.process asked for them.
+	Process       *ProcessStats `protobuf:"bytes,14,opt,name=process,proto3" json:"process,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_sockagent_v1_agent_proto_msgTypes[3]
+	mi := &file_sockagent_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +561,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockagent_v1_agent_proto_msgTypes[3]
+	mi := &file_sockagent_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +574,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_sockagent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_sockagent_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetInfoResponse) GetHostname() string {
@@ -580,12 +668,28 @@ func (x *GetInfoResponse) GetSocketDir() string {
 	return ""
 }
 
+func (x *GetInfoResponse) GetProcess() *ProcessStats {
+	if x != nil {
+		return x.Process
+	}
+	return nil
+}
+
 var File_sockagent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x18sockagent/v1/agent.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x10\n" +
-	"\x0eGetInfoRequest\"\xa6\x01\n" +
+	"\x18sockagent/v1/agent.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
+	"\x0eGetInfoRequest\x12\x18\n" +
+	"\aprocess\x18\x01 \x01(\bR\aprocess\"\x84\x01\n" +
+	"\fProcessStats\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\x01 \x01(\rR\n" +
+	"goroutines\x12\x1d\n" +
+	"\n" +
+	"open_files\x18\x02 \x01(\rR\topenFiles\x12\x18\n" +
+	"\athreads\x18\x03 \x01(\rR\athreads\x12\x1b\n" +
+	"\trss_bytes\x18\x04 \x01(\x04R\brssBytes\"\xa6\x01\n" +
 	"\tInterface\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12\x10\n" +
@@ -620,7 +724,7 @@ const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\x12max_health_watches\x18\x16 \x01(\rR\x10maxHealthWatches\x12A\n" +
 	"\x1dhealth_watches_per_connection\x18\x17 \x01(\rR\x1ahealthWatchesPerConnection\x122\n" +
 	"\x15caller_buffered_bytes\x18\x18 \x01(\x04R\x13callerBufferedBytes\x12'\n" +
-	"\x0fcaller_sessions\x18\x19 \x01(\rR\x0ecallerSessions\"\xd1\x03\n" +
+	"\x0fcaller_sessions\x18\x19 \x01(\rR\x0ecallerSessions\"\x87\x04\n" +
 	"\x0fGetInfoResponse\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x0e\n" +
@@ -640,7 +744,8 @@ const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\fopen_sockets\x18\v \x01(\rR\vopenSockets\x12\x10\n" +
 	"\x03pid\x18\f \x01(\x03R\x03pid\x12\x1d\n" +
 	"\n" +
-	"socket_dir\x18\r \x01(\tR\tsocketDir2V\n" +
+	"socket_dir\x18\r \x01(\tR\tsocketDir\x124\n" +
+	"\aprocess\x18\x0e \x01(\v2\x1a.sockagent.v1.ProcessStatsR\aprocess2V\n" +
 	"\fAgentService\x12F\n" +
 	"\aGetInfo\x12\x1c.sockagent.v1.GetInfoRequest\x1a\x1d.sockagent.v1.GetInfoResponseB\xac\x01\n" +
 	"\x10com.sockagent.v1B\n" +
@@ -658,30 +763,32 @@ func file_sockagent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_sockagent_v1_agent_proto_rawDescData
 }
 
-var file_sockagent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_sockagent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_sockagent_v1_agent_proto_goTypes = []any{
 	(*GetInfoRequest)(nil),        // 0: sockagent.v1.GetInfoRequest
-	(*Interface)(nil),             // 1: sockagent.v1.Interface
-	(*Limits)(nil),                // 2: sockagent.v1.Limits
-	(*GetInfoResponse)(nil),       // 3: sockagent.v1.GetInfoResponse
-	(*durationpb.Duration)(nil),   // 4: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*ProcessStats)(nil),          // 1: sockagent.v1.ProcessStats
+	(*Interface)(nil),             // 2: sockagent.v1.Interface
+	(*Limits)(nil),                // 3: sockagent.v1.Limits
+	(*GetInfoResponse)(nil),       // 4: sockagent.v1.GetInfoResponse
+	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_sockagent_v1_agent_proto_depIdxs = []int32{
-	4, // 0: sockagent.v1.Limits.default_timeout:type_name -> google.protobuf.Duration
-	4, // 1: sockagent.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
-	4, // 2: sockagent.v1.Limits.auth_timeout:type_name -> google.protobuf.Duration
-	1, // 3: sockagent.v1.GetInfoResponse.interfaces:type_name -> sockagent.v1.Interface
-	5, // 4: sockagent.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
-	4, // 5: sockagent.v1.GetInfoResponse.uptime:type_name -> google.protobuf.Duration
-	2, // 6: sockagent.v1.GetInfoResponse.limits:type_name -> sockagent.v1.Limits
-	0, // 7: sockagent.v1.AgentService.GetInfo:input_type -> sockagent.v1.GetInfoRequest
-	3, // 8: sockagent.v1.AgentService.GetInfo:output_type -> sockagent.v1.GetInfoResponse
-	8, // [8:9] is the sub-list for method output_type
-	7, // [7:8] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5, // 0: sockagent.v1.Limits.default_timeout:type_name -> google.protobuf.Duration
+	5, // 1: sockagent.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
+	5, // 2: sockagent.v1.Limits.auth_timeout:type_name -> google.protobuf.Duration
+	2, // 3: sockagent.v1.GetInfoResponse.interfaces:type_name -> sockagent.v1.Interface
+	6, // 4: sockagent.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
+	5, // 5: sockagent.v1.GetInfoResponse.uptime:type_name -> google.protobuf.Duration
+	3, // 6: sockagent.v1.GetInfoResponse.limits:type_name -> sockagent.v1.Limits
+	1, // 7: sockagent.v1.GetInfoResponse.process:type_name -> sockagent.v1.ProcessStats
+	0, // 8: sockagent.v1.AgentService.GetInfo:input_type -> sockagent.v1.GetInfoRequest
+	4, // 9: sockagent.v1.AgentService.GetInfo:output_type -> sockagent.v1.GetInfoResponse
+	9, // [9:10] is the sub-list for method output_type
+	8, // [8:9] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_sockagent_v1_agent_proto_init() }
@@ -695,7 +802,7 @@ func file_sockagent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sockagent_v1_agent_proto_rawDesc), len(file_sockagent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

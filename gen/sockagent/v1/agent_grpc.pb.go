@@ -29,7 +29,8 @@ const (
 // AgentService describes the agent itself.
 type AgentServiceClient interface {
 	// GetInfo returns the agent's host, version, platform, interfaces with their addresses,
-	// uptime and limits. Does not block. Never fails.
+	// uptime and limits, and on request the process's resources (goroutines, open files,
+	// threads, memory). Does not block. Never fails.
 	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error)
 }
 
@@ -58,7 +59,8 @@ func (c *agentServiceClient) GetInfo(ctx context.Context, in *GetInfoRequest, op
 // AgentService describes the agent itself.
 type AgentServiceServer interface {
 	// GetInfo returns the agent's host, version, platform, interfaces with their addresses,
-	// uptime and limits. Does not block. Never fails.
+	// uptime and limits, and on request the process's resources (goroutines, open files,
+	// threads, memory). Does not block. Never fails.
 	GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
