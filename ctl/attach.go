@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/ctl/client"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -174,7 +175,7 @@ const maxDatagramLine = 64 << 10
 // relay attaches to socket id and moves stdin to it and what it reads to stdout until both
 // directions ended (stream sockets), or stdin ended and --linger passed (datagram sockets).
 func (ag *agentConn) relay(ctx context.Context, op, id, to string, dgram bool, r relayFlags, stdin io.Reader, stdout io.Writer) error {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(client.ForSocket(ctx, id)) // a stream's header goes before its first message
 	defer cancel()
 	st, err := ag.c.Sockets.Attach(ctx)
 	if err != nil {
