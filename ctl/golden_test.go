@@ -20,8 +20,8 @@ var portRE = regexp.MustCompile(`(127\.0\.0\.1|\[::1\]):\d+`)
 var (
 	cellsRE = regexp.MustCompile(` {2,}`)
 	// idRE matches socket ids, whose instance part changes at every agent start.
-	idRE    = regexp.MustCompile(`\bs[0-9a-f]{6}-([0-9]+)\b`)
-	durRE   = regexp.MustCompile(`^([0-9]+[hm])*[0-9]+s$`)
+	idRE  = regexp.MustCompile(`\bs[0-9a-f]{6}-([0-9]+)\b`)
+	durRE = regexp.MustCompile(`^([0-9]+[hm])*[0-9]+s$`)
 )
 
 // normalise makes one command's output comparable across runs: ports become PORT, the

@@ -37,8 +37,8 @@ var (
 	socketIDRE = sync.OnceValue(func() *regexp.Regexp {
 		return regexp.MustCompile(fmt.Sprintf(`^s(?:[0-9]+|[0-9a-f]{%d}-[0-9]+)$`, contract.SocketIDInstanceLen))
 	})
-	reasonRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`) })
-	syntaxRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`) })
+	reasonRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`) })
+	syntaxRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`) })
 )
 
 // reserved are names that refer to something other than an alias or agent in ${...}.
