@@ -119,30 +119,7 @@ steps:
 	if r.code != ExitFailure {
 		t.Errorf("exit %d, want %d", r.code, ExitFailure)
 	}
-	restarted := "agent a restarted (instance " + first.InstanceID() + " when the run connected, now " + second.InstanceID() + ")"
-	steps := map[string]runner.StepReport{}
-	for _, s := range rep.Steps {
-		steps[s.Name] = s
-	}
-	for _, name := range []string{"after", "send", "close"} {
-		s := steps[name]
-		if s.Status != runner.StatusFailed || s.Reason != contract.ReasonUnknownSocket || !strings.Contains(s.Message, restarted) ||
-			!strings.Contains(s.Message, "the call expects instance "+first.InstanceID()+" (header "+contract.InstanceHeader+"): the agent restarted") {
-			t.Errorf("step %s: %s %s %q; want failed, UNKNOWN_SOCKET, %q and the instance the run expects", name, s.Status, s.Reason, s.Message, restarted)
-		}
-	}
-	// Cleanup: a's two sockets left (the close step forgot cli) gone with the restart, not
-	// asked for; b's two closed.
-	got := map[string]int{}
-	for _, cl := range rep.Cleanup {
-		got[cl.Agent+" "+cl.Status]++
-		if cl.Agent == "a" && (cl.Status != "gone" || !strings.Contains(cl.Error, "agent a restarted")) {
-			t.Errorf("cleanup of %s (%s) on a: %s %q; want gone, naming the restart", cl.Socket, cl.Alias, cl.Status, cl.Error)
-		}
-	}
-	if len(rep.Cleanup) != 4 || got["a gone"] != 2 || got["b closed"] != 2 {
-		t.Errorf("cleanup %+v; want a's 2 sockets gone and b's 2 closed", rep.Cleanup)
-	}
+	wantRestartReport(t, rep, first.InstanceID(), second.InstanceID())
 	// The other client's sockets are untouched: open, and its bytes still waiting.
 	for _, id := range otherIDs {
 		g, err := other.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
@@ -164,5 +141,35 @@ steps:
 	}
 	if _, err := other.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: otherIDs[0]}); status.Code(err) != codes.NotFound {
 		t.Errorf("get after close: %v, want NOT_FOUND", err)
+	}
+}
+
+// wantRestartReport checks the report of the run in TestRunRestartNeverReachesNewSockets:
+// agent a restarted from instance first to second.
+func wantRestartReport(t *testing.T, rep runner.Report, first, second string) {
+	t.Helper()
+	restarted := "agent a restarted (instance " + first + " when the run connected, now " + second + ")"
+	steps := map[string]runner.StepReport{}
+	for _, s := range rep.Steps {
+		steps[s.Name] = s
+	}
+	for _, name := range []string{"after", "send", "close"} {
+		s := steps[name]
+		if s.Status != runner.StatusFailed || s.Reason != contract.ReasonUnknownSocket || !strings.Contains(s.Message, restarted) ||
+			!strings.Contains(s.Message, "the call expects instance "+first+" (header "+contract.InstanceHeader+"): the agent restarted") {
+			t.Errorf("step %s: %s %s %q; want failed, UNKNOWN_SOCKET, %q and the instance the run expects", name, s.Status, s.Reason, s.Message, restarted)
+		}
+	}
+	// Cleanup: a's two sockets left (the close step forgot cli) gone with the restart, not
+	// asked for; b's two closed.
+	got := map[string]int{}
+	for _, cl := range rep.Cleanup {
+		got[cl.Agent+" "+cl.Status]++
+		if cl.Agent == "a" && (cl.Status != "gone" || !strings.Contains(cl.Error, "agent a restarted")) {
+			t.Errorf("cleanup of %s (%s) on a: %s %q; want gone, naming the restart", cl.Socket, cl.Alias, cl.Status, cl.Error)
+		}
+	}
+	if len(rep.Cleanup) != 4 || got["a gone"] != 2 || got["b closed"] != 2 {
+		t.Errorf("cleanup %+v; want a's 2 sockets gone and b's 2 closed", rep.Cleanup)
 	}
 }
