@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -77,7 +78,8 @@ steps:
 		lis2, err = net.Listen("tcp", addrA)
 		return err == nil
 	})
-	second := serveOn(t, lis2, agent.Config{})
+	var log lockedBuf // the new instance's RPC lines: cleanup must send it nothing on old ids
+	second := serveOn(t, lis2, agent.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 
 	// The other client: the same three sockets, bytes waiting on the accepted one.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -120,6 +122,16 @@ steps:
 		t.Errorf("exit %d, want %d", r.code, ExitFailure)
 	}
 	wantRestartReport(t, rep, first.InstanceID(), second.InstanceID())
+	if !strings.Contains(log.String(), " rpc=Close ") { // the close step's: the log is read
+		t.Errorf("the new instance logged no Close:\n%s", log.String())
+	}
+	for _, cl := range rep.Cleanup {
+		for _, line := range strings.Split(log.String(), "\n") {
+			if cl.Agent == "a" && strings.Contains(line, " rpc=Close ") && strings.Contains(line, " socket="+cl.Socket+" ") {
+				t.Errorf("cleanup asked the new instance to close %s of the old one: %s", cl.Socket, line)
+			}
+		}
+	}
 	// The other client's sockets are untouched: open, and its bytes still waiting.
 	for _, id := range otherIDs {
 		g, err := other.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
