@@ -121,15 +121,15 @@ func (e *unknownSocketError) Error() string {
 	started := e.started.UTC().Format(time.RFC3339)
 	switch {
 	case e.other != "" && e.byHeader:
-		return fmt.Sprintf("%s: this agent instance %s, started %s; the call expects instance %s (header %s): the agent restarted, and the sockets of that instance are gone",
+		return fmt.Sprintf("%s; this agent instance %s, started %s; the call expects instance %s (header %s): the agent restarted, and the sockets of that instance are gone",
 			ErrUnknownSocket, e.instance, started, e.other, contract.InstanceHeader)
 	case e.other != "":
-		return fmt.Sprintf("%s: this agent instance %s, started %s; the id belongs to instance %s: the agent restarted, and the sockets of that instance are gone",
+		return fmt.Sprintf("%s; this agent instance %s, started %s; the id belongs to instance %s: the agent restarted, and the sockets of that instance are gone",
 			ErrUnknownSocket, e.instance, started, e.other)
 	case e.why != "":
 		return fmt.Sprintf("unknown socket: the agent closed it: %s (agent instance %s, started %s)", e.why, e.instance, started)
 	case e.ours:
-		return fmt.Sprintf("%s: this agent instance %s, started %s, has no such socket: it was closed, or never opened; ListSockets shows the open ones",
+		return fmt.Sprintf("%s; this agent instance %s, started %s, has no such socket: it was closed, or never opened; ListSockets shows the open ones",
 			ErrUnknownSocket, e.instance, started)
 	}
 	return fmt.Sprintf("%s; this agent instance %s, started %s, has no such socket: if it was opened before, the agent restarted",
