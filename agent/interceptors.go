@@ -47,7 +47,7 @@ func IsAudited(fullMethod string) bool { return audited[fullMethod] }
 func (a *Agent) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	caller, gen, why, authed, err := a.callerOf(ctx, info.FullMethod)
-	ctx = engine.WithCaller(ctx, caller)
+	ctx = engine.WithCaller(expectingInstance(ctx), caller)
 	var resp any
 	if err == nil {
 		var done func() bool
@@ -214,7 +214,7 @@ func (a *Agent) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	ctx := ss.Context()
 	start := time.Now()
 	caller, gen, why, authed, err := a.callerOf(ctx, info.FullMethod)
-	ctx = engine.WithCaller(ctx, caller)
+	ctx = engine.WithCaller(expectingInstance(ctx), caller)
 	var done func() bool
 	if err == nil {
 		if ctx, done = a.tracked(ctx, caller, gen); done == nil {

@@ -418,7 +418,8 @@ func TestOwnership(t *testing.T) {
 	}
 	mine := e.as(t, "bob").bind(t, "udp", "127.0.0.1:0")
 
-	never := "s999999"
+	inst, _, _ := contract.ParseSocketID(lis.GetSocketId())
+	never := contract.FormatSocketID(inst, 999999) // this instance's shape: a socket closed or never opened
 	neverMsg := map[string]string{}
 	for _, id := range []string{never, lis.GetSocketId(), cli.GetSocketId(), srv.GetSocketId()} {
 		calls := map[string]error{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/engine"
@@ -23,6 +24,17 @@ type socketService struct {
 func inSession(ctx context.Context) context.Context {
 	if v := metadata.ValueFromIncomingContext(ctx, contract.SessionHeader); len(v) > 0 && v[0] != "" {
 		return engine.WithSession(ctx, v[0])
+	}
+	return ctx
+}
+
+// expectingInstance returns ctx carrying the agent instance the request's
+// contract.InstanceHeader expects, if any, for the engine to check on every call naming a
+// socket id. Several values are passed on joined, which no instance id matches: the engine
+// refuses them as malformed rather than pick one.
+func expectingInstance(ctx context.Context) context.Context {
+	if v := metadata.ValueFromIncomingContext(ctx, contract.InstanceHeader); len(v) > 0 {
+		return engine.WithInstance(ctx, strings.Join(v, ","))
 	}
 	return ctx
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/ctl/client"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -53,20 +54,20 @@ with 'sockctl close ID'. While attached, other data calls on it (send, recv, ...
 SOCKET_BUSY.
 
 The agent is AGENT when given (HOST:PORT or unix:PATH, as --agent takes), else --agent,
-$SOCKCTL_AGENT or the default; 'attach 10.77.0.2:7700 s3' is 'attach s3 --agent
+$SOCKCTL_AGENT or the default; 'attach 10.77.0.2:7700 s3fa9c1-3' is 'attach s3fa9c1-3 --agent
 10.77.0.2:7700'.
 
 ` + relayHelp + `
 
 On a bound, unconnected datagram socket (from bind) give --to ADDRESS: the destination of
 the datagrams sent.`,
-		Example: `  sockctl dial tcp 127.0.0.1:8080               # prints the socket, say s1
-  sockctl attach s1 < request.bin > reply.bin
-  sockctl accept s1 --wait 1m                    # the accepted connection, say s2
-  sockctl attach s2                              # type lines; Ctrl-D ends your side
-  sockctl bind udp 127.0.0.1:0                   # say s3
-  echo ping | sockctl attach s3 --to 127.0.0.1:9999 --linger 1s
-  sockctl attach 10.77.0.2:7700 s2               # a socket of another agent`,
+		Example: `  sockctl dial tcp 127.0.0.1:8080               # prints the socket, say s3fa9c1-1
+  sockctl attach s3fa9c1-1 < request.bin > reply.bin
+  sockctl accept s3fa9c1-4 --wait 1m             # the accepted connection, say s3fa9c1-2
+  sockctl attach s3fa9c1-2                       # type lines; Ctrl-D ends your side
+  sockctl bind udp 127.0.0.1:0                   # say s3fa9c1-3
+  echo ping | sockctl attach s3fa9c1-3 --to 127.0.0.1:9999 --linger 1s
+  sockctl attach 10.77.0.2:7700 s0b12ff-2        # a socket of another agent`,
 		Args: args(1, "AGENT", "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[len(args)-1]
@@ -174,7 +175,7 @@ const maxDatagramLine = 64 << 10
 // relay attaches to socket id and moves stdin to it and what it reads to stdout until both
 // directions ended (stream sockets), or stdin ended and --linger passed (datagram sockets).
 func (ag *agentConn) relay(ctx context.Context, op, id, to string, dgram bool, r relayFlags, stdin io.Reader, stdout io.Writer) error {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(client.ForSocket(ctx, id)) // a stream's header goes before its first message
 	defer cancel()
 	st, err := ag.c.Sockets.Attach(ctx)
 	if err != nil {

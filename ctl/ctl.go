@@ -143,18 +143,19 @@ func (a *app) setAgent(addr string) error {
 const rootLong = `sockctl drives real OS sockets on a sockagent daemon: one command per RPC of
 sockagent.v1. Each command makes one call to one agent and prints the result.
 
-A TCP exchange, the textbook way. The agent chooses socket ids (s1, s2, ...); CLIENT and
-SERVER below stand for the ids that dial and accept print.
+A TCP exchange, the textbook way. The agent chooses socket ids (s3fa9c1-1,
+s3fa9c1-2, ...: the digits change at every agent start); LISTENER, CLIENT and SERVER below
+stand for the ids that listen, dial and accept print.
 
-  sockctl listen tcp 127.0.0.1:9000    # socket, bind, listen: prints the listener, s1
-  sockctl accept s1 --wait 1m &        # accept: blocks until a peer connects -> SERVER
+  sockctl listen tcp 127.0.0.1:9000    # socket, bind, listen: prints the listener -> LISTENER
+  sockctl accept LISTENER --wait 1m &  # accept: blocks until a peer connects -> SERVER
   sockctl dial tcp 127.0.0.1:9000      # connect -> CLIENT
   sockctl send CLIENT 'Hello, World!'  # sendall
   sockctl recv SERVER                  # recv: prints Hello, World!
   sockctl send SERVER 'Hi!'            # and back: 'recv CLIENT' prints Hi!
   sockctl close CLIENT                 # close: now 'recv SERVER' says EOF
   sockctl close SERVER
-  sockctl close s1
+  sockctl close LISTENER
   sockctl ls                           # what is still open
 
 UDP: 'bind udp ADDR' for each end, then 'sendto' and 'recvfrom'.

@@ -11,7 +11,7 @@ func TestDemoInProcess(t *testing.T) {
 	r := invocation{args: []string{"demo"}}.exec(t)
 	r.want(t, ExitOK, []string{
 		"# an in-process sockagent serves on 127.0.0.1:",
-		"$ sockctl recv s3 --exact 13 --wait 5s\nHello, World!\n",
+		"-3 --exact 13 --wait 5s\nHello, World!\n",
 		"CONNECTION_REFUSED",
 		"# demo passed: 21 sockctl commands",
 	}, nil)

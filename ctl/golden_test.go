@@ -19,13 +19,17 @@ var portRE = regexp.MustCompile(`(127\.0\.0\.1|\[::1\]):\d+`)
 // cellsRE matches the padding between table cells.
 var (
 	cellsRE = regexp.MustCompile(` {2,}`)
-	durRE   = regexp.MustCompile(`^([0-9]+[hm])*[0-9]+s$`)
+	// idRE matches socket ids, whose instance part changes at every agent start.
+	idRE  = regexp.MustCompile(`\bs[0-9a-f]{6}-([0-9]+)\b`)
+	durRE = regexp.MustCompile(`^([0-9]+[hm])*[0-9]+s$`)
 )
 
-// normalise makes one command's output comparable across runs: ports become PORT, a socket
-// row's AGE and IDLE become Ns, and a table is aligned again (the width of its columns depends on the ports).
+// normalise makes one command's output comparable across runs: ports become PORT, the
+// instance part of socket ids XXXXXX, a socket row's AGE and IDLE become Ns, and a table is
+// aligned again (the width of its columns depends on the ports).
 func normalise(s string) string {
 	s = portRE.ReplaceAllString(s, "${1}:PORT")
+	s = idRE.ReplaceAllString(s, "sXXXXXX-${1}")
 	if !strings.HasPrefix(s, "ID ") {
 		return s
 	}
@@ -76,6 +80,7 @@ func TestTranscript(t *testing.T) {
 	t.Parallel()
 	addr := startAgent(t)
 	var lport string // the listener's address
+	var inst string  // the instance part of the agent's socket ids
 	var b strings.Builder
 	step := func(args ...string) result {
 		t.Helper()
@@ -84,6 +89,10 @@ func TestTranscript(t *testing.T) {
 			shown[i] = a
 			if a == "LPORT" {
 				args[i], shown[i] = lport, normalise(lport)
+			}
+			if n, ok := strings.CutPrefix(a, "ID"); ok { // the n-th socket
+				args[i] = "s" + inst + "-" + n
+				shown[i] = normalise(args[i])
 			}
 			if strings.ContainsAny(a, " !") {
 				shown[i] = "'" + a + "'"
@@ -111,21 +120,26 @@ func TestTranscript(t *testing.T) {
 	if lport == "" {
 		t.Fatalf("listen printed no address:\n%s", r.stdout)
 	}
+	id := idRE.FindString(r.stdout)
+	if len(id) != 9 || !strings.HasSuffix(id, "-1") {
+		t.Fatalf("listen printed no socket id of the form sXXXXXX-1:\n%s", r.stdout)
+	}
+	inst = id[1:7]
 	// dial before accept: the connection waits in the backlog, and the ids are deterministic.
 	step("dial", "tcp", "LPORT")
-	step("accept", "s1", "--wait", "10s")
-	step("send", "s2", "Hello, World!")
-	step("recv", "s3", "--exact", "13")
-	step("send", "s3", "--hex", "48690a")
-	step("recv", "s2")
-	step("get", "s3")
+	step("accept", "ID1", "--wait", "10s")
+	step("send", "ID2", "Hello, World!")
+	step("recv", "ID3", "--exact", "13")
+	step("send", "ID3", "--hex", "48690a")
+	step("recv", "ID2")
+	step("get", "ID3")
 	step("ls")
-	step("shutdown", "s2", "write")
-	step("recv", "s3")
-	step("recv", "s3", "--hex")
-	step("close", "s2")
-	step("close", "s3")
-	step("close", "s1")
+	step("shutdown", "ID2", "write")
+	step("recv", "ID3")
+	step("recv", "ID3", "--hex")
+	step("close", "ID2")
+	step("close", "ID3")
+	step("close", "ID1")
 	step("ls")
 	golden(t, "transcript", b.String())
 }

@@ -44,11 +44,11 @@ bytes and datagrams in and out, errors) show in 'get' and 'ls'. Does not block.
 
 A connected stream socket exits 1 with WRONG_SOCKET_KIND; a socket that is already served,
 or has a call pending, with SOCKET_BUSY.`,
-		Example: `  sockctl listen tcp 127.0.0.1:0          # -> s1
-  sockctl serve s1 echo
-  sockctl serve s1 discard --max-connections 16
-  sockctl bind udp 127.0.0.1:0            # -> s2
-  sockctl serve s2 echo`,
+		Example: `  sockctl listen tcp 127.0.0.1:0          # -> s3fa9c1-1
+  sockctl serve s3fa9c1-1 echo
+  sockctl serve s3fa9c1-1 discard --max-connections 16
+  sockctl bind udp 127.0.0.1:0            # -> s3fa9c1-2
+  sockctl serve s3fa9c1-2 echo`,
 		Args: args(2, "ID", "echo|discard|source"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]

@@ -356,7 +356,7 @@ func TestRunMeasureSteps(t *testing.T) {
 	r := runArgs(t, p, "--keep-going", "--junit", junit)
 	r.want(t, ExitFailure, []string{
 		"\n2          b          serve      ok ",
-		" s1 127.0.0.1:4242 serving echo\n",
+		"-1 127.0.0.1:4242 serving echo\n",
 		"\n3          a          probe      ok ",
 		"probe ok: min 10µs p50 41µs p99 3.2ms max 5ms loss 0.01 (99/100) TIMEOUT x1\n",
 		"\n4          a          probe      FAIL ",

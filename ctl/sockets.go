@@ -165,8 +165,8 @@ func (a *app) acceptCommand() *cobra.Command {
 		Long: `Accept waits for the next connection on listener ID and prints it as a new socket
 (its id is in the ID column). Blocks until a peer connects, --wait (0 = the agent's
 default), --timeout, or the listener is closed; a timeout exits 1 with TIMEOUT.`,
-		Example: `  sockctl accept s1
-  sockctl accept s1 --wait 2m -o json`,
+		Example: `  sockctl accept s3fa9c1-1
+  sockctl accept s3fa9c1-1 --wait 2m -o json`,
 		Args: args(1, "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
@@ -211,10 +211,10 @@ and prints the byte count. Blocks until written, --wait (0 = the agent's default
 --timeout.
 
 ` + dataHelp,
-		Example: `  sockctl send s3 'Hello, World!'
-  sockctl send s3 --file request.bin
-  printf 'GET / HTTP/1.0\r\n\r\n' | sockctl send s3
-  sockctl send s3 --hex '48 65 6c 6c 6f'`,
+		Example: `  sockctl send s3fa9c1-3 'Hello, World!'
+  sockctl send s3fa9c1-3 --file request.bin
+  printf 'GET / HTTP/1.0\r\n\r\n' | sockctl send s3fa9c1-3
+  sockctl send s3fa9c1-3 --hex '48 65 6c 6c 6f'`,
 		Args: args(1, "ID", "[DATA]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
@@ -252,8 +252,8 @@ func (a *app) sendToCommand() *cobra.Command {
 the byte count. Blocks until sent, --wait (0 = the agent's default) or --timeout.
 
 ` + dataHelp,
-		Example: `  sockctl sendto s1 127.0.0.1:9999 'Hello, World!'
-  echo ping | sockctl sendto s1 127.0.0.1:9999`,
+		Example: `  sockctl sendto s3fa9c1-1 127.0.0.1:9999 'Hello, World!'
+  echo ping | sockctl sendto s3fa9c1-1 127.0.0.1:9999`,
 		Args: args(2, "ID", "ADDRESS", "[DATA]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, address := args[0], args[1]
@@ -298,10 +298,10 @@ With -o table the bytes are written to stdout as they are (like netcat; --hex pr
 as one line of hex instead). End of stream is not an error: sockctl prints EOF on stderr
 and exits 0 (-o json shows "eof": true). A timeout exits 1 with TIMEOUT; bytes read
 before it are kept for the next recv.`,
-		Example: `  sockctl recv s2
-  sockctl recv s2 --exact 13 --wait 5s
-  sockctl recv s2 --hex
-  sockctl recv s2 -o json     # data in base64, and "eof"`,
+		Example: `  sockctl recv s3fa9c1-2
+  sockctl recv s3fa9c1-2 --exact 13 --wait 5s
+  sockctl recv s3fa9c1-2 --hex
+  sockctl recv s3fa9c1-2 -o json     # data in base64, and "eof"`,
 		Args: args(1, "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
@@ -350,8 +350,8 @@ or the socket is closed; a timeout exits 1 with TIMEOUT.
 
 With -o table the datagram is written to stdout as it is (--hex: as one line of hex) and
 the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both on stdout.`,
-		Example: `  sockctl recvfrom s1
-  sockctl recvfrom s1 --wait 10s -o json`,
+		Example: `  sockctl recvfrom s3fa9c1-1
+  sockctl recvfrom s3fa9c1-1 --wait 10s -o json`,
 		Args: args(1, "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
@@ -389,7 +389,7 @@ func (a *app) shutdownCommand() *cobra.Command {
 		Long: `Shutdown half-closes connected stream socket ID and prints it: write sends end of
 stream to the peer (its recv says EOF), read stops reading, both does both. The socket
 stays in the agent's table until 'close'. Does not block.`,
-		Example: `  sockctl shutdown s3 write`,
+		Example: `  sockctl shutdown s3fa9c1-3 write`,
 		Args:    args(2, "ID", "read|write|both"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
@@ -410,7 +410,7 @@ func (a *app) closeCommand() *cobra.Command {
 		Short: "Close a socket (close)",
 		Long: `Close closes socket ID and prints its final state and counters. Calls blocked on it
 fail with SOCKET_CLOSED; the id then answers UNKNOWN_SOCKET. Does not block.`,
-		Example: `  sockctl close s3`,
+		Example: `  sockctl close s3fa9c1-3`,
 		Args:    args(1, "ID"),
 		RunE: a.onSocket("close", func(ctx context.Context, c client.Clients, id string) (socketResponse, error) {
 			return c.Sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
@@ -424,8 +424,8 @@ func (a *app) getCommand() *cobra.Command {
 		Short: "Show one socket",
 		Long: `Get prints socket ID's addresses, state and byte counters (-o json adds message
 counts, parent, age and pending calls). Does not block.`,
-		Example: `  sockctl get s2
-  sockctl get s2 -o json`,
+		Example: `  sockctl get s3fa9c1-2
+  sockctl get s3fa9c1-2 -o json`,
 		Args: args(1, "ID"),
 		RunE: a.onSocket("get", func(ctx context.Context, c client.Clients, id string) (socketResponse, error) {
 			return c.Sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})

@@ -1,6 +1,7 @@
 // Package contract is what the agent and its clients agree on beyond the generated API: the
-// google.rpc.ErrorInfo domain, every error reason, the metadata header that names a session,
-// and the network names each operation accepts.
+// google.rpc.ErrorInfo domain, every error reason, the metadata headers that name a session and
+// the agent instance a client expects, the shape of socket ids, and the network names each
+// operation accepts.
 //
 // It is a leaf: it imports neither gRPC nor the generated code nor any server package, so
 // the agent, its policy, sockctl and the scenario files share one list of each, as
@@ -20,6 +21,82 @@ const Domain = "sockagent.v1"
 // SessionHeader is the gRPC metadata key naming the session that a Listen, Bind, Dial, Accept,
 // Probe or Throughput opens its sockets in.
 const SessionHeader = "sockagent-session"
+
+// InstanceHeader is the gRPC metadata key by which a client names the agent instance it
+// expects a call naming a socket id to reach: GetInfo.instance_id, or its short form (the
+// digits between "s" and "-" of a socket id). A call whose header names another instance is
+// UNKNOWN_SOCKET: the agent restarted since the client learnt the instance, and the ids it
+// holds are gone.
+const InstanceHeader = "sockagent-instance"
+
+// Shapes of agent instance ids and socket ids. A socket id is "s", the first
+// SocketIDInstanceLen digits of the instance id, "-" and a count from 1 ("s3fa9c1-12"): short
+// enough to type, and an id from before a restart never names a socket of the new instance.
+const (
+	// InstanceIDLen is the length of an instance id: lowercase hexadecimal digits, random per
+	// agent start.
+	InstanceIDLen = 16
+	// SocketIDInstanceLen is how many leading digits of the instance id a socket id carries.
+	SocketIDInstanceLen = 6
+	// maxSocketIDLen bounds what ParseSocketID reads: "s", the instance, "-", a uint64.
+	maxSocketIDLen = 1 + SocketIDInstanceLen + 1 + 20
+)
+
+// FormatSocketID returns the id of the n-th socket of instance (an id of InstanceIDLen
+// digits, or at least its first SocketIDInstanceLen).
+func FormatSocketID(instance string, n uint64) string {
+	return "s" + ShortInstance(instance) + "-" + strconv.FormatUint(n, 10)
+}
+
+// ShortInstance returns the part of instance that socket ids carry.
+func ShortInstance(instance string) string {
+	if len(instance) > SocketIDInstanceLen {
+		return instance[:SocketIDInstanceLen]
+	}
+	return instance
+}
+
+// ParseSocketID splits a socket id of the shape FormatSocketID makes into the short instance
+// and the count; ok is false for any other string (an id of an older agent, such as "s3",
+// included).
+func ParseSocketID(id string) (instance string, n uint64, ok bool) {
+	if len(id) > maxSocketIDLen || len(id) < 1+SocketIDInstanceLen+2 || id[0] != 's' || id[1+SocketIDInstanceLen] != '-' {
+		return "", 0, false
+	}
+	instance = id[1 : 1+SocketIDInstanceLen]
+	if !isHex(instance) {
+		return "", 0, false
+	}
+	digits := id[2+SocketIDInstanceLen:]
+	if digits[0] < '1' || digits[0] > '9' { // no sign, no leading zero: one spelling per id
+		return "", 0, false
+	}
+	n, err := strconv.ParseUint(digits, 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return instance, n, true
+}
+
+// ValidInstance reports whether s has the shape of an instance id or of its short form:
+// InstanceIDLen or SocketIDInstanceLen lowercase hexadecimal digits.
+func ValidInstance(s string) bool {
+	return (len(s) == InstanceIDLen || len(s) == SocketIDInstanceLen) && isHex(s)
+}
+
+// SameInstance reports whether expected (an instance id or its short form) names instance.
+func SameInstance(expected, instance string) bool {
+	return expected == instance || (len(expected) == SocketIDInstanceLen && expected == ShortInstance(instance))
+}
+
+func isHex(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // Reasons carried in google.rpc.ErrorInfo.reason by the agent. Scripts match on these strings.
 const (

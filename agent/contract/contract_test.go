@@ -82,3 +82,57 @@ func TestDefaultAgentSocket(t *testing.T) {
 		t.Errorf("DefaultAgent %s, want unix:%s", DefaultAgent(), p)
 	}
 }
+
+func TestSocketIDShape(t *testing.T) {
+	t.Parallel()
+	const inst = "3fa9c1d2e4b5a6f7"
+	if got := FormatSocketID(inst, 12); got != "s3fa9c1-12" {
+		t.Fatalf("FormatSocketID = %q, want s3fa9c1-12", got)
+	}
+	for _, tc := range []struct {
+		id   string
+		inst string
+		n    uint64
+		ok   bool
+	}{
+		{"s3fa9c1-12", "3fa9c1", 12, true},
+		{"s000000-1", "000000", 1, true},
+		{"s3fa9c1-18446744073709551615", "3fa9c1", 1<<64 - 1, true},
+		{"s3fa9c1-18446744073709551616", "", 0, false}, // overflows uint64
+		{"s3", "", 0, false},                           // an older agent's id
+		{"s3fa9c1-0", "", 0, false},
+		{"s3fa9c1-01", "", 0, false},
+		{"s3fa9c1-+1", "", 0, false},
+		{"s3fa9c1-", "", 0, false},
+		{"s3FA9C1-1", "", 0, false},
+		{"s3fa9c12-1", "", 0, false},
+		{"x3fa9c1-1", "", 0, false},
+		{"s3fa9c1-1x", "", 0, false},
+		{"", "", 0, false},
+	} {
+		inst, n, ok := ParseSocketID(tc.id)
+		if inst != tc.inst || n != tc.n || ok != tc.ok {
+			t.Errorf("ParseSocketID(%q) = %q, %d, %v; want %q, %d, %v", tc.id, inst, n, ok, tc.inst, tc.n, tc.ok)
+		}
+	}
+	for _, tc := range []struct {
+		expected string
+		valid    bool
+		same     bool
+	}{
+		{inst, true, true},
+		{"3fa9c1", true, true},
+		{"3fa9c2", true, false},
+		{"3fa9c1d2e4b5a6f8", true, false},
+		{"3fa9c1d2", false, false},
+		{"3FA9C1", false, false},
+		{"", false, false},
+	} {
+		if got := ValidInstance(tc.expected); got != tc.valid {
+			t.Errorf("ValidInstance(%q) = %v, want %v", tc.expected, got, tc.valid)
+		}
+		if got := SameInstance(tc.expected, inst); got != tc.same {
+			t.Errorf("SameInstance(%q, %q) = %v, want %v", tc.expected, inst, got, tc.same)
+		}
+	}
+}

@@ -39,7 +39,8 @@ func configErrorf(format string, args ...any) error {
 // is the one place that chooses transport and per-RPC credentials: TLS when o asks for it
 // (o.UsesTLS), else plaintext; a bearer token when o has a token file, refused over plaintext
 // unless the target is on this host (loopback or unix:). grpc.NewClient does not connect; the
-// first RPC does.
+// first RPC does. A unary call naming a socket id sends the instance the id carries
+// (ForSocket).
 //
 // A target or settings that cannot work are a *ConfigError; a file that cannot be read or
 // parsed is another error.
@@ -47,7 +48,7 @@ func Dial(target string, o Options) (*grpc.ClientConn, error) {
 	if err := o.Check(); err != nil {
 		return nil, &ConfigError{Err: err}
 	}
-	var opts []grpc.DialOption
+	opts := []grpc.DialOption{grpc.WithChainUnaryInterceptor(instanceOfSocket)}
 	if o.UsesTLS() {
 		cfg, err := o.TLSConfig()
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -92,6 +93,28 @@ type remote struct {
 	stopLocal        func()          // stops the in-process agent, when addr is "local"
 	instance         string          // the agent's instance_id when the run connected
 	session          *client.Session // the run's session there; nil when the agent has none
+
+	mu  sync.Mutex
+	now string // the instance that answered once the agent was seen to have restarted
+}
+
+// restartedTo records that the agent answered as instance now; it returns the restart
+// message when now is not the instance the run connected to, else "".
+func (rm *remote) restartedTo(now string) string {
+	if now == "" || now == rm.instance {
+		return ""
+	}
+	rm.mu.Lock()
+	rm.now = now
+	rm.mu.Unlock()
+	return fmt.Sprintf("agent %s restarted (instance %s when the run connected, now %s): the sockets the run opened there are gone", rm.name, rm.instance, now)
+}
+
+// current returns the instance the agent was last seen to have restarted as, or "".
+func (rm *remote) current() string {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	return rm.now
 }
 
 // alias is a socket a step named with `as`.
@@ -248,6 +271,10 @@ func (rm *remote) start(ctx context.Context, startLocal func(context.Context) (s
 		return err
 	}
 	rm.instance = info.GetInstanceId()
+	// From now on every call expects this instance: after a restart, an id the run holds
+	// answers UNKNOWN_SOCKET rather than reach another client's socket of the new instance.
+	c = client.NewClients(client.ExpectInstance(conn, rm.instance))
+	rm.sockets, rm.info, rm.measure = c.Sockets, c.Agent, c.Measure
 	if sessionTTL > 0 {
 		if rm.session, err = client.OpenSession(ctx, c.Sessions, sessionTTL, sessionName); err != nil {
 			return err
@@ -619,10 +646,7 @@ func (r *runner) restarted(ctx context.Context, name string, err error) string {
 		}
 		now = gi.GetInstanceId()
 	}
-	if now == "" || now == rm.instance {
-		return ""
-	}
-	return fmt.Sprintf("agent %s restarted (instance %s when the run connected, now %s): the sockets the run opened there are gone", name, rm.instance, now)
+	return rm.restartedTo(now)
 }
 
 // scenarioError is a problem of the scenario found at run time (not the network's).
@@ -679,19 +703,7 @@ func (r *runner) cleanup(ctx context.Context) []CleanupReport {
 			defer cancel()
 			rm := r.remotes[name]
 			for _, o := range byAgent[name] {
-				c := CleanupReport{Agent: name, Socket: o.id, Alias: o.alias, Status: "closed"}
-				_, err := rm.sockets.Close(cctx, &sockagentv1.CloseRequest{SocketId: o.id})
-				switch {
-				case err == nil:
-				case status.Code(err) == codes.NotFound:
-					c.Status = "gone"
-				case status.Code(err) == codes.DeadlineExceeded && client.ErrorInfo(status.Convert(err)) == nil:
-					c.Status, c.Error = "failed", fmt.Sprintf("no answer from the agent within the %s cleanup bound", cleanupTimeout)
-				default:
-					c.Status = "failed"
-					_, c.Error = client.Reason(err)
-				}
-				results[i] = append(results[i], c)
+				results[i] = append(results[i], r.closeOpened(cctx, rm, o))
 			}
 			rm.session.Close(cctx)
 		})
@@ -707,4 +719,35 @@ func (r *runner) cleanup(ctx context.Context) []CleanupReport {
 		out = append(out, rs...)
 	}
 	return out
+}
+
+// closeOpened closes one socket the run opened, for cleanup. A socket of an instance the
+// agent no longer is (it restarted) is gone: not asked for, so that nothing of the new
+// instance's can be closed in its place.
+func (r *runner) closeOpened(ctx context.Context, rm *remote, o opened) CleanupReport {
+	c := CleanupReport{Agent: rm.name, Socket: o.id, Alias: o.alias, Status: "closed"}
+	now := rm.current()
+	inst, _, shaped := contract.ParseSocketID(o.id)
+	switch {
+	case now != "" && shaped && inst != contract.ShortInstance(now):
+		c.Status, c.Error = "gone", fmt.Sprintf("not closed: agent %s restarted (instance %s when the run connected, now %s) and the socket went with the old instance", rm.name, rm.instance, now)
+		return c
+	case now != "" && shaped:
+		ctx = metadata.AppendToOutgoingContext(ctx, contract.InstanceHeader, now) // opened after the restart
+	}
+	_, err := rm.sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: o.id})
+	switch {
+	case err == nil:
+	case status.Code(err) == codes.NotFound:
+		c.Status = "gone"
+		if m := r.restarted(ctx, rm.name, err); m != "" {
+			c.Error = m
+		}
+	case status.Code(err) == codes.DeadlineExceeded && client.ErrorInfo(status.Convert(err)) == nil:
+		c.Status, c.Error = "failed", fmt.Sprintf("no answer from the agent within the %s cleanup bound", cleanupTimeout)
+	default:
+		c.Status = "failed"
+		_, c.Error = client.Reason(err)
+	}
+	return c
 }

@@ -31,11 +31,14 @@ var (
 	// The regular expressions compile on first use, not at package init, which every
 	// sockctl start pays for.
 	identRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`) })
-	// socketIDRE is the shape of the ids agents give sockets: an alias of that shape would make
-	// a step's socket mean the id when the alias was not created.
-	socketIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^s[0-9]+$`) })
-	reasonRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`) })
-	syntaxRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`) })
+	// socketIDRE is the shape of the ids agents give sockets (contract.FormatSocketID), and of
+	// those older agents gave (s1, s2, ...): an alias of that shape would make a step's socket
+	// mean the id when the alias was not created.
+	socketIDRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(fmt.Sprintf(`^s(?:[0-9]+|[0-9a-f]{%d}-[0-9]+)$`, contract.SocketIDInstanceLen))
+	})
+	reasonRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`) })
+	syntaxRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`) })
 )
 
 // reserved are names that refer to something other than an alias or agent in ${...}.

@@ -455,7 +455,7 @@ func (c *checker) define(sc *scope, d aliasDef) {
 		c.p.add(d.pos, "as: %q is not a valid alias: a letter or _ followed by letters, digits, _ or -", show(d.name))
 		return
 	case socketIDRE().MatchString(instance(d.name, 0)) || socketIDRE().MatchString(instance(d.name, 1)):
-		c.p.add(d.pos, "as: %q looks like a socket id (s1, s2, ...): if its step failed, a later step naming it would act on the agent's socket of that id; pick a name such as lis, conn or cli", show(d.name))
+		c.p.add(d.pos, "as: %q looks like a socket id (s3fa9c1-1, s1, ...): if its step failed, a later step naming it would act on the agent's socket of that id; pick a name such as lis, conn or cli", show(d.name))
 		return
 	}
 	for _, a := range c.p.file.Agents {

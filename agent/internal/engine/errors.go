@@ -110,15 +110,30 @@ type unknownSocketError struct {
 	instance string
 	started  time.Time
 	why      string // why the agent closed it on its own, when it did so recently
+	// other is the instance the id carries, or the call expects (byHeader), when it is not
+	// this one: the agent restarted.
+	other    string
+	byHeader bool
+	ours     bool // the id has this instance's shape: it was closed, or never given out
 }
 
 func (e *unknownSocketError) Error() string {
-	if e.why != "" {
-		return fmt.Sprintf("unknown socket: the agent closed it: %s (agent instance %s, started %s)",
-			e.why, e.instance, e.started.UTC().Format(time.RFC3339))
+	started := e.started.UTC().Format(time.RFC3339)
+	switch {
+	case e.other != "" && e.byHeader:
+		return fmt.Sprintf("%s; this agent instance %s, started %s; the call expects instance %s (header %s): the agent restarted, and the sockets of that instance are gone",
+			ErrUnknownSocket, e.instance, started, e.other, contract.InstanceHeader)
+	case e.other != "":
+		return fmt.Sprintf("%s; this agent instance %s, started %s; the id belongs to instance %s: the agent restarted, and the sockets of that instance are gone",
+			ErrUnknownSocket, e.instance, started, e.other)
+	case e.why != "":
+		return fmt.Sprintf("unknown socket: the agent closed it: %s (agent instance %s, started %s)", e.why, e.instance, started)
+	case e.ours:
+		return fmt.Sprintf("%s; this agent instance %s, started %s, has no such socket: it was closed, or never opened; ListSockets shows the open ones",
+			ErrUnknownSocket, e.instance, started)
 	}
 	return fmt.Sprintf("%s; this agent instance %s, started %s, has no such socket: if it was opened before, the agent restarted",
-		ErrUnknownSocket, e.instance, e.started.UTC().Format(time.RFC3339))
+		ErrUnknownSocket, e.instance, started)
 }
 
 func (e *unknownSocketError) Is(target error) bool { return target == ErrUnknownSocket }
@@ -206,6 +221,9 @@ func Metadata(err error) map[string]string {
 	var use *unknownSocketError
 	if errors.As(err, &use) {
 		md["instance_id"], md["started_at"] = use.instance, use.started.UTC().Format(time.RFC3339Nano)
+		if use.other != "" {
+			md["expected_instance"] = use.other
+		}
 	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {

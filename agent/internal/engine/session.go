@@ -59,10 +59,54 @@ type session struct {
 	members map[*sock]struct{}
 }
 
+type instanceKey struct{}
+
+// WithInstance returns ctx expecting that the socket a call names belongs to agent instance
+// expected (an instance id or its short form, contract.InstanceHeader): a call on another
+// instance answers ErrUnknownSocket naming the restart, whatever the id.
+func WithInstance(ctx context.Context, expected string) context.Context {
+	return context.WithValue(ctx, instanceKey{}, expected)
+}
+
+func instanceFrom(ctx context.Context) string {
+	v, _ := ctx.Value(instanceKey{}).(string)
+	return v
+}
+
+// sameInstance checks that a call naming socket id is meant for this agent instance: the
+// instance ctx expects (WithInstance) and the one id carries must both be this one. Else the
+// agent restarted since the caller learnt them, and the id names no socket of its: an
+// ErrUnknownSocket naming both instances (ErrAgentStopping while the agent stops).
+func (t *Table) sameInstance(ctx context.Context, id string) error {
+	e := &unknownSocketError{instance: t.instance, started: t.started}
+	if expected := instanceFrom(ctx); expected != "" {
+		if !contract.ValidInstance(expected) {
+			return BadArg(contract.ReasonInvalidArgument, "header %s: %d bytes that are no agent instance: give GetInfo.instance_id (%d hex digits) or the %d hex digits after \"s\" of a socket id, or no header",
+				contract.InstanceHeader, len(expected), contract.InstanceIDLen, contract.SocketIDInstanceLen)
+		}
+		if !contract.SameInstance(expected, t.instance) {
+			e.other, e.byHeader = expected, true
+		}
+	}
+	if inst, _, ok := contract.ParseSocketID(id); ok && e.other == "" && inst != contract.ShortInstance(t.instance) {
+		e.other = inst
+	}
+	if e.other == "" {
+		return nil
+	}
+	if t.isStopped() {
+		return ErrAgentStopping
+	}
+	return e
+}
+
 // unknownSocket is the error for a socket id owner has no socket under.
 // A stopping agent has dropped every socket: it says it is stopping, not that it restarted.
 func (t *Table) unknownSocket(owner, id string) error {
 	e := &unknownSocketError{instance: t.instance, started: t.started}
+	if inst, _, ok := contract.ParseSocketID(id); ok && inst == contract.ShortInstance(t.instance) {
+		e.ours = true
+	}
 	t.mu.Lock()
 	if t.stopped {
 		t.mu.Unlock()

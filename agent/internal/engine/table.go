@@ -15,14 +15,15 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/policy"
 )
 
@@ -38,7 +39,10 @@ type Config struct {
 	// Policy decides per caller what may be opened and used, and the limits; nil means
 	// policy.Default().
 	Policy *policy.Policy
-	// Instance names the agent instance in UNKNOWN_SOCKET errors; Started is when it started.
+	// Instance names the agent instance in UNKNOWN_SOCKET errors and, by its first
+	// contract.SocketIDInstanceLen digits, in every socket id; contract.InstanceIDLen
+	// lowercase hexadecimal digits, random per start. Empty: the table draws one. Started is
+	// when it started.
 	Instance string
 	Started  time.Time
 	// IdleTimeout closes a socket outside a session once no call has used it for this long;
@@ -52,7 +56,10 @@ type Config struct {
 // New builds a Table and starts its idle reaper; Stop ends both.
 func New(cfg Config) *Table {
 	t := newTable(cfg.DefaultTimeout, cfg.MaxRecvBytes, cfg.Policy)
-	t.instance, t.idle, t.onReclaim, t.maxMessage = cfg.Instance, cfg.IdleTimeout, cfg.OnReclaim, cfg.MaxMessageBytes
+	t.idle, t.onReclaim, t.maxMessage = cfg.IdleTimeout, cfg.OnReclaim, cfg.MaxMessageBytes
+	if cfg.Instance != "" {
+		t.instance = cfg.Instance
+	}
 	if !cfg.Started.IsZero() {
 		t.started = cfg.Started
 	}
@@ -67,7 +74,7 @@ type Table struct {
 	maxMessage     int // Config.MaxMessageBytes
 	policy         *policy.Policy
 
-	instance string    // the agent instance, named in UNKNOWN_SOCKET
+	instance string    // the agent instance, named in UNKNOWN_SOCKET and carried by socket ids
 	started  time.Time // when the agent instance started
 	idle     time.Duration
 	leftover atomic.Int64 // bytes held in every socket's leftover (agent_limits.buffered_bytes)
@@ -104,8 +111,15 @@ func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *Ta
 		defaultTimeout: defaultTimeout, maxRecv: maxRecv, policy: pol,
 		socks: map[string]*sock{}, budget: budget{callsBy: map[string]int{}, bytesBy: map[string]int{}, waitsBy: map[string]int{}, socketsBy: map[string]int{}},
 		sessions: map[string]*session{}, sessionsBy: map[string]map[string]*session{}, socksBy: map[string]map[string]*sock{}, reqs: map[string]*callerReqs{}, started: time.Now(),
-		reclaimed: map[string]reclaim{},
+		reclaimed: map[string]reclaim{}, instance: newInstanceID(),
 	}
+}
+
+// newInstanceID draws an agent instance id of the contract's shape.
+func newInstanceID() string {
+	var b [contract.InstanceIDLen / 2]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
 }
 
 // who returns the caller of ctx and the policy rule set that applies to it.
@@ -136,7 +150,7 @@ func (t *Table) add(s *sock, a *admission) error {
 		return refuse
 	}
 	t.next++
-	s.id = "s" + strconv.FormatUint(t.next, 10)
+	s.id = contract.FormatSocketID(t.instance, t.next)
 	t.socks[s.id] = s
 	own := t.socksBy[s.owner]
 	if own == nil {
@@ -184,6 +198,9 @@ func (t *Table) get(ctx context.Context, id string) (*sock, error) {
 // peek is get without marking the socket used (GetSocket, ListSockets).
 func (t *Table) peek(ctx context.Context, id string) (*sock, error) {
 	owner := CallerFrom(ctx).ID
+	if err := t.sameInstance(ctx, id); err != nil {
+		return nil, err
+	}
 	t.mu.Lock()
 	s, ok := t.socks[id]
 	t.mu.Unlock()
@@ -215,8 +232,8 @@ func (t *Table) List(ctx context.Context) []Info {
 		out[i] = s.info()
 	}
 	sort.Slice(out, func(i, j int) bool {
-		a, _ := strconv.ParseUint(strings.TrimPrefix(out[i].ID, "s"), 10, 64)
-		b, _ := strconv.ParseUint(strings.TrimPrefix(out[j].ID, "s"), 10, 64)
+		_, a, _ := contract.ParseSocketID(out[i].ID)
+		_, b, _ := contract.ParseSocketID(out[j].ID)
 		return a < b
 	})
 	return out
@@ -246,6 +263,9 @@ func (t *Table) GetFor(ctx context.Context, id string) (Info, error) {
 // Close closes one socket of ctx's caller and returns its final snapshot.
 func (t *Table) Close(ctx context.Context, id string) (Info, error) {
 	owner := CallerFrom(ctx).ID
+	if err := t.sameInstance(ctx, id); err != nil {
+		return Info{}, &OpError{Op: "close", SocketID: id, Err: err}
+	}
 	t.mu.Lock()
 	s, ok := t.socks[id]
 	ok = ok && s.owner == owner

@@ -528,7 +528,9 @@ type GetInfoResponse struct {
 	Uptime *durationpb.Duration `protobuf:"bytes,7,opt,name=uptime,proto3" json:"uptime,omitempty"`
 	// limits the agent applies.
 	Limits *Limits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
-	// instance_id is random per agent start: a change means the agent restarted.
+	// instance_id is random per agent start (16 hexadecimal digits): a change means the agent
+	// restarted. Socket ids carry its first 6 digits; a client sends it back in the
+	// sockagent-instance header to have calls on an older instance's ids refused.
 	InstanceId string `protobuf:"bytes,9,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	// networks the agent accepts (tcp, tcp4, ...).
 	Networks []string `protobuf:"bytes,10,rep,name=networks,proto3" json:"networks,omitempty"`

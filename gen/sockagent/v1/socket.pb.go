@@ -663,7 +663,8 @@ func (x *AttachResponse) GetRemoteAddress() string {
 // Socket describes one socket in the agent's table.
 type Socket struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// socket_id names the socket in every later call.
+	// socket_id names the socket in every later call: "s", the first 6 digits of the agent's
+	// instance_id, "-", a count from 1 ("s3fa9c1-12"); never reused, by this instance or another.
 	SocketId string `protobuf:"bytes,1,opt,name=socket_id,json=socketId,proto3" json:"socket_id,omitempty"`
 	// network as given to Listen, Bind or Dial (for accepted sockets, the listener's).
 	Network string `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`

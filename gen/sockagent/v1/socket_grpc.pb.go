@@ -40,8 +40,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // SocketService drives real OS sockets on the agent's host: TCP, UDP and UNIX (stream and
-// datagram), IPv4 and IPv6. Every socket has an agent-chosen socket_id, unique for the agent's
-// lifetime and never reused.
+// datagram), IPv4 and IPv6. Every socket has an agent-chosen socket_id, never reused: "s", the
+// first 6 digits of the agent's instance_id (GetInfo), "-", a count from 1 ("s3fa9c1-12"), so
+// that an id from before a restart names no socket of the new instance.
 //
 // Errors: every failure is a gRPC status whose code a script can act on. Anything the network
 // or the socket table did also carries a google.rpc.ErrorInfo with domain "sockagent.v1" and a
@@ -58,8 +59,9 @@ const (
 //	                    SOCKET_BUSY (an Attach stream or a Serve behaviour owns the socket)
 //	NOT_FOUND           UNKNOWN_SOCKET (never opened, already closed, or opened before the
 //	                    agent restarted: metadata instance_id and started_at name this
-//	                    agent instance), UNKNOWN_SESSION (the sockagent-session header names
-//	                    no open session of the caller)
+//	                    agent instance, expected_instance the one the id or the
+//	                    sockagent-instance header names), UNKNOWN_SESSION (the
+//	                    sockagent-session header names no open session of the caller)
 //	INVALID_ARGUMENT    INVALID_ADDRESS, INVALID_NETWORK, INVALID_ARGUMENT, MESSAGE_TOO_LARGE
 //	PERMISSION_DENIED   ACCESS_DENIED (the OS refused), POLICY_DENIED (the agent's policy
 //	                    refused; metadata rule and rule_set name the rule)
@@ -78,6 +80,11 @@ const (
 // that session (see SessionService); an Accept without it puts the connection in the
 // listener's session. Sockets outside a session are closed once idle for the agent's idle
 // timeout (no call named them, none pending).
+//
+// Restarts: a call naming a socket_id may carry the header "sockagent-instance: INSTANCE",
+// the instance_id the client learnt from GetInfo or the 6 digits of a socket_id. When it names
+// another instance, or the socket_id carries another, the call is NOT_FOUND (UNKNOWN_SOCKET)
+// saying the agent restarted, whatever the id; a malformed header is INVALID_ARGUMENT.
 //
 // Blocking calls (Dial, Accept, Send, Recv, SendTo, RecvFrom) wait at most their timeout
 // (0 = the agent's default) and never past the RPC deadline. Calls on one socket of the same
@@ -307,8 +314,9 @@ func (c *socketServiceClient) Serve(ctx context.Context, in *ServeRequest, opts 
 // for forward compatibility.
 //
 // SocketService drives real OS sockets on the agent's host: TCP, UDP and UNIX (stream and
-// datagram), IPv4 and IPv6. Every socket has an agent-chosen socket_id, unique for the agent's
-// lifetime and never reused.
+// datagram), IPv4 and IPv6. Every socket has an agent-chosen socket_id, never reused: "s", the
+// first 6 digits of the agent's instance_id (GetInfo), "-", a count from 1 ("s3fa9c1-12"), so
+// that an id from before a restart names no socket of the new instance.
 //
 // Errors: every failure is a gRPC status whose code a script can act on. Anything the network
 // or the socket table did also carries a google.rpc.ErrorInfo with domain "sockagent.v1" and a
@@ -325,8 +333,9 @@ func (c *socketServiceClient) Serve(ctx context.Context, in *ServeRequest, opts 
 //	                    SOCKET_BUSY (an Attach stream or a Serve behaviour owns the socket)
 //	NOT_FOUND           UNKNOWN_SOCKET (never opened, already closed, or opened before the
 //	                    agent restarted: metadata instance_id and started_at name this
-//	                    agent instance), UNKNOWN_SESSION (the sockagent-session header names
-//	                    no open session of the caller)
+//	                    agent instance, expected_instance the one the id or the
+//	                    sockagent-instance header names), UNKNOWN_SESSION (the
+//	                    sockagent-session header names no open session of the caller)
 //	INVALID_ARGUMENT    INVALID_ADDRESS, INVALID_NETWORK, INVALID_ARGUMENT, MESSAGE_TOO_LARGE
 //	PERMISSION_DENIED   ACCESS_DENIED (the OS refused), POLICY_DENIED (the agent's policy
 //	                    refused; metadata rule and rule_set name the rule)
@@ -345,6 +354,11 @@ func (c *socketServiceClient) Serve(ctx context.Context, in *ServeRequest, opts 
 // that session (see SessionService); an Accept without it puts the connection in the
 // listener's session. Sockets outside a session are closed once idle for the agent's idle
 // timeout (no call named them, none pending).
+//
+// Restarts: a call naming a socket_id may carry the header "sockagent-instance: INSTANCE",
+// the instance_id the client learnt from GetInfo or the 6 digits of a socket_id. When it names
+// another instance, or the socket_id carries another, the call is NOT_FOUND (UNKNOWN_SOCKET)
+// saying the agent restarted, whatever the id; a malformed header is INVALID_ARGUMENT.
 //
 // Blocking calls (Dial, Accept, Send, Recv, SendTo, RecvFrom) wait at most their timeout
 // (0 = the agent's default) and never past the RPC deadline. Calls on one socket of the same
