@@ -172,7 +172,8 @@ func TestServeReportNeedsCookie(t *testing.T) {
 				t.Errorf("%s: answer %d is %d bytes of type %d, want type %d, at most %d bytes", b, i, n, h.Type, want, wire.ReportRequestSize)
 			}
 		}
-		sv := e.serving(t, s.GetSocketId())
+		// The last answer is counted just after it is written: wait for the count.
+		sv := e.waitServing(t, s.GetSocketId(), "3 datagrams out", func(sv *sockagentv1.Serving) bool { return sv.GetDatagramsOut() >= 3 })
 		if sv.GetDatagramsIn() != 4 || sv.GetDatagramsOut() != 3 || sv.GetBytesOut() > sv.GetBytesIn() {
 			t.Errorf("%s: in %d (%d bytes), out %d (%d bytes); want 4 in, 3 out, no more bytes out than in", b, sv.GetDatagramsIn(), sv.GetBytesIn(), sv.GetDatagramsOut(), sv.GetBytesOut())
 		}
