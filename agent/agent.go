@@ -222,14 +222,18 @@ func New(cfg Config) (*Agent, error) {
 		grpc.UnaryInterceptor(a.unary),
 		grpc.StreamInterceptor(a.authStream),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
-		// Credentials are checked from the headers, before gRPC reads a request's body.
-		grpc.InTapHandle(a.tapAuth),
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreams)),
 		grpc.MaxHeaderListSize(MaxHeaderBytes),
 		// Long-lived workers run the handlers, one per CPU (busy ones fall back to a goroutine
 		// per RPC): their stacks stay grown, where a new goroutine per RPC grows its stack
 		// again on every call.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+	}
+	if cfg.Tokens != nil {
+		// Tokens are checked from the headers, before gRPC reads a request's body. Without
+		// tokens there is nothing to check there (the transport says who calls, and the
+		// interceptors mark the connection authenticated), so no RPC pays for the tap.
+		opts = append(opts, grpc.InTapHandle(a.tapAuth))
 	}
 	// The stats handler costs every RPC a copy of its metadata and a few allocations; it only
 	// logs at Warn, so a Logger that cannot (nil, or a level above Warn when New runs) spares it.

@@ -286,7 +286,7 @@ func (a *Agent) tapAuth(ctx context.Context, info *tap.Info) (context.Context, e
 	c := connOf(ctx)
 	if r.authenticated {
 		if c != nil && !c.authenticate() {
-			return ctx, status.Error(codes.Unavailable, "the connection made no authenticated RPC within the auth timeout and is closing; reconnect")
+			return ctx, errConnExpired
 		}
 		return context.WithValue(ctx, tapKey{}, r), nil
 	}
@@ -297,6 +297,9 @@ func (a *Agent) tapAuth(ctx context.Context, info *tap.Info) (context.Context, e
 	}
 	return context.WithValue(ctx, tapKey{}, r), nil
 }
+
+// errConnExpired refuses an RPC on a connection the auth timeout is closing.
+var errConnExpired = status.Error(codes.Unavailable, "the connection made no authenticated RPC within the auth timeout and is closing; reconnect")
 
 // claimUnauthHealth claims one of the health RPCs without credentials the agent and the
 // connection c allow, given back when the RPC's context ends.
@@ -494,6 +497,14 @@ func (a *Agent) callerOf(ctx context.Context, method string) (c Caller, gen *Tok
 	if r, ok := tapCaller(ctx); ok {
 		return r.caller, r.gen, "", r.authenticated, nil
 	}
+	// No tap ran: the agent has no tokens (see New), so the transport alone names the caller
+	// and every call counts as authenticated for the connection's auth timeout.
 	c, gen, why, err = a.authenticate(ctx, method)
-	return c, gen, why, err == nil && (c.Token != "" || a.tokens.Load() == nil), err
+	authenticated = err == nil && (c.Token != "" || a.tokens.Load() == nil)
+	if authenticated {
+		if conn := connOf(ctx); conn != nil && !conn.authenticate() {
+			return c, gen, "connection past its auth timeout", false, errConnExpired
+		}
+	}
+	return c, gen, why, authenticated, err
 }
