@@ -94,8 +94,10 @@ func (t *Table) admit(caller, sess string, set *policy.RuleSet, c claim) (*admis
 	if c.bytes > 0 {
 		b.bytesBy[caller] += c.bytes
 	}
-	b.sockets += c.sockets
-	b.socketsBy[caller] += c.sockets
+	if c.sockets > 0 {
+		b.sockets += c.sockets
+		b.socketsBy[caller] += c.sockets
+	}
 	if ss != nil {
 		ss.bytes += c.bytes
 		ss.socks += c.sockets
