@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,4 +188,32 @@ func wantEmpty(t *testing.T, tb *Table, what string) {
 			t.Errorf("%s: session %s holds calls %d bytes %d sockets %d waits %d after every release", what, s.id, s.calls, s.bytes, s.socks, s.waits)
 		}
 	}
+}
+
+// TestAdmitAgentBytesBoundary: a caller whose own share is larger than the agent's budget is
+// still held to the agent's: a call of exactly the budget is admitted, one byte more is not,
+// and a refusal for bytes left over from interrupted exact reads says so.
+func TestAdmitAgentBytesBoundary(t *testing.T) {
+	p, err := policy.Parse("admit.yaml", []byte("agent_limits: {buffered_bytes: 1000}\ndefault: {limits: {buffered_bytes: 5000}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := newTable(time.Second, 1<<20, p)
+	defer tb.Stop()
+	set := p.Default
+	a, err := tb.admit("a", "", set, claim{bytes: 1000})
+	if err != nil {
+		t.Fatalf("a call of exactly the agent's 1000 bytes: %v", err)
+	}
+	a.release()
+	if _, limit := fill(t, tb, set, "a", "", claim{bytes: 1001}); limit != "agent_limits.buffered_bytes" {
+		t.Errorf("1001 bytes: %s, want agent_limits.buffered_bytes", limit)
+	}
+	tb.leftover.Store(10)
+	_, err = tb.admit("a", "", set, claim{bytes: 991})
+	if err == nil || !strings.Contains(err.Error(), "and 10 left over from interrupted exact reads") {
+		t.Errorf("991 bytes beside 10 left over: %v, want a refusal naming the 10 left over", err)
+	}
+	tb.leftover.Store(0)
+	wantEmpty(t, tb, "boundary")
 }
