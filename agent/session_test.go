@@ -294,8 +294,12 @@ func TestIdleReapingOff(t *testing.T) {
 	// With no reaper there is nothing to wait for; the socket must still answer after a
 	// while that would have reaped it with any short timeout.
 	time.Sleep(300 * time.Millisecond) // the absence of an event can only be shown by waiting
-	if _, err := e.sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: l.GetSocketId()}); err != nil {
-		t.Fatal(err)
+	r, err := e.sc.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: l.GetSocketId()})
+	if err != nil {
+		t.Fatalf("with idle reaping off, an unused socket was reaped: %v", err)
+	}
+	if idle := r.GetSocket().GetIdle().AsDuration(); idle < 300*time.Millisecond {
+		t.Errorf("idle %s after 300ms unused; want at least 300ms (the socket really sat idle)", idle)
 	}
 }
 

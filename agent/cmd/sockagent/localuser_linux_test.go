@@ -42,6 +42,7 @@ func runAs(t *testing.T, uid uint32, bin string, args ...string) (stdout, stderr
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	dieWithTest(cmd)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -193,6 +193,7 @@ func start(t *testing.T, argv ...string) *proc {
 		argv = append(slices.Clip(argv), "--socket-dir", sockets)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
+	dieWithTest(cmd)
 	// An io.Pipe, not StderrPipe: Wait then returns only after the last line was copied.
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
