@@ -23,7 +23,7 @@ func TestLoadCyclesGoroutines(t *testing.T) {
 	if _, err := load.RunCycles(ctx, e.sc, 1, 1); err != nil { // the gRPC connection is up
 		t.Fatal(err)
 	}
-	before := runtime.NumGoroutine()
+	before := steadyGoroutines(t)
 	c, err := load.RunCycles(ctx, e.sc, n, 8)
 	if err != nil {
 		t.Fatal(err)
@@ -38,4 +38,22 @@ func TestLoadCyclesGoroutines(t *testing.T) {
 	if got := e.a.NumSockets(); got != 0 {
 		t.Errorf("%d sockets open after the cycles, want 0", got)
 	}
+}
+
+// steadyGoroutines is the goroutine count once it has not changed for 20 polls (5ms apart,
+// within 5s): goroutines of earlier tests still exiting would otherwise inflate the baseline
+// and hide a leak of as many.
+func steadyGoroutines(t *testing.T) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	last, same := runtime.NumGoroutine(), 0
+	for same < 20 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // polling interval: the unchanged count decides
+		if n := runtime.NumGoroutine(); n == last {
+			same++
+		} else {
+			last, same = n, 0
+		}
+	}
+	return last
 }

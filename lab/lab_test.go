@@ -620,6 +620,32 @@ func checkPartitionReport(t *testing.T, rep report) {
 	}
 }
 
+// removeStaleTables deletes the bridge tables an earlier run of TestUpChecksTheBridge left in
+// the root namespace when it crashed: named salab_fPID after a process that is gone.
+func removeStaleTables(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("nft", "list", "tables", "bridge").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list tables bridge: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, ok := strings.CutPrefix(strings.TrimSpace(line), "table bridge salab_f")
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(name)
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // its test still runs
+		}
+		if out, err := exec.Command("nft", "delete", "table", "bridge", "salab_f"+name).CombinedOutput(); err != nil {
+			t.Errorf("remove the stale table salab_f%s: %v\n%s", name, err, out)
+		}
+	}
+}
+
 // TestUpChecksTheBridge: when frames between two hosts are dropped on the bridge (here by an
 // nft rule of the test's own; in the field by a FORWARD drop policy), Up fails saying so, in
 // bounded time, and leaves nothing behind.
@@ -629,6 +655,7 @@ func TestUpChecksTheBridge(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		skipOutsideCI(t, "nft not installed (.ci/run installs nftables)")
 	}
+	removeStaleTables(t)
 	prefix := fmt.Sprintf("salab-f%d", os.Getpid())
 	table := strings.ReplaceAll(prefix, "-", "_")
 	link := strings.TrimSuffix(lab.BridgeName(prefix), "-br") + "-h2"
