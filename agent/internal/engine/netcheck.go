@@ -288,12 +288,16 @@ func dialer(set *policy.RuleSet, network, local string, timeout time.Duration) (
 	return d, nil
 }
 
-// precheckLocal refuses, before any budget is taken, a local IP address with a port the policy
-// denies as written: a refused request costs no socket slot. The Control hook still judges
+// precheckLocal refuses, before any budget is taken, a local address that is not host:port, or
+// an IP address with a port the policy denies as written: a refused request costs no socket
+// slot. The Control hook still judges
 // what the kernel is given, and checkBound a port 0 once chosen.
 func precheckLocal(set *policy.RuleSet, network, address string) error {
 	if contract.IsUnix(network) {
 		return nil
+	}
+	if _, _, err := net.SplitHostPort(address); err != nil {
+		return err // not host:port: refused as the bind would refuse it, before any budget
 	}
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil || ap.Port() == 0 {
