@@ -12,9 +12,3 @@ func SetSourceStopAfter(d time.Duration) (restore func()) { return engine.SetSou
 
 // SourceTestsRunning counts the datagram source tests sending now on served socket id.
 func SourceTestsRunning(a *Agent, id string) int { return a.table.SourceTestsRunning(id) }
-
-// SetReplyLimit lowers the rate at which served UDP sockets answer one peer address (for Serve
-// calls made after it); it returns a func restoring it.
-func SetReplyLimit(perSecond, burst float64) (restore func()) {
-	return engine.SetReplyLimit(perSecond, burst)
-}

@@ -725,8 +725,7 @@ const (
 	maxPeers = 4096
 )
 
-// replyLimit is the reply rate of sockets served from now on: replyRate and replyBurst, but
-// for tests (SetReplyLimit).
+// replyLimit is the reply rate of served sockets: replyRate and replyBurst.
 var replyLimit = peerRate{perSecond: replyRate, burst: replyBurst}
 
 type peerRate struct{ perSecond, burst float64 }

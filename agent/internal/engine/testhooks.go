@@ -25,12 +25,3 @@ func (t *Table) SourceTestsRunning(id string) int {
 	defer sv.testsMu.Unlock()
 	return sv.running
 }
-
-// SetReplyLimit lowers the rate at which served UDP sockets answer one peer address (for Serve
-// calls made after it); it returns a func restoring it. For tests: it changes a package-wide
-// value.
-func SetReplyLimit(perSecond, burst float64) (restore func()) {
-	old := replyLimit
-	replyLimit = peerRate{perSecond: perSecond, burst: burst}
-	return func() { replyLimit = old }
-}
