@@ -94,9 +94,9 @@ type agentProc struct {
 // with the lab.
 func socketDirOf(logPath string) string { return strings.TrimSuffix(logPath, ".log") + ".sockets" }
 
-// startAgent starts sockagent inside namespace ns, serving on addr, detached from this
-// process (own session; stdin /dev/null; stdout and stderr to logPath).
-func startAgent(bin, ns, addr, logPath string, extra []string, log *slog.Logger) (*agentProc, error) {
+// startAgent starts sockagent inside namespace ns, serving on addr, in a session of its own
+// (stdin /dev/null; stdout and stderr to logPath); detached from this process unless attached.
+func startAgent(bin, ns, addr, logPath string, extra []string, attached bool, log *slog.Logger) (*agentProc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("agent log: %w", err)
@@ -106,7 +106,7 @@ func startAgent(bin, ns, addr, logPath string, extra []string, log *slog.Logger)
 		"--socket-dir", socketDirOf(logPath)}, extra...)
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	detach(cmd)
+	detach(cmd, attached)
 	log.Info("starting agent", "netns", ns, "listen", addr, "log", logPath)
 	log.Debug("run", "cmd", "ip "+strings.Join(args, " "))
 	if err := cmd.Start(); err != nil {

@@ -95,6 +95,10 @@ type Config struct {
 	StateDir string
 	// Logger receives progress (Info) and every command run (Debug). Default: discard.
 	Logger *slog.Logger
+	// Attached makes every agent die with the thread that starts it (Linux's parent-death
+	// signal) instead of outliving this process: for tests, whose crash must not leave
+	// agents running. salab leaves it off, since its agents outlive `salab up`.
+	Attached bool
 }
 
 // Host is one host of a lab.
@@ -331,7 +335,7 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	}
 	for i := range l.Hosts {
 		h := &l.Hosts[i]
-		p, err := startAgent(l.AgentBin, h.Namespace, h.AgentAddr, h.Log, cfg.AgentArgs, l.log)
+		p, err := startAgent(l.AgentBin, h.Namespace, h.AgentAddr, h.Log, cfg.AgentArgs, cfg.Attached, l.log)
 		if err != nil {
 			return fmt.Errorf("host %s: %w", h.Name, err)
 		}

@@ -51,6 +51,9 @@ func TestMain(m *testing.M) {
 		if os.Geteuid() != 0 {
 			return m.Run() // the tests skip, saying why
 		}
+		if os.Getenv("LAB_ATTACHED_RUNNER") != "" {
+			return m.Run() // TestAttachedAgentsDieWithTheirRunner's child: its parent built the agent
+		}
 		dir, err := os.MkdirTemp("", "salab-test-bin-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -149,7 +152,7 @@ func upOnFreeSubnet(t *testing.T, cfg lab.Config, firstK int) (*lab.Lab, error) 
 // lab holds that, the next free 10.77.K.0/24. Cleanup removes it and checks nothing is left.
 func upLab(t *testing.T, prefix string, n int) *lab.Lab {
 	t.Helper()
-	l, err := upOnFreeSubnet(t, lab.Config{Prefix: prefix, Hosts: n, AgentBin: sockagentBin}, 0)
+	l, err := upOnFreeSubnet(t, lab.Config{Prefix: prefix, Hosts: n, AgentBin: sockagentBin, Attached: true}, 0)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
@@ -181,6 +184,15 @@ func upLab(t *testing.T, prefix string, n int) *lab.Lab {
 		}
 	})
 	return l
+}
+
+// dieWithTest makes cmd's process die when the test process does (SIGKILL from the kernel), so
+// a crashed or killed test leaves no child behind.
+func dieWithTest(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }
 
 func tail(s string, n int) string {
@@ -260,6 +272,7 @@ func sockctl(t *testing.T, timeout time.Duration, args ...string) (string, strin
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sockctlBin, args...)
+	dieWithTest(cmd)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -540,6 +553,7 @@ func startPartitionRun(t *testing.T, l *lab.Lab) *partitionRun {
 	}
 	r := &partitionRun{ctx: ctx, exited: make(chan error, 1)}
 	cmd := exec.CommandContext(ctx, sockctlBin, "run", file, "--inventory", inv, "-o", "json")
+	dieWithTest(cmd)
 	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
 	r.start = time.Now()
 	if err := cmd.Start(); err != nil {
@@ -680,7 +694,7 @@ func TestUpChecksTheBridge(t *testing.T) {
 	})
 	before := agentPIDs()
 	t0 := time.Now()
-	l, err := upOnFreeSubnet(t, lab.Config{Prefix: prefix, Hosts: 2, AgentBin: sockagentBin}, 32)
+	l, err := upOnFreeSubnet(t, lab.Config{Prefix: prefix, Hosts: 2, AgentBin: sockagentBin, Attached: true}, 32)
 	el := time.Since(t0)
 	if err == nil {
 		_ = l.Down()
@@ -737,6 +751,7 @@ func TestTeardownAfterCrash(t *testing.T) {
 	run("link", "add", base+"-h2", "type", "veth", "peer", "name", "eth0", "netns", prefix+"-h2")
 	// A process inside a namespace keeps it alive: teardown must stop it.
 	sleeper := exec.Command("ip", "netns", "exec", prefix+"-h1", "sleep", "300")
+	dieWithTest(sleeper)
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -798,5 +813,86 @@ func TestNames(t *testing.T) {
 		if lab.CheckPrefix(p) == nil {
 			t.Errorf("CheckPrefix(%q) = nil, want an error", p)
 		}
+	}
+}
+
+// TestAttachedAgentsDieWithTheirRunner: a test process that starts a lab with Attached and is
+// then killed (SIGKILL: no cleanup runs) leaves no agent running; the next run's
+// removeStaleLabs removes the rest by its prefix. The runner is this test binary, run again
+// as a child that brings a one-host lab up and waits.
+func TestAttachedAgentsDieWithTheirRunner(t *testing.T) {
+	if os.Getenv("LAB_ATTACHED_RUNNER") != "" {
+		// salab-c<PID>: once this runner is dead, its lab matches stalePrefixRE and goes with
+		// the next test run.
+		prefix := fmt.Sprintf("salab-c%d", os.Getpid())
+		sockagentBin = os.Getenv("LAB_ATTACHED_AGENT")
+		l, err := upOnFreeSubnet(t, lab.Config{Prefix: prefix, Hosts: 1, AgentBin: sockagentBin, Attached: true}, 48)
+		if err != nil {
+			t.Fatalf("lab up: %v", err)
+		}
+		fmt.Printf("LAB %s AGENT %d\n", prefix, l.Hosts[0].PID)
+		time.Sleep(time.Minute) // the parent kills this process long before
+		return
+	}
+	requireRoot(t)
+	requireBinaries(t, sockagentBin)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAttachedAgentsDieWithTheirRunner$", "-test.v")
+	cmd.Env = append(os.Environ(), "LAB_ATTACHED_RUNNER=1", "LAB_ATTACHED_AGENT="+sockagentBin)
+	dieWithTest(cmd)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("salab-c%d", cmd.Process.Pid)
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if err := lab.Teardown(prefix, "", nil); err != nil {
+			t.Errorf("teardown %s: %v", prefix, err)
+		}
+	})
+	pidc := make(chan int, 1)
+	go func() {
+		var lines bytes.Buffer
+		buf := make([]byte, 4096)
+		for {
+			n, err := out.Read(buf)
+			lines.Write(buf[:n])
+			if m := regexp.MustCompile(`(?m)^LAB ` + prefix + ` AGENT ([0-9]+)$`).FindSubmatch(lines.Bytes()); m != nil {
+				pid, _ := strconv.Atoi(string(m[1]))
+				pidc <- pid
+				return
+			}
+			if err != nil {
+				close(pidc)
+				return
+			}
+		}
+	}()
+	var agentPID int
+	select {
+	case pid, ok := <-pidc:
+		if !ok {
+			t.Fatal("the runner ended without bringing its lab up")
+		}
+		agentPID = pid
+	case <-time.After(60 * time.Second):
+		t.Fatal("the runner did not bring its lab up within 60s")
+	}
+	if !isAlive(agentPID) {
+		t.Fatalf("agent %d is not running while its runner is", agentPID)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for isAlive(agentPID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent %d still runs 10s after its runner was killed", agentPID)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

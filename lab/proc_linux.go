@@ -9,10 +9,15 @@ import (
 	"syscall"
 )
 
-// detach puts the child in a session of its own, so it outlives this process and no
-// terminal signal (Ctrl-C) meant for salab reaches it.
-func detach(cmd *exec.Cmd) {
+// detach puts the child in a session of its own, so no terminal signal (Ctrl-C) meant for
+// salab reaches it, and it outlives this process. An attached child gets SIGKILL when the
+// thread that started it ends instead (`ip netns exec` execs the agent, which keeps the
+// parent-death signal).
+func detach(cmd *exec.Cmd, attached bool) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if attached {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 }
 
 // alive reports whether pid exists and is not a zombie.

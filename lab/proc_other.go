@@ -12,7 +12,7 @@ import (
 
 var errNotLinux = errors.New("salab needs Linux (network namespaces)")
 
-func detach(*exec.Cmd)                 {}
+func detach(*exec.Cmd, bool)           {}
 func alive(int) bool                   { return false }
 func signal(int, syscall.Signal) error { return errNotLinux }
 func cmdline(int) []string             { return nil }

@@ -44,6 +44,7 @@ func TestPolicyFlag(t *testing.T) {
 			defer cancel()
 			var stderr strings.Builder
 			cmd := exec.CommandContext(ctx, sockagentBin, "--listen", "127.0.0.1:0", "--policy", tc.file, "--socket-dir", shortTempDir(t))
+			dieWithTest(cmd)
 			cmd.Stderr = &stderr
 			err := cmd.Run()
 			if code := cmd.ProcessState.ExitCode(); code != 2 {

@@ -99,6 +99,7 @@ func TestSockctlKilledSessionReaped(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(sockctlBin, "run", file, "--session-ttl", "1s")
+	dieWithTest(cmd)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

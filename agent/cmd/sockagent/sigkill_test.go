@@ -85,6 +85,7 @@ func startSockctl(t *testing.T, args ...string) *sockctlRun {
 	t.Cleanup(cancel)
 	r := &sockctlRun{exited: make(chan error, 1)}
 	cmd := exec.CommandContext(ctx, sockctlBin, args...)
+	dieWithTest(cmd)
 	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -434,6 +434,7 @@ func runAttacker(t *testing.T, bin, cfg string) *attackReport {
 	cmd := exec.CommandContext(ctx, bin)
 	cmd.Env = append(os.Environ(), attackEnv+"="+cfg)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	dieWithTest(cmd)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {

@@ -74,6 +74,10 @@ func main() {
 }
 
 // usageError is a bad command line (exit 2).
+// attachAgents makes the agents of `up` die with this process (lab.Config.Attached): the tests
+// set it, since they run salab in-process and a crashed test must leave no agent behind.
+var attachAgents bool
+
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
@@ -206,7 +210,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usagef("--subnet %q: give a CIDR such as 10.77.0.0/24", subnet)
 	}
 	cfg := lab.Config{Prefix: c.prefix, Hosts: n, Subnet: sn, AgentBin: agentBin, AgentPort: port,
-		StateDir: c.stateDir, Logger: logger(stderr, c), AgentArgs: strings.Fields(agentArg)}
+		StateDir: c.stateDir, Logger: logger(stderr, c), AgentArgs: strings.Fields(agentArg), Attached: attachAgents}
 	if names != "" {
 		cfg.Names = strings.Split(names, ",")
 		cfg.Hosts = len(cfg.Names)

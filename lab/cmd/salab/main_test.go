@@ -20,6 +20,7 @@ import (
 var sockagentBin string
 
 func TestMain(m *testing.M) {
+	attachAgents = true // a crashed test leaves no agent running
 	code := func() int {
 		if os.Geteuid() != 0 || runtime.GOOS != "linux" {
 			return m.Run()
