@@ -203,6 +203,7 @@ func runBinary(bin string, args ...string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		var stderr bytes.Buffer
 		cmd := exec.CommandContext(ctx, bin, args...)
+		dieWithParent(cmd)
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("%s %s: %w: %s", filepath.Base(bin), strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))

@@ -57,6 +57,7 @@ func iperf3(ctx context.Context, d time.Duration) (bps float64, note string, err
 	defer cancel()
 	var srvOut bytes.Buffer
 	srv := exec.CommandContext(ictx, bin, "-s", "-1", "-B", "127.0.0.1", "-p", p)
+	dieWithParent(srv)
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
 		return 0, note, fmt.Errorf("start iperf3 -s: %w", err)
@@ -79,6 +80,7 @@ func iperf3(ctx context.Context, d time.Duration) (bps float64, note string, err
 	for {
 		var out, errb bytes.Buffer
 		cli := exec.CommandContext(ictx, bin, "-c", "127.0.0.1", "-p", p, "-t", strconv.Itoa(secs), "-J")
+		dieWithParent(cli)
 		cli.Stdout, cli.Stderr = &out, &errb
 		runErr := cli.Run()
 		var res iperf3Result
