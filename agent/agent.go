@@ -77,6 +77,9 @@ type Config struct {
 	// RequireAndVerifyClientCert it is mTLS, and a verified client certificate names the
 	// caller "cert:" + its whole subject, RFC 4514 with every value escaped.
 	TLS *tls.Config
+	// Metrics makes the agent keep Prometheus metrics, served by MetricsHandler (off: no
+	// metrics interceptor runs and nothing is counted for them).
+	Metrics bool
 	// Tokens, if set, requires "authorization: Bearer SECRET" with one of these tokens on
 	// every RPC but the health service's; the caller is "token:NAME". SetTokens replaces them.
 	Tokens *Tokens
@@ -139,6 +142,7 @@ type Agent struct {
 	health   *health.Server
 	conns    *connLimiter
 	refusals *refusalLog // rate-limited lines of callers refused before they are known
+	metrics  *metrics    // nil unless Config.Metrics
 
 	unauthHealth atomic.Int64 // health RPCs in progress without a token
 	started      time.Time
@@ -218,9 +222,16 @@ func New(cfg Config) (*Agent, error) {
 		DefaultTimeout: cfg.DefaultTimeout, MaxRecvBytes: cfg.MaxRecvBytes, MaxMessageBytes: cfg.MaxMessageBytes, Policy: cfg.Policy,
 		Instance: a.instance, Started: a.started, IdleTimeout: cfg.IdleTimeout, OnReclaim: a.logReclaim,
 	})
+	unary, stream := []grpc.UnaryServerInterceptor{a.unary}, []grpc.StreamServerInterceptor{a.authStream}
+	if cfg.Metrics {
+		a.metrics = newMetrics(a)
+		a.conns.metrics = a.metrics
+		mu, ms := a.metrics.interceptors()
+		unary, stream = append(mu, unary...), append(ms, stream...)
+	}
 	opts := []grpc.ServerOption{
-		grpc.UnaryInterceptor(a.unary),
-		grpc.StreamInterceptor(a.authStream),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreams)),
 		grpc.MaxHeaderListSize(MaxHeaderBytes),
@@ -250,10 +261,13 @@ func New(cfg Config) (*Agent, error) {
 	sockagentv1.RegisterSocketServiceServer(a.srv, &socketService{t: a.table})
 	sockagentv1.RegisterAgentServiceServer(a.srv, &agentService{a: a})
 	sockagentv1.RegisterSessionServiceServer(a.srv, &sessionService{t: a.table})
-	sockagentv1.RegisterMeasureServiceServer(a.srv, &measureService{t: a.table})
+	sockagentv1.RegisterMeasureServiceServer(a.srv, &measureService{t: a.table, m: a.metrics})
 	healthpb.RegisterHealthServer(a.srv, &boundedHealth{Server: a.health, perConn: cfg.MaxHealthWatchesPerConn, total: cfg.MaxHealthWatches})
 	if cfg.Reflection != nil {
 		cfg.Reflection(a.srv)
+	}
+	if a.metrics != nil {
+		a.metrics.grpc.InitializeMetrics(a.srv)
 	}
 	for _, svc := range []string{"", sockagentv1.SocketService_ServiceDesc.ServiceName, sockagentv1.AgentService_ServiceDesc.ServiceName, sockagentv1.SessionService_ServiceDesc.ServiceName, sockagentv1.MeasureService_ServiceDesc.ServiceName} {
 		a.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)

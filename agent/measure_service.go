@@ -15,6 +15,7 @@ import (
 type measureService struct {
 	sockagentv1.UnimplementedMeasureServiceServer
 	t *engine.Table
+	m *metrics // nil: no metrics
 }
 
 func (m *measureService) Probe(ctx context.Context, r *sockagentv1.ProbeRequest) (*sockagentv1.ProbeResponse, error) {
@@ -35,6 +36,7 @@ func (m *measureService) Probe(ctx context.Context, r *sockagentv1.ProbeRequest)
 		Mode: mode, Count: int(r.GetCount()), Warmup: int(r.GetWarmup()), Size: int(r.GetSize()),
 		Interval: interval, Timeout: timeout,
 	})
+	m.m.probed(r.GetMode(), res, err)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -76,6 +78,7 @@ func (m *measureService) Throughput(r *sockagentv1.ThroughputRequest, stream grp
 	sum, err := m.t.Throughput(inSession(stream.Context()), spec, func(iv engine.ThroughputInterval) error {
 		return stream.Send(&sockagentv1.ThroughputResponse{Report: &sockagentv1.ThroughputResponse_Interval{Interval: intervalProto(iv)}})
 	})
+	m.m.measured(receive, sum)
 	if err != nil {
 		return fail(err)
 	}

@@ -73,6 +73,7 @@ type connLimiter struct {
 	maxTotal, maxUnauth, maxPerPeer int
 	authTimeout                     time.Duration
 	log                             *refusalLog
+	metrics                         *metrics // counts refusals; nil: none
 
 	mu      sync.Mutex
 	total   int
@@ -141,6 +142,7 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 		key := peerKey(c)
 		if limit, max := ll.lim.admit(key); limit != "" {
 			_ = c.Close()
+			ll.lim.metrics.refused(limit)
 			ll.lim.log.line(slog.LevelWarn, "connection refused", slog.String("peer", c.RemoteAddr().String()),
 				slog.String("limit", limit), slog.Int("max", max))
 			continue

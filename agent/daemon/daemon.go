@@ -45,6 +45,7 @@ type Config struct {
 	IdleTimeout     time.Duration // --idle-timeout: 0 means never
 	PolicyFile      string        // --policy
 	SocketDir       string        // --socket-dir
+	MetricsListen   string        // --metrics-listen: host:port, empty = no metrics
 
 	MaxConnections        int           // --max-connections
 	MaxUnauthenticated    int           // --max-unauthenticated
@@ -101,6 +102,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "RPCs in progress on one control connection (HTTP/2 max concurrent streams); a client waits for a free one")
 	fs.IntVar(&c.MaxHealthWatches, "max-health-watches", c.MaxHealthWatches, "health.Watch streams open on the agent (16 per connection); more answer RESOURCE_EXHAUSTED")
 	fs.StringVar(&c.SocketDir, "socket-dir", c.SocketDir, "the agent's socket directory, where the default policy lets callers put UNIX sockets (\"$SOCKETS\" in a policy's unix_paths); created mode 0700, or must be a directory only the agent's user may enter")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "serve Prometheus metrics at http://ADDR/metrics (https with --tls-cert); off when empty. A non-loopback address needs --token-file or --client-ca (or --insecure), as --listen does")
 	fs.StringVar(&c.PolicyFile, "policy", c.PolicyFile, "YAML policy: which networks, destinations, local ports and UNIX paths each caller may use, and limits (default: see policy.DefaultYAML)")
 }
 
@@ -220,6 +222,7 @@ func (c Config) Build(w io.Writer) (*Setup, error) {
 		AuthTimeout:           c.AuthTimeout,
 		MaxStreams:            c.MaxStreams,
 		MaxHealthWatches:      c.MaxHealthWatches,
+		Metrics:               c.MetricsListen != "",
 	}
 	if c.IdleTimeout == 0 {
 		s.Agent.IdleTimeout = -1 // never: agent.Config reads 0 as its default
@@ -229,6 +232,9 @@ func (c Config) Build(w io.Writer) (*Setup, error) {
 	}
 	if !c.authenticated() && !c.Insecure && !loopbackOnly(c.Listen) {
 		return nil, refusal(c.Listen, s.Agent.TLS != nil)
+	}
+	if c.MetricsListen != "" && !c.authenticated() && !c.Insecure && !loopbackOnly(c.MetricsListen) {
+		return nil, metricsRefusal(c.MetricsListen)
 	}
 	if err := s.openAudit(w); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +15,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/ctl"
 	"github.com/sockagent/sockagent/ctl/bench/bareclient"
+	"github.com/sockagent/sockagent/ctl/localagent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -62,10 +65,15 @@ func alternate(ctx context.Context, n, warm int, fig, base func(context.Context)
 // tcpPair opens a listener, a connection to it and the accepted end on the agent; closeFn
 // closes all three.
 func (e *env) tcpPair(ctx context.Context) (cli, srv string, closeFn func(), err error) {
+	return tcpPairOn(ctx, e.sc)
+}
+
+// tcpPairOn is tcpPair on the agent sc reaches.
+func tcpPairOn(ctx context.Context, sc sockagentv1.SocketServiceClient) (cli, srv string, closeFn func(), err error) {
 	var ids []string
 	closeFn = func() {
 		for _, id := range ids {
-			e.closeSocket(id)
+			closeSocketOn(sc, id)
 		}
 	}
 	defer func() {
@@ -73,17 +81,17 @@ func (e *env) tcpPair(ctx context.Context) (cli, srv string, closeFn func(), err
 			closeFn()
 		}
 	}()
-	l, err := e.sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
+	l, err := sc.Listen(ctx, &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
 	if err != nil {
 		return "", "", nil, rpcErr("Listen", err)
 	}
 	ids = append(ids, l.GetSocket().GetSocketId())
-	d, err := e.sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: l.GetSocket().GetLocalAddress(), Timeout: durationpb.New(closeBudget)})
+	d, err := sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: l.GetSocket().GetLocalAddress(), Timeout: durationpb.New(closeBudget)})
 	if err != nil {
 		return "", "", nil, rpcErr("Dial", err)
 	}
 	ids = append(ids, d.GetSocket().GetSocketId())
-	a, err := e.sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: l.GetSocket().GetSocketId(), Timeout: durationpb.New(closeBudget)})
+	a, err := sc.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: l.GetSocket().GetSocketId(), Timeout: durationpb.New(closeBudget)})
 	if err != nil {
 		return "", "", nil, rpcErr("Accept", err)
 	}
@@ -104,6 +112,52 @@ func sendRecv(ctx context.Context, sc sockagentv1.SocketServiceClient, cli, srv 
 		return fmt.Errorf("recv got %q, want %q", r.GetData(), payload)
 	}
 	return nil
+}
+
+// metricsRow alternates Send+Recv on the bench's agent (metrics off) with the same on a second
+// in-process agent whose metrics are on, scraped meanwhile as Prometheus would.
+func metricsRow(ctx context.Context, e *env) result {
+	on, err := localagent.Start(agent.Config{Metrics: true})
+	if err != nil {
+		return result{err: err}
+	}
+	defer on.Close()
+	conn, err := dial(on.Addr())
+	if err != nil {
+		return result{err: err}
+	}
+	defer conn.Close()
+	onSC := sockagentv1.NewSocketServiceClient(conn)
+	onCli, onSrv, closeOn, err := tcpPairOn(ctx, onSC)
+	if err != nil {
+		return result{err: err}
+	}
+	defer closeOn()
+	cli, srv, closeOff, err := e.tcpPair(ctx)
+	if err != nil {
+		return result{err: err}
+	}
+	defer closeOff()
+	// A scrape a second, as a Prometheus would: its cost lands on the agent between calls.
+	scrapeCtx, stopScrape := context.WithCancel(ctx)
+	defer stopScrape()
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-scrapeCtx.Done():
+				return
+			case <-tick.C:
+				rec := httptest.NewRecorder()
+				on.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+			}
+		}
+	}()
+	payload := pattern(pingSize)
+	return alternate(ctx, e.iterations(2000, 200), 20,
+		func(ctx context.Context) error { return sendRecv(ctx, onSC, onCli, onSrv, payload) },
+		func(ctx context.Context) error { return sendRecv(ctx, e.sc, cli, srv, payload) })
 }
 
 func sendRecvRow(ctx context.Context, e *env) result {

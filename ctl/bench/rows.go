@@ -42,6 +42,11 @@ func defs() []def {
 			run: sendRecvRow,
 		},
 		{
+			key: "metrics", figure: "Send+Recv 64 B p50, metrics on", baseline: "same, metrics off", unit: "s",
+			target: target{limit: 1.05}, note: "two in-process agents, one with --metrics-listen's metrics (scraped every second), calls alternate",
+			run: metricsRow,
+		},
+		{
 			key: "getinfo", figure: "GetInfo p50", baseline: "bare gRPC unary p50", unit: "s",
 			target: target{limit: 1.2},
 			run:    getInfoRow,
@@ -71,10 +76,13 @@ const (
 )
 
 // closeSocket closes an agent socket on a context of its own, so it runs after a row timed out.
-func (e *env) closeSocket(id string) {
+func (e *env) closeSocket(id string) { closeSocketOn(e.sc, id) }
+
+// closeSocketOn is closeSocket on the agent sc reaches.
+func closeSocketOn(sc sockagentv1.SocketServiceClient, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), closeBudget)
 	defer cancel()
-	_, _ = e.sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
+	_, _ = sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
 }
 
 // resetClose closes c with a reset (SO_LINGER 0), so measurement connections leave no TIME_WAIT.

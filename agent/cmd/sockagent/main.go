@@ -131,7 +131,19 @@ func serve(s *daemon.Setup, stderr io.Writer) int {
 		return 2
 	}
 	s.Warn(lis.Addr())
-	return serveUntilSignal(a, lis, s.Config.TokenFile, s.Config.ShutdownTimeout, log)
+	metrics, err := s.ServeMetrics(a)
+	if err != nil {
+		lis.Close()
+		fmt.Fprintf(stderr, "sockagent: %v\n", err)
+		return 2
+	}
+	code := serveUntilSignal(a, lis, s.Config.TokenFile, s.Config.ShutdownTimeout, log)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := metrics.Shutdown(ctx); err != nil {
+		log.Warn("metrics server stopped with scrapes cut off", "err", err)
+	}
+	return code
 }
 
 // serveUntilSignal serves on lis until SIGINT or SIGTERM, rereading tokenFile (if any) on

@@ -101,6 +101,8 @@ type Table struct {
 	// answer (serve.go); servedGen changes with them.
 	served    servedAddrs
 	servedGen atomic.Uint64
+	// gone is what the sockets that left the table moved (stats.go).
+	gone gone
 }
 
 func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *Table {
@@ -168,6 +170,9 @@ func (t *Table) add(s *sock, a *admission) error {
 
 // forgetLocked takes s out of the table and frees its socket slot; the caller closes it.
 func (t *Table) forgetLocked(s *sock) {
+	if _, ok := t.socks[s.id]; ok {
+		t.addGoneLocked(s)
+	}
 	delete(t.socks, s.id)
 	if own := t.socksBy[s.owner]; own != nil {
 		delete(own, s.id)
