@@ -223,7 +223,9 @@ func TestMetricsServed(t *testing.T) {
 		t.Fatalf("echo: %q %v", buf, err)
 	}
 	c.Close()
-	e.waitServing(t, ln.GetSocketId(), "the connection ended", func(s *sockagentv1.Serving) bool { return s.GetActiveConnections() == 0 && s.GetConnections() == 1 && s.GetBytesOut() == 6 })
+	e.waitServing(t, ln.GetSocketId(), "the connection ended", func(s *sockagentv1.Serving) bool {
+		return s.GetActiveConnections() == 0 && s.GetConnections() == 1 && s.GetBytesOut() == 6
+	})
 	check := func(when string) {
 		t.Helper()
 		_, text := scrape(t, e.a.MetricsHandler(), "")
