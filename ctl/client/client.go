@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sockagent/sockagent/agent/tracing"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -48,7 +49,7 @@ func Dial(target string, o Options) (*grpc.ClientConn, error) {
 	if err := o.Check(); err != nil {
 		return nil, &ConfigError{Err: err}
 	}
-	opts := []grpc.DialOption{grpc.WithChainUnaryInterceptor(instanceOfSocket)}
+	opts := append([]grpc.DialOption{grpc.WithChainUnaryInterceptor(instanceOfSocket)}, tracing.DialOptions()...)
 	if o.UsesTLS() {
 		cfg, err := o.TLSConfig()
 		if err != nil {

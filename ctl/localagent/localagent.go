@@ -15,6 +15,7 @@ import (
 	"net"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/tracing"
 )
 
 // Agent is an agent serving in this process.
@@ -45,6 +46,8 @@ func Serve(lis net.Listener, cfg agent.Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	// In-process agents trace their RPCs as separate agents do, when traces are on.
+	cfg.ServerOptions = append(cfg.ServerOptions, tracing.ServerOptions()...)
 	ag, err := agent.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start an in-process agent: %w", err)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sockagent/sockagent/agent/tracing"
 	"github.com/sockagent/sockagent/ctl/client"
 	"github.com/sockagent/sockagent/ctl/scenario"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
@@ -101,7 +102,7 @@ func (r *runner) act(ctx context.Context, clock *stepClock, st *scenario.Step, p
 			err = status.Error(codes.DeadlineExceeded, "step deadline exceeded")
 		}
 	}()
-	ctx = sctx
+	ctx = tracing.Carry(sctx, ctx) // the step's span, for the RPC's
 	if a.session {
 		ctx = c.rm.session.With(ctx)
 	}

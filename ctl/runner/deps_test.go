@@ -9,7 +9,8 @@ import (
 )
 
 // The runner, the client and the scenario package are clients: none of them links the agent
-// (the server), whose in-process form reaches the runner only through Config.StartLocal. The
+// (the server), whose in-process form reaches the runner only through Config.StartLocal (the
+// tracing setup, shared with the agent, is not the server). The
 // scenario package makes no RPC at all, and neither the client nor the runner knows the
 // command line.
 func TestDependencies(t *testing.T) {
@@ -21,8 +22,8 @@ func TestDependencies(t *testing.T) {
 		forbidden []string // import path prefixes
 		allowed   []string // exceptions to forbidden
 	}{
-		{"ctl/runner", []string{mod + "agent", mod + "ctl/localagent", mod + "ctl/bench", "github.com/spf13/"}, []string{mod + "agent/contract"}},
-		{"ctl/client", []string{mod + "agent", mod + "ctl/", "github.com/spf13/"}, []string{mod + "agent/contract"}},
+		{"ctl/runner", []string{mod + "agent", mod + "ctl/localagent", mod + "ctl/bench", "github.com/spf13/"}, []string{mod + "agent/contract", mod + "agent/tracing"}},
+		{"ctl/client", []string{mod + "agent", mod + "ctl/", "github.com/spf13/"}, []string{mod + "agent/contract", mod + "agent/tracing"}},
 		{"ctl/scenario", []string{mod + "agent", mod + "gen/", "google.golang.org/grpc"}, []string{mod + "agent/contract"}},
 	} {
 		out, err := exec.Command(goBin, "list", "-deps", "-test=false", mod+tc.pkg).CombinedOutput()

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/tracing"
 	"github.com/sockagent/sockagent/ctl/client"
 	"github.com/sockagent/sockagent/ctl/scenario"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
@@ -172,6 +174,7 @@ func Run(ctx context.Context, cfg Config) *Report {
 	if cfg.Getenv == nil {
 		cfg.Getenv = func(string) string { return "" }
 	}
+	ctx, span := tracing.Start(ctx, "scenario "+cfg.File.Name, attribute.String("sockagent.scenario.file", cfg.File.Path))
 	r := newRunner(cfg)
 	r.steps = make([]StepReport, 0, CountSteps(cfg.File.Steps)) // one per step, in place
 	rep := &Report{Name: cfg.File.Name, File: cfg.File.Path}
@@ -198,6 +201,7 @@ func Run(ctx context.Context, cfg Config) *Report {
 	}
 	rep.count()
 	rep.DurationMS = ms(time.Since(start))
+	tracing.End(span, !rep.OK(), fmt.Sprintf("%d of %d steps failed", rep.Failed, len(rep.Steps)))
 	return rep
 }
 
@@ -353,7 +357,10 @@ func (r *runner) runStep(ctx context.Context, st *scenario.Step, f frame) {
 		case ctx.Err() != nil:
 			rep.Status, rep.Message = StatusSkipped, "not run: "+cause(ctx)
 		default:
-			r.execute(ctx, st, pl, f, &rep)
+			sctx, span := tracing.Start(ctx, "step "+f.prefix+" "+st.Action, attribute.String("sockagent.agent", st.On),
+				attribute.Int("sockagent.scenario.line", st.Pos.Line))
+			r.execute(sctx, st, pl, f, &rep)
+			tracing.End(span, rep.Status == StatusFailed, rep.Message)
 			if rep.Status == StatusFailed { // (sf goes to the heap: only for failed steps)
 				var sf *siblingFailed
 				if errors.As(context.Cause(ctx), &sf) {

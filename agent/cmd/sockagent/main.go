@@ -23,6 +23,7 @@ import (
 	"github.com/sockagent/sockagent/agent/bufpool"
 	"github.com/sockagent/sockagent/agent/daemon"
 	"github.com/sockagent/sockagent/agent/reflection"
+	"github.com/sockagent/sockagent/agent/tracing"
 )
 
 func main() {
@@ -113,8 +114,14 @@ func serve(s *daemon.Setup, stderr io.Writer) int {
 		log.Error("cannot use the socket directory; choose another --socket-dir", "dir", s.Config.SocketDir, "err", err)
 		return 1
 	}
+	tr, err := tracing.Setup(context.Background(), "sockagent", agent.Version)
+	if err != nil {
+		log.Warn("traces off", "err", err)
+	}
+	defer flushTraces(tr, log)
 	cfg := s.Agent
 	cfg.Reflection = reflection.Register
+	cfg.ServerOptions = append(cfg.ServerOptions, tracing.ServerOptions()...)
 	a, err := agent.New(cfg)
 	if err != nil {
 		log.Error("start", "err", err)
@@ -205,4 +212,14 @@ func reloadTokens(a *agent.Agent, path string, log *slog.Logger) {
 		return
 	}
 	log.Info("tokens reloaded", "file", path, "tokens", t.Len())
+}
+
+// flushTraces sends the spans still buffered, within a bound: an unreachable collector must
+// not hold the agent's exit.
+func flushTraces(tr *tracing.Tracing, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		log.Warn("traces not all sent", "err", err)
+	}
 }

@@ -4,13 +4,17 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"runtime"
 	"slices"
 	"syscall"
+	"time"
 
+	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/bufpool"
+	"github.com/sockagent/sockagent/agent/tracing"
 	"github.com/sockagent/sockagent/ctl"
 )
 
@@ -26,7 +30,22 @@ func main() {
 	}
 	bufpool.Install() // buffers sized for Attach's messages, and for in-process agents
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	tr, err := tracing.Setup(ctx, "sockctl", agent.Version)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sockctl: traces off: %v\n", err)
+	}
 	code := ctl.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	flushTraces(tr)
 	os.Exit(code)
+}
+
+// flushTraces sends the spans still buffered, within a bound: an unreachable collector must
+// not hold the command's exit.
+func flushTraces(tr *tracing.Tracing) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "sockctl: traces not all sent: %v\n", err)
+	}
 }
