@@ -13,6 +13,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Under .ci/cover the binaries this test starts are built with coverage (GOFLAGS); go test
+	// points GOCOVERDIR at a directory it then ignores, so their counters go where the script
+	// collects them.
+	if d := os.Getenv("SOCKAGENT_GOCOVERDIR"); d != "" {
+		_ = os.Setenv("GOCOVERDIR", d)
+	}
 	// The soak starts this binary again as its killed clients (see main).
 	if addr := os.Getenv(clientEnv); addr != "" {
 		os.Exit(soakClient(addr, os.Stdout, os.Stderr))
