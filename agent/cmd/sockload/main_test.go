@@ -61,6 +61,47 @@ func TestSoak(t *testing.T) {
 	}
 }
 
+// TestShortSoak runs the whole soak briefly against a sockagent process it builds: every kind
+// of load ran, client processes were killed, samples came at the interval, and the agent was
+// back to no open sockets after the load. Ten seconds are too few for the slopes to mean
+// anything, so a verdict against them is accepted; a failure of the load itself (wrong bytes,
+// an RPC error) or sockets left open is not.
+func TestShortSoak(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr strings.Builder
+	start := time.Now()
+	code := run(ctx, []string{"-soak", "10s", "-soak-warmup", "0s", "-soak-ramp", "2s", "-soak-interval", "500ms",
+		"-soak-settle", "10s", "-workers", "2"}, &stdout, &stderr)
+	elapsed := time.Since(start)
+	t.Logf("\n%s", stdout.String())
+	verdictOnly := code == 1 && strings.Contains(stderr.String(), "sockload: soak failed: ") &&
+		!strings.Contains(stderr.String(), "sockload: soak: ")
+	if code != 0 && !verdictOnly {
+		t.Fatalf("exit %d\nstderr:\n%s", code, stderr.String())
+	}
+	if elapsed < 10*time.Second || elapsed > 90*time.Second {
+		t.Errorf("the soak took %s, want the 10s load and at most the settle bound and a build more", elapsed)
+	}
+	for _, re := range []string{
+		`(?m)^soak +10s of load after 0s of warm-up, a sample every 500ms \((1\d|20) after the 2s ramp judged\), 2 cycle workers$`,
+		`(?m)^  open/use/close cycles +[1-9]\d* \(\d+/s\)$`,
+		`(?m)^  Attach streams +[1-9]\d* \(\d+/s\)$`,
+		`(?m)^  scenario loops in sessions +[1-9]\d* \(\d+/s\)$`,
+		`(?m)^  client processes killed with SIGKILL +[1-9]\d*$`,
+		`(?m)^  settled after the load in +\d+\.\ds$`,
+		`(?m)^open sockets +baseline 0, peak [1-9]\d*, after 0 \(at most \+0\); slope `,
+		`(?m)^rss +baseline [0-9.]+ MiB, peak [0-9.]+ MiB, after [0-9.]+ MiB \(at most \+24\.0 MiB\); slope [-+][0-9.]+MiB/min \(at most 4\.00\)$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(stdout.String()) {
+			t.Errorf("no line matching %s", re)
+		}
+	}
+	if n := strings.Count(stderr.String(), "soak: "); n < 10 {
+		t.Errorf("%d progress lines, want a baseline and a sample every 500ms", n)
+	}
+}
+
 // TestSmallRun runs every phase with small counts against a sockagent process it builds, and
 // checks the figures it prints.
 func TestSmallRun(t *testing.T) {
