@@ -350,6 +350,7 @@ func startAgent(ctx context.Context, o options) (*agentProc, error) {
 		return nil, err
 	}
 	p.cmd = exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--policy", pol}, o.agentArgs...)...)
+	dieWithParent(p.cmd)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		os.RemoveAll(dir)

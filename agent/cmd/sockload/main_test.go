@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -127,6 +128,57 @@ func TestSmallRun(t *testing.T) {
 			t.Errorf("no line matching %s", re)
 		}
 	}
+}
+
+// TestSoakClientUnreachable: a soak client that cannot reach its agent exits 1 saying why, and
+// never says ready.
+func TestSoakClientUnreachable(t *testing.T) {
+	var stdout, stderr strings.Builder
+	start := time.Now()
+	code := soakClient(closedAddr(t), &stdout, &stderr)
+	if code != 1 || stdout.Len() != 0 || !strings.HasPrefix(stderr.String(), "sockload soak client: open session: ") ||
+		!strings.Contains(stderr.String(), "Unavailable") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 1, nothing, and open session: ... Unavailable", code, stdout.String(), stderr.String())
+	}
+	if el := time.Since(start); el > 30*time.Second {
+		t.Errorf("took %s; an unreachable agent fails the first call at once", el)
+	}
+}
+
+// TestAgentUnusable: an agent that cannot be started or reached ends the run with exit 1,
+// saying what failed, and with no figure measured.
+func TestAgentUnusable(t *testing.T) {
+	noPhases := []string{"-conns", "1", "-blocking", "0", "-cycles", "0", "-inproc-cycles", "0", "-timeout", "20s"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"binary missing", []string{"-sockagent", "/nonexistent/sockagent"}, "sockload: fork/exec /nonexistent/sockagent: no such file or directory"},
+		{"nothing at -agent", []string{"-agent", closedAddr(t)}, "sockload: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var stdout, stderr strings.Builder
+			code := run(ctx, append(tc.args, noPhases...), &stdout, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), tc.want) || strings.Contains(stdout.String(), "connections held") {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 1 and %q", code, stdout.String(), stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
 
 func TestFlags(t *testing.T) {

@@ -75,6 +75,7 @@ func runSoak(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	cfg.Client = func(ctx context.Context) *exec.Cmd {
 		cmd := exec.CommandContext(ctx, self)
 		cmd.Env = append(os.Environ(), clientEnv+"="+target)
+		dieWithParent(cmd)
 		return cmd
 	}
 	r, err := load.Soak(ctx, conn, cfg)
