@@ -28,6 +28,28 @@ func writeScenario(t *testing.T, name, text string) string {
 	return p
 }
 
+// loopbackExample copies examples/NAME with its n listeners on 0.0.0.0:0 moved to 127.0.0.1:0,
+// and fails if the file has another count of them or any other wildcard address: tests never
+// listen on every interface of the host.
+func loopbackExample(t *testing.T, name string, n int) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "examples", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	if got := strings.Count(text, `address: "0.0.0.0:0"`); got != n {
+		t.Fatalf("examples/%s: %d listeners on 0.0.0.0:0, want %d", name, got, n)
+	}
+	text = strings.ReplaceAll(text, `address: "0.0.0.0:0"`, `address: "127.0.0.1:0"`)
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "#") && (strings.Contains(line, "0.0.0.0") || strings.Contains(line, "[::]")) {
+			t.Fatalf("examples/%s: a wildcard address left: %s", name, line)
+		}
+	}
+	return writeScenario(t, name, text)
+}
+
 func runArgs(t *testing.T, args ...string) result {
 	t.Helper()
 	return invocation{args: append([]string{"run"}, args...)}.exec(t)

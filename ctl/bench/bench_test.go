@@ -17,6 +17,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Under .ci/cover the binaries the benchmark builds and starts are built with coverage
+	// (GOFLAGS); go test points GOCOVERDIR at a directory it then ignores, so their counters go
+	// where the script collects them.
+	if d := os.Getenv("SOCKAGENT_GOCOVERDIR"); d != "" {
+		_ = os.Setenv("GOCOVERDIR", d)
+	}
 	bufpool.Install() // as sockbench's main does
 	goleak.VerifyTestMain(m)
 }

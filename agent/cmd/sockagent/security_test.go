@@ -278,58 +278,6 @@ func TestListenRefusals(t *testing.T) {
 	}
 }
 
-// TestNonLoopbackAllowed: --insecure, a token file or mTLS let the agent serve on all
-// interfaces (it only binds 0.0.0.0:0 here; no traffic), with the warnings that apply;
-// "localhost" resolves to loopback and needs nothing.
-func TestNonLoopbackAllowed(t *testing.T) {
-	t.Parallel()
-	k := newAgentPKI(t)
-	tokens := filepath.Join(k.dir, "tokens")
-	testpki.WriteFile(t, tokens, []byte("ci:ci-secret-0123456789\n"))
-	if err := os.Chmod(tokens, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	insecureWarn := `msg="--insecure: serving without authentication`
-	plainWarn := `msg="tokens travel in plaintext over the network; add --tls-cert and --tls-key"`
-	permWarn := `msg="the token file is readable by others; chmod 600 it"`
-	tests := []struct {
-		name          string
-		args          []string
-		warn, notWarn []string
-	}{
-		{"insecure", []string{"--listen", "0.0.0.0:0", "--insecure"}, []string{insecureWarn}, []string{plainWarn}},
-		{"insecure IPv6", []string{"--listen", "[::]:0", "--insecure"}, []string{insecureWarn}, nil},
-		{"token file", []string{"--listen", "0.0.0.0:0", "--token-file", tokens}, []string{plainWarn, permWarn}, []string{insecureWarn}},
-		{"mTLS", append([]string{"--listen", "0.0.0.0:0"}, k.mtlsFlags()...), nil, []string{insecureWarn, plainWarn}},
-		{"localhost", []string{"--listen", "localhost:0"}, nil, []string{insecureWarn}},
-		{"loopback with insecure", []string{"--listen", "127.0.0.1:0", "--insecure"}, []string{insecureWarn}, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			p := start(t, append([]string{sockagentBin}, tt.args...)...)
-			if code := p.stop(t); code != 0 {
-				t.Errorf("exit code %d, want 0", code)
-			}
-			lines, err := p.log.all(5 * time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			log := strings.Join(lines, "\n")
-			for _, w := range tt.warn {
-				if !strings.Contains(log, w) {
-					t.Errorf("no %s in the log:\n%s", w, log)
-				}
-			}
-			for _, w := range tt.notWarn {
-				if strings.Contains(log, w) {
-					t.Errorf("%s in the log:\n%s", w, log)
-				}
-			}
-		})
-	}
-}
-
 // TestAuditLogFlag: --audit-log writes exactly the mutating RPCs to a file, as JSON lines,
 // readable by the owner only.
 func TestAuditLogFlag(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/internal/testpki"
 	"github.com/sockagent/sockagent/ctl/pki"
 )
 
@@ -125,7 +126,8 @@ func TestGrpcurlTLSToken(t *testing.T) {
 
 // TestSockctlRunInventoryTLS runs examples/hello-tcp.yaml across two sockagent processes,
 // each serving mTLS with a CA of its own, reached with the credentials its inventory entry
-// gives (paths relative to the inventory).
+// gives (paths relative to the inventory). The file's listener on 0.0.0.0 (there for runs
+// across hosts) is moved to loopback: a test never listens on every interface of the host.
 func TestSockctlRunInventoryTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -144,12 +146,22 @@ func TestSockctlRunInventoryTLS(t *testing.T) {
 	if err := os.WriteFile(inv, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code := runSockctl(t, "run", "../../../examples/hello-tcp.yaml", "--inventory", inv)
+	example, err := os.ReadFile("../../../examples/hello-tcp.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wildcard = `address: "0.0.0.0:0"`
+	if n := strings.Count(string(example), wildcard); n != 1 {
+		t.Fatalf("examples/hello-tcp.yaml has %d listeners on 0.0.0.0:0, want 1", n)
+	}
+	scenario := filepath.Join(dir, "hello-tcp.yaml")
+	testpki.WriteFile(t, scenario, []byte(strings.Replace(string(example), wildcard, `address: "127.0.0.1:0"`, 1)))
+	out, errOut, code := runSockctl(t, "run", scenario, "--inventory", inv)
 	if code != 0 || !strings.Contains(out, " passed, 0 failed\n") {
 		t.Errorf("sockctl run over mTLS: exit %d\n%s\n%s", code, out, errOut)
 	}
 	// The same run with one CA for both fails before the first step, saying why.
-	out, errOut, code = runSockctl(t, "run", "../../../examples/hello-tcp.yaml",
+	out, errOut, code = runSockctl(t, "run", scenario,
 		"--agent", "server="+addrs[0], "--agent", "client="+addrs[1],
 		"--ca", filepath.Join(dir, "pki1", "ca.pem"), "--cert", filepath.Join(dir, "pki1", "client.pem"), "--key", filepath.Join(dir, "pki1", "client-key.pem"))
 	if code != 1 || !strings.Contains(errOut, "agent(s) unreachable: client; no step ran") || !strings.Contains(out, "certificate signed by unknown authority") {

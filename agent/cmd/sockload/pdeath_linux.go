@@ -5,8 +5,9 @@ import (
 	"syscall"
 )
 
-// dieWithParent makes cmd's process get SIGKILL when the thread that started it ends, so a
-// crashed or killed run leaves no child (agent, iperf3) behind.
+// dieWithParent makes cmd's process die (SIGKILL from the kernel) when sockload does, so that
+// a sockload killed mid-run, or a test that runs it and crashes, leaves no agent or soak
+// client behind.
 func dieWithParent(cmd *exec.Cmd) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}

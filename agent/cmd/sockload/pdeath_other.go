@@ -4,6 +4,5 @@ package main
 
 import "os/exec"
 
-// dieWithParent does nothing here: only Linux has a parent-death signal; the context that
-// runs the child stops it on every path that returns.
+// dieWithParent does nothing here: only Linux has a parent-death signal.
 func dieWithParent(*exec.Cmd) {}

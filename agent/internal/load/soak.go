@@ -574,6 +574,9 @@ func SoakClient(ctx context.Context, conn grpc.ClientConnInterface, out io.Write
 	case <-ctx.Done():
 		return nil
 	case err := <-recv:
+		if ctx.Err() != nil { // the Recv ended because ctx did
+			return nil
+		}
 		return fmt.Errorf("recv returned before the client was killed: %v", err)
 	}
 }

@@ -21,6 +21,12 @@ var sockagentBin string
 
 func TestMain(m *testing.M) {
 	attachAgents = true // a crashed test leaves no agent running
+	// Under .ci/cover the binaries this test starts are built with coverage (GOFLAGS); go test
+	// points GOCOVERDIR at a directory it then ignores, so their counters go where the script
+	// collects them.
+	if d := os.Getenv("SOCKAGENT_GOCOVERDIR"); d != "" {
+		_ = os.Setenv("GOCOVERDIR", d)
+	}
 	code := func() int {
 		if os.Geteuid() != 0 || runtime.GOOS != "linux" {
 			return m.Run()
