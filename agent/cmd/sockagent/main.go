@@ -21,6 +21,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/bufpool"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/daemon"
 	"github.com/sockagent/sockagent/agent/reflection"
 )
@@ -67,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sockagent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.AddFlags(fs)
-	version := fs.Bool("version", false, "print the version and exit")
+	version := fs.Bool("version", false, "print the version (module version, VCS revision and commit time, Go version, platform) and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -83,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *version {
-		fmt.Fprintln(stdout, agent.Version)
+		fmt.Fprintln(stdout, "sockagent", contract.ReadBuild())
 		return 0
 	}
 	s, err := cfg.Build(stderr)
