@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path"
@@ -18,6 +19,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -165,18 +167,45 @@ func checkLabels(t *testing.T, root string, labels map[string]string, version st
 }
 
 // checkServes runs the binary as the image runs it: as the image's user, without
-// capabilities, with no flags and nothing but XDG_RUNTIME_DIR in its environment (the
-// image's /run, here a directory of that user), and calls GetInfo on its default control
-// socket.
+// capabilities, with nothing but XDG_RUNTIME_DIR in its environment (the image's /run, here a
+// directory of that user). Without flags it must answer GetInfo on its default control
+// socket; with --listen on loopback, there.
 func checkServes(t *testing.T, bin, version string) {
 	t.Helper()
 	run := privateDir(t)
+	sock := filepath.Join(run, "sockagent", "sockagent.sock")
+	info := serveAndAsk(t, bin, run, nil, func(string) string { return "unix://" + sock })
+	if want := filepath.Join(run, "sockagent", "sockets"); info.GetSocketDir() != want || info.GetVersion() != version {
+		t.Errorf("GetInfo on the default socket: socket dir %q version %q, want %q and %q", info.GetSocketDir(), info.GetVersion(), want, version)
+	}
+	info = serveAndAsk(t, bin, privateDir(t), []string{"--listen=127.0.0.1:0", "--log-format=json"}, loggedAddr)
+	if info.GetVersion() != version {
+		t.Errorf("GetInfo on loopback: version %q, want %q", info.GetVersion(), version)
+	}
+}
+
+// loggedAddr is the address of sockagent's JSON "serving" log line, or "" before it.
+func loggedAddr(log string) string {
+	for _, line := range strings.Split(log, "\n") {
+		var l struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving" && l.Addr != "" {
+			return l.Addr
+		}
+	}
+	return ""
+}
+
+// serveAndAsk starts the binary as the image's user with args, waits until target (from its
+// log so far) names where it serves and a connection is accepted there, calls GetInfo, and
+// stops it with SIGTERM, which must end it with status 0.
+func serveAndAsk(t *testing.T, bin, run string, args []string, target func(log string) string) *sockagentv1.GetInfoResponse {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = []string{"XDG_RUNTIME_DIR=" + run}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := &lockedBuilder{}
+	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Pdeathsig:  syscall.SIGKILL,
 		Credential: &syscall.Credential{Uid: imageUID, Gid: imageGID, Groups: []uint32{}},
@@ -191,41 +220,64 @@ func checkServes(t *testing.T, bin, version string) {
 		select {
 		case err := <-exited:
 			if err != nil {
-				t.Errorf("sockagent after SIGTERM: %v, want exit 0\n%s", err, stderr.String())
+				t.Errorf("sockagent %q after SIGTERM: %v, want exit 0\n%s", args, err, stderr.String())
 			}
 		case <-time.After(20 * time.Second):
 			_ = cmd.Process.Kill()
 			<-exited
-			t.Errorf("sockagent did not stop within 20s of SIGTERM")
+			t.Errorf("sockagent %q did not stop within 20s of SIGTERM", args)
 		}
 	}()
 
-	sock := filepath.Join(run, "sockagent", "sockagent.sock")
-	waitFor(t, sock, exited, &stderr)
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	addr := waitFor(t, stderr, exited, target)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	info, err := sockagentv1.NewAgentServiceClient(conn).GetInfo(ctx, &sockagentv1.GetInfoRequest{})
 	if err != nil {
-		t.Fatalf("GetInfo: %v\n%s", err, stderr.String())
+		t.Fatalf("GetInfo at %s: %v\n%s", addr, err, stderr.String())
 	}
-	if info.GetVersion() != version || info.GetOs() != "linux" || info.GetPid() != int64(cmd.Process.Pid) {
-		t.Errorf("GetInfo: version %q os %q pid %d, want %q linux %d", info.GetVersion(), info.GetOs(), info.GetPid(), version, cmd.Process.Pid)
+	if info.GetOs() != "linux" || info.GetPid() != int64(cmd.Process.Pid) {
+		t.Errorf("GetInfo at %s: os %q pid %d, want linux and %d", addr, info.GetOs(), info.GetPid(), cmd.Process.Pid)
 	}
-	if want := filepath.Join(run, "sockagent", "sockets"); info.GetSocketDir() != want {
-		t.Errorf("GetInfo: socket dir %q, want %q", info.GetSocketDir(), want)
-	}
+	return info
 }
 
-// waitFor polls until the agent's socket exists, the agent exits, or 30 s pass.
-func waitFor(t *testing.T, sock string, exited <-chan error, stderr *strings.Builder) {
+// lockedBuilder is a strings.Builder the child's stderr copier writes while the test reads.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitFor polls until target names an address that accepts a connection, the agent
+// exits, or 30 s pass, and returns the address as a gRPC target.
+func waitFor(t *testing.T, stderr *lockedBuilder, exited <-chan error, target func(string) string) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := os.Stat(sock); err == nil {
-			return
+		if addr := target(stderr.String()); addr != "" {
+			network, a := "tcp", addr
+			if p, ok := strings.CutPrefix(addr, "unix://"); ok {
+				network, a = "unix", p
+			}
+			if c, err := net.DialTimeout(network, a, time.Second); err == nil {
+				c.Close()
+				return addr
+			}
 		}
 		select {
 		case err := <-exited:
@@ -233,7 +285,7 @@ func waitFor(t *testing.T, sock string, exited <-chan error, stderr *strings.Bui
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s after 30s\n%s", sock, stderr.String())
+			t.Fatalf("sockagent not serving after 30s\n%s", stderr.String())
 		}
 	}
 }
