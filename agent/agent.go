@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/engine"
 	"github.com/sockagent/sockagent/agent/internal/rlimit"
 	"github.com/sockagent/sockagent/agent/policy"
@@ -36,9 +37,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
-
-// Version is the agent's version, set at build time with -ldflags "-X ...agent.Version=v1.2.3".
-var Version = "dev"
 
 // Defaults applied by New to zero Config fields.
 const (
@@ -60,7 +58,8 @@ type Config struct {
 	// Requests gRPC refuses as larger than MaxMessageBytes get a Warn line when Logger is
 	// enabled for Warn at the time New runs.
 	Logger *slog.Logger
-	// Version reported by GetInfo; empty means the package Version.
+	// Version reported by GetInfo; empty means the binary's module version
+	// (contract.ReadBuild).
 	Version string
 	// DefaultTimeout applies to blocking calls whose timeout is 0.
 	DefaultTimeout time.Duration
@@ -166,7 +165,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Version == "" {
-		cfg.Version = Version
+		cfg.Version = contract.ReadBuild().Version
 	}
 	if cfg.MaxMessageBytes < 0 {
 		return nil, fmt.Errorf("agent config: MaxMessageBytes %d must not be negative", cfg.MaxMessageBytes)

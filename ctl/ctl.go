@@ -58,13 +58,18 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 // run is Main with the environment lookup passed in, so tests need not change the process
 // environment.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runBuild(ctx, contract.ReadBuild(), args, getenv, stdin, stdout, stderr)
+}
+
+// runBuild is run for a sockctl of build, so tests can play other versions.
+func runBuild(ctx context.Context, build contract.Build, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	a := &app{getenv: getenv, stdin: stdin, out: &writer{stdout: stdout, stderr: stderr}}
+	a := &app{getenv: getenv, stdin: stdin, out: &writer{stdout: stdout, stderr: stderr}, build: build}
 	root := a.newRootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -99,6 +104,7 @@ type app struct {
 	getenv func(string) string
 	stdin  io.Reader
 	out    *writer
+	build  contract.Build // sockctl's own version
 
 	agentFlag    string
 	agentChanged bool
@@ -239,7 +245,7 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
 		a.serveCommand(), a.probeCommand(), a.throughputCommand(),
 		a.demoCommand(), a.runCommand(), a.validateCommand(), a.pkiCommand(),
-		a.attachCommand(), a.connectCommand(),
+		a.attachCommand(), a.connectCommand(), a.versionCommand(),
 	)
 	for _, c := range root.Commands() {
 		if !strings.Contains(c.Long, "Exit status:") { // demo, run, validate and pki say their own

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/bufpool"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/ctl/localagent"
 )
 
@@ -88,6 +89,7 @@ type result struct {
 // invocation describes one sockctl run.
 type invocation struct {
 	env   map[string]string // the environment sockctl sees; nothing else
+	build *contract.Build   // sockctl's own build; nil: this binary's
 	stdin string
 	args  []string
 }
@@ -97,7 +99,11 @@ func (in invocation) exec(t *testing.T) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	getenv := func(k string) string { return in.env[k] }
-	code := run(context.Background(), in.args, getenv, strings.NewReader(in.stdin), &stdout, &stderr)
+	build := contract.ReadBuild()
+	if in.build != nil {
+		build = *in.build
+	}
+	code := runBuild(context.Background(), build, in.args, getenv, strings.NewReader(in.stdin), &stdout, &stderr)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 

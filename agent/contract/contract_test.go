@@ -4,8 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestReasons(t *testing.T) {
@@ -134,5 +137,65 @@ func TestSocketIDShape(t *testing.T) {
 		if got := SameInstance(tc.expected, inst); got != tc.same {
 			t.Errorf("SameInstance(%q, %q) = %v, want %v", tc.expected, inst, got, tc.same)
 		}
+	}
+}
+
+func TestBuildFrom(t *testing.T) {
+	t.Parallel()
+	stamped := &debug.BuildInfo{
+		GoVersion: "go1.26.8",
+		Main:      debug.Module{Path: "github.com/sockagent/sockagent", Version: "v1.2.3"},
+		Settings: []debug.BuildSetting{
+			{Key: "-trimpath", Value: "true"},
+			{Key: "vcs.revision", Value: "a0b1f5ddaf3586652444490cc2a5404cf4d94ab4"},
+			{Key: "vcs.time", Value: "2026-12-06T00:36:42Z"},
+			{Key: "vcs.modified", Value: "false"},
+		},
+	}
+	modified := *stamped
+	modified.Main.Version = "v0.0.0-20261206003642-a0b1f5ddaf35+dirty"
+	modified.Settings = []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "a0b1f5ddaf3586652444490cc2a5404cf4d94ab4"},
+		{Key: "vcs.time", Value: "not a time"},
+		{Key: "vcs.modified", Value: "true"},
+	}
+	for _, tc := range []struct {
+		name string
+		bi   *debug.BuildInfo
+		want Build
+		line string
+	}{
+		{"none", nil, Build{Version: DevVersion, Platform: "linux/arm64"}, "dev (linux/arm64)"},
+		{"devel", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}},
+			Build{Version: DevVersion, GoVersion: "go1.26.8", Platform: "linux/arm64"}, "dev (go1.26.8 linux/arm64)"},
+		{"empty", &debug.BuildInfo{GoVersion: "go1.26.8"},
+			Build{Version: DevVersion, GoVersion: "go1.26.8", Platform: "linux/arm64"}, "dev (go1.26.8 linux/arm64)"},
+		{"stamped", stamped, Build{
+			Version: "v1.2.3", Revision: "a0b1f5ddaf3586652444490cc2a5404cf4d94ab4",
+			Time: time.Date(2026, 12, 6, 0, 36, 42, 0, time.UTC), GoVersion: "go1.26.8", Platform: "linux/arm64",
+		}, "v1.2.3 (revision a0b1f5ddaf3586652444490cc2a5404cf4d94ab4, committed 2026-12-06T00:36:42Z, go1.26.8 linux/arm64)"},
+		{"modified", &modified, Build{
+			Version: "v0.0.0-20261206003642-a0b1f5ddaf35+dirty", Revision: "a0b1f5ddaf3586652444490cc2a5404cf4d94ab4",
+			Modified: true, GoVersion: "go1.26.8", Platform: "linux/arm64",
+		}, "v0.0.0-20261206003642-a0b1f5ddaf35+dirty (revision a0b1f5ddaf3586652444490cc2a5404cf4d94ab4, modified, go1.26.8 linux/arm64)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := BuildFrom(tc.bi, "linux/arm64")
+			if got != tc.want {
+				t.Errorf("BuildFrom = %+v, want %+v", got, tc.want)
+			}
+			if s := got.String(); s != tc.line {
+				t.Errorf("String = %q, want %q", s, tc.line)
+			}
+		})
+	}
+}
+
+func TestReadBuild(t *testing.T) {
+	t.Parallel()
+	b := ReadBuild()
+	if b.Platform != runtime.GOOS+"/"+runtime.GOARCH || b.GoVersion != runtime.Version() || b.Version == "" {
+		t.Errorf("ReadBuild = %+v, want this platform, %s and a version", b, runtime.Version())
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/bufpool"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/daemon"
 	"github.com/sockagent/sockagent/agent/reflection"
 	"github.com/sockagent/sockagent/agent/tracing"
@@ -68,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sockagent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.AddFlags(fs)
-	version := fs.Bool("version", false, "print the version and exit")
+	version := fs.Bool("version", false, "print the version (module version, VCS revision and commit time, Go version, platform) and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -84,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *version {
-		fmt.Fprintln(stdout, agent.Version)
+		fmt.Fprintln(stdout, "sockagent", contract.ReadBuild())
 		return 0
 	}
 	s, err := cfg.Build(stderr)
@@ -114,7 +115,7 @@ func serve(s *daemon.Setup, stderr io.Writer) int {
 		log.Error("cannot use the socket directory; choose another --socket-dir", "dir", s.Config.SocketDir, "err", err)
 		return 1
 	}
-	tr, err := tracing.Setup(context.Background(), "sockagent", agent.Version)
+	tr, err := tracing.Setup(context.Background(), "sockagent", contract.ReadBuild().Version)
 	if err != nil {
 		log.Warn("traces off", "err", err)
 	}

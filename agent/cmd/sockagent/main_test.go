@@ -6,6 +6,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +41,17 @@ var (
 	sockctlBin   string
 	grpcurlBin   string
 )
+
+// binBuild is what the binary at path reports of its build (contract.BuildFrom its build
+// information): a test cannot know whether the go command stamped a version.
+func binBuild(t *testing.T, path string) contract.Build {
+	t.Helper()
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return contract.BuildFrom(bi, runtime.GOOS+"/"+runtime.GOARCH)
+}
 
 func TestMain(m *testing.M) {
 	// Under .ci/cover the binaries this test starts are built with coverage (GOFLAGS); go test
@@ -617,7 +630,7 @@ func TestFlags(t *testing.T) {
 		{"bad duration", []string{"--default-timeout", "soon"}, 2, "", `invalid value "soon" for flag -default-timeout`},
 		{"argument", []string{"extra"}, 2, "", `unexpected argument "extra"`},
 		{"help", []string{"--help"}, 0, "", "Usage: sockagent [flags]"},
-		{"version", []string{"--version"}, 0, "dev\n", ""},
+		{"version", []string{"--version"}, 0, "sockagent " + binBuild(t, sockagentBin).String() + "\n", ""},
 		{"negative timeout", []string{"--default-timeout", "-1s"}, 2, "", "--default-timeout -1s: give a positive duration"},
 		{"zero recv bytes", []string{"--max-recv-bytes", "0"}, 2, "", "--max-recv-bytes 0: give 1 to"},
 		{"huge recv bytes", []string{"--max-recv-bytes", "5000000000"}, 2, "", "--max-recv-bytes 5000000000: give 1 to"},

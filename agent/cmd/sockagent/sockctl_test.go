@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -50,8 +51,15 @@ func TestSockctlBinary(t *testing.T) {
 		t.Errorf("refused dial: exit %d, stderr %q", code, errOut)
 	}
 	out, _, code = runSockctl(t, "--agent", p.addr, "info", "-o", "json")
-	if code != 0 || !strings.Contains(out, `"version": "dev"`) || !strings.Contains(out, `"os": "`+runtime.GOOS+`"`) {
+	if code != 0 || !strings.Contains(out, `"version": "`+binBuild(t, sockagentBin).Version+`"`) || !strings.Contains(out, `"os": "`+runtime.GOOS+`"`) {
 		t.Errorf("info: exit %d\n%s", code, out)
+	}
+	out, errOut, code = runSockctl(t, "--agent", p.addr, "version")
+	host, _ := os.Hostname()
+	wantVersion := "sockctl " + binBuild(t, sockctlBin).String() + "\n" +
+		"agent " + binBuild(t, sockagentBin).Version + " (" + p.addr + ", host " + host + ", " + runtime.GOOS + "/" + runtime.GOARCH + ")\n"
+	if code != 0 || out != wantVersion || errOut != "" {
+		t.Errorf("version: exit %d\nstdout %q\nwant   %q\nstderr %q", code, out, wantVersion, errOut)
 	}
 	out, _, code = runSockctl(t, "--agent", p.addr, "ls")
 	if code != 0 || strings.Count(out, "\n") != 1 {

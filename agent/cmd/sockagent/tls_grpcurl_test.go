@@ -43,7 +43,7 @@ func TestGrpcurlMTLS(t *testing.T) {
 		t.Errorf("health check over mTLS: %q", out)
 	}
 	out = grpcurlOK(t, append(mtls, addr, "sockagent.v1.AgentService/GetInfo")...)
-	if !strings.Contains(out, `"version": "dev"`) {
+	if !strings.Contains(out, `"version": "`+binBuild(t, sockagentBin).Version+`"`) {
 		t.Errorf("GetInfo over mTLS:\n%s", out)
 	}
 
@@ -77,7 +77,7 @@ func TestGrpcurlMTLS(t *testing.T) {
 
 	// sockctl, the binary, with the same files.
 	sout, serr, code := runSockctl(t, "--agent", addr, "--ca", p.CA, "--cert", p.Client, "--key", p.ClientKey, "info", "-o", "json")
-	if code != 0 || !strings.Contains(sout, `"version": "dev"`) {
+	if code != 0 || !strings.Contains(sout, `"version": "`+binBuild(t, sockagentBin).Version+`"`) {
 		t.Errorf("sockctl info over mTLS: exit %d\n%s\n%s", code, sout, serr)
 	}
 	_, serr, code = runSockctl(t, "--agent", addr, "--ca", p.CA, "info")

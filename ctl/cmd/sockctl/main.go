@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/bufpool"
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/tracing"
 	"github.com/sockagent/sockagent/ctl"
 )
@@ -30,7 +30,7 @@ func main() {
 	}
 	bufpool.Install() // buffers sized for Attach's messages, and for in-process agents
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	tr, err := tracing.Setup(ctx, "sockctl", agent.Version)
+	tr, err := tracing.Setup(ctx, "sockctl", contract.ReadBuild().Version)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sockctl: traces off: %v\n", err)
 	}
