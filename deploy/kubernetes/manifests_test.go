@@ -31,10 +31,11 @@ import (
 
 // The agent's port, user and image, as deploy/image builds it.
 const (
-	grpcPort  = 7700
-	imageUser = 65532
-	image     = "localhost/sockagent:dev"
-	namespace = "sockagent"
+	grpcPort    = 7700
+	metricsPort = 9464 // --metrics-listen, and the pods' prometheus.io/port
+	imageUser   = 65532
+	image       = "localhost/sockagent:dev"
+	namespace   = "sockagent"
 )
 
 // memoryHeadroom is what the agent needs beside the bytes its policy lets callers buffer.
@@ -227,8 +228,8 @@ func checkPod(t *testing.T, ds *appsv1.DaemonSet, hostNetwork bool) {
 	if a["prometheus.io/scrape"] != "true" || a["prometheus.io/path"] != "/metrics" {
 		t.Errorf("pod annotations %v: want prometheus.io/scrape true and path /metrics", a)
 	}
-	if p, err := strconv.Atoi(a["prometheus.io/port"]); err != nil || p <= 0 || p > 65535 || p == grpcPort {
-		t.Errorf("prometheus.io/port %q: want a port other than gRPC's", a["prometheus.io/port"])
+	if p, err := strconv.Atoi(a["prometheus.io/port"]); err != nil || p != metricsPort {
+		t.Errorf("prometheus.io/port %q: want the metrics port %d", a["prometheus.io/port"], metricsPort)
 	}
 	if len(pod.Containers) != 1 || len(pod.InitContainers) != 0 {
 		t.Fatalf("pod: %d containers, %d init containers; want the agent alone", len(pod.Containers), len(pod.InitContainers))
@@ -260,8 +261,9 @@ func checkContainer(t *testing.T, c corev1.Container) {
 			t.Errorf("container: %s request %s limit %s, want both, request <= limit", r, q.String(), l.String())
 		}
 	}
-	if len(c.Ports) != 1 || c.Ports[0].Name != "grpc" || c.Ports[0].ContainerPort != grpcPort {
-		t.Errorf("container: ports %+v, want grpc %d alone", c.Ports, grpcPort)
+	if len(c.Ports) != 2 || c.Ports[0].Name != "grpc" || c.Ports[0].ContainerPort != grpcPort ||
+		c.Ports[1].Name != "metrics" || c.Ports[1].ContainerPort != metricsPort {
+		t.Errorf("container: ports %+v, want grpc %d and metrics %d", c.Ports, grpcPort, metricsPort)
 	}
 }
 
@@ -320,7 +322,14 @@ func checkArgs(t *testing.T, c corev1.Container, hostNetwork, tls bool) daemon.C
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("sockagent %s: %v", strings.Join(args, " "), err)
 	}
+	mhost, mport, err := net.SplitHostPort(cfg.MetricsListen)
+	if err != nil || mport != strconv.Itoa(metricsPort) {
+		t.Errorf("--metrics-listen %q: want port %d", cfg.MetricsListen, metricsPort)
+	}
 	host, port, err := net.SplitHostPort(cfg.Listen)
+	if host != mhost {
+		t.Errorf("--metrics-listen %q: want the host of --listen %q", cfg.MetricsListen, cfg.Listen)
+	}
 	if err != nil || port != strconv.Itoa(grpcPort) {
 		t.Errorf("--listen %q: want port %d", cfg.Listen, grpcPort)
 	}
