@@ -291,3 +291,24 @@ func SocketOptions() []string { return slices.Clone(socketOptions) }
 func GuardedOptions() []string {
 	return []string{OptBindToDevice, OptBroadcast, OptReusePort, OptTOS}
 }
+
+// Kinds of socket option values, as OptionKind reports them.
+const (
+	OptionBool     = "bool"     // true or false
+	OptionUint     = "uint"     // a whole number
+	OptionDuration = "duration" // a Go duration: 10s, 1m30s
+	OptionString   = "string"
+)
+
+var optionKinds = map[string]string{
+	OptNoDelay: OptionBool, OptKeepalive: OptionBool, OptKeepaliveIdle: OptionDuration,
+	OptKeepaliveInterval: OptionDuration, OptKeepaliveCount: OptionUint, OptRecvBuffer: OptionUint,
+	OptSendBuffer: OptionUint, OptLinger: OptionDuration, OptTTL: OptionUint, OptTOS: OptionUint,
+	OptReuseAddress: OptionBool, OptReusePort: OptionBool, OptBindToDevice: OptionString,
+	OptMaxSegment: OptionUint, OptCongestion: OptionString, OptDontFragment: OptionBool,
+	OptBroadcast: OptionBool, OptMulticastTTL: OptionUint, OptMulticastLoop: OptionBool,
+}
+
+// OptionKind is the kind of value the socket option name takes (OptionBool, OptionUint,
+// OptionDuration, OptionString); "" for a name that is no option.
+func OptionKind(name string) string { return optionKinds[name] }
