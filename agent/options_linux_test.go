@@ -112,8 +112,8 @@ func TestOptionsTTLAndTOSReachThePeer(t *testing.T) {
 			}
 			d := r.GetSocket()
 			e.closeAtEnd(t, d.GetSocketId())
-			if o := d.GetOptions(); o.GetTtl() != 5 || o.GetTos() != 0xb8 {
-				t.Errorf("dial response options ttl %d tos %#x, want 5 and 0xb8", o.GetTtl(), o.GetTos())
+			if o := e.options(t, d.GetSocketId()); o.GetTtl() != 5 || o.GetTos() != 0xb8 {
+				t.Errorf("effective options ttl %d tos %#x, want 5 and 0xb8", o.GetTtl(), o.GetTos())
 			}
 			e.send(t, d.GetSocketId(), "dialled")
 			if got, want := readMarked(t, rx), (marked{"dialled", 5, 0xb8}); got != want {
@@ -162,7 +162,7 @@ func TestOptionsDefaultsUntouched(t *testing.T) {
 	rx := markReader(t, "udp4", "127.0.0.1:0")
 	d := e.dial(t, "udp4", rx.LocalAddr().String())
 	if d.GetOptions() != nil {
-		t.Errorf("dial without options returned options %v; they are read back only when asked for", d.GetOptions())
+		t.Errorf("dial returned options %v; only GetSocket and SetOptions read them back", d.GetOptions())
 	}
 	e.send(t, d.GetSocketId(), "plain")
 	if got := readMarked(t, rx); got.ttl != 64 || got.tos != 0 {
@@ -198,7 +198,7 @@ func TestOptionsLingerZeroResets(t *testing.T) {
 			}
 			defer peer.Close()
 			if tc.wantRS {
-				if l := r.GetSocket().GetOptions().GetLinger(); l == nil || l.AsDuration() != 0 {
+				if l := e.options(t, r.GetSocket().GetSocketId()).GetLinger(); l == nil || l.AsDuration() != 0 {
 					t.Errorf("effective linger %v, want 0s", l)
 				}
 			}
@@ -241,7 +241,7 @@ func TestOptionsBuffersReadBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.closeAtEnd(t, r.GetSocket().GetSocketId())
-	if o := r.GetSocket().GetOptions(); o.GetRecvBuffer() != 2*ask || o.GetSendBuffer() != 2*ask {
+	if o := e.options(t, r.GetSocket().GetSocketId()); o.GetRecvBuffer() != 2*ask || o.GetSendBuffer() != 2*ask {
 		t.Errorf("recv_buffer %d send_buffer %d, want both %d (the kernel doubles)", o.GetRecvBuffer(), o.GetSendBuffer(), 2*ask)
 	}
 	big := uint32(max(rmax, wmax)) + 4096
@@ -373,7 +373,7 @@ func TestOptionsTCPReadBack(t *testing.T) {
 	}
 	lis := lr.GetSocket()
 	e.closeAtEnd(t, lis.GetSocketId())
-	if o := lis.GetOptions(); !o.GetReuseAddress() || o.GetReusePort() || o.GetMaxSegment() != 1000 {
+	if o := e.options(t, lis.GetSocketId()); !o.GetReuseAddress() || o.GetReusePort() || o.GetMaxSegment() != 1000 {
 		t.Errorf("listener options %v: want reuse_address, not reuse_port, max_segment 1000", o)
 	}
 	want := &sockagentv1.SocketOptions{
@@ -390,7 +390,7 @@ func TestOptionsTCPReadBack(t *testing.T) {
 	}
 	e.closeAtEnd(t, r.GetSocket().GetSocketId())
 	e.accept(t, lis.GetSocketId())
-	got := r.GetSocket().GetOptions()
+	got := e.options(t, r.GetSocket().GetSocketId())
 	for name, ok := range map[string]bool{
 		"no_delay false (Go sets it true)": got.NoDelay != nil && !got.GetNoDelay(),
 		"keepalive":                        proto.Equal(got.GetKeepalive(), want.GetKeepalive()),
@@ -425,7 +425,7 @@ func TestOptionsBindToDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.closeAtEnd(t, r.GetSocket().GetSocketId())
-	if o := r.GetSocket().GetOptions(); o.GetBindToDevice() != "lo" || !o.GetReusePort() || !o.GetBroadcast() {
+	if o := e.options(t, r.GetSocket().GetSocketId()); o.GetBindToDevice() != "lo" || !o.GetReusePort() || !o.GetBroadcast() {
 		t.Errorf("options %v: want bind_to_device lo, reuse_port, broadcast", o)
 	}
 	_, err = e.sc.SetOptions(ctxT(t), &sockagentv1.SetOptionsRequest{SocketId: r.GetSocket().GetSocketId(),
@@ -434,4 +434,14 @@ func TestOptionsBindToDevice(t *testing.T) {
 	if md := polMeta(err); md["option"] != "bind_to_device" {
 		t.Errorf("metadata %v, want option bind_to_device", md)
 	}
+}
+
+// options returns socket id's effective options, from GetSocket.
+func (e *env) options(t *testing.T, id string) *sockagentv1.SocketOptions {
+	t.Helper()
+	g, err := e.sc.GetSocket(ctxT(t), &sockagentv1.GetSocketRequest{SocketId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g.GetSocket().GetOptions()
 }

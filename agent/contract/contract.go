@@ -286,6 +286,15 @@ var socketOptions = []string{
 // keepalive_interval and keepalive_count beside keepalive (on or off).
 func SocketOptions() []string { return slices.Clone(socketOptions) }
 
+// IsGuarded reports whether the option name is one of GuardedOptions.
+func IsGuarded(name string) bool {
+	switch name {
+	case OptBindToDevice, OptBroadcast, OptReusePort, OptTOS:
+		return true
+	}
+	return false
+}
+
 // GuardedOptions lists the options that need privilege or reach other traffic, which a
 // policy rule set must list in socket_options before a caller may set them.
 func GuardedOptions() []string {

@@ -356,7 +356,7 @@ func (s *RuleSet) CheckNetwork(network string) error {
 // CheckOption refuses a policy-guarded socket option (contract.GuardedOptions) the set does
 // not list in socket_options; any other option is allowed.
 func (s *RuleSet) CheckOption(name string) error {
-	if !slices.Contains(contract.GuardedOptions(), name) || slices.Contains(s.SocketOptions, name) {
+	if !contract.IsGuarded(name) || slices.Contains(s.SocketOptions, name) {
 		return nil
 	}
 	return &Denied{What: "socket option " + name, Rule: "socket_options", RuleSet: s.Name, NoMatch: true,

@@ -105,7 +105,7 @@ func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address 
 	if err := t.add(s, adm); err != nil {
 		return Info{}, wrap(err)
 	}
-	return s.opened(o != nil || mc != nil), nil
+	return s.info(), nil
 }
 
 // Dial opens a connected socket with options o (nil: none); a repeated requestID returns the
@@ -144,6 +144,9 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 	}
 	before, after := o.split()
 	d.Control = withOptions(d.Control, before)
+	if after != nil && after.Keepalive != nil {
+		d.KeepAlive = -1 // the caller's keepalive replaces Go's, which would be set first
+	}
 	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1})
 	if err != nil {
 		return Info{}, wrap(err)
@@ -163,7 +166,7 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 	if err := t.add(s, adm); err != nil {
 		return Info{}, wrap(err)
 	}
-	return s.opened(o != nil), nil
+	return s.info(), nil
 }
 
 type deadliner interface{ SetDeadline(time.Time) error }

@@ -96,6 +96,7 @@ type optSpec struct {
 	scope      scope
 	beforeBind bool // only before the socket binds (Listen, Bind, Dial)
 	afterDial  bool // applied once connected: Go sets it on every connection it makes
+	perFamily  bool // its IPv4 and IPv6 forms differ
 	given      func(*Options) bool
 	check      func(*Options) error
 }
@@ -133,13 +134,13 @@ var specs = []optSpec{
 	{name: contract.OptSendBuffer, scope: scopeAny, given: func(o *Options) bool { return o.SendBuffer != nil }, check: func(o *Options) error {
 		return inRange(contract.OptSendBuffer, o.SendBuffer, 1, maxSockBuffer, " bytes (the kernel caps it at net.core.wmem_max)")
 	}},
-	{name: contract.OptTTL, scope: scopeIP, given: func(o *Options) bool { return o.TTL != nil }, check: func(o *Options) error {
+	{name: contract.OptTTL, perFamily: true, scope: scopeIP, given: func(o *Options) bool { return o.TTL != nil }, check: func(o *Options) error {
 		return inRange(contract.OptTTL, o.TTL, 1, 255, "")
 	}},
-	{name: contract.OptTOS, scope: scopeIP, given: func(o *Options) bool { return o.TOS != nil }, check: func(o *Options) error {
+	{name: contract.OptTOS, perFamily: true, scope: scopeIP, given: func(o *Options) bool { return o.TOS != nil }, check: func(o *Options) error {
 		return inRange(contract.OptTOS, o.TOS, 0, 255, " (the whole byte: DSCP<<2 | ECN)")
 	}},
-	{name: contract.OptDontFragment, scope: scopeIP, given: func(o *Options) bool { return o.DontFragment != nil }},
+	{name: contract.OptDontFragment, perFamily: true, scope: scopeIP, given: func(o *Options) bool { return o.DontFragment != nil }},
 	{name: contract.OptLinger, scope: scopeTCP, given: func(o *Options) bool { return o.Linger != nil }, check: func(o *Options) error {
 		if *o.Linger < 0 {
 			return nil
@@ -155,10 +156,10 @@ var specs = []optSpec{
 	{name: contract.OptNoDelay, scope: scopeTCP, afterDial: true, given: func(o *Options) bool { return o.NoDelay != nil }},
 	{name: contract.OptKeepalive, scope: scopeTCP, afterDial: true, given: func(o *Options) bool { return o.Keepalive != nil }, check: checkKeepalive},
 	{name: contract.OptBroadcast, scope: scopeUDP, given: func(o *Options) bool { return o.Broadcast != nil }},
-	{name: contract.OptMulticastTTL, scope: scopeUDP, given: func(o *Options) bool { return o.MulticastTTL != nil }, check: func(o *Options) error {
+	{name: contract.OptMulticastTTL, perFamily: true, scope: scopeUDP, given: func(o *Options) bool { return o.MulticastTTL != nil }, check: func(o *Options) error {
 		return inRange(contract.OptMulticastTTL, o.MulticastTTL, 0, 255, "")
 	}},
-	{name: contract.OptMulticastLoop, scope: scopeUDP, given: func(o *Options) bool { return o.MulticastLoop != nil }},
+	{name: contract.OptMulticastLoop, perFamily: true, scope: scopeUDP, given: func(o *Options) bool { return o.MulticastLoop != nil }},
 }
 
 func checkKeepalive(o *Options) error {
@@ -284,9 +285,12 @@ func applyOptions(rc syscall.RawConn, o *Options) error {
 	}
 	var err error
 	cerr := rc.Control(func(fd uintptr) {
-		fam := sockFamily(int(fd))
+		fam := -1 // read once, and only for an option whose form depends on it
 		for i := range specs {
 			if specs[i].given(o) {
+				if fam < 0 && specs[i].perFamily {
+					fam = sockFamily(int(fd))
+				}
 				if err = setOption(int(fd), fam, specs[i].name, o); err != nil {
 					err = kernelOptErr(specs[i].name, err)
 					return
@@ -360,15 +364,11 @@ func (s *sock) effective() *Options {
 	return out
 }
 
-// detailed is s.info() with the effective options and multicast groups.
+// detailed is s.info() with the effective options: a system call per option, so only
+// GetSocket and SetOptions read them.
 func (s *sock) detailed() Info {
 	in := s.info()
 	in.Options = s.effective()
-	s.mu.Lock()
-	for _, m := range s.groups {
-		in.Groups = append(in.Groups, m.String())
-	}
-	s.mu.Unlock()
 	return in
 }
 
@@ -600,13 +600,4 @@ func afterDial(conn net.Conn, o *Options, ub *unixpath.Bound) error {
 		_, _ = ub.Close()
 	}
 	return err
-}
-
-// opened is the snapshot an opening call returns: with the effective options when the caller
-// gave some.
-func (s *sock) opened(withOptions bool) Info {
-	if withOptions {
-		return s.detailed()
-	}
-	return s.info()
 }

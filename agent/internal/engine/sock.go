@@ -160,6 +160,9 @@ func (s *sock) info() Info {
 		in.Local = addrString(s.pc.LocalAddr())
 	}
 	s.mu.Lock()
+	for _, m := range s.groups {
+		in.Groups = append(in.Groups, m.String())
+	}
 	switch {
 	case s.readShut && s.writeShut:
 		in.State = StateShut

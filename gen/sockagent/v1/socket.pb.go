@@ -712,9 +712,9 @@ type Socket struct {
 	Serving *Serving `protobuf:"bytes,20,opt,name=serving,proto3" json:"serving,omitempty"`
 	// attached is true while an Attach stream uses the socket.
 	Attached bool `protobuf:"varint,21,opt,name=attached,proto3" json:"attached,omitempty"`
-	// options are the socket's effective options as the kernel reports them (getsockopt), set
-	// in the responses of GetSocket and SetOptions, and of Listen, Bind and Dial when they were
-	// given options; only the options of the socket's kind are set.
+	// options are the socket's effective options as the kernel reports them (getsockopt), in
+	// the responses of GetSocket and SetOptions only (reading them costs a system call each,
+	// which Listen, Bind and Dial do not spend); only the options of the socket's kind are set.
 	Options *SocketOptions `protobuf:"bytes,30,opt,name=options,proto3" json:"options,omitempty"`
 	// multicast_groups are the groups the socket has joined, as GROUP%IFACE when joined on a
 	// named interface, and SOURCE@GROUP for a source-specific membership.
