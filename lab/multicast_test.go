@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/sockagent/sockagent/lab"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"github.com/sockagent/sockagent/lab"
 )
 
 // labPolicy is the policy of the test labs' agents: the built-in one, plus the multicast
