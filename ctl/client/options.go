@@ -127,6 +127,9 @@ func FormatOptions(o *sockagentv1.SocketOptions) string {
 		return ""
 	}
 	k := o.GetKeepalive()
+	if k == nil { // a UDP socket's: none
+		k = &sockagentv1.Keepalive{}
+	}
 	vals := map[string]string{}
 	set := func(key string, present bool, v any) {
 		if present {
