@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -192,10 +193,41 @@ func TestApplyAndReadBack(t *testing.T) {
 	}
 	many := make([]string, maxGroups+1)
 	for i := range many {
-		many[i] = "239.2.0." + string(rune('0'+i%10)) + string(rune('0'+i/10))
+		many[i] = fmt.Sprintf("239.2.0.%d", i+1)
 	}
-	if _, err := tb.Bind(ctx, "udp4", "127.0.0.1:0", "", nil, &Multicast{Groups: many}); err == nil || !strings.Contains(err.Error(), "at most 20") {
+	if _, err := tb.Bind(ctx, "udp4", "127.0.0.1:0", "", nil, &Multicast{Groups: many}); err == nil || !strings.Contains(err.Error(), "multicast: 21 groups asked for; a socket may join at most 20") {
 		t.Errorf("21 groups: %v", err)
+	}
+	if _, err := tb.Bind(ctx, "udp4", "127.0.0.1:0", "", nil, &Multicast{Interface: "nope0"}); err == nil || !strings.Contains(err.Error(), `multicast interface "nope0"`) {
+		t.Errorf("no such interface: %v", err)
+	}
+	full, err := tb.Bind(ctx, "udp4", "127.0.0.1:0", "", nil, &Multicast{Groups: many[:maxGroups]})
+	if err != nil || len(full.Groups) != maxGroups {
+		t.Fatalf("20 groups: %v, %d joined", err, len(full.Groups))
+	}
+	if _, err := tb.SetOptions(ctx, full.ID, nil, many[maxGroups:], nil); err == nil || !strings.Contains(err.Error(), "in 20 groups already") {
+		t.Errorf("a 21st join: %v", err)
+	}
+	if _, err := tb.Close(ctx, full.ID); err != nil {
+		t.Fatal(err)
+	}
+	// TCP options, read back from a listener.
+	ln, err := tb.Listen(ctx, "tcp4", "127.0.0.1:0", "", &Options{Linger: ptrOf(3 * time.Second), NoDelay: ptrOf(true), Congestion: ptrOf("reno"),
+		BindToDevice: ptrOf("lo"), Keepalive: &Keepalive{Enabled: ptrOf(true), Idle: ptrOf(7 * time.Second), Interval: ptrOf(4 * time.Second), Count: ptrOf[uint32](5)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, err := tb.GetFor(ctx, ln.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := lo.Options.Keepalive
+	if *lo.Options.Linger != 3*time.Second || !*lo.Options.NoDelay || *lo.Options.Congestion != "reno" || *lo.Options.BindToDevice != "lo" ||
+		!*k.Enabled || *k.Idle != 7*time.Second || *k.Interval != 4*time.Second || *k.Count != 5 || lo.Options.Broadcast != nil {
+		t.Errorf("listener read back %+v keepalive %+v", lo.Options, k)
+	}
+	if _, err := tb.Close(ctx, ln.ID); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := tb.Close(ctx, in.ID); err != nil {
 		t.Fatal(err)
