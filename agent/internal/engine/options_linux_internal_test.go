@@ -152,8 +152,10 @@ func TestParseGroup(t *testing.T) {
 	}
 }
 
-// Every option set on a real socket reads back as set; join and leave keep the list.
-func TestApplyAndReadBack(t *testing.T) {
+// optTable is a table whose policy allows every guarded option and the groups 239.0.0.0/8,
+// and a caller's context; the table must be empty at the end.
+func optTable(t *testing.T) (*Table, context.Context) {
+	t.Helper()
 	pol, err := policy.Parse("p.yaml", []byte(`default:
   socket_options: [reuse_port, broadcast, tos, bind_to_device]
   destinations: {allow: [{name: any}, {name: g, cidrs: [239.0.0.0/8]}]}
@@ -162,8 +164,18 @@ func TestApplyAndReadBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb := newTable(time.Second, 1<<20, pol)
-	defer tb.Stop()
-	ctx := WithCaller(context.Background(), Caller{ID: "t"})
+	t.Cleanup(func() {
+		if n := tb.Len(); n != 0 {
+			t.Errorf("%d sockets left", n)
+		}
+		tb.Stop()
+	})
+	return tb, WithCaller(context.Background(), Caller{ID: "t"})
+}
+
+// Every option set on a real socket reads back as set; join and leave keep the list.
+func TestApplyAndReadBack(t *testing.T) {
+	tb, ctx := optTable(t)
 	in, err := tb.Bind(ctx, "udp4", "127.0.0.1:0", "", &Options{TTL: ptrOf[uint32](9), TOS: ptrOf[uint32](0x20), MulticastTTL: ptrOf[uint32](3),
 		MulticastLoop: ptrOf(false), Broadcast: ptrOf(true), DontFragment: ptrOf(true), ReusePort: ptrOf(true)},
 		&Multicast{Groups: []string{"239.1.1.1", "239.1.1.2%lo"}, Interface: "lo"})
@@ -191,6 +203,14 @@ func TestApplyAndReadBack(t *testing.T) {
 	if _, err := tb.SetOptions(ctx, in.ID, nil, []string{"239.1.1.3"}, nil); err == nil || !strings.Contains(err.Error(), "a member already") {
 		t.Errorf("joining twice: %v", err)
 	}
+	if _, err := tb.Close(ctx, in.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A socket joins at most maxGroups groups, at Bind and later; an interface must exist.
+func TestGroupBounds(t *testing.T) {
+	tb, ctx := optTable(t)
 	many := make([]string, maxGroups+1)
 	for i := range many {
 		many[i] = fmt.Sprintf("239.2.0.%d", i+1)
@@ -211,7 +231,11 @@ func TestApplyAndReadBack(t *testing.T) {
 	if _, err := tb.Close(ctx, full.ID); err != nil {
 		t.Fatal(err)
 	}
-	// TCP options, read back from a listener.
+}
+
+// TCP options, read back from a listener.
+func TestTCPReadBack(t *testing.T) {
+	tb, ctx := optTable(t)
 	ln, err := tb.Listen(ctx, "tcp4", "127.0.0.1:0", "", &Options{Linger: ptrOf(3 * time.Second), NoDelay: ptrOf(true), Congestion: ptrOf("reno"),
 		BindToDevice: ptrOf("lo"), Keepalive: &Keepalive{Enabled: ptrOf(true), Idle: ptrOf(7 * time.Second), Interval: ptrOf(4 * time.Second), Count: ptrOf[uint32](5)}})
 	if err != nil {
@@ -228,11 +252,5 @@ func TestApplyAndReadBack(t *testing.T) {
 	}
 	if _, err := tb.Close(ctx, ln.ID); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := tb.Close(ctx, in.ID); err != nil {
-		t.Fatal(err)
-	}
-	if n := tb.Len(); n != 0 {
-		t.Errorf("%d sockets left", n)
 	}
 }
