@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // admitted is how one RPC meets the admission path once the caller's budget is used up: the
@@ -88,6 +89,10 @@ var admissionTable = map[string]admitted{
 	}},
 	"/sockagent.v1.SocketService/Close": {"", func(t *testing.T, e *env, s admissionSockets) error {
 		_, err := e.sc.Close(ctxT(t), &sockagentv1.CloseRequest{SocketId: s.udp.GetSocketId()})
+		return err
+	}},
+	"/sockagent.v1.SocketService/SetOptions": {"", func(t *testing.T, e *env, s admissionSockets) error {
+		_, err := e.sc.SetOptions(ctxT(t), &sockagentv1.SetOptionsRequest{SocketId: s.conn.GetSocketId(), Options: &sockagentv1.SocketOptions{NoDelay: proto.Bool(true)}})
 		return err
 	}},
 	"/sockagent.v1.SocketService/GetSocket": {"", func(t *testing.T, e *env, s admissionSockets) error {

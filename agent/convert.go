@@ -133,6 +133,8 @@ func socketProto(in engine.Info) *sockagentv1.Socket {
 		Owner:            in.Owner,
 		Serving:          servingProto(in.Serving),
 		Attached:         in.Attached,
+		Options:          optionsProto(in.Options),
+		MulticastGroups:  in.Groups,
 	}
 }
 

@@ -40,7 +40,11 @@ func expectingInstance(ctx context.Context) context.Context {
 }
 
 func (s *socketService) Listen(ctx context.Context, r *sockagentv1.ListenRequest) (*sockagentv1.ListenResponse, error) {
-	in, err := s.t.Listen(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetRequestId())
+	o, err := optionsOf("listen", r.GetOptions())
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.Listen(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetRequestId(), o)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -48,7 +52,11 @@ func (s *socketService) Listen(ctx context.Context, r *sockagentv1.ListenRequest
 }
 
 func (s *socketService) Bind(ctx context.Context, r *sockagentv1.BindRequest) (*sockagentv1.BindResponse, error) {
-	in, err := s.t.Bind(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetRequestId())
+	o, err := optionsOf("bind", r.GetOptions())
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.Bind(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetRequestId(), o, multicastOf(r.GetMulticast()))
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -60,7 +68,11 @@ func (s *socketService) Dial(ctx context.Context, r *sockagentv1.DialRequest) (*
 	if err != nil {
 		return nil, fail(err)
 	}
-	in, err := s.t.Dial(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetLocalAddress(), to, r.GetRequestId())
+	o, err := optionsOf("dial", r.GetOptions())
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.Dial(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetLocalAddress(), to, r.GetRequestId(), o)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -168,6 +180,18 @@ func (s *socketService) Serve(ctx context.Context, r *sockagentv1.ServeRequest) 
 		return nil, fail(err)
 	}
 	return &sockagentv1.ServeResponse{Socket: socketProto(in)}, nil
+}
+
+func (s *socketService) SetOptions(ctx context.Context, r *sockagentv1.SetOptionsRequest) (*sockagentv1.SetOptionsResponse, error) {
+	o, err := optionsOf("setoptions", r.GetOptions())
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.SetOptions(ctx, r.GetSocketId(), o, r.GetJoin(), r.GetLeave())
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.SetOptionsResponse{Socket: socketProto(in)}, nil
 }
 
 func (s *socketService) Attach(stream grpc.BidiStreamingServer[sockagentv1.AttachRequest, sockagentv1.AttachResponse]) error {

@@ -40,6 +40,7 @@ var reasonCodes = map[string]codes.Code{
 	contract.ReasonUnknownSession:      codes.NotFound,
 	contract.ReasonSocketBusy:          codes.FailedPrecondition,
 	contract.ReasonUnauthenticated:     codes.Unauthenticated,
+	contract.ReasonUnsupportedOption:   codes.InvalidArgument,
 }
 
 // codeOf is the gRPC code of a reason; a reason without one (never expected) is Unknown.

@@ -100,6 +100,7 @@ the datagrams sent.`,
 }
 
 func (a *app) connectCommand() *cobra.Command {
+	var o optFlags
 	var r relayFlags
 	var local string
 	var connectTimeout time.Duration
@@ -130,11 +131,15 @@ CONNECTION_REFUSED on stderr.
 			if err != nil {
 				return err
 			}
+			opts, err := o.options()
+			if err != nil {
+				return err
+			}
 			op := "connect " + network + " " + address
 			return a.withAgent(cmd.Context(), func(ag *agentConn) error {
 				var id string
 				err := ag.unary(cmd.Context(), "dial "+network+" "+address, connectTimeout, func(ctx context.Context) error {
-					resp, err := ag.c.Sockets.Dial(ctx, &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout})
+					resp, err := ag.c.Sockets.Dial(ctx, &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout, Options: opts})
 					id = resp.GetSocket().GetSocketId()
 					return err
 				})
@@ -153,6 +158,7 @@ CONNECTION_REFUSED on stderr.
 		},
 	}
 	r.register(cmd)
+	o.register(cmd.Flags())
 	cmd.Flags().StringVar(&local, "local", "", "bind the source address `ADDR` first (host:port, port may be 0)")
 	cmd.Flags().DurationVar(&connectTimeout, "connect-timeout", 0, "bound on the connect (0 = the agent's default)")
 	return cmd

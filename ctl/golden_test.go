@@ -22,14 +22,19 @@ var (
 	// idRE matches socket ids, whose instance part changes at every agent start.
 	idRE  = regexp.MustCompile(`\bs[0-9a-f]{6}-([0-9]+)\b`)
 	durRE = regexp.MustCompile(`^([0-9]+[hm])*[0-9]+s$`)
+	// hostOptRE matches the effective socket options the host's sysctls decide (buffer
+	// sizes, the MSS of loopback, the default congestion control).
+	hostOptRE = regexp.MustCompile(`\b(recv_buffer|send_buffer|max_segment|congestion)=\w+`)
 )
 
 // normalise makes one command's output comparable across runs: ports become PORT, the
-// instance part of socket ids XXXXXX, a socket row's AGE and IDLE become Ns, and a table is
+// instance part of socket ids XXXXXX, the options the host's sysctls decide HOST, a socket
+// row's AGE and IDLE become Ns, and a table is
 // aligned again (the width of its columns depends on the ports).
 func normalise(s string) string {
 	s = portRE.ReplaceAllString(s, "${1}:PORT")
 	s = idRE.ReplaceAllString(s, "sXXXXXX-${1}")
+	s = hostOptRE.ReplaceAllString(s, "${1}=HOST")
 	if !strings.HasPrefix(s, "ID ") {
 		return s
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sockagent/sockagent/ctl/client"
 	"github.com/sockagent/sockagent/ctl/runner"
 	"github.com/sockagent/sockagent/ctl/scenario"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
@@ -148,6 +149,12 @@ func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 		}
 		if s.GetAttached() {
 			buf.WriteString(clean(s.GetSocketId()) + " attached: an Attach stream owns its data; other data calls answer SOCKET_BUSY\n")
+		}
+		if o := client.FormatOptions(s.GetOptions()); o != "" {
+			buf.WriteString(clean(s.GetSocketId()) + " options: " + clean(o) + "\n")
+		}
+		if g := s.GetMulticastGroups(); len(g) > 0 {
+			buf.WriteString(clean(s.GetSocketId()) + " multicast groups: " + clean(strings.Join(g, " ")) + "\n")
 		}
 	}
 	_, err := w.stdout.Write(buf.Bytes())

@@ -89,7 +89,8 @@ func (a *app) onSocket(op string, rpc func(ctx context.Context, c client.Clients
 }
 
 func (a *app) listenCommand() *cobra.Command {
-	return &cobra.Command{
+	var o optFlags
+	cmd := &cobra.Command{
 		Use:   "listen NETWORK ADDRESS",
 		Short: "Open a stream listener (socket, bind, listen)",
 		Long: `Listen opens a stream listener on the agent bound to ADDRESS and prints it; its
@@ -98,31 +99,58 @@ Does not block. Use 'accept ID' to take connections.`,
 		Example: `  sockctl listen tcp 127.0.0.1:8080
   sockctl listen tcp 0.0.0.0:0 -o json     # port chosen by the OS, in localAddress
   sockctl listen tcp6 '[::1]:8080'
-  sockctl listen unix /run/sockagent/sockets/echo.sock   # in the agent's socket dir (sockctl info)`,
+  sockctl listen unix /run/sockagent/sockets/echo.sock   # in the agent's socket dir (sockctl info)
+  sockctl listen tcp 127.0.0.1:0 --opt max_segment=1200 --opt recv_buffer=1048576`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: a.bindLocal("listen", contract.OpListen, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
-			return c.Sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address})
+			opts, err := o.options()
+			if err != nil {
+				return nil, err
+			}
+			return c.Sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address, Options: opts})
 		}),
 	}
+	o.register(cmd.Flags())
+	return cmd
 }
 
 func (a *app) bindCommand() *cobra.Command {
-	return &cobra.Command{
+	var (
+		o     optFlags
+		join  []string
+		iface string
+	)
+	cmd := &cobra.Command{
 		Use:   "bind NETWORK ADDRESS",
 		Short: "Open a bound datagram socket (socket, bind)",
 		Long: `Bind opens a datagram socket on the agent bound to ADDRESS and prints it.
 NETWORK is udp, udp4, udp6 or unixgram. Does not block. Use 'sendto' and 'recvfrom' on it.`,
 		Example: `  sockctl bind udp 127.0.0.1:9999
   sockctl bind udp 127.0.0.1:0 -o json     # port chosen by the OS, in localAddress
-  sockctl bind unixgram /run/sockagent/sockets/dgram.sock   # in the agent's socket dir (sockctl info)`,
+  sockctl bind unixgram /run/sockagent/sockets/dgram.sock   # in the agent's socket dir (sockctl info)
+  sockctl bind udp 0.0.0.0:5000 --join 239.1.2.3%eth0 --join 239.1.2.4%eth0
+  sockctl bind udp6 '[::]:5000' --join 'ff15::1' --multicast-if eth0 --opt multicast_loop=false`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: a.bindLocal("bind", contract.OpBind, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
-			return c.Sockets.Bind(ctx, &sockagentv1.BindRequest{Network: network, Address: address})
+			opts, err := o.options()
+			if err != nil {
+				return nil, err
+			}
+			req := &sockagentv1.BindRequest{Network: network, Address: address, Options: opts}
+			if len(join) > 0 || iface != "" {
+				req.Multicast = &sockagentv1.MulticastOptions{Groups: join, Interface: iface}
+			}
+			return c.Sockets.Bind(ctx, req)
 		}),
 	}
+	o.register(cmd.Flags())
+	cmd.Flags().StringArrayVar(&join, "join", nil, "join multicast group `GROUP[%IFACE]` once bound (repeatable; the policy must name the group)")
+	cmd.Flags().StringVar(&iface, "multicast-if", "", "join groups on, and send multicast through, interface `IFACE`")
+	return cmd
 }
 
 func (a *app) dialCommand() *cobra.Command {
+	var o optFlags
 	var local string
 	var connectTimeout time.Duration
 	cmd := &cobra.Command{
@@ -135,7 +163,8 @@ A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
 		Example: `  sockctl dial tcp 127.0.0.1:8080
   sockctl dial tcp 10.0.0.2:80 --local 10.0.0.1:0 --connect-timeout 3s
   sockctl dial udp 127.0.0.1:9999
-  sockctl dial unix /run/sockagent/sockets/echo.sock`,
+  sockctl dial unix /run/sockagent/sockets/echo.sock
+  sockctl dial tcp 127.0.0.1:8080 --opt no_delay=false --opt ttl=5 --opt linger=0s`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			network, address := args[0], args[1]
@@ -146,7 +175,11 @@ A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
 			if err != nil {
 				return err
 			}
-			req := &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout}
+			opts, err := o.options()
+			if err != nil {
+				return err
+			}
+			req := &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout, Options: opts}
 			return a.socketCall(cmd.Context(), "dial "+network+" "+address, connectTimeout, func(ctx context.Context, c client.Clients) (socketResponse, error) {
 				return c.Sockets.Dial(ctx, req)
 			})
@@ -154,6 +187,7 @@ A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
 	}
 	cmd.Flags().StringVar(&local, "local", "", "bind the source address `ADDR` first (host:port, port may be 0)")
 	cmd.Flags().DurationVar(&connectTimeout, "connect-timeout", 0, "bound on the connect (0 = the agent's default)")
+	o.register(cmd.Flags())
 	return cmd
 }
 
@@ -422,8 +456,9 @@ func (a *app) getCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "get ID",
 		Short: "Show one socket",
-		Long: `Get prints socket ID's addresses, state and byte counters (-o json adds message
-counts, parent, age and pending calls). Does not block.`,
+		Long: `Get prints socket ID's addresses, state and byte counters, and under the table its
+effective socket options as the kernel reports them and the multicast groups it joined (-o
+json adds message counts, parent, age and pending calls). Does not block.`,
 		Example: `  sockctl get s3fa9c1-2
   sockctl get s3fa9c1-2 -o json`,
 		Args: args(1, "ID"),

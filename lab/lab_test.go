@@ -154,11 +154,11 @@ func upOnFreeSubnet(t *testing.T, cfg lab.Config, firstK int) (*lab.Lab, error) 
 	return nil, fmt.Errorf("no free subnet in 10.77.%d-%d.0/24", firstK, firstK+15)
 }
 
-// upLab starts a lab of n hosts with a prefix of its own, on 10.77.0.0/24 or, when another
+// upLab starts a lab of n hosts with a prefix of its own, its agents on labPolicy, on 10.77.0.0/24 or, when another
 // lab holds that, the next free 10.77.K.0/24. Cleanup removes it and checks nothing is left.
 func upLab(t *testing.T, prefix string, n int) *lab.Lab {
 	t.Helper()
-	l, err := upOnFreeSubnet(t, lab.Config{Prefix: prefix, Hosts: n, AgentBin: sockagentBin, Attached: true}, 0)
+	l, err := upOnFreeSubnet(t, lab.Config{Prefix: prefix, Hosts: n, AgentBin: sockagentBin, AgentArgs: labPolicyArgs(t), Attached: true}, 0)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
@@ -367,6 +367,8 @@ func TestLab(t *testing.T) {
 			})
 		}
 	})
+
+	t.Run("multicast", func(t *testing.T) { testMulticast(t, l, agents) })
 
 	t.Run("partition", func(t *testing.T) {
 		requireBinaries(t, sockctlBin)

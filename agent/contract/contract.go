@@ -128,6 +128,9 @@ const (
 	ReasonLimitExceeded       = "LIMIT_EXCEEDED"
 	ReasonUnknownSession      = "UNKNOWN_SESSION"
 	ReasonSocketBusy          = "SOCKET_BUSY"
+	// ReasonUnsupportedOption: a socket option the platform or the socket's kind does not
+	// have; metadata option names it.
+	ReasonUnsupportedOption = "UNSUPPORTED_OPTION"
 	// ReasonUnauthenticated: missing or invalid credentials. The status message is always
 	// UnauthenticatedMessage: nothing else is revealed.
 	ReasonUnauthenticated = "UNAUTHENTICATED"
@@ -164,7 +167,7 @@ var agentReasons = []string{
 	ReasonPathNotFound, ReasonAccessDenied, ReasonMessageTooLarge, ReasonTooManyOpenFiles,
 	ReasonNoBufferSpace, ReasonAgentStopping, ReasonCancelled, ReasonOSError,
 	ReasonPolicyDenied, ReasonLimitExceeded, ReasonUnknownSession, ReasonSocketBusy,
-	ReasonUnauthenticated,
+	ReasonUnauthenticated, ReasonUnsupportedOption,
 }
 
 var measureReasons = []string{ReasonEchoMismatch, ReasonEOF}
@@ -247,3 +250,74 @@ func DefaultAgentSocket() string {
 
 // DefaultAgent is DefaultAgentSocket as an agent address: "unix:PATH".
 func DefaultAgent() string { return "unix:" + DefaultAgentSocket() }
+
+// Socket option names, as SocketOptions spells its fields, sockctl's --opt KEY=VALUE takes
+// them and scenario files' options: maps key them.
+const (
+	OptNoDelay           = "no_delay"
+	OptKeepalive         = "keepalive"
+	OptKeepaliveIdle     = "keepalive_idle"
+	OptKeepaliveInterval = "keepalive_interval"
+	OptKeepaliveCount    = "keepalive_count"
+	OptRecvBuffer        = "recv_buffer"
+	OptSendBuffer        = "send_buffer"
+	OptLinger            = "linger"
+	OptTTL               = "ttl"
+	OptTOS               = "tos"
+	OptReuseAddress      = "reuse_address"
+	OptReusePort         = "reuse_port"
+	OptBindToDevice      = "bind_to_device"
+	OptMaxSegment        = "max_segment"
+	OptCongestion        = "congestion"
+	OptDontFragment      = "dont_fragment"
+	OptBroadcast         = "broadcast"
+	OptMulticastTTL      = "multicast_ttl"
+	OptMulticastLoop     = "multicast_loop"
+)
+
+var socketOptions = []string{
+	OptNoDelay, OptKeepalive, OptKeepaliveIdle, OptKeepaliveInterval, OptKeepaliveCount,
+	OptRecvBuffer, OptSendBuffer, OptLinger, OptTTL, OptTOS, OptReuseAddress, OptReusePort,
+	OptBindToDevice, OptMaxSegment, OptCongestion, OptDontFragment, OptBroadcast,
+	OptMulticastTTL, OptMulticastLoop,
+}
+
+// SocketOptions lists every socket option name, keepalive's parts as keepalive_idle,
+// keepalive_interval and keepalive_count beside keepalive (on or off).
+func SocketOptions() []string { return slices.Clone(socketOptions) }
+
+// IsGuarded reports whether the option name is one of GuardedOptions.
+func IsGuarded(name string) bool {
+	switch name {
+	case OptBindToDevice, OptBroadcast, OptReusePort, OptTOS:
+		return true
+	}
+	return false
+}
+
+// GuardedOptions lists the options that need privilege or reach other traffic, which a
+// policy rule set must list in socket_options before a caller may set them.
+func GuardedOptions() []string {
+	return []string{OptBindToDevice, OptBroadcast, OptReusePort, OptTOS}
+}
+
+// Kinds of socket option values, as OptionKind reports them.
+const (
+	OptionBool     = "bool"     // true or false
+	OptionUint     = "uint"     // a whole number
+	OptionDuration = "duration" // a Go duration: 10s, 1m30s
+	OptionString   = "string"
+)
+
+var optionKinds = map[string]string{
+	OptNoDelay: OptionBool, OptKeepalive: OptionBool, OptKeepaliveIdle: OptionDuration,
+	OptKeepaliveInterval: OptionDuration, OptKeepaliveCount: OptionUint, OptRecvBuffer: OptionUint,
+	OptSendBuffer: OptionUint, OptLinger: OptionDuration, OptTTL: OptionUint, OptTOS: OptionUint,
+	OptReuseAddress: OptionBool, OptReusePort: OptionBool, OptBindToDevice: OptionString,
+	OptMaxSegment: OptionUint, OptCongestion: OptionString, OptDontFragment: OptionBool,
+	OptBroadcast: OptionBool, OptMulticastTTL: OptionUint, OptMulticastLoop: OptionBool,
+}
+
+// OptionKind is the kind of value the socket option name takes (OptionBool, OptionUint,
+// OptionDuration, OptionString); "" for a name that is no option.
+func OptionKind(name string) string { return optionKinds[name] }

@@ -157,6 +157,7 @@ func (r *rawSet) inherit(base *RuleSet) *RuleSet {
 		"local.deny":         {&s.Local.Deny, base.Local.Deny},
 		"unix_paths.allow":   {&s.UnixPaths.Allow, base.UnixPaths.Allow},
 		"unix_paths.deny":    {&s.UnixPaths.Deny, base.UnixPaths.Deny},
+		"socket_options":     {&s.SocketOptions, base.SocketOptions},
 	} {
 		if r.has[key] {
 			continue
@@ -319,6 +320,20 @@ func (p *parser) ruleSet(n *yaml.Node, what string, isDefault bool) (*rawSet, er
 				}
 				return s, nil
 			})
+			return err
+		},
+		"socket_options": func(n *yaml.Node) (err error) {
+			r.has["socket_options"] = true
+			guarded := contract.GuardedOptions()
+			r.set.SocketOptions, err = p.strings(n, what+".socket_options", func(n *yaml.Node, w, s string) (string, error) {
+				if !slices.Contains(guarded, s) {
+					return "", p.errf(n, "%s: %q is not a policy-guarded socket option; list some of %s (every other option is always allowed)", w, s, strings.Join(guarded, ", "))
+				}
+				return s, nil
+			})
+			if err == nil && r.set.SocketOptions == nil {
+				r.set.SocketOptions = []string{}
+			}
 			return err
 		},
 		"destinations": func(n *yaml.Node) (err error) {

@@ -26,6 +26,7 @@
 //	  unix_paths:                   # UNIX socket paths; "$SOCKETS" is the agent's socket directory
 //	    allow: [$SOCKETS, /run/lab]  # "$TMPDIR" is its temporary directory
 //	    deny:  [/run/lab/private]
+//	  socket_options: [tos, broadcast]  # guarded options allowed: bind_to_device, broadcast, reuse_port, tos
 //	  limits:                       # per caller (Caller.ID)
 //	    sockets: 64
 //	    bytes_per_call: 1048576
@@ -54,6 +55,13 @@
 // ff00::/8. Neither a rule without cidrs ("anywhere") nor a range that also holds unicast
 // addresses (10.0.0.0/24, 0.0.0.0/0) allows them; deny rules apply as to any address.
 //
+// Socket options: bind_to_device, broadcast, reuse_port and tos need privilege or reach other
+// traffic (bypassing routes, every host of a subnet, connections meant for another socket,
+// the network's queues), so a caller may set them only when its rule set lists them in
+// socket_options; every other option is always allowed. Joining a multicast group is judged
+// as a destination: an allow rule must name the group (as for sending to it) and the port the
+// socket is bound to.
+//
 // Port 0 (the OS picks a port) is checked on the port the OS picked: the agent checks a local
 // address before binding when its port is fixed, and the bound address after binding always.
 //
@@ -68,8 +76,8 @@
 //
 // Inheritance: what a rule set leaves out it takes from the file's default set, and what the
 // default set leaves out from the built-in default (DefaultYAML), list by list: networks,
-// destinations.allow, destinations.deny, local.allow, local.deny, unix_paths.allow and
-// unix_paths.deny each replace the inherited list when given (an empty list [] clears it), and
+// destinations.allow, destinations.deny, local.allow, local.deny, unix_paths.allow,
+// unix_paths.deny and socket_options each replace the inherited list when given (an empty list [] clears it), and
 // limits and session_limits inherit field by field. So `destinations: {deny: [...]}` adds no allow rule and keeps
 // the inherited one. Unknown keys are errors.
 //
@@ -104,7 +112,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"github.com/sockagent/sockagent/agent/contract"
 )
 
 // Policy is a parsed policy. Use Parse, Load or Default; the zero value allows nothing.
@@ -140,6 +151,9 @@ type RuleSet struct {
 	Local AddrRules
 	// UnixPaths governs UNIX socket paths.
 	UnixPaths PathRules
+	// SocketOptions are the policy-guarded socket options (contract.GuardedOptions) the
+	// set's callers may set; the other options are always allowed.
+	SocketOptions []string
 	// Limits apply per caller.
 	Limits Limits
 	// SessionLimits apply per session of a caller of the set.
@@ -337,6 +351,16 @@ func (s *RuleSet) CheckNetwork(network string) error {
 		}
 	}
 	return &Denied{What: "network " + network, Rule: "networks", RuleSet: s.Name, NoMatch: true}
+}
+
+// CheckOption refuses a policy-guarded socket option (contract.GuardedOptions) the set does
+// not list in socket_options; any other option is allowed.
+func (s *RuleSet) CheckOption(name string) error {
+	if !contract.IsGuarded(name) || slices.Contains(s.SocketOptions, name) {
+		return nil
+	}
+	return &Denied{What: "socket option " + name, Rule: "socket_options", RuleSet: s.Name, NoMatch: true,
+		Hint: "it needs privilege or reaches other traffic; list it in the rule set's socket_options to allow it"}
 }
 
 // Where returns the address the kernel sends a connection or datagram for ap to: the

@@ -351,6 +351,8 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate names", "rule_sets:\n  - {name: x, callers: [a]}\n  - {name: x, callers: [b]}\n", `p.yaml:3:5: rule set name "x" is used twice`},
 		{"default name", "rule_sets:\n  - {name: default, callers: [a]}\n", `rule set name "default" is used twice`},
 		{"mapping wanted", "default: [1]\n", `p.yaml:1:10: default: want a mapping`},
+		{"unguarded option", "default:\n  socket_options: [tos, ttl]\n", `p.yaml:2:25: default.socket_options[1]: "ttl" is not a policy-guarded socket option; list some of bind_to_device, broadcast, reuse_port, tos`},
+		{"options not a list", "rule_sets:\n  - {name: x, callers: [a], socket_options: tos}\n", `p.yaml:2:45: rule_sets[0].socket_options: want a list`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -424,4 +426,49 @@ func TestUnixDenyResolved(t *testing.T) {
 	if got := ruleOf(s.CheckUnixPath(filepath.Join(d, "plain.sock"))); got != "" {
 		t.Errorf("a plain path in the allowed directory: rule %q, want none", got)
 	}
+}
+
+// Guarded socket options are allowed only when the rule set lists them; the built-in policy
+// lists none; a rule set inherits the default set's list unless it gives its own ([] clears
+// it); other options are always allowed.
+func TestSocketOptions(t *testing.T) {
+	t.Parallel()
+	p, err := Parse("p.yaml", []byte(`default:
+  socket_options: [tos, broadcast]
+rule_sets:
+  - {name: lab, callers: ["token:lab"], socket_options: [bind_to_device, reuse_port]}
+  - {name: none, callers: ["token:none"], socket_options: []}
+  - {name: inherits, callers: ["token:inh"]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		set     *RuleSet
+		allowed []string
+	}{
+		{Default().Default, []string{"ttl", "no_delay", "reuse_address"}},
+		{p.Default, []string{"tos", "broadcast", "ttl"}},
+		{p.RuleSets[0], []string{"bind_to_device", "reuse_port", "linger"}},
+		{p.RuleSets[1], []string{"multicast_ttl"}},
+		{p.RuleSets[2], []string{"tos", "broadcast"}},
+	} {
+		for _, name := range []string{"bind_to_device", "broadcast", "reuse_port", "tos", "ttl", "no_delay", "reuse_address", "linger", "multicast_ttl"} {
+			err := tc.set.CheckOption(name)
+			want := !isGuardedForTest(name) || slices.Contains(tc.allowed, name)
+			if (err == nil) != want {
+				t.Errorf("rule set %s, option %s: %v; want allowed %v", tc.set.Name, name, err, want)
+			}
+			var d *Denied
+			if err != nil && (!errors.As(err, &d) || d.Rule != "socket_options" || d.RuleSet != tc.set.Name || !d.NoMatch ||
+				err.Error() != "socket option "+name+` not allowed by policy rule "socket_options": no rule of it matches (rule set "`+tc.set.Name+`"); it needs privilege or reaches other traffic; list it in the rule set's socket_options to allow it`) {
+				t.Errorf("rule set %s, option %s: refusal %v", tc.set.Name, name, err)
+			}
+		}
+	}
+}
+
+// isGuardedForTest names the guarded options independently of the code under test.
+func isGuardedForTest(name string) bool {
+	return name == "bind_to_device" || name == "broadcast" || name == "reuse_port" || name == "tos"
 }

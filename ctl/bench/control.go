@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sockagent/sockagent/agent"
@@ -350,4 +352,49 @@ func scenarioRow(ctx context.Context, e *env) result {
 		r.note = fmt.Sprintf("in one process with the agent: %s vs %s, %.2fx", formatSeconds(in.value), formatSeconds(in.base), in.value/in.base)
 	}
 	return r
+}
+
+// benchOptions are the socket options of the dialopts row: one of each kind the kernel
+// takes before connect and after.
+func benchOptions() *sockagentv1.SocketOptions {
+	return &sockagentv1.SocketOptions{
+		NoDelay: proto.Bool(true), Ttl: proto.Uint32(64), RecvBuffer: proto.Uint32(128 << 10),
+		Keepalive: &sockagentv1.Keepalive{Enabled: proto.Bool(true), Idle: durationpb.New(30 * time.Second),
+			Interval: durationpb.New(5 * time.Second), Count: proto.Uint32(3)},
+	}
+}
+
+// dialClose dials peer from the agent with opts (nil: none) and closes the socket.
+func (e *env) dialClose(ctx context.Context, peer string, opts *sockagentv1.SocketOptions) error {
+	d, err := e.sc.Dial(ctx, &sockagentv1.DialRequest{Network: "tcp", Address: peer, Timeout: durationpb.New(closeBudget), Options: opts})
+	if err != nil {
+		return rpcErr("Dial", err)
+	}
+	if _, err := e.sc.Close(ctx, &sockagentv1.CloseRequest{SocketId: d.GetSocket().GetSocketId()}); err != nil {
+		return rpcErr("Close", err)
+	}
+	return nil
+}
+
+func dialOptionsRow(ctx context.Context, e *env) result {
+	peer, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{err: err}
+	}
+	defer peer.Close()
+	go func() { // takes and closes every connection until the listener closes
+		for {
+			c, err := peer.Accept()
+			if err != nil {
+				return
+			}
+			// With a FIN, not a reset: a reset can reach the agent's socket before its connect
+			// has returned, and fail the Dial.
+			_ = c.Close()
+		}
+	}()
+	addr, opts := peer.Addr().String(), benchOptions()
+	return alternate(ctx, e.iterations(2000, 200), 20,
+		func(ctx context.Context) error { return e.dialClose(ctx, addr, opts) },
+		func(ctx context.Context) error { return e.dialClose(ctx, addr, nil) })
 }

@@ -47,6 +47,11 @@ func defs() []def {
 			run: metricsRow,
 		},
 		{
+			key: "dialopts", figure: "Dial+Close with options p50", baseline: "Dial+Close without options p50", unit: "s",
+			target: target{limit: 1.05}, note: "TCP to a local Go listener; options no_delay, ttl, recv_buffer, keepalive (on, idle, interval, count), read back in the response",
+			run: dialOptionsRow,
+		},
+		{
 			key: "getinfo", figure: "GetInfo p50", baseline: "bare gRPC unary p50", unit: "s",
 			target: target{limit: 1.2},
 			run:    getInfoRow,

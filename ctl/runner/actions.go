@@ -55,6 +55,7 @@ var actions = map[string]action{
 	"recvfrom": {run: runRecvFrom, bound: timeoutBound, summary: recvSummary},
 	"shutdown": {run: runShutdown, bound: stepBound, summary: noSummary},
 	"close":    {run: runClose, bound: stepBound, summary: noSummary},
+	"setopt":   {run: runSetopt, bound: stepBound, summary: noSummary},
 	"sleep":    {run: runSleep, bound: ownBound, summary: noSummary},
 
 	"serve":      {run: runServe, bound: ownBound, session: true, summary: textSummary},
@@ -152,26 +153,41 @@ func (c call) readSize(key string) (uint32, error) {
 // returns the socket a first attempt may have opened instead of a second one.
 
 func runListen(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
+	opts, err := c.options()
+	if err != nil {
+		return scenario.Outcome{}, nil, err
+	}
 	rid := client.NewRequestID()
 	resp, err := client.Retry(ctx, func(ctx context.Context) (*sockagentv1.ListenResponse, error) {
-		return c.rm.sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: c.args.String("network"), Address: c.args.String("address"), RequestId: rid})
+		return c.rm.sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: c.args.String("network"), Address: c.args.String("address"), RequestId: rid, Options: opts})
 	})
 	return scenario.Outcome{}, resp.GetSocket(), err
 }
 
 func runBind(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
-	rid := client.NewRequestID()
+	opts, err := c.options()
+	if err != nil {
+		return scenario.Outcome{}, nil, err
+	}
+	req := &sockagentv1.BindRequest{Network: c.args.String("network"), Address: c.args.String("address"), RequestId: client.NewRequestID(), Options: opts}
+	if groups := c.args.Indexed(scenario.MulticastGroupsPrefix); len(groups) > 0 || c.args.Has(scenario.MulticastInterface) {
+		req.Multicast = &sockagentv1.MulticastOptions{Groups: groups, Interface: c.args.String(scenario.MulticastInterface)}
+	}
 	resp, err := client.Retry(ctx, func(ctx context.Context) (*sockagentv1.BindResponse, error) {
-		return c.rm.sockets.Bind(ctx, &sockagentv1.BindRequest{Network: c.args.String("network"), Address: c.args.String("address"), RequestId: rid})
+		return c.rm.sockets.Bind(ctx, req)
 	})
 	return scenario.Outcome{}, resp.GetSocket(), err
 }
 
 func runDial(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
+	opts, err := c.options()
+	if err != nil {
+		return scenario.Outcome{}, nil, err
+	}
 	rid := client.NewRequestID()
 	resp, err := client.Retry(ctx, func(ctx context.Context) (*sockagentv1.DialResponse, error) {
 		return c.rm.sockets.Dial(ctx, &sockagentv1.DialRequest{Network: c.args.String("network"), Address: c.args.String("address"),
-			LocalAddress: c.args.String("local_address"), Timeout: c.timeout, RequestId: rid})
+			LocalAddress: c.args.String("local_address"), Timeout: c.timeout, RequestId: rid, Options: opts})
 	})
 	return scenario.Outcome{}, resp.GetSocket(), err
 }
@@ -322,3 +338,29 @@ func textSummary(o scenario.Outcome, _ *sockagentv1.Socket) string { return o.Te
 
 // noSummary is for the actions that say nothing when they pass.
 func noSummary(scenario.Outcome, *sockagentv1.Socket) string { return "" }
+
+// options are the step's socket options (scenario.OptionsPrefix); none gives nil. A value
+// that ${...} made wrong is the scenario's error.
+func (c call) options() (*sockagentv1.SocketOptions, error) {
+	opts, err := client.ParseOptions(c.args.Options())
+	if err != nil {
+		return nil, &scenarioError{err}
+	}
+	return opts, nil
+}
+
+func runSetopt(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
+	id, err := c.socket()
+	if err != nil {
+		return scenario.Outcome{}, nil, err
+	}
+	opts, err := c.options()
+	if err != nil {
+		return scenario.Outcome{}, nil, err
+	}
+	// The socket changed is not one the step created: the runner closes it once, at the end,
+	// for the step that opened it.
+	_, err = c.rm.sockets.SetOptions(ctx, &sockagentv1.SetOptionsRequest{SocketId: id, Options: opts,
+		Join: c.args.Indexed(scenario.JoinPrefix), Leave: c.args.Indexed(scenario.LeavePrefix)})
+	return scenario.Outcome{}, nil, err
+}

@@ -33,9 +33,9 @@ type ActionSpec struct {
 
 // specs are the actions, in the order messages list them.
 var specs = []ActionSpec{
-	{Name: "listen", Args: []string{"network", "address"}, Required: []string{"network", "address"}, Network: contract.OpListen, Creates: true},
-	{Name: "bind", Args: []string{"network", "address"}, Required: []string{"network", "address"}, Network: contract.OpBind, Creates: true},
-	{Name: "dial", Args: []string{"network", "address", "local_address", "timeout"}, Required: []string{"network", "address"}, Network: contract.OpDial, Creates: true},
+	{Name: "listen", Args: []string{"network", "address", "options"}, Required: []string{"network", "address"}, Network: contract.OpListen, Creates: true},
+	{Name: "bind", Args: []string{"network", "address", "options", "multicast"}, Required: []string{"network", "address"}, Network: contract.OpBind, Creates: true},
+	{Name: "dial", Args: []string{"network", "address", "local_address", "timeout", "options"}, Required: []string{"network", "address"}, Network: contract.OpDial, Creates: true},
 	{Name: "accept", Args: []string{"socket", "timeout"}, Required: []string{"socket"}, Creates: true},
 	{Name: "send", Args: []string{"socket", "data", "data_hex", "data_base64", "data_size", "timeout"}, Required: []string{"socket"}},
 	{Name: "recv", Args: []string{"socket", "max_bytes", "exact_bytes", "timeout"}, Required: []string{"socket"}},
@@ -43,6 +43,7 @@ var specs = []ActionSpec{
 	{Name: "recvfrom", Args: []string{"socket", "max_bytes", "timeout"}, Required: []string{"socket"}},
 	{Name: "shutdown", Args: []string{"socket", "direction"}, Required: []string{"socket", "direction"}},
 	{Name: "close", Args: []string{"socket"}, Required: []string{"socket"}},
+	{Name: "setopt", Args: []string{"socket", "options", "join", "leave"}, Required: []string{"socket"}},
 	{Name: "sleep", Args: []string{"duration"}, Required: []string{"duration"}, NoAgent: true},
 
 	{Name: "serve", Args: []string{"socket", "behaviour", "chunk_size", "max_connections"}, Required: []string{"socket", "behaviour"}, Measure: true},

@@ -664,6 +664,9 @@ func (p *parser) args(a entry) Args {
 			typos = append(typos, suggest(e.key, allowed))
 			continue
 		}
+		if p.structured(e, args) {
+			continue
+		}
 		s, ok := p.scalar(e.key, e.valueNode)
 		if !ok {
 			continue

@@ -60,11 +60,11 @@ rule_sets:
 		open func(ctx context.Context) (Info, error)
 		want int
 	}{
-		{"bind, no broadcast rule", plain, func(ctx context.Context) (Info, error) { return tb.Bind(ctx, "udp4", "127.0.0.1:0", "") }, 0},
-		{"bind udp6, no broadcast rule", plain, func(ctx context.Context) (Info, error) { return tb.Bind(ctx, "udp", "127.0.0.1:0", "") }, 0},
-		{"dial, no broadcast rule", plain, func(ctx context.Context) (Info, error) { return tb.Dial(ctx, "udp", "127.0.0.1:9", "", 0, "") }, 0},
-		{"bind, broadcast named", bcast, func(ctx context.Context) (Info, error) { return tb.Bind(ctx, "udp4", "127.0.0.1:0", "") }, 1},
-		{"dial unicast, broadcast named", bcast, func(ctx context.Context) (Info, error) { return tb.Dial(ctx, "udp", "127.0.0.1:9", "", 0, "") }, 0},
+		{"bind, no broadcast rule", plain, func(ctx context.Context) (Info, error) { return tb.Bind(ctx, "udp4", "127.0.0.1:0", "", nil, nil) }, 0},
+		{"bind udp6, no broadcast rule", plain, func(ctx context.Context) (Info, error) { return tb.Bind(ctx, "udp", "127.0.0.1:0", "", nil, nil) }, 0},
+		{"dial, no broadcast rule", plain, func(ctx context.Context) (Info, error) { return tb.Dial(ctx, "udp", "127.0.0.1:9", "", 0, "", nil) }, 0},
+		{"bind, broadcast named", bcast, func(ctx context.Context) (Info, error) { return tb.Bind(ctx, "udp4", "127.0.0.1:0", "", nil, nil) }, 1},
+		{"dial unicast, broadcast named", bcast, func(ctx context.Context) (Info, error) { return tb.Dial(ctx, "udp", "127.0.0.1:9", "", 0, "", nil) }, 0},
 	} {
 		in, err := tc.open(tc.ctx)
 		if err != nil {

@@ -20,18 +20,18 @@ func TestCloseOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo, err := tb.Bind(WithSession(alice, si.ID), "udp", "127.0.0.1:0", "")
+	echo, err := tb.Bind(WithSession(alice, si.ID), "udp", "127.0.0.1:0", "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tb.Serve(alice, echo.ID, BehaviourEcho, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	plain, err := tb.Bind(alice, "udp", "127.0.0.1:0", "")
+	plain, err := tb.Bind(alice, "udp", "127.0.0.1:0", "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := tb.Bind(bob, "udp", "127.0.0.1:0", "")
+	other, err := tb.Bind(bob, "udp", "127.0.0.1:0", "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

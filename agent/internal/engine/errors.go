@@ -152,6 +152,7 @@ func Reason(err error) string {
 		ke    *kindError
 		be    *busyError
 		ae    *argError
+		oe    *optionError
 		pde   *policy.Denied
 		le    *limitError
 		dnse  *net.DNSError
@@ -176,6 +177,8 @@ func Reason(err error) string {
 		return contract.ReasonSocketBusy
 	case errors.As(err, &ae):
 		return ae.reason
+	case errors.As(err, &oe) && oe.reason != "":
+		return oe.reason
 	case errors.Is(err, ErrAgentStopping):
 		return contract.ReasonAgentStopping
 	case errors.Is(err, context.Canceled):
@@ -207,7 +210,7 @@ func Reason(err error) string {
 // metadata: the operation, network, address and socket (OpError); the agent instance
 // (UNKNOWN_SOCKET); the OS error as text ("errno": "connection refused") and, where the OS
 // names it, by its symbolic name ("errno_name": "ECONNREFUSED", what scripts compare: the
-// text differs between systems); the policy rule and rule set; the limit.
+// text differs between systems); the policy rule and rule set; the limit; the socket option.
 func Metadata(err error) map[string]string {
 	md := map[string]string{}
 	var oe *OpError
@@ -235,6 +238,10 @@ func Metadata(err error) map[string]string {
 	var pde *policy.Denied
 	if errors.As(err, &pde) {
 		md["rule"], md["rule_set"] = pde.Rule, pde.RuleSet
+	}
+	var opt *optionError
+	if errors.As(err, &opt) {
+		md["option"] = opt.option
 	}
 	var le *limitError
 	if errors.As(err, &le) {

@@ -11,13 +11,14 @@ import (
 	"github.com/sockagent/sockagent/agent/policy"
 )
 
-// Listen opens a stream listener; a repeated requestID returns the first result.
-func (t *Table) Listen(ctx context.Context, network, address, requestID string) (Info, error) {
-	return t.idempotent(ctx, "Listen", requestID, func() (Info, error) { return t.listen(ctx, network, address) })
+// Listen opens a stream listener with options o (nil: none); a repeated requestID returns the
+// first result.
+func (t *Table) Listen(ctx context.Context, network, address, requestID string, o *Options) (Info, error) {
+	return t.idempotent(ctx, "Listen", requestID, func() (Info, error) { return t.listen(ctx, network, address, o) })
 }
 
-func (t *Table) listen(ctx context.Context, network, address string) (Info, error) {
-	return t.bindLocal(ctx, contract.OpListen, network, address, func(lc net.ListenConfig, s *sock, kaddr string) (net.Addr, error) {
+func (t *Table) listen(ctx context.Context, network, address string, o *Options) (Info, error) {
+	return t.bindLocal(ctx, contract.OpListen, network, address, o, nil, func(lc net.ListenConfig, s *sock, kaddr string) (net.Addr, error) {
 		ln, err := lc.Listen(ctx, ipv4Wildcard(network, address), kaddr)
 		if err != nil {
 			return nil, err
@@ -32,13 +33,14 @@ func (t *Table) listen(ctx context.Context, network, address string) (Info, erro
 	})
 }
 
-// Bind opens a bound datagram socket; a repeated requestID returns the first result.
-func (t *Table) Bind(ctx context.Context, network, address, requestID string) (Info, error) {
-	return t.idempotent(ctx, "Bind", requestID, func() (Info, error) { return t.bind(ctx, network, address) })
+// Bind opens a bound datagram socket with options o that joins the groups of mc (either nil:
+// none); a repeated requestID returns the first result.
+func (t *Table) Bind(ctx context.Context, network, address, requestID string, o *Options, mc *Multicast) (Info, error) {
+	return t.idempotent(ctx, "Bind", requestID, func() (Info, error) { return t.bind(ctx, network, address, o, mc) })
 }
 
-func (t *Table) bind(ctx context.Context, network, address string) (Info, error) {
-	return t.bindLocal(ctx, contract.OpBind, network, address, func(lc net.ListenConfig, s *sock, kaddr string) (net.Addr, error) {
+func (t *Table) bind(ctx context.Context, network, address string, o *Options, mc *Multicast) (Info, error) {
+	return t.bindLocal(ctx, contract.OpBind, network, address, o, mc, func(lc net.ListenConfig, s *sock, kaddr string) (net.Addr, error) {
 		pc, err := lc.ListenPacket(ctx, ipv4Wildcard(network, address), kaddr)
 		if err != nil {
 			return nil, err
@@ -50,8 +52,8 @@ func (t *Table) bind(ctx context.Context, network, address string) (Info, error)
 
 // bindLocal is what Listen and Bind share: the request and policy checks, a socket slot, the
 // bind itself (open fills s, binding kaddr: a UNIX path's directory handle, else address), the
-// check of the address bound, and registering s.
-func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address string, open func(lc net.ListenConfig, s *sock, kaddr string) (net.Addr, error)) (Info, error) {
+// check of the address bound, the multicast groups joined, and registering s.
+func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address string, o *Options, mc *Multicast, open func(lc net.ListenConfig, s *sock, kaddr string) (net.Addr, error)) (Info, error) {
 	wrap := func(err error) error { return &OpError{Op: string(op), Network: network, Address: address, Err: err} }
 	if err := checkNetwork(op, network); err != nil {
 		return Info{}, err
@@ -70,6 +72,9 @@ func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address 
 	if err := precheckLocal(set, network, address); err != nil {
 		return Info{}, wrap(err)
 	}
+	if err := checkOptions(o, set, network, true); err != nil {
+		return Info{}, wrap(err)
+	}
 	adm, err := t.admit(c.ID, sess, set, claim{sockets: 1})
 	if err != nil {
 		return Info{}, wrap(err)
@@ -80,10 +85,13 @@ func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address 
 		return Info{}, wrap(err)
 	}
 	s := &sock{owner: c.ID, session: sess, network: network, unix: ub}
-	bound, err := open(net.ListenConfig{Control: control(set, true)}, s, kernelAddr(address, ub, nil))
+	bound, err := open(net.ListenConfig{Control: withOptions(control(set, true), o)}, s, kernelAddr(address, ub, nil))
 	if err == nil {
 		if err = checkBound(set, bound); err == nil && ub != nil {
 			err = ub.Commit()
+		}
+		if err == nil {
+			err = s.joinAll(set, mc)
 		}
 		if err != nil {
 			_ = s.closeFile()
@@ -100,12 +108,13 @@ func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address 
 	return s.info(), nil
 }
 
-// Dial opens a connected socket; a repeated requestID returns the first result.
-func (t *Table) Dial(ctx context.Context, network, address, local string, timeout time.Duration, requestID string) (Info, error) {
-	return t.idempotent(ctx, "Dial", requestID, func() (Info, error) { return t.dial(ctx, network, address, local, timeout) })
+// Dial opens a connected socket with options o (nil: none); a repeated requestID returns the
+// first result.
+func (t *Table) Dial(ctx context.Context, network, address, local string, timeout time.Duration, requestID string, o *Options) (Info, error) {
+	return t.idempotent(ctx, "Dial", requestID, func() (Info, error) { return t.dial(ctx, network, address, local, timeout, o) })
 }
 
-func (t *Table) dial(ctx context.Context, network, address, local string, timeout time.Duration) (Info, error) {
+func (t *Table) dial(ctx context.Context, network, address, local string, timeout time.Duration, o *Options) (Info, error) {
 	wrap := func(err error) error { return &OpError{Op: "dial", Network: network, Address: address, Err: err} }
 	if err := checkNetwork(contract.OpDial, network); err != nil {
 		return Info{}, err
@@ -127,8 +136,16 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 		}
 	}
 	d, err := dialer(set, network, local, t.timeout(timeout))
+	if err == nil {
+		err = checkOptions(o, set, network, true)
+	}
 	if err != nil {
 		return Info{}, wrap(err)
+	}
+	before, after := o.split()
+	d.Control = withOptions(d.Control, before)
+	if after != nil && after.Keepalive != nil {
+		d.KeepAlive = -1 // the caller's keepalive replaces Go's, which would be set first
 	}
 	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1})
 	if err != nil {
@@ -136,6 +153,9 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 	}
 	defer adm.release()
 	conn, ub, err := dialUnixAware(ctx, d, set, network, address, local)
+	if err == nil {
+		err = afterDial(conn, after, ub)
+	}
 	if err != nil {
 		return Info{}, wrap(err)
 	}

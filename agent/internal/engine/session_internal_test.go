@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,7 +79,7 @@ func TestAddRefusesEndedSession(t *testing.T) {
 func TestStoppingIsNotARestart(t *testing.T) {
 	tb := New(Config{DefaultTimeout: time.Second, MaxRecvBytes: 1 << 20, Instance: "i1"})
 	ctx := WithCaller(context.Background(), Caller{ID: "token:alice"})
-	in, err := tb.Listen(ctx, "tcp", "127.0.0.1:0", "")
+	in, err := tb.Listen(ctx, "tcp", "127.0.0.1:0", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +120,7 @@ func TestRequestIDsPerCaller(t *testing.T) {
 	for i := range maxRequests + 1 {
 		open(bob, "b"+strconv.Itoa(i))
 	}
-	if again := open(alice, "mine"); again != first || runs["token:alice/mine"] != 1 {
+	if again := open(alice, "mine"); !reflect.DeepEqual(again, first) || runs["token:alice/mine"] != 1 {
 		t.Errorf("alice's retry after bob's %d requests: %s, ran %d times; want %s, run once", maxRequests+1, again.ID, runs["token:alice/mine"], first.ID)
 	}
 	// Bob's own memory is still bounded: his oldest request was forgotten, his newest kept.
@@ -152,11 +153,11 @@ func TestCloseOwnerSessionsServedRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inSession, err := tb.Listen(WithSession(alice, si.ID), "tcp", "127.0.0.1:0", "r1")
+	inSession, err := tb.Listen(WithSession(alice, si.ID), "tcp", "127.0.0.1:0", "r1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	served, err := tb.Listen(alice, "tcp", "127.0.0.1:0", "")
+	served, err := tb.Listen(alice, "tcp", "127.0.0.1:0", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func TestCloseOwnerSessionsServedRequests(t *testing.T) {
 	if _, err := io.ReadFull(echo, buf); err != nil || buf[0] != 'x' {
 		t.Fatalf("the echo before: %q %v", buf, err)
 	}
-	kept, err := tb.Listen(bob, "tcp", "127.0.0.1:0", "")
+	kept, err := tb.Listen(bob, "tcp", "127.0.0.1:0", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

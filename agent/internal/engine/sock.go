@@ -73,6 +73,9 @@ type Info struct {
 
 	Serving  *ServingInfo // the behaviour serving it (Serve); nil if none
 	Attached bool         // an Attach stream owns its data (attach.go)
+
+	Options *Options // effective options, read back by GetFor and SetOptions; nil otherwise
+	Groups  []string // multicast groups joined (options.go)
 }
 
 const (
@@ -121,9 +124,10 @@ type sock struct {
 	leftover            []byte        // bytes of an interrupted exact read; guarded by readGate; set with setLeftover
 	held                *atomic.Int64 // the table's count of leftover bytes (limits_budget.go)
 
-	mu        sync.Mutex // guards readShut, writeShut
+	mu        sync.Mutex // guards readShut, writeShut, groups
 	readShut  bool
 	writeShut bool
+	groups    []membership // multicast groups joined (options.go)
 
 	pending                                  atomic.Int32
 	lastUsed                                 atomic.Int64           // UnixNano of the last call naming it
@@ -156,6 +160,9 @@ func (s *sock) info() Info {
 		in.Local = addrString(s.pc.LocalAddr())
 	}
 	s.mu.Lock()
+	for _, m := range s.groups {
+		in.Groups = append(in.Groups, m.String())
+	}
 	switch {
 	case s.readShut && s.writeShut:
 		in.State = StateShut

@@ -256,13 +256,13 @@ func (t *Table) Get(id string) (Info, error) {
 	return s.info(), nil
 }
 
-// GetFor returns the snapshot of one socket of ctx's caller.
+// GetFor returns the snapshot of one socket of ctx's caller, with its effective options.
 func (t *Table) GetFor(ctx context.Context, id string) (Info, error) {
 	s, err := t.peek(ctx, id)
 	if err != nil {
 		return Info{}, &OpError{Op: "get", SocketID: id, Err: err}
 	}
-	return s.info(), nil
+	return s.detailed(), nil
 }
 
 // Close closes one socket of ctx's caller and returns its final snapshot.

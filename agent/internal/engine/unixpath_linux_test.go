@@ -148,7 +148,7 @@ func TestUnixBindCloseSwapRace(t *testing.T) {
 	sw := newSwapper(t)
 	tb, ctx := unixTable(t, sw.allowed, 0)
 	// The peer of the Dial case lives in the allowed directory, out of the swap's reach.
-	peer, err := tb.Bind(ctx, "unixgram", filepath.Join(sw.allowed, "peer.dg"), "")
+	peer, err := tb.Bind(ctx, "unixgram", filepath.Join(sw.allowed, "peer.dg"), "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,11 +163,11 @@ func TestUnixBindCloseSwapRace(t *testing.T) {
 		var in Info
 		switch tries % 3 {
 		case 0:
-			in, err = tb.Listen(ctx, "unix", path, "")
+			in, err = tb.Listen(ctx, "unix", path, "", nil)
 		case 1:
-			in, err = tb.Bind(ctx, "unixgram", path, "")
+			in, err = tb.Bind(ctx, "unixgram", path, "", nil, nil)
 		case 2:
-			in, err = tb.Dial(ctx, "unixgram", peer.Local, path, time.Second, "")
+			in, err = tb.Dial(ctx, "unixgram", peer.Local, path, time.Second, "", nil)
 		}
 		if err != nil {
 			if Reason(err) == contract.ReasonPolicyDenied {
@@ -274,7 +274,7 @@ func TestUnixConnectSwapRace(t *testing.T) {
 	sw := newSwapper(t)
 	tb, ctx := unixTable(t, sw.allowed, 0)
 	inside, outside := listenCounting(t, sw.d), listenCounting(t, sw.outside)
-	src, err := tb.Bind(ctx, "unixgram", filepath.Join(sw.allowed, "src.dg"), "")
+	src, err := tb.Bind(ctx, "unixgram", filepath.Join(sw.allowed, "src.dg"), "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestUnixConnectSwapRace(t *testing.T) {
 			if tries%3 == 1 {
 				network, name = "unixgram", "t.dg"
 			}
-			in, err := tb.Dial(ctx, network, filepath.Join(sw.d, name), "", time.Second, "")
+			in, err := tb.Dial(ctx, network, filepath.Join(sw.d, name), "", time.Second, "", nil)
 			if err == nil && network == "unixgram" {
 				_, err = tb.Send(ctx, in.ID, []byte("x"), time.Second)
 			}
@@ -372,10 +372,10 @@ func TestUnixFilesRemovedOnEveryClose(t *testing.T) {
 				}
 				ids = append(ids, in.ID)
 			}
-			open(tb.Listen(ctx, "unix", p("l.sock"), ""))
-			open(tb.Bind(ctx, "unixgram", p("b.dg"), ""))
-			open(tb.Dial(ctx, "unixgram", p("b.dg"), p("c.dg"), time.Second, ""))
-			open(tb.Dial(ctx, "unix", p("l.sock"), p("d.sock"), time.Second, ""))
+			open(tb.Listen(ctx, "unix", p("l.sock"), "", nil))
+			open(tb.Bind(ctx, "unixgram", p("b.dg"), "", nil, nil))
+			open(tb.Dial(ctx, "unixgram", p("b.dg"), p("c.dg"), time.Second, "", nil))
+			open(tb.Dial(ctx, "unix", p("l.sock"), p("d.sock"), time.Second, "", nil))
 			opened := time.Now()
 			files := []string{"l.sock", "b.dg", "c.dg", "d.sock"}
 			for _, f := range files {
@@ -433,9 +433,9 @@ func TestUnixCloseSparesReplacement(t *testing.T) {
 		var in Info
 		var err error
 		if network == "unix" {
-			in, err = tb.Listen(ctx, network, p, "")
+			in, err = tb.Listen(ctx, network, p, "", nil)
 		} else {
-			in, err = tb.Bind(ctx, network, p, "")
+			in, err = tb.Bind(ctx, network, p, "", nil, nil)
 		}
 		if err != nil {
 			t.Fatal(err)

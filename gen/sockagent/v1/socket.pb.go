@@ -711,9 +711,16 @@ type Socket struct {
 	// serving is set while the agent serves the socket with a behaviour (see Serve).
 	Serving *Serving `protobuf:"bytes,20,opt,name=serving,proto3" json:"serving,omitempty"`
 	// attached is true while an Attach stream uses the socket.
-	Attached      bool `protobuf:"varint,21,opt,name=attached,proto3" json:"attached,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Attached bool `protobuf:"varint,21,opt,name=attached,proto3" json:"attached,omitempty"`
+	// options are the socket's effective options as the kernel reports them (getsockopt), in
+	// the responses of GetSocket and SetOptions only (reading them costs a system call each,
+	// which Listen, Bind and Dial do not spend); only the options of the socket's kind are set.
+	Options *SocketOptions `protobuf:"bytes,30,opt,name=options,proto3" json:"options,omitempty"`
+	// multicast_groups are the groups the socket has joined, as GROUP%IFACE when joined on a
+	// named interface, and SOURCE@GROUP for a source-specific membership.
+	MulticastGroups []string `protobuf:"bytes,33,rep,name=multicast_groups,json=multicastGroups,proto3" json:"multicast_groups,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Socket) Reset() {
@@ -893,6 +900,20 @@ func (x *Socket) GetAttached() bool {
 	return false
 }
 
+func (x *Socket) GetOptions() *SocketOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *Socket) GetMulticastGroups() []string {
+	if x != nil {
+		return x.MulticastGroups
+	}
+	return nil
+}
+
 // ListenRequest opens a stream listener.
 type ListenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -904,7 +925,11 @@ type ListenRequest struct {
 	// same caller within 10 minutes returns the first call's response (the same socket) instead
 	// of opening a second socket; a retry while the first call runs waits for it. A failed call
 	// is forgotten, so its retry runs again. Reusing an id for another RPC is INVALID_ARGUMENT.
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// options are set on the listener before it binds (see SocketOptions); the kernel passes
+	// most of them on to the connections it accepts, but Go sets no_delay and keepalive on each
+	// accepted connection itself.
+	Options       *SocketOptions `protobuf:"bytes,10,opt,name=options,proto3" json:"options,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -958,6 +983,13 @@ func (x *ListenRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *ListenRequest) GetOptions() *SocketOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
 }
 
 // ListenResponse carries the new listener.
@@ -1017,7 +1049,11 @@ type BindRequest struct {
 	// same caller within 10 minutes returns the first call's response (the same socket) instead
 	// of opening a second socket; a retry while the first call runs waits for it. A failed call
 	// is forgotten, so its retry runs again. Reusing an id for another RPC is INVALID_ARGUMENT.
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// options are set on the socket before it binds (see SocketOptions).
+	Options *SocketOptions `protobuf:"bytes,10,opt,name=options,proto3" json:"options,omitempty"`
+	// multicast lists groups to join once bound, and the interface for multicast.
+	Multicast     *MulticastOptions `protobuf:"bytes,11,opt,name=multicast,proto3" json:"multicast,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1071,6 +1107,20 @@ func (x *BindRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *BindRequest) GetOptions() *SocketOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *BindRequest) GetMulticast() *MulticastOptions {
+	if x != nil {
+		return x.Multicast
+	}
+	return nil
 }
 
 // BindResponse carries the new datagram socket.
@@ -1134,7 +1184,10 @@ type DialRequest struct {
 	// same caller within 10 minutes returns the first call's response (the same socket) instead
 	// of opening a second socket; a retry while the first call runs waits for it. A failed call
 	// is forgotten, so its retry runs again. Reusing an id for another RPC is INVALID_ARGUMENT.
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// options are set on the socket before it binds and connects (see SocketOptions), no_delay
+	// and keepalive once connected.
+	Options       *SocketOptions `protobuf:"bytes,10,opt,name=options,proto3" json:"options,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1202,6 +1255,13 @@ func (x *DialRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *DialRequest) GetOptions() *SocketOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
 }
 
 // DialResponse carries the connected socket.
@@ -2208,11 +2268,131 @@ func (x *ListSocketsResponse) GetSockets() []*Socket {
 	return nil
 }
 
+// SetOptionsRequest changes options of an open socket and joins or leaves multicast groups.
+type SetOptionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// socket_id is a socket of the caller.
+	SocketId string `protobuf:"bytes,1,opt,name=socket_id,json=socketId,proto3" json:"socket_id,omitempty"`
+	// options to set; unset fields are left alone. reuse_address and reuse_port can only be
+	// given before the bind, so here they are UNSUPPORTED_OPTION.
+	Options *SocketOptions `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	// join lists multicast groups to join, as GROUP or GROUP%IFACE (bound UDP sockets).
+	Join []string `protobuf:"bytes,3,rep,name=join,proto3" json:"join,omitempty"`
+	// leave lists multicast groups to leave, as they were joined.
+	Leave         []string `protobuf:"bytes,4,rep,name=leave,proto3" json:"leave,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetOptionsRequest) Reset() {
+	*x = SetOptionsRequest{}
+	mi := &file_sockagent_v1_socket_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetOptionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetOptionsRequest) ProtoMessage() {}
+
+func (x *SetOptionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sockagent_v1_socket_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetOptionsRequest.ProtoReflect.Descriptor instead.
+func (*SetOptionsRequest) Descriptor() ([]byte, []int) {
+	return file_sockagent_v1_socket_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SetOptionsRequest) GetSocketId() string {
+	if x != nil {
+		return x.SocketId
+	}
+	return ""
+}
+
+func (x *SetOptionsRequest) GetOptions() *SocketOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *SetOptionsRequest) GetJoin() []string {
+	if x != nil {
+		return x.Join
+	}
+	return nil
+}
+
+func (x *SetOptionsRequest) GetLeave() []string {
+	if x != nil {
+		return x.Leave
+	}
+	return nil
+}
+
+// SetOptionsResponse carries the socket with its effective options.
+type SetOptionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// socket as it is now, options and multicast_groups read back.
+	Socket        *Socket `protobuf:"bytes,1,opt,name=socket,proto3" json:"socket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetOptionsResponse) Reset() {
+	*x = SetOptionsResponse{}
+	mi := &file_sockagent_v1_socket_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetOptionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetOptionsResponse) ProtoMessage() {}
+
+func (x *SetOptionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sockagent_v1_socket_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetOptionsResponse.ProtoReflect.Descriptor instead.
+func (*SetOptionsResponse) Descriptor() ([]byte, []int) {
+	return file_sockagent_v1_socket_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SetOptionsResponse) GetSocket() *Socket {
+	if x != nil {
+		return x.Socket
+	}
+	return nil
+}
+
 var File_sockagent_v1_socket_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\n" +
-	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x03\n" +
+	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1asockagent/v1/options.proto\"\x83\x03\n" +
 	"\aServing\x125\n" +
 	"\tbehaviour\x18\x01 \x01(\x0e2\x17.sockagent.v1.BehaviourR\tbehaviour\x129\n" +
 	"\n" +
@@ -2245,7 +2425,7 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\x0eAttachResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
 	"\x03eof\x18\x02 \x01(\bR\x03eof\x12%\n" +
-	"\x0eremote_address\x18\x03 \x01(\tR\rremoteAddress\"\xb7\x06\n" +
+	"\x0eremote_address\x18\x03 \x01(\tR\rremoteAddress\"\x99\a\n" +
 	"\x06Socket\x12\x1b\n" +
 	"\tsocket_id\x18\x01 \x01(\tR\bsocketId\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\tR\anetwork\x12,\n" +
@@ -2272,28 +2452,37 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\x03age\x18\x12 \x01(\v2\x19.google.protobuf.DurationR\x03age\x12-\n" +
 	"\x04idle\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\x04idle\x12/\n" +
 	"\aserving\x18\x14 \x01(\v2\x15.sockagent.v1.ServingR\aserving\x12\x1a\n" +
-	"\battached\x18\x15 \x01(\bR\battached\"b\n" +
+	"\battached\x18\x15 \x01(\bR\battached\x125\n" +
+	"\aoptions\x18\x1e \x01(\v2\x1b.sockagent.v1.SocketOptionsR\aoptions\x12)\n" +
+	"\x10multicast_groups\x18! \x03(\tR\x0fmulticastGroups\"\x99\x01\n" +
 	"\rListenRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\">\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x125\n" +
+	"\aoptions\x18\n" +
+	" \x01(\v2\x1b.sockagent.v1.SocketOptionsR\aoptions\">\n" +
 	"\x0eListenResponse\x12,\n" +
-	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"`\n" +
+	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\xd5\x01\n" +
 	"\vBindRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"<\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x125\n" +
+	"\aoptions\x18\n" +
+	" \x01(\v2\x1b.sockagent.v1.SocketOptionsR\aoptions\x12<\n" +
+	"\tmulticast\x18\v \x01(\v2\x1e.sockagent.v1.MulticastOptionsR\tmulticast\"<\n" +
 	"\fBindResponse\x12,\n" +
-	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\xba\x01\n" +
+	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\xf1\x01\n" +
 	"\vDialRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12#\n" +
 	"\rlocal_address\x18\x03 \x01(\tR\flocalAddress\x123\n" +
 	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestId\"<\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x125\n" +
+	"\aoptions\x18\n" +
+	" \x01(\v2\x1b.sockagent.v1.SocketOptionsR\aoptions\"<\n" +
 	"\fDialResponse\x12,\n" +
 	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\x80\x01\n" +
 	"\rAcceptRequest\x12\x1b\n" +
@@ -2349,7 +2538,14 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\x14\n" +
 	"\x12ListSocketsRequest\"E\n" +
 	"\x13ListSocketsResponse\x12.\n" +
-	"\asockets\x18\x01 \x03(\v2\x14.sockagent.v1.SocketR\asockets*g\n" +
+	"\asockets\x18\x01 \x03(\v2\x14.sockagent.v1.SocketR\asockets\"\x91\x01\n" +
+	"\x11SetOptionsRequest\x12\x1b\n" +
+	"\tsocket_id\x18\x01 \x01(\tR\bsocketId\x125\n" +
+	"\aoptions\x18\x02 \x01(\v2\x1b.sockagent.v1.SocketOptionsR\aoptions\x12\x12\n" +
+	"\x04join\x18\x03 \x03(\tR\x04join\x12\x14\n" +
+	"\x05leave\x18\x04 \x03(\tR\x05leave\"B\n" +
+	"\x12SetOptionsResponse\x12,\n" +
+	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket*g\n" +
 	"\tBehaviour\x12\x19\n" +
 	"\x15BEHAVIOUR_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eBEHAVIOUR_ECHO\x10\x01\x12\x15\n" +
@@ -2372,7 +2568,7 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\x1eSHUTDOWN_DIRECTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17SHUTDOWN_DIRECTION_READ\x10\x01\x12\x1c\n" +
 	"\x18SHUTDOWN_DIRECTION_WRITE\x10\x02\x12\x1b\n" +
-	"\x17SHUTDOWN_DIRECTION_BOTH\x10\x032\xdf\a\n" +
+	"\x17SHUTDOWN_DIRECTION_BOTH\x10\x032\xb0\b\n" +
 	"\rSocketService\x12C\n" +
 	"\x06Listen\x12\x1b.sockagent.v1.ListenRequest\x1a\x1c.sockagent.v1.ListenResponse\x12=\n" +
 	"\x04Bind\x12\x19.sockagent.v1.BindRequest\x1a\x1a.sockagent.v1.BindResponse\x12=\n" +
@@ -2387,7 +2583,9 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\tGetSocket\x12\x1e.sockagent.v1.GetSocketRequest\x1a\x1f.sockagent.v1.GetSocketResponse\x12R\n" +
 	"\vListSockets\x12 .sockagent.v1.ListSocketsRequest\x1a!.sockagent.v1.ListSocketsResponse\x12G\n" +
 	"\x06Attach\x12\x1b.sockagent.v1.AttachRequest\x1a\x1c.sockagent.v1.AttachResponse(\x010\x01\x12@\n" +
-	"\x05Serve\x12\x1a.sockagent.v1.ServeRequest\x1a\x1b.sockagent.v1.ServeResponseB\xad\x01\n" +
+	"\x05Serve\x12\x1a.sockagent.v1.ServeRequest\x1a\x1b.sockagent.v1.ServeResponse\x12O\n" +
+	"\n" +
+	"SetOptions\x12\x1f.sockagent.v1.SetOptionsRequest\x1a .sockagent.v1.SetOptionsResponseB\xad\x01\n" +
 	"\x10com.sockagent.v1B\vSocketProtoP\x01Z;github.com/sockagent/sockagent/gen/sockagent/v1;sockagentv1\xa2\x02\x03SXX\xaa\x02\fSockagent.V1\xca\x02\fSockagent\\V1\xe2\x02\x18Sockagent\\V1\\GPBMetadata\xea\x02\rSockagent::V1b\x06proto3"
 
 var (
@@ -2403,7 +2601,7 @@ func file_sockagent_v1_socket_proto_rawDescGZIP() []byte {
 }
 
 var file_sockagent_v1_socket_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sockagent_v1_socket_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_sockagent_v1_socket_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_sockagent_v1_socket_proto_goTypes = []any{
 	(Behaviour)(0),                // 0: sockagent.v1.Behaviour
 	(SocketKind)(0),               // 1: sockagent.v1.SocketKind
@@ -2439,69 +2637,82 @@ var file_sockagent_v1_socket_proto_goTypes = []any{
 	(*GetSocketResponse)(nil),     // 31: sockagent.v1.GetSocketResponse
 	(*ListSocketsRequest)(nil),    // 32: sockagent.v1.ListSocketsRequest
 	(*ListSocketsResponse)(nil),   // 33: sockagent.v1.ListSocketsResponse
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
+	(*SetOptionsRequest)(nil),     // 34: sockagent.v1.SetOptionsRequest
+	(*SetOptionsResponse)(nil),    // 35: sockagent.v1.SetOptionsResponse
+	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
+	(*SocketOptions)(nil),         // 38: sockagent.v1.SocketOptions
+	(*MulticastOptions)(nil),      // 39: sockagent.v1.MulticastOptions
 }
 var file_sockagent_v1_socket_proto_depIdxs = []int32{
 	0,  // 0: sockagent.v1.Serving.behaviour:type_name -> sockagent.v1.Behaviour
-	34, // 1: sockagent.v1.Serving.started_at:type_name -> google.protobuf.Timestamp
+	36, // 1: sockagent.v1.Serving.started_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: sockagent.v1.ServeRequest.behaviour:type_name -> sockagent.v1.Behaviour
 	9,  // 3: sockagent.v1.ServeResponse.socket:type_name -> sockagent.v1.Socket
 	1,  // 4: sockagent.v1.Socket.kind:type_name -> sockagent.v1.SocketKind
 	2,  // 5: sockagent.v1.Socket.state:type_name -> sockagent.v1.SocketState
-	34, // 6: sockagent.v1.Socket.created_at:type_name -> google.protobuf.Timestamp
-	34, // 7: sockagent.v1.Socket.last_used_at:type_name -> google.protobuf.Timestamp
-	35, // 8: sockagent.v1.Socket.age:type_name -> google.protobuf.Duration
-	35, // 9: sockagent.v1.Socket.idle:type_name -> google.protobuf.Duration
+	36, // 6: sockagent.v1.Socket.created_at:type_name -> google.protobuf.Timestamp
+	36, // 7: sockagent.v1.Socket.last_used_at:type_name -> google.protobuf.Timestamp
+	37, // 8: sockagent.v1.Socket.age:type_name -> google.protobuf.Duration
+	37, // 9: sockagent.v1.Socket.idle:type_name -> google.protobuf.Duration
 	4,  // 10: sockagent.v1.Socket.serving:type_name -> sockagent.v1.Serving
-	9,  // 11: sockagent.v1.ListenResponse.socket:type_name -> sockagent.v1.Socket
-	9,  // 12: sockagent.v1.BindResponse.socket:type_name -> sockagent.v1.Socket
-	35, // 13: sockagent.v1.DialRequest.timeout:type_name -> google.protobuf.Duration
-	9,  // 14: sockagent.v1.DialResponse.socket:type_name -> sockagent.v1.Socket
-	35, // 15: sockagent.v1.AcceptRequest.timeout:type_name -> google.protobuf.Duration
-	9,  // 16: sockagent.v1.AcceptResponse.socket:type_name -> sockagent.v1.Socket
-	35, // 17: sockagent.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
-	35, // 18: sockagent.v1.RecvRequest.timeout:type_name -> google.protobuf.Duration
-	35, // 19: sockagent.v1.SendToRequest.timeout:type_name -> google.protobuf.Duration
-	35, // 20: sockagent.v1.RecvFromRequest.timeout:type_name -> google.protobuf.Duration
-	3,  // 21: sockagent.v1.ShutdownRequest.direction:type_name -> sockagent.v1.ShutdownDirection
-	9,  // 22: sockagent.v1.ShutdownResponse.socket:type_name -> sockagent.v1.Socket
-	9,  // 23: sockagent.v1.CloseResponse.socket:type_name -> sockagent.v1.Socket
-	9,  // 24: sockagent.v1.GetSocketResponse.socket:type_name -> sockagent.v1.Socket
-	9,  // 25: sockagent.v1.ListSocketsResponse.sockets:type_name -> sockagent.v1.Socket
-	10, // 26: sockagent.v1.SocketService.Listen:input_type -> sockagent.v1.ListenRequest
-	12, // 27: sockagent.v1.SocketService.Bind:input_type -> sockagent.v1.BindRequest
-	14, // 28: sockagent.v1.SocketService.Dial:input_type -> sockagent.v1.DialRequest
-	16, // 29: sockagent.v1.SocketService.Accept:input_type -> sockagent.v1.AcceptRequest
-	18, // 30: sockagent.v1.SocketService.Send:input_type -> sockagent.v1.SendRequest
-	20, // 31: sockagent.v1.SocketService.Recv:input_type -> sockagent.v1.RecvRequest
-	22, // 32: sockagent.v1.SocketService.SendTo:input_type -> sockagent.v1.SendToRequest
-	24, // 33: sockagent.v1.SocketService.RecvFrom:input_type -> sockagent.v1.RecvFromRequest
-	26, // 34: sockagent.v1.SocketService.Shutdown:input_type -> sockagent.v1.ShutdownRequest
-	28, // 35: sockagent.v1.SocketService.Close:input_type -> sockagent.v1.CloseRequest
-	30, // 36: sockagent.v1.SocketService.GetSocket:input_type -> sockagent.v1.GetSocketRequest
-	32, // 37: sockagent.v1.SocketService.ListSockets:input_type -> sockagent.v1.ListSocketsRequest
-	7,  // 38: sockagent.v1.SocketService.Attach:input_type -> sockagent.v1.AttachRequest
-	5,  // 39: sockagent.v1.SocketService.Serve:input_type -> sockagent.v1.ServeRequest
-	11, // 40: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
-	13, // 41: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
-	15, // 42: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
-	17, // 43: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
-	19, // 44: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
-	21, // 45: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
-	23, // 46: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
-	25, // 47: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
-	27, // 48: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
-	29, // 49: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
-	31, // 50: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
-	33, // 51: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
-	8,  // 52: sockagent.v1.SocketService.Attach:output_type -> sockagent.v1.AttachResponse
-	6,  // 53: sockagent.v1.SocketService.Serve:output_type -> sockagent.v1.ServeResponse
-	40, // [40:54] is the sub-list for method output_type
-	26, // [26:40] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	38, // 11: sockagent.v1.Socket.options:type_name -> sockagent.v1.SocketOptions
+	38, // 12: sockagent.v1.ListenRequest.options:type_name -> sockagent.v1.SocketOptions
+	9,  // 13: sockagent.v1.ListenResponse.socket:type_name -> sockagent.v1.Socket
+	38, // 14: sockagent.v1.BindRequest.options:type_name -> sockagent.v1.SocketOptions
+	39, // 15: sockagent.v1.BindRequest.multicast:type_name -> sockagent.v1.MulticastOptions
+	9,  // 16: sockagent.v1.BindResponse.socket:type_name -> sockagent.v1.Socket
+	37, // 17: sockagent.v1.DialRequest.timeout:type_name -> google.protobuf.Duration
+	38, // 18: sockagent.v1.DialRequest.options:type_name -> sockagent.v1.SocketOptions
+	9,  // 19: sockagent.v1.DialResponse.socket:type_name -> sockagent.v1.Socket
+	37, // 20: sockagent.v1.AcceptRequest.timeout:type_name -> google.protobuf.Duration
+	9,  // 21: sockagent.v1.AcceptResponse.socket:type_name -> sockagent.v1.Socket
+	37, // 22: sockagent.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
+	37, // 23: sockagent.v1.RecvRequest.timeout:type_name -> google.protobuf.Duration
+	37, // 24: sockagent.v1.SendToRequest.timeout:type_name -> google.protobuf.Duration
+	37, // 25: sockagent.v1.RecvFromRequest.timeout:type_name -> google.protobuf.Duration
+	3,  // 26: sockagent.v1.ShutdownRequest.direction:type_name -> sockagent.v1.ShutdownDirection
+	9,  // 27: sockagent.v1.ShutdownResponse.socket:type_name -> sockagent.v1.Socket
+	9,  // 28: sockagent.v1.CloseResponse.socket:type_name -> sockagent.v1.Socket
+	9,  // 29: sockagent.v1.GetSocketResponse.socket:type_name -> sockagent.v1.Socket
+	9,  // 30: sockagent.v1.ListSocketsResponse.sockets:type_name -> sockagent.v1.Socket
+	38, // 31: sockagent.v1.SetOptionsRequest.options:type_name -> sockagent.v1.SocketOptions
+	9,  // 32: sockagent.v1.SetOptionsResponse.socket:type_name -> sockagent.v1.Socket
+	10, // 33: sockagent.v1.SocketService.Listen:input_type -> sockagent.v1.ListenRequest
+	12, // 34: sockagent.v1.SocketService.Bind:input_type -> sockagent.v1.BindRequest
+	14, // 35: sockagent.v1.SocketService.Dial:input_type -> sockagent.v1.DialRequest
+	16, // 36: sockagent.v1.SocketService.Accept:input_type -> sockagent.v1.AcceptRequest
+	18, // 37: sockagent.v1.SocketService.Send:input_type -> sockagent.v1.SendRequest
+	20, // 38: sockagent.v1.SocketService.Recv:input_type -> sockagent.v1.RecvRequest
+	22, // 39: sockagent.v1.SocketService.SendTo:input_type -> sockagent.v1.SendToRequest
+	24, // 40: sockagent.v1.SocketService.RecvFrom:input_type -> sockagent.v1.RecvFromRequest
+	26, // 41: sockagent.v1.SocketService.Shutdown:input_type -> sockagent.v1.ShutdownRequest
+	28, // 42: sockagent.v1.SocketService.Close:input_type -> sockagent.v1.CloseRequest
+	30, // 43: sockagent.v1.SocketService.GetSocket:input_type -> sockagent.v1.GetSocketRequest
+	32, // 44: sockagent.v1.SocketService.ListSockets:input_type -> sockagent.v1.ListSocketsRequest
+	7,  // 45: sockagent.v1.SocketService.Attach:input_type -> sockagent.v1.AttachRequest
+	5,  // 46: sockagent.v1.SocketService.Serve:input_type -> sockagent.v1.ServeRequest
+	34, // 47: sockagent.v1.SocketService.SetOptions:input_type -> sockagent.v1.SetOptionsRequest
+	11, // 48: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
+	13, // 49: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
+	15, // 50: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
+	17, // 51: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
+	19, // 52: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
+	21, // 53: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
+	23, // 54: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
+	25, // 55: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
+	27, // 56: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
+	29, // 57: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
+	31, // 58: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
+	33, // 59: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
+	8,  // 60: sockagent.v1.SocketService.Attach:output_type -> sockagent.v1.AttachResponse
+	6,  // 61: sockagent.v1.SocketService.Serve:output_type -> sockagent.v1.ServeResponse
+	35, // 62: sockagent.v1.SocketService.SetOptions:output_type -> sockagent.v1.SetOptionsResponse
+	48, // [48:63] is the sub-list for method output_type
+	33, // [33:48] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_sockagent_v1_socket_proto_init() }
@@ -2509,13 +2720,14 @@ func file_sockagent_v1_socket_proto_init() {
 	if File_sockagent_v1_socket_proto != nil {
 		return
 	}
+	file_sockagent_v1_options_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sockagent_v1_socket_proto_rawDesc), len(file_sockagent_v1_socket_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,7 @@ const (
 	SocketService_ListSockets_FullMethodName = "/sockagent.v1.SocketService/ListSockets"
 	SocketService_Attach_FullMethodName      = "/sockagent.v1.SocketService/Attach"
 	SocketService_Serve_FullMethodName       = "/sockagent.v1.SocketService/Serve"
+	SocketService_SetOptions_FullMethodName  = "/sockagent.v1.SocketService/SetOptions"
 )
 
 // SocketServiceClient is the client API for SocketService service.
@@ -156,6 +157,14 @@ type SocketServiceClient interface {
 	// Socket.serving. Codes: NOT_FOUND, FAILED_PRECONDITION (WRONG_SOCKET_KIND for a connected
 	// stream socket, SOCKET_BUSY when a call or a behaviour already uses it), INVALID_ARGUMENT.
 	Serve(ctx context.Context, in *ServeRequest, opts ...grpc.CallOption) (*ServeResponse, error)
+	// SetOptions changes socket options of an open socket (see SocketOptions) and joins or
+	// leaves multicast groups, then returns the socket with the options the kernel reports.
+	// Options are applied in field order and the call stops at the first failure: options set
+	// before it stay set (the error names the option). Does not block. Codes: NOT_FOUND,
+	// INVALID_ARGUMENT (UNSUPPORTED_OPTION naming the option, INVALID_ARGUMENT for a value out
+	// of range or a group not joined), PERMISSION_DENIED (POLICY_DENIED for a policy-guarded
+	// option or a group no destinations rule names), FAILED_PRECONDITION (SOCKET_BUSY).
+	SetOptions(ctx context.Context, in *SetOptionsRequest, opts ...grpc.CallOption) (*SetOptionsResponse, error)
 }
 
 type socketServiceClient struct {
@@ -309,6 +318,16 @@ func (c *socketServiceClient) Serve(ctx context.Context, in *ServeRequest, opts 
 	return out, nil
 }
 
+func (c *socketServiceClient) SetOptions(ctx context.Context, in *SetOptionsRequest, opts ...grpc.CallOption) (*SetOptionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetOptionsResponse)
+	err := c.cc.Invoke(ctx, SocketService_SetOptions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SocketServiceServer is the server API for SocketService service.
 // All implementations must embed UnimplementedSocketServiceServer
 // for forward compatibility.
@@ -430,6 +449,14 @@ type SocketServiceServer interface {
 	// Socket.serving. Codes: NOT_FOUND, FAILED_PRECONDITION (WRONG_SOCKET_KIND for a connected
 	// stream socket, SOCKET_BUSY when a call or a behaviour already uses it), INVALID_ARGUMENT.
 	Serve(context.Context, *ServeRequest) (*ServeResponse, error)
+	// SetOptions changes socket options of an open socket (see SocketOptions) and joins or
+	// leaves multicast groups, then returns the socket with the options the kernel reports.
+	// Options are applied in field order and the call stops at the first failure: options set
+	// before it stay set (the error names the option). Does not block. Codes: NOT_FOUND,
+	// INVALID_ARGUMENT (UNSUPPORTED_OPTION naming the option, INVALID_ARGUMENT for a value out
+	// of range or a group not joined), PERMISSION_DENIED (POLICY_DENIED for a policy-guarded
+	// option or a group no destinations rule names), FAILED_PRECONDITION (SOCKET_BUSY).
+	SetOptions(context.Context, *SetOptionsRequest) (*SetOptionsResponse, error)
 	mustEmbedUnimplementedSocketServiceServer()
 }
 
@@ -481,6 +508,9 @@ func (UnimplementedSocketServiceServer) Attach(grpc.BidiStreamingServer[AttachRe
 }
 func (UnimplementedSocketServiceServer) Serve(context.Context, *ServeRequest) (*ServeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Serve not implemented")
+}
+func (UnimplementedSocketServiceServer) SetOptions(context.Context, *SetOptionsRequest) (*SetOptionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetOptions not implemented")
 }
 func (UnimplementedSocketServiceServer) mustEmbedUnimplementedSocketServiceServer() {}
 func (UnimplementedSocketServiceServer) testEmbeddedByValue()                       {}
@@ -744,6 +774,24 @@ func _SocketService_Serve_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SocketService_SetOptions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetOptionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SocketServiceServer).SetOptions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SocketService_SetOptions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SocketServiceServer).SetOptions(ctx, req.(*SetOptionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SocketService_ServiceDesc is the grpc.ServiceDesc for SocketService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -802,6 +850,10 @@ var SocketService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Serve",
 			Handler:    _SocketService_Serve_Handler,
+		},
+		{
+			MethodName: "SetOptions",
+			Handler:    _SocketService_SetOptions_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
