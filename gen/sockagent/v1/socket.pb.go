@@ -2212,7 +2212,7 @@ var File_sockagent_v1_socket_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\n" +
-	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x03\n" +
+	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19sockagent/v1/events.proto\"\x83\x03\n" +
 	"\aServing\x125\n" +
 	"\tbehaviour\x18\x01 \x01(\x0e2\x17.sockagent.v1.BehaviourR\tbehaviour\x129\n" +
 	"\n" +
@@ -2372,7 +2372,7 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\x1eSHUTDOWN_DIRECTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17SHUTDOWN_DIRECTION_READ\x10\x01\x12\x1c\n" +
 	"\x18SHUTDOWN_DIRECTION_WRITE\x10\x02\x12\x1b\n" +
-	"\x17SHUTDOWN_DIRECTION_BOTH\x10\x032\xdf\a\n" +
+	"\x17SHUTDOWN_DIRECTION_BOTH\x10\x032\xb5\b\n" +
 	"\rSocketService\x12C\n" +
 	"\x06Listen\x12\x1b.sockagent.v1.ListenRequest\x1a\x1c.sockagent.v1.ListenResponse\x12=\n" +
 	"\x04Bind\x12\x19.sockagent.v1.BindRequest\x1a\x1a.sockagent.v1.BindResponse\x12=\n" +
@@ -2387,7 +2387,8 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\tGetSocket\x12\x1e.sockagent.v1.GetSocketRequest\x1a\x1f.sockagent.v1.GetSocketResponse\x12R\n" +
 	"\vListSockets\x12 .sockagent.v1.ListSocketsRequest\x1a!.sockagent.v1.ListSocketsResponse\x12G\n" +
 	"\x06Attach\x12\x1b.sockagent.v1.AttachRequest\x1a\x1c.sockagent.v1.AttachResponse(\x010\x01\x12@\n" +
-	"\x05Serve\x12\x1a.sockagent.v1.ServeRequest\x1a\x1b.sockagent.v1.ServeResponseB\xad\x01\n" +
+	"\x05Serve\x12\x1a.sockagent.v1.ServeRequest\x1a\x1b.sockagent.v1.ServeResponse\x12T\n" +
+	"\vWatchEvents\x12 .sockagent.v1.WatchEventsRequest\x1a!.sockagent.v1.WatchEventsResponse0\x01B\xad\x01\n" +
 	"\x10com.sockagent.v1B\vSocketProtoP\x01Z;github.com/sockagent/sockagent/gen/sockagent/v1;sockagentv1\xa2\x02\x03SXX\xaa\x02\fSockagent.V1\xca\x02\fSockagent\\V1\xe2\x02\x18Sockagent\\V1\\GPBMetadata\xea\x02\rSockagent::V1b\x06proto3"
 
 var (
@@ -2441,6 +2442,8 @@ var file_sockagent_v1_socket_proto_goTypes = []any{
 	(*ListSocketsResponse)(nil),   // 33: sockagent.v1.ListSocketsResponse
 	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
+	(*WatchEventsRequest)(nil),    // 36: sockagent.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),   // 37: sockagent.v1.WatchEventsResponse
 }
 var file_sockagent_v1_socket_proto_depIdxs = []int32{
 	0,  // 0: sockagent.v1.Serving.behaviour:type_name -> sockagent.v1.Behaviour
@@ -2483,22 +2486,24 @@ var file_sockagent_v1_socket_proto_depIdxs = []int32{
 	32, // 37: sockagent.v1.SocketService.ListSockets:input_type -> sockagent.v1.ListSocketsRequest
 	7,  // 38: sockagent.v1.SocketService.Attach:input_type -> sockagent.v1.AttachRequest
 	5,  // 39: sockagent.v1.SocketService.Serve:input_type -> sockagent.v1.ServeRequest
-	11, // 40: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
-	13, // 41: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
-	15, // 42: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
-	17, // 43: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
-	19, // 44: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
-	21, // 45: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
-	23, // 46: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
-	25, // 47: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
-	27, // 48: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
-	29, // 49: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
-	31, // 50: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
-	33, // 51: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
-	8,  // 52: sockagent.v1.SocketService.Attach:output_type -> sockagent.v1.AttachResponse
-	6,  // 53: sockagent.v1.SocketService.Serve:output_type -> sockagent.v1.ServeResponse
-	40, // [40:54] is the sub-list for method output_type
-	26, // [26:40] is the sub-list for method input_type
+	36, // 40: sockagent.v1.SocketService.WatchEvents:input_type -> sockagent.v1.WatchEventsRequest
+	11, // 41: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
+	13, // 42: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
+	15, // 43: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
+	17, // 44: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
+	19, // 45: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
+	21, // 46: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
+	23, // 47: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
+	25, // 48: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
+	27, // 49: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
+	29, // 50: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
+	31, // 51: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
+	33, // 52: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
+	8,  // 53: sockagent.v1.SocketService.Attach:output_type -> sockagent.v1.AttachResponse
+	6,  // 54: sockagent.v1.SocketService.Serve:output_type -> sockagent.v1.ServeResponse
+	37, // 55: sockagent.v1.SocketService.WatchEvents:output_type -> sockagent.v1.WatchEventsResponse
+	41, // [41:56] is the sub-list for method output_type
+	26, // [26:41] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -2509,6 +2514,7 @@ func file_sockagent_v1_socket_proto_init() {
 	if File_sockagent_v1_socket_proto != nil {
 		return
 	}
+	file_sockagent_v1_events_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

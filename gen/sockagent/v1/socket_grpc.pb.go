@@ -33,6 +33,7 @@ const (
 	SocketService_ListSockets_FullMethodName = "/sockagent.v1.SocketService/ListSockets"
 	SocketService_Attach_FullMethodName      = "/sockagent.v1.SocketService/Attach"
 	SocketService_Serve_FullMethodName       = "/sockagent.v1.SocketService/Serve"
+	SocketService_WatchEvents_FullMethodName = "/sockagent.v1.SocketService/WatchEvents"
 )
 
 // SocketServiceClient is the client API for SocketService service.
@@ -156,6 +157,18 @@ type SocketServiceClient interface {
 	// Socket.serving. Codes: NOT_FOUND, FAILED_PRECONDITION (WRONG_SOCKET_KIND for a connected
 	// stream socket, SOCKET_BUSY when a call or a behaviour already uses it), INVALID_ARGUMENT.
 	Serve(ctx context.Context, in *ServeRequest, opts ...grpc.CallOption) (*ServeResponse, error)
+	// WatchEvents streams what happens to the caller's sockets (every caller's with
+	// all_callers, when its policy rule set says "events: all"): opened, accepted, connected,
+	// data (byte counts coalesced per data_interval), peer closed, reset, error, closed,
+	// session ended, limit refused. The response headers are sent once the watch is in force:
+	// every event after them is seen. Events a slow watcher has no room for are dropped and
+	// counted (an EventsDropped in their place); the agent never waits for a watcher. Blocks
+	// until the caller cancels or the agent stops. A watch holds one blocking call of the
+	// caller (a waiting one, as Attach) and its buffer's bytes, and at most limits.watches of
+	// them per caller. Codes: INVALID_ARGUMENT (an unknown kind, an interval or filter out of
+	// range), PERMISSION_DENIED (POLICY_DENIED: all_callers or another caller without "events:
+	// all"), RESOURCE_EXHAUSTED (LIMIT_EXCEEDED), UNAVAILABLE (AGENT_STOPPING), CANCELLED.
+	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error)
 }
 
 type socketServiceClient struct {
@@ -309,6 +322,25 @@ func (c *socketServiceClient) Serve(ctx context.Context, in *ServeRequest, opts 
 	return out, nil
 }
 
+func (c *socketServiceClient) WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SocketService_ServiceDesc.Streams[1], SocketService_WatchEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchEventsRequest, WatchEventsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SocketService_WatchEventsClient = grpc.ServerStreamingClient[WatchEventsResponse]
+
 // SocketServiceServer is the server API for SocketService service.
 // All implementations must embed UnimplementedSocketServiceServer
 // for forward compatibility.
@@ -430,6 +462,18 @@ type SocketServiceServer interface {
 	// Socket.serving. Codes: NOT_FOUND, FAILED_PRECONDITION (WRONG_SOCKET_KIND for a connected
 	// stream socket, SOCKET_BUSY when a call or a behaviour already uses it), INVALID_ARGUMENT.
 	Serve(context.Context, *ServeRequest) (*ServeResponse, error)
+	// WatchEvents streams what happens to the caller's sockets (every caller's with
+	// all_callers, when its policy rule set says "events: all"): opened, accepted, connected,
+	// data (byte counts coalesced per data_interval), peer closed, reset, error, closed,
+	// session ended, limit refused. The response headers are sent once the watch is in force:
+	// every event after them is seen. Events a slow watcher has no room for are dropped and
+	// counted (an EventsDropped in their place); the agent never waits for a watcher. Blocks
+	// until the caller cancels or the agent stops. A watch holds one blocking call of the
+	// caller (a waiting one, as Attach) and its buffer's bytes, and at most limits.watches of
+	// them per caller. Codes: INVALID_ARGUMENT (an unknown kind, an interval or filter out of
+	// range), PERMISSION_DENIED (POLICY_DENIED: all_callers or another caller without "events:
+	// all"), RESOURCE_EXHAUSTED (LIMIT_EXCEEDED), UNAVAILABLE (AGENT_STOPPING), CANCELLED.
+	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error
 	mustEmbedUnimplementedSocketServiceServer()
 }
 
@@ -481,6 +525,9 @@ func (UnimplementedSocketServiceServer) Attach(grpc.BidiStreamingServer[AttachRe
 }
 func (UnimplementedSocketServiceServer) Serve(context.Context, *ServeRequest) (*ServeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Serve not implemented")
+}
+func (UnimplementedSocketServiceServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
 }
 func (UnimplementedSocketServiceServer) mustEmbedUnimplementedSocketServiceServer() {}
 func (UnimplementedSocketServiceServer) testEmbeddedByValue()                       {}
@@ -744,6 +791,17 @@ func _SocketService_Serve_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SocketService_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SocketServiceServer).WatchEvents(m, &grpc.GenericServerStream[WatchEventsRequest, WatchEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SocketService_WatchEventsServer = grpc.ServerStreamingServer[WatchEventsResponse]
+
 // SocketService_ServiceDesc is the grpc.ServiceDesc for SocketService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -810,6 +868,11 @@ var SocketService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _SocketService_Attach_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "WatchEvents",
+			Handler:       _SocketService_WatchEvents_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "sockagent/v1/socket.proto",
