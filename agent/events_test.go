@@ -180,10 +180,20 @@ func TestWatchEventsExchange(t *testing.T) {
 		!(sameEvents(gotEv[3:5], want[3:5]) || sameEvents([]ev{gotEv[4], gotEv[3]}, want[3:5])) {
 		t.Fatalf("events:\n%s\nwant:\n%s", evList(gotEv), evList(want))
 	}
+	checkExchange(t, got, info.GetInstanceId(), start, lis, cli, srv)
+	if got[5].GetMessage() != "closed by its caller" {
+		t.Errorf("closed event message %q", got[5].GetMessage())
+	}
+}
+
+// checkExchange checks what every event of the exchange says besides its kind: agent
+// instance, caller, network, time order and the socket's addresses.
+func checkExchange(t *testing.T, got []*sockagentv1.Event, instance string, start time.Time, lis, cli, srv *sockagentv1.Socket) {
+	t.Helper()
 	prev := time.Time{}
 	for _, x := range got {
-		if x.GetInstanceId() != info.GetInstanceId() || x.GetCaller() != "anonymous" || x.GetNetwork() != "tcp" || x.GetSessionId() != "" {
-			t.Errorf("event %v: want instance %s, caller anonymous, network tcp, no session", x, info.GetInstanceId())
+		if x.GetInstanceId() != instance || x.GetCaller() != "anonymous" || x.GetNetwork() != "tcp" || x.GetSessionId() != "" {
+			t.Errorf("event %v: want instance %s, caller anonymous, network tcp, no session", x, instance)
 		}
 		if tm := x.GetTime().AsTime(); tm.Before(prev) || tm.Before(start.Add(-10*time.Second)) || time.Since(tm) > 20*time.Second {
 			t.Errorf("event %v at %s: times must not go back (previous %s)", x, tm, prev)
@@ -204,9 +214,6 @@ func TestWatchEventsExchange(t *testing.T) {
 				t.Errorf("listener event %v: want %s", x, lis.GetLocalAddress())
 			}
 		}
-	}
-	if got[5].GetMessage() != "closed by its caller" {
-		t.Errorf("closed event message %q", got[5].GetMessage())
 	}
 }
 

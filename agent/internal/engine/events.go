@@ -610,7 +610,6 @@ func (t *Table) refused(caller, sess string, err error) {
 	}
 }
 
-
 // socketOrder orders socket ids of one instance by their count.
 func socketOrder(a, b string) int {
 	_, na, _ := contract.ParseSocketID(a)
