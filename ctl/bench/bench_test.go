@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-var wantKeys = []string{"attach", "probe", "tcp", "udp", "sendrecv", "metrics", "getinfo", "sockctl", "scenario"}
+var wantKeys = []string{"attach", "probe", "tcp", "udp", "sendrecv", "metrics", "events", "getinfo", "sockctl", "scenario"}
 
 // TestQuickRun runs every row in --quick mode in this process and checks that each produced a
 // positive figure and baseline, with a ratio and verdict that follow from them, and that the

@@ -47,6 +47,11 @@ func defs() []def {
 			run: metricsRow,
 		},
 		{
+			key: "events", figure: "Send+Recv 64 B p50 with one watcher", baseline: "same, nobody watching", unit: "s",
+			target: target{limit: 1.1}, note: "two in-process agents, one followed by a WatchEvents stream (1s data interval), calls alternate",
+			run: eventsRow,
+		},
+		{
 			key: "getinfo", figure: "GetInfo p50", baseline: "bare gRPC unary p50", unit: "s",
 			target: target{limit: 1.2},
 			run:    getInfoRow,
