@@ -305,30 +305,7 @@ func TestWatchSamples(t *testing.T) {
 	if d := got[1].Event; d.Kind != EventData || d.SocketID != srv.ID || d.BytesIn != 13 || d.Parent != lis.ID {
 		t.Fatalf("second data event %+v, want 13 bytes into %s", d, srv.ID)
 	}
-	// Served: a UDP echo's bytes are the served socket's.
-	u, err := tb.Bind(ctx, "udp", "127.0.0.1:0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tb.Serve(ctx, u.ID, BehaviourEcho, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("udp", u.Local)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 8)); err != nil {
-		t.Fatal(err)
-	}
-	got = w.waitItems(t, 4)
-	if d := got[3].Event; kindsOf(got[2:4]) != "opened:"+u.ID+" data:"+u.ID || d.BytesIn != 4 || d.BytesOut != 4 {
-		t.Fatalf("served: %s %+v", kindsOf(got[2:4]), d)
-	}
+	u := servedEcho(t, tb, ctx, w)
 	for _, id := range []string{cli.ID, srv.ID, lis.ID, u.ID} {
 		if _, err := tb.Close(ctx, id); err != nil {
 			t.Fatal(err)
@@ -349,6 +326,36 @@ func TestWatchSamples(t *testing.T) {
 	if err := tb.Watch(ctx, WatchSpec{}, func() error { return nil }, func(WatchItem) error { return nil }); !errors.Is(err, ErrAgentStopping) {
 		t.Errorf("watch of a stopped table: %v", err)
 	}
+}
+
+// servedEcho binds a UDP socket served with echo, sends it a datagram, and checks the watch
+// w sees it opened and its 4 bytes each way as the served socket's data.
+func servedEcho(t *testing.T, tb *Table, ctx context.Context, w *watchAll) Info {
+	t.Helper()
+	u, err := tb.Bind(ctx, "udp", "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Serve(ctx, u.ID, BehaviourEcho, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("udp", u.Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	got := w.waitItems(t, 4)
+	if d := got[3].Event; kindsOf(got[2:4]) != "opened:"+u.ID+" data:"+u.ID || d.BytesIn != 4 || d.BytesOut != 4 {
+		t.Fatalf("served: %s %+v", kindsOf(got[2:4]), d)
+	}
+	return u
 }
 
 // Sockets are listed for a watcher by its filters: its own, some ids, some callers, all.
