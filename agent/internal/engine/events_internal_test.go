@@ -503,3 +503,84 @@ func TestEventKindNames(t *testing.T) {
 		t.Errorf("names %v", got)
 	}
 }
+
+// What watching costs: nothing to a call when nobody watches (the hooks allocate nothing),
+// and a watch holds its buffer's bytes (WatchBuffer x eventBytes) against buffered_bytes.
+func TestWatchCosts(t *testing.T) {
+	tb := New(Config{DefaultTimeout: time.Second, MaxRecvBytes: 1 << 20})
+	defer tb.Stop()
+	ctx := WithCaller(context.Background(), Caller{ID: "me"})
+	u, err := tb.Bind(ctx, "udp", "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close(ctx, u.ID)
+	tb.mu.Lock()
+	s := tb.socks[u.ID]
+	tb.mu.Unlock()
+	if n := testing.AllocsPerRun(100, func() {
+		tb.sockEvent(EventOpened, s)
+		tb.closedEvent(u, ClosedByCaller, "x")
+	}); n != 0 {
+		t.Errorf("hooks with nobody watching: %.0f allocations, want 0", n)
+	}
+	const need = WatchBuffer * eventBytes
+	for _, tc := range []struct {
+		bytes int
+		ok    bool
+	}{{need - 1, false}, {need, true}} {
+		p, err := policy.Parse("p.yaml", []byte(fmt.Sprintf("default: {limits: {buffered_bytes: %d}}\n", tc.bytes)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := New(Config{DefaultTimeout: time.Second, MaxRecvBytes: 1 << 20, Policy: p})
+		cctx, cancel := context.WithCancel(ctx)
+		err = tp.Watch(cctx, WatchSpec{}, func() error { cancel(); return nil }, func(WatchItem) error { return nil })
+		var le *limitError
+		switch {
+		case tc.ok && !errors.Is(err, context.Canceled):
+			t.Errorf("buffered_bytes %d: %v, want the watch admitted", tc.bytes, err)
+		case !tc.ok && (!errors.As(err, &le) || le.Limit != "limits.buffered_bytes"):
+			t.Errorf("buffered_bytes %d: %v, want limits.buffered_bytes", tc.bytes, err)
+		}
+		cancel()
+		tp.Stop()
+	}
+}
+
+// Bytes a socket read before the watch are left out of its data events, in both directions.
+func TestWatchBaseline(t *testing.T) {
+	tb := New(Config{DefaultTimeout: 5 * time.Second, MaxRecvBytes: 1 << 20})
+	defer tb.Stop()
+	ctx := WithCaller(context.Background(), Caller{ID: "me"})
+	a, err := tb.Bind(ctx, "udp", "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tb.Bind(ctx, "udp", "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close(ctx, a.ID)
+	defer tb.Close(ctx, b.ID)
+	move := func(n int) {
+		t.Helper()
+		if _, err := tb.SendTo(ctx, a.ID, b.Local, make([]byte, n), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if data, _, err := tb.RecvFrom(ctx, b.ID, 0, time.Second); err != nil || len(data) != n {
+			t.Fatalf("recvfrom: %d bytes, %v", len(data), err)
+		}
+	}
+	move(5)
+	w := startWatch(t, tb, ctx, WatchSpec{Interval: MinDataInterval})
+	move(3)
+	var in, out uint64
+	for _, it := range w.waitItems(t, 2) {
+		in += it.Event.BytesIn
+		out += it.Event.BytesOut
+	}
+	if in != 3 || out != 3 {
+		t.Errorf("data events: %d in, %d out; want 3 and 3 (the 5 before the watch left out)", in, out)
+	}
+}
