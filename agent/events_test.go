@@ -238,7 +238,7 @@ func evList(l []ev) string {
 }
 
 // Filters: by socket (an accepted connection counts for its listener), by kind, by the
-// eventWatch's own caller id; a watch that asks for others without "events: all" is refused,
+// watcher's own caller id; a watch that asks for others without "events: all" is refused,
 // and bad filters are INVALID_ARGUMENT naming the bound.
 func TestWatchEventsFilters(t *testing.T) {
 	e := newEnv(t)
@@ -336,7 +336,7 @@ func TestWatchEventsOtherCallers(t *testing.T) {
 	}
 }
 
-// A eventWatch that never reads slows no socket: calls stay fast while its events are dropped,
+// A watcher that never reads slows no socket: calls stay fast while its events are dropped,
 // and the stream, once read, says how many were dropped, in their place.
 func TestWatchEventsSlowWatcher(t *testing.T) {
 	e := newEnv(t)
@@ -344,8 +344,11 @@ func TestWatchEventsSlowWatcher(t *testing.T) {
 	cli := e.dial(t, "tcp", lis.GetLocalAddress())
 	srv := e.accept(t, lis.GetSocketId())
 	// Opened and closed only: the flood below is 2 events a cycle.
-	w := watchEvents(t, ctxT(t), e.sc, &sockagentv1.WatchEventsRequest{Kinds: []sockagentv1.EventKind{kOpened, kClosed}})
-	const cycles = 2000 // 4,000 events: more than the buffer and the stream's window hold
+	// The watch outlives the flood, however slow the machine: its own deadline.
+	wctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	w := watchEvents(t, wctx, e.sc, &sockagentv1.WatchEventsRequest{Kinds: []sockagentv1.EventKind{kOpened, kClosed}})
+	const cycles = 1500 // 3,000 events: more than the buffer and the stream's window hold
 	var ids []string
 	start := time.Now()
 	var worst time.Duration
@@ -359,18 +362,19 @@ func TestWatchEventsSlowWatcher(t *testing.T) {
 		if _, err := e.sc.Close(ctxT(t), &sockagentv1.CloseRequest{SocketId: r.GetSocket().GetSocketId()}); err != nil {
 			t.Fatalf("cycle %d: close: %v", i, err)
 		}
-		// Send+Recv on the pair beside the flood: never held up by the eventWatch.
+		// Send+Recv on the pair beside the flood: never held up by the watcher.
 		e.send(t, cli.GetSocketId(), "x")
 		if got := e.recvExact(t, srv.GetSocketId(), 1); got != "x" {
 			t.Fatalf("cycle %d: recv %q", i, got)
 		}
 		worst = max(worst, time.Since(t0))
-		if time.Since(start) > 60*time.Second {
-			t.Fatalf("%d cycles took over 60s", i)
+		if time.Since(start) > 90*time.Second {
+			t.Fatalf("%d cycles took over 90s", i)
 		}
 	}
-	if worst > 2*time.Second {
-		t.Errorf("slowest bind+close+send+recv cycle beside a stuck eventWatch: %s, want under 2s", worst)
+	// A publish that waited for the watcher would hold a cycle until its 20s deadline.
+	if worst > 5*time.Second {
+		t.Errorf("slowest bind+close+send+recv cycle beside a stuck watcher: %s, want under 5s", worst)
 	}
 	t.Logf("%d cycles in %s, slowest %s", cycles, time.Since(start), worst)
 	// Read it all: a prefix of the events in order, then one drop notice for all the rest.
@@ -408,7 +412,7 @@ func TestWatchEventsSlowWatcher(t *testing.T) {
 	t.Logf("delivered %d, dropped %d", len(delivered), dropped)
 }
 
-// agentWatchBuffer is engine.WatchBuffer, the events a eventWatch's buffer holds.
+// agentWatchBuffer is engine.WatchBuffer, the events a watcher's buffer holds.
 const agentWatchBuffer = 1024
 
 // Sessions: a session's end closes its sockets (closed, reason session_closed) and is an

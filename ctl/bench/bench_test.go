@@ -244,7 +244,7 @@ func TestMainBadFlags(t *testing.T) {
 		{[]string{"--seconds", "601"}, "--seconds 601"},
 		{[]string{"--seconds", "three"}, `invalid argument "three"`},
 		{[]string{"--only", "("}, "is not a regular expression"},
-		{[]string{"--only", "nosuchrow"}, "matches none of the rows: attach, probe, tcp, udp, sendrecv, metrics, getinfo, sockctl, scenario"},
+		{[]string{"--only", "nosuchrow"}, "matches none of the rows: attach, probe, tcp, udp, sendrecv, metrics, events, getinfo, sockctl, scenario"},
 		{[]string{"-o", "yaml"}, `-o "yaml": give table, json or markdown`},
 		{[]string{"run"}, `unexpected argument "run"`},
 	} {
