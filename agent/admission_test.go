@@ -78,6 +78,15 @@ var admissionTable = map[string]admitted{
 		_, err = st.Recv()
 		return err
 	}},
+	// A watch holds a waiting blocking call and its buffer (and one of limits.watches).
+	"/sockagent.v1.SocketService/WatchEvents": {"limits.blocking_calls", func(t *testing.T, e *env, _ admissionSockets) error {
+		st, err := e.sc.WatchEvents(ctxT(t), &sockagentv1.WatchEventsRequest{})
+		if err != nil {
+			return err
+		}
+		_, err = st.Recv()
+		return err
+	}},
 	// Serve holds nothing itself: each connection it serves is admitted (below, in the test).
 	"/sockagent.v1.SocketService/Serve": {"", func(t *testing.T, e *env, s admissionSockets) error {
 		_, err := e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: s.lis2.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO})

@@ -62,6 +62,13 @@ func TestEnumTablesRoundTrip(t *testing.T) {
 	roundTrip(t, "Behaviour", behaviours, sockagentv1.Behaviour_name, sockagentv1.Behaviour_BEHAVIOUR_UNSPECIFIED)
 	roundTrip(t, "ProbeMode", probeModes, sockagentv1.ProbeMode_name)
 	roundTrip(t, "Direction", receives, sockagentv1.Direction_name, sockagentv1.Direction_DIRECTION_UNSPECIFIED)
+	roundTrip(t, "EventKind", eventKinds, sockagentv1.EventKind_name, sockagentv1.EventKind_EVENT_KIND_UNSPECIFIED)
+	// and every engine kind has a proto value: no event goes out as UNSPECIFIED
+	for k := engine.EventOpened; k <= engine.EventLimitRefused; k++ {
+		if _, ok := eventKinds.proto(k); !ok {
+			t.Errorf("EventKind: engine kind %v has no proto value", k)
+		}
+	}
 }
 
 // TestReasonCodes: every reason the agent gives has a code of its own choosing (none falls to

@@ -245,7 +245,7 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
 		a.serveCommand(), a.probeCommand(), a.throughputCommand(),
 		a.demoCommand(), a.runCommand(), a.validateCommand(), a.pkiCommand(),
-		a.attachCommand(), a.connectCommand(), a.versionCommand(), a.setoptCommand(),
+		a.attachCommand(), a.connectCommand(), a.versionCommand(), a.setoptCommand(), a.eventsCommand(),
 	)
 	for _, c := range root.Commands() {
 		if !strings.Contains(c.Long, "Exit status:") { // demo, run, validate and pki say their own

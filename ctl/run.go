@@ -286,6 +286,25 @@ func (e inventoryEntry) apply(base client.Options, dir string) client.Options {
 	return o
 }
 
+// readInventory reads an --inventory file; a file that cannot be read or is wrong is a
+// badInput saying where.
+func readInventory(inventory string) (inventoryFile, error) {
+	var inv inventoryFile
+	data, err := os.ReadFile(inventory)
+	if err != nil {
+		return inv, &badInput{err: fmt.Errorf("--inventory: %w", err)}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var ee *entryError
+	if err := dec.Decode(&inv); errors.As(err, &ee) {
+		return inv, &badInput{err: fmt.Errorf("%s:%d:%d: %s", inventory, ee.line, ee.col, ee.msg)}
+	} else if err != nil {
+		return inv, &badInput{err: fmt.Errorf("--inventory %s: %v (want agents: {NAME: HOST:PORT, ...}, an entry may be {address: HOST:PORT, ca: FILE, cert: FILE, key: FILE, server_name: NAME, token_file: FILE, tls: BOOL})", inventory, err)}
+	}
+	return inv, nil
+}
+
 // agentTargets decides each agent's address: the file's, then the inventory's, then
 // --agent's; and its credentials: the global flags (dial), overridden by the agent's
 // inventory entry. The credentials of every remote agent are checked (files read) before
@@ -298,18 +317,9 @@ func agentTargets(f *scenario.File, inventory string, flags []string, dial clien
 		names = append(names, ag.Name)
 	}
 	if inventory != "" {
-		data, err := os.ReadFile(inventory)
+		inv, err := readInventory(inventory)
 		if err != nil {
-			return nil, &badInput{err: fmt.Errorf("--inventory: %w", err)}
-		}
-		var inv inventoryFile
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		var ee *entryError
-		if err := dec.Decode(&inv); errors.As(err, &ee) {
-			return nil, &badInput{err: fmt.Errorf("%s:%d:%d: %s", inventory, ee.line, ee.col, ee.msg)}
-		} else if err != nil {
-			return nil, &badInput{err: fmt.Errorf("--inventory %s: %v (want agents: {NAME: HOST:PORT, ...}, an entry may be {address: HOST:PORT, ca: FILE, cert: FILE, key: FILE, server_name: NAME, token_file: FILE, tls: BOOL})", inventory, err)}
+			return nil, err
 		}
 		dir := filepath.Dir(inventory)
 		for name, e := range inv.Agents {

@@ -143,7 +143,7 @@ type rawSet struct {
 	node   *yaml.Node
 	set    RuleSet
 	has    map[string]bool
-	limits [5]*int // sockets, bytes_per_call, blocking_calls, buffered_bytes, sessions
+	limits [6]*int // sockets, bytes_per_call, blocking_calls, buffered_bytes, sessions, watches
 	sess   [3]*int // session_limits: sockets, blocking_calls, buffered_bytes
 }
 
@@ -169,12 +169,17 @@ func (r *rawSet) inherit(base *RuleSet) *RuleSet {
 			*dst = v[1].([]AddrRule)
 		}
 	}
+	if !r.has["events"] {
+		s.EventsAll = base.EventsAll
+	}
 	s.Limits = base.Limits
-	for i, dst := range []*int{&s.Limits.Sockets, &s.Limits.BytesPerCall, &s.Limits.BlockingCalls, &s.Limits.BufferedBytes, &s.Limits.Sessions} {
+	for i, dst := range []*int{&s.Limits.Sockets, &s.Limits.BytesPerCall, &s.Limits.BlockingCalls, &s.Limits.BufferedBytes, &s.Limits.Sessions, &s.Limits.Watches} {
 		if v := r.limits[i]; v != nil {
 			*dst = *v
 		}
 	}
+	// DefaultYAML predates event watches: what no file gives comes from DefaultWatches.
+	s.Limits.Watches = cmp.Or(s.Limits.Watches, DefaultWatches)
 	s.SessionLimits = base.SessionLimits
 	for i, dst := range []*int{&s.SessionLimits.Sockets, &s.SessionLimits.BlockingCalls, &s.SessionLimits.BufferedBytes} {
 		if v := r.sess[i]; v != nil {
@@ -360,10 +365,15 @@ func (p *parser) ruleSet(n *yaml.Node, what string, isDefault bool) (*rawSet, er
 			})
 		},
 		"limits": func(n *yaml.Node) error {
-			return p.positives(n, what+".limits", r.limits[:], "sockets", "bytes_per_call", "blocking_calls", "buffered_bytes", "sessions")
+			return p.positives(n, what+".limits", r.limits[:], "sockets", "bytes_per_call", "blocking_calls", "buffered_bytes", "sessions", "watches")
 		},
 		"session_limits": func(n *yaml.Node) error {
 			return p.positives(n, what+".session_limits", r.sess[:], "sockets", "blocking_calls", "buffered_bytes")
+		},
+		"events": func(n *yaml.Node) (err error) {
+			r.has["events"] = true
+			r.set.EventsAll, err = p.eventsScope(n, what+".events")
+			return err
 		},
 	}
 	if !isDefault {
@@ -514,4 +524,20 @@ func parsePorts(s string) (PortRange, error) {
 		return PortRange{}, errPorts
 	}
 	return PortRange{Lo: uint16(l), Hi: uint16(h)}, nil
+}
+
+// eventsScope parses a rule set's events: "own" (the default: a caller watches the events of
+// its own sockets and sessions) or "all" (every caller's).
+func (p *parser) eventsScope(n *yaml.Node, what string) (bool, error) {
+	v, err := p.str(n, what)
+	if err != nil {
+		return false, err
+	}
+	switch v {
+	case "own":
+		return false, nil
+	case "all":
+		return true, nil
+	}
+	return false, p.errf(n, "%s: %q is no events scope; write own (its callers watch their own sockets) or all (every caller's)", what, v)
 }

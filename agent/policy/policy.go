@@ -31,6 +31,8 @@
 //	    sockets: 64
 //	    bytes_per_call: 1048576
 //	    blocking_calls: 32
+//	    watches: 4                  # WatchEvents streams open at once
+//	  events: own                   # WatchEvents: own (its sockets and sessions) or all callers'
 //	  session_limits:               # per session (the sockagent-session header)
 //	    sockets: 16
 //	    blocking_calls: 8
@@ -158,6 +160,9 @@ type RuleSet struct {
 	Limits Limits
 	// SessionLimits apply per session of a caller of the set.
 	SessionLimits SessionLimits
+	// EventsAll lets the set's callers watch every caller's events (WatchEvents all_callers;
+	// "events: all"); without it ("events: own", the default) a caller watches its own only.
+	EventsAll bool
 }
 
 // AddrRules are allow and deny lists of address rules; deny wins.
@@ -197,7 +202,13 @@ type Limits struct {
 	BufferedBytes int
 	// Sessions bounds the caller's open sessions.
 	Sessions int
+	// Watches bounds the caller's WatchEvents streams open at once (default DefaultWatches).
+	Watches int
 }
+
+// DefaultWatches is limits.watches where no policy gives it: enough for a few terminals
+// following an agent, few enough that event buffers stay small.
+const DefaultWatches = 4
 
 // SessionLimits bound one session's use of the agent (session_limits). Every field is positive.
 type SessionLimits struct {

@@ -25,7 +25,7 @@ func TestDefault(t *testing.T) {
 	t.Parallel()
 	p := Default()
 	d := p.Default
-	if p.MaxSockets != 4096 || d.Limits != (Limits{Sockets: 1024, BytesPerCall: 4 << 20, BlockingCalls: 256, BufferedBytes: 64 << 20, Sessions: 64}) {
+	if p.MaxSockets != 4096 || d.Limits != (Limits{Sockets: 1024, BytesPerCall: 4 << 20, BlockingCalls: 256, BufferedBytes: 64 << 20, Sessions: 64, Watches: DefaultWatches}) {
 		t.Errorf("limits: agent %d, default %+v", p.MaxSockets, d.Limits)
 	}
 	if all := contract.AllNetworks(); !slices.Equal(d.Networks, all) {
@@ -208,7 +208,7 @@ func TestMatching(t *testing.T) {
 	}
 	// Inheritance: ci takes destinations from the file's default, limits field by field, and
 	// the file's default takes local and unix_paths from the built-in default.
-	if ci.Limits != (Limits{Sockets: 10, BytesPerCall: 4 << 20, BlockingCalls: 3, BufferedBytes: 64 << 20, Sessions: 64}) {
+	if ci.Limits != (Limits{Sockets: 10, BytesPerCall: 4 << 20, BlockingCalls: 3, BufferedBytes: 64 << 20, Sessions: 64, Watches: DefaultWatches}) {
 		t.Errorf("ci limits %+v", ci.Limits)
 	}
 	if len(ci.Destinations.Allow) != 2 || ci.Destinations.Deny[0].Name != "no .2" {
@@ -341,7 +341,7 @@ func TestParseErrors(t *testing.T) {
 		{"not a list", "default:\n  networks: tcp\n", `p.yaml:2:13: default.networks: want a list`},
 		{"zero limit", "default:\n  limits: {sockets: 0}\n", `p.yaml:2:21: default.limits.sockets: want a whole number from 1`},
 		{"string limit", "agent_limits: {sockets: many}\n", `agent_limits.sockets: want a whole number`},
-		{"unknown limit", "default:\n  limits: {bytes: 5}\n", `unknown key "bytes"; known keys: blocking_calls, buffered_bytes, bytes_per_call, sessions, sockets`},
+		{"unknown limit", "default:\n  limits: {bytes: 5}\n", `unknown key "bytes"; known keys: blocking_calls, buffered_bytes, bytes_per_call, sessions, sockets, watches`},
 		{"relative unix", "default:\n  unix_paths: {allow: [tmp]}\n", `p.yaml:2:24: default.unix_paths.allow[0]: "tmp" is not an absolute path (nor an "@" abstract name, $SOCKETS or $TMPDIR)`},
 		{"socket dir glued", "default:\n  unix_paths: {allow: [$SOCKETSX]}\n", `"$SOCKETSX" is not an absolute path`},
 		{"dotdot unix", "default:\n  unix_paths: {allow: [/tmp/../etc]}\n", `contains ".."`},

@@ -47,6 +47,11 @@ func defs() []def {
 			run: metricsRow,
 		},
 		{
+			key: "events", figure: "Send+Recv 64 B p50 with one watcher", baseline: "same, nobody watching", unit: "s",
+			target: target{limit: 1.1}, note: "two in-process agents, one followed by a WatchEvents stream (1s data interval), calls alternate",
+			run: eventsRow,
+		},
+		{
 			key: "dialopts", figure: "Dial+Close with options p50", baseline: "Dial+Close without options p50", unit: "s",
 			target: target{limit: 1.05}, note: "TCP to a local Go listener; options no_delay, ttl, recv_buffer, keepalive (on, idle, interval, count), read back in the response",
 			run: dialOptionsRow,

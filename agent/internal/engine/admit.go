@@ -26,6 +26,8 @@ type claim struct {
 	// at most waitShare of each blocking-call limit, so calls that complete them (Send, SendTo,
 	// Dial) always find room: a budget full of Recvs cannot refuse the Sends they wait for.
 	waits bool
+	// watch: the call is an event watch (limits.watches per caller).
+	watch bool
 }
 
 // waitShare is how many of limit blocking calls may wait for a peer: all but a quarter.
@@ -40,6 +42,7 @@ type budget struct {
 	waits        int            // agent-wide: blocking calls waiting for a peer (claim.waits)
 	waitsBy      map[string]int // per caller: the same
 	socketsBy    map[string]int // per caller: open sockets, served connections and reserved slots
+	watchesBy    map[string]int // per caller: event watches (claim.watch)
 }
 
 // admission is a granted claim. release gives back whatever it still holds; a socket the table
@@ -58,8 +61,17 @@ type admission struct {
 // caller's and the session's limits together, and takes it whole or not at all. The order of
 // the checks fixes which limit a refusal names: agent-wide calls and bytes, the caller's
 // calls and bytes, the session's calls and bytes, then sockets agent-wide, the caller's and
-// the session's.
+// the session's. Watchers hear of every refusal (events.go).
 func (t *Table) admit(caller, sess string, set *policy.RuleSet, c claim) (*admission, error) {
+	a, err := t.take(caller, sess, set, c)
+	if err != nil {
+		t.refused(caller, sess, err)
+	}
+	return a, err
+}
+
+// take is admit's check and count, under t.mu.
+func (t *Table) take(caller, sess string, set *policy.RuleSet, c claim) (*admission, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped {
@@ -76,6 +88,16 @@ func (t *Table) admit(caller, sess string, set *policy.RuleSet, c claim) (*admis
 		return nil, err
 	}
 	b := &t.budget
+	if c.watch {
+		if n := b.watchesBy[caller]; n >= set.Limits.Watches {
+			return nil, &limitError{Limit: "limits.watches", Max: set.Limits.Watches, RuleSet: set.Name,
+				Detail: fmt.Sprintf("caller %q has %d event watches open; end one first", caller, n)}
+		}
+		if b.watchesBy == nil {
+			b.watchesBy = map[string]int{}
+		}
+		b.watchesBy[caller]++
+	}
 	if c.blocking {
 		b.calls++
 		b.callsBy[caller]++
@@ -220,6 +242,9 @@ func (a *admission) release() {
 		b.bytes = max(b.bytes-a.c.bytes, 0)
 		if a.c.bytes > 0 {
 			decrement(b.bytesBy, a.caller, a.c.bytes)
+		}
+		if a.c.watch {
+			decrement(b.watchesBy, a.caller, 1)
 		}
 		if n := a.c.sockets - a.kept; n > 0 {
 			t.freeSocketsLocked(a.caller, a.sess, n)

@@ -192,6 +192,7 @@ func (t *Table) Attach(ctx context.Context, stream AttachStream, counts *StreamC
 	r := &attachRun{t: t, s: s, set: set, stream: stream, readSize: n, counts: counts,
 		shut: make(chan struct{}), wdone: make(chan error, 1), rdone: make(chan error, 1)}
 	if err := r.run(ctx, first); err != nil {
+		t.sockError(s, err)
 		return wrap(err)
 	}
 	return nil
@@ -476,6 +477,7 @@ func (r *attachRun) downstream() {
 				r.rdone <- net.ErrClosed
 				return
 			}
+			r.t.sockEvent(EventPeerClosed, s)
 			resp.Data, resp.RemoteAddress, resp.EOF = nil, "", true
 			r.rdone <- r.stream.Send(resp)
 			return

@@ -153,7 +153,11 @@ func (t *Table) Recv(ctx context.Context, id string, maxBytes, exact uint32, tim
 		err = t.closedErr(s, net.ErrClosed)
 	}
 	if err != nil {
+		t.sockError(s, err)
 		return nil, false, wrap(err)
+	}
+	if eof {
+		t.sockEvent(EventPeerClosed, s)
 	}
 	return data, eof, nil
 }
@@ -184,6 +188,7 @@ func (t *Table) Send(ctx context.Context, id string, data []byte, timeout time.D
 	defer adm.release()
 	n, err := t.write(ctx, s, timeout, s.conn.SetWriteDeadline, func() (int, error) { return s.conn.Write(data) })
 	if err != nil {
+		t.sockError(s, err)
 		return n, wrap(err)
 	}
 	return n, nil
@@ -223,6 +228,7 @@ func (t *Table) SendTo(ctx context.Context, id, address string, data []byte, tim
 	defer adm.release()
 	n, err := t.write(ctx, s, timeout, s.pc.SetWriteDeadline, func() (int, error) { return s.pc.WriteTo(data, dst) })
 	if err != nil {
+		t.sockError(s, err)
 		return n, wrap(callerAddrs(err, s.network, "", address))
 	}
 	return n, nil
@@ -286,6 +292,7 @@ func (t *Table) RecvFrom(ctx context.Context, id string, maxBytes uint32, timeou
 		return rerr
 	})
 	if err != nil {
+		t.sockError(s, err)
 		return nil, "", wrap(err)
 	}
 	s.bytesRecv.Add(uint64(len(data)))

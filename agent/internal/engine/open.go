@@ -100,11 +100,14 @@ func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address 
 		_, _ = ub.Close()
 	}
 	if err != nil {
-		return Info{}, wrap(callerAddrs(err, network, address, ""))
+		err = wrap(callerAddrs(err, network, address, ""))
+		t.callError(c.ID, sess, network, address, "", err)
+		return Info{}, err
 	}
 	if err := t.add(s, adm); err != nil {
 		return Info{}, wrap(err)
 	}
+	t.sockEvent(EventOpened, s)
 	return s.info(), nil
 }
 
@@ -157,6 +160,7 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 		err = afterDial(conn, after, ub)
 	}
 	if err != nil {
+		t.callError(c.ID, sess, network, local, address, err)
 		return Info{}, wrap(err)
 	}
 	s := &sock{owner: c.ID, session: sess, network: network, kind: KindStream, conn: conn, unix: ub}
@@ -166,6 +170,7 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 	if err := t.add(s, adm); err != nil {
 		return Info{}, wrap(err)
 	}
+	t.sockEvent(EventConnected, s)
 	return s.info(), nil
 }
 
@@ -259,6 +264,7 @@ func (t *Table) accept(ctx context.Context, id string, timeout time.Duration) (I
 	if err := t.add(a, adm); err != nil {
 		return Info{}, wrap(err)
 	}
+	t.sockEvent(EventAccepted, a)
 	return a.info(), nil
 }
 

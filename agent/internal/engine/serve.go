@@ -475,6 +475,7 @@ func (sv *server) serveConn(c net.Conn) {
 	if err != nil && !peerEnded(err) && !sv.isStopped() {
 		sv.fail(err)
 	}
+	sv.t.servedEnded(sv.s, addrString(c.RemoteAddr()), err)
 }
 
 func (sv *server) echoConn(c net.Conn) error {

@@ -219,6 +219,7 @@ func (t *Table) CloseSession(ctx context.Context, id string) (SessionInfo, int, 
 	socks := t.endSessionLocked(s)
 	t.mu.Unlock()
 	t.closeAll(socks, "session_closed", "session "+id+" was closed")
+	t.sessionEnded(s.owner, id, "session_closed", "session "+id+" was closed")
 	return in, len(socks), nil
 }
 
@@ -236,7 +237,9 @@ func (t *Table) expire(s *session) {
 	}
 	socks := t.endSessionLocked(s)
 	t.mu.Unlock()
-	t.closeAll(socks, "lease_expired", fmt.Sprintf("the lease of session %s expired (no KeepAlive within %s)", s.id, s.ttl))
+	why := fmt.Sprintf("the lease of session %s expired (no KeepAlive within %s)", s.id, s.ttl)
+	t.closeAll(socks, "lease_expired", why)
+	t.sessionEnded(s.owner, s.id, "lease_expired", why)
 }
 
 // endSessionLocked forgets s and takes its sockets out of the table; the caller closes them.
@@ -284,6 +287,7 @@ func (t *Table) closeAll(socks []*sock, cause, why string) {
 		if t.onReclaim != nil {
 			t.onReclaim(in, cause, why)
 		}
+		t.closedEvent(s.info(), cause, why)
 	}
 }
 
@@ -447,8 +451,10 @@ func (t *Table) idempotent(ctx context.Context, op, requestID string, fn func() 
 func (t *Table) CloseOwner(owner, why string) int {
 	t.mu.Lock()
 	var socks []*sock
+	var ended []string
 	for _, s := range t.sessionsBy[owner] {
 		socks = append(socks, t.endSessionLocked(s)...)
+		ended = append(ended, s.id)
 	}
 	for _, s := range t.socksBy[owner] {
 		t.forgetLocked(s)
@@ -457,5 +463,8 @@ func (t *Table) CloseOwner(owner, why string) int {
 	delete(t.reqs, owner)
 	t.mu.Unlock()
 	t.closeAll(socks, "revoked", why)
+	for _, id := range ended {
+		t.sessionEnded(owner, id, "revoked", why)
+	}
 	return len(socks)
 }

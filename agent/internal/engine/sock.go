@@ -136,6 +136,7 @@ type sock struct {
 	accepted                                 atomic.Uint64
 	serving                                  atomic.Pointer[server] // the behaviour serving it (serve.go)
 	attached                                 atomic.Bool            // an Attach stream owns it (attach.go)
+	noted                                    atomic.Uint32          // what watchers heard of once (events.go)
 }
 
 func (s *sock) info() Info {

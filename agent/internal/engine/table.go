@@ -103,6 +103,8 @@ type Table struct {
 	servedGen atomic.Uint64
 	// gone is what the sockets that left the table moved (stats.go).
 	gone gone
+	// events are the watchers of WatchEvents (events.go).
+	events hub
 }
 
 func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *Table {
@@ -286,6 +288,7 @@ func (t *Table) Close(ctx context.Context, id string) (Info, error) {
 	_ = s.close() // the socket is gone either way; a close error has no remedy
 	in := s.info()
 	in.State = StateClosed
+	t.closedEvent(in, ClosedByCaller, "closed by its caller")
 	return in, nil
 }
 
@@ -298,6 +301,7 @@ func (t *Table) Stop() {
 	t.socks, t.socksBy = map[string]*sock{}, map[string]map[string]*sock{}
 	t.budget.sockets, t.budget.socketsBy = 0, map[string]int{}
 	t.mu.Unlock()
+	t.events.stop()
 	for _, s := range socks { // first mark them all: a peer closed first must not look like EOF
 		s.markClosed()
 	}

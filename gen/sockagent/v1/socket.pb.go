@@ -2392,7 +2392,7 @@ var File_sockagent_v1_socket_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\n" +
-	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1asockagent/v1/options.proto\"\x83\x03\n" +
+	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19sockagent/v1/events.proto\x1a\x1asockagent/v1/options.proto\"\x83\x03\n" +
 	"\aServing\x125\n" +
 	"\tbehaviour\x18\x01 \x01(\x0e2\x17.sockagent.v1.BehaviourR\tbehaviour\x129\n" +
 	"\n" +
@@ -2568,7 +2568,7 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\x1eSHUTDOWN_DIRECTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17SHUTDOWN_DIRECTION_READ\x10\x01\x12\x1c\n" +
 	"\x18SHUTDOWN_DIRECTION_WRITE\x10\x02\x12\x1b\n" +
-	"\x17SHUTDOWN_DIRECTION_BOTH\x10\x032\xb0\b\n" +
+	"\x17SHUTDOWN_DIRECTION_BOTH\x10\x032\x86\t\n" +
 	"\rSocketService\x12C\n" +
 	"\x06Listen\x12\x1b.sockagent.v1.ListenRequest\x1a\x1c.sockagent.v1.ListenResponse\x12=\n" +
 	"\x04Bind\x12\x19.sockagent.v1.BindRequest\x1a\x1a.sockagent.v1.BindResponse\x12=\n" +
@@ -2585,7 +2585,8 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\x06Attach\x12\x1b.sockagent.v1.AttachRequest\x1a\x1c.sockagent.v1.AttachResponse(\x010\x01\x12@\n" +
 	"\x05Serve\x12\x1a.sockagent.v1.ServeRequest\x1a\x1b.sockagent.v1.ServeResponse\x12O\n" +
 	"\n" +
-	"SetOptions\x12\x1f.sockagent.v1.SetOptionsRequest\x1a .sockagent.v1.SetOptionsResponseB\xad\x01\n" +
+	"SetOptions\x12\x1f.sockagent.v1.SetOptionsRequest\x1a .sockagent.v1.SetOptionsResponse\x12T\n" +
+	"\vWatchEvents\x12 .sockagent.v1.WatchEventsRequest\x1a!.sockagent.v1.WatchEventsResponse0\x01B\xad\x01\n" +
 	"\x10com.sockagent.v1B\vSocketProtoP\x01Z;github.com/sockagent/sockagent/gen/sockagent/v1;sockagentv1\xa2\x02\x03SXX\xaa\x02\fSockagent.V1\xca\x02\fSockagent\\V1\xe2\x02\x18Sockagent\\V1\\GPBMetadata\xea\x02\rSockagent::V1b\x06proto3"
 
 var (
@@ -2643,6 +2644,8 @@ var file_sockagent_v1_socket_proto_goTypes = []any{
 	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
 	(*SocketOptions)(nil),         // 38: sockagent.v1.SocketOptions
 	(*MulticastOptions)(nil),      // 39: sockagent.v1.MulticastOptions
+	(*WatchEventsRequest)(nil),    // 40: sockagent.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),   // 41: sockagent.v1.WatchEventsResponse
 }
 var file_sockagent_v1_socket_proto_depIdxs = []int32{
 	0,  // 0: sockagent.v1.Serving.behaviour:type_name -> sockagent.v1.Behaviour
@@ -2693,23 +2696,25 @@ var file_sockagent_v1_socket_proto_depIdxs = []int32{
 	7,  // 45: sockagent.v1.SocketService.Attach:input_type -> sockagent.v1.AttachRequest
 	5,  // 46: sockagent.v1.SocketService.Serve:input_type -> sockagent.v1.ServeRequest
 	34, // 47: sockagent.v1.SocketService.SetOptions:input_type -> sockagent.v1.SetOptionsRequest
-	11, // 48: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
-	13, // 49: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
-	15, // 50: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
-	17, // 51: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
-	19, // 52: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
-	21, // 53: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
-	23, // 54: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
-	25, // 55: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
-	27, // 56: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
-	29, // 57: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
-	31, // 58: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
-	33, // 59: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
-	8,  // 60: sockagent.v1.SocketService.Attach:output_type -> sockagent.v1.AttachResponse
-	6,  // 61: sockagent.v1.SocketService.Serve:output_type -> sockagent.v1.ServeResponse
-	35, // 62: sockagent.v1.SocketService.SetOptions:output_type -> sockagent.v1.SetOptionsResponse
-	48, // [48:63] is the sub-list for method output_type
-	33, // [33:48] is the sub-list for method input_type
+	40, // 48: sockagent.v1.SocketService.WatchEvents:input_type -> sockagent.v1.WatchEventsRequest
+	11, // 49: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
+	13, // 50: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
+	15, // 51: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
+	17, // 52: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
+	19, // 53: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
+	21, // 54: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
+	23, // 55: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
+	25, // 56: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
+	27, // 57: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
+	29, // 58: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
+	31, // 59: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
+	33, // 60: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
+	8,  // 61: sockagent.v1.SocketService.Attach:output_type -> sockagent.v1.AttachResponse
+	6,  // 62: sockagent.v1.SocketService.Serve:output_type -> sockagent.v1.ServeResponse
+	35, // 63: sockagent.v1.SocketService.SetOptions:output_type -> sockagent.v1.SetOptionsResponse
+	41, // 64: sockagent.v1.SocketService.WatchEvents:output_type -> sockagent.v1.WatchEventsResponse
+	49, // [49:65] is the sub-list for method output_type
+	33, // [33:49] is the sub-list for method input_type
 	33, // [33:33] is the sub-list for extension type_name
 	33, // [33:33] is the sub-list for extension extendee
 	0,  // [0:33] is the sub-list for field type_name
@@ -2720,6 +2725,7 @@ func file_sockagent_v1_socket_proto_init() {
 	if File_sockagent_v1_socket_proto != nil {
 		return
 	}
+	file_sockagent_v1_events_proto_init()
 	file_sockagent_v1_options_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

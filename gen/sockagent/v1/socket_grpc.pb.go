@@ -34,6 +34,7 @@ const (
 	SocketService_Attach_FullMethodName      = "/sockagent.v1.SocketService/Attach"
 	SocketService_Serve_FullMethodName       = "/sockagent.v1.SocketService/Serve"
 	SocketService_SetOptions_FullMethodName  = "/sockagent.v1.SocketService/SetOptions"
+	SocketService_WatchEvents_FullMethodName = "/sockagent.v1.SocketService/WatchEvents"
 )
 
 // SocketServiceClient is the client API for SocketService service.
@@ -165,6 +166,18 @@ type SocketServiceClient interface {
 	// of range or a group not joined), PERMISSION_DENIED (POLICY_DENIED for a policy-guarded
 	// option or a group no destinations rule names), FAILED_PRECONDITION (SOCKET_BUSY).
 	SetOptions(ctx context.Context, in *SetOptionsRequest, opts ...grpc.CallOption) (*SetOptionsResponse, error)
+	// WatchEvents streams what happens to the caller's sockets (every caller's with
+	// all_callers, when its policy rule set says "events: all"): opened, accepted, connected,
+	// data (byte counts coalesced per data_interval), peer closed, reset, error, closed,
+	// session ended, limit refused. The response headers are sent once the watch is in force:
+	// every event after them is seen. Events a slow watcher has no room for are dropped and
+	// counted (an EventsDropped in their place); the agent never waits for a watcher. Blocks
+	// until the caller cancels or the agent stops. A watch holds one blocking call of the
+	// caller (a waiting one, as Attach) and its buffer's bytes, and at most limits.watches of
+	// them per caller. Codes: INVALID_ARGUMENT (an unknown kind, an interval or filter out of
+	// range), PERMISSION_DENIED (POLICY_DENIED: all_callers or another caller without "events:
+	// all"), RESOURCE_EXHAUSTED (LIMIT_EXCEEDED), UNAVAILABLE (AGENT_STOPPING), CANCELLED.
+	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error)
 }
 
 type socketServiceClient struct {
@@ -328,6 +341,25 @@ func (c *socketServiceClient) SetOptions(ctx context.Context, in *SetOptionsRequ
 	return out, nil
 }
 
+func (c *socketServiceClient) WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SocketService_ServiceDesc.Streams[1], SocketService_WatchEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchEventsRequest, WatchEventsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SocketService_WatchEventsClient = grpc.ServerStreamingClient[WatchEventsResponse]
+
 // SocketServiceServer is the server API for SocketService service.
 // All implementations must embed UnimplementedSocketServiceServer
 // for forward compatibility.
@@ -457,6 +489,18 @@ type SocketServiceServer interface {
 	// of range or a group not joined), PERMISSION_DENIED (POLICY_DENIED for a policy-guarded
 	// option or a group no destinations rule names), FAILED_PRECONDITION (SOCKET_BUSY).
 	SetOptions(context.Context, *SetOptionsRequest) (*SetOptionsResponse, error)
+	// WatchEvents streams what happens to the caller's sockets (every caller's with
+	// all_callers, when its policy rule set says "events: all"): opened, accepted, connected,
+	// data (byte counts coalesced per data_interval), peer closed, reset, error, closed,
+	// session ended, limit refused. The response headers are sent once the watch is in force:
+	// every event after them is seen. Events a slow watcher has no room for are dropped and
+	// counted (an EventsDropped in their place); the agent never waits for a watcher. Blocks
+	// until the caller cancels or the agent stops. A watch holds one blocking call of the
+	// caller (a waiting one, as Attach) and its buffer's bytes, and at most limits.watches of
+	// them per caller. Codes: INVALID_ARGUMENT (an unknown kind, an interval or filter out of
+	// range), PERMISSION_DENIED (POLICY_DENIED: all_callers or another caller without "events:
+	// all"), RESOURCE_EXHAUSTED (LIMIT_EXCEEDED), UNAVAILABLE (AGENT_STOPPING), CANCELLED.
+	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error
 	mustEmbedUnimplementedSocketServiceServer()
 }
 
@@ -511,6 +555,9 @@ func (UnimplementedSocketServiceServer) Serve(context.Context, *ServeRequest) (*
 }
 func (UnimplementedSocketServiceServer) SetOptions(context.Context, *SetOptionsRequest) (*SetOptionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetOptions not implemented")
+}
+func (UnimplementedSocketServiceServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
 }
 func (UnimplementedSocketServiceServer) mustEmbedUnimplementedSocketServiceServer() {}
 func (UnimplementedSocketServiceServer) testEmbeddedByValue()                       {}
@@ -792,6 +839,17 @@ func _SocketService_SetOptions_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SocketService_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SocketServiceServer).WatchEvents(m, &grpc.GenericServerStream[WatchEventsRequest, WatchEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SocketService_WatchEventsServer = grpc.ServerStreamingServer[WatchEventsResponse]
+
 // SocketService_ServiceDesc is the grpc.ServiceDesc for SocketService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -862,6 +920,11 @@ var SocketService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _SocketService_Attach_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "WatchEvents",
+			Handler:       _SocketService_WatchEvents_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "sockagent/v1/socket.proto",
