@@ -555,4 +555,3 @@ func (p *parser) duration(key, v string, n *yaml.Node, hi time.Duration) time.Du
 	}
 	return d
 }
-
