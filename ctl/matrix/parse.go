@@ -74,6 +74,10 @@ func (p *parser) add(at scenario.Pos, format string, args ...any) {
 	p.list = append(p.list, scenario.Error{Path: p.path, Pos: at, Msg: fmt.Sprintf(format, args...)})
 }
 
+// maxProblems bounds the problems reported for one file.
+const maxProblems = 50
+
+// err returns the problems in file order, each once, at most maxProblems, or nil.
 func (p *parser) err() error {
 	if len(p.list) == 0 {
 		return nil
@@ -84,7 +88,12 @@ func (p *parser) err() error {
 		}
 		return a.Pos.Col - b.Pos.Col
 	})
-	return &scenario.Errors{List: p.list}
+	list := slices.Compact(p.list)
+	if n := len(list); n > maxProblems {
+		list = append(list[:maxProblems-1], scenario.Error{Path: p.path, Pos: list[maxProblems-2].Pos,
+			Msg: fmt.Sprintf("too many problems (%d in all); fix these and run again", n)})
+	}
+	return &scenario.Errors{List: list}
 }
 
 func pos(n *yaml.Node) scenario.Pos { return scenario.Pos{Line: n.Line, Col: n.Column} }
@@ -338,7 +347,9 @@ func (p *parser) services(n *yaml.Node) {
 			p.add(pos(e.keyNode), "a service name must be a letter or _ followed by letters, digits, _, . or -, and not \"all\"; got %q", e.key)
 		}
 		fields := p.mapping(e.valueNod, "service "+e.key, "{network: tcp, port: 8080}", serviceKeys)
+		given := map[string]bool{}
 		for _, f := range fields {
+			given[f.key] = true
 			v, vn, ok := p.scalar(f.key, f.valueNod)
 			if !ok {
 				continue
@@ -361,7 +372,7 @@ func (p *parser) services(n *yaml.Node) {
 				s.Port = port
 			}
 		}
-		if fields != nil && (s.Network == "" || s.Port == 0) {
+		if fields != nil && (!given["network"] || !given["port"]) {
 			p.add(pos(e.keyNode), "service %s needs network and port, e.g. {network: tcp, port: 8080}", e.key)
 		}
 		p.file.Services = append(p.file.Services, s)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sockagent/sockagent/ctl/runner"
 )
 
 // glyphs are the grid's one character per verdict.
@@ -126,14 +128,15 @@ func writeSummary(b *strings.Builder, r *Result) {
 		}
 	}
 	for _, name := range sortedKeys(r.Unreachable) {
-		fmt.Fprintf(b, "agent %s unreachable: %s\n", name, r.Unreachable[name])
+		fmt.Fprintf(b, "agent %s unreachable: %s\n", name, runner.Printable(r.Unreachable[name]))
 	}
 	if r.Left > 0 {
 		fmt.Fprintf(b, "cleanup: %d sockets closed, %d could not be (their agents close them when the session's lease runs out)\n", r.Closed, r.Left)
 	}
 }
 
-// detail says why a cell measured what it did: " (REASON after N attempts: message)".
+// detail says why a cell measured what it did: " (REASON after N attempts: message)", the
+// agent's words made printable (no terminal control characters).
 func detail(c Cell) string {
 	var parts []string
 	if c.Reason != "" {
@@ -152,7 +155,7 @@ func detail(c Cell) string {
 	if s == "" {
 		return ""
 	}
-	return " (" + s + ")"
+	return " (" + runner.Printable(s) + ")"
 }
 
 func sortedKeys(m map[string]string) []string {
