@@ -36,9 +36,9 @@ import (
 )
 
 // The labs these tests make are named salab-t<PID> (TestLab), salab-f<PID>, salab-c<PID>
-// (and salab-s<PID> in lab/cmd/salab), so parallel test processes and a user's own lab
+// salab-m<PID> (the matrix tests) (and salab-s<PID> in lab/cmd/salab), so parallel test processes and a user's own lab
 // (salab) never meet, and a crashed test process's labs are found again.
-var stalePrefixRE = regexp.MustCompile(`^salab-[tfcs]([0-9]+)$`)
+var stalePrefixRE = regexp.MustCompile(`^salab-[tfcsm]([0-9]+)$`)
 
 var (
 	testLab                  *lab.Lab // TestLab's lab: sockctl runs only while its routes hold
