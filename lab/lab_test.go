@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sockagent/sockagent/ctl/matrix"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"github.com/sockagent/sockagent/lab"
 )
@@ -334,6 +335,10 @@ func TestLab(t *testing.T) {
 			t.Fatalf("examples: %v %v, want at least 5 files", files, err)
 		}
 		for _, f := range files {
+			if data, err := os.ReadFile(f); err == nil && matrix.IsMatrix(data) {
+				t.Run(filepath.Base(f), func(t *testing.T) { testMatrixExample(t, l, f) })
+				continue
+			}
 			t.Run(filepath.Base(f), func(t *testing.T) {
 				stdout, stderr, code := sockctl(t, 60*time.Second, "validate", f)
 				m := validRE.FindStringSubmatch(stdout)

@@ -245,3 +245,25 @@ func envInt(t *testing.T, name string, def int) int {
 	}
 	return v
 }
+
+// testMatrixExample runs a matrix example across the lab's three hosts, labelled as the
+// example's agents are (h1 and h2 web, h3 db): every cell as expected, nothing left open.
+func testMatrixExample(t *testing.T, l *lab.Lab, file string) {
+	var inv strings.Builder
+	inv.WriteString("agents:\n")
+	for i, h := range l.Hosts {
+		role := "web"
+		if i == 2 {
+			role = "db"
+		}
+		fmt.Fprintf(&inv, "  %s: {address: %s, labels: {role: %s}}\n", h.Name, h.AgentAddr, role)
+	}
+	r := runMatrix(t, l, writeTemp(t, "inventory.yaml", inv.String()), file, time.Minute)
+	if r.code != 0 || r.doc.Total != 2*3*2 || r.doc.Mismatches != 0 {
+		t.Errorf("%s across the lab: exit %d, %d cells, %d mismatches; want 0, 12, 0\n%s", file, r.code, r.doc.Total, r.doc.Mismatches, r.stderr)
+	}
+	agents := connect(t, l)
+	for _, h := range l.Hosts {
+		wantEmpty(t, agents[h.Name])
+	}
+}

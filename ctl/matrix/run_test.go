@@ -63,8 +63,28 @@ probe: {timeout: 500ms, spacing: 50ms}
 	if len(res.Cells) != 2*5*4 {
 		t.Fatalf("%d cells, want 40", len(res.Cells))
 	}
+	counts := checkRunCells(t, res.Cells, busyPort)
+	// 4 x 3 x 2 = 24 cells among a, b, c, r; 3 of them to r's web; 16 to or from z.
+	if counts["open"] != 21 || counts["error"] != 3 || counts["agent-unavailable"] != 16 || res.Mismatches() != 19 {
+		t.Errorf("verdicts %v, mismatches %d", counts, res.Mismatches())
+	}
+	if len(res.Unreachable) != 1 || res.Unreachable["z"] == "" {
+		t.Errorf("unreachable %v, want z", res.Unreachable)
+	}
+	// a, b, c serve web and log; r only log (web's port is taken): 7 sockets, all closed.
+	if res.Closed != 7 || res.Left != 0 {
+		t.Errorf("cleanup: %d closed, %d left; want 7, 0", res.Closed, res.Left)
+	}
+	if n := remote.NumSockets(); n != 0 {
+		t.Errorf("%d sockets left on the remote agent", n)
+	}
+}
+
+// checkRunCells checks each cell of TestRun and counts the verdicts.
+func checkRunCells(t *testing.T, cells []Cell, busyPort string) map[string]int {
+	t.Helper()
 	counts := map[string]int{}
-	for _, c := range res.Cells {
+	for _, c := range cells {
 		switch {
 		case c.Source == "z" || c.Target == "z":
 			if c.Verdict != AgentUnavailable || c.Reason != contract.ReasonAgentUnavailable || !strings.Contains(c.Message, "z: ") {
@@ -81,20 +101,7 @@ probe: {timeout: 500ms, spacing: 50ms}
 		}
 		counts[string(c.Verdict)]++
 	}
-	// 4 x 3 x 2 = 24 cells among a, b, c, r; 3 of them to r's web; 16 to or from z.
-	if counts["open"] != 21 || counts["error"] != 3 || counts["agent-unavailable"] != 16 || res.Mismatches() != 19 {
-		t.Errorf("verdicts %v, mismatches %d", counts, res.Mismatches())
-	}
-	if len(res.Unreachable) != 1 || res.Unreachable["z"] == "" {
-		t.Errorf("unreachable %v, want z", res.Unreachable)
-	}
-	// a, b, c serve web and log; r only log (web's port is taken): 7 sockets, all closed.
-	if res.Closed != 7 || res.Left != 0 {
-		t.Errorf("cleanup: %d closed, %d left; want 7, 0", res.Closed, res.Left)
-	}
-	if n := remote.NumSockets(); n != 0 {
-		t.Errorf("%d sockets left on the remote agent", n)
-	}
+	return counts
 }
 
 func TestSweepDeadline(t *testing.T) {
