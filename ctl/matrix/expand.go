@@ -37,14 +37,13 @@ func Expand(f *File, agents []Agent) (*Plan, error) {
 	pick := func(what string, sels []Selector) map[string]bool {
 		out := map[string]bool{}
 		for _, s := range sels {
-			n := 0
+			any := false
 			for _, a := range agents {
 				if s.Picks(a) {
-					out[a.Name] = true
-					n++
+					out[a.Name], any = true, true
 				}
 			}
-			if n == 0 {
+			if !any {
 				p.noAgent(what, s, names)
 			}
 		}
