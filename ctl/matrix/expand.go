@@ -37,13 +37,13 @@ func Expand(f *File, agents []Agent) (*Plan, error) {
 	pick := func(what string, sels []Selector) map[string]bool {
 		out := map[string]bool{}
 		for _, s := range sels {
-			any := false
+			found := false
 			for _, a := range agents {
 				if s.Picks(a) {
-					out[a.Name], any = true, true
+					out[a.Name], found = true, true
 				}
 			}
-			if !any {
+			if !found {
 				p.noAgent(what, s, names)
 			}
 		}
