@@ -39,6 +39,9 @@ type Config struct {
 	SessionTTL time.Duration
 	// Parallel bounds the agents set up, swept and cleaned up at once; 0: DefaultParallel.
 	Parallel int
+	// ConnectTimeout bounds reaching each agent (0: client.ConnectTimeout): an agent that does
+	// not answer by then makes its cells agent-unavailable.
+	ConnectTimeout time.Duration
 }
 
 // Defaults of a run.
@@ -135,7 +138,15 @@ func Run(ctx context.Context, cfg Config) *Result {
 		res.Closed, res.Left = cleanup(context.WithoutCancel(ctx), order, par)
 		res.Elapsed = time.Since(start)
 	}()
-	each(order, par, func(n *node) { n.err = n.connect(ctx, cfg.StartLocal, ttl, "sockctl matrix "+plan.Name) })
+	connectTimeout := cfg.ConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = client.ConnectTimeout
+	}
+	each(order, par, func(n *node) {
+		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		defer cancel()
+		n.err = n.connect(cctx, cfg.StartLocal, ttl, "sockctl matrix "+plan.Name)
+	})
 	for _, n := range order {
 		if n.err != nil {
 			res.Unreachable[n.name] = n.err.Error()
