@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -123,19 +124,13 @@ func NaturalCompare(a, b string) int {
 			na, _ := strconv.ParseUint(a[:min(da, 18)], 10, 64)
 			nb, _ := strconv.ParseUint(b[:min(db, 18)], 10, 64)
 			if na != nb {
-				if na < nb {
-					return -1
-				}
-				return 1
+				return cmp.Compare(na, nb)
 			}
 			a, b = a[da:], b[db:]
 			continue
 		}
 		if a[0] != b[0] {
-			if a[0] < b[0] {
-				return -1
-			}
-			return 1
+			return cmp.Compare(a[0], b[0])
 		}
 		a, b = a[1:], b[1:]
 	}

@@ -105,6 +105,14 @@ m.yaml:8:23: to: no agent "dbx" (agents: db1, web1, web2); did you mean "db1"?`
 		t.Errorf("no agents: %v", err)
 	}
 	var many []Agent
+	for i := range 10 {
+		many = append(many, Agent{Name: fmt.Sprintf("h%d", i)})
+	}
+	_, err = Expand(f, many)
+	if err == nil || !strings.Contains(err.Error(), "(agents: h0, h1, h2, h3, h4, h5, h6, h7, h8, h9)") {
+		t.Errorf("ten agents: %v", err)
+	}
+	many = nil
 	for i := range 12 {
 		many = append(many, Agent{Name: fmt.Sprintf("h%d", i)})
 	}

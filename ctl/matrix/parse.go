@@ -98,13 +98,11 @@ func (p *parser) err() error {
 
 func pos(n *yaml.Node) scenario.Pos { return scenario.Pos{Line: n.Line, Col: n.Column} }
 
-// node follows aliases and counts nodes; nil once the budget is spent.
+// node follows an alias (to its anchored node, never itself an alias) and counts nodes; nil
+// once the budget is spent.
 func (p *parser) node(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
+	if n.Kind == yaml.AliasNode {
 		n = n.Alias
-	}
-	if n == nil || n.Kind == yaml.AliasNode {
-		return nil
 	}
 	if p.nodes++; p.nodes == maxNodes {
 		p.add(pos(n), "the file has more than %d YAML nodes once aliases are followed; make it smaller", maxNodes)

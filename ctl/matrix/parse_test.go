@@ -168,3 +168,54 @@ func TestBudgets(t *testing.T) {
 		t.Errorf("last problem %+v", last)
 	}
 }
+
+// TestParseBounds: each bound admits its value and refuses the next.
+func TestParseBounds(t *testing.T) {
+	t.Parallel()
+	tail := "sources: [all]\ntargets: [all]\nexpect: {}\n"
+	services := func(n int) string {
+		var b strings.Builder
+		b.WriteString("services:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  s%d: {network: tcp, port: %d}\n", i, i+1)
+		}
+		return b.String()
+	}
+	agents := func(n int) string {
+		var b strings.Builder
+		b.WriteString("agents:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  h%d: local\n", i)
+		}
+		return b.String()
+	}
+	cases := []struct {
+		name, src, problem string
+	}{
+		{"64 services", services(64) + tail, ""},
+		{"65 services", services(65) + tail, "65 services; at most 64"},
+		{"10000 agents", agents(10_000) + services(1) + tail, ""},
+		{"10001 agents", agents(10_001) + services(1) + tail, "10001 agents; at most 10000"},
+		{"ports", "agents: {a: \"10.0.0.1:65535\", b: \"h:1\", c: \"[::1]:7700\"}\nservices: {x: {network: tcp, port: 65535}, y: {network: udp, port: 1}}\n" + tail, ""},
+		{"port 65536", "services: {x: {network: tcp, port: 65536}}\n" + tail, "port \"65536\" is not a number from 1 to 65535"},
+		{"agent port 0", "agents: {a: \"h:0\"}\nservices: {x: {network: tcp, port: 1}}\n" + tail, "port \"0\" is not a number"},
+		{"agent port 65536", "agents: {a: \"h:65536\"}\nservices: {x: {network: tcp, port: 1}}\n" + tail, "port \"65536\" is not a number"},
+		{"agent without host", "agents: {a: \":7700\"}\nservices: {x: {network: tcp, port: 1}}\n" + tail, "\":7700\" has no port"},
+	}
+	for _, c := range cases {
+		_, err := Parse("b.yaml", []byte(c.src))
+		if (c.problem == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.problem) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.problem)
+		}
+	}
+	// Exactly 50 problems: all of them, no "too many".
+	var b strings.Builder
+	for i := range 46 {
+		fmt.Fprintf(&b, "x%d: 1\n", i)
+	}
+	_, err := Parse("p.yaml", []byte("name: x\n"+b.String()))
+	var errs *scenario.Errors
+	if !errors.As(err, &errs) || len(errs.List) != maxProblems || strings.Contains(err.Error(), "too many") {
+		t.Errorf("50 problems: %v", err)
+	}
+}
