@@ -101,7 +101,7 @@ func checkSweep(sp *SweepSpec) error {
 	if sp.Concurrency == 0 {
 		sp.Concurrency = defaultSweepConcurrency
 	}
-	if sp.Concurrency < 0 || sp.Concurrency > maxSweepConcurrency {
+	if sp.Concurrency < 1 || sp.Concurrency > maxSweepConcurrency {
 		return badArg(contract.ReasonInvalidArgument, "sweep: concurrency %d out of range; give 0 (%d) up to %d", sp.Concurrency, defaultSweepConcurrency, maxSweepConcurrency)
 	}
 	sp.Concurrency = min(sp.Concurrency, n)
