@@ -191,14 +191,16 @@ func TestTableSweep(t *testing.T) {
 		{Network: "tcp", Address: lis.Addr().String(), ID: "open"},
 		{Network: "tcp", Address: closedAddr, ID: "closed"},
 		{Network: "udp", Address: silent.LocalAddr().String(), ID: "silent"},
-	}, Timeout: 100 * time.Millisecond, Spacing: 50 * time.Millisecond, Attempts: 3}
+	}, Timeout: 100 * time.Millisecond, Spacing: 300 * time.Millisecond, Attempts: 3}
 	var got []SweepCell
 	start := time.Now()
 	if err := tb.Sweep(ctx, sp, func(c SweepCell) error { got = append(got, c); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if el := time.Since(start); el < 400*time.Millisecond || el > 2*time.Second {
-		t.Errorf("took %s, want [400ms, 2s]: three 100ms timeouts and two 50ms pauses", el)
+	// Three 100ms timeouts and a 300ms pause between each two (none before the first, none
+	// after the last): 900ms.
+	if el := time.Since(start); el < 900*time.Millisecond || el > 1150*time.Millisecond {
+		t.Errorf("took %s, want [900ms, 1.15s]: three 100ms timeouts and two 300ms pauses", el)
 	}
 	want := map[string]string{"open": "1 <nil> 1", "closed": "2 CONNECTION_REFUSED 1", "silent": "3 TIMEOUT 3"}
 	if len(got) != 3 {
