@@ -200,6 +200,10 @@ func TestParseBounds(t *testing.T) {
 		{"port 65536", "services: {x: {network: tcp, port: 65536}}\n" + tail, "port \"65536\" is not a number from 1 to 65535"},
 		{"agent port 0", "agents: {a: \"h:0\"}\nservices: {x: {network: tcp, port: 1}}\n" + tail, "port \"0\" is not a number"},
 		{"agent port 65536", "agents: {a: \"h:65536\"}\nservices: {x: {network: tcp, port: 1}}\n" + tail, "port \"65536\" is not a number"},
+		{"probe at its bounds", services(1) + tail + "probe: {concurrency: 1024, attempts: 10, pace: 1048576, timeout: 1m, spacing: 10s}\n", ""},
+		{"probe at its low bounds", services(1) + tail + "probe: {concurrency: 1, attempts: 2, pace: 1, timeout: 1ms, spacing: 1ms}\n", ""},
+		{"pace over", services(1) + tail + "probe: {pace: 1048577}\n", "probe.pace: \"1048577\" is not a number from 1 to 1048576"},
+		{"spacing 0", services(1) + tail + "probe: {spacing: 0s}\n", "probe.spacing: \"0s\" is not a duration"},
 		{"agent without host", "agents: {a: \":7700\"}\nservices: {x: {network: tcp, port: 1}}\n" + tail, "\":7700\" has no port"},
 	}
 	for _, c := range cases {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -163,16 +164,8 @@ func sortedKeys(m map[string]string) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sortNatural(keys)
+	slices.SortFunc(keys, NaturalCompare)
 	return keys
-}
-
-func sortNatural(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && NaturalCompare(s[j-1], s[j]) > 0; j-- {
-			s[j-1], s[j] = s[j], s[j-1]
-		}
-	}
 }
 
 // jsonCell is a cell in -o json.
@@ -213,11 +206,8 @@ func WriteJSON(w io.Writer, r *Result) error {
 		svc[s.Name] = s
 	}
 	out := jsonResult{Name: r.Name, ElapsedMS: ms(r.Elapsed), Cells: make([]jsonCell, len(r.Cells)), Total: len(r.Cells),
-		Mismatches: r.Mismatches(), Closed: r.Closed, Left: r.Left}
+		Mismatches: r.Mismatches(), Closed: r.Closed, Left: r.Left, Unreachable: r.Unreachable}
 	out.AsExpected = out.Total - out.Mismatches
-	if len(r.Unreachable) > 0 {
-		out.Unreachable = r.Unreachable
-	}
 	for i, c := range r.Cells {
 		out.Cells[i] = jsonCell{Source: c.Source, Target: c.Target, Service: c.Service, Network: svc[c.Service].Network,
 			Port: svc[c.Service].Port, Address: c.Address, Verdict: c.Verdict, Expected: c.Expected, OK: c.OK(),

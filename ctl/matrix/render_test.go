@@ -22,7 +22,7 @@ func sampleResult() *Result {
 		return Cell{Service: svc, Source: src, Target: dst, Expected: exp, Verdict: v, Reason: reason, Message: msg, RTT: rtt, Attempts: attempts, Address: "10.77.0.9:1"}
 	}
 	r := &Result{Name: plan.Name, Plan: plan, Elapsed: 1500 * time.Millisecond, Closed: 6, Left: 1,
-		Unreachable: map[string]string{"db10": "no answer within 5s\x1b[2J"}}
+		Unreachable: map[string]string{"db10": "no answer within 5s\x1b[2J", "h2": "refused"}}
 	r.Cells = []Cell{
 		cell("web", "h1", "h2", Open, Open, "", "", 120*time.Microsecond, 1),
 		cell("web", "h1", "db10", Filtered, Filtered, "TIMEOUT", "i/o timeout", 0, 2),
@@ -57,6 +57,15 @@ func TestWriteGrid(t *testing.T) {
 	golden(t, "grid-colour.golden", colour.String())
 	if strings.Contains(plain.String(), "\x1b") {
 		t.Error("escape sequences in the plain grid (colour off, or an agent's message unescaped)")
+	}
+	// With nothing left and every agent reached, neither line is there.
+	r.Left, r.Unreachable = 0, nil
+	plain.Reset()
+	if err := WriteGrid(&plain, r, false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plain.String(), "cleanup:") || strings.Contains(plain.String(), "unreachable:") {
+		t.Errorf("cleanup or unreachable line without cause:\n%s", plain.String())
 	}
 	if strings.Count(colour.String(), red) != 4 || strings.Count(colour.String(), green) != 8 {
 		t.Errorf("colour grid: %d red and %d green cells, want 4 and 8", strings.Count(colour.String(), red), strings.Count(colour.String(), green))

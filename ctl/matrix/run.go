@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -219,6 +220,9 @@ func (n *node) connect(ctx context.Context, startLocal func(context.Context) (st
 // hostOf is the address an agent's listeners bind and its peers probe: the host of its
 // control address, or loopback for a UNIX socket.
 func hostOf(addr string) string {
+	if strings.HasPrefix(addr, "unix:") {
+		return "127.0.0.1"
+	}
 	if h, _, err := net.SplitHostPort(addr); err == nil {
 		return h
 	}
@@ -295,13 +299,8 @@ func (n *node) sweep(ctx context.Context, cells []Cell, idx []int, nodes map[str
 	for _, s := range plan.Services {
 		services[s.Name] = s
 	}
-	req := &sockagentv1.SweepRequest{Concurrency: uint32(pr.Concurrency), Attempts: uint32(pr.Attempts), Pace: uint32(pr.Pace)}
-	if pr.Timeout > 0 {
-		req.Timeout = durationpb.New(pr.Timeout)
-	}
-	if pr.Spacing > 0 {
-		req.Spacing = durationpb.New(pr.Spacing)
-	}
+	req := &sockagentv1.SweepRequest{Concurrency: uint32(pr.Concurrency), Attempts: uint32(pr.Attempts), Pace: uint32(pr.Pace),
+		Timeout: durationpb.New(pr.Timeout), Spacing: durationpb.New(pr.Spacing)}
 	var swept []int
 	for _, i := range idx {
 		c := &cells[i]

@@ -132,3 +132,27 @@ func sweepRequest(addrs []string) *sockagentv1.SweepRequest {
 	}
 	return r
 }
+
+func TestHostOf(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]string{"10.0.0.1:7700": "10.0.0.1", "[::1]:7700": "::1", "unix:/run/a.sock": "127.0.0.1", "127.0.0.1:1": "127.0.0.1"} {
+		if got := hostOf(addr); got != want {
+			t.Errorf("hostOf(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
+
+// TestRunDefaults: without ConnectTimeout, Parallel and SessionTTL the run takes the defaults
+// (a zero would refuse every agent at once).
+func TestRunDefaults(t *testing.T) {
+	t.Parallel()
+	f := mustParse(t, "agents: {a: local, b: local}\nservices: {web: {network: tcp, port: 80}}\nsources: [all]\ntargets: [all]\nexpect: {}\n")
+	plan, err := Expand(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Run(context.Background(), Config{Plan: plan, StartLocal: localagent.StartHook})
+	if res.Mismatches() != 0 || len(res.Cells) != 2 || res.Closed != 2 {
+		t.Errorf("%+v", res)
+	}
+}
