@@ -408,9 +408,7 @@ func (pc *pacer) wait(ctx context.Context, a netip.Addr, end time.Time) error {
 	if !at.Before(end) {
 		return context.DeadlineExceeded
 	}
-	if err := sleepUntil(ctx, at); err != nil {
-		return err
-	}
+	_ = sleepUntil(ctx, at) // its only error is ctx's
 	return ctx.Err()
 }
 
