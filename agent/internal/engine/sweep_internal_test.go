@@ -35,10 +35,16 @@ func TestCheckSweep(t *testing.T) {
 		return s
 	}
 	good := []SweepSpec{
-		ok(func(s *SweepSpec) { s.Concurrency, s.Attempts, s.Timeout, s.Spacing, s.Pace = 1024, 10, time.Minute, 10*time.Second, 5 }),
-		ok(func(s *SweepSpec) { s.Concurrency, s.Attempts, s.Timeout, s.Spacing = 1, 2, time.Millisecond, time.Millisecond }),
+		ok(func(s *SweepSpec) {
+			s.Concurrency, s.Attempts, s.Timeout, s.Spacing, s.Pace = 1024, 10, time.Minute, 10*time.Second, 5
+		}),
+		ok(func(s *SweepSpec) {
+			s.Concurrency, s.Attempts, s.Timeout, s.Spacing = 1, 2, time.Millisecond, time.Millisecond
+		}),
 		ok(func(s *SweepSpec) { s.Targets = make([]SweepTarget, MaxSweepTargets); fillTargets(s.Targets, tcp) }),
-		ok(func(s *SweepSpec) { s.Targets[0] = SweepTarget{Network: "tcp4", Address: "[::ffff:127.0.0.1]:1", Mode: ProbeEcho} }),
+		ok(func(s *SweepSpec) {
+			s.Targets[0] = SweepTarget{Network: "tcp4", Address: "[::ffff:127.0.0.1]:1", Mode: ProbeEcho}
+		}),
 		ok(func(s *SweepSpec) { s.Targets[0] = SweepTarget{Network: "udp6", Address: "[::1]:1", Mode: ProbeEcho} }),
 	}
 	for i, s := range good {
@@ -72,7 +78,9 @@ func TestCheckSweep(t *testing.T) {
 		{ok(func(s *SweepSpec) { s.Targets[1].Address = "127.0.0.1:0" }), contract.ReasonInvalidAddress, "address \"127.0.0.1:0\""},
 		{ok(func(s *SweepSpec) { s.Targets[1] = SweepTarget{Network: "tcp4", Address: "[::1]:1"} }), contract.ReasonInvalidAddress, "is not IPv4, which network tcp4 needs"},
 		{ok(func(s *SweepSpec) { s.Targets[1] = SweepTarget{Network: "tcp6", Address: "127.0.0.1:1"} }), contract.ReasonInvalidAddress, "is not IPv6, which network tcp6 needs"},
-		{ok(func(s *SweepSpec) { s.Targets[1] = SweepTarget{Network: "udp", Address: "127.0.0.1:1", Mode: ProbeConnect} }), contract.ReasonInvalidArgument, "mode connect needs a tcp network"},
+		{ok(func(s *SweepSpec) {
+			s.Targets[1] = SweepTarget{Network: "udp", Address: "127.0.0.1:1", Mode: ProbeConnect}
+		}), contract.ReasonInvalidArgument, "mode connect needs a tcp network"},
 		{ok(func(s *SweepSpec) { s.Targets[1].Mode = 7 }), contract.ReasonInvalidArgument, "mode 7 unknown"},
 	}
 	for _, c := range bad {
@@ -91,7 +99,9 @@ func fillTargets(ts []SweepTarget, t SweepTarget) {
 
 func TestSweepVerdict(t *testing.T) {
 	t.Parallel()
-	op := func(errno syscall.Errno) error { return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)} }
+	op := func(errno syscall.Errno) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)}
+	}
 	cases := []struct {
 		err   error
 		v     Verdict
