@@ -128,6 +128,14 @@ var admissionTable = map[string]admitted{
 		_, err = st.Recv()
 		return err
 	}},
+	"/sockagent.v1.MeasureService/Sweep": {"limits.blocking_calls", func(t *testing.T, e *env, s admissionSockets) error {
+		st, err := sockagentv1.NewMeasureServiceClient(e.conn).Sweep(ctxT(t), &sockagentv1.SweepRequest{Targets: []*sockagentv1.SweepTarget{{Network: "tcp", Address: s.lis.GetLocalAddress()}}})
+		if err != nil {
+			return err
+		}
+		_, err = st.Recv()
+		return err
+	}},
 	"/sockagent.v1.SessionService/OpenSession": {"", func(t *testing.T, e *env, _ admissionSockets) error {
 		_, err := sockagentv1.NewSessionServiceClient(e.conn).OpenSession(ctxT(t), &sockagentv1.OpenSessionRequest{})
 		return err

@@ -40,6 +40,8 @@ import (
 
 // Defaults applied by New to zero Config fields.
 const (
+	// DefaultMaxSweepPace caps a Sweep's first contacts to new addresses per second.
+	DefaultMaxSweepPace = engine.DefaultMaxSweepPace
 	// DefaultIdleTimeout closes a socket outside a session that no call used for this long.
 	DefaultIdleTimeout = engine.DefaultIdleTimeout
 	// DefaultSessionTTL is the lease of a session opened with ttl 0.
@@ -100,6 +102,9 @@ type Config struct {
 	// IdleTimeout closes a socket outside a session once no call has used it (and none is
 	// pending) for this long; 0 means DefaultIdleTimeout, negative never.
 	IdleTimeout time.Duration
+	// MaxSweepPace caps a Sweep's first contacts to new addresses per second; a sweep asking
+	// for more (or for 0) gets this. 0 means DefaultMaxSweepPace.
+	MaxSweepPace int
 	// MaxConnections bounds the control connections served at once; one more is closed as
 	// soon as it is accepted. 0 means DefaultMaxConnections.
 	MaxConnections int
@@ -220,6 +225,7 @@ func New(cfg Config) (*Agent, error) {
 	a.table = engine.New(engine.Config{
 		DefaultTimeout: cfg.DefaultTimeout, MaxRecvBytes: cfg.MaxRecvBytes, MaxMessageBytes: cfg.MaxMessageBytes, Policy: cfg.Policy,
 		Instance: a.instance, Started: a.started, IdleTimeout: cfg.IdleTimeout, OnReclaim: a.logReclaim,
+		MaxSweepPace: cfg.MaxSweepPace,
 	})
 	unary, stream := []grpc.UnaryServerInterceptor{a.unary}, []grpc.StreamServerInterceptor{a.authStream}
 	if cfg.Metrics {

@@ -69,6 +69,13 @@ var (
 		{sockagentv1.ProbeMode_PROBE_MODE_CONNECT, engine.ProbeConnect},
 		{sockagentv1.ProbeMode_PROBE_MODE_ECHO, engine.ProbeEcho},
 	}
+	sweepVerdicts = enumTable[sockagentv1.SweepVerdict, engine.Verdict]{
+		{sockagentv1.SweepVerdict_SWEEP_VERDICT_OPEN, engine.VerdictOpen},
+		{sockagentv1.SweepVerdict_SWEEP_VERDICT_CLOSED, engine.VerdictClosed},
+		{sockagentv1.SweepVerdict_SWEEP_VERDICT_FILTERED, engine.VerdictFiltered},
+		{sockagentv1.SweepVerdict_SWEEP_VERDICT_UNREACHABLE, engine.VerdictUnreachable},
+		{sockagentv1.SweepVerdict_SWEEP_VERDICT_ERROR, engine.VerdictError},
+	}
 	// receives: does a Throughput direction receive (from a source) rather than send?
 	receives = enumTable[sockagentv1.Direction, bool]{
 		{sockagentv1.Direction_DIRECTION_SEND, false},

@@ -84,3 +84,42 @@ func (m *measureService) Throughput(r *sockagentv1.ThroughputRequest, stream grp
 	}
 	return stream.Send(&sockagentv1.ThroughputResponse{Report: &sockagentv1.ThroughputResponse_Summary{Summary: summaryProto(sum)}})
 }
+
+// Sweep tries many targets and streams one verdict per target as each is reached.
+func (m *measureService) Sweep(r *sockagentv1.SweepRequest, stream grpc.ServerStreamingServer[sockagentv1.SweepResponse]) error {
+	const op = "sweep"
+	timeout, err := durationOf(op, "timeout", r.GetTimeout())
+	if err != nil {
+		return fail(err)
+	}
+	spacing, err := durationOf(op, "spacing", r.GetSpacing())
+	if err != nil {
+		return fail(err)
+	}
+	if len(r.GetTargets()) > engine.MaxSweepTargets {
+		return fail(engine.BadArg(contract.ReasonInvalidArgument, "%s: %d targets; give at most %d (split the sweep)", op, len(r.GetTargets()), engine.MaxSweepTargets))
+	}
+	targets := make([]engine.SweepTarget, len(r.GetTargets()))
+	for i, tg := range r.GetTargets() {
+		mode, ok := probeModes.engine(tg.GetMode())
+		if !ok {
+			return fail(engine.BadArg(contract.ReasonInvalidArgument, "%s: target %d: mode %d unknown; use connect or echo (PROBE_MODE_CONNECT, PROBE_MODE_ECHO)", op, i, tg.GetMode()))
+		}
+		targets[i] = engine.SweepTarget{Network: tg.GetNetwork(), Address: tg.GetAddress(), ID: tg.GetId(), Mode: mode}
+	}
+	spec := engine.SweepSpec{
+		Targets: targets, Concurrency: int(r.GetConcurrency()), Attempts: int(r.GetAttempts()),
+		Timeout: timeout, Spacing: spacing, Pace: int(r.GetPace()),
+	}
+	err = m.t.Sweep(inSession(stream.Context()), spec, func(c engine.SweepCell) error {
+		v, _ := sweepVerdicts.proto(c.Verdict)
+		return stream.Send(&sockagentv1.SweepResponse{
+			Index: uint32(c.Index), Id: c.ID, Verdict: v, Reason: c.Reason, Message: c.Message,
+			Rtt: durationpb.New(c.RTT), Attempts: uint32(c.Attempts), RemoteAddress: c.Remote, LocalAddress: c.Local,
+		})
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return nil
+}

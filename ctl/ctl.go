@@ -244,7 +244,7 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.sendCommand(), a.recvCommand(), a.sendToCommand(), a.recvFromCommand(),
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
 		a.serveCommand(), a.probeCommand(), a.throughputCommand(),
-		a.demoCommand(), a.runCommand(), a.validateCommand(), a.pkiCommand(),
+		a.demoCommand(), a.runCommand(), a.matrixCommand(), a.validateCommand(), a.pkiCommand(),
 		a.attachCommand(), a.connectCommand(), a.versionCommand(), a.setoptCommand(), a.eventsCommand(),
 	)
 	for _, c := range root.Commands() {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sockagent/sockagent/ctl/client"
 	"github.com/sockagent/sockagent/ctl/localagent"
+	"github.com/sockagent/sockagent/ctl/matrix"
 	"github.com/sockagent/sockagent/ctl/runner"
 	"github.com/sockagent/sockagent/ctl/scenario"
 )
@@ -37,6 +38,7 @@ key over the flags; relative file names are relative to the inventory's director
     h1: 10.77.0.2:7700                     # an address: the flags' credentials
     h2:
       address: 10.77.0.3:7700
+      labels: {role: db, zone: a}          # what matrices select agents by: {role: db}
       ca: pki/ca.pem                       # verify the agent with this CA (TLS)
       cert: pki/client.pem                 # client certificate and key (mTLS)
       key: pki/client-key.pem
@@ -145,7 +147,7 @@ func (a *app) runCommand() *cobra.Command {
 	fl := cmd.Flags()
 	// This --agent shadows the global one: here it is repeatable and names an agent.
 	fl.StringArrayVar(&agents, "agent", nil, "set agent `NAME=ADDR` (HOST:PORT, unix:PATH or local); repeatable")
-	fl.StringVar(&inventory, "inventory", "", "YAML `FILE` of agent addresses and credentials: agents: {NAME: ADDR, NAME: {address: ADDR, ca: FILE, ...}}")
+	fl.StringVar(&inventory, "inventory", "", "YAML `FILE` of agent addresses, labels and credentials: agents: {NAME: ADDR, NAME: {address: ADDR, labels: {role: web}, ca: FILE, ...}}")
 	fl.BoolVar(&keepGoing, "keep-going", false, "run every step even after a failure")
 	fl.DurationVar(&stepTimeout, "step-timeout", runner.DefaultStepTimeout, "deadline of a step that sets no timeout of its own")
 	fl.DurationVar(&sessionTTL, "session-ttl", runner.DefaultSessionTTL, "lease of the run's session on each agent: if sockctl dies, the agents close its sockets this long after")
@@ -156,10 +158,12 @@ func (a *app) runCommand() *cobra.Command {
 func (a *app) validateCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate FILE...",
-		Short: "Check scenario files without running them",
+		Short: "Check scenario and matrix files without running them",
 		Long: `Validate parses scenario files and checks them as run does before its first RPC:
 unknown keys, unknown agents, aliases used before they exist, bad durations and numbers,
-steps with two actions or none. Problems are printed as FILE:LINE:COL: message.
+steps with two actions or none. A matrix file (one with services:) is checked as matrix
+does: keys, services, verdicts, and selectors against the agents it declares. Problems are
+printed as FILE:LINE:COL: message.
 
 Exit status: 0 every file is valid; 2 a file is not (or cannot be read).`,
 		Example: `  sockctl validate examples/*.yaml`,
@@ -167,6 +171,15 @@ Exit status: 0 every file is valid; 2 a file is not (or cannot be read).`,
 		RunE: func(_ *cobra.Command, args []string) error {
 			var bad []string
 			for _, path := range args {
+				if data, err := os.ReadFile(path); err == nil && matrix.IsMatrix(data) {
+					line, err := validateMatrix(path, data)
+					if err != nil {
+						bad = append(bad, err.Error())
+						continue
+					}
+					a.out.printf("%s\n", line)
+					continue
+				}
 				f, err := loadScenario(path)
 				if err != nil {
 					bad = append(bad, err.Error())
@@ -201,18 +214,19 @@ type inventoryFile struct {
 }
 
 // inventoryKeys are the keys of an inventory entry written as a map.
-var inventoryKeys = []string{"address", "tls", "ca", "cert", "key", "server_name", "token_file"}
+var inventoryKeys = []string{"address", "labels", "tls", "ca", "cert", "key", "server_name", "token_file"}
 
-// inventoryEntry is one agent of an inventory: an address, or a map of the address and the
-// credentials to reach it with.
+// inventoryEntry is one agent of an inventory: an address, or a map of the address, its
+// labels (which matrices select agents by) and the credentials to reach it with.
 type inventoryEntry struct {
-	Address    string `yaml:"address"`
-	TLS        *bool  `yaml:"tls"`
-	CA         string `yaml:"ca"`
-	Cert       string `yaml:"cert"`
-	Key        string `yaml:"key"`
-	ServerName string `yaml:"server_name"`
-	TokenFile  string `yaml:"token_file"`
+	Address    string            `yaml:"address"`
+	Labels     map[string]string `yaml:"labels"`
+	TLS        *bool             `yaml:"tls"`
+	CA         string            `yaml:"ca"`
+	Cert       string            `yaml:"cert"`
+	Key        string            `yaml:"key"`
+	ServerName string            `yaml:"server_name"`
+	TokenFile  string            `yaml:"token_file"`
 }
 
 // entryError is a mistake in an inventory entry, at a node; its message says what is
@@ -286,23 +300,22 @@ func (e inventoryEntry) apply(base client.Options, dir string) client.Options {
 	return o
 }
 
-// readInventory reads an --inventory file; a file that cannot be read or is wrong is a
-// badInput saying where.
-func readInventory(inventory string) (inventoryFile, error) {
-	var inv inventoryFile
-	data, err := os.ReadFile(inventory)
+// loadInventory reads --inventory; problems are a badInput (exit 2) at FILE:LINE:COL.
+func loadInventory(path string) (*inventoryFile, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return inv, &badInput{err: fmt.Errorf("--inventory: %w", err)}
+		return nil, &badInput{err: fmt.Errorf("--inventory: %w", err)}
 	}
+	var inv inventoryFile
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var ee *entryError
 	if err := dec.Decode(&inv); errors.As(err, &ee) {
-		return inv, &badInput{err: fmt.Errorf("%s:%d:%d: %s", inventory, ee.line, ee.col, ee.msg)}
+		return nil, &badInput{err: fmt.Errorf("%s:%d:%d: %s", path, ee.line, ee.col, ee.msg)}
 	} else if err != nil {
-		return inv, &badInput{err: fmt.Errorf("--inventory %s: %v (want agents: {NAME: HOST:PORT, ...}, an entry may be {address: HOST:PORT, ca: FILE, cert: FILE, key: FILE, server_name: NAME, token_file: FILE, tls: BOOL})", inventory, err)}
+		return nil, &badInput{err: fmt.Errorf("--inventory %s: %v (want agents: {NAME: HOST:PORT, ...}, an entry may be {address: HOST:PORT, labels: {KEY: VALUE}, ca: FILE, cert: FILE, key: FILE, server_name: NAME, token_file: FILE, tls: BOOL})", path, err)}
 	}
-	return inv, nil
+	return &inv, nil
 }
 
 // agentTargets decides each agent's address: the file's, then the inventory's, then
@@ -317,7 +330,7 @@ func agentTargets(f *scenario.File, inventory string, flags []string, dial clien
 		names = append(names, ag.Name)
 	}
 	if inventory != "" {
-		inv, err := readInventory(inventory)
+		inv, err := loadInventory(inventory)
 		if err != nil {
 			return nil, err
 		}

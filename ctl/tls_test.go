@@ -295,7 +295,7 @@ func TestRunInventoryBad(t *testing.T) {
 		want      string
 	}{
 		{"unknown key", "agents:\n  server: {address: 127.0.0.1:1, cafile: ca.pem}\n", ExitUsage,
-			`:2:34: unknown key "cafile" in an agent entry (known: address, tls, ca, cert, key, server_name, token_file)`},
+			`:2:34: unknown key "cafile" in an agent entry (known: address, labels, tls, ca, cert, key, server_name, token_file)`},
 		{"no address", "agents:\n  server:\n    ca: ca.pem\n", ExitUsage, ":3:5: an agent entry needs an address"},
 		{"cert without key", "agents:\n  server: {address: 127.0.0.1:1, cert: c.pem}\n", ExitUsage, ":2:11: a client certificate needs both cert and key"},
 		{"plaintext with ca", "agents:\n  server: {address: 127.0.0.1:1, tls: false, ca: c.pem}\n", ExitUsage, ":2:11: tls: false (plaintext) with ca"},

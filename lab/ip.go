@@ -180,3 +180,31 @@ func (l *Lab) CheckRoutes() error {
 	}
 	return errors.Join(errs...)
 }
+
+// macOf is the lab's fixed MAC address of an IPv4 address: locally administered (02), then
+// 5a, then the address, so every namespace can know every neighbour's link address in
+// advance.
+func macOf(a netip.Addr) string {
+	b := a.As4()
+	return fmt.Sprintf("02:5a:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3])
+}
+
+// ipBatch runs `ip [-n NS] -batch -` with lines on its standard input: one process for many
+// commands.
+func ipBatch(ctx context.Context, log *slog.Logger, ns string, lines []string) error {
+	ctx, cancel := context.WithTimeout(ctx, ipTimeout)
+	defer cancel()
+	args := []string{"-batch", "-"}
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	log.Debug("run", "cmd", "ip "+strings.Join(args, " "), "lines", len(lines))
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("ip %s (%d commands): %w: %s", strings.Join(args, " "), len(lines), err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}

@@ -33,6 +33,8 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -95,6 +97,9 @@ type Config struct {
 	StateDir string
 	// Logger receives progress (Info) and every command run (Debug). Default: discard.
 	Logger *slog.Logger
+	// Labels are the hosts' labels by host name, written into the inventory for matrices
+	// and selectors ({role: web}); see ParseLabels.
+	Labels map[string]map[string]string
 	// Attached makes every agent die with the thread that starts it (Linux's parent-death
 	// signal) instead of outliving this process: for tests, whose crash must not leave
 	// agents running. salab leaves it off, since its agents outlive `salab up`.
@@ -110,6 +115,8 @@ type Host struct {
 	AgentAddr string     `json:"agent_addr"` // HOST:PORT of its sockagent
 	PID       int        `json:"pid"`        // the sockagent process
 	Log       string     `json:"log"`        // the sockagent's stdout and stderr
+	// Labels are the host's labels in the inventory.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Lab is a running lab, made by Up or read back by Open.
@@ -289,6 +296,7 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 			Addr:      addr,
 			AgentAddr: netip.AddrPortFrom(addr, uint16(cfg.AgentPort)).String(),
 			Log:       filepath.Join(cfg.StateDir, name+".log"),
+			Labels:    cfg.Labels[name],
 		})
 	}
 	if err := l.build(ctx, cfg); err != nil {
@@ -313,7 +321,7 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	l.AgentBin = bin
 	l.log.Info("creating bridge", "bridge", l.Bridge, "addr", netip.PrefixFrom(l.BridgeAddr, l.Subnet.Bits()))
 	if err := ipRun(ctx, l.log,
-		[]string{"link", "add", l.Bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"},
+		[]string{"link", "add", l.Bridge, "address", macOf(l.BridgeAddr), "type", "bridge", "stp_state", "0", "forward_delay", "0"},
 		[]string{"addr", "add", netip.PrefixFrom(l.BridgeAddr, l.Subnet.Bits()).String(), "dev", l.Bridge},
 		[]string{"link", "set", l.Bridge, "up"},
 	); err != nil {
@@ -323,7 +331,7 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 		l.log.Info("creating host", "host", h.Name, "netns", h.Namespace, "link", h.Link, "addr", h.Addr)
 		if err := ipRun(ctx, l.log,
 			[]string{"netns", "add", h.Namespace},
-			[]string{"link", "add", h.Link, "type", "veth", "peer", "name", "eth0", "netns", h.Namespace},
+			[]string{"link", "add", h.Link, "type", "veth", "peer", "name", "eth0", "address", macOf(h.Addr), "netns", h.Namespace},
 			[]string{"link", "set", h.Link, "master", l.Bridge},
 			[]string{"link", "set", h.Link, "up"},
 			[]string{"-n", h.Namespace, "addr", "add", netip.PrefixFrom(h.Addr, l.Subnet.Bits()).String(), "dev", "eth0"},
@@ -332,6 +340,9 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 		); err != nil {
 			return err
 		}
+	}
+	if err := l.staticNeighbours(ctx); err != nil {
+		return err
 	}
 	for i := range l.Hosts {
 		h := &l.Hosts[i]
@@ -460,11 +471,25 @@ func (l *Lab) setLink(host, state string) error {
 //	# salab PREFIX: 3 hosts
 //	agents:
 //	  h1: 10.77.0.2:7700
+//	  h2: {address: 10.77.0.3:7700, labels: {role: db}}
 func (l *Lab) Inventory() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# salab %s: %d hosts\nagents:\n", l.Prefix, len(l.Hosts))
 	for _, h := range l.Hosts {
-		fmt.Fprintf(&b, "  %s: %s\n", h.Name, h.AgentAddr)
+		if len(h.Labels) == 0 {
+			fmt.Fprintf(&b, "  %s: %s\n", h.Name, h.AgentAddr)
+			continue
+		}
+		keys := make([]string, 0, len(h.Labels))
+		for k := range h.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		labels := make([]string, len(keys))
+		for i, k := range keys {
+			labels[i] = k + ": " + h.Labels[k]
+		}
+		fmt.Fprintf(&b, "  %s: {address: %s, labels: {%s}}\n", h.Name, h.AgentAddr, strings.Join(labels, ", "))
 	}
 	return b.String()
 }
@@ -651,5 +676,108 @@ func Labs() ([]string, error) {
 		}
 	}
 	slices.Sort(out)
+	return out, nil
+}
+
+// staticNeighbours gives every namespace (and the root namespace, on the bridge) a permanent
+// neighbour entry for every other address of the lab, with the MACs the lab set (macOf). A
+// lab of a hundred hosts whose agents all contact each other at once would otherwise send
+// thousands of ARP requests in a burst, each flooded to every port of the bridge: the
+// kernel's backlog (net.core.netdev_max_backlog) overflows and packets are lost, which a
+// connectivity matrix would report as the network's verdict.
+func (l *Lab) staticNeighbours(ctx context.Context) error {
+	entry := func(a netip.Addr, dev string) string {
+		return fmt.Sprintf("neigh replace %s lladdr %s dev %s nud permanent", a, macOf(a), dev)
+	}
+	root := make([]string, 0, len(l.Hosts))
+	for _, h := range l.Hosts {
+		root = append(root, entry(h.Addr, l.Bridge))
+	}
+	if err := ipBatch(ctx, l.log, "", root); err != nil {
+		return err
+	}
+	errs := make([]error, len(l.Hosts))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, h := range l.Hosts {
+		lines := []string{entry(l.BridgeAddr, "eth0")}
+		for _, o := range l.Hosts {
+			if o.Addr != h.Addr {
+				lines = append(lines, entry(o.Addr, "eth0"))
+			}
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = ipBatch(ctx, l.log, h.Namespace, lines)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("static neighbour entries: %w", err)
+	}
+	n := len(l.Hosts) * len(l.Hosts)
+	l.log.Info("static neighbour entries: no ARP in the lab", "entries", n, "hosts", len(l.Hosts),
+		"why", "a burst of first contacts would flood the bridge with ARP and overflow the kernel's backlog")
+	return nil
+}
+
+// ParseLabels reads salab's --labels: comma-separated HOSTS:KEY=VALUE items, where HOSTS is a
+// host name, a range of numbered names (h1-h50) or * for every host; a host named by several
+// items gets all their labels, the last value of a key winning. names are the lab's hosts.
+func ParseLabels(spec string, names []string) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	for _, item := range strings.Split(spec, ",") {
+		item = strings.TrimSpace(item)
+		hosts, kv, ok := strings.Cut(item, ":")
+		k, v, ok2 := strings.Cut(kv, "=")
+		if !ok || !ok2 || !labelRE.MatchString(k) || !labelValueRE.MatchString(v) {
+			return nil, fmt.Errorf("--labels item %q: write HOSTS:KEY=VALUE, such as h1-h50:role=web (KEY a letter then letters, digits, '_', '.' or '-'; VALUE letters, digits, '_', '.' or '-')", item)
+		}
+		picked, err := pickHosts(hosts, names)
+		if err != nil {
+			return nil, fmt.Errorf("--labels item %q: %w", item, err)
+		}
+		for _, n := range picked {
+			if out[n] == nil {
+				out[n] = map[string]string{}
+			}
+			out[n][k] = v
+		}
+	}
+	return out, nil
+}
+
+var (
+	labelRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,62}$`)
+	labelValueRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,63}$`)
+	rangeRE      = regexp.MustCompile(`^([A-Za-z_-]*)(\d+)-([A-Za-z_-]*)(\d+)$`)
+)
+
+// pickHosts returns the names a HOSTS part of --labels picks: *, a name, or a range.
+func pickHosts(hosts string, names []string) ([]string, error) {
+	if hosts == "*" {
+		return names, nil
+	}
+	if slices.Contains(names, hosts) {
+		return []string{hosts}, nil
+	}
+	m := rangeRE.FindStringSubmatch(hosts)
+	if m == nil || m[1] != m[3] {
+		return nil, fmt.Errorf("no host %q (hosts: %s; a range is h1-h50)", hosts, strings.Join(names, ", "))
+	}
+	lo, _ := strconv.Atoi(m[2])
+	hi, _ := strconv.Atoi(m[4])
+	var out []string
+	for i := lo; i <= hi && i-lo < 100_000; i++ {
+		n := fmt.Sprintf("%s%d", m[1], i)
+		if !slices.Contains(names, n) {
+			return nil, fmt.Errorf("range %s: no host %q (hosts: %s)", hosts, n, strings.Join(names, ", "))
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("range %s is empty: give the lower number first", hosts)
+	}
 	return out, nil
 }

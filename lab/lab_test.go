@@ -31,14 +31,15 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sockagent/sockagent/ctl/matrix"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"github.com/sockagent/sockagent/lab"
 )
 
 // The labs these tests make are named salab-t<PID> (TestLab), salab-f<PID>, salab-c<PID>
-// (and salab-s<PID> in lab/cmd/salab), so parallel test processes and a user's own lab
+// salab-m<PID> (the matrix tests) (and salab-s<PID> in lab/cmd/salab), so parallel test processes and a user's own lab
 // (salab) never meet, and a crashed test process's labs are found again.
-var stalePrefixRE = regexp.MustCompile(`^salab-[tfcs]([0-9]+)$`)
+var stalePrefixRE = regexp.MustCompile(`^salab-[tfcsm]([0-9]+)$`)
 
 var (
 	testLab                  *lab.Lab // TestLab's lab: sockctl runs only while its routes hold
@@ -340,6 +341,10 @@ func TestLab(t *testing.T) {
 			t.Fatalf("examples: %v %v, want at least 5 files", files, err)
 		}
 		for _, f := range files {
+			if data, err := os.ReadFile(f); err == nil && matrix.IsMatrix(data) {
+				t.Run(filepath.Base(f), func(t *testing.T) { testMatrixExample(t, l, f) })
+				continue
+			}
 			t.Run(filepath.Base(f), func(t *testing.T) {
 				stdout, stderr, code := sockctl(t, 60*time.Second, "validate", f)
 				m := validRE.FindStringSubmatch(stdout)

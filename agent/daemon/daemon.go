@@ -53,6 +53,7 @@ type Config struct {
 	AuthTimeout           time.Duration // --auth-timeout
 	MaxStreams            int           // --max-streams
 	MaxHealthWatches      int           // --max-health-watches
+	MaxSweepPace          int           // --max-sweep-pace
 }
 
 // DefaultConfig is sockagent without flags: plaintext on a UNIX socket only the agent's user
@@ -75,6 +76,7 @@ func DefaultConfig() Config {
 		AuthTimeout:           agent.DefaultAuthTimeout,
 		MaxStreams:            agent.DefaultMaxStreams,
 		MaxHealthWatches:      agent.DefaultMaxHealthWatches,
+		MaxSweepPace:          agent.DefaultMaxSweepPace,
 	}
 }
 
@@ -101,6 +103,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AuthTimeout, "auth-timeout", c.AuthTimeout, "close a control connection that has made no authenticated RPC this long after it was accepted (with --token-file: an RPC with a valid token)")
 	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "RPCs in progress on one control connection (HTTP/2 max concurrent streams); a client waits for a free one")
 	fs.IntVar(&c.MaxHealthWatches, "max-health-watches", c.MaxHealthWatches, "health.Watch streams open on the agent (16 per connection); more answer RESOURCE_EXHAUSTED")
+	fs.IntVar(&c.MaxSweepPace, "max-sweep-pace", c.MaxSweepPace, "first contacts to new addresses per second a Sweep may make (a sweep asking for more gets this), so a matrix does not flood the host's network with ARP or neighbour discovery")
 	fs.StringVar(&c.SocketDir, "socket-dir", c.SocketDir, "the agent's socket directory, where the default policy lets callers put UNIX sockets (\"$SOCKETS\" in a policy's unix_paths); created mode 0700, or must be a directory only the agent's user may enter")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "serve Prometheus metrics at http://ADDR/metrics (https with --tls-cert); off when empty. A non-loopback address needs --token-file or --client-ca (or --insecure), as --listen does")
 	fs.StringVar(&c.PolicyFile, "policy", c.PolicyFile, "YAML policy: which networks, destinations, local ports and UNIX paths each caller may use, and limits (default: see policy.DefaultYAML)")
@@ -138,6 +141,7 @@ func (c Config) Validate() error {
 		{c.MaxRecvBytes <= 0 || c.MaxRecvBytes > MaxRecvLimit, fmt.Sprintf("--max-recv-bytes %d: give 1 to %d", c.MaxRecvBytes, MaxRecvLimit)},
 		{c.MaxMessageBytes < minMessageBytes, fmt.Sprintf("--max-message-bytes %d: give at least %d", c.MaxMessageBytes, minMessageBytes)},
 		{c.ShutdownTimeout <= 0, fmt.Sprintf("--shutdown-timeout %s: give a positive duration such as 10s", c.ShutdownTimeout)},
+		{c.MaxSweepPace <= 0 || c.MaxSweepPace > maxCount, fmt.Sprintf("--max-sweep-pace %d: give 1 to %d first contacts per second", c.MaxSweepPace, maxCount)},
 		{c.MaxConnections <= 0 || c.MaxConnections > maxCount, fmt.Sprintf("--max-connections %d: give 1 to %d", c.MaxConnections, maxCount)},
 		{c.MaxUnauthenticated <= 0 || c.MaxUnauthenticated > c.MaxConnections, fmt.Sprintf("--max-unauthenticated %d: give 1 to --max-connections (%d)", c.MaxUnauthenticated, c.MaxConnections)},
 		{c.MaxConnectionsPerPeer <= 0 || c.MaxConnectionsPerPeer > c.MaxConnections, fmt.Sprintf("--max-connections-per-peer %d: give 1 to --max-connections (%d)", c.MaxConnectionsPerPeer, c.MaxConnections)},
@@ -223,6 +227,7 @@ func (c Config) Build(w io.Writer) (*Setup, error) {
 		MaxStreams:            c.MaxStreams,
 		MaxHealthWatches:      c.MaxHealthWatches,
 		Metrics:               c.MetricsListen != "",
+		MaxSweepPace:          c.MaxSweepPace,
 	}
 	if c.IdleTimeout == 0 {
 		s.Agent.IdleTimeout = -1 // never: agent.Config reads 0 as its default

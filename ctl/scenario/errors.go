@@ -70,3 +70,7 @@ func (p *problems) err() error {
 	}
 	return &Errors{List: list}
 }
+
+// Suggest returns the candidate closest to s when it is close enough to be a typo of it, or
+// "": the "did you mean" of every sockctl file format.
+func Suggest(s string, candidates []string) string { return suggest(s, candidates) }

@@ -51,12 +51,16 @@ type Config struct {
 	// OnReclaim, if set, is told of every socket the engine closes on its own (session closed,
 	// lease expired, idle), with the cause and why.
 	OnReclaim func(in Info, cause, why string)
+	// MaxSweepPace caps a sweep's first contacts to new addresses per second; 0 means
+	// DefaultMaxSweepPace.
+	MaxSweepPace int
 }
 
 // New builds a Table and starts its idle reaper; Stop ends both.
 func New(cfg Config) *Table {
 	t := newTable(cfg.DefaultTimeout, cfg.MaxRecvBytes, cfg.Policy)
 	t.idle, t.onReclaim, t.maxMessage = cfg.IdleTimeout, cfg.OnReclaim, cfg.MaxMessageBytes
+	t.maxSweepPace = cfg.MaxSweepPace
 	if cfg.Instance != "" {
 		t.instance = cfg.Instance
 	}
@@ -72,6 +76,7 @@ type Table struct {
 	defaultTimeout time.Duration
 	maxRecv        int
 	maxMessage     int // Config.MaxMessageBytes
+	maxSweepPace   int // Config.MaxSweepPace
 	policy         *policy.Policy
 
 	instance string    // the agent instance, named in UNKNOWN_SOCKET and carried by socket ids

@@ -129,6 +129,74 @@ func (Direction) EnumDescriptor() ([]byte, []int) {
 	return file_sockagent_v1_measure_proto_rawDescGZIP(), []int{1}
 }
 
+// SweepVerdict is what a sweep found at a target.
+type SweepVerdict int32
+
+const (
+	// SWEEP_VERDICT_UNSPECIFIED is never sent.
+	SweepVerdict_SWEEP_VERDICT_UNSPECIFIED SweepVerdict = 0
+	// SWEEP_VERDICT_OPEN: the connect completed, or the echo came back.
+	SweepVerdict_SWEEP_VERDICT_OPEN SweepVerdict = 1
+	// SWEEP_VERDICT_CLOSED: refused: a TCP reset, or for UDP an ICMP port unreachable
+	// (reason CONNECTION_REFUSED).
+	SweepVerdict_SWEEP_VERDICT_CLOSED SweepVerdict = 2
+	// SWEEP_VERDICT_FILTERED: silence on every attempt (reason TIMEOUT).
+	SweepVerdict_SWEEP_VERDICT_FILTERED SweepVerdict = 3
+	// SWEEP_VERDICT_UNREACHABLE: no route, or host or network unreachable (reason
+	// HOST_UNREACHABLE or NETWORK_UNREACHABLE) on every attempt.
+	SweepVerdict_SWEEP_VERDICT_UNREACHABLE SweepVerdict = 4
+	// SWEEP_VERDICT_ERROR: anything else (reason and message say what), such as an echo
+	// that came back different (ECHO_MISMATCH) or a connection reset mid-echo.
+	SweepVerdict_SWEEP_VERDICT_ERROR SweepVerdict = 5
+)
+
+// Enum value maps for SweepVerdict.
+var (
+	SweepVerdict_name = map[int32]string{
+		0: "SWEEP_VERDICT_UNSPECIFIED",
+		1: "SWEEP_VERDICT_OPEN",
+		2: "SWEEP_VERDICT_CLOSED",
+		3: "SWEEP_VERDICT_FILTERED",
+		4: "SWEEP_VERDICT_UNREACHABLE",
+		5: "SWEEP_VERDICT_ERROR",
+	}
+	SweepVerdict_value = map[string]int32{
+		"SWEEP_VERDICT_UNSPECIFIED": 0,
+		"SWEEP_VERDICT_OPEN":        1,
+		"SWEEP_VERDICT_CLOSED":      2,
+		"SWEEP_VERDICT_FILTERED":    3,
+		"SWEEP_VERDICT_UNREACHABLE": 4,
+		"SWEEP_VERDICT_ERROR":       5,
+	}
+)
+
+func (x SweepVerdict) Enum() *SweepVerdict {
+	p := new(SweepVerdict)
+	*p = x
+	return p
+}
+
+func (x SweepVerdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SweepVerdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_sockagent_v1_measure_proto_enumTypes[2].Descriptor()
+}
+
+func (SweepVerdict) Type() protoreflect.EnumType {
+	return &file_sockagent_v1_measure_proto_enumTypes[2]
+}
+
+func (x SweepVerdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SweepVerdict.Descriptor instead.
+func (SweepVerdict) EnumDescriptor() ([]byte, []int) {
+	return file_sockagent_v1_measure_proto_rawDescGZIP(), []int{2}
+}
+
 // ProbeRequest describes a probe.
 type ProbeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -988,6 +1056,295 @@ func (*ThroughputResponse_Interval) isThroughputResponse_Report() {}
 
 func (*ThroughputResponse_Summary) isThroughputResponse_Report() {}
 
+// SweepTarget is one destination of a sweep.
+type SweepTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// network is tcp, tcp4, tcp6, udp, udp4 or udp6.
+	Network string `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	// address is the target IP:port (a literal address: a sweep resolves no names).
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// mode: PROBE_MODE_CONNECT (tcp only) or PROBE_MODE_ECHO (a 64-byte request that an echo,
+	// such as SocketService.Serve's, sends back); unspecified means connect for tcp and echo
+	// for udp.
+	Mode ProbeMode `protobuf:"varint,3,opt,name=mode,proto3,enum=sockagent.v1.ProbeMode" json:"mode,omitempty"`
+	// id is the caller's name for the target, returned with its result; at most 256 bytes.
+	Id            string `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SweepTarget) Reset() {
+	*x = SweepTarget{}
+	mi := &file_sockagent_v1_measure_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepTarget) ProtoMessage() {}
+
+func (x *SweepTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_sockagent_v1_measure_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepTarget.ProtoReflect.Descriptor instead.
+func (*SweepTarget) Descriptor() ([]byte, []int) {
+	return file_sockagent_v1_measure_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SweepTarget) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *SweepTarget) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *SweepTarget) GetMode() ProbeMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ProbeMode_PROBE_MODE_UNSPECIFIED
+}
+
+func (x *SweepTarget) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// SweepRequest describes a sweep.
+type SweepRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// targets to try; 1 up to 10,000.
+	Targets []*SweepTarget `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty"`
+	// concurrency bounds the targets tried at once; 0 means 32. At most 1,024, and each
+	// counts as a socket slot against the caller's and the session's limits.
+	Concurrency uint32 `protobuf:"varint,2,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	// timeout of one attempt (a connect, or waiting for an echo); 0 means 1s. At most 1m.
+	Timeout *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// attempts at most per target before silence is called filtered; 0 means 2. At least 2
+	// (a single lost packet is not a verdict), at most 10.
+	Attempts uint32 `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// spacing is the pause between a failed attempt at a target and the next, so a burst
+	// of loss (a full queue, a neighbour entry being resolved) passes before the retry;
+	// 0 means 100ms. At most 10s.
+	Spacing *durationpb.Duration `protobuf:"bytes,5,opt,name=spacing,proto3" json:"spacing,omitempty"`
+	// pace bounds first contacts to new destination addresses per second; 0 means the agent's
+	// cap (--max-sweep-pace). A pace above the cap is lowered to it.
+	Pace          uint32 `protobuf:"varint,6,opt,name=pace,proto3" json:"pace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SweepRequest) Reset() {
+	*x = SweepRequest{}
+	mi := &file_sockagent_v1_measure_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepRequest) ProtoMessage() {}
+
+func (x *SweepRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sockagent_v1_measure_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepRequest.ProtoReflect.Descriptor instead.
+func (*SweepRequest) Descriptor() ([]byte, []int) {
+	return file_sockagent_v1_measure_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SweepRequest) GetTargets() []*SweepTarget {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *SweepRequest) GetConcurrency() uint32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
+func (x *SweepRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *SweepRequest) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *SweepRequest) GetSpacing() *durationpb.Duration {
+	if x != nil {
+		return x.Spacing
+	}
+	return nil
+}
+
+func (x *SweepRequest) GetPace() uint32 {
+	if x != nil {
+		return x.Pace
+	}
+	return 0
+}
+
+// SweepResponse is the verdict on one target.
+type SweepResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index of the target in SweepRequest.targets.
+	Index uint32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// id is the target's id, as given.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// verdict on the target.
+	Verdict SweepVerdict `protobuf:"varint,3,opt,name=verdict,proto3,enum=sockagent.v1.SweepVerdict" json:"verdict,omitempty"`
+	// reason of the last failed attempt (as in the error model), empty when open.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// message of the last failed attempt.
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// rtt is the successful attempt's connect time or echo round trip.
+	Rtt *durationpb.Duration `protobuf:"bytes,6,opt,name=rtt,proto3" json:"rtt,omitempty"`
+	// attempts made.
+	Attempts uint32 `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// remote_address is the target as resolved.
+	RemoteAddress string `protobuf:"bytes,8,opt,name=remote_address,json=remoteAddress,proto3" json:"remote_address,omitempty"`
+	// local_address is the local address of the last attempt, when it had one.
+	LocalAddress  string `protobuf:"bytes,9,opt,name=local_address,json=localAddress,proto3" json:"local_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SweepResponse) Reset() {
+	*x = SweepResponse{}
+	mi := &file_sockagent_v1_measure_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepResponse) ProtoMessage() {}
+
+func (x *SweepResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sockagent_v1_measure_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepResponse.ProtoReflect.Descriptor instead.
+func (*SweepResponse) Descriptor() ([]byte, []int) {
+	return file_sockagent_v1_measure_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SweepResponse) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SweepResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SweepResponse) GetVerdict() SweepVerdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return SweepVerdict_SWEEP_VERDICT_UNSPECIFIED
+}
+
+func (x *SweepResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SweepResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *SweepResponse) GetRtt() *durationpb.Duration {
+	if x != nil {
+		return x.Rtt
+	}
+	return nil
+}
+
+func (x *SweepResponse) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *SweepResponse) GetRemoteAddress() string {
+	if x != nil {
+		return x.RemoteAddress
+	}
+	return ""
+}
+
+func (x *SweepResponse) GetLocalAddress() string {
+	if x != nil {
+		return x.LocalAddress
+	}
+	return ""
+}
+
 var File_sockagent_v1_measure_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_measure_proto_rawDesc = "" +
@@ -1062,7 +1419,29 @@ const file_sockagent_v1_measure_proto_rawDesc = "" +
 	"\x12ThroughputResponse\x12>\n" +
 	"\binterval\x18\x01 \x01(\v2 .sockagent.v1.ThroughputIntervalH\x00R\binterval\x12;\n" +
 	"\asummary\x18\x02 \x01(\v2\x1f.sockagent.v1.ThroughputSummaryH\x00R\asummaryB\b\n" +
-	"\x06report*T\n" +
+	"\x06report\"~\n" +
+	"\vSweepTarget\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12+\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x17.sockagent.v1.ProbeModeR\x04mode\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\"\xff\x01\n" +
+	"\fSweepRequest\x123\n" +
+	"\atargets\x18\x01 \x03(\v2\x19.sockagent.v1.SweepTargetR\atargets\x12 \n" +
+	"\vconcurrency\x18\x02 \x01(\rR\vconcurrency\x123\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1a\n" +
+	"\battempts\x18\x04 \x01(\rR\battempts\x123\n" +
+	"\aspacing\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\aspacing\x12\x12\n" +
+	"\x04pace\x18\x06 \x01(\rR\x04pace\"\xb2\x02\n" +
+	"\rSweepResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x124\n" +
+	"\averdict\x18\x03 \x01(\x0e2\x1a.sockagent.v1.SweepVerdictR\averdict\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12+\n" +
+	"\x03rtt\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12\x1a\n" +
+	"\battempts\x18\a \x01(\rR\battempts\x12%\n" +
+	"\x0eremote_address\x18\b \x01(\tR\rremoteAddress\x12#\n" +
+	"\rlocal_address\x18\t \x01(\tR\flocalAddress*T\n" +
 	"\tProbeMode\x12\x1a\n" +
 	"\x16PROBE_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PROBE_MODE_CONNECT\x10\x01\x12\x13\n" +
@@ -1070,11 +1449,19 @@ const file_sockagent_v1_measure_proto_rawDesc = "" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDIRECTION_SEND\x10\x01\x12\x15\n" +
-	"\x11DIRECTION_RECEIVE\x10\x022\xa5\x01\n" +
+	"\x11DIRECTION_RECEIVE\x10\x02*\xb3\x01\n" +
+	"\fSweepVerdict\x12\x1d\n" +
+	"\x19SWEEP_VERDICT_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12SWEEP_VERDICT_OPEN\x10\x01\x12\x18\n" +
+	"\x14SWEEP_VERDICT_CLOSED\x10\x02\x12\x1a\n" +
+	"\x16SWEEP_VERDICT_FILTERED\x10\x03\x12\x1d\n" +
+	"\x19SWEEP_VERDICT_UNREACHABLE\x10\x04\x12\x17\n" +
+	"\x13SWEEP_VERDICT_ERROR\x10\x052\xe9\x01\n" +
 	"\x0eMeasureService\x12@\n" +
 	"\x05Probe\x12\x1a.sockagent.v1.ProbeRequest\x1a\x1b.sockagent.v1.ProbeResponse\x12Q\n" +
 	"\n" +
-	"Throughput\x12\x1f.sockagent.v1.ThroughputRequest\x1a .sockagent.v1.ThroughputResponse0\x01B\xae\x01\n" +
+	"Throughput\x12\x1f.sockagent.v1.ThroughputRequest\x1a .sockagent.v1.ThroughputResponse0\x01\x12B\n" +
+	"\x05Sweep\x12\x1a.sockagent.v1.SweepRequest\x1a\x1b.sockagent.v1.SweepResponse0\x01B\xae\x01\n" +
 	"\x10com.sockagent.v1B\fMeasureProtoP\x01Z;github.com/sockagent/sockagent/gen/sockagent/v1;sockagentv1\xa2\x02\x03SXX\xaa\x02\fSockagent.V1\xca\x02\fSockagent\\V1\xe2\x02\x18Sockagent\\V1\\GPBMetadata\xea\x02\rSockagent::V1b\x06proto3"
 
 var (
@@ -1089,54 +1476,66 @@ func file_sockagent_v1_measure_proto_rawDescGZIP() []byte {
 	return file_sockagent_v1_measure_proto_rawDescData
 }
 
-var file_sockagent_v1_measure_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sockagent_v1_measure_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_sockagent_v1_measure_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_sockagent_v1_measure_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_sockagent_v1_measure_proto_goTypes = []any{
 	(ProbeMode)(0),              // 0: sockagent.v1.ProbeMode
 	(Direction)(0),              // 1: sockagent.v1.Direction
-	(*ProbeRequest)(nil),        // 2: sockagent.v1.ProbeRequest
-	(*LatencyStats)(nil),        // 3: sockagent.v1.LatencyStats
-	(*ErrorCount)(nil),          // 4: sockagent.v1.ErrorCount
-	(*ProbeResponse)(nil),       // 5: sockagent.v1.ProbeResponse
-	(*ThroughputRequest)(nil),   // 6: sockagent.v1.ThroughputRequest
-	(*ThroughputInterval)(nil),  // 7: sockagent.v1.ThroughputInterval
-	(*ThroughputSummary)(nil),   // 8: sockagent.v1.ThroughputSummary
-	(*ThroughputResponse)(nil),  // 9: sockagent.v1.ThroughputResponse
-	(*durationpb.Duration)(nil), // 10: google.protobuf.Duration
+	(SweepVerdict)(0),           // 2: sockagent.v1.SweepVerdict
+	(*ProbeRequest)(nil),        // 3: sockagent.v1.ProbeRequest
+	(*LatencyStats)(nil),        // 4: sockagent.v1.LatencyStats
+	(*ErrorCount)(nil),          // 5: sockagent.v1.ErrorCount
+	(*ProbeResponse)(nil),       // 6: sockagent.v1.ProbeResponse
+	(*ThroughputRequest)(nil),   // 7: sockagent.v1.ThroughputRequest
+	(*ThroughputInterval)(nil),  // 8: sockagent.v1.ThroughputInterval
+	(*ThroughputSummary)(nil),   // 9: sockagent.v1.ThroughputSummary
+	(*ThroughputResponse)(nil),  // 10: sockagent.v1.ThroughputResponse
+	(*SweepTarget)(nil),         // 11: sockagent.v1.SweepTarget
+	(*SweepRequest)(nil),        // 12: sockagent.v1.SweepRequest
+	(*SweepResponse)(nil),       // 13: sockagent.v1.SweepResponse
+	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
 }
 var file_sockagent_v1_measure_proto_depIdxs = []int32{
 	0,  // 0: sockagent.v1.ProbeRequest.mode:type_name -> sockagent.v1.ProbeMode
-	10, // 1: sockagent.v1.ProbeRequest.interval:type_name -> google.protobuf.Duration
-	10, // 2: sockagent.v1.ProbeRequest.timeout:type_name -> google.protobuf.Duration
-	10, // 3: sockagent.v1.LatencyStats.min:type_name -> google.protobuf.Duration
-	10, // 4: sockagent.v1.LatencyStats.p50:type_name -> google.protobuf.Duration
-	10, // 5: sockagent.v1.LatencyStats.p90:type_name -> google.protobuf.Duration
-	10, // 6: sockagent.v1.LatencyStats.p99:type_name -> google.protobuf.Duration
-	10, // 7: sockagent.v1.LatencyStats.max:type_name -> google.protobuf.Duration
-	10, // 8: sockagent.v1.LatencyStats.mean:type_name -> google.protobuf.Duration
-	3,  // 9: sockagent.v1.ProbeResponse.rtt:type_name -> sockagent.v1.LatencyStats
-	4,  // 10: sockagent.v1.ProbeResponse.errors:type_name -> sockagent.v1.ErrorCount
-	10, // 11: sockagent.v1.ProbeResponse.elapsed:type_name -> google.protobuf.Duration
+	14, // 1: sockagent.v1.ProbeRequest.interval:type_name -> google.protobuf.Duration
+	14, // 2: sockagent.v1.ProbeRequest.timeout:type_name -> google.protobuf.Duration
+	14, // 3: sockagent.v1.LatencyStats.min:type_name -> google.protobuf.Duration
+	14, // 4: sockagent.v1.LatencyStats.p50:type_name -> google.protobuf.Duration
+	14, // 5: sockagent.v1.LatencyStats.p90:type_name -> google.protobuf.Duration
+	14, // 6: sockagent.v1.LatencyStats.p99:type_name -> google.protobuf.Duration
+	14, // 7: sockagent.v1.LatencyStats.max:type_name -> google.protobuf.Duration
+	14, // 8: sockagent.v1.LatencyStats.mean:type_name -> google.protobuf.Duration
+	4,  // 9: sockagent.v1.ProbeResponse.rtt:type_name -> sockagent.v1.LatencyStats
+	5,  // 10: sockagent.v1.ProbeResponse.errors:type_name -> sockagent.v1.ErrorCount
+	14, // 11: sockagent.v1.ProbeResponse.elapsed:type_name -> google.protobuf.Duration
 	1,  // 12: sockagent.v1.ThroughputRequest.direction:type_name -> sockagent.v1.Direction
-	10, // 13: sockagent.v1.ThroughputRequest.duration:type_name -> google.protobuf.Duration
-	10, // 14: sockagent.v1.ThroughputRequest.report_interval:type_name -> google.protobuf.Duration
-	10, // 15: sockagent.v1.ThroughputInterval.start:type_name -> google.protobuf.Duration
-	10, // 16: sockagent.v1.ThroughputInterval.end:type_name -> google.protobuf.Duration
-	10, // 17: sockagent.v1.ThroughputInterval.rtt:type_name -> google.protobuf.Duration
-	10, // 18: sockagent.v1.ThroughputSummary.duration:type_name -> google.protobuf.Duration
-	10, // 19: sockagent.v1.ThroughputSummary.rtt:type_name -> google.protobuf.Duration
-	4,  // 20: sockagent.v1.ThroughputSummary.errors:type_name -> sockagent.v1.ErrorCount
-	7,  // 21: sockagent.v1.ThroughputResponse.interval:type_name -> sockagent.v1.ThroughputInterval
-	8,  // 22: sockagent.v1.ThroughputResponse.summary:type_name -> sockagent.v1.ThroughputSummary
-	2,  // 23: sockagent.v1.MeasureService.Probe:input_type -> sockagent.v1.ProbeRequest
-	6,  // 24: sockagent.v1.MeasureService.Throughput:input_type -> sockagent.v1.ThroughputRequest
-	5,  // 25: sockagent.v1.MeasureService.Probe:output_type -> sockagent.v1.ProbeResponse
-	9,  // 26: sockagent.v1.MeasureService.Throughput:output_type -> sockagent.v1.ThroughputResponse
-	25, // [25:27] is the sub-list for method output_type
-	23, // [23:25] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	14, // 13: sockagent.v1.ThroughputRequest.duration:type_name -> google.protobuf.Duration
+	14, // 14: sockagent.v1.ThroughputRequest.report_interval:type_name -> google.protobuf.Duration
+	14, // 15: sockagent.v1.ThroughputInterval.start:type_name -> google.protobuf.Duration
+	14, // 16: sockagent.v1.ThroughputInterval.end:type_name -> google.protobuf.Duration
+	14, // 17: sockagent.v1.ThroughputInterval.rtt:type_name -> google.protobuf.Duration
+	14, // 18: sockagent.v1.ThroughputSummary.duration:type_name -> google.protobuf.Duration
+	14, // 19: sockagent.v1.ThroughputSummary.rtt:type_name -> google.protobuf.Duration
+	5,  // 20: sockagent.v1.ThroughputSummary.errors:type_name -> sockagent.v1.ErrorCount
+	8,  // 21: sockagent.v1.ThroughputResponse.interval:type_name -> sockagent.v1.ThroughputInterval
+	9,  // 22: sockagent.v1.ThroughputResponse.summary:type_name -> sockagent.v1.ThroughputSummary
+	0,  // 23: sockagent.v1.SweepTarget.mode:type_name -> sockagent.v1.ProbeMode
+	11, // 24: sockagent.v1.SweepRequest.targets:type_name -> sockagent.v1.SweepTarget
+	14, // 25: sockagent.v1.SweepRequest.timeout:type_name -> google.protobuf.Duration
+	14, // 26: sockagent.v1.SweepRequest.spacing:type_name -> google.protobuf.Duration
+	2,  // 27: sockagent.v1.SweepResponse.verdict:type_name -> sockagent.v1.SweepVerdict
+	14, // 28: sockagent.v1.SweepResponse.rtt:type_name -> google.protobuf.Duration
+	3,  // 29: sockagent.v1.MeasureService.Probe:input_type -> sockagent.v1.ProbeRequest
+	7,  // 30: sockagent.v1.MeasureService.Throughput:input_type -> sockagent.v1.ThroughputRequest
+	12, // 31: sockagent.v1.MeasureService.Sweep:input_type -> sockagent.v1.SweepRequest
+	6,  // 32: sockagent.v1.MeasureService.Probe:output_type -> sockagent.v1.ProbeResponse
+	10, // 33: sockagent.v1.MeasureService.Throughput:output_type -> sockagent.v1.ThroughputResponse
+	13, // 34: sockagent.v1.MeasureService.Sweep:output_type -> sockagent.v1.SweepResponse
+	32, // [32:35] is the sub-list for method output_type
+	29, // [29:32] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_sockagent_v1_measure_proto_init() }
@@ -1153,8 +1552,8 @@ func file_sockagent_v1_measure_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sockagent_v1_measure_proto_rawDesc), len(file_sockagent_v1_measure_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   8,
+			NumEnums:      3,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

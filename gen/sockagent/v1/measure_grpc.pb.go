@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	MeasureService_Probe_FullMethodName      = "/sockagent.v1.MeasureService/Probe"
 	MeasureService_Throughput_FullMethodName = "/sockagent.v1.MeasureService/Throughput"
+	MeasureService_Sweep_FullMethodName      = "/sockagent.v1.MeasureService/Sweep"
 )
 
 // MeasureServiceClient is the client API for MeasureService service.
@@ -44,6 +45,19 @@ type MeasureServiceClient interface {
 	// while it runs and a summary last. Codes: as Probe, plus the connection's errors (as
 	// Dial) when no stream could start.
 	Throughput(ctx context.Context, in *ThroughputRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ThroughputResponse], error)
+	// Sweep probes many targets from the agent's host in one call, a connectivity matrix's
+	// row: it tries each target (a TCP connect, or a UDP or TCP echo round trip), retries
+	// silence before calling it filtered, and streams one result per target as each is
+	// classified, in no particular order. At most concurrency targets are tried at once, and
+	// first contacts to new destination addresses are paced (pace per second, capped by the
+	// agent's --max-sweep-pace) so the sweep does not flood the agent's network with ARP or
+	// neighbour discovery. Every target is checked (network, address, the caller's
+	// destination policy) before the first is tried; the sweep holds one blocking call,
+	// concurrency socket slots and its buffers while it runs. Results of targets not finished
+	// at the RPC deadline are not sent. Codes: INVALID_ARGUMENT (naming the target),
+	// PERMISSION_DENIED (a target the policy refuses), RESOURCE_EXHAUSTED (limits),
+	// DEADLINE_EXCEEDED.
+	Sweep(ctx context.Context, in *SweepRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SweepResponse], error)
 }
 
 type measureServiceClient struct {
@@ -83,6 +97,25 @@ func (c *measureServiceClient) Throughput(ctx context.Context, in *ThroughputReq
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MeasureService_ThroughputClient = grpc.ServerStreamingClient[ThroughputResponse]
 
+func (c *measureServiceClient) Sweep(ctx context.Context, in *SweepRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SweepResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MeasureService_ServiceDesc.Streams[1], MeasureService_Sweep_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SweepRequest, SweepResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MeasureService_SweepClient = grpc.ServerStreamingClient[SweepResponse]
+
 // MeasureServiceServer is the server API for MeasureService service.
 // All implementations must embed UnimplementedMeasureServiceServer
 // for forward compatibility.
@@ -104,6 +137,19 @@ type MeasureServiceServer interface {
 	// while it runs and a summary last. Codes: as Probe, plus the connection's errors (as
 	// Dial) when no stream could start.
 	Throughput(*ThroughputRequest, grpc.ServerStreamingServer[ThroughputResponse]) error
+	// Sweep probes many targets from the agent's host in one call, a connectivity matrix's
+	// row: it tries each target (a TCP connect, or a UDP or TCP echo round trip), retries
+	// silence before calling it filtered, and streams one result per target as each is
+	// classified, in no particular order. At most concurrency targets are tried at once, and
+	// first contacts to new destination addresses are paced (pace per second, capped by the
+	// agent's --max-sweep-pace) so the sweep does not flood the agent's network with ARP or
+	// neighbour discovery. Every target is checked (network, address, the caller's
+	// destination policy) before the first is tried; the sweep holds one blocking call,
+	// concurrency socket slots and its buffers while it runs. Results of targets not finished
+	// at the RPC deadline are not sent. Codes: INVALID_ARGUMENT (naming the target),
+	// PERMISSION_DENIED (a target the policy refuses), RESOURCE_EXHAUSTED (limits),
+	// DEADLINE_EXCEEDED.
+	Sweep(*SweepRequest, grpc.ServerStreamingServer[SweepResponse]) error
 	mustEmbedUnimplementedMeasureServiceServer()
 }
 
@@ -119,6 +165,9 @@ func (UnimplementedMeasureServiceServer) Probe(context.Context, *ProbeRequest) (
 }
 func (UnimplementedMeasureServiceServer) Throughput(*ThroughputRequest, grpc.ServerStreamingServer[ThroughputResponse]) error {
 	return status.Error(codes.Unimplemented, "method Throughput not implemented")
+}
+func (UnimplementedMeasureServiceServer) Sweep(*SweepRequest, grpc.ServerStreamingServer[SweepResponse]) error {
+	return status.Error(codes.Unimplemented, "method Sweep not implemented")
 }
 func (UnimplementedMeasureServiceServer) mustEmbedUnimplementedMeasureServiceServer() {}
 func (UnimplementedMeasureServiceServer) testEmbeddedByValue()                        {}
@@ -170,6 +219,17 @@ func _MeasureService_Throughput_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MeasureService_ThroughputServer = grpc.ServerStreamingServer[ThroughputResponse]
 
+func _MeasureService_Sweep_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SweepRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MeasureServiceServer).Sweep(m, &grpc.GenericServerStream[SweepRequest, SweepResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MeasureService_SweepServer = grpc.ServerStreamingServer[SweepResponse]
+
 // MeasureService_ServiceDesc is the grpc.ServiceDesc for MeasureService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -186,6 +246,11 @@ var MeasureService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Throughput",
 			Handler:       _MeasureService_Throughput_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Sweep",
+			Handler:       _MeasureService_Sweep_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -23,7 +23,8 @@ const usage = `salab builds a test lab of sockagent hosts on this Linux machine 
 
 Usage:
   salab up [-n 3] [--prefix salab] [--names a,b,...] [--subnet 10.77.0.0/24]
-           [--agent-bin PATH] [--port 7700] [--state-dir DIR] [-v]
+           [--labels 'h1-h50:role=web,h51-h100:role=db'] [--agent-bin PATH] [--port 7700]
+           [--state-dir DIR] [-v]
   salab down [--prefix salab] [--state-dir DIR]
   salab cut HOST [--prefix salab]      set HOST's link down at the bridge (a partition)
   salab heal HOST [--prefix salab]     set it up again
@@ -35,6 +36,9 @@ What "up" creates (defaults: prefix salab, 3 hosts, subnet 10.77.0.0/24):
   - per host N: a network namespace salab-hN with lo up and eth0 = 10.77.0.(N+1)/24, joined
     to the bridge by a veth pair whose root end is the link salab-hN (no default route: the
     hosts reach each other and the root namespace, nothing else);
+  - static neighbour entries (ip neigh ... nud permanent, fixed MACs 02:5a:IP) for every lab
+    address in every namespace and on the bridge: no ARP at all, so a burst of first contacts
+    across a hundred hosts cannot overflow the kernel's backlog and lose packets;
   - a sockagent in each namespace: ip netns exec salab-hN sockagent --listen 10.77.0.(N+1):7700
     --log-format json, detached, logging to STATE/hN.log;
   - the state directory STATE = /run/salab/PREFIX (as root; else $TMPDIR/salab/PREFIX):
@@ -48,6 +52,9 @@ fails "up" with a hint), and prints the inventory on stdout (progress goes to st
     h1: 10.77.0.2:7700
     h2: 10.77.0.3:7700
     h3: 10.77.0.4:7700
+
+With --labels 'h1-h2:role=web,h3:role=db' the entries carry labels, which sockctl matrix
+selects by: h3: {address: 10.77.0.4:7700, labels: {role: db}}.
 
 The agent: --agent-bin PATH; without it, salab builds sockagent from the source tree it is
 run in (go build ./agent/cmd/sockagent into STATE), or else takes sockagent from PATH.
@@ -191,6 +198,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		agentBin string
 		port     int
 		agentArg string
+		labels   string
 	)
 	fs := newFlags("up", stdout, stderr, &c)
 	fs.IntVar(&n, "n", lab.DefaultHosts, "number of hosts")
@@ -198,6 +206,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&subnet, "subnet", lab.DefaultSubnet.String(), "IPv4 `CIDR` of the lab: bridge .1, hosts .2, .3, ...")
 	fs.StringVar(&agentBin, "agent-bin", "", "sockagent binary `PATH` (default: built from this source tree, else from PATH)")
 	fs.IntVar(&port, "port", lab.DefaultAgentPort, "port every agent serves on")
+	fs.StringVar(&labels, "labels", "", "label hosts in the inventory: comma-separated `HOSTS:KEY=VALUE`, HOSTS a name, a range (h1-h50) or *, e.g. 'h1-h50:role=web,h51-h100:role=db'")
 	fs.StringVar(&agentArg, "agent-args", "", "extra sockagent flags, space-separated (e.g. \"--log-level debug\")")
 	if err := parseNone(fs, "up", args); err != nil {
 		return err
@@ -217,6 +226,15 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := lab.CheckPrefix(cfg.Prefix); err != nil {
 		return usageError{err.Error()}
+	}
+	if labels != "" {
+		hosts := cfg.Names
+		for i := 1; len(cfg.Names) == 0 && i <= cfg.Hosts; i++ {
+			hosts = append(hosts, fmt.Sprintf("h%d", i))
+		}
+		if cfg.Labels, err = lab.ParseLabels(labels, hosts); err != nil {
+			return usageError{err.Error()}
+		}
 	}
 	l, err := lab.Up(ctx, cfg)
 	if errors.Is(err, lab.ErrBadConfig) {

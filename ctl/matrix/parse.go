@@ -1,0 +1,566 @@
+package matrix
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sockagent/sockagent/ctl/scenario"
+)
+
+var (
+	topKeys     = []string{"name", "agents", "services", "sources", "targets", "expect", "probe"}
+	agentKeys   = []string{"address", "labels"}
+	serviceKeys = []string{"network", "port"}
+	expectKeys  = []string{"default", "rules"}
+	ruleKeys    = []string{"from", "to", "service", "expect"}
+	probeKeys   = []string{"concurrency", "timeout", "attempts", "spacing", "pace"}
+	networks    = []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"}
+	identRE     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`) })
+)
+
+// Bounds of a file, so that a mistake (or a hostile file) cannot ask for millions of cells.
+const (
+	maxAgents   = 10_000
+	maxServices = 64
+	// MaxCells bounds the cells of one matrix.
+	MaxCells = 1_000_000
+	// maxNodes bounds the YAML nodes once aliases are followed.
+	maxNodes = 200_000
+	// maxConcurrency, maxAttempts, maxWait: the agent's own bounds of a sweep.
+	maxConcurrency = 1024
+	maxAttempts    = 10
+	maxTimeout     = time.Minute
+	maxSpacing     = 10 * time.Second
+	maxPace        = 1 << 20
+)
+
+// IsMatrix reports whether data looks like a matrix file (it has a top-level services key)
+// rather than a scenario, so that `sockctl validate` can check either.
+func IsMatrix(data []byte) bool {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return false
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "services" {
+			return true
+		}
+	}
+	return false
+}
+
+// parser walks the YAML of one file, collecting problems.
+type parser struct {
+	path  string
+	list  []scenario.Error
+	nodes int
+	file  *File
+}
+
+func (p *parser) add(at scenario.Pos, format string, args ...any) {
+	p.list = append(p.list, scenario.Error{Path: p.path, Pos: at, Msg: fmt.Sprintf(format, args...)})
+}
+
+// maxProblems bounds the problems reported for one file.
+const maxProblems = 50
+
+// err returns the problems in file order, each once, at most maxProblems, or nil.
+func (p *parser) err() error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(p.list, func(a, b scenario.Error) int {
+		if a.Pos.Line != b.Pos.Line {
+			return a.Pos.Line - b.Pos.Line
+		}
+		return a.Pos.Col - b.Pos.Col
+	})
+	list := slices.Compact(p.list)
+	if n := len(list); n > maxProblems {
+		list = append(list[:maxProblems-1], scenario.Error{Path: p.path, Pos: list[maxProblems-2].Pos,
+			Msg: fmt.Sprintf("too many problems (%d in all); fix these and run again", n)})
+	}
+	return &scenario.Errors{List: list}
+}
+
+func pos(n *yaml.Node) scenario.Pos { return scenario.Pos{Line: n.Line, Col: n.Column} }
+
+// node follows an alias (to its anchored node, never itself an alias) and counts nodes; nil
+// once the budget is spent.
+func (p *parser) node(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if p.nodes++; p.nodes == maxNodes {
+		p.add(pos(n), "the file has more than %d YAML nodes once aliases are followed; make it smaller", maxNodes)
+	}
+	if p.nodes >= maxNodes {
+		return nil
+	}
+	return n
+}
+
+type entry struct {
+	key      string
+	keyNode  *yaml.Node
+	valueNod *yaml.Node
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a map"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	if n.Tag == "!!null" {
+		return "empty"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+// mapping returns the entries of a map, reporting keys that are not in known (with a "did
+// you mean") and duplicates.
+func (p *parser) mapping(n *yaml.Node, what, example string, known []string) []entry {
+	n = p.node(n)
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		p.add(pos(n), "%s must be a map such as %s, not %s", what, example, kindName(n))
+		return nil
+	}
+	var out []entry
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := p.node(n.Content[i])
+		if k == nil {
+			return nil
+		}
+		if k.Kind != yaml.ScalarNode {
+			p.add(pos(k), "a key of %s must be a plain word, not %s", what, kindName(k))
+			continue
+		}
+		if line, dup := seen[k.Value]; dup {
+			p.add(pos(k), "duplicate key %q in %s (first at line %d)", k.Value, what, line)
+			continue
+		}
+		seen[k.Value] = k.Line
+		if known != nil && !slices.Contains(known, k.Value) {
+			msg := fmt.Sprintf("unknown key %q in %s", k.Value, what)
+			if s := scenario.Suggest(k.Value, known); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			p.add(pos(k), "%s (keys: %s)", msg, strings.Join(known, ", "))
+			continue
+		}
+		out = append(out, entry{key: k.Value, keyNode: k, valueNod: n.Content[i+1]})
+	}
+	return out
+}
+
+// scalar returns a single value, reporting lists, maps and empty values.
+func (p *parser) scalar(what string, n *yaml.Node) (string, *yaml.Node, bool) {
+	n = p.node(n)
+	if n == nil {
+		return "", nil, false
+	}
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		p.add(pos(n), "%s must be a single value, not %s", what, kindName(n))
+		return "", nil, false
+	}
+	return n.Value, n, true
+}
+
+// Parse reads a matrix file. Problems are a *scenario.Errors: one FILE:LINE:COL line each.
+// Selectors naming agents the file does not declare are checked by Expand, which knows the
+// inventory's agents too.
+func Parse(path string, data []byte) (*File, error) {
+	p := &parser{path: path, file: &File{Path: path}}
+	root, ok := p.document(data)
+	if ok {
+		p.top(root)
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return p.file, nil
+}
+
+func (p *parser) document(data []byte) (*yaml.Node, bool) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.add(scenario.Pos{Line: 1, Col: 1}, "the file is empty; a matrix has services, sources, targets and expect")
+			return nil, false
+		}
+		p.add(scenario.Pos{Line: 1, Col: 1}, "invalid YAML: %v", err)
+		return nil, false
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		p.add(scenario.Pos{Line: max(next.Line, 1), Col: max(next.Column, 1)}, "a second YAML document (after ---) or invalid YAML; a file holds one matrix")
+		return nil, false
+	}
+	if len(doc.Content) != 1 {
+		p.add(scenario.Pos{Line: 1, Col: 1}, "the file is empty; a matrix has services, sources, targets and expect")
+		return nil, false
+	}
+	return doc.Content[0], true
+}
+
+func (p *parser) top(root *yaml.Node) {
+	entries := p.mapping(root, "a matrix", "{name: ..., services: {...}, sources: [all], targets: [all], expect: {default: open}}", topKeys)
+	if entries == nil {
+		return
+	}
+	p.file.Name = strings.TrimSuffix(filepath.Base(p.path), filepath.Ext(p.path))
+	has := map[string]bool{}
+	for _, e := range entries {
+		has[e.key] = true
+		switch e.key {
+		case "name":
+			if s, _, ok := p.scalar("name", e.valueNod); ok {
+				p.file.Name = s
+			}
+		case "agents":
+			p.agents(e.valueNod)
+		case "services":
+			p.services(e.valueNod)
+		case "sources":
+			p.file.Sources = p.selectors("sources", e.valueNod)
+		case "targets":
+			p.file.Targets = p.selectors("targets", e.valueNod)
+		case "expect":
+			p.expect(e.valueNod)
+		case "probe":
+			p.probe(e.valueNod)
+		}
+	}
+	for _, k := range []string{"services", "sources", "targets", "expect"} {
+		if !has[k] {
+			p.add(pos(root), "missing key %q: a matrix needs services, sources, targets and expect (e.g. sources: [all])", k)
+		}
+	}
+}
+
+func (p *parser) agents(n *yaml.Node) {
+	entries := p.mapping(n, "agents", "{h1: 10.77.0.2:7700, h2: {address: 10.77.0.3:7700, labels: {role: db}}}", nil)
+	if len(entries) > maxAgents {
+		p.add(pos(n), "%d agents; at most %d", len(entries), maxAgents)
+		return
+	}
+	for _, e := range entries {
+		if !identRE().MatchString(e.key) {
+			p.add(pos(e.keyNode), "an agent name must be a letter or _ followed by letters, digits, _, . or -; got %q", e.key)
+			continue
+		}
+		a := Agent{Name: e.key}
+		v := p.node(e.valueNod)
+		if v == nil {
+			continue
+		}
+		if v.Kind == yaml.MappingNode {
+			for _, f := range p.mapping(v, "agent "+e.key, "{address: 10.77.0.3:7700, labels: {role: db}}", agentKeys) {
+				switch f.key {
+				case "address":
+					a.Address, _, _ = p.scalar("address", f.valueNod)
+				case "labels":
+					a.Labels = p.labels("labels of agent "+e.key, f.valueNod)
+				}
+			}
+		} else {
+			a.Address, _, _ = p.scalar("agent "+e.key, v)
+		}
+		if msg := CheckAddress(a.Address); msg != "" {
+			p.add(pos(v), "agent %s: %s", e.key, msg)
+		}
+		p.file.Agents = append(p.file.Agents, a)
+	}
+}
+
+// CheckAddress says what is wrong with an agent's address, or "".
+func CheckAddress(a string) string {
+	switch {
+	case a == "":
+		return "no address; give HOST:PORT, unix:PATH or local"
+	case a == "local", strings.HasPrefix(a, "unix:/"):
+		return ""
+	}
+	i := strings.LastIndexByte(a, ':')
+	if i <= 0 {
+		return fmt.Sprintf("%q has no port; give HOST:PORT, unix:PATH or local", a)
+	}
+	if n, err := strconv.Atoi(a[i+1:]); err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("%q: port %q is not a number from 1 to 65535", a, a[i+1:])
+	}
+	return ""
+}
+
+// labels reads a map of label keys to values.
+func (p *parser) labels(what string, n *yaml.Node) map[string]string {
+	out := map[string]string{}
+	for _, e := range p.mapping(n, what, "{role: web, zone: a}", nil) {
+		if !identRE().MatchString(e.key) {
+			p.add(pos(e.keyNode), "a label key must be a letter or _ followed by letters, digits, _, . or -; got %q", e.key)
+			continue
+		}
+		if v, vn, ok := p.scalar("label "+e.key, e.valueNod); ok {
+			if _, err := path.Match(v, ""); err != nil {
+				p.add(pos(vn), "label %s: %q is not a valid pattern (%v)", e.key, v, err)
+				continue
+			}
+			out[e.key] = v
+		}
+	}
+	return out
+}
+
+func (p *parser) services(n *yaml.Node) {
+	entries := p.mapping(n, "services", "{web: {network: tcp, port: 8080}}", nil)
+	if n.Kind == yaml.MappingNode && len(n.Content) == 0 {
+		p.add(pos(n), "services is empty; give at least one, e.g. {web: {network: tcp, port: 8080}}")
+	}
+	if len(entries) > maxServices {
+		p.add(pos(n), "%d services; at most %d", len(entries), maxServices)
+		return
+	}
+	for _, e := range entries {
+		s := Service{Name: e.key, Pos: pos(e.keyNode)}
+		if !identRE().MatchString(e.key) || e.key == "all" {
+			p.add(pos(e.keyNode), "a service name must be a letter or _ followed by letters, digits, _, . or -, and not \"all\"; got %q", e.key)
+		}
+		fields := p.mapping(e.valueNod, "service "+e.key, "{network: tcp, port: 8080}", serviceKeys)
+		given := map[string]bool{}
+		for _, f := range fields {
+			given[f.key] = true
+			v, vn, ok := p.scalar(f.key, f.valueNod)
+			if !ok {
+				continue
+			}
+			switch f.key {
+			case "network":
+				if !slices.Contains(networks, v) {
+					msg := fmt.Sprintf("service %s: network %q is not one of %s", e.key, v, strings.Join(networks, ", "))
+					if s := scenario.Suggest(v, networks); s != "" {
+						msg += fmt.Sprintf("; did you mean %q?", s)
+					}
+					p.add(pos(vn), "%s", msg)
+				}
+				s.Network = v
+			case "port":
+				port, err := strconv.Atoi(v)
+				if err != nil || port < 1 || port > 65535 {
+					p.add(pos(vn), "service %s: port %q is not a number from 1 to 65535", e.key, v)
+				}
+				s.Port = port
+			}
+		}
+		if fields != nil && (!given["network"] || !given["port"]) {
+			p.add(pos(e.keyNode), "service %s needs network and port, e.g. {network: tcp, port: 8080}", e.key)
+		}
+		p.file.Services = append(p.file.Services, s)
+	}
+}
+
+// selectors reads one selector or a list of them.
+func (p *parser) selectors(what string, n *yaml.Node) []Selector {
+	n = p.node(n)
+	if n == nil {
+		return nil
+	}
+	items := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		items = n.Content
+		if len(items) == 0 {
+			p.add(pos(n), "%s is empty; give agent names, label selectors such as {role: web}, or all", what)
+		}
+	}
+	var out []Selector
+	for _, it := range items {
+		it = p.node(it)
+		if it == nil {
+			return out
+		}
+		switch it.Kind {
+		case yaml.ScalarNode:
+			if it.Tag == "!!null" {
+				p.add(pos(it), "%s: an empty selector; give an agent name, a pattern such as web*, {role: web}, or all", what)
+				continue
+			}
+			if _, err := path.Match(it.Value, ""); err != nil {
+				p.add(pos(it), "%s: %q is not a valid name pattern (%v)", what, it.Value, err)
+				continue
+			}
+			out = append(out, Selector{All: it.Value == "all", Name: it.Value, Pos: pos(it)})
+		case yaml.MappingNode:
+			l := p.labels(what+" selector", it)
+			if len(l) == 0 {
+				p.add(pos(it), "%s: an empty label selector {} would pick every agent; write all", what)
+				continue
+			}
+			out = append(out, Selector{Labels: l, Pos: pos(it)})
+		default:
+			p.add(pos(it), "%s: a selector is an agent name, a pattern, {label: value} or all, not %s", what, kindName(it))
+		}
+	}
+	return out
+}
+
+func (p *parser) verdict(what string, n *yaml.Node) (Verdict, bool) {
+	v, vn, ok := p.scalar(what, n)
+	if !ok {
+		return "", false
+	}
+	if !slices.Contains(expectable, v) {
+		msg := fmt.Sprintf("%s: %q is not one of %s", what, v, strings.Join(expectable, ", "))
+		if s := scenario.Suggest(v, expectable); s != "" {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		}
+		p.add(pos(vn), "%s", msg)
+		return "", false
+	}
+	return Verdict(v), true
+}
+
+func (p *parser) expect(n *yaml.Node) {
+	p.file.Default = Open
+	for _, e := range p.mapping(n, "expect", "{default: open, rules: [...]}", expectKeys) {
+		switch e.key {
+		case "default":
+			if v, ok := p.verdict("expect.default", e.valueNod); ok {
+				p.file.Default = v
+			}
+		case "rules":
+			rn := p.node(e.valueNod)
+			if rn == nil {
+				continue
+			}
+			if rn.Kind != yaml.SequenceNode {
+				p.add(pos(rn), "expect.rules must be a list such as [{from: all, to: {role: db}, service: web, expect: filtered}], not %s", kindName(rn))
+				continue
+			}
+			for _, r := range rn.Content {
+				p.rule(r)
+			}
+		}
+	}
+}
+
+func (p *parser) rule(n *yaml.Node) {
+	r := Rule{Pos: pos(n)}
+	has := map[string]bool{}
+	for _, e := range p.mapping(n, "a rule", "{from: all, to: {role: db}, service: web, expect: filtered}", ruleKeys) {
+		has[e.key] = true
+		switch e.key {
+		case "from":
+			r.From = p.selectors("from", e.valueNod)
+		case "to":
+			r.To = p.selectors("to", e.valueNod)
+		case "service":
+			r.Services = p.serviceRefs(e.valueNod)
+		case "expect":
+			r.Expect, _ = p.verdict("expect", e.valueNod)
+		}
+	}
+	if !has["expect"] {
+		p.add(r.Pos, "a rule needs expect: open, closed, filtered, unreachable or any")
+	}
+	if !has["from"] {
+		r.From = []Selector{{All: true, Name: "all", Pos: r.Pos}}
+	}
+	if !has["to"] {
+		r.To = []Selector{{All: true, Name: "all", Pos: r.Pos}}
+	}
+	p.file.Rules = append(p.file.Rules, r)
+}
+
+// serviceRefs reads a rule's service: a name, a list of names, or all (nil).
+func (p *parser) serviceRefs(n *yaml.Node) []string {
+	n = p.node(n)
+	if n == nil {
+		return nil
+	}
+	items := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		items = n.Content
+	}
+	var names []string
+	for _, it := range items {
+		v, vn, ok := p.scalar("service", it)
+		if !ok {
+			continue
+		}
+		if v == "all" {
+			return nil
+		}
+		if !slices.ContainsFunc(p.file.Services, func(s Service) bool { return s.Name == v }) {
+			known := make([]string, len(p.file.Services))
+			for i, s := range p.file.Services {
+				known[i] = s.Name
+			}
+			msg := fmt.Sprintf("service %q is not declared under services (%s)", v, strings.Join(known, ", "))
+			if s := scenario.Suggest(v, known); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			p.add(pos(vn), "%s", msg)
+			continue
+		}
+		names = append(names, v)
+	}
+	return names
+}
+
+func (p *parser) probe(n *yaml.Node) {
+	pr := &p.file.Probe
+	for _, e := range p.mapping(n, "probe", "{concurrency: 64, timeout: 1s, attempts: 2, spacing: 100ms, pace: 500}", probeKeys) {
+		v, vn, ok := p.scalar("probe."+e.key, e.valueNod)
+		if !ok {
+			continue
+		}
+		switch e.key {
+		case "concurrency":
+			pr.Concurrency = p.count(e.key, v, vn, 1, maxConcurrency)
+		case "attempts":
+			pr.Attempts = p.count(e.key, v, vn, 2, maxAttempts)
+		case "pace":
+			pr.Pace = p.count(e.key, v, vn, 1, maxPace)
+		case "timeout":
+			pr.Timeout = p.duration(e.key, v, vn, maxTimeout)
+		case "spacing":
+			pr.Spacing = p.duration(e.key, v, vn, maxSpacing)
+		}
+	}
+}
+
+func (p *parser) count(key, v string, n *yaml.Node, lo, hi int) int {
+	x, err := strconv.Atoi(v)
+	if err != nil || x < lo || x > hi {
+		p.add(pos(n), "probe.%s: %q is not a number from %d to %d", key, v, lo, hi)
+		return 0
+	}
+	return x
+}
+
+func (p *parser) duration(key, v string, n *yaml.Node, hi time.Duration) time.Duration {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > hi {
+		p.add(pos(n), "probe.%s: %q is not a duration from 1ms to %s (such as 500ms)", key, v, hi)
+		return 0
+	}
+	return d
+}
