@@ -78,6 +78,9 @@ type Config struct {
 	// RequireAndVerifyClientCert it is mTLS, and a verified client certificate names the
 	// caller "cert:" + its whole subject, RFC 4514 with every value escaped.
 	TLS *tls.Config
+	// Labels are reported by GetInfo, for inventories that discover agents and select them
+	// by label (contract.CheckLabel; at most contract.MaxLabels).
+	Labels map[string]string
 	// Metrics makes the agent keep Prometheus metrics, served by MetricsHandler (off: no
 	// metrics interceptor runs and nothing is counted for them).
 	Metrics bool
@@ -194,6 +197,14 @@ func New(cfg Config) (*Agent, error) {
 	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails on supported platforms
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if len(cfg.Labels) > contract.MaxLabels {
+		return nil, fmt.Errorf("agent config: %d labels; at most %d", len(cfg.Labels), contract.MaxLabels)
+	}
+	for k, v := range cfg.Labels {
+		if err := contract.CheckLabel(k, v); err != nil {
+			return nil, fmt.Errorf("agent config: %w", err)
+		}
 	}
 	if cfg.Tokens != nil && cfg.Tokens.Len() == 0 {
 		return nil, errors.New("agent config: Tokens is empty; give at least one token or none at all")

@@ -33,6 +33,7 @@ func (s *agentService) GetInfo(ctx context.Context, req *sockagentv1.GetInfoRequ
 	idle := max(a.cfg.IdleTimeout, 0) // negative: never, shown as 0
 	return &sockagentv1.GetInfoResponse{
 		Hostname:   h.hostname,
+		Labels:     a.cfg.Labels,
 		Version:    a.cfg.Version,
 		Os:         runtime.GOOS,
 		Arch:       runtime.GOARCH,

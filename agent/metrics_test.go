@@ -249,3 +249,19 @@ func TestMetricsServed(t *testing.T) {
 	}
 	check("after close")
 }
+
+// TestGetInfoLabels: the agent reports the labels it was configured with; invalid ones are
+// refused at New.
+func TestGetInfoLabels(t *testing.T) {
+	e := newEnvWith(t, agent.Config{Labels: map[string]string{"zone": "a", "role": "web"}})
+	info, err := e.ac.GetInfo(ctxT(t), &sockagentv1.GetInfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.GetLabels(); len(got) != 2 || got["zone"] != "a" || got["role"] != "web" {
+		t.Fatalf("labels %v, want zone=a role=web", got)
+	}
+	if _, err := agent.New(agent.Config{Labels: map[string]string{"bad key": "x"}}); err == nil || !strings.Contains(err.Error(), `label key "bad key"`) {
+		t.Fatalf("New with a bad label: %v", err)
+	}
+}

@@ -111,6 +111,7 @@ type app struct {
 	output       outputFormat
 	timeout      time.Duration
 	dial         client.Options // --tls --ca --cert --key --server-name --token-file
+	dnsServer    string         // --dns-server: for --inventory dns:NAME
 }
 
 // dialOptions are the credentials of the global flags; --token-file defaults to
@@ -227,6 +228,7 @@ func (a *app) newRootCommand() *cobra.Command {
 	f.StringVar(&a.dial.Cert, "cert", "", "client certificate `FILE` (PEM) for an agent that requires one (mTLS); needs --key")
 	f.StringVar(&a.dial.Key, "key", "", "private key `FILE` (PEM) of --cert")
 	f.StringVar(&a.dial.ServerName, "server-name", "", "`NAME` the agent's certificate must carry (default: the host of --agent)")
+	f.StringVar(&a.dnsServer, "dns-server", "", "resolve --inventory dns:NAME and dns+srv:NAME with the DNS server at `HOST:PORT` instead of the system's resolver")
 	f.StringVar(&a.dial.TokenFile, "token-file", "", "send the first token in `FILE` (NAME:SECRET or SECRET) as 'authorization: Bearer SECRET'; when not given, $"+envTokenFile+" if set")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		a.agentChanged = cmd.Flags().Changed("agent")
@@ -245,7 +247,7 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
 		a.serveCommand(), a.probeCommand(), a.throughputCommand(),
 		a.demoCommand(), a.runCommand(), a.matrixCommand(), a.validateCommand(), a.pkiCommand(),
-		a.attachCommand(), a.connectCommand(), a.versionCommand(), a.setoptCommand(), a.eventsCommand(),
+		a.attachCommand(), a.connectCommand(), a.versionCommand(), a.setoptCommand(), a.eventsCommand(), a.discoverCommand(),
 	)
 	for _, c := range root.Commands() {
 		if !strings.Contains(c.Long, "Exit status:") { // demo, run, validate and pki say their own

@@ -160,7 +160,7 @@ func (a *app) eventTargets(o eventsOptions) ([]eventTarget, error) {
 		return nil
 	}
 	if o.inventory != "" {
-		inv, err := loadInventory(o.inventory)
+		inv, err := a.loadInventory(o.inventory)
 		if err != nil {
 			return nil, err
 		}

@@ -151,7 +151,7 @@ func (a *app) matrixPlan(f *matrix.File, inventory string) (*matrix.Plan, map[st
 		targets[ag.Name] = matrix.Target{Addr: ag.Address, Dial: dial}
 	}
 	if inventory != "" {
-		inv, err := loadInventory(inventory)
+		inv, err := a.loadInventory(inventory)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -106,7 +106,7 @@ func (a *app) runCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			targets, err := agentTargets(f, inventory, agents, a.dialOptions())
+			targets, err := agentTargets(f, inventory, agents, a.dialOptions(), a.loadInventory)
 			if err != nil {
 				return err
 			}
@@ -300,8 +300,9 @@ func (e inventoryEntry) apply(base client.Options, dir string) client.Options {
 	return o
 }
 
-// loadInventory reads --inventory; problems are a badInput (exit 2) at FILE:LINE:COL.
-func loadInventory(path string) (*inventoryFile, error) {
+// readInventoryFile reads an --inventory file; problems are a badInput (exit 2) at
+// FILE:LINE:COL.
+func readInventoryFile(path string) (*inventoryFile, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &badInput{err: fmt.Errorf("--inventory: %w", err)}
@@ -322,7 +323,7 @@ func loadInventory(path string) (*inventoryFile, error) {
 // --agent's; and its credentials: the global flags (dial), overridden by the agent's
 // inventory entry. The credentials of every remote agent are checked (files read) before
 // the run starts.
-func agentTargets(f *scenario.File, inventory string, flags []string, dial client.Options) (map[string]runner.Target, error) {
+func agentTargets(f *scenario.File, inventory string, flags []string, dial client.Options, load func(string) (*inventoryFile, error)) (map[string]runner.Target, error) {
 	targets := map[string]runner.Target{}
 	var names []string
 	for _, ag := range f.Agents {
@@ -330,7 +331,7 @@ func agentTargets(f *scenario.File, inventory string, flags []string, dial clien
 		names = append(names, ag.Name)
 	}
 	if inventory != "" {
-		inv, err := loadInventory(inventory)
+		inv, err := load(inventory)
 		if err != nil {
 			return nil, err
 		}

@@ -29,23 +29,24 @@ import (
 // Config is sockagent's settings, one field per flag. DefaultConfig gives the defaults the
 // flags show.
 type Config struct {
-	Listen          string        // --listen: host:port, or unix:PATH
-	LogFormat       string        // --log-format: text or json
-	LogLevel        string        // --log-level: debug, info, warn or error
-	DefaultTimeout  time.Duration // --default-timeout
-	MaxRecvBytes    int           // --max-recv-bytes
-	MaxMessageBytes int           // --max-message-bytes
-	ShutdownTimeout time.Duration // --shutdown-timeout
-	TLSCert         string        // --tls-cert
-	TLSKey          string        // --tls-key
-	ClientCA        string        // --client-ca
-	TokenFile       string        // --token-file
-	Insecure        bool          // --insecure
-	AuditLog        string        // --audit-log: a file, or - for the log's writer
-	IdleTimeout     time.Duration // --idle-timeout: 0 means never
-	PolicyFile      string        // --policy
-	SocketDir       string        // --socket-dir
-	MetricsListen   string        // --metrics-listen: host:port, empty = no metrics
+	Listen          string            // --listen: host:port, or unix:PATH
+	LogFormat       string            // --log-format: text or json
+	LogLevel        string            // --log-level: debug, info, warn or error
+	DefaultTimeout  time.Duration     // --default-timeout
+	MaxRecvBytes    int               // --max-recv-bytes
+	MaxMessageBytes int               // --max-message-bytes
+	ShutdownTimeout time.Duration     // --shutdown-timeout
+	TLSCert         string            // --tls-cert
+	TLSKey          string            // --tls-key
+	ClientCA        string            // --client-ca
+	TokenFile       string            // --token-file
+	Insecure        bool              // --insecure
+	AuditLog        string            // --audit-log: a file, or - for the log's writer
+	IdleTimeout     time.Duration     // --idle-timeout: 0 means never
+	PolicyFile      string            // --policy
+	SocketDir       string            // --socket-dir
+	MetricsListen   string            // --metrics-listen: host:port, empty = no metrics
+	Labels          map[string]string // --label KEY=VALUE, repeated
 
 	MaxConnections        int           // --max-connections
 	MaxUnauthenticated    int           // --max-unauthenticated
@@ -105,6 +106,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxHealthWatches, "max-health-watches", c.MaxHealthWatches, "health.Watch streams open on the agent (16 per connection); more answer RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.MaxSweepPace, "max-sweep-pace", c.MaxSweepPace, "first contacts to new addresses per second a Sweep may make (a sweep asking for more gets this), so a matrix does not flood the host's network with ARP or neighbour discovery")
 	fs.StringVar(&c.SocketDir, "socket-dir", c.SocketDir, "the agent's socket directory, where the default policy lets callers put UNIX sockets (\"$SOCKETS\" in a policy's unix_paths); created mode 0700, or must be a directory only the agent's user may enter")
+	fs.Func("label", "label the agent `KEY=VALUE` (repeatable): GetInfo reports it, and sockctl's discovered inventories (--inventory dns:NAME) carry it for selection", c.addLabel)
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "serve Prometheus metrics at http://ADDR/metrics (https with --tls-cert); off when empty. A non-loopback address needs --token-file or --client-ca (or --insecure), as --listen does")
 	fs.StringVar(&c.PolicyFile, "policy", c.PolicyFile, "YAML policy: which networks, destinations, local ports and UNIX paths each caller may use, and limits (default: see policy.DefaultYAML)")
 }
@@ -227,6 +229,7 @@ func (c Config) Build(w io.Writer) (*Setup, error) {
 		MaxStreams:            c.MaxStreams,
 		MaxHealthWatches:      c.MaxHealthWatches,
 		Metrics:               c.MetricsListen != "",
+		Labels:                c.Labels,
 		MaxSweepPace:          c.MaxSweepPace,
 	}
 	if c.IdleTimeout == 0 {
@@ -342,4 +345,26 @@ func refusal(addr string, tls bool) error {
 	}
 	return errors.New(s + "Fix: --tls-cert F --tls-key F --client-ca F (mTLS), or --token-file F (better with TLS too),\n" +
 		"or --listen on loopback (127.0.0.1:7700), or --insecure to accept the risk.")
+}
+
+// addLabel is --label KEY=VALUE: checked as the agent will (contract.CheckLabel), once per key.
+func (c *Config) addLabel(kv string) error {
+	k, v, ok := strings.Cut(kv, "=")
+	if !ok {
+		return fmt.Errorf("%q: write KEY=VALUE, such as zone=a", kv)
+	}
+	if err := contract.CheckLabel(k, v); err != nil {
+		return err
+	}
+	if _, dup := c.Labels[k]; dup {
+		return fmt.Errorf("label %s given twice", k)
+	}
+	if len(c.Labels) >= contract.MaxLabels {
+		return fmt.Errorf("more than %d labels", contract.MaxLabels)
+	}
+	if c.Labels == nil {
+		c.Labels = map[string]string{}
+	}
+	c.Labels[k] = v
+	return nil
 }

@@ -544,7 +544,10 @@ type GetInfoResponse struct {
 	// policy's unix_paths). Empty on an agent that has none.
 	SocketDir string `protobuf:"bytes,13,opt,name=socket_dir,json=socketDir,proto3" json:"socket_dir,omitempty"`
 	// process is the agent process's resources, when GetInfoRequest.process asked for them.
-	Process       *ProcessStats `protobuf:"bytes,14,opt,name=process,proto3" json:"process,omitempty"`
+	Process *ProcessStats `protobuf:"bytes,14,opt,name=process,proto3" json:"process,omitempty"`
+	// labels the agent was started with (sockagent --label KEY=VALUE), for inventories that
+	// discover agents (sockctl --inventory dns:NAME) and select them by label.
+	Labels        map[string]string `protobuf:"bytes,15,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -677,6 +680,13 @@ func (x *GetInfoResponse) GetProcess() *ProcessStats {
 	return nil
 }
 
+func (x *GetInfoResponse) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
 var File_sockagent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_agent_proto_rawDesc = "" +
@@ -726,7 +736,7 @@ const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\x12max_health_watches\x18\x16 \x01(\rR\x10maxHealthWatches\x12A\n" +
 	"\x1dhealth_watches_per_connection\x18\x17 \x01(\rR\x1ahealthWatchesPerConnection\x122\n" +
 	"\x15caller_buffered_bytes\x18\x18 \x01(\x04R\x13callerBufferedBytes\x12'\n" +
-	"\x0fcaller_sessions\x18\x19 \x01(\rR\x0ecallerSessions\"\x87\x04\n" +
+	"\x0fcaller_sessions\x18\x19 \x01(\rR\x0ecallerSessions\"\x85\x05\n" +
 	"\x0fGetInfoResponse\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x0e\n" +
@@ -747,7 +757,11 @@ const file_sockagent_v1_agent_proto_rawDesc = "" +
 	"\x03pid\x18\f \x01(\x03R\x03pid\x12\x1d\n" +
 	"\n" +
 	"socket_dir\x18\r \x01(\tR\tsocketDir\x124\n" +
-	"\aprocess\x18\x0e \x01(\v2\x1a.sockagent.v1.ProcessStatsR\aprocess2V\n" +
+	"\aprocess\x18\x0e \x01(\v2\x1a.sockagent.v1.ProcessStatsR\aprocess\x12A\n" +
+	"\x06labels\x18\x0f \x03(\v2).sockagent.v1.GetInfoResponse.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012V\n" +
 	"\fAgentService\x12F\n" +
 	"\aGetInfo\x12\x1c.sockagent.v1.GetInfoRequest\x1a\x1d.sockagent.v1.GetInfoResponseB\xac\x01\n" +
 	"\x10com.sockagent.v1B\n" +
@@ -765,32 +779,34 @@ func file_sockagent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_sockagent_v1_agent_proto_rawDescData
 }
 
-var file_sockagent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_sockagent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_sockagent_v1_agent_proto_goTypes = []any{
 	(*GetInfoRequest)(nil),        // 0: sockagent.v1.GetInfoRequest
 	(*ProcessStats)(nil),          // 1: sockagent.v1.ProcessStats
 	(*Interface)(nil),             // 2: sockagent.v1.Interface
 	(*Limits)(nil),                // 3: sockagent.v1.Limits
 	(*GetInfoResponse)(nil),       // 4: sockagent.v1.GetInfoResponse
-	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	nil,                           // 5: sockagent.v1.GetInfoResponse.LabelsEntry
+	(*durationpb.Duration)(nil),   // 6: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_sockagent_v1_agent_proto_depIdxs = []int32{
-	5, // 0: sockagent.v1.Limits.default_timeout:type_name -> google.protobuf.Duration
-	5, // 1: sockagent.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
-	5, // 2: sockagent.v1.Limits.auth_timeout:type_name -> google.protobuf.Duration
-	2, // 3: sockagent.v1.GetInfoResponse.interfaces:type_name -> sockagent.v1.Interface
-	6, // 4: sockagent.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
-	5, // 5: sockagent.v1.GetInfoResponse.uptime:type_name -> google.protobuf.Duration
-	3, // 6: sockagent.v1.GetInfoResponse.limits:type_name -> sockagent.v1.Limits
-	1, // 7: sockagent.v1.GetInfoResponse.process:type_name -> sockagent.v1.ProcessStats
-	0, // 8: sockagent.v1.AgentService.GetInfo:input_type -> sockagent.v1.GetInfoRequest
-	4, // 9: sockagent.v1.AgentService.GetInfo:output_type -> sockagent.v1.GetInfoResponse
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	6,  // 0: sockagent.v1.Limits.default_timeout:type_name -> google.protobuf.Duration
+	6,  // 1: sockagent.v1.Limits.idle_timeout:type_name -> google.protobuf.Duration
+	6,  // 2: sockagent.v1.Limits.auth_timeout:type_name -> google.protobuf.Duration
+	2,  // 3: sockagent.v1.GetInfoResponse.interfaces:type_name -> sockagent.v1.Interface
+	7,  // 4: sockagent.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
+	6,  // 5: sockagent.v1.GetInfoResponse.uptime:type_name -> google.protobuf.Duration
+	3,  // 6: sockagent.v1.GetInfoResponse.limits:type_name -> sockagent.v1.Limits
+	1,  // 7: sockagent.v1.GetInfoResponse.process:type_name -> sockagent.v1.ProcessStats
+	5,  // 8: sockagent.v1.GetInfoResponse.labels:type_name -> sockagent.v1.GetInfoResponse.LabelsEntry
+	0,  // 9: sockagent.v1.AgentService.GetInfo:input_type -> sockagent.v1.GetInfoRequest
+	4,  // 10: sockagent.v1.AgentService.GetInfo:output_type -> sockagent.v1.GetInfoResponse
+	10, // [10:11] is the sub-list for method output_type
+	9,  // [9:10] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_sockagent_v1_agent_proto_init() }
@@ -804,7 +820,7 @@ func file_sockagent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sockagent_v1_agent_proto_rawDesc), len(file_sockagent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
