@@ -154,7 +154,7 @@ func TestExactReadNeedsStream(t *testing.T) {
 // cancelled RPC ends it at once with CANCELLED, not TIMEOUT; afterwards no call is pending.
 func TestRecvTimeouts(t *testing.T) {
 	t.Parallel()
-	tb := newTable(600*time.Millisecond, 1<<20, nil)
+	tb := newTable(500*time.Millisecond, 1<<20, nil)
 	defer tb.Stop()
 	ctx := WithCaller(t.Context(), Caller{ID: "a"})
 	_, srv := streamPair(t, tb, ctx)
@@ -162,9 +162,9 @@ func TestRecvTimeouts(t *testing.T) {
 		timeout  time.Duration
 		min, max time.Duration
 	}{
-		{150 * time.Millisecond, 150 * time.Millisecond, 550 * time.Millisecond},
-		{0, 600 * time.Millisecond, 3 * time.Second},
-		{-time.Second, 600 * time.Millisecond, 3 * time.Second},
+		{100 * time.Millisecond, 100 * time.Millisecond, 450 * time.Millisecond},
+		{0, 500 * time.Millisecond, 3 * time.Second},
+		{-time.Second, 500 * time.Millisecond, 3 * time.Second},
 	} {
 		start := time.Now()
 		_, _, err := tb.Recv(ctx, srv, 0, 0, tc.timeout)

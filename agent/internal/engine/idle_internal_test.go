@@ -38,7 +38,7 @@ func TestIdleReaper(t *testing.T) {
 	}
 	recvDone := make(chan error, 1)
 	go func() {
-		_, _, err := tb.RecvFrom(ctx, waiting.ID, 0, 4*idle)
+		_, _, err := tb.RecvFrom(ctx, waiting.ID, 0, 2*idle)
 		recvDone <- err
 	}()
 
@@ -54,7 +54,7 @@ func TestIdleReaper(t *testing.T) {
 	if _, err := tb.GetFor(ctx, forgotten.ID); !errors.Is(err, ErrUnknownSocket) || !strings.Contains(err.Error(), "idle for the agent's idle timeout (300ms)") {
 		t.Errorf("a call on the reaped socket: %v", err)
 	}
-	// The waiting RecvFrom times out at 4 idle; it was pending all along, so never reaped.
+	// The waiting RecvFrom times out at 2 idle; it was pending all along, so never reaped.
 	if err := <-recvDone; Reason(err) != "TIMEOUT" {
 		t.Errorf("the waiting RecvFrom: %v, want TIMEOUT", err)
 	}
