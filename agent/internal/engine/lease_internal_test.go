@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -275,5 +277,45 @@ func TestSameInstance(t *testing.T) {
 	}
 	if err := tb.sameInstance(WithInstance(bg, "xyz"), ours); Reason(err) != contract.ReasonInvalidArgument {
 		t.Errorf("a malformed header: %v", err)
+	}
+}
+
+// TestReclaimedMemory: the table remembers why it closed the last maxReclaimed sockets, no
+// fewer, and forgets the oldest first.
+func TestReclaimedMemory(t *testing.T) {
+	t.Parallel()
+	tb := newTable(time.Second, 1<<20, nil)
+	defer tb.Stop()
+	ctx := WithCaller(context.Background(), Caller{ID: "a"})
+	tb.mu.Lock()
+	for i := range maxReclaimed - 1 {
+		id := "old-" + strconv.Itoa(i)
+		tb.reclaimed[id] = reclaim{owner: "a", why: "old"}
+		tb.reclaimedOrder = append(tb.reclaimedOrder, id)
+	}
+	tb.mu.Unlock()
+	var ids []string
+	for range 2 {
+		b, err := tb.Bind(ctx, "udp", "127.0.0.1:0", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, b.ID)
+	}
+	if n := tb.CloseOwner("a", "revoked"); n != 2 {
+		t.Fatalf("CloseOwner closed %d, want 2", n)
+	}
+	tb.mu.Lock()
+	n := len(tb.reclaimed)
+	_, oldestKept := tb.reclaimed["old-0"]
+	_, secondKept := tb.reclaimed["old-1"]
+	tb.mu.Unlock()
+	if n != maxReclaimed || oldestKept || !secondKept {
+		t.Errorf("remembered %d (oldest kept: %v, second: %v); want %d, the oldest forgotten", n, oldestKept, secondKept, maxReclaimed)
+	}
+	for _, id := range ids {
+		if _, err := tb.GetFor(ctx, id); !strings.Contains(fmt.Sprint(err), "the agent closed it: revoked") {
+			t.Errorf("socket %s: %v", id, err)
+		}
 	}
 }
