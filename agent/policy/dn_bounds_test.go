@@ -23,6 +23,7 @@ func TestParseDNAccepts(t *testing.T) {
 		{"9.0.1=1", [][]ap{{{"9.0.1", []string{"1"}}}}},
 		{`CN=a\,b\+c\\d\*e\ `, [][]ap{{{"CN", []string{`a,b+c\d*e `}}}}},
 		{`CN=\30\39\61\66\41\46`, [][]ap{{{"CN", []string{"09afAF"}}}}},
+		{`CN=\ff\FF\aA\90\0a`, [][]ap{{{"CN", []string{"\xff\xff\xaa\x90\n"}}}}},
 		{"CN=  padded  ,O=x", [][]ap{{{"CN", []string{"padded"}}}, {{"O", []string{"x"}}}}},
 		{"CN=   ", [][]ap{{{"CN", []string{""}}}}},
 		{"CN=ab  *cd  *", [][]ap{{{"CN", []string{"ab", "cd", ""}}}}},
