@@ -319,3 +319,21 @@ func TestReclaimedMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownSocketText: an id of this instance's shape that names no socket was closed or
+// never opened; an id of no instance's shape may be from before a restart.
+func TestUnknownSocketText(t *testing.T) {
+	t.Parallel()
+	tb := newTable(time.Second, 1<<20, nil)
+	defer tb.Stop()
+	ctx := WithCaller(context.Background(), Caller{ID: "a"})
+	for id, want := range map[string]string{
+		contract.FormatSocketID(tb.instance, 99): "has no such socket: it was closed, or never opened; ListSockets shows the open ones",
+		"nonsense":                               "has no such socket: if it was opened before, the agent restarted",
+	} {
+		_, err := tb.GetFor(ctx, id)
+		if !errors.Is(err, ErrUnknownSocket) || !strings.Contains(err.Error(), want) {
+			t.Errorf("GetFor(%s): %v, want %q", id, err, want)
+		}
+	}
+}
