@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +148,16 @@ func TestExactReadNeedsStream(t *testing.T) {
 		if took := time.Since(start); took > time.Second {
 			t.Errorf("%s: the refusal took %v: it waited for data", network, took)
 		}
+		// Without exact_bytes, Recv reads one datagram.
+		c, err := net.Dial(network, b.Local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("dgram")); err != nil {
+			t.Fatal(err)
+		}
+		recvWant(t, tb, ctx, b.ID, 0, 0, "dgram", false)
 	}
 }
 
