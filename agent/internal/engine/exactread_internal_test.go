@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -234,5 +235,74 @@ func TestReadLimits(t *testing.T) {
 	send(t, tb, ctx, cli, strings.Repeat("y", 2000))
 	if _, err := tb.Send(ctx, cli, make([]byte, 2001), time.Second); Reason(err) != contract.ReasonLimitExceeded || limitOf(err) != "limits.bytes_per_call" {
 		t.Errorf("Send of 2001 over bytes_per_call 2000: %v", err)
+	}
+}
+
+// TestShutdownDirections: read, write and both are accepted and recorded, anything else is
+// refused; a peer that shut its write side reads as EOF.
+func TestShutdownDirections(t *testing.T) {
+	t.Parallel()
+	tb := newTable(time.Second, 1<<20, nil)
+	defer tb.Stop()
+	ctx := WithCaller(t.Context(), Caller{ID: "a"})
+	for _, dir := range []Direction{ShutRead, ShutWrite, ShutBoth} {
+		cli, srv := streamPair(t, tb, ctx)
+		if _, err := tb.Shutdown(ctx, cli, dir); err != nil {
+			t.Fatalf("Shutdown(%d): %v", dir, err)
+		}
+		tb.mu.Lock()
+		s := tb.socks[cli]
+		tb.mu.Unlock()
+		s.mu.Lock()
+		rd, wr := s.readShut, s.writeShut
+		s.mu.Unlock()
+		if rd != (dir != ShutWrite) || wr != (dir != ShutRead) {
+			t.Errorf("Shutdown(%d): read shut %v, write shut %v", dir, rd, wr)
+		}
+		if dir != ShutRead {
+			recvWant(t, tb, ctx, srv, 0, 0, "", true)
+		}
+	}
+	cli, _ := streamPair(t, tb, ctx)
+	for _, dir := range []Direction{ShutRead - 1, ShutBoth + 1} {
+		if _, err := tb.Shutdown(ctx, cli, dir); Reason(err) != contract.ReasonInvalidArgument {
+			t.Errorf("Shutdown(%d): %v, want INVALID_ARGUMENT", dir, err)
+		}
+	}
+}
+
+// TestRecvOnSocketClosedByAgent: a Recv blocked on a socket the agent closes on its own (its
+// session closed) fails with SOCKET_CLOSED saying why, not with an end of stream, whichever of
+// the session's two ends the agent closes first (the order varies: 20 rounds see both).
+func TestRecvOnSocketClosedByAgent(t *testing.T) {
+	t.Parallel()
+	tb := newTable(5*time.Second, 1<<20, nil)
+	defer tb.Stop()
+	ctx := WithCaller(t.Context(), Caller{ID: "a"})
+	for range 20 {
+		si, err := tb.OpenSession(ctx, time.Minute, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, srv := streamPair(t, tb, WithSession(ctx, si.ID))
+		tb.mu.Lock()
+		s := tb.socks[srv]
+		tb.mu.Unlock()
+		done := make(chan error, 1)
+		go func() {
+			data, eof, err := tb.Recv(ctx, srv, 0, 0, 5*time.Second)
+			if err == nil {
+				err = fmt.Errorf("no error: data %q, eof %v", data, eof)
+			}
+			done <- err
+		}()
+		waitFor(t, 5*time.Second, "the Recv is pending", func() bool { return s.pending.Load() == 1 })
+		if _, _, err := tb.CloseSession(ctx, si.ID); err != nil {
+			t.Fatal(err)
+		}
+		err = <-done
+		if Reason(err) != contract.ReasonSocketClosed || !strings.Contains(err.Error(), "socket closed by the agent: session "+si.ID+" was closed") {
+			t.Fatalf("the blocked Recv: %v (%s), want SOCKET_CLOSED naming the session", err, Reason(err))
+		}
 	}
 }
