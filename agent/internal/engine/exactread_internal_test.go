@@ -306,3 +306,25 @@ func TestRecvOnSocketClosedByAgent(t *testing.T) {
 		}
 	}
 }
+
+// TestRecvLargeAndNamed: a read larger than the pooled buffers gets its own and returns what
+// came; an error on a connected socket names its peer's address.
+func TestRecvLargeAndNamed(t *testing.T) {
+	t.Parallel()
+	tb := newTable(time.Second, 1<<20, nil)
+	defer tb.Stop()
+	ctx := WithCaller(t.Context(), Caller{ID: "a"})
+	cli, srv := streamPair(t, tb, ctx)
+	send(t, tb, ctx, cli, "0123456789")
+	recvWant(t, tb, ctx, srv, defaultReadSize+1000, 0, "0123456789", false)
+	send(t, tb, ctx, cli, "ab")
+	recvWant(t, tb, ctx, srv, defaultReadSize, 0, "ab", false)
+	peer, err := tb.GetFor(ctx, cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = tb.Recv(ctx, srv, 0, 0, 50*time.Millisecond)
+	if md := Metadata(err); Reason(err) != contract.ReasonTimeout || md["address"] != peer.Local || md["socket_id"] != srv || md["op"] != "recv" {
+		t.Errorf("Recv timeout: %v, metadata %v; want TIMEOUT naming the peer %s", err, md, peer.Local)
+	}
+}
