@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/internal/auth"
 	"github.com/sockagent/sockagent/agent/internal/engine"
 	"github.com/sockagent/sockagent/agent/internal/rlimit"
 	"github.com/sockagent/sockagent/agent/policy"
@@ -154,13 +155,11 @@ type Agent struct {
 	unauthHealth atomic.Int64 // health RPCs in progress without a token
 	started      time.Time
 	instance     string
-	tokens       atomic.Pointer[Tokens] // nil: no token authentication
-	// tokenCalls are the RPCs in progress that a token authenticated, for SetTokens to end
-	// those whose token it revokes; tokenCallsMu also orders SetTokens' swap of tokens.
-	tokenCallsMu sync.Mutex
-	tokenCalls   map[*tokenCall]struct{}
-	audit        *slog.Logger // nil: audit lines only in log
-	hostInfo     hostCache    // GetInfo's hostname and interfaces (info.go)
+	// tokens are the current token set (nil: no token authentication) and the RPCs in
+	// progress that a token authenticated, for SetTokens to end those whose token it revokes.
+	tokens   *auth.Registry
+	audit    *slog.Logger // nil: audit lines only in log
+	hostInfo hostCache    // GetInfo's hostname and interfaces (info.go)
 	// ownDir is set when New created the socket directory, so the agent removes it once, on
 	// Close or Shutdown.
 	ownDir     bool
@@ -218,21 +217,18 @@ func New(cfg Config) (*Agent, error) {
 	}
 	cfg.Policy = cfg.Policy.WithSocketDir(cfg.SocketDir)
 	a := &Agent{
-		ownDir:     ownDir,
-		cfg:        cfg,
-		log:        cfg.Logger,
-		health:     health.NewServer(),
-		started:    time.Now(),
-		instance:   hex.EncodeToString(id[:]),
-		audit:      cfg.AuditLogger,
-		refusals:   &refusalLog{log: cfg.Logger, audit: cfg.AuditLogger},
-		tokenCalls: map[*tokenCall]struct{}{},
+		ownDir:   ownDir,
+		cfg:      cfg,
+		log:      cfg.Logger,
+		health:   health.NewServer(),
+		started:  time.Now(),
+		instance: hex.EncodeToString(id[:]),
+		audit:    cfg.AuditLogger,
+		refusals: &refusalLog{log: cfg.Logger, audit: cfg.AuditLogger},
+		tokens:   auth.NewRegistry(cfg.Tokens),
 	}
 	a.conns = &connLimiter{maxTotal: cfg.MaxConnections, maxUnauth: cfg.MaxUnauthenticated, maxPerPeer: cfg.MaxConnectionsPerPeer,
 		authTimeout: cfg.AuthTimeout, log: a.refusals, perPeer: map[string]int{}}
-	if cfg.Tokens != nil {
-		a.tokens.Store(cfg.Tokens)
-	}
 	a.table = engine.New(engine.Config{
 		DefaultTimeout: cfg.DefaultTimeout, MaxRecvBytes: cfg.MaxRecvBytes, MaxMessageBytes: cfg.MaxMessageBytes, Policy: cfg.Policy,
 		Instance: a.instance, Started: a.started, IdleTimeout: cfg.IdleTimeout, OnReclaim: a.logReclaim,

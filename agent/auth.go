@@ -1,28 +1,20 @@
 package agent
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 
 	"github.com/sockagent/sockagent/agent/contract"
-	"github.com/sockagent/sockagent/agent/internal/engine"
-	"github.com/sockagent/sockagent/agent/policy"
+	"github.com/sockagent/sockagent/agent/internal/auth"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -73,26 +65,11 @@ func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// Tokens is an immutable set of bearer tokens with their names. Only SHA-256 sums of the
-// secrets are kept.
-type Tokens struct {
-	names []string
-	sums  [][sha256.Size]byte
-}
+// Tokens is an immutable set of bearer tokens with their names (see auth.Tokens).
+type Tokens = auth.Tokens
 
 // LoadTokens reads a token file; see ParseTokens for the format.
-func LoadTokens(path string) (*Tokens, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("token file: %w", err)
-	}
-	defer f.Close()
-	t, err := ParseTokens(f)
-	if err != nil {
-		return nil, fmt.Errorf("token file %s: %w", path, err)
-	}
-	return t, nil
-}
+func LoadTokens(path string) (*Tokens, error) { return auth.LoadTokens(path) }
 
 // ParseTokens reads tokens, one per line: "NAME:SECRET", or a bare "SECRET" whose name is
 // BareTokenName(SECRET). The caller identity of a token is "token:NAME".
@@ -101,117 +78,11 @@ func LoadTokens(path string) (*Tokens, error) {
 // do not start with "sha256-" (the bare secrets' names); secrets contain no white space.
 // Names and secrets must be unique; at least one token is required. Errors give line numbers,
 // never the line's text, which may hold a secret.
-func ParseTokens(r io.Reader) (*Tokens, error) {
-	t := &Tokens{}
-	seenName := map[string]int{}
-	seenSum := map[[sha256.Size]byte]int{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 64<<10)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, secret, named := strings.Cut(line, ":")
-		if !named {
-			name, secret = BareTokenName(line), line
-		}
-		// No error quotes the line: what looks like a name may be the start of a bare secret
-		// that contains ':', and errors end up in logs.
-		switch {
-		case named && strings.HasPrefix(name, bareTokenPrefix):
-			return nil, fmt.Errorf("line %d: the token name starts with %q, which is reserved for bare secrets; choose another name", n, bareTokenPrefix)
-		case name == "":
-			return nil, fmt.Errorf("line %d: empty name before ':' (write NAME:SECRET, or the secret alone)", n)
-		case !validTokenName(name):
-			return nil, fmt.Errorf("line %d: the text before the first ':' is not a token name (letters, digits and ._@-); a secret that contains ':' needs a name in front: NAME:SECRET", n)
-		case secret == "":
-			return nil, fmt.Errorf("line %d: empty secret after ':' (write NAME:SECRET)", n)
-		case strings.ContainsFunc(secret, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-			return nil, fmt.Errorf("line %d: the secret contains white space or control characters", n)
-		}
-		sum := sha256.Sum256([]byte(secret))
-		if prev, ok := seenName[name]; ok {
-			return nil, fmt.Errorf("line %d: the token name is already used on line %d (each token needs its own name)", n, prev)
-		}
-		if prev, ok := seenSum[sum]; ok {
-			return nil, fmt.Errorf("line %d: the same secret as on line %d (each caller needs its own)", n, prev)
-		}
-		seenName[name], seenSum[sum] = n, n
-		t.names = append(t.names, name)
-		t.sums = append(t.sums, sum)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("line %d: %w", n+1, err)
-	}
-	if len(t.names) == 0 {
-		return nil, errors.New("no tokens (give one per line: NAME:SECRET)")
-	}
-	return t, nil
-}
+func ParseTokens(r io.Reader) (*Tokens, error) { return auth.ParseTokens(r) }
 
-// bareTokenPrefix starts the names of bare secrets.
-const bareTokenPrefix = "sha256-"
-
-// BareTokenName is the name of a token given as a bare secret: "sha256-" and the first 16 hex
-// digits of the SHA-256 of "sockagent-token-id:" + secret. It depends on the secret alone, so
-// a token keeps its identity, its sockets and its rule set wherever its line moves in the
-// file, and another token never inherits them. The sum is domain-separated so that the name
-// in logs and policies matches no published table of plain SHA-256 sums; a guessable secret
-// is still guessable from its name, so bare secrets must be random (or give tokens names).
-func BareTokenName(secret string) string {
-	sum := sha256.Sum256([]byte("sockagent-token-id:" + secret))
-	return bareTokenPrefix + hex.EncodeToString(sum[:8])
-}
-
-func validTokenName(s string) bool {
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune("._@-", r):
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// Len is the number of tokens.
-func (t *Tokens) Len() int { return len(t.names) }
-
-// Names are the tokens' names in file order (the caller identities without "token:").
-func (t *Tokens) Names() []string { return slices.Clone(t.names) }
-
-// match returns the name of the token whose secret is secret. It compares SHA-256 sums in
-// constant time against every token, without stopping at a match, so neither the time nor
-// the secret's length tells which token (or how much of one) matched.
-func (t *Tokens) match(secret string) (string, bool) {
-	sum := sha256.Sum256([]byte(secret))
-	found := -1
-	for i := range t.sums {
-		eq := subtle.ConstantTimeCompare(sum[:], t.sums[i][:])
-		found = subtle.ConstantTimeSelect(eq, i, found)
-	}
-	if found < 0 {
-		return "", false
-	}
-	return t.names[found], true
-}
-
-// sumOf returns the SHA-256 of the secret of the token named name.
-func (t *Tokens) sumOf(name string) ([sha256.Size]byte, bool) {
-	if i := slices.Index(t.names, name); i >= 0 {
-		return t.sums[i], true
-	}
-	return [sha256.Size]byte{}, false
-}
-
-// holds reports whether t has the token named name with the secret whose sum is sum.
-func (t *Tokens) holds(name string, sum [sha256.Size]byte) bool {
-	s, ok := t.sumOf(name)
-	return ok && s == sum
-}
+// BareTokenName is the name of a token given as a bare secret (see auth.BareTokenName): it
+// depends on the secret alone, so a token keeps its identity wherever its line moves.
+func BareTokenName(secret string) string { return auth.BareTokenName(secret) }
 
 // SetTokens replaces the agent's tokens atomically (a SIGHUP reload): RPCs from then on
 // are checked against t. It fails when the agent was started without tokens or t is nil.
@@ -223,37 +94,15 @@ func (t *Tokens) holds(name string, sum [sha256.Size]byte) bool {
 // and nothing the token opened is left that no caller could reach. A certificate caller that
 // also sent the token keeps its sockets, which its certificate names.
 func (a *Agent) SetTokens(t *Tokens) error {
-	if t == nil || t.Len() == 0 {
-		return errors.New("set tokens: no tokens")
+	removed, err := a.tokens.Replace(t)
+	if err != nil {
+		return err
 	}
-	a.tokenCallsMu.Lock()
-	old := a.tokens.Load()
-	if old == nil {
-		a.tokenCallsMu.Unlock()
-		return errors.New("set tokens: the agent was started without token authentication")
-	}
-	a.tokens.Store(t)
-	var ended []*tokenCall
-	for c := range a.tokenCalls {
-		if !t.holds(c.name, c.sum) {
-			c.revoked = true
-			ended = append(ended, c)
-		}
-	}
-	a.tokenCallsMu.Unlock()
-	for _, c := range ended {
-		c.cancel(errRevoked)
-	}
-	for _, name := range old.names {
-		if _, kept := t.sumOf(name); !kept {
-			a.closeRevoked("token:" + name)
-		}
+	for _, name := range removed {
+		a.closeRevoked("token:" + name)
 	}
 	return nil
 }
-
-// errRevoked is the cause of the contexts SetTokens cancels.
-var errRevoked = errors.New("the token of the call was revoked")
 
 // closeRevoked closes the sockets of owner, whose token was revoked.
 func (a *Agent) closeRevoked(owner string) {
@@ -262,44 +111,24 @@ func (a *Agent) closeRevoked(owner string) {
 	}
 }
 
-// tokenCall is an RPC in progress that a token authenticated.
-type tokenCall struct {
-	name    string            // the token's name
-	sum     [sha256.Size]byte // its secret's sum: a new secret under the same name revokes the old
-	owner   string            // the caller, when the token names it ("token:NAME"); else ""
-	cancel  context.CancelCauseFunc
-	revoked bool // set by SetTokens, under tokenCallsMu
-}
-
-// trackToken registers an RPC that token name of set gen authenticated, so that revoking the
-// token ends it: the returned context is cancelled then. done unregisters it and reports
+// trackToken registers an RPC that token c.Token of set gen authenticated, so that revoking
+// the token ends it: the returned context is cancelled then. done unregisters it and reports
 // whether it was revoked; when the token's name is gone by then, it also closes what the RPC
 // may have opened after SetTokens closed the caller's sockets. ok is false when the token was
 // revoked between authentication and now: the RPC must not run.
 func (a *Agent) trackToken(ctx context.Context, c Caller, gen *Tokens) (_ context.Context, done func() (revoked bool), ok bool) {
-	sum, _ := gen.sumOf(c.Token)
-	call := &tokenCall{name: c.Token, sum: sum}
+	owner := ""
 	if c.Kind == "token" {
-		call.owner = c.ID
+		owner = c.ID
 	}
-	ctx, call.cancel = context.WithCancelCause(ctx)
-	a.tokenCallsMu.Lock()
-	if cur := a.tokens.Load(); cur != gen && !cur.holds(call.name, sum) {
-		a.tokenCallsMu.Unlock()
-		call.cancel(errRevoked)
+	ctx, call, ok := a.tokens.Track(ctx, c.Token, owner, gen)
+	if !ok {
 		return ctx, nil, false
 	}
-	a.tokenCalls[call] = struct{}{}
-	a.tokenCallsMu.Unlock()
 	return ctx, func() bool {
-		a.tokenCallsMu.Lock()
-		delete(a.tokenCalls, call)
-		revoked := call.revoked
-		_, nameKept := a.tokens.Load().sumOf(call.name)
-		a.tokenCallsMu.Unlock()
-		call.cancel(nil)
-		if revoked && !nameKept && call.owner != "" {
-			a.closeRevoked(call.owner)
+		revoked, closeOwner := call.Done()
+		if closeOwner != "" {
+			a.closeRevoked(closeOwner)
 		}
 		return revoked
 	}, true
@@ -313,126 +142,36 @@ func tokenExempt(fullMethod string) bool {
 }
 
 // authenticate returns the caller of an RPC, or errUnauthenticated with a reason for the log
-// (never for the client). A verified client certificate makes a "cert" caller; a valid
-// bearer token a "token" caller; with both, the certificate names the caller and Token
-// records the token's name. When the agent has tokens, every RPC but health needs one, even
-// from a caller with a certificate.
+// (never for the client); auth.Authenticate decides from what the transport proved
+// (verified client certificate, the peer's uid on a UNIX socket) and the bearer header.
 //
 // gen is the token set that authenticated the caller's token, nil when no token did.
 func (a *Agent) authenticate(ctx context.Context, fullMethod string) (c Caller, gen *Tokens, why string, err error) {
-	c, hasCert := certCaller(ctx)
-	if !hasCert {
-		if u, ok := uidCaller(ctx); ok {
-			c = u
-		}
+	cr := auth.Credentials{Exempt: tokenExempt(fullMethod)}
+	cr.Cert = verifiedCert(ctx)
+	if cr.Cert == nil {
+		cr.UID, cr.UIDKnown = peerUIDOf(ctx)
 	}
-	toks := a.tokens.Load()
-	if toks == nil {
-		return c, nil, "", nil
-	}
-	secret, why := bearer(ctx)
-	if why != "" {
-		if tokenExempt(fullMethod) {
-			return c, nil, "", nil
-		}
-		return c, nil, why, errUnauthenticated()
-	}
-	name, ok := toks.match(secret)
-	if !ok {
-		if tokenExempt(fullMethod) {
-			return c, nil, "", nil
-		}
-		return c, nil, "unknown token", errUnauthenticated()
-	}
-	if hasCert {
-		c.Token = name
-		return c, toks, "", nil
-	}
-	return Caller{ID: "token:" + name, Kind: "token", Token: name}, toks, "", nil
-}
-
-// bearer returns the secret of the RPC's "authorization: Bearer SECRET" header, or why there
-// is none.
-func bearer(ctx context.Context) (secret, why string) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
-	switch {
-	case len(vals) == 0:
-		return "", "no authorization header"
-	case len(vals) > 1:
-		return "", "more than one authorization header"
+	cr.Authorization = md.Get("authorization")
+	r := auth.Authenticate(a.tokens.Current(), cr)
+	if r.Refused() {
+		return r.Caller, nil, r.Why, errUnauthenticated()
 	}
-	scheme, secret, _ := strings.Cut(strings.TrimSpace(vals[0]), " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return "", "authorization header is not Bearer"
-	}
-	secret = strings.TrimSpace(secret)
-	if secret == "" {
-		return "", "empty bearer token"
-	}
-	return secret, ""
+	return r.Caller, r.Gen, "", nil
 }
 
-// certCaller is the caller named by the verified client certificate of the RPC's
-// connection: ID "cert:" + its whole subject in RFC 4514 form, every value escaped
-// (policy.Subject.String), so that no value poses as another attribute and distinct subjects
-// are distinct callers; Subject holds the parsed attributes that "subject:" and "cert:"
-// policy patterns match.
-func certCaller(ctx context.Context) (Caller, bool) {
+// verifiedCert is the verified client certificate of the RPC's connection, nil without one.
+func verifiedCert(ctx context.Context) *x509.Certificate {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return engine.Anonymous, false
+		return nil
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
-		return engine.Anonymous, false
+		return nil
 	}
-	cert := ti.State.VerifiedChains[0][0]
-	subject := certSubject(cert)
-	var sans []string
-	sans = append(sans, cert.DNSNames...)
-	for _, ip := range cert.IPAddresses {
-		sans = append(sans, ip.String())
-	}
-	for _, u := range cert.URIs {
-		sans = append(sans, u.String())
-	}
-	sans = append(sans, cert.EmailAddresses...)
-	return Caller{ID: "cert:" + subject.String(), Kind: "cert", Subject: subject, SANs: sans}, true
-}
-
-// dnTypes are the RFC 4514 names of attribute types; others are written as dotted OIDs.
-var dnTypes = map[string]string{
-	"2.5.4.3": "CN", "2.5.4.5": "SERIALNUMBER", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST",
-	"2.5.4.9": "STREET", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.17": "POSTALCODE",
-	"0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID",
-}
-
-// certSubject is the certificate's subject with its RDNs as signed (multi-valued ones kept),
-// in RFC 4514 order (the reverse of the certificate's).
-func certSubject(cert *x509.Certificate) policy.Subject {
-	var rdns pkix.RDNSequence
-	if rest, err := asn1.Unmarshal(cert.RawSubject, &rdns); err != nil || len(rest) != 0 {
-		rdns = cert.Subject.ToRDNSequence() // the parsed form x509 verified, flattened
-	}
-	out := make(policy.Subject, 0, len(rdns))
-	for i := len(rdns) - 1; i >= 0; i-- {
-		rdn := make([]policy.Attribute, 0, len(rdns[i]))
-		for _, atv := range rdns[i] {
-			typ := atv.Type.String()
-			if name, ok := dnTypes[typ]; ok {
-				typ = name
-			}
-			value, ok := atv.Value.(string)
-			if !ok { // x509 refuses non-string values; kept distinct should one appear
-				der, _ := asn1.Marshal(atv.Value)
-				value = "#" + hex.EncodeToString(der)
-			}
-			rdn = append(rdn, policy.Attribute{Type: typ, Value: value})
-		}
-		out = append(out, rdn)
-	}
-	return out
+	return ti.State.VerifiedChains[0][0]
 }
 
 // handshakeLogger wraps server transport credentials to log failed TLS handshakes (no

@@ -148,9 +148,9 @@ func (a *Agent) MetricsHandler() http.Handler {
 	}
 	h := promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{Registry: a.metrics.reg})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tokens := a.tokens.Load(); tokens != nil {
+		if tokens := a.tokens.Current(); tokens != nil {
 			secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if _, known := tokens.match(secret); !ok || !known {
+			if _, known := tokens.Match(secret); !ok || !known {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sockagent"`)
 				http.Error(w, "sockagent metrics: give \"Authorization: Bearer TOKEN\" with a token of the agent's --token-file", http.StatusUnauthorized)
 				return

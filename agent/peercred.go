@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strconv"
 	"syscall"
 
-	"github.com/sockagent/sockagent/agent/internal/engine"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 )
@@ -55,15 +53,16 @@ func (peerCreds) Clone() credentials.TransportCredentials { return peerCreds{} }
 
 func (peerCreds) OverrideServerName(string) error { return nil }
 
-// uidCaller is the caller of an RPC that came over a UNIX socket whose peer's uid is known.
-func uidCaller(ctx context.Context) (engine.Caller, bool) {
+// peerUIDOf is the uid of the peer of an RPC that came over a UNIX socket, when the kernel
+// told it.
+func peerUIDOf(ctx context.Context) (int, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return engine.Anonymous, false
+		return 0, false
 	}
 	pi, ok := p.AuthInfo.(peerInfo)
 	if !ok || !pi.known {
-		return engine.Anonymous, false
+		return 0, false
 	}
-	return engine.Caller{ID: "uid:" + strconv.Itoa(pi.uid), Kind: "uid"}, true
+	return pi.uid, true
 }

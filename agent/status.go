@@ -1,72 +1,13 @@
 package agent
 
 import (
-	"github.com/sockagent/sockagent/agent/contract"
-	"github.com/sockagent/sockagent/agent/internal/engine"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
+	"github.com/sockagent/sockagent/agent/internal/rpcstatus"
 	"google.golang.org/grpc/status"
 )
 
-// reasonCodes is the one mapping from the contract's reasons to gRPC codes: a script acts on
-// the code, and tells "the target refused" from "the agent is down" by the reason.
-var reasonCodes = map[string]codes.Code{
-	contract.ReasonConnectionRefused:   codes.Unavailable,
-	contract.ReasonConnectionReset:     codes.Aborted,
-	contract.ReasonHostUnreachable:     codes.Unavailable,
-	contract.ReasonNetworkUnreachable:  codes.Unavailable,
-	contract.ReasonTimeout:             codes.DeadlineExceeded,
-	contract.ReasonAddressInUse:        codes.AlreadyExists,
-	contract.ReasonAddressNotAvailable: codes.FailedPrecondition,
-	contract.ReasonBrokenPipe:          codes.Aborted,
-	contract.ReasonSocketClosed:        codes.Aborted,
-	contract.ReasonUnknownSocket:       codes.NotFound,
-	contract.ReasonWrongSocketKind:     codes.FailedPrecondition,
-	contract.ReasonNotConnected:        codes.FailedPrecondition,
-	contract.ReasonInvalidAddress:      codes.InvalidArgument,
-	contract.ReasonInvalidNetwork:      codes.InvalidArgument,
-	contract.ReasonInvalidArgument:     codes.InvalidArgument,
-	contract.ReasonNameNotResolved:     codes.Unavailable,
-	contract.ReasonPathNotFound:        codes.FailedPrecondition,
-	contract.ReasonAccessDenied:        codes.PermissionDenied,
-	contract.ReasonMessageTooLarge:     codes.InvalidArgument,
-	contract.ReasonTooManyOpenFiles:    codes.ResourceExhausted,
-	contract.ReasonNoBufferSpace:       codes.ResourceExhausted,
-	contract.ReasonAgentStopping:       codes.Unavailable,
-	contract.ReasonCancelled:           codes.Canceled,
-	contract.ReasonOSError:             codes.Unknown,
-	contract.ReasonPolicyDenied:        codes.PermissionDenied,
-	contract.ReasonLimitExceeded:       codes.ResourceExhausted,
-	contract.ReasonUnknownSession:      codes.NotFound,
-	contract.ReasonSocketBusy:          codes.FailedPrecondition,
-	contract.ReasonUnauthenticated:     codes.Unauthenticated,
-	contract.ReasonUnsupportedOption:   codes.InvalidArgument,
-}
-
-// codeOf is the gRPC code of a reason; a reason without one (never expected) is Unknown.
-func codeOf(reason string) codes.Code {
-	if c, ok := reasonCodes[reason]; ok {
-		return c
-	}
-	return codes.Unknown
-}
-
-// toStatus turns any error of the agent into a gRPC status with a google.rpc.ErrorInfo: the
-// engine decides the reason and the metadata, this table the code.
-func toStatus(err error) *status.Status {
-	if err == nil {
-		return status.New(codes.OK, "")
-	}
-	if s, ok := status.FromError(err); ok {
-		return s
-	}
-	reason := engine.Reason(err)
-	st := status.New(codeOf(reason), err.Error())
-	if ds, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: contract.Domain, Metadata: engine.Metadata(err)}); derr == nil {
-		return ds
-	}
-	return st
-}
+// toStatus turns any error of the agent into a gRPC status with a google.rpc.ErrorInfo
+// (rpcstatus.ToStatus: the engine decides the reason, rpcstatus the code).
+func toStatus(err error) *status.Status { return rpcstatus.ToStatus(err) }
 
 // fail is toStatus as the error an RPC handler returns.
 func fail(err error) error { return toStatus(err).Err() }

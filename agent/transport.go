@@ -284,7 +284,7 @@ func (a *Agent) tapAuth(ctx context.Context, info *tap.Info) (context.Context, e
 		a.refusals.logRPC(ctx, info.FullMethodName, caller, why, err, start)
 		return ctx, err
 	}
-	r := &tapResult{caller: caller, gen: gen, authenticated: caller.Token != "" || a.tokens.Load() == nil}
+	r := &tapResult{caller: caller, gen: gen, authenticated: caller.Token != "" || a.tokens.Current() == nil}
 	c := connOf(ctx)
 	if r.authenticated {
 		if c != nil && !c.authenticate() {
@@ -502,7 +502,7 @@ func (a *Agent) callerOf(ctx context.Context, method string) (c Caller, gen *Tok
 	// No tap ran: the agent has no tokens (see New), so the transport alone names the caller
 	// and every call counts as authenticated for the connection's auth timeout.
 	c, gen, why, err = a.authenticate(ctx, method)
-	authenticated = err == nil && (c.Token != "" || a.tokens.Load() == nil)
+	authenticated = err == nil && (c.Token != "" || a.tokens.Current() == nil)
 	if authenticated {
 		if conn := connOf(ctx); conn != nil && !conn.authenticate() {
 			return c, gen, "connection past its auth timeout", false, errConnExpired
