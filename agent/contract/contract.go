@@ -128,6 +128,13 @@ const (
 	ReasonLimitExceeded       = "LIMIT_EXCEEDED"
 	ReasonUnknownSession      = "UNKNOWN_SESSION"
 	ReasonSocketBusy          = "SOCKET_BUSY"
+	// ReasonTLSHandshakeFailed: the TLS handshake failed for a reason other than the peer's
+	// certificate: the peer does not speak TLS, or no version, cipher suite or ALPN protocol
+	// is common to both ends, or the peer sent no certificate where one was required.
+	ReasonTLSHandshakeFailed = "TLS_HANDSHAKE_FAILED"
+	// ReasonCertificateInvalid: the peer's certificate was refused (unknown authority,
+	// expired, not valid for the name); the message carries the verifier's words.
+	ReasonCertificateInvalid = "CERTIFICATE_INVALID"
 	// ReasonUnauthenticated: missing or invalid credentials. The status message is always
 	// UnauthenticatedMessage: nothing else is revealed.
 	ReasonUnauthenticated = "UNAUTHENTICATED"
@@ -164,7 +171,7 @@ var agentReasons = []string{
 	ReasonPathNotFound, ReasonAccessDenied, ReasonMessageTooLarge, ReasonTooManyOpenFiles,
 	ReasonNoBufferSpace, ReasonAgentStopping, ReasonCancelled, ReasonOSError,
 	ReasonPolicyDenied, ReasonLimitExceeded, ReasonUnknownSession, ReasonSocketBusy,
-	ReasonUnauthenticated,
+	ReasonUnauthenticated, ReasonTLSHandshakeFailed, ReasonCertificateInvalid,
 }
 
 var measureReasons = []string{ReasonEchoMismatch, ReasonEOF}

@@ -33,6 +33,10 @@ const (
 	// PROBE_MODE_ECHO times request/response round trips against an echo: over one TCP
 	// connection (size bytes out, size bytes back), or UDP datagrams (lost ones count in loss).
 	ProbeMode_PROBE_MODE_ECHO ProbeMode = 2
+	// PROBE_MODE_TLS times a TCP connect plus a TLS handshake (ProbeRequest.tls; the default
+	// TlsClient verifies against the system roots); each connection is then reset. A failed
+	// handshake counts in errors as TLS_HANDSHAKE_FAILED or CERTIFICATE_INVALID.
+	ProbeMode_PROBE_MODE_TLS ProbeMode = 3
 )
 
 // Enum value maps for ProbeMode.
@@ -41,11 +45,13 @@ var (
 		0: "PROBE_MODE_UNSPECIFIED",
 		1: "PROBE_MODE_CONNECT",
 		2: "PROBE_MODE_ECHO",
+		3: "PROBE_MODE_TLS",
 	}
 	ProbeMode_value = map[string]int32{
 		"PROBE_MODE_UNSPECIFIED": 0,
 		"PROBE_MODE_CONNECT":     1,
 		"PROBE_MODE_ECHO":        2,
+		"PROBE_MODE_TLS":         3,
 	}
 )
 
@@ -151,7 +157,10 @@ type ProbeRequest struct {
 	// choose.
 	LocalAddress string `protobuf:"bytes,8,opt,name=local_address,json=localAddress,proto3" json:"local_address,omitempty"`
 	// warmup attempts run first and are not counted.
-	Warmup        uint32 `protobuf:"varint,9,opt,name=warmup,proto3" json:"warmup,omitempty"`
+	Warmup uint32 `protobuf:"varint,9,opt,name=warmup,proto3" json:"warmup,omitempty"`
+	// tls configures the handshakes of PROBE_MODE_TLS (server_name, roots, client certificate,
+	// ALPN); refused with any other mode.
+	Tls           *TlsClient `protobuf:"bytes,20,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -247,6 +256,13 @@ func (x *ProbeRequest) GetWarmup() uint32 {
 		return x.Warmup
 	}
 	return 0
+}
+
+func (x *ProbeRequest) GetTls() *TlsClient {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
 }
 
 // LatencyStats summarises timed samples.
@@ -992,7 +1008,7 @@ var File_sockagent_v1_measure_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_measure_proto_rawDesc = "" +
 	"\n" +
-	"\x1asockagent/v1/measure.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\"\xc2\x02\n" +
+	"\x1asockagent/v1/measure.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16sockagent/v1/tls.proto\"\xed\x02\n" +
 	"\fProbeRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12+\n" +
@@ -1002,7 +1018,8 @@ const file_sockagent_v1_measure_proto_rawDesc = "" +
 	"\binterval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
 	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12#\n" +
 	"\rlocal_address\x18\b \x01(\tR\flocalAddress\x12\x16\n" +
-	"\x06warmup\x18\t \x01(\rR\x06warmup\"\xb8\x02\n" +
+	"\x06warmup\x18\t \x01(\rR\x06warmup\x12)\n" +
+	"\x03tls\x18\x14 \x01(\v2\x17.sockagent.v1.TlsClientR\x03tls\"\xb8\x02\n" +
 	"\fLatencyStats\x12\x18\n" +
 	"\asamples\x18\x01 \x01(\rR\asamples\x12+\n" +
 	"\x03min\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03min\x12+\n" +
@@ -1062,11 +1079,12 @@ const file_sockagent_v1_measure_proto_rawDesc = "" +
 	"\x12ThroughputResponse\x12>\n" +
 	"\binterval\x18\x01 \x01(\v2 .sockagent.v1.ThroughputIntervalH\x00R\binterval\x12;\n" +
 	"\asummary\x18\x02 \x01(\v2\x1f.sockagent.v1.ThroughputSummaryH\x00R\asummaryB\b\n" +
-	"\x06report*T\n" +
+	"\x06report*h\n" +
 	"\tProbeMode\x12\x1a\n" +
 	"\x16PROBE_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PROBE_MODE_CONNECT\x10\x01\x12\x13\n" +
-	"\x0fPROBE_MODE_ECHO\x10\x02*Q\n" +
+	"\x0fPROBE_MODE_ECHO\x10\x02\x12\x12\n" +
+	"\x0ePROBE_MODE_TLS\x10\x03*Q\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDIRECTION_SEND\x10\x01\x12\x15\n" +
@@ -1103,40 +1121,42 @@ var file_sockagent_v1_measure_proto_goTypes = []any{
 	(*ThroughputSummary)(nil),   // 8: sockagent.v1.ThroughputSummary
 	(*ThroughputResponse)(nil),  // 9: sockagent.v1.ThroughputResponse
 	(*durationpb.Duration)(nil), // 10: google.protobuf.Duration
+	(*TlsClient)(nil),           // 11: sockagent.v1.TlsClient
 }
 var file_sockagent_v1_measure_proto_depIdxs = []int32{
 	0,  // 0: sockagent.v1.ProbeRequest.mode:type_name -> sockagent.v1.ProbeMode
 	10, // 1: sockagent.v1.ProbeRequest.interval:type_name -> google.protobuf.Duration
 	10, // 2: sockagent.v1.ProbeRequest.timeout:type_name -> google.protobuf.Duration
-	10, // 3: sockagent.v1.LatencyStats.min:type_name -> google.protobuf.Duration
-	10, // 4: sockagent.v1.LatencyStats.p50:type_name -> google.protobuf.Duration
-	10, // 5: sockagent.v1.LatencyStats.p90:type_name -> google.protobuf.Duration
-	10, // 6: sockagent.v1.LatencyStats.p99:type_name -> google.protobuf.Duration
-	10, // 7: sockagent.v1.LatencyStats.max:type_name -> google.protobuf.Duration
-	10, // 8: sockagent.v1.LatencyStats.mean:type_name -> google.protobuf.Duration
-	3,  // 9: sockagent.v1.ProbeResponse.rtt:type_name -> sockagent.v1.LatencyStats
-	4,  // 10: sockagent.v1.ProbeResponse.errors:type_name -> sockagent.v1.ErrorCount
-	10, // 11: sockagent.v1.ProbeResponse.elapsed:type_name -> google.protobuf.Duration
-	1,  // 12: sockagent.v1.ThroughputRequest.direction:type_name -> sockagent.v1.Direction
-	10, // 13: sockagent.v1.ThroughputRequest.duration:type_name -> google.protobuf.Duration
-	10, // 14: sockagent.v1.ThroughputRequest.report_interval:type_name -> google.protobuf.Duration
-	10, // 15: sockagent.v1.ThroughputInterval.start:type_name -> google.protobuf.Duration
-	10, // 16: sockagent.v1.ThroughputInterval.end:type_name -> google.protobuf.Duration
-	10, // 17: sockagent.v1.ThroughputInterval.rtt:type_name -> google.protobuf.Duration
-	10, // 18: sockagent.v1.ThroughputSummary.duration:type_name -> google.protobuf.Duration
-	10, // 19: sockagent.v1.ThroughputSummary.rtt:type_name -> google.protobuf.Duration
-	4,  // 20: sockagent.v1.ThroughputSummary.errors:type_name -> sockagent.v1.ErrorCount
-	7,  // 21: sockagent.v1.ThroughputResponse.interval:type_name -> sockagent.v1.ThroughputInterval
-	8,  // 22: sockagent.v1.ThroughputResponse.summary:type_name -> sockagent.v1.ThroughputSummary
-	2,  // 23: sockagent.v1.MeasureService.Probe:input_type -> sockagent.v1.ProbeRequest
-	6,  // 24: sockagent.v1.MeasureService.Throughput:input_type -> sockagent.v1.ThroughputRequest
-	5,  // 25: sockagent.v1.MeasureService.Probe:output_type -> sockagent.v1.ProbeResponse
-	9,  // 26: sockagent.v1.MeasureService.Throughput:output_type -> sockagent.v1.ThroughputResponse
-	25, // [25:27] is the sub-list for method output_type
-	23, // [23:25] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	11, // 3: sockagent.v1.ProbeRequest.tls:type_name -> sockagent.v1.TlsClient
+	10, // 4: sockagent.v1.LatencyStats.min:type_name -> google.protobuf.Duration
+	10, // 5: sockagent.v1.LatencyStats.p50:type_name -> google.protobuf.Duration
+	10, // 6: sockagent.v1.LatencyStats.p90:type_name -> google.protobuf.Duration
+	10, // 7: sockagent.v1.LatencyStats.p99:type_name -> google.protobuf.Duration
+	10, // 8: sockagent.v1.LatencyStats.max:type_name -> google.protobuf.Duration
+	10, // 9: sockagent.v1.LatencyStats.mean:type_name -> google.protobuf.Duration
+	3,  // 10: sockagent.v1.ProbeResponse.rtt:type_name -> sockagent.v1.LatencyStats
+	4,  // 11: sockagent.v1.ProbeResponse.errors:type_name -> sockagent.v1.ErrorCount
+	10, // 12: sockagent.v1.ProbeResponse.elapsed:type_name -> google.protobuf.Duration
+	1,  // 13: sockagent.v1.ThroughputRequest.direction:type_name -> sockagent.v1.Direction
+	10, // 14: sockagent.v1.ThroughputRequest.duration:type_name -> google.protobuf.Duration
+	10, // 15: sockagent.v1.ThroughputRequest.report_interval:type_name -> google.protobuf.Duration
+	10, // 16: sockagent.v1.ThroughputInterval.start:type_name -> google.protobuf.Duration
+	10, // 17: sockagent.v1.ThroughputInterval.end:type_name -> google.protobuf.Duration
+	10, // 18: sockagent.v1.ThroughputInterval.rtt:type_name -> google.protobuf.Duration
+	10, // 19: sockagent.v1.ThroughputSummary.duration:type_name -> google.protobuf.Duration
+	10, // 20: sockagent.v1.ThroughputSummary.rtt:type_name -> google.protobuf.Duration
+	4,  // 21: sockagent.v1.ThroughputSummary.errors:type_name -> sockagent.v1.ErrorCount
+	7,  // 22: sockagent.v1.ThroughputResponse.interval:type_name -> sockagent.v1.ThroughputInterval
+	8,  // 23: sockagent.v1.ThroughputResponse.summary:type_name -> sockagent.v1.ThroughputSummary
+	2,  // 24: sockagent.v1.MeasureService.Probe:input_type -> sockagent.v1.ProbeRequest
+	6,  // 25: sockagent.v1.MeasureService.Throughput:input_type -> sockagent.v1.ThroughputRequest
+	5,  // 26: sockagent.v1.MeasureService.Probe:output_type -> sockagent.v1.ProbeResponse
+	9,  // 27: sockagent.v1.MeasureService.Throughput:output_type -> sockagent.v1.ThroughputResponse
+	26, // [26:28] is the sub-list for method output_type
+	24, // [24:26] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_sockagent_v1_measure_proto_init() }
@@ -1144,6 +1164,7 @@ func file_sockagent_v1_measure_proto_init() {
 	if File_sockagent_v1_measure_proto != nil {
 		return
 	}
+	file_sockagent_v1_tls_proto_init()
 	file_sockagent_v1_measure_proto_msgTypes[7].OneofWrappers = []any{
 		(*ThroughputResponse_Interval)(nil),
 		(*ThroughputResponse_Summary)(nil),

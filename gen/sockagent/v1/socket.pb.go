@@ -711,7 +711,11 @@ type Socket struct {
 	// serving is set while the agent serves the socket with a behaviour (see Serve).
 	Serving *Serving `protobuf:"bytes,20,opt,name=serving,proto3" json:"serving,omitempty"`
 	// attached is true while an Attach stream uses the socket.
-	Attached      bool `protobuf:"varint,21,opt,name=attached,proto3" json:"attached,omitempty"`
+	Attached bool `protobuf:"varint,21,opt,name=attached,proto3" json:"attached,omitempty"`
+	// tls describes the TLS session of a socket opened with tls (Dial) or accepted from a TLS
+	// listener, and marks a TLS listener (tls.listener); unset on a plain socket. Keys never
+	// appear here.
+	Tls           *TlsInfo `protobuf:"bytes,31,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -893,6 +897,13 @@ func (x *Socket) GetAttached() bool {
 	return false
 }
 
+func (x *Socket) GetTls() *TlsInfo {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
 // ListenRequest opens a stream listener.
 type ListenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -904,7 +915,12 @@ type ListenRequest struct {
 	// same caller within 10 minutes returns the first call's response (the same socket) instead
 	// of opening a second socket; a retry while the first call runs waits for it. A failed call
 	// is forgotten, so its retry runs again. Reusing an id for another RPC is INVALID_ARGUMENT.
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// tls, when set, makes the listener serve TLS: Accept (and each connection of a Serve
+	// behaviour) completes the handshake before the socket is returned; a failed handshake is
+	// TLS_HANDSHAKE_FAILED or CERTIFICATE_INVALID (client certificates). Only tcp, tcp4, tcp6
+	// and unix.
+	Tls           *TlsServer `protobuf:"bytes,11,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -958,6 +974,13 @@ func (x *ListenRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *ListenRequest) GetTls() *TlsServer {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
 }
 
 // ListenResponse carries the new listener.
@@ -1134,7 +1157,14 @@ type DialRequest struct {
 	// same caller within 10 minutes returns the first call's response (the same socket) instead
 	// of opening a second socket; a retry while the first call runs waits for it. A failed call
 	// is forgotten, so its retry runs again. Reusing an id for another RPC is INVALID_ARGUMENT.
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// tls, when set, makes the socket a TLS client: the connect and the handshake both finish
+	// within timeout, and the socket carries the decrypted stream. Failures: UNAVAILABLE
+	// TLS_HANDSHAKE_FAILED (the peer does not speak TLS, or no common version, suite or ALPN),
+	// UNAVAILABLE CERTIFICATE_INVALID (the verifier's message says why: unknown authority,
+	// expired, name mismatch), PERMISSION_DENIED POLICY_DENIED (insecure_skip_verify not
+	// allowed). Only tcp, tcp4, tcp6 and unix.
+	Tls           *TlsClient `protobuf:"bytes,11,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1202,6 +1232,13 @@ func (x *DialRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *DialRequest) GetTls() *TlsClient {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
 }
 
 // DialResponse carries the connected socket.
@@ -2212,7 +2249,7 @@ var File_sockagent_v1_socket_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\n" +
-	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x03\n" +
+	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16sockagent/v1/tls.proto\"\x83\x03\n" +
 	"\aServing\x125\n" +
 	"\tbehaviour\x18\x01 \x01(\x0e2\x17.sockagent.v1.BehaviourR\tbehaviour\x129\n" +
 	"\n" +
@@ -2245,7 +2282,7 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\x0eAttachResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
 	"\x03eof\x18\x02 \x01(\bR\x03eof\x12%\n" +
-	"\x0eremote_address\x18\x03 \x01(\tR\rremoteAddress\"\xb7\x06\n" +
+	"\x0eremote_address\x18\x03 \x01(\tR\rremoteAddress\"\xe0\x06\n" +
 	"\x06Socket\x12\x1b\n" +
 	"\tsocket_id\x18\x01 \x01(\tR\bsocketId\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\tR\anetwork\x12,\n" +
@@ -2272,12 +2309,14 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\x03age\x18\x12 \x01(\v2\x19.google.protobuf.DurationR\x03age\x12-\n" +
 	"\x04idle\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\x04idle\x12/\n" +
 	"\aserving\x18\x14 \x01(\v2\x15.sockagent.v1.ServingR\aserving\x12\x1a\n" +
-	"\battached\x18\x15 \x01(\bR\battached\"b\n" +
+	"\battached\x18\x15 \x01(\bR\battached\x12'\n" +
+	"\x03tls\x18\x1f \x01(\v2\x15.sockagent.v1.TlsInfoR\x03tls\"\x8d\x01\n" +
 	"\rListenRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\">\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12)\n" +
+	"\x03tls\x18\v \x01(\v2\x17.sockagent.v1.TlsServerR\x03tls\">\n" +
 	"\x0eListenResponse\x12,\n" +
 	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"`\n" +
 	"\vBindRequest\x12\x18\n" +
@@ -2286,14 +2325,15 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tR\trequestId\"<\n" +
 	"\fBindResponse\x12,\n" +
-	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\xba\x01\n" +
+	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\xe5\x01\n" +
 	"\vDialRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12#\n" +
 	"\rlocal_address\x18\x03 \x01(\tR\flocalAddress\x123\n" +
 	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestId\"<\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x12)\n" +
+	"\x03tls\x18\v \x01(\v2\x17.sockagent.v1.TlsClientR\x03tls\"<\n" +
 	"\fDialResponse\x12,\n" +
 	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\x80\x01\n" +
 	"\rAcceptRequest\x12\x1b\n" +
@@ -2441,6 +2481,9 @@ var file_sockagent_v1_socket_proto_goTypes = []any{
 	(*ListSocketsResponse)(nil),   // 33: sockagent.v1.ListSocketsResponse
 	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
+	(*TlsInfo)(nil),               // 36: sockagent.v1.TlsInfo
+	(*TlsServer)(nil),             // 37: sockagent.v1.TlsServer
+	(*TlsClient)(nil),             // 38: sockagent.v1.TlsClient
 }
 var file_sockagent_v1_socket_proto_depIdxs = []int32{
 	0,  // 0: sockagent.v1.Serving.behaviour:type_name -> sockagent.v1.Behaviour
@@ -2454,54 +2497,57 @@ var file_sockagent_v1_socket_proto_depIdxs = []int32{
 	35, // 8: sockagent.v1.Socket.age:type_name -> google.protobuf.Duration
 	35, // 9: sockagent.v1.Socket.idle:type_name -> google.protobuf.Duration
 	4,  // 10: sockagent.v1.Socket.serving:type_name -> sockagent.v1.Serving
-	9,  // 11: sockagent.v1.ListenResponse.socket:type_name -> sockagent.v1.Socket
-	9,  // 12: sockagent.v1.BindResponse.socket:type_name -> sockagent.v1.Socket
-	35, // 13: sockagent.v1.DialRequest.timeout:type_name -> google.protobuf.Duration
-	9,  // 14: sockagent.v1.DialResponse.socket:type_name -> sockagent.v1.Socket
-	35, // 15: sockagent.v1.AcceptRequest.timeout:type_name -> google.protobuf.Duration
-	9,  // 16: sockagent.v1.AcceptResponse.socket:type_name -> sockagent.v1.Socket
-	35, // 17: sockagent.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
-	35, // 18: sockagent.v1.RecvRequest.timeout:type_name -> google.protobuf.Duration
-	35, // 19: sockagent.v1.SendToRequest.timeout:type_name -> google.protobuf.Duration
-	35, // 20: sockagent.v1.RecvFromRequest.timeout:type_name -> google.protobuf.Duration
-	3,  // 21: sockagent.v1.ShutdownRequest.direction:type_name -> sockagent.v1.ShutdownDirection
-	9,  // 22: sockagent.v1.ShutdownResponse.socket:type_name -> sockagent.v1.Socket
-	9,  // 23: sockagent.v1.CloseResponse.socket:type_name -> sockagent.v1.Socket
-	9,  // 24: sockagent.v1.GetSocketResponse.socket:type_name -> sockagent.v1.Socket
-	9,  // 25: sockagent.v1.ListSocketsResponse.sockets:type_name -> sockagent.v1.Socket
-	10, // 26: sockagent.v1.SocketService.Listen:input_type -> sockagent.v1.ListenRequest
-	12, // 27: sockagent.v1.SocketService.Bind:input_type -> sockagent.v1.BindRequest
-	14, // 28: sockagent.v1.SocketService.Dial:input_type -> sockagent.v1.DialRequest
-	16, // 29: sockagent.v1.SocketService.Accept:input_type -> sockagent.v1.AcceptRequest
-	18, // 30: sockagent.v1.SocketService.Send:input_type -> sockagent.v1.SendRequest
-	20, // 31: sockagent.v1.SocketService.Recv:input_type -> sockagent.v1.RecvRequest
-	22, // 32: sockagent.v1.SocketService.SendTo:input_type -> sockagent.v1.SendToRequest
-	24, // 33: sockagent.v1.SocketService.RecvFrom:input_type -> sockagent.v1.RecvFromRequest
-	26, // 34: sockagent.v1.SocketService.Shutdown:input_type -> sockagent.v1.ShutdownRequest
-	28, // 35: sockagent.v1.SocketService.Close:input_type -> sockagent.v1.CloseRequest
-	30, // 36: sockagent.v1.SocketService.GetSocket:input_type -> sockagent.v1.GetSocketRequest
-	32, // 37: sockagent.v1.SocketService.ListSockets:input_type -> sockagent.v1.ListSocketsRequest
-	7,  // 38: sockagent.v1.SocketService.Attach:input_type -> sockagent.v1.AttachRequest
-	5,  // 39: sockagent.v1.SocketService.Serve:input_type -> sockagent.v1.ServeRequest
-	11, // 40: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
-	13, // 41: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
-	15, // 42: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
-	17, // 43: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
-	19, // 44: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
-	21, // 45: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
-	23, // 46: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
-	25, // 47: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
-	27, // 48: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
-	29, // 49: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
-	31, // 50: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
-	33, // 51: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
-	8,  // 52: sockagent.v1.SocketService.Attach:output_type -> sockagent.v1.AttachResponse
-	6,  // 53: sockagent.v1.SocketService.Serve:output_type -> sockagent.v1.ServeResponse
-	40, // [40:54] is the sub-list for method output_type
-	26, // [26:40] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	36, // 11: sockagent.v1.Socket.tls:type_name -> sockagent.v1.TlsInfo
+	37, // 12: sockagent.v1.ListenRequest.tls:type_name -> sockagent.v1.TlsServer
+	9,  // 13: sockagent.v1.ListenResponse.socket:type_name -> sockagent.v1.Socket
+	9,  // 14: sockagent.v1.BindResponse.socket:type_name -> sockagent.v1.Socket
+	35, // 15: sockagent.v1.DialRequest.timeout:type_name -> google.protobuf.Duration
+	38, // 16: sockagent.v1.DialRequest.tls:type_name -> sockagent.v1.TlsClient
+	9,  // 17: sockagent.v1.DialResponse.socket:type_name -> sockagent.v1.Socket
+	35, // 18: sockagent.v1.AcceptRequest.timeout:type_name -> google.protobuf.Duration
+	9,  // 19: sockagent.v1.AcceptResponse.socket:type_name -> sockagent.v1.Socket
+	35, // 20: sockagent.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
+	35, // 21: sockagent.v1.RecvRequest.timeout:type_name -> google.protobuf.Duration
+	35, // 22: sockagent.v1.SendToRequest.timeout:type_name -> google.protobuf.Duration
+	35, // 23: sockagent.v1.RecvFromRequest.timeout:type_name -> google.protobuf.Duration
+	3,  // 24: sockagent.v1.ShutdownRequest.direction:type_name -> sockagent.v1.ShutdownDirection
+	9,  // 25: sockagent.v1.ShutdownResponse.socket:type_name -> sockagent.v1.Socket
+	9,  // 26: sockagent.v1.CloseResponse.socket:type_name -> sockagent.v1.Socket
+	9,  // 27: sockagent.v1.GetSocketResponse.socket:type_name -> sockagent.v1.Socket
+	9,  // 28: sockagent.v1.ListSocketsResponse.sockets:type_name -> sockagent.v1.Socket
+	10, // 29: sockagent.v1.SocketService.Listen:input_type -> sockagent.v1.ListenRequest
+	12, // 30: sockagent.v1.SocketService.Bind:input_type -> sockagent.v1.BindRequest
+	14, // 31: sockagent.v1.SocketService.Dial:input_type -> sockagent.v1.DialRequest
+	16, // 32: sockagent.v1.SocketService.Accept:input_type -> sockagent.v1.AcceptRequest
+	18, // 33: sockagent.v1.SocketService.Send:input_type -> sockagent.v1.SendRequest
+	20, // 34: sockagent.v1.SocketService.Recv:input_type -> sockagent.v1.RecvRequest
+	22, // 35: sockagent.v1.SocketService.SendTo:input_type -> sockagent.v1.SendToRequest
+	24, // 36: sockagent.v1.SocketService.RecvFrom:input_type -> sockagent.v1.RecvFromRequest
+	26, // 37: sockagent.v1.SocketService.Shutdown:input_type -> sockagent.v1.ShutdownRequest
+	28, // 38: sockagent.v1.SocketService.Close:input_type -> sockagent.v1.CloseRequest
+	30, // 39: sockagent.v1.SocketService.GetSocket:input_type -> sockagent.v1.GetSocketRequest
+	32, // 40: sockagent.v1.SocketService.ListSockets:input_type -> sockagent.v1.ListSocketsRequest
+	7,  // 41: sockagent.v1.SocketService.Attach:input_type -> sockagent.v1.AttachRequest
+	5,  // 42: sockagent.v1.SocketService.Serve:input_type -> sockagent.v1.ServeRequest
+	11, // 43: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
+	13, // 44: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
+	15, // 45: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
+	17, // 46: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
+	19, // 47: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
+	21, // 48: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
+	23, // 49: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
+	25, // 50: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
+	27, // 51: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
+	29, // 52: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
+	31, // 53: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
+	33, // 54: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
+	8,  // 55: sockagent.v1.SocketService.Attach:output_type -> sockagent.v1.AttachResponse
+	6,  // 56: sockagent.v1.SocketService.Serve:output_type -> sockagent.v1.ServeResponse
+	43, // [43:57] is the sub-list for method output_type
+	29, // [29:43] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_sockagent_v1_socket_proto_init() }
@@ -2509,6 +2555,7 @@ func file_sockagent_v1_socket_proto_init() {
 	if File_sockagent_v1_socket_proto != nil {
 		return
 	}
+	file_sockagent_v1_tls_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
