@@ -68,6 +68,7 @@ var (
 		{sockagentv1.ProbeMode_PROBE_MODE_UNSPECIFIED, engine.ProbeAuto},
 		{sockagentv1.ProbeMode_PROBE_MODE_CONNECT, engine.ProbeConnect},
 		{sockagentv1.ProbeMode_PROBE_MODE_ECHO, engine.ProbeEcho},
+		{sockagentv1.ProbeMode_PROBE_MODE_TLS, engine.ProbeTLS},
 	}
 	// receives: does a Throughput direction receive (from a source) rather than send?
 	receives = enumTable[sockagentv1.Direction, bool]{
@@ -133,6 +134,7 @@ func socketProto(in engine.Info) *sockagentv1.Socket {
 		Owner:            in.Owner,
 		Serving:          servingProto(in.Serving),
 		Attached:         in.Attached,
+		Tls:              tlsInfoProto(in.TLS),
 	}
 }
 

@@ -40,7 +40,11 @@ func expectingInstance(ctx context.Context) context.Context {
 }
 
 func (s *socketService) Listen(ctx context.Context, r *sockagentv1.ListenRequest) (*sockagentv1.ListenResponse, error) {
-	in, err := s.t.Listen(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetRequestId())
+	srv, err := tlsServerOf(r.GetTls())
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.ListenTLS(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetRequestId(), srv)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -60,7 +64,11 @@ func (s *socketService) Dial(ctx context.Context, r *sockagentv1.DialRequest) (*
 	if err != nil {
 		return nil, fail(err)
 	}
-	in, err := s.t.Dial(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetLocalAddress(), to, r.GetRequestId())
+	cl, err := tlsClientOf("dial", r.GetTls())
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.DialTLS(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetLocalAddress(), to, r.GetRequestId(), cl)
 	if err != nil {
 		return nil, fail(err)
 	}

@@ -13,10 +13,11 @@ import (
 
 // Listen opens a stream listener; a repeated requestID returns the first result.
 func (t *Table) Listen(ctx context.Context, network, address, requestID string) (Info, error) {
-	return t.idempotent(ctx, "Listen", requestID, func() (Info, error) { return t.listen(ctx, network, address) })
+	return t.idempotent(ctx, "Listen", requestID, func() (Info, error) { return t.listen(ctx, network, address, nil) })
 }
 
-func (t *Table) listen(ctx context.Context, network, address string) (Info, error) {
+// listen opens a stream listener; st, when not nil, makes it a TLS listener.
+func (t *Table) listen(ctx context.Context, network, address string, st *tlsState) (Info, error) {
 	return t.bindLocal(ctx, contract.OpListen, network, address, func(lc net.ListenConfig, s *sock, kaddr string) (net.Addr, error) {
 		ln, err := lc.Listen(ctx, ipv4Wildcard(network, address), kaddr)
 		if err != nil {
@@ -27,7 +28,7 @@ func (t *Table) listen(ctx context.Context, network, address string) (Info, erro
 			// the directory handle instead (sock.closeFile).
 			ul.SetUnlinkOnClose(false)
 		}
-		s.kind, s.ln = KindListener, ln
+		s.kind, s.ln, s.tls = KindListener, ln, st
 		return ln.Addr(), nil
 	})
 }
@@ -102,10 +103,13 @@ func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address 
 
 // Dial opens a connected socket; a repeated requestID returns the first result.
 func (t *Table) Dial(ctx context.Context, network, address, local string, timeout time.Duration, requestID string) (Info, error) {
-	return t.idempotent(ctx, "Dial", requestID, func() (Info, error) { return t.dial(ctx, network, address, local, timeout) })
+	return t.idempotent(ctx, "Dial", requestID, func() (Info, error) { return t.dial(ctx, network, address, local, timeout, nil) })
 }
 
-func (t *Table) dial(ctx context.Context, network, address, local string, timeout time.Duration) (Info, error) {
+// dial opens a connected socket; cl, when not nil, makes it a TLS client whose handshake ends
+// within the same timeout as the connect.
+func (t *Table) dial(ctx context.Context, network, address, local string, timeout time.Duration, cl *TLSClient) (Info, error) {
+	deadline := time.Now().Add(t.timeout(timeout))
 	wrap := func(err error) error { return &OpError{Op: "dial", Network: network, Address: address, Err: err} }
 	if err := checkNetwork(contract.OpDial, network); err != nil {
 		return Info{}, err
@@ -126,11 +130,15 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 			return Info{}, err
 		}
 	}
+	tcfg, err := dialTLSConfig(set, network, address, cl)
+	if err != nil {
+		return Info{}, wrap(err)
+	}
 	d, err := dialer(set, network, local, t.timeout(timeout))
 	if err != nil {
 		return Info{}, wrap(err)
 	}
-	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1})
+	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1, bytes: cl.pemBytes()})
 	if err != nil {
 		return Info{}, wrap(err)
 	}
@@ -139,7 +147,18 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 	if err != nil {
 		return Info{}, wrap(err)
 	}
-	s := &sock{owner: c.ID, session: sess, network: network, kind: KindStream, conn: conn, unix: ub}
+	var st *tlsState
+	if tcfg != nil {
+		if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+			deadline = dl
+		}
+		if st, err = clientHandshake(ctx, conn, tcfg, deadline); err != nil {
+			_, _ = ub.Close()
+			return Info{}, wrap(err)
+		}
+		conn = st.conn
+	}
+	s := &sock{owner: c.ID, session: sess, network: network, kind: KindStream, conn: conn, unix: ub, tls: st}
 	if contract.IsDatagram(network) {
 		s.kind = KindDatagram
 	}
@@ -225,17 +244,28 @@ func (t *Table) accept(ctx context.Context, id string, timeout time.Duration) (I
 		return Info{}, wrap(err)
 	}
 	defer adm.release()
-	var conn net.Conn
-	err = t.blocking(ctx, s, s.readGate, timeout, dl.SetDeadline, func() error {
+	var (
+		conn net.Conn
+		st   *tlsState
+	)
+	// A TLS listener's handshake runs inside the Accept's deadline: the one blocking set.
+	rec := &deadlineRecorder{set: dl.SetDeadline}
+	err = t.blocking(ctx, s, s.readGate, timeout, rec.setDeadline, func() error {
 		var aerr error
-		conn, aerr = s.ln.Accept()
-		return aerr
+		if conn, aerr = s.ln.Accept(); aerr != nil || s.tls == nil {
+			return aerr
+		}
+		if st, aerr = serverHandshake(ctx, conn, s.tls, rec.deadline()); aerr != nil {
+			return aerr
+		}
+		conn = st.conn
+		return nil
 	})
 	if err != nil {
 		return Info{}, wrap(err)
 	}
 	s.accepted.Add(1)
-	a := &sock{owner: c.ID, session: sess, network: s.network, kind: KindStream, conn: conn, parent: s.id}
+	a := &sock{owner: c.ID, session: sess, network: s.network, kind: KindStream, conn: conn, parent: s.id, tls: st}
 	if err := t.add(a, adm); err != nil {
 		return Info{}, wrap(err)
 	}

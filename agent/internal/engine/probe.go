@@ -11,6 +11,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,7 +36,20 @@ const (
 	ProbeAuto ProbeMode = iota // connect on TCP, echo on UDP
 	ProbeConnect
 	ProbeEcho
+	ProbeTLS // connect and TLS handshake (tls.go)
 )
+
+func (m ProbeMode) String() string {
+	switch m {
+	case ProbeConnect:
+		return "connect"
+	case ProbeEcho:
+		return "echo"
+	case ProbeTLS:
+		return "tls"
+	}
+	return "auto"
+}
 
 // Probe bounds and defaults.
 const (
@@ -56,6 +70,7 @@ type ProbeSpec struct {
 	Mode                    ProbeMode
 	Count, Warmup, Size     int
 	Interval, Timeout       time.Duration
+	TLS                     *TLSClient // mode tls: the handshakes' client; nil = system roots
 }
 
 // ProbeResult is what a probe measured.
@@ -114,8 +129,15 @@ func checkProbe(sp *ProbeSpec) error {
 			return badArg(contract.ReasonInvalidArgument, "probe: mode connect needs a tcp network (UDP has no handshake to time); use mode echo for %s", sp.Network)
 		}
 	case ProbeEcho:
+	case ProbeTLS:
+		if udp {
+			return badArg(contract.ReasonInvalidArgument, "probe: mode tls needs a tcp network, not %s", sp.Network)
+		}
 	default:
-		return badArg(contract.ReasonInvalidArgument, "probe: mode %d unknown; use connect or echo (PROBE_MODE_CONNECT, PROBE_MODE_ECHO)", sp.Mode)
+		return badArg(contract.ReasonInvalidArgument, "probe: mode %d unknown; use connect, echo or tls (PROBE_MODE_CONNECT, PROBE_MODE_ECHO, PROBE_MODE_TLS)", sp.Mode)
+	}
+	if sp.TLS != nil && sp.Mode != ProbeTLS {
+		return badArg(contract.ReasonInvalidArgument, "probe: tls given with mode %s; tls is for mode tls (PROBE_MODE_TLS)", sp.Mode)
 	}
 	if sp.Count == 0 {
 		sp.Count = defaultProbeCount
@@ -162,7 +184,8 @@ type prober struct {
 	res    ProbeResult
 	errs   errorTally
 
-	conn       net.Conn // echo: the connection in use; nil after a failure
+	tls        *tls.Config // mode tls: the handshakes' configuration, built once
+	conn       net.Conn    // echo: the connection in use; nil after a failure
 	wbuf, rbuf []byte
 	test       uint64 // udp echo: the test id
 }
@@ -183,6 +206,10 @@ func (t *Table) Probe(ctx context.Context, sp ProbeSpec) (ProbeResult, error) {
 		return ProbeResult{}, wrap(err)
 	}
 	p := &prober{sp: sp, set: set}
+	var err error
+	if p.tls, err = tlsProbeConfig(set, &sp); err != nil {
+		return ProbeResult{}, wrap(err)
+	}
 	d, err := dialer(set, sp.Network, sp.Local, 0)
 	if err != nil {
 		return ProbeResult{}, wrap(err)
@@ -203,7 +230,7 @@ func (t *Table) Probe(ctx context.Context, sp ProbeSpec) (ProbeResult, error) {
 		return ProbeResult{}, wrap(err)
 	}
 	// One socket at a time, and its write and read buffers.
-	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, bytes: 2 * sp.Size, sockets: 1})
+	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, bytes: 2*sp.Size + sp.TLS.pemBytes(), sockets: 1})
 	if err != nil {
 		return ProbeResult{}, wrap(err)
 	}
@@ -278,9 +305,12 @@ func (p *prober) run(ctx context.Context) error {
 			err error
 		)
 		seq := uint64(i)
-		if p.sp.Mode == ProbeConnect {
+		switch p.sp.Mode {
+		case ProbeConnect:
 			rtt, err = p.connectOnce(ctx, deadline)
-		} else {
+		case ProbeTLS:
+			rtt, err = p.tlsOnce(ctx, deadline)
+		default:
 			rtt, err = p.echoOnce(ctx, deadline, seq)
 		}
 		if err != nil && (cut || ctx.Err() != nil) && isTimeout(err) {
