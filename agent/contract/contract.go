@@ -140,6 +140,10 @@ const (
 	ReasonUnauthenticated = "UNAUTHENTICATED"
 )
 
+// MaxPEMBytes bounds each PEM field of a TLS request (a certificate chain, a key, a set of
+// CAs): the agent refuses larger ones, and clients refuse to send them.
+const MaxPEMBytes = 64 << 10
+
 // UnauthenticatedMessage is the fixed message of every UNAUTHENTICATED status.
 const UnauthenticatedMessage = "missing or invalid credentials"
 

@@ -36,7 +36,7 @@ import (
 const (
 	// maxPEMBytes bounds each PEM field of a TLS request: a certificate chain of a dozen
 	// certificates fits, a caller cannot make the agent parse megabytes.
-	maxPEMBytes = 64 << 10
+	maxPEMBytes = contract.MaxPEMBytes
 	// maxALPN and maxALPNLen bound the ALPN protocols of a request, as RFC 7301 bounds each.
 	maxALPN    = 16
 	maxALPNLen = 255
