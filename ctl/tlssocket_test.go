@@ -88,3 +88,11 @@ func TestSocketTLSCommands(t *testing.T) {
 		sockctl(t, addr, tc.args...).want(t, ExitUsage, nil, []string{tc.msg})
 	}
 }
+
+// examples/tls.yaml runs as written on two in-process agents.
+func TestExampleTLS(t *testing.T) {
+	t.Parallel()
+	r := runArgs(t, "../examples/tls.yaml")
+	r.want(t, ExitOK, []string{"close_notify", "wrong server name: failed as expected: ", "x509: certificate is valid for localhost, not db.example",
+		"handshake time: min ", "(20/20)", "\n14 passed, 0 failed\n"}, nil)
+}

@@ -151,9 +151,13 @@ func (c call) readSize(key string) (uint32, error) {
 // returns the socket a first attempt may have opened instead of a second one.
 
 func runListen(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
+	srv, err := tlsServer(c.args)
+	if err != nil {
+		return scenario.Outcome{}, nil, err
+	}
 	rid := client.NewRequestID()
 	resp, err := client.Retry(ctx, func(ctx context.Context) (*sockagentv1.ListenResponse, error) {
-		return c.rm.sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: c.args.String("network"), Address: c.args.String("address"), RequestId: rid})
+		return c.rm.sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: c.args.String("network"), Address: c.args.String("address"), RequestId: rid, Tls: srv})
 	})
 	return scenario.Outcome{}, resp.GetSocket(), err
 }
@@ -167,10 +171,14 @@ func runBind(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket
 }
 
 func runDial(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket, error) {
+	cl, err := tlsClient(c.args)
+	if err != nil {
+		return scenario.Outcome{}, nil, err
+	}
 	rid := client.NewRequestID()
 	resp, err := client.Retry(ctx, func(ctx context.Context) (*sockagentv1.DialResponse, error) {
 		return c.rm.sockets.Dial(ctx, &sockagentv1.DialRequest{Network: c.args.String("network"), Address: c.args.String("address"),
-			LocalAddress: c.args.String("local_address"), Timeout: c.timeout, RequestId: rid})
+			LocalAddress: c.args.String("local_address"), Timeout: c.timeout, RequestId: rid, Tls: cl})
 	})
 	return scenario.Outcome{}, resp.GetSocket(), err
 }

@@ -664,6 +664,10 @@ func (p *parser) args(a entry) Args {
 			typos = append(typos, suggest(e.key, allowed))
 			continue
 		}
+		if e.key == "tls" {
+			p.tlsArgs(a.key, e, args)
+			continue
+		}
 		s, ok := p.scalar(e.key, e.valueNode)
 		if !ok {
 			continue
