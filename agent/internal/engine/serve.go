@@ -470,7 +470,7 @@ func (sv *server) serveConn(c net.Conn) {
 		// a peer that never sends a ClientHello holds its slot no longer than that.
 		tst, herr := serverHandshake(context.Background(), c, st, time.Now().Add(cmp.Or(sv.t.defaultTimeout, 30*time.Second)))
 		if herr != nil {
-			if !sv.isStopped() {
+			if !sv.isStopped() && !peerEnded(herr) {
 				sv.fail(herr)
 			}
 			return

@@ -203,7 +203,8 @@ func handshake(ctx context.Context, tc *tls.Conn, deadline time.Time) error {
 		return err
 	}
 	if err := tc.HandshakeContext(ctx); err != nil {
-		resetClose(tc.NetConn())
+		// A plain close, not a reset: the peer reads the alert that says why.
+		_ = tc.NetConn().Close()
 		return handshakeErr(err)
 	}
 	return tc.SetDeadline(time.Time{})

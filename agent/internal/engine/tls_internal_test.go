@@ -42,7 +42,9 @@ func TestParseCertPool(t *testing.T) {
 	if err != nil || len(pool.Subjects()) != 2 { //nolint:staticcheck // counting what was added
 		t.Fatalf("two CAs: %v", err)
 	}
-	pad := func(n int) []byte { return append(append([]byte{}, ca.PEM...), bytes.Repeat([]byte("\n"), n-len(ca.PEM))...) }
+	pad := func(n int) []byte {
+		return append(append([]byte{}, ca.PEM...), bytes.Repeat([]byte("\n"), n-len(ca.PEM))...)
+	}
 	if _, err := parseCertPool("f", pad(maxPEMBytes)); err != nil {
 		t.Errorf("exactly %d bytes: %v", maxPEMBytes, err)
 	}
@@ -326,7 +328,39 @@ func TestTLSTable(t *testing.T) {
 	if got, eof, err := tb.Recv(ctx, d.ID, 0, 0, time.Second); len(got) != 0 || !eof || err != nil {
 		t.Errorf("client read after the peer's close_notify: %q %v %v; want eof", got, eof, err)
 	}
+	// Shutdown write sent the TCP FIN after close_notify: the TCP stream under the
+	// accepted side's TLS ends too.
+	tb.mu.Lock()
+	raw := tb.socks[a.in.ID].tls.raw
+	tb.mu.Unlock()
+	_ = raw.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if rest, err := io.ReadAll(raw); err != nil || len(rest) > 64 {
+		t.Errorf("TCP under the accepted socket after the client's Shutdown write: %d bytes, %v; want the close_notify record, then EOF (the FIN)", len(rest), err)
+	}
 	for _, id := range []string{d.ID, a.in.ID} {
+		if _, err := tb.Close(ctx, id); err != nil {
+			t.Error(err)
+		}
+	}
+
+	// A client without a certificate, where none is required: no peer certificate to show.
+	nl, err := tb.ListenTLS(ctx, "tcp", "127.0.0.1:0", "", &TLSServer{CertPEM: srv.CertPEM, KeyPEM: srv.KeyPEM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		in, err := tb.Accept(ctx, nl.ID, 5*time.Second, "")
+		ach <- accepted{in, err}
+	}()
+	nd, err := tb.DialTLS(ctx, "tcp", nl.Local, "", 5*time.Second, "", &TLSClient{RootCAsPEM: ca.PEM, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	na := <-ach
+	if na.err != nil || na.in.TLS == nil || na.in.TLS.PeerSubject != "" || na.in.TLS.PeerIssuer != "" || !na.in.TLS.PeerNotAfter.IsZero() || na.in.TLS.Version != tls.VersionTLS13 {
+		t.Errorf("accepted without a client certificate: %+v %v", na.in.TLS, na.err)
+	}
+	for _, id := range []string{nd.ID, na.in.ID, nl.ID} {
 		if _, err := tb.Close(ctx, id); err != nil {
 			t.Error(err)
 		}
@@ -367,6 +401,17 @@ func TestTLSTable(t *testing.T) {
 	if err != nil || res.Received != 0 || len(res.Errors) != 1 || res.Errors[0].Reason != contract.ReasonCertificateInvalid || res.Errors[0].Count != 2 {
 		t.Errorf("probe with the system roots: %+v %v", res, err)
 	}
+	// A probe's local address is judged once bound, as a Dial's.
+	strict, err := policy.Parse("p", []byte("default:\n  local: {deny: [{name: no ports, ports: [\"1-65535\"]}]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newTable(time.Second, 1<<20, strict)
+	defer st.Stop()
+	_, err = st.Probe(ctx, ProbeSpec{Network: "tcp", Address: e.Local, Mode: ProbeTLS, Count: 2, Local: "127.0.0.1:0", TLS: &TLSClient{RootCAsPEM: ca.PEM, ServerName: "localhost"}})
+	if Reason(err) != contract.ReasonPolicyDenied || !strings.Contains(err.Error(), `"no ports"`) {
+		t.Errorf("probe from a denied local port: %v", err)
+	}
 	c, err := tls.Dial("tcp", e.Local, &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
@@ -380,8 +425,16 @@ func TestTLSTable(t *testing.T) {
 		t.Errorf("echo %q %v", buf, err)
 	}
 	c.Close()
+	// The listener counts the refused handshakes once its side of each has ended.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		in, err := tb.GetFor(ctx, e.ID)
+		if err != nil || (in.Serving.Errors >= 2 && in.Serving.Active == 0) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond) // polling interval; the counters decide
+	}
 	in, err := tb.Close(ctx, e.ID)
-	if err != nil || in.Serving == nil || in.Serving.Connections != 11 || in.Serving.Errors != 2 || !strings.HasPrefix(in.Serving.LastError, "TLS_HANDSHAKE_FAILED: tls handshake: remote error: tls: bad certificate") {
+	if err != nil || in.Serving == nil || in.Serving.Connections != 12 || in.Serving.Errors != 2 || !strings.HasPrefix(in.Serving.LastError, "TLS_HANDSHAKE_FAILED: tls handshake: remote error: tls: bad certificate") {
 		t.Errorf("served: %+v %v", in.Serving, err)
 	}
 }
