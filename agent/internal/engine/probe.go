@@ -118,26 +118,8 @@ func checkProbe(sp *ProbeSpec) error {
 		return err
 	}
 	udp := strings.HasPrefix(sp.Network, "udp")
-	switch sp.Mode {
-	case ProbeAuto:
-		sp.Mode = ProbeConnect
-		if udp {
-			sp.Mode = ProbeEcho
-		}
-	case ProbeConnect:
-		if udp {
-			return badArg(contract.ReasonInvalidArgument, "probe: mode connect needs a tcp network (UDP has no handshake to time); use mode echo for %s", sp.Network)
-		}
-	case ProbeEcho:
-	case ProbeTLS:
-		if udp {
-			return badArg(contract.ReasonInvalidArgument, "probe: mode tls needs a tcp network, not %s", sp.Network)
-		}
-	default:
-		return badArg(contract.ReasonInvalidArgument, "probe: mode %d unknown; use connect, echo or tls (PROBE_MODE_CONNECT, PROBE_MODE_ECHO, PROBE_MODE_TLS)", sp.Mode)
-	}
-	if sp.TLS != nil && sp.Mode != ProbeTLS {
-		return badArg(contract.ReasonInvalidArgument, "probe: tls given with mode %s; tls is for mode tls (PROBE_MODE_TLS)", sp.Mode)
+	if err := checkProbeMode(sp, udp); err != nil {
+		return err
 	}
 	if sp.Count == 0 {
 		sp.Count = defaultProbeCount
@@ -170,6 +152,33 @@ func checkProbe(sp *ProbeSpec) error {
 		if err := checkAddress("probe: local_address", sp.Network, sp.Local); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkProbeMode picks the mode for ProbeAuto and refuses a mode the network cannot have, or
+// tls settings for a mode without a handshake.
+func checkProbeMode(sp *ProbeSpec, udp bool) error {
+	switch sp.Mode {
+	case ProbeAuto:
+		sp.Mode = ProbeConnect
+		if udp {
+			sp.Mode = ProbeEcho
+		}
+	case ProbeConnect:
+		if udp {
+			return badArg(contract.ReasonInvalidArgument, "probe: mode connect needs a tcp network (UDP has no handshake to time); use mode echo for %s", sp.Network)
+		}
+	case ProbeEcho:
+	case ProbeTLS:
+		if udp {
+			return badArg(contract.ReasonInvalidArgument, "probe: mode tls needs a tcp network, not %s", sp.Network)
+		}
+	default:
+		return badArg(contract.ReasonInvalidArgument, "probe: mode %d unknown; use connect, echo or tls (PROBE_MODE_CONNECT, PROBE_MODE_ECHO, PROBE_MODE_TLS)", sp.Mode)
+	}
+	if sp.TLS != nil && sp.Mode != ProbeTLS {
+		return badArg(contract.ReasonInvalidArgument, "probe: tls given with mode %s; tls is for mode tls (PROBE_MODE_TLS)", sp.Mode)
 	}
 	return nil
 }

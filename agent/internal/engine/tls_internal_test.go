@@ -126,10 +126,10 @@ func TestCheckALPNAndVersion(t *testing.T) {
 	}
 }
 
-func TestClientServerConfig(t *testing.T) {
+func TestClientConfig(t *testing.T) {
 	t.Parallel()
 	ca := testpki.NewCA(t, "a")
-	srv, cli := ca.Server(t), ca.Client(t, "x")
+	cli := ca.Client(t, "x")
 	def := policy.Default().Default
 	lax, err := policy.Parse("p", []byte("default:\n  tls: {insecure_skip_verify: true}\n"))
 	if err != nil {
@@ -176,6 +176,12 @@ func TestClientServerConfig(t *testing.T) {
 		wantArgErr(t, err, tc.want)
 	}
 
+}
+
+func TestServerConfig(t *testing.T) {
+	t.Parallel()
+	ca := testpki.NewCA(t, "a")
+	srv, cli := ca.Server(t), ca.Client(t, "x")
 	scfg, err := serverConfig(&TLSServer{CertPEM: srv.CertPEM, KeyPEM: srv.KeyPEM, ClientCAPEM: ca.PEM, ALPN: []string{"x"}})
 	if err != nil || scfg.ClientAuth != tls.RequireAndVerifyClientCert || scfg.ClientCAs == nil || scfg.MinVersion != tls.VersionTLS12 || len(scfg.Certificates) != 1 {
 		t.Fatalf("server config %+v %v", scfg, err)
@@ -268,6 +274,21 @@ func tlsTable(t *testing.T, timeout time.Duration) (*Table, context.Context) {
 	return tb, ctx
 }
 
+// checkTLSInfos checks what TestTLSTable's listener, client and accepted socket show.
+func checkTLSInfos(t *testing.T, lis, cli, acc *TLSInfo) {
+	t.Helper()
+	if lis == nil || !lis.Listener || lis.MinVersion != tls.VersionTLS13 || lis.CipherSuite != "" {
+		t.Errorf("listener %+v", lis)
+	}
+	if cli == nil || cli.Version != tls.VersionTLS13 || cli.ALPN != "x/1" || cli.ServerName != "localhost" || cli.PeerSubject != "CN=sockagent,O=sockagent tests" ||
+		cli.PeerIssuer != "CN=ca,O=sockagent tests" || cli.PeerNotAfter.IsZero() || cli.Listener || cli.MinVersion != tls.VersionTLS12 || cli.CipherSuite == "" {
+		t.Errorf("client %+v", cli)
+	}
+	if acc == nil || acc.PeerSubject != "CN=alice,O=sockagent tests" || acc.ServerName != "localhost" || acc.MinVersion != tls.VersionTLS13 {
+		t.Errorf("accepted %+v", acc)
+	}
+}
+
 // TestTLSTable: through the engine's own calls, a TLS listener and a TLS client meet;
 // GetSocket's view on both ends; bytes and an exact read; Shutdown read and write on a TLS
 // socket; the handshake's timeout; Serve and Probe over TLS.
@@ -279,9 +300,6 @@ func TestTLSTable(t *testing.T) {
 	l, err := tb.ListenTLS(ctx, "tcp", "127.0.0.1:0", "", &TLSServer{CertPEM: srv.CertPEM, KeyPEM: srv.KeyPEM, ClientCAPEM: clientCA.PEM, MinVersion: tls.VersionTLS13, ALPN: []string{"x/1"}})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if l.TLS == nil || !l.TLS.Listener || l.TLS.MinVersion != tls.VersionTLS13 || l.TLS.CipherSuite != "" {
-		t.Errorf("listener %+v", l.TLS)
 	}
 	type accepted struct {
 		in  Info
@@ -300,13 +318,7 @@ func TestTLSTable(t *testing.T) {
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
-	if ti := d.TLS; ti == nil || ti.Version != tls.VersionTLS13 || ti.ALPN != "x/1" || ti.ServerName != "localhost" || ti.PeerSubject != "CN=sockagent,O=sockagent tests" ||
-		ti.PeerIssuer != "CN=ca,O=sockagent tests" || ti.PeerNotAfter.IsZero() || ti.Listener || ti.MinVersion != tls.VersionTLS12 || ti.CipherSuite == "" {
-		t.Errorf("client %+v", d.TLS)
-	}
-	if ti := a.in.TLS; ti == nil || ti.PeerSubject != "CN=alice,O=sockagent tests" || ti.ServerName != "localhost" || ti.MinVersion != tls.VersionTLS13 {
-		t.Errorf("accepted %+v", a.in.TLS)
-	}
+	checkTLSInfos(t, l.TLS, d.TLS, a.in.TLS)
 	if _, err := tb.Send(ctx, d.ID, []byte("hello world"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -342,8 +354,46 @@ func TestTLSTable(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if _, err := tb.Close(ctx, l.ID); err != nil {
+		t.Error(err)
+	}
+}
 
-	// A client without a certificate, where none is required: no peer certificate to show.
+// TestTLSAcceptTimeout: Accept's timeout covers the handshake: a peer that connects and
+// never speaks costs the timeout, no more, no less.
+func TestTLSAcceptTimeout(t *testing.T) {
+	t.Parallel()
+	tb, ctx := tlsTable(t, 5*time.Second)
+	srv := testpki.NewCA(t, "ca").Server(t)
+	l, err := tb.ListenTLS(ctx, "tcp", "127.0.0.1:0", "", &TLSServer{CertPEM: srv.CertPEM, KeyPEM: srv.KeyPEM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent, err := net.Dial("tcp", l.Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	start := time.Now()
+	_, err = tb.Accept(ctx, l.ID, 200*time.Millisecond, "")
+	if took := time.Since(start); Reason(err) != contract.ReasonTimeout || took < 200*time.Millisecond || took > 2*time.Second {
+		t.Errorf("silent peer: %v after %s; want TIMEOUT after 200ms", err, took)
+	}
+
+}
+
+// TestTLSNoClientCertificate: a client without a certificate, where none is required: the
+// accepted socket has no peer certificate to show.
+func TestTLSNoClientCertificate(t *testing.T) {
+	t.Parallel()
+	tb, ctx := tlsTable(t, 5*time.Second)
+	ca := testpki.NewCA(t, "ca")
+	srv := ca.Server(t)
+	type accepted struct {
+		in  Info
+		err error
+	}
+	ach := make(chan accepted, 1)
 	nl, err := tb.ListenTLS(ctx, "tcp", "127.0.0.1:0", "", &TLSServer{CertPEM: srv.CertPEM, KeyPEM: srv.KeyPEM})
 	if err != nil {
 		t.Fatal(err)
@@ -366,22 +416,30 @@ func TestTLSTable(t *testing.T) {
 		}
 	}
 
-	// Accept's timeout covers the handshake: a peer that never speaks.
-	silent, err := net.Dial("tcp", l.Local)
+}
+
+// probeFromDeniedPort: a probe's local address is judged once bound, as a Dial's.
+func probeFromDeniedPort(t *testing.T, ctx context.Context, target string, caPEM []byte) {
+	t.Helper()
+	strict, err := policy.Parse("p", []byte("default:\n  local: {deny: [{name: no ports, ports: [\"1-65535\"]}]}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
-	start := time.Now()
-	_, err = tb.Accept(ctx, l.ID, 200*time.Millisecond, "")
-	if took := time.Since(start); Reason(err) != contract.ReasonTimeout || took < 200*time.Millisecond || took > 2*time.Second {
-		t.Errorf("silent peer: %v after %s; want TIMEOUT after 200ms", err, took)
+	st := newTable(time.Second, 1<<20, strict)
+	defer st.Stop()
+	_, err = st.Probe(ctx, ProbeSpec{Network: "tcp", Address: target, Mode: ProbeTLS, Count: 2, Local: "127.0.0.1:0", TLS: &TLSClient{RootCAsPEM: caPEM, ServerName: "localhost"}})
+	if Reason(err) != contract.ReasonPolicyDenied || !strings.Contains(err.Error(), `"no ports"`) {
+		t.Errorf("probe from a denied local port: %v", err)
 	}
-	if _, err := tb.Close(ctx, l.ID); err != nil {
-		t.Error(err)
-	}
+}
 
-	// Serve over TLS, and Probe mode tls against it.
+// TestTLSServeProbe: Serve echoes over TLS, and Probe mode tls times handshakes against it,
+// counts refused certificates, and judges its local address.
+func TestTLSServeProbe(t *testing.T) {
+	t.Parallel()
+	tb, ctx := tlsTable(t, 5*time.Second)
+	ca := testpki.NewCA(t, "ca")
+	srv := ca.Server(t)
 	e, err := tb.ListenTLS(ctx, "tcp", "127.0.0.1:0", "", &TLSServer{CertPEM: srv.CertPEM, KeyPEM: srv.KeyPEM})
 	if err != nil {
 		t.Fatal(err)
@@ -401,17 +459,7 @@ func TestTLSTable(t *testing.T) {
 	if err != nil || res.Received != 0 || len(res.Errors) != 1 || res.Errors[0].Reason != contract.ReasonCertificateInvalid || res.Errors[0].Count != 2 {
 		t.Errorf("probe with the system roots: %+v %v", res, err)
 	}
-	// A probe's local address is judged once bound, as a Dial's.
-	strict, err := policy.Parse("p", []byte("default:\n  local: {deny: [{name: no ports, ports: [\"1-65535\"]}]}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := newTable(time.Second, 1<<20, strict)
-	defer st.Stop()
-	_, err = st.Probe(ctx, ProbeSpec{Network: "tcp", Address: e.Local, Mode: ProbeTLS, Count: 2, Local: "127.0.0.1:0", TLS: &TLSClient{RootCAsPEM: ca.PEM, ServerName: "localhost"}})
-	if Reason(err) != contract.ReasonPolicyDenied || !strings.Contains(err.Error(), `"no ports"`) {
-		t.Errorf("probe from a denied local port: %v", err)
-	}
+	probeFromDeniedPort(t, ctx, e.Local, ca.PEM)
 	c, err := tls.Dial("tcp", e.Local, &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
