@@ -68,6 +68,7 @@ var (
 		{sockagentv1.ProbeMode_PROBE_MODE_UNSPECIFIED, engine.ProbeAuto},
 		{sockagentv1.ProbeMode_PROBE_MODE_CONNECT, engine.ProbeConnect},
 		{sockagentv1.ProbeMode_PROBE_MODE_ECHO, engine.ProbeEcho},
+		{sockagentv1.ProbeMode_PROBE_MODE_TLS, engine.ProbeTLS},
 	}
 	sweepVerdicts = enumTable[sockagentv1.SweepVerdict, engine.Verdict]{
 		{sockagentv1.SweepVerdict_SWEEP_VERDICT_OPEN, engine.VerdictOpen},
@@ -142,6 +143,7 @@ func socketProto(in engine.Info) *sockagentv1.Socket {
 		Attached:         in.Attached,
 		Options:          optionsProto(in.Options),
 		MulticastGroups:  in.Groups,
+		Tls:              tlsInfoProto(in.TLS),
 	}
 }
 

@@ -29,12 +29,16 @@ func (m *measureService) Probe(ctx context.Context, r *sockagentv1.ProbeRequest)
 	}
 	mode, ok := probeModes.engine(r.GetMode())
 	if !ok {
-		return nil, fail(engine.BadArg(contract.ReasonInvalidArgument, "probe: mode %d unknown; use connect or echo (PROBE_MODE_CONNECT, PROBE_MODE_ECHO)", r.GetMode()))
+		return nil, fail(engine.BadArg(contract.ReasonInvalidArgument, "probe: mode %d unknown; use connect, echo or tls (PROBE_MODE_CONNECT, PROBE_MODE_ECHO, PROBE_MODE_TLS)", r.GetMode()))
+	}
+	cl, err := tlsClientOf("probe", r.GetTls())
+	if err != nil {
+		return nil, fail(err)
 	}
 	res, err := m.t.Probe(inSession(ctx), engine.ProbeSpec{
 		Network: r.GetNetwork(), Address: r.GetAddress(), Local: r.GetLocalAddress(),
 		Mode: mode, Count: int(r.GetCount()), Warmup: int(r.GetWarmup()), Size: int(r.GetSize()),
-		Interval: interval, Timeout: timeout,
+		Interval: interval, Timeout: timeout, TLS: cl,
 	})
 	m.m.probed(r.GetMode(), res, err)
 	if err != nil {

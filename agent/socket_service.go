@@ -44,7 +44,11 @@ func (s *socketService) Listen(ctx context.Context, r *sockagentv1.ListenRequest
 	if err != nil {
 		return nil, fail(err)
 	}
-	in, err := s.t.Listen(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetRequestId(), o)
+	srv, err := tlsServerOf(r.GetTls())
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.ListenTLS(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetRequestId(), srv, o)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -72,7 +76,11 @@ func (s *socketService) Dial(ctx context.Context, r *sockagentv1.DialRequest) (*
 	if err != nil {
 		return nil, fail(err)
 	}
-	in, err := s.t.Dial(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetLocalAddress(), to, r.GetRequestId(), o)
+	cl, err := tlsClientOf("dial", r.GetTls())
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.DialTLS(inSession(ctx), r.GetNetwork(), r.GetAddress(), r.GetLocalAddress(), to, r.GetRequestId(), cl, o)
 	if err != nil {
 		return nil, fail(err)
 	}

@@ -101,6 +101,7 @@ the datagrams sent.`,
 
 func (a *app) connectCommand() *cobra.Command {
 	var o optFlags
+	var tf tlsFlags
 	var r relayFlags
 	var local string
 	var connectTimeout time.Duration
@@ -117,7 +118,8 @@ CONNECTION_REFUSED on stderr.
   printf 'GET / HTTP/1.0\r\n\r\n' | sockctl connect tcp 127.0.0.1:80
   sockctl connect tcp 127.0.0.1:9000 < request.bin > reply.bin
   echo ping | sockctl connect udp 127.0.0.1:9999 --linger 1s
-  sockctl --agent 10.0.0.5:7700 connect tcp 10.0.0.9:22      # from that agent's host`,
+  sockctl --agent 10.0.0.5:7700 connect tcp 10.0.0.9:22      # from that agent's host
+  printf 'GET / HTTP/1.0\r\n\r\n' | sockctl connect tcp example.com:443 --tls-server-name example.com`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			network, address := args[0], args[1]
@@ -135,11 +137,15 @@ CONNECTION_REFUSED on stderr.
 			if err != nil {
 				return err
 			}
+			cl, err := tf.client(false)
+			if err != nil {
+				return err
+			}
 			op := "connect " + network + " " + address
 			return a.withAgent(cmd.Context(), func(ag *agentConn) error {
 				var id string
 				err := ag.unary(cmd.Context(), "dial "+network+" "+address, connectTimeout, func(ctx context.Context) error {
-					resp, err := ag.c.Sockets.Dial(ctx, &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout, Options: opts})
+					resp, err := ag.c.Sockets.Dial(ctx, &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout, Options: opts, Tls: cl})
 					id = resp.GetSocket().GetSocketId()
 					return err
 				})
@@ -161,6 +167,7 @@ CONNECTION_REFUSED on stderr.
 	o.register(cmd.Flags())
 	cmd.Flags().StringVar(&local, "local", "", "bind the source address `ADDR` first (host:port, port may be 0)")
 	cmd.Flags().DurationVar(&connectTimeout, "connect-timeout", 0, "bound on the connect (0 = the agent's default)")
+	tf.register(cmd.Flags(), false)
 	return cmd
 }
 

@@ -78,13 +78,16 @@ func (a *app) probeCommand() *cobra.Command {
 		size            string
 		interval, tmout time.Duration
 		local           string
+		tf              tlsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "probe NETWORK ADDRESS",
 		Short: "Measure connect time or round trips from the agent to ADDRESS",
 		Long: `Probe makes the agent measure, from its own host, against ADDRESS: TCP connect time
-(--mode connect, the default for tcp) or request/response round trips against an echo
-(--mode echo, the default for udp: lost datagrams count in loss). gRPC is not in the
+(--mode connect, the default for tcp), TCP connect plus TLS handshake (--mode tls, with the
+--tls-* flags; the default verifies against the agent host's system roots) or
+request/response round trips against an echo (--mode echo, the default for udp: lost
+datagrams count in loss). gRPC is not in the
 measured path. NETWORK is tcp, tcp4, tcp6, udp, udp4 or udp6. The target is typically
 another agent's socket served with 'sockctl serve ID echo'.
 
@@ -98,7 +101,8 @@ attempt failed (stderr names the most frequent reason, such as CONNECTION_REFUSE
 call failed or the agent could not be reached; 2 usage error.`,
 		Example: `  sockctl probe tcp 10.0.0.2:80                       # 10 TCP connects
   sockctl probe tcp 127.0.0.1:4242 --mode echo --count 1000 --size 64
-  sockctl probe udp 127.0.0.1:4243 --count 100 --interval 10ms -o json`,
+  sockctl probe udp 127.0.0.1:4243 --count 100 --interval 10ms -o json
+  sockctl probe tcp 127.0.0.1:8443 --mode tls --tls-ca ca.pem --tls-server-name localhost`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			network, address := args[0], args[1]
@@ -107,7 +111,14 @@ call failed or the agent could not be reached; 2 usage error.`,
 			}
 			m, ok := client.ProbeModes[mode]
 			if !ok {
-				return usagef("--mode %q: use connect or echo", mode)
+				return usagef("--mode %q: use connect, echo or tls", mode)
+			}
+			cl, err := tf.client(m == sockagentv1.ProbeMode_PROBE_MODE_TLS)
+			if err != nil {
+				return err
+			}
+			if cl != nil && m != sockagentv1.ProbeMode_PROBE_MODE_TLS {
+				return usagef("--tls-* and --alpn time a TLS handshake: give --mode tls")
 			}
 			n, err := sizeFlag("size", size, 1<<32-1)
 			if err != nil {
@@ -122,7 +133,7 @@ call failed or the agent could not be reached; 2 usage error.`,
 				return err
 			}
 			req := &sockagentv1.ProbeRequest{Network: network, Address: address, Mode: m, Count: count, Size: uint32(n),
-				Interval: iv, Timeout: to, LocalAddress: local, Warmup: warmup}
+				Interval: iv, Timeout: to, LocalAddress: local, Warmup: warmup, Tls: cl}
 			op := "probe " + network + " " + address
 			return a.call(cmd.Context(), op, client.ProbeDeadline(req), func(ctx context.Context, c client.Clients) error {
 				resp, err := c.Measure.Probe(ctx, req)
@@ -149,13 +160,14 @@ call failed or the agent could not be reached; 2 usage error.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&mode, "mode", "", "what to time: connect (TCP connects) or echo (round trips against an echo); default connect for tcp, echo for udp")
+	f.StringVar(&mode, "mode", "", "what to time: connect (TCP connects), tls (connect + TLS handshake) or echo (round trips against an echo); default connect for tcp, echo for udp")
 	f.Uint32Var(&count, "count", 0, "measured attempts `N` (0 = 10)")
 	f.StringVar(&size, "size", "", "bytes `N` of each echo request, such as 64 or 1K (0 = 64; UDP at least 24)")
 	f.DurationVar(&interval, "interval", 0, "time between the starts of two attempts (0 = back to back)")
 	f.DurationVar(&tmout, "timeout", 0, "timeout of one attempt (0 = 1s); this shadows the global --timeout")
 	f.Uint32Var(&warmup, "warmup", 0, "attempts `N` made first and not counted")
 	f.StringVar(&local, "local", "", "bind the probe's socket to `ADDR` (host:port, port may be 0)")
+	tf.register(f, false)
 	return cmd
 }
 

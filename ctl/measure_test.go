@@ -176,7 +176,7 @@ func TestProbeCommand(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"probe", "unix", "/tmp/x"}, `unknown network "unix": use one of tcp, tcp4, tcp6, udp, udp4, udp6`},
-		{[]string{"probe", "tcp", "127.0.0.1:1", "--mode", "ping"}, `--mode "ping": use connect or echo`},
+		{[]string{"probe", "tcp", "127.0.0.1:1", "--mode", "ping"}, `--mode "ping": use connect, echo or tls`},
 		{[]string{"probe", "tcp", "127.0.0.1:1", "--size", "1Q"}, `--size: unknown unit "Q" in "1Q"`},
 		{[]string{"probe", "tcp", "127.0.0.1:1", "--interval", "-1s"}, "--interval must not be negative"},
 		{[]string{"probe", "tcp"}, "expected NETWORK ADDRESS, got 1 argument"},

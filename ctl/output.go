@@ -156,6 +156,9 @@ func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 		if g := s.GetMulticastGroups(); len(g) > 0 {
 			buf.WriteString(clean(s.GetSocketId()) + " multicast groups: " + clean(strings.Join(g, " ")) + "\n")
 		}
+		if s.GetTls() != nil {
+			buf.WriteString(tlsLine(s) + "\n")
+		}
 	}
 	_, err := w.stdout.Write(buf.Bytes())
 	return err
@@ -330,6 +333,33 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// tlsLine shows a TLS socket's session on one line: "s1 tls: TLS 1.3
+// TLS_AES_128_GCM_SHA256, alpn h2, server name db.lab, peer CN=db (issuer CN=lab CA),
+// expires 2027-01-01T00:00:00Z"; a listener's: "s1 tls: listener, minimum TLS 1.2".
+func tlsLine(s *sockagentv1.Socket) string {
+	ti := s.GetTls()
+	ver := func(v sockagentv1.TlsVersion) string {
+		return "TLS " + strings.ReplaceAll(enumName(v.String(), "TLS_VERSION_"), "-", ".")
+	}
+	if ti.GetListener() {
+		return fmt.Sprintf("%s tls: listener, minimum %s", clean(s.GetSocketId()), ver(ti.GetMinVersion()))
+	}
+	parts := []string{ver(ti.GetVersion()) + " " + clean(ti.GetCipherSuite())}
+	if ti.GetAlpn() != "" {
+		parts = append(parts, "alpn "+clean(ti.GetAlpn()))
+	}
+	if ti.GetServerName() != "" {
+		parts = append(parts, "server name "+clean(ti.GetServerName()))
+	}
+	if ti.GetPeerSubject() != "" {
+		parts = append(parts, fmt.Sprintf("peer %s (issuer %s)", clean(ti.GetPeerSubject()), clean(ti.GetPeerIssuer())))
+	}
+	if ti.GetPeerNotAfter() != nil {
+		parts = append(parts, "expires "+ti.GetPeerNotAfter().AsTime().UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("%s tls: %s", clean(s.GetSocketId()), strings.Join(parts, ", "))
 }
 
 // serving shows a served socket's counters on one line: "s1 serving echo: connections 3

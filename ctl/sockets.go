@@ -90,27 +90,38 @@ func (a *app) onSocket(op string, rpc func(ctx context.Context, c client.Clients
 
 func (a *app) listenCommand() *cobra.Command {
 	var o optFlags
+	var tf tlsFlags
 	cmd := &cobra.Command{
 		Use:   "listen NETWORK ADDRESS",
 		Short: "Open a stream listener (socket, bind, listen)",
 		Long: `Listen opens a stream listener on the agent bound to ADDRESS and prints it; its
 LOCAL column shows the port the OS chose for port 0. NETWORK is tcp, tcp4, tcp6 or unix.
-Does not block. Use 'accept ID' to take connections.`,
+Does not block. Use 'accept ID' to take connections. With --tls-cert and --tls-key it
+serves TLS: accept (and serve) complete the handshake first; --tls-ca requires client
+certificates.`,
 		Example: `  sockctl listen tcp 127.0.0.1:8080
   sockctl listen tcp 0.0.0.0:0 -o json     # port chosen by the OS, in localAddress
   sockctl listen tcp6 '[::1]:8080'
   sockctl listen unix /run/sockagent/sockets/echo.sock   # in the agent's socket dir (sockctl info)
-  sockctl listen tcp 127.0.0.1:0 --opt max_segment=1200 --opt recv_buffer=1048576`,
+  sockctl listen tcp 127.0.0.1:0 --opt max_segment=1200 --opt recv_buffer=1048576
+  sockctl listen tcp 127.0.0.1:8443 --tls-cert server.pem --tls-key server-key.pem`,
 		Args: args(2, "NETWORK", "ADDRESS"),
-		RunE: a.bindLocal("listen", contract.OpListen, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			srv, err := tf.server()
+			if err != nil {
+				return err
+			}
 			opts, err := o.options()
 			if err != nil {
-				return nil, err
+				return err
 			}
-			return c.Sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address, Options: opts})
-		}),
+			return a.bindLocal("listen", contract.OpListen, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
+				return c.Sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address, Options: opts, Tls: srv})
+			})(cmd, args)
+		},
 	}
 	o.register(cmd.Flags())
+	tf.register(cmd.Flags(), true)
 	return cmd
 }
 
@@ -151,6 +162,7 @@ NETWORK is udp, udp4, udp6 or unixgram. Does not block. Use 'sendto' and 'recvfr
 
 func (a *app) dialCommand() *cobra.Command {
 	var o optFlags
+	var tf tlsFlags
 	var local string
 	var connectTimeout time.Duration
 	cmd := &cobra.Command{
@@ -159,9 +171,14 @@ func (a *app) dialCommand() *cobra.Command {
 		Long: `Dial connects a new socket on the agent to ADDRESS and prints it. NETWORK is tcp,
 tcp4, tcp6, udp, udp4, udp6, unix or unixgram (udp only fixes the peer; nothing is sent).
 Blocks until connected, --connect-timeout (0 = the agent's default) or --timeout.
-A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
+A refused connection exits 1 with CONNECTION_REFUSED on stderr. Any --tls-* flag or --alpn
+makes the socket a TLS client (connect and handshake both within --connect-timeout); the
+socket then carries the decrypted stream, and 'get' shows the TLS version, cipher suite,
+ALPN and the server's certificate. A refused certificate exits 1 with CERTIFICATE_INVALID.`,
 		Example: `  sockctl dial tcp 127.0.0.1:8080
   sockctl dial tcp 10.0.0.2:80 --local 10.0.0.1:0 --connect-timeout 3s
+  sockctl dial tcp example.com:443 --tls-server-name example.com --alpn h2,http/1.1
+  sockctl dial tcp 127.0.0.1:8443 --tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem
   sockctl dial udp 127.0.0.1:9999
   sockctl dial unix /run/sockagent/sockets/echo.sock
   sockctl dial tcp 127.0.0.1:8080 --opt no_delay=false --opt ttl=5 --opt linger=0s`,
@@ -179,7 +196,11 @@ A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
 			if err != nil {
 				return err
 			}
-			req := &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout, Options: opts}
+			cl, err := tf.client(false)
+			if err != nil {
+				return err
+			}
+			req := &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout, Options: opts, Tls: cl}
 			return a.socketCall(cmd.Context(), "dial "+network+" "+address, connectTimeout, func(ctx context.Context, c client.Clients) (socketResponse, error) {
 				return c.Sockets.Dial(ctx, req)
 			})
@@ -188,6 +209,7 @@ A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
 	cmd.Flags().StringVar(&local, "local", "", "bind the source address `ADDR` first (host:port, port may be 0)")
 	cmd.Flags().DurationVar(&connectTimeout, "connect-timeout", 0, "bound on the connect (0 = the agent's default)")
 	o.register(cmd.Flags())
+	tf.register(cmd.Flags(), false)
 	return cmd
 }
 

@@ -131,10 +131,21 @@ const (
 	// ReasonUnsupportedOption: a socket option the platform or the socket's kind does not
 	// have; metadata option names it.
 	ReasonUnsupportedOption = "UNSUPPORTED_OPTION"
+	// ReasonTLSHandshakeFailed: the TLS handshake failed for a reason other than the peer's
+	// certificate: the peer does not speak TLS, or no version, cipher suite or ALPN protocol
+	// is common to both ends, or the peer sent no certificate where one was required.
+	ReasonTLSHandshakeFailed = "TLS_HANDSHAKE_FAILED"
+	// ReasonCertificateInvalid: the peer's certificate was refused (unknown authority,
+	// expired, not valid for the name); the message carries the verifier's words.
+	ReasonCertificateInvalid = "CERTIFICATE_INVALID"
 	// ReasonUnauthenticated: missing or invalid credentials. The status message is always
 	// UnauthenticatedMessage: nothing else is revealed.
 	ReasonUnauthenticated = "UNAUTHENTICATED"
 )
+
+// MaxPEMBytes bounds each PEM field of a TLS request (a certificate chain, a key, a set of
+// CAs): the agent refuses larger ones, and clients refuse to send them.
+const MaxPEMBytes = 64 << 10
 
 // UnauthenticatedMessage is the fixed message of every UNAUTHENTICATED status.
 const UnauthenticatedMessage = "missing or invalid credentials"
@@ -167,7 +178,7 @@ var agentReasons = []string{
 	ReasonPathNotFound, ReasonAccessDenied, ReasonMessageTooLarge, ReasonTooManyOpenFiles,
 	ReasonNoBufferSpace, ReasonAgentStopping, ReasonCancelled, ReasonOSError,
 	ReasonPolicyDenied, ReasonLimitExceeded, ReasonUnknownSession, ReasonSocketBusy,
-	ReasonUnauthenticated, ReasonUnsupportedOption,
+	ReasonUnauthenticated, ReasonUnsupportedOption, ReasonTLSHandshakeFailed, ReasonCertificateInvalid,
 }
 
 var measureReasons = []string{ReasonEchoMismatch, ReasonEOF}

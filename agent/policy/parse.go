@@ -145,6 +145,7 @@ type rawSet struct {
 	has    map[string]bool
 	limits [6]*int // sockets, bytes_per_call, blocking_calls, buffered_bytes, sessions, watches
 	sess   [3]*int // session_limits: sockets, blocking_calls, buffered_bytes
+	skip   *bool   // tls.insecure_skip_verify
 }
 
 func (r *rawSet) inherit(base *RuleSet) *RuleSet {
@@ -185,6 +186,10 @@ func (r *rawSet) inherit(base *RuleSet) *RuleSet {
 		if v := r.sess[i]; v != nil {
 			*dst = *v
 		}
+	}
+	s.TLS = base.TLS
+	if r.skip != nil {
+		s.TLS.InsecureSkipVerify = *r.skip
 	}
 	return &s
 }
@@ -299,6 +304,14 @@ func (p *parser) positives(n *yaml.Node, what string, dst []*int, keys ...string
 	return p.mapping(n, what, fields)
 }
 
+func (p *parser) boolean(n *yaml.Node, what string) (bool, error) {
+	n = deref(n)
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		return false, p.errf(n, "%s: want true or false, not %s", what, describe(n))
+	}
+	return strings.EqualFold(n.Value, "true"), nil
+}
+
 func (p *parser) positive(n *yaml.Node, what string) (int, error) {
 	n = deref(n)
 	v, err := strconv.ParseInt(n.Value, 10, 64)
@@ -374,6 +387,15 @@ func (p *parser) ruleSet(n *yaml.Node, what string, isDefault bool) (*rawSet, er
 			r.has["events"] = true
 			r.set.EventsAll, err = p.eventsScope(n, what+".events")
 			return err
+		},
+		"tls": func(n *yaml.Node) error {
+			return p.mapping(n, what+".tls", map[string]func(*yaml.Node) error{
+				"insecure_skip_verify": func(n *yaml.Node) error {
+					v, err := p.boolean(n, what+".tls.insecure_skip_verify")
+					r.skip = &v
+					return err
+				},
+			})
 		},
 	}
 	if !isDefault {

@@ -37,6 +37,8 @@
 //	    sockets: 16
 //	    blocking_calls: 8
 //	    buffered_bytes: 16777216
+//	  tls:                          # TLS clients of Dial and Probe
+//	    insecure_skip_verify: false # true lets callers accept any server certificate
 //	rule_sets:                      # first match wins
 //	  - name: ci
 //	    callers: ["token:ci", "subject:CN=ci-*,O=Lab", "san:*.lab.example"]
@@ -80,7 +82,7 @@
 // default set leaves out from the built-in default (DefaultYAML), list by list: networks,
 // destinations.allow, destinations.deny, local.allow, local.deny, unix_paths.allow,
 // unix_paths.deny and socket_options each replace the inherited list when given (an empty list [] clears it), and
-// limits and session_limits inherit field by field. So `destinations: {deny: [...]}` adds no allow rule and keeps
+// limits, session_limits and tls inherit field by field. So `destinations: {deny: [...]}` adds no allow rule and keeps
 // the inherited one. Unknown keys are errors.
 //
 // Callers: each rule set lists caller patterns; the set applies when one matches.
@@ -163,6 +165,25 @@ type RuleSet struct {
 	// EventsAll lets the set's callers watch every caller's events (WatchEvents all_callers;
 	// "events: all"); without it ("events: own", the default) a caller watches its own only.
 	EventsAll bool
+	// TLS governs what Dial and Probe may ask of their TLS clients.
+	TLS TLSRules
+}
+
+// TLSRules say which risky TLS settings a rule set's callers may use (the tls section).
+type TLSRules struct {
+	// InsecureSkipVerify allows TlsClient.insecure_skip_verify: a TLS client that accepts any
+	// server certificate, so a man in the middle goes unnoticed. Off unless a rule set says so.
+	InsecureSkipVerify bool
+}
+
+// CheckInsecureSkipVerify refuses a TLS client that skips verifying the server's certificate
+// unless the set allows it (tls.insecure_skip_verify).
+func (s *RuleSet) CheckInsecureSkipVerify() error {
+	if s.TLS.InsecureSkipVerify {
+		return nil
+	}
+	return &Denied{What: "tls insecure_skip_verify", Rule: "tls.insecure_skip_verify", RuleSet: s.Name, NoMatch: true,
+		Hint: "give root_cas_pem with the CA that signed the server's certificate, or allow it with tls: {insecure_skip_verify: true} in the rule set"}
 }
 
 // AddrRules are allow and deny lists of address rules; deny wins.

@@ -27,6 +27,11 @@ func defs() []def {
 			run: probeRow,
 		},
 		{
+			key: "tls", figure: "probe TLS handshakes/s", baseline: "plain Go TLS client loop", unit: "handshake/s",
+			target: target{atLeast: true, limit: 0.9}, note: "TCP connect + TLS 1.3 handshake (ECDSA P-256) against an agent-served TLS echo, reset after; median of rounds, rounds alternate",
+			run: tlsRow,
+		},
+		{
 			key: "tcp", figure: "throughput TCP 1 stream", baseline: "iperf3 TCP 1 stream", unit: "bit/s",
 			target: target{atLeast: true, limit: 0.8}, note: "send to an agent-served discard",
 			run: tcpRow,

@@ -40,6 +40,7 @@ var ProbeModes = map[string]sockagentv1.ProbeMode{
 	"":        sockagentv1.ProbeMode_PROBE_MODE_UNSPECIFIED,
 	"connect": sockagentv1.ProbeMode_PROBE_MODE_CONNECT,
 	"echo":    sockagentv1.ProbeMode_PROBE_MODE_ECHO,
+	"tls":     sockagentv1.ProbeMode_PROBE_MODE_TLS,
 }
 
 // Directions maps throughput's direction names to the API's ("" is the agent's default).

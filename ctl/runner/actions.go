@@ -157,9 +157,13 @@ func runListen(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Sock
 	if err != nil {
 		return scenario.Outcome{}, nil, err
 	}
+	srv, err := tlsServer(c.args)
+	if err != nil {
+		return scenario.Outcome{}, nil, err
+	}
 	rid := client.NewRequestID()
 	resp, err := client.Retry(ctx, func(ctx context.Context) (*sockagentv1.ListenResponse, error) {
-		return c.rm.sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: c.args.String("network"), Address: c.args.String("address"), RequestId: rid, Options: opts})
+		return c.rm.sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: c.args.String("network"), Address: c.args.String("address"), RequestId: rid, Options: opts, Tls: srv})
 	})
 	return scenario.Outcome{}, resp.GetSocket(), err
 }
@@ -184,10 +188,14 @@ func runDial(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socket
 	if err != nil {
 		return scenario.Outcome{}, nil, err
 	}
+	cl, err := tlsClient(c.args)
+	if err != nil {
+		return scenario.Outcome{}, nil, err
+	}
 	rid := client.NewRequestID()
 	resp, err := client.Retry(ctx, func(ctx context.Context) (*sockagentv1.DialResponse, error) {
 		return c.rm.sockets.Dial(ctx, &sockagentv1.DialRequest{Network: c.args.String("network"), Address: c.args.String("address"),
-			LocalAddress: c.args.String("local_address"), Timeout: c.timeout, RequestId: rid, Options: opts})
+			LocalAddress: c.args.String("local_address"), Timeout: c.timeout, RequestId: rid, Options: opts, Tls: cl})
 	})
 	return scenario.Outcome{}, resp.GetSocket(), err
 }

@@ -108,10 +108,13 @@ func serveRequest(args scenario.Resolved) (*sockagentv1.ServeRequest, error) {
 func probeRequest(args scenario.Resolved) (*sockagentv1.ProbeRequest, error) {
 	mode, ok := client.ProbeModes[args.String("mode")]
 	if !ok {
-		return nil, fmt.Errorf("mode %q: use connect or echo", args.String("mode"))
+		return nil, fmt.Errorf("mode %q: use connect, echo or tls", args.String("mode"))
 	}
-	req := &sockagentv1.ProbeRequest{Network: args.String("network"), Address: args.String("address"), Mode: mode, LocalAddress: args.String("local_address")}
-	var err error
+	cl, err := tlsClient(args)
+	if err != nil {
+		return nil, err
+	}
+	req := &sockagentv1.ProbeRequest{Network: args.String("network"), Address: args.String("address"), Mode: mode, LocalAddress: args.String("local_address"), Tls: cl}
 	for _, f := range []struct {
 		key string
 		dst *uint32

@@ -33,9 +33,9 @@ type ActionSpec struct {
 
 // specs are the actions, in the order messages list them.
 var specs = []ActionSpec{
-	{Name: "listen", Args: []string{"network", "address", "options"}, Required: []string{"network", "address"}, Network: contract.OpListen, Creates: true},
+	{Name: "listen", Args: []string{"network", "address", "options", "tls"}, Required: []string{"network", "address"}, Network: contract.OpListen, Creates: true},
 	{Name: "bind", Args: []string{"network", "address", "options", "multicast"}, Required: []string{"network", "address"}, Network: contract.OpBind, Creates: true},
-	{Name: "dial", Args: []string{"network", "address", "local_address", "timeout", "options"}, Required: []string{"network", "address"}, Network: contract.OpDial, Creates: true},
+	{Name: "dial", Args: []string{"network", "address", "local_address", "timeout", "options", "tls"}, Required: []string{"network", "address"}, Network: contract.OpDial, Creates: true},
 	{Name: "accept", Args: []string{"socket", "timeout"}, Required: []string{"socket"}, Creates: true},
 	{Name: "send", Args: []string{"socket", "data", "data_hex", "data_base64", "data_size", "timeout"}, Required: []string{"socket"}},
 	{Name: "recv", Args: []string{"socket", "max_bytes", "exact_bytes", "timeout"}, Required: []string{"socket"}},
@@ -47,7 +47,7 @@ var specs = []ActionSpec{
 	{Name: "sleep", Args: []string{"duration"}, Required: []string{"duration"}, NoAgent: true},
 
 	{Name: "serve", Args: []string{"socket", "behaviour", "chunk_size", "max_connections"}, Required: []string{"socket", "behaviour"}, Measure: true},
-	{Name: "probe", Args: []string{"network", "address", "mode", "count", "size", "interval", "timeout", "warmup", "local_address"},
+	{Name: "probe", Args: []string{"network", "address", "mode", "count", "size", "interval", "timeout", "warmup", "local_address", "tls"},
 		Required: []string{"network", "address"}, Network: contract.OpProbe, Measure: true, Results: true},
 	{Name: "throughput", Args: []string{"network", "address", "direction", "duration", "bytes", "streams", "rate", "size", "interval", "local_address"},
 		Required: []string{"network", "address"}, Network: contract.OpThroughput, Measure: true, Results: true},

@@ -351,7 +351,7 @@ func measureLiteral(action, key, raw string) (ok bool, err error) {
 	case "behaviour":
 		return true, oneOf("echo", "discard", "source")
 	case "mode":
-		return true, oneOf("connect", "echo")
+		return true, oneOf("connect", "echo", "tls")
 	case "direction":
 		return true, oneOf("send", "receive")
 	case "bytes", "size", "chunk_size":

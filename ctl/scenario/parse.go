@@ -664,6 +664,10 @@ func (p *parser) args(a entry) Args {
 			typos = append(typos, suggest(e.key, allowed))
 			continue
 		}
+		if e.key == "tls" {
+			p.tlsArgs(a.key, e, args)
+			continue
+		}
 		if p.structured(e, args) {
 			continue
 		}

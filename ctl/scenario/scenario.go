@@ -48,7 +48,7 @@
 //     error and within to any action. error goes with within only.
 //   - Measurement steps: serve {socket, behaviour: echo|discard|source, chunk_size,
 //     max_connections} runs a behaviour on a listener or datagram socket; probe {network,
-//     address, mode: connect|echo, count, size, interval, timeout, warmup, local_address}
+//     address, mode: connect|echo|tls, count, size, interval, timeout, warmup, local_address}
 //     and throughput {network, address, direction: send|receive, duration, bytes, streams,
 //     rate, size, interval, local_address} measure from the step's agent. Sizes take binary
 //     suffixes (64K, 1G), rates SI ones in bits/s (500M). Their expectations compare measured
@@ -56,6 +56,8 @@
 //     errors; throughput bits_per_second, bytes, loss, retransmits, rtt, errors; written
 //     "<= 2ms", ">= 1G", "< 1%" or a bare value (==), quoted when it starts with > (see
 //     measure.go).
+//   - TLS: dial, probe and listen take a `tls:` map (see tls.go): its files are read by
+//     sockctl relative to the scenario file, and checked to exist before any RPC.
 //   - References: ${vars.NAME} (a declared var), ${env.NAME} (read at run time),
 //     ${AGENT.host} and ${AGENT.address} (see AgentFields), ${ALIAS.FIELD} (see
 //     AliasFields) and ${i}, the index of the innermost repeat (from 0), only inside one.

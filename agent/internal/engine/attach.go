@@ -438,7 +438,7 @@ func (r *attachRun) shutWrite() error {
 		if r.stop.Load() {
 			return net.ErrClosed
 		}
-		hc, ok := r.s.conn.(halfCloser)
+		hc, ok := r.s.halves()
 		if !ok {
 			return &kindError{"socket cannot shut down its write half"}
 		}

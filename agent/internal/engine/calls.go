@@ -314,7 +314,7 @@ func (t *Table) Shutdown(ctx context.Context, id string, dir Direction) (Info, e
 	if err != nil {
 		return Info{}, wrap(err)
 	}
-	hc, ok := s.conn.(halfCloser)
+	hc, ok := s.halves()
 	if s.kind != KindStream || !ok {
 		return Info{}, wrap(&kindError{fmt.Sprintf("socket is a %s socket; Shutdown needs a connected stream socket", s.kind)})
 	}

@@ -97,6 +97,10 @@ func (e *OpError) Unwrap() error { return e.Err }
 
 // innermost drops the net.OpError layer, whose text repeats op and address.
 func innermost(err error) error {
+	var te *tlsError
+	if errors.As(err, &te) {
+		return te // its own text says what failed; a net.OpError inside it is the detail
+	}
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Err != nil {
 		return oe.Err
@@ -150,6 +154,7 @@ func (e *closedError) Unwrap() error { return net.ErrClosed }
 func Reason(err error) string {
 	var (
 		ke    *kindError
+		te    *tlsError
 		be    *busyError
 		ae    *argError
 		oe    *optionError
@@ -167,6 +172,10 @@ func Reason(err error) string {
 		return contract.ReasonPolicyDenied
 	case errors.As(err, &le):
 		return contract.ReasonLimitExceeded
+	case errors.As(err, &te) && te.cert:
+		return contract.ReasonCertificateInvalid
+	case errors.As(err, &te):
+		return contract.ReasonTLSHandshakeFailed
 	case errors.Is(err, ErrUnknownSocket):
 		return contract.ReasonUnknownSocket
 	case errors.Is(err, ErrUnknownSession):

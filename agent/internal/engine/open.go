@@ -14,10 +14,11 @@ import (
 // Listen opens a stream listener with options o (nil: none); a repeated requestID returns the
 // first result.
 func (t *Table) Listen(ctx context.Context, network, address, requestID string, o *Options) (Info, error) {
-	return t.idempotent(ctx, "Listen", requestID, func() (Info, error) { return t.listen(ctx, network, address, o) })
+	return t.idempotent(ctx, "Listen", requestID, func() (Info, error) { return t.listen(ctx, network, address, o, nil) })
 }
 
-func (t *Table) listen(ctx context.Context, network, address string, o *Options) (Info, error) {
+// listen opens a stream listener with options o; st, when not nil, makes it a TLS listener.
+func (t *Table) listen(ctx context.Context, network, address string, o *Options, st *tlsState) (Info, error) {
 	return t.bindLocal(ctx, contract.OpListen, network, address, o, nil, func(lc net.ListenConfig, s *sock, kaddr string) (net.Addr, error) {
 		ln, err := lc.Listen(ctx, ipv4Wildcard(network, address), kaddr)
 		if err != nil {
@@ -28,7 +29,7 @@ func (t *Table) listen(ctx context.Context, network, address string, o *Options)
 			// the directory handle instead (sock.closeFile).
 			ul.SetUnlinkOnClose(false)
 		}
-		s.kind, s.ln = KindListener, ln
+		s.kind, s.ln, s.tls = KindListener, ln, st
 		return ln.Addr(), nil
 	})
 }
@@ -114,10 +115,13 @@ func (t *Table) bindLocal(ctx context.Context, op contract.Op, network, address 
 // Dial opens a connected socket with options o (nil: none); a repeated requestID returns the
 // first result.
 func (t *Table) Dial(ctx context.Context, network, address, local string, timeout time.Duration, requestID string, o *Options) (Info, error) {
-	return t.idempotent(ctx, "Dial", requestID, func() (Info, error) { return t.dial(ctx, network, address, local, timeout, o) })
+	return t.idempotent(ctx, "Dial", requestID, func() (Info, error) { return t.dial(ctx, network, address, local, timeout, o, nil) })
 }
 
-func (t *Table) dial(ctx context.Context, network, address, local string, timeout time.Duration, o *Options) (Info, error) {
+// dial opens a connected socket with options o; cl, when not nil, makes it a TLS client whose
+// handshake ends within the same timeout as the connect.
+func (t *Table) dial(ctx context.Context, network, address, local string, timeout time.Duration, o *Options, cl *TLSClient) (Info, error) {
+	deadline := time.Now().Add(t.timeout(timeout))
 	wrap := func(err error) error { return &OpError{Op: "dial", Network: network, Address: address, Err: err} }
 	if err := checkNetwork(contract.OpDial, network); err != nil {
 		return Info{}, err
@@ -138,6 +142,10 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 			return Info{}, err
 		}
 	}
+	tcfg, err := dialTLSConfig(set, network, address, cl)
+	if err != nil {
+		return Info{}, wrap(err)
+	}
 	d, err := dialer(set, network, local, t.timeout(timeout))
 	if err == nil {
 		err = checkOptions(o, set, network, true)
@@ -150,7 +158,7 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 	if after != nil && after.Keepalive != nil {
 		d.KeepAlive = -1 // the caller's keepalive replaces Go's, which would be set first
 	}
-	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1})
+	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1, bytes: cl.pemBytes()})
 	if err != nil {
 		return Info{}, wrap(err)
 	}
@@ -163,7 +171,18 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 		t.callError(c.ID, sess, network, local, address, err)
 		return Info{}, wrap(err)
 	}
-	s := &sock{owner: c.ID, session: sess, network: network, kind: KindStream, conn: conn, unix: ub}
+	var st *tlsState
+	if tcfg != nil {
+		if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+			deadline = dl
+		}
+		if st, err = clientHandshake(ctx, conn, tcfg, deadline); err != nil {
+			_, _ = ub.Close()
+			return Info{}, wrap(err)
+		}
+		conn = st.conn
+	}
+	s := &sock{owner: c.ID, session: sess, network: network, kind: KindStream, conn: conn, unix: ub, tls: st}
 	if contract.IsDatagram(network) {
 		s.kind = KindDatagram
 	}
@@ -250,17 +269,28 @@ func (t *Table) accept(ctx context.Context, id string, timeout time.Duration) (I
 		return Info{}, wrap(err)
 	}
 	defer adm.release()
-	var conn net.Conn
-	err = t.blocking(ctx, s, s.readGate, timeout, dl.SetDeadline, func() error {
+	var (
+		conn net.Conn
+		st   *tlsState
+	)
+	// A TLS listener's handshake runs inside the Accept's deadline: the one blocking set.
+	rec := &deadlineRecorder{set: dl.SetDeadline}
+	err = t.blocking(ctx, s, s.readGate, timeout, rec.setDeadline, func() error {
 		var aerr error
-		conn, aerr = s.ln.Accept()
-		return aerr
+		if conn, aerr = s.ln.Accept(); aerr != nil || s.tls == nil {
+			return aerr
+		}
+		if st, aerr = serverHandshake(ctx, conn, s.tls, rec.deadline()); aerr != nil {
+			return aerr
+		}
+		conn = st.conn
+		return nil
 	})
 	if err != nil {
 		return Info{}, wrap(err)
 	}
 	s.accepted.Add(1)
-	a := &sock{owner: c.ID, session: sess, network: s.network, kind: KindStream, conn: conn, parent: s.id}
+	a := &sock{owner: c.ID, session: sess, network: s.network, kind: KindStream, conn: conn, parent: s.id, tls: st}
 	if err := t.add(a, adm); err != nil {
 		return Info{}, wrap(err)
 	}

@@ -11,6 +11,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,7 +36,20 @@ const (
 	ProbeAuto ProbeMode = iota // connect on TCP, echo on UDP
 	ProbeConnect
 	ProbeEcho
+	ProbeTLS // connect and TLS handshake (tls.go)
 )
+
+func (m ProbeMode) String() string {
+	switch m {
+	case ProbeConnect:
+		return "connect"
+	case ProbeEcho:
+		return "echo"
+	case ProbeTLS:
+		return "tls"
+	}
+	return "auto"
+}
 
 // Probe bounds and defaults.
 const (
@@ -56,6 +70,7 @@ type ProbeSpec struct {
 	Mode                    ProbeMode
 	Count, Warmup, Size     int
 	Interval, Timeout       time.Duration
+	TLS                     *TLSClient // mode tls: the handshakes' client; nil = system roots
 }
 
 // ProbeResult is what a probe measured.
@@ -103,19 +118,8 @@ func checkProbe(sp *ProbeSpec) error {
 		return err
 	}
 	udp := strings.HasPrefix(sp.Network, "udp")
-	switch sp.Mode {
-	case ProbeAuto:
-		sp.Mode = ProbeConnect
-		if udp {
-			sp.Mode = ProbeEcho
-		}
-	case ProbeConnect:
-		if udp {
-			return badArg(contract.ReasonInvalidArgument, "probe: mode connect needs a tcp network (UDP has no handshake to time); use mode echo for %s", sp.Network)
-		}
-	case ProbeEcho:
-	default:
-		return badArg(contract.ReasonInvalidArgument, "probe: mode %d unknown; use connect or echo (PROBE_MODE_CONNECT, PROBE_MODE_ECHO)", sp.Mode)
+	if err := checkProbeMode(sp, udp); err != nil {
+		return err
 	}
 	if sp.Count == 0 {
 		sp.Count = defaultProbeCount
@@ -152,6 +156,33 @@ func checkProbe(sp *ProbeSpec) error {
 	return nil
 }
 
+// checkProbeMode picks the mode for ProbeAuto and refuses a mode the network cannot have, or
+// tls settings for a mode without a handshake.
+func checkProbeMode(sp *ProbeSpec, udp bool) error {
+	switch sp.Mode {
+	case ProbeAuto:
+		sp.Mode = ProbeConnect
+		if udp {
+			sp.Mode = ProbeEcho
+		}
+	case ProbeConnect:
+		if udp {
+			return badArg(contract.ReasonInvalidArgument, "probe: mode connect needs a tcp network (UDP has no handshake to time); use mode echo for %s", sp.Network)
+		}
+	case ProbeEcho:
+	case ProbeTLS:
+		if udp {
+			return badArg(contract.ReasonInvalidArgument, "probe: mode tls needs a tcp network, not %s", sp.Network)
+		}
+	default:
+		return badArg(contract.ReasonInvalidArgument, "probe: mode %d unknown; use connect, echo or tls (PROBE_MODE_CONNECT, PROBE_MODE_ECHO, PROBE_MODE_TLS)", sp.Mode)
+	}
+	if sp.TLS != nil && sp.Mode != ProbeTLS {
+		return badArg(contract.ReasonInvalidArgument, "probe: tls given with mode %s; tls is for mode tls (PROBE_MODE_TLS)", sp.Mode)
+	}
+	return nil
+}
+
 // prober runs one probe's attempts.
 type prober struct {
 	sp     ProbeSpec
@@ -162,7 +193,8 @@ type prober struct {
 	res    ProbeResult
 	errs   errorTally
 
-	conn       net.Conn // echo: the connection in use; nil after a failure
+	tls        *tls.Config // mode tls: the handshakes' configuration, built once
+	conn       net.Conn    // echo: the connection in use; nil after a failure
 	wbuf, rbuf []byte
 	test       uint64 // udp echo: the test id
 }
@@ -183,6 +215,10 @@ func (t *Table) Probe(ctx context.Context, sp ProbeSpec) (ProbeResult, error) {
 		return ProbeResult{}, wrap(err)
 	}
 	p := &prober{sp: sp, set: set}
+	var err error
+	if p.tls, err = tlsProbeConfig(set, &sp); err != nil {
+		return ProbeResult{}, wrap(err)
+	}
 	d, err := dialer(set, sp.Network, sp.Local, 0)
 	if err != nil {
 		return ProbeResult{}, wrap(err)
@@ -203,7 +239,7 @@ func (t *Table) Probe(ctx context.Context, sp ProbeSpec) (ProbeResult, error) {
 		return ProbeResult{}, wrap(err)
 	}
 	// One socket at a time, and its write and read buffers.
-	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, bytes: 2 * sp.Size, sockets: 1})
+	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, bytes: 2*sp.Size + sp.TLS.pemBytes(), sockets: 1})
 	if err != nil {
 		return ProbeResult{}, wrap(err)
 	}
@@ -278,9 +314,12 @@ func (p *prober) run(ctx context.Context) error {
 			err error
 		)
 		seq := uint64(i)
-		if p.sp.Mode == ProbeConnect {
+		switch p.sp.Mode {
+		case ProbeConnect:
 			rtt, err = p.connectOnce(ctx, deadline)
-		} else {
+		case ProbeTLS:
+			rtt, err = p.tlsOnce(ctx, deadline)
+		default:
 			rtt, err = p.echoOnce(ctx, deadline, seq)
 		}
 		if err != nil && (cut || ctx.Err() != nil) && isTimeout(err) {

@@ -21,6 +21,7 @@ package engine
 // rate per peer address; a Report, too, goes only to an address that returned its cookie.
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -464,6 +465,18 @@ func peerEnded(err error) bool {
 func (sv *server) serveConn(c net.Conn) {
 	defer sv.drop(c)
 	var err error
+	if st := sv.s.tls; st != nil {
+		// A TLS listener's connections handshake first, within the agent's default timeout:
+		// a peer that never sends a ClientHello holds its slot no longer than that.
+		tst, herr := serverHandshake(context.Background(), c, st, time.Now().Add(cmp.Or(sv.t.defaultTimeout, 30*time.Second)))
+		if herr != nil {
+			if !sv.isStopped() && !peerEnded(herr) {
+				sv.fail(herr)
+			}
+			return
+		}
+		c = tst.conn
+	}
 	switch sv.behaviour {
 	case BehaviourEcho:
 		err = sv.echoConn(c)

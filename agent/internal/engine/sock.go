@@ -76,6 +76,7 @@ type Info struct {
 
 	Options *Options // effective options, read back by GetFor and SetOptions; nil otherwise
 	Groups  []string // multicast groups joined (options.go)
+	TLS      *TLSInfo     // its TLS session, or that it is a TLS listener; nil if plain (tls.go)
 }
 
 const (
@@ -117,6 +118,7 @@ type sock struct {
 	conn                net.Conn        // stream socket, or connected datagram socket
 	pc                  net.PacketConn  // bound (unconnected) datagram socket
 	unix                *unixpath.Bound // the directory a UNIX path is bound in; its file goes at close
+	tls                 *tlsState       // a TLS socket's state (tls.go); nil if plain
 
 	readGate, writeGate gate
 	closed              chan struct{}
@@ -150,6 +152,9 @@ func (s *sock) info() Info {
 	}
 	if sv := s.serving.Load(); sv != nil {
 		in.Serving = sv.info()
+	}
+	if s.tls != nil {
+		in.TLS = s.tls.info()
 	}
 	switch {
 	case s.ln != nil:
@@ -225,6 +230,8 @@ func (s *sock) closeFile() error {
 	switch {
 	case s.ln != nil:
 		err = s.ln.Close()
+	case s.tls != nil:
+		err = s.tls.close()
 	case s.conn != nil:
 		err = s.conn.Close()
 	case s.pc != nil:

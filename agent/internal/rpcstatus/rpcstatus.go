@@ -45,6 +45,9 @@ var reasonCodes = map[string]codes.Code{
 	contract.ReasonUnknownSession:      codes.NotFound,
 	contract.ReasonSocketBusy:          codes.FailedPrecondition,
 	contract.ReasonUnauthenticated:     codes.Unauthenticated,
+	// A failed handshake is the target's answer, like a refused connection.
+	contract.ReasonTLSHandshakeFailed: codes.Unavailable,
+	contract.ReasonCertificateInvalid: codes.Unavailable,
 }
 
 // CodeOf is the gRPC code of a reason; a reason without one (never expected) is Unknown.

@@ -33,6 +33,10 @@ const (
 	// PROBE_MODE_ECHO times request/response round trips against an echo: over one TCP
 	// connection (size bytes out, size bytes back), or UDP datagrams (lost ones count in loss).
 	ProbeMode_PROBE_MODE_ECHO ProbeMode = 2
+	// PROBE_MODE_TLS times a TCP connect plus a TLS handshake (ProbeRequest.tls; the default
+	// TlsClient verifies against the system roots); each connection is then reset. A failed
+	// handshake counts in errors as TLS_HANDSHAKE_FAILED or CERTIFICATE_INVALID.
+	ProbeMode_PROBE_MODE_TLS ProbeMode = 3
 )
 
 // Enum value maps for ProbeMode.
@@ -41,11 +45,13 @@ var (
 		0: "PROBE_MODE_UNSPECIFIED",
 		1: "PROBE_MODE_CONNECT",
 		2: "PROBE_MODE_ECHO",
+		3: "PROBE_MODE_TLS",
 	}
 	ProbeMode_value = map[string]int32{
 		"PROBE_MODE_UNSPECIFIED": 0,
 		"PROBE_MODE_CONNECT":     1,
 		"PROBE_MODE_ECHO":        2,
+		"PROBE_MODE_TLS":         3,
 	}
 )
 
@@ -219,7 +225,10 @@ type ProbeRequest struct {
 	// choose.
 	LocalAddress string `protobuf:"bytes,8,opt,name=local_address,json=localAddress,proto3" json:"local_address,omitempty"`
 	// warmup attempts run first and are not counted.
-	Warmup        uint32 `protobuf:"varint,9,opt,name=warmup,proto3" json:"warmup,omitempty"`
+	Warmup uint32 `protobuf:"varint,9,opt,name=warmup,proto3" json:"warmup,omitempty"`
+	// tls configures the handshakes of PROBE_MODE_TLS (server_name, roots, client certificate,
+	// ALPN); refused with any other mode.
+	Tls           *TlsClient `protobuf:"bytes,20,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -315,6 +324,13 @@ func (x *ProbeRequest) GetWarmup() uint32 {
 		return x.Warmup
 	}
 	return 0
+}
+
+func (x *ProbeRequest) GetTls() *TlsClient {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
 }
 
 // LatencyStats summarises timed samples.
@@ -1349,7 +1365,7 @@ var File_sockagent_v1_measure_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_measure_proto_rawDesc = "" +
 	"\n" +
-	"\x1asockagent/v1/measure.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\"\xc2\x02\n" +
+	"\x1asockagent/v1/measure.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16sockagent/v1/tls.proto\"\xed\x02\n" +
 	"\fProbeRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12+\n" +
@@ -1359,7 +1375,8 @@ const file_sockagent_v1_measure_proto_rawDesc = "" +
 	"\binterval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
 	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12#\n" +
 	"\rlocal_address\x18\b \x01(\tR\flocalAddress\x12\x16\n" +
-	"\x06warmup\x18\t \x01(\rR\x06warmup\"\xb8\x02\n" +
+	"\x06warmup\x18\t \x01(\rR\x06warmup\x12)\n" +
+	"\x03tls\x18\x14 \x01(\v2\x17.sockagent.v1.TlsClientR\x03tls\"\xb8\x02\n" +
 	"\fLatencyStats\x12\x18\n" +
 	"\asamples\x18\x01 \x01(\rR\asamples\x12+\n" +
 	"\x03min\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03min\x12+\n" +
@@ -1441,11 +1458,12 @@ const file_sockagent_v1_measure_proto_rawDesc = "" +
 	"\x03rtt\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12\x1a\n" +
 	"\battempts\x18\a \x01(\rR\battempts\x12%\n" +
 	"\x0eremote_address\x18\b \x01(\tR\rremoteAddress\x12#\n" +
-	"\rlocal_address\x18\t \x01(\tR\flocalAddress*T\n" +
+	"\rlocal_address\x18\t \x01(\tR\flocalAddress*h\n" +
 	"\tProbeMode\x12\x1a\n" +
 	"\x16PROBE_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PROBE_MODE_CONNECT\x10\x01\x12\x13\n" +
-	"\x0fPROBE_MODE_ECHO\x10\x02*Q\n" +
+	"\x0fPROBE_MODE_ECHO\x10\x02\x12\x12\n" +
+	"\x0ePROBE_MODE_TLS\x10\x03*Q\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDIRECTION_SEND\x10\x01\x12\x15\n" +
@@ -1494,48 +1512,50 @@ var file_sockagent_v1_measure_proto_goTypes = []any{
 	(*SweepRequest)(nil),        // 12: sockagent.v1.SweepRequest
 	(*SweepResponse)(nil),       // 13: sockagent.v1.SweepResponse
 	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
+	(*TlsClient)(nil),           // 15: sockagent.v1.TlsClient
 }
 var file_sockagent_v1_measure_proto_depIdxs = []int32{
 	0,  // 0: sockagent.v1.ProbeRequest.mode:type_name -> sockagent.v1.ProbeMode
 	14, // 1: sockagent.v1.ProbeRequest.interval:type_name -> google.protobuf.Duration
 	14, // 2: sockagent.v1.ProbeRequest.timeout:type_name -> google.protobuf.Duration
-	14, // 3: sockagent.v1.LatencyStats.min:type_name -> google.protobuf.Duration
-	14, // 4: sockagent.v1.LatencyStats.p50:type_name -> google.protobuf.Duration
-	14, // 5: sockagent.v1.LatencyStats.p90:type_name -> google.protobuf.Duration
-	14, // 6: sockagent.v1.LatencyStats.p99:type_name -> google.protobuf.Duration
-	14, // 7: sockagent.v1.LatencyStats.max:type_name -> google.protobuf.Duration
-	14, // 8: sockagent.v1.LatencyStats.mean:type_name -> google.protobuf.Duration
-	4,  // 9: sockagent.v1.ProbeResponse.rtt:type_name -> sockagent.v1.LatencyStats
-	5,  // 10: sockagent.v1.ProbeResponse.errors:type_name -> sockagent.v1.ErrorCount
-	14, // 11: sockagent.v1.ProbeResponse.elapsed:type_name -> google.protobuf.Duration
-	1,  // 12: sockagent.v1.ThroughputRequest.direction:type_name -> sockagent.v1.Direction
-	14, // 13: sockagent.v1.ThroughputRequest.duration:type_name -> google.protobuf.Duration
-	14, // 14: sockagent.v1.ThroughputRequest.report_interval:type_name -> google.protobuf.Duration
-	14, // 15: sockagent.v1.ThroughputInterval.start:type_name -> google.protobuf.Duration
-	14, // 16: sockagent.v1.ThroughputInterval.end:type_name -> google.protobuf.Duration
-	14, // 17: sockagent.v1.ThroughputInterval.rtt:type_name -> google.protobuf.Duration
-	14, // 18: sockagent.v1.ThroughputSummary.duration:type_name -> google.protobuf.Duration
-	14, // 19: sockagent.v1.ThroughputSummary.rtt:type_name -> google.protobuf.Duration
-	5,  // 20: sockagent.v1.ThroughputSummary.errors:type_name -> sockagent.v1.ErrorCount
-	8,  // 21: sockagent.v1.ThroughputResponse.interval:type_name -> sockagent.v1.ThroughputInterval
-	9,  // 22: sockagent.v1.ThroughputResponse.summary:type_name -> sockagent.v1.ThroughputSummary
-	0,  // 23: sockagent.v1.SweepTarget.mode:type_name -> sockagent.v1.ProbeMode
-	11, // 24: sockagent.v1.SweepRequest.targets:type_name -> sockagent.v1.SweepTarget
-	14, // 25: sockagent.v1.SweepRequest.timeout:type_name -> google.protobuf.Duration
-	14, // 26: sockagent.v1.SweepRequest.spacing:type_name -> google.protobuf.Duration
-	2,  // 27: sockagent.v1.SweepResponse.verdict:type_name -> sockagent.v1.SweepVerdict
-	14, // 28: sockagent.v1.SweepResponse.rtt:type_name -> google.protobuf.Duration
-	3,  // 29: sockagent.v1.MeasureService.Probe:input_type -> sockagent.v1.ProbeRequest
-	7,  // 30: sockagent.v1.MeasureService.Throughput:input_type -> sockagent.v1.ThroughputRequest
-	12, // 31: sockagent.v1.MeasureService.Sweep:input_type -> sockagent.v1.SweepRequest
-	6,  // 32: sockagent.v1.MeasureService.Probe:output_type -> sockagent.v1.ProbeResponse
-	10, // 33: sockagent.v1.MeasureService.Throughput:output_type -> sockagent.v1.ThroughputResponse
-	13, // 34: sockagent.v1.MeasureService.Sweep:output_type -> sockagent.v1.SweepResponse
-	32, // [32:35] is the sub-list for method output_type
-	29, // [29:32] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	15, // 3: sockagent.v1.ProbeRequest.tls:type_name -> sockagent.v1.TlsClient
+	14, // 4: sockagent.v1.LatencyStats.min:type_name -> google.protobuf.Duration
+	14, // 5: sockagent.v1.LatencyStats.p50:type_name -> google.protobuf.Duration
+	14, // 6: sockagent.v1.LatencyStats.p90:type_name -> google.protobuf.Duration
+	14, // 7: sockagent.v1.LatencyStats.p99:type_name -> google.protobuf.Duration
+	14, // 8: sockagent.v1.LatencyStats.max:type_name -> google.protobuf.Duration
+	14, // 9: sockagent.v1.LatencyStats.mean:type_name -> google.protobuf.Duration
+	4,  // 10: sockagent.v1.ProbeResponse.rtt:type_name -> sockagent.v1.LatencyStats
+	5,  // 11: sockagent.v1.ProbeResponse.errors:type_name -> sockagent.v1.ErrorCount
+	14, // 12: sockagent.v1.ProbeResponse.elapsed:type_name -> google.protobuf.Duration
+	1,  // 13: sockagent.v1.ThroughputRequest.direction:type_name -> sockagent.v1.Direction
+	14, // 14: sockagent.v1.ThroughputRequest.duration:type_name -> google.protobuf.Duration
+	14, // 15: sockagent.v1.ThroughputRequest.report_interval:type_name -> google.protobuf.Duration
+	14, // 16: sockagent.v1.ThroughputInterval.start:type_name -> google.protobuf.Duration
+	14, // 17: sockagent.v1.ThroughputInterval.end:type_name -> google.protobuf.Duration
+	14, // 18: sockagent.v1.ThroughputInterval.rtt:type_name -> google.protobuf.Duration
+	14, // 19: sockagent.v1.ThroughputSummary.duration:type_name -> google.protobuf.Duration
+	14, // 20: sockagent.v1.ThroughputSummary.rtt:type_name -> google.protobuf.Duration
+	5,  // 21: sockagent.v1.ThroughputSummary.errors:type_name -> sockagent.v1.ErrorCount
+	8,  // 22: sockagent.v1.ThroughputResponse.interval:type_name -> sockagent.v1.ThroughputInterval
+	9,  // 23: sockagent.v1.ThroughputResponse.summary:type_name -> sockagent.v1.ThroughputSummary
+	0,  // 24: sockagent.v1.SweepTarget.mode:type_name -> sockagent.v1.ProbeMode
+	11, // 25: sockagent.v1.SweepRequest.targets:type_name -> sockagent.v1.SweepTarget
+	14, // 26: sockagent.v1.SweepRequest.timeout:type_name -> google.protobuf.Duration
+	14, // 27: sockagent.v1.SweepRequest.spacing:type_name -> google.protobuf.Duration
+	2,  // 28: sockagent.v1.SweepResponse.verdict:type_name -> sockagent.v1.SweepVerdict
+	14, // 29: sockagent.v1.SweepResponse.rtt:type_name -> google.protobuf.Duration
+	3,  // 30: sockagent.v1.MeasureService.Probe:input_type -> sockagent.v1.ProbeRequest
+	7,  // 31: sockagent.v1.MeasureService.Throughput:input_type -> sockagent.v1.ThroughputRequest
+	12, // 32: sockagent.v1.MeasureService.Sweep:input_type -> sockagent.v1.SweepRequest
+	6,  // 33: sockagent.v1.MeasureService.Probe:output_type -> sockagent.v1.ProbeResponse
+	10, // 34: sockagent.v1.MeasureService.Throughput:output_type -> sockagent.v1.ThroughputResponse
+	13, // 35: sockagent.v1.MeasureService.Sweep:output_type -> sockagent.v1.SweepResponse
+	33, // [33:36] is the sub-list for method output_type
+	30, // [30:33] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_sockagent_v1_measure_proto_init() }
@@ -1543,6 +1563,7 @@ func file_sockagent_v1_measure_proto_init() {
 	if File_sockagent_v1_measure_proto != nil {
 		return
 	}
+	file_sockagent_v1_tls_proto_init()
 	file_sockagent_v1_measure_proto_msgTypes[7].OneofWrappers = []any{
 		(*ThroughputResponse_Interval)(nil),
 		(*ThroughputResponse_Summary)(nil),

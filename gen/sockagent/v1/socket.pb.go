@@ -719,8 +719,12 @@ type Socket struct {
 	// multicast_groups are the groups the socket has joined, as GROUP%IFACE when joined on a
 	// named interface, and SOURCE@GROUP for a source-specific membership.
 	MulticastGroups []string `protobuf:"bytes,33,rep,name=multicast_groups,json=multicastGroups,proto3" json:"multicast_groups,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// tls describes the TLS session of a socket opened with tls (Dial) or accepted from a TLS
+	// listener, and marks a TLS listener (tls.listener); unset on a plain socket. Keys never
+	// appear here.
+	Tls           *TlsInfo `protobuf:"bytes,31,opt,name=tls,proto3" json:"tls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Socket) Reset() {
@@ -914,6 +918,13 @@ func (x *Socket) GetMulticastGroups() []string {
 	return nil
 }
 
+func (x *Socket) GetTls() *TlsInfo {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
 // ListenRequest opens a stream listener.
 type ListenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -929,7 +940,12 @@ type ListenRequest struct {
 	// options are set on the listener before it binds (see SocketOptions); the kernel passes
 	// most of them on to the connections it accepts, but Go sets no_delay and keepalive on each
 	// accepted connection itself.
-	Options       *SocketOptions `protobuf:"bytes,10,opt,name=options,proto3" json:"options,omitempty"`
+	Options *SocketOptions `protobuf:"bytes,10,opt,name=options,proto3" json:"options,omitempty"`
+	// tls, when set, makes the listener serve TLS: Accept (and each connection of a Serve
+	// behaviour) completes the handshake before the socket is returned; a failed handshake is
+	// TLS_HANDSHAKE_FAILED or CERTIFICATE_INVALID (client certificates). Only tcp, tcp4, tcp6
+	// and unix.
+	Tls           *TlsServer `protobuf:"bytes,11,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -988,6 +1004,13 @@ func (x *ListenRequest) GetRequestId() string {
 func (x *ListenRequest) GetOptions() *SocketOptions {
 	if x != nil {
 		return x.Options
+	}
+	return nil
+}
+
+func (x *ListenRequest) GetTls() *TlsServer {
+	if x != nil {
+		return x.Tls
 	}
 	return nil
 }
@@ -1187,7 +1210,14 @@ type DialRequest struct {
 	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// options are set on the socket before it binds and connects (see SocketOptions), no_delay
 	// and keepalive once connected.
-	Options       *SocketOptions `protobuf:"bytes,10,opt,name=options,proto3" json:"options,omitempty"`
+	Options *SocketOptions `protobuf:"bytes,10,opt,name=options,proto3" json:"options,omitempty"`
+	// tls, when set, makes the socket a TLS client: the connect and the handshake both finish
+	// within timeout, and the socket carries the decrypted stream. Failures: UNAVAILABLE
+	// TLS_HANDSHAKE_FAILED (the peer does not speak TLS, or no common version, suite or ALPN),
+	// UNAVAILABLE CERTIFICATE_INVALID (the verifier's message says why: unknown authority,
+	// expired, name mismatch), PERMISSION_DENIED POLICY_DENIED (insecure_skip_verify not
+	// allowed). Only tcp, tcp4, tcp6 and unix.
+	Tls           *TlsClient `protobuf:"bytes,11,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1260,6 +1290,13 @@ func (x *DialRequest) GetRequestId() string {
 func (x *DialRequest) GetOptions() *SocketOptions {
 	if x != nil {
 		return x.Options
+	}
+	return nil
+}
+
+func (x *DialRequest) GetTls() *TlsClient {
+	if x != nil {
+		return x.Tls
 	}
 	return nil
 }
@@ -2392,7 +2429,7 @@ var File_sockagent_v1_socket_proto protoreflect.FileDescriptor
 
 const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\n" +
-	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19sockagent/v1/events.proto\x1a\x1asockagent/v1/options.proto\"\x83\x03\n" +
+	"\x19sockagent/v1/socket.proto\x12\fsockagent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19sockagent/v1/events.proto\x1a\x1asockagent/v1/options.proto\x1a\x16sockagent/v1/tls.proto\"\x83\x03\n" +
 	"\aServing\x125\n" +
 	"\tbehaviour\x18\x01 \x01(\x0e2\x17.sockagent.v1.BehaviourR\tbehaviour\x129\n" +
 	"\n" +
@@ -2425,7 +2462,7 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\x0eAttachResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
 	"\x03eof\x18\x02 \x01(\bR\x03eof\x12%\n" +
-	"\x0eremote_address\x18\x03 \x01(\tR\rremoteAddress\"\x99\a\n" +
+	"\x0eremote_address\x18\x03 \x01(\tR\rremoteAddress\"\xc2\a\n" +
 	"\x06Socket\x12\x1b\n" +
 	"\tsocket_id\x18\x01 \x01(\tR\bsocketId\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\tR\anetwork\x12,\n" +
@@ -2454,14 +2491,16 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\aserving\x18\x14 \x01(\v2\x15.sockagent.v1.ServingR\aserving\x12\x1a\n" +
 	"\battached\x18\x15 \x01(\bR\battached\x125\n" +
 	"\aoptions\x18\x1e \x01(\v2\x1b.sockagent.v1.SocketOptionsR\aoptions\x12)\n" +
-	"\x10multicast_groups\x18! \x03(\tR\x0fmulticastGroups\"\x99\x01\n" +
+	"\x10multicast_groups\x18! \x03(\tR\x0fmulticastGroups\x12'\n" +
+	"\x03tls\x18\x1f \x01(\v2\x15.sockagent.v1.TlsInfoR\x03tls\"\xc4\x01\n" +
 	"\rListenRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tR\trequestId\x125\n" +
 	"\aoptions\x18\n" +
-	" \x01(\v2\x1b.sockagent.v1.SocketOptionsR\aoptions\">\n" +
+	" \x01(\v2\x1b.sockagent.v1.SocketOptionsR\aoptions\x12)\n" +
+	"\x03tls\x18\v \x01(\v2\x17.sockagent.v1.TlsServerR\x03tls\">\n" +
 	"\x0eListenResponse\x12,\n" +
 	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\xd5\x01\n" +
 	"\vBindRequest\x12\x18\n" +
@@ -2473,7 +2512,7 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	" \x01(\v2\x1b.sockagent.v1.SocketOptionsR\aoptions\x12<\n" +
 	"\tmulticast\x18\v \x01(\v2\x1e.sockagent.v1.MulticastOptionsR\tmulticast\"<\n" +
 	"\fBindResponse\x12,\n" +
-	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\xf1\x01\n" +
+	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\x9c\x02\n" +
 	"\vDialRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12#\n" +
@@ -2482,7 +2521,8 @@ const file_sockagent_v1_socket_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x05 \x01(\tR\trequestId\x125\n" +
 	"\aoptions\x18\n" +
-	" \x01(\v2\x1b.sockagent.v1.SocketOptionsR\aoptions\"<\n" +
+	" \x01(\v2\x1b.sockagent.v1.SocketOptionsR\aoptions\x12)\n" +
+	"\x03tls\x18\v \x01(\v2\x17.sockagent.v1.TlsClientR\x03tls\"<\n" +
 	"\fDialResponse\x12,\n" +
 	"\x06socket\x18\x01 \x01(\v2\x14.sockagent.v1.SocketR\x06socket\"\x80\x01\n" +
 	"\rAcceptRequest\x12\x1b\n" +
@@ -2643,9 +2683,12 @@ var file_sockagent_v1_socket_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
 	(*SocketOptions)(nil),         // 38: sockagent.v1.SocketOptions
-	(*MulticastOptions)(nil),      // 39: sockagent.v1.MulticastOptions
-	(*WatchEventsRequest)(nil),    // 40: sockagent.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),   // 41: sockagent.v1.WatchEventsResponse
+	(*TlsInfo)(nil),               // 39: sockagent.v1.TlsInfo
+	(*TlsServer)(nil),             // 40: sockagent.v1.TlsServer
+	(*MulticastOptions)(nil),      // 41: sockagent.v1.MulticastOptions
+	(*TlsClient)(nil),             // 42: sockagent.v1.TlsClient
+	(*WatchEventsRequest)(nil),    // 43: sockagent.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),   // 44: sockagent.v1.WatchEventsResponse
 }
 var file_sockagent_v1_socket_proto_depIdxs = []int32{
 	0,  // 0: sockagent.v1.Serving.behaviour:type_name -> sockagent.v1.Behaviour
@@ -2660,64 +2703,67 @@ var file_sockagent_v1_socket_proto_depIdxs = []int32{
 	37, // 9: sockagent.v1.Socket.idle:type_name -> google.protobuf.Duration
 	4,  // 10: sockagent.v1.Socket.serving:type_name -> sockagent.v1.Serving
 	38, // 11: sockagent.v1.Socket.options:type_name -> sockagent.v1.SocketOptions
-	38, // 12: sockagent.v1.ListenRequest.options:type_name -> sockagent.v1.SocketOptions
-	9,  // 13: sockagent.v1.ListenResponse.socket:type_name -> sockagent.v1.Socket
-	38, // 14: sockagent.v1.BindRequest.options:type_name -> sockagent.v1.SocketOptions
-	39, // 15: sockagent.v1.BindRequest.multicast:type_name -> sockagent.v1.MulticastOptions
-	9,  // 16: sockagent.v1.BindResponse.socket:type_name -> sockagent.v1.Socket
-	37, // 17: sockagent.v1.DialRequest.timeout:type_name -> google.protobuf.Duration
-	38, // 18: sockagent.v1.DialRequest.options:type_name -> sockagent.v1.SocketOptions
-	9,  // 19: sockagent.v1.DialResponse.socket:type_name -> sockagent.v1.Socket
-	37, // 20: sockagent.v1.AcceptRequest.timeout:type_name -> google.protobuf.Duration
-	9,  // 21: sockagent.v1.AcceptResponse.socket:type_name -> sockagent.v1.Socket
-	37, // 22: sockagent.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
-	37, // 23: sockagent.v1.RecvRequest.timeout:type_name -> google.protobuf.Duration
-	37, // 24: sockagent.v1.SendToRequest.timeout:type_name -> google.protobuf.Duration
-	37, // 25: sockagent.v1.RecvFromRequest.timeout:type_name -> google.protobuf.Duration
-	3,  // 26: sockagent.v1.ShutdownRequest.direction:type_name -> sockagent.v1.ShutdownDirection
-	9,  // 27: sockagent.v1.ShutdownResponse.socket:type_name -> sockagent.v1.Socket
-	9,  // 28: sockagent.v1.CloseResponse.socket:type_name -> sockagent.v1.Socket
-	9,  // 29: sockagent.v1.GetSocketResponse.socket:type_name -> sockagent.v1.Socket
-	9,  // 30: sockagent.v1.ListSocketsResponse.sockets:type_name -> sockagent.v1.Socket
-	38, // 31: sockagent.v1.SetOptionsRequest.options:type_name -> sockagent.v1.SocketOptions
-	9,  // 32: sockagent.v1.SetOptionsResponse.socket:type_name -> sockagent.v1.Socket
-	10, // 33: sockagent.v1.SocketService.Listen:input_type -> sockagent.v1.ListenRequest
-	12, // 34: sockagent.v1.SocketService.Bind:input_type -> sockagent.v1.BindRequest
-	14, // 35: sockagent.v1.SocketService.Dial:input_type -> sockagent.v1.DialRequest
-	16, // 36: sockagent.v1.SocketService.Accept:input_type -> sockagent.v1.AcceptRequest
-	18, // 37: sockagent.v1.SocketService.Send:input_type -> sockagent.v1.SendRequest
-	20, // 38: sockagent.v1.SocketService.Recv:input_type -> sockagent.v1.RecvRequest
-	22, // 39: sockagent.v1.SocketService.SendTo:input_type -> sockagent.v1.SendToRequest
-	24, // 40: sockagent.v1.SocketService.RecvFrom:input_type -> sockagent.v1.RecvFromRequest
-	26, // 41: sockagent.v1.SocketService.Shutdown:input_type -> sockagent.v1.ShutdownRequest
-	28, // 42: sockagent.v1.SocketService.Close:input_type -> sockagent.v1.CloseRequest
-	30, // 43: sockagent.v1.SocketService.GetSocket:input_type -> sockagent.v1.GetSocketRequest
-	32, // 44: sockagent.v1.SocketService.ListSockets:input_type -> sockagent.v1.ListSocketsRequest
-	7,  // 45: sockagent.v1.SocketService.Attach:input_type -> sockagent.v1.AttachRequest
-	5,  // 46: sockagent.v1.SocketService.Serve:input_type -> sockagent.v1.ServeRequest
-	34, // 47: sockagent.v1.SocketService.SetOptions:input_type -> sockagent.v1.SetOptionsRequest
-	40, // 48: sockagent.v1.SocketService.WatchEvents:input_type -> sockagent.v1.WatchEventsRequest
-	11, // 49: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
-	13, // 50: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
-	15, // 51: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
-	17, // 52: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
-	19, // 53: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
-	21, // 54: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
-	23, // 55: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
-	25, // 56: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
-	27, // 57: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
-	29, // 58: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
-	31, // 59: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
-	33, // 60: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
-	8,  // 61: sockagent.v1.SocketService.Attach:output_type -> sockagent.v1.AttachResponse
-	6,  // 62: sockagent.v1.SocketService.Serve:output_type -> sockagent.v1.ServeResponse
-	35, // 63: sockagent.v1.SocketService.SetOptions:output_type -> sockagent.v1.SetOptionsResponse
-	41, // 64: sockagent.v1.SocketService.WatchEvents:output_type -> sockagent.v1.WatchEventsResponse
-	49, // [49:65] is the sub-list for method output_type
-	33, // [33:49] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	39, // 12: sockagent.v1.Socket.tls:type_name -> sockagent.v1.TlsInfo
+	38, // 13: sockagent.v1.ListenRequest.options:type_name -> sockagent.v1.SocketOptions
+	40, // 14: sockagent.v1.ListenRequest.tls:type_name -> sockagent.v1.TlsServer
+	9,  // 15: sockagent.v1.ListenResponse.socket:type_name -> sockagent.v1.Socket
+	38, // 16: sockagent.v1.BindRequest.options:type_name -> sockagent.v1.SocketOptions
+	41, // 17: sockagent.v1.BindRequest.multicast:type_name -> sockagent.v1.MulticastOptions
+	9,  // 18: sockagent.v1.BindResponse.socket:type_name -> sockagent.v1.Socket
+	37, // 19: sockagent.v1.DialRequest.timeout:type_name -> google.protobuf.Duration
+	38, // 20: sockagent.v1.DialRequest.options:type_name -> sockagent.v1.SocketOptions
+	42, // 21: sockagent.v1.DialRequest.tls:type_name -> sockagent.v1.TlsClient
+	9,  // 22: sockagent.v1.DialResponse.socket:type_name -> sockagent.v1.Socket
+	37, // 23: sockagent.v1.AcceptRequest.timeout:type_name -> google.protobuf.Duration
+	9,  // 24: sockagent.v1.AcceptResponse.socket:type_name -> sockagent.v1.Socket
+	37, // 25: sockagent.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
+	37, // 26: sockagent.v1.RecvRequest.timeout:type_name -> google.protobuf.Duration
+	37, // 27: sockagent.v1.SendToRequest.timeout:type_name -> google.protobuf.Duration
+	37, // 28: sockagent.v1.RecvFromRequest.timeout:type_name -> google.protobuf.Duration
+	3,  // 29: sockagent.v1.ShutdownRequest.direction:type_name -> sockagent.v1.ShutdownDirection
+	9,  // 30: sockagent.v1.ShutdownResponse.socket:type_name -> sockagent.v1.Socket
+	9,  // 31: sockagent.v1.CloseResponse.socket:type_name -> sockagent.v1.Socket
+	9,  // 32: sockagent.v1.GetSocketResponse.socket:type_name -> sockagent.v1.Socket
+	9,  // 33: sockagent.v1.ListSocketsResponse.sockets:type_name -> sockagent.v1.Socket
+	38, // 34: sockagent.v1.SetOptionsRequest.options:type_name -> sockagent.v1.SocketOptions
+	9,  // 35: sockagent.v1.SetOptionsResponse.socket:type_name -> sockagent.v1.Socket
+	10, // 36: sockagent.v1.SocketService.Listen:input_type -> sockagent.v1.ListenRequest
+	12, // 37: sockagent.v1.SocketService.Bind:input_type -> sockagent.v1.BindRequest
+	14, // 38: sockagent.v1.SocketService.Dial:input_type -> sockagent.v1.DialRequest
+	16, // 39: sockagent.v1.SocketService.Accept:input_type -> sockagent.v1.AcceptRequest
+	18, // 40: sockagent.v1.SocketService.Send:input_type -> sockagent.v1.SendRequest
+	20, // 41: sockagent.v1.SocketService.Recv:input_type -> sockagent.v1.RecvRequest
+	22, // 42: sockagent.v1.SocketService.SendTo:input_type -> sockagent.v1.SendToRequest
+	24, // 43: sockagent.v1.SocketService.RecvFrom:input_type -> sockagent.v1.RecvFromRequest
+	26, // 44: sockagent.v1.SocketService.Shutdown:input_type -> sockagent.v1.ShutdownRequest
+	28, // 45: sockagent.v1.SocketService.Close:input_type -> sockagent.v1.CloseRequest
+	30, // 46: sockagent.v1.SocketService.GetSocket:input_type -> sockagent.v1.GetSocketRequest
+	32, // 47: sockagent.v1.SocketService.ListSockets:input_type -> sockagent.v1.ListSocketsRequest
+	7,  // 48: sockagent.v1.SocketService.Attach:input_type -> sockagent.v1.AttachRequest
+	5,  // 49: sockagent.v1.SocketService.Serve:input_type -> sockagent.v1.ServeRequest
+	34, // 50: sockagent.v1.SocketService.SetOptions:input_type -> sockagent.v1.SetOptionsRequest
+	43, // 51: sockagent.v1.SocketService.WatchEvents:input_type -> sockagent.v1.WatchEventsRequest
+	11, // 52: sockagent.v1.SocketService.Listen:output_type -> sockagent.v1.ListenResponse
+	13, // 53: sockagent.v1.SocketService.Bind:output_type -> sockagent.v1.BindResponse
+	15, // 54: sockagent.v1.SocketService.Dial:output_type -> sockagent.v1.DialResponse
+	17, // 55: sockagent.v1.SocketService.Accept:output_type -> sockagent.v1.AcceptResponse
+	19, // 56: sockagent.v1.SocketService.Send:output_type -> sockagent.v1.SendResponse
+	21, // 57: sockagent.v1.SocketService.Recv:output_type -> sockagent.v1.RecvResponse
+	23, // 58: sockagent.v1.SocketService.SendTo:output_type -> sockagent.v1.SendToResponse
+	25, // 59: sockagent.v1.SocketService.RecvFrom:output_type -> sockagent.v1.RecvFromResponse
+	27, // 60: sockagent.v1.SocketService.Shutdown:output_type -> sockagent.v1.ShutdownResponse
+	29, // 61: sockagent.v1.SocketService.Close:output_type -> sockagent.v1.CloseResponse
+	31, // 62: sockagent.v1.SocketService.GetSocket:output_type -> sockagent.v1.GetSocketResponse
+	33, // 63: sockagent.v1.SocketService.ListSockets:output_type -> sockagent.v1.ListSocketsResponse
+	8,  // 64: sockagent.v1.SocketService.Attach:output_type -> sockagent.v1.AttachResponse
+	6,  // 65: sockagent.v1.SocketService.Serve:output_type -> sockagent.v1.ServeResponse
+	35, // 66: sockagent.v1.SocketService.SetOptions:output_type -> sockagent.v1.SetOptionsResponse
+	44, // 67: sockagent.v1.SocketService.WatchEvents:output_type -> sockagent.v1.WatchEventsResponse
+	52, // [52:68] is the sub-list for method output_type
+	36, // [36:52] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_sockagent_v1_socket_proto_init() }
@@ -2727,6 +2773,7 @@ func file_sockagent_v1_socket_proto_init() {
 	}
 	file_sockagent_v1_events_proto_init()
 	file_sockagent_v1_options_proto_init()
+	file_sockagent_v1_tls_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -53,7 +53,8 @@ const (
 // "ECONNREFUSED", the same on every Unix and what scripts should compare):
 //
 //	UNAVAILABLE         CONNECTION_REFUSED, HOST_UNREACHABLE, NETWORK_UNREACHABLE,
-//	                    NAME_NOT_RESOLVED, AGENT_STOPPING
+//	                    NAME_NOT_RESOLVED, AGENT_STOPPING, TLS_HANDSHAKE_FAILED,
+//	                    CERTIFICATE_INVALID (the verifier's message says why)
 //	ABORTED             CONNECTION_RESET, BROKEN_PIPE, SOCKET_CLOSED (closed while blocked)
 //	DEADLINE_EXCEEDED   TIMEOUT (the call's timeout or the RPC deadline)
 //	ALREADY_EXISTS      ADDRESS_IN_USE
@@ -376,7 +377,8 @@ type SocketService_WatchEventsClient = grpc.ServerStreamingClient[WatchEventsRes
 // "ECONNREFUSED", the same on every Unix and what scripts should compare):
 //
 //	UNAVAILABLE         CONNECTION_REFUSED, HOST_UNREACHABLE, NETWORK_UNREACHABLE,
-//	                    NAME_NOT_RESOLVED, AGENT_STOPPING
+//	                    NAME_NOT_RESOLVED, AGENT_STOPPING, TLS_HANDSHAKE_FAILED,
+//	                    CERTIFICATE_INVALID (the verifier's message says why)
 //	ABORTED             CONNECTION_RESET, BROKEN_PIPE, SOCKET_CLOSED (closed while blocked)
 //	DEADLINE_EXCEEDED   TIMEOUT (the call's timeout or the RPC deadline)
 //	ALREADY_EXISTS      ADDRESS_IN_USE
