@@ -94,7 +94,7 @@ func TestMTLSFlags(t *testing.T) {
 	t.Parallel()
 	k := newAgentPKI(t)
 	ca, other := k.ca, testpki.NewCA(t, "other CA")
-	p := startLocal(t, append([]string{"--log-format", "json"}, k.mtlsFlags()...)...)
+	p := startLocal(t, append([]string{"--log-format", "json", "--log-level", "debug"}, k.mtlsFlags()...)...)
 
 	alice := ca.Client(t, "alice")
 	if err := info(ctxT(t), p.dialWith(t, tlsClient(t, ca, &alice))); err != nil {
