@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
@@ -115,11 +114,14 @@ func Transient(err error) bool {
 
 // WaitReady waits, within ConnectTimeout, for the agent on cc to answer GetInfo, and returns
 // its answer. Its error says why the agent could not be reached, with a hint at the
-// credentials of o when they are the likely cause.
+// credentials of o when they are the likely cause. An agent whose address refuses the
+// connection (or whose handshake fails) is unreachable at once: the call does not wait for
+// the connection to become ready, so only an agent that does not answer at all takes
+// ConnectTimeout.
 func WaitReady(ctx context.Context, ac sockagentv1.AgentServiceClient, o Options) (*sockagentv1.GetInfoResponse, error) {
 	cctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
 	defer cancel()
-	info, err := ac.GetInfo(cctx, &sockagentv1.GetInfoRequest{}, grpc.WaitForReady(true))
+	info, err := ac.GetInfo(cctx, &sockagentv1.GetInfoRequest{})
 	if err == nil {
 		return info, nil
 	}
