@@ -7,8 +7,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sockagent/sockagent/ctl/client"
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
 // envTokenFile names the environment variable that sets --token-file when it is not given.
@@ -79,4 +81,88 @@ func (ag *agentConn) unary(ctx context.Context, op string, wait time.Duration, f
 		return ag.fail(op, deadline, err)
 	}
 	return nil
+}
+
+// sendOneCall is the largest data sockctl sends in one Send without asking the agent what
+// fits: under gRPC's default message size and the default bytes_per_call, so most sends
+// take one RPC.
+const sendOneCall = 1 << 20
+
+// messageOverhead is what a SendRequest adds to its data (id, timeout, framing), kept free
+// below the agent's --max-message-bytes.
+const messageOverhead = 64 << 10
+
+// sendAll writes all of data to socket id, as sendall does: in one Send up to sendOneCall,
+// else in order in pieces as large as the agent takes in one call. It returns the bytes
+// sent; a failure after some pieces says how many went before it.
+func (ag *agentConn) sendAll(ctx context.Context, id string, data []byte, timeout *durationpb.Duration, wait time.Duration) (uint64, error) {
+	op := "send " + id
+	piece := len(data)
+	if len(data) > sendOneCall {
+		var err error
+		if piece, err = ag.sendPiece(ctx, id, len(data)); err != nil {
+			return 0, err
+		}
+	}
+	var sent uint64
+	for off := 0; ; {
+		end := min(off+piece, len(data))
+		var resp *sockagentv1.SendResponse
+		err := ag.unary(ctx, op, wait, func(ctx context.Context) error {
+			var err error
+			resp, err = ag.c.Sockets.Send(ctx, &sockagentv1.SendRequest{SocketId: id, Data: data[off:end], Timeout: timeout})
+			return err
+		})
+		if err != nil {
+			if sent > 0 {
+				return sent, fmt.Errorf("%w; %d of %d bytes were sent before it", err, sent, len(data))
+			}
+			return 0, err
+		}
+		sent += resp.GetBytesSent()
+		if off = end; off >= len(data) {
+			return sent, nil
+		}
+	}
+}
+
+// sendPiece asks the agent how much one Send of socket id may carry (its --max-message-bytes
+// less the request's overhead, and the caller's bytes_per_call), and refuses a datagram
+// socket's data that does not fit one call: a datagram is never split.
+func (ag *agentConn) sendPiece(ctx context.Context, id string, size int) (int, error) {
+	var info *sockagentv1.GetInfoResponse
+	var sock *sockagentv1.Socket
+	err := ag.unary(ctx, "send "+id+": ask the agent's limits", 0, func(ctx context.Context) error {
+		var err error
+		if info, err = ag.c.Agent.GetInfo(ctx, &sockagentv1.GetInfoRequest{}); err != nil {
+			return err
+		}
+		resp, err := ag.c.Sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
+		sock = resp.GetSocket()
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	piece := sendPieceSize(info.GetLimits())
+	if sock.GetKind() == sockagentv1.SocketKind_SOCKET_KIND_DATAGRAM && size > piece {
+		return 0, failed(fmt.Errorf("send %s: %d bytes are one datagram on this datagram socket, and the agent takes at most %d in one call; send less (a UDP datagram holds at most 65507 bytes)", id, size, piece))
+	}
+	return piece, nil
+}
+
+// sendPieceSize is the data one Send may carry under limits l: the agent's message size less
+// messageOverhead, and the caller's bytes_per_call; sendOneCall when the agent says neither.
+func sendPieceSize(l *sockagentv1.Limits) int {
+	piece := 0
+	if m := int(l.GetMaxMessageBytes()); m > messageOverhead {
+		piece = m - messageOverhead
+	}
+	if b := int(l.GetBytesPerCall()); b > 0 && (piece == 0 || b < piece) {
+		piece = b
+	}
+	if piece == 0 {
+		return sendOneCall
+	}
+	return piece
 }

@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	a := &app{getenv: getenv, stdin: stdin, out: &writer{stdout: stdout, stderr: stderr}}
+	a := &app{getenv: getenv, stdin: stdin, out: &writer{stdout: stdout, stderr: stderr, tty: isTerminal(stdout)}}
 	root := a.newRootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)

@@ -45,6 +45,7 @@ func (o *outputFormat) Set(s string) error {
 type writer struct {
 	stdout io.Writer
 	stderr io.Writer
+	tty    bool // stdout is a terminal
 }
 
 // errorf prints a diagnostic on stderr; its arguments are shown printable (see clean).
@@ -105,6 +106,19 @@ func (w *writer) raw(data []byte, asHex bool) error {
 	}
 	_, err := w.stdout.Write(data)
 	return err
+}
+
+// received writes received bytes as raw does; on a terminal, data that does not end with a
+// newline gets one, so that the shell's prompt does not follow it on the same line.
+func (w *writer) received(data []byte, asHex bool) error {
+	if err := w.raw(data, asHex); err != nil {
+		return err
+	}
+	if w.tty && !asHex && len(data) > 0 && data[len(data)-1] != '\n' {
+		_, err := io.WriteString(w.stdout, "\n")
+		return err
+	}
+	return nil
 }
 
 // json prints m as protojson, indented by two spaces. protojson's own whitespace varies on

@@ -207,8 +207,13 @@ func (a *app) sendCommand() *cobra.Command {
 		Use:   "send ID [DATA|-]",
 		Short: "Write data to a connected socket (sendall)",
 		Long: `Send writes all of the data to connected socket ID (one datagram on a datagram socket)
-and prints the byte count. Blocks until written, --wait (0 = the agent's default) or
---timeout.
+and prints the byte count, like sendall. Blocks until written, --wait (0 = the agent's
+default) or --timeout, each of which bounds every call.
+
+Data over 1 MiB goes to a stream socket in several calls, each as large as the agent takes
+in one (its --max-message-bytes and your bytes_per_call: 'sockctl info' shows both), in
+order; a failure midway says how many bytes were sent before it. A datagram is never split:
+one over that size is refused before anything is sent.
 
 ` + dataHelp,
 		Example: `  sockctl send s3fa9c1-3 'Hello, World!'
@@ -226,15 +231,15 @@ and prints the byte count. Blocks until written, --wait (0 = the agent's default
 			if err != nil {
 				return err
 			}
-			return a.call(cmd.Context(), "send "+id, d.wait, func(ctx context.Context, c client.Clients) error {
-				resp, err := c.Sockets.Send(ctx, &sockagentv1.SendRequest{SocketId: id, Data: data, Timeout: timeout})
+			return a.withAgent(cmd.Context(), func(ag *agentConn) error {
+				sent, err := ag.sendAll(cmd.Context(), id, data, timeout, d.wait)
 				if err != nil {
 					return err
 				}
 				if a.output == outputJSON {
-					return a.out.json(resp)
+					return a.out.json(&sockagentv1.SendResponse{BytesSent: sent})
 				}
-				a.out.printf("sent %d byte%s\n", resp.GetBytesSent(), plural(int(resp.GetBytesSent())))
+				a.out.printf("sent %d byte%s\n", sent, plural(int(sent)))
 				return nil
 			})
 		},
@@ -294,8 +299,14 @@ func (a *app) recvCommand() *cobra.Command {
 bytes (which overrides --max-bytes). Blocks until data arrives, end of stream, --wait
 (0 = the agent's default), --timeout, or the socket is closed.
 
+One recv reads at most the agent's "max recv bytes" ('sockctl info'; 1 MiB unless the agent
+was started with --max-recv-bytes) and your "bytes per call": a larger --max-bytes or
+--exact is refused with INVALID_ARGUMENT or LIMIT_EXCEEDED naming the limit. To read more,
+recv again, or 'sockctl attach ID > FILE' copies the stream to its end.
+
 With -o table the bytes are written to stdout as they are (like netcat; --hex prints them
-as one line of hex instead). End of stream is not an error: sockctl prints EOF on stderr
+as one line of hex instead); on a terminal, data that does not end with a newline gets one,
+so the prompt starts on a line of its own. End of stream is not an error: sockctl prints EOF on stderr
 and exits 0 (-o json shows "eof": true). A timeout exits 1 with TIMEOUT; bytes read
 before it are kept for the next recv.`,
 		Example: `  sockctl recv s3fa9c1-2
@@ -319,7 +330,7 @@ before it are kept for the next recv.`,
 					return a.out.json(resp)
 				}
 				if len(resp.GetData()) > 0 {
-					if err := a.out.raw(resp.GetData(), asHex); err != nil {
+					if err := a.out.received(resp.GetData(), asHex); err != nil {
 						return err
 					}
 				}
@@ -348,8 +359,8 @@ func (a *app) recvFromCommand() *cobra.Command {
 (0 = 65536). Blocks until a datagram arrives, --wait (0 = the agent's default), --timeout,
 or the socket is closed; a timeout exits 1 with TIMEOUT.
 
-With -o table the datagram is written to stdout as it is (--hex: as one line of hex) and
-the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both on stdout.`,
+With -o table the datagram is written to stdout as it is (--hex: as one line of hex; on a
+terminal, with a newline after it when it has none) and the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both on stdout.`,
 		Example: `  sockctl recvfrom s3fa9c1-1
   sockctl recvfrom s3fa9c1-1 --wait 10s -o json`,
 		Args: args(1, "ID"),
@@ -368,7 +379,7 @@ the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both
 				if a.output == outputJSON {
 					return a.out.json(resp)
 				}
-				if err := a.out.raw(resp.GetData(), asHex); err != nil {
+				if err := a.out.received(resp.GetData(), asHex); err != nil {
 					return err
 				}
 				a.out.errorf("from %s (%d byte%s)\n", dash(resp.GetAddress()), len(resp.GetData()), plural(len(resp.GetData())))
