@@ -6,9 +6,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/ctl/client"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
@@ -47,6 +49,9 @@ type agentConn struct {
 	dial   client.Options
 	cc     *grpc.ClientConn
 	c      client.Clients
+	// session is the session the sockets this command opens join ("" = none): its header
+	// goes with every call, and the agent reads it on the calls that open a socket.
+	session string
 }
 
 // withAgent connects to the agent for fn; fn's errors are already classified.
@@ -57,7 +62,7 @@ func (a *app) withAgent(ctx context.Context, fn func(*agentConn) error) error {
 		return err
 	}
 	defer cc.Close()
-	return fn(&agentConn{a: a, target: target, dial: dial, cc: cc, c: client.NewClients(cc)})
+	return fn(&agentConn{a: a, target: target, dial: dial, cc: cc, c: client.NewClients(cc), session: a.sessionID()})
 }
 
 // fail classifies the error of a call, with what sockctl knows of the connection.
@@ -71,6 +76,9 @@ func (ag *agentConn) fail(op string, deadline time.Duration, err error) error {
 // unary runs one call under the RPC deadline (--timeout, raised for wait) and classifies its
 // error.
 func (ag *agentConn) unary(ctx context.Context, op string, wait time.Duration, fn func(ctx context.Context) error) error {
+	if ag.session != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, contract.SessionHeader, ag.session)
+	}
 	deadline := client.RPCDeadline(ag.a.timeout, wait)
 	if deadline > 0 {
 		var cancel context.CancelFunc

@@ -104,6 +104,7 @@ type app struct {
 	agentChanged bool
 	output       outputFormat
 	timeout      time.Duration
+	session      string         // --session: the session the sockets a command opens join
 	dial         client.Options // --tls --ca --cert --key --server-name --token-file
 }
 
@@ -171,7 +172,10 @@ RPC deadline (--timeout), which is raised to that wait plus 5s when it would be 
 The other commands do not block.
 
 Output: -o table (default) prints a line per socket, and the raw received bytes for recv
-and recvfrom; -o json prints the whole response as protojson.
+and recvfrom; -o json prints the whole response as protojson; -o id prints only the ids of
+the sockets (or sessions) a command prints, one a line, for scripts:
+
+  id=$(sockctl -o id dial tcp 127.0.0.1:9000)
 
 Security: an agent serving TLS wants --ca FILE (the CA that signed its certificate; --tls
 alone trusts the system's CAs), an agent requiring client certificates (mTLS) also --cert
@@ -214,7 +218,8 @@ func (a *app) newRootCommand() *cobra.Command {
 	a.output = outputTable
 	f := root.PersistentFlags()
 	f.StringVar(&a.agentFlag, "agent", defaultAgent, "agent `ADDRESS`, HOST:PORT or unix:PATH; when not given, $"+envAgent+" if set")
-	f.VarP(&a.output, "output", "o", "output format: table or json")
+	f.VarP(&a.output, "output", "o", "output format: table, json, or id (only the ids of the sockets or sessions printed, one a line)")
+	f.StringVar(&a.session, "session", "", "open sockets in session `ID` ('sockctl sessions open'); when not given, $"+envSession+" if set")
 	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "deadline of the RPC, 0 = none; raised to --wait/--connect-timeout + 5s when shorter")
 	f.BoolVar(&a.dial.TLS, "tls", false, "connect with TLS, verifying the agent's certificate against the system's CAs (implied by --ca, --cert, --server-name)")
 	f.StringVar(&a.dial.CA, "ca", "", "connect with TLS, verifying the agent's certificate with the CA certificate(s) in `FILE` (PEM)")
@@ -230,6 +235,9 @@ func (a *app) newRootCommand() *cobra.Command {
 		if a.timeout < 0 {
 			return usagef("--timeout must not be negative")
 		}
+		if err := checkOutput(cmd, a.output); err != nil {
+			return err
+		}
 		return a.dial.Check()
 	}
 
@@ -239,7 +247,7 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
 		a.serveCommand(), a.probeCommand(), a.throughputCommand(),
 		a.demoCommand(), a.runCommand(), a.validateCommand(), a.pkiCommand(),
-		a.attachCommand(), a.connectCommand(),
+		a.attachCommand(), a.connectCommand(), a.sessionsCommand(),
 	)
 	for _, c := range root.Commands() {
 		if !strings.Contains(c.Long, "Exit status:") { // demo, run, validate and pki say their own

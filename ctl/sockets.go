@@ -47,8 +47,11 @@ type socketResponse interface {
 
 // socketResult prints a socket-returning response: a table row or protojson.
 func (a *app) socketResult(resp socketResponse) error {
-	if a.output == outputJSON {
+	switch a.output {
+	case outputJSON:
 		return a.out.json(resp)
+	case outputID:
+		return a.out.ids(resp.GetSocket())
 	}
 	return a.out.sockets(resp.GetSocket())
 }
@@ -89,7 +92,7 @@ func (a *app) onSocket(op string, rpc func(ctx context.Context, c client.Clients
 }
 
 func (a *app) listenCommand() *cobra.Command {
-	return &cobra.Command{
+	return idsOnly(&cobra.Command{
 		Use:   "listen NETWORK ADDRESS",
 		Short: "Open a stream listener (socket, bind, listen)",
 		Long: `Listen opens a stream listener on the agent bound to ADDRESS and prints it; its
@@ -103,11 +106,11 @@ Does not block. Use 'accept ID' to take connections.`,
 		RunE: a.bindLocal("listen", contract.OpListen, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
 			return c.Sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address})
 		}),
-	}
+	})
 }
 
 func (a *app) bindCommand() *cobra.Command {
-	return &cobra.Command{
+	return idsOnly(&cobra.Command{
 		Use:   "bind NETWORK ADDRESS",
 		Short: "Open a bound datagram socket (socket, bind)",
 		Long: `Bind opens a datagram socket on the agent bound to ADDRESS and prints it.
@@ -119,7 +122,7 @@ NETWORK is udp, udp4, udp6 or unixgram. Does not block. Use 'sendto' and 'recvfr
 		RunE: a.bindLocal("bind", contract.OpBind, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
 			return c.Sockets.Bind(ctx, &sockagentv1.BindRequest{Network: network, Address: address})
 		}),
-	}
+	})
 }
 
 func (a *app) dialCommand() *cobra.Command {
@@ -154,7 +157,7 @@ A refused connection exits 1 with CONNECTION_REFUSED on stderr.`,
 	}
 	cmd.Flags().StringVar(&local, "local", "", "bind the source address `ADDR` first (host:port, port may be 0)")
 	cmd.Flags().DurationVar(&connectTimeout, "connect-timeout", 0, "bound on the connect (0 = the agent's default)")
-	return cmd
+	return idsOnly(cmd)
 }
 
 func (a *app) acceptCommand() *cobra.Command {
@@ -180,7 +183,7 @@ default), --timeout, or the listener is closed; a timeout exits 1 with TIMEOUT.`
 		},
 	}
 	cmd.Flags().DurationVar(&wait, "wait", 0, "how long to wait for a peer (0 = the agent's default)")
-	return cmd
+	return idsOnly(cmd)
 }
 
 // dataFlags are the data sources of send and sendto.
@@ -394,7 +397,7 @@ terminal, with a newline after it when it has none) and the sender is printed on
 }
 
 func (a *app) shutdownCommand() *cobra.Command {
-	return &cobra.Command{
+	return idsOnly(&cobra.Command{
 		Use:   "shutdown ID read|write|both",
 		Short: "Half-close a connected stream socket (shutdown)",
 		Long: `Shutdown half-closes connected stream socket ID and prints it: write sends end of
@@ -412,11 +415,11 @@ stays in the agent's table until 'close'. Does not block.`,
 				return c.Sockets.Shutdown(ctx, &sockagentv1.ShutdownRequest{SocketId: id, Direction: dir})
 			})
 		},
-	}
+	})
 }
 
 func (a *app) closeCommand() *cobra.Command {
-	return &cobra.Command{
+	return idsOnly(&cobra.Command{
 		Use:   "close ID",
 		Short: "Close a socket (close)",
 		Long: `Close closes socket ID and prints its final state and counters. Calls blocked on it
@@ -426,11 +429,11 @@ fail with SOCKET_CLOSED; the id then answers UNKNOWN_SOCKET. Does not block.`,
 		RunE: a.onSocket("close", func(ctx context.Context, c client.Clients, id string) (socketResponse, error) {
 			return c.Sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
 		}),
-	}
+	})
 }
 
 func (a *app) getCommand() *cobra.Command {
-	return &cobra.Command{
+	return idsOnly(&cobra.Command{
 		Use:   "get ID",
 		Short: "Show one socket",
 		Long: `Get prints socket ID's addresses, state and byte counters (-o json adds message
@@ -441,11 +444,11 @@ counts, parent, age and pending calls). Does not block.`,
 		RunE: a.onSocket("get", func(ctx context.Context, c client.Clients, id string) (socketResponse, error) {
 			return c.Sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
 		}),
-	}
+	})
 }
 
 func (a *app) lsCommand() *cobra.Command {
-	return &cobra.Command{
+	return idsOnly(&cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List the agent's open sockets",
@@ -460,13 +463,16 @@ func (a *app) lsCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.output == outputJSON {
+				switch a.output {
+				case outputJSON:
 					return a.out.json(resp)
+				case outputID:
+					return a.out.ids(resp.GetSockets()...)
 				}
 				return a.out.sockets(resp.GetSockets()...)
 			})
 		},
-	}
+	})
 }
 
 func (a *app) infoCommand() *cobra.Command {
