@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -173,4 +174,49 @@ func sendPieceSize(l *sockagentv1.Limits) int {
 		return sendOneCall
 	}
 	return piece
+}
+
+// defaultLease is the lease of the session connect and listen --attach open for their
+// sockets: if sockctl is killed in a way it cannot catch (SIGKILL, a crash, the host's
+// network gone), the agent closes them this long after the last keepalive.
+const defaultLease = 10 * time.Second
+
+// leaseFlag is --lease of the commands that open sockets only for as long as they run.
+type leaseFlag struct{ ttl time.Duration }
+
+func (l *leaseFlag) register(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&l.ttl, "lease", defaultLease, "if sockctl dies without closing its sockets (SIGKILL), the agent closes them within `D` (1s up to 24h)")
+}
+
+func (l *leaseFlag) check() error {
+	if l.ttl < minSessionTTL || l.ttl > maxSessionTTL {
+		return usagef("--lease %s: give %s up to %s", l.ttl, minSessionTTL, maxSessionTTL)
+	}
+	return nil
+}
+
+// leased runs fn with the sockets it opens in a session of the lease's TTL, kept alive while
+// fn runs and closed after it (with whatever sockets fn left in it), however fn ended. With
+// --session the caller's session is used instead, and left open.
+func (ag *agentConn) leased(ctx context.Context, l leaseFlag, name string, fn func() error) error {
+	if ag.session != "" {
+		return fn()
+	}
+	s, err := client.OpenSession(ctx, ag.c.Sessions, l.ttl, name)
+	if err != nil {
+		return failed(fmt.Errorf("%s: %w (is %s a sockagent that knows sessions? --session ID uses one of yours)", name, err, ag.target))
+	}
+	defer s.Close(context.WithoutCancel(ctx))
+	ag.session = s.ID()
+	defer func() { ag.session = "" }()
+	return fn()
+}
+
+// closeSocket closes socket id even when ctx is cancelled (an interrupt): the socket is
+// sockctl's own.
+func (ag *agentConn) closeSocket(ctx context.Context, id string) error {
+	return ag.unary(context.WithoutCancel(ctx), "close "+id, 0, func(ctx context.Context) error {
+		_, err := ag.c.Sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
+		return err
+	})
 }

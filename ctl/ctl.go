@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
@@ -35,6 +36,10 @@ const (
 	// ExitUsage means the command line was wrong: unknown command or flag, wrong number of
 	// arguments, or a value that sockctl rejects before calling the agent.
 	ExitUsage = 2
+	// ExitBrokenPipe means standard output was closed by its reader (sockctl ... | head):
+	// sockctl cleaned up and printed nothing more. It is 128 + SIGPIPE, the status a shell
+	// shows for a process SIGPIPE ended; the main ends the process by that signal.
+	ExitBrokenPipe = 141
 )
 
 // envAgent names the environment variable that sets the agent when --agent is not given.
@@ -50,7 +55,8 @@ const defaultTimeout = time.Minute
 
 // Main runs sockctl with args (without the program name), reading data from stdin, writing
 // results to stdout and diagnostics to stderr, and returns the process exit code: ExitOK,
-// ExitFailure or ExitUsage. Cancelling ctx cancels the RPC in flight.
+// ExitFailure, ExitUsage or ExitBrokenPipe. Cancelling ctx cancels the RPC in flight, and
+// the commands that opened sockets for as long as they run close them before Main returns.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return run(ctx, args, os.Getenv, stdin, stdout, stderr)
 }
@@ -73,6 +79,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
+	}
+	if errors.Is(err, syscall.EPIPE) { // nobody reads stdout any more: nothing to say
+		return ExitBrokenPipe
 	}
 	var bi *badInput
 	if errors.As(err, &bi) {

@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -92,20 +93,109 @@ func (a *app) onSocket(op string, rpc func(ctx context.Context, c client.Clients
 }
 
 func (a *app) listenCommand() *cobra.Command {
-	return idsOnly(&cobra.Command{
+	var nc ncFlags
+	cmd := &cobra.Command{
 		Use:   "listen NETWORK ADDRESS",
-		Short: "Open a stream listener (socket, bind, listen)",
+		Short: "Open a stream listener (socket, bind, listen); with --accept --attach, nc -l",
 		Long: `Listen opens a stream listener on the agent bound to ADDRESS and prints it; its
 LOCAL column shows the port the OS chose for port 0. NETWORK is tcp, tcp4, tcp6 or unix.
-Does not block. Use 'accept ID' to take connections.`,
+Does not block. Use 'accept ID' to take connections.
+
+With --accept --attach it is 'nc -l' through the agent: it listens, says where on stderr,
+waits for one connection (--wait, 0 = the agent's default), joins standard input and
+output to it, and at the end closes the connection and the listener.
+
+` + leaseHelp + `
+
+` + relayHelp,
 		Example: `  sockctl listen tcp 127.0.0.1:8080
   sockctl listen tcp 0.0.0.0:0 -o json     # port chosen by the OS, in localAddress
   sockctl listen tcp6 '[::1]:8080'
-  sockctl listen unix /run/sockagent/sockets/echo.sock   # in the agent's socket dir (sockctl info)`,
+  sockctl listen unix /run/sockagent/sockets/echo.sock   # in the agent's socket dir (sockctl info)
+  sockctl listen tcp 127.0.0.1:9000 --accept --attach --wait 10m > received.bin   # nc -l`,
 		Args: args(2, "NETWORK", "ADDRESS"),
-		RunE: a.bindLocal("listen", contract.OpListen, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
-			return c.Sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address})
-		}),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !nc.accept && !nc.attach {
+				return a.bindLocal("listen", contract.OpListen, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
+					return c.Sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address})
+				})(cmd, args)
+			}
+			if err := checkNetwork(args[0], contract.OpListen); err != nil {
+				return err
+			}
+			if err := nc.check(); err != nil {
+				return err
+			}
+			return a.listenAttach(cmd.Context(), args[0], args[1], nc)
+		},
+	}
+	nc.register(cmd)
+	return idsOnly(cmd)
+}
+
+// ncFlags are listen's flags for 'nc -l': accept one connection and attach to it.
+type ncFlags struct {
+	accept, attach bool
+	wait           time.Duration
+	relay          relayFlags
+	lease          leaseFlag
+}
+
+func (n *ncFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.BoolVar(&n.accept, "accept", false, "accept one connection (with --attach: nc -l)")
+	f.BoolVar(&n.attach, "attach", false, "join standard input and output to the accepted connection (with --accept)")
+	f.DurationVar(&n.wait, "wait", 0, "with --accept: how long to wait for a peer (0 = the agent's default)")
+	n.relay.register(cmd)
+	n.lease.register(cmd)
+}
+
+func (n *ncFlags) check() error {
+	if n.accept != n.attach {
+		return usagef("--accept and --attach go together (nc -l): give both, or neither to only listen")
+	}
+	if n.wait < 0 {
+		return usagef("--wait must not be negative")
+	}
+	if err := n.relay.check(); err != nil {
+		return err
+	}
+	return n.lease.check()
+}
+
+// listenAttach is listen --accept --attach: listen, accept one connection, relay standard
+// input and output to it, close both, all inside a leased session.
+func (a *app) listenAttach(ctx context.Context, network, address string, nc ncFlags) error {
+	timeout, err := protoDuration("wait", nc.wait)
+	if err != nil {
+		return err
+	}
+	op := "listen " + network + " " + address
+	return a.withAgent(ctx, func(ag *agentConn) error {
+		return ag.leased(ctx, nc.lease, "sockctl "+op+" --accept --attach", func() error {
+			var lis *sockagentv1.Socket
+			err := ag.unary(ctx, op, 0, func(ctx context.Context) error {
+				resp, err := ag.c.Sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address})
+				lis = resp.GetSocket()
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			a.out.errorf("listening on %s (%s)\n", lis.GetLocalAddress(), lis.GetSocketId())
+			var conn *sockagentv1.Socket
+			err = ag.unary(ctx, "accept "+lis.GetSocketId(), nc.wait, func(ctx context.Context) error {
+				resp, err := ag.c.Sockets.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: lis.GetSocketId(), Timeout: timeout})
+				conn = resp.GetSocket()
+				return err
+			})
+			if err != nil {
+				return errors.Join(err, ag.closeSocket(ctx, lis.GetSocketId()))
+			}
+			a.out.errorf("connection from %s (%s)\n", conn.GetRemoteAddress(), conn.GetSocketId())
+			err = ag.relay(ctx, op, conn.GetSocketId(), "", false, nc.relay, a.stdin, a.out.stdout)
+			return errors.Join(err, ag.closeSocket(ctx, conn.GetSocketId()), ag.closeSocket(ctx, lis.GetSocketId()))
+		})
 	})
 }
 

@@ -88,6 +88,14 @@ func (s *Session) Close(ctx context.Context) {
 	})
 }
 
+// ID is the session's id; "" for a nil *Session.
+func (s *Session) ID() string {
+	if s == nil {
+		return ""
+	}
+	return s.id
+}
+
 // With returns ctx sending the session header (contract.SessionHeader), when there is a
 // session.
 func (s *Session) With(ctx context.Context) context.Context {
