@@ -202,9 +202,9 @@ func (ag *agentConn) leased(ctx context.Context, l leaseFlag, name string, fn fu
 	if ag.session != "" {
 		return fn()
 	}
-	s, err := client.OpenSession(ctx, ag.c.Sessions, l.ttl, name)
+	s, err := client.StartSession(ctx, ag.c.Sessions, l.ttl, name)
 	if err != nil {
-		return failed(fmt.Errorf("%s: %w (is %s a sockagent that knows sessions? --session ID uses one of yours)", name, err, ag.target))
+		return ag.fail(name+": open a session for its sockets", client.ConnectTimeout, err)
 	}
 	defer s.Close(context.WithoutCancel(ctx))
 	ag.session = s.ID()
