@@ -56,11 +56,17 @@ func (e *RPCError) Error() string {
 	if info := ErrorInfo(st); info != nil {
 		// The agent's message often starts with the same "op args: " as ours; say it once.
 		msg := strings.TrimPrefix(st.Message(), e.Op+": ")
-		return fmt.Sprintf("%s: %s (%s): %s%s", e.Op, info.GetReason(), st.Code(), msg, authHint(st, e.Dial))
+		return withNextStep(fmt.Sprintf("%s: %s (%s): %s%s", e.Op, info.GetReason(), st.Code(), msg, authHint(st, e.Dial)), info.GetReason())
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return fmt.Sprintf("cannot reach agent %s: %s%s", e.Agent, st.Message(), transportHint(st.Message(), e.Dial))
+		hint := transportHint(st.Message(), e.Dial)
+		if hint == "" {
+			hint = unreachableHint(st.Message())
+		}
+		return fmt.Sprintf("cannot reach agent %s: %s%s", e.Agent, st.Message(), hint)
+	case codes.ResourceExhausted:
+		return fmt.Sprintf("%s: %s: %s%s", e.Op, st.Code(), st.Message(), tooLargeHint(st.Message()))
 	case codes.Unauthenticated:
 		return fmt.Sprintf("%s: %s: %s%s", e.Op, st.Code(), st.Message(), authHint(st, e.Dial))
 	case codes.DeadlineExceeded:
