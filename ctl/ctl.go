@@ -114,6 +114,7 @@ type app struct {
 	output       outputFormat
 	timeout      time.Duration
 	session      string         // --session: the session the sockets a command opens join
+	inventory    string         // --inventory: names for --agent
 	dial         client.Options // --tls --ca --cert --key --server-name --token-file
 }
 
@@ -147,7 +148,7 @@ func (a *app) setAgent(addr string) error {
 		return usagef("AGENT is empty: give HOST:PORT or unix:PATH")
 	}
 	a.agentFlag, a.agentChanged = addr, true
-	return nil
+	return a.applyInventory()
 }
 
 const rootLong = `sockctl drives real OS sockets on a sockagent daemon: one command per RPC of
@@ -220,7 +221,13 @@ func (a *app) newRootCommand() *cobra.Command {
 			}
 			return usagef("no command given; commands: %s", strings.Join(names, " "))
 		},
-		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
+		Example: `  sockctl dial tcp 127.0.0.1:9000
+  sockctl --agent 10.77.0.2:7700 ls
+  sockctl --inventory lab.yaml --agent server info    # an agent by its inventory name
+  id=$(sockctl -o id listen tcp 127.0.0.1:0)
+  source <(sockctl completion bash)`,
+		// completion is sockctl's own command, with examples and the three shells it tests.
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 
@@ -228,6 +235,7 @@ func (a *app) newRootCommand() *cobra.Command {
 	f := root.PersistentFlags()
 	f.StringVar(&a.agentFlag, "agent", defaultAgent, "agent `ADDRESS`, HOST:PORT or unix:PATH; when not given, $"+envAgent+" if set")
 	f.VarP(&a.output, "output", "o", "output format: table, json, or id (only the ids of the sockets or sessions printed, one a line)")
+	f.StringVar(&a.inventory, "inventory", "", "YAML `FILE` of agents by name (what 'salab up' prints): --agent NAME then means its address and credentials; when not given, $"+envInventory+" if set")
 	f.StringVar(&a.session, "session", "", "open sockets in session `ID` ('sockctl sessions open'); when not given, $"+envSession+" if set")
 	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "deadline of the RPC, 0 = none; raised to --wait/--connect-timeout + 5s when shorter")
 	f.BoolVar(&a.dial.TLS, "tls", false, "connect with TLS, verifying the agent's certificate against the system's CAs (implied by --ca, --cert, --server-name)")
@@ -237,7 +245,9 @@ func (a *app) newRootCommand() *cobra.Command {
 	f.StringVar(&a.dial.ServerName, "server-name", "", "`NAME` the agent's certificate must carry (default: the host of --agent)")
 	f.StringVar(&a.dial.TokenFile, "token-file", "", "send the first token in `FILE` (NAME:SECRET or SECRET) as 'authorization: Bearer SECRET'; when not given, $"+envTokenFile+" if set")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		a.agentChanged = cmd.Flags().Changed("agent")
+		if err := a.resolveAgent(cmd); err != nil {
+			return err
+		}
 		if a.agentAddr() == "" {
 			return usagef("--agent is empty")
 		}
@@ -256,8 +266,15 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
 		a.serveCommand(), a.probeCommand(), a.throughputCommand(),
 		a.demoCommand(), a.runCommand(), a.validateCommand(), a.pkiCommand(),
-		a.attachCommand(), a.connectCommand(), a.sessionsCommand(),
+		a.attachCommand(), a.connectCommand(), a.sessionsCommand(), a.completionCommand(),
 	)
+	a.registerCompletions(root)
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "help" {
+			c.Example = "  sockctl help dial\n  sockctl help sessions open"
+		}
+	}
 	for _, c := range root.Commands() {
 		if !strings.Contains(c.Long, "Exit status:") { // demo, run, validate and pki say their own
 			c.Long += "\n\n" + exitHelp

@@ -194,8 +194,8 @@ func TestHelp(t *testing.T) {
 		want = append(want, "\n  "+c+" ")
 	}
 	r.want(t, ExitOK, want, nil)
-	if strings.Contains(r.stdout, "completion") {
-		t.Errorf("root help lists the completion command:\n%s", r.stdout)
+	if !strings.Contains(r.stdout, "\n  completion  ") || !strings.Contains(r.stdout, "\n  sessions  ") {
+		t.Errorf("root help does not list the completion and sessions commands:\n%s", r.stdout)
 	}
 	// 'help CMD' works too.
 	invocation{args: []string{"help", "dial"}}.exec(t).want(t, ExitOK, []string{"sockctl dial tcp 127.0.0.1:8080"}, nil)
