@@ -9,6 +9,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/grpc/metadata"
 )
 
 // rpcLines counts the lines of a JSON log by msg and rpc: "rpc Recv" -> 3.
@@ -92,5 +93,27 @@ func TestRPCLinesAtDebug(t *testing.T) {
 				t.Errorf("%d rpc lines in the log, want %d:\n%s", total, want, logs.text())
 			}
 		})
+	}
+}
+
+// A call refused for its credentials is logged at INFO, whatever the RPC: who was turned
+// away matters at the default level; the same call with a valid token is not.
+func TestRefusedCallLoggedAtInfo(t *testing.T) {
+	t.Parallel()
+	tokens, err := agent.ParseTokens(strings.NewReader("alice:alice-secret-0123456789\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := newLogBuf()
+	e := newEnvWith(t, agent.Config{Tokens: tokens, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	_, err = e.ac.GetInfo(ctxT(t), &sockagentv1.GetInfoRequest{})
+	wantUnauthenticated(t, err)
+	ctx := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer alice-secret-0123456789")
+	if _, err := e.ac.GetInfo(ctx, &sockagentv1.GetInfoRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	got := rpcLines(t, logs.text())
+	if got["rpc GetInfo"] != 1 || !strings.Contains(logs.text(), `"level":"INFO","msg":"rpc","rpc":"GetInfo"`) || !strings.Contains(logs.text(), `"code":"Unauthenticated"`) {
+		t.Errorf("want one INFO line, the refused call's:\n%s", logs.text())
 	}
 }
