@@ -41,14 +41,21 @@ func (a *app) resolveAgent(cmd *cobra.Command) error {
 	return a.applyInventory()
 }
 
+// readInventory reads the inventory of --inventory or $SOCKCTL_INVENTORY, and says where it
+// is; no agents and no path when neither is given.
+func (a *app) readInventory() (inventoryFile, string, error) {
+	path := a.inventoryPath()
+	if path == "" {
+		return inventoryFile{}, "", nil
+	}
+	inv, err := loadInventory(path)
+	return inv, path, err
+}
+
 // applyInventory replaces the agent, when the inventory names it, by the inventory's address
 // and credentials.
 func (a *app) applyInventory() error {
-	path := a.inventoryPath()
-	if path == "" {
-		return nil
-	}
-	inv, err := loadInventory(path)
+	inv, path, err := a.readInventory()
 	if err != nil {
 		return err
 	}
@@ -183,11 +190,7 @@ func (a *app) agentNames(_ *cobra.Command, _ []string, toComplete string) ([]cob
 // inventoryNames lists the inventory's agents as "NAME\tADDRESS", sorted; none without an
 // inventory or with one that cannot be read.
 func (a *app) inventoryNames() []string {
-	path := a.inventoryPath()
-	if path == "" {
-		return nil
-	}
-	inv, err := loadInventory(path)
+	inv, _, err := a.readInventory()
 	if err != nil {
 		return nil
 	}
