@@ -58,6 +58,8 @@ const (
 type Config struct {
 	// Logger receives one line per RPC (keys rpc caller socket network local remote code
 	// err; audit=true on the RPCs that create, write to or close a socket); nil discards.
+	// Audited RPCs and refused credentials log at Info, every other RPC at Debug, so a log
+	// at Info grows with what changes sockets, not with reads, lists and health checks.
 	// Requests gRPC refuses as larger than MaxMessageBytes get a Warn line when Logger is
 	// enabled for Warn at the time New runs.
 	Logger *slog.Logger

@@ -1,8 +1,9 @@
 package agent
 
 // The interceptors every RPC passes through: authentication (the caller, from the
-// connection's client certificate and the bearer token), one log line per RPC, and the audit
-// line of the RPCs that create, write to or close a socket. Admission (every limit) is the
+// connection's client certificate and the bearer token), one log line per RPC (DEBUG, or
+// INFO when audited), and the audit line of the RPCs that create, write to or close a
+// socket. Admission (every limit) is the
 // engine's, on the path of each call that needs it.
 
 import (
@@ -81,10 +82,13 @@ type socketGetter interface{ GetSocket() *sockagentv1.Socket }
 // logRPC writes one structured line per RPC to the log, keys rpc caller peer [token] [audit]
 // socket network local remote [bytes] [bytes_read] [destinations] [destinations_more] code dur
 // [err] [auth], and the same line, with
-// message "audit", to the audit log for the audited RPCs.
+// message "audit", to the audit log for the audited RPCs. Lines of the audited RPCs and of
+// refused credentials are at INFO; the rest at DEBUG, so that a busy agent's log at the
+// default level holds what changed sockets and who was refused, not every read and list.
 func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 	audit := audited[r.method]
-	toLog := a.log.Enabled(ctx, slog.LevelInfo)
+	level := rpcLevel(audit, r.authFailure)
+	toLog := a.log.Enabled(ctx, level)
 	toAudit := audit && a.audit != nil && a.audit.Enabled(ctx, slog.LevelInfo)
 	if !toLog && !toAudit {
 		return
@@ -135,11 +139,20 @@ func (a *Agent) logRPC(ctx context.Context, r rpcRecord) {
 		attrs = append(attrs, slog.Int("suppressed", suppressed))
 	}
 	if toLog {
-		a.log.LogAttrs(ctx, slog.LevelInfo, "rpc", attrs...)
+		a.log.LogAttrs(ctx, level, "rpc", attrs...)
 	}
 	if toAudit {
 		a.audit.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 	}
+}
+
+// rpcLevel is the level of an RPC's line in the log: INFO for an audited RPC or refused
+// credentials, else DEBUG.
+func rpcLevel(audit bool, authFailure string) slog.Level {
+	if audit || authFailure != "" {
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
 }
 
 // appendSocketAttrs appends the socket an RPC concerns, keys socket network local remote: from

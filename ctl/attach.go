@@ -40,7 +40,17 @@ sockctl stops once standard input ends, or --linger later.
 
 The transfer itself has no deadline: --timeout bounds the other calls only. Interrupt it
 with Ctrl-C. -o is ignored: the data is raw. Errors (CONNECTION_RESET, the socket closed
-meanwhile: SOCKET_CLOSED, ...) exit 1 with the reason on stderr.`
+meanwhile: SOCKET_CLOSED, ...) exit 1 with the reason on stderr. When standard output is
+closed early (sockctl ... | head -c 1000), sockctl cleans up and then ends as its neighbours
+in the pipe do, by SIGPIPE (exit status 141).`
+
+// leaseHelp says how connect and listen --attach leave nothing behind.
+const leaseHelp = `The sockets it opens live in a session of its own with a short lease (--lease, 10s), kept
+alive while it runs: however sockctl ends, it leaves nothing on the agent. At the end, on
+Ctrl-C, SIGTERM, SIGHUP (the terminal closed) or a closed standard output (SIGPIPE) it closes
+them at once; killed with SIGKILL, the agent closes them when the lease runs out. With
+--session ID they live in your session instead, and sockctl closes them but not the
+session.`
 
 func (a *app) attachCommand() *cobra.Command {
 	var r relayFlags
@@ -103,6 +113,7 @@ func (a *app) connectCommand() *cobra.Command {
 	var o optFlags
 	var tf tlsFlags
 	var r relayFlags
+	lease := leaseFlag{}
 	var local string
 	var connectTimeout time.Duration
 	cmd := &cobra.Command{
@@ -112,6 +123,8 @@ func (a *app) connectCommand() *cobra.Command {
 does), attaches to the new socket (as 'attach' does) and closes it at the end. NETWORK is
 tcp, tcp4, tcp6, udp, udp4, udp6, unix or unixgram. A refused connection exits 1 with
 CONNECTION_REFUSED on stderr.
+
+` + leaseHelp + `
 
 ` + relayHelp,
 		Example: `  sockctl connect tcp 127.0.0.1:8080 < file                 # send a file
@@ -141,30 +154,31 @@ CONNECTION_REFUSED on stderr.
 			if err != nil {
 				return err
 			}
+			if err := lease.check(); err != nil {
+				return err
+			}
 			op := "connect " + network + " " + address
-			return a.withAgent(cmd.Context(), func(ag *agentConn) error {
-				var id string
-				err := ag.unary(cmd.Context(), "dial "+network+" "+address, connectTimeout, func(ctx context.Context) error {
-					resp, err := ag.c.Sockets.Dial(ctx, &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout, Options: opts, Tls: cl})
-					id = resp.GetSocket().GetSocketId()
-					return err
+			ctx := cmd.Context()
+			return a.withAgent(ctx, func(ag *agentConn) error {
+				return ag.leased(ctx, lease, "sockctl "+op, func() error {
+					var id string
+					err := ag.unary(ctx, "dial "+network+" "+address, connectTimeout, func(ctx context.Context) error {
+						resp, err := ag.c.Sockets.Dial(ctx, &sockagentv1.DialRequest{Network: network, Address: address, LocalAddress: local, Timeout: timeout, Options: opts, Tls: cl})
+						id = resp.GetSocket().GetSocketId()
+						return err
+					})
+					if err != nil {
+						return err
+					}
+					err = ag.relay(ctx, op, id, "", contract.IsDatagram(network), r, a.stdin, a.out.stdout)
+					return errors.Join(err, ag.closeSocket(ctx, id))
 				})
-				if err != nil {
-					return err
-				}
-				dgram := contract.IsDatagram(network)
-				err = ag.relay(cmd.Context(), op, id, "", dgram, r, a.stdin, a.out.stdout)
-				// Close even when interrupted: the socket is sockctl's own.
-				cerr := ag.unary(context.WithoutCancel(cmd.Context()), "close "+id, 0, func(ctx context.Context) error {
-					_, err := ag.c.Sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
-					return err
-				})
-				return errors.Join(err, cerr)
 			})
 		},
 	}
 	r.register(cmd)
 	o.register(cmd.Flags())
+	lease.register(cmd)
 	cmd.Flags().StringVar(&local, "local", "", "bind the source address `ADDR` first (host:port, port may be 0)")
 	cmd.Flags().DurationVar(&connectTimeout, "connect-timeout", 0, "bound on the connect (0 = the agent's default)")
 	tf.register(cmd.Flags(), false)

@@ -5,10 +5,15 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/ctl/client"
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
 // envTokenFile names the environment variable that sets --token-file when it is not given.
@@ -45,6 +50,9 @@ type agentConn struct {
 	dial   client.Options
 	cc     *grpc.ClientConn
 	c      client.Clients
+	// session is the session the sockets this command opens join ("" = none): its header
+	// goes with every call, and the agent reads it on the calls that open a socket.
+	session string
 }
 
 // withAgent connects to the agent for fn; fn's errors are already classified.
@@ -55,7 +63,7 @@ func (a *app) withAgent(ctx context.Context, fn func(*agentConn) error) error {
 		return err
 	}
 	defer cc.Close()
-	return fn(&agentConn{a: a, target: target, dial: dial, cc: cc, c: client.NewClients(cc)})
+	return fn(&agentConn{a: a, target: target, dial: dial, cc: cc, c: client.NewClients(cc), session: a.sessionID()})
 }
 
 // fail classifies the error of a call, with what sockctl knows of the connection.
@@ -69,6 +77,9 @@ func (ag *agentConn) fail(op string, deadline time.Duration, err error) error {
 // unary runs one call under the RPC deadline (--timeout, raised for wait) and classifies its
 // error.
 func (ag *agentConn) unary(ctx context.Context, op string, wait time.Duration, fn func(ctx context.Context) error) error {
+	if ag.session != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, contract.SessionHeader, ag.session)
+	}
 	deadline := client.RPCDeadline(ag.a.timeout, wait)
 	if deadline > 0 {
 		var cancel context.CancelFunc
@@ -79,4 +90,133 @@ func (ag *agentConn) unary(ctx context.Context, op string, wait time.Duration, f
 		return ag.fail(op, deadline, err)
 	}
 	return nil
+}
+
+// sendOneCall is the largest data sockctl sends in one Send without asking the agent what
+// fits: under gRPC's default message size and the default bytes_per_call, so most sends
+// take one RPC.
+const sendOneCall = 1 << 20
+
+// messageOverhead is what a SendRequest adds to its data (id, timeout, framing), kept free
+// below the agent's --max-message-bytes.
+const messageOverhead = 64 << 10
+
+// sendAll writes all of data to socket id, as sendall does: in one Send up to sendOneCall,
+// else in order in pieces as large as the agent takes in one call. It returns the bytes
+// sent; a failure after some pieces says how many went before it.
+func (ag *agentConn) sendAll(ctx context.Context, id string, data []byte, timeout *durationpb.Duration, wait time.Duration) (uint64, error) {
+	op := "send " + id
+	piece := len(data)
+	if len(data) > sendOneCall {
+		var err error
+		if piece, err = ag.sendPiece(ctx, id, len(data)); err != nil {
+			return 0, err
+		}
+	}
+	var sent uint64
+	for off := 0; ; {
+		end := min(off+piece, len(data))
+		var resp *sockagentv1.SendResponse
+		err := ag.unary(ctx, op, wait, func(ctx context.Context) error {
+			var err error
+			resp, err = ag.c.Sockets.Send(ctx, &sockagentv1.SendRequest{SocketId: id, Data: data[off:end], Timeout: timeout})
+			return err
+		})
+		if err != nil {
+			if sent > 0 {
+				return sent, fmt.Errorf("%w; %d of %d bytes were sent before it", err, sent, len(data))
+			}
+			return 0, err
+		}
+		sent += resp.GetBytesSent()
+		if off = end; off >= len(data) {
+			return sent, nil
+		}
+	}
+}
+
+// sendPiece asks the agent how much one Send of socket id may carry (its --max-message-bytes
+// less the request's overhead, and the caller's bytes_per_call), and refuses a datagram
+// socket's data that does not fit one call: a datagram is never split.
+func (ag *agentConn) sendPiece(ctx context.Context, id string, size int) (int, error) {
+	var info *sockagentv1.GetInfoResponse
+	var sock *sockagentv1.Socket
+	err := ag.unary(ctx, "send "+id+": ask the agent's limits", 0, func(ctx context.Context) error {
+		var err error
+		if info, err = ag.c.Agent.GetInfo(ctx, &sockagentv1.GetInfoRequest{}); err != nil {
+			return err
+		}
+		resp, err := ag.c.Sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
+		sock = resp.GetSocket()
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	piece := sendPieceSize(info.GetLimits())
+	if sock.GetKind() == sockagentv1.SocketKind_SOCKET_KIND_DATAGRAM && size > piece {
+		return 0, failed(fmt.Errorf("send %s: %d bytes are one datagram on this datagram socket, and the agent takes at most %d in one call; send less (a UDP datagram holds at most 65507 bytes)", id, size, piece))
+	}
+	return piece, nil
+}
+
+// sendPieceSize is the data one Send may carry under limits l: the agent's message size less
+// messageOverhead, and the caller's bytes_per_call; sendOneCall when the agent says neither.
+func sendPieceSize(l *sockagentv1.Limits) int {
+	piece := 0
+	if m := int(l.GetMaxMessageBytes()); m > messageOverhead {
+		piece = m - messageOverhead
+	}
+	if b := int(l.GetBytesPerCall()); b > 0 && (piece == 0 || b < piece) {
+		piece = b
+	}
+	if piece == 0 {
+		return sendOneCall
+	}
+	return piece
+}
+
+// defaultLease is the lease of the session connect and listen --attach open for their
+// sockets: if sockctl is killed in a way it cannot catch (SIGKILL, a crash, the host's
+// network gone), the agent closes them this long after the last keepalive.
+const defaultLease = 10 * time.Second
+
+// leaseFlag is --lease of the commands that open sockets only for as long as they run.
+type leaseFlag struct{ ttl time.Duration }
+
+func (l *leaseFlag) register(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&l.ttl, "lease", defaultLease, "if sockctl dies without closing its sockets (SIGKILL), the agent closes them within `D` (1s up to 24h)")
+}
+
+func (l *leaseFlag) check() error {
+	if l.ttl < minSessionTTL || l.ttl > maxSessionTTL {
+		return usagef("--lease %s: give %s up to %s", l.ttl, minSessionTTL, maxSessionTTL)
+	}
+	return nil
+}
+
+// leased runs fn with the sockets it opens in a session of the lease's TTL, kept alive while
+// fn runs and closed after it (with whatever sockets fn left in it), however fn ended. With
+// --session the caller's session is used instead, and left open.
+func (ag *agentConn) leased(ctx context.Context, l leaseFlag, name string, fn func() error) error {
+	if ag.session != "" {
+		return fn()
+	}
+	s, err := client.StartSession(ctx, ag.c.Sessions, l.ttl, name)
+	if err != nil {
+		return ag.fail(name+": open a session for its sockets", client.ConnectTimeout, err)
+	}
+	defer s.Close(context.WithoutCancel(ctx))
+	ag.session = s.ID()
+	defer func() { ag.session = "" }()
+	return fn()
+}
+
+// closeSocket closes socket id even when ctx is cancelled (an interrupt): the socket is
+// sockctl's own.
+func (ag *agentConn) closeSocket(ctx context.Context, id string) error {
+	return ag.unary(context.WithoutCancel(ctx), "close "+id, 0, func(ctx context.Context) error {
+		_, err := ag.c.Sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
+		return err
+	})
 }

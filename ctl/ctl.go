@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
@@ -35,6 +36,10 @@ const (
 	// ExitUsage means the command line was wrong: unknown command or flag, wrong number of
 	// arguments, or a value that sockctl rejects before calling the agent.
 	ExitUsage = 2
+	// ExitBrokenPipe means standard output was closed by its reader (sockctl ... | head):
+	// sockctl cleaned up and printed nothing more. It is 128 + SIGPIPE, the status a shell
+	// shows for a process SIGPIPE ended; the main ends the process by that signal.
+	ExitBrokenPipe = 141
 )
 
 // envAgent names the environment variable that sets the agent when --agent is not given.
@@ -50,7 +55,8 @@ const defaultTimeout = time.Minute
 
 // Main runs sockctl with args (without the program name), reading data from stdin, writing
 // results to stdout and diagnostics to stderr, and returns the process exit code: ExitOK,
-// ExitFailure or ExitUsage. Cancelling ctx cancels the RPC in flight.
+// ExitFailure, ExitUsage or ExitBrokenPipe. Cancelling ctx cancels the RPC in flight, and
+// the commands that opened sockets for as long as they run close them before Main returns.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return run(ctx, args, os.Getenv, stdin, stdout, stderr)
 }
@@ -69,7 +75,7 @@ func runBuild(ctx context.Context, build contract.Build, args []string, getenv f
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	a := &app{getenv: getenv, stdin: stdin, out: &writer{stdout: stdout, stderr: stderr}, build: build}
+	a := &app{getenv: getenv, stdin: stdin, out: &writer{stdout: stdout, stderr: stderr, tty: isTerminal(stdout)}, build: build}
 	root := a.newRootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -78,6 +84,9 @@ func runBuild(ctx context.Context, build contract.Build, args []string, getenv f
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
+	}
+	if errors.Is(err, syscall.EPIPE) { // nobody reads stdout any more: nothing to say
+		return ExitBrokenPipe
 	}
 	var bi *badInput
 	if errors.As(err, &bi) {
@@ -110,6 +119,8 @@ type app struct {
 	agentChanged bool
 	output       outputFormat
 	timeout      time.Duration
+	session      string         // --session: the session the sockets a command opens join
+	inventory    string         // --inventory: names for --agent
 	dial         client.Options // --tls --ca --cert --key --server-name --token-file
 	dnsServer    string         // --dns-server: for --inventory dns:NAME
 }
@@ -144,7 +155,7 @@ func (a *app) setAgent(addr string) error {
 		return usagef("AGENT is empty: give HOST:PORT or unix:PATH")
 	}
 	a.agentFlag, a.agentChanged = addr, true
-	return nil
+	return a.applyInventory()
 }
 
 const rootLong = `sockctl drives real OS sockets on a sockagent daemon: one command per RPC of
@@ -178,7 +189,10 @@ RPC deadline (--timeout), which is raised to that wait plus 5s when it would be 
 The other commands do not block.
 
 Output: -o table (default) prints a line per socket, and the raw received bytes for recv
-and recvfrom; -o json prints the whole response as protojson.
+and recvfrom; -o json prints the whole response as protojson; -o id prints only the ids of
+the sockets (or sessions) a command prints, one a line, for scripts:
+
+  id=$(sockctl -o id dial tcp 127.0.0.1:9000)
 
 Security: an agent serving TLS wants --ca FILE (the CA that signed its certificate; --tls
 alone trusts the system's CAs), an agent requiring client certificates (mTLS) also --cert
@@ -214,14 +228,22 @@ func (a *app) newRootCommand() *cobra.Command {
 			}
 			return usagef("no command given; commands: %s", strings.Join(names, " "))
 		},
-		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
+		Example: `  sockctl dial tcp 127.0.0.1:9000
+  sockctl --agent 10.77.0.2:7700 ls
+  sockctl --inventory lab.yaml --agent server info    # an agent by its inventory name
+  id=$(sockctl -o id listen tcp 127.0.0.1:0)
+  source <(sockctl completion bash)`,
+		// completion is sockctl's own command, with examples and the three shells it tests.
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 
 	a.output = outputTable
 	f := root.PersistentFlags()
 	f.StringVar(&a.agentFlag, "agent", defaultAgent, "agent `ADDRESS`, HOST:PORT or unix:PATH; when not given, $"+envAgent+" if set")
-	f.VarP(&a.output, "output", "o", "output format: table or json")
+	f.VarP(&a.output, "output", "o", "output format: table, json, or id (only the ids of the sockets or sessions printed, one a line)")
+	f.StringVar(&a.inventory, "inventory", "", "YAML `FILE` of agents by name (what 'salab up' prints): --agent NAME then means its address and credentials; when not given, $"+envInventory+" if set")
+	f.StringVar(&a.session, "session", "", "open sockets in session `ID` ('sockctl sessions open'); when not given, $"+envSession+" if set")
 	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "deadline of the RPC, 0 = none; raised to --wait/--connect-timeout + 5s when shorter")
 	f.BoolVar(&a.dial.TLS, "tls", false, "connect with TLS, verifying the agent's certificate against the system's CAs (implied by --ca, --cert, --server-name)")
 	f.StringVar(&a.dial.CA, "ca", "", "connect with TLS, verifying the agent's certificate with the CA certificate(s) in `FILE` (PEM)")
@@ -231,12 +253,17 @@ func (a *app) newRootCommand() *cobra.Command {
 	f.StringVar(&a.dnsServer, "dns-server", "", "resolve --inventory dns:NAME and dns+srv:NAME with the DNS server at `HOST:PORT` instead of the system's resolver")
 	f.StringVar(&a.dial.TokenFile, "token-file", "", "send the first token in `FILE` (NAME:SECRET or SECRET) as 'authorization: Bearer SECRET'; when not given, $"+envTokenFile+" if set")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		a.agentChanged = cmd.Flags().Changed("agent")
+		if err := a.resolveAgent(cmd); err != nil {
+			return err
+		}
 		if a.agentAddr() == "" {
 			return usagef("--agent is empty")
 		}
 		if a.timeout < 0 {
 			return usagef("--timeout must not be negative")
+		}
+		if err := checkOutput(cmd, a.output); err != nil {
+			return err
 		}
 		return a.dial.Check()
 	}
@@ -248,7 +275,15 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.serveCommand(), a.probeCommand(), a.throughputCommand(),
 		a.demoCommand(), a.runCommand(), a.matrixCommand(), a.validateCommand(), a.pkiCommand(),
 		a.attachCommand(), a.connectCommand(), a.versionCommand(), a.setoptCommand(), a.eventsCommand(), a.discoverCommand(),
+		a.sessionsCommand(), a.completionCommand(),
 	)
+	a.registerCompletions(root)
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "help" {
+			c.Example = "  sockctl help dial\n  sockctl help sessions open"
+		}
+	}
 	for _, c := range root.Commands() {
 		if !strings.Contains(c.Long, "Exit status:") { // demo, run, validate and pki say their own
 			c.Long += "\n\n" + exitHelp

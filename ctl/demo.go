@@ -46,8 +46,7 @@ func (a *app) demoCommand() *cobra.Command {
 				a.out.printf("# an in-process sockagent serves on %s\n", target)
 			}
 			d := &demo{ctx: cmd.Context(), target: target, creds: creds, a: a}
-			err := d.run()
-			d.cleanup()
+			err := d.runLeased()
 			if err != nil {
 				return failed(fmt.Errorf("demo: %w", err))
 			}
@@ -57,14 +56,33 @@ func (a *app) demoCommand() *cobra.Command {
 	}
 }
 
+// runLeased runs the demo and closes what it opened. On an agent of its own (in-process)
+// that is all; on another agent every socket is opened in a session with a short lease, so
+// a demo killed midway (SIGKILL) leaves nothing behind either.
+func (d *demo) runLeased() error {
+	if d.a.agentChanged || d.a.getenv(envAgent) != "" {
+		return d.a.withAgent(d.ctx, func(ag *agentConn) error {
+			return ag.leased(d.ctx, leaseFlag{ttl: defaultLease}, "sockctl demo", func() error {
+				d.session = ag.session
+				defer d.cleanup()
+				return d.run()
+			})
+		})
+	}
+	defer d.cleanup()
+	return d.run()
+}
+
 // demo runs sockctl commands against one agent and checks what they print.
 type demo struct {
 	ctx    context.Context
 	target string
 	creds  []string // the credential flags (--ca FILE ...) given to every command
-	a      *app
-	steps  int
-	open   []string // socket ids to close if the demo stops early
+	// session is the leased session the commands open their sockets in ("" = none).
+	session string
+	a       *app
+	steps   int
+	open    []string // socket ids to close if the demo stops early
 }
 
 // sockctl runs one sockctl command, prints it and its output, and checks its exit code.
@@ -101,6 +119,9 @@ func (d *demo) sockctl(wantExit int, args ...string) (stdout, stderr string, err
 // argv is the command line of one sockctl command against the demo's agent.
 func (d *demo) argv(args ...string) []string {
 	argv := append([]string{"--agent", d.target}, d.creds...)
+	if d.session != "" {
+		argv = append(argv, "--session", d.session)
+	}
 	return append(argv, args...)
 }
 

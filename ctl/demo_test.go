@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -29,7 +30,25 @@ func TestDemoAgainstAgent(t *testing.T) {
 	if strings.Contains(r.stdout, "in-process") {
 		t.Errorf("demo started its own agent although --agent was given")
 	}
-	// An unreachable agent fails on the first step, exit 1.
-	r = sockctl(t, closedPort(t), "demo")
-	r.want(t, ExitFailure, []string{"(stderr) sockctl: cannot reach agent"}, []string{"demo: step 1"})
+	// An unreachable agent fails before the first step (opening the demo's session), exit 1.
+	gone := closedPort(t)
+	r = sockctl(t, gone, "demo")
+	r.want(t, ExitFailure, nil, []string{"sockctl: demo: cannot reach agent " + gone + ": "})
+	if r.stdout != "" {
+		t.Errorf("steps ran on an unreachable agent:\n%s", r.stdout)
+	}
+}
+
+// On another agent the demo's sockets live in a leased session of its own, closed at the end.
+func TestDemoLeased(t *testing.T) {
+	t.Parallel()
+	addr := startAgent(t)
+	r := sockctl(t, addr, "demo")
+	r.want(t, ExitOK, []string{"# demo passed"}, nil)
+	if !regexp.MustCompile(`\n(s[0-9a-f]{6}-\d+ +tcp +listener +open +127\.0\.0\.1:\d+ +- +0 +0 +[0-9a-f]{16} )`).MatchString(r.stdout) {
+		t.Errorf("the demo's listener is not in a session:\n%s", r.stdout)
+	}
+	if r := ok(t, addr, "sessions", "ls", "-o", "id"); r.stdout != "" {
+		t.Errorf("sessions left after the demo: %q", r.stdout)
+	}
 }

@@ -77,7 +77,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"info", "extra", "more"}, "takes no arguments, got 2"},
 		{[]string{"sendto", "s1"}, "expected ID ADDRESS [DATA]"},
 		{[]string{"-o", "yaml", "ls"}, `invalid argument "yaml" for "-o, --output"`},
-		{[]string{"ls", "--output=xml"}, "must be table or json"},
+		{[]string{"ls", "--output=xml"}, "must be table, json or id"},
+		{[]string{"-o", "id", "send", "s1", "x"}, "-o id prints the ids of the sockets or sessions a command prints, and send prints none; use -o id with "},
+		{[]string{"info", "-o", "id"}, "info prints none"},
 		{[]string{"accept", "s1", "--wait", "soon"}, `invalid argument "soon" for "--wait"`},
 		{[]string{"--timeout", "5", "ls"}, `invalid argument "5" for "--timeout"`},
 		{[]string{"recv", "s1", "--wait", "-1s"}, "--wait must not be negative"},
@@ -192,8 +194,8 @@ func TestHelp(t *testing.T) {
 		want = append(want, "\n  "+c+" ")
 	}
 	r.want(t, ExitOK, want, nil)
-	if strings.Contains(r.stdout, "completion") {
-		t.Errorf("root help lists the completion command:\n%s", r.stdout)
+	if !strings.Contains(r.stdout, "\n  completion  ") || !strings.Contains(r.stdout, "\n  sessions  ") {
+		t.Errorf("root help does not list the completion and sessions commands:\n%s", r.stdout)
 	}
 	// 'help CMD' works too.
 	invocation{args: []string{"help", "dial"}}.exec(t).want(t, ExitOK, []string{"sockctl dial tcp 127.0.0.1:8080"}, nil)

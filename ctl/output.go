@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -21,31 +22,71 @@ import (
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
-// outputFormat is the value of -o/--output: table or json.
+// outputFormat is the value of -o/--output: table, json or id.
 type outputFormat string
 
 const (
 	outputTable outputFormat = "table"
 	outputJSON  outputFormat = "json"
+	// outputID prints only the ids of the sockets (or sessions) a command prints, one a
+	// line, for scripts: id=$(sockctl -o id dial tcp HOST:PORT).
+	outputID outputFormat = "id"
 )
 
 func (o *outputFormat) String() string { return string(*o) }
-func (o *outputFormat) Type() string   { return "table|json" }
+func (o *outputFormat) Type() string   { return "table|json|id" }
 
 // Set accepts only the known formats, so a bad -o is a flag error (exit 2).
 func (o *outputFormat) Set(s string) error {
 	switch f := outputFormat(s); f {
-	case outputTable, outputJSON:
+	case outputTable, outputJSON, outputID:
 		*o = f
 		return nil
 	}
-	return fmt.Errorf("must be table or json")
+	return fmt.Errorf("must be table, json or id")
+}
+
+// printsIDs marks the commands that print sockets or sessions, and so take -o id.
+const printsIDs = "prints-ids"
+
+// idsOnly marks cmd as one that takes -o id.
+func idsOnly(cmd *cobra.Command) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[printsIDs] = "yes"
+	return cmd
+}
+
+// checkOutput refuses -o id on a command that prints no socket or session.
+func checkOutput(cmd *cobra.Command, o outputFormat) error {
+	if o != outputID || cmd.Annotations[printsIDs] != "" {
+		return nil
+	}
+	var takers []string
+	for _, c := range cmd.Root().Commands() {
+		if c.Annotations[printsIDs] != "" {
+			takers = append(takers, c.Name())
+		}
+	}
+	return usagef("-o id prints the ids of the sockets or sessions a command prints, and %s prints none; use -o id with %s", cmd.Name(), strings.Join(takers, ", "))
+}
+
+// ids prints the ids of sockets, one a line.
+func (w *writer) ids(socks ...*sockagentv1.Socket) error {
+	var buf bytes.Buffer
+	for _, s := range socks {
+		buf.WriteString(clean(s.GetSocketId()) + "\n")
+	}
+	_, err := w.stdout.Write(buf.Bytes())
+	return err
 }
 
 // writer is sockctl's only printer: results to stdout, diagnostics to stderr.
 type writer struct {
 	stdout io.Writer
 	stderr io.Writer
+	tty    bool // stdout is a terminal
 }
 
 // errorf prints a diagnostic on stderr; its arguments are shown printable (see clean).
@@ -106,6 +147,19 @@ func (w *writer) raw(data []byte, asHex bool) error {
 	}
 	_, err := w.stdout.Write(data)
 	return err
+}
+
+// received writes received bytes as raw does; on a terminal, data that does not end with a
+// newline gets one, so that the shell's prompt does not follow it on the same line.
+func (w *writer) received(data []byte, asHex bool) error {
+	if err := w.raw(data, asHex); err != nil {
+		return err
+	}
+	if w.tty && !asHex && len(data) > 0 && data[len(data)-1] != '\n' {
+		_, err := io.WriteString(w.stdout, "\n")
+		return err
+	}
+	return nil
 }
 
 // json prints m as protojson, indented by two spaces. protojson's own whitespace varies on

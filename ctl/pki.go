@@ -29,7 +29,9 @@ func (a *app) pkiCommand() *cobra.Command {
 		Use:   "pki",
 		Short: "Make a lab CA, agent and client certificates for mutual TLS",
 		Long:  pkiLong,
-		Args:  args(0),
+		Example: `  sockctl pki init --dir lab-pki --agent-san 127.0.0.1,localhost,10.77.0.2
+  sockctl pki client --dir lab-pki --name alice`,
+		Args: args(0),
 		RunE: func(*cobra.Command, []string) error {
 			return usagef("pki needs a command: init or client")
 		},

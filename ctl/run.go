@@ -208,6 +208,25 @@ func loadScenario(path string) (*scenario.File, error) {
 	return f, nil
 }
 
+// loadInventory reads and checks an inventory file; problems are a badInput (exit 2) that
+// says where and what an entry may hold.
+func loadInventory(path string) (inventoryFile, error) {
+	var inv inventoryFile
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return inv, &badInput{err: fmt.Errorf("--inventory: %w", err)}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var ee *entryError
+	if err := dec.Decode(&inv); errors.As(err, &ee) {
+		return inv, &badInput{err: fmt.Errorf("%s:%d:%d: %s", path, ee.line, ee.col, ee.msg)}
+	} else if err != nil {
+		return inv, &badInput{err: fmt.Errorf("--inventory %s: %v (want agents: {NAME: HOST:PORT, ...}, an entry may be {address: HOST:PORT, ca: FILE, cert: FILE, key: FILE, server_name: NAME, token_file: FILE, tls: BOOL})", path, err)}
+	}
+	return inv, nil
+}
+
 // inventoryFile is the YAML of --inventory (what `salab up` prints).
 type inventoryFile struct {
 	Agents map[string]inventoryEntry `yaml:"agents"`

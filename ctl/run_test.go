@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sockagent/sockagent/ctl/client"
 	"github.com/sockagent/sockagent/ctl/runner"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
@@ -233,15 +235,57 @@ steps:
 	}
 }
 
+// An agent whose address refuses the connection is unreachable at once, not after the 5 s
+// an agent that does not answer is given.
 func TestRunUnreachableAgent(t *testing.T) {
 	t.Parallel()
 	p := writeScenario(t, "hello.yaml", helloTCP)
 	down := closedPort(t)
+	t0 := time.Now()
 	r := runArgs(t, p, "--agent", "client="+down)
-	r.want(t, ExitFailure, []string{"agent client (" + down + ") unreachable: ", "0 passed, 0 failed"},
+	el := time.Since(t0)
+	r.want(t, ExitFailure, []string{"agent client (" + down + ") unreachable: ", "connection refused", "0 passed, 0 failed"},
 		[]string{"agent(s) unreachable: client; no step ran"})
 	if strings.Contains(r.stdout, "STEP ") {
 		t.Errorf("steps ran although an agent was unreachable:\n%s", r.stdout)
+	}
+	// The lower bound: the in-process server agent was started and reached (a few ms).
+	if el < time.Millisecond || el > time.Second {
+		t.Errorf("refused agent found unreachable after %s, want 1ms..1s", el)
+	}
+}
+
+// An agent that accepts the connection and never answers is given client.ConnectTimeout.
+func TestRunSilentAgent(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 4)
+	go func() { // accept and hold: no HTTP/2 settings ever come back
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				close(held)
+				return
+			}
+			held <- c
+		}
+	}()
+	t.Cleanup(func() {
+		lis.Close()
+		for c := range held {
+			c.Close()
+		}
+	})
+	p := writeScenario(t, "hello.yaml", helloTCP)
+	t0 := time.Now()
+	r := runArgs(t, p, "--agent", "client="+lis.Addr().String())
+	el := time.Since(t0)
+	r.want(t, ExitFailure, []string{"agent client (" + lis.Addr().String() + ") unreachable: no answer within 5s"}, nil)
+	if el < client.ConnectTimeout || el > client.ConnectTimeout+3*time.Second {
+		t.Errorf("silent agent found unreachable after %s, want %s..%s", el, client.ConnectTimeout, client.ConnectTimeout+3*time.Second)
 	}
 }
 

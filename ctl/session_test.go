@@ -81,7 +81,7 @@ func TestRunUsesSession(t *testing.T) {
 	t.Parallel()
 	log := &lockedBuf{}
 	lis := listenLoopback(t)
-	a := serveOn(t, lis, agent.Config{Logger: slog.New(slog.NewTextHandler(log, nil))})
+	a := serveOn(t, lis, agent.Config{Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	addr := lis.Addr().String()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -47,8 +48,11 @@ type socketResponse interface {
 
 // socketResult prints a socket-returning response: a table row or protojson.
 func (a *app) socketResult(resp socketResponse) error {
-	if a.output == outputJSON {
+	switch a.output {
+	case outputJSON:
 		return a.out.json(resp)
+	case outputID:
+		return a.out.ids(resp.GetSocket())
 	}
 	return a.out.sockets(resp.GetSocket())
 }
@@ -91,20 +95,30 @@ func (a *app) onSocket(op string, rpc func(ctx context.Context, c client.Clients
 func (a *app) listenCommand() *cobra.Command {
 	var o optFlags
 	var tf tlsFlags
+	var nc ncFlags
 	cmd := &cobra.Command{
 		Use:   "listen NETWORK ADDRESS",
-		Short: "Open a stream listener (socket, bind, listen)",
+		Short: "Open a stream listener (socket, bind, listen); with --accept --attach, nc -l",
 		Long: `Listen opens a stream listener on the agent bound to ADDRESS and prints it; its
 LOCAL column shows the port the OS chose for port 0. NETWORK is tcp, tcp4, tcp6 or unix.
 Does not block. Use 'accept ID' to take connections. With --tls-cert and --tls-key it
 serves TLS: accept (and serve) complete the handshake first; --tls-ca requires client
-certificates.`,
+certificates.
+
+With --accept --attach it is 'nc -l' through the agent: it listens, says where on stderr,
+waits for one connection (--wait, 0 = the agent's default), joins standard input and
+output to it, and at the end closes the connection and the listener.
+
+` + leaseHelp + `
+
+` + relayHelp,
 		Example: `  sockctl listen tcp 127.0.0.1:8080
   sockctl listen tcp 0.0.0.0:0 -o json     # port chosen by the OS, in localAddress
   sockctl listen tcp6 '[::1]:8080'
   sockctl listen unix /run/sockagent/sockets/echo.sock   # in the agent's socket dir (sockctl info)
   sockctl listen tcp 127.0.0.1:0 --opt max_segment=1200 --opt recv_buffer=1048576
-  sockctl listen tcp 127.0.0.1:8443 --tls-cert server.pem --tls-key server-key.pem`,
+  sockctl listen tcp 127.0.0.1:8443 --tls-cert server.pem --tls-key server-key.pem
+  sockctl listen tcp 127.0.0.1:9000 --accept --attach --wait 10m > received.bin   # nc -l`,
 		Args: args(2, "NETWORK", "ADDRESS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			srv, err := tf.server()
@@ -115,14 +129,93 @@ certificates.`,
 			if err != nil {
 				return err
 			}
-			return a.bindLocal("listen", contract.OpListen, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
-				return c.Sockets.Listen(ctx, &sockagentv1.ListenRequest{Network: network, Address: address, Options: opts, Tls: srv})
-			})(cmd, args)
+			req := func(network, address string) *sockagentv1.ListenRequest {
+				return &sockagentv1.ListenRequest{Network: network, Address: address, Options: opts, Tls: srv}
+			}
+			if !nc.accept && !nc.attach {
+				return a.bindLocal("listen", contract.OpListen, func(ctx context.Context, c client.Clients, network, address string) (socketResponse, error) {
+					return c.Sockets.Listen(ctx, req(network, address))
+				})(cmd, args)
+			}
+			if err := checkNetwork(args[0], contract.OpListen); err != nil {
+				return err
+			}
+			if err := nc.check(); err != nil {
+				return err
+			}
+			return a.listenAttach(cmd.Context(), req(args[0], args[1]), nc)
 		},
 	}
 	o.register(cmd.Flags())
 	tf.register(cmd.Flags(), true)
-	return cmd
+	nc.register(cmd)
+	return idsOnly(cmd)
+}
+
+// ncFlags are listen's flags for 'nc -l': accept one connection and attach to it.
+type ncFlags struct {
+	accept, attach bool
+	wait           time.Duration
+	relay          relayFlags
+	lease          leaseFlag
+}
+
+func (n *ncFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.BoolVar(&n.accept, "accept", false, "accept one connection (with --attach: nc -l)")
+	f.BoolVar(&n.attach, "attach", false, "join standard input and output to the accepted connection (with --accept)")
+	f.DurationVar(&n.wait, "wait", 0, "with --accept: how long to wait for a peer (0 = the agent's default)")
+	n.relay.register(cmd)
+	n.lease.register(cmd)
+}
+
+func (n *ncFlags) check() error {
+	if n.accept != n.attach {
+		return usagef("--accept and --attach go together (nc -l): give both, or neither to only listen")
+	}
+	if n.wait < 0 {
+		return usagef("--wait must not be negative")
+	}
+	if err := n.relay.check(); err != nil {
+		return err
+	}
+	return n.lease.check()
+}
+
+// listenAttach is listen --accept --attach: listen (req), accept one connection, relay
+// standard input and output to it, close both, all inside a leased session.
+func (a *app) listenAttach(ctx context.Context, req *sockagentv1.ListenRequest, nc ncFlags) error {
+	timeout, err := protoDuration("wait", nc.wait)
+	if err != nil {
+		return err
+	}
+	op := "listen " + req.GetNetwork() + " " + req.GetAddress()
+	return a.withAgent(ctx, func(ag *agentConn) error {
+		return ag.leased(ctx, nc.lease, "sockctl "+op+" --accept --attach", func() error {
+			var lis *sockagentv1.Socket
+			err := ag.unary(ctx, op, 0, func(ctx context.Context) error {
+				resp, err := ag.c.Sockets.Listen(ctx, req)
+				lis = resp.GetSocket()
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			a.out.errorf("listening on %s (%s)\n", lis.GetLocalAddress(), lis.GetSocketId())
+			var conn *sockagentv1.Socket
+			err = ag.unary(ctx, "accept "+lis.GetSocketId(), nc.wait, func(ctx context.Context) error {
+				resp, err := ag.c.Sockets.Accept(ctx, &sockagentv1.AcceptRequest{SocketId: lis.GetSocketId(), Timeout: timeout})
+				conn = resp.GetSocket()
+				return err
+			})
+			if err != nil {
+				return errors.Join(err, ag.closeSocket(ctx, lis.GetSocketId()))
+			}
+			a.out.errorf("connection from %s (%s)\n", conn.GetRemoteAddress(), conn.GetSocketId())
+			err = ag.relay(ctx, op, conn.GetSocketId(), "", false, nc.relay, a.stdin, a.out.stdout)
+			return errors.Join(err, ag.closeSocket(ctx, conn.GetSocketId()), ag.closeSocket(ctx, lis.GetSocketId()))
+		})
+	})
 }
 
 func (a *app) bindCommand() *cobra.Command {
@@ -157,7 +250,7 @@ NETWORK is udp, udp4, udp6 or unixgram. Does not block. Use 'sendto' and 'recvfr
 	o.register(cmd.Flags())
 	cmd.Flags().StringArrayVar(&join, "join", nil, "join multicast group `GROUP[%IFACE]` once bound (repeatable; the policy must name the group)")
 	cmd.Flags().StringVar(&iface, "multicast-if", "", "join groups on, and send multicast through, interface `IFACE`")
-	return cmd
+	return idsOnly(cmd)
 }
 
 func (a *app) dialCommand() *cobra.Command {
@@ -210,7 +303,7 @@ ALPN and the server's certificate. A refused certificate exits 1 with CERTIFICAT
 	cmd.Flags().DurationVar(&connectTimeout, "connect-timeout", 0, "bound on the connect (0 = the agent's default)")
 	o.register(cmd.Flags())
 	tf.register(cmd.Flags(), false)
-	return cmd
+	return idsOnly(cmd)
 }
 
 func (a *app) acceptCommand() *cobra.Command {
@@ -236,7 +329,7 @@ default), --timeout, or the listener is closed; a timeout exits 1 with TIMEOUT.`
 		},
 	}
 	cmd.Flags().DurationVar(&wait, "wait", 0, "how long to wait for a peer (0 = the agent's default)")
-	return cmd
+	return idsOnly(cmd)
 }
 
 // dataFlags are the data sources of send and sendto.
@@ -263,8 +356,13 @@ func (a *app) sendCommand() *cobra.Command {
 		Use:   "send ID [DATA|-]",
 		Short: "Write data to a connected socket (sendall)",
 		Long: `Send writes all of the data to connected socket ID (one datagram on a datagram socket)
-and prints the byte count. Blocks until written, --wait (0 = the agent's default) or
---timeout.
+and prints the byte count, like sendall. Blocks until written, --wait (0 = the agent's
+default) or --timeout, each of which bounds every call.
+
+Data over 1 MiB goes to a stream socket in several calls, each as large as the agent takes
+in one (its --max-message-bytes and your bytes_per_call: 'sockctl info' shows both), in
+order; a failure midway says how many bytes were sent before it. A datagram is never split:
+one over that size is refused before anything is sent.
 
 ` + dataHelp,
 		Example: `  sockctl send s3fa9c1-3 'Hello, World!'
@@ -282,15 +380,15 @@ and prints the byte count. Blocks until written, --wait (0 = the agent's default
 			if err != nil {
 				return err
 			}
-			return a.call(cmd.Context(), "send "+id, d.wait, func(ctx context.Context, c client.Clients) error {
-				resp, err := c.Sockets.Send(ctx, &sockagentv1.SendRequest{SocketId: id, Data: data, Timeout: timeout})
+			return a.withAgent(cmd.Context(), func(ag *agentConn) error {
+				sent, err := ag.sendAll(cmd.Context(), id, data, timeout, d.wait)
 				if err != nil {
 					return err
 				}
 				if a.output == outputJSON {
-					return a.out.json(resp)
+					return a.out.json(&sockagentv1.SendResponse{BytesSent: sent})
 				}
-				a.out.printf("sent %d byte%s\n", resp.GetBytesSent(), plural(int(resp.GetBytesSent())))
+				a.out.printf("sent %d byte%s\n", sent, plural(int(sent)))
 				return nil
 			})
 		},
@@ -350,8 +448,14 @@ func (a *app) recvCommand() *cobra.Command {
 bytes (which overrides --max-bytes). Blocks until data arrives, end of stream, --wait
 (0 = the agent's default), --timeout, or the socket is closed.
 
+One recv reads at most the agent's "max recv bytes" ('sockctl info'; 1 MiB unless the agent
+was started with --max-recv-bytes) and your "bytes per call": a larger --max-bytes or
+--exact is refused with INVALID_ARGUMENT or LIMIT_EXCEEDED naming the limit. To read more,
+recv again, or 'sockctl attach ID > FILE' copies the stream to its end.
+
 With -o table the bytes are written to stdout as they are (like netcat; --hex prints them
-as one line of hex instead). End of stream is not an error: sockctl prints EOF on stderr
+as one line of hex instead); on a terminal, data that does not end with a newline gets one,
+so the prompt starts on a line of its own. End of stream is not an error: sockctl prints EOF on stderr
 and exits 0 (-o json shows "eof": true). A timeout exits 1 with TIMEOUT; bytes read
 before it are kept for the next recv.`,
 		Example: `  sockctl recv s3fa9c1-2
@@ -375,7 +479,7 @@ before it are kept for the next recv.`,
 					return a.out.json(resp)
 				}
 				if len(resp.GetData()) > 0 {
-					if err := a.out.raw(resp.GetData(), asHex); err != nil {
+					if err := a.out.received(resp.GetData(), asHex); err != nil {
 						return err
 					}
 				}
@@ -404,8 +508,8 @@ func (a *app) recvFromCommand() *cobra.Command {
 (0 = 65536). Blocks until a datagram arrives, --wait (0 = the agent's default), --timeout,
 or the socket is closed; a timeout exits 1 with TIMEOUT.
 
-With -o table the datagram is written to stdout as it is (--hex: as one line of hex) and
-the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both on stdout.`,
+With -o table the datagram is written to stdout as it is (--hex: as one line of hex; on a
+terminal, with a newline after it when it has none) and the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both on stdout.`,
 		Example: `  sockctl recvfrom s3fa9c1-1
   sockctl recvfrom s3fa9c1-1 --wait 10s -o json`,
 		Args: args(1, "ID"),
@@ -424,7 +528,7 @@ the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both
 				if a.output == outputJSON {
 					return a.out.json(resp)
 				}
-				if err := a.out.raw(resp.GetData(), asHex); err != nil {
+				if err := a.out.received(resp.GetData(), asHex); err != nil {
 					return err
 				}
 				a.out.errorf("from %s (%d byte%s)\n", dash(resp.GetAddress()), len(resp.GetData()), plural(len(resp.GetData())))
@@ -439,7 +543,7 @@ the sender is printed on stderr as "from ADDRESS (N bytes)"; -o json prints both
 }
 
 func (a *app) shutdownCommand() *cobra.Command {
-	return &cobra.Command{
+	return idsOnly(&cobra.Command{
 		Use:   "shutdown ID read|write|both",
 		Short: "Half-close a connected stream socket (shutdown)",
 		Long: `Shutdown half-closes connected stream socket ID and prints it: write sends end of
@@ -457,11 +561,11 @@ stays in the agent's table until 'close'. Does not block.`,
 				return c.Sockets.Shutdown(ctx, &sockagentv1.ShutdownRequest{SocketId: id, Direction: dir})
 			})
 		},
-	}
+	})
 }
 
 func (a *app) closeCommand() *cobra.Command {
-	return &cobra.Command{
+	return idsOnly(&cobra.Command{
 		Use:   "close ID",
 		Short: "Close a socket (close)",
 		Long: `Close closes socket ID and prints its final state and counters. Calls blocked on it
@@ -471,11 +575,11 @@ fail with SOCKET_CLOSED; the id then answers UNKNOWN_SOCKET. Does not block.`,
 		RunE: a.onSocket("close", func(ctx context.Context, c client.Clients, id string) (socketResponse, error) {
 			return c.Sockets.Close(ctx, &sockagentv1.CloseRequest{SocketId: id})
 		}),
-	}
+	})
 }
 
 func (a *app) getCommand() *cobra.Command {
-	return &cobra.Command{
+	return idsOnly(&cobra.Command{
 		Use:   "get ID",
 		Short: "Show one socket",
 		Long: `Get prints socket ID's addresses, state and byte counters, and under the table its
@@ -487,11 +591,11 @@ json adds message counts, parent, age and pending calls). Does not block.`,
 		RunE: a.onSocket("get", func(ctx context.Context, c client.Clients, id string) (socketResponse, error) {
 			return c.Sockets.GetSocket(ctx, &sockagentv1.GetSocketRequest{SocketId: id})
 		}),
-	}
+	})
 }
 
 func (a *app) lsCommand() *cobra.Command {
-	return &cobra.Command{
+	return idsOnly(&cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List the agent's open sockets",
@@ -506,13 +610,16 @@ func (a *app) lsCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.output == outputJSON {
+				switch a.output {
+				case outputJSON:
 					return a.out.json(resp)
+				case outputID:
+					return a.out.ids(resp.GetSockets()...)
 				}
 				return a.out.sockets(resp.GetSockets()...)
 			})
 		},
-	}
+	})
 }
 
 func (a *app) infoCommand() *cobra.Command {

@@ -175,7 +175,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 
 func quickNote(rep *Report) string {
 	if rep.Quick {
-		return " (--quick: smoke figures, not for the README)"
+		return " (--quick: smoke figures, not for docs/performance.md)"
 	}
 	return ""
 }
@@ -195,7 +195,7 @@ func mdEscape(s string) string {
 	return strings.ReplaceAll(s, "|", `\|`)
 }
 
-// WriteMarkdown prints the report as a Markdown table (for the README), the notes as a list,
+// WriteMarkdown prints the report as a Markdown table (for docs/performance.md), the notes as a list,
 // and a line naming the machine.
 func WriteMarkdown(w io.Writer, rep *Report) error {
 	head := []string{"Figure", "Value", "Baseline", "Baseline value", "Ratio", "Target", "Result"}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
@@ -57,11 +56,17 @@ func (e *RPCError) Error() string {
 	if info := ErrorInfo(st); info != nil {
 		// The agent's message often starts with the same "op args: " as ours; say it once.
 		msg := strings.TrimPrefix(st.Message(), e.Op+": ")
-		return fmt.Sprintf("%s: %s (%s): %s%s", e.Op, info.GetReason(), st.Code(), msg, authHint(st, e.Dial))
+		return withNextStep(fmt.Sprintf("%s: %s (%s): %s%s", e.Op, info.GetReason(), st.Code(), msg, authHint(st, e.Dial)), info.GetReason())
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return fmt.Sprintf("cannot reach agent %s: %s%s", e.Agent, st.Message(), transportHint(st.Message(), e.Dial))
+		hint := transportHint(st.Message(), e.Dial)
+		if hint == "" {
+			hint = unreachableHint(st.Message())
+		}
+		return fmt.Sprintf("cannot reach agent %s: %s%s", e.Agent, st.Message(), hint)
+	case codes.ResourceExhausted:
+		return fmt.Sprintf("%s: %s: %s%s", e.Op, st.Code(), st.Message(), tooLargeHint(st.Message()))
 	case codes.Unauthenticated:
 		return fmt.Sprintf("%s: %s: %s%s", e.Op, st.Code(), st.Message(), authHint(st, e.Dial))
 	case codes.DeadlineExceeded:
@@ -115,11 +120,14 @@ func Transient(err error) bool {
 
 // WaitReady waits, within ConnectTimeout, for the agent on cc to answer GetInfo, and returns
 // its answer. Its error says why the agent could not be reached, with a hint at the
-// credentials of o when they are the likely cause.
+// credentials of o when they are the likely cause. An agent whose address refuses the
+// connection (or whose handshake fails) is unreachable at once: the call does not wait for
+// the connection to become ready, so only an agent that does not answer at all takes
+// ConnectTimeout.
 func WaitReady(ctx context.Context, ac sockagentv1.AgentServiceClient, o Options) (*sockagentv1.GetInfoResponse, error) {
 	cctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
 	defer cancel()
-	info, err := ac.GetInfo(cctx, &sockagentv1.GetInfoRequest{}, grpc.WaitForReady(true))
+	info, err := ac.GetInfo(cctx, &sockagentv1.GetInfoRequest{})
 	if err == nil {
 		return info, nil
 	}

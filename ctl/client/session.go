@@ -40,6 +40,16 @@ type Session struct {
 // keeps it alive every ttl/3 until Close. An agent that does not know sessions
 // (Unimplemented) gets none: nil, nil; the methods of a nil *Session do nothing.
 func OpenSession(ctx context.Context, ss sockagentv1.SessionServiceClient, ttl time.Duration, name string) (*Session, error) {
+	s, err := StartSession(ctx, ss, ttl, name)
+	if err != nil {
+		return nil, fmt.Errorf("open session: %s", status.Convert(err).Message())
+	}
+	return s, nil
+}
+
+// StartSession is OpenSession whose error is the RPC's own (a gRPC status), for callers that
+// explain it themselves.
+func StartSession(ctx context.Context, ss sockagentv1.SessionServiceClient, ttl time.Duration, name string) (*Session, error) {
 	cctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
 	defer cancel()
 	resp, err := ss.OpenSession(cctx, &sockagentv1.OpenSessionRequest{Ttl: durationpb.New(ttl), Name: name})
@@ -47,7 +57,7 @@ func OpenSession(ctx context.Context, ss sockagentv1.SessionServiceClient, ttl t
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open session: %s", status.Convert(err).Message())
+		return nil, err
 	}
 	kctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Session{id: resp.GetSession().GetSessionId(), ss: ss, stop: stop, done: make(chan struct{})}
@@ -86,6 +96,14 @@ func (s *Session) Close(ctx context.Context) {
 		defer cancel()
 		_, _ = s.ss.CloseSession(cctx, &sockagentv1.CloseSessionRequest{SessionId: s.id})
 	})
+}
+
+// ID is the session's id; "" for a nil *Session.
+func (s *Session) ID() string {
+	if s == nil {
+		return ""
+	}
+	return s.id
 }
 
 // With returns ctx sending the session header (contract.SessionHeader), when there is a

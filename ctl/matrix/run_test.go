@@ -57,9 +57,9 @@ probe: {timeout: 500ms, spacing: 50ms}
 	defer cancel()
 	start := time.Now()
 	res := Run(ctx, Config{Plan: plan, Probe: f.Probe, StartLocal: localagent.StartHook, Agents: map[string]Target{"z": {Addr: deadAddr}}, ConnectTimeout: time.Second})
-	// z's second, then the sweeps.
-	if el := time.Since(start); el < time.Second || el > 5*time.Second {
-		t.Errorf("run took %s, want [1s, 5s]", el)
+	// z's address refuses at once (no waiting out ConnectTimeout), then the sweeps.
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("run took %s, want at most 5s", el)
 	}
 	if len(res.Cells) != 2*5*4 {
 		t.Fatalf("%d cells, want 40", len(res.Cells))

@@ -1,10 +1,11 @@
 package main
 
 // The real grpcurl binary against the real sockagent binary: what a user without sockctl does.
-// The command lines here are the ones the README quotes.
+// The command lines here are the ones docs/api.md quotes.
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -58,6 +59,16 @@ func TestGrpcurlListDescribeHealth(t *testing.T) {
 	out := grpcurlOK(t, "-plaintext", addr, "list")
 	if got := strings.Fields(out); !slices.Equal(got, services) {
 		t.Errorf("grpcurl list:\n%s\nwant:\n%s", out, strings.Join(services, "\n"))
+	}
+	// docs/api.md shows what grpcurl printed, line for line.
+	doc, err := os.ReadFile("../../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, shown, ok := strings.Cut(string(doc), "$ grpcurl -plaintext 127.0.0.1:7700 list\n")
+	shown, _, ok2 := strings.Cut(shown, "\n$ ")
+	if !ok || !ok2 || shown+"\n" != out {
+		t.Errorf("docs/api.md shows grpcurl list as:\n%s\ngrpcurl printed:\n%s", shown, out)
 	}
 
 	out = grpcurlOK(t, "-plaintext", addr, "describe", "sockagent.v1.SocketService")

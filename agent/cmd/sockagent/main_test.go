@@ -520,7 +520,7 @@ func waitPending(t *testing.T, sc sockagentv1.SocketServiceClient, id string, n 
 // TestJSONLog: --log-format json writes one JSON object per line, one line per RPC.
 func TestJSONLog(t *testing.T) {
 	t.Parallel()
-	p := startLocal(t, "--log-format", "json")
+	p := startLocal(t, "--log-format", "json", "--log-level", "debug") // every RPC's line, GetSocket's too
 	sc := p.sockets()
 	ctx := ctxT(t)
 	l := listenTCP(t, sc)

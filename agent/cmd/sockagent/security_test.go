@@ -94,7 +94,7 @@ func TestMTLSFlags(t *testing.T) {
 	t.Parallel()
 	k := newAgentPKI(t)
 	ca, other := k.ca, testpki.NewCA(t, "other CA")
-	p := startLocal(t, append([]string{"--log-format", "json"}, k.mtlsFlags()...)...)
+	p := startLocal(t, append([]string{"--log-format", "json", "--log-level", "debug"}, k.mtlsFlags()...)...)
 
 	alice := ca.Client(t, "alice")
 	if err := info(ctxT(t), p.dialWith(t, tlsClient(t, ca, &alice))); err != nil {
@@ -171,7 +171,7 @@ func TestTokenFileReload(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "tokens")
 	testpki.WriteFile(t, file, []byte("# agent tokens\nalice:old-secret-0123456789\n"))
-	p := startLocal(t, "--log-format", "json", "--token-file", file)
+	p := startLocal(t, "--log-format", "json", "--log-level", "debug", "--token-file", file) // GetInfo's lines too
 	c := p.dialWith(t, insecure.NewCredentials())
 
 	wantUnauthenticated(t, info(ctxT(t), c))

@@ -13,7 +13,7 @@
 // while it is still the socket bound there (same device and inode).
 //
 // Elsewhere the path is used as written and the removal checks the file with os.SameFile; the
-// race stays open there, and the README says so.
+// race stays open there, and docs/security.md says so.
 package unixpath
 
 import (

@@ -29,7 +29,13 @@ func main() {
 		runtime.GOMAXPROCS(1)
 	}
 	bufpool.Install() // buffers sized for Attach's messages, and for in-process agents
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Ctrl-C, kill and a closed terminal (SIGHUP) cancel the command, which closes what it
+	// opened before it returns.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// A closed standard output (sockctl ... | head) must not kill the process before it has
+	// cleaned up: with SIGPIPE notified, the write fails with EPIPE instead, and Main returns
+	// ExitBrokenPipe once it is done.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	tr, err := tracing.Setup(ctx, "sockctl", contract.ReadBuild().Version)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sockctl: traces off: %v\n", err)
@@ -37,6 +43,9 @@ func main() {
 	code := ctl.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	flushTraces(tr)
+	if code == ctl.ExitBrokenPipe {
+		diedOfSIGPIPE()
+	}
 	os.Exit(code)
 }
 
@@ -48,4 +57,13 @@ func flushTraces(tr *tracing.Tracing) {
 	if err := tr.Shutdown(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "sockctl: traces not all sent: %v\n", err)
 	}
+}
+
+// diedOfSIGPIPE ends the process by SIGPIPE, as the other commands of a pipeline whose
+// reader went away end: with SIGPIPE no longer notified, the Go runtime lets the next write
+// to the broken standard output kill the process. When it does not (stdout is not a pipe
+// any more), the caller exits with ExitBrokenPipe.
+func diedOfSIGPIPE() {
+	signal.Reset(syscall.SIGPIPE)
+	_, _ = os.Stdout.Write([]byte{'\n'})
 }
