@@ -169,7 +169,10 @@ func TestSessionsPerCaller(t *testing.T) {
 	for _, op := range []func() error{
 		func() error { _, _, err := tb.CloseSession(b, ids[0]); return err },
 		func() error { _, err := tb.KeepAlive(b, ids[0]); return err },
-		func() error { _, err := tb.Bind(WithSession(b, ids[0]), "udp", "127.0.0.1:0", "", nil, nil); return err },
+		func() error {
+			_, err := tb.Bind(WithSession(b, ids[0]), "udp", "127.0.0.1:0", "", nil, nil)
+			return err
+		},
 	} {
 		if err := op(); !errors.Is(err, ErrUnknownSession) {
 			t.Errorf("b on a's session: %v, want ErrUnknownSession", err)

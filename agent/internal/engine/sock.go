@@ -76,7 +76,7 @@ type Info struct {
 
 	Options *Options // effective options, read back by GetFor and SetOptions; nil otherwise
 	Groups  []string // multicast groups joined (options.go)
-	TLS      *TLSInfo     // its TLS session, or that it is a TLS listener; nil if plain (tls.go)
+	TLS     *TLSInfo // its TLS session, or that it is a TLS listener; nil if plain (tls.go)
 }
 
 const (
