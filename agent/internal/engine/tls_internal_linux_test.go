@@ -56,7 +56,7 @@ func TestTLSCloseStuckSend(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var outq int
-		_ = rc.Control(func(fd uintptr) { outq, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) })
+		_ = rc.Control(func(fd uintptr) { outq, _ = unix.IoctlGetInt(int(fd), unix.TIOCOUTQ) })
 		if outq > 64<<10 {
 			break
 		}
