@@ -113,7 +113,9 @@ type File struct {
 type Agent struct {
 	Name    string
 	Address string // host:port, unix:PATH, or "local"
-	Pos     Pos
+	// Labels are what steps fanned out with on: {KEY: VALUE} select the agent by.
+	Labels map[string]string
+	Pos    Pos
 }
 
 // Local reports whether the agent is an in-process one.
@@ -121,9 +123,12 @@ func (a Agent) Local() bool { return a.Address == "local" }
 
 // Step is one step: an action on an agent, a parallel block or a repeat block.
 type Step struct {
-	Pos    Pos
-	Name   string // the optional label
-	On     string // agent name (action steps)
+	Pos  Pos
+	Name string // the optional label
+	On   string // agent name (action steps); "" when OnAll is set
+	// OnAll, when on: is a label selector ({role: web}), fans the step out: it runs once
+	// on every agent the selector picks, concurrently.
+	OnAll  *Selector
 	Action string // one of Actions; "" for parallel and repeat blocks
 	Args   Args
 	As     string // optional alias for the socket the action creates; may hold ${i}
