@@ -26,6 +26,10 @@
 //     vars, env and i; an address is HOST:PORT (IPv6 in brackets), unix:PATH or local, taken
 //     as written (no ${...}: --agent and --inventory override addresses at run time).
 //   - Vars: values are taken as written; ${...} inside a var is an error, $$ is a literal $.
+//   - Agents may be written {address: ADDR, labels: {KEY: VALUE}}; a step's `on` may be a
+//     label selector ({role: web}, values with * and ? wildcards) instead of a name: the step
+//     then fans out to every agent the selector picks (at least one of the file's), takes
+//     no `as`, and names no `socket` alias.
 //   - Steps: an action step has `on` (a declared agent; optional for sleep), exactly one
 //     action, and optionally `as` (for listen, bind, dial and accept, which create a
 //     socket; and for probe and throughput, whose results later steps read as
