@@ -123,7 +123,7 @@ func TestFanoutFailure(t *testing.T) {
 // agent fails its step as a scenario error naming it.
 func TestFanoutRunLabels(t *testing.T) {
 	t.Parallel()
-	f := fanoutFile(t, 2, "  - {on: {role: w}, sleep: {duration: 1ms}}\n")
+	f := fanoutFile(t, 2, "  - {name: w naps, on: {role: w}, sleep: {duration: 1ms}}\n")
 	rep, _ := timedRun(Config{File: f, Agents: map[string]Target{
 		"a":  {Addr: "local", Labels: map[string]string{"role": "w"}},
 		"w1": {Addr: "local", Labels: map[string]string{"role": "x"}},
@@ -133,7 +133,7 @@ func TestFanoutRunLabels(t *testing.T) {
 	}
 	none := map[string]string{"role": "x"}
 	rep, _ = timedRun(Config{File: f, Agents: map[string]Target{"w1": {Addr: "local", Labels: none}, "w2": {Addr: "local", Labels: none}}})
-	if len(rep.Steps) != 1 || rep.Steps[0].Index != "1" || rep.Steps[0].Reason != "SCENARIO_ERROR" || rep.Steps[0].Agent != "{role: w}" ||
+	if len(rep.Steps) != 1 || rep.Steps[0].Index != "1" || rep.Steps[0].Name != "w naps" || !rep.Steps[0].named || rep.Steps[0].Reason != "SCENARIO_ERROR" || rep.Steps[0].Agent != "{role: w}" ||
 		!strings.Contains(rep.Steps[0].Message, "on: {role: w} picks no agent of this run") {
 		t.Errorf("no agent picked: %+v", rep.Steps)
 	}
