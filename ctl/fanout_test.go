@@ -125,4 +125,7 @@ func TestRunFanOutInventoryLabels(t *testing.T) {
 
 	r = runArgs(t, p, "--fanout-concurrency", "0")
 	r.want(t, ExitUsage, nil, []string{"--fanout-concurrency 0: give 1 up to 4096"})
+
+	r = invocation{args: []string{"validate", p, "../examples/fan-out.yaml"}}.exec(t)
+	r.want(t, ExitOK, []string{"relabel.yaml: ok: 2 steps, 3 agents", "fan-out.yaml: ok: 7 steps, 5 agents"}, nil)
 }

@@ -199,7 +199,7 @@ Exit status: 0 every file is valid; 2 a file is not (or cannot be read).`,
 					bad = append(bad, err.Error())
 					continue
 				}
-				a.out.printf("%s: ok: %d steps, %d agents\n", path, runner.CountSteps(f.Steps), len(f.Agents))
+				a.out.printf("%s: ok: %d steps, %d agents\n", path, runner.CountReports(f), len(f.Agents))
 			}
 			if len(bad) > 0 {
 				return &badInput{err: fmt.Errorf("%s", strings.Join(bad, "\n"))}

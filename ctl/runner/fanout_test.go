@@ -207,3 +207,23 @@ func TestFanoutScale(t *testing.T) {
 		}
 	}
 }
+
+// CountReports counts a fanned-out step once per agent it picks, inside blocks too.
+func TestCountReports(t *testing.T) {
+	t.Parallel()
+	f := fanoutFile(t, 3, `  - {on: a, sleep: {duration: 1ms}}
+  - repeat:
+      count: 2
+      steps:
+        - {on: {role: w}, sleep: {duration: 1ms}}
+        - parallel:
+            - {on: a, sleep: {duration: 1ms}}
+            - {on: {role: w}, sleep: {duration: 1ms}}
+`)
+	if got, want := CountReports(f), 1+2*(3+1+3); got != want {
+		t.Errorf("CountReports = %d, want %d", got, want)
+	}
+	if got := CountSteps(f.Steps); got != 7 {
+		t.Errorf("CountSteps = %d, want 7 (the steps as written)", got)
+	}
+}

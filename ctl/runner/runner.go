@@ -185,7 +185,7 @@ func Run(ctx context.Context, cfg Config) *Report {
 	}
 	ctx, span := tracing.Start(ctx, "scenario "+cfg.File.Name, attribute.String("sockagent.scenario.file", cfg.File.Path))
 	r := newRunner(cfg)
-	r.steps = make([]StepReport, 0, CountSteps(cfg.File.Steps)) // one per step, in place
+	r.steps = make([]StepReport, 0, CountReports(cfg.File)) // one per step, in place
 	rep := &Report{Name: cfg.File.Name, File: cfg.File.Path}
 	defer r.closeRemotes()
 	planned := make(chan struct{}) // steps are planned while the agents connect
