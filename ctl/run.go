@@ -62,6 +62,11 @@ expect judges the figures. A probe's deadline is (count + warmup) x max(timeout,
 plus 2s; a throughput step's its duration (10s when neither duration nor bytes is set)
 plus 5s, or --step-timeout when only bytes bounds it.
 
+A step whose on: is a label selector ({role: web}) fans out: it runs once on every agent
+whose labels (the file's, or the inventory's for the agents it names) match, at most
+--fanout-concurrency at once, and each run is reported as a step of its own, its index
+followed by @AGENT ("3@h1"). One copy failing does not stop the others.
+
 Each step has a deadline: its own timeout (the action's "timeout") or --step-timeout, plus
 2s for the RPC. The first failed step stops the run (later steps are reported as skipped;
 steps of the same parallel block are cancelled) unless --keep-going.
@@ -85,6 +90,7 @@ func (a *app) runCommand() *cobra.Command {
 		stepTimeout time.Duration
 		sessionTTL  time.Duration
 		junit       string
+		fanout      int
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -102,6 +108,9 @@ func (a *app) runCommand() *cobra.Command {
 			if sessionTTL < time.Second || sessionTTL > 24*time.Hour {
 				return usagef("--session-ttl %s: give 1s up to 24h", sessionTTL)
 			}
+			if fanout < 1 || fanout > maxFanoutConcurrency {
+				return usagef("--fanout-concurrency %d: give 1 up to %d", fanout, maxFanoutConcurrency)
+			}
 			f, err := loadScenario(args[0])
 			if err != nil {
 				return err
@@ -111,7 +120,7 @@ func (a *app) runCommand() *cobra.Command {
 				return err
 			}
 			cfg := runner.Config{File: f, Agents: targets, StepTimeout: stepTimeout, KeepGoing: keepGoing, SessionTTL: sessionTTL,
-				Getenv: a.getenv, StartLocal: localagent.StartHook}
+				Getenv: a.getenv, StartLocal: localagent.StartHook, FanoutConcurrency: fanout}
 			table := runner.NewTable(a.out.stdout, f.Steps)
 			if a.output == outputTable {
 				cfg.OnStep = table.Row
@@ -152,8 +161,13 @@ func (a *app) runCommand() *cobra.Command {
 	fl.DurationVar(&stepTimeout, "step-timeout", runner.DefaultStepTimeout, "deadline of a step that sets no timeout of its own")
 	fl.DurationVar(&sessionTTL, "session-ttl", runner.DefaultSessionTTL, "lease of the run's session on each agent: if sockctl dies, the agents close its sockets this long after")
 	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to `FILE`")
+	fl.IntVar(&fanout, "fanout-concurrency", runner.DefaultFanoutConcurrency, "agents a fanned-out step (on: {role: web}) runs on at once")
 	return cmd
 }
+
+// maxFanoutConcurrency bounds --fanout-concurrency: each agent at once is a goroutine and a
+// call in flight.
+const maxFanoutConcurrency = 4096
 
 func (a *app) validateCommand() *cobra.Command {
 	return &cobra.Command{
@@ -185,7 +199,7 @@ Exit status: 0 every file is valid; 2 a file is not (or cannot be read).`,
 					bad = append(bad, err.Error())
 					continue
 				}
-				a.out.printf("%s: ok: %d steps, %d agents\n", path, runner.CountSteps(f.Steps), len(f.Agents))
+				a.out.printf("%s: ok: %d steps, %d agents\n", path, runner.CountReports(f), len(f.Agents))
 			}
 			if len(bad) > 0 {
 				return &badInput{err: fmt.Errorf("%s", strings.Join(bad, "\n"))}
@@ -346,7 +360,7 @@ func agentTargets(f *scenario.File, inventory string, flags []string, dial clien
 	targets := map[string]runner.Target{}
 	var names []string
 	for _, ag := range f.Agents {
-		targets[ag.Name] = runner.Target{Addr: ag.Address, Dial: dial}
+		targets[ag.Name] = runner.Target{Addr: ag.Address, Dial: dial, Labels: ag.Labels}
 		names = append(names, ag.Name)
 	}
 	if inventory != "" {
@@ -356,8 +370,12 @@ func agentTargets(f *scenario.File, inventory string, flags []string, dial clien
 		}
 		dir := filepath.Dir(inventory)
 		for name, e := range inv.Agents {
-			if _, ok := targets[name]; ok { // entries for other files' agents are fine
-				targets[name] = runner.Target{Addr: e.Address, Dial: e.apply(dial, dir)}
+			if t, ok := targets[name]; ok { // entries for other files' agents are fine
+				labels := t.Labels
+				if e.Labels != nil {
+					labels = e.Labels
+				}
+				targets[name] = runner.Target{Addr: e.Address, Dial: e.apply(dial, dir), Labels: labels}
 			}
 		}
 	}

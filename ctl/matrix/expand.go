@@ -40,7 +40,7 @@ func Expand(f *File, agents []Agent) (*Plan, error) {
 		for _, s := range sels {
 			found := false
 			for _, a := range agents {
-				if s.Picks(a) {
+				if s.Picks(a.Name, a.Labels) {
 					out[a.Name], found = true, true
 				}
 			}

@@ -165,7 +165,7 @@ func TestSelector(t *testing.T) {
 		{Selector{Labels: map[string]string{"rack": "*"}}, false, "{rack: *}"},
 	}
 	for _, c := range cases {
-		if got := c.s.Picks(a); got != c.want || c.s.String() != c.str {
+		if got := c.s.Picks(a.Name, a.Labels); got != c.want || c.s.String() != c.str {
 			t.Errorf("%s: picks %v, want %v; String %q", c.str, got, c.want, c.s.String())
 		}
 	}

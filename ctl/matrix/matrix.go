@@ -23,9 +23,6 @@
 package matrix
 
 import (
-	"path"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/sockagent/sockagent/ctl/scenario"
@@ -75,55 +72,9 @@ type Service struct {
 	Pos     scenario.Pos
 }
 
-// Selector picks agents: all of them, those whose name matches a pattern (path.Match
-// wildcards), or those whose labels match every given key (values may be patterns too).
-type Selector struct {
-	All    bool
-	Name   string
-	Labels map[string]string
-	Pos    scenario.Pos
-}
-
-// String is the selector as written.
-func (s Selector) String() string {
-	switch {
-	case s.All:
-		return "all"
-	case s.Labels != nil:
-		keys := make([]string, 0, len(s.Labels))
-		for k := range s.Labels {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		parts := make([]string, len(keys))
-		for i, k := range keys {
-			parts[i] = k + ": " + s.Labels[k]
-		}
-		return "{" + strings.Join(parts, ", ") + "}"
-	}
-	return s.Name
-}
-
-// Picks reports whether s selects agent a.
-func (s Selector) Picks(a Agent) bool {
-	switch {
-	case s.All:
-		return true
-	case s.Labels != nil:
-		for k, want := range s.Labels {
-			got, ok := a.Labels[k]
-			if !ok {
-				return false
-			}
-			if m, err := path.Match(want, got); err != nil || !m {
-				return false
-			}
-		}
-		return true
-	}
-	m, err := path.Match(s.Name, a.Name)
-	return err == nil && m
-}
+// Selector picks agents: all of them, a name pattern, or labels (see scenario.Selector, which
+// scenario steps fan out with too).
+type Selector = scenario.Selector
 
 // Rule sets the expectation of the cells it covers; later rules win.
 type Rule struct {

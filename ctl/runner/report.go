@@ -471,3 +471,26 @@ func CountSteps(steps []*scenario.Step) int {
 	}
 	return n
 }
+
+// CountReports counts the steps a run of f reports: CountSteps, with a fanned-out step once
+// per agent the file's labels give it (an inventory's labels may give it others).
+func CountReports(f *scenario.File) int {
+	var count func([]*scenario.Step) int
+	count = func(steps []*scenario.Step) int {
+		n := 0
+		for _, s := range steps {
+			switch {
+			case s.Parallel != nil:
+				n += count(s.Parallel)
+			case s.Repeat != nil:
+				n += s.Repeat.Count * count(s.Repeat.Steps)
+			case s.OnAll != nil:
+				n += len(f.Pick(*s.OnAll, nil))
+			default:
+				n++
+			}
+		}
+		return n
+	}
+	return count(f.Steps)
+}

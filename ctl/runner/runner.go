@@ -46,6 +46,10 @@ const (
 	// DefaultSessionTTL is the lease of a run's session on each agent: a killed sockctl
 	// leaves its sockets behind for at most this long.
 	DefaultSessionTTL = 30 * time.Second
+	// DefaultFanoutConcurrency bounds the agents a fanned-out step (on: {role: web}) runs on
+	// at once: enough that a hundred agents take a few rounds of one step's time, few enough
+	// that sockctl does not open a hundred calls at once on a small machine.
+	DefaultFanoutConcurrency = 32
 )
 
 const (
@@ -76,12 +80,17 @@ type Config struct {
 	// returns its address and the function that stops it; nil makes such agents
 	// unreachable.
 	StartLocal func(ctx context.Context) (addr string, stop func(), err error)
+	// FanoutConcurrency bounds the agents a fanned-out step runs on at once; 0 is
+	// DefaultFanoutConcurrency.
+	FanoutConcurrency int
 }
 
 // Target is where one agent of a run is and how to connect to it.
 type Target struct {
 	Addr string         // HOST:PORT, unix:PATH, or "local" for an in-process agent
 	Dial client.Options // ignored for "local" (in-process agents serve plaintext on loopback)
+	// Labels replace the file's labels of the agent (an inventory's); nil keeps the file's.
+	Labels map[string]string
 }
 
 // remote is one agent of a run and the connection to it.
@@ -176,7 +185,7 @@ func Run(ctx context.Context, cfg Config) *Report {
 	}
 	ctx, span := tracing.Start(ctx, "scenario "+cfg.File.Name, attribute.String("sockagent.scenario.file", cfg.File.Path))
 	r := newRunner(cfg)
-	r.steps = make([]StepReport, 0, CountSteps(cfg.File.Steps)) // one per step, in place
+	r.steps = make([]StepReport, 0, CountReports(cfg.File)) // one per step, in place
 	rep := &Report{Name: cfg.File.Name, File: cfg.File.Path}
 	defer r.closeRemotes()
 	planned := make(chan struct{}) // steps are planned while the agents connect
@@ -348,29 +357,36 @@ func (r *runner) runStep(ctx context.Context, st *scenario.Step, f frame) {
 			iters := append(append([]int(nil), f.iters...), i)
 			r.runIn(ctx, st.Repeat.Steps, frame{prefix: fmt.Sprintf("%s[%d].", f.prefix, i), iters: iters, clock: f.clock})
 		}
+	case st.OnAll != nil:
+		r.runFanout(ctx, st, f)
 	default:
-		pl := r.plan(st)
-		rep := StepReport{Index: f.prefix, Name: pl.label, Agent: st.On, Action: st.Action, Line: st.Pos.Line, named: st.Name != ""}
-		switch {
-		case r.isStopped():
-			rep.Status, rep.Message = StatusSkipped, "not run: an earlier step failed"
-		case ctx.Err() != nil:
-			rep.Status, rep.Message = StatusSkipped, "not run: "+cause(ctx)
-		default:
-			sctx, span := tracing.Start(ctx, "step "+f.prefix+" "+st.Action, attribute.String("sockagent.agent", st.On),
-				attribute.Int("sockagent.scenario.line", st.Pos.Line))
-			r.execute(sctx, st, pl, f, &rep)
-			tracing.End(span, rep.Status == StatusFailed, rep.Message)
-			if rep.Status == StatusFailed { // (sf goes to the heap: only for failed steps)
-				var sf *siblingFailed
-				if errors.As(context.Cause(ctx), &sf) {
-					rep.Status, rep.Reason, rep.Message = StatusSkipped, "", "cancelled: "+sf.Error()
-				}
+		r.runAction(ctx, st, r.plan(st), f, true)
+	}
+}
+
+// runAction runs an action step on its agent and records its report; a step is skipped
+// when the run was interrupted, or (with stoppable) when an earlier step failed.
+func (r *runner) runAction(ctx context.Context, st *scenario.Step, pl *stepPlan, f frame, stoppable bool) {
+	rep := StepReport{Index: f.prefix, Name: pl.label, Agent: st.On, Action: st.Action, Line: st.Pos.Line, named: st.Name != ""}
+	switch {
+	case stoppable && r.isStopped():
+		rep.Status, rep.Message = StatusSkipped, "not run: an earlier step failed"
+	case ctx.Err() != nil:
+		rep.Status, rep.Message = StatusSkipped, "not run: "+cause(ctx)
+	default:
+		sctx, span := tracing.Start(ctx, "step "+f.prefix+" "+st.Action, attribute.String("sockagent.agent", st.On),
+			attribute.Int("sockagent.scenario.line", st.Pos.Line))
+		r.execute(sctx, st, pl, f, &rep)
+		tracing.End(span, rep.Status == StatusFailed, rep.Message)
+		if rep.Status == StatusFailed { // (sf goes to the heap: only for failed steps)
+			var sf *siblingFailed
+			if errors.As(context.Cause(ctx), &sf) {
+				rep.Status, rep.Reason, rep.Message = StatusSkipped, "", "cancelled: "+sf.Error()
 			}
 		}
-		r.noteMissing(st, f, rep)
-		r.record(rep)
 	}
+	r.noteMissing(st, f, rep)
+	r.record(rep)
 }
 
 // noteMissing remembers an alias its step did not create (the step failed, was skipped, or

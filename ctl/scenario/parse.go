@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -28,9 +29,12 @@ var (
 	topKeys    = []string{"name", "agents", "vars", "steps"}
 	stepKeys   = []string{"on", "as", "name", "expect"}
 	repeatKeys = []string{"count", "steps"}
+	agentKeys  = []string{"address", "labels"}
 	// The regular expressions compile on first use, not at package init, which every
 	// sockctl start pays for.
 	identRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`) })
+	// labelKeyRE is the shape of a label key, as matrix files and inventories write them.
+	labelKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`) })
 	// socketIDRE is the shape of the ids agents give sockets (contract.FormatSocketID), and of
 	// those older agents gave (s1, s2, ...): an alias of that shape would make a step's socket
 	// mean the id when the alias was not created.
@@ -348,7 +352,7 @@ func (p *parser) agentList(n *yaml.Node) {
 	}
 	for _, e := range entries {
 		p.checkName(e, "an agent")
-		s, ok := p.scalarOf("agent "+e.key, e.key, e.valueNode)
+		s, labels, ok := p.agentEntry(e)
 		if !ok {
 			continue
 		}
@@ -356,8 +360,62 @@ func (p *parser) agentList(n *yaml.Node) {
 			p.add(s.Pos, "agent %s: %s", e.key, msg)
 		}
 		p.agents[e.key] = true
-		p.file.Agents = append(p.file.Agents, Agent{Name: e.key, Address: s.Raw, Pos: pos(e.keyNode)})
+		p.file.Agents = append(p.file.Agents, Agent{Name: e.key, Address: s.Raw, Labels: labels, Pos: pos(e.keyNode)})
 	}
+}
+
+// agentEntry reads an agent's value: an address, or {address: ADDR, labels: {KEY: VALUE}}.
+func (p *parser) agentEntry(e entry) (Scalar, map[string]string, bool) {
+	v := p.node(e.valueNode)
+	if v == nil || v.Kind != yaml.MappingNode {
+		s, ok := p.scalarOf("agent "+e.key, e.key, e.valueNode)
+		return s, nil, ok
+	}
+	fields, _ := p.mapping(v, "agent "+e.key, "{address: local, labels: {role: web}}")
+	var addr *entry
+	var labels map[string]string
+	for i, f := range fields {
+		switch f.key {
+		case "address":
+			addr = &fields[i]
+		case "labels":
+			labels = p.labels("labels of agent "+e.key, f.valueNode)
+		default:
+			p.unknown(f, "agent "+e.key, agentKeys, strings.Join(agentKeys, ", "))
+		}
+	}
+	if addr == nil {
+		p.add(pos(v), "agent %s needs an address: {address: HOST:PORT, labels: {role: web}} (or local)", e.key)
+		return Scalar{}, nil, false
+	}
+	s, ok := p.scalarOf("agent "+e.key, "address", addr.valueNode)
+	return s, labels, ok
+}
+
+// labels reads a map of label keys to values (values may be path.Match patterns in a
+// selector).
+func (p *parser) labels(what string, n *yaml.Node) map[string]string {
+	entries, ok := p.mapping(n, what, "{role: web, zone: a}")
+	if !ok {
+		return nil
+	}
+	out := make(map[string]string, len(entries))
+	for _, e := range entries {
+		if !labelKeyRE().MatchString(e.key) {
+			p.add(pos(e.keyNode), "a label key must be a letter or _ followed by letters, digits, _, . or -; got %q", e.key)
+			continue
+		}
+		s, ok := p.scalarOf("label "+e.key, e.key, e.valueNode)
+		if !ok {
+			continue
+		}
+		if _, err := path.Match(s.Raw, ""); err != nil {
+			p.add(s.Pos, "label %s: %q is not a valid pattern (%v)", e.key, s.Raw, err)
+			continue
+		}
+		out[e.key] = s.Raw
+	}
+	return out
 }
 
 // checkName reports a name (of an agent or var) that is not an identifier or is reserved.
@@ -593,16 +651,16 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 		st.Args = p.args(a)
 	}
 	if onEntry != nil {
-		if s, ok := p.scalar("on", onEntry.valueNode); ok {
-			st.On = s.Raw
-			p.checkOn(s)
-		}
+		p.on(st, *onEntry)
 	} else if spec, ok := Action(st.Action); ok && !spec.NoAgent {
 		p.add(st.Pos, "step has no \"on\": say which agent runs it, e.g. on: %s", p.firstAgent())
 	}
 	if asEntry != nil {
 		if s, ok := p.scalar("as", asEntry.valueNode); ok {
 			st.As, m.as = s.Raw, s.Pos
+			if st.OnAll != nil {
+				p.add(pos(asEntry.keyNode), "as names one socket or one result, but this step runs on every agent %s picks; drop as, or give each agent a step of its own", st.OnAll)
+			}
 			if st.Action != "" && !slices.Contains(creates, st.Action) && !slices.Contains(measures, st.Action) {
 				p.add(pos(asEntry.keyNode), "as names the socket a step creates (%s) or the results of %s; %s has neither", strings.Join(creates, ", "), strings.Join(measures, " and "), st.Action)
 			}
@@ -613,6 +671,46 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 	}
 	p.meta[st] = m
 	return st
+}
+
+// on reads a step's agent: a name, or a label selector that fans the step out to every
+// agent it picks (at least one of the file's).
+func (p *parser) on(st *Step, e entry) {
+	v := p.node(e.valueNode)
+	if v == nil {
+		return
+	}
+	if v.Kind != yaml.MappingNode {
+		if s, ok := p.scalar("on", v); ok {
+			st.On = s.Raw
+			p.checkOn(s)
+		}
+		return
+	}
+	labels := p.labels("on", v)
+	if len(labels) == 0 {
+		if len(v.Content) == 0 {
+			p.add(pos(v), "on: an empty selector {} would pick every agent; name the labels, such as on: {role: web}")
+		}
+		return
+	}
+	sel := &Selector{Labels: labels, Pos: pos(v)}
+	st.OnAll = sel
+	if len(p.file.Agents) > 0 && len(p.file.Pick(*sel, nil)) == 0 {
+		p.add(sel.Pos, "on: %s picks no agent (agents: %s); label agents with {address: ..., labels: {role: web}}", sel, p.agentLabels())
+	}
+}
+
+// agentLabels lists the agents with their labels, for a selector that picks none.
+func (p *parser) agentLabels() string {
+	parts := make([]string, len(p.file.Agents))
+	for i, a := range p.file.Agents {
+		parts[i] = a.Name
+		if len(a.Labels) > 0 {
+			parts[i] += " " + Selector{Labels: a.Labels}.String()
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (p *parser) firstAgent() string {

@@ -26,6 +26,10 @@
 //     vars, env and i; an address is HOST:PORT (IPv6 in brackets), unix:PATH or local, taken
 //     as written (no ${...}: --agent and --inventory override addresses at run time).
 //   - Vars: values are taken as written; ${...} inside a var is an error, $$ is a literal $.
+//   - Agents may be written {address: ADDR, labels: {KEY: VALUE}}; a step's `on` may be a
+//     label selector ({role: web}, values with * and ? wildcards) instead of a name: the step
+//     then fans out to every agent the selector picks (at least one of the file's), takes
+//     no `as`, and names no `socket` alias.
 //   - Steps: an action step has `on` (a declared agent; optional for sleep), exactly one
 //     action, and optionally `as` (for listen, bind, dial and accept, which create a
 //     socket; and for probe and throughput, whose results later steps read as
@@ -113,7 +117,9 @@ type File struct {
 type Agent struct {
 	Name    string
 	Address string // host:port, unix:PATH, or "local"
-	Pos     Pos
+	// Labels are what steps fanned out with on: {KEY: VALUE} select the agent by.
+	Labels map[string]string
+	Pos    Pos
 }
 
 // Local reports whether the agent is an in-process one.
@@ -121,9 +127,12 @@ func (a Agent) Local() bool { return a.Address == "local" }
 
 // Step is one step: an action on an agent, a parallel block or a repeat block.
 type Step struct {
-	Pos    Pos
-	Name   string // the optional label
-	On     string // agent name (action steps)
+	Pos  Pos
+	Name string // the optional label
+	On   string // agent name (action steps); "" when OnAll is set
+	// OnAll, when on: is a label selector ({role: web}), fans the step out: it runs once
+	// on every agent the selector picks, concurrently.
+	OnAll  *Selector
 	Action string // one of Actions; "" for parallel and repeat blocks
 	Args   Args
 	As     string // optional alias for the socket the action creates; may hold ${i}

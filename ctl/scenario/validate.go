@@ -440,6 +440,10 @@ func (c *checker) socket(st *Step, sc *scope, v Scalar, val string) {
 		c.p.add(v.Pos, "socket: %q names the results of a %s step (line %d), not a socket", show(val), d.result, d.pos.Line)
 		return
 	}
+	if d != nil && st.OnAll != nil {
+		c.p.add(v.Pos, "socket: %q lives on agent %s (line %d), but this step runs on every agent %s picks; a fanned-out step opens what it uses (probe, dial) or takes ${...} values", show(val), d.agent, d.pos.Line, st.OnAll)
+		return
+	}
 	if d != nil && c.p.agents[st.On] && c.p.agents[d.agent] && d.agent != st.On {
 		c.p.add(v.Pos, "socket: %q was created on agent %s (line %d); this step runs on %s", show(val), d.agent, d.pos.Line, st.On)
 	}
