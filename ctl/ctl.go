@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/tracing"
 	"github.com/sockagent/sockagent/ctl/client"
 	"github.com/spf13/cobra"
 )
@@ -57,8 +58,21 @@ const defaultTimeout = time.Minute
 // results to stdout and diagnostics to stderr, and returns the process exit code: ExitOK,
 // ExitFailure, ExitUsage or ExitBrokenPipe. Cancelling ctx cancels the RPC in flight, and
 // the commands that opened sockets for as long as they run close them before Main returns.
+// With the OTLP variables set (agent/tracing), the command's RPCs and a run's steps are traced,
+// and the spans are sent before Main returns.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return run(ctx, args, os.Getenv, stdin, stdout, stderr)
+	tr, err := tracing.Setup(ctx, "sockctl", contract.ReadBuild().Version)
+	if err != nil {
+		fmt.Fprintf(stderr, "sockctl: traces off: %v\n", err)
+	}
+	code := run(ctx, args, os.Getenv, stdin, stdout, stderr)
+	// An unreachable collector must not hold the command's exit.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(fctx); err != nil {
+		fmt.Fprintf(stderr, "sockctl: traces not all sent: %v\n", err)
+	}
+	return code
 }
 
 // run is Main with the environment lookup passed in, so tests need not change the process

@@ -4,17 +4,13 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"runtime"
 	"slices"
 	"syscall"
-	"time"
 
 	"github.com/sockagent/sockagent/agent/bufpool"
-	"github.com/sockagent/sockagent/agent/contract"
-	"github.com/sockagent/sockagent/agent/tracing"
 	"github.com/sockagent/sockagent/ctl"
 )
 
@@ -36,27 +32,12 @@ func main() {
 	// cleaned up: with SIGPIPE notified, the write fails with EPIPE instead, and Main returns
 	// ExitBrokenPipe once it is done.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	tr, err := tracing.Setup(ctx, "sockctl", contract.ReadBuild().Version)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "sockctl: traces off: %v\n", err)
-	}
 	code := ctl.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	flushTraces(tr)
 	if code == ctl.ExitBrokenPipe {
 		diedOfSIGPIPE()
 	}
 	os.Exit(code)
-}
-
-// flushTraces sends the spans still buffered, within a bound: an unreachable collector must
-// not hold the command's exit.
-func flushTraces(tr *tracing.Tracing) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := tr.Shutdown(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "sockctl: traces not all sent: %v\n", err)
-	}
 }
 
 // diedOfSIGPIPE ends the process by SIGPIPE, as the other commands of a pipeline whose
