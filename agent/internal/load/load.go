@@ -166,9 +166,20 @@ func Connect(ctx context.Context, sc sockagentv1.SocketServiceClient, n, workers
 		}
 	}
 	if err != nil {
-		p.Close(context.WithoutCancel(ctx), sc)
+		cctx := context.WithoutCancel(ctx)
+		// An Accept cancelled when another worker failed may have taken its connection on the
+		// agent all the same, with the answer lost: every socket the listener gave goes,
+		// whether or not its answer came back.
+		if ls, lerr := sc.ListSockets(cctx, &sockagentv1.ListSocketsRequest{}); lerr == nil {
+			for _, s := range ls.GetSockets() {
+				if s.GetParentId() == p.Listener.GetSocketId() {
+					accepted[s.GetSocketId()] = s
+				}
+			}
+		}
+		p.Close(cctx, sc)
 		for _, s := range accepted {
-			_, _ = sc.Close(context.WithoutCancel(ctx), &sockagentv1.CloseRequest{SocketId: s.GetSocketId()})
+			_, _ = sc.Close(cctx, &sockagentv1.CloseRequest{SocketId: s.GetSocketId()})
 		}
 		return nil, err
 	}
