@@ -35,16 +35,7 @@ func main() {
 	code := ctl.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if code == ctl.ExitBrokenPipe {
-		diedOfSIGPIPE()
+		ctl.DieOfSIGPIPE()
 	}
 	os.Exit(code)
-}
-
-// diedOfSIGPIPE ends the process by SIGPIPE, as the other commands of a pipeline whose
-// reader went away end: with SIGPIPE no longer notified, the Go runtime lets the next write
-// to the broken standard output kill the process. When it does not (stdout is not a pipe
-// any more), the caller exits with ExitBrokenPipe.
-func diedOfSIGPIPE() {
-	signal.Reset(syscall.SIGPIPE)
-	_, _ = os.Stdout.Write([]byte{'\n'})
 }
