@@ -170,15 +170,16 @@ func (a *app) nameAgents(addrs []string) *inventoryFile {
 	wg.Wait()
 	inv := &inventoryFile{Agents: map[string]inventoryEntry{}}
 	for i, addr := range addrs {
-		name := res[i].host
-		if name == "" {
-			name = addr
+		base := res[i].host
+		if base == "" {
+			base = addr
 		}
+		name := base
 		for n := 2; ; n++ {
 			if _, taken := inv.Agents[name]; !taken {
 				break
 			}
-			name = fmt.Sprintf("%s-%d", res[i].host, n)
+			name = fmt.Sprintf("%s-%d", base, n)
 		}
 		inv.Agents[name] = inventoryEntry{Address: addr, Labels: res[i].labels}
 	}
