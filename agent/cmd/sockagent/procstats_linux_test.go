@@ -33,21 +33,35 @@ func TestGetInfoProcess(t *testing.T) {
 		}
 		return r.GetProcess()
 	}
-	before := read()
+	// The Go runtime may start a thread at any moment, so the agent's answer is taken between
+	// two reads of /proc/PID/status that agree (a few tries), and must equal them.
+	var before *sockagentv1.ProcessStats
+	var threads, rss int64
+	statusPath := fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid)
+	for try := 0; ; try++ {
+		s1, err := os.ReadFile(statusPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = read()
+		s2, err := os.ReadFile(statusPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		threads, rss = statusValue(t, s1, "Threads:"), statusValue(t, s1, "VmRSS:")*1024
+		if statusValue(t, s2, "Threads:") == threads || try == 9 {
+			break
+		}
+	}
+	if int64(before.GetThreads()) != threads {
+		t.Errorf("threads %d, /proc/PID/status %d", before.GetThreads(), threads)
+	}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if int(before.GetOpenFiles()) != len(fds) {
 		t.Errorf("open files %d, /proc/PID/fd lists %d", before.GetOpenFiles(), len(fds))
-	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	threads, rss := statusValue(t, status, "Threads:"), statusValue(t, status, "VmRSS:")*1024
-	if int64(before.GetThreads()) != threads {
-		t.Errorf("threads %d, /proc/PID/status %d", before.GetThreads(), threads)
 	}
 	if r := int64(before.GetRssBytes()); r < rss/2 || r > 2*rss {
 		t.Errorf("RSS %d bytes, /proc/PID/status %d", r, rss)
