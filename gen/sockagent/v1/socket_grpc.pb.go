@@ -19,22 +19,23 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SocketService_Listen_FullMethodName      = "/sockagent.v1.SocketService/Listen"
-	SocketService_Bind_FullMethodName        = "/sockagent.v1.SocketService/Bind"
-	SocketService_Dial_FullMethodName        = "/sockagent.v1.SocketService/Dial"
-	SocketService_Accept_FullMethodName      = "/sockagent.v1.SocketService/Accept"
-	SocketService_Send_FullMethodName        = "/sockagent.v1.SocketService/Send"
-	SocketService_Recv_FullMethodName        = "/sockagent.v1.SocketService/Recv"
-	SocketService_SendTo_FullMethodName      = "/sockagent.v1.SocketService/SendTo"
-	SocketService_RecvFrom_FullMethodName    = "/sockagent.v1.SocketService/RecvFrom"
-	SocketService_Shutdown_FullMethodName    = "/sockagent.v1.SocketService/Shutdown"
-	SocketService_Close_FullMethodName       = "/sockagent.v1.SocketService/Close"
-	SocketService_GetSocket_FullMethodName   = "/sockagent.v1.SocketService/GetSocket"
-	SocketService_ListSockets_FullMethodName = "/sockagent.v1.SocketService/ListSockets"
-	SocketService_Attach_FullMethodName      = "/sockagent.v1.SocketService/Attach"
-	SocketService_Serve_FullMethodName       = "/sockagent.v1.SocketService/Serve"
-	SocketService_SetOptions_FullMethodName  = "/sockagent.v1.SocketService/SetOptions"
-	SocketService_WatchEvents_FullMethodName = "/sockagent.v1.SocketService/WatchEvents"
+	SocketService_Listen_FullMethodName       = "/sockagent.v1.SocketService/Listen"
+	SocketService_Bind_FullMethodName         = "/sockagent.v1.SocketService/Bind"
+	SocketService_Dial_FullMethodName         = "/sockagent.v1.SocketService/Dial"
+	SocketService_Accept_FullMethodName       = "/sockagent.v1.SocketService/Accept"
+	SocketService_Send_FullMethodName         = "/sockagent.v1.SocketService/Send"
+	SocketService_Recv_FullMethodName         = "/sockagent.v1.SocketService/Recv"
+	SocketService_SendTo_FullMethodName       = "/sockagent.v1.SocketService/SendTo"
+	SocketService_RecvFrom_FullMethodName     = "/sockagent.v1.SocketService/RecvFrom"
+	SocketService_Shutdown_FullMethodName     = "/sockagent.v1.SocketService/Shutdown"
+	SocketService_Close_FullMethodName        = "/sockagent.v1.SocketService/Close"
+	SocketService_GetSocket_FullMethodName    = "/sockagent.v1.SocketService/GetSocket"
+	SocketService_ListSockets_FullMethodName  = "/sockagent.v1.SocketService/ListSockets"
+	SocketService_Attach_FullMethodName       = "/sockagent.v1.SocketService/Attach"
+	SocketService_Serve_FullMethodName        = "/sockagent.v1.SocketService/Serve"
+	SocketService_UpdateToxics_FullMethodName = "/sockagent.v1.SocketService/UpdateToxics"
+	SocketService_SetOptions_FullMethodName   = "/sockagent.v1.SocketService/SetOptions"
+	SocketService_WatchEvents_FullMethodName  = "/sockagent.v1.SocketService/WatchEvents"
 )
 
 // SocketServiceClient is the client API for SocketService service.
@@ -159,6 +160,11 @@ type SocketServiceClient interface {
 	// Socket.serving. Codes: NOT_FOUND, FAILED_PRECONDITION (WRONG_SOCKET_KIND for a connected
 	// stream socket, SOCKET_BUSY when a call or a behaviour already uses it), INVALID_ARGUMENT.
 	Serve(ctx context.Context, in *ServeRequest, opts ...grpc.CallOption) (*ServeResponse, error)
+	// UpdateToxics replaces the toxics of a proxying socket live: connections in flight keep
+	// going and take the new toxics from their next chunk or datagram. Codes: NOT_FOUND,
+	// INVALID_ARGUMENT (a toxic out of range or of the wrong kind for the socket, naming it),
+	// FAILED_PRECONDITION (WRONG_SOCKET_KIND when the socket is not served as a proxy).
+	UpdateToxics(ctx context.Context, in *UpdateToxicsRequest, opts ...grpc.CallOption) (*UpdateToxicsResponse, error)
 	// SetOptions changes socket options of an open socket (see SocketOptions) and joins or
 	// leaves multicast groups, then returns the socket with the options the kernel reports.
 	// Options are applied in field order and the call stops at the first failure: options set
@@ -332,6 +338,16 @@ func (c *socketServiceClient) Serve(ctx context.Context, in *ServeRequest, opts 
 	return out, nil
 }
 
+func (c *socketServiceClient) UpdateToxics(ctx context.Context, in *UpdateToxicsRequest, opts ...grpc.CallOption) (*UpdateToxicsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateToxicsResponse)
+	err := c.cc.Invoke(ctx, SocketService_UpdateToxics_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *socketServiceClient) SetOptions(ctx context.Context, in *SetOptionsRequest, opts ...grpc.CallOption) (*SetOptionsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SetOptionsResponse)
@@ -483,6 +499,11 @@ type SocketServiceServer interface {
 	// Socket.serving. Codes: NOT_FOUND, FAILED_PRECONDITION (WRONG_SOCKET_KIND for a connected
 	// stream socket, SOCKET_BUSY when a call or a behaviour already uses it), INVALID_ARGUMENT.
 	Serve(context.Context, *ServeRequest) (*ServeResponse, error)
+	// UpdateToxics replaces the toxics of a proxying socket live: connections in flight keep
+	// going and take the new toxics from their next chunk or datagram. Codes: NOT_FOUND,
+	// INVALID_ARGUMENT (a toxic out of range or of the wrong kind for the socket, naming it),
+	// FAILED_PRECONDITION (WRONG_SOCKET_KIND when the socket is not served as a proxy).
+	UpdateToxics(context.Context, *UpdateToxicsRequest) (*UpdateToxicsResponse, error)
 	// SetOptions changes socket options of an open socket (see SocketOptions) and joins or
 	// leaves multicast groups, then returns the socket with the options the kernel reports.
 	// Options are applied in field order and the call stops at the first failure: options set
@@ -554,6 +575,9 @@ func (UnimplementedSocketServiceServer) Attach(grpc.BidiStreamingServer[AttachRe
 }
 func (UnimplementedSocketServiceServer) Serve(context.Context, *ServeRequest) (*ServeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Serve not implemented")
+}
+func (UnimplementedSocketServiceServer) UpdateToxics(context.Context, *UpdateToxicsRequest) (*UpdateToxicsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateToxics not implemented")
 }
 func (UnimplementedSocketServiceServer) SetOptions(context.Context, *SetOptionsRequest) (*SetOptionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetOptions not implemented")
@@ -823,6 +847,24 @@ func _SocketService_Serve_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SocketService_UpdateToxics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateToxicsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SocketServiceServer).UpdateToxics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SocketService_UpdateToxics_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SocketServiceServer).UpdateToxics(ctx, req.(*UpdateToxicsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SocketService_SetOptions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SetOptionsRequest)
 	if err := dec(in); err != nil {
@@ -910,6 +952,10 @@ var SocketService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Serve",
 			Handler:    _SocketService_Serve_Handler,
+		},
+		{
+			MethodName: "UpdateToxics",
+			Handler:    _SocketService_UpdateToxics_Handler,
 		},
 		{
 			MethodName: "SetOptions",
