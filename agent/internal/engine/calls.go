@@ -70,96 +70,12 @@ func (t *Table) closedErr(s *sock, err error) error {
 	return err
 }
 
-// agent's MaxRecvBytes (INVALID_ARGUMENT past it) and the caller's bytes_per_call.
-func (t *Table) readLimit(op string, n uint32, set *policy.RuleSet) (int, error) {
-	if n == 0 {
-		return min(defaultReadSize, t.maxRecv, set.Limits.BytesPerCall), nil
-	}
-	if int64(n) > int64(t.maxRecv) {
-		return 0, badArg(contract.ReasonInvalidArgument, "%s: %d bytes asked, the agent's limit is %d; read in several calls", op, n, t.maxRecv)
-	}
-	if err := bytesLimit(n, set, "read in several calls"); err != nil {
-		return 0, err
-	}
-	return int(n), nil
-}
-
 func bytesLimit[N int | uint32](n N, set *policy.RuleSet, hint string) error {
 	if int64(n) > int64(set.Limits.BytesPerCall) {
 		return &limitError{Limit: "limits.bytes_per_call", Max: set.Limits.BytesPerCall, RuleSet: set.Name,
 			Detail: fmt.Sprintf("%d bytes in one call; %s", n, hint)}
 	}
 	return nil
-}
-
-// Recv reads from a connected socket: up to maxBytes, or exactly exact bytes on a stream.
-func (t *Table) Recv(ctx context.Context, id string, maxBytes, exact uint32, timeout time.Duration) ([]byte, bool, error) {
-	s, err := t.get(ctx, id)
-	wrap := func(err error) error {
-		return &OpError{Op: "recv", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
-	}
-	if err != nil {
-		return nil, false, wrap(err)
-	}
-	if s.kind == KindListener {
-		return nil, false, wrap(&kindError{"socket is a listener; Accept a connection and Recv on that"})
-	}
-	if exact > 0 && s.kind != KindStream {
-		return nil, false, wrap(badArg(contract.ReasonInvalidArgument, "recv: exact_bytes needs a stream socket; a datagram socket reads one datagram per call"))
-	}
-	ask := maxBytes
-	if exact > 0 {
-		ask = exact
-	}
-	c, set := t.who(ctx)
-	n, err := t.readLimit("recv", ask, set)
-	if err != nil {
-		return nil, false, wrap(err)
-	}
-	adm, err := t.admit(c.ID, s.session, set, claim{blocking: true, bytes: n, drains: true, waits: true})
-	if err != nil {
-		return nil, false, wrap(err)
-	}
-	defer adm.release()
-	var (
-		data []byte
-		eof  bool
-	)
-	err = t.blocking(ctx, s, s.readGate, timeout, s.setReadDeadline, func() error {
-		switch {
-		case s.pc != nil:
-			var rerr error
-			data = withBuffer(n, func(buf []byte) int {
-				var m int
-				m, _, rerr = s.pc.ReadFrom(buf)
-				return m
-			})
-			return rerr
-		case exact > 0:
-			data, eof, err = s.readExact(n)
-			return err
-		default:
-			data, eof, err = s.readSome(n)
-			return err
-		}
-	})
-	if len(data) > 0 {
-		s.bytesRecv.Add(uint64(len(data)))
-		s.msgsRecv.Add(1)
-	}
-	if err == nil && eof && len(data) == 0 && s.isClosed() {
-		// The end of stream came from closing the socket itself (or its peer in the same
-		// session, closed together with it): say so, not "eof".
-		err = t.closedErr(s, net.ErrClosed)
-	}
-	if err != nil {
-		t.sockError(s, err)
-		return nil, false, wrap(err)
-	}
-	if eof {
-		t.sockEvent(EventPeerClosed, s)
-	}
-	return data, eof, nil
 }
 
 // Send writes all of data to a connected socket.

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -272,102 +270,4 @@ func addressOf(s *sock) string {
 		return addrString(s.pc.LocalAddr())
 	}
 	return ""
-}
-
-var readBuffers = sync.Pool{New: func() any { b := make([]byte, defaultReadSize); return &b }}
-
-// withBuffer lends read a buffer of n bytes and returns a copy of the first k bytes it filled,
-// so a 64 KiB read that brings 10 bytes keeps 10 bytes, not 64 KiB.
-func withBuffer(n int, read func(buf []byte) int) []byte {
-	if n > defaultReadSize {
-		buf := make([]byte, n)
-		return buf[:read(buf)]
-	}
-	bp := readBuffers.Get().(*[]byte)
-	defer readBuffers.Put(bp)
-	k := read((*bp)[:n])
-	if k <= 0 {
-		return nil
-	}
-	return append([]byte(nil), (*bp)[:k]...)
-}
-
-// readSome reads up to n bytes, leftover first. Called under readGate.
-func (s *sock) readSome(n int) ([]byte, bool, error) {
-	if len(s.leftover) > 0 {
-		k := min(n, len(s.leftover))
-		data := append([]byte(nil), s.leftover[:k]...)
-		s.setLeftover(s.leftover[k:])
-		return data, false, nil
-	}
-	var m int
-	var err error
-	data := withBuffer(n, func(buf []byte) int {
-		m, err = s.conn.Read(buf)
-		return m
-	})
-	if m > 0 {
-		return data, false, nil
-	}
-	if errors.Is(err, io.EOF) {
-		return nil, true, nil
-	}
-	return nil, false, err
-}
-
-// readExact reads exactly n bytes unless EOF comes first. On another error the bytes read so
-// far are kept for the next Recv, so nothing is lost. Called under readGate.
-func (s *sock) readExact(n int) ([]byte, bool, error) {
-	buf := make([]byte, n)
-	got := copy(buf, s.leftover)
-	s.setLeftover(s.leftover[got:])
-	m, err := io.ReadFull(s.conn, buf[got:])
-	got += m
-	switch {
-	case err == nil:
-		return buf, false, nil
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return buf[:got], true, nil
-	default:
-		s.setLeftover(append(buf[:got:got], s.leftover...))
-		return nil, false, err
-	}
-}
-
-// setLeftover replaces the socket's leftover bytes and keeps the table's count of them; a
-// closed socket keeps none. Called under readGate.
-func (s *sock) setLeftover(b []byte) {
-	select {
-	case <-s.closed:
-		b = nil
-	default:
-	}
-	if len(b) == 0 {
-		b = nil // let go of the array of a slice emptied by reading
-	}
-	if s.held != nil {
-		s.held.Add(int64(len(b) - len(s.leftover)))
-	}
-	s.leftover = b
-}
-
-// dropLeftover uncounts a closing socket's leftover bytes: at once when no read holds
-// readGate, else once the read in progress leaves it. Called by close after s.closed.
-func (s *sock) dropLeftover() {
-	if s.readGate == nil {
-		return // never registered: never read
-	}
-	drop := func() {
-		s.setLeftover(nil)
-		s.readGate.leave()
-	}
-	select {
-	case <-s.readGate:
-		drop()
-	default:
-		go func() {
-			<-s.readGate
-			drop()
-		}()
-	}
 }
