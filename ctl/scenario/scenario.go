@@ -81,12 +81,12 @@ package scenario
 
 import (
 	"time"
+
+	"github.com/sockagent/sockagent/ctl/diag"
 )
 
 // Pos is a place in a scenario file, 1-based.
-type Pos struct {
-	Line, Col int
-}
+type Pos = diag.Pos
 
 // ExpectKeys are the keys of `expect`.
 // The measured figures of probe and throughput (see measure.go) take comparisons such as
@@ -159,20 +159,10 @@ func (s *Step) Label() string { return label(s) }
 func Parse(path string, data []byte) (*File, error) { return parse(path, data) }
 
 // Errors are validation problems, each with its position.
-type Errors struct {
-	List []Error
-}
+type Errors = diag.Errors
 
 // Error is one validation problem.
-type Error struct {
-	Path string
-	Pos  Pos
-	Msg  string
-}
-
-func (e Error) Error() string { return errorString(e) }
-
-func (e *Errors) Error() string { return errorsString(e) }
+type Error = diag.Error
 
 // Lookup resolves one reference inside ${...}: "server.host", "lis.local_port",
 // "vars.greeting", "env.HOME", "i". It returns an error saying what is unknown.
