@@ -649,12 +649,21 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 		a := actions[0]
 		st.Action = a.key
 		m.action = pos(a.keyNode)
-		st.Args = p.args(a)
+		if a.key == "matrix" {
+			st.Args, st.Matrix = Args{}, p.matrix(a)
+		} else {
+			st.Args = p.args(a)
+		}
 	}
-	if onEntry != nil {
+	switch {
+	case onEntry != nil && st.Matrix != nil:
+		p.add(pos(onEntry.keyNode), "a matrix step runs on the agents its sources and targets pick; drop on")
+	case onEntry != nil:
 		p.on(st, *onEntry)
-	} else if spec, ok := Action(st.Action); ok && !spec.NoAgent {
-		p.add(st.Pos, "step has no \"on\": say which agent runs it, e.g. on: %s", p.firstAgent())
+	default:
+		if spec, ok := Action(st.Action); ok && !spec.NoAgent {
+			p.add(st.Pos, "step has no \"on\": say which agent runs it, e.g. on: %s", p.firstAgent())
+		}
 	}
 	if asEntry != nil {
 		if s, ok := p.scalar("as", asEntry.valueNode); ok {
@@ -669,20 +678,32 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 	}
 	if expectEntry != nil {
 		st.Expect = p.expect(st.Action, *expectEntry)
+		if st.Matrix != nil {
+			p.matrixExpect(st.Expect)
+		}
 	}
 	p.meta[st] = m
 	return st
 }
 
-// on reads a step's agent: a name, or a label selector that fans the step out to every
-// agent it picks (at least one of the file's).
+// on reads a step's agent: a name; or, to fan the step out to every agent it picks, a label
+// selector (picking at least one of the file's agents), a list of names, or all (unless an
+// agent is called all: then it is that agent, as before lists were).
 func (p *parser) on(st *Step, e entry) {
 	v := p.node(e.valueNode)
 	if v == nil {
 		return
 	}
-	if v.Kind != yaml.MappingNode {
+	switch {
+	case v.Kind == yaml.SequenceNode:
+		p.onList(st, v)
+		return
+	case v.Kind != yaml.MappingNode:
 		if s, ok := p.scalar("on", v); ok {
+			if s.Raw == "all" && !p.agents["all"] {
+				st.OnAll = &Selector{All: true, Name: "all", Pos: s.Pos}
+				return
+			}
 			st.On = s.Raw
 			p.checkOn(s)
 		}

@@ -6,6 +6,7 @@ package selector
 
 import (
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -13,10 +14,12 @@ import (
 )
 
 // Selector picks agents: all of them, those whose name matches a pattern (path.Match
-// wildcards), or those whose labels match every given key (values may be patterns too).
+// wildcards), those named in a list, or those whose labels match every given key (values may
+// be patterns too).
 type Selector struct {
 	All    bool
 	Name   string
+	Names  []string // a list of names (as written: no patterns); nil unless given
 	Labels map[string]string
 	Pos    diag.Pos
 }
@@ -38,6 +41,8 @@ func (s Selector) String() string {
 			parts[i] = k + ": " + s.Labels[k]
 		}
 		return "{" + strings.Join(parts, ", ") + "}"
+	case s.Names != nil:
+		return "[" + strings.Join(s.Names, ", ") + "]"
 	}
 	return s.Name
 }
@@ -58,6 +63,8 @@ func (s Selector) Picks(name string, labels map[string]string) bool {
 			}
 		}
 		return true
+	case s.Names != nil:
+		return slices.Contains(s.Names, name)
 	}
 	m, err := path.Match(s.Name, name)
 	return err == nil && m

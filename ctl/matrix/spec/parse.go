@@ -21,6 +21,7 @@ import (
 
 var (
 	topKeys     = []string{"name", "agents", "services", "sources", "targets", "expect", "probe"}
+	stepKeys    = []string{"services", "sources", "targets", "expect", "probe"}
 	agentKeys   = []string{"address", "labels"}
 	serviceKeys = []string{"network", "port"}
 	expectKeys  = []string{"default", "rules"}
@@ -67,6 +68,7 @@ type parser struct {
 	path  string
 	list  []diag.Error
 	nodes int
+	limit int // the nodes it may walk
 	file  *File
 }
 
@@ -104,10 +106,10 @@ func (p *parser) node(n *yaml.Node) *yaml.Node {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
-	if p.nodes++; p.nodes == maxNodes {
+	if p.nodes++; p.nodes == p.limit {
 		p.add(pos(n), "the file has more than %d YAML nodes once aliases are followed; make it smaller", maxNodes)
 	}
-	if p.nodes >= maxNodes {
+	if p.nodes >= p.limit {
 		return nil
 	}
 	return n
@@ -189,7 +191,7 @@ func (p *parser) scalar(what string, n *yaml.Node) (string, *yaml.Node, bool) {
 // Selectors naming agents the file does not declare are checked by Expand, which knows the
 // inventory's agents too.
 func Parse(path string, data []byte) (*File, error) {
-	p := &parser{path: path, file: &File{Path: path}}
+	p := &parser{path: path, file: &File{Path: path}, limit: maxNodes}
 	root, ok := p.document(data)
 	if ok {
 		p.top(root)
@@ -223,12 +225,32 @@ func (p *parser) document(data []byte) (*yaml.Node, bool) {
 	return doc.Content[0], true
 }
 
+// ParseStep reads the matrix of a scenario step: n is the value of the step's matrix key, in
+// the scenario file at path. It takes what a matrix file does but name and agents: the
+// scenario's agents are the matrix's, and the step has a name of its own. budget is the YAML
+// nodes the scenario's parser has left to walk (aliases followed); ParseStep returns the
+// problems it found, at their places in the scenario file, and the nodes it walked. Selectors
+// are checked against the agents by Expand.
+func ParseStep(path string, n *yaml.Node, budget int) (*File, []diag.Error, int) {
+	p := &parser{path: path, file: &File{Path: path}, limit: budget}
+	p.body(n, "a matrix step", "{services: {web: {network: tcp, port: 8080}}, sources: [all], targets: [all], expect: {default: open}}", stepKeys)
+	return p.file, p.list, p.nodes
+}
+
 func (p *parser) top(root *yaml.Node) {
-	entries := p.mapping(root, "a matrix", "{name: ..., services: {...}, sources: [all], targets: [all], expect: {default: open}}", topKeys)
-	if entries == nil {
-		return
-	}
 	p.file.Name = strings.TrimSuffix(filepath.Base(p.path), filepath.Ext(p.path))
+	p.body(root, "a matrix", "{name: ..., services: {...}, sources: [all], targets: [all], expect: {default: open}}", topKeys)
+}
+
+// body reads the keys of a matrix (those of known) from the map root.
+func (p *parser) body(root *yaml.Node, what, example string, known []string) {
+	entries := p.mapping(root, what, example, known)
+	if root.Kind == yaml.AliasNode {
+		root = root.Alias
+	}
+	if entries == nil && (root.Kind != yaml.MappingNode || len(root.Content) > 0) {
+		return // not a map, or nothing in it was usable: reported already
+	}
 	has := map[string]bool{}
 	for _, e := range entries {
 		has[e.key] = true
