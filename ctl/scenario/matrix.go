@@ -86,7 +86,7 @@ func (p *parser) onList(st *Step, v *yaml.Node) {
 			names = append(names, s.Raw)
 		}
 	}
-	if len(names) > 0 && len(names) == len(v.Content) {
+	if len(names) == len(v.Content) { // (not empty: that returned above)
 		st.OnAll = &Selector{Names: names, Pos: pos(v)}
 	}
 }

@@ -168,3 +168,21 @@ steps:
 		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// The node budget spans the whole file: a second matrix step that aliases the first's long
+// list of sources goes over it.
+func TestParseMatrixStepBudget(t *testing.T) {
+	t.Parallel()
+	const n = 120_000
+	list := strings.Repeat("a, ", n-1) + "a"
+	src := "agents: {a: local, b: local}\nsteps:\n" +
+		"  - {matrix: {services: {w: {network: tcp, port: 1}}, sources: &l [" + list + "], targets: all, expect: {}}}\n"
+	if _, err := Parse("big.yaml", []byte(src)); err != nil {
+		t.Fatalf("one list of %d: %v", n, err)
+	}
+	src += "  - {matrix: {services: {w: {network: tcp, port: 1}}, sources: *l, targets: all, expect: {}}}\n"
+	_, err := Parse("big.yaml", []byte(src))
+	if err == nil || !strings.Contains(err.Error(), "the file has more than 200000 YAML nodes once aliases are followed") || strings.Count(err.Error(), "\n") != 0 {
+		t.Errorf("got %v", err)
+	}
+}
