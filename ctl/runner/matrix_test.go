@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/ctl/localagent"
+	"github.com/sockagent/sockagent/ctl/matrix/spec"
 	"github.com/sockagent/sockagent/ctl/scenario"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
@@ -199,4 +201,31 @@ func needNetns(t *testing.T) {
 		t.Fatalf("CI must run this test, but it %s", why)
 	}
 	t.Skip("skipping: " + why)
+}
+
+// The message lists the first maxShownCells cells and counts the rest; the report's form
+// keeps every field of every cell.
+func TestMismatchText(t *testing.T) {
+	t.Parallel()
+	var bad []spec.Cell
+	for i := range maxShownCells + 2 {
+		bad = append(bad, spec.Cell{Source: "s", Target: "t" + strconv.Itoa(i), Service: "web", Verdict: spec.Filtered, Expected: spec.Open, Reason: "TIMEOUT", Message: "m", Address: "a"})
+	}
+	bad[1].Reason = ""
+	got := mismatchText(bad, 20)
+	want := "12 of 20 cells not as expected: s -> t0 web: filtered, expected open (TIMEOUT); s -> t1 web: filtered, expected open;" +
+		" s -> t2 web: filtered, expected open (TIMEOUT)"
+	if !strings.HasPrefix(got, want) || strings.Contains(got, "t10 ") || !strings.HasSuffix(got, "s -> t9 web: filtered, expected open (TIMEOUT); and 2 more (-o json lists them all)") {
+		t.Errorf("%s", got)
+	}
+	if got := mismatchText(bad[:maxShownCells], 10); strings.Contains(got, "more") || !strings.HasSuffix(got, "t9 web: filtered, expected open (TIMEOUT)") {
+		t.Errorf("%s", got)
+	}
+	cells := matrixCells(bad[:1])
+	if len(cells) != 1 || cells[0] != (MatrixCell{Source: "s", Target: "t0", Service: "web", Verdict: "filtered", Expected: "open", Reason: "TIMEOUT", Message: "m", Address: "a"}) {
+		t.Errorf("%+v", cells)
+	}
+	if matrixCells(nil) != nil {
+		t.Error("no cells: want nil, so that the report leaves mismatches out")
+	}
 }
