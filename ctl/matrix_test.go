@@ -121,3 +121,38 @@ func writeMatrixFile(t *testing.T, dir, name, data string) string {
 	}
 	return p
 }
+
+// examples/matrix-step.yaml runs on three in-process agents (its listener on loopback): the
+// matrix step passes with every cell measured, then the fan-out to a list of agents. With the
+// expected table turned around, the step fails, lists the cells, and the run exits 1.
+func TestRunMatrixStepExample(t *testing.T) {
+	t.Parallel()
+	p := loopbackExample(t, "matrix-step.yaml", 1)
+	r := runArgs(t, p)
+	r.want(t, ExitOK, []string{"web tier: 12 cells as expected (3 sources x 3 targets x 2 services) in ", "\n3@web1 ", "\n3@web2 ", "4 passed, 0 failed"}, nil)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := writeScenario(t, "bad.yaml", strings.Replace(string(b), "default: open", "default: closed", 1))
+	r = runArgs(t, bad, "-o", "json")
+	r.want(t, ExitFailure, []string{`"reason": "EXPECTATION_FAILED"`, `"mismatches": [`, `"source": "db"`, `"verdict": "open"`, `"expected": "closed"`}, nil)
+	var rep struct {
+		Steps []struct {
+			Index      string
+			Mismatches []struct{ Source, Target, Service, Verdict, Expected string }
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	// 12 cells less db -> web1/web2 http, which expect any.
+	if len(rep.Steps) != 4 || rep.Steps[0].Index != "1" || len(rep.Steps[0].Mismatches) != 10 {
+		t.Fatalf("%+v", rep.Steps)
+	}
+	for _, c := range rep.Steps[0].Mismatches {
+		if c.Verdict != "open" || c.Expected != "closed" || c.Source == c.Target || (c.Source == "db" && c.Service == "http" && c.Target != "db") {
+			t.Errorf("cell %+v", c)
+		}
+	}
+}

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-var wantKeys = []string{"attach", "probe", "tls", "tcp", "udp", "sendrecv", "metrics", "events", "dialopts", "getinfo", "sockctl", "scenario"}
+var wantKeys = []string{"attach", "probe", "tls", "tcp", "udp", "sendrecv", "metrics", "events", "dialopts", "getinfo", "sockctl", "scenario", "matrix"}
 
 // TestQuickRun runs every row in --quick mode in this process and checks that each produced a
 // positive figure and baseline, with a ratio and verdict that follow from them, and that the
@@ -250,7 +250,7 @@ func TestMainBadFlags(t *testing.T) {
 		{[]string{"--seconds", "601"}, "--seconds 601"},
 		{[]string{"--seconds", "three"}, `invalid argument "three"`},
 		{[]string{"--only", "("}, "is not a regular expression"},
-		{[]string{"--only", "nosuchrow"}, "matches none of the rows: attach, probe, tls, tcp, udp, sendrecv, metrics, events, dialopts, getinfo, sockctl, scenario"},
+		{[]string{"--only", "nosuchrow"}, "matches none of the rows: attach, probe, tls, tcp, udp, sendrecv, metrics, events, dialopts, getinfo, sockctl, scenario, matrix"},
 		{[]string{"-o", "yaml"}, `-o "yaml": give table, json or markdown`},
 		{[]string{"run"}, `unexpected argument "run"`},
 	} {

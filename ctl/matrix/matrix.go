@@ -1,8 +1,7 @@
 // Package matrix is sockctl's connectivity matrix: a file of sources x targets x services with
-// an expected table, parsed with positions (FILE:LINE:COL problems, "did you mean"),
-// expanded over the agents (names, wildcards, label selectors) into cells, run through the
-// agents (listeners served by each target, one MeasureService.Sweep per source, all in the
-// run's sessions, closed afterwards) and rendered as a terminal grid, JSON, JUnit XML or a
+// an expected table (package spec parses and expands it), run through the agents (listeners
+// served by each target, one MeasureService.Sweep per source, all in the run's sessions,
+// closed afterwards: package sweep) and rendered as a terminal grid, JSON, JUnit XML or a
 // self-contained HTML heat map.
 //
 // A file:
@@ -22,99 +21,59 @@
 // It imports no gRPC server and no agent: it is a client of the agents, through ctl/client.
 package matrix
 
-import (
-	"time"
+import "github.com/sockagent/sockagent/ctl/matrix/spec"
 
-	"github.com/sockagent/sockagent/ctl/scenario"
+// The file's model, shared with scenario steps: see package spec.
+type (
+	// Verdict is what a cell measured.
+	Verdict = spec.Verdict
+	// Agent is one agent a matrix may use.
+	Agent = spec.Agent
+	// Service is a port every target serves.
+	Service = spec.Service
+	// Selector picks agents.
+	Selector = spec.Selector
+	// Rule sets the expectation of the cells it covers; later rules win.
+	Rule = spec.Rule
+	// Probe are the settings of every source's Sweep.
+	Probe = spec.Probe
+	// File is a parsed matrix file.
+	File = spec.File
+	// Cell is one source x target x service and what it measured.
+	Cell = spec.Cell
+	// Plan is an expanded matrix.
+	Plan = spec.Plan
 )
 
-// Verdict is what a cell measured.
-type Verdict string
-
-// Verdicts of a cell. The first four are the network's answer; the last two say the cell could
-// not be measured, and never pass.
+// Verdicts of a cell (see spec.Open).
 const (
-	Open             Verdict = "open"
-	Closed           Verdict = "closed"   // refused: a TCP reset, or ICMP port unreachable
-	Filtered         Verdict = "filtered" // silence on every attempt
-	Unreachable      Verdict = "unreachable"
-	AgentUnavailable Verdict = "agent-unavailable"
-	Error            Verdict = "error"
-	// Any, as an expectation, accepts any of the network's answers.
-	Any Verdict = "any"
+	Open             = spec.Open
+	Closed           = spec.Closed
+	Filtered         = spec.Filtered
+	Unreachable      = spec.Unreachable
+	AgentUnavailable = spec.AgentUnavailable
+	Error            = spec.Error
+	Any              = spec.Any
 )
 
-// expectable are the values of expect: default and a rule's expect.
-var expectable = []string{string(Open), string(Closed), string(Filtered), string(Unreachable), string(Any)}
+// MaxCells bounds the cells of one matrix.
+const MaxCells = spec.MaxCells
 
-// Matches reports whether verdict v satisfies expectation e. An agent that could not be
-// reached and an error satisfy nothing: the cell was not measured.
-func Matches(e, v Verdict) bool {
-	switch v {
-	case AgentUnavailable, Error:
-		return false
-	}
-	return e == Any || e == v
-}
+// Parse reads a matrix file (spec.Parse).
+func Parse(path string, data []byte) (*File, error) { return spec.Parse(path, data) }
 
-// Agent is one agent a matrix may use.
-type Agent struct {
-	Name    string
-	Address string // HOST:PORT, unix:PATH or local
-	Labels  map[string]string
-}
+// Expand picks the sources and targets of f among agents and sets each cell's expectation
+// (spec.Expand).
+func Expand(f *File, agents []Agent) (*Plan, error) { return spec.Expand(f, agents) }
 
-// Service is a port every target serves.
-type Service struct {
-	Name    string
-	Network string // tcp, tcp4, tcp6, udp, udp4, udp6
-	Port    int
-	Pos     scenario.Pos
-}
+// IsMatrix reports whether data looks like a matrix file rather than a scenario.
+func IsMatrix(data []byte) bool { return spec.IsMatrix(data) }
 
-// Selector picks agents: all of them, a name pattern, or labels (see scenario.Selector, which
-// scenario steps fan out with too).
-type Selector = scenario.Selector
+// CheckAddress says what is wrong with an agent's address, or "".
+func CheckAddress(a string) string { return spec.CheckAddress(a) }
 
-// Rule sets the expectation of the cells it covers; later rules win.
-type Rule struct {
-	From, To []Selector
-	Services []string // nil: every service
-	Expect   Verdict
-	Pos      scenario.Pos
-}
+// Matches reports whether verdict v satisfies expectation e.
+func Matches(e, v Verdict) bool { return spec.Matches(e, v) }
 
-// Probe are the settings of every source's Sweep.
-type Probe struct {
-	Concurrency int           // targets tried at once per source; 0: the agent's default
-	Timeout     time.Duration // one attempt; 0: the agent's default (1s)
-	Attempts    int           // before silence is filtered; 0: the agent's default (2)
-	Spacing     time.Duration // pause after a failed attempt; 0: the agent's default (100ms)
-	Pace        int           // new destinations per second; 0: the agent's cap
-}
-
-// File is a parsed matrix file.
-type File struct {
-	Path, Name       string
-	Agents           []Agent // as the file declares them, in its order
-	Services         []Service
-	Sources, Targets []Selector
-	Default          Verdict
-	Rules            []Rule
-	Probe            Probe
-}
-
-// Cell is one source x target x service of an expanded matrix, and, once run, what it
-// measured.
-type Cell struct {
-	Source, Target, Service string
-	Expected                Verdict
-	Verdict                 Verdict
-	Reason, Message         string
-	RTT                     time.Duration
-	Attempts                int
-	Address                 string // the target's address as the source probed it
-}
-
-// OK reports whether the cell measured what was expected.
-func (c Cell) OK() bool { return Matches(c.Expected, c.Verdict) }
+// NaturalCompare orders names with their digit runs compared as numbers: h2 before h10.
+func NaturalCompare(a, b string) int { return spec.NaturalCompare(a, b) }

@@ -61,6 +61,9 @@ var actions = map[string]action{
 	"serve":      {run: runServe, bound: ownBound, session: true, summary: textSummary},
 	"probe":      {run: runProbe, bound: ownBound, session: true, summary: textSummary},
 	"throughput": {run: runThroughput, bound: ownBound, session: true, summary: textSummary},
+	// matrix makes its calls on the agents its sources and targets pick, each in the run's
+	// session there.
+	"matrix": {run: runMatrix, bound: ownBound, summary: matrixSummary},
 }
 
 // call is one run of an action step: what its action's run needs. It is passed by value:

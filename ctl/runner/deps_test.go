@@ -12,7 +12,8 @@ import (
 // (the server), whose in-process form reaches the runner only through Config.StartLocal (the
 // tracing setup, shared with the agent, is not the server). The
 // scenario package makes no RPC at all, and neither the client nor the runner knows the
-// command line.
+// command line. The leaves the file formats share (positions, selectors) import nothing of
+// this module but each other.
 func TestDependencies(t *testing.T) {
 	t.Parallel()
 	goBin := goTool(t)
@@ -25,6 +26,11 @@ func TestDependencies(t *testing.T) {
 		{"ctl/runner", []string{mod + "agent", mod + "ctl/localagent", mod + "ctl/bench", "github.com/spf13/"}, []string{mod + "agent/contract", mod + "agent/tracing"}},
 		{"ctl/client", []string{mod + "agent", mod + "ctl/", "github.com/spf13/"}, []string{mod + "agent/contract", mod + "agent/tracing"}},
 		{"ctl/scenario", []string{mod + "agent", mod + "gen/", "google.golang.org/grpc"}, []string{mod + "agent/contract"}},
+		// A matrix's file side is shared by sockctl matrix and the scenario's matrix step: it
+		// imports neither of them, nor makes an RPC.
+		{"ctl/matrix/spec", []string{mod + "agent", mod + "gen/", "google.golang.org/grpc", mod + "ctl/"}, []string{mod + "ctl/diag", mod + "ctl/selector"}},
+		{"ctl/diag", []string{mod}, nil},
+		{"ctl/selector", []string{mod}, []string{mod + "ctl/diag"}},
 	} {
 		out, err := exec.Command(goBin, "list", "-deps", "-test=false", mod+tc.pkg).CombinedOutput()
 		if err != nil {

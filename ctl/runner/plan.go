@@ -69,7 +69,7 @@ func planStep(path string, st *scenario.Step) stepPlan {
 	if detail, n, ok := describeLabel(st.Action, scenario.Resolved{Path: path, Args: st.Args}, true); ok {
 		p.args, p.argsSet = scenario.Resolved{Path: path, Args: st.Args}, true
 		p.detail = detail
-		if st.Name == "" && st.Parallel == nil && st.Repeat == nil {
+		if st.Name == "" && st.Parallel == nil && st.Repeat == nil && st.Matrix == nil {
 			// The label of an unnamed action step is the action and its describeArgs as
 			// written: here as resolved, the same, at the start of the detail.
 			p.label = p.detail[:n]

@@ -57,6 +57,8 @@ type StepReport struct {
 	// Figures are what a probe or throughput step measured (keys as in expect; durations
 	// in milliseconds, their keys ending in _ms).
 	Figures map[string]float64 `json:"figures,omitempty"`
+	// Mismatches are the cells of a matrix step not as expected.
+	Mismatches []MatrixCell `json:"mismatches,omitempty"`
 
 	named bool // Name was written in the file (else it is made from the action)
 }

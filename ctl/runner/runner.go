@@ -623,6 +623,7 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 	}
 	out.Duration = elapsed
 	rep.Figures = reportFigures(out.Figures)
+	rep.Mismatches = matrixCells(out.Mismatches)
 	if err != nil {
 		out.Reason, out.Err = client.Reason(err)
 		if m := r.restarted(ctx, st.On, err); m != "" {

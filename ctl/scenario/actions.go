@@ -51,6 +51,9 @@ var specs = []ActionSpec{
 		Required: []string{"network", "address"}, Network: contract.OpProbe, Measure: true, Results: true},
 	{Name: "throughput", Args: []string{"network", "address", "direction", "duration", "bytes", "streams", "rate", "size", "interval", "local_address"},
 		Required: []string{"network", "address"}, Network: contract.OpThroughput, Measure: true, Results: true},
+	// matrix is a connectivity matrix (package spec) over the scenario's agents; its value
+	// is not arguments but a matrix, which Step.Matrix holds.
+	{Name: "matrix", NoAgent: true},
 }
 
 // Actions are the step actions, named as the RPCs they make (sleep makes none).

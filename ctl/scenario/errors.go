@@ -3,40 +3,12 @@ package scenario
 import (
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/sockagent/sockagent/ctl/diag"
 )
 
 // maxErrors bounds the problems Parse reports.
 const maxErrors = 50
-
-func errorString(e Error) string {
-	var b strings.Builder
-	b.WriteString(e.Path)
-	if e.Pos.Line > 0 {
-		if b.Len() > 0 {
-			b.WriteByte(':')
-		}
-		b.WriteString(strconv.Itoa(e.Pos.Line))
-		if e.Pos.Col > 0 {
-			b.WriteByte(':')
-			b.WriteString(strconv.Itoa(e.Pos.Col))
-		}
-	}
-	if b.Len() > 0 {
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-func errorsString(e *Errors) string {
-	lines := make([]string, len(e.List))
-	for i, x := range e.List {
-		lines[i] = x.Error()
-	}
-	return strings.Join(lines, "\n")
-}
 
 // problems collects validation errors of one file.
 type problems struct {
@@ -73,4 +45,4 @@ func (p *problems) err() error {
 
 // Suggest returns the candidate closest to s when it is close enough to be a typo of it, or
 // "": the "did you mean" of every sockctl file format.
-func Suggest(s string, candidates []string) string { return suggest(s, candidates) }
+func Suggest(s string, candidates []string) string { return diag.Suggest(s, candidates) }

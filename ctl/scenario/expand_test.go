@@ -68,16 +68,16 @@ func TestExpand(t *testing.T) {
 func TestResolve(t *testing.T) {
 	t.Parallel()
 	args := Args{
-		"address": {Raw: "${server.host}:${lis.local_port}", Pos: Pos{3, 20}},
-		"data":    {Raw: "${vars.greeting} $$", Pos: Pos{3, 50}},
+		"address": {Raw: "${server.host}:${lis.local_port}", Pos: Pos{Line: 3, Col: 20}},
+		"data":    {Raw: "${vars.greeting} $$", Pos: Pos{Line: 3, Col: 50}},
 	}
 	r, err := Resolve("s.yaml", args, testLookup)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Resolved{Path: "s.yaml", Args: Args{
-		"address": {Raw: "10.0.0.2:4242", Pos: Pos{3, 20}},
-		"data":    {Raw: "Hello $", Pos: Pos{3, 50}},
+		"address": {Raw: "10.0.0.2:4242", Pos: Pos{Line: 3, Col: 20}},
+		"data":    {Raw: "Hello $", Pos: Pos{Line: 3, Col: 50}},
 	}}
 	if fmt.Sprint(r) != fmt.Sprint(want) {
 		t.Errorf("Resolve = %+v, want %+v", r, want)
@@ -91,9 +91,9 @@ func TestResolve(t *testing.T) {
 
 	// Every bad value is reported, in order of position.
 	_, err = Resolve("s.yaml", Args{
-		"timeout": {Raw: "${vars.t}", Pos: Pos{5, 9}},
-		"address": {Raw: "${nope.host", Pos: Pos{4, 2}},
-		"data":    {Raw: "ok", Pos: Pos{4, 1}},
+		"timeout": {Raw: "${vars.t}", Pos: Pos{Line: 5, Col: 9}},
+		"address": {Raw: "${nope.host", Pos: Pos{Line: 4, Col: 2}},
+		"data":    {Raw: "ok", Pos: Pos{Line: 4, Col: 1}},
 	}, testLookup)
 	var errs *Errors
 	if !errors.As(err, &errs) {
@@ -109,7 +109,7 @@ func TestResolve(t *testing.T) {
 func resolved(kv ...string) Resolved {
 	r := Resolved{Path: "r.yaml", Args: Args{}}
 	for i := 0; i+1 < len(kv); i += 2 {
-		r.Args[kv[i]] = Scalar{Raw: kv[i+1], Pos: Pos{7, 10 + i}}
+		r.Args[kv[i]] = Scalar{Raw: kv[i+1], Pos: Pos{Line: 7, Col: 10 + i}}
 	}
 	return r
 }

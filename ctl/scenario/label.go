@@ -25,6 +25,8 @@ func label(s *Step) string {
 		return fmt.Sprintf("parallel (%s)", plural(len(s.Parallel), "step"))
 	case s.Repeat != nil:
 		return fmt.Sprintf("repeat %dx (%s)", s.Repeat.Count, plural(len(s.Repeat.Steps), "step"))
+	case s.Matrix != nil:
+		return matrixLabel(s.Matrix)
 	}
 	// The action and the values of labelArgs, space-separated, made in one allocation, each
 	// given argument looked up once: the runner labels every step of a run.

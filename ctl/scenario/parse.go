@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/ctl/diag"
 )
 
 // maxNodes bounds the YAML nodes a file may have once aliases (*name) are followed, so that
@@ -118,7 +119,7 @@ func (p *parser) document(data []byte) (*yaml.Node, bool) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			p.add(Pos{1, 1}, "the file is empty; a scenario has name, agents and steps")
+			p.add(Pos{Line: 1, Col: 1}, "the file is empty; a scenario has name, agents and steps")
 			return nil, false
 		}
 		p.syntax(err, data)
@@ -131,11 +132,11 @@ func (p *parser) document(data []byte) (*yaml.Node, bool) {
 		p.syntax(err, data)
 		return nil, false
 	default:
-		p.add(Pos{next.Line, next.Column}, "a second YAML document (after ---); a file holds one scenario")
+		p.add(Pos{Line: next.Line, Col: next.Column}, "a second YAML document (after ---); a file holds one scenario")
 		return nil, false
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
-		p.add(Pos{1, 1}, "the file is empty; a scenario has name, agents and steps")
+		p.add(Pos{Line: 1, Col: 1}, "the file is empty; a scenario has name, agents and steps")
 		return nil, false
 	}
 	return doc.Content[0], true
@@ -157,7 +158,7 @@ var parserProblems = []string{
 func (p *parser) syntax(err error, data []byte) {
 	m := syntaxRE().FindStringSubmatch(err.Error())
 	if m == nil {
-		p.add(Pos{1, 1}, "invalid YAML: %v", err)
+		p.add(Pos{Line: 1, Col: 1}, "invalid YAML: %v", err)
 		return
 	}
 	line, _ := strconv.Atoi(m[1])
@@ -170,13 +171,13 @@ func (p *parser) syntax(err error, data []byte) {
 			hint = fmt.Sprintf("; a comparison that starts with > must be quoted: %s: %q", c[1], c[2])
 		}
 	}
-	p.add(Pos{max(line, 1), 1}, "invalid YAML: %s%s", m[2], hint)
+	p.add(Pos{Line: max(line, 1), Col: 1}, "invalid YAML: %s%s", m[2], hint)
 }
 
 // unquotedGT matches "key: >= 1G", which YAML reads as a folded block.
 var unquotedGT = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`([A-Za-z_]+):\s+(>=?\s*[^\s,}]+)`) })
 
-func pos(n *yaml.Node) Pos { return Pos{n.Line, n.Column} }
+func pos(n *yaml.Node) Pos { return Pos{Line: n.Line, Col: n.Column} }
 
 // node follows aliases and counts nodes; nil when the budget is spent.
 func (p *parser) node(n *yaml.Node) *yaml.Node {
@@ -648,12 +649,21 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 		a := actions[0]
 		st.Action = a.key
 		m.action = pos(a.keyNode)
-		st.Args = p.args(a)
+		if a.key == "matrix" {
+			st.Args, st.Matrix = Args{}, p.matrix(a)
+		} else {
+			st.Args = p.args(a)
+		}
 	}
-	if onEntry != nil {
+	switch {
+	case onEntry != nil && st.Matrix != nil:
+		p.add(pos(onEntry.keyNode), "a matrix step runs on the agents its sources and targets pick; drop on")
+	case onEntry != nil:
 		p.on(st, *onEntry)
-	} else if spec, ok := Action(st.Action); ok && !spec.NoAgent {
-		p.add(st.Pos, "step has no \"on\": say which agent runs it, e.g. on: %s", p.firstAgent())
+	default:
+		if spec, ok := Action(st.Action); ok && !spec.NoAgent {
+			p.add(st.Pos, "step has no \"on\": say which agent runs it, e.g. on: %s", p.firstAgent())
+		}
 	}
 	if asEntry != nil {
 		if s, ok := p.scalar("as", asEntry.valueNode); ok {
@@ -668,20 +678,32 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 	}
 	if expectEntry != nil {
 		st.Expect = p.expect(st.Action, *expectEntry)
+		if st.Matrix != nil {
+			p.matrixExpect(st.Expect)
+		}
 	}
 	p.meta[st] = m
 	return st
 }
 
-// on reads a step's agent: a name, or a label selector that fans the step out to every
-// agent it picks (at least one of the file's).
+// on reads a step's agent: a name; or, to fan the step out to every agent it picks, a label
+// selector (picking at least one of the file's agents), a list of names, or all (unless an
+// agent is called all: then it is that agent, as before lists were).
 func (p *parser) on(st *Step, e entry) {
 	v := p.node(e.valueNode)
 	if v == nil {
 		return
 	}
-	if v.Kind != yaml.MappingNode {
+	switch {
+	case v.Kind == yaml.SequenceNode:
+		p.onList(st, v)
+		return
+	case v.Kind != yaml.MappingNode:
 		if s, ok := p.scalar("on", v); ok {
+			if s.Raw == "all" && !p.agents["all"] {
+				st.OnAll = &Selector{All: true, Name: "all", Pos: s.Pos}
+				return
+			}
 			st.On = s.Raw
 			p.checkOn(s)
 		}
@@ -946,48 +968,4 @@ func expectKeysFor(action string) []string {
 }
 
 // suggest returns the candidate closest to s, if it is close enough to be a typo.
-func suggest(s string, candidates []string) string {
-	best, bestD := "", 0
-	for _, c := range candidates {
-		d := distance(strings.ToLower(s), c)
-		if best == "" || d < bestD {
-			best, bestD = c, d
-		}
-	}
-	limit := 2
-	if len(s) <= 3 {
-		limit = 1
-	}
-	if best == "" || bestD > limit {
-		return ""
-	}
-	return best
-}
-
-// distance is the Damerau-Levenshtein (optimal string alignment) distance of a and b.
-func distance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 1 << 20
-	}
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
-}
+func suggest(s string, candidates []string) string { return diag.Suggest(s, candidates) }

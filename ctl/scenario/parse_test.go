@@ -21,7 +21,7 @@ func at(t *testing.T, src string, line int, text string) Pos {
 	if i < 0 {
 		t.Fatalf("line %d %q has no %q", line, lines[line-1], text)
 	}
-	return Pos{line, i + 1}
+	return Pos{Line: line, Col: i + 1}
 }
 
 func mustParse(t *testing.T, path string) (*File, string) {

@@ -81,12 +81,13 @@ package scenario
 
 import (
 	"time"
+
+	"github.com/sockagent/sockagent/ctl/diag"
+	"github.com/sockagent/sockagent/ctl/matrix/spec"
 )
 
 // Pos is a place in a scenario file, 1-based.
-type Pos struct {
-	Line, Col int
-}
+type Pos = diag.Pos
 
 // ExpectKeys are the keys of `expect`.
 // The measured figures of probe and throughput (see measure.go) take comparisons such as
@@ -130,13 +131,16 @@ type Step struct {
 	Pos  Pos
 	Name string // the optional label
 	On   string // agent name (action steps); "" when OnAll is set
-	// OnAll, when on: is a label selector ({role: web}), fans the step out: it runs once
-	// on every agent the selector picks, concurrently.
+	// OnAll, when on: is a label selector ({role: web}), a list of agents ([a, b]) or all,
+	// fans the step out: it runs once on every agent the selector picks, concurrently.
 	OnAll  *Selector
 	Action string // one of Actions; "" for parallel and repeat blocks
 	Args   Args
 	As     string // optional alias for the socket the action creates; may hold ${i}
 	Expect Args   // optional; nil when absent
+	// Matrix is the matrix of a matrix step (Action "matrix"), whose agents are the
+	// scenario's; nil for the other actions.
+	Matrix *spec.File
 
 	Parallel []*Step // a parallel block: its steps run concurrently
 	Repeat   *Repeat // a repeat block
@@ -159,20 +163,10 @@ func (s *Step) Label() string { return label(s) }
 func Parse(path string, data []byte) (*File, error) { return parse(path, data) }
 
 // Errors are validation problems, each with its position.
-type Errors struct {
-	List []Error
-}
+type Errors = diag.Errors
 
 // Error is one validation problem.
-type Error struct {
-	Path string
-	Pos  Pos
-	Msg  string
-}
-
-func (e Error) Error() string { return errorString(e) }
-
-func (e *Errors) Error() string { return errorsString(e) }
+type Error = diag.Error
 
 // Lookup resolves one reference inside ${...}: "server.host", "lis.local_port",
 // "vars.greeting", "env.HOME", "i". It returns an error saying what is unknown.
@@ -226,6 +220,8 @@ type Outcome struct {
 	// Text is what a passing step did, as reports show it, when the runner says it here
 	// (serve, probe, throughput).
 	Text string
+	// Mismatches are the cells of a matrix step that did not measure what was expected.
+	Mismatches []spec.Cell
 }
 
 // Check compares an outcome with the resolved expectations (nil expect: the step must

@@ -81,7 +81,7 @@ steps:
 		t.Errorf("step 1: on %q, selector %v", st.On, st.OnAll)
 	}
 	st := f.Steps[1]
-	if st.On != "" || st.OnAll == nil || st.OnAll.String() != "{role: web}" || st.OnAll.Pos != (Pos{6, 10}) {
+	if st.On != "" || st.OnAll == nil || st.OnAll.String() != "{role: web}" || st.OnAll.Pos != (Pos{Line: 6, Col: 10}) {
 		t.Errorf("step 2: on %q, selector %+v", st.On, st.OnAll)
 	}
 }

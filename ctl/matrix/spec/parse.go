@@ -1,4 +1,4 @@
-package matrix
+package spec
 
 import (
 	"bytes"
@@ -16,11 +16,12 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/sockagent/sockagent/ctl/scenario"
+	"github.com/sockagent/sockagent/ctl/diag"
 )
 
 var (
 	topKeys     = []string{"name", "agents", "services", "sources", "targets", "expect", "probe"}
+	stepKeys    = []string{"services", "sources", "targets", "expect", "probe"}
 	agentKeys   = []string{"address", "labels"}
 	serviceKeys = []string{"network", "port"}
 	expectKeys  = []string{"default", "rules"}
@@ -65,13 +66,14 @@ func IsMatrix(data []byte) bool {
 // parser walks the YAML of one file, collecting problems.
 type parser struct {
 	path  string
-	list  []scenario.Error
+	list  []diag.Error
 	nodes int
+	limit int // the nodes it may walk
 	file  *File
 }
 
-func (p *parser) add(at scenario.Pos, format string, args ...any) {
-	p.list = append(p.list, scenario.Error{Path: p.path, Pos: at, Msg: fmt.Sprintf(format, args...)})
+func (p *parser) add(at diag.Pos, format string, args ...any) {
+	p.list = append(p.list, diag.Error{Path: p.path, Pos: at, Msg: fmt.Sprintf(format, args...)})
 }
 
 // maxProblems bounds the problems reported for one file.
@@ -82,7 +84,7 @@ func (p *parser) err() error {
 	if len(p.list) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(p.list, func(a, b scenario.Error) int {
+	slices.SortStableFunc(p.list, func(a, b diag.Error) int {
 		if a.Pos.Line != b.Pos.Line {
 			return a.Pos.Line - b.Pos.Line
 		}
@@ -90,13 +92,13 @@ func (p *parser) err() error {
 	})
 	list := slices.Compact(p.list)
 	if n := len(list); n > maxProblems {
-		list = append(list[:maxProblems-1], scenario.Error{Path: p.path, Pos: list[maxProblems-2].Pos,
+		list = append(list[:maxProblems-1], diag.Error{Path: p.path, Pos: list[maxProblems-2].Pos,
 			Msg: fmt.Sprintf("too many problems (%d in all); fix these and run again", n)})
 	}
-	return &scenario.Errors{List: list}
+	return &diag.Errors{List: list}
 }
 
-func pos(n *yaml.Node) scenario.Pos { return scenario.Pos{Line: n.Line, Col: n.Column} }
+func pos(n *yaml.Node) diag.Pos { return diag.Pos{Line: n.Line, Col: n.Column} }
 
 // node follows an alias (to its anchored node, never itself an alias) and counts nodes; nil
 // once the budget is spent.
@@ -104,10 +106,10 @@ func (p *parser) node(n *yaml.Node) *yaml.Node {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
-	if p.nodes++; p.nodes == maxNodes {
+	if p.nodes++; p.nodes == p.limit {
 		p.add(pos(n), "the file has more than %d YAML nodes once aliases are followed; make it smaller", maxNodes)
 	}
-	if p.nodes >= maxNodes {
+	if p.nodes >= p.limit {
 		return nil
 	}
 	return n
@@ -161,7 +163,7 @@ func (p *parser) mapping(n *yaml.Node, what, example string, known []string) []e
 		seen[k.Value] = k.Line
 		if known != nil && !slices.Contains(known, k.Value) {
 			msg := fmt.Sprintf("unknown key %q in %s", k.Value, what)
-			if s := scenario.Suggest(k.Value, known); s != "" {
+			if s := diag.Suggest(k.Value, known); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			p.add(pos(k), "%s (keys: %s)", msg, strings.Join(known, ", "))
@@ -185,11 +187,11 @@ func (p *parser) scalar(what string, n *yaml.Node) (string, *yaml.Node, bool) {
 	return n.Value, n, true
 }
 
-// Parse reads a matrix file. Problems are a *scenario.Errors: one FILE:LINE:COL line each.
+// Parse reads a matrix file. Problems are a *diag.Errors: one FILE:LINE:COL line each.
 // Selectors naming agents the file does not declare are checked by Expand, which knows the
 // inventory's agents too.
 func Parse(path string, data []byte) (*File, error) {
-	p := &parser{path: path, file: &File{Path: path}}
+	p := &parser{path: path, file: &File{Path: path}, limit: maxNodes}
 	root, ok := p.document(data)
 	if ok {
 		p.top(root)
@@ -205,30 +207,50 @@ func (p *parser) document(data []byte) (*yaml.Node, bool) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			p.add(scenario.Pos{Line: 1, Col: 1}, "the file is empty; a matrix has services, sources, targets and expect")
+			p.add(diag.Pos{Line: 1, Col: 1}, "the file is empty; a matrix has services, sources, targets and expect")
 			return nil, false
 		}
-		p.add(scenario.Pos{Line: 1, Col: 1}, "invalid YAML: %v", err)
+		p.add(diag.Pos{Line: 1, Col: 1}, "invalid YAML: %v", err)
 		return nil, false
 	}
 	var next yaml.Node
 	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
-		p.add(scenario.Pos{Line: max(next.Line, 1), Col: max(next.Column, 1)}, "a second YAML document (after ---) or invalid YAML; a file holds one matrix")
+		p.add(diag.Pos{Line: max(next.Line, 1), Col: max(next.Column, 1)}, "a second YAML document (after ---) or invalid YAML; a file holds one matrix")
 		return nil, false
 	}
 	if len(doc.Content) != 1 {
-		p.add(scenario.Pos{Line: 1, Col: 1}, "the file is empty; a matrix has services, sources, targets and expect")
+		p.add(diag.Pos{Line: 1, Col: 1}, "the file is empty; a matrix has services, sources, targets and expect")
 		return nil, false
 	}
 	return doc.Content[0], true
 }
 
+// ParseStep reads the matrix of a scenario step: n is the value of the step's matrix key, in
+// the scenario file at path. It takes what a matrix file does but name and agents: the
+// scenario's agents are the matrix's, and the step has a name of its own. budget is the YAML
+// nodes the scenario's parser has left to walk (aliases followed); ParseStep returns the
+// problems it found, at their places in the scenario file, and the nodes it walked. Selectors
+// are checked against the agents by Expand.
+func ParseStep(path string, n *yaml.Node, budget int) (*File, []diag.Error, int) {
+	p := &parser{path: path, file: &File{Path: path}, limit: budget}
+	p.body(n, "a matrix step", "{services: {web: {network: tcp, port: 8080}}, sources: [all], targets: [all], expect: {default: open}}", stepKeys)
+	return p.file, p.list, p.nodes
+}
+
 func (p *parser) top(root *yaml.Node) {
-	entries := p.mapping(root, "a matrix", "{name: ..., services: {...}, sources: [all], targets: [all], expect: {default: open}}", topKeys)
-	if entries == nil {
-		return
-	}
 	p.file.Name = strings.TrimSuffix(filepath.Base(p.path), filepath.Ext(p.path))
+	p.body(root, "a matrix", "{name: ..., services: {...}, sources: [all], targets: [all], expect: {default: open}}", topKeys)
+}
+
+// body reads the keys of a matrix (those of known) from the map root.
+func (p *parser) body(root *yaml.Node, what, example string, known []string) {
+	entries := p.mapping(root, what, example, known)
+	if root.Kind == yaml.AliasNode {
+		root = root.Alias
+	}
+	if entries == nil && (root.Kind != yaml.MappingNode || len(root.Content) > 0) {
+		return // not a map, or nothing in it was usable: reported already
+	}
 	has := map[string]bool{}
 	for _, e := range entries {
 		has[e.key] = true
@@ -356,7 +378,7 @@ func (p *parser) services(n *yaml.Node) {
 			case "network":
 				if !slices.Contains(networks, v) {
 					msg := fmt.Sprintf("service %s: network %q is not one of %s", e.key, v, strings.Join(networks, ", "))
-					if s := scenario.Suggest(v, networks); s != "" {
+					if s := diag.Suggest(v, networks); s != "" {
 						msg += fmt.Sprintf("; did you mean %q?", s)
 					}
 					p.add(pos(vn), "%s", msg)
@@ -428,7 +450,7 @@ func (p *parser) verdict(what string, n *yaml.Node) (Verdict, bool) {
 	}
 	if !slices.Contains(expectable, v) {
 		msg := fmt.Sprintf("%s: %q is not one of %s", what, v, strings.Join(expectable, ", "))
-		if s := scenario.Suggest(v, expectable); s != "" {
+		if s := diag.Suggest(v, expectable); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
 		}
 		p.add(pos(vn), "%s", msg)
@@ -514,7 +536,7 @@ func (p *parser) serviceRefs(n *yaml.Node) []string {
 				known[i] = s.Name
 			}
 			msg := fmt.Sprintf("service %q is not declared under services (%s)", v, strings.Join(known, ", "))
-			if s := scenario.Suggest(v, known); s != "" {
+			if s := diag.Suggest(v, known); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			p.add(pos(vn), "%s", msg)

@@ -1,4 +1,4 @@
-package matrix
+package spec
 
 import (
 	"cmp"
@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/sockagent/sockagent/ctl/scenario"
+	"github.com/sockagent/sockagent/ctl/diag"
 )
 
 // Plan is an expanded matrix: the agents it uses and its cells with their expectations.
@@ -67,7 +67,7 @@ func Expand(f *File, agents []Agent) (*Plan, error) {
 	}
 	n := len(plan.Services) * len(plan.Sources) * len(plan.Targets)
 	if n > MaxCells {
-		p.add(scenario.Pos{Line: 1, Col: 1}, "%d services x %d sources x %d targets is more than %d cells; split the matrix", len(plan.Services), len(plan.Sources), len(plan.Targets), MaxCells)
+		p.add(diag.Pos{Line: 1, Col: 1}, "%d services x %d sources x %d targets is more than %d cells; split the matrix", len(plan.Services), len(plan.Sources), len(plan.Targets), MaxCells)
 	}
 	if err := p.err(); err != nil {
 		return nil, err
@@ -99,7 +99,7 @@ func (p *parser) noAgent(what string, s Selector, names []string) {
 		return
 	}
 	msg := fmt.Sprintf("%s: no agent %q (agents: %s)", what, s.Name, list(names))
-	if g := scenario.Suggest(s.Name, names); g != "" {
+	if g := diag.Suggest(s.Name, names); g != "" {
 		msg += fmt.Sprintf("; did you mean %q?", g)
 	}
 	p.add(s.Pos, "%s", msg)

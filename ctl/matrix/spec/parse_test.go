@@ -1,4 +1,4 @@
-package matrix
+package spec
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
-	"github.com/sockagent/sockagent/ctl/scenario"
+	"github.com/sockagent/sockagent/ctl/diag"
 )
 
 const goodFile = `name: web tier
@@ -44,17 +44,17 @@ func TestParseGood(t *testing.T) {
 			{Name: "h2", Address: "10.77.0.3:7700", Labels: map[string]string{"role": "db", "zone": "a"}},
 			{Name: "h10", Address: "unix:/run/sockagent.sock", Labels: map[string]string{"role": "web"}},
 		},
-		Services: []Service{{Name: "web", Network: "tcp", Port: 8080, Pos: scenario.Pos{Line: 7, Col: 3}}, {Name: "syslog", Network: "udp", Port: 5514, Pos: scenario.Pos{Line: 8, Col: 3}}},
-		Sources:  []Selector{{All: true, Name: "all", Pos: scenario.Pos{Line: 9, Col: 11}}},
-		Targets:  []Selector{{Name: "h*", Pos: scenario.Pos{Line: 10, Col: 11}}},
+		Services: []Service{{Name: "web", Network: "tcp", Port: 8080, Pos: diag.Pos{Line: 7, Col: 3}}, {Name: "syslog", Network: "udp", Port: 5514, Pos: diag.Pos{Line: 8, Col: 3}}},
+		Sources:  []Selector{{All: true, Name: "all", Pos: diag.Pos{Line: 9, Col: 11}}},
+		Targets:  []Selector{{Name: "h*", Pos: diag.Pos{Line: 10, Col: 11}}},
 		Default:  Any,
 		Rules: []Rule{
-			{From: []Selector{{All: true, Name: "all", Pos: scenario.Pos{Line: 14, Col: 14}}}, To: []Selector{{Labels: map[string]string{"role": "db"}, Pos: scenario.Pos{Line: 14, Col: 23}}},
-				Services: []string{"web"}, Expect: Filtered, Pos: scenario.Pos{Line: 14, Col: 7}},
-			{From: []Selector{{All: true, Name: "all", Pos: scenario.Pos{Line: 15, Col: 7}}}, To: []Selector{{Name: "h1", Pos: scenario.Pos{Line: 15, Col: 12}}},
-				Services: []string{"web", "syslog"}, Expect: Closed, Pos: scenario.Pos{Line: 15, Col: 7}},
-			{From: []Selector{{Labels: map[string]string{"role": "w*"}, Pos: scenario.Pos{Line: 16, Col: 15}}}, To: []Selector{{All: true, Name: "all", Pos: scenario.Pos{Line: 16, Col: 7}}},
-				Expect: Unreachable, Pos: scenario.Pos{Line: 16, Col: 7}},
+			{From: []Selector{{All: true, Name: "all", Pos: diag.Pos{Line: 14, Col: 14}}}, To: []Selector{{Labels: map[string]string{"role": "db"}, Pos: diag.Pos{Line: 14, Col: 23}}},
+				Services: []string{"web"}, Expect: Filtered, Pos: diag.Pos{Line: 14, Col: 7}},
+			{From: []Selector{{All: true, Name: "all", Pos: diag.Pos{Line: 15, Col: 7}}}, To: []Selector{{Name: "h1", Pos: diag.Pos{Line: 15, Col: 12}}},
+				Services: []string{"web", "syslog"}, Expect: Closed, Pos: diag.Pos{Line: 15, Col: 7}},
+			{From: []Selector{{Labels: map[string]string{"role": "w*"}, Pos: diag.Pos{Line: 16, Col: 15}}}, To: []Selector{{All: true, Name: "all", Pos: diag.Pos{Line: 16, Col: 7}}},
+				Expect: Unreachable, Pos: diag.Pos{Line: 16, Col: 7}},
 		},
 		Probe: Probe{Concurrency: 64, Timeout: 500 * time.Millisecond, Attempts: 3, Spacing: 50 * time.Millisecond, Pace: 200},
 	}
@@ -118,9 +118,9 @@ func TestParseInvalid(t *testing.T) {
 	var out strings.Builder
 	for _, c := range cases {
 		f, err := Parse(c.name+".yaml", []byte(c.src))
-		var errs *scenario.Errors
+		var errs *diag.Errors
 		if !errors.As(err, &errs) || f != nil {
-			t.Errorf("%s: Parse gave %v, %v; want *scenario.Errors and no file", c.name, f, err)
+			t.Errorf("%s: Parse gave %v, %v; want *diag.Errors and no file", c.name, f, err)
 			continue
 		}
 		for _, e := range errs.List {
@@ -157,7 +157,7 @@ func TestBudgets(t *testing.T) {
 	}
 	// An alias repeats a node: its problem is reported once.
 	_, err = Parse("many.yaml", []byte(head+"&l [a], *l]\n"+many.String()))
-	var errs *scenario.Errors
+	var errs *diag.Errors
 	if !errors.As(err, &errs) || len(errs.List) != maxProblems {
 		t.Fatalf("got %v, want %d problems", err, maxProblems)
 	}
@@ -218,7 +218,7 @@ func TestParseBounds(t *testing.T) {
 		fmt.Fprintf(&b, "x%d: 1\n", i)
 	}
 	_, err := Parse("p.yaml", []byte("name: x\n"+b.String()))
-	var errs *scenario.Errors
+	var errs *diag.Errors
 	if !errors.As(err, &errs) || len(errs.List) != maxProblems || strings.Contains(err.Error(), "too many") {
 		t.Errorf("50 problems: %v", err)
 	}
