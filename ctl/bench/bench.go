@@ -26,7 +26,7 @@
 //	scenario  a 1,000-step scenario through the built `sockctl run` vs a bare Go client binary
 //	          making the same RPCs (bareclient), each its own process: <= 1.2x; the note gives
 //	          the same inside this process (ctl.Main vs bareclient.Scenario)
-//	matrix    a 10 x 10 TCP matrix over in-process agents, one Sweep per source (as sockctl
+//	matrix    a 20 x 20 TCP matrix over in-process agents, one Sweep per source (as sockctl
 //	          matrix and a scenario's matrix step run it), vs one Probe RPC per cell: <= 0.8x
 //
 // Latencies alternate figure and baseline per iteration (or per round of a Probe), so machine

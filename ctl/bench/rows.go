@@ -79,7 +79,7 @@ func defs() []def {
 			run:     scenarioRow,
 		},
 		{
-			key: "matrix", figure: "10 x 10 TCP matrix wall, one Sweep per source", baseline: "same, one Probe RPC per cell", unit: "s",
+			key: "matrix", figure: "20 x 20 TCP matrix wall, one Sweep per source (10 x 10 in --quick)", baseline: "same, one Probe RPC per cell", unit: "s",
 			target: target{limit: 0.8}, note: "in-process agents on loopback; each round serves an echo on every target (not timed), then measures every cell (a TCP connect), 32 at once per source; median of alternating rounds",
 			run: matrixRow,
 		},
