@@ -56,8 +56,8 @@ const defaultTimeout = time.Minute
 
 // Main runs sockctl with args (without the program name), reading data from stdin, writing
 // results to stdout and diagnostics to stderr, and returns the process exit code: ExitOK,
-// ExitFailure, ExitUsage or ExitBrokenPipe. Cancelling ctx cancels the RPC in flight, and
-// the commands that opened sockets for as long as they run close them before Main returns.
+// ExitFailure, ExitUsage, ExitUnreachable or ExitBrokenPipe. Cancelling ctx cancels the RPC
+// in flight, and the commands that opened sockets for as long as they run close them before Main returns.
 // With the OTLP variables set (agent/tracing), the command's RPCs and a run's steps are traced,
 // and the spans are sent before Main returns.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -106,6 +106,11 @@ func runBuild(ctx context.Context, build contract.Build, args []string, getenv f
 	if errors.As(err, &bi) {
 		a.out.errorf("%v\n", err)
 		return ExitUsage
+	}
+	var pe *partial
+	if errors.As(err, &pe) {
+		a.out.errorf("sockctl: %v\n", err)
+		return ExitUnreachable
 	}
 	var fe *failure
 	if errors.As(err, &fe) {
