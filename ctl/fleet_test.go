@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -13,7 +14,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
+
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/ctl/client"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
 
@@ -417,5 +425,53 @@ func TestFleetUsage(t *testing.T) {
 		if r.stdout != "" {
 			t.Errorf("%v: stdout %q, want nothing", tc.args, r.stdout)
 		}
+	}
+}
+
+// whyNoAnswer tells an agent not reached (with what to check) from one that did not answer
+// in time and from one that refused the call, and carries the agent's reason.
+func TestWhyNoAnswer(t *testing.T) {
+	t.Parallel()
+	tgt := fleetTarget{name: "h1", addr: "127.0.0.1:7700"}
+	denied, err := status.New(codes.PermissionDenied, "list sockets: the policy refuses it").WithDetails(&errdetails.ErrorInfo{Domain: contract.Domain, Reason: contract.ReasonPolicyDenied})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		err          error
+		state        connectivity.State
+		reason, want string
+	}{
+		{status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:7700: connect: connection refused"`), connectivity.TransientFailure,
+			contract.ReasonAgentUnavailable, "unreachable: connection refused (is sockagent running at 127.0.0.1:7700?)"},
+		{status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial unix /run/x.sock: connect: no such file or directory"`), connectivity.TransientFailure,
+			contract.ReasonAgentUnavailable, "unreachable: no such file or directory (is sockagent running at 127.0.0.1:7700?)"},
+		{status.Error(codes.Unavailable, "Error while dialing: refused"), connectivity.TransientFailure,
+			contract.ReasonAgentUnavailable, "unreachable: refused (is sockagent running at 127.0.0.1:7700?)"},
+		{status.Error(codes.Unavailable, "the agent is gone"), connectivity.TransientFailure,
+			contract.ReasonAgentUnavailable, "unreachable: the agent is gone"},
+		{status.Error(codes.DeadlineExceeded, "context deadline exceeded"), connectivity.Connecting,
+			contract.ReasonAgentUnavailable, "unreachable: no answer within 2s (--agent-timeout): is 127.0.0.1:7700 a sockagent?"},
+		{status.Error(codes.DeadlineExceeded, "context deadline exceeded"), connectivity.Ready,
+			contract.ReasonAgentUnavailable, "no answer within 2s (--agent-timeout)"},
+		{denied.Err(), connectivity.Ready,
+			contract.ReasonPolicyDenied, "error: ask h1: POLICY_DENIED (PermissionDenied): list sockets: the policy refuses it (next: the agent's --policy refuses it; 'sockctl info' shows your rule set)"},
+		{status.Error(codes.Unauthenticated, "no token"), connectivity.Ready,
+			"Unauthenticated", "error: ask h1: Unauthenticated: no token"},
+	} {
+		reason, err := whyNoAnswer(tgt, 2*time.Second, tc.state, tc.err)
+		if reason != tc.reason || err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%v (%s): %s %v, want %s %s", tc.err, tc.state, reason, err, tc.reason, tc.want)
+		}
+	}
+
+	// A credential file gone between the check and the call: the agent's row says so.
+	ans := ask(t.Context(), fleetTarget{name: "h1", addr: "127.0.0.1:1", dial: client.Options{CA: filepath.Join(t.TempDir(), "gone.pem")}}, time.Second,
+		func(context.Context, client.Clients) (*sockagentv1.GetInfoResponse, error) {
+			t.Error("called without a connection")
+			return nil, nil
+		})
+	if ans.err == nil || ans.reason != contract.ReasonAgentUnavailable || !strings.HasPrefix(ans.err.Error(), "error: ") || !strings.Contains(ans.err.Error(), "gone.pem") {
+		t.Errorf("ask with a CA file gone: %s %v", ans.reason, ans.err)
 	}
 }
