@@ -221,9 +221,15 @@ in clear text only to an agent on this host (loopback or unix:); to any other, T
 required. --server-name NAME verifies the agent's certificate for NAME instead of the host
 dialled. 'sockctl pki init' makes a CA and certificates for a lab.
 
+Several agents at once: ls, info and sessions ls take --inventory, repeated --agent and
+--select role=web, and print one table with an AGENT column first:
+
+  sockctl ls --inventory lab.yaml --select role=web
+
 Exit status: 0 success; 1 the operation failed (the agent's reason, such as
 CONNECTION_REFUSED, is printed on stderr) or the agent could not be reached ("cannot reach
-agent"); 2 usage error (unknown command or flag, wrong arguments).`
+agent"); 2 usage error (unknown command or flag, wrong arguments); 3 some agents of several
+(ls, info, sessions ls) did not answer.`
 
 // exitHelp ends every command's help.
 const exitHelp = `Exit status: 0 done; 1 the call failed (stderr says why, with the agent's reason such as

@@ -475,3 +475,34 @@ func TestWhyNoAnswer(t *testing.T) {
 		t.Errorf("ask with a CA file gone: %s %v", ans.reason, ans.err)
 	}
 }
+
+// The bounds of the flags are inclusive: one agent at a time, 4096 at once and an hour's
+// timeout are taken; an inventory of more agents than a view takes is refused before any
+// is asked.
+func TestFleetBounds(t *testing.T) {
+	t.Parallel()
+	h1, h2 := startAgent(t), startAgent(t)
+	two := []string{"--agent", "a=" + h1, "--agent", "b=" + h2}
+	for _, flags := range [][]string{{"--concurrency", "1"}, {"--concurrency", "4096"}, {"--agent-timeout", "1h"}, {"--agent-timeout", "1ns", "--timeout", "5s"}} {
+		r := invocation{args: append(append([]string{"info"}, two...), flags...)}.exec(t)
+		if strings.Contains(flags[1], "ns") { // within 1ns no agent answers: both rows say so
+			r.want(t, ExitUnreachable, []string{"a      -         unreachable: no answer within 1ns (--agent-timeout)"}, []string{"2 of 2 agents did not answer: a, b"})
+			continue
+		}
+		r.want(t, ExitOK, []string{"\na      ", "\nb      "}, nil)
+	}
+	var inv strings.Builder
+	inv.WriteString("agents:\n")
+	for i := range maxDiscovered + 1 {
+		fmt.Fprintf(&inv, "  a%d: 127.0.0.1:%d\n", i, 1+i%1000)
+	}
+	r := invocation{args: []string{"ls", "--inventory", writeInventory(t, inv.String())}}.exec(t)
+	r.want(t, ExitUsage, nil, []string{"4097 agents: a view takes at most 4096; narrow it with --select"})
+	// --timeout bounds each agent too, when shorter than --agent-timeout.
+	start := time.Now()
+	r = invocation{args: []string{"info", "--agent", "a=" + hungAgent(t), "--agent", "b=" + h1, "--timeout", "300ms"}}.exec(t)
+	if took := time.Since(start); took < 300*time.Millisecond || took > 3*time.Second {
+		t.Errorf("--timeout 300ms: took %s, want 300ms to 3s", took)
+	}
+	r.want(t, ExitUnreachable, []string{"unreachable: no answer within 300ms (--agent-timeout)"}, nil)
+}
