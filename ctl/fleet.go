@@ -152,7 +152,8 @@ func (a *app) fleetTargets(o *fleetOptions) ([]fleetTarget, error) {
 }
 
 // pickTargets keeps the targets a selector picks (all without selectors), sorted by name,
-// refusing a name given twice, a selection of none and more than maxDiscovered.
+// refusing a name given twice, an inventory or a selection of none, and more than
+// maxDiscovered.
 func pickTargets(all []fleetTarget, sels []scenario.Selector, flags []string, spec string) ([]fleetTarget, error) {
 	var out []fleetTarget
 	for _, t := range all {
@@ -167,6 +168,8 @@ func pickTargets(all []fleetTarget, sels []scenario.Selector, flags []string, sp
 		}
 	}
 	switch {
+	case len(all) == 0:
+		return nil, failed(fmt.Errorf("--inventory %s names no agents: give agents: {NAME: HOST:PORT, ...}", spec))
 	case len(out) == 0 && spec != "":
 		return nil, failed(fmt.Errorf("--select %s picks none of the %d agents of %s: 'sockctl info --inventory %s' shows their labels", strings.Join(flags, " --select "), len(all), spec, spec))
 	case len(out) == 0:

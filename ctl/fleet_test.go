@@ -498,6 +498,9 @@ func TestFleetBounds(t *testing.T) {
 	}
 	r := invocation{args: []string{"ls", "--inventory", writeInventory(t, inv.String())}}.exec(t)
 	r.want(t, ExitUsage, nil, []string{"4097 agents: a view takes at most 4096; narrow it with --select"})
+	empty := writeInventory(t, "agents: {}\n")
+	r = invocation{args: []string{"ls", "--inventory", empty}}.exec(t)
+	r.want(t, ExitFailure, nil, []string{"sockctl: --inventory " + empty + " names no agents: give agents: {NAME: HOST:PORT, ...}\n"})
 	// --timeout bounds each agent too, when shorter than --agent-timeout.
 	start := time.Now()
 	r = invocation{args: []string{"info", "--agent", "a=" + hungAgent(t), "--agent", "b=" + h1, "--timeout", "300ms"}}.exec(t)
