@@ -283,6 +283,15 @@ func runView[T proto.Message](ctx context.Context, a *app, o *fleetOptions, v vi
 	return unanswered(answers)
 }
 
+// asItems is ms as the items of -o json.
+func asItems[M proto.Message](ms []M) []proto.Message {
+	out := make([]proto.Message, len(ms))
+	for i, m := range ms {
+		out[i] = m
+	}
+	return out
+}
+
 // answer is one agent's answer, or why there is none.
 type answer[T any] struct {
 	target fleetTarget

@@ -210,12 +210,7 @@ its open sockets. Does not block.
 					}
 					return rows
 				},
-				items: func(resp *sockagentv1.ListSessionsResponse) (items []proto.Message) {
-					for _, s := range resp.GetSessions() {
-						items = append(items, s)
-					}
-					return items
-				},
+				items: func(resp *sockagentv1.ListSessionsResponse) []proto.Message { return asItems(resp.GetSessions()) },
 				ids: func(resp *sockagentv1.ListSessionsResponse) (ids []string) {
 					for _, s := range resp.GetSessions() {
 						ids = append(ids, clean(s.GetSessionId()))

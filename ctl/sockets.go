@@ -632,12 +632,7 @@ func (a *app) lsCommand() *cobra.Command {
 					}
 					return rows
 				},
-				items: func(resp *sockagentv1.ListSocketsResponse) (items []proto.Message) {
-					for _, s := range resp.GetSockets() {
-						items = append(items, s)
-					}
-					return items
-				},
+				items: func(resp *sockagentv1.ListSocketsResponse) []proto.Message { return asItems(resp.GetSockets()) },
 				ids: func(resp *sockagentv1.ListSocketsResponse) (ids []string) {
 					for _, s := range resp.GetSockets() {
 						ids = append(ids, clean(s.GetSocketId()))
