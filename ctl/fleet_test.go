@@ -477,13 +477,13 @@ func TestWhyNoAnswer(t *testing.T) {
 }
 
 // The bounds of the flags are inclusive: one agent at a time, 4096 at once and an hour's
-// timeout are taken; an inventory of more agents than a view takes is refused before any
+// timeout are taken, and --timeout 0 (none) leaves --agent-timeout alone; an inventory of more agents than a view takes is refused before any
 // is asked.
 func TestFleetBounds(t *testing.T) {
 	t.Parallel()
 	h1, h2 := startAgent(t), startAgent(t)
 	two := []string{"--agent", "a=" + h1, "--agent", "b=" + h2}
-	for _, flags := range [][]string{{"--concurrency", "1"}, {"--concurrency", "4096"}, {"--agent-timeout", "1h"}, {"--agent-timeout", "1ns", "--timeout", "5s"}} {
+	for _, flags := range [][]string{{"--concurrency", "1"}, {"--concurrency", "4096"}, {"--agent-timeout", "1h"}, {"--timeout", "0"}, {"--agent-timeout", "1ns", "--timeout", "5s"}} {
 		r := invocation{args: append(append([]string{"info"}, two...), flags...)}.exec(t)
 		if strings.Contains(flags[1], "ns") { // within 1ns no agent answers: both rows say so
 			r.want(t, ExitUnreachable, []string{"a      -         unreachable: no answer within 1ns (--agent-timeout)"}, []string{"2 of 2 agents did not answer: a, b"})
