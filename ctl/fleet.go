@@ -77,7 +77,7 @@ func (o *fleetOptions) register(a *app, cmd *cobra.Command) {
 	fl.StringArrayVar(&o.agents, "agent", nil, "the agent at `NAME=ADDR`, an inventory name, or ADDR (HOST:PORT, unix:PATH); repeatable: one table of them all; when not given, $"+envAgent+" or the default")
 	fl.StringVar(&o.inventory, "inventory", "", "every agent of `SPEC`: an inventory FILE, dns:NAME[:PORT], dns+srv:NAME or list:ADDR,ADDR; with --agent, names for it")
 	fl.StringArrayVar(&o.selects, "select", nil, "only the agents whose labels match `KEY=VALUE[,KEY=VALUE]` (values may be patterns), whose name matches a pattern, or all; repeatable")
-	fl.IntVar(&o.concurrency, "concurrency", defaultFleetConcurrency, "agents asked at once")
+	fl.IntVar(&o.concurrency, "concurrency", defaultFleetConcurrency, "ask at most `N` agents at once")
 	fl.DurationVar(&o.agentTimeout, "agent-timeout", defaultAgentTimeout, "each agent must answer within `D`, else its row says it did not")
 	_ = cmd.RegisterFlagCompletionFunc("agent", a.agentNames)
 }
