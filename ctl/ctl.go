@@ -56,8 +56,8 @@ const defaultTimeout = time.Minute
 
 // Main runs sockctl with args (without the program name), reading data from stdin, writing
 // results to stdout and diagnostics to stderr, and returns the process exit code: ExitOK,
-// ExitFailure, ExitUsage or ExitBrokenPipe. Cancelling ctx cancels the RPC in flight, and
-// the commands that opened sockets for as long as they run close them before Main returns.
+// ExitFailure, ExitUsage, ExitUnreachable or ExitBrokenPipe. Cancelling ctx cancels the RPC
+// in flight, and the commands that opened sockets for as long as they run close them before Main returns.
 // With the OTLP variables set (agent/tracing), the command's RPCs and a run's steps are traced,
 // and the spans are sent before Main returns.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -106,6 +106,11 @@ func runBuild(ctx context.Context, build contract.Build, args []string, getenv f
 	if errors.As(err, &bi) {
 		a.out.errorf("%v\n", err)
 		return ExitUsage
+	}
+	var pe *partial
+	if errors.As(err, &pe) {
+		a.out.errorf("sockctl: %v\n", err)
+		return ExitUnreachable
 	}
 	var fe *failure
 	if errors.As(err, &fe) {
@@ -216,9 +221,15 @@ in clear text only to an agent on this host (loopback or unix:); to any other, T
 required. --server-name NAME verifies the agent's certificate for NAME instead of the host
 dialled. 'sockctl pki init' makes a CA and certificates for a lab.
 
+Several agents at once: ls, info and sessions ls take --inventory, repeated --agent and
+--select role=web, and print one table with an AGENT column first:
+
+  sockctl ls --inventory lab.yaml --select role=web
+
 Exit status: 0 success; 1 the operation failed (the agent's reason, such as
 CONNECTION_REFUSED, is printed on stderr) or the agent could not be reached ("cannot reach
-agent"); 2 usage error (unknown command or flag, wrong arguments).`
+agent"); 2 usage error (unknown command or flag, wrong arguments); 3 some agents of several
+(ls, info, sessions ls) did not answer.`
 
 // exitHelp ends every command's help.
 const exitHelp = `Exit status: 0 done; 1 the call failed (stderr says why, with the agent's reason such as

@@ -189,15 +189,27 @@ func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, socketHeader)
 	for _, s := range socks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n",
-			clean(s.GetSocketId()), dash(s.GetNetwork()), kindName(s.GetKind()), stateName(s.GetState()),
-			dash(s.GetLocalAddress()), dash(s.GetRemoteAddress()), s.GetBytesSent(), s.GetBytesReceived(),
-			dash(s.GetSessionId()), seconds(s.GetAge()), seconds(s.GetIdle()))
+		fmt.Fprintln(tw, strings.Join(socketCells(s), "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, s := range socks { // served and attached sockets, one line each under the table
+	socketNotes(&buf, socks)
+	_, err := w.stdout.Write(buf.Bytes())
+	return err
+}
+
+// socketCells are a socket's cells under socketHeader.
+func socketCells(s *sockagentv1.Socket) []string {
+	return []string{clean(s.GetSocketId()), dash(s.GetNetwork()), kindName(s.GetKind()), stateName(s.GetState()),
+		dash(s.GetLocalAddress()), dash(s.GetRemoteAddress()), fmt.Sprint(s.GetBytesSent()), fmt.Sprint(s.GetBytesReceived()),
+		dash(s.GetSessionId()), seconds(s.GetAge()), seconds(s.GetIdle())}
+}
+
+// socketNotes writes what a table row cannot hold, a line each: a served socket's counters,
+// an attached socket's note, its options, groups and TLS session.
+func socketNotes(buf *bytes.Buffer, socks []*sockagentv1.Socket) {
+	for _, s := range socks {
 		if s.GetServing() != nil {
 			buf.WriteString(serving(s) + "\n")
 		}
@@ -214,8 +226,6 @@ func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 			buf.WriteString(tlsLine(s) + "\n")
 		}
 	}
-	_, err := w.stdout.Write(buf.Bytes())
-	return err
 }
 
 // seconds shows d rounded to the second, "-" when absent.

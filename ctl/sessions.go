@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -177,26 +178,50 @@ with SOCKET_CLOSED), then prints the session and how many sockets it closed. Doe
 }
 
 func (a *app) sessionsLsCommand() *cobra.Command {
-	return idsOnly(&cobra.Command{
+	var fo fleetOptions
+	cmd := idsOnly(&cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
-		Short:   "List your open sessions",
+		Short:   "List your open sessions on the agent, or on several",
 		Long: `Ls prints your open sessions on the agent, oldest first, as a table with a header (the
 header alone when there are none): id, name, lease, when it expires unless kept alive, and
-its open sockets. Does not block.`,
+its open sockets. Does not block.
+
+` + fleetHelp,
 		Example: `  sockctl sessions ls
-  sockctl sessions ls -o json`,
+  sockctl sessions ls -o json
+  sockctl sessions ls --inventory lab.yaml                 # on every agent, one table
+  sockctl sessions ls --inventory list:10.77.0.2:7700,10.77.0.3:7700 -o id`,
 		Args: args(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd.Context(), "list sessions", 0, func(ctx context.Context, c client.Clients) error {
-				resp, err := c.Sessions.ListSessions(ctx, &sockagentv1.ListSessionsRequest{})
-				if err != nil {
-					return err
-				}
-				return a.sessionResult(resp, resp.GetSessions()...)
+			return runView(cmd.Context(), a, &fo, view[*sockagentv1.ListSessionsResponse]{
+				op: "list sessions",
+				call: func(ctx context.Context, c client.Clients) (*sockagentv1.ListSessionsResponse, error) {
+					return c.Sessions.ListSessions(ctx, &sockagentv1.ListSessionsRequest{})
+				},
+				print: func(resp *sockagentv1.ListSessionsResponse) error {
+					return a.sessionResult(resp, resp.GetSessions()...)
+				},
+				header: sessionHeader,
+				rows: func(resp *sockagentv1.ListSessionsResponse) (rows [][]string) {
+					now := time.Now()
+					for _, s := range resp.GetSessions() {
+						rows = append(rows, sessionCells(now, s))
+					}
+					return rows
+				},
+				items: func(resp *sockagentv1.ListSessionsResponse) []proto.Message { return asItems(resp.GetSessions()) },
+				ids: func(resp *sockagentv1.ListSessionsResponse) (ids []string) {
+					for _, s := range resp.GetSessions() {
+						ids = append(ids, clean(s.GetSessionId()))
+					}
+					return ids
+				},
 			})
 		},
 	})
+	fo.register(a, cmd)
+	return cmd
 }
 
 // sessionResult prints the response m carrying sessions: protojson, their ids, or a table.
@@ -225,15 +250,20 @@ func (w *writer) sessions(now time.Time, sessions ...*sockagentv1.Session) error
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, sessionHeader)
 	for _, s := range sessions {
-		left := "-"
-		if s.GetExpiresAt() != nil {
-			left = max(s.GetExpiresAt().AsTime().Sub(now), 0).Round(time.Second).String()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", clean(s.GetSessionId()), dash(s.GetName()), seconds(s.GetTtl()), left, s.GetSockets())
+		fmt.Fprintln(tw, strings.Join(sessionCells(now, s), "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	_, err := w.stdout.Write(buf.Bytes())
 	return err
+}
+
+// sessionCells are a session's cells under sessionHeader, EXPIRES IN counted from now.
+func sessionCells(now time.Time, s *sockagentv1.Session) []string {
+	left := "-"
+	if s.GetExpiresAt() != nil {
+		left = max(s.GetExpiresAt().AsTime().Sub(now), 0).Round(time.Second).String()
+	}
+	return []string{clean(s.GetSessionId()), dash(s.GetName()), seconds(s.GetTtl()), left, fmt.Sprint(s.GetSockets())}
 }

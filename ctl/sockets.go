@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -595,56 +596,99 @@ json adds message counts, parent, age and pending calls). Does not block.`,
 }
 
 func (a *app) lsCommand() *cobra.Command {
-	return idsOnly(&cobra.Command{
+	var fo fleetOptions
+	cmd := idsOnly(&cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
-		Short:   "List the agent's open sockets",
+		Short:   "List the open sockets of the agent, or of several",
 		Long: `Ls prints every open socket of the agent, oldest first, as a table with a header
-(the header alone when there are none). Does not block.`,
+(the header alone when there are none). Does not block.
+
+` + fleetHelp,
 		Example: `  sockctl ls
-  sockctl ls -o json`,
+  sockctl ls -o json
+  sockctl ls --inventory lab.yaml --select role=web        # every web agent, one table
+  sockctl ls --agent h1=10.77.0.2:7700 --agent h2=10.77.0.3:7700 -o json`,
 		Args: args(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd.Context(), "list sockets", 0, func(ctx context.Context, c client.Clients) error {
-				resp, err := c.Sockets.ListSockets(ctx, &sockagentv1.ListSocketsRequest{})
-				if err != nil {
-					return err
-				}
-				switch a.output {
-				case outputJSON:
-					return a.out.json(resp)
-				case outputID:
-					return a.out.ids(resp.GetSockets()...)
-				}
-				return a.out.sockets(resp.GetSockets()...)
+			return runView(cmd.Context(), a, &fo, view[*sockagentv1.ListSocketsResponse]{
+				op: "list sockets",
+				call: func(ctx context.Context, c client.Clients) (*sockagentv1.ListSocketsResponse, error) {
+					return c.Sockets.ListSockets(ctx, &sockagentv1.ListSocketsRequest{})
+				},
+				print: func(resp *sockagentv1.ListSocketsResponse) error {
+					switch a.output {
+					case outputJSON:
+						return a.out.json(resp)
+					case outputID:
+						return a.out.ids(resp.GetSockets()...)
+					}
+					return a.out.sockets(resp.GetSockets()...)
+				},
+				header: socketHeader,
+				rows: func(resp *sockagentv1.ListSocketsResponse) (rows [][]string) {
+					for _, s := range resp.GetSockets() {
+						rows = append(rows, socketCells(s))
+					}
+					return rows
+				},
+				items: func(resp *sockagentv1.ListSocketsResponse) []proto.Message { return asItems(resp.GetSockets()) },
+				ids: func(resp *sockagentv1.ListSocketsResponse) (ids []string) {
+					for _, s := range resp.GetSockets() {
+						ids = append(ids, clean(s.GetSocketId()))
+					}
+					return ids
+				},
+				notes: func(resp *sockagentv1.ListSocketsResponse) []string {
+					var buf bytes.Buffer
+					socketNotes(&buf, resp.GetSockets())
+					return strings.FieldsFunc(buf.String(), func(r rune) bool { return r == '\n' })
+				},
 			})
 		},
 	})
+	fo.register(a, cmd)
+	return cmd
 }
 
 func (a *app) infoCommand() *cobra.Command {
-	return &cobra.Command{
+	var fo fleetOptions
+	cmd := &cobra.Command{
 		Use:   "info",
-		Short: "Describe the agent: host, version, interfaces, limits",
+		Short: "Describe the agent, or several: host, version, interfaces, limits",
 		Long: `Info prints the agent's hostname, version, platform, uptime, limits and accepted
 networks as "key: value" lines, then its network interfaces with their addresses.
-Does not block; a quick way to check that the agent is reachable.`,
+Does not block; a quick way to check that the agent is reachable.
+
+Of several agents, info prints a line each: hostname, version, os/arch, uptime, open
+sockets and labels (-o json: every agent's whole answer).
+
+` + fleetHelp,
 		Example: `  sockctl info
-  sockctl --agent 10.0.0.2:7700 info -o json`,
+  sockctl --agent 10.0.0.2:7700 info -o json
+  sockctl info --inventory dns:sockagent.sockagent.svc.cluster.local   # is every agent up?
+  sockctl info --inventory lab.yaml --select zone=eu-*`,
 		Args: args(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd.Context(), "get info", 0, func(ctx context.Context, c client.Clients) error {
-				resp, err := c.Agent.GetInfo(ctx, &sockagentv1.GetInfoRequest{})
-				if err != nil {
-					return err
-				}
-				if a.output == outputJSON {
-					return a.out.json(resp)
-				}
-				return a.out.info(resp)
+			return runView(cmd.Context(), a, &fo, view[*sockagentv1.GetInfoResponse]{
+				op: "get info",
+				call: func(ctx context.Context, c client.Clients) (*sockagentv1.GetInfoResponse, error) {
+					return c.Agent.GetInfo(ctx, &sockagentv1.GetInfoRequest{})
+				},
+				print: func(resp *sockagentv1.GetInfoResponse) error {
+					if a.output == outputJSON {
+						return a.out.json(resp)
+					}
+					return a.out.info(resp)
+				},
+				header: infoHeader,
+				rows:   func(resp *sockagentv1.GetInfoResponse) [][]string { return [][]string{infoCells(resp)} },
+				items:  func(resp *sockagentv1.GetInfoResponse) []proto.Message { return []proto.Message{resp} },
 			})
 		},
 	}
+	fo.register(a, cmd)
+	return cmd
 }
 
 // read returns the data to send from argument DATA (at most one), --file or stdin.
