@@ -170,8 +170,8 @@ type def struct {
 	// the baseline's.
 	cpuLimit float64
 	note     string
-	timeout                     func(cfg Config) time.Duration
-	run                         func(ctx context.Context, e *env) result
+	timeout  func(cfg Config) time.Duration
+	run      func(ctx context.Context, e *env) result
 }
 
 // targetString is the row's pass condition as text: the target, and the CPU bound if any.

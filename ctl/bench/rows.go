@@ -20,7 +20,7 @@ func defs() []def {
 			key: "attach", figure: "attach relay throughput", baseline: "raw Go TCP 1 stream", unit: "bit/s",
 			target: target{atLeast: true, limit: 0.5}, cpuLimit: 2.5,
 			note: "caller -> Attach -> agent socket -> Go reader, 64 KiB chunks on both sides; CPU: this process (caller, agent, reader) vs the raw writer and reader",
-			run: attachRow,
+			run:  attachRow,
 		},
 		{
 			key: "probe", figure: "probe TCP echo RTT p50", baseline: "raw Go TCP ping-pong p50", unit: "s",
