@@ -253,6 +253,8 @@ func New(cfg Config) (*Agent, error) {
 		// per RPC): their stacks stay grown, where a new goroutine per RPC grows its stack
 		// again on every call.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.InitialWindowSize(FlowWindow),
+		grpc.InitialConnWindowSize(FlowWindow),
 	}
 	if cfg.Tokens != nil {
 		// Tokens are checked from the headers, before gRPC reads a request's body. Without
@@ -270,7 +272,10 @@ func New(cfg Config) (*Agent, error) {
 	} else {
 		opts = append(opts, grpc.Creds(peerCreds{}))
 	}
+	// Attach's data stays in gRPC's buffers on its way to the socket (codec.go); last, so that
+	// no option of the caller's replaces the codec the Attach handler needs.
 	opts = append(opts, cfg.ServerOptions...)
+	opts = append(opts, grpc.ForceServerCodecV2(newCodec()))
 	a.srv = grpc.NewServer(opts...)
 	sockagentv1.RegisterSocketServiceServer(a.srv, &socketService{t: a.table})
 	sockagentv1.RegisterAgentServiceServer(a.srv, &agentService{a: a})

@@ -212,21 +212,28 @@ func (s *socketService) Attach(stream grpc.BidiStreamingServer[sockagentv1.Attac
 
 // attachStream carries an Attach's engine messages over its gRPC stream. Only the engine's
 // downstream goroutine sends, so one response message is reused for every send: gRPC marshals
-// it before Send returns, and no stats handler or tracing of the agent keeps it.
+// it before Send returns, and no stats handler or tracing of the agent keeps it. Only the
+// engine's upstream goroutine receives, one request at a time, and it is done with a request's
+// data when it asks for the next: so the agent's codec leaves the data in gRPC's buffer
+// (attachFrame), and Recv gives that buffer back before it receives the next.
 type attachStream struct {
-	s    grpc.BidiStreamingServer[sockagentv1.AttachRequest, sockagentv1.AttachResponse]
-	resp sockagentv1.AttachResponse
+	s     grpc.BidiStreamingServer[sockagentv1.AttachRequest, sockagentv1.AttachResponse]
+	resp  sockagentv1.AttachResponse
+	frame attachFrame
 }
 
 func (a *attachStream) Recv() (*engine.AttachIn, error) {
-	r, err := a.s.Recv()
-	if err != nil {
+	a.frame.release()
+	// RecvMsg, not Recv: the agent's codec decodes an attachFrame in place.
+	if err := a.s.RecvMsg(&a.frame); err != nil {
+		a.frame.release()
 		if errors.Is(err, io.EOF) {
 			return nil, io.EOF
 		}
 		return nil, err
 	}
-	return &engine.AttachIn{SocketID: r.GetSocketId(), ReadSize: r.GetReadSize(), Data: r.GetData(),
+	r := a.frame.AttachRequest
+	return &engine.AttachIn{SocketID: r.GetSocketId(), ReadSize: r.GetReadSize(), Data: r.GetData(), More: a.frame.more,
 		Address: r.GetAddress(), CloseWrite: r.GetCloseWrite()}, nil
 }
 

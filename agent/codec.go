@@ -1,0 +1,189 @@
+package agent
+
+// The agent's gRPC codec. It is gRPC's proto codec for every message but one: the requests of
+// an Attach stream, whose data the agent writes to a socket and then forgets. gRPC's proto
+// codec gathers a received message into one pooled buffer and unmarshals it, and unmarshalling
+// copies the data field into a new slice of its own: for a 64 KiB message, an allocation the
+// garbage collector later scans and frees, and a copy into memory no cache holds. This codec
+// keeps the gathered buffer instead and points the request's data into it; the Attach's
+// adapter gives the buffer back to gRPC's pool once the engine has written the data (at its
+// next Recv), so the only copies left are gRPC's own, between the connection and its pool.
+
+import (
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+)
+
+// attachDataField is AttachRequest.data's field number.
+const attachDataField = 2
+
+// codec is the agent's gRPC codec: proto, with attachFrame decoded in place.
+type codec struct{ proto encoding.CodecV2 }
+
+// newCodec wraps gRPC's registered proto codec.
+func newCodec() codec { return codec{proto: encoding.GetCodecV2("proto")} }
+
+// Name is the content subtype the codec serves: the proto codec's, so that clients need not
+// know it.
+func (codec) Name() string { return "proto" }
+
+func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
+
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if f, ok := v.(*attachFrame); ok {
+		return f.decode(data)
+	}
+	return c.proto.Unmarshal(data, v)
+}
+
+// maxPieces bounds the pieces an attachFrame lends to a vectored write: gRPC gives a message in
+// one buffer per HTTP/2 data frame (16 KiB each from grpc-go), and a caller sending tiny frames
+// gets its message gathered into one buffer instead of a list as long as its bytes.
+const maxPieces = 64
+
+// attachFrame is one AttachRequest whose Data (and more, the pieces after it) may point into
+// bufs, buffers of gRPC's pool the frame holds until release.
+type attachFrame struct {
+	*sockagentv1.AttachRequest
+	more [][]byte
+	bufs []mem.Buffer
+}
+
+// decode unmarshals data into f, its data field left in gRPC's buffers; every other field is
+// unmarshalled by proto, so it is checked as gRPC's codec checks it (UTF-8 strings, wire
+// types, unknown fields kept).
+func (f *attachFrame) decode(data mem.BufferSlice) error {
+	f.release()
+	f.AttachRequest = &sockagentv1.AttachRequest{}
+	if len(data) > 1 && len(data) <= maxPieces {
+		if done, err := f.decodePieces(data); done {
+			return err
+		}
+	}
+	var buf mem.Buffer
+	if len(data) == 1 { // one buffer: hold it rather than copy it
+		buf = data[0]
+		buf.Ref()
+	} else {
+		buf = data.MaterializeToBuffer(mem.DefaultBufferPool())
+	}
+	b := buf.ReadOnlyData()
+	rest, payload, ok := splitData(b)
+	if !ok { // not a well-formed message (or data of another wire type): as proto decodes it
+		err := proto.Unmarshal(b, f.AttachRequest)
+		buf.Free()
+		return err
+	}
+	if err := proto.Unmarshal(rest, f.AttachRequest); err != nil {
+		buf.Free()
+		return err
+	}
+	if len(payload) == 0 { // as proto leaves an empty bytes field: nil
+		buf.Free()
+		return nil
+	}
+	f.Data, f.bufs = payload, append(f.bufs, buf)
+	return nil
+}
+
+// decodePieces decodes a message spread over several buffers whose data field is its last
+// field, with every byte before the data itself in the first buffer (a relay's message: the
+// data field alone): Data and more then point into the buffers, which f holds. done is false
+// for any other message, which decode gathers into one buffer first.
+func (f *attachFrame) decodePieces(data mem.BufferSlice) (done bool, err error) {
+	first := data[0].ReadOnlyData()
+	total := data.Len()
+	for i := 0; i < len(first); {
+		num, typ, n := protowire.ConsumeTag(first[i:])
+		if n < 0 {
+			return false, nil
+		}
+		if num == attachDataField && typ == protowire.BytesType {
+			size, m := protowire.ConsumeVarint(first[i+n:])
+			if off := i + n + m; m > 0 && size == uint64(total-off) { // the data runs to the end
+				if err := proto.Unmarshal(first[:i], f.AttachRequest); err != nil {
+					return true, err
+				}
+				f.lend(data, off)
+				return true, nil
+			}
+		}
+		m := protowire.ConsumeFieldValue(num, typ, first[i+n:])
+		if m < 0 { // malformed, or a field that goes on in the next buffer
+			return false, nil
+		}
+		i += n + m
+	}
+	return false, nil
+}
+
+// lend points Data and more at data's bytes from off on, skipping empty pieces, and holds the
+// buffers.
+func (f *attachFrame) lend(data mem.BufferSlice, off int) {
+	for i, b := range data {
+		p := b.ReadOnlyData()
+		if i == 0 {
+			p = p[off:]
+		}
+		if len(p) == 0 {
+			continue
+		}
+		b.Ref()
+		f.bufs = append(f.bufs, b)
+		if f.Data == nil {
+			f.Data = p
+		} else {
+			f.more = append(f.more, p)
+		}
+	}
+}
+
+// release gives the frame's buffers back to gRPC's pool; Data and more are invalid from then
+// on.
+func (f *attachFrame) release() {
+	for _, b := range f.bufs {
+		b.Free()
+	}
+	f.bufs, f.more = f.bufs[:0], f.more[:0]
+	if f.AttachRequest != nil {
+		f.Data = nil
+	}
+}
+
+// splitData finds the data field of the AttachRequest encoded in b: payload is its value (the
+// last one, as proto keeps the last of a repeated scalar field), and rest is b without the
+// data fields, to be unmarshalled by proto: b itself when it has no data field, else a copy
+// of the other fields (nil when there are none). ok is false when b is not a sequence of
+// well-formed fields, or has a data field of another wire type (which proto keeps as an
+// unknown field): proto.Unmarshal of b then decodes it, or says what is wrong.
+func splitData(b []byte) (rest, payload []byte, ok bool) {
+	var kept []byte // the other fields, once a data field was cut out
+	cut, start := false, 0
+	for i := 0; i < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[i:])
+		if n < 0 {
+			return nil, nil, false
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[i+n:])
+		if m < 0 {
+			return nil, nil, false
+		}
+		if num == attachDataField {
+			if typ != protowire.BytesType {
+				return nil, nil, false
+			}
+			payload, _ = protowire.ConsumeBytes(b[i+n:])
+			kept = append(kept, b[start:i]...)
+			cut, start = true, i+n+m
+		}
+		i += n + m
+	}
+	if !cut {
+		return b, nil, true
+	}
+	return append(kept, b[start:]...), payload, true
+}
