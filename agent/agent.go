@@ -84,9 +84,10 @@ type Config struct {
 	// Labels are reported by GetInfo, for inventories that discover agents and select them
 	// by label (contract.CheckLabel; at most contract.MaxLabels).
 	Labels map[string]string
-	// Metrics makes the agent keep Prometheus metrics, served by MetricsHandler (off: no
-	// metrics interceptor runs and nothing is counted for them).
-	Metrics bool
+	// Metrics, if set, makes the agent keep metrics in the recorder it returns, served by
+	// MetricsHandler: metrics.New (package agent/metrics) keeps them for Prometheus. Nil: no
+	// metrics interceptor runs and nothing is counted for them.
+	Metrics func(MetricsSource) MetricsRecorder
 	// Tokens, if set, requires "authorization: Bearer SECRET" with one of these tokens on
 	// every RPC but the health service's; the caller is "token:NAME". SetTokens replaces them.
 	Tokens *Tokens
@@ -237,7 +238,7 @@ func New(cfg Config) (*Agent, error) {
 		MaxSweepPace: cfg.MaxSweepPace,
 	})
 	unary, stream := []grpc.UnaryServerInterceptor{a.unary}, []grpc.StreamServerInterceptor{a.authStream}
-	if cfg.Metrics {
+	if cfg.Metrics != nil {
 		a.metrics = newMetrics(a)
 		a.conns.metrics = a.metrics
 		mu, ms := a.metrics.interceptors()
@@ -286,7 +287,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Reflection(a.srv)
 	}
 	if a.metrics != nil {
-		a.metrics.grpc.InitializeMetrics(a.srv)
+		a.metrics.r.Registered(a.srv)
 	}
 	for _, svc := range []string{"", sockagentv1.SocketService_ServiceDesc.ServiceName, sockagentv1.AgentService_ServiceDesc.ServiceName, sockagentv1.SessionService_ServiceDesc.ServiceName, sockagentv1.MeasureService_ServiceDesc.ServiceName} {
 		a.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
