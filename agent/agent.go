@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/internal/attachcodec"
 	"github.com/sockagent/sockagent/agent/internal/auth"
 	"github.com/sockagent/sockagent/agent/internal/engine"
 	"github.com/sockagent/sockagent/agent/internal/rlimit"
@@ -273,10 +274,10 @@ func New(cfg Config) (*Agent, error) {
 	} else {
 		opts = append(opts, grpc.Creds(peerCreds{}))
 	}
-	// Attach's data stays in gRPC's buffers on its way to the socket (codec.go); last, so that
+	// Attach's data stays in gRPC's buffers on its way to the socket (attachcodec); last, so that
 	// no option of the caller's replaces the codec the Attach handler needs.
 	opts = append(opts, cfg.ServerOptions...)
-	opts = append(opts, grpc.ForceServerCodecV2(newCodec()))
+	opts = append(opts, grpc.ForceServerCodecV2(attachcodec.New()))
 	a.srv = grpc.NewServer(opts...)
 	sockagentv1.RegisterSocketServiceServer(a.srv, &socketService{t: a.table})
 	sockagentv1.RegisterAgentServiceServer(a.srv, &agentService{a: a})

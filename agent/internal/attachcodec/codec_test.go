@@ -1,4 +1,4 @@
-package agent
+package attachcodec
 
 import (
 	"bytes"
@@ -45,17 +45,17 @@ func split(b []byte, pool *countingPool, cuts ...int) mem.BufferSlice {
 }
 
 // joined is the frame's data, all pieces.
-func joined(f *attachFrame) []byte {
-	if f.Data == nil && len(f.more) == 0 {
+func joined(f *Frame) []byte {
+	if f.Data == nil && len(f.More) == 0 {
 		return nil
 	}
-	return slices.Concat(append([][]byte{f.Data}, f.more...)...)
+	return slices.Concat(append([][]byte{f.Data}, f.More...)...)
 }
 
 // decodeLikeGRPC runs the codec as gRPC does: Unmarshal, then the slice freed.
-func decodeLikeGRPC(t *testing.T, f *attachFrame, bs mem.BufferSlice) error {
+func decodeLikeGRPC(t *testing.T, f *Frame, bs mem.BufferSlice) error {
 	t.Helper()
-	err := newCodec().Unmarshal(bs, f)
+	err := New().Unmarshal(bs, f)
 	bs.Free()
 	return err
 }
@@ -69,7 +69,7 @@ func mustMarshal(t *testing.T, m *sockagentv1.AttachRequest) []byte {
 	return b
 }
 
-// TestCodecAttachFrame: an AttachRequest decodes into an attachFrame exactly as proto decodes
+// TestCodecAttachFrame: an AttachRequest decodes into an Frame exactly as proto decodes
 // it, however gRPC cut it into buffers; the data points into gRPC's buffers (in pieces when
 // the data field comes last, as a relay's does) and the frame gives every buffer back once
 // released.
@@ -92,7 +92,7 @@ func TestCodecAttachFrame(t *testing.T) {
 			pool := &countingPool{}
 			bs := split(b, pool, cuts...)
 			back := pooled(bs)
-			var f attachFrame
+			var f Frame
 			if err := decodeLikeGRPC(t, &f, bs); err != nil {
 				t.Fatalf("%s cut at %v: %v", tc.name, cuts, err)
 			}
@@ -104,12 +104,12 @@ func TestCodecAttachFrame(t *testing.T) {
 			if len(tc.msg.GetData()) > 0 && len(f.bufs) == 0 {
 				t.Errorf("%s cut at %v: the data was copied out of gRPC's buffers", tc.name, cuts)
 			}
-			f.release()
+			f.Release()
 			if got, want := pool.put.Load(), back; got != want {
 				t.Errorf("%s cut at %v: %d buffers back in the pool, want %d", tc.name, cuts, got, want)
 			}
-			if f.Data != nil || len(f.more) != 0 || len(f.bufs) != 0 {
-				t.Errorf("%s cut at %v: released frame still has data %d more %d bufs %d", tc.name, cuts, len(f.Data), len(f.more), len(f.bufs))
+			if f.Data != nil || len(f.More) != 0 || len(f.bufs) != 0 {
+				t.Errorf("%s cut at %v: released frame still has data %d more %d bufs %d", tc.name, cuts, len(f.Data), len(f.More), len(f.bufs))
 			}
 		}
 	}
@@ -135,31 +135,31 @@ func TestCodecAttachPieces(t *testing.T) {
 		pool := &countingPool{}
 		bs := split(b, pool, cutsFor(tc.bufs)...)
 		back := pooled(bs)
-		var f attachFrame
+		var f Frame
 		if err := decodeLikeGRPC(t, &f, bs); err != nil {
 			t.Fatal(err)
 		}
-		if got := 1 + len(f.more); got != tc.pieces || !bytes.Equal(joined(&f), payload) {
+		if got := 1 + len(f.More); got != tc.pieces || !bytes.Equal(joined(&f), payload) {
 			t.Errorf("%d buffers: %d pieces (data ok %v), want %d", tc.bufs, got, bytes.Equal(joined(&f), payload), tc.pieces)
 		}
 		if tc.pieces > 1 && &f.Data[0] != &bs[0].ReadOnlyData()[head] {
 			t.Errorf("%d buffers: Data does not point into the first buffer", tc.bufs)
 		}
-		f.release()
+		f.Release()
 		if got := pool.put.Load(); got != back {
 			t.Errorf("%d buffers: %d given back", tc.bufs, got)
 		}
 	}
 	// A field after the data: gathered, still the data and the field.
 	withAddr := append(slices.Clone(b), mustMarshal(t, &sockagentv1.AttachRequest{Address: "a"})...)
-	var f attachFrame
+	var f Frame
 	if err := decodeLikeGRPC(t, &f, split(withAddr, &countingPool{}, head+10)); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.more) != 0 || !bytes.Equal(f.Data, payload) || f.GetAddress() != "a" {
-		t.Errorf("data then address: %d more, data ok %v, address %q", len(f.more), bytes.Equal(f.Data, payload), f.GetAddress())
+	if len(f.More) != 0 || !bytes.Equal(f.Data, payload) || f.GetAddress() != "a" {
+		t.Errorf("data then address: %d more, data ok %v, address %q", len(f.More), bytes.Equal(f.Data, payload), f.GetAddress())
 	}
-	f.release()
+	f.Release()
 }
 
 // TestCodecAttachErrors: what proto refuses, the codec refuses, and it holds no buffer after.
@@ -186,7 +186,7 @@ func TestCodecAttachErrors(t *testing.T) {
 			pool := &countingPool{}
 			bs := split(tc.b, pool, slices.DeleteFunc(cuts, func(c int) bool { return c <= 0 })...)
 			back := pooled(bs)
-			var f attachFrame
+			var f Frame
 			if err := decodeLikeGRPC(t, &f, bs); err == nil {
 				t.Errorf("%s cut at %v: decoded, want an error", tc.name, cuts)
 			}
@@ -234,7 +234,7 @@ func TestCodecAttachDataOfAnotherType(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, cuts := range [][]int{nil, {1}} {
-		var f attachFrame
+		var f Frame
 		if err := decodeLikeGRPC(t, &f, split(b, &countingPool{}, cuts...)); err != nil {
 			t.Fatalf("cut at %v: %v", cuts, err)
 		}

@@ -1,13 +1,13 @@
-package agent
-
-// The agent's gRPC codec. It is gRPC's proto codec for every message but one: the requests of
-// an Attach stream, whose data the agent writes to a socket and then forgets. gRPC's proto
+// Package attachcodec is the agent's gRPC codec. It is gRPC's proto codec for every message
+// but one: the requests of an Attach stream, whose data the agent writes to a socket and then
+// forgets. gRPC's proto
 // codec gathers a received message into one pooled buffer and unmarshals it, and unmarshalling
 // copies the data field into a new slice of its own: for a 64 KiB message, an allocation the
 // garbage collector later scans and frees, and a copy into memory no cache holds. This codec
 // keeps the gathered buffer instead and points the request's data into it; the Attach's
 // adapter gives the buffer back to gRPC's pool once the engine has written the data (at its
 // next Recv), so the only copies left are gRPC's own, between the connection and its pool.
+package attachcodec
 
 import (
 	"google.golang.org/grpc/encoding"
@@ -21,43 +21,48 @@ import (
 // attachDataField is AttachRequest.data's field number.
 const attachDataField = 2
 
-// codec is the agent's gRPC codec: proto, with attachFrame decoded in place.
-type codec struct{ proto encoding.CodecV2 }
+// Codec is the agent's gRPC codec (grpc.ForceServerCodecV2): proto, with a Frame decoded in
+// place.
+type Codec struct{ proto encoding.CodecV2 }
 
-// newCodec wraps gRPC's registered proto codec.
-func newCodec() codec { return codec{proto: encoding.GetCodecV2("proto")} }
+// New wraps gRPC's registered proto codec.
+func New() Codec { return Codec{proto: encoding.GetCodecV2("proto")} }
 
 // Name is the content subtype the codec serves: the proto codec's, so that clients need not
 // know it.
-func (codec) Name() string { return "proto" }
+func (Codec) Name() string { return "proto" }
 
-func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
+// Marshal is the proto codec's.
+func (c Codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
 
-func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
-	if f, ok := v.(*attachFrame); ok {
+// Unmarshal decodes a Frame in place, and any other message as the proto codec does.
+func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if f, ok := v.(*Frame); ok {
 		return f.decode(data)
 	}
 	return c.proto.Unmarshal(data, v)
 }
 
-// maxPieces bounds the pieces an attachFrame lends to a vectored write: gRPC gives a message in
+// maxPieces bounds the pieces a Frame lends to a vectored write: gRPC gives a message in
 // one buffer per HTTP/2 data frame (16 KiB each from grpc-go), and a caller sending tiny frames
 // gets its message gathered into one buffer instead of a list as long as its bytes.
 const maxPieces = 64
 
-// attachFrame is one AttachRequest whose Data (and more, the pieces after it) may point into
-// bufs, buffers of gRPC's pool the frame holds until release.
-type attachFrame struct {
+// Frame is one AttachRequest, received with a stream's RecvMsg, whose Data (and More, the
+// pieces after it) may point into buffers of gRPC's pool that the frame holds until Release
+// (or the next RecvMsg into it).
+type Frame struct {
 	*sockagentv1.AttachRequest
-	more [][]byte
+	// More is the rest of the data, after Data, in the pieces gRPC received it in.
+	More [][]byte
 	bufs []mem.Buffer
 }
 
 // decode unmarshals data into f, its data field left in gRPC's buffers; every other field is
 // unmarshalled by proto, so it is checked as gRPC's codec checks it (UTF-8 strings, wire
 // types, unknown fields kept).
-func (f *attachFrame) decode(data mem.BufferSlice) error {
-	f.release()
+func (f *Frame) decode(data mem.BufferSlice) error {
+	f.Release()
 	f.AttachRequest = &sockagentv1.AttachRequest{}
 	if len(data) > 1 && len(data) <= maxPieces {
 		if done, err := f.decodePieces(data); done {
@@ -92,9 +97,9 @@ func (f *attachFrame) decode(data mem.BufferSlice) error {
 
 // decodePieces decodes a message spread over several buffers whose data field is its last
 // field, with every byte before the data itself in the first buffer (a relay's message: the
-// data field alone): Data and more then point into the buffers, which f holds. done is false
+// data field alone): Data and More then point into the buffers, which f holds. done is false
 // for any other message, which decode gathers into one buffer first.
-func (f *attachFrame) decodePieces(data mem.BufferSlice) (done bool, err error) {
+func (f *Frame) decodePieces(data mem.BufferSlice) (done bool, err error) {
 	first := data[0].ReadOnlyData()
 	total := data.Len()
 	for i := 0; i < len(first); {
@@ -121,9 +126,9 @@ func (f *attachFrame) decodePieces(data mem.BufferSlice) (done bool, err error) 
 	return false, nil
 }
 
-// lend points Data and more at data's bytes from off on, skipping empty pieces, and holds the
+// lend points Data and More at data's bytes from off on, skipping empty pieces, and holds the
 // buffers.
-func (f *attachFrame) lend(data mem.BufferSlice, off int) {
+func (f *Frame) lend(data mem.BufferSlice, off int) {
 	for i, b := range data {
 		p := b.ReadOnlyData()
 		if i == 0 {
@@ -137,18 +142,18 @@ func (f *attachFrame) lend(data mem.BufferSlice, off int) {
 		if f.Data == nil {
 			f.Data = p
 		} else {
-			f.more = append(f.more, p)
+			f.More = append(f.More, p)
 		}
 	}
 }
 
-// release gives the frame's buffers back to gRPC's pool; Data and more are invalid from then
+// Release gives the frame's buffers back to gRPC's pool; Data and More are invalid from then
 // on.
-func (f *attachFrame) release() {
+func (f *Frame) Release() {
 	for _, b := range f.bufs {
 		b.Free()
 	}
-	f.bufs, f.more = f.bufs[:0], f.more[:0]
+	f.bufs, f.More = f.bufs[:0], f.More[:0]
 	if f.AttachRequest != nil {
 		f.Data = nil
 	}
