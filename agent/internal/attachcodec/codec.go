@@ -64,7 +64,7 @@ type Frame struct {
 func (f *Frame) decode(data mem.BufferSlice) error {
 	f.Release()
 	f.AttachRequest = &sockagentv1.AttachRequest{}
-	if len(data) > 1 && len(data) <= maxPieces {
+	if len(data) > 0 && len(data) <= maxPieces {
 		if done, err := f.decodePieces(data); done {
 			return err
 		}
@@ -95,7 +95,7 @@ func (f *Frame) decode(data mem.BufferSlice) error {
 	return nil
 }
 
-// decodePieces decodes a message spread over several buffers whose data field is its last
+// decodePieces decodes a message in at most maxPieces buffers whose data field is its last
 // field, with every byte before the data itself in the first buffer (a relay's message: the
 // data field alone): Data and More then point into the buffers, which f holds. done is false
 // for any other message, which decode gathers into one buffer first.
@@ -104,12 +104,12 @@ func (f *Frame) decodePieces(data mem.BufferSlice) (done bool, err error) {
 	total := data.Len()
 	for i := 0; i < len(first); {
 		num, typ, n := protowire.ConsumeTag(first[i:])
-		if n < 0 {
+		if protowire.ParseError(n) != nil {
 			return false, nil
 		}
 		if num == attachDataField && typ == protowire.BytesType {
 			size, m := protowire.ConsumeVarint(first[i+n:])
-			if off := i + n + m; m > 0 && size == uint64(total-off) { // the data runs to the end
+			if off := i + n + m; protowire.ParseError(m) == nil && size == uint64(total-off) { // the data runs to the end
 				if err := proto.Unmarshal(first[:i], f.AttachRequest); err != nil {
 					return true, err
 				}
@@ -118,7 +118,7 @@ func (f *Frame) decodePieces(data mem.BufferSlice) (done bool, err error) {
 			}
 		}
 		m := protowire.ConsumeFieldValue(num, typ, first[i+n:])
-		if m < 0 { // malformed, or a field that goes on in the next buffer
+		if protowire.ParseError(m) != nil { // malformed, or a field that goes on in the next buffer
 			return false, nil
 		}
 		i += n + m
@@ -170,11 +170,11 @@ func splitData(b []byte) (rest, payload []byte, ok bool) {
 	cut, start := false, 0
 	for i := 0; i < len(b); {
 		num, typ, n := protowire.ConsumeTag(b[i:])
-		if n < 0 {
+		if protowire.ParseError(n) != nil {
 			return nil, nil, false
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b[i+n:])
-		if m < 0 {
+		if protowire.ParseError(m) != nil {
 			return nil, nil, false
 		}
 		if num == attachDataField {
