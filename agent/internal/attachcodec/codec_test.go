@@ -243,3 +243,15 @@ func TestCodecAttachDataOfAnotherType(t *testing.T) {
 		}
 	}
 }
+
+// TestCodecAttachNoBuffers: an empty message may come as no buffer at all; it decodes to an
+// empty request holding nothing.
+func TestCodecAttachNoBuffers(t *testing.T) {
+	var f Frame
+	if err := New().Unmarshal(nil, &f); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(f.AttachRequest, &sockagentv1.AttachRequest{}) || f.Data != nil || len(f.More) != 0 || len(f.bufs) != 0 {
+		t.Errorf("decoded %v, data %q, %d more, %d buffers; want an empty request", f.AttachRequest, f.Data, len(f.More), len(f.bufs))
+	}
+}
