@@ -174,14 +174,6 @@ type def struct {
 	run      func(ctx context.Context, e *env) result
 }
 
-// targetString is the row's pass condition as text: the target, and the CPU bound if any.
-func (d def) targetString() string {
-	if d.cpuLimit > 0 {
-		return d.target.String() + ", cpu<=" + trimFloat(d.cpuLimit) + "x"
-	}
-	return d.target.String()
-}
-
 // Keys lists the row keys in table order.
 func Keys() []string {
 	var ks []string
@@ -275,15 +267,7 @@ func (e *env) runRow(ctx context.Context, d def) Row {
 	if row.Value > 0 && row.BaselineValue > 0 {
 		row.Ratio = row.Value / row.BaselineValue
 	}
-	if row.Value > 0 {
-		row.CPUPerGB = r.cpu
-	}
-	if row.BaselineValue > 0 {
-		row.BaselineCPUPerGB = r.baseCPU
-	}
-	if row.CPUPerGB > 0 && row.BaselineCPUPerGB > 0 {
-		row.CPURatio = row.CPUPerGB / row.BaselineCPUPerGB
-	}
+	fillCPU(&row, r)
 	row.Pass = d.judge(row)
 	verdict := "FAIL"
 	if row.Pass {
@@ -291,24 +275,6 @@ func (e *env) runRow(ctx context.Context, d def) Row {
 	}
 	e.progress("%-9s %s: %s (%s)", d.key, verdict, summaryLine(row), row.Elapsed.Round(time.Millisecond))
 	return row
-}
-
-// judge says whether row meets d's target and, when d bounds it, the CPU ratio (a row whose
-// CPU could not be measured fails such a bound: it is what the row is there to show).
-func (d def) judge(row Row) bool {
-	var pass bool
-	switch {
-	case row.Value <= 0:
-		return false
-	case d.target.absolute: // judged on the value alone; the baseline is for reference
-		pass = d.target.holds(row.Value, row.Ratio)
-	case row.Ratio > 0:
-		pass = d.target.holds(row.Value, row.Ratio)
-	}
-	if d.cpuLimit > 0 {
-		pass = pass && row.CPURatio > 0 && row.CPURatio <= d.cpuLimit
-	}
-	return pass
 }
 
 func joinNote(a, b string) string {

@@ -117,3 +117,30 @@ func TestCPUCells(t *testing.T) {
 		t.Errorf("cpu line %q", got)
 	}
 }
+
+// TestFillCPU: a side's CPU figure goes in beside its measured value only, and the ratio only
+// when both sides have one.
+func TestFillCPU(t *testing.T) {
+	r := result{cpu: 1.5, baseCPU: 0.5}
+	for _, tc := range []struct {
+		name                string
+		value, base         float64
+		cpu, baseCPU, ratio float64
+	}{
+		{"both", 1, 2, 1.5, 0.5, 3},
+		{"no value", 0, 2, 0, 0.5, 0},
+		{"no baseline", 1, 0, 1.5, 0, 0},
+		{"neither", 0, 0, 0, 0, 0},
+	} {
+		row := Row{Value: tc.value, BaselineValue: tc.base}
+		fillCPU(&row, r)
+		if row.CPUPerGB != tc.cpu || row.BaselineCPUPerGB != tc.baseCPU || row.CPURatio != tc.ratio {
+			t.Errorf("%s: cpu %v base %v ratio %v; want %v %v %v", tc.name, row.CPUPerGB, row.BaselineCPUPerGB, row.CPURatio, tc.cpu, tc.baseCPU, tc.ratio)
+		}
+	}
+	row := Row{Value: 1, BaselineValue: 1}
+	fillCPU(&row, result{cpu: 1})
+	if row.CPUPerGB != 1 || row.CPURatio != 0 {
+		t.Errorf("baseline CPU not measured: cpu %v ratio %v; want 1 and no ratio", row.CPUPerGB, row.CPURatio)
+	}
+}

@@ -99,22 +99,6 @@ func formatValue(v float64, unit string) string {
 	return sig3(v) + " " + unit
 }
 
-// cpuCells are the CPU-per-GB columns of a row: ours, the baseline's, their ratio ("-" where
-// not measured).
-func (r Row) cpuCells() []string {
-	c := []string{"-", "-", "-"}
-	if r.CPUPerGB > 0 {
-		c[0] = sig3(r.CPUPerGB) + "s"
-	}
-	if r.BaselineCPUPerGB > 0 {
-		c[1] = sig3(r.BaselineCPUPerGB) + "s"
-	}
-	if r.CPURatio > 0 {
-		c[2] = fmt.Sprintf("%.2fx", r.CPURatio)
-	}
-	return c
-}
-
 // cells are the printed columns of a row: figure, value, baseline, baseline value, ratio,
 // CPU per GB, baseline CPU per GB, CPU ratio, target, result.
 func (r Row) cells() []string {
@@ -167,12 +151,6 @@ func summaryLine(r Row) string {
 }
 
 var header = []string{"FIGURE", "VALUE", "BASELINE", "VALUE", "RATIO", "CPU/GB", "BASE-CPU/GB", "CPU-RATIO", "TARGET", "RESULT"}
-
-// cpuLine names the CPU the figures were taken on, above the table: ratios differ from one
-// CPU model to another, so a table without it cannot be compared.
-func cpuLine(m Machine) string {
-	return fmt.Sprintf("CPU: %s, %d cores", m.CPU, m.Cores)
-}
 
 // WriteTable prints the CPU line, the report as an aligned text table, then its notes.
 func WriteTable(w io.Writer, rep *Report) error {
