@@ -8,10 +8,10 @@ import (
 // bytesPerGB is the GB of the CPU-per-GB figures: 10^9 bytes, as Gbit/s counts 10^9 bits.
 const bytesPerGB = 1e9
 
-// cpuPerGB is cpu spent per GB moved, in seconds; 0 when nothing moved or no CPU time was
-// measured (a platform without getrusage), so the figure is left out rather than wrong.
+// cpuPerGB is cpu spent per GB moved, in seconds; 0 when nothing moved, or when no CPU time
+// was measured (a platform without getrusage), so the figure is left out rather than wrong.
 func cpuPerGB(cpu time.Duration, bytes int64) float64 {
-	if bytes <= 0 || cpu <= 0 {
+	if bytes <= 0 {
 		return 0
 	}
 	return cpu.Seconds() / (float64(bytes) / bytesPerGB)
@@ -36,7 +36,7 @@ func fillCPU(row *Row, r result) {
 	if row.BaselineValue > 0 {
 		row.BaselineCPUPerGB = r.baseCPU
 	}
-	if row.CPUPerGB > 0 && row.BaselineCPUPerGB > 0 {
+	if row.BaselineCPUPerGB > 0 { // and no ratio without our figure: 0 / x
 		row.CPURatio = row.CPUPerGB / row.BaselineCPUPerGB
 	}
 }
