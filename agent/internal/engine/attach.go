@@ -428,7 +428,7 @@ func (r *attachRun) write(data []byte, more [][]byte, dst net.Addr) error {
 		n   int
 		err error
 	)
-	if len(more) > 0 && (dst != nil || r.s.kind != KindStream) {
+	if len(more) > 0 && r.s.kind != KindStream { // dst is set only on a datagram socket
 		// A datagram is one write of all its bytes.
 		data, more = slices.Concat(append([][]byte{data}, more...)...), nil
 	}

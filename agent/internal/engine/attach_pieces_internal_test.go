@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+
+	"github.com/sockagent/sockagent/agent/contract"
 	"io"
 	"strings"
 	"testing"
@@ -96,6 +98,25 @@ func TestAttachPieces(t *testing.T) {
 			}
 		}
 	})
+	t.Run("pieces over bytes_per_call", func(t *testing.T) {
+		cli, srv := streamPair(t, tb, ctx)
+		big := make([]byte, 4<<20) // the default policy's bytes_per_call, with Data's byte one over
+		st := &scriptStream{sent: make(chan AttachOut, 4), reqs: []*AttachIn{
+			{SocketID: cli, Data: []byte("x"), More: [][]byte{big}},
+		}}
+		err := tb.Attach(ctx, st, nil)
+		if Reason(err) != contract.ReasonLimitExceeded || !strings.Contains(err.Error(), "4194305 bytes in one call") {
+			t.Errorf("Attach: %v (%s), want LIMIT_EXCEEDED for 4194305 bytes", err, Reason(err))
+		}
+		if in, err := tb.Get(cli); err != nil || in.BytesSent != 0 {
+			t.Errorf("socket counters: %+v, %v; want nothing sent", in, err)
+		}
+		for _, id := range []string{cli, srv} {
+			if _, err := tb.Close(ctx, id); err != nil {
+				t.Error(err)
+			}
+		}
+	})
 	t.Run("data after close_write", func(t *testing.T) {
 		cli, srv := streamPair(t, tb, ctx)
 		st := &scriptStream{sent: make(chan AttachOut, 4), reqs: []*AttachIn{
@@ -105,6 +126,10 @@ func TestAttachPieces(t *testing.T) {
 		err := tb.Attach(ctx, st, nil)
 		if err == nil || !strings.Contains(err.Error(), "data after close_write") {
 			t.Errorf("Attach: %v, want data after close_write", err)
+		}
+		// close_write alone writes nothing, and the refused data is not written either.
+		if in, err := tb.Get(cli); err != nil || in.BytesSent != 0 || in.MsgsSent != 0 {
+			t.Errorf("socket counters: %+v, %v; want nothing sent", in, err)
 		}
 		for _, id := range []string{cli, srv} {
 			if _, err := tb.Close(ctx, id); err != nil {
