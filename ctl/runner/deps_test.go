@@ -12,7 +12,7 @@ import (
 // (the server), whose in-process form reaches the runner only through Config.StartLocal (the
 // tracing setup, shared with the agent, is not the server). The
 // scenario package makes no RPC at all, and neither the client nor the runner knows the
-// command line.
+// command line. sockctl links no Prometheus.
 func TestDependencies(t *testing.T) {
 	t.Parallel()
 	goBin := goTool(t)
@@ -25,6 +25,9 @@ func TestDependencies(t *testing.T) {
 		{"ctl/runner", []string{mod + "agent", mod + "ctl/localagent", mod + "ctl/bench", "github.com/spf13/"}, []string{mod + "agent/contract", mod + "agent/tracing"}},
 		{"ctl/client", []string{mod + "agent", mod + "ctl/", "github.com/spf13/"}, []string{mod + "agent/contract", mod + "agent/tracing"}},
 		{"ctl/scenario", []string{mod + "agent", mod + "gen/", "google.golang.org/grpc"}, []string{mod + "agent/contract"}},
+		// sockctl's local agents keep no metrics: Prometheus's packages would initialise their
+		// registries at every start of every sockctl command.
+		{"ctl/cmd/sockctl", []string{"github.com/prometheus/", "github.com/grpc-ecosystem/go-grpc-middleware/", mod + "agent/metrics"}, nil},
 	} {
 		out, err := exec.Command(goBin, "list", "-deps", "-test=false", mod+tc.pkg).CombinedOutput()
 		if err != nil {
