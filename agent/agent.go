@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/internal/attachcodec"
 	"github.com/sockagent/sockagent/agent/internal/auth"
 	"github.com/sockagent/sockagent/agent/internal/engine"
 	"github.com/sockagent/sockagent/agent/internal/rlimit"
@@ -84,9 +85,10 @@ type Config struct {
 	// Labels are reported by GetInfo, for inventories that discover agents and select them
 	// by label (contract.CheckLabel; at most contract.MaxLabels).
 	Labels map[string]string
-	// Metrics makes the agent keep Prometheus metrics, served by MetricsHandler (off: no
-	// metrics interceptor runs and nothing is counted for them).
-	Metrics bool
+	// Metrics, if set, makes the agent keep metrics in the recorder it returns, served by
+	// MetricsHandler: metrics.New (package agent/metrics) keeps them for Prometheus. Nil: no
+	// metrics interceptor runs and nothing is counted for them.
+	Metrics func(MetricsSource) MetricsRecorder
 	// Tokens, if set, requires "authorization: Bearer SECRET" with one of these tokens on
 	// every RPC but the health service's; the caller is "token:NAME". SetTokens replaces them.
 	Tokens *Tokens
@@ -237,7 +239,7 @@ func New(cfg Config) (*Agent, error) {
 		MaxSweepPace: cfg.MaxSweepPace,
 	})
 	unary, stream := []grpc.UnaryServerInterceptor{a.unary}, []grpc.StreamServerInterceptor{a.authStream}
-	if cfg.Metrics {
+	if cfg.Metrics != nil {
 		a.metrics = newMetrics(a)
 		a.conns.metrics = a.metrics
 		mu, ms := a.metrics.interceptors()
@@ -253,6 +255,8 @@ func New(cfg Config) (*Agent, error) {
 		// per RPC): their stacks stay grown, where a new goroutine per RPC grows its stack
 		// again on every call.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.InitialWindowSize(FlowWindow),
+		grpc.InitialConnWindowSize(FlowWindow),
 	}
 	if cfg.Tokens != nil {
 		// Tokens are checked from the headers, before gRPC reads a request's body. Without
@@ -270,7 +274,10 @@ func New(cfg Config) (*Agent, error) {
 	} else {
 		opts = append(opts, grpc.Creds(peerCreds{}))
 	}
+	// Attach's data stays in gRPC's buffers on its way to the socket (attachcodec); last, so that
+	// no option of the caller's replaces the codec the Attach handler needs.
 	opts = append(opts, cfg.ServerOptions...)
+	opts = append(opts, grpc.ForceServerCodecV2(attachcodec.New()))
 	a.srv = grpc.NewServer(opts...)
 	sockagentv1.RegisterSocketServiceServer(a.srv, &socketService{t: a.table})
 	sockagentv1.RegisterAgentServiceServer(a.srv, &agentService{a: a})
@@ -281,7 +288,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Reflection(a.srv)
 	}
 	if a.metrics != nil {
-		a.metrics.grpc.InitializeMetrics(a.srv)
+		a.metrics.r.Registered(a.srv)
 	}
 	for _, svc := range []string{"", sockagentv1.SocketService_ServiceDesc.ServiceName, sockagentv1.AgentService_ServiceDesc.ServiceName, sockagentv1.SessionService_ServiceDesc.ServiceName, sockagentv1.MeasureService_ServiceDesc.ServiceName} {
 		a.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/metrics"
 	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 )
@@ -69,7 +70,7 @@ next:
 // kind and state, bytes both ways (kept when the sockets close), RPCs by method and code,
 // errors by reason, refusals by limit, probe samples; the names pass Prometheus' linter.
 func TestMetrics(t *testing.T) {
-	e := newEnvWith(t, agent.Config{Metrics: true})
+	e := newEnvWith(t, agent.Config{Metrics: metrics.New})
 	h := e.a.MetricsHandler()
 	if h == nil {
 		t.Fatal("MetricsHandler is nil with Metrics on")
@@ -156,7 +157,7 @@ func TestMetricsTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(agent.Config{Metrics: true, Tokens: tokens})
+	a, err := agent.New(agent.Config{Metrics: metrics.New, Tokens: tokens})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +182,7 @@ func TestMetricsRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnvWith(t, agent.Config{Metrics: true, Policy: pol})
+	e := newEnvWith(t, agent.Config{Metrics: metrics.New, Policy: pol})
 	e.listen(t, "tcp", "127.0.0.1:0")
 	for range 2 {
 		_, err := e.sc.Listen(ctxT(t), &sockagentv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0"})
@@ -211,7 +212,7 @@ func grepLines(text, sub string) string {
 // TestMetricsServed: a served connection's bytes are counted by behaviour, and stay counted
 // once the served socket closes.
 func TestMetricsServed(t *testing.T) {
-	e := newEnvWith(t, agent.Config{Metrics: true})
+	e := newEnvWith(t, agent.Config{Metrics: metrics.New})
 	ln := e.listen(t, "tcp", "127.0.0.1:0")
 	e.serve(t, ln.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
 	c := dialT(t, "tcp", ln.GetLocalAddress())

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/agent/internal/attachcodec"
 	"github.com/sockagent/sockagent/agent/internal/engine"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"google.golang.org/grpc"
@@ -212,21 +213,28 @@ func (s *socketService) Attach(stream grpc.BidiStreamingServer[sockagentv1.Attac
 
 // attachStream carries an Attach's engine messages over its gRPC stream. Only the engine's
 // downstream goroutine sends, so one response message is reused for every send: gRPC marshals
-// it before Send returns, and no stats handler or tracing of the agent keeps it.
+// it before Send returns, and no stats handler or tracing of the agent keeps it. Only the
+// engine's upstream goroutine receives, one request at a time, and it is done with a request's
+// data when it asks for the next: so the agent's codec leaves the data in gRPC's buffers
+// (attachcodec.Frame), and Recv gives them back before it receives the next.
 type attachStream struct {
-	s    grpc.BidiStreamingServer[sockagentv1.AttachRequest, sockagentv1.AttachResponse]
-	resp sockagentv1.AttachResponse
+	s     grpc.BidiStreamingServer[sockagentv1.AttachRequest, sockagentv1.AttachResponse]
+	resp  sockagentv1.AttachResponse
+	frame attachcodec.Frame
 }
 
 func (a *attachStream) Recv() (*engine.AttachIn, error) {
-	r, err := a.s.Recv()
-	if err != nil {
+	a.frame.Release()
+	// RecvMsg, not Recv: the agent's codec decodes an attachFrame in place.
+	if err := a.s.RecvMsg(&a.frame); err != nil {
+		a.frame.Release()
 		if errors.Is(err, io.EOF) {
 			return nil, io.EOF
 		}
 		return nil, err
 	}
-	return &engine.AttachIn{SocketID: r.GetSocketId(), ReadSize: r.GetReadSize(), Data: r.GetData(),
+	r := a.frame.AttachRequest
+	return &engine.AttachIn{SocketID: r.GetSocketId(), ReadSize: r.GetReadSize(), Data: r.GetData(), More: a.frame.More,
 		Address: r.GetAddress(), CloseWrite: r.GetCloseWrite()}, nil
 }
 

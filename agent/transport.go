@@ -62,6 +62,14 @@ const (
 	// agent's metadata is a token, a session id and gRPC's own, far below it; gRPC's default
 	// of 16 MiB would let every unauthenticated connection make the agent hold that much.
 	MaxHeaderBytes = 16 << 10
+	// FlowWindow is the HTTP/2 flow-control window of each stream and of each connection, in
+	// bytes: how much a caller may send ahead of the agent's reading. gRPC's default starts at
+	// 64 KiB and lets bandwidth-delay estimates grow it; on loopback and in a LAN that estimate
+	// stays near the start, so a caller streaming 64 KiB Attach messages waits for a window
+	// update after every message (a wake-up and a small write each way). A static window four
+	// messages deep keeps the caller writing, the agent sends one update per quarter window,
+	// and it bounds what one connection can make the agent hold below the estimator's 16 MiB.
+	FlowWindow = 256 << 10
 	// maxLoggedMethod bounds the method name a refused request's log line repeats: it comes
 	// from the request's :path, before gRPC knows whether the method exists.
 	maxLoggedMethod = 128

@@ -23,6 +23,7 @@ import (
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/rlimit"
+	"github.com/sockagent/sockagent/agent/metrics"
 	"github.com/sockagent/sockagent/agent/policy"
 )
 
@@ -228,9 +229,11 @@ func (c Config) Build(w io.Writer) (*Setup, error) {
 		AuthTimeout:           c.AuthTimeout,
 		MaxStreams:            c.MaxStreams,
 		MaxHealthWatches:      c.MaxHealthWatches,
-		Metrics:               c.MetricsListen != "",
 		Labels:                c.Labels,
 		MaxSweepPace:          c.MaxSweepPace,
+	}
+	if c.MetricsListen != "" {
+		s.Agent.Metrics = metrics.New
 	}
 	if c.IdleTimeout == 0 {
 		s.Agent.IdleTimeout = -1 // never: agent.Config reads 0 as its default

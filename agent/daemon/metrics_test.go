@@ -45,7 +45,7 @@ func TestMetricsListenRule(t *testing.T) {
 				t.Fatalf("Build: %v", err)
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Fix: --token-file")):
 				t.Fatalf("Build: %v, want an error with %q and a fix", err, tc.want)
-			case tc.want == "" && !s.Agent.Metrics:
+			case tc.want == "" && s.Agent.Metrics == nil:
 				t.Fatal("metrics off in the agent's config with --metrics-listen given")
 			}
 		})

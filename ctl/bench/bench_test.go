@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-var wantKeys = []string{"attach", "probe", "tls", "tcp", "udp", "sendrecv", "metrics", "events", "dialopts", "getinfo", "sockctl", "scenario", "matrix"}
+var wantKeys = []string{"attach", "probe", "tls", "tcp", "udp", "sendrecv", "metrics", "events", "traces", "dialopts", "getinfo", "sockctl", "scenario", "matrix"}
 
 // TestQuickRun runs every row in --quick mode in this process and checks that each produced a
 // positive figure and baseline, with a ratio and verdict that follow from them, and that the
@@ -108,7 +108,36 @@ func checkRow(t *testing.T, r Row, haveIperf bool) {
 			t.Errorf("%s: ratio %v, want %v", r.Key, r.Ratio, want)
 		}
 	}
+	checkCPU(t, r)
 	t.Logf("%-9s %s", r.Key, summaryLine(r))
+}
+
+// cpuRows are the rows that report CPU per GB: the throughput rows.
+var cpuRows = map[string]bool{"attach": true, "tcp": true, "udp": true}
+
+// checkCPU checks a row's CPU figures: both sides' CPU per GB, within what two cores can
+// spend moving bytes at loopback speeds, and their ratio, on the throughput rows; none on
+// the others.
+func checkCPU(t *testing.T, r Row) {
+	t.Helper()
+	if !cpuRows[r.Key] {
+		if r.CPUPerGB != 0 || r.BaselineCPUPerGB != 0 || r.CPURatio != 0 {
+			t.Errorf("%s: CPU figures %v %v %v on a row that moves no bytes", r.Key, r.CPUPerGB, r.BaselineCPUPerGB, r.CPURatio)
+		}
+		return
+	}
+	// Two cores for the whole span, at the slowest rate a quick run might see (10 MB/s), is
+	// 200 s/GB; loopback TCP costs well above 0.01 s/GB.
+	for _, v := range []float64{r.CPUPerGB, r.BaselineCPUPerGB} {
+		if r.Value > 0 && r.BaselineValue > 0 && (v < 0.01 || v > 200) {
+			t.Errorf("%s: CPU per GB %v s, want 0.01..200 (ours %v, baseline %v)", r.Key, v, r.CPUPerGB, r.BaselineCPUPerGB)
+		}
+	}
+	if r.CPUPerGB > 0 && r.BaselineCPUPerGB > 0 {
+		if want := r.CPUPerGB / r.BaselineCPUPerGB; r.CPURatio != want {
+			t.Errorf("%s: CPU ratio %v, want %v", r.Key, r.CPURatio, want)
+		}
+	}
 }
 
 // checkTable checks the table report: the header, then one line per row with its figure and
@@ -120,11 +149,14 @@ func checkTable(t *testing.T, rep *Report) {
 	}
 	t.Logf("\n%s", b.String())
 	lines := strings.Split(b.String(), "\n")
-	if got := strings.Fields(lines[0]); !slices.Equal(got, header) {
+	if want := "CPU: " + rep.Machine.CPU + ", "; !strings.HasPrefix(lines[0], want) || !strings.HasSuffix(lines[0], " cores") {
+		t.Errorf("first line %q, want %q... cores", lines[0], want)
+	}
+	if got := strings.Fields(lines[1]); !slices.Equal(got, header) {
 		t.Fatalf("header %q, want %q", got, header)
 	}
 	for i, r := range rep.Rows {
-		line := lines[1+i]
+		line := lines[2+i]
 		if !strings.HasPrefix(line, r.Figure+" ") || !strings.HasSuffix(strings.TrimSpace(line), map[bool]string{true: "pass", false: "FAIL"}[r.Pass]) {
 			t.Errorf("table line %d %q for row %s", 1+i, line, r.Key)
 		}
@@ -141,7 +173,9 @@ func checkJSON(t *testing.T, rep *Report) {
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Rows) != len(rep.Rows) || back.Rows[0].Value != rep.Rows[0].Value || back.Pass != rep.Pass || back.Machine != rep.Machine {
+	if len(back.Rows) != len(rep.Rows) || back.Rows[0].Value != rep.Rows[0].Value || back.Rows[0].CPUPerGB != rep.Rows[0].CPUPerGB ||
+		back.Rows[0].BaselineCPUPerGB != rep.Rows[0].BaselineCPUPerGB || back.Rows[0].CPURatio != rep.Rows[0].CPURatio ||
+		back.Pass != rep.Pass || back.Machine != rep.Machine {
 		t.Errorf("json round trip lost data:\n%s", b.String())
 	}
 }
@@ -177,15 +211,18 @@ func checkMarkdown(t *testing.T, md string, rep *Report) {
 		t.Fatalf("%d table lines, want %d:\n%s", len(table), 2+len(rep.Rows), md)
 	}
 	head := mdCells(table[0])
-	if len(head) != 7 || head[0] != "Figure" || head[6] != "Result" {
+	if len(head) != 10 || head[0] != "Figure" || head[5] != "CPU/GB" || head[9] != "Result" {
 		t.Errorf("header cells %q", head)
 	}
-	if !regexp.MustCompile(`^\|(---\|){7}$`).MatchString(table[1]) {
+	if !strings.HasPrefix(md, "CPU: "+rep.Machine.CPU+", ") {
+		t.Errorf("markdown does not start with the CPU model %q:\n%s", rep.Machine.CPU, md)
+	}
+	if !regexp.MustCompile(`^\|(---\|){10}$`).MatchString(table[1]) {
 		t.Errorf("separator %q", table[1])
 	}
 	for i, r := range rep.Rows {
 		c := mdCells(table[2+i])
-		if len(c) != 7 || c[0] != r.Figure || c[2] != r.Baseline || c[5] != r.Target {
+		if len(c) != 10 || c[0] != r.Figure || c[2] != r.Baseline || !slices.Equal(c[5:8], r.cpuCells()) || c[8] != r.Target {
 			t.Errorf("row %s: cells %q", r.Key, c)
 			continue
 		}
@@ -193,8 +230,8 @@ func checkMarkdown(t *testing.T, md string, rep *Report) {
 		if r.Pass {
 			want = "pass"
 		}
-		if c[6] != want {
-			t.Errorf("row %s: result %q, want %q", r.Key, c[6], want)
+		if c[9] != want {
+			t.Errorf("row %s: result %q, want %q", r.Key, c[9], want)
 		}
 	}
 	m := rep.Machine
@@ -250,7 +287,7 @@ func TestMainBadFlags(t *testing.T) {
 		{[]string{"--seconds", "601"}, "--seconds 601"},
 		{[]string{"--seconds", "three"}, `invalid argument "three"`},
 		{[]string{"--only", "("}, "is not a regular expression"},
-		{[]string{"--only", "nosuchrow"}, "matches none of the rows: attach, probe, tls, tcp, udp, sendrecv, metrics, events, dialopts, getinfo, sockctl, scenario, matrix"},
+		{[]string{"--only", "nosuchrow"}, "matches none of the rows: attach, probe, tls, tcp, udp, sendrecv, metrics, events, traces, dialopts, getinfo, sockctl, scenario, matrix"},
 		{[]string{"-o", "yaml"}, `-o "yaml": give table, json or markdown`},
 		{[]string{"run"}, `unexpected argument "run"`},
 	} {
@@ -270,14 +307,14 @@ func TestMainBadFlags(t *testing.T) {
 func TestCells(t *testing.T) {
 	r := Row{Key: "attach", Figure: "attach relay throughput", Baseline: "raw Go TCP 1 stream", Unit: "bit/s", Target: ">=0.15x",
 		Error: "not implemented by this agent (Unimplemented): Attach", Unimplemented: true, BaselineValue: 2.2e10}
-	if got, want := r.cells(), []string{"attach relay throughput", "unimplemented", "raw Go TCP 1 stream", "22.0 Gbit/s", "-", ">=0.15x", "FAIL"}; !slices.Equal(got, want) {
+	if got, want := r.cells(), []string{"attach relay throughput", "unimplemented", "raw Go TCP 1 stream", "22.0 Gbit/s", "-", "-", "-", "-", ">=0.15x", "FAIL"}; !slices.Equal(got, want) {
 		t.Errorf("cells %q, want %q", got, want)
 	}
 	if got := r.notes(); len(got) != 1 || got[0] != "attach: not implemented by this agent (Unimplemented): Attach" {
 		t.Errorf("notes %q", got)
 	}
 	r = Row{Figure: "sockctl info wall p50", Unit: "s", Value: 0.0042, BaselineError: "boom", Target: "<=5ms", Pass: true}
-	if got, want := r.cells(), []string{"sockctl info wall p50", "4.20ms", "", "error", "-", "<=5ms", "pass"}; !slices.Equal(got, want) {
+	if got, want := r.cells(), []string{"sockctl info wall p50", "4.20ms", "", "error", "-", "-", "-", "-", "<=5ms", "pass"}; !slices.Equal(got, want) {
 		t.Errorf("cells %q, want %q", got, want)
 	}
 	for _, tc := range []struct {

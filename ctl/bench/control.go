@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sockagent/sockagent/agent"
+	"github.com/sockagent/sockagent/agent/metrics"
 	"github.com/sockagent/sockagent/ctl"
 	"github.com/sockagent/sockagent/ctl/bench/bareclient"
 	"github.com/sockagent/sockagent/ctl/localagent"
@@ -119,7 +120,7 @@ func sendRecv(ctx context.Context, sc sockagentv1.SocketServiceClient, cli, srv 
 // metricsRow alternates Send+Recv on the bench's agent (metrics off) with the same on a second
 // in-process agent whose metrics are on, scraped meanwhile as Prometheus would.
 func metricsRow(ctx context.Context, e *env) result {
-	on, err := localagent.Start(agent.Config{Metrics: true})
+	on, err := localagent.Start(agent.Config{Metrics: metrics.New})
 	if err != nil {
 		return result{err: err}
 	}

@@ -100,7 +100,7 @@ func formatValue(v float64, unit string) string {
 }
 
 // cells are the printed columns of a row: figure, value, baseline, baseline value, ratio,
-// target, result.
+// CPU per GB, baseline CPU per GB, CPU ratio, target, result.
 func (r Row) cells() []string {
 	value, base, ratio := "-", "-", "-"
 	if r.Error != "" {
@@ -123,7 +123,7 @@ func (r Row) cells() []string {
 	if r.Pass {
 		result = "pass"
 	}
-	return []string{r.Figure, value, r.Baseline, base, ratio, r.Target, result}
+	return append(append([]string{r.Figure, value, r.Baseline, base, ratio}, r.cpuCells()...), r.Target, result)
 }
 
 // notes are the lines under the table: errors first, then notes, each naming its row.
@@ -143,13 +143,18 @@ func (r Row) notes() []string {
 
 func summaryLine(r Row) string {
 	c := r.cells()
-	return fmt.Sprintf("%s vs %s, ratio %s, target %s", c[1], c[3], c[4], c[5])
+	s := fmt.Sprintf("%s vs %s, ratio %s", c[1], c[3], c[4])
+	if r.CPURatio > 0 {
+		s += fmt.Sprintf(", CPU/GB %s vs %s, ratio %s", c[5], c[6], c[7])
+	}
+	return s + ", target " + c[8]
 }
 
-var header = []string{"FIGURE", "VALUE", "BASELINE", "VALUE", "RATIO", "TARGET", "RESULT"}
+var header = []string{"FIGURE", "VALUE", "BASELINE", "VALUE", "RATIO", "CPU/GB", "BASE-CPU/GB", "CPU-RATIO", "TARGET", "RESULT"}
 
-// WriteTable prints the report as an aligned text table, then its notes.
+// WriteTable prints the CPU line, the report as an aligned text table, then its notes.
 func WriteTable(w io.Writer, rep *Report) error {
+	fmt.Fprintln(w, cpuLine(rep.Machine))
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rep.Rows {
@@ -195,10 +200,11 @@ func mdEscape(s string) string {
 	return strings.ReplaceAll(s, "|", `\|`)
 }
 
-// WriteMarkdown prints the report as a Markdown table (for docs/performance.md), the notes as a list,
-// and a line naming the machine.
+// WriteMarkdown prints the CPU line, the report as a Markdown table (for docs/performance.md),
+// the notes as a list, and a line naming the machine.
 func WriteMarkdown(w io.Writer, rep *Report) error {
-	head := []string{"Figure", "Value", "Baseline", "Baseline value", "Ratio", "Target", "Result"}
+	fmt.Fprintf(w, "%s\n\n", cpuLine(rep.Machine))
+	head := []string{"Figure", "Value", "Baseline", "Baseline value", "Ratio", "CPU/GB", "Baseline CPU/GB", "CPU ratio", "Target", "Result"}
 	fmt.Fprintf(w, "| %s |\n", strings.Join(head, " | "))
 	fmt.Fprintf(w, "|%s\n", strings.Repeat("---|", len(head)))
 	for _, r := range rep.Rows {

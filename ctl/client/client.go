@@ -36,6 +36,9 @@ func configErrorf(format string, args ...any) error {
 	return &ConfigError{Err: fmt.Errorf(format, args...)}
 }
 
+// flowWindow is the HTTP/2 flow-control window of sockctl's streams and connections, in bytes.
+const flowWindow = 256 << 10
+
 // Dial opens a client connection to the agent at target, presenting the credentials of o. It
 // is the one place that chooses transport and per-RPC credentials: TLS when o asks for it
 // (o.UsesTLS), else plaintext; a bearer token when o has a token file, refused over plaintext
@@ -49,7 +52,12 @@ func Dial(target string, o Options) (*grpc.ClientConn, error) {
 	if err := o.Check(); err != nil {
 		return nil, &ConfigError{Err: err}
 	}
-	opts := append([]grpc.DialOption{grpc.WithChainUnaryInterceptor(instanceOfSocket)}, tracing.DialOptions()...)
+	opts := append([]grpc.DialOption{grpc.WithChainUnaryInterceptor(instanceOfSocket),
+		// What the agent reads ahead of sockctl (attach, connect): a static window, as the
+		// agent's own (agent.FlowWindow), so a stream of 64 KiB messages does not wait for a
+		// window update after each one.
+		grpc.WithInitialWindowSize(flowWindow), grpc.WithInitialConnWindowSize(flowWindow)},
+		tracing.DialOptions()...)
 	if o.UsesTLS() {
 		cfg, err := o.TLSConfig()
 		if err != nil {

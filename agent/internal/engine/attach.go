@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,11 +51,25 @@ const maxAttachRead = 1 << 20
 // AttachIn is one request of an Attach stream: the first names the socket (and the read
 // size); any may carry data, a datagram's destination, or the end of the caller's direction.
 type AttachIn struct {
-	SocketID   string
-	ReadSize   uint32
+	SocketID string
+	ReadSize uint32
+	// Data is the request's data, or its first piece: More holds the rest, in the pieces the
+	// adapter received it in, so that a stream socket takes them in one vectored write with no
+	// copy to gather them (a datagram socket gathers them: a datagram is one write). Data is
+	// not empty when More is not.
 	Data       []byte
+	More       [][]byte
 	Address    string
 	CloseWrite bool
+}
+
+// size is the length of the request's data, all pieces.
+func (in *AttachIn) size() int {
+	n := len(in.Data)
+	for _, b := range in.More {
+		n += len(b)
+	}
+	return n
 }
 
 // AttachOut is one response of an Attach stream: bytes (or one datagram and its sender) read
@@ -66,7 +81,9 @@ type AttachOut struct {
 }
 
 // AttachStream is the stream an Attach moves data over. Send may keep nothing of out after it
-// returns: the engine reuses out and its buffer for the next read.
+// returns: the engine reuses out and its buffer for the next read. Recv's data is the
+// engine's until its next Recv (which it calls only once it wrote the data): the adapter may
+// reuse the buffers it lent then.
 type AttachStream interface {
 	Send(out *AttachOut) error
 	Recv() (*AttachIn, error)
@@ -340,19 +357,20 @@ func (r *attachRun) up(req *AttachIn) error {
 	defer func() { lastDone() }()
 	for {
 		data, addr := req.Data, req.Address
+		size := req.size()
 		switch {
-		case shut && len(data) > 0:
+		case shut && size > 0:
 			return badArg(contract.ReasonInvalidArgument, "attach: data after close_write; the socket's write half is shut down already")
 		case shut:
 		case s.pc == nil && addr != "":
 			return badArg(contract.ReasonInvalidArgument, "attach: address %q given for a connected socket; address is only for an unconnected datagram socket (Bind)", addr)
 		default:
-			if err := bytesLimit(len(data), r.set, "send smaller requests"); err != nil {
+			if err := bytesLimit(size, r.set, "send smaller requests"); err != nil {
 				return err
 			}
 			// On a datagram socket every request is a datagram, even empty, but one that only
 			// says close_write.
-			if len(data) > 0 || (s.kind == KindDatagram && !req.CloseWrite) {
+			if size > 0 || (s.kind == KindDatagram && !req.CloseWrite) {
 				var dst net.Addr
 				if s.pc != nil {
 					if addr != lastAddr || lastDst == nil {
@@ -366,7 +384,7 @@ func (r *attachRun) up(req *AttachIn) error {
 					}
 					dst = lastDst
 				}
-				if err := r.write(data, dst); err != nil {
+				if err := r.write(data, req.More, dst); err != nil {
 					return err
 				}
 			}
@@ -399,8 +417,8 @@ func (r *attachRun) destination(addr string) (net.Addr, func(), error) {
 	return destination(r.set, r.s.network, addr)
 }
 
-// write writes data to the socket (to dst on an unconnected datagram socket).
-func (r *attachRun) write(data []byte, dst net.Addr) error {
+// write writes data and then more to the socket (to dst on an unconnected datagram socket).
+func (r *attachRun) write(data []byte, more [][]byte, dst net.Addr) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	if r.stop.Load() {
@@ -410,12 +428,22 @@ func (r *attachRun) write(data []byte, dst net.Addr) error {
 		n   int
 		err error
 	)
-	if dst != nil {
+	if len(more) > 0 && r.s.kind != KindStream { // dst is set only on a datagram socket
+		// A datagram is one write of all its bytes.
+		data, more = slices.Concat(append([][]byte{data}, more...)...), nil
+	}
+	switch {
+	case dst != nil:
 		n, err = r.s.pc.WriteTo(data, dst)
 		if r.counts != nil {
 			r.counts.sentTo(dst.String())
 		}
-	} else {
+	case len(more) > 0: // a stream's pieces in one vectored write (writev), not gathered first
+		bufs := append(net.Buffers{data}, more...)
+		var m int64
+		m, err = bufs.WriteTo(r.s.conn)
+		n = int(m)
+	default:
 		n, err = r.s.conn.Write(data)
 	}
 	r.s.bytesSent.Add(uint64(n))
