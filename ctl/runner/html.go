@@ -59,7 +59,14 @@ type htmlPage struct {
 	Blocks  []htmlBlock
 	Steps   []htmlStep
 	Links   []htmlLink
+	// Chunks are the rows of the step table in file order, in chunks that the browser lays
+	// out only when they are scrolled to: a table of a thousand rows laid out at once takes
+	// most of a second.
+	Chunks [][]htmlStep
 }
+
+// tableChunk is the number of rows of one chunk of the step table.
+const tableChunk = 50
 
 // htmlAgent is one lifeline.
 type htmlAgent struct {
@@ -137,6 +144,15 @@ func buildPage(r *Report) htmlPage {
 	}
 	p.Height = y + rowHeight/2
 	p.Links = links(p.Steps, rep.Steps)
+	rows := make([]htmlStep, len(p.Steps))
+	for _, s := range p.Steps {
+		rows[s.I] = s
+	}
+	for len(rows) > 0 {
+		n := min(len(rows), tableChunk)
+		p.Chunks = append(p.Chunks, rows[:n])
+		rows = rows[n:]
+	}
 	return p
 }
 
