@@ -129,7 +129,7 @@ func buildPage(r *Report) htmlPage {
 	rep := *r
 	rep.Steps = slices.Clone(r.Steps)
 	slices.SortStableFunc(rep.Steps, func(a, b StepReport) int { return compareIndex(a.Index, b.Index) })
-	p := htmlPage{Title: cmp.Or(r.Name, r.File), Report: &rep, Summary: summaryLine(r)}
+	p := htmlPage{Title: Printable(cmp.Or(r.Name, r.File)), Report: &rep, Summary: summaryLine(r)}
 	x := map[string]int{}
 	for i, a := range r.Agents {
 		ax := diagramMargin + i*laneWidth
@@ -267,6 +267,9 @@ func layStep(s StepReport, i, y int, x map[string]int, owners map[string]string)
 	h.Kind, h.From, h.To = kindSelf, s.Agent, s.Agent
 	h.X1, h.X2 = ax, ax
 	peer := owners[s.RemoteAddress]
+	if _, ok := x[peer]; !ok {
+		peer = "" // owned by a step of no agent of the run (a fan-out that picked none)
+	}
 	switch {
 	case !known:
 		h.Kind, h.From, h.To = kindNote, "", ""
@@ -356,6 +359,9 @@ func addressOwners(r *Report) map[string]string {
 // agentHost is the host of an agent's address as the report shows it: "10.0.0.2:7700",
 // "local (127.0.0.1:4242)"; "" for a UNIX socket.
 func agentHost(addr string) string {
+	if strings.HasPrefix(addr, "unix:") {
+		return ""
+	}
 	if inner, ok := strings.CutPrefix(addr, localAddr+" ("); ok {
 		addr = strings.TrimSuffix(inner, ")")
 	}

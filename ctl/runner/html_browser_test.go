@@ -321,3 +321,20 @@ func largeReport(n int) *Report {
 	return r
 }
 
+// The committed sample (docs/report-fan-in.html, kept current by ctl's TestSampleReport)
+// draws in the browser as the run it shows: three lifelines, 24 arrows and the listener's
+// box, 8 send/recv links, all passed; nothing logged, nothing fetched.
+func TestHTMLSampleInBrowser(t *testing.T) {
+	bctx := browser(t)
+	file, err := filepath.Abs(filepath.Join("..", "..", "docs", "report-fan-in.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := load(t, bctx, file, func(ctx context.Context) {
+		got := eval[string](t, ctx, `["line.lifeline", "g.step.arrow", "g.step.self", "g.step.pass", "g.step.fail", "path.link", "rect.block"].map(s => document.querySelectorAll(s).length).join(" ")`)
+		if got != "3 24 1 25 0 8 3" {
+			t.Errorf("lifelines, arrows, boxes, passed, failed, links, blocks: %s; want 3 24 1 25 0 8 3", got)
+		}
+	})
+	checkQuiet(t, p, file)
+}
