@@ -92,23 +92,22 @@ type htmlLane struct {
 
 // htmlStep is one step: its arrow (or box, or note) and its table row.
 type htmlStep struct {
-	I           int // in Report.Steps
-	Index       string
-	Class       string // pass, fail or skip
-	Kind        string
-	From, To    string // agents ("" for none)
-	X1, X2, Y   int
-	LabelX      int
-	Label       string
-	Title       string
-	Status      string
-	Duration    string
-	Agent       string
-	Action      string
-	Detail      string
-	Reason      string
-	Message     string
-	LeftToRight bool
+	I         int // in Report.Steps
+	Index     string
+	Class     string // pass, fail or skip
+	Kind      string
+	From, To  string // agents ("" for none)
+	X1, X2, Y int
+	LabelX    int
+	Label     string
+	Title     string
+	Status    string
+	Duration  string
+	Agent     string
+	Action    string
+	Detail    string
+	Reason    string
+	Message   string
 }
 
 // htmlLink joins a send to the recv that read its bytes, along the receiver's lifeline.
@@ -285,7 +284,6 @@ func layStep(s StepReport, i, y int, x map[string]int, owners map[string]string)
 			h.From, h.X1 = peer, x[peer]
 		}
 	}
-	h.LeftToRight = h.X1 <= h.X2
 	h.LabelX = min(h.X1, h.X2) + 6
 	if h.Kind == kindSelf {
 		h.LabelX = ax + 10
@@ -301,7 +299,7 @@ func layStep(s StepReport, i, y int, x map[string]int, owners map[string]string)
 
 // titleOf is a step's tooltip: what it did, how it ended and why.
 func titleOf(s StepReport) string {
-	t := s.Index + " on " + s.Agent + ": " + cmp.Or(s.Detail, s.Action) + "\n" + s.Status
+	t := strings.TrimSuffix(s.Index+" "+s.Name, " ") + " on " + s.Agent + ": " + cmp.Or(s.Detail, s.Action) + "\n" + s.Status
 	if s.Status != StatusSkipped {
 		t += " in " + fmtMS(s.DurationMS)
 	}

@@ -2,8 +2,11 @@ package runner
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"html"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -60,10 +63,10 @@ func TestHTMLLayout(t *testing.T) {
 	if p.Title != "small" || p.Summary != "6 passed, 3 failed, 1 skipped in 1.2s" {
 		t.Errorf("title %q, summary %q", p.Title, p.Summary)
 	}
-	if s := p.Steps[4]; s.Title != "4 on a: recv conn exact_bytes=5\nfailed in 2.5ms: EXPECTATION_FAILED\ngot \"Hellx\", want \"Hello\"" {
+	if s := p.Steps[4]; s.Title != "4 recv conn on a: recv conn exact_bytes=5\nfailed in 2.5ms: EXPECTATION_FAILED\ngot \"Hellx\", want \"Hello\"" {
 		t.Errorf("tooltip %q", s.Title)
 	}
-	if s := p.Steps[6]; s.Title != "6 on c: close\nskipped\nnot run: an earlier step failed" {
+	if s := p.Steps[6]; s.Title != "6 close x on c: close\nskipped\nnot run: an earlier step failed" {
 		t.Errorf("tooltip %q", s.Title)
 	}
 }
@@ -337,5 +340,60 @@ func TestHTMLAgentDown(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), `<g class="agent" data-agent="a">`) || !strings.Contains(b.String(), `<g class="agent down" data-agent="b">`) {
 		t.Error("agent b is not marked down, or a is")
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the actual output")
+
+// The page of the small report, byte for byte (go test ./ctl/runner -run TestHTMLGolden
+// -update rewrites it): the markup the browser tests read, each coordinate of it.
+func TestHTMLGolden(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	if err := WriteHTML(&b, smallReport()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", "small.html.golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./ctl/runner -run TestHTMLGolden -update writes it)", err)
+	}
+	if got := b.String(); got != string(want) {
+		i := 0
+		for i < min(len(got), len(want)) && got[i] == want[i] {
+			i++
+		}
+		t.Errorf("page differs from %s at byte %d: got %q, want %q (-update rewrites it)", path, i, got[i:min(i+80, len(got))], want[i:min(i+80, len(want))])
+	}
+}
+
+// A label longer than labelRunes is cut, its last rune "~"; the tooltip keeps it whole.
+func TestHTMLLabelCut(t *testing.T) {
+	t.Parallel()
+	name := strings.Repeat("é", 60)
+	h := layStep(StepReport{Index: "1", Name: name, Agent: "a", Action: "close", Status: StatusPassed, DurationMS: 1}, 0, 10, map[string]int{"a": 90}, nil)
+	if want := "1 " + strings.Repeat("é", labelRunes-3) + "~"; h.Label != want {
+		t.Errorf("label %q, want %q", h.Label, want)
+	}
+	if !strings.Contains(h.Title, name) {
+		t.Errorf("tooltip %q lacks the whole name", h.Title)
+	}
+}
+
+// A step without a name (a fanned-out step that picked no agent is reported so) has a
+// tooltip without one.
+func TestHTMLTitleUnnamed(t *testing.T) {
+	t.Parallel()
+	if got := titleOf(StepReport{Index: "3", Agent: "{role: x}", Action: "dial", Status: StatusFailed, Reason: "SCENARIO_ERROR"}); got != "3 on {role: x}: dial\nfailed in -: SCENARIO_ERROR" {
+		t.Errorf("tooltip %q", got)
 	}
 }
