@@ -128,6 +128,9 @@ func TestSplitIndex(t *testing.T) {
 		{"4.3@h1", "4", "3", true},
 		{"3@h1", "3", "h1", true},
 		{"12.7", "12", "7", true},
+		{"10.2", "10", "2", true},
+		{"19[0].1", "19", "", false},
+		{"4.@x", "4", "", true}, // (no index has an empty branch: as written)
 	} {
 		top, branch, parallel := splitIndex(tc.index)
 		if top != tc.top || branch != tc.branch || parallel != tc.parallel {

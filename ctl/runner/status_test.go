@@ -164,3 +164,20 @@ func TestStatusEvery(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// The line is drawn again once StatusInterval has passed since it was drawn, not before.
+func TestStatusInterval(t *testing.T) {
+	t.Parallel()
+	s, out, c := newFakeStatus(2, 80)
+	s.Start(StepReport{Index: "1", Name: "a"})
+	c.set(StatusInterval - time.Nanosecond)
+	s.Start(StepReport{Index: "2", Name: "b"})
+	if got, want := out.String(), "\r[0s] 0/2 done, 0 failed, running: 1 a\x1b[K"; got != want {
+		t.Errorf("before the interval: %q, want %q", got, want)
+	}
+	c.set(StatusInterval)
+	s.Tick()
+	if got, want := out.String(), "\r[0s] 0/2 done, 0 failed, running: 1 a\x1b[K\r[0s] 0/2 done, 0 failed, running: 1 a, 2 b\x1b[K"; got != want {
+		t.Errorf("at the interval: %q, want %q", got, want)
+	}
+}
