@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -72,7 +73,11 @@ Each step has a deadline: its own timeout (the action's "timeout") or --step-tim
 steps of the same parallel block are cancelled) unless --keep-going.
 
 Reports: a table on stdout as steps end, closing with "N passed, N failed"; -o json prints
-one JSON document instead; --junit FILE also writes JUnit XML (one testcase per step).
+one JSON document instead; --junit FILE also writes JUnit XML (one testcase per step);
+--html FILE a self-contained HTML page: a sequence diagram of the run (one lifeline per
+agent, one arrow per step, hover and click for its detail), the step table and the summary
+(docs/reports.md). On a terminal, a status line below the rows shows the elapsed time,
+steps done out of the total, failures and the steps running; it is erased at the end.
 
 Failure reasons: the agent's ErrorInfo reason (CONNECTION_REFUSED, TIMEOUT, ...), or
 EXPECTATION_FAILED (the step did not do what expect says), AGENT_UNAVAILABLE (the agent
@@ -91,6 +96,7 @@ func (a *app) runCommand() *cobra.Command {
 		sessionTTL  time.Duration
 		junit       string
 		fanout      int
+		html        string
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -125,13 +131,21 @@ func (a *app) runCommand() *cobra.Command {
 			if a.output == outputTable {
 				cfg.OnStep = table.Row
 			}
+			stopStatus := func() {}
+			if a.output == outputTable && isTerminal(a.out.stdout) {
+				status := runner.NewStatus(table, a.out.stdout, runner.CountReports(f), terminalWidth(a.out.stdout), time.Now)
+				cfg.OnStep, cfg.OnStart = status.Row, status.Start
+				stopStatus = status.Every(runner.StatusInterval)
+			}
 			rep := runner.Run(cmd.Context(), cfg)
-			if junit != "" {
-				var buf bytes.Buffer
-				if err := runner.WriteJUnit(&buf, rep); err == nil {
-					err = os.WriteFile(junit, buf.Bytes(), 0o644)
+			stopStatus()
+			if html != "" {
+				if err := saveReport(html, func(w io.Writer) error { return runner.WriteHTML(w, rep) }); err != nil {
+					return failed(fmt.Errorf("write --html %s: %w", html, err))
 				}
-				if err != nil {
+			}
+			if junit != "" {
+				if err := saveReport(junit, func(w io.Writer) error { return runner.WriteJUnit(w, rep) }); err != nil {
 					return failed(fmt.Errorf("write --junit %s: %w", junit, err))
 				}
 			}
@@ -161,8 +175,19 @@ func (a *app) runCommand() *cobra.Command {
 	fl.DurationVar(&stepTimeout, "step-timeout", runner.DefaultStepTimeout, "deadline of a step that sets no timeout of its own")
 	fl.DurationVar(&sessionTTL, "session-ttl", runner.DefaultSessionTTL, "lease of the run's session on each agent: if sockctl dies, the agents close its sockets this long after")
 	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to `FILE`")
+	fl.StringVar(&html, "html", "", "also write a self-contained HTML report (sequence diagram, step table) to `FILE`")
 	fl.IntVar(&fanout, "fanout-concurrency", runner.DefaultFanoutConcurrency, "agents a fanned-out step (on: {role: web}) runs on at once")
 	return cmd
+}
+
+// saveReport writes a report made by write to path, whole or not at all (nothing is written
+// when write fails).
+func saveReport(path string, write func(io.Writer) error) error {
+	var buf bytes.Buffer
+	if err := write(&buf); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 // maxFanoutConcurrency bounds --fanout-concurrency: each agent at once is a goroutine and a

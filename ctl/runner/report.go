@@ -54,6 +54,14 @@ type StepReport struct {
 	Socket     string  `json:"socket,omitempty"` // id of the socket the step created
 	Alias      string  `json:"alias,omitempty"`
 	DurationMS float64 `json:"duration_ms"`
+	// StartMS is when the step's call began, in milliseconds since the run started; 0 for a
+	// step that did not get that far (skipped, or its references did not resolve).
+	StartMS float64 `json:"start_ms,omitempty"`
+	// LocalAddress and RemoteAddress are the addresses of the socket the step created or
+	// acted on; RemoteAddress is, for a step that made no connected socket, the address it
+	// dialled, sent to or measured. The HTML report finds the agent at the other end by them.
+	LocalAddress  string `json:"local_address,omitempty"`
+	RemoteAddress string `json:"remote_address,omitempty"`
 	// Figures are what a probe or throughput step measured (keys as in expect; durations
 	// in milliseconds, their keys ending in _ms).
 	Figures map[string]float64 `json:"figures,omitempty"`

@@ -76,6 +76,9 @@ type Config struct {
 	Getenv func(string) string
 	// OnStep is called as each step ends (a live table); may be nil. Calls do not overlap.
 	OnStep func(StepReport)
+	// OnStart is called as a step's call begins, with its Index, Name, Agent and Action (a
+	// live status line); may be nil. Calls do not overlap each other or OnStep's.
+	OnStart func(StepReport)
 	// StartLocal starts an in-process agent for an agent whose address is "local" and
 	// returns its address and the function that stops it; nil makes such agents
 	// unreachable.
@@ -144,6 +147,7 @@ type opened struct {
 type runner struct {
 	cfg     Config
 	remotes map[string]*remote
+	start   time.Time // of the run, for StepReport.StartMS
 
 	mu       sync.Mutex
 	aliases  map[string]alias
@@ -185,6 +189,7 @@ func Run(ctx context.Context, cfg Config) *Report {
 	}
 	ctx, span := tracing.Start(ctx, "scenario "+cfg.File.Name, attribute.String("sockagent.scenario.file", cfg.File.Path))
 	r := newRunner(cfg)
+	r.start = start
 	r.steps = make([]StepReport, 0, CountReports(cfg.File)) // one per step, in place
 	rep := &Report{Name: cfg.File.Name, File: cfg.File.Path}
 	defer r.closeRemotes()
@@ -450,6 +455,32 @@ func (r *runner) runParallel(ctx context.Context, st *scenario.Step, f frame) {
 	wg.Wait()
 }
 
+// started tells Config.OnStart that a step's call begins.
+func (r *runner) started(rep *StepReport) {
+	if r.cfg.OnStart == nil {
+		return
+	}
+	r.mu.Lock()
+	r.cfg.OnStart(*rep)
+	r.mu.Unlock()
+}
+
+// addresses records the addresses of the socket a step created or acted on (its `socket`
+// alias), else the address it was sent to (dial, sendto, probe, throughput: the arguments
+// other than listen's and bind's, which are local).
+func (r *runner) addresses(rep *StepReport, created *sockagentv1.Socket, args scenario.Resolved) {
+	s := created
+	if s == nil && args.Has("socket") {
+		r.mu.Lock()
+		s = r.aliases[args.String("socket")].socket
+		r.mu.Unlock()
+	}
+	rep.LocalAddress, rep.RemoteAddress = s.GetLocalAddress(), s.GetRemoteAddress()
+	if rep.RemoteAddress == "" && rep.Action != "listen" && rep.Action != "bind" {
+		rep.RemoteAddress = args.String("address")
+	}
+}
+
 func (r *runner) record(rep StepReport) {
 	r.mu.Lock()
 	r.steps = append(r.steps, rep)
@@ -588,9 +619,12 @@ func (r *runner) execute(ctx context.Context, st *scenario.Step, pl *stepPlan, f
 		expect = &e
 	}
 	start := time.Now()
+	rep.StartMS = ms(start.Sub(r.start))
+	r.started(rep)
 	out, created, err := r.act(ctx, f.clock, st, pl, args)
 	elapsed := time.Since(start)
 	rep.DurationMS = ms(elapsed)
+	r.addresses(rep, created, args)
 	if created != nil {
 		name := ""
 		if st.As != "" {
