@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -268,15 +269,30 @@ func (px *proxy) connect() (net.Conn, *admission, error) {
 	return c, adm, nil
 }
 
-// update swaps the toxic set and hands it to every connection and peer.
+// update swaps the toxic set and hands it to every connection, then waits (at most
+// takeWait) until every connection's readers took it: bytes a client sends once UpdateToxics
+// answered pass under the new set. UDP peers draw from the set per datagram.
 func (px *proxy) update(toxics []Toxic) {
-	px.toxics.Store(&toxicSet{toxics: toxics})
+	set := &toxicSet{toxics: toxics}
+	px.toxics.Store(set)
 	px.mu.Lock()
-	defer px.mu.Unlock()
+	pairs := make([]*pair, 0, len(px.pairs))
 	for p := range px.pairs {
-		p.apply(px.toxics.Load(), true)
+		p.apply(set, true)
+		pairs = append(pairs, p)
+	}
+	px.mu.Unlock()
+	end := time.Now().Add(takeWait)
+	for _, p := range pairs {
+		for !p.taken() && time.Now().Before(end) {
+			time.Sleep(100 * time.Microsecond)
+		}
 	}
 }
+
+// takeWait bounds how long UpdateToxics waits for connections to take a new set: a reader
+// blocked by a full queue (a slow toxic) takes it once the queue has room.
+const takeWait = time.Second
 
 // stop ends every proxied connection and peer; the served socket is closed already.
 func (px *proxy) stop() {
@@ -355,6 +371,10 @@ type pair struct {
 	accepted time.Time
 	tox      [2]atomic.Pointer[streamToxics] // by direction - 1
 	sent     [2]atomic.Uint64                // bytes forwarded, by direction - 1
+	// gen counts the sets applied; seen is, by direction - 1, the last one its reader took
+	// (readerDone once it ended), so UpdateToxics can wait until every reader took its set.
+	gen  atomic.Uint64
+	seen [2]atomic.Uint64
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -378,6 +398,7 @@ func (p *pair) apply(set *toxicSet, wake bool) {
 	for _, d := range []ToxicDirection{Upstream, Downstream} {
 		st := drawStream(set, d)
 		p.tox[d-1].Store(&st)
+		p.gen.Add(1) // after the store: a reader that sees the new gen loads the new toxics
 		if r := st.reset; r != nil && (r.After > 0 || r.AfterBytes == 0) {
 			p.timers = append(p.timers, time.AfterFunc(max(time.Until(p.accepted.Add(r.After)), 0), func() { p.close(true) }))
 		}
@@ -489,17 +510,29 @@ func (p *pair) forward(d ToxicDirection) error {
 	return err
 }
 
+// readerDone is the seen value of a direction whose reader ended.
+const readerDone = math.MaxUint64
+
+// taken reports whether both readers took the last set applied (or ended).
+func (p *pair) taken() bool {
+	g := p.gen.Load()
+	return p.closed() || p.seen[0].Load() >= g && p.seen[1].Load() >= g
+}
+
 // isWake reports whether err is the past read deadline apply sets to wake a reader.
 func isWake(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 // readLoop reads direction d's source: the fast path without toxics, else chunk by chunk.
 func (p *pair) readLoop(d ToxicDirection, q chan<- chunk) error {
 	src := p.src(d)
+	defer p.seen[d-1].Store(readerDone)
 	for {
 		if p.closed() {
 			return net.ErrClosed
 		}
+		g := p.gen.Load()
 		st := p.tox[d-1].Load()
+		p.seen[d-1].Store(g)
 		if st.empty() {
 			if err := p.flush(q); err != nil {
 				return err
@@ -586,14 +619,30 @@ type onlyWriter struct{ io.Writer }
 // writeLoop writes direction d's chunks when they are due, under their toxics.
 func (p *pair) writeLoop(d ToxicDirection, q <-chan chunk) error {
 	var pace ratePacer
-	for c := range q {
+	for {
+		// The writer is idle when it waits for bytes to write: the bandwidth's schedule
+		// starts again then, and only then.
+		var (
+			c    chunk
+			ok   bool
+			idle bool
+		)
+		select {
+		case c, ok = <-q:
+		default:
+			idle = true
+			c, ok = <-q
+		}
+		if !ok {
+			return nil
+		}
 		if c.flush != nil {
 			close(c.flush)
 			continue
 		}
 		err := p.waitUntil(c.due)
 		if err == nil {
-			err = p.write(d, (*c.buf)[:c.n], c.tox, &pace)
+			err = p.write(d, (*c.buf)[:c.n], c.tox, &pace, idle || c.due.After(time.Now()))
 		}
 		proxyBufs.Put(c.buf)
 		if err != nil {
@@ -603,7 +652,6 @@ func (p *pair) writeLoop(d ToxicDirection, q <-chan chunk) error {
 			return err
 		}
 	}
-	return nil
 }
 
 // waitUntil waits for t, or until the pair closes.
@@ -624,7 +672,7 @@ func (p *pair) waitUntil(t time.Time) error {
 
 // write writes b in direction d under toxics st: cut at limit_data or reset_peer's byte
 // count, paced to the bandwidth, in slices.
-func (p *pair) write(d ToxicDirection, b []byte, st *streamToxics, pace *ratePacer) error {
+func (p *pair) write(d ToxicDirection, b []byte, st *streamToxics, pace *ratePacer, idle bool) error {
 	sent := &p.sent[d-1]
 	end := func() {}
 	if l := st.limit; l != nil {
@@ -647,9 +695,10 @@ func (p *pair) write(d ToxicDirection, b []byte, st *streamToxics, pace *ratePac
 		}
 		if st.rate > 0 {
 			n = min(n, paceSize(st.rate))
-			if err := p.waitUntil(pace.reserve(time.Now(), n, st.rate)); err != nil {
+			if err := p.waitUntil(pace.reserve(time.Now(), n, st.rate, idle)); err != nil {
 				return err
 			}
+			idle = false
 		}
 		w, err := dst.Write(b[:n])
 		sent.Add(uint64(w))
@@ -950,7 +999,7 @@ func (p *udpPeer) wait(t time.Time) bool {
 
 // write sends one datagram in direction d, paced to its bandwidth.
 func (p *udpPeer) write(d ToxicDirection, dg dgram, pace *ratePacer) {
-	if dg.rate > 0 && !p.wait(pace.reserve(time.Now(), len(dg.b), dg.rate)) {
+	if dg.rate > 0 && !p.wait(pace.reserve(time.Now(), len(dg.b), dg.rate, len(p.q[d-1]) == 0)) {
 		return
 	}
 	var err error

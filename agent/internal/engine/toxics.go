@@ -292,9 +292,11 @@ type ratePacer struct {
 }
 
 // reserve takes n bytes at rate and returns when they may be sent: when they would have
-// finished passing a link of that rate, so a transfer of B bytes lasts B/rate.
-func (p *ratePacer) reserve(now time.Time, n int, rate uint64) time.Time {
-	if p.next.Before(now) {
+// finished passing a link of that rate, so a transfer of B bytes lasts B/rate. A writer
+// woken late keeps the schedule (the next writes catch up); one that was idle (waiting for
+// bytes to write) starts a new one, so idleness is not saved up as a burst.
+func (p *ratePacer) reserve(now time.Time, n int, rate uint64, idle bool) time.Time {
+	if idle && p.next.Before(now) || p.next.IsZero() {
 		p.next = now
 	}
 	p.next = p.next.Add(time.Duration(float64(n) / float64(rate) * float64(time.Second)))
