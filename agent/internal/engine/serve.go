@@ -192,15 +192,17 @@ func (sv *server) isStopped() bool {
 // Serve starts behaviour b (echo, discard or source) on a listener or bound datagram socket of
 // ctx's caller.
 func (t *Table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxConns uint32) (Info, error) {
-	return t.serve(ctx, id, b, chunk, maxConns, nil)
+	return t.ServeWith(ctx, id, b, chunk, maxConns, nil)
 }
 
 // ServeProxy starts BehaviourProxy on a listener or bound UDP socket of ctx's caller.
 func (t *Table) ServeProxy(ctx context.Context, id string, chunk, maxConns uint32, pc ProxyConfig) (Info, error) {
-	return t.serve(ctx, id, BehaviourProxy, chunk, maxConns, &pc)
+	return t.ServeWith(ctx, id, BehaviourProxy, chunk, maxConns, &pc)
 }
 
-func (t *Table) serve(ctx context.Context, id string, b Behaviour, chunk, maxConns uint32, pc *ProxyConfig) (Info, error) {
+// ServeWith starts behaviour b with the proxy configuration pc, which only BehaviourProxy
+// takes (nil for the others).
+func (t *Table) ServeWith(ctx context.Context, id string, b Behaviour, chunk, maxConns uint32, pc *ProxyConfig) (Info, error) {
 	s, err := t.peek(ctx, id)
 	wrap := func(err error) error {
 		return &OpError{Op: "serve", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
