@@ -604,8 +604,8 @@ func (p *pair) copyFast(d ToxicDirection) error {
 			return err
 		}
 	}
-	bp := proxyBufs.Get().(*[]byte)
-	defer proxyBufs.Put(bp)
+	bp := p.px.sv.bufs.Get().(*[]byte)
+	defer p.px.sv.bufs.Put(bp)
 	n, err = io.CopyBuffer(onlyWriter{dst}, onlyReader{src}, *bp)
 	p.sent[d-1].Add(uint64(n))
 	p.px.count(d, int(n))
