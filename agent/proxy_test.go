@@ -45,20 +45,20 @@ func TestProxyRPCs(t *testing.T) {
 	e.serve(t, up.GetSocketId(), sockagentv1.Behaviour_BEHAVIOUR_ECHO, 0, 0)
 	ln := e.listen(t, "tcp", "127.0.0.1:0")
 	r, err := e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: ln.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_PROXY,
-		Upstream: up.GetLocalAddress(), Toxics: []*sockagentv1.Toxic{latencyToxic(30 * time.Millisecond)}, UpstreamTimeout: durationpb.New(time.Second)})
+		Upstream: up.GetLocalAddress(), Toxics: []*sockagentv1.Toxic{latencyToxic(150 * time.Millisecond)}, UpstreamTimeout: durationpb.New(time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	px := r.GetSocket().GetProxy()
 	want := &sockagentv1.Toxic{Name: "latency_downstream", Direction: sockagentv1.ToxicDirection_TOXIC_DIRECTION_DOWNSTREAM, Toxicity: proto.Float64(1),
-		Kind: &sockagentv1.Toxic_Latency{Latency: &sockagentv1.LatencyToxic{Latency: durationpb.New(30 * time.Millisecond), Jitter: durationpb.New(0)}}}
+		Kind: &sockagentv1.Toxic_Latency{Latency: &sockagentv1.LatencyToxic{Latency: durationpb.New(150 * time.Millisecond), Jitter: durationpb.New(0)}}}
 	if px.GetUpstream() != up.GetLocalAddress() || len(px.GetToxics()) != 1 || !proto.Equal(px.GetToxics()[0], want) {
 		t.Errorf("proxy state %v, want upstream %s and %v", px, up.GetLocalAddress(), want)
 	}
 	c := dialT(t, "tcp", ln.GetLocalAddress())
 	echoThrough(t, c, "warm up")
-	if d := echoThrough(t, c, "hello"); d < 30*time.Millisecond || d > 100*time.Millisecond {
-		t.Errorf("echo through 30ms of latency took %v", d)
+	if d := echoThrough(t, c, "hello"); d < 150*time.Millisecond || d > 450*time.Millisecond {
+		t.Errorf("echo through 150ms of latency took %v", d)
 	}
 	u, err := e.sc.UpdateToxics(ctxT(t), &sockagentv1.UpdateToxicsRequest{SocketId: ln.GetSocketId()})
 	if err != nil {
@@ -67,7 +67,7 @@ func TestProxyRPCs(t *testing.T) {
 	if n := len(u.GetSocket().GetProxy().GetToxics()); n != 0 {
 		t.Errorf("%d toxics after removing them", n)
 	}
-	if d := echoThrough(t, c, "quick"); d > 25*time.Millisecond {
+	if d := echoThrough(t, c, "quick"); d > 100*time.Millisecond {
 		t.Errorf("echo without toxics took %v", d)
 	}
 	c.Close()

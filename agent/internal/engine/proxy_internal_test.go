@@ -241,12 +241,12 @@ func TestProxyLatency(t *testing.T) {
 		ds = append(ds, echo(t, c, fmt.Sprintf("ping %d", i)))
 	}
 	slices.Sort(ds)
-	// Every echo waits at least latency-jitter; on a loaded machine a wake-up can be late, so
-	// the upper bound of each allows 40ms of scheduling, and the median must be within the
-	// toxic's own bounds plus 5ms.
-	lo, med, hi := ds[0], ds[len(ds)/2], ds[len(ds)-1]
-	if lo < 45*time.Millisecond || hi > 95*time.Millisecond || med > 60*time.Millisecond {
-		t.Errorf("echoes took %v to %v, median %v; want each within [45ms, 55ms+40ms], the median under 60ms", lo, hi, med)
+	// Every echo waits at least latency-jitter. A wake-up on a loaded machine can be late, so
+	// above: the median within the toxic's bounds plus 5ms, nine in ten within them plus
+	// 20ms, and none later than 300ms.
+	lo, med, p90, hi := ds[0], ds[len(ds)/2], ds[len(ds)*9/10], ds[len(ds)-1]
+	if lo < 45*time.Millisecond || med > 60*time.Millisecond || p90 > 75*time.Millisecond || hi > 300*time.Millisecond {
+		t.Errorf("echoes took %v to %v, median %v, 90th percentile %v; want at least 45ms, median under 60ms, 90%% under 75ms", lo, hi, med, p90)
 	}
 	if hi-lo < time.Millisecond {
 		t.Errorf("echoes took %v to %v: no jitter", lo, hi)
@@ -375,8 +375,8 @@ func TestProxyResetPeer(t *testing.T) {
 	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, err = c2.Read(make([]byte, 10))
 	took := time.Since(start)
-	if !errors.Is(err, syscall.ECONNRESET) || took < 300*time.Millisecond || took > 600*time.Millisecond {
-		t.Errorf("after %v: %v, want ECONNRESET between 300ms and 600ms", took, err)
+	if !errors.Is(err, syscall.ECONNRESET) || took < 300*time.Millisecond || took > 900*time.Millisecond {
+		t.Errorf("after %v: %v, want ECONNRESET between 300ms and 900ms", took, err)
 	}
 }
 
@@ -402,8 +402,8 @@ func TestProxyTimeout(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, err := c.Read(make([]byte, 10))
 	took := time.Since(start)
-	if n != 0 || !errors.Is(err, io.EOF) || took < 400*time.Millisecond || took > 700*time.Millisecond {
-		t.Errorf("after %v: %d bytes, %v; want EOF between 400ms and 700ms", took, n, err)
+	if n != 0 || !errors.Is(err, io.EOF) || took < 400*time.Millisecond || took > 1000*time.Millisecond {
+		t.Errorf("after %v: %d bytes, %v; want EOF between 400ms and 1s", took, n, err)
 	}
 }
 
@@ -433,10 +433,10 @@ func TestProxyUpdateToxics(t *testing.T) {
 	in := startProxy(t, tb, ctx, "tcp", up.ln.Addr().String())
 	c := dialT(t, "tcp", in.Local)
 	echo(t, c, "warm up") // the first echo waits for the upstream connect too
-	if d := echo(t, c, "fast"); d > 50*time.Millisecond {
+	if d := echo(t, c, "fast"); d > 150*time.Millisecond {
 		t.Errorf("echo without toxics took %v", d)
 	}
-	lat := []Toxic{{Direction: Upstream, Toxicity: 1, Kind: ToxicLatency, Latency: 100 * time.Millisecond}}
+	lat := []Toxic{{Direction: Upstream, Toxicity: 1, Kind: ToxicLatency, Latency: 200 * time.Millisecond}}
 	got, err := tb.UpdateToxics(ctx, in.ID, lat)
 	if err != nil {
 		t.Fatal(err)
@@ -444,13 +444,13 @@ func TestProxyUpdateToxics(t *testing.T) {
 	if tx := got.Serving.Proxy.Toxics; len(tx) != 1 || tx[0].Name != "latency_upstream" {
 		t.Errorf("toxics after update %+v, want latency_upstream", tx)
 	}
-	if d := echo(t, c, "slow"); d < 100*time.Millisecond || d > 150*time.Millisecond {
-		t.Errorf("echo with 100ms latency took %v", d)
+	if d := echo(t, c, "slow"); d < 200*time.Millisecond || d > 500*time.Millisecond {
+		t.Errorf("echo with 200ms latency took %v, want 200ms to 500ms", d)
 	}
 	if _, err := tb.UpdateToxics(ctx, in.ID, nil); err != nil {
 		t.Fatal(err)
 	}
-	if d := echo(t, c, "fast again"); d > 50*time.Millisecond {
+	if d := echo(t, c, "fast again"); d > 150*time.Millisecond {
 		t.Errorf("echo after the latency went took %v", d)
 	}
 	if n := up.count(); n != 1 {
