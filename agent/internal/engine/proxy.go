@@ -22,7 +22,6 @@ package engine
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -588,33 +587,38 @@ func (p *pair) flush(q chan<- chunk) error {
 	}
 }
 
-// copyFast copies direction d as the kernel can: splice between TCP connections. It returns
-// nil at the source's end of stream, the wake of apply, or the failure.
+// copyFast copies direction d as the kernel can: splice between TCP (or UNIX stream)
+// connections, else through a buffer, counting as it goes. It returns nil at the source's end
+// of stream, the wake of apply, or the failure.
 func (p *pair) copyFast(d ToxicDirection) error {
 	src, dst := p.src(d), p.dst(d)
-	var (
-		n   int64
-		err error
-	)
-	if rf, ok := dst.(io.ReaderFrom); ok {
-		if _, isTLS := src.(*tls.Conn); !isTLS {
-			n, err = rf.ReadFrom(src)
-			p.sent[d-1].Add(uint64(n))
-			p.px.count(d, int(n))
-			return err
-		}
+	count := func(n int) {
+		p.sent[d-1].Add(uint64(n))
+		p.px.count(d, n)
+	}
+	if handled, err := spliceCopy(dst, src, count); handled {
+		return err
 	}
 	bp := p.px.sv.bufs.Get().(*[]byte)
 	defer p.px.sv.bufs.Put(bp)
-	n, err = io.CopyBuffer(onlyWriter{dst}, onlyReader{src}, *bp)
-	p.sent[d-1].Add(uint64(n))
-	p.px.count(d, int(n))
+	_, err := io.CopyBuffer(countingWriter{dst, count}, onlyReader{src}, *bp)
 	return err
 }
 
-// onlyReader and onlyWriter hide ReaderFrom and WriterTo, so io.CopyBuffer uses its buffer.
+// onlyReader hides a WriterTo, so io.CopyBuffer uses its buffer.
 type onlyReader struct{ io.Reader }
-type onlyWriter struct{ io.Writer }
+
+// countingWriter counts what it writes, and hides a ReaderFrom.
+type countingWriter struct {
+	w     io.Writer
+	count func(int)
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.count(n)
+	return n, err
+}
 
 // writeLoop writes direction d's chunks when they are due, under their toxics.
 func (p *pair) writeLoop(d ToxicDirection, q <-chan chunk) error {

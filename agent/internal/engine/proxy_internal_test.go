@@ -212,10 +212,25 @@ func TestProxyForwards(t *testing.T) {
 			msg := strings.Repeat("0123456789", 100_000)
 			echo(t, c, msg)
 			echo(t, c, "hello")
+			// A half-close passes through: the upstream sees the end, and its answer to the
+			// last bytes still comes back before its own end.
+			if _, err := c.Write([]byte("bye")); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if rest, err := io.ReadAll(c); string(rest) != "bye" || err != nil {
+				t.Errorf("after a half-close: %q, %v; want bye and EOF", rest, err)
+			}
 			_ = c.Close()
 			waitFor(t, 5*time.Second, "the pair ends", func() bool { return proxyInfo(t, tb, ctx, in.ID).Active == 0 })
+			if sv := mustServing(t, tb, in); sv.Errors != 0 {
+				t.Errorf("%d errors (%s) after a clean exchange", sv.Errors, sv.LastError)
+			}
 			pi := proxyInfo(t, tb, ctx, in.ID)
-			want := uint64(len(msg) + 5)
+			want := uint64(len(msg) + 5 + 3)
 			if pi.BytesUpstream != want || pi.BytesDownstream != want || pi.Connections != 1 || pi.UpstreamFailures != 0 {
 				t.Errorf("counters %+v, want %d bytes each way, 1 connection, no failures", pi, want)
 			}
@@ -405,6 +420,20 @@ func TestProxyTimeout(t *testing.T) {
 	if n != 0 || !errors.Is(err, io.EOF) || took < 400*time.Millisecond || took > 1000*time.Millisecond {
 		t.Errorf("after %v: %d bytes, %v; want EOF between 400ms and 1s", took, n, err)
 	}
+
+	// Without close_after, the connection stays open, silent.
+	in2 := startProxy(t, tb, ctx, "tcp", up.ln.Addr().String(), Toxic{Direction: Downstream, Toxicity: 1, Kind: ToxicTimeout})
+	c2 := dialT(t, "tcp", in2.Local)
+	if _, err := c2.Write([]byte("anyone?")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c2.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := c2.Read(make([]byte, 10)); n != 0 || !errors.Is(err, osDeadline) {
+		t.Errorf("read %d bytes, %v; want nothing, the connection open", n, err)
+	}
+	if pi := proxyInfo(t, tb, ctx, in2.ID); pi.Active != 1 || pi.BytesUpstream != 7 || pi.BytesDownstream != 0 {
+		t.Errorf("timeout without close_after: %+v; want 1 active, 7 bytes up, none down", pi)
+	}
 }
 
 // TestProxyLimitData: exactly the limit passes, then the client reads EOF.
@@ -422,6 +451,10 @@ func TestProxyLimitData(t *testing.T) {
 	if n != 100_001 || err != nil {
 		t.Errorf("read %d bytes then %v, want exactly 100001 then EOF", n, err)
 	}
+	waitFor(t, 5*time.Second, "the pair ends", func() bool { return proxyInfo(t, tb, ctx, in.ID).Active == 0 })
+	if sv := mustServing(t, tb, in); sv.Errors != 0 || sv.Proxy.BytesDownstream != 100_001 {
+		t.Errorf("%d errors (%s), %d bytes down; a toxic's end is no error, and 100001 bytes passed", sv.Errors, sv.LastError, sv.Proxy.BytesDownstream)
+	}
 }
 
 // TestProxyUpdateToxics: latency added to an open connection is seen on its next echo, and
@@ -437,9 +470,14 @@ func TestProxyUpdateToxics(t *testing.T) {
 		t.Errorf("echo without toxics took %v", d)
 	}
 	lat := []Toxic{{Direction: Upstream, Toxicity: 1, Kind: ToxicLatency, Latency: 200 * time.Millisecond}}
+	start := time.Now()
 	got, err := tb.UpdateToxics(ctx, in.ID, lat)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// It answers once the connection took the set, which its readers do at once.
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Errorf("UpdateToxics took %v", took)
 	}
 	if tx := got.Serving.Proxy.Toxics; len(tx) != 1 || tx[0].Name != "latency_upstream" {
 		t.Errorf("toxics after update %+v, want latency_upstream", tx)
