@@ -221,9 +221,6 @@ func (px *proxy) info() *ProxyInfo {
 
 // count adds n bytes forwarded in direction d.
 func (px *proxy) count(d ToxicDirection, n int) {
-	if n <= 0 {
-		return
-	}
 	if d == Upstream {
 		px.bytesUp.Add(uint64(n))
 		px.sv.bytesIn.Add(uint64(n))
@@ -284,7 +281,7 @@ func (px *proxy) update(toxics []Toxic) {
 	end := time.Now().Add(takeWait)
 	for _, p := range pairs {
 		for !p.taken() && time.Now().Before(end) {
-			time.Sleep(100 * time.Microsecond)
+			time.Sleep(takePoll)
 		}
 	}
 }
@@ -292,6 +289,9 @@ func (px *proxy) update(toxics []Toxic) {
 // takeWait bounds how long UpdateToxics waits for connections to take a new set: a reader
 // blocked by a full queue (a slow toxic) takes it once the queue has room.
 const takeWait = time.Second
+
+// takePoll is how often UpdateToxics looks whether the connections took the new set.
+const takePoll = 100 * time.Microsecond
 
 // stop ends every proxied connection and peer; the served socket is closed already.
 func (px *proxy) stop() {
