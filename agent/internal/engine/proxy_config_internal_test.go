@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -133,3 +134,43 @@ func mustListenUnix(t *testing.T, tb *Table, ctx context.Context, dir string) st
 }
 
 func netipMust(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// TestProxyClientReset: a client that resets its connection ends the pair, and watchers hear
+// of the reset on the proxy socket, with the client's address.
+func TestProxyClientReset(t *testing.T) {
+	t.Parallel()
+	tb, ctx := proxyTable(t, "")
+	wctx, cancel := context.WithCancel(ctx)
+	var (
+		mu    sync.Mutex
+		items []WatchItem
+	)
+	started, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- tb.Watch(wctx, WatchSpec{Kinds: []EventKind{EventReset, EventError}}, func() error { close(started); return nil }, func(it WatchItem) error {
+			mu.Lock()
+			defer mu.Unlock()
+			items = append(items, it)
+			return nil
+		})
+	}()
+	<-started
+	defer func() { cancel(); <-done }()
+	up := startUpstream(t, "tcp", "127.0.0.1:0", false)
+	in := startProxy(t, tb, ctx, "tcp", up.ln.Addr().String())
+	c := dialT(t, "tcp", in.Local)
+	echo(t, c, "then a reset")
+	local := c.LocalAddr().String()
+	resetConn(c)
+	waitFor(t, 5*time.Second, "the pair ends", func() bool { return proxyInfo(t, tb, ctx, in.ID).Active == 0 })
+	waitFor(t, 5*time.Second, "a reset event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, it := range items {
+			if it.Event.SocketID == in.ID && it.Event.Remote == local {
+				return true
+			}
+		}
+		return false
+	})
+}
