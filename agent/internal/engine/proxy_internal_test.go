@@ -359,6 +359,15 @@ func TestProxySlicer(t *testing.T) {
 	if took := time.Since(start); took < 9*20*time.Millisecond {
 		t.Errorf("took %v, want at least 9 delays of 20ms", took)
 	}
+
+	// The delay is between pieces: a write of one piece does not hold back the next.
+	in2 := startProxy(t, tb, ctx, "tcp", up.ln.Addr().String(),
+		Toxic{Direction: Downstream, Toxicity: 1, Kind: ToxicSlicer, AverageSize: 50, Delay: time.Second})
+	c2 := dialT(t, "tcp", in2.Local)
+	echo(t, c2, "one")
+	if d := echo(t, c2, "two"); d > 500*time.Millisecond {
+		t.Errorf("a one-piece echo after another took %v; the slicer's delay is only between pieces", d)
+	}
 }
 
 // TestProxyResetPeer: after_bytes lets exactly that many bytes through, then the client gets
@@ -367,19 +376,31 @@ func TestProxyResetPeer(t *testing.T) {
 	t.Parallel()
 	tb, ctx := proxyTable(t, "")
 	up := startUpstream(t, "tcp", "127.0.0.1:0", true)
-	in := startProxy(t, tb, ctx, "tcp", up.ln.Addr().String(), Toxic{Direction: Downstream, Toxicity: 1, Kind: ToxicResetPeer, AfterBytes: 10_000})
+	in := startProxy(t, tb, ctx, "tcp", up.ln.Addr().String(), Toxic{Direction: Downstream, Toxicity: 1, Kind: ToxicResetPeer, AfterBytes: 100_000})
 	c := dialT(t, "tcp", in.Local)
 	if _, err := c.Write([]byte("g")); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, err := io.Copy(io.Discard, c)
-	if n != 10_000 || !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("read %d bytes then %v, want 10000 then ECONNRESET", n, err)
+	if n != 100_000 || !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("read %d bytes then %v, want 100000 then ECONNRESET", n, err)
 	}
 	waitFor(t, 5*time.Second, "the pair ends", func() bool { return proxyInfo(t, tb, ctx, in.ID).Active == 0 })
-	if pi := proxyInfo(t, tb, ctx, in.ID); pi.Resets != 1 || pi.BytesDownstream != 10_000 {
-		t.Errorf("resets %d, bytes downstream %d; want 1 and 10000", pi.Resets, pi.BytesDownstream)
+	if pi := proxyInfo(t, tb, ctx, in.ID); pi.Resets != 1 || pi.BytesDownstream != 100_000 {
+		t.Errorf("resets %d, bytes downstream %d; want 1 and 100000", pi.Resets, pi.BytesDownstream)
+	}
+
+	// A chunk that ends exactly at the count resets too.
+	echoUp0 := startUpstream(t, "tcp", "127.0.0.1:0", false)
+	in1 := startProxy(t, tb, ctx, "tcp", echoUp0.ln.Addr().String(), Toxic{Direction: Upstream, Toxicity: 1, Kind: ToxicResetPeer, AfterBytes: 1000})
+	c1 := dialT(t, "tcp", in1.Local)
+	if _, err := c1.Write(make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c1.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, c1); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("after exactly the count: %v, want ECONNRESET", err)
 	}
 
 	echoUp := startUpstream(t, "tcp", "127.0.0.1:0", false)
