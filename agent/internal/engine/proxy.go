@@ -1003,7 +1003,7 @@ func (p *udpPeer) wait(t time.Time) bool {
 
 // write sends one datagram in direction d, paced to its bandwidth.
 func (p *udpPeer) write(d ToxicDirection, dg dgram, pace *ratePacer) {
-	if dg.rate > 0 && !p.wait(pace.reserve(time.Now(), len(dg.b), dg.rate, len(p.q[d-1]) == 0)) {
+	if dg.rate != 0 && !p.wait(pace.reserve(time.Now(), len(dg.b), dg.rate, len(p.q[d-1]) == 0)) {
 		return
 	}
 	var err error

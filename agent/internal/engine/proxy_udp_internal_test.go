@@ -239,6 +239,37 @@ func TestProxyUDPLatency(t *testing.T) {
 	}
 }
 
+// TestProxyUDPBandwidth: ten datagrams of 1000 bytes at 10000 bytes/s reach the upstream in
+// one second (each when it would have passed such a link), in order.
+func TestProxyUDPBandwidth(t *testing.T) {
+	t.Parallel()
+	tb, ctx := proxyTable(t, "")
+	up := startUDPEcho(t)
+	in := startProxy(t, tb, ctx, "udp", up.pc.LocalAddr().String(), Toxic{Direction: Upstream, Toxicity: 1, Kind: ToxicBandwidth, Rate: 10_000})
+	c := udpClient(t, in.Local)
+	start := time.Now()
+	for i := range 10 {
+		b := make([]byte, 1000)
+		b[0] = byte('0' + i)
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		select {
+		case g := <-up.got:
+			if len(g) != 1000 || g[0] != byte('0'+i) {
+				t.Fatalf("datagram %d: %d bytes starting %q", i, len(g), g[:1])
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("datagram %d never came", i)
+		}
+	}
+	if took := time.Since(start); took < 900*time.Millisecond || took > 1500*time.Millisecond {
+		t.Errorf("10000 bytes at 10000 bytes/s took %v, want about 1s", took)
+	}
+}
+
 // TestProxyUDPIdle: a peer idle for proxyPeerIdle is forgotten, its socket slot given back,
 // and a datagram after that opens a new one. Not parallel: it shortens proxyPeerIdle.
 func TestProxyUDPIdle(t *testing.T) {
