@@ -115,13 +115,13 @@ func TestProxyUDPLoss(t *testing.T) {
 	}
 }
 
-// TestProxyUDPDuplicate: every datagram reaches the upstream twice, and both echoes come
-// back: 2 x 20 datagrams downstream, with exact byte counts.
+// TestProxyUDPDuplicate: every answer of the upstream reaches the client twice: 20 datagrams
+// upstream, 40 downstream, with exact byte counts.
 func TestProxyUDPDuplicate(t *testing.T) {
 	t.Parallel()
 	tb, ctx := proxyTable(t, "")
 	up := startUDPEcho(t)
-	in := startProxy(t, tb, ctx, "udp", up.pc.LocalAddr().String(), Toxic{Direction: Upstream, Toxicity: 1, Kind: ToxicDuplicate})
+	in := startProxy(t, tb, ctx, "udp", up.pc.LocalAddr().String(), Toxic{Direction: Downstream, Toxicity: 1, Kind: ToxicDuplicate})
 	c := udpClient(t, in.Local)
 	got := map[string]int{}
 	buf := make([]byte, 100)
@@ -144,8 +144,8 @@ func TestProxyUDPDuplicate(t *testing.T) {
 		}
 	}
 	pi := proxyInfo(t, tb, ctx, in.ID)
-	if pi.DatagramsDuplicated != 20 || pi.DatagramsUpstream != 40 || pi.DatagramsDownstream != 40 || pi.BytesUpstream != 80 || pi.BytesDownstream != 80 {
-		t.Errorf("counters %+v; want 20 duplicated, 40 datagrams and 80 bytes each way", pi)
+	if pi.DatagramsDuplicated != 20 || pi.DatagramsUpstream != 20 || pi.DatagramsDownstream != 40 || pi.BytesUpstream != 40 || pi.BytesDownstream != 80 {
+		t.Errorf("counters %+v; want 20 duplicated, 20 datagrams (40 bytes) upstream, 40 (80 bytes) downstream", pi)
 	}
 }
 
