@@ -62,6 +62,7 @@ func TestValidateToxics(t *testing.T) {
 		{"names differ", []Toxic{up(ToxicLoss), with(up(ToxicLoss), func(x *Toxic) { x.Name = "second" })}, true, ""},
 		{"long name", []Toxic{with(up(ToxicLoss), func(x *Toxic) { x.Name = strings.Repeat("n", 129) })}, true, "give at most 128 printable characters"},
 		{"name max", []Toxic{with(up(ToxicLoss), func(x *Toxic) { x.Name = strings.Repeat("n", 128) })}, true, ""},
+		{"name with spaces", []Toxic{with(up(ToxicLoss), func(x *Toxic) { x.Name = "slow link ~" })}, true, ""},
 		{"control in name", []Toxic{with(up(ToxicLoss), func(x *Toxic) { x.Name = "a\nb" })}, true, "printable"},
 		{"DEL in name", []Toxic{with(up(ToxicLoss), func(x *Toxic) { x.Name = "a\x7fb" })}, true, "printable"},
 		{"too many", make([]Toxic, 33), true, "33 toxics; give at most 32"},
@@ -118,7 +119,9 @@ func TestValidateToxicsDefaults(t *testing.T) {
 // keeps its schedule when late but not after idleness.
 func TestDrawAndPace(t *testing.T) {
 	t.Parallel()
+	sizes := map[int]bool{}
 	for range 1000 {
+		sizes[pieceSize(&Toxic{AverageSize: 10, SizeVariation: 3})] = true
 		if hits(0) || !hits(1) {
 			t.Fatal("toxicity 0 applied, or 1 did not")
 		}
@@ -135,14 +138,21 @@ func TestDrawAndPace(t *testing.T) {
 	if n := pieceSize(&Toxic{AverageSize: 10}); n != 10 {
 		t.Errorf("piece without variation %d", n)
 	}
-	half := 0
-	for range 2000 {
-		if hits(0.5) {
-			half++
+	// Every size from 7 to 13 comes up in 1000 draws (each misses with odds 0.86^1000).
+	for n := 7; n <= 13; n++ {
+		if !sizes[n] {
+			t.Errorf("piece size %d never drawn: %v", n, sizes)
 		}
 	}
-	if half < 1000-112 || half > 1000+112 {
-		t.Errorf("toxicity 0.5 hit %d of 2000", half)
+	// Toxicity 0.25 hits a quarter: 500 of 2000, within 5 standard deviations (97).
+	quarter := 0
+	for range 2000 {
+		if hits(0.25) {
+			quarter++
+		}
+	}
+	if quarter < 500-97 || quarter > 500+97 {
+		t.Errorf("toxicity 0.25 hit %d of 2000", quarter)
 	}
 	set := &toxicSet{toxics: []Toxic{
 		{Direction: Upstream, Toxicity: 1, Kind: ToxicLatency, Latency: time.Second},
