@@ -201,6 +201,9 @@ func (w *writer) sockets(socks ...*sockagentv1.Socket) error {
 		if s.GetServing() != nil {
 			buf.WriteString(serving(s) + "\n")
 		}
+		if s.GetProxy() != nil {
+			buf.WriteString(proxyLines(s))
+		}
 		if s.GetAttached() {
 			buf.WriteString(clean(s.GetSocketId()) + " attached: an Attach stream owns its data; other data calls answer SOCKET_BUSY\n")
 		}
