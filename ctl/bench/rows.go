@@ -62,6 +62,33 @@ func defs() []def {
 			run: dialOptionsRow,
 		},
 		{
+			key: "proxy", figure: "proxy TCP 1 stream, no toxics", baseline: "raw Go TCP 1 stream", unit: "bit/s",
+			target: target{atLeast: true, limit: 0.5}, note: "Go writer -> agent proxy (serve proxy) -> Go reader, 64 KiB writes",
+			run: proxyRow,
+		},
+		{
+			key: "proxytoxi", figure: "proxy TCP 1 stream, no toxics", baseline: "toxiproxy TCP 1 stream", unit: "bit/s",
+			target: target{atLeast: true, limit: 1.5}, note: "the same stream through toxiproxy " + toxiproxyVersion + " (built by sockbench, its HTTP API on 127.0.0.1)",
+			run: proxyToxiproxyRow,
+		},
+		{
+			key: "proxylat", figure: "latency toxic 20ms: |echo p50 - expected|", baseline: "toxiproxy's, same toxic", unit: "s",
+			target: target{absolute: true, limit: 0.001}, zero: true,
+			note: "expected: the probe's p50 through the same proxy without the toxic, plus 20ms (downstream); judged on the value, toxiproxy's for reference",
+			run:  proxyLatencyRow,
+		},
+		{
+			key: "proxylat99", figure: "latency toxic 20ms: |echo p99 - expected|", baseline: "toxiproxy's, same toxic", unit: "s",
+			target: target{absolute: true, limit: 0.002}, zero: true,
+			note: "expected: the p99 without the toxic, plus 20ms; judged on the value, toxiproxy's for reference",
+			run:  proxyLatency99Row,
+		},
+		{
+			key: "proxybw", figure: "bandwidth toxic 100Mbit/s, measured", baseline: "the toxic's rate", unit: "bit/s",
+			target: target{within: 0.03}, note: "upstream; a Go writer moves Seconds' worth at the rate, timed from the first write to the reader's EOF",
+			run: proxyBandwidthRow,
+		},
+		{
 			key: "getinfo", figure: "GetInfo p50", baseline: "bare gRPC unary p50", unit: "s",
 			target: target{limit: 1.2},
 			run:    getInfoRow,
@@ -180,39 +207,7 @@ func attachRow(ctx context.Context, e *env) result {
 // rawTCP writes chunkSize chunks over a plain loopback connection for d and returns the rate
 // from the first write to the reader's EOF.
 func rawTCP(peer net.Listener, d time.Duration) (float64, error) {
-	c, err := net.DialTimeout("tcp", peer.Addr().String(), closeBudget)
-	if err != nil {
-		return 0, err
-	}
-	defer resetClose(c)
-	s, err := acceptOne(peer)
-	if err != nil {
-		return 0, err
-	}
-	defer resetClose(s)
-	start := time.Now()
-	end := start.Add(d)
-	_ = c.SetWriteDeadline(end.Add(ioSlack))
-	_ = s.SetReadDeadline(end.Add(ioSlack))
-	got := countReader(s)
-	buf := pattern(chunkSize)
-	var sent int64
-	for time.Now().Before(end) {
-		n, err := c.Write(buf)
-		sent += int64(n)
-		if err != nil {
-			return 0, fmt.Errorf("raw TCP write after %d bytes: %w", sent, err)
-		}
-	}
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-		return 0, err
-	}
-	res := <-got
-	elapsed := time.Since(start)
-	if res.err != nil || res.n != sent {
-		return 0, fmt.Errorf("raw TCP reader got %d of %d bytes: %v", res.n, sent, res.err)
-	}
-	return bitsPerSecond(res.n, elapsed), nil
+	return streamThrough(peer.Addr().String(), peer, d, 0)
 }
 
 // attachRelay dials peer from the agent, attaches to that socket and streams chunkSize
