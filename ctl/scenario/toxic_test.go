@@ -175,3 +175,26 @@ func TestParseBandwidth(t *testing.T) {
 		}
 	}
 }
+
+// Resolved.Toxics reads the toxics in file order up to the first gap; a value that ${...}
+// made wrong is an error at the toxic's place.
+func TestResolvedToxics(t *testing.T) {
+	t.Parallel()
+	r := Resolved{Path: "f.yaml", Args: Args{
+		"toxics.0": {Pos: Pos{3, 5}}, "toxics.0.latency": {Raw: "5ms"}, "toxics.0.name": {Raw: "a"},
+		"toxics.1": {Pos: Pos{4, 5}}, "toxics.1.timeout": {},
+		"toxics.3": {Pos: Pos{5, 5}}, "toxics.3.loss": {},
+	}}
+	ts, err := r.Toxics()
+	if err != nil || len(ts) != 2 || ts[0].String() != "latency=5ms,name=a@downstream" || ts[1].String() != "timeout@downstream" {
+		t.Fatalf("Toxics() = %v, %v", ts, err)
+	}
+	if ts, err := (Resolved{Args: Args{}}).Toxics(); err != nil || ts != nil {
+		t.Errorf("no toxics: %v, %v", ts, err)
+	}
+	r.Args["toxics.1.jitter"] = Scalar{Raw: "1ms"}
+	_, err = r.Toxics()
+	if err == nil || err.Error() != "f.yaml:4:5: toxics.1: jitter applies to latency, not to timeout (timeout takes toxicity, name, direction)" {
+		t.Errorf("err = %v", err)
+	}
+}
