@@ -27,6 +27,7 @@ func TestParseToxicKinds(t *testing.T) {
 		{"bandwidth=1KiB", Toxic{Kind: ToxicBandwidth, Direction: DirectionDownstream, BytesPerSecond: 1024}, "bandwidth=8192bit@downstream"},
 		{"slicer=64,variation=16,delay=1ms", Toxic{Kind: ToxicSlicer, Direction: DirectionDownstream, AverageSize: 64, SizeVariation: 16, Delay: time.Millisecond},
 			"slicer=64,variation=16,delay=1ms@downstream"},
+		{"slicer=4294967295", Toxic{Kind: ToxicSlicer, Direction: DirectionDownstream, AverageSize: 4294967295}, "slicer=4294967295@downstream"},
 		{"slicer=1K", Toxic{Kind: ToxicSlicer, Direction: DirectionDownstream, AverageSize: 1024}, "slicer=1024@downstream"},
 		{"reset_peer=after:2s", Toxic{Kind: ToxicResetPeer, Direction: DirectionDownstream, After: 2 * time.Second}, "reset_peer=after:2s@downstream"},
 		{"reset_peer=bytes:1000@upstream", Toxic{Kind: ToxicResetPeer, Direction: DirectionUpstream, AfterBytes: 1000}, "reset_peer=bytes:1000@upstream"},
