@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
 	"strings"
@@ -182,4 +183,50 @@ func TestProxyCommandsRealAgent(t *testing.T) {
 	okJSON(t, addr, &plain, "listen", "tcp", "127.0.0.1:0")
 	defer ok(t, addr, "close", plain.GetSocket().GetSocketId())
 	sockctl(t, addr, "toxics", plain.GetSocket().GetSocketId(), "--toxic", "timeout").want(t, ExitFailure, nil, []string{"WRONG_SOCKET_KIND"})
+}
+
+// examples/slow-server.yaml runs on three in-process agents (its listeners on loopback): the
+// 100 ms timeout expires through the 300 ms latency toxic, the late answer arrives when the
+// toxic says, and once the toxics step cleared it the same exchange is fast.
+func TestExampleSlowServer(t *testing.T) {
+	t.Parallel()
+	r := runArgs(t, loopbackExample(t, "slow-server.yaml", 2), "-o", "json")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	var rep runner.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, r.stdout)
+	}
+	if len(rep.Steps) != 11 || rep.Passed != 11 || rep.Failed != 0 {
+		t.Fatalf("%d steps, %d passed, %d failed:\n%s", len(rep.Steps), rep.Passed, rep.Failed, r.stdout)
+	}
+	byName := map[string]runner.StepReport{}
+	for _, s := range rep.Steps {
+		byName[s.Name] = s
+	}
+	for _, tc := range []struct {
+		step     string
+		reason   string
+		min, max float64 // milliseconds
+	}{
+		// The agent's recv gives up after its 100 ms, long before the answer's 300 ms.
+		{"the client's 100ms timeout expires", "TIMEOUT", 100, 290},
+		{"the answer comes late", "", 1, 1000},
+		{"the answer comes within 100ms", "", 0, 100},
+	} {
+		s, ok := byName[tc.step]
+		if !ok || s.Status != "passed" || s.Reason != tc.reason || s.DurationMS < tc.min || s.DurationMS > tc.max {
+			t.Errorf("step %q: %+v; want passed, reason %q, %v..%v ms", tc.step, s, tc.reason, tc.min, tc.max)
+		}
+	}
+	// From the question to the late answer: the toxic's 300 ms (less the sub-millisecond
+	// gaps between steps, which the step durations leave out), and not much more.
+	waited := byName["client asks"].DurationMS + byName["the client's 100ms timeout expires"].DurationMS + byName["the answer comes late"].DurationMS
+	if waited < 290 || waited > 1000 {
+		t.Errorf("the answer came %.1f ms after the question, want about 300", waited)
+	}
+	if s := byName["the server is fast again"]; s.Status != "passed" || s.Action != "toxics" {
+		t.Errorf("toxics step: %+v", s)
+	}
 }
