@@ -100,6 +100,16 @@ var admissionTable = map[string]admitted{
 		_, err := e.sc.Close(ctxT(t), &sockagentv1.CloseRequest{SocketId: s.udp.GetSocketId()})
 		return err
 	}},
+	// UpdateToxics holds nothing: the proxy's connections are admitted one by one (the UDP
+	// socket is served as a proxy first, which holds nothing either).
+	"/sockagent.v1.SocketService/UpdateToxics": {"", func(t *testing.T, e *env, s admissionSockets) error {
+		if _, err := e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: s.udp.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_PROXY, Upstream: "127.0.0.1:9"}); err != nil {
+			return err
+		}
+		_, err := e.sc.UpdateToxics(ctxT(t), &sockagentv1.UpdateToxicsRequest{SocketId: s.udp.GetSocketId(), Toxics: []*sockagentv1.Toxic{
+			{Direction: sockagentv1.ToxicDirection_TOXIC_DIRECTION_UPSTREAM, Kind: &sockagentv1.Toxic_Loss{Loss: &sockagentv1.LossToxic{}}}}})
+		return err
+	}},
 	"/sockagent.v1.SocketService/SetOptions": {"", func(t *testing.T, e *env, s admissionSockets) error {
 		_, err := e.sc.SetOptions(ctxT(t), &sockagentv1.SetOptionsRequest{SocketId: s.conn.GetSocketId(), Options: &sockagentv1.SocketOptions{NoDelay: proto.Bool(true)}})
 		return err

@@ -63,6 +63,7 @@ var (
 		{sockagentv1.Behaviour_BEHAVIOUR_ECHO, engine.BehaviourEcho},
 		{sockagentv1.Behaviour_BEHAVIOUR_DISCARD, engine.BehaviourDiscard},
 		{sockagentv1.Behaviour_BEHAVIOUR_SOURCE, engine.BehaviourSource},
+		{sockagentv1.Behaviour_BEHAVIOUR_PROXY, engine.BehaviourProxy},
 	}
 	probeModes = enumTable[sockagentv1.ProbeMode, engine.ProbeMode]{
 		{sockagentv1.ProbeMode_PROBE_MODE_UNSPECIFIED, engine.ProbeAuto},
@@ -144,6 +145,7 @@ func socketProto(in engine.Info) *sockagentv1.Socket {
 		Options:          optionsProto(in.Options),
 		MulticastGroups:  in.Groups,
 		Tls:              tlsInfoProto(in.TLS),
+		Proxy:            proxyProto(in.Serving),
 	}
 }
 

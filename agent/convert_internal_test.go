@@ -1,7 +1,13 @@
 package agent
 
 import (
+	"reflect"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/sockagent/sockagent/agent/contract"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sockagent/sockagent/agent/internal/engine"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
@@ -60,5 +66,52 @@ func TestEnumTablesRoundTrip(t *testing.T) {
 		if _, ok := eventKinds.proto(k); !ok {
 			t.Errorf("EventKind: engine kind %v has no proto value", k)
 		}
+	}
+}
+
+// TestToxicsRoundTrip: every kind of toxic converts to the engine and back unchanged, an
+// unset toxicity is 1, and an unknown direction converts to the zero one the engine refuses.
+func TestToxicsRoundTrip(t *testing.T) {
+	t.Parallel()
+	roundTrip(t, "ToxicDirection", toxicDirections, sockagentv1.ToxicDirection_name, sockagentv1.ToxicDirection_TOXIC_DIRECTION_UNSPECIFIED)
+	in := []engine.Toxic{
+		{Name: "a", Direction: engine.Upstream, Toxicity: 0.25, Kind: engine.ToxicLatency, Latency: time.Second, Jitter: time.Millisecond},
+		{Name: "b", Direction: engine.Downstream, Toxicity: 1, Kind: engine.ToxicBandwidth, Rate: 12_500_000},
+		{Name: "c", Direction: engine.Upstream, Toxicity: 0, Kind: engine.ToxicSlicer, AverageSize: 10, SizeVariation: 3, Delay: time.Millisecond},
+		{Name: "d", Direction: engine.Upstream, Toxicity: 1, Kind: engine.ToxicResetPeer, After: time.Second, AfterBytes: 7},
+		{Name: "e", Direction: engine.Upstream, Toxicity: 1, Kind: engine.ToxicTimeout, CloseAfter: time.Second},
+		{Name: "f", Direction: engine.Upstream, Toxicity: 1, Kind: engine.ToxicLimitData, Bytes: 9},
+		{Name: "g", Direction: engine.Upstream, Toxicity: 1, Kind: engine.ToxicLoss},
+		{Name: "h", Direction: engine.Upstream, Toxicity: 1, Kind: engine.ToxicDuplicate},
+		{Name: "i", Direction: engine.Upstream, Toxicity: 1, Kind: engine.ToxicReorder, Depth: 3, Delay: time.Second},
+	}
+	var ps []*sockagentv1.Toxic
+	for _, tx := range in {
+		ps = append(ps, toxicProto(tx))
+	}
+	out, err := toxicsOf("test", ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(out, in) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", out, in)
+	}
+	got, err := toxicOf("test", 0, &sockagentv1.Toxic{Direction: 99, Kind: &sockagentv1.Toxic_Loss{Loss: &sockagentv1.LossToxic{}}})
+	if err != nil || got.Toxicity != 1 || got.Direction != 0 || got.Kind != engine.ToxicLoss {
+		t.Errorf("defaults: %+v, %v; want toxicity 1, direction 0, loss", got, err)
+	}
+	for i, bad := range []*sockagentv1.Toxic{
+		{Kind: &sockagentv1.Toxic_Latency{Latency: &sockagentv1.LatencyToxic{Jitter: &durationpb.Duration{Nanos: -1, Seconds: 1}}}},
+		{Kind: &sockagentv1.Toxic_Slicer{Slicer: &sockagentv1.SlicerToxic{Delay: &durationpb.Duration{Nanos: -1, Seconds: 1}}}},
+		{Kind: &sockagentv1.Toxic_ResetPeer{ResetPeer: &sockagentv1.ResetPeerToxic{After: &durationpb.Duration{Nanos: -1, Seconds: 1}}}},
+		{Kind: &sockagentv1.Toxic_Timeout{Timeout: &sockagentv1.TimeoutToxic{CloseAfter: &durationpb.Duration{Nanos: -1, Seconds: 1}}}},
+		{Kind: &sockagentv1.Toxic_Reorder{Reorder: &sockagentv1.ReorderToxic{Delay: &durationpb.Duration{Nanos: -1, Seconds: 1}}}},
+	} {
+		if _, err := toxicsOf("test", []*sockagentv1.Toxic{{}, bad}); engine.Reason(err) != contract.ReasonInvalidArgument || !strings.Contains(err.Error(), "test: toxics[1]") {
+			t.Errorf("bad duration %d: %v", i, err)
+		}
+	}
+	if proxyProto(nil) != nil || proxyProto(&engine.ServingInfo{}) != nil {
+		t.Error("a socket that is not a proxy shows a proxy state")
 	}
 }

@@ -35,6 +35,8 @@ var audited = map[string]bool{
 	sockagentv1.SocketService_Close_FullMethodName:    true,
 	sockagentv1.SocketService_Attach_FullMethodName:   true,
 	sockagentv1.SocketService_Serve_FullMethodName:    true,
+	// UpdateToxics changes what a proxy does to the traffic it forwards.
+	sockagentv1.SocketService_UpdateToxics_FullMethodName: true,
 	// Measurements open their own sockets and send to their target.
 	sockagentv1.MeasureService_Probe_FullMethodName:      true,
 	sockagentv1.MeasureService_Throughput_FullMethodName: true,

@@ -173,11 +173,17 @@ var (
 	descSBytes  = prom.NewDesc(metricsNamespace+"_served_bytes_total", "Bytes moved by Serve behaviours, by behaviour and direction.", []string{"behaviour", "direction"}, nil)
 	descSDgrams = prom.NewDesc(metricsNamespace+"_served_datagrams_total", "Datagrams moved by Serve behaviours, by behaviour and direction.", []string{"behaviour", "direction"}, nil)
 	descSErrors = prom.NewDesc(metricsNamespace+"_served_errors_total", "Errors of Serve behaviours' connections, by behaviour.", []string{"behaviour"}, nil)
+	descPConns  = prom.NewDesc(metricsNamespace+"_proxy_connections_total", "Client connections (or UDP peers) proxied to an upstream.", nil, nil)
+	descPBytes  = prom.NewDesc(metricsNamespace+"_proxy_bytes_total", "Bytes proxies forwarded, by direction (upstream: from clients to the upstream).", []string{"direction"}, nil)
+	descPDgrams = prom.NewDesc(metricsNamespace+"_proxy_datagrams_total", "Datagrams UDP proxies forwarded, by direction.", []string{"direction"}, nil)
+	descPToxic  = prom.NewDesc(metricsNamespace+"_proxy_datagrams_impaired_total", "Datagrams UDP proxies' toxics dropped, duplicated or held back, by toxic.", []string{"toxic"}, nil)
+	descPResets = prom.NewDesc(metricsNamespace+"_proxy_resets_total", "Proxied connection pairs a reset_peer toxic reset.", nil, nil)
+	descPFails  = prom.NewDesc(metricsNamespace+"_proxy_upstream_failures_total", "Upstream connections proxies could not make (the client was reset or its datagram dropped).", nil, nil)
 	descControl = prom.NewDesc(metricsNamespace+"_control_connections", "Control (gRPC) connections served, by whether they have made an authenticated RPC yet.", []string{"state"}, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prom.Desc) {
-	for _, d := range []*prom.Desc{descSockets, descBytes, descMsgs, descSess, descConns, descActive, descSBytes, descSDgrams, descSErrors, descControl} {
+	for _, d := range []*prom.Desc{descSockets, descBytes, descMsgs, descSess, descConns, descActive, descSBytes, descSDgrams, descSErrors, descPConns, descPBytes, descPDgrams, descPToxic, descPResets, descPFails, descControl} {
 		ch <- d
 	}
 }
@@ -203,6 +209,17 @@ func (c *engineCollector) Collect(ch chan<- prom.Metric) {
 		ch <- prom.MustNewConstMetric(descSDgrams, prom.CounterValue, float64(sv.DatagramsOut), b, "out")
 		ch <- prom.MustNewConstMetric(descSErrors, prom.CounterValue, float64(sv.Errors), b)
 	}
+	px := st.Proxy
+	ch <- prom.MustNewConstMetric(descPConns, prom.CounterValue, float64(px.Connections))
+	ch <- prom.MustNewConstMetric(descPBytes, prom.CounterValue, float64(px.BytesUpstream), "upstream")
+	ch <- prom.MustNewConstMetric(descPBytes, prom.CounterValue, float64(px.BytesDownstream), "downstream")
+	ch <- prom.MustNewConstMetric(descPDgrams, prom.CounterValue, float64(px.DatagramsUpstream), "upstream")
+	ch <- prom.MustNewConstMetric(descPDgrams, prom.CounterValue, float64(px.DatagramsDownstream), "downstream")
+	ch <- prom.MustNewConstMetric(descPToxic, prom.CounterValue, float64(px.DatagramsDropped), "loss")
+	ch <- prom.MustNewConstMetric(descPToxic, prom.CounterValue, float64(px.DatagramsDuplicated), "duplicate")
+	ch <- prom.MustNewConstMetric(descPToxic, prom.CounterValue, float64(px.DatagramsReordered), "reorder")
+	ch <- prom.MustNewConstMetric(descPResets, prom.CounterValue, float64(px.Resets))
+	ch <- prom.MustNewConstMetric(descPFails, prom.CounterValue, float64(px.UpstreamFailures))
 	total, unauth := c.a.conns.counts()
 	ch <- prom.MustNewConstMetric(descControl, prom.GaugeValue, float64(total-unauth), "authenticated")
 	ch <- prom.MustNewConstMetric(descControl, prom.GaugeValue, float64(unauth), "unauthenticated")

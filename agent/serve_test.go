@@ -498,7 +498,7 @@ func TestServeBusyAndKinds(t *testing.T) {
 
 	b := e.bind(t, "udp", "127.0.0.1:0")
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: b.GetSocketId()})
-	wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "behaviour must be echo, discard or source")
+	wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "behaviour must be echo, discard, source or proxy")
 	_, err = e.sc.Serve(ctxT(t), &sockagentv1.ServeRequest{SocketId: b.GetSocketId(), Behaviour: sockagentv1.Behaviour_BEHAVIOUR_ECHO, ChunkSize: 5 << 20})
 	wantStatus(t, err, codes.InvalidArgument, contract.ReasonInvalidArgument, "chunk_size 5242880", "4 MiB")
 	l2 := e.listen(t, "tcp", "127.0.0.1:0")

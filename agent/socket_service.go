@@ -183,11 +183,27 @@ func (s *socketService) ListSockets(ctx context.Context, _ *sockagentv1.ListSock
 
 func (s *socketService) Serve(ctx context.Context, r *sockagentv1.ServeRequest) (*sockagentv1.ServeResponse, error) {
 	b, _ := behaviours.engine(r.GetBehaviour()) // unknown: the zero Behaviour, which the engine refuses
-	in, err := s.t.Serve(ctx, r.GetSocketId(), b, r.GetChunkSize(), r.GetMaxConnections())
+	pc, err := proxyConfigOf(r)
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.ServeWith(ctx, r.GetSocketId(), b, r.GetChunkSize(), r.GetMaxConnections(), pc)
 	if err != nil {
 		return nil, fail(err)
 	}
 	return &sockagentv1.ServeResponse{Socket: socketProto(in)}, nil
+}
+
+func (s *socketService) UpdateToxics(ctx context.Context, r *sockagentv1.UpdateToxicsRequest) (*sockagentv1.UpdateToxicsResponse, error) {
+	toxics, err := toxicsOf("update toxics", r.GetToxics())
+	if err != nil {
+		return nil, fail(err)
+	}
+	in, err := s.t.UpdateToxics(ctx, r.GetSocketId(), toxics)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &sockagentv1.UpdateToxicsResponse{Socket: socketProto(in)}, nil
 }
 
 func (s *socketService) SetOptions(ctx context.Context, r *sockagentv1.SetOptionsRequest) (*sockagentv1.SetOptionsResponse, error) {

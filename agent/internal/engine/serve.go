@@ -60,6 +60,8 @@ func (b Behaviour) String() string {
 		return "discard"
 	case BehaviourSource:
 		return "source"
+	case BehaviourProxy:
+		return "proxy"
 	}
 	return "unknown"
 }
@@ -104,6 +106,7 @@ type ServingInfo struct {
 	BytesIn, BytesOut, DatagramsIn, DatagramsOut uint64
 	Errors                                       uint64
 	LastError                                    string
+	Proxy                                        *ProxyInfo // BehaviourProxy only
 }
 
 // server runs one behaviour on one socket.
@@ -116,6 +119,7 @@ type server struct {
 	maxConns  int
 	started   time.Time
 	stopAfter time.Duration
+	px        *proxy    // BehaviourProxy: the upstream, toxics and pairs (proxy.go)
 	replyRate peerRate  // datagram sockets: how fast one peer address is answered
 	src       []byte    // source: the bytes written, filled once
 	bufs      sync.Pool // stream read buffers of chunk bytes
@@ -163,6 +167,9 @@ func (sv *server) info() *ServingInfo {
 	if p := sv.lastErr.Load(); p != nil {
 		in.LastError = *p
 	}
+	if sv.px != nil {
+		in.Proxy = sv.px.info()
+	}
 	return in
 }
 
@@ -182,8 +189,20 @@ func (sv *server) isStopped() bool {
 	}
 }
 
-// Serve starts behaviour b on a listener or bound datagram socket of ctx's caller.
+// Serve starts behaviour b (echo, discard or source) on a listener or bound datagram socket of
+// ctx's caller.
 func (t *Table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxConns uint32) (Info, error) {
+	return t.ServeWith(ctx, id, b, chunk, maxConns, nil)
+}
+
+// ServeProxy starts BehaviourProxy on a listener or bound UDP socket of ctx's caller.
+func (t *Table) ServeProxy(ctx context.Context, id string, chunk, maxConns uint32, pc ProxyConfig) (Info, error) {
+	return t.ServeWith(ctx, id, BehaviourProxy, chunk, maxConns, &pc)
+}
+
+// ServeWith starts behaviour b with the proxy configuration pc, which only BehaviourProxy
+// takes (nil for the others).
+func (t *Table) ServeWith(ctx context.Context, id string, b Behaviour, chunk, maxConns uint32, pc *ProxyConfig) (Info, error) {
 	s, err := t.peek(ctx, id)
 	wrap := func(err error) error {
 		return &OpError{Op: "serve", SocketID: id, Network: networkOf(s), Address: addressOf(s), Err: err}
@@ -191,8 +210,8 @@ func (t *Table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 	if err != nil {
 		return Info{}, wrap(err)
 	}
-	if b < BehaviourEcho || b > BehaviourSource {
-		return Info{}, wrap(badArg(contract.ReasonInvalidArgument, "serve: behaviour must be echo, discard or source (BEHAVIOUR_ECHO, BEHAVIOUR_DISCARD, BEHAVIOUR_SOURCE)"))
+	if b < BehaviourEcho || b > BehaviourProxy {
+		return Info{}, wrap(badArg(contract.ReasonInvalidArgument, "serve: behaviour must be echo, discard, source or proxy (BEHAVIOUR_ECHO, BEHAVIOUR_DISCARD, BEHAVIOUR_SOURCE, BEHAVIOUR_PROXY)"))
 	}
 	if chunk > maxChunk {
 		return Info{}, wrap(badArg(contract.ReasonInvalidArgument, "serve: chunk_size %d out of range; give 0 (128 KiB) up to %d (4 MiB)", chunk, maxChunk))
@@ -227,24 +246,35 @@ func (t *Table) Serve(ctx context.Context, id string, b Behaviour, chunk, maxCon
 	if s.attached.Load() {
 		return Info{}, wrap(&busyError{fmt.Sprintf("socket %s is attached to an Attach stream; end it first, then Serve", s.id)})
 	}
+	if b == BehaviourProxy {
+		if sv.px, err = newProxy(sv, s, set, pc); err != nil {
+			return Info{}, wrap(err)
+		}
+	} else if pc != nil {
+		return Info{}, wrap(badArg(contract.ReasonInvalidArgument, "serve: upstream and toxics are for BEHAVIOUR_PROXY only"))
+	}
 	if !s.serving.CompareAndSwap(nil, sv) {
 		what := "a behaviour"
 		if cur := s.serving.Load(); cur != nil {
 			what = cur.behaviour.String()
 		}
+		sv.px.close()
 		return Info{}, wrap(&busyError{fmt.Sprintf("socket is already served with %s; Close it to stop serving", what)})
 	}
 	// Own the socket's gates for good, so no call that got it before the swap can use it.
 	if !tryEnter(s.readGate) {
 		s.serving.Store(nil)
+		sv.px.close()
 		return Info{}, wrap(&busyError{"a call is in progress on the socket; wait for it to end, then Serve"})
 	}
 	if !tryEnter(s.writeGate) {
 		s.readGate.leave()
 		s.serving.Store(nil)
+		sv.px.close()
 		return Info{}, wrap(&busyError{"a call is in progress on the socket; wait for it to end, then Serve"})
 	}
 	if err := sv.start(); err != nil {
+		sv.px.close()
 		return Info{}, wrap(t.closedErr(s, err))
 	}
 	return s.info(), nil
@@ -289,6 +319,10 @@ func (sv *server) start() error {
 	}
 	if ua, ok := sv.s.pc.LocalAddr().(*net.UDPAddr); ok {
 		sv.unregister = sv.t.addServed(ua.AddrPort())
+	}
+	if sv.px != nil {
+		go sv.px.datagramLoop()
+		return nil
 	}
 	go sv.datagramLoop()
 	return nil
@@ -382,7 +416,11 @@ func (sv *server) stop() {
 		d.halt()
 	}
 	sv.testsMu.Unlock()
+	if sv.px != nil {
+		sv.px.stop()
+	}
 	sv.wg.Wait()
+	sv.px.close()
 	if gates { // for dropLeftover, and any call that got the socket before Serve took it
 		sv.s.readGate.leave()
 		sv.s.writeGate.leave()
@@ -484,6 +522,8 @@ func (sv *server) serveConn(c net.Conn) {
 		err = sv.discardConn(c)
 	case BehaviourSource:
 		err = sv.sourceConn(c)
+	case BehaviourProxy:
+		err = sv.px.serveStream(c)
 	}
 	if err != nil && !peerEnded(err) && !sv.isStopped() {
 		sv.fail(err)

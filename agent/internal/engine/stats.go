@@ -15,6 +15,29 @@ type AgentStats struct {
 	// Served sums the serving behaviours of the open sockets, by behaviour; Closed holds what
 	// closed served sockets moved.
 	Served map[string]ServedTotals
+	// Proxy sums the counters of every proxy since the agent started (closed ones included).
+	Proxy ProxyTotals
+}
+
+// ProxyTotals is what the agent's proxies did: the ProxyState counters, summed.
+type ProxyTotals struct {
+	Connections, BytesUpstream, BytesDownstream  uint64
+	DatagramsUpstream, DatagramsDownstream       uint64
+	DatagramsDropped, DatagramsDuplicated        uint64
+	DatagramsReordered, Resets, UpstreamFailures uint64
+}
+
+func (a *ProxyTotals) add(p *ProxyInfo) {
+	a.Connections += p.Connections
+	a.BytesUpstream += p.BytesUpstream
+	a.BytesDownstream += p.BytesDownstream
+	a.DatagramsUpstream += p.DatagramsUpstream
+	a.DatagramsDownstream += p.DatagramsDownstream
+	a.DatagramsDropped += p.DatagramsDropped
+	a.DatagramsDuplicated += p.DatagramsDuplicated
+	a.DatagramsReordered += p.DatagramsReordered
+	a.Resets += p.Resets
+	a.UpstreamFailures += p.UpstreamFailures
 }
 
 // SocketClass is one group of AgentStats.Sockets.
@@ -54,6 +77,7 @@ func stateName(s State) string {
 type gone struct {
 	traffic map[string]Traffic
 	served  map[string]ServedTotals
+	proxy   ProxyTotals
 }
 
 // addGoneLocked folds the counters of s, which is leaving the table, into the totals.
@@ -69,6 +93,9 @@ func (t *Table) addGoneLocked(s *sock) {
 		st := t.gone.served[in.Behaviour.String()]
 		st.add(in, false)
 		t.gone.served[in.Behaviour.String()] = st
+		if in.Proxy != nil {
+			t.gone.proxy.add(in.Proxy)
+		}
 	}
 }
 
@@ -106,6 +133,7 @@ func (t *Table) Stats() AgentStats {
 		st.Served[b] = sv
 	}
 	st.Sessions = len(t.sessions)
+	st.Proxy = t.gone.proxy
 	t.mu.Unlock()
 	for _, s := range ss {
 		in := s.info()
@@ -117,6 +145,9 @@ func (t *Table) Stats() AgentStats {
 			sv := st.Served[in.Serving.Behaviour.String()]
 			sv.add(in.Serving, true)
 			st.Served[in.Serving.Behaviour.String()] = sv
+			if in.Serving.Proxy != nil {
+				st.Proxy.add(in.Serving.Proxy)
+			}
 		}
 	}
 	return st
