@@ -119,12 +119,13 @@ func TestProxyCommandsRealAgent(t *testing.T) {
 	defer ok(t, addr, "close", id)
 	var served sockagentv1.ServeResponse
 	okJSON(t, addr, &served, "serve", id, "proxy", "--upstream", up.Addr().String(), "--upstream-timeout", "2s",
-		"--toxic", "latency=300ms", "--toxic", "bandwidth=100Mbit@upstream,name=narrow")
+		"--toxic", "latency=300ms", "--toxic", "bandwidth=100Mbit,name=narrow@upstream")
 	px := served.GetSocket().GetProxy()
+	// As the agent keeps them: name, toxicity and jitter filled in.
 	wantToxics := []*sockagentv1.Toxic{
-		{Name: "latency_downstream", Direction: sockagentv1.ToxicDirection_TOXIC_DIRECTION_DOWNSTREAM,
-			Kind: &sockagentv1.Toxic_Latency{Latency: &sockagentv1.LatencyToxic{Latency: durationpb.New(300 * time.Millisecond)}}},
-		{Name: "narrow", Direction: sockagentv1.ToxicDirection_TOXIC_DIRECTION_UPSTREAM,
+		{Name: "latency_downstream", Direction: sockagentv1.ToxicDirection_TOXIC_DIRECTION_DOWNSTREAM, Toxicity: proto.Float64(1),
+			Kind: &sockagentv1.Toxic_Latency{Latency: &sockagentv1.LatencyToxic{Latency: durationpb.New(300 * time.Millisecond), Jitter: durationpb.New(0)}}},
+		{Name: "narrow", Direction: sockagentv1.ToxicDirection_TOXIC_DIRECTION_UPSTREAM, Toxicity: proto.Float64(1),
 			Kind: &sockagentv1.Toxic_Bandwidth{Bandwidth: &sockagentv1.BandwidthToxic{BytesPerSecond: 12_500_000}}},
 	}
 	if px.GetUpstream() != up.Addr().String() || len(px.GetToxics()) != 2 {

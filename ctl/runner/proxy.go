@@ -55,9 +55,10 @@ func ToxicsProto(ts []scenario.Toxic) []*sockagentv1.Toxic {
 	return out
 }
 
-// ToxicOfProto is the API's toxic p as sockctl writes it (scenario.Toxic's String).
+// ToxicOfProto is the API's toxic p as sockctl writes it (scenario.Toxic's String). A
+// toxicity of 1, the default the agent fills in, is left out.
 func ToxicOfProto(p *sockagentv1.Toxic) scenario.Toxic {
-	t := scenario.Toxic{Name: p.GetName(), Toxicity: p.GetToxicity(), HasToxicity: p.Toxicity != nil}
+	t := scenario.Toxic{Name: p.GetName(), Toxicity: p.GetToxicity(), HasToxicity: p.Toxicity != nil && p.GetToxicity() != 1}
 	for name, d := range toxicDirections {
 		if d == p.GetDirection() {
 			t.Direction = name

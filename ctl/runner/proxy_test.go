@@ -57,6 +57,11 @@ func TestToxicProto(t *testing.T) {
 	if got := ToxicOfProto(&sockagentv1.Toxic{}).String(); got != "unknown@" {
 		t.Errorf("a toxic of no known kind shows as %q", got)
 	}
+	// The agent fills in the default toxicity: it is not shown.
+	full := &sockagentv1.Toxic{Name: "timeout_upstream", Direction: up, Toxicity: proto.Float64(1), Kind: &sockagentv1.Toxic_Timeout{Timeout: &sockagentv1.TimeoutToxic{}}}
+	if got := ToxicOfProto(full).String(); got != "timeout@upstream" {
+		t.Errorf("the agent's default toxicity shows: %q", got)
+	}
 }
 
 func TestToxicsText(t *testing.T) {
