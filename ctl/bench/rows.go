@@ -72,13 +72,13 @@ func defs() []def {
 			run: proxyToxiproxyRow,
 		},
 		{
-			key: "proxylat", figure: "latency toxic 20ms: |echo p50 - expected|", baseline: "toxiproxy's, same toxic", unit: "s",
+			key: "proxylat", figure: "latency toxic 20ms: echo p50 error", baseline: "toxiproxy's, same toxic", unit: "s",
 			target: target{absolute: true, limit: 0.001}, zero: true,
 			note: "expected: the probe's p50 through the same proxy without the toxic, plus 20ms (downstream); judged on the value, toxiproxy's for reference",
 			run:  proxyLatencyRow,
 		},
 		{
-			key: "proxylat99", figure: "latency toxic 20ms: |echo p99 - expected|", baseline: "toxiproxy's, same toxic", unit: "s",
+			key: "proxylat99", figure: "latency toxic 20ms: echo p99 error", baseline: "toxiproxy's, same toxic", unit: "s",
 			target: target{absolute: true, limit: 0.002}, zero: true,
 			note: "expected: the p99 without the toxic, plus 20ms; judged on the value, toxiproxy's for reference",
 			run:  proxyLatency99Row,
