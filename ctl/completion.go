@@ -225,12 +225,12 @@ func (a *app) registerCompletions(root *cobra.Command) {
 	_ = root.RegisterFlagCompletionFunc("agent", a.agentNames)
 	for _, c := range root.Commands() {
 		switch c.Name() {
-		case "accept", "send", "recv", "sendto", "recvfrom", "close", "get":
+		case "accept", "send", "recv", "sendto", "recvfrom", "close", "get", "toxics":
 			c.ValidArgsFunction = a.socketIDs(0)
 		case "shutdown":
 			c.ValidArgsFunction = a.idThen("read", "write", "both")
 		case "serve":
-			c.ValidArgsFunction = a.idThen("echo", "discard", "source")
+			c.ValidArgsFunction = a.idThen("echo", "discard", "source", "proxy")
 		case "attach":
 			c.ValidArgsFunction = a.attachArgs
 		case "listen":

@@ -93,7 +93,7 @@ func TestCompleteFromAgent(t *testing.T) {
 		{"socket ids by prefix", nil, []string{"--agent", addr, "recv", lis.GetSocketId()}, ids[:1], ":4"},
 		{"after the id", nil, []string{"--agent", addr, "close", lis.GetSocketId(), ""}, nil, ":4"},
 		{"shutdown direction", nil, []string{"--agent", addr, "shutdown", lis.GetSocketId(), "w"}, []string{"write"}, ":4"},
-		{"serve behaviour", nil, []string{"--agent", addr, "serve", lis.GetSocketId(), ""}, []string{"echo", "discard", "source"}, ":4"},
+		{"serve behaviour", nil, []string{"--agent", addr, "serve", lis.GetSocketId(), ""}, []string{"echo", "discard", "source", "proxy"}, ":4"},
 		{"networks", nil, []string{"--agent", addr, "bind", "udp"}, []string{"udp", "udp4", "udp6"}, ":4"},
 		{"session ids", nil, []string{"--agent", addr, "sessions", "close", ""}, []string{sid + "\tmine, 0 sockets"}, ":4"},
 		{"agent names", nil, []string{"--inventory", inv, "--agent", ""}, []string{"lab1\t" + addr, "lab2\t127.0.0.1:1"}, ":4"},

@@ -297,7 +297,7 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.listenCommand(), a.bindCommand(), a.dialCommand(), a.acceptCommand(),
 		a.sendCommand(), a.recvCommand(), a.sendToCommand(), a.recvFromCommand(),
 		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
-		a.serveCommand(), a.probeCommand(), a.throughputCommand(),
+		a.serveCommand(), a.toxicsCommand(), a.probeCommand(), a.throughputCommand(),
 		a.demoCommand(), a.runCommand(), a.matrixCommand(), a.validateCommand(), a.pkiCommand(),
 		a.attachCommand(), a.connectCommand(), a.versionCommand(), a.setoptCommand(), a.eventsCommand(), a.discoverCommand(),
 		a.sessionsCommand(), a.completionCommand(),

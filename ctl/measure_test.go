@@ -298,7 +298,7 @@ func TestServeCommand(t *testing.T) {
 	if !proto.Equal(got, want) {
 		t.Errorf("request %v, want %v", got, want)
 	}
-	sockctl(t, addr, "serve", "s1", "mirror").want(t, ExitUsage, nil, []string{`unknown behaviour "mirror": use echo, discard or source`})
+	sockctl(t, addr, "serve", "s1", "mirror").want(t, ExitUsage, nil, []string{`unknown behaviour "mirror": use echo, discard, source or proxy`})
 	sockctl(t, addr, "serve", "s1", "source", "--chunk-size", "5M").want(t, ExitUsage, nil, []string{"--chunk-size 5M: at most 4194304 bytes"})
 }
 

@@ -214,6 +214,9 @@ func socketNotes(buf *bytes.Buffer, socks []*sockagentv1.Socket) {
 		if s.GetServing() != nil {
 			buf.WriteString(serving(s) + "\n")
 		}
+		if s.GetProxy() != nil {
+			buf.WriteString(proxyLines(s))
+		}
 		if s.GetAttached() {
 			buf.WriteString(clean(s.GetSocketId()) + " attached: an Attach stream owns its data; other data calls answer SOCKET_BUSY\n")
 		}

@@ -44,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"regexp"
@@ -83,6 +84,9 @@ type Row struct {
 	Figure string `json:"figure"`
 	// Value is the figure in Unit (0 when Error is set).
 	Value float64 `json:"value"`
+	// Measured says Value is a figure: rows whose figure is an error from an expected value
+	// may measure 0.
+	Measured bool `json:"measured"`
 	// Unit of Value and BaselineValue: "bit/s", "datagram/s" or "s".
 	Unit string `json:"unit"`
 	// Baseline says what the figure is compared with.
@@ -131,9 +135,15 @@ type target struct {
 	atLeast  bool    // >= limit; else <= limit
 	absolute bool    // limit applies to the value itself (in the row's unit), not the ratio
 	limit    float64 // a ratio, or a value in the row's unit
+	// within, when set, makes the target a band around a ratio of 1: |ratio - 1| <= within
+	// (atLeast, absolute and limit are unused).
+	within float64
 }
 
 func (t target) String() string {
+	if t.within > 0 {
+		return "1x±" + trimFloat(t.within*100) + "%"
+	}
 	op := "<="
 	if t.atLeast {
 		op = ">="
@@ -145,6 +155,9 @@ func (t target) String() string {
 }
 
 func (t target) holds(value, ratio float64) bool {
+	if t.within > 0 {
+		return math.Abs(ratio-1) <= t.within+1e-12 // (0.97 - 1 is not -0.03 in floating point)
+	}
 	v := ratio
 	if t.absolute {
 		v = value
@@ -174,6 +187,8 @@ type def struct {
 	note     string
 	timeout  func(cfg Config) time.Duration
 	run      func(ctx context.Context, e *env) result
+	// zero says 0 is a figure (an error of nothing), not a failure to measure.
+	zero bool
 }
 
 // Keys lists the row keys in table order.
@@ -253,15 +268,15 @@ func (e *env) runRow(ctx context.Context, d def) Row {
 	case r.err != nil:
 		row.Error = describeErr(r.err)
 		row.Unimplemented = status.Code(r.err) == codes.Unimplemented
-	case r.value <= 0:
+	case r.value < 0 || r.value == 0 && !d.zero:
 		row.Error = "measured nothing (0)"
 	default:
-		row.Value = r.value
+		row.Value, row.Measured = r.value, true
 	}
 	switch {
 	case r.baseErr != nil:
 		row.BaselineError = describeErr(r.baseErr)
-	case r.base <= 0:
+	case r.base < 0 || r.base == 0 && !d.zero:
 		row.BaselineError = "measured nothing (0)"
 	default:
 		row.BaselineValue = r.base
@@ -331,6 +346,11 @@ type env struct {
 	built    bool // buildBinaries ran: bin and buildErr hold its result
 	bin      binaries
 	buildErr error
+
+	toxiStarted bool       // toxiproxyOnce ran: toxi and toxiErr hold its result
+	toxi        *toxiproxy // stopped by close
+	toxiErr     error
+	lat         *latencyFigures // the latency rows' figures, once measured
 }
 
 // serveOn starts serve on a new 127.0.0.1:0 listener and returns its address.
@@ -388,6 +408,9 @@ func newEnv(cfg Config) (_ *env, err error) {
 // close stops everything env started and reports sockets the rows left open in the agent.
 func (e *env) close() error {
 	var errs []error
+	if e.toxi != nil {
+		e.toxi.close()
+	}
 	if e.agent != nil {
 		if n := e.agent.NumSockets(); n != 0 {
 			errs = append(errs, fmt.Errorf("the rows left %d socket(s) open in the agent (a sockbench bug)", n))

@@ -54,7 +54,7 @@ func (d def) targetString() string {
 func (d def) judge(row Row) bool {
 	var pass bool
 	switch {
-	case row.Value <= 0:
+	case !row.Measured && row.Value <= 0: // rows whose figure is an error may measure 0
 		return false
 	case d.target.absolute: // judged on the value alone; the baseline is for reference
 		pass = d.target.holds(row.Value, row.Ratio)

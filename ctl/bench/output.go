@@ -108,12 +108,12 @@ func (r Row) cells() []string {
 		if r.Unimplemented {
 			value = "unimplemented"
 		}
-	} else if r.Value > 0 {
+	} else if r.Value > 0 || r.Measured {
 		value = formatValue(r.Value, r.Unit)
 	}
 	if r.BaselineError != "" {
 		base = "error"
-	} else if r.BaselineValue > 0 {
+	} else if r.BaselineValue > 0 || r.Measured {
 		base = formatValue(r.BaselineValue, r.Unit)
 	}
 	if r.Ratio > 0 {

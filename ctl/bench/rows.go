@@ -69,6 +69,33 @@ func defs() []def {
 			run: dialOptionsRow,
 		},
 		{
+			key: "proxy", figure: "proxy TCP 1 stream, no toxics", baseline: "raw Go TCP 1 stream", unit: "bit/s",
+			target: target{atLeast: true, limit: 0.5}, note: "Go writer -> agent proxy (serve proxy) -> Go reader, 64 KiB writes",
+			run: proxyRow,
+		},
+		{
+			key: "proxytoxi", figure: "proxy TCP 1 stream, no toxics", baseline: "toxiproxy TCP 1 stream", unit: "bit/s",
+			target: target{atLeast: true, limit: 1.5}, note: "the same stream through toxiproxy " + toxiproxyVersion + " (built by sockbench, its HTTP API on 127.0.0.1)",
+			run: proxyToxiproxyRow,
+		},
+		{
+			key: "proxylat", figure: "latency toxic 20ms: echo p50 error", baseline: "toxiproxy's, same toxic", unit: "s",
+			target: target{absolute: true, limit: 0.001}, zero: true,
+			note: "expected: the probe's p50 through the same proxy without the toxic, plus 20ms (downstream); judged on the value, toxiproxy's for reference",
+			run:  proxyLatencyRow,
+		},
+		{
+			key: "proxylat99", figure: "latency toxic 20ms: echo p99 error", baseline: "toxiproxy's, same toxic", unit: "s",
+			target: target{absolute: true, limit: 0.002}, zero: true,
+			note: "expected: the p99 without the toxic, plus 20ms; judged on the value, toxiproxy's for reference",
+			run:  proxyLatency99Row,
+		},
+		{
+			key: "proxybw", figure: "bandwidth toxic 100Mbit/s, measured", baseline: "the toxic's rate", unit: "bit/s",
+			target: target{within: 0.03}, note: "upstream; a Go writer moves Seconds' worth at the rate, timed from the first write to the reader's EOF",
+			run: proxyBandwidthRow,
+		},
+		{
 			key: "getinfo", figure: "GetInfo p50", baseline: "bare gRPC unary p50", unit: "s",
 			target: target{limit: 1.1},
 			run:    getInfoRow,

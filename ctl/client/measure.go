@@ -33,6 +33,7 @@ var Behaviours = map[string]sockagentv1.Behaviour{
 	"echo":    sockagentv1.Behaviour_BEHAVIOUR_ECHO,
 	"discard": sockagentv1.Behaviour_BEHAVIOUR_DISCARD,
 	"source":  sockagentv1.Behaviour_BEHAVIOUR_SOURCE,
+	"proxy":   sockagentv1.Behaviour_BEHAVIOUR_PROXY,
 }
 
 // ProbeModes maps probe's mode names to the API's ("" is the agent's default).

@@ -56,6 +56,7 @@ var actions = map[string]action{
 	"shutdown": {run: runShutdown, bound: stepBound, summary: noSummary},
 	"close":    {run: runClose, bound: stepBound, summary: noSummary},
 	"setopt":   {run: runSetopt, bound: stepBound, summary: noSummary},
+	"toxics":   {run: runToxics, bound: stepBound, summary: textSummary},
 	"sleep":    {run: runSleep, bound: ownBound, summary: noSummary},
 
 	"serve":      {run: runServe, bound: ownBound, session: true, summary: textSummary},

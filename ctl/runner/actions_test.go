@@ -75,6 +75,8 @@ func sampleScenario(t *testing.T, spec scenario.ActionSpec) string {
 			v = "echo"
 		case "duration":
 			v = "1ms"
+		case "toxics":
+			v = "[{latency: 1ms}]"
 		default:
 			t.Fatalf("%s: no sample value for its required argument %q: add one here", spec.Name, k)
 		}

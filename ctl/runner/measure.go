@@ -33,7 +33,11 @@ func runServe(ctx context.Context, c call) (scenario.Outcome, *sockagentv1.Socke
 		return scenario.Outcome{}, nil, err
 	}
 	s := resp.GetSocket()
-	return scenario.Outcome{Text: fmt.Sprintf("%s %s serving %s", s.GetSocketId(), s.GetLocalAddress(), c.args.String("behaviour"))}, nil, nil
+	text := fmt.Sprintf("%s %s serving %s", s.GetSocketId(), s.GetLocalAddress(), c.args.String("behaviour"))
+	if px := s.GetProxy(); px != nil {
+		text += fmt.Sprintf(" to %s, toxics: %s", px.GetUpstream(), ToxicsText(px.GetToxics()))
+	}
+	return scenario.Outcome{Text: text}, nil, nil
 }
 
 // runProbe runs a probe, bounded by client.ProbeDeadline.
@@ -90,7 +94,7 @@ func u32(key string, n uint64, err error) (uint32, error) {
 func serveRequest(args scenario.Resolved) (*sockagentv1.ServeRequest, error) {
 	b, ok := client.Behaviours[args.String("behaviour")]
 	if !ok {
-		return nil, fmt.Errorf("behaviour %q: use echo, discard or source", args.String("behaviour"))
+		return nil, fmt.Errorf("behaviour %q: use echo, discard, source or proxy", args.String("behaviour"))
 	}
 	n, err := args.Bytes("chunk_size")
 	chunk, err := u32("chunk_size", n, err)
@@ -102,7 +106,16 @@ func serveRequest(args scenario.Resolved) (*sockagentv1.ServeRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sockagentv1.ServeRequest{Behaviour: b, ChunkSize: chunk, MaxConnections: maxc}, nil
+	ut, err := args.Duration("upstream_timeout")
+	if err != nil {
+		return nil, err
+	}
+	ts, err := args.Toxics()
+	if err != nil {
+		return nil, err
+	}
+	return &sockagentv1.ServeRequest{Behaviour: b, ChunkSize: chunk, MaxConnections: maxc,
+		Upstream: args.String("upstream"), UpstreamTimeout: protoTimeout(ut), Toxics: ToxicsProto(ts)}, nil
 }
 
 func probeRequest(args scenario.Resolved) (*sockagentv1.ProbeRequest, error) {

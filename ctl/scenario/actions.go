@@ -46,7 +46,9 @@ var specs = []ActionSpec{
 	{Name: "setopt", Args: []string{"socket", "options", "join", "leave"}, Required: []string{"socket"}},
 	{Name: "sleep", Args: []string{"duration"}, Required: []string{"duration"}, NoAgent: true},
 
-	{Name: "serve", Args: []string{"socket", "behaviour", "chunk_size", "max_connections"}, Required: []string{"socket", "behaviour"}, Measure: true},
+	{Name: "serve", Args: []string{"socket", "behaviour", "chunk_size", "max_connections", "upstream", "upstream_timeout", "toxics"},
+		Required: []string{"socket", "behaviour"}, Measure: true},
+	{Name: "toxics", Args: []string{"socket", "toxics"}, Required: []string{"socket", "toxics"}},
 	{Name: "probe", Args: []string{"network", "address", "mode", "count", "size", "interval", "timeout", "warmup", "local_address", "tls"},
 		Required: []string{"network", "address"}, Network: contract.OpProbe, Measure: true, Results: true},
 	{Name: "throughput", Args: []string{"network", "address", "direction", "duration", "bytes", "streams", "rate", "size", "interval", "local_address"},

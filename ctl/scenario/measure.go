@@ -349,7 +349,7 @@ func measureLiteral(action, key, raw string) (ok bool, err error) {
 	}
 	switch key {
 	case "behaviour":
-		return true, oneOf("echo", "discard", "source")
+		return true, oneOf("echo", "discard", "source", "proxy")
 	case "mode":
 		return true, oneOf("connect", "echo", "tls")
 	case "direction":
@@ -363,7 +363,7 @@ func measureLiteral(action, key, raw string) (ok bool, err error) {
 	case "count", "warmup", "streams", "max_connections":
 		_, err := parseUint(raw)
 		return true, err
-	case "interval":
+	case "interval", "upstream_timeout":
 		_, err := parseDuration(raw)
 		return true, err
 	}

@@ -37,6 +37,8 @@ func (p *parser) structured(e entry, args Args) bool {
 		p.multicast(e, args)
 	case "join", "leave":
 		p.groups(e.valueNode, e.key, e.key+".", args)
+	case "toxics":
+		p.toxics(e, args)
 	default:
 		return false
 	}

@@ -814,6 +814,9 @@ func (p *parser) args(a entry) Args {
 	if len(missing) > 0 {
 		p.add(pos(a.keyNode), "%s is missing %s (required: %s)", a.key, strings.Join(missing, " and "), strings.Join(spec.Required, ", "))
 	}
+	if a.key == "serve" {
+		p.serveArgs(a, args)
+	}
 	if (a.key == "send" || a.key == "sendto") && len(data) == 0 && !slices.ContainsFunc(typos, func(k string) bool { return slices.Contains(dataKeys, k) }) {
 		p.add(pos(a.keyNode), "%s needs a payload: give one of data, data_hex, data_base64 or data_size", a.key)
 	}
