@@ -215,3 +215,23 @@ func TestCloseOwnerSessionsServedRequests(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A request_id of exactly maxRequestID bytes is kept; one byte more is INVALID_ARGUMENT naming
+// both lengths, and the call does not run.
+func TestRequestIDLengthBoundary(t *testing.T) {
+	t.Parallel()
+	tb := newTable(time.Second, 1<<20, nil)
+	defer tb.Stop()
+	ctx := WithCaller(context.Background(), Caller{ID: "a"})
+	runs := 0
+	call := func(id string) (Info, error) {
+		return tb.idempotent(ctx, "dial", id, func() (Info, error) { runs++; return Info{ID: "s-1"}, nil })
+	}
+	if in, err := call(strings.Repeat("r", maxRequestID)); err != nil || in.ID != "s-1" || runs != 1 {
+		t.Fatalf("a %d-byte request_id: %+v, %v, %d runs; want s-1 run once", maxRequestID, in, err, runs)
+	}
+	_, err := call(strings.Repeat("r", maxRequestID+1))
+	if Reason(err) != contract.ReasonInvalidArgument || !strings.Contains(err.Error(), "dial: request_id is 129 bytes, at most 128") || runs != 1 {
+		t.Errorf("a %d-byte request_id: %v after %d runs; want INVALID_ARGUMENT naming 129 and 128, not run", maxRequestID+1, err, runs)
+	}
+}
