@@ -97,6 +97,7 @@ func startUpstream(t *testing.T, network, address string, source bool) *upstream
 // appended to the default rule set.
 func proxyTable(t *testing.T, extra string) (*Table, context.Context) {
 	t.Helper()
+	stepAsideInMutation(t, "a proxy test")
 	var p *policy.Policy
 	if extra != "" {
 		var err error

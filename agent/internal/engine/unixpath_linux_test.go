@@ -54,6 +54,7 @@ type swapper struct {
 
 func newSwapper(t *testing.T) *swapper {
 	t.Helper()
+	stepAsideInMutation(t, "a UNIX path swap race")
 	base := t.TempDir()
 	sw := &swapper{allowed: filepath.Join(base, "allowed"), outside: filepath.Join(base, "outside")}
 	sw.d, sw.l = filepath.Join(sw.allowed, "d"), filepath.Join(sw.allowed, "l")
