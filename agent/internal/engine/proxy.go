@@ -772,12 +772,12 @@ func (px *proxy) datagramLoop() {
 			continue
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		sv.dgIn.Add(1)
-		peer := px.peer(from)
-		if peer == nil {
-			continue
+		if peer := px.peer(from); peer != nil {
+			peer.enqueue(Upstream, buf[:n])
 		}
-		peer.enqueue(Upstream, buf[:n])
+		// Counted once judged, so that a reader who sees N datagrams in also sees the
+		// drops, duplicates and holds drawn for all N.
+		sv.dgIn.Add(1)
 	}
 }
 

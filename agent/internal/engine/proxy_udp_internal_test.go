@@ -143,6 +143,11 @@ func TestProxyUDPDuplicate(t *testing.T) {
 			t.Errorf("d%d came back %d times, want 4", i, n)
 		}
 	}
+	// A datagram is counted once written: the client may read the second copy before the
+	// proxy's counter moves, so wait for the last count, then check every counter exactly.
+	waitFor(t, 5*time.Second, "the 40th datagram downstream is counted", func() bool {
+		return proxyInfo(t, tb, ctx, in.ID).DatagramsDownstream >= 40
+	})
 	pi := proxyInfo(t, tb, ctx, in.ID)
 	if pi.DatagramsDuplicated != 20 || pi.DatagramsUpstream != 20 || pi.DatagramsDownstream != 40 || pi.BytesUpstream != 40 || pi.BytesDownstream != 80 {
 		t.Errorf("counters %+v; want 20 duplicated, 20 datagrams (40 bytes) upstream, 40 (80 bytes) downstream", pi)
