@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"net"
 	"sync"
 
 	"github.com/sockagent/sockagent/agent/policy"
@@ -55,6 +56,8 @@ type admission struct {
 	c      claim
 	once   sync.Once
 	kept   int
+	// released is set, under table.mu, once release gave everything back: grow refuses then.
+	released bool
 }
 
 // admit checks a claim of caller (in session sess, "" for none) against the agent's, the
@@ -252,7 +255,54 @@ func (a *admission) release() {
 		if a.sess != nil {
 			a.sess.bytes -= a.c.bytes
 		}
+		a.released = true
 	})
+}
+
+// grow adds n bytes to what admission a holds while it lives, checked against the agent's,
+// the caller's and the session's buffered_bytes as a claim of n more would be: the bytes a
+// proxied connection's toxics hold between reading and writing count against the caller
+// that served it. It fails with net.ErrClosed once a was released, and publishes no event (the
+// caller decides what a refusal is worth reporting: refusedBytes).
+func (a *admission) grow(n int) error {
+	t := a.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if a.released {
+		return net.ErrClosed
+	}
+	sess := ""
+	if a.sess != nil {
+		sess = a.sess.id
+	}
+	if err := t.checkCallsLocked(a.caller, sess, a.sess, a.set, claim{bytes: n}); err != nil {
+		return err
+	}
+	a.c.bytes += n
+	t.budget.bytes += n
+	t.budget.bytesBy[a.caller] += n
+	if a.sess != nil {
+		a.sess.bytes += n
+	}
+	return nil
+}
+
+// shrink gives back n of the bytes grow added (no more than a holds); nothing once a was
+// released.
+func (a *admission) shrink(n int) {
+	t := a.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n = min(n, a.c.bytes)
+	if a.released || n <= 0 {
+		return
+	}
+	a.c.bytes -= n
+	t.budget.bytes = max(t.budget.bytes-n, 0)
+	decrement(t.budget.bytesBy, a.caller, n)
+	if a.sess != nil {
+		a.sess.bytes -= n
+	}
 }
 
 // freeSocketsLocked frees n socket slots of owner (and of session ss, when not nil).

@@ -72,7 +72,8 @@ const (
 	// its writer (chunks waiting for their latency): latency caps a connection's rate at
 	// proxyQueueBytes/latency.
 	proxyQueueBytes = 2 << 20
-	// proxyReadSize is the read buffer of a direction with toxics.
+	// proxyReadSize is the read buffer of a direction with toxics. What a chunk may hold is
+	// charged to the Serve caller's buffered_bytes until it is written (readSize).
 	proxyReadSize = 32 << 10
 	// peerQueue bounds the datagrams waiting in one direction of a UDP peer; more are dropped.
 	peerQueue = 1024
@@ -230,6 +231,23 @@ func (px *proxy) count(d ToxicDirection, n int) {
 	}
 }
 
+// readSize is what one read with toxics may take: proxyReadSize, or the smallest
+// buffered_bytes limit of the Serve caller if that is less, so a chunk always fits.
+func (px *proxy) readSize() int {
+	n := min(proxyReadSize, px.set.Limits.BufferedBytes, px.sv.t.policy.MaxBufferedBytes)
+	if px.sv.s.session != "" {
+		n = min(n, px.set.SessionLimits.BufferedBytes)
+	}
+	return max(n, 1)
+}
+
+// refusedBytes reports bytes the Serve caller's buffered_bytes budgets could not take: on the
+// served socket (errors, last error) and to event watchers, as any refusal.
+func (px *proxy) refusedBytes(err error) {
+	px.sv.fail(err)
+	px.sv.t.refused(px.sv.s.owner, px.sv.s.session, err)
+}
+
 // failUpstream records an upstream connection that could not be made.
 func (px *proxy) failUpstream(err error) {
 	px.failures.Add(1)
@@ -346,7 +364,7 @@ func (px *proxy) serveStream(c net.Conn) error {
 		return nil
 	}
 	defer adm.release()
-	p := &pair{px: px, conns: [2]net.Conn{c, up}, accepted: time.Now(), done: make(chan struct{})}
+	p := &pair{px: px, conns: [2]net.Conn{c, up}, adm: adm, readSize: px.readSize(), accepted: time.Now(), done: make(chan struct{})}
 	px.mu.Lock()
 	if px.stopped {
 		px.mu.Unlock()
@@ -365,8 +383,12 @@ func (px *proxy) serveStream(c net.Conn) error {
 
 // pair is one proxied connection: the client's (conns[0]) and the upstream's (conns[1]).
 type pair struct {
-	px       *proxy
-	conns    [2]net.Conn
+	px    *proxy
+	conns [2]net.Conn
+	// adm is the upstream connection's admission: it also holds the bytes the toxics queue
+	// (grow at each read, shrink at each write), so they count against the Serve caller.
+	adm      *admission
+	readSize int // what one read with toxics may take: proxyReadSize, or less under small limits
 	accepted time.Time
 	tox      [2]atomic.Pointer[streamToxics] // by direction - 1
 	sent     [2]atomic.Uint64                // bytes forwarded, by direction - 1
@@ -546,9 +568,17 @@ func (p *pair) readLoop(d ToxicDirection, q chan<- chunk) error {
 			}
 			return err
 		}
+		size := p.readSize
+		if err := p.reserve(size, g); err != nil {
+			if errors.Is(err, errRetake) {
+				continue
+			}
+			return err
+		}
 		bp := proxyBufs.Get().(*[]byte)
-		n, err := src.Read(*bp)
+		n, err := src.Read((*bp)[:size])
 		if n > 0 && st.timeout == nil {
+			p.adm.shrink(size - n)
 			c := chunk{buf: bp, n: n, due: time.Now(), tox: st}
 			if st.hasLatency {
 				c.due = c.due.Add(delay(st.latency, st.jitter))
@@ -559,6 +589,7 @@ func (p *pair) readLoop(d ToxicDirection, q chan<- chunk) error {
 				return net.ErrClosed
 			}
 		} else {
+			p.adm.shrink(size)
 			proxyBufs.Put(bp) // nothing read, or a timeout toxic's black hole
 		}
 		if err != nil {
@@ -570,6 +601,40 @@ func (p *pair) readLoop(d ToxicDirection, q chan<- chunk) error {
 		}
 	}
 }
+
+// errRetake: a reader waiting for budget saw a new toxic set come in.
+var errRetake = errors.New("a new toxic set came in")
+
+// reserve takes n bytes of the Serve caller's buffered_bytes for a read with toxics. While the
+// budgets are full it waits, and the connection stalls as a full queue stalls it (the sender's
+// TCP window closes); the first refusal of a stall is reported (refusedBytes). It returns
+// errRetake when a toxic set other than g came in meanwhile, net.ErrClosed when the pair ends.
+func (p *pair) reserve(n int, g uint64) error {
+	wait := reserveFirstWait
+	for reported := false; ; reported = true {
+		err := p.adm.grow(n)
+		if err == nil || errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		if !reported {
+			p.px.refusedBytes(fmt.Errorf("connection from %s waits: %w", addrString(p.conns[0].RemoteAddr()), err))
+		}
+		if err := p.waitUntil(time.Now().Add(wait)); err != nil {
+			return err
+		}
+		if p.gen.Load() != g {
+			return errRetake
+		}
+		wait = min(2*wait, reserveMaxWait)
+	}
+}
+
+// A reader waiting for budget looks again after reserveFirstWait, then twice as long each time
+// up to reserveMaxWait.
+const (
+	reserveFirstWait = time.Millisecond
+	reserveMaxWait   = 20 * time.Millisecond
+)
 
 // flush waits until the writer wrote everything queued before the fast path takes over.
 func (p *pair) flush(q chan<- chunk) error {
@@ -648,6 +713,7 @@ func (p *pair) writeLoop(d ToxicDirection, q <-chan chunk) error {
 		if err == nil {
 			err = p.write(d, (*c.buf)[:c.n], c.tox, &pace, idle || c.due.After(time.Now()))
 		}
+		p.adm.shrink(c.n) // what stays queued when the pair ends goes back with adm
 		proxyBufs.Put(c.buf)
 		if err != nil {
 			if !errors.Is(err, errToxicEnded) {
@@ -906,9 +972,17 @@ func (p *udpPeer) enqueue(d ToxicDirection, b []byte) {
 	dg.b = append([]byte(nil), b...)
 	for i := range copies {
 		dg.extra = i > 0
+		// Each copy counts against the Serve caller's buffered_bytes until it is written.
+		if err := p.adm.grow(len(b)); err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				p.px.refusedBytes(fmt.Errorf("datagram %s %s dropped: %w", d, p.addr, err))
+			}
+			return
+		}
 		select {
 		case p.q[d-1] <- dg:
 		default:
+			p.adm.shrink(len(b))
 			p.px.sv.fail(&limitError{Limit: "proxy datagram queue", Max: peerQueue,
 				Detail: fmt.Sprintf("datagram %s %s dropped: %d are waiting for their toxics", d, p.addr, peerQueue)})
 			return
@@ -1001,8 +1075,10 @@ func (p *udpPeer) wait(t time.Time) bool {
 	}
 }
 
-// write sends one datagram in direction d, paced to its bandwidth.
+// write sends one datagram in direction d, paced to its bandwidth, and gives back the bytes it
+// held (those still queued when the peer closes go back with its admission).
 func (p *udpPeer) write(d ToxicDirection, dg dgram, pace *ratePacer) {
+	defer p.adm.shrink(len(dg.b))
 	if dg.rate != 0 && !p.wait(pace.reserve(time.Now(), len(dg.b), dg.rate, len(p.q[d-1]) == 0)) {
 		return
 	}
