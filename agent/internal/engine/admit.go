@@ -290,11 +290,14 @@ func (a *admission) grow(n int) error {
 // shrink gives back n of the bytes grow added (no more than a holds); nothing once a was
 // released.
 func (a *admission) shrink(n int) {
+	if n <= 0 {
+		return
+	}
 	t := a.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n = min(n, a.c.bytes)
-	if a.released || n <= 0 {
+	if a.released || n == 0 {
 		return
 	}
 	a.c.bytes -= n
