@@ -156,7 +156,13 @@ func (t *Table) dial(ctx context.Context, network, address, local string, timeou
 	before, after := o.split()
 	d.Control = withOptions(d.Control, before)
 	if after != nil && after.Keepalive != nil {
-		d.KeepAlive = -1 // the caller's keepalive replaces Go's, which would be set first
+		if cfg, ok := after.Keepalive.keepaliveConfig(); ok {
+			// Go sets it as it makes the connection, in place of its default: no system
+			// call more than a Dial without options makes.
+			d.KeepAliveConfig, after.Keepalive = cfg, nil
+		} else {
+			d.KeepAlive = -1 // the caller's keepalive replaces Go's, which would be set first
+		}
 	}
 	adm, err := t.admit(c.ID, sess, set, claim{blocking: true, sockets: 1, bytes: cl.pemBytes()})
 	if err != nil {

@@ -268,24 +268,51 @@ func checkOptions(o *Options, set *policy.RuleSet, network string, open opening)
 }
 
 // split returns the options to apply before connecting and those to apply once connected
-// (afterDial), for Dial; either may be nil.
+// (afterDial), for Dial; either may be nil. no_delay true is left out of after: Go sets
+// TCP_NODELAY on every TCP connection it makes (and a UNIX or UDP Dial was refused no_delay
+// by checkOptions), so setting it again would cost a system call and change nothing.
 func (o *Options) split() (before, after *Options) {
 	if o == nil {
 		return nil, nil
 	}
 	b, a := *o, Options{NoDelay: o.NoDelay, Keepalive: o.Keepalive}
 	b.NoDelay, b.Keepalive = nil, nil
+	if a.NoDelay != nil && *a.NoDelay {
+		a.NoDelay = nil
+	}
 	return &b, &a
 }
 
-// applyOptions sets every given option on the socket behind rc, in specs' order.
-func applyOptions(rc syscall.RawConn, o *Options) error {
+// keepaliveConfig is keepalive k as Go's Dialer applies it while it makes the connection (in
+// place of its own default), when k turns keepalive on: a nil field becomes -1, which leaves
+// the kernel's value, as applyOptions would. ok is false when k does not turn it on: Go's
+// config cannot then say "leave it off and set the idle time".
+func (k *Keepalive) keepaliveConfig() (cfg net.KeepAliveConfig, ok bool) {
+	if k == nil || k.Enabled == nil || !*k.Enabled {
+		return cfg, false
+	}
+	cfg = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
+	if k.Idle != nil {
+		cfg.Idle = *k.Idle
+	}
+	if k.Interval != nil {
+		cfg.Interval = *k.Interval
+	}
+	if k.Count != nil {
+		cfg.Count = int(*k.Count)
+	}
+	return cfg, true
+}
+
+// applyOptions sets every given option on the socket behind rc, in specs' order; fam is the
+// socket's address family when the caller knows it, else -1.
+func applyOptions(rc syscall.RawConn, o *Options, fam int) error {
 	if o == nil {
 		return nil
 	}
 	var err error
 	cerr := rc.Control(func(fd uintptr) {
-		fam := -1 // read once, and only for an option whose form depends on it
+		// fam is read once when unknown, and only for an option whose form depends on it.
 		for i := range specs {
 			if specs[i].given(o) {
 				if fam < 0 && specs[i].perFamily {
@@ -318,7 +345,7 @@ func withOptions(ctl func(string, string, syscall.RawConn) error, o *Options) fu
 		if err := ctl(network, address, rc); err != nil {
 			return err
 		}
-		return applyOptions(rc, o)
+		return applyOptions(rc, o, familyOf(network))
 	}
 }
 
@@ -390,7 +417,7 @@ func (t *Table) SetOptions(ctx context.Context, id string, o *Options, join, lea
 	if rc == nil {
 		return Info{}, wrap(&kindError{"socket has no file descriptor to set options on"})
 	}
-	if err := applyOptions(rc, o); err != nil {
+	if err := applyOptions(rc, o, -1); err != nil {
 		return Info{}, wrap(err)
 	}
 	for _, g := range join {
@@ -592,7 +619,7 @@ func afterDial(conn net.Conn, o *Options, ub *unixpath.Bound) error {
 	if ok {
 		var rc syscall.RawConn
 		if rc, err = sc.SyscallConn(); err == nil {
-			err = applyOptions(rc, o)
+			err = applyOptions(rc, o, -1)
 		}
 	}
 	if err != nil {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/policy"
@@ -106,16 +109,100 @@ func TestKernelOptErr(t *testing.T) {
 	}
 }
 
-// split puts no_delay and keepalive after the connect, everything else before.
+// split puts no_delay and keepalive after the connect, everything else before; no_delay true
+// is left to Go, which sets it on every TCP connection.
 func TestSplit(t *testing.T) {
 	if b, a := (*Options)(nil).split(); b != nil || a != nil {
 		t.Errorf("nil: %v %v", b, a)
 	}
-	o := &Options{NoDelay: ptrOf(true), Keepalive: &Keepalive{}, TTL: ptrOf[uint32](3)}
+	o := &Options{NoDelay: ptrOf(false), Keepalive: &Keepalive{}, TTL: ptrOf[uint32](3)}
 	b, a := o.split()
-	if b.NoDelay != nil || b.Keepalive != nil || b.TTL == nil || a.NoDelay == nil || a.Keepalive == nil || a.TTL != nil {
+	if b.NoDelay != nil || b.Keepalive != nil || b.TTL == nil || a.NoDelay == nil || *a.NoDelay || a.Keepalive == nil || a.TTL != nil {
 		t.Errorf("before %+v after %+v", b, a)
 	}
+	if _, a := (&Options{NoDelay: ptrOf(true)}).split(); a.NoDelay != nil {
+		t.Errorf("no_delay true is set again after the connect: %+v", a)
+	}
+}
+
+// keepaliveConfig: keepalive turned on goes to Go's Dialer, a field not given as -1 (leave
+// the kernel's); off or not said is not Go's to set.
+func TestKeepaliveConfig(t *testing.T) {
+	cfg, ok := (&Keepalive{Enabled: ptrOf(true), Idle: ptrOf(7 * time.Second), Interval: ptrOf(4 * time.Second), Count: ptrOf[uint32](5)}).keepaliveConfig()
+	if want := (net.KeepAliveConfig{Enable: true, Idle: 7 * time.Second, Interval: 4 * time.Second, Count: 5}); !ok || cfg != want {
+		t.Errorf("all given: %+v %v, want %+v", cfg, ok, want)
+	}
+	cfg, ok = (&Keepalive{Enabled: ptrOf(true)}).keepaliveConfig()
+	if want := (net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}); !ok || cfg != want {
+		t.Errorf("only enabled: %+v %v, want %+v", cfg, ok, want)
+	}
+	for _, k := range []*Keepalive{nil, {}, {Enabled: ptrOf(false), Idle: ptrOf(time.Second)}, {Idle: ptrOf(time.Second)}} {
+		if _, ok := k.keepaliveConfig(); ok {
+			t.Errorf("%+v goes to Go's Dialer", k)
+		}
+	}
+}
+
+// A Dial's options read back as given, on IPv4 and IPv6 (the TTL is the hop limit there): no
+// field of keepalive left unsaid is changed from the kernel's (idle 7200 s, interval 75 s,
+// count 9 by default), keepalive off keeps the idle time given, and no_delay false holds.
+func TestDialReadBack(t *testing.T) {
+	tb, ctx := optTable(t)
+	def := readKernelKeepalive(t)
+	for _, tc := range []struct {
+		network, addr string
+		o             Options
+		want          func(o *Options) bool
+	}{
+		{"tcp", "127.0.0.1", Options{TTL: ptrOf[uint32](9), NoDelay: ptrOf(true), Keepalive: &Keepalive{Enabled: ptrOf(true), Idle: ptrOf(7 * time.Second), Interval: ptrOf(4 * time.Second), Count: ptrOf[uint32](5)}},
+			func(o *Options) bool {
+				k := o.Keepalive
+				return *o.TTL == 9 && *o.NoDelay && *k.Enabled && *k.Idle == 7*time.Second && *k.Interval == 4*time.Second && *k.Count == 5
+			}},
+		{"tcp6", "::1", Options{TTL: ptrOf[uint32](11), NoDelay: ptrOf(false), Keepalive: &Keepalive{Enabled: ptrOf(true), Idle: ptrOf(9 * time.Second)}},
+			func(o *Options) bool {
+				k := o.Keepalive
+				return *o.TTL == 11 && !*o.NoDelay && *k.Enabled && *k.Idle == 9*time.Second && *k.Interval == *def.Interval && *k.Count == *def.Count
+			}},
+		{"tcp", "127.0.0.1", Options{Keepalive: &Keepalive{Enabled: ptrOf(false), Idle: ptrOf(11 * time.Second)}},
+			func(o *Options) bool { return !*o.Keepalive.Enabled && *o.Keepalive.Idle == 11*time.Second }},
+	} {
+		ln, err := net.Listen(tc.network, net.JoinHostPort(tc.addr, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := tb.Dial(ctx, tc.network, ln.Addr().String(), "", time.Second, "", &tc.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tb.GetFor(ctx, in.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tc.want(got.Options) {
+			t.Errorf("%s dial with %+v (keepalive %+v): read back %+v keepalive %+v", tc.network, tc.o, tc.o.Keepalive, got.Options, got.Options.Keepalive)
+		}
+		if _, err := tb.Close(ctx, in.ID); err != nil {
+			t.Fatal(err)
+		}
+		_ = ln.Close()
+	}
+}
+
+// readKernelKeepalive reads the keepalive a fresh TCP socket has from the kernel.
+func readKernelKeepalive(t *testing.T) *Keepalive {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	out := &Options{}
+	readOption(fd, unix.AF_INET, contract.OptKeepalive, out)
+	if out.Keepalive == nil || out.Keepalive.Interval == nil || out.Keepalive.Count == nil {
+		t.Fatalf("the kernel's keepalive reads back %+v", out.Keepalive)
+	}
+	return out.Keepalive
 }
 
 // parseGroup: GROUP, GROUP%IFACE, SOURCE@GROUP, families, interfaces.

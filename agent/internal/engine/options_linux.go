@@ -16,6 +16,18 @@ import (
 // platformHas reports whether Linux has the option: all of them.
 func platformHas(string) bool { return true }
 
+// familyOf is the address family of a socket the network of a Control hook names ("tcp4",
+// "udp6"...), or -1 when it does not say.
+func familyOf(network string) int {
+	switch {
+	case strings.HasSuffix(network, "4"):
+		return unix.AF_INET
+	case strings.HasSuffix(network, "6"):
+		return unix.AF_INET6
+	}
+	return -1
+}
+
 // sockFamily is the socket's address family (unix.AF_INET, AF_INET6, AF_UNIX).
 func sockFamily(fd int) int {
 	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)

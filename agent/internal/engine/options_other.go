@@ -10,6 +10,8 @@ func platformHas(string) bool { return false }
 
 func sockFamily(int) int { return 0 }
 
+func familyOf(string) int { return -1 }
+
 func isUnsupportedErrno(syscall.Errno) bool { return false }
 
 func congestionAvailable() []string { return nil }
