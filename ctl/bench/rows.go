@@ -65,7 +65,7 @@ func defs() []def {
 		},
 		{
 			key: "dialopts", figure: "Dial+Close with options p50", baseline: "Dial+Close without options p50", unit: "s",
-			target: target{limit: 1.05}, note: "TCP to a local Go listener; options no_delay, ttl, recv_buffer, keepalive (on, idle, interval, count), read back in the response",
+			target: target{limit: 1.05}, note: "TCP to a local Go listener; options no_delay, ttl, recv_buffer, keepalive (on, idle, interval, count); 5000 alternating pairs",
 			run: dialOptionsRow,
 		},
 		{
