@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sockagent/sockagent/ctl/runner"
@@ -296,7 +297,9 @@ type htmlPage struct {
 }
 
 // htmlTemplate is self-contained: inline style, no script, nothing fetched from the network.
-var htmlTemplate = template.Must(template.New("matrix").Parse(`<!DOCTYPE html>
+// It is parsed on first use, not at every sockctl start.
+var htmlTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("matrix").Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>matrix {{.Name}}</title>
 <style>
 body{font-family:sans-serif;margin:1em}
@@ -315,6 +318,7 @@ td.bad{outline:3px solid #c00;outline-offset:-3px;font-weight:bold}td.self{backg
 <p>O open, C closed, F filtered, U unreachable, A agent unavailable, E error; a red frame: not as expected. Hover over a cell for its detail.</p>
 </body></html>
 `))
+})
 
 // WriteHTML writes a self-contained heat map (inline style, no script, no fetch): a table per
 // service, a colour per verdict, mismatches framed, and each cell's detail on hover.
@@ -354,5 +358,5 @@ func WriteHTML(w io.Writer, r *Result) error {
 			page.Mismatches = append(page.Mismatches, fmt.Sprintf("%s -> %s %s: %s, expected %s%s", c.Source, c.Target, c.Service, c.Verdict, c.Expected, detail(c)))
 		}
 	}
-	return htmlTemplate.Execute(w, page)
+	return htmlTemplate().Execute(w, page)
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 //go:embed htmlreport/report.html
@@ -16,10 +17,13 @@ var htmlFS embed.FS
 
 // htmlTemplate is the HTML report: inline style, inline script, inline SVG; nothing is
 // fetched, so the file can be mailed and opened anywhere.
-var htmlTemplate = template.Must(template.New("report.html").Funcs(template.FuncMap{
-	"add": func(a, b int) int { return a + b },
-	"sub": func(a, b int) int { return a - b },
-}).ParseFS(htmlFS, "htmlreport/report.html"))
+// It is parsed on first use: parsing costs a one-shot sockctl command a tenth of its start-up.
+var htmlTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report.html").Funcs(template.FuncMap{
+		"add": func(a, b int) int { return a + b },
+		"sub": func(a, b int) int { return a - b },
+	}).ParseFS(htmlFS, "htmlreport/report.html"))
+})
 
 // Geometry of the sequence diagram, in SVG user units.
 const (
@@ -120,7 +124,7 @@ type htmlLink struct {
 // lifeline per agent and one arrow per step (parallel blocks side by side, colour for pass,
 // fail and skip, hover and click for the detail), the step table and the summary.
 func WriteHTML(w io.Writer, r *Report) error {
-	return htmlTemplate.Execute(w, buildPage(r))
+	return htmlTemplate().Execute(w, buildPage(r))
 }
 
 // buildPage lays the report out.
