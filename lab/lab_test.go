@@ -245,22 +245,32 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// sockets returns the agent's socket table (GetInfo's open_sockets must agree).
+// table returns the agent's socket table; GetInfo's open_sockets must agree. The two are
+// separate calls: a socket a finished run's call is still closing (its RPC cancelled, not yet
+// returned) can be in one and not the other, so they are read again, for at most 5 s, until
+// they agree; a socket that stays in one only is a leak, and an error.
 func (a agentClient) table(t *testing.T) []*sockagentv1.Socket {
 	t.Helper()
-	ctx := ctxTimeout(t, 5*time.Second)
-	r, err := a.sockets.ListSockets(ctx, &sockagentv1.ListSocketsRequest{}, grpc.WaitForReady(true))
-	if err != nil {
-		t.Fatalf("%s: ListSockets: %v", a.name, err)
+	ctx := ctxTimeout(t, 10*time.Second)
+	end := time.Now().Add(5 * time.Second)
+	for {
+		r, err := a.sockets.ListSockets(ctx, &sockagentv1.ListSocketsRequest{}, grpc.WaitForReady(true))
+		if err != nil {
+			t.Fatalf("%s: ListSockets: %v", a.name, err)
+		}
+		info, err := a.info.GetInfo(ctx, &sockagentv1.GetInfoRequest{})
+		if err != nil {
+			t.Fatalf("%s: GetInfo: %v", a.name, err)
+		}
+		if int(info.GetOpenSockets()) == len(r.GetSockets()) {
+			return r.GetSockets()
+		}
+		if time.Now().After(end) {
+			t.Errorf("%s: GetInfo open_sockets %d, ListSockets has %d, for 5 s", a.name, info.GetOpenSockets(), len(r.GetSockets()))
+			return r.GetSockets()
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	info, err := a.info.GetInfo(ctx, &sockagentv1.GetInfoRequest{})
-	if err != nil {
-		t.Fatalf("%s: GetInfo: %v", a.name, err)
-	}
-	if int(info.GetOpenSockets()) != len(r.GetSockets()) {
-		t.Errorf("%s: GetInfo open_sockets %d, ListSockets has %d", a.name, info.GetOpenSockets(), len(r.GetSockets()))
-	}
-	return r.GetSockets()
 }
 
 func wantEmpty(t *testing.T, a agentClient) {
