@@ -826,14 +826,8 @@ func (px *proxy) datagramLoop() {
 	for {
 		n, from, err := uc.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if sv.isStopped() || errors.Is(err, net.ErrClosed) {
+			if sv.readFailed(err) {
 				return
-			}
-			sv.fail(err)
-			select { // an error that repeats must not spin
-			case <-sv.done:
-				return
-			case <-time.After(time.Millisecond):
 			}
 			continue
 		}

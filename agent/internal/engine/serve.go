@@ -180,6 +180,22 @@ func (sv *server) fail(err error) {
 	sv.lastErr.Store(&msg)
 }
 
+// readFailed handles a failed read of a served datagram socket: true when the loop must end
+// (the server stopped, the socket closed); else the error is counted and, so that an error
+// that repeats does not spin, the loop goes on a millisecond later.
+func (sv *server) readFailed(err error) bool {
+	if sv.isStopped() || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	sv.fail(err)
+	select {
+	case <-sv.done:
+		return true
+	case <-time.After(time.Millisecond):
+		return false
+	}
+}
+
 func (sv *server) isStopped() bool {
 	select {
 	case <-sv.done:
@@ -595,14 +611,8 @@ func (sv *server) datagramLoop() {
 			n, addr, err = sv.s.pc.ReadFrom(buf)
 		}
 		if err != nil {
-			if sv.isStopped() || errors.Is(err, net.ErrClosed) {
+			if sv.readFailed(err) {
 				return
-			}
-			sv.fail(err)
-			select { // an error that repeats must not spin
-			case <-sv.done:
-				return
-			case <-time.After(time.Millisecond):
 			}
 			continue
 		}
