@@ -21,6 +21,7 @@ import (
 	"github.com/sockagent/sockagent/agent/internal/engine"
 	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"github.com/sockagent/sockagent/lab/labtest"
 	"google.golang.org/grpc/codes"
 )
 
@@ -355,7 +356,7 @@ func attachDatagramUnixgram(t *testing.T, e *env, ctx context.Context, peer net.
 	upath := e.sockPath("peer")
 	up, err := net.ListenPacket("unixgram", upath)
 	if err != nil {
-		skipOutsideCI(t, fmt.Sprintf("unixgram: %v", err))
+		labtest.SkipOutsideCI(t, fmt.Sprintf("unixgram: %v", err))
 	}
 	defer up.Close()
 	_ = up.SetDeadline(time.Now().Add(15 * time.Second))

@@ -13,30 +13,10 @@ import (
 	"time"
 
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"github.com/sockagent/sockagent/lab/labtest"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
-
-// needNetns skips (fails with CI set) a test that needs root, ip and nft.
-func needNetns(t *testing.T) {
-	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "needs root for network namespaces"
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			why = tool + " not found (iproute2, nftables)"
-		}
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI must run this test, but it %s", why)
-	}
-	t.Skip("skipping: " + why)
-}
 
 // run runs a command that must succeed and dies with the test.
 func run(t *testing.T, args ...string) string {
@@ -84,7 +64,7 @@ var counterRE = regexp.MustCompile(`counter packets (\d+) bytes \d+ comment "(\w
 // With keepalive idle 1s interval 1s two probes arrive within about 2s; a connection with
 // keepalive off (Go turns it on, every 15s, by default) sends none meanwhile.
 func TestOptionsKeepaliveProbes(t *testing.T) {
-	needNetns(t)
+	labtest.NeedNetns(t)
 	e := newEnv(t)
 	k := os.Getpid() % 250
 	ns, host := fmt.Sprintf("sakeep%d", os.Getpid()), fmt.Sprintf("sakh%d", os.Getpid())

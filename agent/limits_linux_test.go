@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/sockagent/sockagent/agent"
+
+	"github.com/sockagent/sockagent/lab/labtest"
 )
 
 // RaiseOpenFileLimit takes a lowered soft limit back up to the hard one, and says so. Not
@@ -17,7 +19,7 @@ func TestRaiseOpenFileLimit(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig) })
 	if orig.Max < 2048 {
-		skipOutsideCI(t, fmt.Sprintf("hard open-file limit %d: too low to lower the soft one safely", orig.Max))
+		labtest.SkipOutsideCI(t, fmt.Sprintf("hard open-file limit %d: too low to lower the soft one safely", orig.Max))
 	}
 	low := syscall.Rlimit{Cur: orig.Max - 1, Max: orig.Max}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {

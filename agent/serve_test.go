@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/wire"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"github.com/sockagent/sockagent/lab/labtest"
 	"google.golang.org/grpc/codes"
 )
 
@@ -80,7 +80,7 @@ func TestServeEchoStream(t *testing.T) {
 	} {
 		t.Run(tc.network, func(t *testing.T) {
 			if tc.network == "tcp6" && !hasIPv6Loopback() {
-				skipOutsideCI(t, "no ::1 on this host")
+				labtest.SkipOutsideCI(t, "no ::1 on this host")
 			}
 			addr := tc.address
 			e := newEnv(t)
@@ -755,14 +755,4 @@ func TestServeDatagramPolicy(t *testing.T) {
 	if n, err := ok.Read(got); err != nil || string(got[:n]) != "echo me" {
 		t.Fatalf("echo to an allowed peer: %q, %v", got[:n], err)
 	}
-}
-
-// skipOutsideCI skips a test that this machine cannot run, except in CI (CI set), where every
-// test must run: there the missing prerequisite is a failure, not a silent skip.
-func skipOutsideCI(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI must run this test, but: %s", why)
-	}
-	t.Skip("skipping: " + why)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/sockagent/sockagent/ctl/matrix"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
 	"github.com/sockagent/sockagent/lab"
+	"github.com/sockagent/sockagent/lab/labtest"
 )
 
 // The labs these tests make are named salab-t<PID> (TestLab), salab-f<PID>, salab-c<PID>
@@ -111,21 +112,11 @@ func removeStaleLabs() {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOutsideCI(t, "lab tests need root (network namespaces, veth, bridge); CI runs them as root")
+		labtest.SkipOutsideCI(t, "lab tests need root (network namespaces, veth, bridge); CI runs them as root")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatal("ip not found: install iproute2 (.ci/run does)")
 	}
-}
-
-// skipOutsideCI skips a test that this machine cannot run, except in CI (CI set), where
-// every test must run: there the missing prerequisite is a failure.
-func skipOutsideCI(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI must run this test, but: %s", why)
-	}
-	t.Skip("skipping: " + why)
 }
 
 // requireBinaries fails the test when TestMain could not build one of these binaries.
@@ -690,7 +681,7 @@ func TestUpChecksTheBridge(t *testing.T) {
 	requireRoot(t)
 	requireBinaries(t, sockagentBin)
 	if _, err := exec.LookPath("nft"); err != nil {
-		skipOutsideCI(t, "nft not installed (.ci/run installs nftables)")
+		labtest.SkipOutsideCI(t, "nft not installed (.ci/run installs nftables)")
 	}
 	removeStaleTables(t)
 	prefix := fmt.Sprintf("salab-f%d", os.Getpid())

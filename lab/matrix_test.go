@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/sockagent/sockagent/lab"
+
+	"github.com/sockagent/sockagent/lab/labtest"
 )
 
 // matrixRun is one `sockctl matrix ... -o json` process: its exit code, its report, and what
@@ -77,7 +79,7 @@ func runMatrix(t *testing.T, l *lab.Lab, inventory, file string, timeout time.Du
 func requireNft(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
-		skipOutsideCI(t, "nft not installed (.ci/run installs nftables)")
+		labtest.SkipOutsideCI(t, "nft not installed (.ci/run installs nftables)")
 	}
 }
 

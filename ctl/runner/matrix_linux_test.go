@@ -12,6 +12,7 @@ import (
 	"github.com/sockagent/sockagent/agent"
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/ctl/localagent"
+	"github.com/sockagent/sockagent/lab/labtest"
 )
 
 // A cell that is not as expected fails the step with EXPECTATION_FAILED, and the report lists
@@ -20,7 +21,7 @@ import (
 // (not in-process) agent serves.
 func TestMatrixStepClosedPort(t *testing.T) {
 	if os.Getenv("SOCKCTL_MATRIX_NETNS") == "" {
-		needNetns(t)
+		labtest.NeedNetns(t)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestMatrixStepClosedPort$", "-test.count=1", "-test.v")
 		cmd.Env = append(os.Environ(), "SOCKCTL_MATRIX_NETNS=1")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
@@ -77,25 +78,4 @@ steps:
 	if left := sockets(t, remote.Addr()); len(left) != 0 {
 		t.Errorf("agent t has %d sockets open: %v", len(left), left)
 	}
-}
-
-// needNetns skips (fails with CI set) a test that needs root, ip and nft.
-func needNetns(t *testing.T) {
-	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "needs root for network namespaces"
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			why = tool + " not found (iproute2, nftables)"
-		}
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI must run this test, but it %s", why)
-	}
-	t.Skip("skipping: " + why)
 }

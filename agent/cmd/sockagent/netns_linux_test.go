@@ -20,6 +20,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"github.com/sockagent/sockagent/lab/labtest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -68,7 +69,7 @@ func removeStaleNetns(t *testing.T) {
 func newNetns(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOutsideCI(t, "network namespace tests need root (ip netns add); CI runs them as root")
+		labtest.SkipOutsideCI(t, "network namespace tests need root (ip netns add); CI runs them as root")
 	}
 	netnsStaleOne.Do(func() { removeStaleNetns(t) })
 	name := fmt.Sprintf("%s%d-%d", netnsPrefix, os.Getpid(), netnsSeq.Add(1))
@@ -122,7 +123,7 @@ func TestNetns(t *testing.T) {
 
 	t.Run("nft drop and reject", func(t *testing.T) {
 		if _, err := exec.LookPath("nft"); err != nil {
-			skipOutsideCI(t, "nft not installed (.ci/run installs nftables)")
+			labtest.SkipOutsideCI(t, "nft not installed (.ci/run installs nftables)")
 		}
 		// Something listens on both ports, so a refusal can only come from the reject rule.
 		var ids []string
@@ -177,14 +178,4 @@ func TestNetns(t *testing.T) {
 	if code := p.stop(t); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}
-}
-
-// skipOutsideCI skips a test that this machine cannot run, except in CI (CI=true), where
-// every test must run: there the missing prerequisite is a failure.
-func skipOutsideCI(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI must run this test, but: %s", why)
-	}
-	t.Skip("skipping: " + why)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"github.com/sockagent/sockagent/lab/labtest"
 )
 
 // TestNetnsSweep: one Sweep, from an agent in a namespace of the test's own, sees every
@@ -23,7 +24,7 @@ import (
 func TestNetnsSweep(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("nft"); err != nil {
-		skipOutsideCI(t, "nft not installed (.ci/run installs nftables)")
+		labtest.SkipOutsideCI(t, "nft not installed (.ci/run installs nftables)")
 	}
 	ns := newNetns(t)
 	ipCmd(t, "-n", ns, "route", "add", "unreachable", "10.213.7.0/24")

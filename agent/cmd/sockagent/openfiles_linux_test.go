@@ -11,6 +11,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent/contract"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"github.com/sockagent/sockagent/lab/labtest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -26,7 +27,7 @@ func TestOpenFileLimitRaised(t *testing.T) {
 		t.Fatal(err)
 	}
 	if lim.Max <= 1024 {
-		skipOutsideCI(t, fmt.Sprintf("hard open-file limit %d: cannot start below it", lim.Max))
+		labtest.SkipOutsideCI(t, fmt.Sprintf("hard open-file limit %d: cannot start below it", lim.Max))
 	}
 	p := start(t, "sh", "-c", `ulimit -Sn 1024 && exec "$0" "$@"`, sockagentBin, "--listen", "127.0.0.1:0")
 	info, err := sockagentv1.NewAgentServiceClient(p.conn).GetInfo(ctxT(t), &sockagentv1.GetInfoRequest{})
