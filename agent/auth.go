@@ -152,8 +152,7 @@ func (a *Agent) authenticate(ctx context.Context, fullMethod string) (c Caller, 
 	if cr.Cert == nil {
 		cr.UID, cr.UIDKnown = peerUIDOf(ctx)
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	cr.Authorization = md.Get("authorization")
+	cr.Authorization = metadata.ValueFromIncomingContext(ctx, "authorization") // no copy of the whole metadata
 	r := auth.Authenticate(a.tokens.Current(), cr)
 	if r.Refused() {
 		return r.Caller, nil, r.Why, errUnauthenticated()

@@ -281,7 +281,7 @@ func (t *Table) accept(ctx context.Context, id string, timeout time.Duration) (I
 	)
 	// A TLS listener's handshake runs inside the Accept's deadline: the one blocking set.
 	rec := &deadlineRecorder{set: dl.SetDeadline}
-	err = t.blocking(ctx, s, s.readGate, timeout, rec.setDeadline, func() error {
+	err = t.blocking(ctx, s, s.readGate, timeout, rec.setDeadline, nil, func() error {
 		var aerr error
 		if conn, aerr = s.ln.Accept(); aerr != nil || s.tls == nil {
 			return aerr

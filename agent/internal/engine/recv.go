@@ -48,7 +48,18 @@ func (t *Table) Recv(ctx context.Context, id string, maxBytes, exact uint32, tim
 		data []byte
 		eof  bool
 	)
-	err = t.blocking(ctx, s, s.readGate, timeout, s.setReadDeadline, func() error {
+	var now func() (bool, error)
+	if s.kind == KindStream && s.conn != nil {
+		now = func() (done bool, err error) {
+			if exact > 0 {
+				data, eof, done, err = s.readExactNow(n)
+			} else {
+				data, eof, done, err = s.readSomeNow(n)
+			}
+			return done, err
+		}
+	}
+	err = t.blocking(ctx, s, s.readGate, timeout, s.setReadDeadline, now, func() error {
 		switch {
 		case s.pc != nil:
 			var rerr error
@@ -139,6 +150,53 @@ func (s *sock) readSome(n int) ([]byte, bool, error) {
 		return nil, true, nil
 	}
 	return nil, false, err
+}
+
+// readSomeNow is readSome without waiting (sock.readNow): done is false when it would have to
+// wait. Called under readGate.
+func (s *sock) readSomeNow(n int) (data []byte, eof, done bool, err error) {
+	if len(s.leftover) > 0 {
+		data, eof, err = s.readSome(n)
+		return data, eof, true, err
+	}
+	var m int
+	data = withBuffer(n, func(buf []byte) int {
+		m, done, err = s.readNow.read(s.conn, buf)
+		return m
+	})
+	switch {
+	case !done:
+		return nil, false, false, nil
+	case m > 0:
+		return data, false, true, nil
+	case errors.Is(err, io.EOF):
+		return nil, true, true, nil
+	}
+	return nil, false, true, err
+}
+
+// readExactNow is readExact without waiting (sock.readNow), when no leftover is kept: done
+// when the kernel holds all n bytes (or the end of the stream comes first, or an error). A
+// part that came keeps as leftover, and the usual readExact waits for the rest. Called under
+// readGate.
+func (s *sock) readExactNow(n int) (data []byte, eof, done bool, err error) {
+	if len(s.leftover) > 0 {
+		return nil, false, false, nil
+	}
+	buf := make([]byte, n)
+	m, ok, err := s.readNow.read(s.conn, buf)
+	switch {
+	case !ok:
+		return nil, false, false, nil
+	case m == n:
+		return buf, false, true, nil
+	case errors.Is(err, io.EOF):
+		return nil, true, true, nil
+	case err != nil:
+		return nil, false, true, err
+	}
+	s.setLeftover(buf[:m])
+	return nil, false, false, nil
 }
 
 // readExact reads exactly n bytes unless EOF comes first. On another error the bytes read so

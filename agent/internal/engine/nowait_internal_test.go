@@ -1,0 +1,266 @@
+//go:build !windows
+
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawPair is a connected TCP pair on loopback, closed at the end of the test.
+func rawPair(t *testing.T) (a, b *net.TCPConn) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	ca, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := lis.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ca.Close(); cb.Close() })
+	return ca.(*net.TCPConn), cb.(*net.TCPConn)
+}
+
+// waitReadable waits (5 s at most) until c has something to read: bytes, the end or an error.
+// It polls, which consumes nothing (a peek would take a pending reset).
+func waitReadable(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var perr error
+	if err := rc.Control(func(fd uintptr) {
+		n, perr = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 5000)
+	}); err != nil || perr != nil || n != 1 {
+		t.Fatalf("poll: %d ready, %v, %v; want 1 within 5s", n, err, perr)
+	}
+}
+
+// TestReadNowWriteNow: readNow and writeNow do the I/O the kernel can do at once and say so;
+// they decline (ok false, nothing consumed) when they would wait, on a deadline already past
+// and on a stream without a file descriptor; the end of the stream and a reset come back as
+// c.Read and c.Write would return them.
+func TestReadNowWriteNow(t *testing.T) {
+	t.Parallel()
+	a, b := rawPair(t)
+	buf := make([]byte, 16)
+	if n, ok, err := new(noWait).read(b, buf); n != 0 || ok || err != nil {
+		t.Fatalf("readNow with nothing sent = %d, %v, %v; want 0, false, nil", n, ok, err)
+	}
+	if n, ok, err := new(noWait).write(a, []byte("hello")); n != 5 || !ok || err != nil {
+		t.Fatalf("new(noWait).write(hello) = %d, %v, %v; want 5, true, nil", n, ok, err)
+	}
+	waitReadable(t, b)
+	if n, ok, err := new(noWait).read(b, buf[:3]); n != 3 || !ok || err != nil || string(buf[:3]) != "hel" {
+		t.Fatalf("new(noWait).read(3) = %d %q, %v, %v; want 3 \"hel\", true, nil", n, buf[:n], ok, err)
+	}
+	if n, ok, err := new(noWait).read(b, nil); n != 0 || ok || err != nil {
+		t.Fatalf("readNow into no buffer = %d, %v, %v; want a decline", n, ok, err)
+	}
+
+	// A read deadline already past: declined, the bytes stay for the usual way.
+	if err := b.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok, err := new(noWait).read(b, buf); n != 0 || ok || err != nil {
+		t.Fatalf("readNow past its deadline = %d, %v, %v; want a decline", n, ok, err)
+	}
+	if err := b.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok, err := new(noWait).read(b, buf); n != 2 || !ok || err != nil || string(buf[:2]) != "lo" {
+		t.Fatalf("readNow after the deadline's reset = %d %q, %v, %v; want \"lo\"", n, buf[:n], ok, err)
+	}
+
+	// The end of the stream.
+	if err := a.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	waitReadable(t, b)
+	if n, ok, err := new(noWait).read(b, buf); n != 0 || !ok || err != io.EOF {
+		t.Fatalf("readNow at the end = %d, %v, %v; want 0, true, EOF", n, ok, err)
+	}
+
+	// Closed: declined (the usual way says net.ErrClosed).
+	b.Close()
+	if _, ok, _ := new(noWait).read(b, buf); ok {
+		t.Fatal("readNow on a closed conn did not decline")
+	}
+	if _, ok, _ := new(noWait).write(b, []byte("x")); ok {
+		t.Fatal("writeNow on a closed conn did not decline")
+	}
+
+	// TLS: no file descriptor to try.
+	tc := tls.Client(a, &tls.Config{InsecureSkipVerify: true})
+	if _, ok, _ := new(noWait).read(tc, buf); ok {
+		t.Fatal("readNow on a TLS conn did not decline")
+	}
+	if _, ok, _ := new(noWait).write(tc, []byte("x")); ok {
+		t.Fatal("writeNow on a TLS conn did not decline")
+	}
+}
+
+// TestNowErrorsAsNet: a reset read by readNow is the error c.Read returns on a twin pair (op,
+// network, addresses, errno, text), and a write after it fails as c.Write's does.
+func TestNowErrorsAsNet(t *testing.T) {
+	t.Parallel()
+	reset := func() *net.TCPConn {
+		a, b := rawPair(t)
+		if err := a.SetLinger(0); err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+		waitReadable(t, b)
+		return b
+	}
+	ours, twin := reset(), reset()
+	_, ok, err := new(noWait).read(ours, make([]byte, 8))
+	_, werr := twin.Read(make([]byte, 8))
+	if !ok || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("readNow after a reset = %v, %v; want ECONNRESET", ok, err)
+	}
+	var got, want *net.OpError
+	if !errors.As(err, &got) || !errors.As(werr, &want) {
+		t.Fatalf("errors %T and %T, want *net.OpError", err, werr)
+	}
+	if got.Op != want.Op || got.Net != want.Net || got.Err.Error() != want.Err.Error() ||
+		got.Source.String() != ours.LocalAddr().String() || got.Addr.String() != ours.RemoteAddr().String() {
+		t.Errorf("readNow's error %#v (%v), want it as c.Read's %#v (%v)", got, got, want, want)
+	}
+	_, ok, err = new(noWait).write(ours, []byte("x"))
+	_, werr = twin.Write([]byte("x"))
+	if !ok || !errors.As(err, &got) || !errors.As(werr, &want) || got.Op != "write" || !errors.Is(err, syscall.EPIPE) || got.Err.Error() != want.Err.Error() {
+		t.Errorf("writeNow after a reset = %v, %v; want c.Write's %v", ok, err, werr)
+	}
+}
+
+// TestWriteNowFull: writeNow stops where the send buffer does, without waiting: a partial
+// write or a decline, and what it wrote arrives in order.
+func TestWriteNowFull(t *testing.T) {
+	t.Parallel()
+	a, b := rawPair(t)
+	if err := a.SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	const pattern = "0123456789abcdef"
+	chunk := bytes.Repeat([]byte(pattern), 4097)
+	var sent int
+	declined := false
+	for i := 0; i < 1024 && !declined; i++ { // at most 64 MiB; the buffers hold far less
+		from := sent % len(pattern) // the stream continues the pattern where the last write stopped
+		n, ok, err := new(noWait).write(a, chunk[from:from+64<<10])
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case !ok:
+			declined = true
+		case n <= 0 || n > 64<<10:
+			t.Fatalf("writeNow wrote %d of %d", n, 64<<10)
+		}
+		sent += n
+	}
+	if !declined {
+		t.Fatalf("writeNow took %d bytes and never declined", sent)
+	}
+	got := make([]byte, sent)
+	if _, err := io.ReadFull(b, got); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range got {
+		if c != pattern[i%len(pattern)] {
+			t.Fatalf("byte %d of %d is %q, want %q", i, sent, c, pattern[i%len(pattern)])
+		}
+	}
+}
+
+// TestSendRecvNoWaitAllocs: a Send whose bytes the kernel takes at once, and a Recv of bytes
+// already there, arm no deadline and no wake-up on cancel (the slow way's allocations: the
+// wake-up's channel and context.AfterFunc's record).
+func TestSendRecvNoWaitAllocs(t *testing.T) {
+	tb := newTable(time.Second, 1<<20, nil)
+	defer tb.Stop()
+	ctx, cancel := context.WithCancel(WithCaller(t.Context(), Caller{ID: "a"}))
+	defer cancel()
+	cli, srv := streamPair(t, tb, ctx)
+	payload := []byte("0123456789abcdef0123456789abcdef")
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := tb.Send(ctx, cli, payload, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := tb.Recv(ctx, srv, 0, uint32(len(payload)), time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// 7 with go1.26: the usual way makes 15 (each arms a deadline, a channel and an AfterFunc).
+	if allocs > 8 {
+		t.Errorf("%.1f allocations per Send+Recv of bytes that are there, want at most 8: did they wait the usual way?", allocs)
+	}
+}
+
+// TestSendPartThenWait: a Send larger than what the socket buffers take at once writes a part
+// without waiting and the rest the usual way, as the peer reads: every byte arrives once, in
+// order, and the Send returns and counts the whole.
+func TestSendPartThenWait(t *testing.T) {
+	t.Parallel()
+	tb := newTable(5*time.Second, 1<<20, nil)
+	defer tb.Stop()
+	ctx := WithCaller(t.Context(), Caller{ID: "a"})
+	lis, err := tb.Listen(ctx, "tcp", "127.0.0.1:0", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := uint32(4096)
+	cli, err := tb.Dial(ctx, "tcp", lis.Local, "", 5*time.Second, "", &Options{SendBuffer: &small})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := tb.Accept(ctx, lis.ID, 5*time.Second, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pattern = "0123456789abcdef"
+	data := bytes.Repeat([]byte(pattern), (1<<20)/len(pattern)) // 1 MiB: far past 8 KiB of buffer
+	sent := make(chan error, 1)
+	go func() {
+		n, err := tb.Send(ctx, cli.ID, data, 10*time.Second)
+		if err == nil && n != len(data) {
+			err = fmt.Errorf("Send returned %d of %d bytes", n, len(data))
+		}
+		sent <- err
+	}()
+	var got []byte
+	for len(got) < len(data) {
+		part, eof, err := tb.Recv(ctx, srv.ID, 1<<20, 0, 10*time.Second)
+		if err != nil || eof {
+			t.Fatalf("Recv after %d bytes: eof %v, %v", len(got), eof, err)
+		}
+		got = append(got, part...)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("received %d bytes that differ from the %d sent", len(got), len(data))
+	}
+	if info, err := tb.GetFor(ctx, cli.ID); err != nil || info.BytesSent != uint64(len(data)) || info.MsgsSent != 1 {
+		t.Errorf("sender's counters: %d bytes, %d sends, %v; want %d, 1", info.BytesSent, info.MsgsSent, err, len(data))
+	}
+}
