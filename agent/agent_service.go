@@ -13,7 +13,9 @@ import (
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/agent/internal/procstat"
 	"github.com/sockagent/sockagent/agent/internal/rlimit"
+	"github.com/sockagent/sockagent/agent/policy"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -27,9 +29,38 @@ type agentService struct {
 func (s *agentService) GetInfo(ctx context.Context, req *sockagentv1.GetInfoRequest) (*sockagentv1.GetInfoResponse, error) {
 	a := s.a
 	h := a.hostInfo.get(time.Now())
-	soft, hard := rlimit.Current()
-	set := a.table.RuleSet(ctx)
-	pol := a.table.Policy()
+	r := &sockagentv1.GetInfoResponse{
+		Uptime:      durationpb.New(time.Since(a.started)),
+		OpenSockets: uint32(a.table.Len()),
+		Process:     processStats(req.GetProcess()),
+	}
+	// The other fields change only with the host snapshot and the caller's rule set: they are
+	// encoded once per pair and sent as they are (unknown fields are written after the known
+	// ones, and a client decodes them as the fields they are). The response is meant for the
+	// wire only: read in this process, it shows none of them.
+	key := infoKey{set: a.table.RuleSet(ctx), pol: a.table.Policy()}
+	enc, ok := h.encoded.Load(key)
+	if !ok {
+		b, err := proto.Marshal(a.staticInfo(h, key))
+		if err != nil {
+			return nil, err
+		}
+		enc, _ = h.encoded.LoadOrStore(key, b)
+	}
+	r.ProtoReflect().SetUnknown(enc.([]byte))
+	return r, nil
+}
+
+// infoKey is what GetInfo's unchanging fields depend on besides the host snapshot.
+type infoKey struct {
+	set *policy.RuleSet
+	pol *policy.Policy
+}
+
+// staticInfo is GetInfo's answer without the fields that change from call to call (uptime,
+// open_sockets, process).
+func (a *Agent) staticInfo(h *hostSnapshot, key infoKey) *sockagentv1.GetInfoResponse {
+	set, pol := key.set, key.pol
 	idle := max(a.cfg.IdleTimeout, 0) // negative: never, shown as 0
 	return &sockagentv1.GetInfoResponse{
 		Hostname:   h.hostname,
@@ -39,10 +70,9 @@ func (s *agentService) GetInfo(ctx context.Context, req *sockagentv1.GetInfoRequ
 		Arch:       runtime.GOARCH,
 		Interfaces: h.interfaces,
 		StartedAt:  timestamppb.New(a.started),
-		Uptime:     durationpb.New(time.Since(a.started)),
 		Limits: &sockagentv1.Limits{
-			OpenFilesSoft:  soft,
-			OpenFilesHard:  hard,
+			OpenFilesSoft:  h.filesSoft,
+			OpenFilesHard:  h.filesHard,
 			DefaultTimeout: durationpb.New(a.cfg.DefaultTimeout),
 			MaxRecvBytes:   uint32(a.cfg.MaxRecvBytes),
 
@@ -69,13 +99,11 @@ func (s *agentService) GetInfo(ctx context.Context, req *sockagentv1.GetInfoRequ
 			MaxHealthWatches:           uint32(a.cfg.MaxHealthWatches),
 			HealthWatchesPerConnection: uint32(a.cfg.MaxHealthWatchesPerConn),
 		},
-		InstanceId:  a.instance,
-		Networks:    contract.AllNetworks(),
-		OpenSockets: uint32(a.table.Len()),
-		Pid:         pid,
-		SocketDir:   a.cfg.SocketDir,
-		Process:     processStats(req.GetProcess()),
-	}, nil
+		InstanceId: a.instance,
+		Networks:   contract.AllNetworks(),
+		Pid:        pid,
+		SocketDir:  a.cfg.SocketDir,
+	}
 }
 
 // processStats reads the agent process's resources when asked (nil otherwise).
@@ -100,12 +128,14 @@ var pid = int64(os.Getpid())
 // netlink dump per interface on Linux), so GetInfo reuses what it read for this long.
 const HostInfoMaxAge = time.Second
 
-// hostSnapshot is the hostname and interfaces read at one time. Its interfaces are shared by
-// every GetInfo answer built from it and never modified.
+// hostSnapshot is the hostname, the interfaces and the open-file limits read at one time. Its
+// interfaces are shared by every GetInfo answer built from it and never modified.
 type hostSnapshot struct {
-	at         time.Time
-	hostname   string
-	interfaces []*sockagentv1.Interface
+	at                   time.Time
+	hostname             string
+	interfaces           []*sockagentv1.Interface
+	filesSoft, filesHard uint64
+	encoded              sync.Map // infoKey -> []byte: staticInfo encoded, for this snapshot
 }
 
 // hostCache keeps the latest hostSnapshot; one GetInfo a HostInfoMaxAge reads the host again
@@ -126,6 +156,7 @@ func (c *hostCache) get(now time.Time) *hostSnapshot {
 	}
 	host, _ := os.Hostname() // an empty hostname is the honest answer when the OS has none
 	h := &hostSnapshot{at: time.Now(), hostname: host, interfaces: interfaces()}
+	h.filesSoft, h.filesHard = rlimit.Current()
 	c.cur.Store(h)
 	return h
 }
