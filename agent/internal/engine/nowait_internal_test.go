@@ -54,10 +54,9 @@ func waitReadable(t *testing.T, c *net.TCPConn) {
 	}
 }
 
-// TestReadNowWriteNow: readNow and writeNow do the I/O the kernel can do at once and say so;
-// they decline (ok false, nothing consumed) when they would wait, on a deadline already past
-// and on a stream without a file descriptor; the end of the stream and a reset come back as
-// c.Read and c.Write would return them.
+// TestReadNowWriteNow: noWait's read and write do the I/O the kernel can do at once and say
+// so; they decline (ok false, nothing consumed) when they would wait, and on a read deadline
+// already past.
 func TestReadNowWriteNow(t *testing.T) {
 	t.Parallel()
 	a, b := rawPair(t)
@@ -90,7 +89,14 @@ func TestReadNowWriteNow(t *testing.T) {
 		t.Fatalf("readNow after the deadline's reset = %d %q, %v, %v; want \"lo\"", n, buf[:n], ok, err)
 	}
 
-	// The end of the stream.
+}
+
+// TestReadNowEndAndDeclines: the end of the stream comes back as io.EOF; a closed conn and a
+// stream without a file descriptor (TLS) are declined, for the usual way to say what is wrong.
+func TestReadNowEndAndDeclines(t *testing.T) {
+	t.Parallel()
+	a, b := rawPair(t)
+	buf := make([]byte, 16)
 	if err := a.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
