@@ -37,12 +37,13 @@ func (w *noWait) read(c net.Conn, buf []byte) (n int, ok bool, err error) {
 	rerr := w.rc.Read(w.op)
 	n, errno := w.n, w.errno
 	w.buf, w.errno = nil, nil
-	switch {
-	case rerr != nil, errno == syscall.EAGAIN, errno == syscall.EINTR:
+	if rerr != nil || errno == syscall.EAGAIN || errno == syscall.EINTR {
 		return 0, false, nil
-	case errno != nil:
+	}
+	if errno != nil {
 		return 0, true, nowError(c, "read", errno)
-	case n == 0:
+	}
+	if n == 0 {
 		return 0, true, io.EOF
 	}
 	return n, true, nil
@@ -60,10 +61,10 @@ func (w *noWait) write(c net.Conn, b []byte) (n int, ok bool, err error) {
 	werr := w.rc.Write(w.op)
 	n, errno := w.n, w.errno
 	w.buf, w.errno = nil, nil
-	switch {
-	case werr != nil, errno == syscall.EAGAIN, errno == syscall.EINTR:
+	if werr != nil || errno == syscall.EAGAIN || errno == syscall.EINTR {
 		return 0, false, nil
-	case errno != nil:
+	}
+	if errno != nil {
 		return 0, true, nowError(c, "write", errno)
 	}
 	return n, true, nil
@@ -89,11 +90,8 @@ func (w *noWait) ready(c net.Conn, sys func(int, []byte) (int, error)) bool {
 	}
 	w.rc = rc
 	w.op = func(fd uintptr) bool {
-		w.n, w.errno = sys(int(fd), w.buf)
-		if w.n < 0 {
-			w.n = 0
-		}
-		return true // never wait here
+		w.n, w.errno = sys(int(fd), w.buf) // n is -1 with an errno: read and write then return 0
+		return true                        // never wait here
 	}
 	return true
 }

@@ -164,12 +164,13 @@ func (s *sock) readSomeNow(n int) (data []byte, eof, done bool, err error) {
 		m, done, err = s.readNow.read(s.conn, buf)
 		return m
 	})
-	switch {
-	case !done:
+	if !done {
 		return nil, false, false, nil
-	case m > 0:
+	}
+	if m > 0 {
 		return data, false, true, nil
-	case errors.Is(err, io.EOF):
+	}
+	if errors.Is(err, io.EOF) {
 		return nil, true, true, nil
 	}
 	return nil, false, true, err
@@ -185,14 +186,16 @@ func (s *sock) readExactNow(n int) (data []byte, eof, done bool, err error) {
 	}
 	buf := make([]byte, n)
 	m, ok, err := s.readNow.read(s.conn, buf)
-	switch {
-	case !ok:
+	if !ok {
 		return nil, false, false, nil
-	case m == n:
+	}
+	if m == n {
 		return buf, false, true, nil
-	case errors.Is(err, io.EOF):
+	}
+	if errors.Is(err, io.EOF) {
 		return nil, true, true, nil
-	case err != nil:
+	}
+	if err != nil {
 		return nil, false, true, err
 	}
 	s.setLeftover(buf[:m])
