@@ -16,7 +16,7 @@ import (
 func TestEveryCommandHasExample(t *testing.T) {
 	t.Parallel()
 	a := &app{getenv: func(string) string { return "" }, out: &writer{}}
-	root := a.newRootCommand()
+	root := a.newRootCommand(nil)
 	var walk func(c *cobra.Command)
 	n := 0
 	walk = func(c *cobra.Command) {

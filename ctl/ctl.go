@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -90,7 +91,7 @@ func runBuild(ctx context.Context, build contract.Build, args []string, getenv f
 		getenv = func(string) string { return "" }
 	}
 	a := &app{getenv: getenv, stdin: stdin, out: &writer{stdout: stdout, stderr: stderr, tty: isTerminal(stdout)}, build: build}
-	root := a.newRootCommand()
+	root := a.newRootCommand(args)
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -236,7 +237,60 @@ const exitHelp = `Exit status: 0 done; 1 the call failed (stderr says why, with 
 UNKNOWN_SOCKET or TIMEOUT) or the agent could not be reached; 2 usage error.`
 
 // newRootCommand builds a fresh command tree bound to a.
-func (a *app) newRootCommand() *cobra.Command {
+// commandMaker is one of sockctl's commands, by the names it answers to (its name first, then
+// its aliases), made when needed.
+type commandMaker struct {
+	names []string
+	make  func() *cobra.Command
+	whole bool // it needs every command in the tree (completion writes scripts for them all)
+}
+
+// commandMakers are sockctl's commands, in the order help lists them.
+func (a *app) commandMakers() []commandMaker {
+	return []commandMaker{
+		{names: []string{"listen"}, make: a.listenCommand}, {names: []string{"bind"}, make: a.bindCommand},
+		{names: []string{"dial"}, make: a.dialCommand}, {names: []string{"accept"}, make: a.acceptCommand},
+		{names: []string{"send"}, make: a.sendCommand}, {names: []string{"recv"}, make: a.recvCommand},
+		{names: []string{"sendto"}, make: a.sendToCommand}, {names: []string{"recvfrom"}, make: a.recvFromCommand},
+		{names: []string{"shutdown"}, make: a.shutdownCommand}, {names: []string{"close"}, make: a.closeCommand},
+		{names: []string{"ls", "list"}, make: a.lsCommand}, {names: []string{"get"}, make: a.getCommand},
+		{names: []string{"info"}, make: a.infoCommand}, {names: []string{"serve"}, make: a.serveCommand},
+		{names: []string{"toxics"}, make: a.toxicsCommand}, {names: []string{"probe"}, make: a.probeCommand},
+		{names: []string{"throughput"}, make: a.throughputCommand}, {names: []string{"demo"}, make: a.demoCommand},
+		{names: []string{"run"}, make: a.runCommand}, {names: []string{"matrix"}, make: a.matrixCommand},
+		{names: []string{"validate"}, make: a.validateCommand}, {names: []string{"pki"}, make: a.pkiCommand},
+		{names: []string{"attach"}, make: a.attachCommand}, {names: []string{"connect"}, make: a.connectCommand},
+		{names: []string{"version"}, make: a.versionCommand}, {names: []string{"setopt"}, make: a.setoptCommand},
+		{names: []string{"events"}, make: a.eventsCommand}, {names: []string{"discover"}, make: a.discoverCommand},
+		{names: []string{"sessions"}, make: a.sessionsCommand},
+		{names: []string{"completion"}, make: a.completionCommand, whole: true},
+	}
+}
+
+// addCommands adds to root the command args names, found as cobra finds it (on stand-ins that
+// carry only the names), or every command when args name none (help, a mistyped name, no
+// command: what lists or suggests them) or one that needs them all. Making the whole tree
+// (30 commands, their flags and their defaults' text) was ~4% of a one-shot command's CPU.
+func (a *app) addCommands(root *cobra.Command, args []string) {
+	makers := a.commandMakers()
+	stand := make([]*cobra.Command, len(makers))
+	for i, m := range makers {
+		stand[i] = &cobra.Command{Use: m.names[0], Aliases: m.names[1:], Run: func(*cobra.Command, []string) {}}
+	}
+	root.AddCommand(stand...)
+	found, _, err := root.Find(args)
+	root.RemoveCommand(stand...)
+	if i := slices.Index(stand, found); err == nil && i >= 0 && !makers[i].whole {
+		root.AddCommand(makers[i].make())
+		return
+	}
+	for _, m := range makers {
+		root.AddCommand(m.make())
+	}
+}
+
+// newRootCommand is sockctl's command tree for the command line args (see addCommands).
+func (a *app) newRootCommand(args []string) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "sockctl",
 		Short:         "Drive the sockets of a sockagent daemon",
@@ -293,15 +347,7 @@ func (a *app) newRootCommand() *cobra.Command {
 		return a.dial.Check()
 	}
 
-	root.AddCommand(
-		a.listenCommand(), a.bindCommand(), a.dialCommand(), a.acceptCommand(),
-		a.sendCommand(), a.recvCommand(), a.sendToCommand(), a.recvFromCommand(),
-		a.shutdownCommand(), a.closeCommand(), a.lsCommand(), a.getCommand(), a.infoCommand(),
-		a.serveCommand(), a.toxicsCommand(), a.probeCommand(), a.throughputCommand(),
-		a.demoCommand(), a.runCommand(), a.matrixCommand(), a.validateCommand(), a.pkiCommand(),
-		a.attachCommand(), a.connectCommand(), a.versionCommand(), a.setoptCommand(), a.eventsCommand(), a.discoverCommand(),
-		a.sessionsCommand(), a.completionCommand(),
-	)
+	a.addCommands(root, args)
 	a.registerCompletions(root)
 	root.InitDefaultHelpCmd()
 	for _, c := range root.Commands() {

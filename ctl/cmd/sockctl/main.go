@@ -6,24 +6,14 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"runtime"
-	"slices"
 	"syscall"
 
 	"github.com/sockagent/sockagent/agent/bufpool"
 	"github.com/sockagent/sockagent/ctl"
+	_ "github.com/sockagent/sockagent/ctl/cmd/sockctl/internal/oneproc" // one-shot commands on one P, from the start
 )
 
-// busy are the commands that keep every CPU: they run agents in-process (run, demo) or move
-// bytes both ways at once (attach, connect, throughput). Every other command makes an RPC or
-// two and exits, and on one P spends less CPU (no idle P's spinning threads), which matters
-// for a start-up budget of a few milliseconds.
-var busy = []string{"run", "demo", "attach", "connect", "throughput"}
-
 func main() {
-	if !slices.ContainsFunc(os.Args[1:], func(a string) bool { return slices.Contains(busy, a) }) {
-		runtime.GOMAXPROCS(1)
-	}
 	bufpool.Install() // buffers sized for Attach's messages, and for in-process agents
 	// Ctrl-C, kill and a closed terminal (SIGHUP) cancel the command, which closes what it
 	// opened before it returns.
