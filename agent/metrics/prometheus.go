@@ -10,7 +10,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	prom "github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,13 +22,13 @@ import (
 )
 
 // metrics is what the agent tells Prometheus (Config.Metrics): the gRPC server's RPCs by
-// method and code with latency histograms (go-grpc-middleware's provider), errors by reason,
-// admission refusals by limit, probe and throughput results, and, read from the engine at each
-// scrape, the sockets, traffic, sessions and served connections; Go runtime and process
+// method and code with latency histograms (named and counted as go-grpc-middleware's provider
+// does: rpc.go), errors by reason, admission refusals by limit, probe and throughput results,
+// and, read from the engine at each scrape, the sockets, traffic, sessions and served connections; Go runtime and process
 // metrics too. Nothing is counted on the socket calls' path but what the engine already counts.
 type metrics struct {
 	reg        *prom.Registry
-	grpc       *prometheus.ServerMetrics
+	grpc       *rpcMetrics
 	errors     *prom.CounterVec // reason
 	refusals   *prom.CounterVec // limit
 	probes     *prom.CounterVec // mode, result
@@ -39,12 +38,15 @@ type metrics struct {
 
 const metricsNamespace = "sockagent"
 
+// rpcBuckets are the bounds of grpc_server_handling_seconds: from 100 µs (a local call) to a
+// minute (a long blocking call).
+var rpcBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
 // New makes the metrics of the agent src belongs to; agent.New calls it (Config.Metrics).
 func New(src agent.MetricsSource) agent.MetricsRecorder {
 	m := &metrics{
-		reg: prom.NewRegistry(),
-		grpc: prometheus.NewServerMetrics(prometheus.WithServerHandlingTimeHistogram(
-			prometheus.WithHistogramBuckets([]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}))),
+		reg:  prom.NewRegistry(),
+		grpc: newRPCMetrics(rpcBuckets),
 		errors: prom.NewCounterVec(prom.CounterOpts{Namespace: metricsNamespace, Name: "errors_total",
 			Help: "RPCs that failed, by the ErrorInfo reason of their error (UNKNOWN when it has none)."}, []string{"reason"}),
 		refusals: prom.NewCounterVec(prom.CounterOpts{Namespace: metricsNamespace, Name: "admission_refusals_total",
@@ -57,7 +59,8 @@ func New(src agent.MetricsSource) agent.MetricsRecorder {
 		throughput: prom.NewCounterVec(prom.CounterOpts{Namespace: metricsNamespace, Name: "throughput_bytes_total",
 			Help: "Bytes moved by Throughput tests, by direction (send: to a discard; receive: from a source)."}, []string{"direction"}),
 	}
-	m.reg.MustRegister(m.grpc, m.errors, m.refusals, m.probes, m.probeRTT, m.throughput,
+	m.reg.MustRegister(m.grpc.collectors()...)
+	m.reg.MustRegister(m.errors, m.refusals, m.probes, m.probeRTT, m.throughput,
 		&engineCollector{src: src},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -77,8 +80,8 @@ func (m *metrics) Interceptors() ([]grpc.UnaryServerInterceptor, []grpc.StreamSe
 		m.countError(err)
 		return err
 	}
-	return []grpc.UnaryServerInterceptor{m.grpc.UnaryServerInterceptor(), unary},
-		[]grpc.StreamServerInterceptor{m.grpc.StreamServerInterceptor(), stream}
+	return []grpc.UnaryServerInterceptor{m.grpc.unary, unary},
+		[]grpc.StreamServerInterceptor{m.grpc.stream, stream}
 }
 
 // countError counts a failed RPC by its reason, and a refusal by the limit it names.
@@ -103,7 +106,7 @@ func (m *metrics) countError(err error) {
 }
 
 // Registered readies the per-method series of the server's services at zero.
-func (m *metrics) Registered(srv *grpc.Server) { m.grpc.InitializeMetrics(srv) }
+func (m *metrics) Registered(srv *grpc.Server) { m.grpc.register(srv) }
 
 // Refused counts a refusal made outside any RPC (a control connection, a served connection).
 func (m *metrics) Refused(limit string) {
