@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/sockagent/sockagent/agent/contract"
@@ -38,6 +39,14 @@ func (t *Table) blocking(ctx context.Context, s *sock, g gate, timeout time.Dura
 		return t.closedErr(s, err)
 	}
 	defer g.leave()
+	if err := ctx.Err(); err != nil {
+		// Its caller gave up while it waited for the gate: it must not take bytes nobody
+		// will receive, nor write bytes its caller thinks were not sent.
+		if errors.Is(err, context.Canceled) {
+			return context.Canceled
+		}
+		return os.ErrDeadlineExceeded
+	}
 	if now != nil {
 		if done, err := now(); done {
 			return t.closedErr(s, err)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sockagent/sockagent/agent/contract"
 )
 
 // rawPair is a connected TCP pair on loopback, closed at the end of the test.
@@ -269,4 +271,37 @@ func TestSendPartThenWait(t *testing.T) {
 	if info, err := tb.GetFor(ctx, cli.ID); err != nil || info.BytesSent != uint64(len(data)) || info.MsgsSent != 1 {
 		t.Errorf("sender's counters: %d bytes, %d sends, %v; want %d, 1", info.BytesSent, info.MsgsSent, err, len(data))
 	}
+}
+
+// TestNoWaitNotForAbandonedCalls: a Recv or Send whose caller has given up (its context done)
+// takes no bytes and writes none, even when the kernel could at once: the bytes stay for
+// the next Recv, and nothing reaches the peer.
+func TestNoWaitNotForAbandonedCalls(t *testing.T) {
+	t.Parallel()
+	tb := newTable(time.Second, 1<<20, nil)
+	defer tb.Stop()
+	ctx := WithCaller(t.Context(), Caller{ID: "a"})
+	cli, srv := streamPair(t, tb, ctx)
+	send(t, tb, ctx, cli, "kept")
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	for range 20 { // the gate once chose at random between a free gate and a done context
+		if data, _, err := tb.Recv(gone, srv, 0, 4, time.Second); err == nil {
+			t.Fatalf("Recv with its context done took %q", data)
+		}
+		if n, err := tb.Send(gone, cli, []byte("lost"), time.Second); err == nil || n != 0 {
+			t.Fatalf("Send with its context done wrote %d bytes, %v", n, err)
+		}
+	}
+	late, cancelLate := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancelLate()
+	if _, _, err := tb.Recv(late, srv, 0, 4, time.Second); Reason(err) != contract.ReasonTimeout {
+		t.Fatalf("Recv past its deadline: %v (%s), want TIMEOUT", err, Reason(err))
+	}
+	if _, err := tb.Send(late, cli, []byte("lost"), time.Second); Reason(err) != contract.ReasonTimeout {
+		t.Fatalf("Send past its deadline: %v (%s), want TIMEOUT", err, Reason(err))
+	}
+	recvWant(t, tb, ctx, srv, 0, 4, "kept", false)
+	send(t, tb, ctx, cli, "next")
+	recvWant(t, tb, ctx, srv, 0, 4, "next", false) // nothing of "lost" came first
 }
