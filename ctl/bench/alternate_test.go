@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAlternateOrder: after the warm rounds each side runs n times, which goes first swaps
@@ -36,5 +37,24 @@ func TestAlternateOrder(t *testing.T) {
 	}
 	if r.err == nil || r.baseErr != nil {
 		t.Errorf("errors %v / %v, want the fig's only", r.err, r.baseErr)
+	}
+}
+
+// TestAlternatePairedRatio: the ratio is the median of the rounds' own ratios, not the ratio
+// of the medians: rounds of 10/5, 20/40 and 30/15 give 2 (the medians' ratio would be 20/15).
+func TestAlternatePairedRatio(t *testing.T) {
+	now := time.Unix(0, 0)
+	clock := func() time.Time { return now }
+	side := func(durations ...time.Duration) func(context.Context) error {
+		i := 0
+		return func(context.Context) error {
+			now = now.Add(durations[i])
+			i++
+			return nil
+		}
+	}
+	r := alternateOn(t.Context(), clock, 3, 0, side(10, 20, 30), side(5, 40, 15))
+	if r.ratio != 2 || r.value != 20e-9 || r.base != 15e-9 {
+		t.Errorf("ratio %v, medians %v and %v; want 2, 20ns and 15ns", r.ratio, r.value, r.base)
 	}
 }

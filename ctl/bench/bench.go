@@ -170,7 +170,10 @@ func (t target) holds(value, ratio float64) bool {
 
 // result is what a row's measurement returns: both sides, each with its own error.
 type result struct {
-	value, base  float64
+	value, base float64
+	// ratio, when set, is the row's ratio, measured as such (alternate: the median of paired
+	// ratios); else it is value / base.
+	ratio        float64
 	err, baseErr error
 	note         string // appended to the row's note
 	// cpu and baseCPU are CPU seconds per GB moved (throughput rows; 0: not measured).
@@ -283,6 +286,9 @@ func (e *env) runRow(ctx context.Context, d def) Row {
 	}
 	if row.Value > 0 && row.BaselineValue > 0 {
 		row.Ratio = row.Value / row.BaselineValue
+		if r.ratio > 0 {
+			row.Ratio = r.ratio
+		}
 	}
 	fillCPU(&row, r)
 	row.Pass = d.judge(row)

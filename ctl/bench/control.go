@@ -38,35 +38,52 @@ func (e *env) bareCheck(ctx context.Context) error {
 }
 
 // alternate runs fig and base in turn n times (after warm rounds), timing each call, and
-// returns the medians in seconds. Which goes first swaps every round: the call that follows
-// the other's (its close, its exit) pays a little for it, about 2% of a Dial+Close here, and
-// that must fall on both sides alike. A failing side stops being run; the other goes on.
+// returns the medians in seconds, and as the ratio the median of the rounds' own ratios (fig
+// over base, timed back to back): drift and noise that last longer than a round fall on both
+// sides of it alike. Against the same call on both sides (an A/A run of the dialopts row),
+// that ratio reads 0.998-1.002 where the ratio of the two medians reads 0.993-1.012. Which
+// goes first swaps every round: the call that follows the other's (its close, its exit) pays
+// a little for it, about 2% of a Dial+Close here, and that must fall on both sides alike. A
+// failing side stops being run; the other goes on.
 func alternate(ctx context.Context, n, warm int, fig, base func(context.Context) error) result {
+	return alternateOn(ctx, time.Now, n, warm, fig, base)
+}
+
+// alternateOn is alternate timed by clock.
+func alternateOn(ctx context.Context, clock func() time.Time, n, warm int, fig, base func(context.Context) error) result {
 	var r result
 	var fs, bs []time.Duration
-	timed := func(i int, f func(context.Context) error, err *error, into *[]time.Duration) {
+	var ratios []float64
+	timed := func(i int, f func(context.Context) error, err *error, into *[]time.Duration) time.Duration {
 		if *err != nil {
-			return
+			return 0
 		}
-		t0 := time.Now()
+		t0 := clock()
 		*err = f(ctx)
-		if d := time.Since(t0); *err == nil && i >= warm {
-			*into = append(*into, d)
+		d := clock().Sub(t0)
+		if *err != nil || i < warm {
+			return 0
 		}
+		*into = append(*into, d)
+		return d
 	}
 	for i := range warm + n {
+		var f, b time.Duration
 		if i%2 == 0 {
-			timed(i, fig, &r.err, &fs)
-			timed(i, base, &r.baseErr, &bs)
+			f = timed(i, fig, &r.err, &fs)
+			b = timed(i, base, &r.baseErr, &bs)
 		} else {
-			timed(i, base, &r.baseErr, &bs)
-			timed(i, fig, &r.err, &fs)
+			b = timed(i, base, &r.baseErr, &bs)
+			f = timed(i, fig, &r.err, &fs)
+		}
+		if f > 0 && b > 0 {
+			ratios = append(ratios, float64(f)/float64(b))
 		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	r.value, r.base = median(fs).Seconds(), median(bs).Seconds()
+	r.value, r.base, r.ratio = median(fs).Seconds(), median(bs).Seconds(), median(ratios)
 	return r
 }
 
@@ -355,7 +372,7 @@ func scenarioRow(ctx context.Context, e *env) result {
 	in := alternate(ctx, e.iterations(21, 1), e.iterations(2, 0), runScenario(path),
 		func(ctx context.Context) error { return bareclient.Scenario(ctx, e.addr, scenarioPairs, payload) })
 	if in.err == nil && in.baseErr == nil {
-		r.note = fmt.Sprintf("in one process with the agent: %s vs %s, %.2fx", formatSeconds(in.value), formatSeconds(in.base), in.value/in.base)
+		r.note = fmt.Sprintf("in one process with the agent: %s vs %s, %.2fx", formatSeconds(in.value), formatSeconds(in.base), in.ratio)
 	}
 	return r
 }

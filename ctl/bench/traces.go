@@ -67,7 +67,7 @@ func tracesRow(ctx context.Context, e *env) result {
 			r.note = "traces on: " + err.Error()
 		} else {
 			r.note = fmt.Sprintf("traces on (otelgrpc on both ends, batched to an in-process exporter): %s vs %s, %.2fx",
-				formatSeconds(on.value), formatSeconds(on.base), on.value/on.base)
+				formatSeconds(on.value), formatSeconds(on.base), on.ratio)
 		}
 	}
 	return r
