@@ -152,8 +152,11 @@ func (a *Agent) authenticate(ctx context.Context, fullMethod string) (c Caller, 
 	if cr.Cert == nil {
 		cr.UID, cr.UIDKnown = peerUIDOf(ctx)
 	}
-	cr.Authorization = metadata.ValueFromIncomingContext(ctx, "authorization") // no copy of the whole metadata
-	r := auth.Authenticate(a.tokens.Current(), cr)
+	toks := a.tokens.Current()
+	if toks != nil { // without tokens the header says nothing; looking for it costs ~0.3 µs
+		cr.Authorization = metadata.ValueFromIncomingContext(ctx, "authorization") // no copy of the whole metadata
+	}
+	r := auth.Authenticate(toks, cr)
 	if r.Refused() {
 		return r.Caller, nil, r.Why, errUnauthenticated()
 	}
