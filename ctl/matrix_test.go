@@ -96,7 +96,7 @@ func TestMatrixBadInput(t *testing.T) {
 		{"unknown agent", []string{"matrix", writeMatrixFile(t, dir, "agent.yaml", "agents: {web1: local}\nservices: {web: {network: tcp, port: 80}}\nsources: [wbe1]\ntargets: [all]\nexpect: {}\n")}, "agent.yaml:3:11: sources: no agent \"wbe1\" (agents: web1); did you mean \"web1\"?"},
 		{"no file", []string{"matrix", filepath.Join(dir, "none.yaml")}, "none.yaml: open"},
 		{"inventory", []string{"matrix", writeMatrixFile(t, dir, "ok.yaml", good), "--inventory", writeMatrixFile(t, dir, "inv.yaml", "agents: {a: {address: local, lables: {}}}\n")}, "inv.yaml:1:30: unknown key \"lables\""},
-		{"inventory address", []string{"matrix", filepath.Join(dir, "ok.yaml"), "--inventory", writeMatrixFile(t, dir, "inv2.yaml", "agents: {a: nowhere}\n")}, "agent a: \"nowhere\" has no port"},
+		{"inventory address", []string{"matrix", filepath.Join(dir, "ok.yaml"), "--inventory", writeMatrixFile(t, dir, "inv2.yaml", "agents: {a: nowhere}\n")}, "agent a: \"nowhere\": no port"},
 		{"ttl", []string{"matrix", filepath.Join(dir, "ok.yaml"), "--session-ttl", "0s"}, "--session-ttl 0s: give 1s up to 24h"},
 		{"parallel", []string{"matrix", filepath.Join(dir, "ok.yaml"), "--parallel", "0"}, "--parallel 0: give 1 up to 4096"},
 		{"validate", []string{"validate", filepath.Join(dir, "verdict.yaml")}, "verdict.yaml:5:19: expect.default"},

@@ -106,3 +106,36 @@ func distance(a, b string) int {
 	}
 	return d[len(a)][len(b)]
 }
+
+// AgentAddress says what is wrong with an agent's address as a scenario, a matrix file or an
+// inventory gives it (HOST:PORT with an IPv6 host in brackets, unix:PATH, or local), or "".
+func AgentAddress(a string) string {
+	const want = "want HOST:PORT, unix:PATH or local"
+	switch {
+	case a == "":
+		return "no address; " + want
+	case a == "local":
+		return ""
+	case strings.HasPrefix(a, "unix:"):
+		if a == "unix:" {
+			return "unix: needs a socket path, such as unix:/run/sockagent.sock"
+		}
+		return ""
+	}
+	i := strings.LastIndexByte(a, ':')
+	if i < 0 {
+		return strconv.Quote(a) + ": no port; " + want
+	}
+	host, port := a[:i], a[i+1:]
+	bracketed := strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")
+	switch {
+	case !bracketed && strings.ContainsAny(host, ":[]"):
+		return strconv.Quote(a) + ": an IPv6 host goes in brackets, such as [::1]:7700; " + want
+	case host == "" || host == "[]":
+		return strconv.Quote(a) + ": no host; " + want
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return strconv.Quote(a) + ": port " + strconv.Quote(port) + " is not a number from 1 to 65535"
+	}
+	return ""
+}

@@ -48,3 +48,31 @@ func TestSuggest(t *testing.T) {
 		t.Errorf("no candidates: %q", got)
 	}
 }
+
+// TestAgentAddress: the forms an agent's address may take, and what each wrong one is told.
+func TestAgentAddress(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, want string }{
+		{"127.0.0.1:7700", ""},
+		{"[::1]:7700", ""},
+		{"agent.example:1", ""},
+		{"unix:/run/sockagent/sockagent.sock", ""},
+		{"unix:relative.sock", ""},
+		{"local", ""},
+		{"", "no address; want HOST:PORT, unix:PATH or local"},
+		{"unix:", "unix: needs a socket path, such as unix:/run/sockagent.sock"},
+		{"10.0.0.1", `"10.0.0.1": no port; want HOST:PORT, unix:PATH or local`},
+		{"::1:7700", `"::1:7700": an IPv6 host goes in brackets, such as [::1]:7700; want HOST:PORT, unix:PATH or local`},
+		{"[::1:7700", `"[::1:7700": an IPv6 host goes in brackets, such as [::1]:7700; want HOST:PORT, unix:PATH or local`},
+		{":7700", `":7700": no host; want HOST:PORT, unix:PATH or local`},
+		{"[]:7700", `"[]:7700": no host; want HOST:PORT, unix:PATH or local`},
+		{"h:0", `"h:0": port "0" is not a number from 1 to 65535`},
+		{"h:65536", `"h:65536": port "65536" is not a number from 1 to 65535`},
+		{"h:65535", ""},
+		{"h:http", `"h:http": port "http" is not a number from 1 to 65535`},
+	} {
+		if got := AgentAddress(c.in); got != c.want {
+			t.Errorf("AgentAddress(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

@@ -429,47 +429,12 @@ func (p *parser) checkName(e entry, what string) {
 	}
 }
 
-// checkAddress says what is wrong with an agent address, or "".
+// checkAddress says what is wrong with an agent's address as a scenario gives it, or "".
 func checkAddress(a string) string {
-	const want = `want HOST:PORT, unix:PATH or local`
-	switch {
-	case a == "":
-		return "empty address; " + want
-	case a == "local":
-		return ""
-	case strings.Contains(a, "${"):
+	if strings.Contains(a, "${") {
 		return "addresses are taken as written (no ${...}); override them at run time with --agent NAME=HOST:PORT or --inventory"
-	case strings.HasPrefix(a, "unix:"):
-		if a == "unix:" {
-			return "unix: needs a socket path, such as unix:/run/sockagent.sock"
-		}
-		return ""
 	}
-	port, problem := splitPort(a)
-	if problem != "" {
-		return fmt.Sprintf("%q: %s; %s", a, problem, want)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Sprintf("%q: port %q is not a number from 1 to 65535", a, port)
-	}
-	return ""
-}
-
-// splitPort checks the HOST:PORT form of a and returns the port.
-func splitPort(a string) (port, problem string) {
-	i := strings.LastIndexByte(a, ':')
-	if i < 0 {
-		return "", "no port"
-	}
-	host := a[:i]
-	bracketed := strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")
-	if !bracketed && strings.ContainsAny(host, ":[]") {
-		return "", "an IPv6 host goes in brackets, such as [::1]:7700"
-	}
-	if host == "" || host == "[]" {
-		return "", "no host"
-	}
-	return a[i+1:], ""
+	return diag.AgentAddress(a)
 }
 
 func (p *parser) vars(n *yaml.Node) {

@@ -315,23 +315,9 @@ func (p *parser) agents(n *yaml.Node) {
 	}
 }
 
-// CheckAddress says what is wrong with an agent's address, or "".
-func CheckAddress(a string) string {
-	switch {
-	case a == "":
-		return "no address; give HOST:PORT, unix:PATH or local"
-	case a == "local", strings.HasPrefix(a, "unix:/"):
-		return ""
-	}
-	i := strings.LastIndexByte(a, ':')
-	if i <= 0 {
-		return fmt.Sprintf("%q has no port; give HOST:PORT, unix:PATH or local", a)
-	}
-	if n, err := strconv.Atoi(a[i+1:]); err != nil || n < 1 || n > 65535 {
-		return fmt.Sprintf("%q: port %q is not a number from 1 to 65535", a, a[i+1:])
-	}
-	return ""
-}
+// CheckAddress says what is wrong with an agent's address, or "" (diag.AgentAddress: the
+// scenarios' rule).
+func CheckAddress(a string) string { return diag.AgentAddress(a) }
 
 // labels reads a map of label keys to values.
 func (p *parser) labels(what string, n *yaml.Node) map[string]string {

@@ -204,7 +204,8 @@ func TestParseBounds(t *testing.T) {
 		{"probe at its low bounds", services(1) + tail + "probe: {concurrency: 1, attempts: 2, pace: 1, timeout: 1ms, spacing: 1ms}\n", ""},
 		{"pace over", services(1) + tail + "probe: {pace: 1048577}\n", "probe.pace: \"1048577\" is not a number from 1 to 1048576"},
 		{"spacing 0", services(1) + tail + "probe: {spacing: 0s}\n", "probe.spacing: \"0s\" is not a duration"},
-		{"agent without host", "agents: {a: \":7700\"}\nservices: {x: {network: tcp, port: 1}}\n" + tail, "\":7700\" has no port"},
+		{"agent without host", "agents: {a: \":7700\"}\nservices: {x: {network: tcp, port: 1}}\n" + tail, "\":7700\": no host"},
+		{"agent IPv6 unbracketed", "agents: {a: \"::1:7700\"}\nservices: {x: {network: tcp, port: 1}}\n" + tail, "an IPv6 host goes in brackets"},
 	}
 	for _, c := range cases {
 		_, err := Parse("b.yaml", []byte(c.src))
