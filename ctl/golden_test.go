@@ -1,17 +1,15 @@
 package ctl
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"text/tabwriter"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the actual output")
+	goldenfile "github.com/sockagent/sockagent/ctl/internal/golden"
+)
 
 // portRE matches the port of a loopback address; ports differ from run to run.
 var portRE = regexp.MustCompile(`(127\.0\.0\.1|\[::1\]):\d+`)
@@ -60,23 +58,7 @@ func normalise(s string) string {
 // golden compares got with testdata/NAME.golden, or rewrites that file with -update.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./ctl -run %s -update to create it)", err, t.Name())
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test ./ctl -run %s -update rewrites it)\ngot:\n%s\nwant:\n%s", path, t.Name(), got, want)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", name+".golden"), got)
 }
 
 // TestTranscript runs the textbook TCP exchange in table mode, one command after another,

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	goldenfile "github.com/sockagent/sockagent/ctl/internal/golden"
 	"github.com/sockagent/sockagent/ctl/runner"
 )
 
@@ -56,30 +57,7 @@ func TestSampleReport(t *testing.T) {
 	if err := runner.WriteHTML(&b, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if *update {
-		if err := os.WriteFile(sampleReport, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(sampleReport)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(b.Bytes(), want) {
-		t.Errorf("%s drifted from what sockctl run --html makes of examples/fan-in.yaml: go test ./ctl -run TestSampleReport -update rewrites it\n%s",
-			sampleReport, firstDiff(b.String(), string(want)))
-	}
-}
-
-// firstDiff shows where got and want part, with some bytes around.
-func firstDiff(got, want string) string {
-	i := 0
-	for i < min(len(got), len(want)) && got[i] == want[i] {
-		i++
-	}
-	from := max(i-60, 0)
-	return fmt.Sprintf("at byte %d:\ngot  ...%q\nwant ...%q", i, got[from:min(i+60, len(got))], want[from:min(i+60, len(want))])
+	goldenfile.Check(t, sampleReport, b.String()) // what sockctl run --html makes of examples/fan-in.yaml
 }
 
 var (

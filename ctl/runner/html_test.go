@@ -2,14 +2,14 @@ package runner
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"html"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	goldenfile "github.com/sockagent/sockagent/ctl/internal/golden"
 )
 
 // The small report's layout, step by step: kind, ends, height; the parallel block and the
@@ -346,8 +346,6 @@ func TestHTMLAgentDown(t *testing.T) {
 	}
 }
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the actual output")
-
 // The page of the small report, byte for byte (go test ./ctl/runner -run TestHTMLGolden
 // -update rewrites it): the markup the browser tests read, each coordinate of it.
 func TestHTMLGolden(t *testing.T) {
@@ -356,27 +354,7 @@ func TestHTMLGolden(t *testing.T) {
 	if err := WriteHTML(&b, smallReport()); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("testdata", "small.html.golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./ctl/runner -run TestHTMLGolden -update writes it)", err)
-	}
-	if got := b.String(); got != string(want) {
-		i := 0
-		for i < min(len(got), len(want)) && got[i] == want[i] {
-			i++
-		}
-		t.Errorf("page differs from %s at byte %d: got %q, want %q (-update rewrites it)", path, i, got[i:min(i+80, len(got))], want[i:min(i+80, len(want))])
-	}
+	goldenfile.Check(t, filepath.Join("testdata", "small.html.golden"), b.String())
 }
 
 // A label longer than labelRunes is cut, its last rune "~"; the tooltip keeps it whole.

@@ -2,14 +2,13 @@ package scenario
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/invalid/*.golden with the current messages")
+	goldenfile "github.com/sockagent/sockagent/ctl/internal/golden"
+)
 
 // TestInvalidGolden parses each testdata/invalid/*.yaml and compares the problems reported
 // with NAME.golden (go test -update rewrites the golden files).
@@ -54,20 +53,7 @@ func TestInvalidGolden(t *testing.T) {
 				}
 			}
 			got := err.Error() + "\n"
-			golden := strings.TrimSuffix(path, ".yaml") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("messages differ from %s (go test -update rewrites it)\ngot:\n%s\nwant:\n%s", golden, got, want)
-			}
+			goldenfile.Check(t, strings.TrimSuffix(path, ".yaml")+".golden", got)
 		})
 	}
 }
