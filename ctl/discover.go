@@ -8,11 +8,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sockagent/sockagent/ctl/client"
 	sockagentv1 "github.com/sockagent/sockagent/gen/sockagent/v1"
@@ -158,16 +158,15 @@ func (a *app) nameAgents(addrs []string) *inventoryFile {
 		labels map[string]string
 	}
 	res := make([]found, len(addrs))
-	sem := make(chan struct{}, discoverParallel)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(discoverParallel)
 	for i, addr := range addrs {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			res[i].host, res[i].labels = a.agentIdentity(addr)
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait() // every answer goes into res
 	inv := &inventoryFile{Agents: map[string]inventoryEntry{}}
 	for i, addr := range addrs {
 		base := res[i].host

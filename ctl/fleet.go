@@ -15,11 +15,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
@@ -304,16 +304,15 @@ type answer[T any] struct {
 // answers in the targets' order.
 func fanOut[T any](ctx context.Context, targets []fleetTarget, n int, timeout time.Duration, call func(context.Context, client.Clients) (T, error)) []answer[T] {
 	out := make([]answer[T], len(targets))
-	sem := make(chan struct{}, n)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(max(n, 1))
 	for i, t := range targets {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		g.Go(func() error {
 			out[i] = ask(ctx, t, timeout, call)
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait() // every call reports into out
 	return out
 }
 

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -62,16 +63,15 @@ type Agent struct {
 
 // Each runs fn on every item, at most par at once.
 func Each[T any](items []T, par int, fn func(T)) {
-	sem := make(chan struct{}, max(par, 1))
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(max(par, 1))
 	for _, it := range items {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		g.Go(func() error {
 			fn(it)
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait() // fn reports on its own
 }
 
 // Serve opens an echo on every service: a listener (TCP) or a datagram socket (UDP, whose echo
