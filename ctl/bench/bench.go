@@ -93,8 +93,13 @@ type Row struct {
 	Baseline string `json:"baseline"`
 	// BaselineValue is the baseline in Unit (0 when BaselineError is set).
 	BaselineValue float64 `json:"baseline_value"`
-	// Ratio is Value / BaselineValue (0 when either is missing).
+	// Ratio is Value / BaselineValue, or with Paired the median of the rounds' own ratios
+	// (0 when either side is missing).
 	Ratio float64 `json:"ratio"`
+	// Paired says Ratio is the median of the rounds' ratios, figure over baseline timed back to
+	// back (the latency rows), which drift between rounds does not move; Value and
+	// BaselineValue are then the two sides' medians, whose ratio differs a little.
+	Paired bool `json:"paired,omitempty"`
 	// Target is the condition to pass, as text: ">=0.15x", "<=1.3x", "<=5ms".
 	Target string `json:"target"`
 	// Pass says the target held (false when a side failed).
@@ -287,7 +292,7 @@ func (e *env) runRow(ctx context.Context, d def) Row {
 	if row.Value > 0 && row.BaselineValue > 0 {
 		row.Ratio = row.Value / row.BaselineValue
 		if r.ratio > 0 {
-			row.Ratio = r.ratio
+			row.Ratio, row.Paired = r.ratio, true
 		}
 	}
 	fillCPU(&row, r)

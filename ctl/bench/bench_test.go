@@ -116,13 +116,25 @@ func checkRow(t *testing.T, r Row, haveIperf bool) {
 		t.Errorf("%s: baseline %v: %s", r.Key, r.BaselineValue, r.BaselineError)
 	}
 	if r.Value > 0 && r.BaselineValue > 0 {
-		if want := r.Value / r.BaselineValue; r.Ratio != want {
+		want := r.Value / r.BaselineValue
+		switch {
+		case !r.Paired && r.Ratio != want:
 			t.Errorf("%s: ratio %v, want %v", r.Key, r.Ratio, want)
+		case r.Paired && (r.Ratio < want/2 || r.Ratio > want*2):
+			// The median of the rounds' ratios and the ratio of the medians differ by the
+			// rounds' noise; a factor 2 is a bug, not noise.
+			t.Errorf("%s: paired ratio %v, far from the medians' %v", r.Key, r.Ratio, want)
 		}
+	}
+	if r.Paired != slices.Contains(pairedRows, r.Key) {
+		t.Errorf("%s: paired %v, want %v", r.Key, r.Paired, !r.Paired)
 	}
 	checkCPU(t, r)
 	t.Logf("%-9s %s", r.Key, summaryLine(r))
 }
+
+// pairedRows are the rows whose ratio is the median of paired ratios (alternate).
+var pairedRows = []string{"sendrecv", "metrics", "events", "traces", "dialopts", "getinfo", "sockctl", "scenario"}
 
 // cpuRows are the rows that report CPU per GB: the throughput rows.
 var cpuRows = map[string]bool{"attach": true, "tcp": true, "udp": true}
