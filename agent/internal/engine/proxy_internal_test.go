@@ -586,13 +586,21 @@ func TestProxyLimits(t *testing.T) {
 func TestProxyUpstreamRefused(t *testing.T) {
 	t.Parallel()
 	tb, ctx := proxyTable(t, "")
+	// The proxy's own port is taken first: the port closed below, which refuses, cannot then
+	// be handed to it (it was once, and the proxy refused to forward to itself).
+	in, err := tb.Listen(ctx, "tcp", "127.0.0.1:0", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	in := startProxy(t, tb, ctx, "tcp", addr)
+	if in, err = tb.ServeProxy(ctx, in.ID, 0, 0, ProxyConfig{Upstream: addr}); err != nil {
+		t.Fatal(err)
+	}
 	if err := dialReset(t, in.Local); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client: %v, want a reset", err)
 	}
