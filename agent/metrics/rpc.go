@@ -31,6 +31,9 @@ type methodSeries struct {
 	started, received, sent prom.Counter
 	handled                 [codes.Unauthenticated + 1]prom.Counter // by code
 	seconds                 prom.Observer
+	// others and labels count a code gRPC does not define (a handler's own status).
+	others *prom.CounterVec
+	labels [3]string
 }
 
 var rpcLabels = []string{"grpc_type", "grpc_service", "grpc_method"}
@@ -69,6 +72,8 @@ func (r *rpcMetrics) register(srv *grpc.Server) {
 
 func (r *rpcMetrics) series(typ, service, method string) *methodSeries {
 	s := &methodSeries{
+		others:   r.handled,
+		labels:   [3]string{typ, service, method},
 		started:  r.started.WithLabelValues(typ, service, method),
 		received: r.received.WithLabelValues(typ, service, method),
 		sent:     r.sent.WithLabelValues(typ, service, method),
@@ -94,9 +99,10 @@ func (r *rpcMetrics) of(fullMethod, typ string) *methodSeries {
 
 // done counts the end of an RPC that started at start and ended with err.
 func (s *methodSeries) done(start time.Time, err error) {
-	code := codeOf(err)
-	if int(code) < len(s.handled) {
+	if code := codeOf(err); int(code) < len(s.handled) {
 		s.handled[code].Inc()
+	} else {
+		s.others.WithLabelValues(s.labels[0], s.labels[1], s.labels[2], code.String()).Inc()
 	}
 	s.seconds.Observe(time.Since(start).Seconds())
 }

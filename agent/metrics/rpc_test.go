@@ -153,21 +153,44 @@ func TestRPCTypeAndUnknownMethod(t *testing.T) {
 		}
 	}
 	r := newRPCMetrics(rpcBuckets)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	r.register(srv)
 	info := &grpc.UnaryServerInfo{FullMethod: "/pkg.Later/Call"}
 	_, err := r.unary(t.Context(), nil, info, func(context.Context, any) (any, error) { return nil, status.Error(codes.Aborted, "no") })
 	if status.Code(err) != codes.Aborted {
 		t.Fatalf("the handler's error came back as %v", err)
 	}
+	// 17: the first code gRPC does not define, one past the series made for each.
+	if _, err := r.unary(t.Context(), nil, info, func(context.Context, any) (any, error) { return nil, status.Error(17, "own") }); status.Code(err) != 17 {
+		t.Fatalf("the handler's own code came back as %v", err)
+	}
 	reg := prom.NewPedanticRegistry()
 	reg.MustRegister(r.collectors()...)
 	text := gather(t, reg)
 	for _, want := range []string{
-		`grpc_server_started_total{grpc_method="Call",grpc_service="pkg.Later",grpc_type="unary"} 1`,
+		`grpc_server_started_total{grpc_method="Call",grpc_service="pkg.Later",grpc_type="unary"} 2`,
 		`grpc_server_handled_total{grpc_code="Aborted",grpc_method="Call",grpc_service="pkg.Later",grpc_type="unary"} 1`,
+		`grpc_server_handled_total{grpc_code="Code(17)",grpc_method="Call",grpc_service="pkg.Later",grpc_type="unary"} 1`,
 		`grpc_server_msg_sent_total{grpc_method="Call",grpc_service="pkg.Later",grpc_type="unary"} 0`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no %s in\n%s", want, text)
 		}
+	}
+}
+
+// TestRPCMetricsNoLookup: an RPC of a method registered with the server finds its series made
+// at registration: no label lookup, no allocation.
+func TestRPCMetricsNoLookup(t *testing.T) {
+	r := newRPCMetrics(rpcBuckets)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	r.register(srv)
+	info := &grpc.UnaryServerInfo{FullMethod: "/grpc.health.v1.Health/Check"}
+	ok := func(context.Context, any) (any, error) { return nil, nil }
+	ctx := t.Context()
+	if n := testing.AllocsPerRun(100, func() { _, _ = r.unary(ctx, nil, info, ok) }); n != 0 {
+		t.Errorf("%v allocations an RPC, want 0", n)
 	}
 }
