@@ -57,4 +57,22 @@ func TestAlternatePairedRatio(t *testing.T) {
 	if r.ratio != 2 || r.value != 20e-9 || r.base != 15e-9 {
 		t.Errorf("ratio %v, medians %v and %v; want 2, 20ns and 15ns", r.ratio, r.value, r.base)
 	}
+	// A side that fails leaves its rounds out of the ratio: only the rounds that timed both
+	// count (zeros or infinities would move the median).
+	failing := func(at int, durations ...time.Duration) func(context.Context) error {
+		next := side(durations...)
+		calls := 0
+		return func(ctx context.Context) error {
+			if calls++; calls == at {
+				return errors.New("failed")
+			}
+			return next(ctx)
+		}
+	}
+	if r := alternateOn(t.Context(), clock, 5, 0, failing(4, 10, 20, 30), side(5, 40, 15, 1, 1)); r.ratio != 2 {
+		t.Errorf("figure failing at its 4th call: ratio %v, want 2 (of the first three rounds)", r.ratio)
+	}
+	if r := alternateOn(t.Context(), clock, 5, 0, side(5, 5, 30, 1, 1), failing(4, 10, 10, 15)); r.ratio != 0.5 {
+		t.Errorf("baseline failing at its 4th call: ratio %v, want 0.5 (of the first three rounds)", r.ratio)
+	}
 }
