@@ -30,23 +30,11 @@ type noWait struct {
 // deadline already past): the caller then reads the usual way, which says what is wrong if
 // anything is.
 func (w *noWait) read(c net.Conn, buf []byte) (n int, ok bool, err error) {
-	if len(buf) == 0 || !w.ready(c, syscall.Read) {
-		return 0, false, nil
-	}
-	w.buf = buf
-	rerr := w.rc.Read(w.op)
-	n, errno := w.n, w.errno
-	w.buf, w.errno = nil, nil
-	if rerr != nil || errno == syscall.EAGAIN || errno == syscall.EINTR {
-		return 0, false, nil
-	}
-	if errno != nil {
-		return 0, true, nowError(c, "read", errno)
-	}
-	if n == 0 {
+	n, ok, err = w.try(c, buf, "read", syscall.Read, syscall.RawConn.Read)
+	if ok && err == nil && n == 0 {
 		return 0, true, io.EOF
 	}
-	return n, true, nil
+	return n, ok, err
 }
 
 // write writes to the stream c what its send buffer takes now: n bytes of b (all of them, or
@@ -54,18 +42,24 @@ func (w *noWait) read(c net.Conn, buf []byte) (n int, ok bool, err error) {
 // false when nothing could be written without waiting, or the write cannot be tried here (see
 // read): the caller then writes the rest the usual way.
 func (w *noWait) write(c net.Conn, b []byte) (n int, ok bool, err error) {
-	if len(b) == 0 || !w.ready(c, syscall.Write) {
+	return w.try(c, b, "write", syscall.Write, syscall.RawConn.Write)
+}
+
+// try runs sys (syscall.Read or syscall.Write) once on b through raw (the RawConn's Read or
+// Write, which holds the descriptor against a concurrent Close); op names it in an error.
+func (w *noWait) try(c net.Conn, b []byte, op string, sys func(int, []byte) (int, error), raw func(syscall.RawConn, func(uintptr) bool) error) (int, bool, error) {
+	if len(b) == 0 || !w.ready(c, sys) {
 		return 0, false, nil
 	}
 	w.buf = b
-	werr := w.rc.Write(w.op)
+	rerr := raw(w.rc, w.op)
 	n, errno := w.n, w.errno
 	w.buf, w.errno = nil, nil
-	if werr != nil || errno == syscall.EAGAIN || errno == syscall.EINTR {
+	if rerr != nil || errno == syscall.EAGAIN || errno == syscall.EINTR {
 		return 0, false, nil
 	}
 	if errno != nil {
-		return 0, true, nowError(c, "write", errno)
+		return 0, true, nowError(c, op, errno)
 	}
 	return n, true, nil
 }
