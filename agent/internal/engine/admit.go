@@ -115,16 +115,12 @@ func (t *Table) take(caller, sess string, set *policy.RuleSet, c claim) (*admiss
 			ss.waits++
 		}
 	}
-	b.bytes += c.bytes
-	if c.bytes > 0 {
-		b.bytesBy[caller] += c.bytes
-	}
+	t.addBytesLocked(caller, ss, c.bytes)
 	if c.sockets > 0 {
 		b.sockets += c.sockets
 		b.socketsBy[caller] += c.sockets
 	}
 	if ss != nil {
-		ss.bytes += c.bytes
 		ss.socks += c.sockets
 	}
 	return &admission{t: t, caller: caller, set: set, sess: ss, c: c}, nil
@@ -242,18 +238,12 @@ func (a *admission) release() {
 				a.sess.waits--
 			}
 		}
-		b.bytes = max(b.bytes-a.c.bytes, 0)
-		if a.c.bytes > 0 {
-			decrement(b.bytesBy, a.caller, a.c.bytes)
-		}
+		t.addBytesLocked(a.caller, a.sess, -a.c.bytes)
 		if a.c.watch {
 			decrement(b.watchesBy, a.caller, 1)
 		}
 		if n := a.c.sockets - a.kept; n > 0 {
 			t.freeSocketsLocked(a.caller, a.sess, n)
-		}
-		if a.sess != nil {
-			a.sess.bytes -= a.c.bytes
 		}
 		a.released = true
 	})
@@ -279,11 +269,7 @@ func (a *admission) grow(n int) error {
 		return err
 	}
 	a.c.bytes += n
-	t.budget.bytes += n
-	t.budget.bytesBy[a.caller] += n
-	if a.sess != nil {
-		a.sess.bytes += n
-	}
+	t.addBytesLocked(a.caller, a.sess, n)
 	return nil
 }
 
@@ -301,10 +287,21 @@ func (a *admission) shrink(n int) {
 		return
 	}
 	a.c.bytes -= n
-	t.budget.bytes = max(t.budget.bytes-n, 0)
-	decrement(t.budget.bytesBy, a.caller, n)
-	if a.sess != nil {
-		a.sess.bytes -= n
+	t.addBytesLocked(a.caller, a.sess, -n)
+}
+
+// addBytesLocked counts n buffered bytes more (n < 0: fewer) for the agent, caller and
+// session ss (nil: none): what admit claims, grow adds, and shrink and release give back.
+func (t *Table) addBytesLocked(caller string, ss *session, n int) {
+	b := &t.budget
+	b.bytes = max(b.bytes+n, 0)
+	if n > 0 {
+		b.bytesBy[caller] += n
+	} else if n < 0 {
+		decrement(b.bytesBy, caller, -n)
+	}
+	if ss != nil {
+		ss.bytes += n
 	}
 }
 

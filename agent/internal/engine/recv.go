@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -198,7 +199,7 @@ func (s *sock) readExactNow(n int) (data []byte, eof, done bool, err error) {
 	if err != nil {
 		return nil, false, true, err
 	}
-	s.setLeftover(buf[:m])
+	s.setLeftover(slices.Clone(buf[:m])) // not the n-byte array: it holds what it counts
 	return nil, false, false, nil
 }
 
