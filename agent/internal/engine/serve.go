@@ -173,11 +173,12 @@ func (sv *server) info() *ServingInfo {
 	return in
 }
 
-// fail records an error of a connection or datagram.
+// fail records an error of a connection or datagram. The message is stored before the count
+// grows, so whoever sees the count sees its message (or a later one).
 func (sv *server) fail(err error) {
-	sv.errs.Add(1)
 	msg := Reason(err) + ": " + innermost(err).Error()
 	sv.lastErr.Store(&msg)
+	sv.errs.Add(1)
 }
 
 // readFailed handles a failed read of a served datagram socket: true when the loop must end
