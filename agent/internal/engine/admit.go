@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"net"
-	"sync"
 
 	"github.com/sockagent/sockagent/agent/policy"
 )
@@ -36,14 +35,53 @@ func waitShare(limit int) int { return limit - limit/4 }
 
 // budget is what the admission path counts, all under table.mu.
 type budget struct {
-	calls, bytes int            // agent-wide: blocking calls and their buffered bytes
-	sockets      int            // agent-wide: open sockets, served connections and reserved slots
-	callsBy      map[string]int // per caller: blocking calls in progress
-	bytesBy      map[string]int // per caller: buffered bytes of its calls in progress
-	waits        int            // agent-wide: blocking calls waiting for a peer (claim.waits)
-	waitsBy      map[string]int // per caller: the same
-	socketsBy    map[string]int // per caller: open sockets, served connections and reserved slots
-	watchesBy    map[string]int // per caller: event watches (claim.watch)
+	calls, bytes int // agent-wide: blocking calls and their buffered bytes
+	sockets      int // agent-wide: open sockets, served connections and reserved slots
+	waits        int // agent-wide: blocking calls waiting for a peer (claim.waits)
+	// by holds each caller's counts, one record per caller that holds anything: a call finds
+	// them with one lookup, and a caller with sockets open keeps its record between calls.
+	by map[string]*holding
+}
+
+// holding is what one caller holds.
+type holding struct {
+	calls   int // blocking calls in progress
+	bytes   int // buffered bytes of its calls in progress
+	waits   int // blocking calls waiting for a peer (claim.waits)
+	sockets int // open sockets, served connections and reserved slots
+	watches int // event watches (claim.watch)
+}
+
+// of returns what caller holds (a zero record, not stored, when nothing).
+func (b *budget) of(caller string) holding {
+	if h := b.by[caller]; h != nil {
+		return *h
+	}
+	return holding{}
+}
+
+// add changes what caller holds by d (its fields added, each kept at 0 or more) and drops the
+// record once it holds nothing.
+func (b *budget) add(caller string, d holding) {
+	if d == (holding{}) {
+		return
+	}
+	h := b.by[caller]
+	if h == nil {
+		if b.by == nil {
+			b.by = map[string]*holding{}
+		}
+		h = &holding{}
+		b.by[caller] = h
+	}
+	h.calls = max(h.calls+d.calls, 0)
+	h.bytes = max(h.bytes+d.bytes, 0)
+	h.waits = max(h.waits+d.waits, 0)
+	h.sockets = max(h.sockets+d.sockets, 0)
+	h.watches = max(h.watches+d.watches, 0)
+	if *h == (holding{}) {
+		delete(b.by, caller)
+	}
 }
 
 // admission is a granted claim. release gives back whatever it still holds; a socket the table
@@ -54,9 +92,9 @@ type admission struct {
 	set    *policy.RuleSet
 	sess   *session // nil outside a session
 	c      claim
-	once   sync.Once
 	kept   int
-	// released is set, under table.mu, once release gave everything back: grow refuses then.
+	// released is set, under table.mu, once release gave everything back: grow refuses then,
+	// and release does nothing more.
 	released bool
 }
 
@@ -91,38 +129,35 @@ func (t *Table) take(caller, sess string, set *policy.RuleSet, c claim) (*admiss
 		return nil, err
 	}
 	b := &t.budget
+	d := holding{bytes: c.bytes, sockets: c.sockets}
 	if c.watch {
-		if n := b.watchesBy[caller]; n >= set.Limits.Watches {
+		if n := b.of(caller).watches; n >= set.Limits.Watches {
 			return nil, &limitError{Limit: "limits.watches", Max: set.Limits.Watches, RuleSet: set.Name,
 				Detail: fmt.Sprintf("caller %q has %d event watches open; end one first", caller, n)}
 		}
-		if b.watchesBy == nil {
-			b.watchesBy = map[string]int{}
-		}
-		b.watchesBy[caller]++
+		d.watches = 1
 	}
 	if c.blocking {
 		b.calls++
-		b.callsBy[caller]++
+		d.calls = 1
 		if ss != nil {
 			ss.calls++
 		}
 	}
 	if c.waits {
 		b.waits++
-		b.waitsBy[caller]++
+		d.waits = 1
 		if ss != nil {
 			ss.waits++
 		}
 	}
-	t.addBytesLocked(caller, ss, c.bytes)
-	if c.sockets > 0 {
-		b.sockets += c.sockets
-		b.socketsBy[caller] += c.sockets
-	}
+	b.bytes += c.bytes
+	b.sockets += c.sockets
 	if ss != nil {
+		ss.bytes += c.bytes
 		ss.socks += c.sockets
 	}
+	b.add(caller, d)
 	return &admission{t: t, caller: caller, set: set, sess: ss, c: c}, nil
 }
 
@@ -149,11 +184,12 @@ func (t *Table) checkCallsLocked(caller, sess string, ss *session, set *policy.R
 		return &limitError{Limit: "agent_limits.buffered_bytes", Max: maxBytes,
 			Detail: fmt.Sprintf("the agent holds %s and this call needs %d; wait for some to end", held, c.bytes)}
 	}
-	if n := b.callsBy[caller]; c.blocking && n >= set.Limits.BlockingCalls {
+	mine := b.of(caller)
+	if n := mine.calls; c.blocking && n >= set.Limits.BlockingCalls {
 		return &limitError{Limit: "limits.blocking_calls", Max: set.Limits.BlockingCalls, RuleSet: set.Name,
 			Detail: fmt.Sprintf("caller %q has %d blocking calls in progress; wait for some to end", caller, n)}
 	}
-	if n := b.bytesBy[caller]; c.bytes > 0 && n+c.bytes > set.Limits.BufferedBytes {
+	if n := mine.bytes; c.bytes > 0 && n+c.bytes > set.Limits.BufferedBytes {
 		return &limitError{Limit: "limits.buffered_bytes", Max: set.Limits.BufferedBytes, RuleSet: set.Name,
 			Detail: fmt.Sprintf("caller %q holds %d bytes for calls in progress and this call needs %d; wait for some to end or use smaller calls", caller, n, c.bytes)}
 	}
@@ -184,9 +220,9 @@ func (t *Table) checkWaitsLocked(caller, sess string, ss *session, set *policy.R
 	case b.waits >= waitShare(maxCalls):
 		return &limitError{Limit: "agent_limits.blocking_calls", Max: maxCalls,
 			Detail: fmt.Sprintf("%d of the agent's %s", b.waits, why)}
-	case b.waitsBy[caller] >= waitShare(set.Limits.BlockingCalls):
+	case b.of(caller).waits >= waitShare(set.Limits.BlockingCalls):
 		return &limitError{Limit: "limits.blocking_calls", Max: set.Limits.BlockingCalls, RuleSet: set.Name,
-			Detail: fmt.Sprintf("%d of caller %q's %s", b.waitsBy[caller], caller, why)}
+			Detail: fmt.Sprintf("%d of caller %q's %s", b.of(caller).waits, caller, why)}
 	case ss != nil && ss.waits >= waitShare(set.SessionLimits.BlockingCalls):
 		return &limitError{Limit: "session_limits.blocking_calls", Max: set.SessionLimits.BlockingCalls, RuleSet: set.Name,
 			Detail: fmt.Sprintf("%d of session %s's %s", ss.waits, sess, why)}
@@ -203,9 +239,9 @@ func (t *Table) checkSocketsLocked(caller, sess string, ss *session, set *policy
 	case b.sockets+n > t.policy.MaxSockets:
 		return &limitError{Limit: "agent_limits.sockets", Max: t.policy.MaxSockets,
 			Detail: fmt.Sprintf("the agent has %d open sockets and served connections; close some first", b.sockets)}
-	case b.socketsBy[caller]+n > set.Limits.Sockets:
+	case b.of(caller).sockets+n > set.Limits.Sockets:
 		return &limitError{Limit: "limits.sockets", Max: set.Limits.Sockets, RuleSet: set.Name,
-			Detail: fmt.Sprintf("caller %q has %d open sockets and served connections; close some first", caller, b.socketsBy[caller])}
+			Detail: fmt.Sprintf("caller %q has %d open sockets and served connections; close some first", caller, b.of(caller).sockets)}
 	case ss != nil && ss.socks+n > set.SessionLimits.Sockets:
 		return &limitError{Limit: "session_limits.sockets", Max: set.SessionLimits.Sockets, RuleSet: set.Name,
 			Detail: fmt.Sprintf("session %s has %d open sockets; close some first", sess, ss.socks)}
@@ -219,34 +255,45 @@ func (a *admission) release() {
 	if a == nil {
 		return
 	}
-	a.once.Do(func() {
-		t := a.t
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		b := &t.budget
-		if a.c.blocking {
-			b.calls = max(b.calls-1, 0)
-			decrement(b.callsBy, a.caller, 1)
-			if a.sess != nil {
-				a.sess.calls--
-			}
+	t := a.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if a.released {
+		return
+	}
+	a.released = true
+	b := &t.budget
+	var d holding
+	if a.c.blocking {
+		b.calls = max(b.calls-1, 0)
+		d.calls = -1
+		if a.sess != nil {
+			a.sess.calls--
 		}
-		if a.c.waits {
-			b.waits = max(b.waits-1, 0)
-			decrement(b.waitsBy, a.caller, 1)
-			if a.sess != nil {
-				a.sess.waits--
-			}
+	}
+	if a.c.waits {
+		b.waits = max(b.waits-1, 0)
+		d.waits = -1
+		if a.sess != nil {
+			a.sess.waits--
 		}
-		t.addBytesLocked(a.caller, a.sess, -a.c.bytes)
-		if a.c.watch {
-			decrement(b.watchesBy, a.caller, 1)
+	}
+	b.bytes = max(b.bytes-a.c.bytes, 0)
+	d.bytes = -a.c.bytes
+	if a.sess != nil {
+		a.sess.bytes -= a.c.bytes
+	}
+	if a.c.watch {
+		d.watches = -1
+	}
+	if n := a.c.sockets - a.kept; n > 0 {
+		b.sockets = max(b.sockets-n, 0)
+		d.sockets = -n
+		if a.sess != nil {
+			a.sess.socks = max(a.sess.socks-n, 0)
 		}
-		if n := a.c.sockets - a.kept; n > 0 {
-			t.freeSocketsLocked(a.caller, a.sess, n)
-		}
-		a.released = true
-	})
+	}
+	b.add(a.caller, d)
 }
 
 // grow adds n bytes to what admission a holds while it lives, checked against the agent's,
@@ -295,11 +342,7 @@ func (a *admission) shrink(n int) {
 func (t *Table) addBytesLocked(caller string, ss *session, n int) {
 	b := &t.budget
 	b.bytes = max(b.bytes+n, 0)
-	if n > 0 {
-		b.bytesBy[caller] += n
-	} else if n < 0 {
-		decrement(b.bytesBy, caller, -n)
-	}
+	b.add(caller, holding{bytes: n})
 	if ss != nil {
 		ss.bytes += n
 	}
@@ -309,16 +352,8 @@ func (t *Table) addBytesLocked(caller string, ss *session, n int) {
 func (t *Table) freeSocketsLocked(owner string, ss *session, n int) {
 	b := &t.budget
 	b.sockets = max(b.sockets-n, 0)
-	decrement(b.socketsBy, owner, n)
+	b.add(owner, holding{sockets: -n})
 	if ss != nil {
 		ss.socks = max(ss.socks-n, 0)
-	}
-}
-
-func decrement(m map[string]int, k string, n int) {
-	if m[k] > n {
-		m[k] -= n
-	} else {
-		delete(m, k)
 	}
 }

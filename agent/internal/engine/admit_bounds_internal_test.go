@@ -102,7 +102,7 @@ func TestReleaseKeepsRegisteredSlots(t *testing.T) {
 	a.kept = 1 // as Table.add does for a socket it registers
 	a.release()
 	tb.mu.Lock()
-	sockets, mine, sess := tb.budget.sockets, tb.budget.socketsBy["a"], tb.sessions[s1.ID].socks
+	sockets, mine, sess := tb.budget.sockets, tb.budget.of("a").sockets, tb.sessions[s1.ID].socks
 	tb.mu.Unlock()
 	if sockets != 2 || mine != 2 || sess != 1 {
 		t.Errorf("after a release keeping 1 of 2 slots beside another socket: agent %d, caller %d, session %d; want 2, 2, 1", sockets, mine, sess)

@@ -13,7 +13,7 @@ func budgetOf(tb *Table, caller string, ss *session) (agent, mine, sess int) {
 	if ss != nil {
 		sess = ss.bytes
 	}
-	return tb.budget.bytes, tb.budget.bytesBy[caller], sess
+	return tb.budget.bytes, tb.budget.of(caller).bytes, sess
 }
 
 // TestAdmissionGrowShrink: an admission grows by bytes under the caller's limit (600 in

@@ -180,7 +180,7 @@ func wantEmpty(t *testing.T, tb *Table, what string) {
 	defer tb.mu.Unlock()
 	b := tb.budget
 	if b.calls != 0 || b.bytes != 0 || b.sockets != 0 || b.waits != 0 ||
-		len(b.callsBy) != 0 || len(b.bytesBy) != 0 || len(b.waitsBy) != 0 || len(b.socketsBy) != 0 {
+		len(b.by) != 0 {
 		t.Errorf("%s: budget %+v after every release, want empty", what, b)
 	}
 	for _, s := range tb.sessions {

@@ -32,15 +32,30 @@ var Anonymous = Caller{ID: "anonymous", Kind: "anonymous"}
 
 type callerKey struct{}
 
+// callerCtx is a context carrying an RPC's caller. Every RPC makes one: it is one allocation,
+// where context.WithValue would make two (its context, and the Caller copied into an
+// interface). Its Value answers callerKey with itself, and every other key as its parent does.
+type callerCtx struct {
+	context.Context
+	c Caller
+}
+
+func (c *callerCtx) Value(key any) any {
+	if _, ok := key.(callerKey); ok {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
 // WithCaller returns ctx carrying c.
 func WithCaller(ctx context.Context, c Caller) context.Context {
-	return context.WithValue(ctx, callerKey{}, c)
+	return &callerCtx{Context: ctx, c: c}
 }
 
 // CallerFrom returns the caller of the RPC ctx belongs to, Anonymous when none was set.
 func CallerFrom(ctx context.Context) Caller {
-	if c, ok := ctx.Value(callerKey{}).(Caller); ok {
-		return c
+	if c, ok := ctx.Value(callerKey{}).(*callerCtx); ok {
+		return c.c
 	}
 	return Anonymous
 }

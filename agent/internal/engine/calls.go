@@ -26,17 +26,25 @@ func (t *Table) timeout(d time.Duration) time.Duration {
 // sock.writeNow). When it is done (the kernel had the bytes, or the room, or an error), fn
 // does not run and no deadline or wake-up is armed: they are the cost of a call that waits,
 // about a microsecond, and most Sends and Recvs do not.
-func (t *Table) blocking(ctx context.Context, s *sock, g gate, timeout time.Duration, setDeadline func(time.Time) error, now func() (bool, error), fn func() error) error {
+func (t *Table) blocking(ctx context.Context, s *sock, g gate, timeout time.Duration, dl deadline, now func() (bool, error), fn func() error) error {
 	if err := s.busy(); err != nil {
 		return err
 	}
 	s.pending.Add(1)
+	// A call that waited is marked used as it ends (get marked its start); one that found the
+	// gate free and did not wait ends within microseconds of that mark, so it spares the clock.
+	quick := g.tryEnter()
+	mark := true
 	defer func() {
-		s.lastUsed.Store(time.Now().UnixNano())
+		if mark {
+			s.lastUsed.Store(time.Now().UnixNano())
+		}
 		s.pending.Add(-1)
 	}()
-	if err := g.enter(ctx, s.closed); err != nil {
-		return t.closedErr(s, err)
+	if !quick {
+		if err := g.enter(ctx, s.closed); err != nil {
+			return t.closedErr(s, err)
+		}
 	}
 	defer g.leave()
 	if err := ctx.Err(); err != nil {
@@ -49,6 +57,7 @@ func (t *Table) blocking(ctx context.Context, s *sock, g gate, timeout time.Dura
 	}
 	if now != nil {
 		if done, err := now(); done {
+			mark = !quick
 			return t.closedErr(s, err)
 		}
 	}
@@ -56,12 +65,12 @@ func (t *Table) blocking(ctx context.Context, s *sock, g gate, timeout time.Dura
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	if err := setDeadline(deadline); err != nil {
+	if err := dl.set(deadline); err != nil {
 		return t.closedErr(s, err)
 	}
 	woken := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
-		_ = setDeadline(time.Unix(farPastUnix, 0))
+		_ = dl.set(time.Unix(farPastUnix, 0))
 		close(woken)
 	})
 	err := fn()
@@ -72,6 +81,26 @@ func (t *Table) blocking(ctx context.Context, s *sock, g gate, timeout time.Dura
 		return context.Canceled
 	}
 	return t.closedErr(s, err)
+}
+
+// deadline sets the deadline of what a blocking call waits on. It is an interface of pointer
+// types, not a func: a method value (s.conn.SetWriteDeadline) costs an allocation on every
+// call, and blocking is on every Send's and Recv's path.
+type deadline interface{ set(time.Time) error }
+
+// readDeadline is a socket's read side.
+type readDeadline sock
+
+func (r *readDeadline) set(d time.Time) error { return (*sock)(r).setReadDeadline(d) }
+
+// writeDeadline is a socket's write side: its connection's, or its datagram socket's.
+type writeDeadline sock
+
+func (w *writeDeadline) set(d time.Time) error {
+	if s := (*sock)(w); s.conn != nil {
+		return s.conn.SetWriteDeadline(d)
+	}
+	return w.pc.SetWriteDeadline(d)
 }
 
 // closedErr says why s was closed under a blocked call: the agent stopping, or the agent
@@ -121,7 +150,7 @@ func (t *Table) Send(ctx context.Context, id string, data []byte, timeout time.D
 		return 0, wrap(err)
 	}
 	defer adm.release()
-	n, err := t.write(ctx, s, timeout, s.conn.SetWriteDeadline, data, s.conn.Write)
+	n, err := t.write(ctx, s, timeout, data, nil)
 	if err != nil {
 		t.sockError(s, err)
 		return n, wrap(err)
@@ -161,7 +190,7 @@ func (t *Table) SendTo(ctx context.Context, id, address string, data []byte, tim
 		return 0, wrap(err)
 	}
 	defer adm.release()
-	n, err := t.write(ctx, s, timeout, s.pc.SetWriteDeadline, data, func(b []byte) (int, error) { return s.pc.WriteTo(b, dst) })
+	n, err := t.write(ctx, s, timeout, data, dst)
 	if err != nil {
 		t.sockError(s, err)
 		return n, wrap(callerAddrs(err, s.network, "", address))
@@ -169,10 +198,10 @@ func (t *Table) SendTo(ctx context.Context, id, address string, data []byte, tim
 	return n, nil
 }
 
-// write runs one write of data (a Send or SendTo) under the socket's write gate, and counts it.
-// On a stream, what the send buffer takes at once is written without waiting (sock.writeNow),
-// and the rest, if any, by write.
-func (t *Table) write(ctx context.Context, s *sock, timeout time.Duration, setDeadline func(time.Time) error, data []byte, write func([]byte) (int, error)) (int, error) {
+// write runs one write of data (a Send, or a SendTo to dst) under the socket's write gate, and
+// counts it. On a stream, what the send buffer takes at once is written without waiting
+// (sock.writeNow), and the rest, if any, the usual way.
+func (t *Table) write(ctx context.Context, s *sock, timeout time.Duration, data []byte, dst net.Addr) (int, error) {
 	var n int
 	var now func() (bool, error)
 	if s.kind == KindStream && s.conn != nil {
@@ -182,8 +211,14 @@ func (t *Table) write(ctx context.Context, s *sock, timeout time.Duration, setDe
 			return ok && (err != nil || k == len(data)), err
 		}
 	}
-	err := t.blocking(ctx, s, s.writeGate, timeout, setDeadline, now, func() error {
-		k, werr := write(data[n:])
+	err := t.blocking(ctx, s, s.writeGate, timeout, (*writeDeadline)(s), now, func() error {
+		var k int
+		var werr error
+		if dst != nil {
+			k, werr = s.pc.WriteTo(data[n:], dst)
+		} else {
+			k, werr = s.conn.Write(data[n:])
+		}
 		n += k
 		return werr
 	})
@@ -220,7 +255,7 @@ func (t *Table) RecvFrom(ctx context.Context, id string, maxBytes uint32, timeou
 		data []byte
 		from string
 	)
-	err = t.blocking(ctx, s, s.readGate, timeout, s.setReadDeadline, nil, func() error {
+	err = t.blocking(ctx, s, s.readGate, timeout, (*readDeadline)(s), nil, func() error {
 		var rerr error
 		data = withBuffer(n, func(buf []byte) int {
 			var m int

@@ -71,7 +71,7 @@ func TestCloseOwner(t *testing.T) {
 		t.Errorf("the revoked owner's echo still answered %q", buf[:n])
 	}
 	tb.mu.Lock()
-	owned := tb.budget.socketsBy["token:alice"]
+	owned := tb.budget.of("token:alice").sockets
 	tb.mu.Unlock()
 	if owned != 0 {
 		t.Errorf("alice still holds %d socket slots", owned)

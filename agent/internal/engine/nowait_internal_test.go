@@ -305,3 +305,52 @@ func TestNoWaitNotForAbandonedCalls(t *testing.T) {
 	send(t, tb, ctx, cli, "next")
 	recvWant(t, tb, ctx, srv, 0, 4, "next", false) // nothing of "lost" came first
 }
+
+// TestNoWaitMarksUseAfterGateWait: a call that needs no wait at the socket spares the clock
+// at its end (its start marked the socket used), unless it first waited for the gate: then
+// the socket is marked used again as it ends, or the idle reaper would count the time it
+// queued as idle.
+func TestNoWaitMarksUseAfterGateWait(t *testing.T) {
+	t.Parallel()
+	tb := newTable(5*time.Second, 1<<20, nil)
+	defer tb.Stop()
+	ctx := WithCaller(t.Context(), Caller{ID: "a"})
+	cli, srv := streamPair(t, tb, ctx)
+	if _, err := tb.Send(ctx, cli, []byte("ping"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	tb.mu.Lock()
+	s := tb.socks[srv]
+	tb.mu.Unlock()
+	waitReadable(t, s.conn.(*net.TCPConn))
+
+	// Alone at the gate: one mark, at the start.
+	s.lastUsed.Store(1)
+	if _, _, err := tb.Recv(ctx, srv, 0, 2, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	first := s.lastUsed.Load()
+	if first <= 1 {
+		t.Fatalf("lastUsed %d after a Recv, want its start", first)
+	}
+
+	// Queued behind another holder of the gate: marked again at its end.
+	if err := s.readGate.enter(ctx, s.closed); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := tb.Recv(ctx, srv, 0, 2, time.Second)
+		done <- err
+	}()
+	waitFor(t, 5*time.Second, "the Recv queues at the gate", func() bool { return s.pending.Load() == 1 })
+	s.lastUsed.Store(1) // as if it had queued for ages
+	released := time.Now().UnixNano()
+	s.readGate.leave()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := s.lastUsed.Load(); got < released {
+		t.Errorf("lastUsed %d after a Recv that queued at the gate, want its end (>= %d)", got, released)
+	}
+}

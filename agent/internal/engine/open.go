@@ -280,8 +280,8 @@ func (t *Table) accept(ctx context.Context, id string, timeout time.Duration) (I
 		st   *tlsState
 	)
 	// A TLS listener's handshake runs inside the Accept's deadline: the one blocking set.
-	rec := &deadlineRecorder{set: dl.SetDeadline}
-	err = t.blocking(ctx, s, s.readGate, timeout, rec.setDeadline, nil, func() error {
+	rec := &deadlineRecorder{setter: dl.SetDeadline}
+	err = t.blocking(ctx, s, s.readGate, timeout, rec, nil, func() error {
 		var aerr error
 		if conn, aerr = s.ln.Accept(); aerr != nil || s.tls == nil {
 			return aerr

@@ -60,7 +60,7 @@ func (t *Table) Recv(ctx context.Context, id string, maxBytes, exact uint32, tim
 			return done, err
 		}
 	}
-	err = t.blocking(ctx, s, s.readGate, timeout, s.setReadDeadline, now, func() error {
+	err = t.blocking(ctx, s, s.readGate, timeout, (*readDeadline)(s), now, func() error {
 		switch {
 		case s.pc != nil:
 			var rerr error

@@ -78,26 +78,27 @@ func instanceFrom(ctx context.Context) string {
 // agent restarted since the caller learnt them, and the id names no socket of its: an
 // ErrUnknownSocket naming both instances (ErrAgentStopping while the agent stops).
 func (t *Table) sameInstance(ctx context.Context, id string) error {
-	e := &unknownSocketError{instance: t.instance, started: t.started}
+	var other string
+	var byHeader bool
 	if expected := instanceFrom(ctx); expected != "" {
 		if !contract.ValidInstance(expected) {
 			return BadArg(contract.ReasonInvalidArgument, "header %s: %d bytes that are no agent instance: give GetInfo.instance_id (%d hex digits) or the %d hex digits after \"s\" of a socket id, or no header",
 				contract.InstanceHeader, len(expected), contract.InstanceIDLen, contract.SocketIDInstanceLen)
 		}
 		if !contract.SameInstance(expected, t.instance) {
-			e.other, e.byHeader = expected, true
+			other, byHeader = expected, true
 		}
 	}
-	if inst, _, ok := contract.ParseSocketID(id); ok && e.other == "" && inst != contract.ShortInstance(t.instance) {
-		e.other = inst
+	if inst, _, ok := contract.ParseSocketID(id); ok && other == "" && inst != contract.ShortInstance(t.instance) {
+		other = inst
 	}
-	if e.other == "" {
+	if other == "" {
 		return nil
 	}
 	if t.isStopped() {
 		return ErrAgentStopping
 	}
-	return e
+	return &unknownSocketError{instance: t.instance, started: t.started, other: other, byHeader: byHeader}
 }
 
 // unknownSocket is the error for a socket id owner has no socket under.

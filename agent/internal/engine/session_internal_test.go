@@ -50,7 +50,7 @@ func TestAddRefusesEndedSession(t *testing.T) {
 		t.Errorf("the listener is still open: %v", err)
 	}
 	tb.mu.Lock()
-	total, owned := tb.budget.sockets, tb.budget.socketsBy["token:alice"]
+	total, owned := tb.budget.sockets, tb.budget.of("token:alice").sockets
 	tb.mu.Unlock()
 	if total != 0 || owned != 0 || tb.Len() != 0 {
 		t.Errorf("slots total %d, owned %d, sockets %d after the refusal; want none", total, owned, tb.Len())

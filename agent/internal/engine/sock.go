@@ -93,10 +93,8 @@ func newGate() gate {
 }
 
 func (g gate) enter(ctx context.Context, closed <-chan struct{}) error {
-	select {
-	case <-g: // free: a receive that cannot wait costs a fraction of the select below
+	if g.tryEnter() { // free: a receive that cannot wait costs a fraction of the select below
 		return nil
-	default:
 	}
 	select {
 	case <-g:
@@ -105,6 +103,16 @@ func (g gate) enter(ctx context.Context, closed <-chan struct{}) error {
 		return ctx.Err()
 	case <-closed:
 		return net.ErrClosed
+	}
+}
+
+// tryEnter enters g if it is free, without waiting.
+func (g gate) tryEnter() bool {
+	select {
+	case <-g:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -289,7 +289,7 @@ func TestTableSweepAdmission(t *testing.T) {
 			tb.mu.Lock()
 			b := tb.budget
 			tb.mu.Unlock()
-			if b.calls != 1 || b.sockets != 3 || b.bytes != 3*2*sweepSize || b.socketsBy["anonymous"] != 3 {
+			if b.calls != 1 || b.sockets != 3 || b.bytes != 3*2*sweepSize || b.of("anonymous").sockets != 3 {
 				t.Errorf("while sweeping: %+v, want 1 call, 3 sockets, %d bytes", b, 3*2*sweepSize)
 			}
 		}

@@ -118,7 +118,7 @@ func newTable(defaultTimeout time.Duration, maxRecv int, pol *policy.Policy) *Ta
 	}
 	return &Table{
 		defaultTimeout: defaultTimeout, maxRecv: maxRecv, policy: pol,
-		socks: map[string]*sock{}, budget: budget{callsBy: map[string]int{}, bytesBy: map[string]int{}, waitsBy: map[string]int{}, socketsBy: map[string]int{}},
+		socks: map[string]*sock{}, budget: budget{by: map[string]*holding{}},
 		sessions: map[string]*session{}, sessionsBy: map[string]map[string]*session{}, socksBy: map[string]map[string]*sock{}, reqs: map[string]*callerReqs{}, started: time.Now(),
 		reclaimed: map[string]reclaim{}, instance: newInstanceID(),
 	}
@@ -304,7 +304,10 @@ func (t *Table) Stop() {
 	t.stopTimersLocked()
 	socks := t.socks
 	t.socks, t.socksBy = map[string]*sock{}, map[string]map[string]*sock{}
-	t.budget.sockets, t.budget.socketsBy = 0, map[string]int{}
+	t.budget.sockets = 0
+	for caller, h := range t.budget.by {
+		t.budget.add(caller, holding{sockets: -h.sockets})
+	}
 	t.mu.Unlock()
 	t.events.stop()
 	for _, s := range socks { // first mark them all: a peer closed first must not look like EOF

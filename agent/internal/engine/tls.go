@@ -460,13 +460,13 @@ func serverHandshake(ctx context.Context, conn net.Conn, lst *tlsState, deadline
 // deadlineRecorder wraps a deadline setter, remembering the last deadline set, so that a
 // handshake after an Accept ends when the Accept's own timeout does.
 type deadlineRecorder struct {
-	set  func(time.Time) error
-	last atomic.Int64 // UnixNano
+	setter func(time.Time) error
+	last   atomic.Int64 // UnixNano
 }
 
-func (r *deadlineRecorder) setDeadline(d time.Time) error {
+func (r *deadlineRecorder) set(d time.Time) error {
 	r.last.Store(d.UnixNano())
-	return r.set(d)
+	return r.setter(d)
 }
 
 func (r *deadlineRecorder) deadline() time.Time { return time.Unix(0, r.last.Load()) }
