@@ -53,11 +53,10 @@ func (peerCreds) Clone() credentials.TransportCredentials { return peerCreds{} }
 
 func (peerCreds) OverrideServerName(string) error { return nil }
 
-// peerUIDOf is the uid of the peer of an RPC that came over a UNIX socket, when the kernel
+// peerUIDFrom is the uid of the peer p of an RPC that came over a UNIX socket, when the kernel
 // told it.
-func peerUIDOf(ctx context.Context) (int, bool) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
+func peerUIDFrom(p *peer.Peer) (int, bool) {
+	if p == nil {
 		return 0, false
 	}
 	pi, ok := p.AuthInfo.(peerInfo)

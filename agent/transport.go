@@ -234,8 +234,13 @@ type peerAddr struct {
 // connOf returns the limitedConn an RPC's context came from, or nil (a listener the agent did
 // not wrap).
 func connOf(ctx context.Context) *limitedConn {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
+	p, _ := peer.FromContext(ctx)
+	return connOfPeer(p)
+}
+
+// connOfPeer is connOf for the peer p of an RPC (nil for none).
+func connOfPeer(p *peer.Peer) *limitedConn {
+	if p == nil {
 		return nil
 	}
 	if a, ok := p.Addr.(*peerAddr); ok {
@@ -287,13 +292,14 @@ type tapKey struct{}
 // reader goroutine, so it does nothing that blocks.
 func (a *Agent) tapAuth(ctx context.Context, info *tap.Info) (context.Context, error) {
 	start := time.Now()
-	caller, gen, why, err := a.authenticate(ctx, info.FullMethodName)
+	p, _ := peer.FromContext(ctx)
+	caller, gen, why, err := a.authenticate(ctx, p, info.FullMethodName)
 	if err != nil {
 		a.refusals.logRPC(ctx, info.FullMethodName, caller, why, err, start)
 		return ctx, err
 	}
 	r := &tapResult{caller: caller, gen: gen, authenticated: caller.Token != "" || a.tokens.Current() == nil}
-	c := connOf(ctx)
+	c := connOfPeer(p)
 	if r.authenticated {
 		if c != nil && !c.authenticate() {
 			return ctx, errConnExpired
@@ -509,10 +515,12 @@ func (a *Agent) callerOf(ctx context.Context, method string) (c Caller, gen *Tok
 	}
 	// No tap ran: the agent has no tokens (see New), so the transport alone names the caller
 	// and every call counts as authenticated for the connection's auth timeout.
-	c, gen, why, err = a.authenticate(ctx, method)
+	// One look for the peer: the certificate, the uid and the connection all hang off it.
+	p, _ := peer.FromContext(ctx)
+	c, gen, why, err = a.authenticate(ctx, p, method)
 	authenticated = err == nil && (c.Token != "" || a.tokens.Current() == nil)
 	if authenticated {
-		if conn := connOf(ctx); conn != nil && !conn.authenticate() {
+		if conn := connOfPeer(p); conn != nil && !conn.authenticate() {
 			return c, gen, "connection past its auth timeout", false, errConnExpired
 		}
 	}
