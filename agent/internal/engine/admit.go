@@ -40,6 +40,7 @@ type budget struct {
 	waits        int // agent-wide: blocking calls waiting for a peer (claim.waits)
 	// by holds each caller's counts, one record per caller that holds anything: a call finds
 	// them with one lookup, and a caller with sockets open keeps its record between calls.
+	// New makes it.
 	by map[string]*holding
 }
 
@@ -68,9 +69,6 @@ func (b *budget) add(caller string, d holding) {
 	}
 	h := b.by[caller]
 	if h == nil {
-		if b.by == nil {
-			b.by = map[string]*holding{}
-		}
 		h = &holding{}
 		b.by[caller] = h
 	}

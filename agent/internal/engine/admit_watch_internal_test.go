@@ -47,3 +47,30 @@ func TestAdmitWatchesAndRefusedEvents(t *testing.T) {
 		t.Errorf("refused events name %q, want limits.watches then limits.sockets", got)
 	}
 }
+
+// An ended watch gives its place back: with watches: 1, the caller watches, ends it, and
+// watches again; nothing is left counted once the last one ends.
+func TestAdmitWatchReleased(t *testing.T) {
+	t.Parallel()
+	p, err := policy.Parse("p.yaml", []byte("default: {limits: {watches: 1}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := New(Config{DefaultTimeout: time.Second, MaxRecvBytes: 1 << 20, Policy: p})
+	defer tb.Stop()
+	ctx := WithCaller(context.Background(), Caller{ID: "a"})
+	for i := range 3 {
+		w := startWatch(t, tb, ctx, WatchSpec{})
+		w.stop()
+		if err := <-w.done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("watch %d ended with %v", i, err)
+		}
+		w.done <- nil // for startWatch's cleanup
+		tb.mu.Lock()
+		h := tb.budget.of("a")
+		tb.mu.Unlock()
+		if h != (holding{}) {
+			t.Fatalf("after watch %d ended the caller holds %+v, want nothing", i, h)
+		}
+	}
+}

@@ -341,7 +341,10 @@ func TestNoWaitMarksUseAfterGateWait(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := tb.Recv(ctx, srv, 0, 2, time.Second)
+		data, _, err := tb.Recv(ctx, srv, 0, 2, time.Second)
+		if err == nil && string(data) != "ng" {
+			err = fmt.Errorf("got %q, want \"ng\"", data)
+		}
 		done <- err
 	}()
 	waitFor(t, 5*time.Second, "the Recv queues at the gate", func() bool { return s.pending.Load() == 1 })
