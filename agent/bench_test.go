@@ -209,21 +209,23 @@ func BenchmarkAgentUnary(b *testing.B) {
 	}
 }
 
-// benchRatio runs fig and the two health Checks in turn, one of each per iteration so machine
-// noise hits all alike, and reports the medians and fig / bare unary (the target) and fig /
-// the agent's own Check.
+// benchRatio runs fig and the two health Checks in turn, each twice per iteration and timed
+// the second time (so that each pays for what its own kind leaves running, not the other's:
+// sockbench's alternate says why), so machine noise hits all alike, and reports the medians
+// and fig / bare unary (the target) and fig / the agent's own Check.
 func benchRatio(b *testing.B, name string, target float64, fig func(*benchEnv, *testing.B, context.Context)) {
 	e, ctx := benchSetup(b)
 	var f, bare, own []time.Duration
-	for b.Loop() {
+	timed := func(run func()) time.Duration {
+		run()
 		t0 := time.Now()
-		fig(e, b, ctx)
-		t1 := time.Now()
-		e.benchCheck(b, ctx, e.bare)
-		t2 := time.Now()
-		e.benchCheck(b, ctx, e.hc)
-		t3 := time.Now()
-		f, bare, own = append(f, t1.Sub(t0)), append(bare, t2.Sub(t1)), append(own, t3.Sub(t2))
+		run()
+		return time.Since(t0)
+	}
+	for b.Loop() {
+		f = append(f, timed(func() { fig(e, b, ctx) }))
+		bare = append(bare, timed(func() { e.benchCheck(b, ctx, e.bare) }))
+		own = append(own, timed(func() { e.benchCheck(b, ctx, e.hc) }))
 	}
 	p50f, p50bare, p50own := benchMedian(f), benchMedian(bare), benchMedian(own)
 	if p50bare <= 0 || p50own <= 0 {
@@ -244,14 +246,14 @@ func benchRatio(b *testing.B, name string, target float64, fig func(*benchEnv, *
 		p50own.Round(100*time.Nanosecond), ratioOwn, len(f))
 }
 
-// BenchmarkRatioSendRecvVsUnary: Send+Recv of 64 bytes, target p50 <= 2x a bare unary call.
+// BenchmarkRatioSendRecvVsUnary: Send+Recv of 64 bytes, target p50 <= 1.9x a bare unary call.
 func BenchmarkRatioSendRecvVsUnary(b *testing.B) {
-	benchRatio(b, "send+recv-64B", 2, (*benchEnv).benchSendRecv)
+	benchRatio(b, "send+recv-64B", 1.9, (*benchEnv).benchSendRecv)
 }
 
-// BenchmarkRatioGetInfoVsUnary: GetInfo, target p50 <= 1.2x a bare unary call.
+// BenchmarkRatioGetInfoVsUnary: GetInfo, target p50 <= 1.1x a bare unary call.
 func BenchmarkRatioGetInfoVsUnary(b *testing.B) {
-	benchRatio(b, "getinfo", 1.2, (*benchEnv).benchGetInfo)
+	benchRatio(b, "getinfo", 1.1, (*benchEnv).benchGetInfo)
 }
 
 func benchMedian(d []time.Duration) time.Duration {
