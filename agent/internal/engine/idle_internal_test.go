@@ -82,3 +82,24 @@ func TestIdleReaperOff(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleReaperInterval: the reaper looks every idle/4, never more often than every 10 ms
+// (a short idle timeout must not make it spin) nor less often than every 30 s (an agent at
+// rest costs nothing, and a socket still goes within idle + 30 s).
+func TestIdleReaperInterval(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ idle, every time.Duration }{
+		{20 * time.Millisecond, 10 * time.Millisecond},
+		{400 * time.Millisecond, 100 * time.Millisecond},
+		{time.Hour, 30 * time.Second},
+	} {
+		tb := New(Config{DefaultTimeout: time.Second, MaxRecvBytes: 1 << 20, IdleTimeout: c.idle})
+		tb.mu.Lock()
+		every := tb.reapEvery
+		tb.mu.Unlock()
+		tb.Stop()
+		if every != c.every {
+			t.Errorf("idle %v: the reaper looks every %v, want %v", c.idle, every, c.every)
+		}
+	}
+}

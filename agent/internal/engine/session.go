@@ -325,6 +325,7 @@ func (t *Table) startIdleReaper() {
 	every := min(max(t.idle/4, 10*time.Millisecond), 30*time.Second)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.reapEvery = every
 	var reap func()
 	reap = func() {
 		now := time.Now()

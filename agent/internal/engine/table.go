@@ -95,6 +95,7 @@ type Table struct {
 	sessionsBy map[string]map[string]*session
 	socksBy    map[string]map[string]*sock
 	idleTimer  *time.Timer            // the idle reaper, nil when idle <= 0
+	reapEvery  time.Duration          // how often the idle reaper looks (startIdleReaper)
 	reqs       map[string]*callerReqs // request_ids remembered, per caller
 	// reclaimed remembers the sockets the agent closed on its own (ids never come back), so
 	// that UNKNOWN_SOCKET says why; reclaimedOrder is oldest first, at most maxReclaimed.
