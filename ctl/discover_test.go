@@ -149,14 +149,7 @@ func TestDiscover(t *testing.T) {
 	// The inventory works where a file does: a matrix over the discovered agents. The served
 	// port is one the kernel had free on the target's own address (a port free on 127.0.0.1
 	// may be another test's connection on 127.0.0.2: "address already in use").
-	free, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, sport, _ := net.SplitHostPort(free.Addr().String())
-	if err := free.Close(); err != nil {
-		t.Fatal(err)
-	}
+	_, sport, _ := net.SplitHostPort(closedPortOn(t, "127.0.0.2"))
 	mfile := writeFile(t, t.TempDir(), "m.yaml", "name: discovered\nservices:\n  s: {network: tcp, port: "+sport+"}\nsources: [{zone: a}]\ntargets: [{zone: b}]\nexpect: {default: open}\n")
 	if r := run("matrix", mfile, "--inventory", "dns:agents.test:"+p); r.code != ExitOK {
 		t.Errorf("matrix over a discovered inventory: exit %d\n%s%s", r.code, r.stdout, r.stderr)

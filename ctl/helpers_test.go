@@ -69,7 +69,13 @@ func serveAgentConfig(t *testing.T, lis net.Listener, cfg agent.Config) {
 // closedPort returns a 127.0.0.1 address on which nothing listens (at least just now).
 func closedPort(t *testing.T) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	return closedPortOn(t, "127.0.0.1")
+}
+
+// closedPortOn is closedPort on host's address: a port free there a moment ago.
+func closedPortOn(t *testing.T, host string) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
