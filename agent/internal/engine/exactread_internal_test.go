@@ -15,7 +15,7 @@ import (
 
 // streamPair opens a listener, dials it and accepts, all on loopback: it returns the ids of
 // the dialled and the accepted socket.
-func streamPair(t *testing.T, tb *Table, ctx context.Context) (client, server string) {
+func streamPair(t testing.TB, tb *Table, ctx context.Context) (client, server string) {
 	t.Helper()
 	lis, err := tb.Listen(ctx, "tcp", "127.0.0.1:0", "", nil)
 	if err != nil {
@@ -30,6 +30,17 @@ func streamPair(t *testing.T, tb *Table, ctx context.Context) (client, server st
 		t.Fatal(err)
 	}
 	return cli.ID, srv.ID
+}
+
+// pairedTable is a table (newTable's arguments), stopped when the test ends, a context of
+// caller "a", and a connected TCP pair on the table (streamPair).
+func pairedTable(t testing.TB, timeout time.Duration, maxRecv int, p *policy.Policy) (tb *Table, ctx context.Context, cli, srv string) {
+	t.Helper()
+	tb = newTable(timeout, maxRecv, p)
+	t.Cleanup(tb.Stop)
+	ctx = WithCaller(t.Context(), Caller{ID: "a"})
+	cli, srv = streamPair(t, tb, ctx)
+	return tb, ctx, cli, srv
 }
 
 func send(t *testing.T, tb *Table, ctx context.Context, id, data string) {
@@ -61,10 +72,7 @@ func leftoverOf(t *testing.T, tb *Table) int64 {
 // taken; a closing socket gives its count back.
 func TestExactReadInterrupted(t *testing.T) {
 	t.Parallel()
-	tb := newTable(time.Second, 1<<20, nil)
-	defer tb.Stop()
-	ctx := WithCaller(t.Context(), Caller{ID: "a"})
-	cli, srv := streamPair(t, tb, ctx)
+	tb, ctx, cli, srv := pairedTable(t, time.Second, 1<<20, nil)
 	send(t, tb, ctx, cli, "hel")
 
 	start := time.Now()
@@ -109,10 +117,7 @@ func TestExactReadInterrupted(t *testing.T) {
 // eof; the next Recv says eof with no data.
 func TestExactReadEOF(t *testing.T) {
 	t.Parallel()
-	tb := newTable(time.Second, 1<<20, nil)
-	defer tb.Stop()
-	ctx := WithCaller(t.Context(), Caller{ID: "a"})
-	cli, srv := streamPair(t, tb, ctx)
+	tb, ctx, cli, srv := pairedTable(t, time.Second, 1<<20, nil)
 	send(t, tb, ctx, cli, "abcdef")
 	recvWant(t, tb, ctx, srv, 0, 2, "ab", false)
 	if _, err := tb.Shutdown(ctx, cli, ShutWrite); err != nil {
@@ -166,10 +171,7 @@ func TestExactReadNeedsStream(t *testing.T) {
 // cancelled RPC ends it at once with CANCELLED, not TIMEOUT; afterwards no call is pending.
 func TestRecvTimeouts(t *testing.T) {
 	t.Parallel()
-	tb := newTable(500*time.Millisecond, 1<<20, nil)
-	defer tb.Stop()
-	ctx := WithCaller(t.Context(), Caller{ID: "a"})
-	_, srv := streamPair(t, tb, ctx)
+	tb, ctx, _, srv := pairedTable(t, 500*time.Millisecond, 1<<20, nil)
 	for _, tc := range []struct {
 		timeout  time.Duration
 		min, max time.Duration
@@ -219,10 +221,7 @@ func TestReadLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := newTable(time.Second, 1000, p)
-	defer tb.Stop()
-	ctx := WithCaller(t.Context(), Caller{ID: "a"})
-	cli, srv := streamPair(t, tb, ctx)
+	tb, ctx, cli, srv := pairedTable(t, time.Second, 1000, p)
 	send(t, tb, ctx, cli, "x")
 	recvWant(t, tb, ctx, srv, 1000, 0, "x", false)
 	_, _, err = tb.Recv(ctx, srv, 1001, 0, time.Second)
@@ -311,10 +310,7 @@ func TestRecvOnSocketClosedByAgent(t *testing.T) {
 // came; an error on a connected socket names its peer's address.
 func TestRecvLargeAndNamed(t *testing.T) {
 	t.Parallel()
-	tb := newTable(time.Second, 1<<20, nil)
-	defer tb.Stop()
-	ctx := WithCaller(t.Context(), Caller{ID: "a"})
-	cli, srv := streamPair(t, tb, ctx)
+	tb, ctx, cli, srv := pairedTable(t, time.Second, 1<<20, nil)
 	send(t, tb, ctx, cli, "0123456789")
 	recvWant(t, tb, ctx, srv, defaultReadSize+1000, 0, "0123456789", false)
 	send(t, tb, ctx, cli, "ab")

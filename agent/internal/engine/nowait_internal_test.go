@@ -20,7 +20,7 @@ import (
 )
 
 // rawPair is a connected TCP pair on loopback, closed at the end of the test.
-func rawPair(t *testing.T) (a, b *net.TCPConn) {
+func rawPair(t testing.TB) (a, b *net.TCPConn) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -279,10 +279,7 @@ func TestSendPartThenWait(t *testing.T) {
 // the next Recv, and nothing reaches the peer.
 func TestNoWaitNotForAbandonedCalls(t *testing.T) {
 	t.Parallel()
-	tb := newTable(time.Second, 1<<20, nil)
-	defer tb.Stop()
-	ctx := WithCaller(t.Context(), Caller{ID: "a"})
-	cli, srv := streamPair(t, tb, ctx)
+	tb, ctx, cli, srv := pairedTable(t, time.Second, 1<<20, nil)
 	send(t, tb, ctx, cli, "kept")
 	gone, cancel := context.WithCancel(ctx)
 	cancel()
@@ -313,10 +310,7 @@ func TestNoWaitNotForAbandonedCalls(t *testing.T) {
 // queued as idle.
 func TestNoWaitMarksUseAfterGateWait(t *testing.T) {
 	t.Parallel()
-	tb := newTable(5*time.Second, 1<<20, nil)
-	defer tb.Stop()
-	ctx := WithCaller(t.Context(), Caller{ID: "a"})
-	cli, srv := streamPair(t, tb, ctx)
+	tb, ctx, cli, srv := pairedTable(t, 5*time.Second, 1<<20, nil)
 	if _, err := tb.Send(ctx, cli, []byte("ping"), time.Second); err != nil {
 		t.Fatal(err)
 	}

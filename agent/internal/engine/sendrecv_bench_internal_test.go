@@ -3,9 +3,7 @@
 package engine
 
 import (
-	"context"
 	"io"
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -17,44 +15,15 @@ import (
 // the medians and their paired ratio; the difference is the engine's lookup, admission, gate
 // and counting (about 0.8 µs, 1.38x, on the 2-core VM of docs/performance.md).
 func BenchmarkRatioEngineSendRecvVsRaw(b *testing.B) {
-	tb := newTable(time.Second, 1<<20, nil)
-	defer tb.Stop()
-	ctx, cancel := context.WithCancel(WithCaller(context.Background(), Caller{ID: "a"}))
-	defer cancel()
-	lis, err := tb.Listen(ctx, "tcp", "127.0.0.1:0", "", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cli, err := tb.Dial(ctx, "tcp", lis.Local, "", 5*time.Second, "", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := tb.Accept(ctx, lis.ID, 5*time.Second, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	rl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rl.Close()
-	ra, err := net.Dial("tcp", rl.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ra.Close()
-	rb, err := rl.Accept()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rb.Close()
+	tb, ctx, cli, srv := pairedTable(b, time.Second, 1<<20, nil)
+	ra, rb := rawPair(b)
 	payload := []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 	buf := make([]byte, len(payload))
 	engine := func() {
-		if _, err := tb.Send(ctx, cli.ID, payload, time.Second); err != nil {
+		if _, err := tb.Send(ctx, cli, payload, time.Second); err != nil {
 			b.Fatal(err)
 		}
-		data, _, err := tb.Recv(ctx, srv.ID, 0, uint32(len(payload)), time.Second)
+		data, _, err := tb.Recv(ctx, srv, 0, uint32(len(payload)), time.Second)
 		if err != nil || len(data) != len(payload) {
 			b.Fatalf("Recv: %d bytes, %v", len(data), err)
 		}
