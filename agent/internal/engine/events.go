@@ -60,7 +60,7 @@ func (k EventKind) String() string {
 
 // ClosedByCaller is the Reason of a closed event whose socket its caller closed; the agent's
 // own closes carry the cause OnReclaim gets ("session_closed", "lease_expired", "idle",
-// "revoked").
+// "revoked", "abandoned").
 const ClosedByCaller = "closed"
 
 // Event is one thing that happened on the agent.

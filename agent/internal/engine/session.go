@@ -262,8 +262,8 @@ func (t *Table) endSessionLocked(s *session) []*sock {
 }
 
 // closeAll closes sockets the agent took out of the table on its own, remembering why, and
-// reports each to t.reclaimed (cause is "session_closed", "lease_expired", "idle" or
-// "revoked").
+// reports each to t.reclaimed (cause is "session_closed", "lease_expired", "idle", "revoked"
+// or "abandoned").
 func (t *Table) closeAll(socks []*sock, cause, why string) {
 	if len(socks) == 0 {
 		return
@@ -399,7 +399,16 @@ func (t *Table) forgetRequestLocked(caller string, e *reqEntry) {
 // forgotten, so its retry runs fn again. An empty request_id always runs fn.
 func (t *Table) idempotent(ctx context.Context, op, requestID string, fn func() (Info, error)) (Info, error) {
 	if requestID == "" {
-		return fn()
+		in, err := fn()
+		if err == nil && ctx.Err() != nil {
+			// Its caller gave up while it ran: the answer reaches nobody, and without a
+			// request_id nobody can ask again. The socket was registered first, so a caller
+			// that lists its sockets after giving up finds it, or this finds the cancel: gRPC
+			// reads a connection's frames in order, the cancel before the next call.
+			t.abandoned(in.ID)
+			return Info{}, ctx.Err()
+		}
+		return in, err
 	}
 	if len(requestID) > maxRequestID {
 		return Info{}, badArg(contract.ReasonInvalidArgument, "%s: request_id is %d bytes, at most %d", op, len(requestID), maxRequestID)
@@ -442,6 +451,20 @@ func (t *Table) idempotent(ctx context.Context, op, requestID string, fn func() 
 			return e.info, nil
 		}
 		// The first call failed and was forgotten: this one runs it again.
+	}
+}
+
+// abandoned closes socket id, opened for a caller that gave up before the answer came (its
+// RPC cancelled, or past its deadline), as the agent's own close with cause "abandoned".
+func (t *Table) abandoned(id string) {
+	t.mu.Lock()
+	s, ok := t.socks[id]
+	if ok {
+		t.forgetLocked(s)
+	}
+	t.mu.Unlock()
+	if ok {
+		t.closeAll([]*sock{s}, "abandoned", "its caller gave up before the answer came (cancelled, or past its deadline); give a request_id to be able to ask again")
 	}
 }
 

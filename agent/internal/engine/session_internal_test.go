@@ -235,3 +235,54 @@ func TestRequestIDLengthBoundary(t *testing.T) {
 		t.Errorf("a %d-byte request_id: %v after %d runs; want INVALID_ARGUMENT naming 129 and 128, not run", maxRequestID+1, err, runs)
 	}
 }
+
+// TestAbandonedOpen: a socket opened for a caller that gave up before the answer came (the
+// RPC cancelled as the socket was made) is closed by the agent, as abandoned: its id would
+// reach nobody. With a request_id it stays, for the retry to get.
+func TestAbandonedOpen(t *testing.T) {
+	t.Parallel()
+	rec := &reclaims{}
+	tb := New(Config{DefaultTimeout: time.Second, MaxRecvBytes: 1 << 20, OnReclaim: rec.note})
+	defer tb.Stop()
+	base := WithCaller(context.Background(), Caller{ID: "a"})
+	open := func(requestID string) (Info, error) {
+		ctx, cancel := context.WithCancel(base)
+		defer cancel()
+		return tb.idempotent(ctx, "Listen", requestID, func() (Info, error) {
+			in, err := tb.listen(ctx, "tcp", "127.0.0.1:0", nil, nil)
+			cancel() // the caller gives up as the socket is made
+			return in, err
+		})
+	}
+	in, err := open("")
+	if !errors.Is(err, context.Canceled) || in.ID != "" {
+		t.Fatalf("an abandoned Listen: %+v, %v; want no socket, context.Canceled", in, err)
+	}
+	if n := tb.Len(); n != 0 {
+		t.Fatalf("%d sockets after an abandoned Listen, want 0", n)
+	}
+	got := rec.list()
+	if len(got) != 1 || !strings.HasSuffix(got[0], " abandoned") {
+		t.Fatalf("reclaimed %q, want one socket, abandoned", got)
+	}
+	id := strings.TrimSuffix(got[0], " abandoned")
+	if _, err := tb.GetFor(base, id); !errors.Is(err, ErrUnknownSocket) || !strings.Contains(err.Error(), "its caller gave up before the answer came") {
+		t.Errorf("a call on the abandoned socket: %v", err)
+	}
+	tb.mu.Lock()
+	h := tb.budget.of("a")
+	tb.mu.Unlock()
+	if h != (holding{}) {
+		t.Errorf("the caller holds %+v after the abandoned Listen, want nothing", h)
+	}
+
+	// With a request_id the socket stays: the retry gets it.
+	first, err := open("r1")
+	if err != nil || first.ID == "" || tb.Len() != 1 {
+		t.Fatalf("a Listen with a request_id whose caller gave up: %+v, %v, %d sockets; want the socket", first, err, tb.Len())
+	}
+	again, err := tb.Listen(base, "tcp", "127.0.0.1:0", "r1", nil)
+	if err != nil || again.ID != first.ID {
+		t.Errorf("the retry: %+v, %v; want socket %s", again, err, first.ID)
+	}
+}

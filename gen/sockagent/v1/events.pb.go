@@ -49,8 +49,9 @@ const (
 	// Timeouts, cancelled calls and refused requests are not socket errors and send none.
 	EventKind_EVENT_KIND_ERROR EventKind = 7
 	// EVENT_KIND_CLOSED: the socket closed. reason says who closed it: "closed" (its caller's
-	// Close), or the agent, "session_closed", "lease_expired", "idle" or "revoked", with message
-	// saying why; bytes_in and bytes_out are the socket's totals over its life.
+	// Close), or the agent, "session_closed", "lease_expired", "idle", "revoked" or "abandoned"
+	// (opened for a call whose caller gave up before the answer came, without a request_id),
+	// with message saying why; bytes_in and bytes_out are the socket's totals over its life.
 	EventKind_EVENT_KIND_CLOSED EventKind = 8
 	// EVENT_KIND_SESSION_ENDED: session_id ended; reason "session_closed", "lease_expired" or
 	// "revoked", message why.
