@@ -28,8 +28,10 @@ func TestDependencies(t *testing.T) {
 		{"ctl/scenario", []string{mod + "agent", mod + "gen/", "google.golang.org/grpc"}, []string{mod + "agent/contract"}},
 		// A matrix's file side is shared by sockctl matrix and the scenario's matrix step: it
 		// imports neither of them, nor makes an RPC.
-		{"ctl/matrix/spec", []string{mod + "agent", mod + "gen/", "google.golang.org/grpc", mod + "ctl/"}, []string{mod + "ctl/diag", mod + "ctl/selector"}},
+		{"ctl/matrix/spec", []string{mod + "agent", mod + "gen/", "google.golang.org/grpc", mod + "ctl/"}, []string{mod + "ctl/diag", mod + "ctl/selector", mod + "ctl/internal/yamlwalk"}},
 		{"ctl/diag", []string{mod}, nil},
+		// The YAML walk of scenario and matrix files: the two parsers' common part, nothing else.
+		{"ctl/internal/yamlwalk", []string{mod}, []string{mod + "ctl/diag"}},
 		{"ctl/selector", []string{mod}, []string{mod + "ctl/diag"}},
 		// sockctl's local agents keep no metrics: Prometheus's packages would initialise their
 		// registries at every start of every sockctl command.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/sockagent/sockagent/ctl/internal/yamlwalk"
 )
 
 // maxRefDepth bounds the nesting of ${...} inside ${...}.
@@ -101,7 +103,7 @@ func evalParts(parts []part, lookup Lookup) (string, error) {
 
 func resolve(path string, args Args, lookup Lookup) (Resolved, error) {
 	r := Resolved{Path: path, Args: make(Args, len(args))}
-	probs := problems{path: path}
+	probs := problems{yamlwalk.Problems{Path: path}}
 	for k, v := range args {
 		x, err := expand(v.Raw, lookup)
 		if err != nil {

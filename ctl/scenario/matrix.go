@@ -15,19 +15,19 @@ import (
 // checks that its selectors pick agents of the scenario: a problem is at its place in this
 // file.
 func (p *parser) matrix(a entry) *spec.File {
-	f, list, used := spec.ParseStep(p.path, a.valueNode, maxNodes-p.nodes)
-	p.nodes += used
-	if p.nodes >= maxNodes {
-		p.over = true
+	f, list, used := spec.ParseStep(p.Path, a.Value, maxNodes-p.Nodes)
+	p.Nodes += used
+	if p.Nodes > maxNodes { // the step's walker spent the budget and said so
+		p.Over = true
 	}
-	p.list = append(p.list, list...)
+	p.List = append(p.List, list...)
 	if len(list) > 0 || len(p.file.Agents) == 0 {
 		return f // selectors of a broken matrix, or without agents, say nothing more
 	}
 	if _, err := spec.Expand(f, MatrixAgents(p.file.Agents, nil)); err != nil {
 		var errs *diag.Errors
 		if errors.As(err, &errs) {
-			p.list = append(p.list, errs.List...)
+			p.List = append(p.List, errs.List...)
 		}
 	}
 	return f
@@ -80,9 +80,9 @@ func (p *parser) onList(st *Step, v *yaml.Node) {
 			p.add(s.Pos, "on: %q: a list names agents as declared, without wildcards; for a pattern write on: {LABEL: PATTERN}", s.Raw)
 			continue
 		}
-		n := len(p.list)
+		n := len(p.List)
 		p.checkOn(s)
-		if len(p.list) == n {
+		if len(p.List) == n {
 			names = append(names, s.Raw)
 		}
 	}

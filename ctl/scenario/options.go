@@ -30,13 +30,13 @@ const (
 // structured reads an argument that is a mapping or a list (options, multicast, join, leave)
 // into args; false for any other key.
 func (p *parser) structured(e entry, args Args) bool {
-	switch e.key {
+	switch e.Key {
 	case "options":
 		p.options(e, args)
 	case "multicast":
 		p.multicast(e, args)
 	case "join", "leave":
-		p.groups(e.valueNode, e.key, e.key+".", args)
+		p.groups(e.Value, e.Key, e.Key+".", args)
 	case "toxics":
 		p.toxics(e, args)
 	default:
@@ -48,25 +48,25 @@ func (p *parser) structured(e entry, args Args) bool {
 // options reads a map of socket options: each key one of contract.SocketOptions (with a
 // "did you mean" for a typo), each value a scalar of the option's kind.
 func (p *parser) options(e entry, args Args) {
-	entries, ok := p.mapping(e.valueNode, "options", "{ttl: 5, no_delay: true}")
+	entries, ok := p.mapping(e.Value, "options", "{ttl: 5, no_delay: true}")
 	if !ok {
 		return
 	}
 	known := contract.SocketOptions()
 	for _, oe := range entries {
-		if !slices.Contains(known, oe.key) {
+		if !slices.Contains(known, oe.Key) {
 			p.unknown(oe, "options", known, strings.Join(known, ", "))
 			continue
 		}
-		s, ok := p.scalarOf("option "+oe.key, oe.key, oe.valueNode)
+		s, ok := p.scalarOf("option "+oe.Key, oe.Key, oe.Value)
 		if !ok {
 			continue
 		}
-		args[OptionsPrefix+oe.key] = s
+		args[OptionsPrefix+oe.Key] = s
 		if strings.Contains(s.Raw, "${") {
 			continue
 		}
-		if err := CheckOptionValue(oe.key, s.Raw); err != nil {
+		if err := CheckOptionValue(oe.Key, s.Raw); err != nil {
 			p.add(s.Pos, "options: %v", err)
 		}
 	}
@@ -97,17 +97,17 @@ func CheckOptionValue(key, value string) error {
 
 // multicast reads {groups: [...], interface: IFACE}.
 func (p *parser) multicast(e entry, args Args) {
-	entries, ok := p.mapping(e.valueNode, "multicast", "{groups: [239.1.2.3], interface: eth0}")
+	entries, ok := p.mapping(e.Value, "multicast", "{groups: [239.1.2.3], interface: eth0}")
 	if !ok {
 		return
 	}
 	keys := []string{"groups", "interface"}
 	for _, me := range entries {
-		switch me.key {
+		switch me.Key {
 		case "groups":
-			p.groups(me.valueNode, "multicast groups", MulticastGroupsPrefix, args)
+			p.groups(me.Value, "multicast groups", MulticastGroupsPrefix, args)
 		case "interface":
-			if s, ok := p.scalar("interface", me.valueNode); ok {
+			if s, ok := p.scalar("interface", me.Value); ok {
 				args[MulticastInterface] = s
 			}
 		default:

@@ -17,11 +17,12 @@ import (
 
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/ctl/diag"
+	"github.com/sockagent/sockagent/ctl/internal/yamlwalk"
 )
 
 // maxNodes bounds the YAML nodes a file may have once aliases (*name) are followed, so that
 // a file of nested aliases cannot make Parse walk forever.
-const maxNodes = 200_000
+const maxNodes = yamlwalk.MaxNodes
 
 // MaxRepeat is the largest repeat count.
 const MaxRepeat = 100_000
@@ -82,13 +83,15 @@ var expectFor = map[string][]string{
 
 // parser walks the YAML node tree of one file.
 type parser struct {
-	problems
+	yamlwalk.Walker
 	file   *File
 	agents map[string]bool
 	meta   map[*Step]*stepMeta
-	nodes  int
-	over   bool
 }
+
+func (p *parser) add(at Pos, format string, args ...any) { p.Add(at, format, args...) }
+
+func (p *parser) err() error { return p.Err() }
 
 // stepMeta is where the parts of a step are, for the messages of the later checks.
 type stepMeta struct {
@@ -97,14 +100,14 @@ type stepMeta struct {
 }
 
 func parse(path string, data []byte) (*File, error) {
-	p := &parser{problems: problems{path: path}, meta: map[*Step]*stepMeta{}, agents: map[string]bool{}}
+	p := &parser{Walker: yamlwalk.Walker{Problems: yamlwalk.Problems{Path: path}, Limit: maxNodes}, meta: map[*Step]*stepMeta{}, agents: map[string]bool{}}
 	root, ok := p.document(data)
 	if !ok {
 		return nil, p.err()
 	}
 	p.file = &File{Path: path}
 	p.top(root)
-	if !p.over {
+	if !p.Over {
 		newChecker(p).steps(p.file.Steps, &scope{})
 	}
 	if err := p.err(); err != nil {
@@ -177,81 +180,19 @@ func (p *parser) syntax(err error, data []byte) {
 // unquotedGT matches "key: >= 1G", which YAML reads as a folded block.
 var unquotedGT = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`([A-Za-z_]+):\s+(>=?\s*[^\s,}]+)`) })
 
-func pos(n *yaml.Node) Pos { return Pos{Line: n.Line, Col: n.Column} }
+func pos(n *yaml.Node) Pos { return yamlwalk.Pos(n) }
 
-// node follows aliases and counts nodes; nil when the budget is spent.
-func (p *parser) node(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
-		n = n.Alias
-	}
-	if n == nil || n.Kind == yaml.AliasNode {
-		return nil
-	}
-	p.nodes++
-	if p.nodes > maxNodes {
-		if !p.over {
-			p.add(pos(n), "the file has more than %d YAML nodes once aliases are followed; make it smaller", maxNodes)
-		}
-		p.over = true
-		return nil
-	}
-	return n
-}
+func (p *parser) node(n *yaml.Node) *yaml.Node { return p.Node(n) }
 
 // entry is one key: value of a mapping.
-type entry struct {
-	key       string
-	keyNode   *yaml.Node
-	valueNode *yaml.Node
-}
+type entry = yamlwalk.Entry
 
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a map"
-	case yaml.SequenceNode:
-		return "a list"
-	}
-	if n.Tag == "!!null" {
-		return "empty"
-	}
-	return fmt.Sprintf("%q", n.Value)
-}
+func kindName(n *yaml.Node) string { return yamlwalk.Kind(n) }
 
-// mapping returns the entries of a mapping node, reporting duplicate and non-scalar keys. what
-// and example go into the message when n is not a mapping.
+// mapping returns the entries of a mapping node (yamlwalk's Mapping: duplicate, merge and
+// non-scalar keys reported). what and example go into the message when n is not a mapping.
 func (p *parser) mapping(n *yaml.Node, what, example string) ([]entry, bool) {
-	n = p.node(n)
-	if n == nil {
-		return nil, false
-	}
-	if n.Kind != yaml.MappingNode {
-		p.add(pos(n), "%s must be a map such as %s, not %s", what, example, kindName(n))
-		return nil, false
-	}
-	var out []entry
-	seen := map[string]Pos{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := p.node(n.Content[i]), n.Content[i+1]
-		if k == nil {
-			return nil, false
-		}
-		if k.Kind != yaml.ScalarNode {
-			p.add(pos(k), "a key of %s must be a plain word, not %s", what, kindName(k))
-			continue
-		}
-		if k.Value == "<<" {
-			p.add(pos(k), "merge keys (<<) are not supported; write the keys out")
-			continue
-		}
-		if first, dup := seen[k.Value]; dup {
-			p.add(pos(k), "duplicate key %q in %s (first at line %d)", k.Value, what, first.Line)
-			continue
-		}
-		seen[k.Value] = pos(k)
-		out = append(out, entry{key: k.Value, keyNode: k, valueNode: v})
-	}
-	return out, true
+	return p.Mapping(n, what, example)
 }
 
 // scalar reads the scalar value of key; null and collections are reported.
@@ -295,11 +236,11 @@ func (p *parser) sequence(n *yaml.Node, what, example string) ([]*yaml.Node, boo
 
 // unknown reports an unknown key with a suggestion among the known ones.
 func (p *parser) unknown(e entry, where string, known []string, listed string) {
-	msg := fmt.Sprintf("unknown key %q in %s", e.key, where)
-	if s := suggest(e.key, known); s != "" {
+	msg := fmt.Sprintf("unknown key %q in %s", e.Key, where)
+	if s := suggest(e.Key, known); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
-	p.add(pos(e.keyNode), "%s (keys: %s)", msg, listed)
+	p.add(pos(e.KeyNode), "%s (keys: %s)", msg, listed)
 }
 
 func (p *parser) top(root *yaml.Node) {
@@ -311,24 +252,24 @@ func (p *parser) top(root *yaml.Node) {
 	var agentsNode *yaml.Node
 	var stepsNode *yaml.Node
 	for _, e := range entries {
-		has[e.key] = true
-		switch e.key {
+		has[e.Key] = true
+		switch e.Key {
 		case "name":
-			if s, ok := p.scalar("name", e.valueNode); ok {
+			if s, ok := p.scalar("name", e.Value); ok {
 				p.file.Name = s.Raw
 			}
 		case "agents":
-			agentsNode = e.valueNode
+			agentsNode = e.Value
 		case "vars":
-			p.vars(e.valueNode)
+			p.vars(e.Value)
 		case "steps":
-			stepsNode = e.valueNode
+			stepsNode = e.Value
 		default:
 			p.unknown(e, "the scenario", topKeys, strings.Join(topKeys, ", "))
 		}
 	}
 	if !has["name"] {
-		p.file.Name = strings.TrimSuffix(filepath.Base(p.path), filepath.Ext(p.path))
+		p.file.Name = strings.TrimSuffix(filepath.Base(p.Path), filepath.Ext(p.Path))
 	}
 	at := pos(root)
 	if agentsNode == nil {
@@ -358,38 +299,38 @@ func (p *parser) agentList(n *yaml.Node) {
 			continue
 		}
 		if msg := checkAddress(s.Raw); msg != "" {
-			p.add(s.Pos, "agent %s: %s", e.key, msg)
+			p.add(s.Pos, "agent %s: %s", e.Key, msg)
 		}
-		p.agents[e.key] = true
-		p.file.Agents = append(p.file.Agents, Agent{Name: e.key, Address: s.Raw, Labels: labels, Pos: pos(e.keyNode)})
+		p.agents[e.Key] = true
+		p.file.Agents = append(p.file.Agents, Agent{Name: e.Key, Address: s.Raw, Labels: labels, Pos: pos(e.KeyNode)})
 	}
 }
 
 // agentEntry reads an agent's value: an address, or {address: ADDR, labels: {KEY: VALUE}}.
 func (p *parser) agentEntry(e entry) (Scalar, map[string]string, bool) {
-	v := p.node(e.valueNode)
+	v := p.node(e.Value)
 	if v == nil || v.Kind != yaml.MappingNode {
-		s, ok := p.scalarOf("agent "+e.key, e.key, e.valueNode)
+		s, ok := p.scalarOf("agent "+e.Key, e.Key, e.Value)
 		return s, nil, ok
 	}
-	fields, _ := p.mapping(v, "agent "+e.key, "{address: local, labels: {role: web}}")
+	fields, _ := p.mapping(v, "agent "+e.Key, "{address: local, labels: {role: web}}")
 	var addr *entry
 	var labels map[string]string
 	for i, f := range fields {
-		switch f.key {
+		switch f.Key {
 		case "address":
 			addr = &fields[i]
 		case "labels":
-			labels = p.labels("labels of agent "+e.key, f.valueNode)
+			labels = p.labels("labels of agent "+e.Key, f.Value)
 		default:
-			p.unknown(f, "agent "+e.key, agentKeys, strings.Join(agentKeys, ", "))
+			p.unknown(f, "agent "+e.Key, agentKeys, strings.Join(agentKeys, ", "))
 		}
 	}
 	if addr == nil {
-		p.add(pos(v), "agent %s needs an address: {address: HOST:PORT, labels: {role: web}} (or local)", e.key)
+		p.add(pos(v), "agent %s needs an address: {address: HOST:PORT, labels: {role: web}} (or local)", e.Key)
 		return Scalar{}, nil, false
 	}
-	s, ok := p.scalarOf("agent "+e.key, "address", addr.valueNode)
+	s, ok := p.scalarOf("agent "+e.Key, "address", addr.Value)
 	return s, labels, ok
 }
 
@@ -402,19 +343,19 @@ func (p *parser) labels(what string, n *yaml.Node) map[string]string {
 	}
 	out := make(map[string]string, len(entries))
 	for _, e := range entries {
-		if !labelKeyRE().MatchString(e.key) {
-			p.add(pos(e.keyNode), "a label key must be a letter or _ followed by letters, digits, _, . or -; got %q", e.key)
+		if !labelKeyRE().MatchString(e.Key) {
+			p.add(pos(e.KeyNode), "a label key must be a letter or _ followed by letters, digits, _, . or -; got %q", e.Key)
 			continue
 		}
-		s, ok := p.scalarOf("label "+e.key, e.key, e.valueNode)
+		s, ok := p.scalarOf("label "+e.Key, e.Key, e.Value)
 		if !ok {
 			continue
 		}
 		if _, err := path.Match(s.Raw, ""); err != nil {
-			p.add(s.Pos, "label %s: %q is not a valid pattern (%v)", e.key, s.Raw, err)
+			p.add(s.Pos, "label %s: %q is not a valid pattern (%v)", e.Key, s.Raw, err)
 			continue
 		}
-		out[e.key] = s.Raw
+		out[e.Key] = s.Raw
 	}
 	return out
 }
@@ -422,10 +363,10 @@ func (p *parser) labels(what string, n *yaml.Node) map[string]string {
 // checkName reports a name (of an agent or var) that is not an identifier or is reserved.
 func (p *parser) checkName(e entry, what string) {
 	switch {
-	case !identRE().MatchString(e.key):
-		p.add(pos(e.keyNode), "%s name must be a letter or _ followed by letters, digits, _ or -; got %q", what, e.key)
-	case slices.Contains(reserved, e.key):
-		p.add(pos(e.keyNode), "%q cannot be %s name: ${%s...} means something else; pick another name", e.key, what, e.key)
+	case !identRE().MatchString(e.Key):
+		p.add(pos(e.KeyNode), "%s name must be a letter or _ followed by letters, digits, _ or -; got %q", what, e.Key)
+	case slices.Contains(reserved, e.Key):
+		p.add(pos(e.KeyNode), "%q cannot be %s name: ${%s...} means something else; pick another name", e.Key, what, e.Key)
 	}
 }
 
@@ -445,14 +386,14 @@ func (p *parser) vars(n *yaml.Node) {
 	p.file.Vars = map[string]string{}
 	for _, e := range entries {
 		p.checkName(e, "a var")
-		s, ok := p.scalarOf("var "+e.key, e.key, e.valueNode)
+		s, ok := p.scalarOf("var "+e.Key, e.Key, e.Value)
 		if !ok {
 			continue
 		}
 		if strings.Contains(s.Raw, "${") {
-			p.add(s.Pos, "var %s: vars are taken as written, ${...} inside one is not expanded; write $${ for a literal ${", e.key)
+			p.add(s.Pos, "var %s: vars are taken as written, ${...} inside one is not expanded; write $${ for a literal ${", e.Key)
 		}
-		p.file.Vars[e.key] = strings.ReplaceAll(s.Raw, "$$", "$")
+		p.file.Vars[e.Key] = strings.ReplaceAll(s.Raw, "$$", "$")
 	}
 }
 
@@ -460,7 +401,7 @@ func (p *parser) vars(n *yaml.Node) {
 func (p *parser) stepList(items []*yaml.Node) []*Step {
 	var out []*Step
 	for _, it := range items {
-		if p.over {
+		if p.Over {
 			return out
 		}
 		if s := p.step(it); s != nil {
@@ -479,13 +420,13 @@ func (p *parser) step(n *yaml.Node) *Step {
 	st := &Step{Pos: pos(n)}
 	var blocks []entry
 	for _, e := range entries {
-		if e.key == "parallel" || e.key == "repeat" {
+		if e.Key == "parallel" || e.Key == "repeat" {
 			blocks = append(blocks, e)
 		}
 	}
 	switch {
 	case len(blocks) > 1:
-		p.add(pos(blocks[1].keyNode), "a step has either parallel or repeat, not both; nest one inside the other")
+		p.add(pos(blocks[1].KeyNode), "a step has either parallel or repeat, not both; nest one inside the other")
 		return nil
 	case len(blocks) == 1:
 		return p.block(st, blocks[0], entries)
@@ -495,18 +436,18 @@ func (p *parser) step(n *yaml.Node) *Step {
 
 func (p *parser) block(st *Step, b entry, entries []entry) *Step {
 	for _, e := range entries {
-		switch e.key {
-		case b.key:
+		switch e.Key {
+		case b.Key:
 		case "name":
-			if s, ok := p.scalar("name", e.valueNode); ok {
+			if s, ok := p.scalar("name", e.Value); ok {
 				st.Name = s.Raw
 			}
 		default:
-			p.add(pos(e.keyNode), "%q is not allowed in a %s block (keys: %s, name); put it on the steps inside", e.key, b.key, b.key)
+			p.add(pos(e.KeyNode), "%q is not allowed in a %s block (keys: %s, name); put it on the steps inside", e.Key, b.Key, b.Key)
 		}
 	}
-	if b.key == "parallel" {
-		items, ok := p.sequence(b.valueNode, "parallel", "[{on: a, ...}, {on: b, ...}]")
+	if b.Key == "parallel" {
+		items, ok := p.sequence(b.Value, "parallel", "[{on: a, ...}, {on: b, ...}]")
 		if !ok {
 			return nil
 		}
@@ -516,14 +457,14 @@ func (p *parser) block(st *Step, b entry, entries []entry) *Step {
 		}
 		return st
 	}
-	rentries, ok := p.mapping(b.valueNode, "repeat", "{count: 3, steps: [...]}")
+	rentries, ok := p.mapping(b.Value, "repeat", "{count: 3, steps: [...]}")
 	if !ok {
 		return nil
 	}
 	r := &Repeat{}
 	var count, steps *entry
 	for i, e := range rentries {
-		switch e.key {
+		switch e.Key {
 		case "count":
 			count = &rentries[i]
 		case "steps":
@@ -532,15 +473,15 @@ func (p *parser) block(st *Step, b entry, entries []entry) *Step {
 			p.unknown(e, "repeat", repeatKeys, "count, steps")
 		}
 	}
-	at := pos(b.keyNode)
+	at := pos(b.KeyNode)
 	if count == nil {
 		p.add(at, "repeat is missing \"count\" (how many times, 1 to %d)", MaxRepeat)
-	} else if s, ok := p.scalar("count", count.valueNode); ok {
+	} else if s, ok := p.scalar("count", count.Value); ok {
 		r.Count = p.count(s)
 	}
 	if steps == nil {
 		p.add(at, "repeat is missing \"steps\" (the steps to repeat)")
-	} else if items, ok := p.sequence(steps.valueNode, "repeat steps", "[{on: a, ...}]"); ok {
+	} else if items, ok := p.sequence(steps.Value, "repeat steps", "[{on: a, ...}]"); ok {
 		r.Steps = p.stepList(items)
 	}
 	if r.Count == 0 || len(r.Steps) == 0 {
@@ -582,22 +523,22 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 	typo := false // an unknown key looks like a misspelt action
 	for i, e := range entries {
 		switch {
-		case slices.Contains(Actions, e.key):
+		case slices.Contains(Actions, e.Key):
 			actions = append(actions, e)
-		case e.key == "on":
+		case e.Key == "on":
 			onEntry = &entries[i]
-		case e.key == "as":
+		case e.Key == "as":
 			asEntry = &entries[i]
-		case e.key == "expect":
+		case e.Key == "expect":
 			expectEntry = &entries[i]
-		case e.key == "name":
-			if s, ok := p.scalar("name", e.valueNode); ok {
+		case e.Key == "name":
+			if s, ok := p.scalar("name", e.Value); ok {
 				st.Name = s.Raw
 			}
 		default:
 			known := append(append(slices.Clone(stepKeys), Actions...), "parallel", "repeat")
 			p.unknown(e, "step", known, "on, as, name, expect, and one action")
-			typo = typo || slices.Contains(Actions, suggest(e.key, known))
+			typo = typo || slices.Contains(Actions, suggest(e.Key, known))
 		}
 	}
 	switch len(actions) {
@@ -608,13 +549,13 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 		p.add(st.Pos, "step has no action; give one of %s (or parallel/repeat for a block)", strings.Join(Actions, ", "))
 	case 1:
 	default:
-		p.add(pos(actions[1].keyNode), "step has two actions, %q and %q; a step does one thing: split it into two steps", actions[0].key, actions[1].key)
+		p.add(pos(actions[1].KeyNode), "step has two actions, %q and %q; a step does one thing: split it into two steps", actions[0].Key, actions[1].Key)
 	}
 	if len(actions) > 0 {
 		a := actions[0]
-		st.Action = a.key
-		m.action = pos(a.keyNode)
-		if a.key == "matrix" {
+		st.Action = a.Key
+		m.action = pos(a.KeyNode)
+		if a.Key == "matrix" {
 			st.Args, st.Matrix = Args{}, p.matrix(a)
 		} else {
 			st.Args = p.args(a)
@@ -622,7 +563,7 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 	}
 	switch {
 	case onEntry != nil && st.Matrix != nil:
-		p.add(pos(onEntry.keyNode), "a matrix step runs on the agents its sources and targets pick; drop on")
+		p.add(pos(onEntry.KeyNode), "a matrix step runs on the agents its sources and targets pick; drop on")
 	case onEntry != nil:
 		p.on(st, *onEntry)
 	default:
@@ -631,13 +572,13 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 		}
 	}
 	if asEntry != nil {
-		if s, ok := p.scalar("as", asEntry.valueNode); ok {
+		if s, ok := p.scalar("as", asEntry.Value); ok {
 			st.As, m.as = s.Raw, s.Pos
 			if st.OnAll != nil {
-				p.add(pos(asEntry.keyNode), "as names one socket or one result, but this step runs on every agent %s picks; drop as, or give each agent a step of its own", st.OnAll)
+				p.add(pos(asEntry.KeyNode), "as names one socket or one result, but this step runs on every agent %s picks; drop as, or give each agent a step of its own", st.OnAll)
 			}
 			if st.Action != "" && !slices.Contains(creates, st.Action) && !slices.Contains(measures, st.Action) {
-				p.add(pos(asEntry.keyNode), "as names the socket a step creates (%s) or the results of %s; %s has neither", strings.Join(creates, ", "), strings.Join(measures, " and "), st.Action)
+				p.add(pos(asEntry.KeyNode), "as names the socket a step creates (%s) or the results of %s; %s has neither", strings.Join(creates, ", "), strings.Join(measures, " and "), st.Action)
 			}
 		}
 	}
@@ -655,7 +596,7 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 // selector (picking at least one of the file's agents), a list of names, or all (unless an
 // agent is called all: then it is that agent, as before lists were).
 func (p *parser) on(st *Step, e entry) {
-	v := p.node(e.valueNode)
+	v := p.node(e.Value)
 	if v == nil {
 		return
 	}
@@ -729,61 +670,61 @@ func (p *parser) checkOn(s Scalar) {
 // args reads and checks the arguments of an action.
 func (p *parser) args(a entry) Args {
 	args := Args{}
-	v := p.node(a.valueNode)
+	v := p.node(a.Value)
 	if v == nil {
 		return args
 	}
-	spec, _ := Action(a.key) // a.key is one of Actions
+	spec, _ := Action(a.Key) // a.Key is one of Actions
 	allowed := spec.Args
 	if v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Style == 0 {
 		v = &yaml.Node{Kind: yaml.MappingNode, Line: v.Line, Column: v.Column}
 	}
-	entries, ok := p.mapping(v, a.key, fmt.Sprintf("{%s: ...}", allowed[0]))
+	entries, ok := p.mapping(v, a.Key, fmt.Sprintf("{%s: ...}", allowed[0]))
 	if !ok {
 		return args
 	}
 	var data, typos []string
 	for _, e := range entries {
-		if !slices.Contains(allowed, e.key) {
-			p.unknown(e, a.key, allowed, strings.Join(allowed, ", "))
-			typos = append(typos, suggest(e.key, allowed))
+		if !slices.Contains(allowed, e.Key) {
+			p.unknown(e, a.Key, allowed, strings.Join(allowed, ", "))
+			typos = append(typos, suggest(e.Key, allowed))
 			continue
 		}
-		if e.key == "tls" {
-			p.tlsArgs(a.key, e, args)
+		if e.Key == "tls" {
+			p.tlsArgs(a.Key, e, args)
 			continue
 		}
 		if p.structured(e, args) {
 			continue
 		}
-		s, ok := p.scalar(e.key, e.valueNode)
+		s, ok := p.scalar(e.Key, e.Value)
 		if !ok {
 			continue
 		}
-		args[e.key] = s
-		if slices.Contains(dataKeys, e.key) {
-			data = append(data, e.key)
+		args[e.Key] = s
+		if slices.Contains(dataKeys, e.Key) {
+			data = append(data, e.Key)
 			if len(data) == 2 {
-				p.add(pos(e.keyNode), "give one of data, data_hex, data_base64 or data_size, not both %s and %s", data[0], data[1])
+				p.add(pos(e.KeyNode), "give one of data, data_hex, data_base64 or data_size, not both %s and %s", data[0], data[1])
 			}
 		}
-		p.literal(a.key, e.key, s)
+		p.literal(a.Key, e.Key, s)
 	}
 	var missing []string
 	for _, k := range spec.Required {
-		given := slices.ContainsFunc(entries, func(e entry) bool { return e.key == k })
+		given := slices.ContainsFunc(entries, func(e entry) bool { return e.Key == k })
 		if _, ok := args[k]; !ok && !given && !slices.Contains(typos, k) {
 			missing = append(missing, strconv.Quote(k))
 		}
 	}
 	if len(missing) > 0 {
-		p.add(pos(a.keyNode), "%s is missing %s (required: %s)", a.key, strings.Join(missing, " and "), strings.Join(spec.Required, ", "))
+		p.add(pos(a.KeyNode), "%s is missing %s (required: %s)", a.Key, strings.Join(missing, " and "), strings.Join(spec.Required, ", "))
 	}
-	if a.key == "serve" {
+	if a.Key == "serve" {
 		p.serveArgs(a, args)
 	}
-	if (a.key == "send" || a.key == "sendto") && len(data) == 0 && !slices.ContainsFunc(typos, func(k string) bool { return slices.Contains(dataKeys, k) }) {
-		p.add(pos(a.keyNode), "%s needs a payload: give one of data, data_hex, data_base64 or data_size", a.key)
+	if (a.Key == "send" || a.Key == "sendto") && len(data) == 0 && !slices.ContainsFunc(typos, func(k string) bool { return slices.Contains(dataKeys, k) }) {
+		p.add(pos(a.KeyNode), "%s needs a payload: give one of data, data_hex, data_base64 or data_size", a.Key)
 	}
 	return args
 }
@@ -860,7 +801,7 @@ func orList(xs []string) string {
 // expect reads and checks the expectations of a step.
 func (p *parser) expect(action string, e entry) Args {
 	out := Args{}
-	v := p.node(e.valueNode)
+	v := p.node(e.Value)
 	if v == nil {
 		return out
 	}
@@ -873,30 +814,30 @@ func (p *parser) expect(action string, e entry) Args {
 	}
 	var data []string
 	for _, x := range entries {
-		if !slices.Contains(ExpectKeys, x.key) {
+		if !slices.Contains(ExpectKeys, x.Key) {
 			p.unknown(x, "expect", ExpectKeys, strings.Join(expectKeysFor(action), ", "))
 			continue
 		}
-		s, ok := p.scalar(x.key, x.valueNode)
+		s, ok := p.scalar(x.Key, x.Value)
 		if !ok {
 			continue
 		}
-		out[x.key] = s
-		p.expectLiteral(action, x.key, s)
-		if acts, ok := expectFor[x.key]; ok && action != "" && !slices.Contains(acts, action) {
-			p.add(pos(x.keyNode), "expect %s applies to %s, not to %s", x.key, orList(acts), action)
+		out[x.Key] = s
+		p.expectLiteral(action, x.Key, s)
+		if acts, ok := expectFor[x.Key]; ok && action != "" && !slices.Contains(acts, action) {
+			p.add(pos(x.KeyNode), "expect %s applies to %s, not to %s", x.Key, orList(acts), action)
 		}
-		if x.key == "data" || x.key == "data_hex" || x.key == "data_base64" {
-			data = append(data, x.key)
+		if x.Key == "data" || x.Key == "data_hex" || x.Key == "data_base64" {
+			data = append(data, x.Key)
 			if len(data) == 2 {
-				p.add(pos(x.keyNode), "expect one of data, data_hex or data_base64, not both %s and %s", data[0], data[1])
+				p.add(pos(x.KeyNode), "expect one of data, data_hex or data_base64, not both %s and %s", data[0], data[1])
 			}
 		}
 	}
 	if _, ok := out["error"]; ok {
 		for _, x := range entries {
-			if x.key != "error" && x.key != "within" && slices.Contains(ExpectKeys, x.key) {
-				p.add(pos(x.keyNode), "expect error cannot be combined with %s: a step that fails has no result to check (only within may go with error)", x.key)
+			if x.Key != "error" && x.Key != "within" && slices.Contains(ExpectKeys, x.Key) {
+				p.add(pos(x.KeyNode), "expect error cannot be combined with %s: a step that fails has no result to check (only within may go with error)", x.Key)
 			}
 		}
 	}

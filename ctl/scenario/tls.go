@@ -74,35 +74,35 @@ func (p *parser) tlsArgs(action string, e entry, args Args) {
 		keys = tlsServerKeys
 	}
 	what := action + ".tls"
-	entries, ok := p.mapping(e.valueNode, what, "{ca: ca.pem}")
+	entries, ok := p.mapping(e.Value, what, "{ca: ca.pem}")
 	if !ok {
 		return
 	}
-	args["tls"] = Scalar{Pos: pos(e.keyNode)}
+	args["tls"] = Scalar{Pos: pos(e.KeyNode)}
 	for _, te := range entries {
-		if !slices.Contains(keys, te.key) {
+		if !slices.Contains(keys, te.Key) {
 			p.unknown(te, what, keys, strings.Join(keys, ", "))
 			continue
 		}
 		var s Scalar
-		if te.key == "alpn" {
-			s, ok = p.alpn(what, te.valueNode)
+		if te.Key == "alpn" {
+			s, ok = p.alpn(what, te.Value)
 		} else {
-			s, ok = p.scalarOf(what+"."+te.key, te.key, te.valueNode)
+			s, ok = p.scalarOf(what+"."+te.Key, te.Key, te.Value)
 		}
 		if !ok {
 			continue
 		}
-		args["tls."+te.key] = s
-		p.tlsLiteral(what, te.key, s)
+		args["tls."+te.Key] = s
+		p.tlsLiteral(what, te.Key, s)
 	}
 	_, cert := args["tls.cert"]
 	_, key := args["tls.key"]
 	switch {
 	case action == "listen" && (!cert || !key):
-		p.add(pos(e.keyNode), "%s needs cert and key (PEM files; ca, when given, requires client certificates)", what)
+		p.add(pos(e.KeyNode), "%s needs cert and key (PEM files; ca, when given, requires client certificates)", what)
 	case cert != key:
-		p.add(pos(e.keyNode), "%s: a client certificate needs both cert and key", what)
+		p.add(pos(e.KeyNode), "%s: a client certificate needs both cert and key", what)
 	}
 }
 
@@ -146,7 +146,7 @@ func (p *parser) tlsLiteral(what, key string, s Scalar) {
 	case "insecure_skip_verify":
 		_, err = parseBool(raw)
 	case "ca", "cert", "key":
-		err = checkPEMFile(filepath.Dir(p.path), raw)
+		err = checkPEMFile(filepath.Dir(p.Path), raw)
 	}
 	if err != nil {
 		p.add(s.Pos, "%s.%s: %v", what, key, err)

@@ -535,7 +535,7 @@ var toxicKeys = func() []string {
 // toxics reads a list of toxic maps, [{latency: 50ms, jitter: 5ms}, {timeout}]; an empty list
 // (the toxics action's "remove every toxic") is allowed.
 func (p *parser) toxics(e entry, args Args) {
-	n := p.node(e.valueNode)
+	n := p.node(e.Value)
 	if n == nil {
 		return
 	}
@@ -560,23 +560,23 @@ func (p *parser) toxic(n *yaml.Node, prefix string, args Args) {
 	var pairs []ToxicPair
 	literal := true
 	for _, te := range entries {
-		if !slices.Contains(toxicKeys, te.key) {
+		if !slices.Contains(toxicKeys, te.Key) {
 			p.unknown(te, "a toxic", toxicKeys, "a kind ("+strings.Join(ToxicKinds, ", ")+") and its parameters, toxicity, name, direction")
 			return
 		}
-		v := p.node(te.valueNode)
+		v := p.node(te.Value)
 		if v == nil {
 			return
 		}
 		s := Scalar{Pos: pos(v)}
 		if v.Kind != yaml.ScalarNode || v.Tag != "!!null" || v.Style != 0 {
-			if s, ok = p.scalarOf("toxic "+te.key, te.key, v); !ok {
+			if s, ok = p.scalarOf("toxic "+te.Key, te.Key, v); !ok {
 				return
 			}
 		}
-		args[prefix+"."+te.key] = s
+		args[prefix+"."+te.Key] = s
 		literal = literal && !strings.Contains(s.Raw, "${")
-		pairs = append(pairs, ToxicPair{Key: te.key, Value: strings.ReplaceAll(s.Raw, "$$", "$")})
+		pairs = append(pairs, ToxicPair{Key: te.Key, Value: strings.ReplaceAll(s.Raw, "$$", "$")})
 	}
 	if !literal {
 		return
@@ -595,7 +595,7 @@ func (p *parser) serveArgs(a entry, args Args) {
 	}
 	if b.Raw == "proxy" {
 		if _, ok := args["upstream"]; !ok {
-			p.add(pos(a.keyNode), "serve with behaviour proxy needs upstream, the address it forwards to, such as upstream: \"127.0.0.1:${echo.local_port}\"")
+			p.add(pos(a.KeyNode), "serve with behaviour proxy needs upstream, the address it forwards to, such as upstream: \"127.0.0.1:${echo.local_port}\"")
 		}
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sockagent/sockagent/ctl/diag"
+	"github.com/sockagent/sockagent/ctl/internal/yamlwalk"
 )
 
 // Plan is an expanded matrix: the agents it uses and its cells with their expectations.
@@ -30,7 +31,7 @@ func Expand(f *File, agents []Agent) (*Plan, error) {
 	}
 	agents = slices.Clone(agents)
 	slices.SortFunc(agents, func(a, b Agent) int { return NaturalCompare(a.Name, b.Name) })
-	p := &parser{path: f.Path}
+	p := &parser{Walker: yamlwalk.Walker{Problems: yamlwalk.Problems{Path: f.Path}}}
 	names := make([]string, len(agents))
 	for i, a := range agents {
 		names[i] = a.Name

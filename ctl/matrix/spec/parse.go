@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sockagent/sockagent/ctl/diag"
+	"github.com/sockagent/sockagent/ctl/internal/yamlwalk"
 )
 
 var (
@@ -37,8 +38,6 @@ const (
 	maxServices = 64
 	// MaxCells bounds the cells of one matrix.
 	MaxCells = 1_000_000
-	// maxNodes bounds the YAML nodes once aliases are followed.
-	maxNodes = 200_000
 	// maxConcurrency, maxAttempts, maxWait: the agent's own bounds of a sweep.
 	maxConcurrency = 1024
 	maxAttempts    = 10
@@ -65,111 +64,37 @@ func IsMatrix(data []byte) bool {
 
 // parser walks the YAML of one file, collecting problems.
 type parser struct {
-	path  string
-	list  []diag.Error
-	nodes int
-	limit int // the nodes it may walk
-	file  *File
+	yamlwalk.Walker
+	file *File
 }
 
-func (p *parser) add(at diag.Pos, format string, args ...any) {
-	p.list = append(p.list, diag.Error{Path: p.path, Pos: at, Msg: fmt.Sprintf(format, args...)})
-}
+func (p *parser) add(at diag.Pos, format string, args ...any) { p.Add(at, format, args...) }
 
-// maxProblems bounds the problems reported for one file.
-const maxProblems = 50
+func (p *parser) err() error { return p.Err() }
 
-// err returns the problems in file order, each once, at most maxProblems, or nil.
-func (p *parser) err() error {
-	if len(p.list) == 0 {
-		return nil
-	}
-	slices.SortStableFunc(p.list, func(a, b diag.Error) int {
-		if a.Pos.Line != b.Pos.Line {
-			return a.Pos.Line - b.Pos.Line
-		}
-		return a.Pos.Col - b.Pos.Col
-	})
-	list := slices.Compact(p.list)
-	if n := len(list); n > maxProblems {
-		list = append(list[:maxProblems-1], diag.Error{Path: p.path, Pos: list[maxProblems-2].Pos,
-			Msg: fmt.Sprintf("too many problems (%d in all); fix these and run again", n)})
-	}
-	return &diag.Errors{List: list}
-}
+func (p *parser) node(n *yaml.Node) *yaml.Node { return p.Node(n) }
 
-func pos(n *yaml.Node) diag.Pos { return diag.Pos{Line: n.Line, Col: n.Column} }
+func pos(n *yaml.Node) diag.Pos { return yamlwalk.Pos(n) }
 
-// node follows an alias (to its anchored node, never itself an alias) and counts nodes; nil
-// once the budget is spent.
-func (p *parser) node(n *yaml.Node) *yaml.Node {
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	if p.nodes++; p.nodes == p.limit {
-		p.add(pos(n), "the file has more than %d YAML nodes once aliases are followed; make it smaller", maxNodes)
-	}
-	if p.nodes >= p.limit {
-		return nil
-	}
-	return n
-}
+func kindName(n *yaml.Node) string { return yamlwalk.Kind(n) }
 
-type entry struct {
-	key      string
-	keyNode  *yaml.Node
-	valueNod *yaml.Node
-}
+type entry = yamlwalk.Entry
 
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a map"
-	case yaml.SequenceNode:
-		return "a list"
-	}
-	if n.Tag == "!!null" {
-		return "empty"
-	}
-	return fmt.Sprintf("%q", n.Value)
-}
-
-// mapping returns the entries of a map, reporting keys that are not in known (with a "did
-// you mean") and duplicates.
+// mapping returns the entries of a map (yamlwalk's Mapping), reporting keys that are not in
+// known (with a "did you mean"); nil when there are none.
 func (p *parser) mapping(n *yaml.Node, what, example string, known []string) []entry {
-	n = p.node(n)
-	if n == nil {
-		return nil
-	}
-	if n.Kind != yaml.MappingNode {
-		p.add(pos(n), "%s must be a map such as %s, not %s", what, example, kindName(n))
-		return nil
-	}
+	entries, _ := p.Mapping(n, what, example)
 	var out []entry
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := p.node(n.Content[i])
-		if k == nil {
-			return nil
-		}
-		if k.Kind != yaml.ScalarNode {
-			p.add(pos(k), "a key of %s must be a plain word, not %s", what, kindName(k))
-			continue
-		}
-		if line, dup := seen[k.Value]; dup {
-			p.add(pos(k), "duplicate key %q in %s (first at line %d)", k.Value, what, line)
-			continue
-		}
-		seen[k.Value] = k.Line
-		if known != nil && !slices.Contains(known, k.Value) {
-			msg := fmt.Sprintf("unknown key %q in %s", k.Value, what)
-			if s := diag.Suggest(k.Value, known); s != "" {
+	for _, e := range entries {
+		if known != nil && !slices.Contains(known, e.Key) {
+			msg := fmt.Sprintf("unknown key %q in %s", e.Key, what)
+			if s := diag.Suggest(e.Key, known); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
-			p.add(pos(k), "%s (keys: %s)", msg, strings.Join(known, ", "))
+			p.add(pos(e.KeyNode), "%s (keys: %s)", msg, strings.Join(known, ", "))
 			continue
 		}
-		out = append(out, entry{key: k.Value, keyNode: k, valueNod: n.Content[i+1]})
+		out = append(out, e)
 	}
 	return out
 }
@@ -191,7 +116,7 @@ func (p *parser) scalar(what string, n *yaml.Node) (string, *yaml.Node, bool) {
 // Selectors naming agents the file does not declare are checked by Expand, which knows the
 // inventory's agents too.
 func Parse(path string, data []byte) (*File, error) {
-	p := &parser{path: path, file: &File{Path: path}, limit: maxNodes}
+	p := &parser{Walker: yamlwalk.Walker{Problems: yamlwalk.Problems{Path: path}, Limit: yamlwalk.MaxNodes}, file: &File{Path: path}}
 	root, ok := p.document(data)
 	if ok {
 		p.top(root)
@@ -232,13 +157,13 @@ func (p *parser) document(data []byte) (*yaml.Node, bool) {
 // problems it found, at their places in the scenario file, and the nodes it walked. Selectors
 // are checked against the agents by Expand.
 func ParseStep(path string, n *yaml.Node, budget int) (*File, []diag.Error, int) {
-	p := &parser{path: path, file: &File{Path: path}, limit: budget}
+	p := &parser{Walker: yamlwalk.Walker{Problems: yamlwalk.Problems{Path: path}, Limit: budget}, file: &File{Path: path}}
 	p.body(n, "a matrix step", "{services: {web: {network: tcp, port: 8080}}, sources: [all], targets: [all], expect: {default: open}}", stepKeys)
-	return p.file, p.list, p.nodes
+	return p.file, p.List, p.Nodes
 }
 
 func (p *parser) top(root *yaml.Node) {
-	p.file.Name = strings.TrimSuffix(filepath.Base(p.path), filepath.Ext(p.path))
+	p.file.Name = strings.TrimSuffix(filepath.Base(p.Path), filepath.Ext(p.Path))
 	p.body(root, "a matrix", "{name: ..., services: {...}, sources: [all], targets: [all], expect: {default: open}}", topKeys)
 }
 
@@ -253,24 +178,24 @@ func (p *parser) body(root *yaml.Node, what, example string, known []string) {
 	}
 	has := map[string]bool{}
 	for _, e := range entries {
-		has[e.key] = true
-		switch e.key {
+		has[e.Key] = true
+		switch e.Key {
 		case "name":
-			if s, _, ok := p.scalar("name", e.valueNod); ok {
+			if s, _, ok := p.scalar("name", e.Value); ok {
 				p.file.Name = s
 			}
 		case "agents":
-			p.agents(e.valueNod)
+			p.agents(e.Value)
 		case "services":
-			p.services(e.valueNod)
+			p.services(e.Value)
 		case "sources":
-			p.file.Sources = p.selectors("sources", e.valueNod)
+			p.file.Sources = p.selectors("sources", e.Value)
 		case "targets":
-			p.file.Targets = p.selectors("targets", e.valueNod)
+			p.file.Targets = p.selectors("targets", e.Value)
 		case "expect":
-			p.expect(e.valueNod)
+			p.expect(e.Value)
 		case "probe":
-			p.probe(e.valueNod)
+			p.probe(e.Value)
 		}
 	}
 	for _, k := range []string{"services", "sources", "targets", "expect"} {
@@ -287,29 +212,29 @@ func (p *parser) agents(n *yaml.Node) {
 		return
 	}
 	for _, e := range entries {
-		if !identRE().MatchString(e.key) {
-			p.add(pos(e.keyNode), "an agent name must be a letter or _ followed by letters, digits, _, . or -; got %q", e.key)
+		if !identRE().MatchString(e.Key) {
+			p.add(pos(e.KeyNode), "an agent name must be a letter or _ followed by letters, digits, _, . or -; got %q", e.Key)
 			continue
 		}
-		a := Agent{Name: e.key}
-		v := p.node(e.valueNod)
+		a := Agent{Name: e.Key}
+		v := p.node(e.Value)
 		if v == nil {
 			continue
 		}
 		if v.Kind == yaml.MappingNode {
-			for _, f := range p.mapping(v, "agent "+e.key, "{address: 10.77.0.3:7700, labels: {role: db}}", agentKeys) {
-				switch f.key {
+			for _, f := range p.mapping(v, "agent "+e.Key, "{address: 10.77.0.3:7700, labels: {role: db}}", agentKeys) {
+				switch f.Key {
 				case "address":
-					a.Address, _, _ = p.scalar("address", f.valueNod)
+					a.Address, _, _ = p.scalar("address", f.Value)
 				case "labels":
-					a.Labels = p.labels("labels of agent "+e.key, f.valueNod)
+					a.Labels = p.labels("labels of agent "+e.Key, f.Value)
 				}
 			}
 		} else {
-			a.Address, _, _ = p.scalar("agent "+e.key, v)
+			a.Address, _, _ = p.scalar("agent "+e.Key, v)
 		}
 		if msg := CheckAddress(a.Address); msg != "" {
-			p.add(pos(v), "agent %s: %s", e.key, msg)
+			p.add(pos(v), "agent %s: %s", e.Key, msg)
 		}
 		p.file.Agents = append(p.file.Agents, a)
 	}
@@ -323,16 +248,16 @@ func CheckAddress(a string) string { return diag.AgentAddress(a) }
 func (p *parser) labels(what string, n *yaml.Node) map[string]string {
 	out := map[string]string{}
 	for _, e := range p.mapping(n, what, "{role: web, zone: a}", nil) {
-		if !identRE().MatchString(e.key) {
-			p.add(pos(e.keyNode), "a label key must be a letter or _ followed by letters, digits, _, . or -; got %q", e.key)
+		if !identRE().MatchString(e.Key) {
+			p.add(pos(e.KeyNode), "a label key must be a letter or _ followed by letters, digits, _, . or -; got %q", e.Key)
 			continue
 		}
-		if v, vn, ok := p.scalar("label "+e.key, e.valueNod); ok {
+		if v, vn, ok := p.scalar("label "+e.Key, e.Value); ok {
 			if _, err := path.Match(v, ""); err != nil {
-				p.add(pos(vn), "label %s: %q is not a valid pattern (%v)", e.key, v, err)
+				p.add(pos(vn), "label %s: %q is not a valid pattern (%v)", e.Key, v, err)
 				continue
 			}
-			out[e.key] = v
+			out[e.Key] = v
 		}
 	}
 	return out
@@ -348,22 +273,22 @@ func (p *parser) services(n *yaml.Node) {
 		return
 	}
 	for _, e := range entries {
-		s := Service{Name: e.key, Pos: pos(e.keyNode)}
-		if !identRE().MatchString(e.key) || e.key == "all" {
-			p.add(pos(e.keyNode), "a service name must be a letter or _ followed by letters, digits, _, . or -, and not \"all\"; got %q", e.key)
+		s := Service{Name: e.Key, Pos: pos(e.KeyNode)}
+		if !identRE().MatchString(e.Key) || e.Key == "all" {
+			p.add(pos(e.KeyNode), "a service name must be a letter or _ followed by letters, digits, _, . or -, and not \"all\"; got %q", e.Key)
 		}
-		fields := p.mapping(e.valueNod, "service "+e.key, "{network: tcp, port: 8080}", serviceKeys)
+		fields := p.mapping(e.Value, "service "+e.Key, "{network: tcp, port: 8080}", serviceKeys)
 		given := map[string]bool{}
 		for _, f := range fields {
-			given[f.key] = true
-			v, vn, ok := p.scalar(f.key, f.valueNod)
+			given[f.Key] = true
+			v, vn, ok := p.scalar(f.Key, f.Value)
 			if !ok {
 				continue
 			}
-			switch f.key {
+			switch f.Key {
 			case "network":
 				if !slices.Contains(networks, v) {
-					msg := fmt.Sprintf("service %s: network %q is not one of %s", e.key, v, strings.Join(networks, ", "))
+					msg := fmt.Sprintf("service %s: network %q is not one of %s", e.Key, v, strings.Join(networks, ", "))
 					if s := diag.Suggest(v, networks); s != "" {
 						msg += fmt.Sprintf("; did you mean %q?", s)
 					}
@@ -373,13 +298,13 @@ func (p *parser) services(n *yaml.Node) {
 			case "port":
 				port, err := strconv.Atoi(v)
 				if err != nil || port < 1 || port > 65535 {
-					p.add(pos(vn), "service %s: port %q is not a number from 1 to 65535", e.key, v)
+					p.add(pos(vn), "service %s: port %q is not a number from 1 to 65535", e.Key, v)
 				}
 				s.Port = port
 			}
 		}
 		if fields != nil && (!given["network"] || !given["port"]) {
-			p.add(pos(e.keyNode), "service %s needs network and port, e.g. {network: tcp, port: 8080}", e.key)
+			p.add(pos(e.KeyNode), "service %s needs network and port, e.g. {network: tcp, port: 8080}", e.Key)
 		}
 		p.file.Services = append(p.file.Services, s)
 	}
@@ -448,13 +373,13 @@ func (p *parser) verdict(what string, n *yaml.Node) (Verdict, bool) {
 func (p *parser) expect(n *yaml.Node) {
 	p.file.Default = Open
 	for _, e := range p.mapping(n, "expect", "{default: open, rules: [...]}", expectKeys) {
-		switch e.key {
+		switch e.Key {
 		case "default":
-			if v, ok := p.verdict("expect.default", e.valueNod); ok {
+			if v, ok := p.verdict("expect.default", e.Value); ok {
 				p.file.Default = v
 			}
 		case "rules":
-			rn := p.node(e.valueNod)
+			rn := p.node(e.Value)
 			if rn == nil {
 				continue
 			}
@@ -473,16 +398,16 @@ func (p *parser) rule(n *yaml.Node) {
 	r := Rule{Pos: pos(n)}
 	has := map[string]bool{}
 	for _, e := range p.mapping(n, "a rule", "{from: all, to: {role: db}, service: web, expect: filtered}", ruleKeys) {
-		has[e.key] = true
-		switch e.key {
+		has[e.Key] = true
+		switch e.Key {
 		case "from":
-			r.From = p.selectors("from", e.valueNod)
+			r.From = p.selectors("from", e.Value)
 		case "to":
-			r.To = p.selectors("to", e.valueNod)
+			r.To = p.selectors("to", e.Value)
 		case "service":
-			r.Services = p.serviceRefs(e.valueNod)
+			r.Services = p.serviceRefs(e.Value)
 		case "expect":
-			r.Expect, _ = p.verdict("expect", e.valueNod)
+			r.Expect, _ = p.verdict("expect", e.Value)
 		}
 	}
 	if !has["expect"] {
@@ -536,21 +461,21 @@ func (p *parser) serviceRefs(n *yaml.Node) []string {
 func (p *parser) probe(n *yaml.Node) {
 	pr := &p.file.Probe
 	for _, e := range p.mapping(n, "probe", "{concurrency: 64, timeout: 1s, attempts: 2, spacing: 100ms, pace: 500}", probeKeys) {
-		v, vn, ok := p.scalar("probe."+e.key, e.valueNod)
+		v, vn, ok := p.scalar("probe."+e.Key, e.Value)
 		if !ok {
 			continue
 		}
-		switch e.key {
+		switch e.Key {
 		case "concurrency":
-			pr.Concurrency = p.count(e.key, v, vn, 1, maxConcurrency)
+			pr.Concurrency = p.count(e.Key, v, vn, 1, maxConcurrency)
 		case "attempts":
-			pr.Attempts = p.count(e.key, v, vn, 2, maxAttempts)
+			pr.Attempts = p.count(e.Key, v, vn, 2, maxAttempts)
 		case "pace":
-			pr.Pace = p.count(e.key, v, vn, 1, maxPace)
+			pr.Pace = p.count(e.Key, v, vn, 1, maxPace)
 		case "timeout":
-			pr.Timeout = p.duration(e.key, v, vn, maxTimeout)
+			pr.Timeout = p.duration(e.Key, v, vn, maxTimeout)
 		case "spacing":
-			pr.Spacing = p.duration(e.key, v, vn, maxSpacing)
+			pr.Spacing = p.duration(e.Key, v, vn, maxSpacing)
 		}
 	}
 }

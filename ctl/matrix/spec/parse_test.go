@@ -10,6 +10,7 @@ import (
 
 	"github.com/sockagent/sockagent/agent/contract"
 	"github.com/sockagent/sockagent/ctl/diag"
+	"github.com/sockagent/sockagent/ctl/internal/yamlwalk"
 )
 
 const goodFile = `name: web tier
@@ -146,7 +147,7 @@ func TestNetworksProbed(t *testing.T) {
 func TestBudgets(t *testing.T) {
 	t.Parallel()
 	head := "services: {web: {network: tcp, port: 1}}\ntargets: [all]\nexpect: {}\nsources: ["
-	_, err := Parse("big.yaml", []byte(head+strings.Repeat("a, ", maxNodes)+"a]\n"))
+	_, err := Parse("big.yaml", []byte(head+strings.Repeat("a, ", yamlwalk.MaxNodes)+"a]\n"))
 	if err == nil || !strings.Contains(err.Error(), "big.yaml:4:") || !strings.Contains(err.Error(), "more than 200000 YAML nodes") {
 		t.Fatalf("got %v, want the node budget", err)
 	}
@@ -158,13 +159,13 @@ func TestBudgets(t *testing.T) {
 	// An alias repeats a node: its problem is reported once.
 	_, err = Parse("many.yaml", []byte(head+"&l [a], *l]\n"+many.String()))
 	var errs *diag.Errors
-	if !errors.As(err, &errs) || len(errs.List) != maxProblems {
-		t.Fatalf("got %v, want %d problems", err, maxProblems)
+	if !errors.As(err, &errs) || len(errs.List) != yamlwalk.MaxProblems {
+		t.Fatalf("got %v, want %d problems", err, yamlwalk.MaxProblems)
 	}
 	if strings.Count(err.Error(), "not a list") != 1 {
 		t.Errorf("the same problem twice at one place:\n%v", err)
 	}
-	if last := errs.List[maxProblems-1]; last.Msg != "too many problems (61 in all); fix these and run again" || last.Pos != errs.List[maxProblems-2].Pos {
+	if last := errs.List[yamlwalk.MaxProblems-1]; last.Msg != "too many problems (61 in all); fix these and run again" || last.Pos != errs.List[yamlwalk.MaxProblems-2].Pos {
 		t.Errorf("last problem %+v", last)
 	}
 }
@@ -220,7 +221,7 @@ func TestParseBounds(t *testing.T) {
 	}
 	_, err := Parse("p.yaml", []byte("name: x\n"+b.String()))
 	var errs *diag.Errors
-	if !errors.As(err, &errs) || len(errs.List) != maxProblems || strings.Contains(err.Error(), "too many") {
+	if !errors.As(err, &errs) || len(errs.List) != yamlwalk.MaxProblems || strings.Contains(err.Error(), "too many") {
 		t.Errorf("50 problems: %v", err)
 	}
 }
