@@ -88,6 +88,7 @@ func TestParseInvalid(t *testing.T) {
 		{"missing keys", "name: x\n"},
 		{"unknown key", base + "sevrices: {}\n"},
 		{"duplicate key", base + "name: a\nname: b\n"},
+		{"merge key", "x: &web {network: tcp}\n" + base + "probe: {<<: *web}\n"},
 		{"bad agent name", "agents: {1h: local}\n" + base},
 		{"agent without port", "agents: {h1: 10.0.0.1}\n" + base},
 		{"agent bad port", "agents: {h1: \"10.0.0.1:99999\"}\n" + base},
