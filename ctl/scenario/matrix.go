@@ -8,6 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sockagent/sockagent/ctl/diag"
+	"github.com/sockagent/sockagent/ctl/internal/yamlwalk"
 	"github.com/sockagent/sockagent/ctl/matrix/spec"
 )
 
@@ -61,7 +62,7 @@ func (p *parser) matrixExpect(expect Args) {
 // once.
 func (p *parser) onList(st *Step, v *yaml.Node) {
 	if len(v.Content) == 0 {
-		p.add(pos(v), "on: an empty list picks no agent; name agents, such as on: [a, b], or write all")
+		p.add(yamlwalk.Pos(v), "on: an empty list picks no agent; name agents, such as on: [a, b], or write all")
 		return
 	}
 	var names []string
@@ -87,7 +88,7 @@ func (p *parser) onList(st *Step, v *yaml.Node) {
 		}
 	}
 	if len(names) == len(v.Content) { // (not empty: that returned above)
-		st.OnAll = &Selector{Names: names, Pos: pos(v)}
+		st.OnAll = &Selector{Names: names, Pos: yamlwalk.Pos(v)}
 	}
 }
 

@@ -48,7 +48,7 @@ func (p *parser) structured(e entry, args Args) bool {
 // options reads a map of socket options: each key one of contract.SocketOptions (with a
 // "did you mean" for a typo), each value a scalar of the option's kind.
 func (p *parser) options(e entry, args Args) {
-	entries, ok := p.mapping(e.Value, "options", "{ttl: 5, no_delay: true}")
+	entries, ok := p.Mapping(e.Value, "options", "{ttl: 5, no_delay: true}")
 	if !ok {
 		return
 	}
@@ -97,7 +97,7 @@ func CheckOptionValue(key, value string) error {
 
 // multicast reads {groups: [...], interface: IFACE}.
 func (p *parser) multicast(e entry, args Args) {
-	entries, ok := p.mapping(e.Value, "multicast", "{groups: [239.1.2.3], interface: eth0}")
+	entries, ok := p.Mapping(e.Value, "multicast", "{groups: [239.1.2.3], interface: eth0}")
 	if !ok {
 		return
 	}

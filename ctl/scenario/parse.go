@@ -180,20 +180,8 @@ func (p *parser) syntax(err error, data []byte) {
 // unquotedGT matches "key: >= 1G", which YAML reads as a folded block.
 var unquotedGT = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`([A-Za-z_]+):\s+(>=?\s*[^\s,}]+)`) })
 
-func pos(n *yaml.Node) Pos { return yamlwalk.Pos(n) }
-
-func (p *parser) node(n *yaml.Node) *yaml.Node { return p.Node(n) }
-
 // entry is one key: value of a mapping.
 type entry = yamlwalk.Entry
-
-func kindName(n *yaml.Node) string { return yamlwalk.Kind(n) }
-
-// mapping returns the entries of a mapping node (yamlwalk's Mapping: duplicate, merge and
-// non-scalar keys reported). what and example go into the message when n is not a mapping.
-func (p *parser) mapping(n *yaml.Node, what, example string) ([]entry, bool) {
-	return p.Mapping(n, what, example)
-}
 
 // scalar reads the scalar value of key; null and collections are reported.
 func (p *parser) scalar(key string, n *yaml.Node) (Scalar, bool) {
@@ -202,33 +190,33 @@ func (p *parser) scalar(key string, n *yaml.Node) (Scalar, bool) {
 
 // scalarOf is scalar for a value that messages call what.
 func (p *parser) scalarOf(what, key string, n *yaml.Node) (Scalar, bool) {
-	n = p.node(n)
+	n = p.Node(n)
 	if n == nil {
 		return Scalar{}, false
 	}
 	switch {
 	case n.Kind != yaml.ScalarNode:
-		p.add(pos(n), "%s must be a single value, not %s", what, kindName(n))
+		p.add(yamlwalk.Pos(n), "%s must be a single value, not %s", what, yamlwalk.Kind(n))
 		return Scalar{}, false
 	case n.Tag == "!!null" && n.Style == 0:
-		p.add(pos(n), "%s has no value; write %s: \"\" for an empty string", what, key)
+		p.add(yamlwalk.Pos(n), "%s has no value; write %s: \"\" for an empty string", what, key)
 		return Scalar{}, false
 	}
-	return Scalar{Raw: n.Value, Pos: pos(n)}, true
+	return Scalar{Raw: n.Value, Pos: yamlwalk.Pos(n)}, true
 }
 
 // sequence returns the items of a list node.
 func (p *parser) sequence(n *yaml.Node, what, example string) ([]*yaml.Node, bool) {
-	n = p.node(n)
+	n = p.Node(n)
 	if n == nil {
 		return nil, false
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.add(pos(n), "%s must be a list such as %s, not %s", what, example, kindName(n))
+		p.add(yamlwalk.Pos(n), "%s must be a list such as %s, not %s", what, example, yamlwalk.Kind(n))
 		return nil, false
 	}
 	if len(n.Content) == 0 {
-		p.add(pos(n), "%s is empty; give at least one step", what)
+		p.add(yamlwalk.Pos(n), "%s is empty; give at least one step", what)
 		return nil, false
 	}
 	return n.Content, true
@@ -240,11 +228,11 @@ func (p *parser) unknown(e entry, where string, known []string, listed string) {
 	if s := suggest(e.Key, known); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
-	p.add(pos(e.KeyNode), "%s (keys: %s)", msg, listed)
+	p.add(yamlwalk.Pos(e.KeyNode), "%s (keys: %s)", msg, listed)
 }
 
 func (p *parser) top(root *yaml.Node) {
-	entries, ok := p.mapping(root, "a scenario", "{name: ..., agents: {...}, steps: [...]}")
+	entries, ok := p.Mapping(root, "a scenario", "{name: ..., agents: {...}, steps: [...]}")
 	if !ok {
 		return
 	}
@@ -271,7 +259,7 @@ func (p *parser) top(root *yaml.Node) {
 	if !has["name"] {
 		p.file.Name = strings.TrimSuffix(filepath.Base(p.Path), filepath.Ext(p.Path))
 	}
-	at := pos(root)
+	at := yamlwalk.Pos(root)
 	if agentsNode == nil {
 		p.add(at, "missing key \"agents\": declare the agents the steps run on, e.g. agents: {server: local, client: local}")
 	} else {
@@ -285,12 +273,12 @@ func (p *parser) top(root *yaml.Node) {
 }
 
 func (p *parser) agentList(n *yaml.Node) {
-	entries, ok := p.mapping(n, "agents", "{server: 10.0.0.2:7700, client: local}")
+	entries, ok := p.Mapping(n, "agents", "{server: 10.0.0.2:7700, client: local}")
 	if !ok {
 		return
 	}
 	if len(entries) == 0 {
-		p.add(pos(n), "agents is empty; declare at least one agent, e.g. agents: {server: local}")
+		p.add(yamlwalk.Pos(n), "agents is empty; declare at least one agent, e.g. agents: {server: local}")
 	}
 	for _, e := range entries {
 		p.checkName(e, "an agent")
@@ -302,18 +290,18 @@ func (p *parser) agentList(n *yaml.Node) {
 			p.add(s.Pos, "agent %s: %s", e.Key, msg)
 		}
 		p.agents[e.Key] = true
-		p.file.Agents = append(p.file.Agents, Agent{Name: e.Key, Address: s.Raw, Labels: labels, Pos: pos(e.KeyNode)})
+		p.file.Agents = append(p.file.Agents, Agent{Name: e.Key, Address: s.Raw, Labels: labels, Pos: yamlwalk.Pos(e.KeyNode)})
 	}
 }
 
 // agentEntry reads an agent's value: an address, or {address: ADDR, labels: {KEY: VALUE}}.
 func (p *parser) agentEntry(e entry) (Scalar, map[string]string, bool) {
-	v := p.node(e.Value)
+	v := p.Node(e.Value)
 	if v == nil || v.Kind != yaml.MappingNode {
 		s, ok := p.scalarOf("agent "+e.Key, e.Key, e.Value)
 		return s, nil, ok
 	}
-	fields, _ := p.mapping(v, "agent "+e.Key, "{address: local, labels: {role: web}}")
+	fields, _ := p.Mapping(v, "agent "+e.Key, "{address: local, labels: {role: web}}")
 	var addr *entry
 	var labels map[string]string
 	for i, f := range fields {
@@ -327,7 +315,7 @@ func (p *parser) agentEntry(e entry) (Scalar, map[string]string, bool) {
 		}
 	}
 	if addr == nil {
-		p.add(pos(v), "agent %s needs an address: {address: HOST:PORT, labels: {role: web}} (or local)", e.Key)
+		p.add(yamlwalk.Pos(v), "agent %s needs an address: {address: HOST:PORT, labels: {role: web}} (or local)", e.Key)
 		return Scalar{}, nil, false
 	}
 	s, ok := p.scalarOf("agent "+e.Key, "address", addr.Value)
@@ -337,14 +325,14 @@ func (p *parser) agentEntry(e entry) (Scalar, map[string]string, bool) {
 // labels reads a map of label keys to values (values may be path.Match patterns in a
 // selector).
 func (p *parser) labels(what string, n *yaml.Node) map[string]string {
-	entries, ok := p.mapping(n, what, "{role: web, zone: a}")
+	entries, ok := p.Mapping(n, what, "{role: web, zone: a}")
 	if !ok {
 		return nil
 	}
 	out := make(map[string]string, len(entries))
 	for _, e := range entries {
 		if !labelKeyRE().MatchString(e.Key) {
-			p.add(pos(e.KeyNode), "a label key must be a letter or _ followed by letters, digits, _, . or -; got %q", e.Key)
+			p.add(yamlwalk.Pos(e.KeyNode), "a label key must be a letter or _ followed by letters, digits, _, . or -; got %q", e.Key)
 			continue
 		}
 		s, ok := p.scalarOf("label "+e.Key, e.Key, e.Value)
@@ -364,9 +352,9 @@ func (p *parser) labels(what string, n *yaml.Node) map[string]string {
 func (p *parser) checkName(e entry, what string) {
 	switch {
 	case !identRE().MatchString(e.Key):
-		p.add(pos(e.KeyNode), "%s name must be a letter or _ followed by letters, digits, _ or -; got %q", what, e.Key)
+		p.add(yamlwalk.Pos(e.KeyNode), "%s name must be a letter or _ followed by letters, digits, _ or -; got %q", what, e.Key)
 	case slices.Contains(reserved, e.Key):
-		p.add(pos(e.KeyNode), "%q cannot be %s name: ${%s...} means something else; pick another name", e.Key, what, e.Key)
+		p.add(yamlwalk.Pos(e.KeyNode), "%q cannot be %s name: ${%s...} means something else; pick another name", e.Key, what, e.Key)
 	}
 }
 
@@ -379,7 +367,7 @@ func checkAddress(a string) string {
 }
 
 func (p *parser) vars(n *yaml.Node) {
-	entries, ok := p.mapping(n, "vars", `{greeting: "Hello"}`)
+	entries, ok := p.Mapping(n, "vars", `{greeting: "Hello"}`)
 	if !ok {
 		return
 	}
@@ -412,12 +400,12 @@ func (p *parser) stepList(items []*yaml.Node) []*Step {
 }
 
 func (p *parser) step(n *yaml.Node) *Step {
-	entries, ok := p.mapping(n, "a step", "{on: AGENT, ACTION: {...}}")
+	entries, ok := p.Mapping(n, "a step", "{on: AGENT, ACTION: {...}}")
 	if !ok {
 		return nil
 	}
-	n = p.node(n)
-	st := &Step{Pos: pos(n)}
+	n = p.Node(n)
+	st := &Step{Pos: yamlwalk.Pos(n)}
 	var blocks []entry
 	for _, e := range entries {
 		if e.Key == "parallel" || e.Key == "repeat" {
@@ -426,7 +414,7 @@ func (p *parser) step(n *yaml.Node) *Step {
 	}
 	switch {
 	case len(blocks) > 1:
-		p.add(pos(blocks[1].KeyNode), "a step has either parallel or repeat, not both; nest one inside the other")
+		p.add(yamlwalk.Pos(blocks[1].KeyNode), "a step has either parallel or repeat, not both; nest one inside the other")
 		return nil
 	case len(blocks) == 1:
 		return p.block(st, blocks[0], entries)
@@ -443,7 +431,7 @@ func (p *parser) block(st *Step, b entry, entries []entry) *Step {
 				st.Name = s.Raw
 			}
 		default:
-			p.add(pos(e.KeyNode), "%q is not allowed in a %s block (keys: %s, name); put it on the steps inside", e.Key, b.Key, b.Key)
+			p.add(yamlwalk.Pos(e.KeyNode), "%q is not allowed in a %s block (keys: %s, name); put it on the steps inside", e.Key, b.Key, b.Key)
 		}
 	}
 	if b.Key == "parallel" {
@@ -457,7 +445,7 @@ func (p *parser) block(st *Step, b entry, entries []entry) *Step {
 		}
 		return st
 	}
-	rentries, ok := p.mapping(b.Value, "repeat", "{count: 3, steps: [...]}")
+	rentries, ok := p.Mapping(b.Value, "repeat", "{count: 3, steps: [...]}")
 	if !ok {
 		return nil
 	}
@@ -473,7 +461,7 @@ func (p *parser) block(st *Step, b entry, entries []entry) *Step {
 			p.unknown(e, "repeat", repeatKeys, "count, steps")
 		}
 	}
-	at := pos(b.KeyNode)
+	at := yamlwalk.Pos(b.KeyNode)
 	if count == nil {
 		p.add(at, "repeat is missing \"count\" (how many times, 1 to %d)", MaxRepeat)
 	} else if s, ok := p.scalar("count", count.Value); ok {
@@ -549,12 +537,12 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 		p.add(st.Pos, "step has no action; give one of %s (or parallel/repeat for a block)", strings.Join(Actions, ", "))
 	case 1:
 	default:
-		p.add(pos(actions[1].KeyNode), "step has two actions, %q and %q; a step does one thing: split it into two steps", actions[0].Key, actions[1].Key)
+		p.add(yamlwalk.Pos(actions[1].KeyNode), "step has two actions, %q and %q; a step does one thing: split it into two steps", actions[0].Key, actions[1].Key)
 	}
 	if len(actions) > 0 {
 		a := actions[0]
 		st.Action = a.Key
-		m.action = pos(a.KeyNode)
+		m.action = yamlwalk.Pos(a.KeyNode)
 		if a.Key == "matrix" {
 			st.Args, st.Matrix = Args{}, p.matrix(a)
 		} else {
@@ -563,7 +551,7 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 	}
 	switch {
 	case onEntry != nil && st.Matrix != nil:
-		p.add(pos(onEntry.KeyNode), "a matrix step runs on the agents its sources and targets pick; drop on")
+		p.add(yamlwalk.Pos(onEntry.KeyNode), "a matrix step runs on the agents its sources and targets pick; drop on")
 	case onEntry != nil:
 		p.on(st, *onEntry)
 	default:
@@ -575,10 +563,10 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 		if s, ok := p.scalar("as", asEntry.Value); ok {
 			st.As, m.as = s.Raw, s.Pos
 			if st.OnAll != nil {
-				p.add(pos(asEntry.KeyNode), "as names one socket or one result, but this step runs on every agent %s picks; drop as, or give each agent a step of its own", st.OnAll)
+				p.add(yamlwalk.Pos(asEntry.KeyNode), "as names one socket or one result, but this step runs on every agent %s picks; drop as, or give each agent a step of its own", st.OnAll)
 			}
 			if st.Action != "" && !slices.Contains(creates, st.Action) && !slices.Contains(measures, st.Action) {
-				p.add(pos(asEntry.KeyNode), "as names the socket a step creates (%s) or the results of %s; %s has neither", strings.Join(creates, ", "), strings.Join(measures, " and "), st.Action)
+				p.add(yamlwalk.Pos(asEntry.KeyNode), "as names the socket a step creates (%s) or the results of %s; %s has neither", strings.Join(creates, ", "), strings.Join(measures, " and "), st.Action)
 			}
 		}
 	}
@@ -596,7 +584,7 @@ func (p *parser) action(st *Step, entries []entry) *Step {
 // selector (picking at least one of the file's agents), a list of names, or all (unless an
 // agent is called all: then it is that agent, as before lists were).
 func (p *parser) on(st *Step, e entry) {
-	v := p.node(e.Value)
+	v := p.Node(e.Value)
 	if v == nil {
 		return
 	}
@@ -618,11 +606,11 @@ func (p *parser) on(st *Step, e entry) {
 	labels := p.labels("on", v)
 	if len(labels) == 0 {
 		if len(v.Content) == 0 {
-			p.add(pos(v), "on: an empty selector {} would pick every agent; name the labels, such as on: {role: web}")
+			p.add(yamlwalk.Pos(v), "on: an empty selector {} would pick every agent; name the labels, such as on: {role: web}")
 		}
 		return
 	}
-	sel := &Selector{Labels: labels, Pos: pos(v)}
+	sel := &Selector{Labels: labels, Pos: yamlwalk.Pos(v)}
 	st.OnAll = sel
 	if len(p.file.Agents) > 0 && len(p.file.Pick(*sel, nil)) == 0 {
 		p.add(sel.Pos, "on: %s picks no agent (agents: %s); label agents with {address: ..., labels: {role: web}}", sel, p.agentLabels())
@@ -670,7 +658,7 @@ func (p *parser) checkOn(s Scalar) {
 // args reads and checks the arguments of an action.
 func (p *parser) args(a entry) Args {
 	args := Args{}
-	v := p.node(a.Value)
+	v := p.Node(a.Value)
 	if v == nil {
 		return args
 	}
@@ -679,7 +667,7 @@ func (p *parser) args(a entry) Args {
 	if v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Style == 0 {
 		v = &yaml.Node{Kind: yaml.MappingNode, Line: v.Line, Column: v.Column}
 	}
-	entries, ok := p.mapping(v, a.Key, fmt.Sprintf("{%s: ...}", allowed[0]))
+	entries, ok := p.Mapping(v, a.Key, fmt.Sprintf("{%s: ...}", allowed[0]))
 	if !ok {
 		return args
 	}
@@ -705,7 +693,7 @@ func (p *parser) args(a entry) Args {
 		if slices.Contains(dataKeys, e.Key) {
 			data = append(data, e.Key)
 			if len(data) == 2 {
-				p.add(pos(e.KeyNode), "give one of data, data_hex, data_base64 or data_size, not both %s and %s", data[0], data[1])
+				p.add(yamlwalk.Pos(e.KeyNode), "give one of data, data_hex, data_base64 or data_size, not both %s and %s", data[0], data[1])
 			}
 		}
 		p.literal(a.Key, e.Key, s)
@@ -718,13 +706,13 @@ func (p *parser) args(a entry) Args {
 		}
 	}
 	if len(missing) > 0 {
-		p.add(pos(a.KeyNode), "%s is missing %s (required: %s)", a.Key, strings.Join(missing, " and "), strings.Join(spec.Required, ", "))
+		p.add(yamlwalk.Pos(a.KeyNode), "%s is missing %s (required: %s)", a.Key, strings.Join(missing, " and "), strings.Join(spec.Required, ", "))
 	}
 	if a.Key == "serve" {
 		p.serveArgs(a, args)
 	}
 	if (a.Key == "send" || a.Key == "sendto") && len(data) == 0 && !slices.ContainsFunc(typos, func(k string) bool { return slices.Contains(dataKeys, k) }) {
-		p.add(pos(a.KeyNode), "%s needs a payload: give one of data, data_hex, data_base64 or data_size", a.Key)
+		p.add(yamlwalk.Pos(a.KeyNode), "%s needs a payload: give one of data, data_hex, data_base64 or data_size", a.Key)
 	}
 	return args
 }
@@ -801,14 +789,14 @@ func orList(xs []string) string {
 // expect reads and checks the expectations of a step.
 func (p *parser) expect(action string, e entry) Args {
 	out := Args{}
-	v := p.node(e.Value)
+	v := p.Node(e.Value)
 	if v == nil {
 		return out
 	}
 	if v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Style == 0 {
 		return out
 	}
-	entries, ok := p.mapping(v, "expect", "{data: \"Hello\"}")
+	entries, ok := p.Mapping(v, "expect", "{data: \"Hello\"}")
 	if !ok {
 		return out
 	}
@@ -825,19 +813,19 @@ func (p *parser) expect(action string, e entry) Args {
 		out[x.Key] = s
 		p.expectLiteral(action, x.Key, s)
 		if acts, ok := expectFor[x.Key]; ok && action != "" && !slices.Contains(acts, action) {
-			p.add(pos(x.KeyNode), "expect %s applies to %s, not to %s", x.Key, orList(acts), action)
+			p.add(yamlwalk.Pos(x.KeyNode), "expect %s applies to %s, not to %s", x.Key, orList(acts), action)
 		}
 		if x.Key == "data" || x.Key == "data_hex" || x.Key == "data_base64" {
 			data = append(data, x.Key)
 			if len(data) == 2 {
-				p.add(pos(x.KeyNode), "expect one of data, data_hex or data_base64, not both %s and %s", data[0], data[1])
+				p.add(yamlwalk.Pos(x.KeyNode), "expect one of data, data_hex or data_base64, not both %s and %s", data[0], data[1])
 			}
 		}
 	}
 	if _, ok := out["error"]; ok {
 		for _, x := range entries {
 			if x.Key != "error" && x.Key != "within" && slices.Contains(ExpectKeys, x.Key) {
-				p.add(pos(x.KeyNode), "expect error cannot be combined with %s: a step that fails has no result to check (only within may go with error)", x.Key)
+				p.add(yamlwalk.Pos(x.KeyNode), "expect error cannot be combined with %s: a step that fails has no result to check (only within may go with error)", x.Key)
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sockagent/sockagent/agent/contract"
+	"github.com/sockagent/sockagent/ctl/internal/yamlwalk"
 )
 
 // A `tls:` map on dial, probe (clients) and listen (a server) steps:
@@ -74,11 +75,11 @@ func (p *parser) tlsArgs(action string, e entry, args Args) {
 		keys = tlsServerKeys
 	}
 	what := action + ".tls"
-	entries, ok := p.mapping(e.Value, what, "{ca: ca.pem}")
+	entries, ok := p.Mapping(e.Value, what, "{ca: ca.pem}")
 	if !ok {
 		return
 	}
-	args["tls"] = Scalar{Pos: pos(e.KeyNode)}
+	args["tls"] = Scalar{Pos: yamlwalk.Pos(e.KeyNode)}
 	for _, te := range entries {
 		if !slices.Contains(keys, te.Key) {
 			p.unknown(te, what, keys, strings.Join(keys, ", "))
@@ -100,15 +101,15 @@ func (p *parser) tlsArgs(action string, e entry, args Args) {
 	_, key := args["tls.key"]
 	switch {
 	case action == "listen" && (!cert || !key):
-		p.add(pos(e.KeyNode), "%s needs cert and key (PEM files; ca, when given, requires client certificates)", what)
+		p.add(yamlwalk.Pos(e.KeyNode), "%s needs cert and key (PEM files; ca, when given, requires client certificates)", what)
 	case cert != key:
-		p.add(pos(e.KeyNode), "%s: a client certificate needs both cert and key", what)
+		p.add(yamlwalk.Pos(e.KeyNode), "%s: a client certificate needs both cert and key", what)
 	}
 }
 
 // alpn reads alpn: a list of protocol names, or one.
 func (p *parser) alpn(what string, n *yaml.Node) (Scalar, bool) {
-	n = p.node(n)
+	n = p.Node(n)
 	if n == nil {
 		return Scalar{}, false
 	}
@@ -127,7 +128,7 @@ func (p *parser) alpn(what string, n *yaml.Node) (Scalar, bool) {
 		}
 		names = append(names, s.Raw)
 	}
-	return Scalar{Raw: strings.Join(names, ","), Pos: pos(n)}, true
+	return Scalar{Raw: strings.Join(names, ","), Pos: yamlwalk.Pos(n)}, true
 }
 
 // tlsLiteral checks a tls value without ${...} references: versions, booleans, and that

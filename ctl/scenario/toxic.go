@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sockagent/sockagent/ctl/internal/yamlwalk"
 )
 
 // Toxics: the impairments of a proxy (serve behaviour proxy), written the same way on
@@ -535,15 +537,15 @@ var toxicKeys = func() []string {
 // toxics reads a list of toxic maps, [{latency: 50ms, jitter: 5ms}, {timeout}]; an empty list
 // (the toxics action's "remove every toxic") is allowed.
 func (p *parser) toxics(e entry, args Args) {
-	n := p.node(e.Value)
+	n := p.Node(e.Value)
 	if n == nil {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.add(pos(n), "toxics must be a list such as [%s], not %s", FormYAML.example(toxicKinds[ToxicLatency].example), kindName(n))
+		p.add(yamlwalk.Pos(n), "toxics must be a list such as [%s], not %s", FormYAML.example(toxicKinds[ToxicLatency].example), yamlwalk.Kind(n))
 		return
 	}
-	args["toxics"] = Scalar{Pos: pos(n)}
+	args["toxics"] = Scalar{Pos: yamlwalk.Pos(n)}
 	for i, it := range n.Content {
 		p.toxic(it, ToxicsPrefix+strconv.Itoa(i), args)
 	}
@@ -551,11 +553,11 @@ func (p *parser) toxics(e entry, args Args) {
 
 // toxic reads one toxic's map into prefix.KEY keys, and checks it when no value holds ${...}.
 func (p *parser) toxic(n *yaml.Node, prefix string, args Args) {
-	entries, ok := p.mapping(n, "a toxic", FormYAML.example(toxicKinds[ToxicLatency].example))
+	entries, ok := p.Mapping(n, "a toxic", FormYAML.example(toxicKinds[ToxicLatency].example))
 	if !ok {
 		return
 	}
-	at := pos(p.node(n))
+	at := yamlwalk.Pos(p.Node(n))
 	args[prefix] = Scalar{Pos: at}
 	var pairs []ToxicPair
 	literal := true
@@ -564,11 +566,11 @@ func (p *parser) toxic(n *yaml.Node, prefix string, args Args) {
 			p.unknown(te, "a toxic", toxicKeys, "a kind ("+strings.Join(ToxicKinds, ", ")+") and its parameters, toxicity, name, direction")
 			return
 		}
-		v := p.node(te.Value)
+		v := p.Node(te.Value)
 		if v == nil {
 			return
 		}
-		s := Scalar{Pos: pos(v)}
+		s := Scalar{Pos: yamlwalk.Pos(v)}
 		if v.Kind != yaml.ScalarNode || v.Tag != "!!null" || v.Style != 0 {
 			if s, ok = p.scalarOf("toxic "+te.Key, te.Key, v); !ok {
 				return
@@ -595,7 +597,7 @@ func (p *parser) serveArgs(a entry, args Args) {
 	}
 	if b.Raw == "proxy" {
 		if _, ok := args["upstream"]; !ok {
-			p.add(pos(a.KeyNode), "serve with behaviour proxy needs upstream, the address it forwards to, such as upstream: \"127.0.0.1:${echo.local_port}\"")
+			p.add(yamlwalk.Pos(a.KeyNode), "serve with behaviour proxy needs upstream, the address it forwards to, such as upstream: \"127.0.0.1:${echo.local_port}\"")
 		}
 		return
 	}

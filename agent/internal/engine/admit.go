@@ -126,36 +126,21 @@ func (t *Table) take(caller, sess string, set *policy.RuleSet, c claim) (*admiss
 	if err := t.checkSocketsLocked(caller, sess, ss, set, c.sockets); err != nil {
 		return nil, err
 	}
-	b := &t.budget
 	d := holding{bytes: c.bytes, sockets: c.sockets}
 	if c.watch {
-		if n := b.of(caller).watches; n >= set.Limits.Watches {
+		if n := t.budget.of(caller).watches; n >= set.Limits.Watches {
 			return nil, &limitError{Limit: "limits.watches", Max: set.Limits.Watches, RuleSet: set.Name,
 				Detail: fmt.Sprintf("caller %q has %d event watches open; end one first", caller, n)}
 		}
 		d.watches = 1
 	}
 	if c.blocking {
-		b.calls++
 		d.calls = 1
-		if ss != nil {
-			ss.calls++
-		}
 	}
 	if c.waits {
-		b.waits++
 		d.waits = 1
-		if ss != nil {
-			ss.waits++
-		}
 	}
-	b.bytes += c.bytes
-	b.sockets += c.sockets
-	if ss != nil {
-		ss.bytes += c.bytes
-		ss.socks += c.sockets
-	}
-	b.add(caller, d)
+	t.countLocked(caller, ss, d)
 	return &admission{t: t, caller: caller, set: set, sess: ss, c: c}, nil
 }
 
@@ -260,38 +245,20 @@ func (a *admission) release() {
 		return
 	}
 	a.released = true
-	b := &t.budget
-	var d holding
+	d := holding{bytes: -a.c.bytes}
 	if a.c.blocking {
-		b.calls = max(b.calls-1, 0)
 		d.calls = -1
-		if a.sess != nil {
-			a.sess.calls--
-		}
 	}
 	if a.c.waits {
-		b.waits = max(b.waits-1, 0)
 		d.waits = -1
-		if a.sess != nil {
-			a.sess.waits--
-		}
-	}
-	b.bytes = max(b.bytes-a.c.bytes, 0)
-	d.bytes = -a.c.bytes
-	if a.sess != nil {
-		a.sess.bytes -= a.c.bytes
 	}
 	if a.c.watch {
 		d.watches = -1
 	}
 	if n := a.c.sockets - a.kept; n > 0 {
-		b.sockets = max(b.sockets-n, 0)
 		d.sockets = -n
-		if a.sess != nil {
-			a.sess.socks = max(a.sess.socks-n, 0)
-		}
 	}
-	b.add(a.caller, d)
+	t.countLocked(a.caller, a.sess, d)
 }
 
 // grow adds n bytes to what admission a holds while it lives, checked against the agent's,
@@ -335,23 +302,31 @@ func (a *admission) shrink(n int) {
 	t.addBytesLocked(a.caller, a.sess, -n)
 }
 
-// addBytesLocked counts n buffered bytes more (n < 0: fewer) for the agent, caller and
-// session ss (nil: none): what admit claims, grow adds, and shrink and release give back.
-func (t *Table) addBytesLocked(caller string, ss *session, n int) {
+// countLocked adds d to what the agent, caller and session ss (nil: none) hold: what admit
+// claims (d > 0), and release, grow, shrink and closing sockets add or give back. The agent's
+// counts and a session's sockets stay at 0 or more.
+func (t *Table) countLocked(caller string, ss *session, d holding) {
 	b := &t.budget
-	b.bytes = max(b.bytes+n, 0)
-	b.add(caller, holding{bytes: n})
+	b.calls = max(b.calls+d.calls, 0)
+	b.waits = max(b.waits+d.waits, 0)
+	b.bytes = max(b.bytes+d.bytes, 0)
+	b.sockets = max(b.sockets+d.sockets, 0)
+	b.add(caller, d)
 	if ss != nil {
-		ss.bytes += n
+		ss.calls += d.calls
+		ss.waits += d.waits
+		ss.bytes += d.bytes
+		ss.socks = max(ss.socks+d.sockets, 0)
 	}
+}
+
+// addBytesLocked counts n buffered bytes more (n < 0: fewer): what grow adds and shrink gives
+// back.
+func (t *Table) addBytesLocked(caller string, ss *session, n int) {
+	t.countLocked(caller, ss, holding{bytes: n})
 }
 
 // freeSocketsLocked frees n socket slots of owner (and of session ss, when not nil).
 func (t *Table) freeSocketsLocked(owner string, ss *session, n int) {
-	b := &t.budget
-	b.sockets = max(b.sockets-n, 0)
-	b.add(owner, holding{sockets: -n})
-	if ss != nil {
-		ss.socks = max(ss.socks-n, 0)
-	}
+	t.countLocked(owner, ss, holding{sockets: -n})
 }

@@ -72,12 +72,6 @@ func (p *parser) add(at diag.Pos, format string, args ...any) { p.Add(at, format
 
 func (p *parser) err() error { return p.Err() }
 
-func (p *parser) node(n *yaml.Node) *yaml.Node { return p.Node(n) }
-
-func pos(n *yaml.Node) diag.Pos { return yamlwalk.Pos(n) }
-
-func kindName(n *yaml.Node) string { return yamlwalk.Kind(n) }
-
 type entry = yamlwalk.Entry
 
 // mapping returns the entries of a map (yamlwalk's Mapping), reporting keys that are not in
@@ -91,7 +85,7 @@ func (p *parser) mapping(n *yaml.Node, what, example string, known []string) []e
 			if s := diag.Suggest(e.Key, known); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
-			p.add(pos(e.KeyNode), "%s (keys: %s)", msg, strings.Join(known, ", "))
+			p.add(yamlwalk.Pos(e.KeyNode), "%s (keys: %s)", msg, strings.Join(known, ", "))
 			continue
 		}
 		out = append(out, e)
@@ -101,12 +95,12 @@ func (p *parser) mapping(n *yaml.Node, what, example string, known []string) []e
 
 // scalar returns a single value, reporting lists, maps and empty values.
 func (p *parser) scalar(what string, n *yaml.Node) (string, *yaml.Node, bool) {
-	n = p.node(n)
+	n = p.Node(n)
 	if n == nil {
 		return "", nil, false
 	}
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		p.add(pos(n), "%s must be a single value, not %s", what, kindName(n))
+		p.add(yamlwalk.Pos(n), "%s must be a single value, not %s", what, yamlwalk.Kind(n))
 		return "", nil, false
 	}
 	return n.Value, n, true
@@ -200,7 +194,7 @@ func (p *parser) body(root *yaml.Node, what, example string, known []string) {
 	}
 	for _, k := range []string{"services", "sources", "targets", "expect"} {
 		if !has[k] {
-			p.add(pos(root), "missing key %q: a matrix needs services, sources, targets and expect (e.g. sources: [all])", k)
+			p.add(yamlwalk.Pos(root), "missing key %q: a matrix needs services, sources, targets and expect (e.g. sources: [all])", k)
 		}
 	}
 }
@@ -208,16 +202,16 @@ func (p *parser) body(root *yaml.Node, what, example string, known []string) {
 func (p *parser) agents(n *yaml.Node) {
 	entries := p.mapping(n, "agents", "{h1: 10.77.0.2:7700, h2: {address: 10.77.0.3:7700, labels: {role: db}}}", nil)
 	if len(entries) > maxAgents {
-		p.add(pos(n), "%d agents; at most %d", len(entries), maxAgents)
+		p.add(yamlwalk.Pos(n), "%d agents; at most %d", len(entries), maxAgents)
 		return
 	}
 	for _, e := range entries {
 		if !identRE().MatchString(e.Key) {
-			p.add(pos(e.KeyNode), "an agent name must be a letter or _ followed by letters, digits, _, . or -; got %q", e.Key)
+			p.add(yamlwalk.Pos(e.KeyNode), "an agent name must be a letter or _ followed by letters, digits, _, . or -; got %q", e.Key)
 			continue
 		}
 		a := Agent{Name: e.Key}
-		v := p.node(e.Value)
+		v := p.Node(e.Value)
 		if v == nil {
 			continue
 		}
@@ -234,7 +228,7 @@ func (p *parser) agents(n *yaml.Node) {
 			a.Address, _, _ = p.scalar("agent "+e.Key, v)
 		}
 		if msg := CheckAddress(a.Address); msg != "" {
-			p.add(pos(v), "agent %s: %s", e.Key, msg)
+			p.add(yamlwalk.Pos(v), "agent %s: %s", e.Key, msg)
 		}
 		p.file.Agents = append(p.file.Agents, a)
 	}
@@ -249,12 +243,12 @@ func (p *parser) labels(what string, n *yaml.Node) map[string]string {
 	out := map[string]string{}
 	for _, e := range p.mapping(n, what, "{role: web, zone: a}", nil) {
 		if !identRE().MatchString(e.Key) {
-			p.add(pos(e.KeyNode), "a label key must be a letter or _ followed by letters, digits, _, . or -; got %q", e.Key)
+			p.add(yamlwalk.Pos(e.KeyNode), "a label key must be a letter or _ followed by letters, digits, _, . or -; got %q", e.Key)
 			continue
 		}
 		if v, vn, ok := p.scalar("label "+e.Key, e.Value); ok {
 			if _, err := path.Match(v, ""); err != nil {
-				p.add(pos(vn), "label %s: %q is not a valid pattern (%v)", e.Key, v, err)
+				p.add(yamlwalk.Pos(vn), "label %s: %q is not a valid pattern (%v)", e.Key, v, err)
 				continue
 			}
 			out[e.Key] = v
@@ -266,16 +260,16 @@ func (p *parser) labels(what string, n *yaml.Node) map[string]string {
 func (p *parser) services(n *yaml.Node) {
 	entries := p.mapping(n, "services", "{web: {network: tcp, port: 8080}}", nil)
 	if n.Kind == yaml.MappingNode && len(n.Content) == 0 {
-		p.add(pos(n), "services is empty; give at least one, e.g. {web: {network: tcp, port: 8080}}")
+		p.add(yamlwalk.Pos(n), "services is empty; give at least one, e.g. {web: {network: tcp, port: 8080}}")
 	}
 	if len(entries) > maxServices {
-		p.add(pos(n), "%d services; at most %d", len(entries), maxServices)
+		p.add(yamlwalk.Pos(n), "%d services; at most %d", len(entries), maxServices)
 		return
 	}
 	for _, e := range entries {
-		s := Service{Name: e.Key, Pos: pos(e.KeyNode)}
+		s := Service{Name: e.Key, Pos: yamlwalk.Pos(e.KeyNode)}
 		if !identRE().MatchString(e.Key) || e.Key == "all" {
-			p.add(pos(e.KeyNode), "a service name must be a letter or _ followed by letters, digits, _, . or -, and not \"all\"; got %q", e.Key)
+			p.add(yamlwalk.Pos(e.KeyNode), "a service name must be a letter or _ followed by letters, digits, _, . or -, and not \"all\"; got %q", e.Key)
 		}
 		fields := p.mapping(e.Value, "service "+e.Key, "{network: tcp, port: 8080}", serviceKeys)
 		given := map[string]bool{}
@@ -292,19 +286,19 @@ func (p *parser) services(n *yaml.Node) {
 					if s := diag.Suggest(v, networks); s != "" {
 						msg += fmt.Sprintf("; did you mean %q?", s)
 					}
-					p.add(pos(vn), "%s", msg)
+					p.add(yamlwalk.Pos(vn), "%s", msg)
 				}
 				s.Network = v
 			case "port":
 				port, err := strconv.Atoi(v)
 				if err != nil || port < 1 || port > 65535 {
-					p.add(pos(vn), "service %s: port %q is not a number from 1 to 65535", e.Key, v)
+					p.add(yamlwalk.Pos(vn), "service %s: port %q is not a number from 1 to 65535", e.Key, v)
 				}
 				s.Port = port
 			}
 		}
 		if fields != nil && (!given["network"] || !given["port"]) {
-			p.add(pos(e.KeyNode), "service %s needs network and port, e.g. {network: tcp, port: 8080}", e.Key)
+			p.add(yamlwalk.Pos(e.KeyNode), "service %s needs network and port, e.g. {network: tcp, port: 8080}", e.Key)
 		}
 		p.file.Services = append(p.file.Services, s)
 	}
@@ -312,7 +306,7 @@ func (p *parser) services(n *yaml.Node) {
 
 // selectors reads one selector or a list of them.
 func (p *parser) selectors(what string, n *yaml.Node) []Selector {
-	n = p.node(n)
+	n = p.Node(n)
 	if n == nil {
 		return nil
 	}
@@ -320,35 +314,35 @@ func (p *parser) selectors(what string, n *yaml.Node) []Selector {
 	if n.Kind == yaml.SequenceNode {
 		items = n.Content
 		if len(items) == 0 {
-			p.add(pos(n), "%s is empty; give agent names, label selectors such as {role: web}, or all", what)
+			p.add(yamlwalk.Pos(n), "%s is empty; give agent names, label selectors such as {role: web}, or all", what)
 		}
 	}
 	var out []Selector
 	for _, it := range items {
-		it = p.node(it)
+		it = p.Node(it)
 		if it == nil {
 			return out
 		}
 		switch it.Kind {
 		case yaml.ScalarNode:
 			if it.Tag == "!!null" {
-				p.add(pos(it), "%s: an empty selector; give an agent name, a pattern such as web*, {role: web}, or all", what)
+				p.add(yamlwalk.Pos(it), "%s: an empty selector; give an agent name, a pattern such as web*, {role: web}, or all", what)
 				continue
 			}
 			if _, err := path.Match(it.Value, ""); err != nil {
-				p.add(pos(it), "%s: %q is not a valid name pattern (%v)", what, it.Value, err)
+				p.add(yamlwalk.Pos(it), "%s: %q is not a valid name pattern (%v)", what, it.Value, err)
 				continue
 			}
-			out = append(out, Selector{All: it.Value == "all", Name: it.Value, Pos: pos(it)})
+			out = append(out, Selector{All: it.Value == "all", Name: it.Value, Pos: yamlwalk.Pos(it)})
 		case yaml.MappingNode:
 			l := p.labels(what+" selector", it)
 			if len(l) == 0 {
-				p.add(pos(it), "%s: an empty label selector {} would pick every agent; write all", what)
+				p.add(yamlwalk.Pos(it), "%s: an empty label selector {} would pick every agent; write all", what)
 				continue
 			}
-			out = append(out, Selector{Labels: l, Pos: pos(it)})
+			out = append(out, Selector{Labels: l, Pos: yamlwalk.Pos(it)})
 		default:
-			p.add(pos(it), "%s: a selector is an agent name, a pattern, {label: value} or all, not %s", what, kindName(it))
+			p.add(yamlwalk.Pos(it), "%s: a selector is an agent name, a pattern, {label: value} or all, not %s", what, yamlwalk.Kind(it))
 		}
 	}
 	return out
@@ -364,7 +358,7 @@ func (p *parser) verdict(what string, n *yaml.Node) (Verdict, bool) {
 		if s := diag.Suggest(v, expectable); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
 		}
-		p.add(pos(vn), "%s", msg)
+		p.add(yamlwalk.Pos(vn), "%s", msg)
 		return "", false
 	}
 	return Verdict(v), true
@@ -379,12 +373,12 @@ func (p *parser) expect(n *yaml.Node) {
 				p.file.Default = v
 			}
 		case "rules":
-			rn := p.node(e.Value)
+			rn := p.Node(e.Value)
 			if rn == nil {
 				continue
 			}
 			if rn.Kind != yaml.SequenceNode {
-				p.add(pos(rn), "expect.rules must be a list such as [{from: all, to: {role: db}, service: web, expect: filtered}], not %s", kindName(rn))
+				p.add(yamlwalk.Pos(rn), "expect.rules must be a list such as [{from: all, to: {role: db}, service: web, expect: filtered}], not %s", yamlwalk.Kind(rn))
 				continue
 			}
 			for _, r := range rn.Content {
@@ -395,7 +389,7 @@ func (p *parser) expect(n *yaml.Node) {
 }
 
 func (p *parser) rule(n *yaml.Node) {
-	r := Rule{Pos: pos(n)}
+	r := Rule{Pos: yamlwalk.Pos(n)}
 	has := map[string]bool{}
 	for _, e := range p.mapping(n, "a rule", "{from: all, to: {role: db}, service: web, expect: filtered}", ruleKeys) {
 		has[e.Key] = true
@@ -424,7 +418,7 @@ func (p *parser) rule(n *yaml.Node) {
 
 // serviceRefs reads a rule's service: a name, a list of names, or all (nil).
 func (p *parser) serviceRefs(n *yaml.Node) []string {
-	n = p.node(n)
+	n = p.Node(n)
 	if n == nil {
 		return nil
 	}
@@ -450,7 +444,7 @@ func (p *parser) serviceRefs(n *yaml.Node) []string {
 			if s := diag.Suggest(v, known); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
-			p.add(pos(vn), "%s", msg)
+			p.add(yamlwalk.Pos(vn), "%s", msg)
 			continue
 		}
 		names = append(names, v)
@@ -483,7 +477,7 @@ func (p *parser) probe(n *yaml.Node) {
 func (p *parser) count(key, v string, n *yaml.Node, lo, hi int) int {
 	x, err := strconv.Atoi(v)
 	if err != nil || x < lo || x > hi {
-		p.add(pos(n), "probe.%s: %q is not a number from %d to %d", key, v, lo, hi)
+		p.add(yamlwalk.Pos(n), "probe.%s: %q is not a number from %d to %d", key, v, lo, hi)
 		return 0
 	}
 	return x
@@ -492,7 +486,7 @@ func (p *parser) count(key, v string, n *yaml.Node, lo, hi int) int {
 func (p *parser) duration(key, v string, n *yaml.Node, hi time.Duration) time.Duration {
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 || d > hi {
-		p.add(pos(n), "probe.%s: %q is not a duration from 1ms to %s (such as 500ms)", key, v, hi)
+		p.add(yamlwalk.Pos(n), "probe.%s: %q is not a duration from 1ms to %s (such as 500ms)", key, v, hi)
 		return 0
 	}
 	return d
